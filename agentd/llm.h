@@ -1,0 +1,64 @@
+/* llm: one model call over HTTP (libcurl), with retries, timeouts and cancel.
+ *
+ * Runs in the calling thread (agentd's slot workers call it; one CURL easy
+ * handle per call, so per thread). Streams text/thinking through callbacks.
+ */
+#ifndef CADRE_LLM_H
+#define CADRE_LLM_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "stream.h"
+
+typedef struct {
+  /* Profile as sent by the broker (provider, url, model, temperature,
+   * max_tokens, stream, ...); never contains a key. Borrowed. */
+  const json_t *profile;
+  const json_t *messages;  /* OpenAI-shape chat messages. Borrowed. */
+  const json_t *tools;     /* OpenAI tool definitions or NULL. Borrowed. */
+  const char *api_key;     /* NULL or "" for none; never logged */
+  long connect_timeout_ms; /* default 10000 */
+  long stall_timeout_ms;   /* no byte for this long mid-response: fail (default 120000) */
+  int max_tries;           /* default 3 */
+  long backoff_base_ms;    /* default 500; doubled each retry, with jitter */
+  long retry_after_cap_ms; /* longest Retry-After honoured, default 60000 */
+  atomic_bool *cancel;     /* set by another thread to abandon the call within ~1 s; may be NULL */
+  llm_stream_cb_t cb;      /* text / thinking as it arrives; called in this thread */
+  void *ud;
+  /* Called before each retry with the attempt number, the reason and the
+   * wait; may be NULL. */
+  void (*on_retry)(void *ud, int next_try, const char *reason, long wait_ms);
+} llm_call_t;
+
+typedef struct {
+  bool ok;
+  llm_result_t result;     /* valid when ok (and partially when not) */
+  int http_status;         /* last HTTP status, 0 when none */
+  int tries;
+  bool retryable;          /* when !ok: worth trying again later */
+  bool cancelled;
+  char code[48];           /* when !ok: "http_429", "http_500", "connect", "timeout",
+                              "stalled", "cut", "model_error", "bad_response", "cancelled" */
+  char detail[512];        /* when !ok: for the user; never holds a key */
+  long elapsed_ms;
+} llm_outcome_t;
+
+/* Process-wide setup (curl_global_init); call once from main before threads. */
+int llm_global_init(void);
+void llm_global_cleanup(void);
+
+/* The request body for a call (exposed for tests). Caller owns the result. */
+json_t *llm_build_body(const json_t *profile, const json_t *messages, const json_t *tools,
+                       bool ollama_native);
+/* The full URL for a profile's base url, and whether it is Ollama native.
+ * Returns a malloc'd string or NULL. */
+char *llm_endpoint(const json_t *profile, bool *ollama_native);
+
+/* Runs the call. Always fills *out (free with llm_outcome_free). Returns 0
+ * when out->ok, else -1. */
+int llm_run(const llm_call_t *call, llm_outcome_t *out);
+void llm_outcome_free(llm_outcome_t *out);
+
+#endif

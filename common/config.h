@@ -1,0 +1,78 @@
+/* config: Cadre's JSON configuration (the seed's agent_config_multi_agent.json shape).
+ *
+ *   {
+ *     "agents": { "<profile name>": { provider, url, model, api_key, role,
+ *                 temperature, max_tokens, stream, system_prompt_file,
+ *                 cost_per_1m_input, cost_per_1m_output }, ... },
+ *     "spawning_rules": { "keywords": { "<word>": "<profile name>" },
+ *                         "auto_spawn_on_keywords": bool, "require_confirmation": bool },
+ *     "max_concurrent_agents": int
+ *   }
+ *
+ * The profile whose role is "main" is the main agent. With no file, built-in
+ * defaults: the seed's models on a local Ollama.
+ */
+#ifndef CADRE_CONFIG_H
+#define CADRE_CONFIG_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+  char *name;               /* profile name, e.g. "reviewer_agent" */
+  char *provider;           /* "ollama", "lm_studio", "openai", "vllm", "llamacpp", ... */
+  char *url;                /* base URL, e.g. http://localhost:11434/v1 */
+  char *model;
+  char *api_key;            /* NULL when not in the file; never logged or sent */
+  char *role;               /* "main", "reviewer", ... */
+  double temperature;
+  int max_tokens;
+  bool stream;
+  char *system_prompt_file; /* as written in the file (NULL when absent) */
+  char *system_prompt;      /* the file's text, loaded; NULL when no file */
+  double cost_per_1m_input; /* USD */
+  double cost_per_1m_output;
+} cadre_profile_t;
+
+typedef struct {
+  char *keyword;
+  char *profile;
+} cadre_keyword_rule_t;
+
+typedef struct {
+  char *path;               /* file read, or NULL for built-in defaults */
+  cadre_profile_t *profiles;
+  size_t n_profiles;
+  cadre_keyword_rule_t *keywords;
+  size_t n_keywords;
+  bool auto_spawn_on_keywords;
+  bool require_confirmation;
+  int max_concurrent_agents; /* default 5 */
+} cadre_config_t;
+
+/* Loads path (NULL: built-in defaults). prompts_dir is where relative
+ * system_prompt_file paths are looked up when not found beside the config file
+ * (NULL: the usual places). On error returns NULL and writes into err a message
+ * naming the file, the key (e.g. agents.reviewer_agent.temperature) and what is
+ * wrong. */
+cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err, size_t errlen);
+void config_destroy(cadre_config_t **self_p);
+
+/* Profile by name, or NULL. */
+const cadre_profile_t *config_profile(const cadre_config_t *self, const char *name);
+/* First profile with this role, or NULL. */
+const cadre_profile_t *config_profile_for_role(const cadre_config_t *self, const char *role);
+/* The main agent's profile (role "main"); never NULL for a loaded config. */
+const cadre_profile_t *config_main(const cadre_config_t *self);
+
+/* The profile as sent to a node: every field but api_key and the prompt
+ * (name, provider, url, model, role, temperature, max_tokens, stream). Caller owns. */
+json_t *config_profile_wire(const cadre_profile_t *p);
+/* The whole config as JSON for display, api keys replaced by "***" when set. Caller owns. */
+json_t *config_to_json(const cadre_config_t *self);
+
+/* Directory that holds the built-in prompts (main_prompt.txt, ...), or NULL. */
+const char *config_find_prompts_dir(void);
+
+#endif

@@ -1,0 +1,136 @@
+/* proto: the Cadre wire protocol (codec, validation, ZeroMQ framing).
+ *
+ * The messages and their fields are defined once, in proto/messages.def.
+ * A message is a flat struct holding every field of every message type; the
+ * bit `has` says which are set. Strings and json_t fields are owned by the
+ * message and released by proto_msg_destroy().
+ */
+#ifndef CADRE_PROTO_H
+#define CADRE_PROTO_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "messages.def"
+
+#define PROTO_VERSION 1
+/* Largest frame any Cadre socket accepts (also set as ZMQ_MAXMSGSIZE). */
+#define PROTO_MAX_FRAME (8 * 1024 * 1024)
+/* Deepest nesting of maps/arrays accepted in a frame (the envelope map is depth 1). */
+#define PROTO_MAX_DEPTH 12
+
+typedef enum {
+  PROTO_NONE = 0,
+#define PROTO_M_ENUM(NAME, wire, doc) PROTO_##NAME,
+  PROTO_MESSAGES(PROTO_M_ENUM)
+#undef PROTO_M_ENUM
+      PROTO_TYPE_COUNT
+} proto_type_t;
+
+/* Field ids, used as bit numbers in proto_msg_t.has. */
+typedef enum {
+#define PROTO_F_ENUM(name, KIND, doc) PROTO_F_##name,
+  PROTO_FIELDS(PROTO_F_ENUM)
+#undef PROTO_F_ENUM
+      PROTO_FIELD_COUNT
+} proto_field_t;
+
+typedef enum { PROTO_KIND_STR, PROTO_KIND_INT, PROTO_KIND_BOOL, PROTO_KIND_NUM,
+               PROTO_KIND_MAP, PROTO_KIND_LIST, PROTO_KIND_ANY } proto_kind_t;
+
+#define PROTO_CTYPE_STR char *
+#define PROTO_CTYPE_INT int64_t
+#define PROTO_CTYPE_BOOL bool
+#define PROTO_CTYPE_NUM double
+#define PROTO_CTYPE_MAP json_t *
+#define PROTO_CTYPE_LIST json_t *
+#define PROTO_CTYPE_ANY json_t *
+
+typedef struct proto_msg {
+  proto_type_t type;
+  int64_t id;    /* sender's sequence number */
+  uint64_t has;  /* bit (1 << PROTO_F_x) set when field x is present */
+#define PROTO_F_MEMBER(name, KIND, doc) PROTO_CTYPE_##KIND name;
+  PROTO_FIELDS(PROTO_F_MEMBER)
+#undef PROTO_F_MEMBER
+} proto_msg_t;
+
+#define PROTO_BIT(field) (UINT64_C(1) << PROTO_F_##field)
+/* True when the field is present in the message. */
+#define PROTO_HAS(msg, field) (((msg)->has & PROTO_BIT(field)) != 0)
+/* Set a scalar field (INT, BOOL, NUM) and mark it present. */
+#define PROTO_SET(msg, field, value) ((msg)->field = (value), (msg)->has |= PROTO_BIT(field))
+
+/* Decode/validation error codes. */
+typedef enum {
+  PROTO_OK = 0,
+  PROTO_E_OVERSIZE,    /* frame larger than PROTO_MAX_FRAME */
+  PROTO_E_MALFORMED,   /* not valid msgpack, truncated, or trailing bytes */
+  PROTO_E_DEPTH,       /* nesting deeper than PROTO_MAX_DEPTH */
+  PROTO_E_COUNT,       /* an element count larger than the bytes that follow */
+  PROTO_E_NOT_MAP,     /* top level is not a map, or a map key is not a string */
+  PROTO_E_VERSION,     /* "v" missing or not PROTO_VERSION */
+  PROTO_E_TYPE,        /* "type" missing or not a known message */
+  PROTO_E_FIELD_TYPE,  /* a field has the wrong msgpack type */
+  PROTO_E_MISSING,     /* a required field is absent */
+  PROTO_E_VALUE,       /* a value is unusable: bad UTF-8, NUL in a string, int out of range, ext/bin */
+  PROTO_E_NOMEM,
+} proto_errcode_t;
+
+typedef struct {
+  proto_errcode_t code;
+  char text[256]; /* precise: names the field and what was wrong */
+} proto_err_t;
+
+/* Stable lowercase name of an error code ("oversize", "bad_version", ...). */
+const char *proto_errcode_name(proto_errcode_t code);
+
+/* Wire name of a message type ("hello"), or "?" */
+const char *proto_type_name(proto_type_t type);
+/* Message type by wire name, or PROTO_NONE. */
+proto_type_t proto_type_by_name(const char *name);
+/* Field name and kind by id. */
+const char *proto_field_name(proto_field_t field);
+proto_kind_t proto_field_kind(proto_field_t field);
+
+/* New empty message of a type. Returns NULL on allocation failure. */
+proto_msg_t *proto_msg_new(proto_type_t type);
+/* Frees a message, its strings and json references. Accepts NULL; nulls *msg_p. */
+void proto_msg_destroy(proto_msg_t **msg_p);
+
+/* Set a STR field to a copy of s (NULL clears it). Returns 0 or -ENOMEM. */
+int proto_set_str(proto_msg_t *msg, proto_field_t field, const char *s);
+/* Set a MAP/LIST/ANY field, taking ownership of the reference `value`
+ * (NULL clears it). Returns 0, or -EINVAL when the JSON type does not fit the
+ * field's kind (the reference is then released). */
+int proto_set_json(proto_msg_t *msg, proto_field_t field, json_t *value);
+
+/* Encodes msg as one msgpack map. On success *buf (caller frees with free())
+ * and *len are set and 0 is returned; on failure (a required field missing, a
+ * value not encodable) returns a negative errno and fills err. */
+int proto_encode(const proto_msg_t *msg, char **buf, size_t *len, proto_err_t *err);
+
+/* Decodes and validates one frame. On success *out is a new message (caller
+ * destroys it) and PROTO_OK is returned; otherwise the error code, err->text
+ * names the problem, and *out is untouched. Never allocates more than a small
+ * multiple of len. */
+proto_errcode_t proto_decode(const void *data, size_t len, proto_msg_t **out, proto_err_t *err);
+
+/* ---- ZeroMQ framing ---------------------------------------------------- */
+
+/* Apply Cadre's socket options: ZMQ_MAXMSGSIZE = PROTO_MAX_FRAME, linger. */
+int proto_socket_setup(void *sock);
+
+/* Sends msg (stamping v and id are the encoder's job; id is taken from msg->id)
+ * on a DEALER socket, or on a ROUTER when identity is not NULL (identity frame
+ * first). flags are ZMQ send flags (ZMQ_DONTWAIT). Returns 0 or a negative
+ * errno (-EHOSTUNREACH for an unknown ROUTER peer, -EAGAIN when full, -EINVAL
+ * when the message does not encode). The message stays owned by the caller. */
+int proto_send(void *sock, const void *identity, size_t idlen, const proto_msg_t *msg, int flags);
+
+/* Sends already-encoded bytes (used to forward a frame unchanged). */
+int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *data, size_t len, int flags);
+
+#endif
