@@ -21,6 +21,11 @@ typedef struct {
   const char *api_key;     /* NULL or "" for none; never logged */
   long connect_timeout_ms; /* default 10000 */
   long stall_timeout_ms;   /* no byte for this long mid-response: fail (default 120000) */
+  /* Longest wait for the first byte of the response (headers included),
+   * counted from the start of a try. 0: stall_timeout_ms when streaming,
+   * max(stall_timeout_ms, 600000) when not (a non-streamed answer arrives
+   * only when the whole generation is done). */
+  long first_byte_timeout_ms;
   int max_tries;           /* default 3 */
   long backoff_base_ms;    /* default 500; doubled each retry, with jitter */
   long retry_after_cap_ms; /* longest Retry-After honoured, default 60000 */
@@ -43,6 +48,9 @@ typedef struct {
                               "stalled", "cut", "model_error", "bad_response", "cancelled" */
   char detail[512];        /* when !ok: for the user; never holds a key */
   long elapsed_ms;
+  /* result.has_usage was false from the server: the token counts in result
+   * are estimates (request bytes / 4, answer bytes / 4), and has_usage is set. */
+  bool usage_counted;
 } llm_outcome_t;
 
 /* Process-wide setup (curl_global_init); call once from main before threads. */

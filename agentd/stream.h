@@ -6,7 +6,9 @@
  *   - a result at the end: full text, thinking, tool calls, finish reason, usage, error.
  *
  * Formats:
- *   LLM_FORMAT_OPENAI_SSE    OpenAI chat completions with stream:true (text/event-stream)
+ *   LLM_FORMAT_OPENAI_SSE    OpenAI chat completions with stream:true (text/event-stream);
+ *                            a body starting with '{' is read as LLM_FORMAT_OPENAI_JSON
+ *                            (a server that ignored stream:true, or a JSON error body)
  *   LLM_FORMAT_OPENAI_JSON   OpenAI chat completions with stream:false (one JSON object)
  *   LLM_FORMAT_OLLAMA_NDJSON Ollama native /api/chat (one JSON object per line; also
  *                            accepts a single object, i.e. stream:false)
@@ -46,12 +48,14 @@ typedef struct {
   char *finish_reason;   /* NULL when the server never said */
   bool has_usage;
   int64_t prompt_tokens, completion_tokens, total_tokens;
-  bool done;             /* saw [DONE], done:true, or object "chat.completion.done" */
+  bool done;             /* saw [DONE], done:true, object "chat.completion.done", or a
+                            whole JSON body with "choices" */
   bool has_error;        /* the server reported an error in the body */
   char *error_code;      /* e.g. "tool_use_failed", "400"; may be NULL */
   char *error_message;
   size_t n_choices;      /* distinct choice indexes seen (n>1) */
-  char *choice_text[LLM_MAX_CHOICES]; /* text per choice index (0 is also `text`) */
+  char *choice_text[LLM_MAX_CHOICES]; /* text per choice index (NULL when unseen);
+                                         choice_text[0] is the same pointer as `text` */
 } llm_result_t;
 
 typedef struct {
@@ -71,7 +75,9 @@ void llm_stream_destroy(llm_stream_t **self_p);
  * is exceeded (-E2BIG) or memory runs out; the parser then stays failed. A
  * chunk that is not valid JSON is an error of the stream (result.has_error). */
 int llm_stream_feed(llm_stream_t *self, const char *data, size_t len);
-/* End of body: dispatches a last event that had no blank line after it. */
+/* End of body: dispatches a last event that had no blank line after it (or a
+ * last NDJSON line without LF). When that last piece is cut off mid-JSON it is
+ * dropped, not an error: done stays false and the caller sees a cut stream. */
 int llm_stream_finish(llm_stream_t *self);
 /* The result so far (complete after finish). Owned by the parser. */
 const llm_result_t *llm_stream_result(const llm_stream_t *self);

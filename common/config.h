@@ -30,6 +30,7 @@ typedef struct {
   int max_tokens;
   bool stream;
   char *system_prompt_file; /* as written in the file (NULL when absent) */
+  char *system_prompt_path; /* the file actually read (resolved); NULL when none */
   char *system_prompt;      /* the file's text, loaded; NULL when no file */
   double cost_per_1m_input; /* USD */
   double cost_per_1m_output;
@@ -51,11 +52,15 @@ typedef struct {
   int max_concurrent_agents; /* default 5 */
 } cadre_config_t;
 
-/* Loads path (NULL: built-in defaults). prompts_dir is where relative
- * system_prompt_file paths are looked up when not found beside the config file
- * (NULL: the usual places). On error returns NULL and writes into err a message
- * naming the file, the key (e.g. agents.reviewer_agent.temperature) and what is
- * wrong. */
+/* Loads path (NULL: built-in defaults). A relative system_prompt_file is looked
+ * up beside the config file, then in prompts_dir (NULL: skipped), then in
+ * config_find_prompts_dir(); in the last two also by its base name, so the
+ * seed's "prompts/reviewer_prompt.txt" works from anywhere. A profile with no
+ * system_prompt_file gets <role>_prompt.txt from those two directories when it
+ * exists (else no prompt). Unknown keys are ignored (forward compatible).
+ * Files are capped (config 1 MiB, prompt 256 KiB). On error returns NULL and
+ * writes into err a message naming the file, the key (e.g.
+ * agents.reviewer_agent.temperature) and what is wrong. Caller owns the result. */
 cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err, size_t errlen);
 void config_destroy(cadre_config_t **self_p);
 
@@ -72,7 +77,11 @@ json_t *config_profile_wire(const cadre_profile_t *p);
 /* The whole config as JSON for display, api keys replaced by "***" when set. Caller owns. */
 json_t *config_to_json(const cadre_config_t *self);
 
-/* Directory that holds the built-in prompts (main_prompt.txt, ...), or NULL. */
-const char *config_find_prompts_dir(void);
+/* Writes into buf the directory that holds the built-in prompts (main_prompt.txt, ...):
+ * the first existing of $CADRE_PROMPTS_DIR, CADRE_DATADIR/prompts,
+ * <exe dir>/../share/cadre/prompts, CADRE_SOURCE_ROOT/prompts. Returns 0,
+ * -ENOENT when none exists, or -ENAMETOOLONG when the first that exists does
+ * not fit in len (buf then holds ""). */
+int config_find_prompts_dir(char *buf, size_t len);
 
 #endif

@@ -20,6 +20,12 @@
 #define PROTO_MAX_FRAME (8 * 1024 * 1024)
 /* Deepest nesting of maps/arrays accepted in a frame (the envelope map is depth 1). */
 #define PROTO_MAX_DEPTH 12
+/* Most memory a frame of len bytes may decode to (msgpack objects plus json_t
+ * values, estimated per value before decoding). Ordinary data stays far below
+ * it (text ~1-10x, an array of small ints ~72x, 100k tiny {"a":1} maps ~112x);
+ * a frame stuffed with tens of thousands of empty maps or arrays (~170-280x)
+ * is rejected with PROTO_E_OVERSIZE. Worst case: ~1 GiB for an 8 MiB frame. */
+#define PROTO_DECODE_BUDGET(len) ((size_t)(len) * 128u + (size_t)1024 * 1024)
 
 typedef enum {
   PROTO_NONE = 0,
@@ -86,6 +92,8 @@ typedef struct {
 
 /* Stable lowercase name of an error code ("oversize", "bad_version", ...). */
 const char *proto_errcode_name(proto_errcode_t code);
+/* One-sentence description of an error code (for docs and logs). */
+const char *proto_errcode_doc(proto_errcode_t code);
 
 /* Wire name of a message type ("hello"), or "?" */
 const char *proto_type_name(proto_type_t type);
@@ -94,8 +102,15 @@ proto_type_t proto_type_by_name(const char *name);
 /* Field name and kind by id. */
 const char *proto_field_name(proto_field_t field);
 proto_kind_t proto_field_kind(proto_field_t field);
+/* Lowercase name of a field kind ("str", "int", "bool", "num", "map", "list", "any"). */
+const char *proto_kind_name(proto_kind_t kind);
 
-/* New empty message of a type. Returns NULL on allocation failure. */
+typedef enum { PROTO_MEMBER_NONE = 0, PROTO_MEMBER_OPT, PROTO_MEMBER_REQ } proto_member_t;
+/* Whether field belongs to message type, and if so whether it is required. */
+proto_member_t proto_member(proto_type_t type, proto_field_t field);
+
+/* New empty message of a type. Returns NULL on allocation failure, or for
+ * PROTO_NONE / an out-of-range type (errno EINVAL). */
 proto_msg_t *proto_msg_new(proto_type_t type);
 /* Frees a message, its strings and json references. Accepts NULL; nulls *msg_p. */
 void proto_msg_destroy(proto_msg_t **msg_p);
@@ -108,8 +123,10 @@ int proto_set_str(proto_msg_t *msg, proto_field_t field, const char *s);
 int proto_set_json(proto_msg_t *msg, proto_field_t field, json_t *value);
 
 /* Encodes msg as one msgpack map. On success *buf (caller frees with free())
- * and *len are set and 0 is returned; on failure (a required field missing, a
- * value not encodable) returns a negative errno and fills err. */
+ * and *len are set and 0 is returned; on failure returns a negative errno and
+ * fills err: -EINVAL (a required field missing, a value the decoder would
+ * reject), -EMSGSIZE (frame over PROTO_MAX_FRAME or PROTO_DECODE_BUDGET),
+ * -ENOMEM. Present fields that are not members of the type are ignored. */
 int proto_encode(const proto_msg_t *msg, char **buf, size_t *len, proto_err_t *err);
 
 /* Decodes and validates one frame. On success *out is a new message (caller
@@ -130,7 +147,9 @@ int proto_socket_setup(void *sock);
  * when the message does not encode). The message stays owned by the caller. */
 int proto_send(void *sock, const void *identity, size_t idlen, const proto_msg_t *msg, int flags);
 
-/* Sends already-encoded bytes (used to forward a frame unchanged). */
+/* Sends already-encoded bytes (used to forward a frame unchanged). Same
+ * returns as proto_send, plus -EMSGSIZE when len > PROTO_MAX_FRAME (the peer
+ * would drop the connection). */
 int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *data, size_t len, int flags);
 
 #endif

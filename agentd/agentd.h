@@ -1,0 +1,71 @@
+/* agentd: the agent daemon. A stateless worker that runs model turns for a broker.
+ *
+ * Threads: the main thread owns the DEALER socket to the broker and a PULL
+ * socket on which slot workers hand it encoded messages (deltas, turn ends)
+ * to forward. Each worker owns one PUSH socket and runs one turn at a time
+ * (llm_run, blocking, one CURL handle). Cancel is an atomic flag per job.
+ */
+#ifndef CADRE_AGENTD_H
+#define CADRE_AGENTD_H
+
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "keys.h"
+#include "secrets.h"
+
+typedef struct {
+  const char *broker;       /* endpoint */
+  const char *broker_key;   /* Z85 or file */
+  const char *key_file;     /* our key pair */
+  const char *name;
+  const char *workspace;
+  int slots;
+  json_t *models;           /* strings; ["*"] = any */
+  json_t *providers;
+  secrets_t *secrets;       /* borrowed, may be NULL */
+  cadre_config_t *config;   /* borrowed, may be NULL: api keys of profiles */
+  long connect_timeout_ms;
+  long stall_timeout_ms;
+} agentd_opts_t;
+
+typedef struct job {
+  int64_t turn;
+  int64_t attempt;
+  char *session;
+  json_t *profile;
+  json_t *messages;
+  json_t *tools;
+  char *api_key;            /* resolved on this host; wiped on free */
+  atomic_bool cancel;
+  bool taken;               /* a worker runs it */
+  bool finished;
+  struct job *next;
+} job_t;
+
+typedef struct agentd agentd_t;
+
+/* Job queue shared by the main thread and the workers (worker.c). */
+typedef struct {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  job_t *jobs;
+  bool stopping;
+  void *ctx;                /* for workers' PUSH sockets */
+  const char *events_endpoint;
+  long connect_timeout_ms, stall_timeout_ms;
+} jobq_t;
+
+int workers_start(jobq_t *q, pthread_t *threads, int n);
+void workers_stop(jobq_t *q, pthread_t *threads, int n);
+void job_free(job_t *j);
+
+agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen);
+int agentd_run(agentd_t *self, volatile int *stop);
+void agentd_destroy(agentd_t **self_p);
+
+#endif

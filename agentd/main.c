@@ -1,0 +1,162 @@
+/* cadre-agentd: runs model turns for a broker. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agentd.h"
+#include "llm.h"
+#include "log.h"
+#include "util.h"
+
+static volatile int stop_flag;
+
+static void on_signal(int sig) {
+  (void)sig;
+  stop_flag = 1;
+}
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "Usage: cadre-agentd --broker ENDPOINT --name NAME --slots N --workspace DIR [--secrets FILE]\n"
+          "\n"
+          "Connects to a Cadre broker and runs model turns: calls OpenAI-compatible APIs\n"
+          "(Ollama, LM Studio, vLLM, llama.cpp, OpenAI) and streams the answers back.\n"
+          "\n"
+          "  --broker ENDPOINT     broker address, e.g. tcp://10.0.0.5:7700 (or CADRE_BROKER)\n"
+          "  --broker-key KEY      broker public key, Z85 or a file (default: broker.pub beside --key)\n"
+          "  --key FILE            this daemon's CURVE key pair (default: the local cluster's client.key)\n"
+          "  --name NAME           node name (default: host name)\n"
+          "  --slots N             turns run at the same time (default 4)\n"
+          "  --workspace DIR       directory tools act in (default: current directory)\n"
+          "  --secrets FILE        secrets.json with ollama_api_key, lm_studio_api_key, openai_api_key\n"
+          "  --config FILE         agents config, for api_key values of profiles\n"
+          "  --models LIST         comma-separated models served (default: any)\n"
+          "  --providers LIST      comma-separated providers served (default: any)\n"
+          "  --connect-timeout S   model server connect timeout (default 10)\n"
+          "  --stall-timeout S     fail a response silent for S seconds (default 120)\n"
+          "  --log-json, -v/--verbose, --version, --help\n"
+          "\n"
+          "API keys come from the profile (--config), else --secrets, else OLLAMA_API_KEY /\n"
+          "OPENAI_API_KEY / LM_STUDIO_API_KEY. They never leave this host except to the model server.\n");
+}
+
+static json_t *split_list(const char *s) {
+  json_t *out = json_array();
+  char *copy = strdup(s ? s : "*");
+  for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ","))
+    if (*tok)
+      json_array_append_new(out, json_string(tok));
+  free(copy);
+  return out;
+}
+
+/* Default key files come from the local cluster's state directory. */
+static const char *default_in_state(char *buf, size_t len, const char *file) {
+  char dir[4096];
+  if (util_state_dir(dir, sizeof dir) < 0)
+    return NULL;
+  snprintf(buf, len, "%s/%s", dir, file);
+  return buf;
+}
+
+int main(int argc, char **argv) {
+  agentd_opts_t o = {.slots = 4, .workspace = ".", .connect_timeout_ms = 10000, .stall_timeout_ms = 120000};
+  const char *secrets_path = NULL, *config_path = NULL, *models = NULL, *providers = NULL;
+  bool log_json = false, verbose = false;
+  char host[256], keybuf[4200], pubbuf[4200];
+  static const struct option longopts[] = {
+      {"broker", required_argument, 0, 'b'},    {"broker-key", required_argument, 0, 'B'},
+      {"key", required_argument, 0, 'k'},       {"name", required_argument, 0, 'n'},
+      {"slots", required_argument, 0, 's'},     {"workspace", required_argument, 0, 'w'},
+      {"secrets", required_argument, 0, 'S'},   {"config", required_argument, 0, 'c'},
+      {"models", required_argument, 0, 'm'},    {"providers", required_argument, 0, 'p'},
+      {"connect-timeout", required_argument, 0, 'T'}, {"stall-timeout", required_argument, 0, 't'},
+      {"log-json", no_argument, 0, 'J'},        {"verbose", no_argument, 0, 'v'},
+      {"version", no_argument, 0, 'V'},         {"help", no_argument, 0, 'h'},
+      {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'b': o.broker = optarg; break;
+    case 'B': o.broker_key = optarg; break;
+    case 'k': o.key_file = optarg; break;
+    case 'n': o.name = optarg; break;
+    case 's': o.slots = atoi(optarg); break;
+    case 'w': o.workspace = optarg; break;
+    case 'S': secrets_path = optarg; break;
+    case 'c': config_path = optarg; break;
+    case 'm': models = optarg; break;
+    case 'p': providers = optarg; break;
+    case 'T': o.connect_timeout_ms = atol(optarg) * 1000; break;
+    case 't': o.stall_timeout_ms = (long)(atof(optarg) * 1000); break;
+    case 'J': log_json = true; break;
+    case 'v': verbose = true; break;
+    case 'V': printf("cadre-agentd %s\n", CADRE_VERSION); return 0;
+    case 'h': usage(stdout); return 0;
+    default: usage(stderr); return 2;
+    }
+  }
+  if (!o.broker)
+    o.broker = getenv("CADRE_BROKER");
+  if (!o.broker) {
+    fprintf(stderr, "cadre-agentd: --broker is required\n\n");
+    usage(stderr);
+    return 2;
+  }
+  if (o.slots < 1 || o.slots > 256) {
+    fprintf(stderr, "cadre-agentd: --slots must be between 1 and 256\n");
+    return 2;
+  }
+  if (o.stall_timeout_ms < 100 || o.connect_timeout_ms < 100) {
+    fprintf(stderr, "cadre-agentd: timeouts must be positive\n");
+    return 2;
+  }
+  if (!o.name) {
+    util_hostname(host, sizeof host);
+    o.name = host;
+  }
+  if (!o.key_file)
+    o.key_file = getenv("CADRE_KEY") ? getenv("CADRE_KEY") : default_in_state(keybuf, sizeof keybuf, "client.key");
+  if (!o.broker_key)
+    o.broker_key = getenv("CADRE_BROKER_KEY") ? getenv("CADRE_BROKER_KEY")
+                                              : default_in_state(pubbuf, sizeof pubbuf, "broker.pub");
+  log_setup("cadre-agentd", log_json, verbose ? LOG_DEBUG : LOG_INFO);
+  char err[1024];
+  secrets_t *secrets = NULL;
+  cadre_config_t *cfg = NULL;
+  if (secrets_path && !(secrets = secrets_load(secrets_path, err, sizeof err))) {
+    log_error("%s", err);
+    return 1;
+  }
+  if (config_path && !(cfg = config_load(config_path, NULL, err, sizeof err))) {
+    log_error("%s", err);
+    secrets_destroy(&secrets);
+    return 1;
+  }
+  o.secrets = secrets;
+  o.config = cfg;
+  o.models = split_list(models);
+  o.providers = split_list(providers);
+  signal(SIGPIPE, SIG_IGN);
+  struct sigaction sa = {.sa_handler = on_signal};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  llm_global_init();
+  int rc = 1;
+  agentd_t *d = agentd_new(&o, err, sizeof err);
+  if (!d) {
+    log_error("%s", err);
+  } else {
+    log_info("agent daemon %s: %d slots, broker %s", o.name, o.slots, o.broker);
+    rc = agentd_run(d, &stop_flag) == 0 ? 0 : 1;
+    agentd_destroy(&d);
+  }
+  llm_global_cleanup();
+  json_decref(o.models);
+  json_decref(o.providers);
+  secrets_destroy(&secrets);
+  config_destroy(&cfg);
+  return rc;
+}

@@ -1,0 +1,437 @@
+/* broker.c: the socket, the poll loop, and dispatch of each message type. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zmq.h>
+
+#include "internal.h"
+#include "log.h"
+#include "util.h"
+
+/* Loads the broker key pair from the state dir, creating it (and a client key
+ * pair for local controllers and nodes, authorised by default) on first start. */
+static int load_or_create_keys(broker_t *b, char *err, size_t errlen) {
+  char *pair = util_path_join(b->opts.state_dir, "broker.key");
+  char *pub = util_path_join(b->opts.state_dir, "broker.pub");
+  char *client = util_path_join(b->opts.state_dir, "client.key");
+  int rc = -1;
+  struct stat st;
+  if (stat(pair, &st) < 0) {
+    keys_pair_t ck;
+    if (keys_generate(&b->keys) < 0 || keys_generate(&ck) < 0) {
+      snprintf(err, errlen, "libzmq has no CURVE support");
+      goto out;
+    }
+    char line[128];
+    snprintf(line, sizeof line, "# Cadre authorised client keys, one per line\n%s\n", ck.public_key);
+    int w = keys_save_pair(pair, &b->keys);
+    if (w == 0)
+      w = keys_save_pair(client, &ck);
+    if (w == 0 && stat(b->authorized_path, &st) < 0)
+      w = util_write_file(b->authorized_path, line, strlen(line), 0600);
+    keys_wipe(&ck);
+    if (w < 0) {
+      snprintf(err, errlen, "%s: cannot write keys: %s", b->opts.state_dir, strerror(-w));
+      goto out;
+    }
+    log_info("created CURVE keys in %s (client key: %s)", b->opts.state_dir, client);
+  } else if (keys_load_pair(pair, &b->keys, err, errlen) < 0) {
+    goto out;
+  }
+  if (keys_save_public(pub, b->keys.public_key) < 0) {
+    snprintf(err, errlen, "%s: cannot write", pub);
+    goto out;
+  }
+  rc = 0;
+out:
+  free(pair);
+  free(pub);
+  free(client);
+  return rc;
+}
+
+/* Writes the endpoints actually bound (wildcard ports resolved) to <state>/endpoint. */
+static int write_endpoints(broker_t *b) {
+  char buf[BROKER_MAX_BINDS * 260] = "";
+  size_t n = 0;
+  for (int i = 0; i < b->n_endpoints; i++)
+    n += (size_t)snprintf(buf + n, sizeof buf - n, "%s\n", b->endpoints[i]);
+  char *path = util_path_join(b->opts.state_dir, "endpoint");
+  int rc = util_write_file(path, buf, n, 0644);
+  free(path);
+  return rc;
+}
+
+static int bind_all(broker_t *b, char *err, size_t errlen) {
+  for (int i = 0; i < b->opts.n_binds; i++) {
+    if (zmq_bind(b->router, b->opts.binds[i]) < 0) {
+      snprintf(err, errlen, "cannot bind %s: %s", b->opts.binds[i], zmq_strerror(errno));
+      return -1;
+    }
+    size_t len = sizeof b->endpoints[0];
+    zmq_getsockopt(b->router, ZMQ_LAST_ENDPOINT, b->endpoints[b->n_endpoints], &len);
+    log_info("listening on %s", b->endpoints[b->n_endpoints]);
+    b->n_endpoints++;
+  }
+  if (write_endpoints(b) < 0) {
+    snprintf(err, errlen, "%s: cannot write the endpoint file", b->opts.state_dir);
+    return -1;
+  }
+  return 0;
+}
+
+static int setup_router(broker_t *b) {
+  b->router = zmq_socket(b->ctx, ZMQ_ROUTER);
+  if (!b->router)
+    return -1;
+  int one = 1, hwm = 100000;
+  /* No silent drops: a send to an unknown or unreachable peer fails with EHOSTUNREACH. */
+  if (zmq_setsockopt(b->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one) < 0 ||
+      zmq_setsockopt(b->router, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
+      zmq_setsockopt(b->router, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 || proto_socket_setup(b->router) < 0)
+    return -1;
+  return keys_setup_server(b->router, &b->keys);
+}
+
+broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
+  broker_t *b = calloc(1, sizeof *b);
+  if (!b) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  b->opts = *opts;
+  b->started_ms = util_wall_ms();
+  util_random_hex(b->epoch, 8);
+  int rc = util_mkdir_p(opts->state_dir, 0700);
+  if (rc < 0) {
+    snprintf(err, errlen, "%s: cannot create state directory: %s", opts->state_dir, strerror(-rc));
+    goto fail;
+  }
+  b->authorized_path = opts->authorized_keys ? strdup(opts->authorized_keys)
+                                             : util_path_join(opts->state_dir, "authorized_keys");
+  if (load_or_create_keys(b, err, errlen) < 0)
+    goto fail;
+  b->store = store_open(opts->state_dir, err, errlen);
+  if (!b->store)
+    goto fail;
+  b->ctx = zmq_ctx_new();
+  /* The ZAP handler must be bound before the first CURVE handshake can happen. */
+  if (!b->ctx || zap_start(b) < 0) {
+    snprintf(err, errlen, "cannot start the ZAP handler: %s", zmq_strerror(errno));
+    goto fail;
+  }
+  if (setup_router(b) < 0) {
+    snprintf(err, errlen, "cannot set up the ROUTER socket: %s", zmq_strerror(errno));
+    goto fail;
+  }
+  if (bind_all(b, err, errlen) < 0 || sessions_start(b) < 0)
+    goto fail;
+  return b;
+fail:
+  broker_destroy(&b);
+  return NULL;
+}
+
+static void peer_free_all(broker_t *b) {
+  while (b->peers) {
+    peer_t *p = b->peers;
+    b->peers = p->next;
+    free(p->name);
+    free(p->host);
+    free(p->version);
+    free(p->workspace);
+    json_decref(p->models);
+    json_decref(p->providers);
+    json_decref(p->tools);
+    json_decref(p->labels);
+    json_decref(p->watch);
+    free(p);
+  }
+}
+
+void broker_destroy(broker_t **self_p) {
+  if (!self_p || !*self_p)
+    return;
+  broker_t *b = *self_p;
+  while (b->turns) {
+    turn_t *t = b->turns;
+    b->turns = t->next;
+    free(t->session);
+    free(t);
+  }
+  peer_free_all(b);
+  if (b->router)
+    zmq_close(b->router);
+  if (b->zap)
+    zmq_close(b->zap);
+  if (b->ctx)
+    zmq_ctx_term(b->ctx);
+  store_close(&b->store);
+  keys_wipe(&b->keys);
+  free(b->authorized_path);
+  free(b);
+  *self_p = NULL;
+}
+
+int broker_send(broker_t *b, peer_t *p, proto_msg_t *msg) {
+  msg->id = ++b->next_msg_id;
+  int rc = proto_send(b->router, p->id, p->idlen, msg, ZMQ_DONTWAIT);
+  if (rc == -EHOSTUNREACH) {
+    log_warn("%s is unreachable; removing it", peer_label(p));
+    peer_remove(b, p, "unreachable");
+  } else if (rc < 0) {
+    log_warn("send %s to %s failed: %s", proto_type_name(msg->type), peer_label(p), strerror(-rc));
+  }
+  return rc;
+}
+
+int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *code, const char *detail,
+                      int64_t ref) {
+  proto_msg_t *m = proto_msg_new(PROTO_ERROR);
+  if (!m)
+    return -ENOMEM;
+  m->id = ++b->next_msg_id;
+  proto_set_str(m, PROTO_F_code, code);
+  proto_set_str(m, PROTO_F_detail, detail);
+  if (ref > 0)
+    PROTO_SET(m, ref, ref);
+  int rc = proto_send(b->router, id, idlen, m, ZMQ_DONTWAIT);
+  proto_msg_destroy(&m);
+  return rc;
+}
+
+static bool watches(const peer_t *p, const char *session) {
+  if (p->role != PEER_CONTROLLER)
+    return false;
+  if (p->watch_all || !session)
+    return true;
+  return p->watch && json_object_get(p->watch, session) != NULL;
+}
+
+void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload) {
+  proto_msg_t *m = proto_msg_new(PROTO_EVENT);
+  if (!m) {
+    json_decref(payload);
+    return;
+  }
+  proto_set_str(m, PROTO_F_kind, kind);
+  if (session)
+    proto_set_str(m, PROTO_F_session, session);
+  if (turn > 0)
+    PROTO_SET(m, turn, turn);
+  PROTO_SET(m, seq, ++b->event_seq);
+  if (payload)
+    proto_set_json(m, PROTO_F_payload, payload);
+  peer_t *next;
+  for (peer_t *p = b->peers; p; p = next) {
+    next = p->next; /* broker_send may remove p */
+    if (watches(p, session))
+      broker_send(b, p, m);
+  }
+  proto_msg_destroy(&m);
+}
+
+void broker_forward(broker_t *b, const char *session, const void *data, size_t len) {
+  peer_t *next;
+  for (peer_t *p = b->peers; p; p = next) {
+    next = p->next;
+    if (!watches(p, session))
+      continue;
+    int rc = proto_send_raw(b->router, p->id, p->idlen, data, len, ZMQ_DONTWAIT);
+    if (rc == -EHOSTUNREACH)
+      peer_remove(b, p, "unreachable");
+  }
+}
+
+static void send_welcome(broker_t *b, peer_t *p) {
+  proto_msg_t *w = proto_msg_new(PROTO_WELCOME);
+  if (!w)
+    return;
+  proto_set_str(w, PROTO_F_epoch, b->epoch);
+  PROTO_SET(w, heartbeat_ms, b->opts.heartbeat_ms);
+  proto_set_str(w, PROTO_F_version, CADRE_VERSION);
+  proto_set_str(w, PROTO_F_name, p->name);
+  broker_send(b, p, w);
+  proto_msg_destroy(&w);
+}
+
+static void on_hello(broker_t *b, const uint8_t *id, size_t idlen, const proto_msg_t *m) {
+  char err[256];
+  peer_t *p = peer_hello(b, id, idlen, m, err, sizeof err);
+  if (!p) {
+    broker_send_error(b, id, idlen, "bad_hello", err, m->id);
+    return;
+  }
+  send_welcome(b, p);
+  if (p->role == PEER_NODE) {
+    broker_event(b, "node_joined", NULL, 0, peer_to_json(p, util_now_ms()));
+    sessions_schedule(b);
+  }
+}
+
+/* Handles one decoded message from a registered peer. */
+static void dispatch(broker_t *b, peer_t *p, const proto_msg_t *m, const void *raw, size_t len) {
+  switch (m->type) {
+  case PROTO_HEARTBEAT:
+    if (PROTO_HAS(m, busy) && p->role == PEER_NODE && m->busy > p->busy)
+      log_debug("%s reports %lld busy slots, we assigned %d", peer_label(p), (long long)m->busy, p->busy);
+    break;
+  case PROTO_BYE:
+    peer_remove(b, p, "said bye");
+    break;
+  case PROTO_REQUEST:
+    if (p->role != PEER_CONTROLLER)
+      broker_send_error(b, p->id, p->idlen, "unexpected", "only controllers send requests", m->id);
+    else
+      requests_handle(b, p, m);
+    break;
+  case PROTO_DELTA:
+  case PROTO_TURN_DONE:
+  case PROTO_TURN_FAILED:
+    if (p->role != PEER_NODE) {
+      broker_send_error(b, p->id, p->idlen, "unexpected", "only nodes report turns", m->id);
+      break;
+    }
+    if (m->type == PROTO_DELTA)
+      sessions_on_delta(b, p, m, raw, len);
+    else if (m->type == PROTO_TURN_DONE)
+      sessions_on_done(b, p, m);
+    else
+      sessions_on_failed(b, p, m);
+    break;
+  case PROTO_ERROR:
+    log_warn("%s reported an error: %s: %s", peer_label(p), m->code, m->detail);
+    break;
+  default: {
+    char detail[128];
+    snprintf(detail, sizeof detail, "the broker does not accept \"%s\" messages", proto_type_name(m->type));
+    broker_send_error(b, p->id, p->idlen, "unexpected", detail, m->id);
+  }
+  }
+}
+
+/* Reads one routed message (identity + payload) and handles it. */
+static void on_router(broker_t *b) {
+  uint8_t id[PEER_ID_MAX];
+  int idlen = zmq_recv(b->router, id, sizeof id, ZMQ_DONTWAIT);
+  if (idlen < 0)
+    return;
+  zmq_msg_t frame;
+  zmq_msg_init(&frame);
+  int more = 0;
+  size_t ml = sizeof more;
+  zmq_getsockopt(b->router, ZMQ_RCVMORE, &more, &ml);
+  if (!more || zmq_msg_recv(&frame, b->router, 0) < 0) {
+    zmq_msg_close(&frame);
+    return;
+  }
+  /* Extra frames are not part of the protocol: drain and reject. */
+  bool extra = zmq_msg_more(&frame);
+  while (zmq_msg_more(&frame)) {
+    zmq_msg_t junk;
+    zmq_msg_init(&junk);
+    zmq_msg_recv(&junk, b->router, 0);
+    extra = true;
+    bool again = zmq_msg_more(&junk);
+    zmq_msg_close(&junk);
+    if (!again)
+      break;
+  }
+  const void *data = zmq_msg_data(&frame);
+  size_t len = zmq_msg_size(&frame);
+  if (extra) {
+    broker_send_error(b, id, (size_t)idlen, "malformed", "a message is exactly one frame", 0);
+    zmq_msg_close(&frame);
+    return;
+  }
+  proto_msg_t *m = NULL;
+  proto_err_t perr;
+  if (proto_decode(data, len, &m, &perr) != PROTO_OK) {
+    log_warn("rejected a message: %s", perr.text);
+    broker_send_error(b, id, (size_t)idlen, proto_errcode_name(perr.code), perr.text, 0);
+    zmq_msg_close(&frame);
+    return;
+  }
+  peer_t *p = peer_find(b, id, (size_t)idlen);
+  if (m->type == PROTO_HELLO) {
+    on_hello(b, id, (size_t)idlen, m);
+  } else if (!p) {
+    broker_send_error(b, id, (size_t)idlen, "hello_first", "unknown peer: send hello first", m->id);
+  } else {
+    p->last_seen = util_now_ms();
+    dispatch(b, p, m, data, len);
+  }
+  proto_msg_destroy(&m);
+  zmq_msg_close(&frame);
+}
+
+static void heartbeat_all(broker_t *b) {
+  proto_msg_t *hb = proto_msg_new(PROTO_HEARTBEAT);
+  if (!hb)
+    return;
+  proto_set_str(hb, PROTO_F_epoch, b->epoch);
+  peer_t *next;
+  for (peer_t *p = b->peers; p; p = next) {
+    next = p->next;
+    broker_send(b, p, hb);
+  }
+  proto_msg_destroy(&hb);
+}
+
+static void expire_peers(broker_t *b, int64_t now) {
+  int64_t limit = (int64_t)b->opts.heartbeat_ms * b->opts.liveness + b->opts.heartbeat_ms / 2;
+  peer_t *next;
+  for (peer_t *p = b->peers; p; p = next) {
+    next = p->next;
+    if (now - p->last_seen > limit)
+      peer_remove(b, p, "missed heartbeats");
+  }
+}
+
+int broker_run(broker_t *b, volatile int *stop) {
+  int64_t next_hb = util_now_ms();
+  log_info("broker %s ready (epoch %s, state %s)", CADRE_VERSION, b->epoch, b->opts.state_dir);
+  while (!*stop) {
+    int64_t now = util_now_ms();
+    if (now >= next_hb) {
+      heartbeat_all(b);
+      expire_peers(b, now);
+      sessions_tick(b, now);
+      next_hb = now + b->opts.heartbeat_ms;
+    }
+    zmq_pollitem_t items[] = {{b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}};
+    long timeout = (long)(next_hb - util_now_ms());
+    int rc = zmq_poll(items, 2, timeout < 0 ? 0 : timeout);
+    if (rc < 0) {
+      if (errno == EINTR)
+        continue;
+      log_error("poll failed: %s", zmq_strerror(errno));
+      return -1;
+    }
+    if (items[1].revents & ZMQ_POLLIN)
+      zap_handle(b);
+    /* Bounded batch so heartbeats keep their rhythm under load. */
+    for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN); i++) {
+      int ev = 0;
+      size_t evl = sizeof ev;
+      zmq_getsockopt(b->router, ZMQ_EVENTS, &ev, &evl);
+      if (!(ev & ZMQ_POLLIN))
+        break;
+      on_router(b);
+    }
+  }
+  log_info("broker stopping");
+  proto_msg_t *bye = proto_msg_new(PROTO_BYE);
+  if (bye) {
+    proto_set_str(bye, PROTO_F_detail, "broker shutting down");
+    peer_t *next;
+    for (peer_t *p = b->peers; p; p = next) {
+      next = p->next;
+      broker_send(b, p, bye);
+    }
+    proto_msg_destroy(&bye);
+  }
+  return 0;
+}

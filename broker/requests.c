@@ -1,0 +1,166 @@
+/* requests.c: one handler per verb a controller can ask for. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "util.h"
+
+typedef struct {
+  broker_t *b;
+  peer_t *from;
+  const proto_msg_t *req;
+  json_t *args; /* never NULL */
+} request_t;
+
+/* Sends a reply carrying result (taken). */
+static void reply(request_t *r, json_t *result) {
+  proto_msg_t *m = proto_msg_new(PROTO_REPLY);
+  if (!m) {
+    json_decref(result);
+    return;
+  }
+  PROTO_SET(m, ref, r->req->id);
+  proto_set_json(m, PROTO_F_result, result ? result : json_object());
+  broker_send(r->b, r->from, m);
+  proto_msg_destroy(&m);
+}
+
+static void fail(request_t *r, const char *code, const char *detail) {
+  broker_send_error(r->b, r->from->id, r->from->idlen, code, detail, r->req->id);
+}
+
+static const char *arg_str(request_t *r, const char *key, const char *dflt) {
+  const char *s = json_string_value(json_object_get(r->args, key));
+  return s ? s : dflt;
+}
+
+static void watch_session(peer_t *p, const char *session) {
+  json_object_set_new(p->watch, session, json_true());
+}
+
+static void verb_nodes(request_t *r) {
+  json_t *list = json_array();
+  int64_t now = util_now_ms();
+  for (peer_t *p = r->b->peers; p; p = p->next)
+    if (p->role == PEER_NODE)
+      json_array_append_new(list, peer_to_json(p, now));
+  reply(r, list);
+}
+
+static void verb_status(request_t *r) {
+  broker_t *b = r->b;
+  int nodes = 0, controllers = 0, slots = 0, busy = 0;
+  for (peer_t *p = b->peers; p; p = p->next) {
+    if (p->role == PEER_NODE) {
+      nodes++;
+      slots += p->slots;
+      busy += p->busy;
+    } else {
+      controllers++;
+    }
+  }
+  json_t *eps = json_array();
+  for (int i = 0; i < b->n_endpoints; i++)
+    json_array_append_new(eps, json_string(b->endpoints[i]));
+  json_t *sessions = store_sessions(b->store);
+  reply(r, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s?, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s}", "version",
+                     CADRE_VERSION, "epoch", b->epoch, "uptime_ms", (json_int_t)(util_wall_ms() - b->started_ms),
+                     "state_dir", b->opts.state_dir, "endpoints", eps, "config", b->opts.config->path, "nodes",
+                     nodes, "controllers", controllers, "slots", slots, "busy", busy, "turns_running",
+                     sessions_count_turns(b, true), "turns_queued", sessions_count_turns(b, false), "sessions",
+                     (int)json_array_size(sessions), "public_key", b->keys.public_key));
+  json_decref(sessions);
+}
+
+static void verb_ask(request_t *r) {
+  const char *text = arg_str(r, "text", NULL);
+  const char *session = arg_str(r, "session", "main");
+  if (!text || !text[0]) {
+    fail(r, "bad_args", "ask: \"text\" (a non-empty string) is required");
+    return;
+  }
+  char err[256];
+  /* Watch first, so no event of the new turn can be missed. */
+  watch_session(r->from, session);
+  int64_t turn = sessions_ask(r->b, session, text, err, sizeof err);
+  if (turn < 0) {
+    fail(r, "ask_failed", err);
+    return;
+  }
+  turn_t *t = turn_find(r->b, turn);
+  reply(r, json_pack("{s:s, s:I, s:s}", "session", session, "turn", (json_int_t)turn, "status",
+                     t && t->node ? "running" : "queued"));
+}
+
+static void verb_history(request_t *r) {
+  const char *session = arg_str(r, "session", "main");
+  if (!store_session_exists(r->b->store, session)) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "no session \"%.64s\"", session);
+    fail(r, "not_found", detail);
+    return;
+  }
+  reply(r, json_pack("{s:s, s:o}", "session", session, "messages", store_history(r->b->store, session, true)));
+}
+
+static void verb_sessions(request_t *r) {
+  reply(r, store_sessions(r->b->store));
+}
+
+static void verb_subscribe(request_t *r) {
+  const char *session = arg_str(r, "session", NULL);
+  if (session)
+    watch_session(r->from, session);
+  else
+    r->from->watch_all = true;
+  /* A turn may be subscribed to after a reconnect: say where it stands. */
+  json_t *turn = json_object_get(r->args, "turn");
+  const char *state = NULL;
+  if (json_is_integer(turn))
+    state = turn_find(r->b, json_integer_value(turn)) ? "active" : "finished";
+  reply(r, json_pack("{s:s?, s:b, s:s?}", "session", session, "all", session == NULL, "turn", state));
+}
+
+static void verb_cancel(request_t *r) {
+  json_t *turn = json_object_get(r->args, "turn");
+  if (!json_is_integer(turn)) {
+    fail(r, "bad_args", "cancel: \"turn\" (an integer) is required");
+    return;
+  }
+  if (sessions_cancel(r->b, json_integer_value(turn), "cancelled by the user") < 0) {
+    fail(r, "not_found", "cancel: no such turn in progress");
+    return;
+  }
+  reply(r, json_pack("{s:b}", "cancelled", 1));
+}
+
+static void verb_config(request_t *r) {
+  reply(r, config_to_json(r->b->opts.config));
+}
+
+static const struct {
+  const char *verb;
+  void (*fn)(request_t *);
+} verbs[] = {
+    {"nodes", verb_nodes},       {"status", verb_status},       {"ask", verb_ask},
+    {"history", verb_history},   {"sessions", verb_sessions},   {"subscribe", verb_subscribe},
+    {"cancel", verb_cancel},     {"config", verb_config},
+};
+
+void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  json_t *empty = json_object();
+  request_t r = {b, from, m, m->args ? m->args : empty};
+  for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
+    if (strcmp(verbs[i].verb, m->verb) == 0) {
+      verbs[i].fn(&r);
+      json_decref(empty);
+      return;
+    }
+  }
+  char detail[128];
+  snprintf(detail, sizeof detail, "unknown verb \"%.32s\"", m->verb);
+  fail(&r, "unknown_verb", detail);
+  json_decref(empty);
+}

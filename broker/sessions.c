@@ -1,0 +1,337 @@
+/* sessions.c: agent sessions, their turns, and scheduling turns onto nodes.
+ *
+ * A session is one conversation. Its turns run one at a time, in order; turns
+ * of different sessions run at the same time on whatever nodes have room.
+ * History lives in the store; a turn's messages are built from it when the
+ * turn is dispatched, so any node serving the model can take any turn.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "util.h"
+
+#define SESSION_ID_MAX 64
+
+turn_t *turn_find(broker_t *b, int64_t id) {
+  for (turn_t *t = b->turns; t; t = t->next)
+    if (t->id == id)
+      return t;
+  return NULL;
+}
+
+int sessions_count_turns(broker_t *b, bool running) {
+  int n = 0;
+  for (turn_t *t = b->turns; t; t = t->next)
+    n += (t->node != NULL) == running;
+  return n;
+}
+
+static turn_t *turn_add(broker_t *b, int64_t id, const char *session, int attempt) {
+  turn_t *t = calloc(1, sizeof *t);
+  if (!t || !(t->session = strdup(session))) {
+    free(t);
+    return NULL;
+  }
+  t->id = id;
+  t->attempt = attempt;
+  t->queued_at = util_now_ms();
+  turn_t **pp = &b->turns;
+  while (*pp)
+    pp = &(*pp)->next;
+  *pp = t;
+  return t;
+}
+
+static void turn_drop(broker_t *b, turn_t *t) {
+  for (turn_t **pp = &b->turns; *pp; pp = &(*pp)->next) {
+    if (*pp == t) {
+      *pp = t->next;
+      break;
+    }
+  }
+  if (t->node && t->node->busy > 0)
+    t->node->busy--;
+  free(t->session);
+  free(t);
+}
+
+/* The profile a session runs with. Sessions other than sub-agents use main's. */
+static const cadre_profile_t *session_profile(broker_t *b, const char *session) {
+  (void)session;
+  return config_main(b->opts.config);
+}
+
+/* Re-queues the turns that were queued or running when the broker stopped. */
+int sessions_start(broker_t *b) {
+  const cadre_profile_t *mp = config_main(b->opts.config);
+  if (store_session_ensure(b->store, "main", mp->role, mp->name) < 0) {
+    log_error("state: %s", store_errmsg(b->store));
+    return -1;
+  }
+  json_t *left = store_unfinished_turns(b->store);
+  size_t i;
+  json_t *row;
+  json_array_foreach(left, i, row) {
+    const char *session = json_string_value(json_object_get(row, "session"));
+    int64_t id = json_integer_value(json_object_get(row, "id"));
+    int attempt = (int)json_integer_value(json_object_get(row, "attempt"));
+    if (session && turn_add(b, id, session, attempt))
+      log_info("turn %lld of %s was unfinished at the last stop; queued again", (long long)id, session);
+  }
+  json_decref(left);
+  return 0;
+}
+
+static bool valid_session_id(const char *s) {
+  size_t n = strlen(s);
+  if (n == 0 || n > SESSION_ID_MAX)
+    return false;
+  return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
+}
+
+int64_t sessions_ask(broker_t *b, const char *session, const char *text, char *err, size_t errlen) {
+  if (!valid_session_id(session)) {
+    snprintf(err, errlen, "session id \"%.64s\" is not valid (letters, digits, _ - . ; at most %d)", session,
+             SESSION_ID_MAX);
+    return -1;
+  }
+  const cadre_profile_t *p = session_profile(b, session);
+  json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
+  int64_t turn = -1;
+  if (msg && store_session_ensure(b->store, session, p->role, p->name) == 0)
+    turn = store_turn_new(b->store, session);
+  if (turn > 0 && store_append(b->store, session, turn, msg, NULL) < 0)
+    turn = -1;
+  json_decref(msg);
+  if (turn < 0 || !turn_add(b, turn, session, 0)) {
+    snprintf(err, errlen, "cannot store the message: %s", store_errmsg(b->store));
+    return -1;
+  }
+  sessions_schedule(b);
+  return turn;
+}
+
+/* System prompt, then the session's history. Caller owns. */
+static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t *p) {
+  json_t *msgs = json_array();
+  if (p->system_prompt && p->system_prompt[0])
+    json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", p->system_prompt));
+  json_t *hist = store_history(b->store, t->session, false);
+  json_array_extend(msgs, hist);
+  json_decref(hist);
+  return msgs;
+}
+
+/* The node with the most free slots that serves the profile, or NULL. */
+static peer_t *pick_node(broker_t *b, const cadre_profile_t *p, bool *any_capable) {
+  peer_t *best = NULL;
+  *any_capable = false;
+  for (peer_t *n = b->peers; n; n = n->next) {
+    if (!peer_serves(n, p->model, p->provider))
+      continue;
+    *any_capable = true;
+    if (n->busy < n->slots && (!best || n->slots - n->busy > best->slots - best->busy))
+      best = n;
+  }
+  return best;
+}
+
+static bool session_running(broker_t *b, const turn_t *upto, const char *session) {
+  for (turn_t *t = b->turns; t && t != upto; t = t->next)
+    if (strcmp(t->session, session) == 0)
+      return true;
+  return false;
+}
+
+static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t *p) {
+  proto_msg_t *m = proto_msg_new(PROTO_TURN);
+  if (!m)
+    return -ENOMEM;
+  t->attempt++;
+  proto_set_str(m, PROTO_F_session, t->session);
+  PROTO_SET(m, turn, t->id);
+  PROTO_SET(m, attempt, t->attempt);
+  proto_set_json(m, PROTO_F_profile, config_profile_wire(p));
+  proto_set_json(m, PROTO_F_messages, turn_messages(b, t, p));
+  store_turn_running(b->store, t->id, t->attempt, node->name);
+  t->node = node;
+  t->started_at = util_now_ms();
+  node->busy++;
+  int rc = broker_send(b, node, m);
+  proto_msg_destroy(&m);
+  if (rc < 0) {
+    /* broker_send removed an unreachable node, which re-queued t. */
+    return rc;
+  }
+  log_info("turn %lld (%s, attempt %d) -> node %s", (long long)t->id, t->session, t->attempt, node->name);
+  broker_event(b, "turn_started", t->session, t->id,
+               json_pack("{s:s, s:s, s:i}", "node", node->name, "model", p->model, "attempt", t->attempt));
+  return 0;
+}
+
+void sessions_schedule(broker_t *b) {
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (turn_t *t = b->turns; t; t = t->next) {
+      if (t->node || session_running(b, t, t->session))
+        continue;
+      const cadre_profile_t *p = session_profile(b, t->session);
+      bool capable;
+      peer_t *node = pick_node(b, p, &capable);
+      if (!node) {
+        if (!capable && !t->warned_no_node) {
+          t->warned_no_node = true;
+          char detail[256];
+          snprintf(detail, sizeof detail, "no agent daemon serves model %s yet; waiting for one", p->model);
+          broker_event(b, "turn_waiting", t->session, t->id, json_pack("{s:s}", "detail", detail));
+        }
+        continue;
+      }
+      dispatch(b, t, node, p);
+      progress = true; /* the list may have changed: start over */
+      break;
+    }
+  }
+}
+
+/* The running turn a node message refers to, or NULL when it is stale. */
+static turn_t *current_turn(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  turn_t *t = turn_find(b, m->turn);
+  if (!t || t->node != from || t->attempt != m->attempt || strcmp(t->session, m->session) != 0) {
+    log_debug("ignoring %s for turn %lld attempt %lld from %s (stale)", proto_type_name(m->type),
+              (long long)m->turn, (long long)m->attempt, peer_label(from));
+    return NULL;
+  }
+  return t;
+}
+
+void sessions_on_delta(broker_t *b, peer_t *from, const proto_msg_t *m, const void *raw, size_t len) {
+  if (current_turn(b, from, m))
+    broker_forward(b, m->session, raw, len);
+}
+
+static int64_t usage_int(const json_t *usage, const char *key) {
+  json_t *v = json_object_get(usage, key);
+  return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+}
+
+void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  turn_t *t = current_turn(b, from, m);
+  if (!t)
+    return;
+  const cadre_profile_t *p = session_profile(b, t->session);
+  store_usage_t u = {usage_int(m->usage, "prompt_tokens"), usage_int(m->usage, "completion_tokens"), 0};
+  u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
+  json_t *message = json_deep_copy(m->message);
+  json_object_set_new(message, "role", json_string("assistant"));
+  if (store_turn_done(b->store, t->id, t->session, message, m->thinking, m->finish_reason, &u) < 0)
+    log_error("state: cannot record turn %lld: %s", (long long)t->id, store_errmsg(b->store));
+  json_t *payload = json_pack("{s:O, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
+                              "thinking", m->thinking ? m->thinking : "", "finish_reason",
+                              m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model,
+                              "attempt", t->attempt, "elapsed_ms", (json_int_t)m->elapsed_ms, "usage",
+                              "prompt_tokens", (json_int_t)u.prompt_tokens, "completion_tokens",
+                              (json_int_t)u.completion_tokens, "total_tokens",
+                              (json_int_t)(u.prompt_tokens + u.completion_tokens), "counted",
+                              json_is_true(json_object_get(m->usage, "counted")), "cost", u.cost);
+  json_decref(message);
+  log_info("turn %lld (%s) done on %s: %lld+%lld tokens", (long long)t->id, t->session, from->name,
+           (long long)u.prompt_tokens, (long long)u.completion_tokens);
+  char *session = strdup(t->session);
+  int64_t id = t->id;
+  turn_drop(b, t);
+  broker_event(b, "turn_done", session, id, payload);
+  free(session);
+  sessions_schedule(b);
+}
+
+/* Ends a turn with an error: persisted, announced, and removed. */
+static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail,
+                      json_t *extra) {
+  if (t->node) {
+    proto_msg_t *c = proto_msg_new(PROTO_CANCEL);
+    if (c) {
+      PROTO_SET(c, turn, t->id);
+      PROTO_SET(c, attempt, t->attempt);
+      broker_send(b, t->node, c);
+      proto_msg_destroy(&c);
+    }
+  }
+  store_turn_failed(b->store, t->id, status, code, detail);
+  json_t *payload = extra ? extra : json_object();
+  json_object_set_new(payload, "code", json_string(code));
+  json_object_set_new(payload, "detail", json_string(detail));
+  json_object_set_new(payload, "status", json_string(status));
+  log_info("turn %lld (%s) %s: %s: %s", (long long)t->id, t->session, status, code, detail);
+  char *session = strdup(t->session);
+  int64_t id = t->id;
+  turn_drop(b, t);
+  broker_event(b, "turn_failed", session, id, payload);
+  free(session);
+  sessions_schedule(b);
+}
+
+void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  turn_t *t = current_turn(b, from, m);
+  if (!t)
+    return;
+  json_t *extra = json_pack("{s:s, s:b, s:I}", "node", from->name, "retryable", PROTO_HAS(m, retryable) && m->retryable,
+                            "http_status", (json_int_t)(PROTO_HAS(m, status) ? m->status : 0));
+  t->node = NULL; /* the node has already let go of it */
+  if (from->busy > 0)
+    from->busy--;
+  turn_fail(b, t, strcmp(m->code, "cancelled") == 0 ? "cancelled" : "failed", m->code, m->detail, extra);
+}
+
+void sessions_node_lost(broker_t *b, peer_t *node) {
+  turn_t *next;
+  for (turn_t *t = b->turns; t; t = next) {
+    next = t->next;
+    if (t->node != node)
+      continue;
+    t->node = NULL;
+    if (t->attempt >= b->opts.max_turn_attempts) {
+      char detail[256];
+      snprintf(detail, sizeof detail, "node %s was lost during attempt %d of %d", peer_label(node), t->attempt,
+               b->opts.max_turn_attempts);
+      turn_fail(b, t, "failed", "node_lost", detail, NULL);
+      continue;
+    }
+    log_info("turn %lld (%s): node %s lost; queued again", (long long)t->id, t->session, peer_label(node));
+    broker_event(b, "turn_requeued", t->session, t->id,
+                 json_pack("{s:s, s:i}", "node", peer_label(node), "attempt", t->attempt));
+  }
+  /* Scheduling waits for the caller to finish removing the node. */
+}
+
+int sessions_cancel(broker_t *b, int64_t id, const char *why) {
+  turn_t *t = turn_find(b, id);
+  if (!t)
+    return -1;
+  turn_fail(b, t, "cancelled", "cancelled", why, NULL);
+  return 0;
+}
+
+void sessions_tick(broker_t *b, int64_t now) {
+  turn_t *next;
+  for (turn_t *t = b->turns; t; t = next) {
+    next = t->next;
+    if (t->node || !t->warned_no_node || now - t->queued_at < b->opts.queue_timeout_ms)
+      continue;
+    const cadre_profile_t *p = session_profile(b, t->session);
+    bool capable;
+    pick_node(b, p, &capable);
+    if (capable)
+      continue;
+    char detail[256];
+    snprintf(detail, sizeof detail, "no agent daemon serving model %s joined within %d s; start one (cadre-agentd)",
+             p->model, b->opts.queue_timeout_ms / 1000);
+    turn_fail(b, t, "failed", "no_node", detail, NULL);
+  }
+  sessions_schedule(b);
+}

@@ -1,0 +1,281 @@
+#include "store.h"
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+struct store {
+  sqlite3 *db;
+};
+
+static const char *schema =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=NORMAL;"
+    "PRAGMA foreign_keys=ON;"
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
+    "CREATE TABLE IF NOT EXISTS sessions("
+    "  id TEXT PRIMARY KEY, role TEXT NOT NULL, profile TEXT NOT NULL,"
+    "  status TEXT NOT NULL DEFAULT 'idle', parent TEXT, created_ms INTEGER NOT NULL,"
+    "  prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost REAL NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS messages("
+    "  session TEXT NOT NULL REFERENCES sessions(id), seq INTEGER NOT NULL, turn INTEGER,"
+    "  body TEXT NOT NULL, thinking TEXT, created_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY(session, seq));"
+    "CREATE TABLE IF NOT EXISTS turns("
+    "  id INTEGER PRIMARY KEY, session TEXT NOT NULL REFERENCES sessions(id),"
+    "  status TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, node TEXT,"
+    "  created_ms INTEGER NOT NULL, started_ms INTEGER, finished_ms INTEGER,"
+    "  finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost REAL,"
+    "  error_code TEXT, error_detail TEXT);"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');";
+
+store_t *store_open(const char *dir, char *err, size_t errlen) {
+  char *path = util_path_join(dir, "state.db");
+  store_t *self = calloc(1, sizeof *self);
+  if (!path || !self) {
+    snprintf(err, errlen, "out of memory");
+    free(path);
+    free(self);
+    return NULL;
+  }
+  int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                           NULL);
+  char *emsg = NULL;
+  if (rc == SQLITE_OK) {
+    sqlite3_busy_timeout(self->db, 5000);
+    rc = sqlite3_exec(self->db, schema, NULL, NULL, &emsg);
+  }
+  if (rc != SQLITE_OK) {
+    snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(self->db));
+    sqlite3_free(emsg);
+    sqlite3_close(self->db);
+    free(self);
+    free(path);
+    return NULL;
+  }
+  free(path);
+  return self;
+}
+
+void store_close(store_t **self_p) {
+  if (!self_p || !*self_p)
+    return;
+  sqlite3_close((*self_p)->db);
+  free(*self_p);
+  *self_p = NULL;
+}
+
+const char *store_errmsg(store_t *self) {
+  return sqlite3_errmsg(self->db);
+}
+
+/* Prepares sql; returns NULL on error (logged by caller via store_errmsg). */
+static sqlite3_stmt *prep(store_t *self, const char *sql) {
+  sqlite3_stmt *st = NULL;
+  if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return NULL;
+  return st;
+}
+
+/* Steps a statement that returns no rows and finalizes it. */
+static int exec_done(sqlite3_stmt *st) {
+  if (!st)
+    return -1;
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int exec_sql(store_t *self, const char *sql) {
+  return sqlite3_exec(self->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+}
+
+int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile) {
+  sqlite3_stmt *st = prep(self, "INSERT OR IGNORE INTO sessions(id, role, profile, created_ms) VALUES(?,?,?,?)");
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, role, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, profile, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 4, util_wall_ms());
+  return exec_done(st);
+}
+
+bool store_session_exists(store_t *self, const char *id) {
+  sqlite3_stmt *st = prep(self, "SELECT 1 FROM sessions WHERE id = ?");
+  if (!st)
+    return false;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  bool found = sqlite3_step(st) == SQLITE_ROW;
+  sqlite3_finalize(st);
+  return found;
+}
+
+static const char *col_text(sqlite3_stmt *st, int i) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  return t ? (const char *)t : NULL;
+}
+
+json_t *store_sessions(store_t *self) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self,
+                          "SELECT s.id, s.role, s.profile, s.status, s.parent, s.created_ms, s.prompt_tokens,"
+                          " s.completion_tokens, s.cost, (SELECT count(*) FROM messages m WHERE m.session = s.id)"
+                          " FROM sessions s ORDER BY s.created_ms, s.id");
+  if (!st)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:{s:I, s:I, s:f}}", "id", col_text(st, 0),
+                          "role", col_text(st, 1), "profile", col_text(st, 2), "status", col_text(st, 3),
+                          "parent", col_text(st, 4), "created_ms", (json_int_t)sqlite3_column_int64(st, 5),
+                          "messages", (json_int_t)sqlite3_column_int64(st, 9), "usage", "prompt_tokens",
+                          (json_int_t)sqlite3_column_int64(st, 6), "completion_tokens",
+                          (json_int_t)sqlite3_column_int64(st, 7), "cost", sqlite3_column_double(st, 8));
+    if (o)
+      json_array_append_new(out, o);
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+json_t *store_history(store_t *self, const char *session, bool with_meta) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT seq, turn, body, thinking, created_ms FROM messages WHERE session = ? ORDER BY seq");
+  if (!st)
+    return out;
+  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *msg = json_loads(col_text(st, 2), 0, NULL);
+    if (!json_is_object(msg)) {
+      json_decref(msg);
+      continue;
+    }
+    if (with_meta) {
+      json_object_set_new(msg, "seq", json_integer(sqlite3_column_int64(st, 0)));
+      if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+        json_object_set_new(msg, "turn", json_integer(sqlite3_column_int64(st, 1)));
+      if (col_text(st, 3) && col_text(st, 3)[0])
+        json_object_set_new(msg, "thinking", json_string(col_text(st, 3)));
+      json_object_set_new(msg, "created_ms", json_integer(sqlite3_column_int64(st, 4)));
+    }
+    json_array_append_new(out, msg);
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,
+                     const char *thinking) {
+  char *body = json_dumps(message, JSON_COMPACT);
+  sqlite3_stmt *st = prep(self,
+                          "INSERT INTO messages(session, seq, turn, body, thinking, created_ms)"
+                          " VALUES(?1, (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session = ?1), ?2, ?3, ?4, ?5)"
+                          " RETURNING seq");
+  int64_t seq = -1;
+  if (body && st) {
+    sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+    if (turn > 0)
+      sqlite3_bind_int64(st, 2, turn);
+    sqlite3_bind_text(st, 3, body, -1, SQLITE_TRANSIENT);
+    if (thinking && thinking[0])
+      sqlite3_bind_text(st, 4, thinking, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 5, util_wall_ms());
+    if (sqlite3_step(st) == SQLITE_ROW)
+      seq = sqlite3_column_int64(st, 0);
+  }
+  sqlite3_finalize(st);
+  free(body);
+  return seq;
+}
+
+int64_t store_turn_new(store_t *self, const char *session) {
+  sqlite3_stmt *st = prep(self, "INSERT INTO turns(session, status, created_ms) VALUES(?, 'queued', ?)");
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, util_wall_ms());
+  if (exec_done(st) < 0)
+    return -1;
+  return sqlite3_last_insert_rowid(self->db);
+}
+
+int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node) {
+  sqlite3_stmt *st = prep(self, "UPDATE turns SET status = 'running', attempt = ?, node = ?, started_ms = ? WHERE id = ?");
+  if (!st)
+    return -1;
+  sqlite3_bind_int(st, 1, attempt);
+  sqlite3_bind_text(st, 2, node, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 3, util_wall_ms());
+  sqlite3_bind_int64(st, 4, turn);
+  return exec_done(st);
+}
+
+static int turn_finish_row(store_t *self, int64_t turn, const char *finish_reason, const store_usage_t *u) {
+  sqlite3_stmt *st = prep(self,
+                          "UPDATE turns SET status = 'done', finished_ms = ?, finish_reason = ?,"
+                          " prompt_tokens = ?, completion_tokens = ?, cost = ? WHERE id = ?");
+  if (!st)
+    return -1;
+  sqlite3_bind_int64(st, 1, util_wall_ms());
+  if (finish_reason)
+    sqlite3_bind_text(st, 2, finish_reason, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 3, u->prompt_tokens);
+  sqlite3_bind_int64(st, 4, u->completion_tokens);
+  sqlite3_bind_double(st, 5, u->cost);
+  sqlite3_bind_int64(st, 6, turn);
+  return exec_done(st);
+}
+
+static int session_add_usage(store_t *self, const char *session, const store_usage_t *u) {
+  sqlite3_stmt *st = prep(self,
+                          "UPDATE sessions SET prompt_tokens = prompt_tokens + ?, completion_tokens ="
+                          " completion_tokens + ?, cost = cost + ? WHERE id = ?");
+  if (!st)
+    return -1;
+  sqlite3_bind_int64(st, 1, u->prompt_tokens);
+  sqlite3_bind_int64(st, 2, u->completion_tokens);
+  sqlite3_bind_double(st, 3, u->cost);
+  sqlite3_bind_text(st, 4, session, -1, SQLITE_TRANSIENT);
+  return exec_done(st);
+}
+
+int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *message,
+                    const char *thinking, const char *finish_reason, const store_usage_t *usage) {
+  if (exec_sql(self, "BEGIN IMMEDIATE") < 0)
+    return -1;
+  if (store_append(self, session, turn, message, thinking) < 0 ||
+      turn_finish_row(self, turn, finish_reason, usage) < 0 || session_add_usage(self, session, usage) < 0) {
+    exec_sql(self, "ROLLBACK");
+    return -1;
+  }
+  return exec_sql(self, "COMMIT");
+}
+
+int store_turn_failed(store_t *self, int64_t turn, const char *status, const char *code, const char *detail) {
+  sqlite3_stmt *st = prep(self,
+                          "UPDATE turns SET status = ?, finished_ms = ?, error_code = ?, error_detail = ? WHERE id = ?");
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, status, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, util_wall_ms());
+  sqlite3_bind_text(st, 3, code, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 4, detail, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 5, turn);
+  return exec_done(st);
+}
+
+json_t *store_unfinished_turns(store_t *self) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT id, session, attempt FROM turns WHERE status IN ('queued', 'running') ORDER BY id");
+  if (!st)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW)
+    json_array_append_new(out, json_pack("{s:I, s:s, s:i}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                                         "session", col_text(st, 1), "attempt", sqlite3_column_int(st, 2)));
+  sqlite3_finalize(st);
+  return out;
+}

@@ -1,0 +1,57 @@
+/* store: the broker's durable state in SQLite (WAL) under --state.
+ *
+ * Sessions, their message histories and turns. Every change that must survive
+ * a crash is committed before the broker acts on it.
+ */
+#ifndef CADRE_STORE_H
+#define CADRE_STORE_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct store store_t;
+
+typedef struct {
+  int64_t prompt_tokens;
+  int64_t completion_tokens;
+  double cost;
+} store_usage_t;
+
+/* Opens (creating) state.db in dir. NULL on failure with err filled. */
+store_t *store_open(const char *dir, char *err, size_t errlen);
+void store_close(store_t **self_p);
+/* Last SQLite error text (for logs). */
+const char *store_errmsg(store_t *self);
+
+/* Creates the session when absent. Returns 0 or -1. */
+int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile);
+/* All sessions as an array of objects (id, role, profile, status, parent, created_ms,
+ * messages, usage{prompt_tokens, completion_tokens, cost}). Caller owns. */
+json_t *store_sessions(store_t *self);
+/* True when the session exists. */
+bool store_session_exists(store_t *self, const char *id);
+
+/* The session's history (OpenAI-shape message objects, oldest first). With
+ * with_meta, each object also has seq, turn, created_ms and thinking. Caller owns. */
+json_t *store_history(store_t *self, const char *session, bool with_meta);
+/* Appends one message; returns its seq (>0) or -1. */
+int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,
+                     const char *thinking);
+
+/* New turn for session (status "queued"); returns its id or -1. */
+int64_t store_turn_new(store_t *self, const char *session);
+/* Marks a turn running on node with attempt. */
+int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node);
+/* Ends a turn successfully: appends the assistant message, records usage on the
+ * turn and the session, in one transaction. */
+int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *message,
+                    const char *thinking, const char *finish_reason, const store_usage_t *usage);
+/* Ends a turn with an error (status "failed" or "cancelled"). */
+int store_turn_failed(store_t *self, int64_t turn, const char *status, const char *code,
+                      const char *detail);
+/* Turns not finished (queued or running) when the broker stopped: array of
+ * {id, session, attempt}. Caller owns. */
+json_t *store_unfinished_turns(store_t *self);
+
+#endif

@@ -1,0 +1,813 @@
+/* config: loads and checks Cadre's JSON configuration (see config.h).
+ *
+ * Every error names the file, the key path and what is wrong, so that a user
+ * can fix the file without reading code. API keys are wiped from memory when
+ * they are no longer needed (the file buffer, jansson's copy, the profile).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <float.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CONFIG_MAX_BYTES (1024 * 1024)
+#define PROMPT_MAX_BYTES (256 * 1024)
+#define NAME_MAX_LEN 64
+#define ROLE_MAX_LEN 32
+#define MAX_TOKENS_CAP 10000000
+#define MAX_AGENTS_CAP 1024
+#define KEY_PATH_LEN 320
+#define DEFAULT_OLLAMA_URL "http://localhost:11434/v1"
+
+typedef struct {
+  const char *file;          /* as given, for messages */
+  const char *prompts_dir;   /* the caller's, may be NULL */
+  char config_dir[PATH_MAX]; /* directory of the config file, "" for defaults */
+  char found_dir[PATH_MAX];  /* config_find_prompts_dir(), "" when none */
+  char *err;
+  size_t errlen;
+} loader_t;
+
+typedef struct {
+  const char *name, *role, *model;
+  double temperature;
+  int max_tokens;
+  double cost_in, cost_out;
+} default_profile_t;
+
+/* The seed's models on a local Ollama; 120b priced 6x 20b. */
+static const default_profile_t DEFAULT_PROFILES[] = {
+  { "main_agent", "main", "gpt-oss:120b", 0.7, 4096, 0.60, 2.40 },
+  { "reviewer_agent", "reviewer", "gpt-oss:20b", 0.3, 2048, 0.10, 0.40 },
+  { "researcher_agent", "researcher", "gpt-oss:20b", 0.5, 2048, 0.10, 0.40 },
+  { "implementer_agent", "implementer", "gpt-oss:20b", 0.6, 2048, 0.10, 0.40 },
+  { "tester_agent", "tester", "gpt-oss:20b", 0.4, 2048, 0.10, 0.40 },
+  { "optimizer_agent", "optimizer", "gpt-oss:20b", 0.5, 2048, 0.10, 0.40 },
+};
+
+static const struct { const char *word, *profile; } DEFAULT_KEYWORDS[] = {
+  { "review", "reviewer_agent" }, { "test", "tester_agent" },
+  { "research", "researcher_agent" }, { "optimize", "optimizer_agent" },
+};
+
+/* Providers whose URL may be left out. */
+static const struct { const char *provider, *url; } DEFAULT_URLS[] = {
+  { "ollama", DEFAULT_OLLAMA_URL },
+  { "lm_studio", "http://localhost:1234/v1" },
+  { "openai", "https://api.openai.com/v1" },
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Keeps a message on one line whatever the file held (values are echoed in it). */
+static void one_line(char *s)
+{
+  for (; *s; s++)
+    if (iscntrl((unsigned char)*s))
+      *s = '?';
+}
+
+/* Records "<file>: <key>: <what>" (key may be NULL) and returns -1. */
+static int fail(loader_t *l, const char *key, const char *fmt, ...)
+{
+  char what[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  if (l->err && l->errlen) {
+    snprintf(l->err, l->errlen, "%s%s%s: %s", l->file, key ? ": " : "", key ? key : "", what);
+    one_line(l->err);
+  }
+  return -1;
+}
+
+/* A short, printable description of a JSON value for "got ..." messages. */
+static void describe(const json_t *v, char *buf, size_t len)
+{
+  if (json_is_string(v))
+    snprintf(buf, len, "\"%.40s%s\"", json_string_value(v), json_string_length(v) > 40 ? "..." : "");
+  else if (json_is_integer(v))
+    snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+  else if (json_is_real(v))
+    snprintf(buf, len, "%g", json_real_value(v));
+  else
+    snprintf(buf, len, "%s", json_is_true(v) ? "true" : json_is_false(v) ? "false"
+                             : json_is_null(v) ? "null" : json_is_object(v) ? "an object" : "an array");
+}
+
+/* The kind of a value without its content (for secrets). */
+static const char *type_name(const json_t *v)
+{
+  if (json_is_string(v))
+    return "a string";
+  if (json_is_number(v))
+    return "a number";
+  if (json_is_boolean(v))
+    return "a boolean";
+  return json_is_object(v) ? "an object" : "an array";
+}
+
+/* "pfx.key" (or "key"); a path too long for buf is cut, which only shortens a message. */
+static const char *keypath(char *buf, size_t len, const char *pfx, const char *key)
+{
+  int n = pfx ? snprintf(buf, len, "%s.%s", pfx, key) : snprintf(buf, len, "%s", key);
+  if (n < 0)
+    buf[0] = '\0';
+  return buf;
+}
+
+/* Records "<file>: <pfx.key>: expected <expected>, got <v>" and returns -1. */
+static int wrong(loader_t *l, const char *pfx, const char *key, const json_t *v, const char *expected)
+{
+  char kp[KEY_PATH_LEN], got[64];
+  describe(v, got, sizeof got);
+  return fail(l, key ? keypath(kp, sizeof kp, pfx, key) : pfx, "expected %s, got %s", expected, got);
+}
+
+/* obj[key], or NULL when it is absent or null (null means "use the default"). */
+static json_t *field(const json_t *obj, const char *key)
+{
+  json_t *v = json_object_get(obj, key);
+  return json_is_null(v) ? NULL : v;
+}
+
+/* ---- files ------------------------------------------------------------- */
+
+/* Reads at most cap bytes of path into a NUL-terminated malloc'd buffer.
+ * Returns 0, -EFBIG when the file is larger, or another -errno. */
+static int read_capped(const char *path, size_t cap, char **out, size_t *outlen)
+{
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  struct stat st;
+  int e = fstat(fd, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? -EISDIR : 0;
+  if (e) {
+    close(fd);
+    return e;
+  }
+  char *buf = malloc(cap + 1);
+  size_t n = 0;
+  e = buf ? 0 : -ENOMEM;
+  while (e == 0) {
+    ssize_t r = read(fd, buf + n, cap + 1 - n);
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0) {
+      e = r < 0 ? -errno : 0;
+      break;
+    }
+    n += (size_t)r;
+    if (n > cap)
+      e = -EFBIG;
+  }
+  close(fd);
+  if (e) {
+    if (buf)
+      explicit_bzero(buf, n);
+    free(buf);
+    return e;
+  }
+  buf[n] = '\0';
+  *out = buf;
+  *outlen = n;
+  return 0;
+}
+
+/* Parses the config file (which may hold keys: its raw bytes are wiped). */
+static json_t *load_json_file(loader_t *l, const char *path)
+{
+  char *buf = NULL, got[64];
+  size_t n = 0;
+  int rc = read_capped(path, CONFIG_MAX_BYTES, &buf, &n);
+  if (rc < 0) {
+    if (rc == -EFBIG)
+      fail(l, NULL, "file is larger than %d MiB; is this the right file?", CONFIG_MAX_BYTES >> 20);
+    else
+      fail(l, NULL, "cannot read: %s", strerror(-rc));
+    return NULL;
+  }
+  json_error_t je;
+  json_t *root = json_loadb(buf, n, JSON_REJECT_DUPLICATES, &je);
+  explicit_bzero(buf, n);
+  free(buf);
+  if (!root && l->err && l->errlen) {
+    snprintf(l->err, l->errlen, "%s:%d:%d: JSON syntax error: %s", path, je.line, je.column, je.text);
+    one_line(l->err);
+  }
+  if (root && !json_is_object(root)) {
+    describe(root, got, sizeof got);
+    fail(l, NULL, "expected a JSON object at the top level, got %s", got);
+    json_decref(root);
+    root = NULL;
+  }
+  return root;
+}
+
+/* Overwrites a jansson string's bytes (it held a secret). */
+static void wipe_json_string(json_t *v)
+{
+  if (json_is_string(v))
+    explicit_bzero((char *)json_string_value(v), json_string_length(v));
+}
+
+static bool is_dir(const char *path)
+{
+  struct stat st;
+  return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Joins dir and rel into out; 0 when that is a regular file. */
+static int try_path(const char *dir, const char *rel, char *out, size_t len)
+{
+  int n = dir ? snprintf(out, len, "%s/%s", dir, rel) : snprintf(out, len, "%s", rel);
+  if (n < 0 || (size_t)n >= len)
+    return -ENAMETOOLONG;
+  struct stat st;
+  return stat(out, &st) == 0 && S_ISREG(st.st_mode) ? 0 : -ENOENT;
+}
+
+/* -ENOENT when dir is not a directory, -ENAMETOOLONG when it does not fit. */
+static int copy_dir(const char *dir, char *buf, size_t len)
+{
+  if (!dir || !*dir || !is_dir(dir))
+    return -ENOENT;
+  if (strlen(dir) >= len)
+    return -ENAMETOOLONG;
+  strcpy(buf, dir);
+  return 0;
+}
+
+/* <prefix>/share/cadre/prompts for an executable installed as <prefix>/bin/x. */
+static int exe_share_dir(char *buf, size_t len)
+{
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0)
+    return -ENOENT;
+  exe[n] = '\0';
+  for (int i = 0; i < 2; i++) {
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+      return -ENOENT;
+    *slash = '\0';
+  }
+  char dir[PATH_MAX + 32];
+  snprintf(dir, sizeof dir, "%s/share/cadre/prompts", exe);
+  return copy_dir(dir, buf, len);
+}
+
+/* Finds the built-in prompts directory; see config.h for the order. */
+int config_find_prompts_dir(char *buf, size_t len)
+{
+  if (!buf || len == 0)
+    return -EINVAL;
+  buf[0] = '\0';
+  int rc = copy_dir(getenv("CADRE_PROMPTS_DIR"), buf, len);
+#ifdef CADRE_DATADIR
+  if (rc == -ENOENT)
+    rc = copy_dir(CADRE_DATADIR "/prompts", buf, len);
+#endif
+  if (rc == -ENOENT)
+    rc = exe_share_dir(buf, len);
+#ifdef CADRE_SOURCE_ROOT
+  if (rc == -ENOENT)
+    rc = copy_dir(CADRE_SOURCE_ROOT "/prompts", buf, len);
+#endif
+  if (rc < 0)
+    buf[0] = '\0';
+  return rc;
+}
+
+/* ---- field getters: absent or null keeps the default -------------------- */
+
+static int set_str(loader_t *l, char **dst, const char *s)
+{
+  char *copy = strdup(s);
+  if (!copy)
+    return fail(l, NULL, "out of memory");
+  free(*dst);
+  *dst = copy;
+  return 0;
+}
+
+static int get_string(loader_t *l, json_t *obj, const char *pfx, const char *key, char **out)
+{
+  json_t *v = field(obj, key);
+  if (!v)
+    return 0;
+  if (!json_is_string(v) || json_string_length(v) == 0)
+    return wrong(l, pfx, key, v, "a non-empty string");
+  return set_str(l, out, json_string_value(v));
+}
+
+/* A number in [lo, hi]; range says so in words ("between 0 and 2"). */
+static int get_number(loader_t *l, json_t *obj, const char *pfx, const char *key, double lo,
+                      double hi, const char *range, double *out)
+{
+  json_t *v = field(obj, key);
+  if (!v)
+    return 0;
+  if (!json_is_number(v) || json_number_value(v) < lo || json_number_value(v) > hi) {
+    char expected[64];
+    snprintf(expected, sizeof expected, "a number %s", range);
+    return wrong(l, pfx, key, v, expected);
+  }
+  *out = json_number_value(v);
+  return 0;
+}
+
+static int get_int(loader_t *l, json_t *obj, const char *pfx, const char *key, int lo, int hi,
+                   int *out)
+{
+  json_t *v = field(obj, key);
+  if (!v)
+    return 0;
+  if (!json_is_integer(v) || json_integer_value(v) < lo || json_integer_value(v) > hi) {
+    char expected[64];
+    snprintf(expected, sizeof expected, "an integer from %d to %d", lo, hi);
+    return wrong(l, pfx, key, v, expected);
+  }
+  *out = (int)json_integer_value(v);
+  return 0;
+}
+
+static int get_bool(loader_t *l, json_t *obj, const char *pfx, const char *key, bool *out)
+{
+  json_t *v = field(obj, key);
+  if (v && !json_is_boolean(v))
+    return wrong(l, pfx, key, v, "true or false");
+  if (v)
+    *out = json_is_true(v);
+  return 0;
+}
+
+/* api_key: a string or null; the parsed copy is wiped once taken. */
+static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out)
+{
+  json_t *v = field(obj, "api_key");
+  char kp[KEY_PATH_LEN];
+  if (!v)
+    return 0;
+  if (!json_is_string(v)) /* not describe(): never echo what may be a key */
+    return fail(l, keypath(kp, sizeof kp, pfx, "api_key"), "expected a string or null, got %s",
+                type_name(v));
+  int rc = json_string_length(v) > 0 ? set_str(l, out, json_string_value(v)) : 0;
+  wipe_json_string(v);
+  return rc;
+}
+
+/* ---- profiles ---------------------------------------------------------- */
+
+static bool valid_role(const char *s)
+{
+  size_t n = strlen(s);
+  if (n == 0 || n > ROLE_MAX_LEN)
+    return false;
+  for (; *s; s++)
+    if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_' || *s == '-'))
+      return false;
+  return true;
+}
+
+static bool valid_name(const char *s)
+{
+  size_t n = strlen(s);
+  if (n == 0 || n > NAME_MAX_LEN)
+    return false;
+  for (; *s; s++)
+    if (iscntrl((unsigned char)*s))
+      return false;
+  return true;
+}
+
+static bool valid_url(const char *u)
+{
+  size_t skip = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
+  if (skip == 0 || u[skip] == '\0' || u[skip] == '/')
+    return false;
+  for (; *u; u++)
+    if (isspace((unsigned char)*u) || iscntrl((unsigned char)*u))
+      return false;
+  return true;
+}
+
+static const char *default_url(const char *provider)
+{
+  for (size_t i = 0; i < COUNT(DEFAULT_URLS); i++)
+    if (strcmp(provider, DEFAULT_URLS[i].provider) == 0)
+      return DEFAULT_URLS[i].url;
+  return NULL;
+}
+
+static int check_url(loader_t *l, cadre_profile_t *p, const char *pfx)
+{
+  char kp[KEY_PATH_LEN];
+  keypath(kp, sizeof kp, pfx, "url");
+  if (!p->url) {
+    const char *def = default_url(p->provider);
+    if (!def)
+      return fail(l, kp, "missing; provider \"%s\" has no default URL, so give one "
+                  "(e.g. \"http://localhost:8000/v1\")", p->provider);
+    return set_str(l, &p->url, def);
+  }
+  if (!valid_url(p->url))
+    return fail(l, kp, "expected an http:// or https:// URL, got \"%.80s\"", p->url);
+  return 0;
+}
+
+static int check_required(loader_t *l, cadre_profile_t *p, const char *pfx)
+{
+  char kp[KEY_PATH_LEN];
+  if (!p->model)
+    return fail(l, keypath(kp, sizeof kp, pfx, "model"), "missing (required), e.g. \"gpt-oss:20b\"");
+  if (!p->role)
+    return fail(l, keypath(kp, sizeof kp, pfx, "role"), "missing (required), e.g. \"reviewer\"");
+  if (!valid_role(p->role))
+    return fail(l, keypath(kp, sizeof kp, pfx, "role"),
+                "expected lowercase letters, digits, '_' or '-' (at most %d), got \"%.40s\"",
+                ROLE_MAX_LEN, p->role);
+  return 0;
+}
+
+static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *pfx)
+{
+  if (get_string(l, v, pfx, "provider", &p->provider) < 0 ||
+      (!p->provider && set_str(l, &p->provider, "ollama") < 0) ||
+      get_string(l, v, pfx, "url", &p->url) < 0 || check_url(l, p, pfx) < 0 ||
+      get_string(l, v, pfx, "model", &p->model) < 0 || get_api_key(l, v, pfx, &p->api_key) < 0 ||
+      get_string(l, v, pfx, "role", &p->role) < 0 || check_required(l, p, pfx) < 0)
+    return -1;
+  if (get_number(l, v, pfx, "temperature", 0, 2, "between 0 and 2", &p->temperature) < 0 ||
+      get_int(l, v, pfx, "max_tokens", 1, MAX_TOKENS_CAP, &p->max_tokens) < 0 ||
+      get_bool(l, v, pfx, "stream", &p->stream) < 0 ||
+      get_string(l, v, pfx, "system_prompt_file", &p->system_prompt_file) < 0 ||
+      get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)",
+                 &p->cost_per_1m_input) < 0 ||
+      get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)",
+                 &p->cost_per_1m_output) < 0)
+    return -1;
+  return 0;
+}
+
+/* ---- prompts ----------------------------------------------------------- */
+
+static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const char *kp)
+{
+  char *buf = NULL;
+  size_t n = 0;
+  int rc = read_capped(path, PROMPT_MAX_BYTES, &buf, &n);
+  if (rc == -EFBIG)
+    return fail(l, kp, "prompt file \"%s\" is larger than %d KiB", path, PROMPT_MAX_BYTES / 1024);
+  if (rc < 0)
+    return fail(l, kp, "cannot read prompt file \"%s\": %s", path, strerror(-rc));
+  json_t *probe = memchr(buf, '\0', n) ? NULL : json_stringn(buf, n);
+  if (!probe) {
+    free(buf);
+    return fail(l, kp, "prompt file \"%s\" is not UTF-8 text", path);
+  }
+  json_decref(probe);
+  char *shrunk = realloc(buf, n + 1);
+  p->system_prompt = shrunk ? shrunk : buf;
+  return set_str(l, &p->system_prompt_path, path);
+}
+
+/* Looks for rel (then its base name) in the prompts directories. */
+static int find_in_prompt_dirs(const loader_t *l, const char *rel, char *out, size_t len)
+{
+  const char *slash = strrchr(rel, '/');
+  const char *base = slash ? slash + 1 : rel;
+  const char *dirs[] = { l->prompts_dir, l->found_dir[0] ? l->found_dir : NULL };
+  for (size_t i = 0; i < COUNT(dirs); i++) {
+    if (!dirs[i] || !*dirs[i])
+      continue;
+    if (try_path(dirs[i], rel, out, len) == 0 || (base != rel && try_path(dirs[i], base, out, len) == 0))
+      return 0;
+  }
+  return -ENOENT;
+}
+
+static int load_named_prompt(loader_t *l, cadre_profile_t *p, const char *kp)
+{
+  const char *f = p->system_prompt_file;
+  char path[PATH_MAX];
+  bool found;
+  if (f[0] == '/')
+    found = try_path(NULL, f, path, sizeof path) == 0;
+  else
+    found = (l->config_dir[0] && try_path(l->config_dir, f, path, sizeof path) == 0) ||
+            find_in_prompt_dirs(l, f, path, sizeof path) == 0;
+  if (found)
+    return read_prompt(l, p, path, kp);
+  if (f[0] == '/')
+    return fail(l, kp, "prompt file \"%s\" not found", f);
+  return fail(l, kp, "prompt file \"%s\" not found in %s%s%s%s%s", f,
+              l->config_dir[0] ? l->config_dir : "", l->prompts_dir ? ", " : "",
+              l->prompts_dir ? l->prompts_dir : "", l->found_dir[0] ? ", " : "", l->found_dir);
+}
+
+/* The profile's prompt: its system_prompt_file, else <role>_prompt.txt if any. */
+static int load_prompt(loader_t *l, cadre_profile_t *p)
+{
+  char kp[KEY_PATH_LEN], fname[ROLE_MAX_LEN + 16], path[PATH_MAX];
+  snprintf(kp, sizeof kp, "agents.%s.system_prompt_file", p->name);
+  if (p->system_prompt_file)
+    return load_named_prompt(l, p, kp);
+  snprintf(fname, sizeof fname, "%s_prompt.txt", p->role);
+  if (find_in_prompt_dirs(l, fname, path, sizeof path) < 0)
+    return 0;
+  return read_prompt(l, p, path, kp);
+}
+
+static int parse_profile(loader_t *l, const char *name, json_t *v, cadre_profile_t *p)
+{
+  char pfx[KEY_PATH_LEN];
+  snprintf(pfx, sizeof pfx, "agents.%s", name);
+  if (!valid_name(name))
+    return fail(l, "agents", "profile name \"%.80s\" must be 1 to %d printable characters", name,
+                NAME_MAX_LEN);
+  if (!json_is_object(v))
+    return wrong(l, pfx, NULL, v, "an object (an agent profile)");
+  p->temperature = 0.7;
+  p->max_tokens = 2048;
+  p->stream = true;
+  if (set_str(l, &p->name, name) < 0 || parse_fields(l, v, p, pfx) < 0)
+    return -1;
+  return load_prompt(l, p);
+}
+
+static int check_main(loader_t *l, const cadre_config_t *c)
+{
+  const cadre_profile_t *main_p = NULL;
+  for (size_t i = 0; i < c->n_profiles; i++) {
+    const cadre_profile_t *p = &c->profiles[i];
+    if (strcmp(p->role, "main") != 0)
+      continue;
+    if (main_p)
+      return fail(l, "agents", "profiles \"%s\" and \"%s\" both have role \"main\"; exactly one may",
+                  main_p->name, p->name);
+    main_p = p;
+  }
+  if (!main_p)
+    return fail(l, "agents", "no profile has role \"main\"; one profile must be the main agent");
+  return 0;
+}
+
+static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root)
+{
+  json_t *agents = json_object_get(root, "agents");
+  if (!agents)
+    return fail(l, "agents", "missing; expected an object of agent profiles, "
+                "e.g. {\"main_agent\": {\"role\": \"main\", \"model\": \"...\"}}");
+  if (!json_is_object(agents))
+    return wrong(l, "agents", NULL, agents, "an object of agent profiles");
+  c->profiles = calloc(json_object_size(agents) + 1, sizeof *c->profiles);
+  if (!c->profiles)
+    return fail(l, NULL, "out of memory");
+  const char *name;
+  json_t *v;
+  json_object_foreach(agents, name, v) {
+    if (parse_profile(l, name, v, &c->profiles[c->n_profiles++]) < 0)
+      return -1;
+  }
+  return check_main(l, c);
+}
+
+/* ---- spawning rules ---------------------------------------------------- */
+
+static int add_keyword(loader_t *l, cadre_config_t *c, const char *word, const char *profile)
+{
+  cadre_keyword_rule_t *r = &c->keywords[c->n_keywords++];
+  if (set_str(l, &r->keyword, word) < 0 || set_str(l, &r->profile, profile) < 0)
+    return -1;
+  return 0;
+}
+
+static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw)
+{
+  char kp[KEY_PATH_LEN];
+  if (!kw)
+    return 0;
+  if (!json_is_object(kw))
+    return wrong(l, "spawning_rules.keywords", NULL, kw, "an object mapping words to profile names");
+  c->keywords = calloc(json_object_size(kw) + 1, sizeof *c->keywords);
+  if (!c->keywords)
+    return fail(l, NULL, "out of memory");
+  const char *word;
+  json_t *v;
+  json_object_foreach(kw, word, v) {
+    keypath(kp, sizeof kp, "spawning_rules.keywords", word);
+    if (!*word)
+      return fail(l, kp, "a keyword must not be empty");
+    if (!json_is_string(v))
+      return wrong(l, kp, NULL, v, "a profile name");
+    if (!config_profile(c, json_string_value(v)))
+      return fail(l, kp, "names profile \"%.80s\", which is not in agents", json_string_value(v));
+    if (add_keyword(l, c, word, json_string_value(v)) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+static int parse_spawning(loader_t *l, cadre_config_t *c, json_t *root)
+{
+  json_t *sr = field(root, "spawning_rules");
+  if (!sr)
+    return 0;
+  if (!json_is_object(sr))
+    return wrong(l, "spawning_rules", NULL, sr, "an object");
+  if (get_bool(l, sr, "spawning_rules", "auto_spawn_on_keywords", &c->auto_spawn_on_keywords) < 0 ||
+      get_bool(l, sr, "spawning_rules", "require_confirmation", &c->require_confirmation) < 0)
+    return -1;
+  return parse_keywords(l, c, field(sr, "keywords"));
+}
+
+/* ---- loading ----------------------------------------------------------- */
+
+static void set_config_dir(loader_t *l, const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  if (!slash) {
+    strcpy(l->config_dir, ".");
+    return;
+  }
+  size_t n = slash == path ? 1 : (size_t)(slash - path);
+  if (n >= sizeof l->config_dir)
+    n = sizeof l->config_dir - 1;
+  memcpy(l->config_dir, path, n);
+  l->config_dir[n] = '\0';
+}
+
+static int load_file(loader_t *l, cadre_config_t *c, const char *path)
+{
+  set_config_dir(l, path);
+  if (set_str(l, &c->path, path) < 0)
+    return -1;
+  json_t *root = load_json_file(l, path);
+  if (!root)
+    return -1;
+  int rc = -1;
+  if (parse_agents(l, c, root) == 0 && parse_spawning(l, c, root) == 0 &&
+      get_int(l, root, NULL, "max_concurrent_agents", 1, MAX_AGENTS_CAP, &c->max_concurrent_agents) == 0)
+    rc = 0;
+  json_decref(root);
+  return rc;
+}
+
+static int default_profile(loader_t *l, const default_profile_t *d, cadre_profile_t *p)
+{
+  if (set_str(l, &p->name, d->name) < 0 || set_str(l, &p->provider, "ollama") < 0 ||
+      set_str(l, &p->url, DEFAULT_OLLAMA_URL) < 0 || set_str(l, &p->model, d->model) < 0 ||
+      set_str(l, &p->role, d->role) < 0)
+    return -1;
+  p->temperature = d->temperature;
+  p->max_tokens = d->max_tokens;
+  p->stream = true;
+  p->cost_per_1m_input = d->cost_in;
+  p->cost_per_1m_output = d->cost_out;
+  return load_prompt(l, p);
+}
+
+static int load_defaults(loader_t *l, cadre_config_t *c)
+{
+  c->profiles = calloc(COUNT(DEFAULT_PROFILES), sizeof *c->profiles);
+  c->keywords = calloc(COUNT(DEFAULT_KEYWORDS), sizeof *c->keywords);
+  if (!c->profiles || !c->keywords)
+    return fail(l, NULL, "out of memory");
+  for (size_t i = 0; i < COUNT(DEFAULT_PROFILES); i++)
+    if (default_profile(l, &DEFAULT_PROFILES[i], &c->profiles[c->n_profiles++]) < 0)
+      return -1;
+  for (size_t i = 0; i < COUNT(DEFAULT_KEYWORDS); i++)
+    if (add_keyword(l, c, DEFAULT_KEYWORDS[i].word, DEFAULT_KEYWORDS[i].profile) < 0)
+      return -1;
+  c->require_confirmation = true;
+  return 0;
+}
+
+/* Loads a config file, or the built-in defaults when path is NULL. */
+cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err, size_t errlen)
+{
+  loader_t l = { .file = path ? path : "(built-in defaults)", .prompts_dir = prompts_dir,
+                 .err = err, .errlen = errlen };
+  if (err && errlen)
+    err[0] = '\0';
+  (void)config_find_prompts_dir(l.found_dir, sizeof l.found_dir);
+  cadre_config_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    fail(&l, NULL, "out of memory");
+    return NULL;
+  }
+  c->max_concurrent_agents = 5;
+  if ((path ? load_file(&l, c, path) : load_defaults(&l, c)) < 0)
+    config_destroy(&c);
+  return c;
+}
+
+static void profile_free(cadre_profile_t *p)
+{
+  if (p->api_key)
+    explicit_bzero(p->api_key, strlen(p->api_key));
+  char *fields[] = { p->api_key, p->name, p->provider, p->url, p->model, p->role,
+                     p->system_prompt_file, p->system_prompt_path, p->system_prompt };
+  for (size_t i = 0; i < COUNT(fields); i++)
+    free(fields[i]);
+}
+
+/* Frees the config (wiping API keys) and nulls the caller's pointer. */
+void config_destroy(cadre_config_t **self_p)
+{
+  if (!self_p || !*self_p)
+    return;
+  cadre_config_t *c = *self_p;
+  for (size_t i = 0; i < c->n_profiles; i++)
+    profile_free(&c->profiles[i]);
+  for (size_t i = 0; i < c->n_keywords; i++) {
+    free(c->keywords[i].keyword);
+    free(c->keywords[i].profile);
+  }
+  free(c->profiles);
+  free(c->keywords);
+  free(c->path);
+  free(c);
+  *self_p = NULL;
+}
+
+/* ---- lookups and JSON views -------------------------------------------- */
+
+/* Profile by name, or NULL. */
+const cadre_profile_t *config_profile(const cadre_config_t *self, const char *name)
+{
+  for (size_t i = 0; self && name && i < self->n_profiles; i++)
+    if (self->profiles[i].name && strcmp(self->profiles[i].name, name) == 0)
+      return &self->profiles[i];
+  return NULL;
+}
+
+/* First profile with this role, or NULL. */
+const cadre_profile_t *config_profile_for_role(const cadre_config_t *self, const char *role)
+{
+  for (size_t i = 0; self && role && i < self->n_profiles; i++)
+    if (self->profiles[i].role && strcmp(self->profiles[i].role, role) == 0)
+      return &self->profiles[i];
+  return NULL;
+}
+
+/* The main agent's profile. */
+const cadre_profile_t *config_main(const cadre_config_t *self)
+{
+  return config_profile_for_role(self, "main");
+}
+
+/* The profile for a node: no api_key, no prompt. */
+json_t *config_profile_wire(const cadre_profile_t *p)
+{
+  if (!p)
+    return NULL;
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:b, s:f, s:f}", "name", p->name,
+                   "provider", p->provider, "url", p->url, "model", p->model, "role", p->role,
+                   "temperature", p->temperature, "max_tokens", p->max_tokens, "stream",
+                   (int)p->stream, "cost_per_1m_input", p->cost_per_1m_input,
+                   "cost_per_1m_output", p->cost_per_1m_output);
+}
+
+static json_t *profile_display(const cadre_profile_t *p)
+{
+  json_t *o = config_profile_wire(p);
+  if (!o)
+    return NULL;
+  json_object_del(o, "name");
+  json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());
+  json_object_set_new(o, "system_prompt_file",
+                      p->system_prompt_file ? json_string(p->system_prompt_file) : json_null());
+  json_object_set_new(o, "system_prompt_path",
+                      p->system_prompt_path ? json_string(p->system_prompt_path) : json_null());
+  return o;
+}
+
+/* The whole config for display, with API keys masked. */
+json_t *config_to_json(const cadre_config_t *self)
+{
+  if (!self)
+    return NULL;
+  json_t *agents = json_object(), *kw = json_object();
+  for (size_t i = 0; agents && i < self->n_profiles; i++)
+    json_object_set_new(agents, self->profiles[i].name, profile_display(&self->profiles[i]));
+  for (size_t i = 0; kw && i < self->n_keywords; i++)
+    json_object_set_new(kw, self->keywords[i].keyword, json_string(self->keywords[i].profile));
+  return json_pack("{s:s?, s:o, s:{s:o, s:b, s:b}, s:i}", "path", self->path, "agents", agents,
+                   "spawning_rules", "keywords", kw, "auto_spawn_on_keywords",
+                   (int)self->auto_spawn_on_keywords, "require_confirmation",
+                   (int)self->require_confirmation, "max_concurrent_agents",
+                   self->max_concurrent_agents);
+}

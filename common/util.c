@@ -1,0 +1,168 @@
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int64_t util_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t util_wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int util_mkdir_p(const char *path, mode_t mode) {
+  char buf[PATH_MAX];
+  if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf)
+    return -ENAMETOOLONG;
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+      return -errno;
+    *p = '/';
+  }
+  if (mkdir(buf, mode) < 0 && errno != EEXIST)
+    return -errno;
+  return 0;
+}
+
+int util_write_file(const char *path, const void *data, size_t len, mode_t mode) {
+  char tmp[PATH_MAX];
+  if (snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid()) >= (int)sizeof tmp)
+    return -ENAMETOOLONG;
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0)
+    return -errno;
+  const char *p = data;
+  size_t left = len;
+  while (left > 0) {
+    ssize_t n = write(fd, p, left);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0) {
+      int e = errno;
+      close(fd);
+      unlink(tmp);
+      return -e;
+    }
+    p += n;
+    left -= (size_t)n;
+  }
+  if (fchmod(fd, mode) < 0 || fsync(fd) < 0 || close(fd) < 0) {
+    int e = errno;
+    unlink(tmp);
+    return -e;
+  }
+  if (rename(tmp, path) < 0) {
+    int e = errno;
+    unlink(tmp);
+    return -e;
+  }
+  return 0;
+}
+
+char *util_read_file(const char *path, size_t max, size_t *len) {
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    return NULL;
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    size_t got = fread(buf + n, 1, cap - n, f);
+    n += got;
+    if (n > max) {
+      free(buf);
+      buf = NULL;
+      errno = EFBIG;
+      break;
+    }
+    if (got == 0)
+      break;
+    if (n == cap) {
+      char *nb = realloc(buf, cap * 2 + 1);
+      if (!nb) {
+        free(buf);
+        buf = NULL;
+        break;
+      }
+      buf = nb;
+      cap *= 2;
+    }
+  }
+  int e = errno;
+  if (buf && ferror(f)) {
+    free(buf);
+    buf = NULL;
+    e = EIO;
+  }
+  fclose(f);
+  if (!buf) {
+    errno = e;
+    return NULL;
+  }
+  buf[n] = '\0';
+  if (len)
+    *len = n;
+  return buf;
+}
+
+char *util_path_join(const char *a, const char *b) {
+  size_t la = strlen(a);
+  bool slash = la > 0 && a[la - 1] == '/';
+  char *out = malloc(la + strlen(b) + 2);
+  if (out)
+    sprintf(out, "%s%s%s", a, slash ? "" : "/", b);
+  return out;
+}
+
+int util_state_dir(char *buf, size_t len) {
+  const char *xdg = getenv("XDG_STATE_HOME");
+  const char *home = getenv("HOME");
+  int n;
+  if (xdg && xdg[0] == '/')
+    n = snprintf(buf, len, "%s/cadre", xdg);
+  else if (home && home[0])
+    n = snprintf(buf, len, "%s/.local/state/cadre", home);
+  else
+    n = snprintf(buf, len, "/tmp/cadre-%d", (int)getuid());
+  return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int util_exe_dir(char *buf, size_t len) {
+  ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+  if (n < 0)
+    return -errno;
+  buf[n] = '\0';
+  char *slash = strrchr(buf, '/');
+  if (slash)
+    *slash = '\0';
+  return 0;
+}
+
+void util_random_hex(char *buf, size_t nbytes) {
+  unsigned char raw[64];
+  if (nbytes > sizeof raw)
+    nbytes = sizeof raw;
+  randombytes_buf(raw, nbytes);
+  sodium_bin2hex(buf, nbytes * 2 + 1, raw, nbytes);
+}
+
+void util_hostname(char *buf, size_t len) {
+  if (gethostname(buf, len) < 0 || !buf[0])
+    snprintf(buf, len, "localhost");
+  buf[len - 1] = '\0';
+}

@@ -1,0 +1,32 @@
+/* util: small helpers shared by the three programs (time, files, paths). */
+#ifndef CADRE_UTIL_H
+#define CADRE_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Monotonic milliseconds. */
+int64_t util_now_ms(void);
+/* Wall-clock milliseconds since the epoch. */
+int64_t util_wall_ms(void);
+/* mkdir -p with mode for created directories. Returns 0 or -errno. */
+int util_mkdir_p(const char *path, mode_t mode);
+/* Writes data to path atomically (temp file, fsync, rename) with mode. Returns 0 or -errno. */
+int util_write_file(const char *path, const void *data, size_t len, mode_t mode);
+/* Reads a whole file (NUL-terminated, at most max bytes). Caller frees. NULL with errno on failure
+ * (EFBIG when larger than max). */
+char *util_read_file(const char *path, size_t max, size_t *len);
+/* "a/b" from a and b. Caller frees. */
+char *util_path_join(const char *a, const char *b);
+/* The default state directory ($XDG_STATE_HOME/cadre or ~/.local/state/cadre) into buf. */
+int util_state_dir(char *buf, size_t len);
+/* Directory of the running executable into buf. */
+int util_exe_dir(char *buf, size_t len);
+/* Random hex id of n bytes (2n chars + NUL in buf). */
+void util_random_hex(char *buf, size_t nbytes);
+/* This host's name into buf. */
+void util_hostname(char *buf, size_t len);
+
+#endif

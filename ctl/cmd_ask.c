@@ -1,0 +1,271 @@
+/* cmd_ask.c: cadre ask TEXT: one turn of the main agent, streamed. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "util.h"
+
+#define DIM "\033[2m"
+#define RESET "\033[0m"
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted++;
+}
+
+typedef struct {
+  ctl_t *ctl;
+  client_t *c;
+  const char *session;
+  int64_t turn;
+  int64_t attempt;     /* attempt whose deltas we print */
+  bool show_thinking;
+  bool in_thinking;    /* last printed piece was thinking */
+  bool printed;        /* some answer text was printed */
+  bool at_line_start;
+  int64_t started;
+} ask_t;
+
+static void json_event(const char *event, json_t *fields) {
+  json_object_set_new(fields, "event", json_string(event));
+  ctl_print_json(fields);
+  json_decref(fields);
+}
+
+static void print_piece(ask_t *a, const char *kind, const char *text) {
+  bool thinking = strcmp(kind, "thinking") == 0;
+  if (thinking && !a->show_thinking)
+    return;
+  if (thinking != a->in_thinking) {
+    if (!a->at_line_start)
+      fputc('\n', stdout);
+    if (a->ctl->color)
+      fputs(thinking ? DIM : RESET, stdout);
+    else if (thinking)
+      fputs("[thinking] ", stdout);
+    a->in_thinking = thinking;
+  }
+  fputs(text, stdout);
+  size_t n = strlen(text);
+  if (n)
+    a->at_line_start = text[n - 1] == '\n';
+  a->printed |= !thinking && n > 0;
+  fflush(stdout);
+}
+
+static void on_delta(ask_t *a, const proto_msg_t *m) {
+  if (m->turn != a->turn)
+    return;
+  if (m->attempt != a->attempt) {
+    if (a->attempt && !a->ctl->json)
+      fprintf(stderr, "%s[cadre: attempt %lld on another node; the answer starts again]\n",
+              a->at_line_start ? "" : "\n", (long long)m->attempt);
+    a->attempt = m->attempt;
+    a->at_line_start = true;
+  }
+  if (a->ctl->json)
+    json_event("delta", json_pack("{s:s, s:I, s:I, s:I, s:s, s:s}", "session", m->session, "turn", (json_int_t)m->turn,
+                                  "attempt", (json_int_t)m->attempt, "seq", (json_int_t)m->seq, "kind", m->kind, "text",
+                                  m->text));
+  else
+    print_piece(a, m->kind, m->text);
+}
+
+static void end_line(ask_t *a) {
+  if (a->ctl->color && a->in_thinking)
+    fputs(RESET, stdout);
+  if (!a->at_line_start)
+    fputc('\n', stdout);
+  fflush(stdout);
+}
+
+/* Prints the final answer of a done turn; returns the exit status. */
+static int on_done(ask_t *a, const json_t *p) {
+  const json_t *u = json_object_get(p, "usage");
+  double secs = (double)(util_now_ms() - a->started) / 1000.0;
+  if (a->ctl->json) {
+    json_t *o = json_pack("{s:s, s:I, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:f}", "session", a->session, "turn",
+                          (json_int_t)a->turn, "text", json_object_get(json_object_get(p, "message"), "content"),
+                          "thinking", json_object_get(p, "thinking"), "finish_reason", json_object_get(p, "finish_reason"),
+                          "usage", u, "node", json_object_get(p, "node"), "model", json_object_get(p, "model"),
+                          "elapsed_ms", json_object_get(p, "elapsed_ms"), "seconds", secs);
+    json_event("done", o);
+    return 0;
+  }
+  if (!a->printed) { /* nothing streamed (e.g. stream:false, or we reconnected late) */
+    const char *content = json_string_value(json_object_get(json_object_get(p, "message"), "content"));
+    if (a->in_thinking && a->ctl->color)
+      fputs(RESET, stdout);
+    a->in_thinking = false;
+    if (content && content[0])
+      print_piece(a, "text", content);
+  }
+  end_line(a);
+  const char *finish = json_string_value(json_object_get(p, "finish_reason"));
+  fprintf(stderr, "%s%lld tokens in, %lld out%s · %.2f s · %s on %s%s%s%s\n", a->ctl->color ? DIM : "",
+          (long long)json_integer_value(json_object_get(u, "prompt_tokens")),
+          (long long)json_integer_value(json_object_get(u, "completion_tokens")),
+          json_is_true(json_object_get(u, "counted")) ? " (estimated)" : "", secs,
+          json_string_value(json_object_get(p, "model")), json_string_value(json_object_get(p, "node")),
+          finish && strcmp(finish, "stop") != 0 && finish[0] ? " · finish: " : "",
+          finish && strcmp(finish, "stop") != 0 ? finish : "", a->ctl->color ? RESET : "");
+  return 0;
+}
+
+static int on_failed(ask_t *a, const json_t *p) {
+  const char *code = json_string_value(json_object_get(p, "code"));
+  const char *detail = json_string_value(json_object_get(p, "detail"));
+  if (a->ctl->json) {
+    json_event("error", json_pack("{s:s, s:I, s:s?, s:s?, s:O?}", "session", a->session, "turn", (json_int_t)a->turn,
+                                  "code", code, "detail", detail, "http_status", json_object_get(p, "http_status")));
+  } else {
+    end_line(a);
+    fprintf(stderr, "cadre: the turn failed: %s (%s)\n", detail ? detail : "?", code ? code : "?");
+  }
+  return code && strcmp(code, "cancelled") == 0 ? 130 : 1;
+}
+
+/* Handles an event; returns -1 to keep waiting or the exit status. */
+static int on_event(ask_t *a, const proto_msg_t *m) {
+  if (!PROTO_HAS(m, turn) || m->turn != a->turn)
+    return -1;
+  const json_t *p = m->payload;
+  if (strcmp(m->kind, "turn_done") == 0)
+    return on_done(a, p);
+  if (strcmp(m->kind, "turn_failed") == 0)
+    return on_failed(a, p);
+  if (a->ctl->json) {
+    json_t *o = json_deep_copy(p ? p : json_object());
+    json_object_set_new(o, "turn", json_integer(a->turn));
+    json_event(m->kind, o);
+  } else if (strcmp(m->kind, "turn_waiting") == 0 || strcmp(m->kind, "turn_requeued") == 0) {
+    const char *d = json_string_value(json_object_get(p, "detail"));
+    fprintf(stderr, "%s[cadre: %s]\n", a->at_line_start ? "" : "\n",
+            d ? d : "the node running this turn was lost; it will run again");
+    a->at_line_start = true;
+  }
+  return -1;
+}
+
+/* After a broker restart: follow the turn again, or fetch its answer. */
+static int on_reconnected(ask_t *a) {
+  json_t *r = ctl_request(a->ctl, a->c, "subscribe", json_pack("{s:s, s:I}", "session", a->session, "turn", (json_int_t)a->turn));
+  const char *state = json_string_value(json_object_get(r, "turn"));
+  int rc = -1;
+  if (!a->ctl->json)
+    fprintf(stderr, "%s[cadre: the broker restarted; following turn %lld again]\n", a->at_line_start ? "" : "\n",
+            (long long)a->turn);
+  a->at_line_start = true;
+  if (state && strcmp(state, "finished") == 0) {
+    json_t *h = ctl_request(a->ctl, a->c, "history", json_pack("{s:s}", "session", a->session));
+    size_t i;
+    json_t *msg, *found = NULL;
+    json_array_foreach(json_object_get(h, "messages"), i, msg) if (json_integer_value(json_object_get(msg, "turn")) ==
+                                                                         a->turn &&
+                                                                     strcmp(json_string_value(json_object_get(msg, "role")), "assistant") == 0) found = msg;
+    if (found) {
+      a->printed = false;
+      json_t *p = json_pack("{s:O, s:{}, s:s, s:s}", "message", found, "usage", "model", "?", "node", "?");
+      rc = on_done(a, p);
+      json_decref(p);
+    } else {
+      rc = on_failed(a, json_pack("{s:s, s:s}", "code", "lost", "detail", "the turn ended while the broker was away"));
+    }
+    json_decref(h);
+  }
+  json_decref(r);
+  return rc;
+}
+
+static int follow(ask_t *a) {
+  bool cancel_sent = false;
+  for (;;) {
+    if (interrupted && !cancel_sent) {
+      cancel_sent = true;
+      if (!a->ctl->json)
+        fprintf(stderr, "%s[cadre: cancelling; Ctrl-C again to leave at once]\n", a->at_line_start ? "" : "\n");
+      char err[256];
+      json_decref(client_request(a->c, "cancel", json_pack("{s:I}", "turn", (json_int_t)a->turn), 5000, err, sizeof err));
+    }
+    if (interrupted > 1)
+      return 130;
+    proto_msg_t *m = NULL;
+    client_next_t r = client_next(a->c, 500, &m);
+    if (r == CLIENT_ERROR)
+      return 1;
+    if (r == CLIENT_RECONNECTED) {
+      int rc = on_reconnected(a);
+      if (rc >= 0)
+        return rc;
+      continue;
+    }
+    if (r != CLIENT_MSG)
+      continue;
+    int rc = -1;
+    if (m->type == PROTO_DELTA)
+      on_delta(a, m);
+    else
+      rc = on_event(a, m);
+    proto_msg_destroy(&m);
+    if (rc >= 0)
+      return rc;
+  }
+}
+
+int cmd_ask(ctl_t *ctl, int argc, char **argv) {
+  ask_t a = {.ctl = ctl, .session = "main", .show_thinking = ctl->color, .at_line_start = true};
+  static const struct option longopts[] = {{"session", required_argument, 0, 's'},
+                                           {"thinking", no_argument, 0, 't'},
+                                           {"no-thinking", no_argument, 0, 'T'},
+                                           {0, 0, 0, 0}};
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "+s:", longopts, NULL)) != -1) {
+    switch (c) {
+    case 's': a.session = optarg; break;
+    case 't': a.show_thinking = true; break;
+    case 'T': a.show_thinking = false; break;
+    default: return 2;
+    }
+  }
+  if (optind >= argc) {
+    ctl_error(ctl, "usage: cadre ask [--session ID] [--thinking|--no-thinking] TEXT");
+    return 2;
+  }
+  /* The words after the options are the question. */
+  size_t len = 1;
+  for (int i = optind; i < argc; i++)
+    len += strlen(argv[i]) + 1;
+  char *text = calloc(1, len);
+  for (int i = optind; i < argc; i++) {
+    strcat(text, argv[i]);
+    if (i + 1 < argc)
+      strcat(text, " ");
+  }
+  a.c = ctl_connect(ctl);
+  if (!a.c) {
+    free(text);
+    return 1;
+  }
+  struct sigaction sa = {.sa_handler = on_sigint};
+  sigaction(SIGINT, &sa, NULL);
+  a.started = util_now_ms();
+  json_t *r = ctl_request(ctl, a.c, "ask", json_pack("{s:s, s:s}", "text", text, "session", a.session));
+  free(text);
+  int rc = 1;
+  if (r) {
+    a.turn = json_integer_value(json_object_get(r, "turn"));
+    if (ctl->json)
+      json_event("accepted", json_pack("{s:s, s:I}", "session", a.session, "turn", (json_int_t)a.turn));
+    rc = follow(&a);
+  }
+  json_decref(r);
+  client_destroy(&a.c);
+  return rc;
+}

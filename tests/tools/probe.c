@@ -1,0 +1,74 @@
+/* cadre-probe: sends raw frames to a broker over CURVE and prints what comes back.
+ * For tests of bad input: `cadre-probe EP KEYFILE BROKERPUB HEX [HEX ...]` sends each
+ * hex-encoded frame and prints each reply as one JSON line {"type":..,"code":..,"detail":..}. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "keys.h"
+#include "proto.h"
+
+static size_t unhex(const char *hex, unsigned char *out, size_t cap) {
+  size_t n = 0;
+  for (; hex[0] && hex[1] && n < cap; hex += 2) {
+    unsigned v;
+    if (sscanf(hex, "%2x", &v) != 1)
+      break;
+    out[n++] = (unsigned char)v;
+  }
+  return n;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 5) {
+    fprintf(stderr, "usage: cadre-probe ENDPOINT KEYFILE BROKERPUB HEX...\n");
+    return 2;
+  }
+  char err[512], pub[KEYS_Z85_LEN + 1];
+  keys_pair_t kp;
+  if (keys_load_pair(argv[2], &kp, err, sizeof err) < 0 || keys_load_public(argv[3], pub, err, sizeof err) < 0) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  void *ctx = zmq_ctx_new();
+  void *s = zmq_socket(ctx, ZMQ_DEALER);
+  int linger = 0;
+  zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+  keys_setup_client(s, &kp, pub);
+  zmq_connect(s, argv[1]);
+  static unsigned char buf[PROTO_MAX_FRAME + 1024];
+  int rc = 0;
+  for (int i = 4; i < argc; i++) {
+    size_t n = unhex(argv[i], buf, sizeof buf);
+    zmq_send(s, buf, n, 0);
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll(&it, 1, 5000) <= 0) {
+      printf("{\"type\":null}\n");
+      rc = 1;
+      continue;
+    }
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    zmq_msg_recv(&m, s, 0);
+    proto_msg_t *msg = NULL;
+    proto_err_t perr;
+    if (proto_decode(zmq_msg_data(&m), zmq_msg_size(&m), &msg, &perr) != PROTO_OK) {
+      printf("{\"type\":\"undecodable\"}\n");
+      rc = 1;
+    } else {
+      json_t *o = json_pack("{s:s, s:s?, s:s?}", "type", proto_type_name(msg->type), "code", msg->code, "detail",
+                            msg->detail);
+      char *line = json_dumps(o, JSON_COMPACT);
+      printf("%s\n", line);
+      free(line);
+      json_decref(o);
+      proto_msg_destroy(&msg);
+    }
+    zmq_msg_close(&m);
+    fflush(stdout);
+  }
+  zmq_close(s);
+  zmq_ctx_term(ctx);
+  return rc;
+}
