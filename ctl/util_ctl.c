@@ -7,7 +7,7 @@
 #include "ctl.h"
 
 void ctl_print_json(const json_t *v) {
-  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+  char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(10));
   if (s) {
     fputs(s, stdout);
     fputc('\n', stdout);

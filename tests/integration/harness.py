@@ -213,10 +213,26 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.broker.kill()
         self.model.stop()
-        if os.environ.get("CADRE_KEEP_TMP"):
+        problems = self.sanitizer_reports()
+        if os.environ.get("CADRE_KEEP_TMP") or problems:
             print("kept", self.tmp, file=sys.stderr)
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems:
+            raise AssertionError("sanitizer reports in the daemons' logs:\n" + problems)
+
+    def sanitizer_reports(self):
+        """ASan/UBSan/LSan findings in any program's log (the sanitizer build writes them there)."""
+        found = []
+        for f in sorted(os.listdir(self.tmp)):
+            if not f.endswith(".log") or f == "model.log":
+                continue
+            text = open(os.path.join(self.tmp, f), errors="replace").read()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                i = text.find(marker)
+                if i >= 0:
+                    found.append(f"--- {f}\n{text[max(0, i - 200):i + 3000]}")
+        return "\n".join(found)
 
     def logs(self):
         out = []
