@@ -296,6 +296,8 @@ class Restart(unittest.TestCase):
             done = json.loads(out.splitlines()[-1])
             self.assertEqual(done["text"], "finished elsewhere")
             self.assertEqual(done["node"], "k2")
+            # The dead node is gone from the list.
+            wait_until(lambda: [n["name"] for n in c.nodes()] == ["k2"], what="k1 removed from nodes")
         finally:
             c.close()
 
@@ -327,3 +329,56 @@ class Secrets(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
+
+
+class LocalCluster(unittest.TestCase):
+    """cadre with no broker starts a local cluster itself; up/down/status."""
+
+    def test_auto_start_status_and_down(self):
+        import tempfile
+        from harness import ModelServer, make_config, CTL
+        tmp = tempfile.mkdtemp(prefix="cadre-local-")
+        model = ModelServer(tmp)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CADRE_") or k.endswith("_BIN")}
+        env.update({"XDG_STATE_HOME": os.path.join(tmp, "xdg"), "HOME": tmp, "NO_COLOR": "1",
+                    "CADRE_CONFIG": make_config(os.path.join(tmp, "config.json"), model.url)})
+        run = lambda *a: subprocess.run([CTL(), *a], env=env, capture_output=True, text=True, timeout=60, cwd=tmp)
+        try:
+            r = run("status")
+            self.assertEqual(r.returncode, 3)
+            self.assertIn("no local cluster", r.stdout)
+            model.script([{"text": "local answer"}])
+            r = run("ask", "hello local")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, "local answer\n")
+            r = run("--json", "status")
+            st = json.loads(r.stdout)
+            self.assertTrue(st["running"])
+            self.assertEqual(st["nodes"], 1)
+            self.assertEqual(st["node_list"][0]["workspace"], os.path.realpath(tmp))
+            self.assertTrue(st["endpoints"][0].startswith("ipc://"))
+            state = os.path.join(tmp, "xdg", "cadre")
+            self.assertEqual(os.stat(state).st_mode & 0o777, 0o700)
+            pids = json.load(open(os.path.join(state, "cluster.json")))
+            r = run("down")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for key in ("broker_pid", "agentd_pid"):
+                wait_until(lambda: not os.path.exists(f"/proc/{pids[key]}") or
+                           open(f"/proc/{pids[key]}/stat").read().split()[2] == "Z", what=f"{key} to exit")
+            self.assertEqual(run("status").returncode, 3)
+        finally:
+            run("down")
+            model.stop()
+
+    def test_broken_config_is_named(self):
+        import tempfile
+        tmp = tempfile.mkdtemp(prefix="cadre-badcfg-")
+        cfg = os.path.join(tmp, "bad.json")
+        with open(cfg, "w") as f:
+            json.dump({"agents": {"main_agent": {"role": "main", "model": "m", "url": "http://x/v1",
+                                                 "temperature": "hot"}}}, f)
+        r = subprocess.run([os.environ["CADRE_BROKER_BIN"], "--bind", "tcp://127.0.0.1:*", "--state",
+                            os.path.join(tmp, "s"), "--config", cfg], capture_output=True, text=True, timeout=30)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("bad.json", r.stderr)
+        self.assertIn("agents.main_agent.temperature", r.stderr)
