@@ -491,6 +491,10 @@ static void classify(llm_try_t *t, const llm_call_t *call, llm_outcome_t *out, c
                  LLM_MAX_TEXT >> 20, LLM_MAX_LINE >> 20);
     else
       set_detail(out, c->key, "cannot read the model server's answer: %s", strerror(-t->feed_rc));
+  } else if (t->mcode != CURLM_OK) {
+    fail(out, "internal", true);
+    set_detail(out, c->key, "libcurl failed while talking to %s: %s", c->url, curl_multi_strerror(t->mcode));
+    c->may_retry = !t->delivered;
   } else if (t->rc != CURLE_OK) {
     classify_transport(t, out, c);
   } else if (t->status < 200 || t->status > 299) {

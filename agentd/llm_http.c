@@ -245,12 +245,14 @@ static int progress_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
  * while the server sends nothing (curl_easy_perform would check only about
  * once a second). */
 static CURLcode perform(CURLM *multi, CURL *h, llm_try_t *t) {
-  if (curl_multi_add_handle(multi, h) != CURLM_OK) return CURLE_OUT_OF_MEMORY;
+  t->mcode = curl_multi_add_handle(multi, h);
+  if (t->mcode != CURLM_OK) return CURLE_FAILED_INIT;
   CURLcode rc = CURLE_OK;
   int running = 1;
   for (;;) {
-    if (curl_multi_perform(multi, &running) != CURLM_OK) {
-      rc = CURLE_OUT_OF_MEMORY;
+    t->mcode = curl_multi_perform(multi, &running);
+    if (t->mcode != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
       break;
     }
     if (!running) {
@@ -264,8 +266,9 @@ static CURLcode perform(CURLM *multi, CURL *h, llm_try_t *t) {
       rc = CURLE_ABORTED_BY_CALLBACK;
       break;
     }
-    if (curl_multi_poll(multi, NULL, 0, LLM_POLL_MS, NULL) != CURLM_OK) {
-      rc = CURLE_OUT_OF_MEMORY;
+    t->mcode = curl_multi_poll(multi, NULL, 0, LLM_POLL_MS, NULL);
+    if (t->mcode != CURLM_OK) {
+      rc = CURLE_FAILED_INIT;
       break;
     }
   }

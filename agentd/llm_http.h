@@ -30,6 +30,7 @@ typedef struct {
   long first_byte_ms;   /* silence before the first byte */
   /* Out. */
   CURLcode rc;
+  CURLMcode mcode;      /* CURLM_OK unless the multi interface itself failed */
   char curl_err[CURL_ERROR_SIZE];
   long status;          /* 0 when no status line arrived */
   char reason[64];      /* reason phrase of the status line */

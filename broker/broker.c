@@ -138,16 +138,7 @@ static void peer_free_all(broker_t *b) {
   while (b->peers) {
     peer_t *p = b->peers;
     b->peers = p->next;
-    free(p->name);
-    free(p->host);
-    free(p->version);
-    free(p->workspace);
-    json_decref(p->models);
-    json_decref(p->providers);
-    json_decref(p->tools);
-    json_decref(p->labels);
-    json_decref(p->watch);
-    free(p);
+    peer_free(p);
   }
 }
 
@@ -176,6 +167,8 @@ void broker_destroy(broker_t **self_p) {
 }
 
 int broker_send(broker_t *b, peer_t *p, proto_msg_t *msg) {
+  if (p->dead)
+    return -EHOSTUNREACH;
   msg->id = ++b->next_msg_id;
   int rc = proto_send(b->router, p->id, p->idlen, msg, ZMQ_DONTWAIT);
   if (rc == -EHOSTUNREACH) {
@@ -203,7 +196,7 @@ int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *cod
 }
 
 static bool watches(const peer_t *p, const char *session) {
-  if (p->role != PEER_CONTROLLER)
+  if (p->dead || p->role != PEER_CONTROLLER)
     return false;
   if (p->watch_all || !session)
     return true;
@@ -399,6 +392,7 @@ int broker_run(broker_t *b, volatile int *stop) {
       heartbeat_all(b);
       expire_peers(b, now);
       sessions_tick(b, now);
+      peers_sweep(b);
       next_hb = now + b->opts.heartbeat_ms;
     }
     zmq_pollitem_t items[] = {{b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}};
@@ -420,6 +414,7 @@ int broker_run(broker_t *b, volatile int *stop) {
       if (!(ev & ZMQ_POLLIN))
         break;
       on_router(b);
+      peers_sweep(b);
     }
   }
   log_info("broker stopping");

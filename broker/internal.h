@@ -29,6 +29,7 @@ typedef struct peer {
   int64_t joined;     /* wall ms */
   bool watch_all;     /* controller: receives every session's events */
   json_t *watch;      /* controller: object used as a set of watched session ids */
+  bool dead;          /* removed; freed by peers_sweep() once no caller can hold it */
   struct peer *next;
 } peer_t;
 
@@ -64,8 +65,13 @@ peer_t *peer_find(broker_t *b, const void *id, size_t idlen);
 peer_t *peer_find_name(broker_t *b, peer_role_t role, const char *name);
 /* Registers or refreshes a peer from its hello. Returns the peer or NULL. */
 peer_t *peer_hello(broker_t *b, const void *id, size_t idlen, const proto_msg_t *hello, char *err, size_t errlen);
-/* Removes a peer; its running turns are re-queued. */
+/* Removes a peer; its running turns are re-queued. The memory stays valid
+ * (p->dead) until peers_sweep(), so callers iterating or replying are safe. */
 void peer_remove(broker_t *b, peer_t *p, const char *why);
+/* Frees removed peers; called between messages. */
+void peers_sweep(broker_t *b);
+/* Frees one peer's memory. */
+void peer_free(peer_t *p);
 /* True when node p can run a turn for this profile. */
 bool peer_serves(const peer_t *p, const char *model, const char *provider);
 json_t *peer_to_json(const peer_t *p, int64_t now);

@@ -9,14 +9,14 @@
 
 peer_t *peer_find(broker_t *b, const void *id, size_t idlen) {
   for (peer_t *p = b->peers; p; p = p->next)
-    if (p->idlen == idlen && memcmp(p->id, id, idlen) == 0)
+    if (!p->dead && p->idlen == idlen && memcmp(p->id, id, idlen) == 0)
       return p;
   return NULL;
 }
 
 peer_t *peer_find_name(broker_t *b, peer_role_t role, const char *name) {
   for (peer_t *p = b->peers; p; p = p->next)
-    if (p->role == role && p->name && strcmp(p->name, name) == 0)
+    if (!p->dead && p->role == role && p->name && strcmp(p->name, name) == 0)
       return p;
   return NULL;
 }
@@ -25,16 +25,19 @@ const char *peer_label(const peer_t *p) {
   return p->name ? p->name : "?";
 }
 
-static void unlink_peer(broker_t *b, peer_t *p) {
-  for (peer_t **pp = &b->peers; *pp; pp = &(*pp)->next) {
-    if (*pp == p) {
+void peers_sweep(broker_t *b) {
+  for (peer_t **pp = &b->peers; *pp;) {
+    peer_t *p = *pp;
+    if (p->dead) {
       *pp = p->next;
-      return;
+      peer_free(p);
+    } else {
+      pp = &p->next;
     }
   }
 }
 
-static void peer_free(peer_t *p) {
+void peer_free(peer_t *p) {
   free(p->name);
   free(p->host);
   free(p->version);
@@ -48,7 +51,9 @@ static void peer_free(peer_t *p) {
 }
 
 void peer_remove(broker_t *b, peer_t *p, const char *why) {
-  unlink_peer(b, p);
+  if (p->dead)
+    return;
+  p->dead = true;
   if (p->role == PEER_NODE) {
     log_info("node %s left (%s)", peer_label(p), why);
     sessions_node_lost(b, p);
@@ -56,7 +61,6 @@ void peer_remove(broker_t *b, peer_t *p, const char *why) {
   } else {
     log_debug("controller %s left (%s)", peer_label(p), why);
   }
-  peer_free(p);
 }
 
 /* Copies a list of strings from a hello, keeping only strings. */
@@ -149,7 +153,7 @@ static bool list_has(const json_t *list, const char *value) {
 }
 
 bool peer_serves(const peer_t *p, const char *model, const char *provider) {
-  return p->role == PEER_NODE && list_has(p->models, model) && list_has(p->providers, provider);
+  return !p->dead && p->role == PEER_NODE && list_has(p->models, model) && list_has(p->providers, provider);
 }
 
 json_t *peer_to_json(const peer_t *p, int64_t now) {

@@ -44,7 +44,7 @@ static void verb_nodes(request_t *r) {
   json_t *list = json_array();
   int64_t now = util_now_ms();
   for (peer_t *p = r->b->peers; p; p = p->next)
-    if (p->role == PEER_NODE)
+    if (!p->dead && p->role == PEER_NODE)
       json_array_append_new(list, peer_to_json(p, now));
   reply(r, list);
 }
@@ -53,6 +53,8 @@ static void verb_status(request_t *r) {
   broker_t *b = r->b;
   int nodes = 0, controllers = 0, slots = 0, busy = 0;
   for (peer_t *p = b->peers; p; p = p->next) {
+    if (p->dead)
+      continue;
     if (p->role == PEER_NODE) {
       nodes++;
       slots += p->slots;

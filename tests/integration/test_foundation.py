@@ -282,6 +282,27 @@ class Restart(unittest.TestCase):
         finally:
             c.close()
 
+    def test_broker_killed_mid_turn_the_turn_still_finishes(self):
+        c = Cluster(nodes=(("m1", 2),))
+        try:
+            slow = {"chunks": [f"w{i} " for i in range(12)], "delay_ms": 150}
+            c.model.script([slow, {"text": "answer after the restart"}])
+            p = c.cadre_bg("--json", "ask", "--session", "midway", "keep going")
+            wait_until(lambda: c.model.requests(), what="the model call to start")
+            c.stop_broker(signal.SIGKILL)
+            c.start_broker()
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 0, err + c.logs())
+            done = json.loads(out.splitlines()[-1])
+            self.assertEqual(done["event"], "done")
+            self.assertEqual(done["text"], "answer after the restart")
+            # One question and one answer in the history: nothing lost, nothing doubled.
+            r, h = c.cadre_json("history", "midway")
+            self.assertEqual([(m["role"], m["content"]) for m in h[0]["messages"]],
+                             [("user", "keep going"), ("assistant", "answer after the restart")])
+        finally:
+            c.close()
+
     def test_node_lost_mid_turn_runs_again_elsewhere(self):
         c = Cluster(nodes=(("k1", 1),))
         try:

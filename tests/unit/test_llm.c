@@ -216,6 +216,21 @@ static llm_call_t mkcall(const json_t *prof, const json_t *msgs, collect_t *col)
   return c;
 }
 
+/* out.code == want; on a mismatch the detail is shown too. */
+#define assert_code(out, want)                                                              \
+  do {                                                                                      \
+    if (strcmp((out).code, (want)) != 0) print_message("code %s: %s\n", (out).code, (out).detail); \
+    assert_string_equal((out).code, (want));                                                \
+  } while (0)
+
+/* llm_run succeeded; otherwise the code and detail are shown. */
+#define assert_run_ok(call, out)                                                            \
+  do {                                                                                      \
+    int rc_ = llm_run(&(call), &(out));                                                     \
+    if (rc_ != 0) print_message("code %s: %s\n", (out).code, (out).detail);                 \
+    assert_int_equal(rc_, 0);                                                               \
+  } while (0)
+
 static const char *req_header(json_t *req, const char *name) {
   const char *k;
   json_t *v;
@@ -362,7 +377,7 @@ static void test_stream_basic(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_true(out.ok);
   assert_int_equal(out.tries, 1);
   assert_int_equal(out.http_status, 200);
@@ -401,7 +416,7 @@ static void test_non_streamed(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_string_equal(out.result.text, "Whole answer at once.");
   assert_string_equal(col.text, "Whole answer at once."); /* callbacks still see it */
   assert_true(out.result.has_usage);
@@ -423,7 +438,7 @@ static void test_stream_answered_with_json(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_string_equal(out.result.text, "I ignore stream.");
   assert_string_equal(col.text, "I ignore stream.");
   llm_outcome_free(&out);
@@ -439,7 +454,7 @@ static void test_ollama_native(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_string_equal(out.result.text, "The answer is 4.");
   assert_string_equal(out.result.thinking, "Let me think about it");
   assert_string_equal(col.text, "The answer is 4.");
@@ -466,7 +481,7 @@ static void test_reasoning_content(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_string_equal(out.result.thinking, "First I consider the fox.");
   assert_string_equal(out.result.text, "Fox.");
   assert_string_equal(col.thinking, "First I consider the fox.");
@@ -483,7 +498,7 @@ static void test_usage_counted(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_true(out.usage_counted);
   assert_true(out.result.has_usage);
   assert_int_equal(out.result.completion_tokens, 3); /* 12 bytes / 4 */
@@ -501,7 +516,7 @@ static void test_retry_after_honoured(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_int_equal(out.tries, 2);
   assert_string_equal(out.result.text, "ok now");
   assert_int_equal(col.n_retry, 1);
@@ -527,7 +542,7 @@ static void test_retry_after_over_cap(void **state) {
   llm_outcome_t out;
   assert_int_equal(llm_run(&call, &out), -1);
   assert_int_equal(out.tries, 1);
-  assert_string_equal(out.code, "http_503");
+  assert_code(out, "http_503");
   assert_true(out.retryable);
   assert_non_null(strstr(out.detail, "120 s"));
   llm_outcome_free(&out);
@@ -547,7 +562,7 @@ static void test_quota_not_retried(void **state) {
   assert_int_equal(llm_run(&call, &out), -1);
   assert_int_equal(out.tries, 1);
   assert_int_equal(col.n_retry, 0);
-  assert_string_equal(out.code, "http_429");
+  assert_code(out, "http_429");
   assert_int_equal(out.http_status, 429);
   assert_false(out.retryable);
   assert_non_null(strstr(out.detail, "exceeded your current quota"));
@@ -567,7 +582,7 @@ static void test_500_three_times(void **state) {
   assert_int_equal(llm_run(&call, &out), -1);
   assert_int_equal(out.tries, 3);
   assert_int_equal(col.n_retry, 2);
-  assert_string_equal(out.code, "http_500");
+  assert_code(out, "http_500");
   assert_true(out.retryable);
   assert_non_null(strstr(out.detail, "500"));
   assert_non_null(strstr(out.detail, "scripted error 500"));
@@ -595,7 +610,7 @@ static void check_4xx(server_t *s, int status, const char *error_body, const cha
   assert_false(out.retryable);
   char code[16];
   snprintf(code, sizeof code, "http_%d", status);
-  assert_string_equal(out.code, code);
+  assert_code(out, code);
   assert_non_null(strstr(out.detail, want));
   assert_null(strstr(out.detail, TEST_KEY));
   assert_null(strstr(out.detail, "0123456789abcdef"));
@@ -642,7 +657,7 @@ static void test_connection_refused(void **state) {
   assert_int_equal(llm_run(&call, &out), -1);
   assert_int_equal(out.tries, 3);
   assert_int_equal(col.n_retry, 2);
-  assert_string_equal(out.code, "connect");
+  assert_code(out, "connect");
   assert_true(out.retryable);
   assert_int_equal(out.http_status, 0);
   assert_non_null(strstr(out.detail, "127.0.0.1"));
@@ -659,7 +674,7 @@ static void test_cut_mid_stream(void **state) {
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
   assert_int_equal(llm_run(&call, &out), -1);
-  assert_string_equal(out.code, "cut");
+  assert_code(out, "cut");
   assert_int_equal(out.tries, 1);
   assert_int_equal(col.n_retry, 0);
   assert_true(out.retryable);
@@ -682,7 +697,7 @@ static void test_error_in_stream(void **state) {
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
   assert_int_equal(llm_run(&call, &out), -1);
-  assert_string_equal(out.code, "model_error");
+  assert_code(out, "model_error");
   assert_int_equal(out.tries, 1);
   assert_non_null(strstr(out.detail, "tool call failed to parse"));
   llm_outcome_free(&out);
@@ -699,7 +714,7 @@ static void test_html_page(void **state) {
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
   assert_int_equal(llm_run(&call, &out), -1);
-  assert_string_equal(out.code, "bad_response");
+  assert_code(out, "bad_response");
   assert_non_null(strstr(out.detail, "HTML"));
   assert_int_equal(col.tlen, 0);
   llm_outcome_free(&out);
@@ -718,7 +733,7 @@ static void test_stalled_stream(void **state) {
   long t0 = now_ms();
   assert_int_equal(llm_run(&call, &out), -1);
   long took = now_ms() - t0;
-  assert_string_equal(out.code, "stalled");
+  assert_code(out, "stalled");
   assert_int_equal(out.tries, 1);
   assert_true(out.retryable);
   assert_true(took >= 1400);
@@ -736,7 +751,7 @@ static void test_first_byte_timeout_retried(void **state) {
   llm_call_t call = mkcall(p, m, &col);
   call.first_byte_timeout_ms = 600;
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_int_equal(out.tries, 2);
   assert_int_equal(col.n_retry, 1);
   assert_non_null(strstr(col.last_reason, "600 ms"));
@@ -788,7 +803,7 @@ static void run_cancel(server_t *s, const char *sc) {
   pthread_join(th, NULL);
   assert_int_equal(rc, -1);
   assert_true(out.cancelled);
-  assert_string_equal(out.code, "cancelled");
+  assert_code(out, "cancelled");
   assert_false(out.retryable);
   assert_true(c.set_at > 0);
   assert_true(returned - c.set_at < 2000);
@@ -817,10 +832,10 @@ static void test_api_key_header(void **state) {
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
   call.api_key = TEST_KEY;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   llm_outcome_free(&out);
   call.api_key = "";
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   llm_outcome_free(&out);
   json_t *reqs = requests(s);
   assert_int_equal(json_array_size(reqs), 2);
@@ -844,7 +859,7 @@ static void test_tool_calls_streamed(void **state) {
   llm_call_t call = mkcall(p, m, &col);
   call.tools = tools;
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_int_equal(out.result.n_tool_calls, 1);
   assert_string_equal(out.result.tool_calls[0].name, "list_files");
   assert_string_equal(out.result.tool_calls[0].id, "call_a");
@@ -872,7 +887,7 @@ static void test_ollama_not_streamed_tool_call(void **state) {
   collect_t col = {0};
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
-  assert_int_equal(llm_run(&call, &out), 0);
+  assert_run_ok(call, out);
   assert_string_equal(out.result.thinking, "Need the weather.");
   assert_string_equal(col.thinking, "Need the weather.");
   assert_int_equal(out.result.n_tool_calls, 1);
@@ -905,7 +920,7 @@ static void test_oversized_line(void **state) {
   llm_call_t call = mkcall(p, m, &col);
   llm_outcome_t out;
   assert_int_equal(llm_run(&call, &out), -1);
-  assert_string_equal(out.code, "bad_response");
+  assert_code(out, "bad_response");
   assert_int_equal(out.tries, 1);
   assert_non_null(strstr(out.detail, "size cap"));
   llm_outcome_free(&out);
@@ -925,7 +940,7 @@ static void test_server_match(void **state) {
     collect_t col = {0};
     llm_call_t call = mkcall(p, m, &col);
     llm_outcome_t out;
-    assert_int_equal(llm_run(&call, &out), 0);
+    assert_run_ok(call, out);
     assert_string_equal(out.result.text, want[i]);
     llm_outcome_free(&out);
     json_decref(m);
