@@ -199,6 +199,17 @@ void sessions_schedule(broker_t *b) {
   }
 }
 
+/* Removes a finished turn, tells the controllers (payload is taken), and lets
+ * the next turn of its session (or another waiting one) start. */
+static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload) {
+  char *session = strdup(t->session);
+  int64_t id = t->id;
+  turn_drop(b, t);
+  broker_event(b, kind, session, id, payload);
+  free(session);
+  sessions_schedule(b);
+}
+
 /* The running turn a node message refers to, or NULL when it is stale. */
 static turn_t *current_turn(broker_t *b, peer_t *from, const proto_msg_t *m) {
   turn_t *t = turn_find(b, m->turn);
@@ -242,12 +253,7 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   json_decref(message);
   log_info("turn %lld (%s) done on %s: %lld+%lld tokens", (long long)t->id, t->session, from->name,
            (long long)u.prompt_tokens, (long long)u.completion_tokens);
-  char *session = strdup(t->session);
-  int64_t id = t->id;
-  turn_drop(b, t);
-  broker_event(b, "turn_done", session, id, payload);
-  free(session);
-  sessions_schedule(b);
+  turn_end(b, t, "turn_done", payload);
 }
 
 /* Ends a turn with an error: persisted, announced, and removed. */
@@ -268,12 +274,7 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
   json_object_set_new(payload, "detail", json_string(detail));
   json_object_set_new(payload, "status", json_string(status));
   log_info("turn %lld (%s) %s: %s: %s", (long long)t->id, t->session, status, code, detail);
-  char *session = strdup(t->session);
-  int64_t id = t->id;
-  turn_drop(b, t);
-  broker_event(b, "turn_failed", session, id, payload);
-  free(session);
-  sessions_schedule(b);
+  turn_end(b, t, "turn_failed", payload);
 }
 
 void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {

@@ -164,6 +164,36 @@ static void field_index(FILE *out) {
   fputc('\n', out);
 }
 
+static void verbs(FILE *out) {
+  fputs("## Verbs\n\nWhat a controller may ask in a `request` (`verb`, with `args`), and what the `reply` "
+        "carries in `result`. A failure is an `error` whose `ref` is the request's `id`.\n\n"
+        "| Verb | Arguments | Result |\n|------|-----------|--------|\n",
+        out);
+#define GENDOC_VERB(name, args, result)                                                          \
+  fputs("| `" #name "` | ", out);                                                              \
+  cell(out, args);                                                                             \
+  fputs(" | ", out);                                                                           \
+  cell(out, result);                                                                           \
+  fputs(" |\n", out);
+  PROTO_VERBS(GENDOC_VERB)
+#undef GENDOC_VERB
+  fputs("\n", out);
+}
+
+static void events(FILE *out) {
+  fputs("## Events\n\nThe broker sends `event` messages (`kind`, `session`, `turn`, `seq`, `payload`) to "
+        "the controllers watching a session. Streamed answer pieces are `delta` messages, forwarded "
+        "unchanged.\n\n| Kind | Payload |\n|------|---------|\n",
+        out);
+#define GENDOC_EVENT(kind, payload)                                                              \
+  fputs("| `" #kind "` | ", out);                                                              \
+  cell(out, payload);                                                                          \
+  fputs(" |\n", out);
+  PROTO_EVENTS(GENDOC_EVENT)
+#undef GENDOC_EVENT
+  fputs("\n", out);
+}
+
 static void error_codes(FILE *out) {
   fputs("## Error codes\n\n"
         "Why the decoder rejects a frame (`proto_errcode_t`). When a peer rejects a frame and\n"
@@ -208,6 +238,8 @@ static char *render(size_t *len) {
   message_index(out);
   messages(out);
   field_index(out);
+  verbs(out);
+  events(out);
   error_codes(out);
   limits(out);
   fputs(compat, out);

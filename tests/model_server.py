@@ -43,6 +43,9 @@ A response R (every key optional):
   stream               true/false: overrides the request's "stream" flag
   delay_ms             sleep before each streamed piece
   first_byte_delay_ms  sleep before the status line
+  wait_for_requests    N: answer only once N model requests have been recorded
+                       since the last reset (or after wait_timeout_ms, default
+                       10000); proves that requests are in flight together
   cut_after            close the socket after this many answer/thinking pieces,
                        without [DONE] and without the terminating 0-chunk
   omit_done            true: no "data: [DONE]" / no done:true line
@@ -90,6 +93,7 @@ class State:
 
     def __init__(self):
         self.lock = threading.Lock()
+        self.recorded = threading.Condition(self.lock)
         self.queue = []        # list of (index, response)
         self.next_index = 0
         self.default = dict(INITIAL_DEFAULT)
@@ -140,6 +144,18 @@ class State:
         with self.lock:
             rec["index"] = len(self.requests)
             self.requests.append(rec)
+            self.recorded.notify_all()
+
+    def wait_for_requests(self, n, timeout):
+        """Waits until n model requests were recorded; False on timeout."""
+        end = time.monotonic() + timeout
+        with self.lock:
+            while len(self.requests) < n:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self.recorded.wait(min(left, 0.05))
+            return True
 
     def snapshot(self):
         with self.lock:
@@ -361,6 +377,11 @@ class Handler(BaseHTTPRequestHandler):
     # ---- model responses ----------------------------------------------------
 
     def _respond(self, body, r, ollama):
+        if r.get("wait_for_requests"):
+            end = time.monotonic() + r.get("wait_timeout_ms", 10000) / 1000.0
+            while not self.server.state.wait_for_requests(int(r["wait_for_requests"]), 0.05):
+                if self._client_gone(0) or time.monotonic() > end:
+                    break
         if r.get("first_byte_delay_ms"):
             self._sleep(r["first_byte_delay_ms"])
         if r.get("hang_before_headers"):

@@ -969,18 +969,22 @@ static void *par_run(void *arg) {
   return NULL;
 }
 
-/* Two calls in two threads overlap in time (the server's t_start / t_end show it). */
+/* Two calls in two threads are in flight together (the server's t_start / t_end show it). */
 static void test_concurrent_calls(void **state) {
   server_t *s = *state;
-  script(s, "{\"responses\":[{\"match\":\"one\",\"text\":\"first answer here\",\"delay_ms\":100},"
-            "{\"match\":\"two\",\"text\":\"second answer here\",\"delay_ms\":100}]}");
+  /* each answer waits until both requests are in; serial calls would time out (5 s) */
+  script(s, "{\"responses\":[{\"match\":\"one\",\"text\":\"first answer here\",\"wait_for_requests\":2,"
+            "\"wait_timeout_ms\":5000},{\"match\":\"two\",\"text\":\"second answer here\","
+            "\"wait_for_requests\":2,\"wait_timeout_ms\":5000}]}");
   json_t *p = profile(s, "openai", "/v1", true);
   par_t a = {.profile = p, .ask = "call one"}, b = {.profile = p, .ask = "call two"};
   pthread_t ta, tb;
   assert_int_equal(pthread_create(&ta, NULL, par_run, &a), 0);
   assert_int_equal(pthread_create(&tb, NULL, par_run, &b), 0);
+  long t0 = now_ms();
   pthread_join(ta, NULL);
   pthread_join(tb, NULL);
+  assert_true(now_ms() - t0 < 4000);
   assert_true(a.out.ok && b.out.ok);
   assert_string_equal(a.col.text, "first answer here");
   assert_string_equal(b.col.text, "second answer here");
