@@ -385,8 +385,7 @@ static void classify_transport(const llm_try_t *t, llm_outcome_t *out, classify_
   }
 }
 
-static void classify_http_error(const llm_try_t *t, llm_outcome_t *out, classify_t *c,
-                                const llm_call_t *call, long retry_cap_ms) {
+static void classify_http_error(const llm_try_t *t, llm_outcome_t *out, classify_t *c, long retry_cap_ms) {
   http_error_t e;
   char code[16];
   parse_http_error(t->errbody, t->errlen, &e);
@@ -400,7 +399,7 @@ static void classify_http_error(const llm_try_t *t, llm_outcome_t *out, classify
   if (t->status >= 300 && t->status < 400) snprintf(extra, sizeof extra, " (redirects are not followed; check the url)");
   if (retryable && t->retry_after_ms > retry_cap_ms)
     snprintf(extra, sizeof extra, " (asks to retry after %ld s)", (t->retry_after_ms + 999) / 1000);
-  set_detail(out, call->api_key, "model server answered %ld: %s%s%s%s%s", t->status, msg,
+  set_detail(out, c->key, "model server answered %ld: %s%s%s%s%s", t->status, msg,
              ecode[0] ? " [" : "", ecode, ecode[0] ? "]" : "", extra);
   c->may_retry = retryable && t->retry_after_ms <= retry_cap_ms;
 }
@@ -471,8 +470,9 @@ static void classify_2xx(llm_try_t *t, llm_outcome_t *out, classify_t *c, size_t
   }
 }
 
-static void classify(llm_try_t *t, const llm_call_t *call, llm_outcome_t *out, classify_t *c,
-                     long retry_cap_ms, size_t request_bytes) {
+/* What one try came to: out's code, detail, flags (and result), and whether to try again. */
+static void classify(llm_try_t *t, llm_outcome_t *out, classify_t *c, long retry_cap_ms,
+                     size_t request_bytes) {
   c->may_retry = false;
   c->taken = false;
   if (t->errbody) { /* a server may echo the key; the body is cut below */
@@ -498,7 +498,7 @@ static void classify(llm_try_t *t, const llm_call_t *call, llm_outcome_t *out, c
   } else if (t->rc != CURLE_OK) {
     classify_transport(t, out, c);
   } else if (t->status < 200 || t->status > 299) {
-    classify_http_error(t, out, c, call, retry_cap_ms);
+    classify_http_error(t, out, c, retry_cap_ms);
   } else {
     classify_2xx(t, out, c, request_bytes);
   }
@@ -565,7 +565,7 @@ static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *
     out->tries = try_no;
     llm_http_try(multi, h, t);
     llm_result_free(&out->result);
-    classify(t, call, out, c, lim->retry_cap_ms, request_bytes);
+    classify(t, out, c, lim->retry_cap_ms, request_bytes);
     llm_try_clear(t);
     if (out->ok || !c->may_retry || try_no >= lim->max_tries) return;
     long wait = t->retry_after_ms >= 0 ? t->retry_after_ms : backoff_ms(lim->backoff_ms, try_no, &seed);

@@ -45,7 +45,8 @@ typedef struct {
   bool retryable;          /* when !ok: worth trying again later */
   bool cancelled;
   char code[48];           /* when !ok: "http_429", "http_500", "connect", "timeout",
-                              "stalled", "cut", "model_error", "bad_response", "cancelled" */
+                              "stalled", "cut", "model_error", "bad_response", "cancelled",
+                              "config" (no usable url), "internal" (out of memory, libcurl) */
   char detail[512];        /* when !ok: for the user; never holds a key */
   long elapsed_ms;
   /* result.has_usage was false from the server: the token counts in result

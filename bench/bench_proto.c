@@ -65,10 +65,14 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* Median of v[0..n) (sorts v). */
-static double median(double *v, int n) {
+/* Median, smallest and largest of a figure's runs. */
+typedef struct {
+  double med, min, max;
+} stat_t;
+
+static stat_t summarize(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_double);
-  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+  return (stat_t){n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0], v[n - 1]};
 }
 
 /* ---- message sets -------------------------------------------------------- */
@@ -220,8 +224,8 @@ static uint64_t calibrate(op_fn op, const msgset_t *s, double seconds) {
 }
 
 typedef struct {
-  double ns;    /* per op, median */
-  double mbps;  /* frame bytes per second, 1e6 bytes */
+  stat_t ns;    /* per op */
+  double mbps;  /* frame bytes per second at the median, 1e6 bytes */
 } codec_rate_t;
 
 static codec_rate_t bench_op(op_fn op, const msgset_t *s, const opts_t *o) {
@@ -229,8 +233,8 @@ static codec_rate_t bench_op(op_fn op, const msgset_t *s, const opts_t *o) {
   uint64_t n = calibrate(op, s, o->seconds);
   for (int r = 0; r < o->runs; r++)
     ns[r] = time_ops(op, s, n) * 1e9 / (double)n;
-  double med = median(ns, o->runs);
-  return (codec_rate_t){med, s->mean_len / med * 1e3};
+  stat_t st = summarize(ns, o->runs);
+  return (codec_rate_t){st, s->mean_len / st.med * 1e3};
 }
 
 typedef struct {
@@ -517,6 +521,10 @@ static uint64_t expected_bytes(const msgset_t *s, long n) {
 typedef struct {
   double rate;    /* messages per second, end to end */
   double cpu_ns;  /* forwarder thread CPU per message */
+} fwd_run_t;
+
+typedef struct {
+  stat_t rate, cpu_ns;  /* over the runs */
 } fwd_rate_t;
 
 static void check_run(const fwd_t *f, const drive_t *d, const msgset_t *s) {
@@ -533,7 +541,7 @@ static void check_run(const fwd_t *f, const drive_t *d, const msgset_t *s) {
 }
 
 /* One run: fresh sockets and forwarder thread, n deltas through them. */
-static fwd_rate_t run_forward(void *ctx, const char *transport, fwd_mode_t mode, const msgset_t *s, long n) {
+static fwd_run_t run_forward(void *ctx, const char *transport, fwd_mode_t mode, const msgset_t *s, long n) {
   rig_t r;
   pthread_t thread;
   rig_open(&r, ctx, transport);
@@ -550,7 +558,7 @@ static fwd_rate_t run_forward(void *ctx, const char *transport, fwd_mode_t mode,
   pthread_join(thread, NULL);
   check_run(&f, &d, s);
   rig_close(&r);
-  return (fwd_rate_t){(double)n / wall, f.cpu_s * 1e9 / (double)n};
+  return (fwd_run_t){(double)n / wall, f.cpu_s * 1e9 / (double)n};
 }
 
 /* Warm-up, then `runs` rounds of every mode (order rotated each round);
@@ -563,13 +571,13 @@ static void bench_forward(void *ctx, const char *transport, const msgset_t *s, c
   for (int r = 0; r < o->runs; r++) {
     for (int k = 0; k < FWD_MODES; k++) {
       int m = (r + k) % FWD_MODES;
-      fwd_rate_t x = run_forward(ctx, transport, (fwd_mode_t)m, s, o->messages);
+      fwd_run_t x = run_forward(ctx, transport, (fwd_mode_t)m, s, o->messages);
       rate[m][r] = x.rate;
       cpu[m][r] = x.cpu_ns;
     }
   }
   for (int m = 0; m < FWD_MODES; m++)
-    med[m] = (fwd_rate_t){median(rate[m], o->runs), median(cpu[m], o->runs)};
+    med[m] = (fwd_rate_t){summarize(rate[m], o->runs), summarize(cpu[m], o->runs)};
 }
 
 /* ---- output -------------------------------------------------------------- */
@@ -594,8 +602,8 @@ static void print_codec(const codec_case_t *c, size_t n, const opts_t *o) {
   printf("%-16s %7s %12s %12s %12s %12s\n", "message", "bytes", "enc ns/op", "enc MB/s", "dec ns/op",
          "dec MB/s");
   for (size_t i = 0; i < n; i++)
-    printf("%-16s %7.0f %12.0f %12.1f %12.0f %12.1f\n", c[i].name, c[i].bytes, c[i].enc.ns, c[i].enc.mbps,
-           c[i].dec.ns, c[i].dec.mbps);
+    printf("%-16s %7.0f %12.0f %12.1f %12.0f %12.1f\n", c[i].name, c[i].bytes, c[i].enc.ns.med, c[i].enc.mbps,
+           c[i].dec.ns.med, c[i].dec.mbps);
 }
 
 static void print_forward(fwd_rate_t res[][FWD_MODES], const msgset_t *s, const opts_t *o) {
@@ -606,18 +614,23 @@ static void print_forward(fwd_rate_t res[][FWD_MODES], const msgset_t *s, const 
   for (size_t t = 0; t < NTRANSPORTS; t++) {
     for (int m = 0; m < FWD_MODES; m++) {
       const fwd_rate_t *a = &res[t][FWD_RAW], *x = &res[t][m];
-      printf("%-8s %-24s %12.0f %+8.1f%% %14.0f %+8.1f%%\n", transports[t], mode_labels[m], x->rate,
-             overhead_pct(1 / a->rate, 1 / x->rate), x->cpu_ns, overhead_pct(a->cpu_ns, x->cpu_ns));
+      printf("%-8s %-24s %12.0f %+8.1f%% %14.0f %+8.1f%%\n", transports[t], mode_labels[m], x->rate.med,
+             overhead_pct(1 / a->rate.med, 1 / x->rate.med), x->cpu_ns.med, overhead_pct(a->cpu_ns.med, x->cpu_ns.med));
     }
   }
+}
+
+static json_t *stat_json(const stat_t *st) {
+  return json_pack("{s:f, s:f, s:f}", "median", st->med, "min", st->min, "max", st->max);
 }
 
 static json_t *codec_json(const codec_case_t *c, size_t n) {
   json_t *arr = json_array();
   for (size_t i = 0; i < n; i++)
-    json_array_append_new(arr, json_pack("{s:s, s:f, s:f, s:f, s:f, s:f}", "message", c[i].name, "bytes",
-                                         c[i].bytes, "encode_ns", c[i].enc.ns, "encode_mb_s", c[i].enc.mbps,
-                                         "decode_ns", c[i].dec.ns, "decode_mb_s", c[i].dec.mbps));
+    json_array_append_new(arr, json_pack("{s:s, s:f, s:o, s:f, s:o, s:f}", "message", c[i].name, "bytes",
+                                         c[i].bytes, "encode_ns", stat_json(&c[i].enc.ns), "encode_mb_s",
+                                         c[i].enc.mbps, "decode_ns", stat_json(&c[i].dec.ns), "decode_mb_s",
+                                         c[i].dec.mbps));
   return arr;
 }
 
@@ -627,9 +640,10 @@ static json_t *forward_json(fwd_rate_t res[][FWD_MODES], const msgset_t *s, cons
     for (int m = 0; m < FWD_MODES; m++) {
       const fwd_rate_t *a = &res[t][FWD_RAW], *x = &res[t][m];
       json_array_append_new(
-          arr, json_pack("{s:s, s:s, s:f, s:f, s:f, s:f}", "transport", transports[t], "variant", mode_names[m],
-                         "msgs_per_s", x->rate, "overhead_pct", overhead_pct(1 / a->rate, 1 / x->rate),
-                         "fwd_cpu_ns_per_msg", x->cpu_ns, "cpu_overhead_pct", overhead_pct(a->cpu_ns, x->cpu_ns)));
+          arr, json_pack("{s:s, s:s, s:o, s:f, s:o, s:f}", "transport", transports[t], "variant", mode_names[m],
+                         "msgs_per_s", stat_json(&x->rate), "overhead_pct",
+                         overhead_pct(1 / a->rate.med, 1 / x->rate.med), "fwd_cpu_ns_per_msg", stat_json(&x->cpu_ns),
+                         "cpu_overhead_pct", overhead_pct(a->cpu_ns.med, x->cpu_ns.med)));
     }
   }
   return json_pack("{s:I, s:f, s:i, s:o}", "messages", (json_int_t)o->messages, "frame_bytes", s->mean_len,

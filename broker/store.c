@@ -20,10 +20,14 @@ static const char *schema =
     "  id TEXT PRIMARY KEY, role TEXT NOT NULL, profile TEXT NOT NULL,"
     "  status TEXT NOT NULL DEFAULT 'idle', parent TEXT, created_ms INTEGER NOT NULL,"
     "  prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,"
-    "  cost REAL NOT NULL DEFAULT 0);"
+    "  cost REAL NOT NULL DEFAULT 0, task TEXT, depth INTEGER NOT NULL DEFAULT 0,"
+    "  summary TEXT, summary_asked INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,"
+    "  call_id TEXT, turns INTEGER NOT NULL DEFAULT 0);"
+    "CREATE TABLE IF NOT EXISTS proposals(id INTEGER PRIMARY KEY, profile TEXT NOT NULL, task TEXT NOT NULL,"
+    "  keyword TEXT, created_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS messages("
     "  session TEXT NOT NULL REFERENCES sessions(id), seq INTEGER NOT NULL, turn INTEGER,"
-    "  body TEXT NOT NULL, thinking TEXT, created_ms INTEGER NOT NULL,"
+    "  body TEXT NOT NULL, thinking TEXT, created_ms INTEGER NOT NULL, cleared INTEGER NOT NULL DEFAULT 0,"
     "  PRIMARY KEY(session, seq));"
     "CREATE TABLE IF NOT EXISTS turns("
     "  id INTEGER PRIMARY KEY, session TEXT NOT NULL REFERENCES sessions(id),"
@@ -124,17 +128,22 @@ json_t *store_sessions(store_t *self) {
   json_t *out = json_array();
   sqlite3_stmt *st = prep(self,
                           "SELECT s.id, s.role, s.profile, s.status, s.parent, s.created_ms, s.prompt_tokens,"
-                          " s.completion_tokens, s.cost, (SELECT count(*) FROM messages m WHERE m.session = s.id)"
-                          " FROM sessions s ORDER BY s.created_ms, s.id");
+                          " s.completion_tokens, s.cost,"
+                          " (SELECT count(*) FROM messages m WHERE m.session = s.id AND m.cleared = 0),"
+                          " s.summary, s.task, s.depth, s.turns"
+                          " FROM sessions s ORDER BY s.created_ms, s.rowid");
   if (!st)
     return out;
   while (sqlite3_step(st) == SQLITE_ROW) {
-    json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:{s:I, s:I, s:f}}", "id", col_text(st, 0),
-                          "role", col_text(st, 1), "profile", col_text(st, 2), "status", col_text(st, 3),
-                          "parent", col_text(st, 4), "created_ms", (json_int_t)sqlite3_column_int64(st, 5),
-                          "messages", (json_int_t)sqlite3_column_int64(st, 9), "usage", "prompt_tokens",
-                          (json_int_t)sqlite3_column_int64(st, 6), "completion_tokens",
-                          (json_int_t)sqlite3_column_int64(st, 7), "cost", sqlite3_column_double(st, 8));
+    json_t *summary = col_text(st, 10) ? json_loads(col_text(st, 10), 0, NULL) : NULL;
+    json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:{s:I, s:I, s:f}, s:s?, s:i, s:o?, s:i}",
+                          "id", col_text(st, 0), "role", col_text(st, 1), "profile", col_text(st, 2), "status",
+                          col_text(st, 3), "parent", col_text(st, 4), "created_ms",
+                          (json_int_t)sqlite3_column_int64(st, 5), "messages", (json_int_t)sqlite3_column_int64(st, 9),
+                          "usage", "prompt_tokens", (json_int_t)sqlite3_column_int64(st, 6), "completion_tokens",
+                          (json_int_t)sqlite3_column_int64(st, 7), "cost", sqlite3_column_double(st, 8), "task",
+                          col_text(st, 11), "depth", sqlite3_column_int(st, 12), "summary", summary, "turns",
+                          sqlite3_column_int(st, 13));
     if (o)
       json_array_append_new(out, o);
   }
@@ -144,7 +153,8 @@ json_t *store_sessions(store_t *self) {
 
 json_t *store_history(store_t *self, const char *session, bool with_meta) {
   json_t *out = json_array();
-  sqlite3_stmt *st = prep(self, "SELECT seq, turn, body, thinking, created_ms FROM messages WHERE session = ? ORDER BY seq");
+  sqlite3_stmt *st = prep(self, "SELECT seq, turn, body, thinking, created_ms FROM messages"
+                                " WHERE session = ? AND cleared = 0 ORDER BY seq");
   if (!st)
     return out;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
@@ -276,6 +286,146 @@ json_t *store_unfinished_turns(store_t *self) {
   while (sqlite3_step(st) == SQLITE_ROW)
     json_array_append_new(out, json_pack("{s:I, s:s, s:i}", "id", (json_int_t)sqlite3_column_int64(st, 0),
                                          "session", col_text(st, 1), "attempt", sqlite3_column_int(st, 2)));
+  sqlite3_finalize(st);
+  return out;
+}
+
+int store_session_create(store_t *self, const char *id, const char *role, const char *profile, const char *parent,
+                         const char *task, int depth, const char *call_id) {
+  sqlite3_stmt *st = prep(self,
+                          "INSERT INTO sessions(id, role, profile, status, parent, created_ms, task, depth, call_id)"
+                          " VALUES(?, ?, ?, 'queued', ?, ?, ?, ?, ?)");
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, role, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, profile, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 4, parent, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 5, util_wall_ms());
+  sqlite3_bind_text(st, 6, task, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 7, depth);
+  if (call_id)
+    sqlite3_bind_text(st, 8, call_id, -1, SQLITE_TRANSIENT);
+  return exec_done(st);
+}
+
+json_t *store_session(store_t *self, const char *id) {
+  json_t *all = store_sessions(self), *found = NULL;
+  size_t i;
+  json_t *s;
+  json_array_foreach(all, i, s) if (strcmp(json_string_value(json_object_get(s, "id")), id) == 0) found = s;
+  json_t *out = found ? json_incref(found) : NULL;
+  json_decref(all);
+  if (!out)
+    return NULL;
+  /* Fields kept out of listings. */
+  sqlite3_stmt *st = prep(self, "SELECT summary_asked, delivered, call_id FROM sessions WHERE id = ?");
+  if (st) {
+    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+      json_object_set_new(out, "summary_asked", json_boolean(sqlite3_column_int(st, 0)));
+      json_object_set_new(out, "delivered", json_boolean(sqlite3_column_int(st, 1)));
+      if (col_text(st, 2))
+        json_object_set_new(out, "call_id", json_string(col_text(st, 2)));
+    }
+    sqlite3_finalize(st);
+  }
+  return out;
+}
+
+/* UPDATE sessions SET <column> = value WHERE id = ?, for text or int columns. */
+static int set_column(store_t *self, const char *id, const char *sql, const char *text, int64_t num, bool is_text) {
+  sqlite3_stmt *st = prep(self, sql);
+  if (!st)
+    return -1;
+  if (is_text)
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+  else
+    sqlite3_bind_int64(st, 1, num);
+  sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
+  return exec_done(st);
+}
+
+int store_session_status(store_t *self, const char *id, const char *status) {
+  return set_column(self, id, "UPDATE sessions SET status = ? WHERE id = ?", status, 0, true);
+}
+
+int store_session_summary(store_t *self, const char *id, const json_t *summary) {
+  char *text = json_dumps(summary, JSON_COMPACT);
+  int rc = text ? set_column(self, id, "UPDATE sessions SET summary = ?, delivered = 1 WHERE id = ?", text, 0, true) : -1;
+  free(text);
+  return rc;
+}
+
+int store_session_flag(store_t *self, const char *id, const char *flag, int value) {
+  if (strcmp(flag, "summary_asked") == 0)
+    return set_column(self, id, "UPDATE sessions SET summary_asked = ? WHERE id = ?", NULL, value, false);
+  if (strcmp(flag, "delivered") == 0)
+    return set_column(self, id, "UPDATE sessions SET delivered = ? WHERE id = ?", NULL, value, false);
+  if (strcmp(flag, "turns") == 0)
+    return set_column(self, id, "UPDATE sessions SET turns = turns + ? WHERE id = ?", NULL, value, false);
+  return -1;
+}
+
+int store_next_number(store_t *self, const char *role) {
+  sqlite3_stmt *st = prep(self, "SELECT id FROM sessions WHERE role = ?");
+  int next = 1;
+  if (!st)
+    return next;
+  sqlite3_bind_text(st, 1, role, -1, SQLITE_TRANSIENT);
+  size_t rl = strlen(role);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    const char *id = col_text(st, 0);
+    if (id && strncmp(id, role, rl) == 0 && id[rl] == '-' && atoi(id + rl + 1) >= next)
+      next = atoi(id + rl + 1) + 1;
+  }
+  sqlite3_finalize(st);
+  return next;
+}
+
+json_t *store_queued_agents(store_t *self) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT id FROM sessions WHERE status = 'queued' AND parent IS NOT NULL"
+                                " ORDER BY created_ms, rowid");
+  if (!st)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW)
+    json_array_append_new(out, json_string(col_text(st, 0)));
+  sqlite3_finalize(st);
+  return out;
+}
+
+int store_clear(store_t *self, const char *session) {
+  sqlite3_stmt *st = prep(self, "UPDATE messages SET cleared = 1 WHERE session = ? AND cleared = 0");
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+  if (exec_done(st) < 0)
+    return -1;
+  return sqlite3_changes(self->db);
+}
+
+int64_t store_proposal_new(store_t *self, const char *profile, const char *task, const char *keyword) {
+  sqlite3_stmt *st = prep(self, "INSERT INTO proposals(profile, task, keyword, created_ms) VALUES(?, ?, ?, ?)");
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, profile, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, task, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, keyword, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 4, util_wall_ms());
+  if (exec_done(st) < 0)
+    return -1;
+  return sqlite3_last_insert_rowid(self->db);
+}
+
+json_t *store_proposal_take(store_t *self, int64_t id) {
+  sqlite3_stmt *st = prep(self, "DELETE FROM proposals WHERE id = ? RETURNING profile, task, keyword");
+  json_t *out = NULL;
+  if (!st)
+    return NULL;
+  sqlite3_bind_int64(st, 1, id);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    out = json_pack("{s:s, s:s, s:s?}", "profile", col_text(st, 0), "task", col_text(st, 1), "keyword", col_text(st, 2));
   sqlite3_finalize(st);
   return out;
 }

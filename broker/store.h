@@ -54,4 +54,26 @@ int store_turn_failed(store_t *self, int64_t turn, const char *status, const cha
  * {id, session, attempt}. Caller owns. */
 json_t *store_unfinished_turns(store_t *self);
 
+/* ---- sub-agents ---- */
+/* Creates a sub-agent session (status "queued"). */
+int store_session_create(store_t *self, const char *id, const char *role, const char *profile, const char *parent,
+                         const char *task, int depth, const char *call_id);
+/* One session as in store_sessions, plus summary_asked, delivered and call_id; NULL when absent. */
+json_t *store_session(store_t *self, const char *id);
+int store_session_status(store_t *self, const char *id, const char *status);
+/* Records a sub-agent's summary (and marks it delivered). */
+int store_session_summary(store_t *self, const char *id, const json_t *summary);
+/* Sets summary_asked or delivered to value, or adds value to turns. */
+int store_session_flag(store_t *self, const char *id, const char *flag, int value);
+/* The next free N for an id "<role>-N". */
+int store_next_number(store_t *self, const char *role);
+/* Ids of sub-agents waiting for admission, oldest first. Caller owns. */
+json_t *store_queued_agents(store_t *self);
+/* Sets a session's messages aside (reset); returns how many, or -1. */
+int store_clear(store_t *self, const char *session);
+/* Keyword spawn proposals waiting for the user's confirmation. */
+int64_t store_proposal_new(store_t *self, const char *profile, const char *task, const char *keyword);
+/* Removes and returns {profile, task, keyword}, or NULL. Caller owns. */
+json_t *store_proposal_take(store_t *self, int64_t id);
+
 #endif

@@ -620,6 +620,25 @@ static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw)
   return 0;
 }
 
+/* spawning_rules.context: "full", "none" or "last:N". */
+static int parse_context(loader_t *l, cadre_config_t *c, json_t *v)
+{
+  if (!v || json_is_null(v))
+    return 0;
+  const char *s = json_string_value(v);
+  int n = 0;
+  char extra;
+  if (s && strcmp(s, "full") == 0)
+    c->spawn_context = -1;
+  else if (s && strcmp(s, "none") == 0)
+    c->spawn_context = 0;
+  else if (s && sscanf(s, "last:%d%c", &n, &extra) == 1 && n > 0 && n <= 100000)
+    c->spawn_context = n;
+  else
+    return wrong(l, "spawning_rules.context", NULL, v, "\"full\", \"none\" or \"last:N\" (N > 0)");
+  return 0;
+}
+
 static int parse_spawning(loader_t *l, cadre_config_t *c, json_t *root)
 {
   json_t *sr = field(root, "spawning_rules");
@@ -628,7 +647,10 @@ static int parse_spawning(loader_t *l, cadre_config_t *c, json_t *root)
   if (!json_is_object(sr))
     return wrong(l, "spawning_rules", NULL, sr, "an object");
   if (get_bool(l, sr, "spawning_rules", "auto_spawn_on_keywords", &c->auto_spawn_on_keywords) < 0 ||
-      get_bool(l, sr, "spawning_rules", "require_confirmation", &c->require_confirmation) < 0)
+      get_bool(l, sr, "spawning_rules", "require_confirmation", &c->require_confirmation) < 0 ||
+      get_bool(l, sr, "spawning_rules", "delegation", &c->delegation) < 0 ||
+      get_int(l, sr, "spawning_rules", "max_depth", 0, 8, &c->max_spawn_depth) < 0 ||
+      parse_context(l, c, field(sr, "context")) < 0)
     return -1;
   return parse_keywords(l, c, field(sr, "keywords"));
 }
@@ -709,6 +731,9 @@ cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err
     return NULL;
   }
   c->max_concurrent_agents = 5;
+  c->spawn_context = -1;
+  c->delegation = true;
+  c->max_spawn_depth = 1;
   if ((path ? load_file(&l, c, path) : load_defaults(&l, c)) < 0)
     config_destroy(&c);
   return c;
@@ -805,9 +830,16 @@ json_t *config_to_json(const cadre_config_t *self)
     json_object_set_new(agents, self->profiles[i].name, profile_display(&self->profiles[i]));
   for (size_t i = 0; kw && i < self->n_keywords; i++)
     json_object_set_new(kw, self->keywords[i].keyword, json_string(self->keywords[i].profile));
-  return json_pack("{s:s?, s:o, s:{s:o, s:b, s:b}, s:i}", "path", self->path, "agents", agents,
+  char context[32];
+  if (self->spawn_context < 0)
+    snprintf(context, sizeof context, "full");
+  else if (self->spawn_context == 0)
+    snprintf(context, sizeof context, "none");
+  else
+    snprintf(context, sizeof context, "last:%d", self->spawn_context);
+  return json_pack("{s:s?, s:o, s:{s:o, s:b, s:b, s:s, s:b, s:i}, s:i}", "path", self->path, "agents", agents,
                    "spawning_rules", "keywords", kw, "auto_spawn_on_keywords",
                    (int)self->auto_spawn_on_keywords, "require_confirmation",
-                   (int)self->require_confirmation, "max_concurrent_agents",
-                   self->max_concurrent_agents);
+                   (int)self->require_confirmation, "context", context, "delegation", (int)self->delegation,
+                   "max_depth", self->max_spawn_depth, "max_concurrent_agents", self->max_concurrent_agents);
 }

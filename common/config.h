@@ -50,6 +50,15 @@ typedef struct {
   bool auto_spawn_on_keywords;
   bool require_confirmation;
   int max_concurrent_agents; /* default 5 */
+  /* What a spawned sub-agent sees of its parent's conversation:
+   * spawning_rules.context "full" (default), "none" or "last:N" -> -1, 0 or N. */
+  int spawn_context;
+  /* spawning_rules.delegation (default true): the main agent may spawn
+   * sub-agents itself through the spawn_agent tool; agents at depth
+   * max_depth or deeper (spawning_rules.max_depth, default 1: only the main
+   * agent, at depth 0) do not get the tool. */
+  bool delegation;
+  int max_spawn_depth;
 } cadre_config_t;
 
 /* Loads path (NULL: built-in defaults). A relative system_prompt_file is looked

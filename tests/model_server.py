@@ -342,8 +342,8 @@ class Handler(BaseHTTPRequestHandler):
         rec["response_index"] = idx
         st.record(rec)
         try:
-            if body is None:
-                self._send_json(400, {"error": {"message": "request body is not JSON",
+            if not isinstance(body, dict):
+                self._send_json(400, {"error": {"message": "request body is not a JSON object",
                                                 "type": "invalid_request_error"}})
             else:
                 self._respond(body, resp, is_ollama)
