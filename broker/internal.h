@@ -41,6 +41,8 @@ typedef struct turn {
   int64_t queued_at;     /* monotonic ms */
   int64_t started_at;
   bool warned_no_node;
+  bool sub;              /* the session is a sub-agent (counts against max_concurrent_agents) */
+  int64_t after;         /* continues the session after this turn (tool results), or 0 */
   struct turn *next;
 } turn_t;
 
@@ -92,6 +94,11 @@ int sessions_start(broker_t *b);
 /* Appends the user's text to a session and queues a turn. Returns the turn id or -1 with err. */
 int64_t sessions_ask(broker_t *b, const char *session, const char *text, char *err, size_t errlen);
 void sessions_schedule(broker_t *b);
+/* Queues a turn for a session without a new user message (follow-ups,
+ * continuations after tool results). Returns the turn id or -1. */
+int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after);
+/* The profile a session runs with (main's when its own is gone). */
+const cadre_profile_t *session_profile(broker_t *b, const char *session);
 void sessions_on_delta(broker_t *b, peer_t *from, const proto_msg_t *m, const void *raw, size_t len);
 void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m);
 void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m);
@@ -102,6 +109,30 @@ int sessions_cancel(broker_t *b, int64_t turn, const char *why);
 void sessions_tick(broker_t *b, int64_t now);
 turn_t *turn_find(broker_t *b, int64_t id);
 int sessions_count_turns(broker_t *b, bool running);
+
+/* ---- sub-agents, summaries, delegation (agents.c) ---- */
+/* Opens a sub-agent session seeded with its parent's context and the task,
+ * and queues it. role_or_profile names a role, or a profile when by_profile.
+ * call_id: the parent's spawn_agent tool call it answers, or NULL. Writes the
+ * new id; returns 0 or -1 with err. */
+int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
+                 const char *call_id, char *id, size_t idlen, char *err, size_t errlen);
+/* Starts queued sub-agents while fewer than max_concurrent_agents run. */
+void agents_admit(broker_t *b);
+void agents_turn_started(broker_t *b, const char *session);
+/* After a session's turn: summaries, follow-ups, delegation. */
+void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const char *finish);
+void agents_turn_failed(broker_t *b, const char *session, const char *code, const char *detail);
+/* The tools a session's turns offer (spawn_agent), or NULL. Caller owns. */
+json_t *agents_tools_for(broker_t *b, const char *session);
+/* A user message to the main agent: keyword rules may spawn or propose. */
+void agents_on_user_text(broker_t *b, const char *text);
+int agents_stop(broker_t *b, const char *id, char *err, size_t errlen);
+/* Stops every sub-agent still at work; returns their ids. Caller owns. */
+json_t *agents_stop_all(broker_t *b);
+json_t *agents_stats(broker_t *b);
+/* Answers a keyword proposal; returns the spawned id or NULL (declined/failed, err set). */
+int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t idlen, char *err, size_t errlen);
 
 /* ---- requests (requests.c) ---- */
 void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m);

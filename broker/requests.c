@@ -94,6 +94,8 @@ static void verb_ask(request_t *r) {
   turn_t *t = turn_find(r->b, turn);
   reply(r, json_pack("{s:s, s:I, s:s}", "session", session, "turn", (json_int_t)turn, "status",
                      t && t->node ? "running" : "queued"));
+  if (strcmp(session, "main") == 0)
+    agents_on_user_text(r->b, text);
 }
 
 static void verb_history(request_t *r) {
@@ -140,6 +142,111 @@ static void verb_cancel(request_t *r) {
 
 static void verb_config(request_t *r) {
   reply(r, config_to_json(r->b->opts.config));
+}
+
+static void verb_spawn(request_t *r) {
+  const char *role = arg_str(r, "role", NULL), *profile = arg_str(r, "profile", NULL);
+  const char *task = arg_str(r, "task", NULL);
+  if ((!role && !profile) || !task) {
+    fail(r, "bad_args", "spawn: \"role\" (or \"profile\") and \"task\" are required");
+    return;
+  }
+  char id[128], err[256];
+  /* Watch before spawning so no event of the new agent is missed. */
+  if (agents_spawn(r->b, profile ? profile : role, profile != NULL, task, "main", NULL, id, sizeof id, err,
+                   sizeof err) < 0) {
+    fail(r, "spawn_failed", err);
+    return;
+  }
+  watch_session(r->from, id);
+  json_t *row = store_session(r->b->store, id);
+  const cadre_profile_t *p = session_profile(r->b, id);
+  reply(r, json_pack("{s:s, s:O, s:O, s:s, s:O}", "id", id, "role", json_object_get(row, "role"), "profile",
+                     json_object_get(row, "profile"), "model", p->model, "status", json_object_get(row, "status")));
+  json_decref(row);
+}
+
+static void verb_send(request_t *r) {
+  const char *id = arg_str(r, "id", NULL), *text = arg_str(r, "text", NULL);
+  if (!id || !text || !text[0]) {
+    fail(r, "bad_args", "send: \"id\" and \"text\" are required");
+    return;
+  }
+  if (!store_session_exists(r->b->store, id)) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "no agent \"%.64s\"", id);
+    fail(r, "not_found", detail);
+    return;
+  }
+  json_t *args = json_pack("{s:s, s:s}", "text", text, "session", id);
+  request_t sub = *r;
+  sub.args = args;
+  verb_ask(&sub);
+  json_decref(args);
+}
+
+static void verb_agents(request_t *r) {
+  json_t *all = store_sessions(r->b->store);
+  size_t i;
+  json_t *s;
+  json_array_foreach(all, i, s) {
+    const cadre_profile_t *p = session_profile(r->b, json_string_value(json_object_get(s, "id")));
+    json_object_set_new(s, "model", json_string(p->model));
+  }
+  reply(r, all);
+}
+
+static void verb_stop(request_t *r) {
+  const char *id = arg_str(r, "id", NULL);
+  char err[256];
+  if (!id) {
+    fail(r, "bad_args", "stop: \"id\" is required");
+    return;
+  }
+  if (agents_stop(r->b, id, err, sizeof err) < 0) {
+    fail(r, "stop_failed", err);
+    return;
+  }
+  json_t *row = store_session(r->b->store, id);
+  reply(r, json_pack("{s:s, s:O}", "id", id, "status", json_object_get(row, "status")));
+  json_decref(row);
+}
+
+static void verb_stop_all(request_t *r) {
+  reply(r, json_pack("{s:o}", "stopped", agents_stop_all(r->b)));
+}
+
+static void verb_reset(request_t *r) {
+  const char *session = arg_str(r, "session", "main");
+  int n = store_session_exists(r->b->store, session) ? store_clear(r->b->store, session) : -1;
+  if (n < 0) {
+    fail(r, "not_found", "reset: no such session");
+    return;
+  }
+  log_info("session %s reset (%d messages set aside)", session, n);
+  reply(r, json_pack("{s:s, s:i}", "session", session, "cleared", n));
+}
+
+static void verb_stats(request_t *r) {
+  reply(r, agents_stats(r->b));
+}
+
+static void verb_confirm(request_t *r) {
+  json_t *proposal = json_object_get(r->args, "proposal");
+  json_t *accept = json_object_get(r->args, "accept");
+  if (!json_is_integer(proposal) || !json_is_boolean(accept)) {
+    fail(r, "bad_args", "confirm: \"proposal\" (int) and \"accept\" (bool) are required");
+    return;
+  }
+  char id[128], err[256];
+  int rc = agents_confirm(r->b, json_integer_value(proposal), json_is_true(accept), id, sizeof id, err, sizeof err);
+  if (rc < 0) {
+    fail(r, "confirm_failed", err);
+    return;
+  }
+  if (rc == 0)
+    watch_session(r->from, id);
+  reply(r, json_pack("{s:O, s:s?}", "proposal", proposal, "spawned", rc == 0 ? id : NULL));
 }
 
 /* The verbs come from the protocol table (proto/messages.def): a verb there

@@ -36,6 +36,9 @@ static turn_t *turn_add(broker_t *b, int64_t id, const char *session, int attemp
     free(t);
     return NULL;
   }
+  char parent[128] = "";
+  store_session_get(b->store, session, NULL, 0, parent, sizeof parent, NULL);
+  t->sub = parent[0] != '\0';
   t->id = id;
   t->attempt = attempt;
   t->queued_at = util_now_ms();
@@ -59,10 +62,13 @@ static void turn_drop(broker_t *b, turn_t *t) {
   free(t);
 }
 
-/* The profile a session runs with. Sessions other than sub-agents use main's. */
-static const cadre_profile_t *session_profile(broker_t *b, const char *session) {
-  (void)session;
-  return config_main(b->opts.config);
+const cadre_profile_t *session_profile(broker_t *b, const char *session) {
+  char name[256];
+  const cadre_profile_t *p = NULL;
+  if (store_session_get(b->store, session, name, sizeof name, NULL, 0, NULL) == 0)
+    p = config_profile(b->opts.config, name);
+  /* A profile removed from the config since: the session continues on main's. */
+  return p ? p : config_main(b->opts.config);
 }
 
 /* Re-queues the turns that were queued or running when the broker stopped. */
@@ -115,6 +121,18 @@ int64_t sessions_ask(broker_t *b, const char *session, const char *text, char *e
   return turn;
 }
 
+int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after) {
+  int64_t turn = store_turn_new(b->store, session);
+  turn_t *t = turn > 0 ? turn_add(b, turn, session, 0) : NULL;
+  if (!t) {
+    log_error("state: cannot queue a turn for %s: %s", session, store_errmsg(b->store));
+    return -1;
+  }
+  t->after = after;
+  sessions_schedule(b);
+  return turn;
+}
+
 /* System prompt, then the session's history. Caller owns. */
 static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t *p) {
   json_t *msgs = json_array();
@@ -147,6 +165,15 @@ static bool session_running(broker_t *b, const turn_t *upto, const char *session
   return false;
 }
 
+/* A session whose delegated sub-agents have not all answered cannot run: its
+ * history ends with tool calls still waiting for their results. */
+static bool awaiting_children(broker_t *b, const turn_t *t) {
+  json_t *pending = store_pending_children(b->store, t->session);
+  bool waiting = json_array_size(pending) > 0;
+  json_decref(pending);
+  return waiting;
+}
+
 static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t *p) {
   proto_msg_t *m = proto_msg_new(PROTO_TURN);
   if (!m)
@@ -157,6 +184,9 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   PROTO_SET(m, attempt, t->attempt);
   proto_set_json(m, PROTO_F_profile, config_profile_wire(p));
   proto_set_json(m, PROTO_F_messages, turn_messages(b, t, p));
+  json_t *tools = agents_tools_for(b, t->session);
+  if (tools)
+    proto_set_json(m, PROTO_F_tools, tools);
   store_turn_running(b->store, t->id, t->attempt, node->name);
   t->node = node;
   t->started_at = util_now_ms();
@@ -168,8 +198,11 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
     return rc;
   }
   log_info("turn %lld (%s, attempt %d) -> node %s", (long long)t->id, t->session, t->attempt, node->name);
-  broker_event(b, "turn_started", t->session, t->id,
-               json_pack("{s:s, s:s, s:i}", "node", node->name, "model", p->model, "attempt", t->attempt));
+  json_t *payload = json_pack("{s:s, s:s, s:i}", "node", node->name, "model", p->model, "attempt", t->attempt);
+  if (t->after > 0)
+    json_object_set_new(payload, "after", json_integer(t->after));
+  broker_event(b, "turn_started", t->session, t->id, payload);
+  agents_turn_started(b, t->session);
   return 0;
 }
 
@@ -178,7 +211,7 @@ void sessions_schedule(broker_t *b) {
   while (progress) {
     progress = false;
     for (turn_t *t = b->turns; t; t = t->next) {
-      if (t->node || session_running(b, t, t->session))
+      if (t->node || session_running(b, t, t->session) || awaiting_children(b, t))
         continue;
       const cadre_profile_t *p = session_profile(b, t->session);
       bool capable;
@@ -205,8 +238,17 @@ static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload) 
   char *session = strdup(t->session);
   int64_t id = t->id;
   turn_drop(b, t);
+  json_incref(payload); /* broker_event takes one reference; we read it below */
   broker_event(b, kind, session, id, payload);
+  if (strcmp(kind, "turn_done") == 0)
+    agents_turn_done(b, session, id, json_object_get(payload, "message"),
+                     json_string_value(json_object_get(payload, "finish_reason")));
+  else
+    agents_turn_failed(b, session, json_string_value(json_object_get(payload, "code")),
+                       json_string_value(json_object_get(payload, "detail")));
+  json_decref(payload);
   free(session);
+  agents_admit(b);
   sessions_schedule(b);
 }
 

@@ -429,3 +429,47 @@ json_t *store_proposal_take(store_t *self, int64_t id) {
   sqlite3_finalize(st);
   return out;
 }
+
+int store_session_get(store_t *self, const char *id, char *profile, size_t plen, char *parent, size_t parlen,
+                      int *depth) {
+  sqlite3_stmt *st = prep(self, "SELECT profile, parent, depth FROM sessions WHERE id = ?");
+  int rc = -1;
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    if (profile)
+      snprintf(profile, plen, "%s", col_text(st, 0) ? col_text(st, 0) : "");
+    if (parent)
+      snprintf(parent, parlen, "%s", col_text(st, 1) ? col_text(st, 1) : "");
+    if (depth)
+      *depth = sqlite3_column_int(st, 2);
+    rc = 0;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+int64_t store_last_turn(store_t *self, const char *session) {
+  sqlite3_stmt *st = prep(self, "SELECT max(id) FROM turns WHERE session = ?");
+  int64_t id = 0;
+  if (!st)
+    return 0;
+  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    id = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return id;
+}
+
+json_t *store_pending_children(store_t *self, const char *parent) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT id FROM sessions WHERE parent = ? AND call_id IS NOT NULL AND delivered = 0");
+  if (!st)
+    return out;
+  sqlite3_bind_text(st, 1, parent, -1, SQLITE_TRANSIENT);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    json_array_append_new(out, json_string(col_text(st, 0)));
+  sqlite3_finalize(st);
+  return out;
+}

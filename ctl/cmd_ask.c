@@ -29,6 +29,7 @@ typedef struct {
   bool in_thinking;    /* last printed piece was thinking */
   bool printed;        /* some answer text was printed */
   bool at_line_start;
+  bool delegated;      /* the turn ended in tool calls: follow the continuation */
   int64_t started;
 } ask_t;
 
@@ -131,11 +132,48 @@ static int on_failed(ask_t *a, const json_t *p) {
   return code && strcmp(code, "cancelled") == 0 ? 130 : 1;
 }
 
+/* Delegation: the main agent spawned sub-agents; their summaries arrive, then
+ * a continuation turn of the same session answers. */
+static int on_delegation_event(ask_t *a, const proto_msg_t *m) {
+  const json_t *p = m->payload;
+  if (strcmp(m->kind, "turn_started") == 0 && a->delegated && m->session && strcmp(m->session, a->session) == 0) {
+    a->turn = m->turn;
+    a->delegated = false;
+    a->attempt = 0;
+    return 1;
+  }
+  if (a->ctl->json)
+    return 0;
+  if (strcmp(m->kind, "tool_call") == 0 && m->turn == a->turn) {
+    json_t *args = json_loads(json_string_value(json_object_get(p, "arguments")) ?: "", 0, NULL);
+    fprintf(stderr, "%s[cadre: %s -> %s: %s]\n", a->at_line_start ? "" : "\n", json_string_value(json_object_get(p, "name")),
+            json_string_value(json_object_get(args, "role")) ?: "?", json_string_value(json_object_get(args, "task")) ?: "");
+    a->at_line_start = true;
+    json_decref(args);
+    return 1;
+  }
+  if (strcmp(m->kind, "summary") == 0 && a->delegated) {
+    fprintf(stderr, "[cadre: summary from %s: %s]\n", json_string_value(json_object_get(p, "id")),
+            json_string_value(json_object_get(json_object_get(p, "summary"), "status")));
+    return 1;
+  }
+  return 0;
+}
+
 /* Handles an event; returns -1 to keep waiting or the exit status. */
 static int on_event(ask_t *a, const proto_msg_t *m) {
+  if (on_delegation_event(a, m) || (a->ctl->json && strcmp(m->kind, "turn_started") == 0 && a->delegated))
+    return -1;
   if (!PROTO_HAS(m, turn) || m->turn != a->turn)
     return -1;
   const json_t *p = m->payload;
+  if (strcmp(m->kind, "turn_done") == 0 && json_array_size(json_object_get(json_object_get(p, "message"), "tool_calls"))) {
+    a->delegated = true;
+    if (a->ctl->json)
+      json_event("delegated", json_pack("{s:s, s:I, s:O}", "session", a->session, "turn", (json_int_t)a->turn,
+                                        "tool_calls", json_object_get(json_object_get(p, "message"), "tool_calls")));
+    return -1;
+  }
   if (strcmp(m->kind, "turn_done") == 0)
     return on_done(a, p);
   if (strcmp(m->kind, "turn_failed") == 0)

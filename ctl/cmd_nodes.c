@@ -98,3 +98,23 @@ int cmd_sessions(ctl_t *ctl, int argc, char **argv) {
   json_decref(s);
   return 0;
 }
+
+int cmd_call(ctl_t *ctl, int argc, char **argv) {
+  if (argc < 2) {
+    ctl_error(ctl, "usage: cadre call VERB [ARGS-JSON]");
+    return 2;
+  }
+  json_error_t jerr;
+  json_t *args = argc > 2 ? json_loads(argv[2], 0, &jerr) : NULL;
+  if (argc > 2 && !json_is_object(args)) {
+    ctl_error(ctl, "call: ARGS must be a JSON object (%s)", args ? "not an object" : jerr.text);
+    json_decref(args);
+    return 2;
+  }
+  json_t *r = one_shot(ctl, argv[1], args);
+  if (!r)
+    return 1;
+  ctl_print_json(r);
+  json_decref(r);
+  return 0;
+}

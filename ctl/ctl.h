@@ -44,5 +44,7 @@ int cmd_ask(ctl_t *ctl, int argc, char **argv);
 int cmd_nodes(ctl_t *ctl, int argc, char **argv);
 int cmd_history(ctl_t *ctl, int argc, char **argv);
 int cmd_sessions(ctl_t *ctl, int argc, char **argv);
+/* cadre call VERB [ARGS-JSON]: any broker verb, the reply as JSON (for scripts and debugging). */
+int cmd_call(ctl_t *ctl, int argc, char **argv);
 
 #endif

@@ -108,7 +108,7 @@ int main(int argc, char **argv) {
   static const struct {
     const char *name;
     int (*fn)(ctl_t *, int, char **);
-  } commands[] = {{"ask", cmd_ask},         {"nodes", cmd_nodes},     {"history", cmd_history},
+  } commands[] = {{"ask", cmd_ask}, {"call", cmd_call}, {"nodes", cmd_nodes},     {"history", cmd_history},
                   {"sessions", cmd_sessions}, {"keygen", cmd_keygen_impl}};
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(cmd, commands[i].name) == 0)

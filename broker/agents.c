@@ -1,0 +1,445 @@
+/* agents.c: sub-agents: spawning, admission, summaries back to the parent,
+ * delegation through the spawn_agent tool, keyword rules, stop, stats.
+ *
+ * A sub-agent is a session with a parent. Its status: queued (waiting for
+ * admission under max_concurrent_agents, or for a node slot), running, done,
+ * failed, stopped. When its answer holds a [SUMMARY] block, the summary (never
+ * the transcript) goes into the parent's history: as the tool result of the
+ * parent's spawn_agent call when it delegated, else as a labelled message.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "log.h"
+#include "summary.h"
+#include "util.h"
+
+#define SPAWN_TOOL "spawn_agent"
+#define TASK_MAX (64 * 1024)
+
+static const char *ask_for_summary =
+    "Please finish now: end your answer with the [SUMMARY] block in the required format "
+    "(Status, Key Points, Recommendation), between [SUMMARY] and [/SUMMARY].";
+
+static void status_event(broker_t *b, const char *id, const char *role, const char *status) {
+  store_session_status(b->store, id, status);
+  broker_event(b, "agent_status", NULL, 0, json_pack("{s:s, s:s?, s:s}", "id", id, "role", role, "status", status));
+}
+
+static bool active_turn(broker_t *b, const char *session) {
+  for (turn_t *t = b->turns; t; t = t->next)
+    if (strcmp(t->session, session) == 0)
+      return true;
+  return false;
+}
+
+/* Copies the parent's conversation into the child per the context setting:
+ * only plain user/assistant text (tool traffic would be unanswered calls). */
+static void seed_context(broker_t *b, const char *parent, const char *child) {
+  int keep = b->opts.config->spawn_context;
+  if (keep == 0)
+    return;
+  json_t *hist = store_history(b->store, parent, false);
+  json_t *plain = json_array();
+  size_t i;
+  json_t *m;
+  json_array_foreach(hist, i, m) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    const char *content = json_string_value(json_object_get(m, "content"));
+    if (!role || !content || !content[0] || json_object_get(m, "tool_calls"))
+      continue;
+    if (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0)
+      json_array_append_new(plain, json_pack("{s:s, s:s}", "role", role, "content", content));
+  }
+  size_t n = json_array_size(plain), from = keep > 0 && (size_t)keep < n ? n - (size_t)keep : 0;
+  for (i = from; i < n; i++)
+    store_append(b->store, child, 0, json_array_get(plain, i), NULL);
+  json_decref(plain);
+  json_decref(hist);
+}
+
+static const cadre_profile_t *find_profile(broker_t *b, const char *name, bool by_profile) {
+  if (by_profile)
+    return config_profile(b->opts.config, name);
+  const cadre_profile_t *p = config_profile_for_role(b->opts.config, name);
+  return p ? p : config_profile(b->opts.config, name); /* "reviewer_agent" works too */
+}
+
+int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
+                 const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
+  const cadre_profile_t *p = find_profile(b, role_or_profile, by_profile);
+  if (!p || strcmp(p->role, "main") == 0) {
+    snprintf(err, errlen, "no sub-agent %s \"%.64s\" in the config", by_profile ? "profile" : "role", role_or_profile);
+    return -1;
+  }
+  if (!task || !task[0] || strlen(task) > TASK_MAX) {
+    snprintf(err, errlen, "a task (1 to %d bytes) is required", TASK_MAX);
+    return -1;
+  }
+  int depth = 0;
+  if (store_session_get(b->store, parent, NULL, 0, NULL, 0, &depth) < 0) {
+    snprintf(err, errlen, "no session \"%.64s\" to spawn from", parent);
+    return -1;
+  }
+  snprintf(id, idlen, "%s-%d", p->role, store_next_number(b->store, p->role));
+  if (store_session_create(b->store, id, p->role, p->name, parent, task, depth + 1, call_id) < 0) {
+    snprintf(err, errlen, "cannot store the agent: %s", store_errmsg(b->store));
+    return -1;
+  }
+  seed_context(b, parent, id);
+  char *brief = malloc(strlen(task) + 256);
+  sprintf(brief, "You are %s, a %s sub-agent working for %s. Any conversation above is context from %s.\n\nYour task:\n%s",
+          id, p->role, parent, parent, task);
+  json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", brief);
+  store_append(b->store, id, 0, msg, NULL);
+  json_decref(msg);
+  free(brief);
+  log_info("spawned %s (%s on %s) for %s", id, p->role, p->model, parent);
+  broker_event(b, "agent_spawned", NULL, 0,
+               json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "role", p->role, "profile", p->name, "model",
+                         p->model, "parent", parent, "task", task, "status", "queued"));
+  agents_admit(b);
+  return 0;
+}
+
+static int running_subagents(broker_t *b) {
+  int n = 0;
+  json_t *seen = json_object();
+  for (turn_t *t = b->turns; t; t = t->next)
+    if (t->sub && !json_object_get(seen, t->session)) {
+      json_object_set_new(seen, t->session, json_true());
+      n++;
+    }
+  json_decref(seen);
+  return n;
+}
+
+void agents_admit(broker_t *b) {
+  json_t *queued = store_queued_agents(b->store);
+  size_t i;
+  json_t *v;
+  json_array_foreach(queued, i, v) {
+    const char *id = json_string_value(v);
+    if (active_turn(b, id))
+      continue;
+    if (running_subagents(b) >= b->opts.config->max_concurrent_agents)
+      break;
+    sessions_queue_turn(b, id, 0);
+  }
+  json_decref(queued);
+}
+
+void agents_turn_started(broker_t *b, const char *session) {
+  json_t *row = store_session(b->store, session);
+  const char *status = json_string_value(json_object_get(row, "status"));
+  if (row && (!status || strcmp(status, "running") != 0))
+    status_event(b, session, json_string_value(json_object_get(row, "role")), "running");
+  json_decref(row);
+}
+
+/* Sends a summary to the parent (tool result or labelled message) and tells everyone. */
+static void deliver(broker_t *b, const json_t *row, json_t *summary, const char *status) {
+  const char *id = json_string_value(json_object_get(row, "id"));
+  const char *role = json_string_value(json_object_get(row, "role"));
+  const char *parent = json_string_value(json_object_get(row, "parent"));
+  /* The first summary of a delegated agent answers the parent's tool call;
+   * later ones (after direct messages) are labelled messages. */
+  const char *call_id = json_is_true(json_object_get(row, "delivered"))
+                            ? NULL
+                            : json_string_value(json_object_get(row, "call_id"));
+  char *text = summary_render(id, role, summary);
+  json_t *msg = call_id ? json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", call_id, "content", text)
+                        : json_pack("{s:s, s:s}", "role", "user", "content", text);
+  store_append(b->store, parent, 0, msg, NULL);
+  store_session_summary(b->store, id, summary);
+  status_event(b, id, role, status);
+  broker_event(b, "summary", NULL, 0,
+               json_pack("{s:s, s:s, s:s, s:O, s:s}", "id", id, "role", role, "parent", parent, "summary", summary,
+                         "text", text));
+  log_info("summary from %s: %s", id, json_string_value(json_object_get(summary, "status")));
+  json_decref(msg);
+  free(text);
+  if (!call_id)
+    return;
+  /* The parent continues once every sub-agent it delegated to has answered. */
+  json_t *pending = store_pending_children(b->store, parent);
+  if (json_array_size(pending) == 0 && !active_turn(b, parent))
+    sessions_queue_turn(b, parent, store_last_turn(b->store, parent));
+  json_decref(pending);
+}
+
+static void fail_summary(broker_t *b, const json_t *row, const char *reason, const char *status) {
+  if (json_is_true(json_object_get(row, "delivered")))
+    return;
+  json_t *s = summary_failed(reason);
+  deliver(b, row, s, status);
+  json_decref(s);
+}
+
+/* A sub-agent's answer: its summary, or one request for it, or a FAIL summary. */
+static void subagent_answered(broker_t *b, json_t *row, const char *content) {
+  const char *id = json_string_value(json_object_get(row, "id"));
+  json_t *summary = content ? summary_parse(content) : NULL;
+  if (summary) {
+    deliver(b, row, summary, "done");
+    json_decref(summary);
+    return;
+  }
+  if (!json_is_true(json_object_get(row, "summary_asked"))) {
+    json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", ask_for_summary);
+    store_append(b->store, id, 0, msg, NULL);
+    json_decref(msg);
+    store_session_flag(b->store, id, "summary_asked", 1);
+    sessions_queue_turn(b, id, 0);
+    return;
+  }
+  fail_summary(b, row, "the agent gave no [SUMMARY] block, even when asked", "failed");
+}
+
+/* Answers every tool call of an assistant message: spawn_agent spawns (the
+ * answer comes with the summary), anything else is refused here. */
+static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const json_t *calls) {
+  size_t i;
+  json_t *c;
+  int spawned = 0;
+  json_array_foreach(calls, i, c) {
+    const char *call_id = json_string_value(json_object_get(c, "id"));
+    json_t *fn = json_object_get(c, "function");
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    const char *args_text = json_string_value(json_object_get(fn, "arguments"));
+    json_t *args = args_text ? json_loads(args_text, 0, NULL) : NULL;
+    char id[128], err[256] = "";
+    broker_event(b, "tool_call", session, turn,
+                 json_pack("{s:s?, s:s?, s:s?}", "name", name, "arguments", args_text, "id", call_id));
+    int rc = -1;
+    if (!call_id || !call_id[0])
+      snprintf(err, sizeof err, "the tool call has no id");
+    else if (!name || strcmp(name, SPAWN_TOOL) != 0)
+      snprintf(err, sizeof err, "unknown tool \"%.64s\"", name ? name : "");
+    else if (!json_is_object(args))
+      snprintf(err, sizeof err, "arguments must be a JSON object with role and task");
+    else
+      rc = agents_spawn(b, json_string_value(json_object_get(args, "role")) ? json_string_value(json_object_get(args, "role")) : "",
+                        false, json_string_value(json_object_get(args, "task")), session, call_id, id, sizeof id, err,
+                        sizeof err);
+    json_decref(args);
+    if (rc == 0) {
+      spawned++;
+      continue;
+    }
+    char text[400];
+    snprintf(text, sizeof text, "error: %s", err);
+    json_t *msg = json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", call_id ? call_id : "", "content", text);
+    store_append(b->store, session, 0, msg, NULL);
+    json_decref(msg);
+  }
+  if (spawned == 0)
+    sessions_queue_turn(b, session, turn);
+}
+
+void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const char *finish) {
+  (void)finish;
+  json_t *row = store_session(b->store, session);
+  if (!row)
+    return;
+  store_session_flag(b->store, session, "turns", 1);
+  const json_t *calls = json_object_get(message, "tool_calls");
+  const char *status = json_string_value(json_object_get(row, "status"));
+  bool sub = json_string_value(json_object_get(row, "parent")) != NULL;
+  if (status && strcmp(status, "stopped") == 0) {
+    /* stopped while its last turn was finishing: keep it stopped */
+  } else if (json_array_size(calls) > 0) {
+    run_tool_calls(b, session, turn, calls);
+  } else if (sub) {
+    subagent_answered(b, row, json_string_value(json_object_get(message, "content")));
+  } else if (!active_turn(b, session)) {
+    status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
+  }
+  json_decref(row);
+}
+
+void agents_turn_failed(broker_t *b, const char *session, const char *code, const char *detail) {
+  json_t *row = store_session(b->store, session);
+  if (!row)
+    return;
+  const char *status = json_string_value(json_object_get(row, "status"));
+  bool stopped = status && strcmp(status, "stopped") == 0;
+  if (json_string_value(json_object_get(row, "parent"))) {
+    char reason[600];
+    snprintf(reason, sizeof reason, "%s: %s", code ? code : "failed", detail ? detail : "the turn failed");
+    if (stopped)
+      fail_summary(b, row, "stopped by the user", "stopped");
+    else
+      fail_summary(b, row, reason, "failed");
+  } else if (!active_turn(b, session)) {
+    status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
+  }
+  json_decref(row);
+}
+
+/* The roles a spawn_agent call may name: every sub-agent role in the config. */
+static json_t *spawnable_roles(broker_t *b) {
+  json_t *roles = json_array();
+  for (size_t i = 0; i < b->opts.config->n_profiles; i++) {
+    const char *r = b->opts.config->profiles[i].role;
+    bool dup = false;
+    size_t j;
+    json_t *v;
+    json_array_foreach(roles, j, v) dup |= strcmp(json_string_value(v), r) == 0;
+    if (strcmp(r, "main") != 0 && !dup)
+      json_array_append_new(roles, json_string(r));
+  }
+  return roles;
+}
+
+json_t *agents_tools_for(broker_t *b, const char *session) {
+  int depth = 0;
+  if (!b->opts.config->delegation || store_session_get(b->store, session, NULL, 0, NULL, 0, &depth) < 0 ||
+      depth >= b->opts.config->max_spawn_depth)
+    return NULL;
+  json_t *roles = spawnable_roles(b);
+  if (json_array_size(roles) == 0) {
+    json_decref(roles);
+    return NULL;
+  }
+  return json_pack(
+      "[{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s, s:o, s:s}, s:{s:s, s:s}}, s:[s, s]}}}]", "type", "function", "function",
+      "name", SPAWN_TOOL, "description",
+      "Delegate a task to a sub-agent on a smaller, cheaper model. It works on its own conversation and returns "
+      "only a [SUMMARY] (status, key points, recommendation) as this call's result. Call it several times in one "
+      "answer to run several sub-agents at the same time.",
+      "parameters", "type", "object", "properties", "role", "type", "string", "enum", roles, "description",
+      "Which kind of sub-agent", "task", "type", "string", "description",
+      "What the sub-agent must do, with everything it needs to know", "required", "role", "task");
+}
+
+/* True when the keyword starts a word of text (case-insensitive). */
+static bool mentions(const char *text, const char *keyword) {
+  size_t kl = strlen(keyword);
+  for (const char *p = text; *p; p++) {
+    if (p != text && isalnum((unsigned char)p[-1]))
+      continue;
+    if (strncasecmp(p, keyword, kl) == 0)
+      return true;
+  }
+  return false;
+}
+
+void agents_on_user_text(broker_t *b, const char *text) {
+  const cadre_config_t *c = b->opts.config;
+  if (!c->auto_spawn_on_keywords)
+    return;
+  json_t *done = json_object();
+  for (size_t i = 0; i < c->n_keywords; i++) {
+    const cadre_keyword_rule_t *k = &c->keywords[i];
+    if (!mentions(text, k->keyword) || json_object_get(done, k->profile))
+      continue;
+    json_object_set_new(done, k->profile, json_true());
+    const cadre_profile_t *p = config_profile(c, k->profile);
+    if (!p)
+      continue;
+    if (c->require_confirmation) {
+      int64_t id = store_proposal_new(b->store, k->profile, text, k->keyword);
+      broker_event(b, "spawn_proposed", NULL, 0,
+                   json_pack("{s:I, s:s, s:s, s:s, s:s}", "proposal", (json_int_t)id, "role", p->role, "profile",
+                             p->name, "task", text, "keyword", k->keyword));
+    } else {
+      char id[128], err[256];
+      if (agents_spawn(b, k->profile, true, text, "main", NULL, id, sizeof id, err, sizeof err) < 0)
+        log_warn("keyword \"%s\": %s", k->keyword, err);
+    }
+  }
+  json_decref(done);
+}
+
+int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t idlen, char *err, size_t errlen) {
+  json_t *p = store_proposal_take(b->store, proposal);
+  if (!p) {
+    snprintf(err, errlen, "no proposal %lld is waiting", (long long)proposal);
+    return -1;
+  }
+  int rc = 1;
+  if (accept)
+    rc = agents_spawn(b, json_string_value(json_object_get(p, "profile")), true,
+                      json_string_value(json_object_get(p, "task")), "main", NULL, id, idlen, err, errlen);
+  json_decref(p);
+  return rc;
+}
+
+static bool finished_status(const char *s) {
+  return s && (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "stopped") == 0);
+}
+
+int agents_stop(broker_t *b, const char *id, char *err, size_t errlen) {
+  json_t *row = store_session(b->store, id);
+  if (!row) {
+    snprintf(err, errlen, "no agent \"%.64s\"", id);
+    return -1;
+  }
+  int rc = 0;
+  if (!json_string_value(json_object_get(row, "parent"))) {
+    snprintf(err, errlen, "%s is not a sub-agent; cancel its turn instead (Ctrl-C, or the cancel verb)", id);
+    rc = -1;
+  } else if (!finished_status(json_string_value(json_object_get(row, "status")))) {
+    status_event(b, id, json_string_value(json_object_get(row, "role")), "stopped");
+    turn_t *next;
+    for (turn_t *t = b->turns; t; t = next) {
+      next = t->next;
+      if (strcmp(t->session, id) == 0)
+        sessions_cancel(b, t->id, "the agent was stopped");
+    }
+    /* Stopped before it ever ran: a delegating parent still needs an answer. */
+    json_t *fresh = store_session(b->store, id);
+    fail_summary(b, fresh, "stopped by the user", "stopped");
+    json_decref(fresh);
+    log_info("stopped %s", id);
+  }
+  json_decref(row);
+  return rc;
+}
+
+json_t *agents_stop_all(broker_t *b) {
+  json_t *all = store_sessions(b->store), *stopped = json_array();
+  size_t i;
+  json_t *s;
+  json_array_foreach(all, i, s) {
+    const char *id = json_string_value(json_object_get(s, "id"));
+    char err[256];
+    if (json_string_value(json_object_get(s, "parent")) &&
+        !finished_status(json_string_value(json_object_get(s, "status"))) && agents_stop(b, id, err, sizeof err) == 0)
+      json_array_append_new(stopped, json_string(id));
+  }
+  json_decref(all);
+  return stopped;
+}
+
+json_t *agents_stats(broker_t *b) {
+  const cadre_profile_t *mp = config_main(b->opts.config);
+  json_t *all = store_sessions(b->store), *agents = json_array();
+  double cost = 0, main_equiv = 0;
+  json_int_t pt_sum = 0, ct_sum = 0;
+  size_t i;
+  json_t *s;
+  json_array_foreach(all, i, s) {
+    json_t *u = json_object_get(s, "usage");
+    json_int_t pt = json_integer_value(json_object_get(u, "prompt_tokens"));
+    json_int_t ct = json_integer_value(json_object_get(u, "completion_tokens"));
+    double c = json_number_value(json_object_get(u, "cost"));
+    const cadre_profile_t *p = config_profile(b->opts.config, json_string_value(json_object_get(s, "profile")));
+    pt_sum += pt;
+    ct_sum += ct;
+    cost += c;
+    main_equiv += ((double)pt * mp->cost_per_1m_input + (double)ct * mp->cost_per_1m_output) / 1e6;
+    json_array_append_new(agents, json_pack("{s:O, s:O, s:s, s:O, s:O, s:I, s:I, s:f}", "id", json_object_get(s, "id"),
+                                            "role", json_object_get(s, "role"), "model", p ? p->model : "?", "status",
+                                            json_object_get(s, "status"), "messages", json_object_get(s, "messages"),
+                                            "prompt_tokens", pt, "completion_tokens", ct, "cost", c));
+  }
+  json_decref(all);
+  return json_pack("{s:o, s:{s:I, s:I, s:f}, s:f, s:f, s:s}", "agents", agents, "total", "prompt_tokens", pt_sum,
+                   "completion_tokens", ct_sum, "cost", cost, "main_equivalent_cost", main_equiv, "savings",
+                   main_equiv > 0 ? 1.0 - cost / main_equiv : 0.0, "main_model", mp->model);
+}
