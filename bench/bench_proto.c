@@ -41,6 +41,7 @@
 
 typedef struct {
   bool json;
+  bool verbose;         /* every run's figures on stderr */
   bool codec, forward;  /* which parts to run */
   double seconds;       /* target duration of one codec measurement */
   long messages;        /* deltas per forwarding run */
@@ -231,8 +232,11 @@ typedef struct {
 static codec_rate_t bench_op(op_fn op, const msgset_t *s, const opts_t *o) {
   double ns[MAX_RUNS];
   uint64_t n = calibrate(op, s, o->seconds);
-  for (int r = 0; r < o->runs; r++)
+  for (int r = 0; r < o->runs; r++) {
     ns[r] = time_ops(op, s, n) * 1e9 / (double)n;
+    if (o->verbose)
+      fprintf(stderr, "run %d %s %s: %.0f ns/op\n", r + 1, s->name, op == op_encode ? "encode" : "decode", ns[r]);
+  }
   stat_t st = summarize(ns, o->runs);
   return (codec_rate_t){st, s->mean_len / st.med * 1e3};
 }
@@ -572,6 +576,9 @@ static void bench_forward(void *ctx, const char *transport, const msgset_t *s, c
     for (int k = 0; k < FWD_MODES; k++) {
       int m = (r + k) % FWD_MODES;
       fwd_run_t x = run_forward(ctx, transport, (fwd_mode_t)m, s, o->messages);
+      if (o->verbose)
+        fprintf(stderr, "run %d %s %s: %.0f msgs/s, %.0f fwd CPU ns/msg\n", r + 1, transport, mode_names[m],
+                x.rate, x.cpu_ns);
       rate[m][r] = x.rate;
       cpu[m][r] = x.cpu_ns;
     }
@@ -692,10 +699,11 @@ static void run_callgrind(const opts_t *o) {
 
 static void usage(FILE *f) {
   fprintf(f,
-          "usage: cadre-bench-proto [--json] [--codec-only | --forward-only] [--runs N]\n"
+          "usage: cadre-bench-proto [--json] [--verbose] [--codec-only | --forward-only] [--runs N]\n"
           "                         [--seconds S] [--messages N]\n"
           "       cadre-bench-proto --callgrind-ops N [--encode]\n"
           "  --json            print the results as JSON instead of tables\n"
+          "  --verbose         also print every run's figures on stderr\n"
           "  --runs N          runs per figure, the median is reported (default 3, max %d)\n"
           "  --seconds S       duration of one codec measurement (default 0.5)\n"
           "  --messages N      deltas per forwarding run (default 200000)\n"
@@ -727,6 +735,7 @@ static opts_t parse_args(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (strcmp(a, "--json") == 0) o.json = true;
+    else if (strcmp(a, "--verbose") == 0) o.verbose = true;
     else if (strcmp(a, "--codec-only") == 0) o.forward = false;
     else if (strcmp(a, "--forward-only") == 0) o.codec = false;
     else if (strcmp(a, "--encode") == 0) o.cg_encode = true;

@@ -855,7 +855,7 @@ char *summary_render(const char *id, const char *role, const json_t *summary) {
   }
   const char *rec = get_str(summary, "recommendation", "");
   fprintf(f, "Recommendation:%s", rec[0] ? " " : "");
-  put_lines(f, rec, "");
+  fputs(rec, f);
   fputs("\n[/SUMMARY]", f);
   if (fclose(f) != 0) {
     free(buf);

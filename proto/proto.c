@@ -33,9 +33,10 @@ static const char *const type_names[PROTO_TYPE_COUNT] = {
 
 static const struct {
   const char *name;
+  size_t len; /* compile-time strlen: key lookup is on the decode hot path */
   proto_kind_t kind;
 } fields[PROTO_FIELD_COUNT] = {
-#define F(name, KIND, doc) [PROTO_F_##name] = {#name, PROTO_KIND_##KIND},
+#define F(name, KIND, doc) [PROTO_F_##name] = {#name, sizeof #name - 1, PROTO_KIND_##KIND},
     PROTO_FIELDS(F)
 #undef F
 };
@@ -137,7 +138,7 @@ proto_member_t proto_member(proto_type_t type, proto_field_t field) {
 
 proto_field_t proto_field_by_namen(const char *s, size_t len) {
   for (int f = 0; f < PROTO_FIELD_COUNT; f++)
-    if (strlen(fields[f].name) == len && memcmp(fields[f].name, s, len) == 0)
+    if (fields[f].len == len && fields[f].name[0] == s[0] && memcmp(fields[f].name, s, len) == 0)
       return (proto_field_t)f;
   return PROTO_FIELD_COUNT;
 }
