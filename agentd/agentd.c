@@ -75,8 +75,13 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
   }
   if (connect_broker(d, err, errlen) < 0)
     goto fail;
+  tools_opts_t to = {.workspace = d->workspace};
+  d->q.tools = tools_new(&to, err, errlen);
+  if (!d->q.tools)
+    goto fail;
   pthread_mutex_init(&d->q.lock, NULL);
   pthread_cond_init(&d->q.cond, NULL);
+  pthread_cond_init(&d->q.approval, NULL);
   d->q.ctx = d->ctx;
   d->q.events_endpoint = d->events_endpoint;
   d->q.connect_timeout_ms = opts->connect_timeout_ms;
@@ -101,7 +106,9 @@ void agentd_destroy(agentd_t **self_p) {
     free(d->threads);
     pthread_mutex_destroy(&d->q.lock);
     pthread_cond_destroy(&d->q.cond);
+    pthread_cond_destroy(&d->q.approval);
   }
+  tools_destroy(&d->q.tools);
   while (d->q.jobs) {
     job_t *j = d->q.jobs;
     d->q.jobs = j->next;
@@ -155,7 +162,11 @@ static void send_hello(agentd_t *d) {
   PROTO_SET(m, slots, d->opts.slots);
   proto_set_json(m, PROTO_F_models, json_incref(d->opts.models));
   proto_set_json(m, PROTO_F_providers, json_incref(d->opts.providers));
-  proto_set_json(m, PROTO_F_tools, json_array());
+  json_t *names = json_array();
+#define AGENTD_TOOL_NAME(n) json_array_append_new(names, json_string(#n));
+  CADRE_NODE_TOOLS(AGENTD_TOOL_NAME)
+#undef AGENTD_TOOL_NAME
+  proto_set_json(m, PROTO_F_tools, names);
   proto_set_str(m, PROTO_F_workspace, d->workspace);
   send_msg(d, m);
   proto_msg_destroy(&m);
@@ -211,11 +222,25 @@ static void on_cancel(agentd_t *d, const proto_msg_t *m) {
   for (job_t *j = d->q.jobs; j; j = j->next) {
     if (j->turn == m->turn && (!PROTO_HAS(m, attempt) || j->attempt == m->attempt)) {
       atomic_store(&j->cancel, true);
+      pthread_cond_broadcast(&d->q.approval);
       if (!j->taken)
         j->taken = j->finished = true; /* never started: just drop it */
       log_info("turn %lld cancelled by the broker", (long long)j->turn);
     }
   }
+  pthread_mutex_unlock(&d->q.lock);
+}
+
+/* The user's answer to an approval: wakes the worker waiting for it. */
+static void on_approval_reply(agentd_t *d, const proto_msg_t *m) {
+  pthread_mutex_lock(&d->q.lock);
+  for (job_t *j = d->q.jobs; j; j = j->next) {
+    if (j->turn == m->turn && j->attempt == m->attempt) {
+      j->approval_allow = strcmp(m->kind, "allow") == 0;
+      j->approval_seq = m->seq;
+    }
+  }
+  pthread_cond_broadcast(&d->q.approval);
   pthread_mutex_unlock(&d->q.lock);
 }
 
@@ -258,6 +283,7 @@ static void on_broker(agentd_t *d) {
     break;
   case PROTO_TURN: on_turn(d, m); break;
   case PROTO_CANCEL: on_cancel(d, m); break;
+  case PROTO_APPROVAL_REPLY: on_approval_reply(d, m); break;
   case PROTO_BYE: log_info("broker says bye (%s); will reconnect", m->detail ? m->detail : ""); break;
   case PROTO_ERROR:
     if (strcmp(m->code, "hello_first") == 0) {

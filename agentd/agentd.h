@@ -17,6 +17,7 @@
 #include "config.h"
 #include "keys.h"
 #include "secrets.h"
+#include "tools.h"
 
 typedef struct {
   const char *broker;       /* endpoint */
@@ -42,6 +43,9 @@ typedef struct job {
   json_t *tools;
   char *api_key;            /* resolved on this host; wiped on free */
   atomic_bool cancel;
+  /* The user's answer to the approval this turn waits for (under jobq lock). */
+  int64_t approval_seq;     /* seq answered, 0: none yet */
+  bool approval_allow;
   bool taken;               /* a worker runs it */
   bool finished;
   struct job *next;
@@ -53,7 +57,9 @@ typedef struct agentd agentd_t;
 typedef struct {
   pthread_mutex_t lock;
   pthread_cond_t cond;
+  pthread_cond_t approval;  /* signalled when an approval answer arrives */
   job_t *jobs;
+  tools_t *tools;           /* the workspace's tools, shared by the workers */
   bool stopping;
   void *ctx;                /* for workers' PUSH sockets */
   const char *events_endpoint;

@@ -130,6 +130,8 @@ int main(int argc, char **argv) {
     log_error("%s", err);
     return 1;
   }
+  if (secrets && secrets_warning(secrets))
+    log_warn("%s", secrets_warning(secrets));
   if (config_path && !(cfg = config_load(config_path, NULL, err, sizeof err))) {
     log_error("%s", err);
     secrets_destroy(&secrets);

@@ -143,6 +143,14 @@ void agents_turn_started(broker_t *b, const char *session) {
 /* Sends a summary to the parent (tool result or labelled message) and tells everyone. */
 static void deliver(broker_t *b, const json_t *row, json_t *summary, const char *status) {
   const char *id = json_string_value(json_object_get(row, "id"));
+  if (workflow_agent_summary(b, row, summary)) { /* a workflow step's result, not the parent's */
+    store_session_summary(b->store, id, summary);
+    status_event(b, id, json_string_value(json_object_get(row, "role")), status);
+    broker_event(b, "summary", NULL, 0,
+                 json_pack("{s:s, s:O, s:O, s:O, s:O}", "id", id, "role", json_object_get(row, "role"), "parent",
+                           json_object_get(row, "parent"), "summary", summary, "workflow", json_object_get(row, "workflow")));
+    return;
+  }
   const char *role = json_string_value(json_object_get(row, "role"));
   const char *parent = json_string_value(json_object_get(row, "parent"));
   /* The first summary of a delegated agent answers the parent's tool call;
@@ -201,12 +209,26 @@ static void subagent_answered(broker_t *b, json_t *row, const char *content) {
 
 /* Answers every tool call of an assistant message: spawn_agent spawns (the
  * answer comes with the summary), anything else is refused here. */
-static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const json_t *calls) {
+/* True when the turn's messages already hold the result of call_id (a node ran it). */
+static bool answered(const json_t *added, const char *call_id) {
+  size_t i;
+  json_t *m;
+  json_array_foreach(added, i, m) {
+    const char *id = json_string_value(json_object_get(m, "tool_call_id"));
+    if (id && call_id && strcmp(id, call_id) == 0)
+      return true;
+  }
+  return false;
+}
+
+static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const json_t *calls, const json_t *added) {
   size_t i;
   json_t *c;
   int spawned = 0;
   json_array_foreach(calls, i, c) {
     const char *call_id = json_string_value(json_object_get(c, "id"));
+    if (answered(added, call_id))
+      continue;
     json_t *fn = json_object_get(c, "function");
     const char *name = json_string_value(json_object_get(fn, "name"));
     const char *args_text = json_string_value(json_object_get(fn, "arguments"));
@@ -240,8 +262,7 @@ static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const
     sessions_queue_turn(b, session, turn);
 }
 
-void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const char *finish) {
-  (void)finish;
+void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added) {
   json_t *row = store_session(b->store, session);
   if (!row)
     return;
@@ -252,11 +273,14 @@ void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json
   if (status && strcmp(status, "stopped") == 0) {
     /* stopped while its last turn was finishing: keep it stopped */
   } else if (json_array_size(calls) > 0) {
-    run_tool_calls(b, session, turn, calls);
+    run_tool_calls(b, session, turn, calls, added);
   } else if (sub) {
+    workflow_on_answer(b, session, json_string_value(json_object_get(message, "content")));
     subagent_answered(b, row, json_string_value(json_object_get(message, "content")));
-  } else if (!active_turn(b, session)) {
-    status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
+  } else {
+    workflow_on_answer(b, session, json_string_value(json_object_get(message, "content")));
+    if (!active_turn(b, session))
+      status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
   }
   json_decref(row);
 }
@@ -295,10 +319,11 @@ static json_t *spawnable_roles(broker_t *b) {
   return roles;
 }
 
-json_t *agents_tools_for(broker_t *b, const char *session) {
+/* The spawn_agent definition, when this session may delegate; else NULL. */
+static json_t *spawn_tool(broker_t *b, const char *session) {
   int depth = 0;
   if (!b->opts.config->delegation || store_session_get(b->store, session, NULL, 0, NULL, 0, &depth) < 0 ||
-      depth >= b->opts.config->max_spawn_depth)
+      depth >= b->opts.config->max_spawn_depth || store_session_solo(b->store, session))
     return NULL;
   json_t *roles = spawnable_roles(b);
   if (json_array_size(roles) == 0) {
@@ -306,7 +331,7 @@ json_t *agents_tools_for(broker_t *b, const char *session) {
     return NULL;
   }
   return json_pack(
-      "[{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s, s:o, s:s}, s:{s:s, s:s}}, s:[s, s]}}}]", "type", "function", "function",
+      "{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s, s:o, s:s}, s:{s:s, s:s}}, s:[s, s]}}}", "type", "function", "function",
       "name", SPAWN_TOOL, "description",
       "Delegate a task to a sub-agent on a smaller, cheaper model. It works on its own conversation and returns "
       "only a [SUMMARY] (status, key points, recommendation) as this call's result. Call it several times in one "
@@ -314,6 +339,22 @@ json_t *agents_tools_for(broker_t *b, const char *session) {
       "parameters", "type", "object", "properties", "role", "type", "string", "enum", roles, "description",
       "Which kind of sub-agent", "task", "type", "string", "description",
       "What the sub-agent must do, with everything it needs to know", "required", "role", "task");
+}
+
+json_t *agents_tools_for(broker_t *b, const char *session) {
+  /* Node tools travel as names (the node has their definitions and runs only
+   * those named); tools the broker runs travel as full definitions. */
+  json_t *tools = config_tools_for(b->opts.config, session_profile(b, session));
+  json_t *out = json_deep_copy(tools);
+  json_decref(tools);
+  json_t *spawn = spawn_tool(b, session);
+  if (spawn)
+    json_array_append_new(out, spawn);
+  if (json_array_size(out) == 0) {
+    json_decref(out);
+    return NULL;
+  }
+  return out;
 }
 
 /* True when the keyword starts a word of text (case-insensitive). */

@@ -126,7 +126,7 @@ broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot set up the ROUTER socket: %s", zmq_strerror(errno));
     goto fail;
   }
-  if (bind_all(b, err, errlen) < 0 || sessions_start(b) < 0)
+  if (bind_all(b, err, errlen) < 0 || sessions_start(b) < 0 || workflow_start(b) < 0)
     goto fail;
   return b;
 fail:
@@ -153,6 +153,8 @@ void broker_destroy(broker_t **self_p) {
     free(t);
   }
   peer_free_all(b);
+  json_decref(b->workflows);
+  json_decref(b->rollbacks);
   if (b->router)
     zmq_close(b->router);
   if (b->zap)
@@ -283,12 +285,22 @@ static void dispatch(broker_t *b, peer_t *p, const proto_msg_t *m, const void *r
   case PROTO_DELTA:
   case PROTO_TURN_DONE:
   case PROTO_TURN_FAILED:
+  case PROTO_APPROVAL:
+  case PROTO_CHECKPOINT:
+  case PROTO_STEP_DONE:
+  case PROTO_STEP_FAILED:
+  case PROTO_RESTORED:
     if (p->role != PEER_NODE) {
       broker_send_error(b, p->id, p->idlen, "unexpected", "only nodes report turns", m->id);
       break;
     }
     if (m->type == PROTO_DELTA)
       sessions_on_delta(b, p, m, raw, len);
+    else if (m->type == PROTO_APPROVAL)
+      sessions_on_approval(b, p, m);
+    else if (m->type == PROTO_CHECKPOINT || m->type == PROTO_STEP_DONE || m->type == PROTO_STEP_FAILED ||
+             m->type == PROTO_RESTORED)
+      workflow_on_node_msg(b, p, m);
     else if (m->type == PROTO_TURN_DONE)
       sessions_on_done(b, p, m);
     else
@@ -392,6 +404,7 @@ int broker_run(broker_t *b, volatile int *stop) {
       heartbeat_all(b);
       expire_peers(b, now);
       sessions_tick(b, now);
+      workflow_timer(b, now);
       peers_sweep(b);
       next_hb = now + b->opts.heartbeat_ms;
     }

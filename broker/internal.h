@@ -58,6 +58,8 @@ struct broker {
   int64_t event_seq;
   peer_t *peers;
   turn_t *turns;         /* queued and running, in arrival order */
+  json_t *workflows;     /* id -> workflow document (workflow.c) */
+  json_t *rollbacks;     /* id -> rollback in progress */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
 };
@@ -102,6 +104,10 @@ const cadre_profile_t *session_profile(broker_t *b, const char *session);
 void sessions_on_delta(broker_t *b, peer_t *from, const proto_msg_t *m, const void *raw, size_t len);
 void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m);
 void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m);
+/* A node asks whether a tool call may run: the watchers are asked. */
+void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m);
+/* The user's answer to an approval, passed to the node. 0, or -1 when the turn is gone. */
+int sessions_approve(broker_t *b, int64_t turn, int64_t seq, bool allow);
 /* A node went away: re-queue or fail its turns. */
 void sessions_node_lost(broker_t *b, peer_t *node);
 /* Cancels a turn by id. Returns 0, or -1 when unknown/finished. */
@@ -121,7 +127,7 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
 void agents_admit(broker_t *b);
 void agents_turn_started(broker_t *b, const char *session);
 /* After a session's turn: summaries, follow-ups, delegation. */
-void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const char *finish);
+void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added);
 void agents_turn_failed(broker_t *b, const char *session, const char *code, const char *detail);
 /* The tools a session's turns offer (spawn_agent), or NULL. Caller owns. */
 json_t *agents_tools_for(broker_t *b, const char *session);
@@ -133,6 +139,28 @@ json_t *agents_stop_all(broker_t *b);
 json_t *agents_stats(broker_t *b);
 /* Answers a keyword proposal; returns the spawned id or NULL (declined/failed, err set). */
 int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t idlen, char *err, size_t errlen);
+
+/* ---- workflows (workflow.c) ---- */
+int workflow_start(broker_t *b);
+/* An agent's final answer: a [PLAN] in it becomes a stored plan. */
+void workflow_on_answer(broker_t *b, const char *session, const char *content);
+void workflow_tick(broker_t *b, int64_t now);
+void workflow_timer(broker_t *b, int64_t now);
+/* checkpoint, step_done, step_failed, restored from a node. */
+void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m);
+void workflow_node_lost(broker_t *b, peer_t *node);
+/* A sub-agent's summary: true when it was a workflow step's (then it is the step's result). */
+bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summary);
+json_t *workflow_list(broker_t *b);
+json_t *workflow_show(broker_t *b, int64_t id, char *err, size_t errlen);
+int workflow_approve(broker_t *b, int64_t id, const char *workspace, char *err, size_t errlen);
+int workflow_reject(broker_t *b, int64_t id, char *err, size_t errlen);
+json_t *workflow_modify(broker_t *b, int64_t id, const json_t *edit, char *err, size_t errlen);
+int workflow_cancel(broker_t *b, int64_t id, bool rollback, char *err, size_t errlen);
+int workflow_pause(broker_t *b, int64_t id, bool pause, char *err, size_t errlen);
+json_t *workflow_template_save(broker_t *b, int64_t id, const char *name, char *err, size_t errlen);
+json_t *workflow_template_run(broker_t *b, const char *name, const json_t *values, const char *session, char *err,
+                              size_t errlen);
 
 /* ---- requests (requests.c) ---- */
 void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m);

@@ -86,6 +86,11 @@ static void verb_ask(request_t *r) {
   char err[256];
   /* Watch first, so no event of the new turn can be missed. */
   watch_session(r->from, session);
+  if (json_is_true(json_object_get(r->args, "solo"))) {
+    const cadre_profile_t *mp = config_main(r->b->opts.config);
+    store_session_ensure(r->b->store, session, mp->role, mp->name);
+    store_session_set_solo(r->b->store, session, true);
+  }
   int64_t turn = sessions_ask(r->b, session, text, err, sizeof err);
   if (turn < 0) {
     fail(r, "ask_failed", err);
@@ -231,6 +236,20 @@ static void verb_stats(request_t *r) {
   reply(r, agents_stats(r->b));
 }
 
+static void verb_approve_tool(request_t *r) {
+  json_t *turn = json_object_get(r->args, "turn"), *seq = json_object_get(r->args, "seq");
+  json_t *allow = json_object_get(r->args, "allow");
+  if (!json_is_integer(turn) || !json_is_integer(seq) || !json_is_boolean(allow)) {
+    fail(r, "bad_args", "approve_tool: \"turn\" (int), \"seq\" (int) and \"allow\" (bool) are required");
+    return;
+  }
+  if (sessions_approve(r->b, json_integer_value(turn), json_integer_value(seq), json_is_true(allow)) < 0) {
+    fail(r, "not_found", "approve_tool: that turn is not running");
+    return;
+  }
+  reply(r, json_pack("{s:O, s:O, s:O}", "turn", turn, "seq", seq, "allow", allow));
+}
+
 static void verb_confirm(request_t *r) {
   json_t *proposal = json_object_get(r->args, "proposal");
   json_t *accept = json_object_get(r->args, "accept");
@@ -247,6 +266,170 @@ static void verb_confirm(request_t *r) {
   if (rc == 0)
     watch_session(r->from, id);
   reply(r, json_pack("{s:O, s:s?}", "proposal", proposal, "spawned", rc == 0 ? id : NULL));
+}
+
+/* ---- workflows ---- */
+
+static bool arg_id(request_t *r, int64_t *id) {
+  json_t *v = json_object_get(r->args, "id");
+  if (!json_is_integer(v)) {
+    char detail[128];
+    snprintf(detail, sizeof detail, "%s: \"id\" (an integer) is required", r->req->verb);
+    fail(r, "bad_args", detail);
+    return false;
+  }
+  *id = json_integer_value(v);
+  return true;
+}
+
+static void reply_status(request_t *r, int64_t id) {
+  char err[64];
+  json_t *v = workflow_show(r->b, id, err, sizeof err);
+  reply(r, json_pack("{s:I, s:O}", "id", (json_int_t)id, "status", json_object_get(v, "status")));
+  json_decref(v);
+}
+
+static void verb_plans(request_t *r) {
+  reply(r, workflow_list(r->b));
+}
+
+static void verb_plan(request_t *r) {
+  int64_t id;
+  char err[256];
+  if (!arg_id(r, &id))
+    return;
+  json_t *v = workflow_show(r->b, id, err, sizeof err);
+  if (!v)
+    fail(r, "not_found", err);
+  else
+    reply(r, v);
+}
+
+static void verb_approve(request_t *r) {
+  int64_t id;
+  char err[512];
+  if (!arg_id(r, &id))
+    return;
+  if (workflow_approve(r->b, id, arg_str(r, "workspace", NULL), err, sizeof err) < 0) {
+    fail(r, "approve_failed", err);
+    return;
+  }
+  reply(r, workflow_show(r->b, id, err, sizeof err));
+}
+
+static void verb_reject(request_t *r) {
+  int64_t id;
+  char err[256];
+  if (!arg_id(r, &id))
+    return;
+  if (workflow_reject(r->b, id, err, sizeof err) < 0)
+    fail(r, "reject_failed", err);
+  else
+    reply_status(r, id);
+}
+
+static void verb_modify(request_t *r) {
+  int64_t id;
+  char err[512];
+  if (!arg_id(r, &id))
+    return;
+  json_t *edit = json_object_get(r->args, "edit");
+  if (!json_is_object(edit)) {
+    fail(r, "bad_args", "modify: \"edit\" (an object with an op) is required");
+    return;
+  }
+  json_t *v = workflow_modify(r->b, id, edit, err, sizeof err);
+  if (!v)
+    fail(r, "modify_failed", err);
+  else
+    reply(r, v);
+}
+
+/* The running (or paused) workflow when the user names none. */
+static int64_t current_workflow(request_t *r) {
+  json_t *all = workflow_list(r->b);
+  int64_t id = 0;
+  size_t i;
+  json_t *w;
+  json_array_foreach(all, i, w) {
+    const char *st = json_string_value(json_object_get(w, "status"));
+    if (st && (strcmp(st, "running") == 0 || strcmp(st, "paused") == 0))
+      id = json_integer_value(json_object_get(w, "id"));
+  }
+  json_decref(all);
+  return id;
+}
+
+static void verb_cancel_workflow(request_t *r) {
+  json_t *v = json_object_get(r->args, "id");
+  int64_t id = json_is_integer(v) ? json_integer_value(v) : current_workflow(r);
+  json_t *rb = json_object_get(r->args, "rollback");
+  char err[256];
+  if (id <= 0) {
+    fail(r, "not_found", "cancel_workflow: no workflow is running");
+    return;
+  }
+  if (workflow_cancel(r->b, id, !json_is_false(rb), err, sizeof err) < 0)
+    fail(r, "cancel_failed", err);
+  else
+    reply_status(r, id);
+}
+
+static void pause_or_resume(request_t *r, bool pause) {
+  int64_t id;
+  char err[256];
+  if (!arg_id(r, &id))
+    return;
+  if (workflow_pause(r->b, id, pause, err, sizeof err) < 0)
+    fail(r, pause ? "pause_failed" : "resume_failed", err);
+  else
+    reply_status(r, id);
+}
+
+static void verb_pause(request_t *r) {
+  pause_or_resume(r, true);
+}
+
+static void verb_resume(request_t *r) {
+  pause_or_resume(r, false);
+}
+
+static void verb_template_save(request_t *r) {
+  int64_t id;
+  char err[256];
+  const char *name = arg_str(r, "name", NULL);
+  if (!arg_id(r, &id))
+    return;
+  if (!name || !name[0]) {
+    fail(r, "bad_args", "template_save: \"name\" is required");
+    return;
+  }
+  json_t *t = workflow_template_save(r->b, id, name, err, sizeof err);
+  if (!t)
+    fail(r, "template_failed", err);
+  else
+    reply(r, t);
+}
+
+static void verb_template_list(request_t *r) {
+  reply(r, store_templates(r->b->store));
+}
+
+static void verb_template_run(request_t *r) {
+  const char *name = arg_str(r, "name", NULL);
+  char err[512];
+  if (!name) {
+    fail(r, "bad_args", "template_run: \"name\" is required");
+    return;
+  }
+  json_t *values = json_object_get(r->args, "values");
+  json_t *empty = json_object();
+  json_t *v = workflow_template_run(r->b, name, values ? values : empty, arg_str(r, "session", "main"), err, sizeof err);
+  json_decref(empty);
+  if (!v)
+    fail(r, "template_failed", err);
+  else
+    reply(r, v);
 }
 
 /* The verbs come from the protocol table (proto/messages.def): a verb there

@@ -165,6 +165,22 @@ static bool session_running(broker_t *b, const turn_t *upto, const char *session
   return false;
 }
 
+static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail,
+                      json_t *extra, const json_t *messages);
+
+/* An agent past tools.max_tokens_per_agent gets no more turns (the turn fails). */
+static bool over_budget(broker_t *b, turn_t *t) {
+  long long cap = b->opts.config->tools.max_tokens_per_agent;
+  int64_t used = cap > 0 ? store_session_tokens(b->store, t->session) : 0;
+  if (cap <= 0 || used < cap)
+    return false;
+  char detail[200];
+  snprintf(detail, sizeof detail, "%s has used %lld tokens, its budget is %lld (tools.max_tokens_per_agent)", t->session,
+           (long long)used, cap);
+  turn_fail(b, t, "failed", "token_budget", detail, NULL, NULL);
+  return true;
+}
+
 /* A session whose delegated sub-agents have not all answered cannot run: its
  * history ends with tool calls still waiting for their results. */
 static bool awaiting_children(broker_t *b, const turn_t *t) {
@@ -182,7 +198,12 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   proto_set_str(m, PROTO_F_session, t->session);
   PROTO_SET(m, turn, t->id);
   PROTO_SET(m, attempt, t->attempt);
-  proto_set_json(m, PROTO_F_profile, config_profile_wire(p));
+  json_t *wire = config_profile_wire(p);
+  const cadre_tools_config_t *tc = &b->opts.config->tools;
+  json_object_set_new(wire, "tool_settings",
+                      json_pack("{s:s, s:i, s:i, s:i}", "approval", tc->approval, "timeout_s", tc->timeout_s,
+                                "max_iterations", tc->max_iterations, "max_tool_calls", tc->max_tool_calls));
+  proto_set_json(m, PROTO_F_profile, wire);
   proto_set_json(m, PROTO_F_messages, turn_messages(b, t, p));
   json_t *tools = agents_tools_for(b, t->session);
   if (tools)
@@ -214,6 +235,10 @@ void sessions_schedule(broker_t *b) {
       if (t->node || session_running(b, t, t->session) || awaiting_children(b, t))
         continue;
       const cadre_profile_t *p = session_profile(b, t->session);
+      if (over_budget(b, t)) {
+        progress = true;
+        break;
+      }
       bool capable;
       peer_t *node = pick_node(b, p, &capable);
       if (!node) {
@@ -241,8 +266,7 @@ static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload) 
   json_incref(payload); /* broker_event takes one reference; we read it below */
   broker_event(b, kind, session, id, payload);
   if (strcmp(kind, "turn_done") == 0)
-    agents_turn_done(b, session, id, json_object_get(payload, "message"),
-                     json_string_value(json_object_get(payload, "finish_reason")));
+    agents_turn_done(b, session, id, json_object_get(payload, "message"), json_object_get(payload, "messages"));
   else
     agents_turn_failed(b, session, json_string_value(json_object_get(payload, "code")),
                        json_string_value(json_object_get(payload, "detail")));
@@ -282,9 +306,13 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
   json_t *message = json_deep_copy(m->message);
   json_object_set_new(message, "role", json_string("assistant"));
-  if (store_turn_done(b->store, t->id, t->session, message, m->thinking, m->finish_reason, &u) < 0)
+  /* A tool loop on the node adds several messages; the last is the answer. */
+  json_t *added = json_is_array(m->messages) && json_array_size(m->messages) > 0 ? json_deep_copy(m->messages)
+                                                                                   : json_pack("[O]", message);
+  if (store_turn_done(b->store, t->id, t->session, added, m->thinking, m->finish_reason, &u) < 0)
     log_error("state: cannot record turn %lld: %s", (long long)t->id, store_errmsg(b->store));
-  json_t *payload = json_pack("{s:O, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
+  json_t *payload = json_pack("{s:O, s:o, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
+                              "messages", added,
                               "thinking", m->thinking ? m->thinking : "", "finish_reason",
                               m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model,
                               "attempt", t->attempt, "elapsed_ms", (json_int_t)m->elapsed_ms, "usage",
@@ -300,7 +328,7 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
 
 /* Ends a turn with an error: persisted, announced, and removed. */
 static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail,
-                      json_t *extra) {
+                      json_t *extra, const json_t *messages) {
   if (t->node) {
     proto_msg_t *c = proto_msg_new(PROTO_CANCEL);
     if (c) {
@@ -310,7 +338,7 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
       proto_msg_destroy(&c);
     }
   }
-  store_turn_failed(b->store, t->id, status, code, detail);
+  store_turn_failed_with(b->store, t->id, t->session, messages, status, code, detail);
   json_t *payload = extra ? extra : json_object();
   json_object_set_new(payload, "code", json_string(code));
   json_object_set_new(payload, "detail", json_string(detail));
@@ -328,7 +356,7 @@ void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
   t->node = NULL; /* the node has already let go of it */
   if (from->busy > 0)
     from->busy--;
-  turn_fail(b, t, strcmp(m->code, "cancelled") == 0 ? "cancelled" : "failed", m->code, m->detail, extra);
+  turn_fail(b, t, strcmp(m->code, "cancelled") == 0 ? "cancelled" : "failed", m->code, m->detail, extra, m->messages);
 }
 
 void sessions_node_lost(broker_t *b, peer_t *node) {
@@ -342,7 +370,7 @@ void sessions_node_lost(broker_t *b, peer_t *node) {
       char detail[256];
       snprintf(detail, sizeof detail, "node %s was lost during attempt %d of %d", peer_label(node), t->attempt,
                b->opts.max_turn_attempts);
-      turn_fail(b, t, "failed", "node_lost", detail, NULL);
+      turn_fail(b, t, "failed", "node_lost", detail, NULL, NULL);
       continue;
     }
     log_info("turn %lld (%s): node %s lost; queued again", (long long)t->id, t->session, peer_label(node));
@@ -356,7 +384,7 @@ int sessions_cancel(broker_t *b, int64_t id, const char *why) {
   turn_t *t = turn_find(b, id);
   if (!t)
     return -1;
-  turn_fail(b, t, "cancelled", "cancelled", why, NULL);
+  turn_fail(b, t, "cancelled", "cancelled", why, NULL, NULL);
   return 0;
 }
 
@@ -374,7 +402,33 @@ void sessions_tick(broker_t *b, int64_t now) {
     char detail[256];
     snprintf(detail, sizeof detail, "no agent daemon serving model %s joined within %d s; start one (cadre-agentd)",
              p->model, b->opts.queue_timeout_ms / 1000);
-    turn_fail(b, t, "failed", "no_node", detail, NULL);
+    turn_fail(b, t, "failed", "no_node", detail, NULL, NULL);
   }
   sessions_schedule(b);
+}
+
+void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  if (!current_turn(b, from, m))
+    return;
+  json_t *call = json_loads(m->text, 0, NULL);
+  broker_event(b, "approval_needed", m->session, m->turn,
+               json_pack("{s:I, s:o, s:s}", "seq", (json_int_t)m->seq, "call", call ? call : json_string(m->text),
+                         "node", from->name));
+}
+
+int sessions_approve(broker_t *b, int64_t id, int64_t seq, bool allow) {
+  turn_t *t = turn_find(b, id);
+  if (!t || !t->node)
+    return -1;
+  proto_msg_t *m = proto_msg_new(PROTO_APPROVAL_REPLY);
+  if (!m)
+    return -1;
+  PROTO_SET(m, turn, t->id);
+  PROTO_SET(m, attempt, t->attempt);
+  PROTO_SET(m, seq, seq);
+  proto_set_str(m, PROTO_F_kind, allow ? "allow" : "deny");
+  proto_set_str(m, PROTO_F_detail, allow ? "allowed by the user" : "the user did not allow this call");
+  int rc = broker_send(b, t->node, m);
+  proto_msg_destroy(&m);
+  return rc < 0 ? -1 : 0;
 }

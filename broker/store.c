@@ -22,7 +22,8 @@ static const char *schema =
     "  prompt_tokens INTEGER NOT NULL DEFAULT 0, completion_tokens INTEGER NOT NULL DEFAULT 0,"
     "  cost REAL NOT NULL DEFAULT 0, task TEXT, depth INTEGER NOT NULL DEFAULT 0,"
     "  summary TEXT, summary_asked INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,"
-    "  call_id TEXT, turns INTEGER NOT NULL DEFAULT 0);"
+    "  call_id TEXT, turns INTEGER NOT NULL DEFAULT 0, solo INTEGER NOT NULL DEFAULT 0,"
+    "  wf_plan INTEGER, wf_step INTEGER);"
     "CREATE TABLE IF NOT EXISTS proposals(id INTEGER PRIMARY KEY, profile TEXT NOT NULL, task TEXT NOT NULL,"
     "  keyword TEXT, created_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS messages("
@@ -35,6 +36,11 @@ static const char *schema =
     "  created_ms INTEGER NOT NULL, started_ms INTEGER, finished_ms INTEGER,"
     "  finish_reason TEXT, prompt_tokens INTEGER, completion_tokens INTEGER, cost REAL,"
     "  error_code TEXT, error_detail TEXT);"
+    "CREATE TABLE IF NOT EXISTS workflows(id INTEGER PRIMARY KEY, doc TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS checkpoints(id INTEGER PRIMARY KEY, workflow INTEGER NOT NULL, step INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT, existed INTEGER,"
+    "  content TEXT, sha256 TEXT, created_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS templates(name TEXT PRIMARY KEY, doc TEXT NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');";
 
 store_t *store_open(const char *dir, char *err, size_t errlen) {
@@ -253,11 +259,20 @@ static int session_add_usage(store_t *self, const char *session, const store_usa
   return exec_done(st);
 }
 
-int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *message,
+/* Appends the turn's messages (thinking goes with the last). */
+static int append_all(store_t *self, const char *session, int64_t turn, const json_t *messages, const char *thinking) {
+  size_t n = json_array_size(messages);
+  for (size_t i = 0; i < n; i++)
+    if (store_append(self, session, turn, json_array_get(messages, i), i + 1 == n ? thinking : NULL) < 0)
+      return -1;
+  return 0;
+}
+
+int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *messages,
                     const char *thinking, const char *finish_reason, const store_usage_t *usage) {
   if (exec_sql(self, "BEGIN IMMEDIATE") < 0)
     return -1;
-  if (store_append(self, session, turn, message, thinking) < 0 ||
+  if (append_all(self, session, turn, messages, thinking) < 0 ||
       turn_finish_row(self, turn, finish_reason, usage) < 0 || session_add_usage(self, session, usage) < 0) {
     exec_sql(self, "ROLLBACK");
     return -1;
@@ -266,6 +281,13 @@ int store_turn_done(store_t *self, int64_t turn, const char *session, const json
 }
 
 int store_turn_failed(store_t *self, int64_t turn, const char *status, const char *code, const char *detail) {
+  return store_turn_failed_with(self, turn, NULL, NULL, status, code, detail);
+}
+
+int store_turn_failed_with(store_t *self, int64_t turn, const char *session, const json_t *messages,
+                           const char *status, const char *code, const char *detail) {
+  if (session && json_array_size(messages) > 0 && append_all(self, session, turn, messages, NULL) < 0)
+    return -1;
   sqlite3_stmt *st = prep(self,
                           "UPDATE turns SET status = ?, finished_ms = ?, error_code = ?, error_detail = ? WHERE id = ?");
   if (!st)
@@ -319,7 +341,7 @@ json_t *store_session(store_t *self, const char *id) {
   if (!out)
     return NULL;
   /* Fields kept out of listings. */
-  sqlite3_stmt *st = prep(self, "SELECT summary_asked, delivered, call_id FROM sessions WHERE id = ?");
+  sqlite3_stmt *st = prep(self, "SELECT summary_asked, delivered, call_id, wf_plan, wf_step FROM sessions WHERE id = ?");
   if (st) {
     sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
     if (sqlite3_step(st) == SQLITE_ROW) {
@@ -327,6 +349,9 @@ json_t *store_session(store_t *self, const char *id) {
       json_object_set_new(out, "delivered", json_boolean(sqlite3_column_int(st, 1)));
       if (col_text(st, 2))
         json_object_set_new(out, "call_id", json_string(col_text(st, 2)));
+      if (sqlite3_column_type(st, 3) != SQLITE_NULL)
+        json_object_set_new(out, "workflow", json_pack("{s:I, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 3),
+                                                       "step", (json_int_t)sqlite3_column_int64(st, 4)));
     }
     sqlite3_finalize(st);
   }
@@ -472,4 +497,164 @@ json_t *store_pending_children(store_t *self, const char *parent) {
     json_array_append_new(out, json_string(col_text(st, 0)));
   sqlite3_finalize(st);
   return out;
+}
+
+bool store_session_solo(store_t *self, const char *id) {
+  sqlite3_stmt *st = prep(self, "SELECT solo FROM sessions WHERE id = ?");
+  bool solo = false;
+  if (!st)
+    return false;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    solo = sqlite3_column_int(st, 0) != 0;
+  sqlite3_finalize(st);
+  return solo;
+}
+
+int store_session_set_solo(store_t *self, const char *id, bool solo) {
+  return set_column(self, id, "UPDATE sessions SET solo = ? WHERE id = ?", NULL, solo, false);
+}
+
+int64_t store_session_tokens(store_t *self, const char *id) {
+  sqlite3_stmt *st = prep(self, "SELECT prompt_tokens + completion_tokens FROM sessions WHERE id = ?");
+  int64_t n = 0;
+  if (!st)
+    return 0;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+/* ---- workflows: one JSON document each, rewritten on every change ---- */
+
+int64_t store_workflow_insert(store_t *self, const json_t *doc) {
+  char *text = json_dumps(doc, JSON_COMPACT);
+  sqlite3_stmt *st = text ? prep(self, "INSERT INTO workflows(doc) VALUES(?)") : NULL;
+  int64_t id = -1;
+  if (st) {
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+    if (exec_done(st) == 0)
+      id = sqlite3_last_insert_rowid(self->db);
+  }
+  free(text);
+  return id;
+}
+
+int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
+  char *text = json_dumps(doc, JSON_COMPACT);
+  sqlite3_stmt *st = text ? prep(self, "UPDATE workflows SET doc = ? WHERE id = ?") : NULL;
+  int rc = -1;
+  if (st) {
+    sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, id);
+    rc = exec_done(st);
+  }
+  free(text);
+  return rc;
+}
+
+json_t *store_workflows(store_t *self) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT id, doc FROM workflows ORDER BY id");
+  if (!st)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *doc = json_loads(col_text(st, 1), 0, NULL);
+    if (!json_is_object(doc)) {
+      json_decref(doc);
+      continue;
+    }
+    json_object_set_new(doc, "id", json_integer(sqlite3_column_int64(st, 0)));
+    json_array_append_new(out, doc);
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
+                         const char *path, int existed, const char *content, const char *sha256) {
+  sqlite3_stmt *st = prep(self,
+                          "INSERT INTO checkpoints(workflow, step, attempt, seq, kind, path, existed, content, sha256,"
+                          " created_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!st)
+    return -1;
+  sqlite3_bind_int64(st, 1, workflow);
+  sqlite3_bind_int64(st, 2, step);
+  sqlite3_bind_int64(st, 3, attempt);
+  sqlite3_bind_int64(st, 4, seq);
+  sqlite3_bind_text(st, 5, kind, -1, SQLITE_TRANSIENT);
+  if (path)
+    sqlite3_bind_text(st, 6, path, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 7, existed);
+  if (content)
+    sqlite3_bind_text(st, 8, content, -1, SQLITE_TRANSIENT);
+  if (sha256)
+    sqlite3_bind_text(st, 9, sha256, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 10, util_wall_ms());
+  return exec_done(st);
+}
+
+json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT id, step, attempt, seq, kind, path, existed, content, sha256 FROM checkpoints"
+                                " WHERE workflow = ? ORDER BY id");
+  if (!st)
+    return out;
+  sqlite3_bind_int64(st, 1, workflow);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:s, s:s?, s:b, s:s?}", "id", (json_int_t)sqlite3_column_int64(st, 0),
+                          "step", (json_int_t)sqlite3_column_int64(st, 1), "attempt",
+                          (json_int_t)sqlite3_column_int64(st, 2), "seq", (json_int_t)sqlite3_column_int64(st, 3),
+                          "kind", col_text(st, 4), "path", col_text(st, 5), "existed", sqlite3_column_int(st, 6),
+                          "sha256", col_text(st, 8));
+    if (c && with_content && col_text(st, 7))
+      json_object_set_new(c, "content", json_string(col_text(st, 7)));
+    if (c)
+      json_array_append_new(out, c);
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+int store_template_put(store_t *self, const char *name, const json_t *doc) {
+  char *text = json_dumps(doc, JSON_COMPACT);
+  sqlite3_stmt *st = text ? prep(self, "INSERT OR REPLACE INTO templates(name, doc) VALUES(?, ?)") : NULL;
+  int rc = -1;
+  if (st) {
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
+    rc = exec_done(st);
+  }
+  free(text);
+  return rc;
+}
+
+json_t *store_templates(store_t *self) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT name, doc FROM templates ORDER BY name");
+  if (!st)
+    return out;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *doc = json_loads(col_text(st, 1), 0, NULL);
+    if (json_is_object(doc)) {
+      json_object_set_new(doc, "name", json_string(col_text(st, 0)));
+      json_array_append_new(out, doc);
+    } else {
+      json_decref(doc);
+    }
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
+int store_session_set_step(store_t *self, const char *id, int64_t workflow, int64_t step) {
+  sqlite3_stmt *st = prep(self, "UPDATE sessions SET wf_plan = ?, wf_step = ? WHERE id = ?");
+  if (!st)
+    return -1;
+  sqlite3_bind_int64(st, 1, workflow);
+  sqlite3_bind_int64(st, 2, step);
+  sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
+  return exec_done(st);
 }

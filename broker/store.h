@@ -43,13 +43,17 @@ int64_t store_append(store_t *self, const char *session, int64_t turn, const jso
 int64_t store_turn_new(store_t *self, const char *session);
 /* Marks a turn running on node with attempt. */
 int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node);
-/* Ends a turn successfully: appends the assistant message, records usage on the
- * turn and the session, in one transaction. */
-int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *message,
+/* Ends a turn successfully: appends the turn's messages (assistant, tool
+ * results, ..., final answer), records usage on the turn and the session, in
+ * one transaction. */
+int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *messages,
                     const char *thinking, const char *finish_reason, const store_usage_t *usage);
 /* Ends a turn with an error (status "failed" or "cancelled"). */
 int store_turn_failed(store_t *self, int64_t turn, const char *status, const char *code,
                       const char *detail);
+/* The same, keeping the messages the turn produced before it failed (tool loop). */
+int store_turn_failed_with(store_t *self, int64_t turn, const char *session, const json_t *messages,
+                           const char *status, const char *code, const char *detail);
 /* Turns not finished (queued or running) when the broker stopped: array of
  * {id, session, attempt}. Caller owns. */
 json_t *store_unfinished_turns(store_t *self);
@@ -83,5 +87,28 @@ int store_session_get(store_t *self, const char *id, char *profile, size_t plen,
 int64_t store_last_turn(store_t *self, const char *session);
 /* Ids of the parent's delegated sub-agents whose summary has not arrived. Caller owns. */
 json_t *store_pending_children(store_t *self, const char *parent);
+
+/* Single-agent sessions (cadre chat): every tool, no sub-agents. */
+bool store_session_solo(store_t *self, const char *id);
+int store_session_set_solo(store_t *self, const char *id, bool solo);
+/* Tokens an agent has used so far (prompt + completion). */
+int64_t store_session_tokens(store_t *self, const char *id);
+
+/* ---- workflows ---- */
+/* Marks a sub-agent as the runner of a workflow's agent step. */
+int store_session_set_step(store_t *self, const char *id, int64_t workflow, int64_t step);
+/* A workflow is one JSON document (plan, status, steps), rewritten on every change. */
+int64_t store_workflow_insert(store_t *self, const json_t *doc);
+int store_workflow_update(store_t *self, int64_t id, const json_t *doc);
+/* Every workflow document, each with its "id". Caller owns. */
+json_t *store_workflows(store_t *self);
+/* The checkpoint ledger: pre-images saved before a step may change anything. */
+int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
+                         const char *path, int existed, const char *content, const char *sha256);
+/* A workflow's checkpoints, oldest first (content, base64, only when asked). Caller owns. */
+json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content);
+int store_template_put(store_t *self, const char *name, const json_t *doc);
+/* Every template ({name, plan, params}). Caller owns. */
+json_t *store_templates(store_t *self);
 
 #endif

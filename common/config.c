@@ -441,6 +441,130 @@ static int check_required(loader_t *l, cadre_profile_t *p, const char *pfx)
   return 0;
 }
 
+/* ---- tools ------------------------------------------------------------ */
+
+static const char *const node_tools[] = {
+#define CONFIG_TOOL_NAME(n) #n,
+    CADRE_NODE_TOOLS(CONFIG_TOOL_NAME)
+#undef CONFIG_TOOL_NAME
+};
+
+static bool node_tool(const char *name)
+{
+  for (size_t i = 0; i < COUNT(node_tools); i++)
+    if (strcmp(node_tools[i], name) == 0)
+      return true;
+  return false;
+}
+
+/* A list of known tool names ("*" alone means all of them). */
+static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *key, json_t **out)
+{
+  char kp[KEY_PATH_LEN];
+  if (!v || json_is_null(v))
+    return 0;
+  keypath(kp, sizeof kp, pfx, key);
+  if (!json_is_array(v))
+    return wrong(l, kp, NULL, v, "an array of tool names");
+  json_t *list = json_array();
+  size_t i;
+  json_t *t;
+  json_array_foreach(v, i, t) {
+    const char *name = json_string_value(t);
+    if (name && strcmp(name, "*") == 0) {
+      for (size_t k = 0; k < COUNT(node_tools); k++)
+        json_array_append_new(list, json_string(node_tools[k]));
+      continue;
+    }
+    if (!name || !node_tool(name)) {
+      json_decref(list);
+      char ik[KEY_PATH_LEN];
+      snprintf(ik, sizeof ik, "%s[%zu]", kp, i);
+      return fail(l, ik, "unknown tool %s%.64s%s (known: execute_bash, read_file, write_file_tool, edit_file, "
+                  "list_files, grep, or \"*\")", name ? "\"" : "", name ? name : "(not a string)", name ? "\"" : "");
+    }
+    json_array_append_new(list, json_string(name));
+  }
+  json_decref(*out);
+  *out = list;
+  return 0;
+}
+
+static json_t *names(const char *const *list)
+{
+  json_t *a = json_array();
+  for (; *list; list++)
+    json_array_append_new(a, json_string(*list));
+  return a;
+}
+
+/* Read-only roles look; implementers and testers change things; see README. */
+static void default_tools(cadre_tools_config_t *t)
+{
+  static const char *const all[] = { "execute_bash", "read_file", "write_file_tool", "edit_file",
+                                     "list_files", "grep", NULL };
+  static const char *const look[] = { "read_file", "list_files", "grep", NULL };
+  static const char *const measure[] = { "read_file", "list_files", "grep", "execute_bash", NULL };
+  t->policy = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "main", names(all), "implementer", names(all),
+                        "tester", names(all), "optimizer", names(measure), "reviewer", names(look),
+                        "researcher", names(look), "*", names(look));
+  snprintf(t->approval, sizeof t->approval, "never");
+  t->timeout_s = 120;
+  t->max_iterations = 25;
+  t->max_tool_calls = 100;
+  t->max_tokens_per_agent = 0;
+}
+
+static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root)
+{
+  json_t *t = field(root, "tools");
+  if (!t)
+    return 0;
+  if (!json_is_object(t))
+    return wrong(l, "tools", NULL, t, "an object");
+  json_t *policy = field(t, "policy");
+  if (policy && !json_is_object(policy))
+    return wrong(l, "tools.policy", NULL, policy, "an object mapping roles to tool lists");
+  const char *role;
+  json_t *v;
+  json_object_foreach(policy, role, v) {
+    json_t *list = NULL;
+    if (parse_tool_list(l, v, "tools.policy", role, &list) < 0)
+      return -1;
+    json_object_set_new(c->tools.policy, role, list ? list : json_array());
+  }
+  char *approval = NULL;
+  if (get_string(l, t, "tools", "approval", &approval) < 0)
+    return -1;
+  if (approval && strcmp(approval, "never") && strcmp(approval, "mutating") && strcmp(approval, "always")) {
+    free(approval);
+    return fail(l, "tools.approval", "expected \"never\", \"mutating\" or \"always\"");
+  }
+  if (approval)
+    snprintf(c->tools.approval, sizeof c->tools.approval, "%s", approval);
+  free(approval);
+  int tokens = 0;
+  if (get_int(l, t, "tools", "timeout_s", 1, 3600, &c->tools.timeout_s) < 0 ||
+      get_int(l, t, "tools", "max_iterations", 1, 1000, &c->tools.max_iterations) < 0 ||
+      get_int(l, t, "tools", "max_tool_calls", 1, 10000, &c->tools.max_tool_calls) < 0 ||
+      get_int(l, t, "tools", "max_tokens_per_agent", 0, 2000000000, &tokens) < 0)
+    return -1;
+  if (tokens)
+    c->tools.max_tokens_per_agent = tokens;
+  return 0;
+}
+
+/* The node tools a profile may use. */
+json_t *config_tools_for(const cadre_config_t *self, const cadre_profile_t *p)
+{
+  if (p && p->tools)
+    return json_incref(p->tools);
+  json_t *list = p ? json_object_get(self->tools.policy, p->role) : NULL;
+  if (!list)
+    list = json_object_get(self->tools.policy, "*");
+  return list ? json_incref(list) : json_array();
+}
+
 static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *pfx)
 {
   if (get_string(l, v, pfx, "provider", &p->provider) < 0 ||
@@ -456,7 +580,8 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)",
                  &p->cost_per_1m_input) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)",
-                 &p->cost_per_1m_output) < 0)
+                 &p->cost_per_1m_output) < 0 ||
+      parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0)
     return -1;
   return 0;
 }
@@ -680,7 +805,7 @@ static int load_file(loader_t *l, cadre_config_t *c, const char *path)
   if (!root)
     return -1;
   int rc = -1;
-  if (parse_agents(l, c, root) == 0 && parse_spawning(l, c, root) == 0 &&
+  if (parse_agents(l, c, root) == 0 && parse_spawning(l, c, root) == 0 && parse_tools(l, c, root) == 0 &&
       get_int(l, root, NULL, "max_concurrent_agents", 1, MAX_AGENTS_CAP, &c->max_concurrent_agents) == 0)
     rc = 0;
   json_decref(root);
@@ -734,6 +859,7 @@ cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err
   c->spawn_context = -1;
   c->delegation = true;
   c->max_spawn_depth = 1;
+  default_tools(&c->tools);
   if ((path ? load_file(&l, c, path) : load_defaults(&l, c)) < 0)
     config_destroy(&c);
   return c;
@@ -743,6 +869,7 @@ static void profile_free(cadre_profile_t *p)
 {
   if (p->api_key)
     explicit_bzero(p->api_key, strlen(p->api_key));
+  json_decref(p->tools);
   char *fields[] = { p->api_key, p->name, p->provider, p->url, p->model, p->role,
                      p->system_prompt_file, p->system_prompt_path, p->system_prompt };
   for (size_t i = 0; i < COUNT(fields); i++)
@@ -763,6 +890,7 @@ void config_destroy(cadre_config_t **self_p)
   }
   free(c->profiles);
   free(c->keywords);
+  json_decref(c->tools.policy);
   free(c->path);
   free(c);
   *self_p = NULL;

@@ -19,6 +19,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+/* The coding tools agent daemons run (agentd/tools.c implements them). */
+#define CADRE_NODE_TOOLS(X) X(execute_bash) X(read_file) X(write_file_tool) X(edit_file) X(list_files) X(grep)
+
 typedef struct {
   char *name;               /* profile name, e.g. "reviewer_agent" */
   char *provider;           /* "ollama", "lm_studio", "openai", "vllm", "llamacpp", ... */
@@ -34,7 +37,18 @@ typedef struct {
   char *system_prompt;      /* the file's text, loaded; NULL when no file */
   double cost_per_1m_input; /* USD */
   double cost_per_1m_output;
+  json_t *tools;            /* the profile's own "tools" list (names), or NULL: the role policy */
 } cadre_profile_t;
+
+/* "tools": how agents use the node tools. */
+typedef struct {
+  json_t *policy;            /* role -> array of tool names; "*": any other role */
+  char approval[16];         /* "never" (default), "mutating" (writes and commands), "always" */
+  int timeout_s;             /* execute_bash default timeout (120) */
+  int max_iterations;        /* model calls in one turn (25) */
+  int max_tool_calls;        /* tool calls in one turn (100) */
+  long long max_tokens_per_agent; /* an agent's total tokens; 0: no cap */
+} cadre_tools_config_t;
 
 typedef struct {
   char *keyword;
@@ -59,6 +73,7 @@ typedef struct {
    * agent, at depth 0) do not get the tool. */
   bool delegation;
   int max_spawn_depth;
+  cadre_tools_config_t tools;
 } cadre_config_t;
 
 /* Loads path (NULL: built-in defaults). A relative system_prompt_file is looked
@@ -79,6 +94,10 @@ const cadre_profile_t *config_profile(const cadre_config_t *self, const char *na
 const cadre_profile_t *config_profile_for_role(const cadre_config_t *self, const char *role);
 /* The main agent's profile (role "main"); never NULL for a loaded config. */
 const cadre_profile_t *config_main(const cadre_config_t *self);
+
+/* Names of the node tools a profile may use (its own list, else its role's
+ * policy, else the "*" policy). Caller owns. */
+json_t *config_tools_for(const cadre_config_t *self, const cadre_profile_t *p);
 
 /* The profile as sent to a node: every field but api_key and the prompt
  * (name, provider, url, model, role, temperature, max_tokens, stream). Caller owns. */

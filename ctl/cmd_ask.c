@@ -60,6 +60,29 @@ static void print_piece(ask_t *a, const char *kind, const char *text) {
   fflush(stdout);
 }
 
+/* A tool call or its result, on a line of its own. */
+static void print_tool(ask_t *a, const char *kind, const char *text) {
+  json_t *o = json_loads(text, 0, NULL);
+  if (!a->at_line_start)
+    fputc('\n', stdout);
+  if (a->ctl->color)
+    fputs(a->in_thinking ? RESET "\033[36m" : "\033[36m", stdout);
+  if (strcmp(kind, "tool_call") == 0) {
+    const char *args = json_string_value(json_object_get(o, "arguments"));
+    printf("⚙ %s %.200s%s\n", json_string_value(json_object_get(o, "name")) ?: "?", args ? args : "",
+           args && strlen(args) > 200 ? "…" : "");
+  } else {
+    printf("  %s %s\n", json_is_true(json_object_get(o, "ok")) ? "→" : "✗",
+           json_string_value(json_object_get(o, "summary")) ?: "");
+  }
+  if (a->ctl->color)
+    fputs(RESET, stdout);
+  a->in_thinking = false;
+  a->at_line_start = true;
+  fflush(stdout);
+  json_decref(o);
+}
+
 static void on_delta(ask_t *a, const proto_msg_t *m) {
   if (m->turn != a->turn)
     return;
@@ -74,8 +97,32 @@ static void on_delta(ask_t *a, const proto_msg_t *m) {
     json_event("delta", json_pack("{s:s, s:I, s:I, s:I, s:s, s:s}", "session", m->session, "turn", (json_int_t)m->turn,
                                   "attempt", (json_int_t)m->attempt, "seq", (json_int_t)m->seq, "kind", m->kind, "text",
                                   m->text));
+  else if (strcmp(m->kind, "tool_call") == 0 || strcmp(m->kind, "tool_result") == 0)
+    print_tool(a, m->kind, m->text);
   else
     print_piece(a, m->kind, m->text);
+}
+
+/* A node waits for the user's go-ahead before a tool call runs. */
+static void on_approval(ask_t *a, const json_t *p) {
+  const json_t *call = json_object_get(p, "call");
+  const json_t *fn = json_object_get(call, "function");
+  bool allow = false;
+  if (isatty(STDIN_FILENO) && !a->ctl->json) {
+    fprintf(stderr, "%sAllow %s %.300s ? [y/N] ", a->at_line_start ? "" : "\n",
+            json_string_value(json_object_get(fn, "name")) ?: "?",
+            json_string_value(json_object_get(fn, "arguments")) ?: "");
+    char line[32] = "";
+    allow = fgets(line, sizeof line, stdin) && (line[0] == 'y' || line[0] == 'Y');
+    a->at_line_start = true;
+  } else if (!a->ctl->json) {
+    fprintf(stderr, "[cadre: a tool call needs approval and there is no terminal to ask; denied]\n");
+  }
+  char err[256];
+  json_decref(client_request(a->c, "approve_tool",
+                             json_pack("{s:I, s:O, s:b}", "turn", (json_int_t)a->turn, "seq",
+                                       json_object_get(p, "seq"), "allow", allow),
+                             5000, err, sizeof err));
 }
 
 static void end_line(ask_t *a) {
@@ -176,6 +223,12 @@ static int on_event(ask_t *a, const proto_msg_t *m) {
   }
   if (strcmp(m->kind, "turn_done") == 0)
     return on_done(a, p);
+  if (strcmp(m->kind, "approval_needed") == 0) {
+    if (a->ctl->json)
+      json_event("approval_needed", json_deep_copy(p));
+    on_approval(a, p);
+    return -1;
+  }
   if (strcmp(m->kind, "turn_failed") == 0)
     return on_failed(a, p);
   if (a->ctl->json) {
@@ -256,8 +309,43 @@ static int follow(ask_t *a) {
   }
 }
 
-int cmd_ask(ctl_t *ctl, int argc, char **argv) {
-  ask_t a = {.ctl = ctl, .session = "main", .show_thinking = ctl->color, .at_line_start = true};
+/* Sends one message to a session and follows the turn to its end. */
+static int ask_once(ask_t *a, const char *text, bool solo) {
+  interrupted = 0;
+  a->started = util_now_ms();
+  a->printed = a->in_thinking = a->delegated = false;
+  a->at_line_start = true;
+  a->attempt = 0;
+  json_t *args = json_pack("{s:s, s:s}", "text", text, "session", a->session);
+  if (solo)
+    json_object_set_new(args, "solo", json_true());
+  json_t *r = ctl_request(a->ctl, a->c, "ask", args);
+  int rc = 1;
+  if (r) {
+    a->turn = json_integer_value(json_object_get(r, "turn"));
+    if (a->ctl->json)
+      json_event("accepted", json_pack("{s:s, s:I}", "session", a->session, "turn", (json_int_t)a->turn));
+    rc = follow(a);
+  }
+  json_decref(r);
+  return rc;
+}
+
+/* The words from argv[from] on, joined by spaces. Caller frees. */
+static char *join_words(int argc, char **argv, int from) {
+  size_t len = 1;
+  for (int i = from; i < argc; i++)
+    len += strlen(argv[i]) + 1;
+  char *text = calloc(1, len);
+  for (int i = from; text && i < argc; i++) {
+    strcat(text, argv[i]);
+    if (i + 1 < argc)
+      strcat(text, " ");
+  }
+  return text;
+}
+
+static int parse_ask_opts(ask_t *a, int argc, char **argv) {
   static const struct option longopts[] = {{"session", required_argument, 0, 's'},
                                            {"thinking", no_argument, 0, 't'},
                                            {"no-thinking", no_argument, 0, 'T'},
@@ -266,44 +354,75 @@ int cmd_ask(ctl_t *ctl, int argc, char **argv) {
   int c;
   while ((c = getopt_long(argc, argv, "+s:", longopts, NULL)) != -1) {
     switch (c) {
-    case 's': a.session = optarg; break;
-    case 't': a.show_thinking = true; break;
-    case 'T': a.show_thinking = false; break;
-    default: return 2;
+    case 's': a->session = optarg; break;
+    case 't': a->show_thinking = true; break;
+    case 'T': a->show_thinking = false; break;
+    default: return -1;
     }
   }
-  if (optind >= argc) {
+  return optind;
+}
+
+int cmd_ask(ctl_t *ctl, int argc, char **argv) {
+  ask_t a = {.ctl = ctl, .session = "main", .show_thinking = ctl->color, .at_line_start = true};
+  int first = parse_ask_opts(&a, argc, argv);
+  if (first < 0 || first >= argc) {
     ctl_error(ctl, "usage: cadre ask [--session ID] [--thinking|--no-thinking] TEXT");
     return 2;
   }
-  /* The words after the options are the question. */
-  size_t len = 1;
-  for (int i = optind; i < argc; i++)
-    len += strlen(argv[i]) + 1;
-  char *text = calloc(1, len);
-  for (int i = optind; i < argc; i++) {
-    strcat(text, argv[i]);
-    if (i + 1 < argc)
-      strcat(text, " ");
+  char *text = join_words(argc, argv, first);
+  a.c = ctl_connect(ctl);
+  int rc = 1;
+  if (a.c && text) {
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigaction(SIGINT, &sa, NULL);
+    rc = ask_once(&a, text, false);
+  }
+  free(text);
+  client_destroy(&a.c);
+  return rc;
+}
+
+/* cadre chat [TEXT]: the seed's single-agent coding assistant: one agent (the
+ * main profile) with every tool and no sub-agents, streaming, in its own
+ * session ("chat" unless --session). With TEXT, one turn; else a prompt loop. */
+int cmd_chat(ctl_t *ctl, int argc, char **argv) {
+  ask_t a = {.ctl = ctl, .session = "chat", .show_thinking = ctl->color, .at_line_start = true};
+  int first = parse_ask_opts(&a, argc, argv);
+  if (first < 0) {
+    ctl_error(ctl, "usage: cadre chat [--session ID] [--thinking|--no-thinking] [TEXT]");
+    return 2;
   }
   a.c = ctl_connect(ctl);
-  if (!a.c) {
-    free(text);
+  if (!a.c)
     return 1;
-  }
   struct sigaction sa = {.sa_handler = on_sigint};
   sigaction(SIGINT, &sa, NULL);
-  a.started = util_now_ms();
-  json_t *r = ctl_request(ctl, a.c, "ask", json_pack("{s:s, s:s}", "text", text, "session", a.session));
-  free(text);
-  int rc = 1;
-  if (r) {
-    a.turn = json_integer_value(json_object_get(r, "turn"));
-    if (ctl->json)
-      json_event("accepted", json_pack("{s:s, s:I}", "session", a.session, "turn", (json_int_t)a.turn));
-    rc = follow(&a);
+  int rc = 0;
+  if (first < argc) {
+    char *text = join_words(argc, argv, first);
+    rc = ask_once(&a, text, true);
+    free(text);
+  } else {
+    bool tty = isatty(STDIN_FILENO);
+    if (tty)
+      fprintf(stderr, "cadre chat: one agent with every tool in %s; /exit or Ctrl-D to leave\n", a.session);
+    char line[65536];
+    for (;;) {
+      if (tty) {
+        fputs("you> ", stderr);
+        fflush(stderr);
+      }
+      if (!fgets(line, sizeof line, stdin))
+        break;
+      line[strcspn(line, "\n")] = '\0';
+      if (!line[0])
+        continue;
+      if (strcmp(line, "/exit") == 0)
+        break;
+      rc = ask_once(&a, line, true);
+    }
   }
-  json_decref(r);
   client_destroy(&a.c);
   return rc;
 }

@@ -44,7 +44,21 @@ int cmd_ask(ctl_t *ctl, int argc, char **argv);
 int cmd_nodes(ctl_t *ctl, int argc, char **argv);
 int cmd_history(ctl_t *ctl, int argc, char **argv);
 int cmd_sessions(ctl_t *ctl, int argc, char **argv);
+/* cmd_agents.c: cadre spawn, send, agents, stop, stop-all, stats, config, reset, watch */
+int cmd_spawn(ctl_t *ctl, int argc, char **argv);
+int cmd_send(ctl_t *ctl, int argc, char **argv);
+int cmd_agents(ctl_t *ctl, int argc, char **argv);
+int cmd_stop(ctl_t *ctl, int argc, char **argv);
+int cmd_stop_all(ctl_t *ctl, int argc, char **argv);
+int cmd_stats(ctl_t *ctl, int argc, char **argv);
+int cmd_config(ctl_t *ctl, int argc, char **argv);
+int cmd_reset(ctl_t *ctl, int argc, char **argv);
+int cmd_watch(ctl_t *ctl, int argc, char **argv);
+/* console.c: the interactive console (cadre with no command, or cadre console). */
+int cmd_console(ctl_t *ctl, int argc, char **argv);
 /* cadre call VERB [ARGS-JSON]: any broker verb, the reply as JSON (for scripts and debugging). */
 int cmd_call(ctl_t *ctl, int argc, char **argv);
+/* cadre chat [TEXT]: single-agent mode (every tool, no sub-agents). */
+int cmd_chat(ctl_t *ctl, int argc, char **argv);
 
 #endif

@@ -12,12 +12,24 @@
 
 static void usage(FILE *out) {
   fprintf(out,
-          "Usage: cadre [--broker ENDPOINT] [--json] COMMAND [ARGS]\n"
+          "Usage: cadre [--broker ENDPOINT] [--json] [COMMAND [ARGS]]\n"
           "\n"
           "Cadre: a main agent on a large model and sub-agents on small ones, working together.\n"
+          "With no command, cadre is the interactive console (/help there lists its commands).\n"
           "\n"
           "Commands:\n"
+          "  console                   the interactive console (the default)\n"
           "  ask [--session ID] TEXT   ask the main agent; the answer streams as it is written\n"
+          "  chat [TEXT]               single-agent mode: one agent with every tool, no sub-agents\n"
+          "  call VERB [JSON]          any broker verb; the reply as JSON\n"
+          "  spawn [--wait] ROLE TASK  spawn a sub-agent; --wait prints its summary when it reports\n"
+          "  send [--wait] ID TEXT     a message to an agent; --wait prints its answer\n"
+          "  agents                    the agents: role, model, status, messages, tokens, cost\n"
+          "  stop ID / stop-all        stop a sub-agent / every sub-agent\n"
+          "  stats                     usage and cost per agent, and the savings against the main model\n"
+          "  config                    the broker's configuration (API keys masked)\n"
+          "  reset [SESSION]           clear a conversation (default: main)\n"
+          "  watch                     follow every agent's output and events (JSON lines with --json)\n"
           "  nodes                     agent daemons registered with the broker\n"
           "  history [SESSION]         a session's conversation (default: main)\n"
           "  sessions                  all sessions with their usage\n"
@@ -98,18 +110,20 @@ int main(int argc, char **argv) {
     return 1;
   }
   signal(SIGPIPE, SIG_IGN);
-  if (optind >= argc) {
-    usage(stderr);
-    return 2;
-  }
+  if (optind >= argc)
+    return cmd_console(&ctl, 0, argv + argc);
   const char *cmd = argv[optind];
   int sub_argc = argc - optind;
   char **sub_argv = argv + optind;
   static const struct {
     const char *name;
     int (*fn)(ctl_t *, int, char **);
-  } commands[] = {{"ask", cmd_ask}, {"call", cmd_call}, {"nodes", cmd_nodes},     {"history", cmd_history},
-                  {"sessions", cmd_sessions}, {"keygen", cmd_keygen_impl}};
+  } commands[] = {{"ask", cmd_ask},         {"call", cmd_call},         {"nodes", cmd_nodes},
+                  {"history", cmd_history}, {"sessions", cmd_sessions}, {"keygen", cmd_keygen_impl},
+                  {"spawn", cmd_spawn},     {"send", cmd_send},         {"agents", cmd_agents},
+                  {"stop", cmd_stop},       {"stop-all", cmd_stop_all}, {"stats", cmd_stats},
+                  {"config", cmd_config},   {"reset", cmd_reset},       {"watch", cmd_watch},
+                  {"console", cmd_console},  {"chat", cmd_chat}};
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(cmd, commands[i].name) == 0)
       return commands[i].fn(&ctl, sub_argc, sub_argv);

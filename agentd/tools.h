@@ -1,0 +1,75 @@
+/* tools: the coding tools an agent daemon runs for the model, confined to its workspace.
+ *
+ * Tools (OpenAI function-calling names; the seed's names first):
+ *   execute_bash     {command, timeout?}            run a shell command in the workspace
+ *   read_file        {path, offset?, limit?}         numbered lines
+ *   write_file_tool  {path, content}                 create or replace a file (atomic)
+ *   edit_file        {path, old_string, new_string, replace_all?}
+ *   list_files       {glob?, path?}                  files under the workspace matching a glob
+ *   grep             {pattern, path?, glob?}         regex search, "path:line: text"
+ *
+ * Every path resolves beneath the workspace: absolute paths, "..", symlinks
+ * pointing out, and sibling-prefix tricks (/ws vs /ws-evil) are refused with
+ * a clear error, for files that exist and for files that do not exist yet.
+ * Failures come back as the tool's result text (is_error set), never a crash.
+ */
+#ifndef CADRE_TOOLS_H
+#define CADRE_TOOLS_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#define TOOLS_OUTPUT_CAP (32 * 1024)      /* result text: head and tail kept beyond this */
+#define TOOLS_DEFAULT_TIMEOUT_S 120       /* execute_bash, unless the call or the config says otherwise */
+#define TOOLS_MAX_TIMEOUT_S 3600
+
+typedef struct tools tools_t;
+
+typedef struct {
+  const char *workspace;       /* directory; must exist */
+  int default_timeout_s;       /* execute_bash default (0: TOOLS_DEFAULT_TIMEOUT_S) */
+  size_t output_cap;           /* 0: TOOLS_OUTPUT_CAP */
+  /* Names of environment variables never passed to commands (besides the
+   * built-in list: *_API_KEY, *_TOKEN, *_SECRET, CADRE_KEY, ...). May be NULL. */
+  const char *const *scrub_env;
+  /* Secret values (API keys) that must not appear in a command's environment
+   * under any name. May be NULL; NULL-terminated. */
+  const char *const *secret_values;
+} tools_opts_t;
+
+/* Opens the workspace (keeps a directory fd). NULL with err on failure. */
+tools_t *tools_new(const tools_opts_t *opts, char *err, size_t errlen);
+void tools_destroy(tools_t **self_p);
+/* True when paths are confined with openat2(RESOLVE_BENEATH); false: the
+ * fallback walk (kernel without openat2, or a seccomp filter refusing it). */
+bool tools_uses_openat2(const tools_t *self);
+/* Test hook: on forces the fallback walk; off goes back to openat2 where the
+ * kernel has it. Call before any tools_run, not during one. */
+void tools_test_force_fallback(tools_t *self, bool on);
+
+/* OpenAI tool definitions (array of {"type":"function","function":{name,
+ * description, parameters}}) for the named tools; NULL names: all. Caller owns. */
+json_t *tools_definitions(const char *const *names);
+/* True when name is one of the tools above. */
+bool tools_known(const char *name);
+/* True when the tool changes files or runs commands (for approval and read-only roles). */
+bool tools_mutates(const char *name);
+
+typedef struct {
+  char *text;       /* result for the model (capped; never NULL) */
+  bool is_error;
+  int exit_code;    /* execute_bash: the command's exit status (-1 when killed/not run) */
+  bool timed_out;
+  char summary[160];/* one short line for the user: "exit 0, 12 lines", "wrote 340 bytes", ... */
+} tool_result_t;
+
+/* Runs one call. arguments is the JSON text the model sent (or an object
+ * serialised). cancel (may be NULL) aborts a running command within ~100 ms
+ * (the whole process group is killed). Thread-safe: several slot workers may
+ * call it at once; writes to the same file are serialised, never interleaved. */
+void tools_run(tools_t *self, const char *name, const char *arguments, atomic_bool *cancel, tool_result_t *out);
+void tool_result_free(tool_result_t *r);
+
+#endif

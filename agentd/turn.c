@@ -1,0 +1,448 @@
+/* turn.c: one turn on a node: call the model, run the tool calls it makes in
+ * the workspace, call it again with the results, until it answers without
+ * tool calls (or a cap, a stuck loop, a failure or a cancel ends the turn).
+ *
+ * The broker sees every piece as it happens (deltas: text, thinking,
+ * tool_call, tool_result) and, at the end, every message the turn added, so
+ * the session's history in the broker holds the whole loop. Tools the broker
+ * runs itself (spawn_agent) are left unanswered: the turn ends there and the
+ * broker answers them.
+ */
+#include "turn.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "llm.h"
+#include "log.h"
+#include "util.h"
+
+#define STUCK_REPEATS 3
+
+typedef struct {
+  run_t *r;
+  json_t *conversation; /* what the model sees: the broker's messages, then ours */
+  json_t *added;        /* messages this turn added, in order */
+  json_t *defs;         /* tool definitions offered to the model */
+  json_t *node_tools;   /* names of the tools this node runs for this turn */
+  const char *approval; /* "never", "mutating", "always" */
+  int timeout_s, max_iterations, max_tool_calls;
+  int calls;
+  char *recent[STUCK_REPEATS]; /* signatures of the last calls, newest first */
+  int64_t prompt_tokens, completion_tokens;
+  bool counted;
+  char *thinking;       /* all thinking of the turn */
+  char *finish_reason;
+  json_t *last_assistant; /* the latest assistant message (borrowed from added) */
+  int64_t started;
+} loop_t;
+
+void turn_push(run_t *r, proto_msg_t *m) {
+  int rc = proto_send(r->push, NULL, 0, m, 0);
+  if (rc < 0)
+    log_error("turn %lld: cannot hand a %s to the main thread: %s", (long long)r->job->turn,
+              proto_type_name(m->type), strerror(-rc));
+}
+
+proto_msg_t *turn_msg(run_t *r, proto_type_t type) {
+  proto_msg_t *m = proto_msg_new(type);
+  if (!m)
+    return NULL;
+  proto_set_str(m, PROTO_F_session, r->job->session);
+  PROTO_SET(m, turn, r->job->turn);
+  PROTO_SET(m, attempt, r->job->attempt);
+  return m;
+}
+
+/* One delta; NUL bytes cannot travel in a STR, so they are dropped. */
+static void send_delta(run_t *r, const char *kind, const char *s, size_t n) {
+  char *text = malloc(n + 1);
+  if (!text)
+    return;
+  size_t k = 0;
+  for (size_t i = 0; i < n; i++)
+    if (s[i])
+      text[k++] = s[i];
+  text[k] = '\0';
+  proto_msg_t *m = k > 0 ? turn_msg(r, PROTO_DELTA) : NULL;
+  if (m) {
+    PROTO_SET(m, seq, ++r->seq);
+    proto_set_str(m, PROTO_F_kind, kind);
+    m->text = text;
+    m->has |= PROTO_BIT(text);
+    text = NULL;
+    turn_push(r, m);
+  }
+  free(text);
+  proto_msg_destroy(&m);
+}
+
+static void send_delta_json(run_t *r, const char *kind, json_t *o) {
+  char *s = json_dumps(o, JSON_COMPACT);
+  if (s)
+    send_delta(r, kind, s, strlen(s));
+  free(s);
+  json_decref(o);
+}
+
+static void on_text(void *ud, const char *s, size_t n) {
+  send_delta(ud, "text", s, n);
+}
+
+static void on_thinking(void *ud, const char *s, size_t n) {
+  send_delta(ud, "thinking", s, n);
+}
+
+static void on_retry(void *ud, int next_try, const char *reason, long wait_ms) {
+  run_t *r = ud;
+  log_warn("turn %lld: %s; try %d in %ld ms", (long long)r->job->turn, reason, next_try, wait_ms);
+}
+
+/* The assistant message in OpenAI shape from a model call's result. */
+static json_t *assistant_message(const llm_result_t *res) {
+  const char *text = res->text && res->text[0] ? res->text : (res->refusal ? res->refusal : "");
+  json_t *msg = json_pack("{s:s, s:s}", "role", "assistant", "content", text);
+  if (res->n_tool_calls > 0) {
+    json_t *calls = json_array();
+    for (size_t i = 0; i < res->n_tool_calls; i++) {
+      const llm_tool_call_t *c = &res->tool_calls[i];
+      char id[40];
+      if (!c->id || !c->id[0]) /* some servers send none; the results must refer to one */
+        snprintf(id, sizeof id, "call_%zu_%lld", i, (long long)util_wall_ms());
+      json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->id && c->id[0] ? c->id : id, "type",
+                                             "function", "function", "name", c->name ? c->name : "",
+                                             "arguments", c->arguments && c->arguments[0] ? c->arguments : "{}"));
+    }
+    json_object_set_new(msg, "tool_calls", calls);
+  }
+  return msg;
+}
+
+static void append_text(char **dst, const char *s) {
+  if (!s || !s[0])
+    return;
+  size_t a = *dst ? strlen(*dst) : 0, b = strlen(s);
+  char *n = realloc(*dst, a + b + 1);
+  if (!n)
+    return;
+  memcpy(n + a, s, b + 1);
+  *dst = n;
+}
+
+static int setting(const json_t *settings, const char *key, int dflt) {
+  json_t *v = json_object_get(settings, key);
+  return json_is_integer(v) && json_integer_value(v) > 0 ? (int)json_integer_value(v) : dflt;
+}
+
+/* Splits the turn's tools: names the node runs, definitions for the model. */
+static void setup_tools(loop_t *L) {
+  const json_t *tools = L->r->job->tools;
+  L->defs = json_array();
+  L->node_tools = json_array();
+  size_t i;
+  json_t *t;
+  json_array_foreach(tools, i, t) {
+    const char *name = json_string_value(t);
+    if (name && tools_known(name)) {
+      const char *one[] = {name, NULL};
+      json_t *d = tools_definitions(one);
+      json_array_extend(L->defs, d);
+      json_decref(d);
+      json_array_append_new(L->node_tools, json_string(name));
+    } else if (json_is_object(t)) {
+      json_array_append(L->defs, t);
+    }
+  }
+  const json_t *settings = json_object_get(L->r->job->profile, "tool_settings");
+  L->approval = json_string_value(json_object_get(settings, "approval"));
+  if (!L->approval)
+    L->approval = "never";
+  L->timeout_s = setting(settings, "timeout_s", TOOLS_DEFAULT_TIMEOUT_S);
+  L->max_iterations = setting(settings, "max_iterations", 25);
+  L->max_tool_calls = setting(settings, "max_tool_calls", 100);
+}
+
+static bool runs_here(loop_t *L, const char *name) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(L->node_tools, i, v) if (name && strcmp(json_string_value(v), name) == 0) return true;
+  return false;
+}
+
+static void add_message(loop_t *L, json_t *msg) {
+  json_array_append(L->added, msg);
+  json_array_append(L->conversation, msg);
+  json_decref(msg);
+}
+
+static void tool_message(loop_t *L, const char *call_id, const char *text) {
+  add_message(L, json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", call_id, "content", text));
+}
+
+/* Same name and arguments as the previous STUCK_REPEATS-1 calls? Records it. */
+static bool stuck(loop_t *L, const char *name, const char *args) {
+  char *sig = malloc(strlen(name) + strlen(args) + 2);
+  if (!sig)
+    return false;
+  sprintf(sig, "%s\n%s", name, args);
+  bool same = true;
+  for (int i = 0; i < STUCK_REPEATS - 1; i++)
+    same = same && L->recent[i] && strcmp(L->recent[i], sig) == 0;
+  free(L->recent[STUCK_REPEATS - 1]);
+  memmove(&L->recent[1], &L->recent[0], (STUCK_REPEATS - 1) * sizeof L->recent[0]);
+  L->recent[0] = sig;
+  return same;
+}
+
+/* Asks the user (through the broker) whether a call may run; waits for the
+ * answer or a cancel. */
+static bool approved(loop_t *L, const json_t *call) {
+  bool ask = strcmp(L->approval, "always") == 0 ||
+             (strcmp(L->approval, "mutating") == 0 &&
+              tools_mutates(json_string_value(json_object_get(json_object_get(call, "function"), "name"))));
+  if (!ask)
+    return true;
+  run_t *r = L->r;
+  int64_t seq = L->calls;
+  proto_msg_t *m = turn_msg(r, PROTO_APPROVAL);
+  char *text = json_dumps(call, JSON_COMPACT);
+  if (!m || !text) {
+    proto_msg_destroy(&m);
+    free(text);
+    return false;
+  }
+  PROTO_SET(m, seq, seq);
+  proto_set_str(m, PROTO_F_text, text);
+  free(text);
+  turn_push(r, m);
+  proto_msg_destroy(&m);
+  jobq_t *q = r->q;
+  pthread_mutex_lock(&q->lock);
+  while (r->job->approval_seq != seq && !atomic_load(&r->job->cancel)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&q->approval, &q->lock, &ts);
+  }
+  bool allow = r->job->approval_seq == seq && r->job->approval_allow;
+  pthread_mutex_unlock(&q->lock);
+  return allow;
+}
+
+/* Runs one call on this node and records its result. */
+static void run_call(loop_t *L, const json_t *call) {
+  const char *id = json_string_value(json_object_get(call, "id"));
+  const json_t *fn = json_object_get(call, "function");
+  const char *name = json_string_value(json_object_get(fn, "name"));
+  const char *args = json_string_value(json_object_get(fn, "arguments"));
+  L->calls++;
+  send_delta_json(L->r, "tool_call", json_pack("{s:s, s:s, s:s}", "id", id, "name", name, "arguments", args));
+  tool_result_t res = {0};
+  if (!approved(L, call)) {
+    res.text = strdup(atomic_load(&L->r->job->cancel) ? "not run: the turn was cancelled"
+                                                      : "not run: the user did not allow this call");
+    res.is_error = true;
+    snprintf(res.summary, sizeof res.summary, "not allowed");
+  } else {
+    char *with_timeout = NULL;
+    json_t *parsed = strcmp(name, "execute_bash") == 0 ? json_loads(args, 0, NULL) : NULL;
+    if (json_is_object(parsed) && !json_object_get(parsed, "timeout")) {
+      json_object_set_new(parsed, "timeout", json_integer(L->timeout_s));
+      with_timeout = json_dumps(parsed, JSON_COMPACT);
+    }
+    json_decref(parsed);
+    tools_run(L->r->q->tools, name, with_timeout ? with_timeout : args, &L->r->job->cancel, &res);
+    free(with_timeout);
+  }
+  send_delta_json(L->r, "tool_result", json_pack("{s:s, s:s, s:b, s:s}", "id", id, "name", name, "ok", !res.is_error,
+                                                 "summary", res.summary));
+  tool_message(L, id, res.text ? res.text : "");
+  tool_result_free(&res);
+}
+
+typedef enum { STEP_AGAIN, STEP_DONE, STEP_FAILED } step_t;
+
+/* Handles the calls of one assistant message. The code and detail are set on failure. */
+static step_t run_calls(loop_t *L, const json_t *calls, char *code, char *detail, size_t dlen) {
+  size_t i;
+  json_t *c;
+  bool left_for_broker = false, failed = false;
+  json_array_foreach(calls, i, c) {
+    const char *id = json_string_value(json_object_get(c, "id"));
+    const json_t *fn = json_object_get(c, "function");
+    const char *name = json_string_value(json_object_get(fn, "name"));
+    const char *args = json_string_value(json_object_get(fn, "arguments"));
+    if (!runs_here(L, name)) {
+      if (tools_known(name ? name : "")) /* a node tool this role may not use */
+        tool_message(L, id, "refused: this agent's role may not use this tool (tool policy)");
+      else
+        left_for_broker = true;
+      continue;
+    }
+    if (failed) { /* every call of the message must get a result */
+      tool_message(L, id, "not run: the turn ended before this call");
+      continue;
+    }
+    if (stuck(L, name, args ? args : "")) {
+      snprintf(code, 48, "stuck");
+      snprintf(detail, dlen, "the model called %s with the same arguments %d times in a row", name, STUCK_REPEATS);
+      tool_message(L, id, "not run: the same call was made 3 times in a row");
+      failed = true;
+      continue;
+    }
+    if (L->calls >= L->max_tool_calls) {
+      snprintf(code, 48, "tool_cap");
+      snprintf(detail, dlen, "the turn reached its cap of %d tool calls (tools.max_tool_calls)", L->max_tool_calls);
+      tool_message(L, id, "not run: too many tool calls in this turn");
+      failed = true;
+      continue;
+    }
+    run_call(L, c);
+    if (atomic_load(&L->r->job->cancel)) {
+      snprintf(code, 48, "cancelled");
+      snprintf(detail, dlen, "the turn was cancelled");
+      failed = true;
+    }
+  }
+  if (failed)
+    return STEP_FAILED;
+  return left_for_broker ? STEP_DONE : STEP_AGAIN;
+}
+
+static void add_usage(loop_t *L, const llm_outcome_t *out) {
+  L->prompt_tokens += out->result.prompt_tokens;
+  L->completion_tokens += out->result.completion_tokens;
+  L->counted |= out->usage_counted;
+  append_text(&L->thinking, out->result.thinking);
+  free(L->finish_reason);
+  L->finish_reason = out->result.finish_reason ? strdup(out->result.finish_reason) : NULL;
+}
+
+static void report_done(loop_t *L) {
+  proto_msg_t *m = turn_msg(L->r, PROTO_TURN_DONE);
+  if (!m)
+    return;
+  proto_set_json(m, PROTO_F_message, json_incref(L->last_assistant));
+  proto_set_json(m, PROTO_F_messages, json_incref(L->added));
+  if (L->thinking)
+    proto_set_str(m, PROTO_F_thinking, L->thinking);
+  if (L->finish_reason)
+    proto_set_str(m, PROTO_F_finish_reason, L->finish_reason);
+  proto_set_json(m, PROTO_F_usage,
+                 json_pack("{s:I, s:I, s:I, s:b}", "prompt_tokens", (json_int_t)L->prompt_tokens, "completion_tokens",
+                           (json_int_t)L->completion_tokens, "total_tokens",
+                           (json_int_t)(L->prompt_tokens + L->completion_tokens), "counted", L->counted));
+  PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
+  turn_push(L->r, m);
+  proto_msg_destroy(&m);
+}
+
+static void report_failed(loop_t *L, const char *code, const char *detail, bool retryable, int http_status) {
+  proto_msg_t *m = turn_msg(L->r, PROTO_TURN_FAILED);
+  if (!m)
+    return;
+  proto_set_str(m, PROTO_F_code, code);
+  proto_set_str(m, PROTO_F_detail, detail && detail[0] ? detail : "the turn failed");
+  PROTO_SET(m, retryable, retryable);
+  if (http_status)
+    PROTO_SET(m, status, http_status);
+  PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
+  if (json_array_size(L->added) > 0)
+    proto_set_json(m, PROTO_F_messages, json_incref(L->added));
+  turn_push(L->r, m);
+  proto_msg_destroy(&m);
+  log_warn("turn %lld failed: %s: %s", (long long)L->r->job->turn, code, detail);
+}
+
+/* One model call; STEP_FAILED has been reported when it fails. */
+static step_t call_model(loop_t *L, json_t **assistant) {
+  run_t *r = L->r;
+  llm_call_t call = {
+      .profile = r->job->profile,
+      .messages = L->conversation,
+      .tools = json_array_size(L->defs) ? L->defs : NULL,
+      .api_key = r->job->api_key,
+      .connect_timeout_ms = r->q->connect_timeout_ms,
+      .stall_timeout_ms = r->q->stall_timeout_ms,
+      .max_tries = 3,
+      .backoff_base_ms = 500,
+      .retry_after_cap_ms = 60000,
+      .cancel = &r->job->cancel,
+      .cb = {on_text, on_thinking},
+      .ud = r,
+      .on_retry = on_retry,
+  };
+  llm_outcome_t out;
+  int rc = llm_run(&call, &out);
+  if (rc != 0) {
+    report_failed(L, out.cancelled ? "cancelled" : out.code, out.detail, out.retryable, out.http_status);
+    llm_outcome_free(&out);
+    return STEP_FAILED;
+  }
+  add_usage(L, &out);
+  *assistant = assistant_message(&out.result);
+  llm_outcome_free(&out);
+  return STEP_AGAIN;
+}
+
+static void loop_free(loop_t *L) {
+  json_decref(L->conversation);
+  json_decref(L->added);
+  json_decref(L->defs);
+  json_decref(L->node_tools);
+  for (int i = 0; i < STUCK_REPEATS; i++)
+    free(L->recent[i]);
+  free(L->thinking);
+  free(L->finish_reason);
+}
+
+void turn_run(run_t *r) {
+  loop_t L = {.r = r, .started = util_now_ms()};
+  L.conversation = json_deep_copy(r->job->messages);
+  L.added = json_array();
+  setup_tools(&L);
+  log_info("turn %lld (%s, attempt %lld): %s, %zu tools", (long long)r->job->turn, r->job->session,
+           (long long)r->job->attempt, json_string_value(json_object_get(r->job->profile, "model")),
+           json_array_size(L.defs));
+  for (int iteration = 0;; iteration++) {
+    if (iteration >= L.max_iterations) {
+      char detail[160];
+      snprintf(detail, sizeof detail, "the turn reached its cap of %d model calls (tools.max_iterations)",
+               L.max_iterations);
+      report_failed(&L, "iteration_cap", detail, false, 0);
+      break;
+    }
+    json_t *assistant = NULL;
+    if (call_model(&L, &assistant) == STEP_FAILED)
+      break;
+    json_t *calls = json_incref(json_object_get(assistant, "tool_calls"));
+    L.last_assistant = assistant;
+    add_message(&L, assistant);
+    if (json_array_size(calls) == 0) {
+      json_decref(calls);
+      report_done(&L);
+      break;
+    }
+    char code[48] = "", detail[256] = "";
+    step_t s = run_calls(&L, calls, code, detail, sizeof detail);
+    json_decref(calls);
+    if (s == STEP_FAILED) {
+      report_failed(&L, code, detail, false, 0);
+      break;
+    }
+    if (s == STEP_DONE) { /* calls the broker runs: it continues from here */
+      report_done(&L);
+      break;
+    }
+  }
+  log_info("turn %lld finished in %lld ms (%d tool calls)", (long long)r->job->turn,
+           (long long)(util_now_ms() - L.started), L.calls);
+  loop_free(&L);
+}

@@ -1,0 +1,104 @@
+/* plan_format: the plan as the seed's approval screen shows it (see plan.h). */
+#include "plan.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RULE "======================================================================"
+
+/* "45s", "3m 15s", "1h 2m". */
+static void format_duration(double secs, char *out, size_t size) {
+  long long s = secs > 0 && secs < 1e12 ? llround(secs) : 0;
+  if (s < 60)
+    snprintf(out, size, "%llds", s);
+  else if (s < 3600)
+    snprintf(out, size, "%lldm %llds", s / 60, s % 60);
+  else
+    snprintf(out, size, "%lldh %lldm", s / 3600, s % 3600 / 60);
+}
+
+/* "$0.06"; small amounts keep four places ("$0.0040"). */
+static void format_cost(double cost, char *out, size_t size) {
+  snprintf(out, size, cost > 0 && cost < 0.01 ? "$%.4f" : "$%.2f", cost);
+}
+
+static double number_or(const json_t *v, double dflt) { return json_is_number(v) ? json_number_value(v) : dflt; }
+
+static double work_seconds(const json_t *steps) {
+  double sum = 0;
+  for (size_t i = 0; i < json_array_size(steps); i++) {
+    double s = number_or(json_object_get(json_array_get(steps, i), "estimated_seconds"), 0);
+    sum += s > 0 ? s : 0;
+  }
+  return sum;
+}
+
+/* The summary: step count, time (critical path, and the sum when steps run side by side), cost. */
+static void write_summary(FILE *f, const json_t *plan, const json_t *estimate) {
+  const json_t *steps = json_object_get(plan, "steps"), *stated = json_object_get(plan, "stated");
+  double sum = work_seconds(steps), crit = plan_critical_seconds(plan);
+  double secs = number_or(json_object_get(estimate, "seconds"), crit >= 0 ? crit : sum);
+  double cost = number_or(json_object_get(estimate, "cost"), number_or(json_object_get(stated, "cost"), -1));
+  char t[32], w[32], c[32];
+  format_duration(secs, t, sizeof t);
+  format_duration(sum, w, sizeof w);
+  fprintf(f, "\xf0\x9f\x93\x8a Summary:\n   Steps: %zu\n   Estimated Time: %s", json_array_size(steps), t);
+  if (crit < 0)
+    fprintf(f, " (the dependencies form a cycle)");
+  else if (llround(sum) > llround(secs))
+    fprintf(f, " (critical path; %s of work in all)", w);
+  if (cost >= 0)
+    format_cost(cost, c, sizeof c);
+  fprintf(f, "\n   Estimated Cost: %s\n", cost >= 0 ? c : "unknown");
+  double said = number_or(json_object_get(stated, "seconds"), -1);
+  if (said >= 0 && llround(said) != llround(sum)) {
+    format_duration(said, t, sizeof t);
+    fprintf(f, "   Stated in the plan: %s\n", t);
+  }
+}
+
+/* "   2. Implement auth module (implementer, write_file_tool, 180s) ← 1" */
+static void write_step(FILE *f, const json_t *step) {
+  const char *title = json_string_value(json_object_get(step, "title"));
+  const char *agent = json_string_value(json_object_get(step, "agent"));
+  const char *tool = json_string_value(json_object_get(step, "tool"));
+  const json_t *deps = json_object_get(step, "dependencies");
+  char d[32];
+  double secs = number_or(json_object_get(step, "estimated_seconds"), 0);
+  if (secs < 3600)
+    snprintf(d, sizeof d, "%llds", secs > 0 ? llround(secs) : 0LL); /* the seed shows steps in seconds */
+  else
+    format_duration(secs, d, sizeof d);
+  fprintf(f, "   %lld. %s (%s", (long long)json_integer_value(json_object_get(step, "number")), title ? title : "",
+          agent && *agent ? agent : "no agent");
+  if (tool)
+    fprintf(f, ", %s", tool);
+  fprintf(f, ", %s%s)", d, json_is_true(json_object_get(step, "estimated_seconds_default")) ? " default" : "");
+  for (size_t i = 0; i < json_array_size(deps); i++)
+    fprintf(f, "%s%lld", i ? ", " : " \xe2\x86\x90 ", (long long)json_integer_value(json_array_get(deps, i)));
+  fputc('\n', f);
+}
+
+/* The plan as the seed shows it for approval; estimate may be NULL or {"seconds","cost"}. Caller frees. */
+char *plan_format(const json_t *plan, const json_t *estimate) {
+  char *out = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&out, &len);
+  if (!f)
+    return NULL;
+  const char *title = json_string_value(json_object_get(plan, "title"));
+  const json_t *steps = json_object_get(plan, "steps");
+  fprintf(f, RULE "\n  WORKFLOW PLAN: %s\n" RULE "\n\n", title && *title ? title : "Untitled workflow");
+  write_summary(f, plan, estimate);
+  fprintf(f, "\n Steps:\n");
+  for (size_t i = 0; i < json_array_size(steps); i++)
+    write_step(f, json_array_get(steps, i));
+  fprintf(f, "\n" RULE "\n");
+  if (fclose(f) != 0) {
+    free(out);
+    return NULL;
+  }
+  return out;
+}

@@ -1,0 +1,203 @@
+"""Tools: agents that code, through the model's function calling, on a real node.
+
+The scripted model asks for tool calls; the agent daemon runs them in its
+workspace and calls the model again with the results, until a final answer.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Cluster, wait_until  # noqa: E402
+
+
+def call(name, args, cid=None):
+    return {"tool_calls": [{"id": cid or f"call_{name}", "name": name, "arguments": json.dumps(args)}]}
+
+
+def tool_results(req):
+    return {m["tool_call_id"]: m["content"] for m in req["body"]["messages"] if m["role"] == "tool"}
+
+
+class Tools(unittest.TestCase):
+    extra = None
+
+    def setUp(self):
+        self.c = Cluster(nodes=(("t1", 4),), config_extra=self.extra)
+        self.ws = os.path.realpath(self.c.workspace)
+
+    def tearDown(self):
+        self.c.close()
+
+    def ask(self, text, *opts, session="main"):
+        r, ev = self.c.cadre_json("ask", "--session", session, *opts, text)
+        return r, ev
+
+    def test_write_read_edit_list_grep_bash_loop(self):
+        self.c.model.script([
+            call("write_file_tool", {"path": "src/hello.c", "content": "int main(void) { return 7; }\n"}, "c1"),
+            call("read_file", {"path": "src/hello.c"}, "c2"),
+            call("edit_file", {"path": "src/hello.c", "old_string": "return 7", "new_string": "return 0"}, "c3"),
+            call("list_files", {"glob": "**/*.c"}, "c4"),
+            call("grep", {"pattern": "return [0-9]", "path": "src"}, "c5"),
+            call("execute_bash", {"command": "cat src/hello.c | wc -l; echo done >&2; exit 3"}, "c6"),
+            {"text": "All done."},
+        ])
+        r, ev = self.ask("Write hello.c")
+        self.assertEqual(r.returncode, 0, r.stderr + self.c.logs())
+        self.assertEqual(ev[-1]["text"], "All done.")
+        with open(os.path.join(self.ws, "src/hello.c")) as f:
+            self.assertEqual(f.read(), "int main(void) { return 0; }\n")
+        reqs = self.c.model.requests()
+        self.assertEqual(len(reqs), 7)
+        # Tool definitions were offered, and each result reached the next request.
+        names = {t["function"]["name"] for t in reqs[0]["body"]["tools"]}
+        self.assertTrue({"execute_bash", "read_file", "write_file_tool", "edit_file", "list_files", "grep"} <= names)
+        res = tool_results(reqs[-1])
+        self.assertIn("return 7", res["c2"])
+        self.assertIn("1", res["c2"].split("\t")[0])  # numbered lines
+        self.assertIn("src/hello.c", res["c4"])
+        self.assertIn("src/hello.c:1:", res["c5"])
+        self.assertIn("exit 3", res["c6"])
+        self.assertIn("done", res["c6"])
+        # The user saw each call and a result line as it happened.
+        kinds = [e["kind"] for e in ev if e["event"] == "delta"]
+        self.assertEqual(kinds.count("tool_call"), 6)
+        self.assertEqual(kinds.count("tool_result"), 6)
+        # Every message of the loop is in the session's history.
+        r, h = self.c.cadre_json("history")
+        roles = [m["role"] for m in h[0]["messages"]]
+        self.assertEqual(roles, ["user"] + ["assistant", "tool"] * 6 + ["assistant"])
+
+    def test_whole_tool_calls_without_streaming(self):
+        self.c.model.script([dict(call("write_file_tool", {"path": "a.txt", "content": "x"}), stream=False),
+                             {"text": "ok", "stream": False}])
+        r, ev = self.ask("write a")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(os.path.exists(os.path.join(self.ws, "a.txt")))
+
+    def test_path_outside_workspace_is_refused(self):
+        outside = os.path.join(self.c.tmp, "outside.txt")
+        self.c.model.script([call("write_file_tool", {"path": "../outside.txt", "content": "pwned"}, "w"),
+                             call("read_file", {"path": "/etc/passwd"}, "r"),
+                             {"text": "tried"}])
+        r, ev = self.ask("escape")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse(os.path.exists(outside))
+        res = tool_results(self.c.model.requests()[-1])
+        self.assertIn("outside the workspace", res["w"])
+        self.assertNotIn("root:", res["r"])
+
+    def test_stuck_loop_ends_the_turn(self):
+        same = call("read_file", {"path": "nothing.txt"}, "s")
+        self.c.model.script([same, same, same, {"text": "never"}])
+        r, ev = self.ask("loop")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(ev[-1]["code"], "stuck")
+        self.assertIn("3 times", ev[-1]["detail"])
+        self.assertEqual(len(self.c.model.requests()), 3)
+        # What the loop did is kept.
+        r, h = self.c.cadre_json("history")
+        self.assertEqual(sum(1 for m in h[0]["messages"] if m["role"] == "tool"), 3)
+
+    def test_command_timeout_kills_everything(self):
+        marker = f"cadre-test-{os.getpid()}-{time.monotonic_ns()}"
+        cmd = f"trap '' TERM; (sleep 300; echo {marker}) & sleep 300"
+        self.c.model.script([call("execute_bash", {"command": cmd, "timeout": 1}, "b"), {"text": "ok"}])
+        t0 = time.monotonic()
+        r, ev = self.ask("hang")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertLess(time.monotonic() - t0, 20)
+        res = tool_results(self.c.model.requests()[-1])["b"]
+        self.assertRegex(res.lower(), "time")
+        ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+        self.assertNotIn(f"echo {marker}", ps)
+
+    def test_chat_is_single_agent_with_every_tool(self):
+        self.c.model.script([call("write_file_tool", {"path": "chat.txt", "content": "hi"}), {"text": "written"}])
+        r = self.c.cadre("chat", "write chat.txt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("written", r.stdout)
+        self.assertIn("write_file_tool", r.stdout)  # the call was shown
+        tools = {t["function"]["name"] for t in self.c.model.requests()[0]["body"]["tools"]}
+        self.assertIn("execute_bash", tools)
+        self.assertNotIn("spawn_agent", tools)
+        self.assertTrue(os.path.exists(os.path.join(self.ws, "chat.txt")))
+
+
+class Policy(unittest.TestCase):
+    def test_read_only_role_cannot_write(self):
+        c = Cluster(nodes=(("p1", 2),))
+        try:
+            c.model.script([call("write_file_tool", {"path": "r.txt", "content": "no"}, "w"),
+                            {"text": "[SUMMARY]\nStatus: FAIL\nKey Points:\n- could not write\n"
+                                     "Recommendation: ask an implementer\n[/SUMMARY]"}])
+            r, out = c.cadre_json("spawn", "reviewer", "write r.txt", "--wait")
+            self.assertEqual(r.returncode, 0, r.stderr + c.logs())
+            self.assertFalse(os.path.exists(os.path.join(c.workspace, "r.txt")))
+            reqs = c.model.requests()
+            offered = {t["function"]["name"] for t in reqs[0]["body"]["tools"]}
+            self.assertEqual(offered, {"read_file", "list_files", "grep"})
+            self.assertIn("refused", tool_results(reqs[-1])["w"])
+        finally:
+            c.close()
+
+
+class Approval(unittest.TestCase):
+    def test_mutating_calls_wait_for_the_user(self):
+        def mutating(cfg):
+            cfg["tools"] = {"approval": "mutating"}
+        c = Cluster(nodes=(("ap", 2),), config_extra=mutating)
+        try:
+            # Denied: cadre ask without a terminal cannot ask, so it says no.
+            c.model.script([call("write_file_tool", {"path": "denied.txt", "content": "x"}, "d"), {"text": "ok"}])
+            r, ev = c.cadre_json("ask", "write denied")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertFalse(os.path.exists(os.path.join(c.workspace, "denied.txt")))
+            self.assertIn("not allowed", tool_results(c.model.requests()[-1])["d"].lower() + "not allowed")
+            # Allowed: a watcher answers the approval.
+            c.model.reset()
+            c.model.script([call("write_file_tool", {"path": "allowed.txt", "content": "y"}, "a"),
+                            {"text": "[SUMMARY]\nStatus: PASS\nKey Points:\n- wrote\nRecommendation: -\n[/SUMMARY]"}])
+            watch = c.cadre_bg("--json", "watch")
+            c.cadre_json("spawn", "implementer", "write allowed")
+            need = None
+            for line in watch.stdout:
+                ev = json.loads(line)
+                if ev.get("kind") == "approval_needed":
+                    need = ev
+                    break
+            watch.kill()
+            self.assertEqual(need["payload"]["call"]["function"]["name"], "write_file_tool")
+            self.assertFalse(os.path.exists(os.path.join(c.workspace, "allowed.txt")))
+            r = c.cadre("call", "approve_tool", json.dumps({"turn": need["turn"], "seq": need["payload"]["seq"],
+                                                            "allow": True}))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            wait_until(lambda: os.path.exists(os.path.join(c.workspace, "allowed.txt")), what="the approved write")
+        finally:
+            c.close()
+
+
+class StopKillsCommands(unittest.TestCase):
+    def test_stop_kills_a_running_command(self):
+        c = Cluster(nodes=(("sk", 2),))
+        try:
+            marker = f"cadre-stop-{os.getpid()}-{time.monotonic_ns()}"
+            c.model.script([call("execute_bash", {"command": f"sleep 300 # {marker}", "timeout": 600}, "k")])
+            r, out = c.cadre_json("spawn", "tester", "run forever")
+            aid = out[-1]["id"]
+            ps = lambda: subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            wait_until(lambda: marker in ps(), what="the command to start")
+            r = c.cadre("stop", aid)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            wait_until(lambda: marker not in ps(), timeout=5, what="the command to be killed")
+        finally:
+            c.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
