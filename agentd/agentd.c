@@ -11,6 +11,7 @@
 
 #include "log.h"
 #include "proto.h"
+#include "snapshot.h"
 #include "util.h"
 
 #define EVENTS_ENDPOINT_FMT "inproc://agentd-events-%p"
@@ -57,6 +58,7 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
   if (!d)
     return NULL;
   d->opts = *opts;
+  d->q.ws.root_fd = -1;
   d->heartbeat_ms = 1000;
   util_hostname(d->host, sizeof d->host);
   if (!realpath(opts->workspace, d->workspace)) {
@@ -77,8 +79,12 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
     goto fail;
   tools_opts_t to = {.workspace = d->workspace};
   d->q.tools = tools_new(&to, err, errlen);
-  if (!d->q.tools)
+  if (!d->q.tools || ws_init(&d->q.ws, d->workspace, err, errlen) < 0)
     goto fail;
+  if (snap_init() < 0) {
+    snprintf(err, errlen, "cannot initialise libsodium");
+    goto fail;
+  }
   pthread_mutex_init(&d->q.lock, NULL);
   pthread_cond_init(&d->q.cond, NULL);
   pthread_cond_init(&d->q.approval, NULL);
@@ -86,7 +92,7 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
   d->q.events_endpoint = d->events_endpoint;
   d->q.connect_timeout_ms = opts->connect_timeout_ms;
   d->q.stall_timeout_ms = opts->stall_timeout_ms;
-  d->threads = calloc((size_t)opts->slots, sizeof *d->threads);
+  d->threads = calloc((size_t)opts->slots + 1, sizeof *d->threads); /* + the restore worker */
   if (!d->threads || workers_start(&d->q, d->threads, opts->slots) < 0) {
     snprintf(err, errlen, "cannot start %d worker threads", opts->slots);
     goto fail;
@@ -109,6 +115,7 @@ void agentd_destroy(agentd_t **self_p) {
     pthread_cond_destroy(&d->q.approval);
   }
   tools_destroy(&d->q.tools);
+  ws_fini(&d->q.ws);
   while (d->q.jobs) {
     job_t *j = d->q.jobs;
     d->q.jobs = j->next;
@@ -133,7 +140,7 @@ static int send_msg(agentd_t *d, proto_msg_t *m) {
   return rc;
 }
 
-/* Busy slots: jobs taken and not finished; also reaps finished jobs. */
+/* Busy slots: turns and steps not finished (restores take no slot); also reaps finished jobs. */
 static int count_busy(agentd_t *d) {
   int busy = 0;
   pthread_mutex_lock(&d->q.lock);
@@ -144,7 +151,7 @@ static int count_busy(agentd_t *d) {
       job_free(j);
       continue;
     }
-    busy += 1;
+    busy += j->kind != JOB_RESTORE;
     pp = &j->next;
   }
   pthread_mutex_unlock(&d->q.lock);
@@ -196,10 +203,24 @@ static char *resolve_key(agentd_t *d, const json_t *profile) {
   return key ? strdup(key) : NULL;
 }
 
+/* Appends a job to the queue and wakes the workers (all of them: slot
+ * workers and the restore worker wait on the same condition). */
+static void enqueue(agentd_t *d, job_t *j) {
+  atomic_init(&j->cancel, false);
+  pthread_mutex_lock(&d->q.lock);
+  job_t **pp = &d->q.jobs;
+  while (*pp)
+    pp = &(*pp)->next;
+  *pp = j;
+  pthread_cond_broadcast(&d->q.cond);
+  pthread_mutex_unlock(&d->q.lock);
+}
+
 static void on_turn(agentd_t *d, const proto_msg_t *m) {
   job_t *j = calloc(1, sizeof *j);
   if (!j)
     return;
+  j->kind = JOB_TURN;
   j->turn = m->turn;
   j->attempt = m->attempt;
   j->session = strdup(m->session);
@@ -207,20 +228,13 @@ static void on_turn(agentd_t *d, const proto_msg_t *m) {
   j->messages = json_incref(m->messages);
   j->tools = m->tools ? json_incref(m->tools) : NULL;
   j->api_key = resolve_key(d, m->profile);
-  atomic_init(&j->cancel, false);
-  pthread_mutex_lock(&d->q.lock);
-  job_t **pp = &d->q.jobs;
-  while (*pp)
-    pp = &(*pp)->next;
-  *pp = j;
-  pthread_cond_signal(&d->q.cond);
-  pthread_mutex_unlock(&d->q.lock);
+  enqueue(d, j);
 }
 
 static void on_cancel(agentd_t *d, const proto_msg_t *m) {
   pthread_mutex_lock(&d->q.lock);
   for (job_t *j = d->q.jobs; j; j = j->next) {
-    if (j->turn == m->turn && (!PROTO_HAS(m, attempt) || j->attempt == m->attempt)) {
+    if (j->kind == JOB_TURN && j->turn == m->turn && (!PROTO_HAS(m, attempt) || j->attempt == m->attempt)) {
       atomic_store(&j->cancel, true);
       pthread_cond_broadcast(&d->q.approval);
       if (!j->taken)
@@ -235,13 +249,103 @@ static void on_cancel(agentd_t *d, const proto_msg_t *m) {
 static void on_approval_reply(agentd_t *d, const proto_msg_t *m) {
   pthread_mutex_lock(&d->q.lock);
   for (job_t *j = d->q.jobs; j; j = j->next) {
-    if (j->turn == m->turn && j->attempt == m->attempt) {
+    if (j->kind == JOB_TURN && j->turn == m->turn && j->attempt == m->attempt) {
       j->approval_allow = strcmp(m->kind, "allow") == 0;
       j->approval_seq = m->seq;
     }
   }
   pthread_cond_broadcast(&d->q.approval);
   pthread_mutex_unlock(&d->q.lock);
+}
+
+/* The unfinished step job for workflow/step/attempt of m. Called with the lock held. */
+static job_t *find_step(agentd_t *d, const proto_msg_t *m) {
+  for (job_t *j = d->q.jobs; j; j = j->next)
+    if (j->kind == JOB_STEP && !j->finished && j->msg->workflow == m->workflow && j->msg->step == m->step &&
+        j->msg->attempt == m->attempt)
+      return j;
+  return NULL;
+}
+
+/* step_failed "cancelled" for a step that never started (the worker reports the others). */
+static void send_step_cancelled(agentd_t *d, const proto_msg_t *run) {
+  proto_msg_t *m = proto_msg_new(PROTO_STEP_FAILED);
+  if (!m)
+    return;
+  PROTO_SET(m, workflow, run->workflow);
+  PROTO_SET(m, step, run->step);
+  PROTO_SET(m, attempt, run->attempt);
+  proto_set_str(m, PROTO_F_code, "cancelled");
+  proto_set_str(m, PROTO_F_detail, "the step was cancelled before it started");
+  PROTO_SET(m, retryable, false);
+  send_msg(d, m);
+  proto_msg_destroy(&m);
+}
+
+/* step_run with payload {cancel: true}: sets the step's cancel flag. A step
+ * that already ended is left alone (its step_done or step_failed is on its way). */
+static void on_step_cancel(agentd_t *d, const proto_msg_t *m) {
+  pthread_mutex_lock(&d->q.lock);
+  job_t *j = find_step(d, m);
+  bool queued = j && !j->taken;
+  if (j) {
+    atomic_store(&j->cancel, true);
+    if (queued)
+      j->taken = j->finished = true; /* never started: just drop it */
+    pthread_cond_broadcast(&d->q.approval);
+  }
+  pthread_mutex_unlock(&d->q.lock);
+  if (queued)
+    send_step_cancelled(d, m);
+  log_info("workflow %lld step %lld (attempt %lld): cancel from the broker%s", (long long)m->workflow,
+           (long long)m->step, (long long)m->attempt, j ? "" : " for a step not running here (ignored)");
+}
+
+/* step_run: queued for a slot worker; takes over *mp. A repeat of a step that
+ * is still queued or running here is ignored. */
+static void on_step_run(agentd_t *d, proto_msg_t **mp) {
+  proto_msg_t *m = *mp;
+  if (json_is_true(json_object_get(m->payload, "cancel"))) {
+    on_step_cancel(d, m);
+    return;
+  }
+  pthread_mutex_lock(&d->q.lock);
+  bool running = find_step(d, m) != NULL;
+  pthread_mutex_unlock(&d->q.lock);
+  job_t *j = running ? NULL : calloc(1, sizeof *j);
+  if (running)
+    log_warn("workflow %lld step %lld (attempt %lld) is already here; ignored the repeat", (long long)m->workflow,
+             (long long)m->step, (long long)m->attempt);
+  if (!j)
+    return;
+  j->kind = JOB_STEP;
+  j->msg = m;
+  *mp = NULL;
+  enqueue(d, j);
+}
+
+/* checkpoint_ack: wakes the step waiting for it. */
+static void on_checkpoint_ack(agentd_t *d, const proto_msg_t *m) {
+  pthread_mutex_lock(&d->q.lock);
+  job_t *j = find_step(d, m);
+  if (j && m->seq > j->ack_seq)
+    j->ack_seq = m->seq;
+  pthread_cond_broadcast(&d->q.approval);
+  pthread_mutex_unlock(&d->q.lock);
+  if (!j)
+    log_debug("checkpoint_ack for workflow %lld step %lld: no such step here", (long long)m->workflow,
+              (long long)m->step);
+}
+
+/* restore: queued for the restore worker (file IO off this thread); takes over *mp. */
+static void on_restore(agentd_t *d, proto_msg_t **mp) {
+  job_t *j = calloc(1, sizeof *j);
+  if (!j)
+    return;
+  j->kind = JOB_RESTORE;
+  j->msg = *mp;
+  *mp = NULL;
+  enqueue(d, j);
 }
 
 static void on_welcome(agentd_t *d, const proto_msg_t *m) {
@@ -284,6 +388,9 @@ static void on_broker(agentd_t *d) {
   case PROTO_TURN: on_turn(d, m); break;
   case PROTO_CANCEL: on_cancel(d, m); break;
   case PROTO_APPROVAL_REPLY: on_approval_reply(d, m); break;
+  case PROTO_STEP_RUN: on_step_run(d, &m); break;
+  case PROTO_CHECKPOINT_ACK: on_checkpoint_ack(d, m); break;
+  case PROTO_RESTORE: on_restore(d, &m); break;
   case PROTO_BYE: log_info("broker says bye (%s); will reconnect", m->detail ? m->detail : ""); break;
   case PROTO_ERROR:
     if (strcmp(m->code, "hello_first") == 0) {

@@ -1,5 +1,7 @@
-/* worker.c: slot threads. Each takes a job, runs the model call, and sends
- * deltas and the turn's end to the main thread over its own PUSH socket. */
+/* worker.c: slot threads and the restore thread. A slot thread takes a turn
+ * or a workflow step, the restore thread the restores of a rollback (one at a
+ * time, in the order they came); each sends what the job produces to the main
+ * thread over its own PUSH socket. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +9,7 @@
 #include <zmq.h>
 
 #include "agentd.h"
+#include "step.h"
 #include "turn.h"
 #include "log.h"
 #include "proto.h"
@@ -22,16 +25,18 @@ void job_free(job_t *j) {
   json_decref(j->profile);
   json_decref(j->messages);
   json_decref(j->tools);
+  proto_msg_destroy(&j->msg);
   free(j);
 }
 
-/* Next job not yet taken, or NULL when stopping. Called with the lock held. */
-static job_t *take_job(jobq_t *q) {
+/* Next job not yet taken that this kind of worker runs, or NULL when
+ * stopping. Called with the lock held. */
+static job_t *take_job(jobq_t *q, bool restores) {
   for (;;) {
     if (q->stopping)
       return NULL;
     for (job_t *j = q->jobs; j; j = j->next) {
-      if (!j->taken) {
+      if (!j->taken && (j->kind == JOB_RESTORE) == restores) {
         j->taken = true;
         return j;
       }
@@ -40,33 +45,51 @@ static job_t *take_job(jobq_t *q) {
   }
 }
 
-static void *worker_main(void *arg) {
-  jobq_t *q = arg;
+static void run_job(run_t *r) {
+  switch (r->job->kind) {
+  case JOB_TURN: turn_run(r); break;
+  case JOB_STEP: step_run(r); break;
+  case JOB_RESTORE: restore_run(r); break;
+  }
+}
+
+static void worker_loop(jobq_t *q, bool restores) {
   void *push = zmq_socket(q->ctx, ZMQ_PUSH);
   if (!push || zmq_connect(push, q->events_endpoint) < 0) {
     log_error("worker: cannot connect to %s: %s", q->events_endpoint, zmq_strerror(errno));
-    return NULL;
+    if (push)
+      zmq_close(push);
+    return;
   }
   proto_socket_setup(push);
   for (;;) {
     pthread_mutex_lock(&q->lock);
-    job_t *job = take_job(q);
+    job_t *job = take_job(q, restores);
     pthread_mutex_unlock(&q->lock);
     if (!job)
       break;
     run_t r = {q, job, push, 0};
-    turn_run(&r);
+    run_job(&r);
     pthread_mutex_lock(&q->lock);
     job->finished = true;
     pthread_mutex_unlock(&q->lock);
   }
   zmq_close(push);
+}
+
+static void *slot_main(void *arg) {
+  worker_loop(arg, false);
+  return NULL;
+}
+
+static void *restore_main(void *arg) {
+  worker_loop(arg, true);
   return NULL;
 }
 
 int workers_start(jobq_t *q, pthread_t *threads, int n) {
-  for (int i = 0; i < n; i++)
-    if (pthread_create(&threads[i], NULL, worker_main, q) != 0)
+  for (int i = 0; i <= n; i++)
+    if (pthread_create(&threads[i], NULL, i < n ? slot_main : restore_main, q) != 0)
       return -1;
   return 0;
 }
@@ -77,7 +100,8 @@ void workers_stop(jobq_t *q, pthread_t *threads, int n) {
   for (job_t *j = q->jobs; j; j = j->next)
     atomic_store(&j->cancel, true);
   pthread_cond_broadcast(&q->cond);
+  pthread_cond_broadcast(&q->approval);
   pthread_mutex_unlock(&q->lock);
-  for (int i = 0; i < n; i++)
+  for (int i = 0; i <= n; i++)
     pthread_join(threads[i], NULL);
 }

@@ -27,8 +27,8 @@ typedef struct {
   int step_level;
   bool title_set, truncated, deps_pending;
   buf_t desc, args;
-  int astate;                         /* A_*: where collecting the arguments stands */
-  bool a_str, a_esc, a_fenced;        /* JSON scanning state */
+  int astate;                  /* A_*: where collecting the arguments stands */
+  bool a_str, a_esc, a_fenced; /* JSON scanning state */
   int a_depth;
 } parser_t;
 
@@ -120,28 +120,9 @@ static const char *block_end(const char *body) {
   return body + strlen(body);
 }
 
-/* ---- classifying lines -------------------------------------------------- */
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 /* ---- steps -------------------------------------------------------------- */
 
-
-
-
-/* Starts a step: numbered as written, or one after the last when the number is missing. */
+/* Starts a step from its header line; fields not given stay empty (agent ""), null or []. */
 static void step_begin(parser_t *ps, const line_t *ln) {
   ps->step = json_object();
   ps->step_level = ln->level;
@@ -176,10 +157,12 @@ static void drop_trailing_commas(char *s) {
       str = true;
       continue;
     }
+    if (*p != ',')
+      continue;
     const char *q = p + 1;
     while (*q == ' ' || *q == '\n' || *q == '\t' || *q == '\r')
       q++;
-    if (*p == ',' && (*q == '}' || *q == ']'))
+    if (*q == '}' || *q == ']')
       *p = ' ';
   }
 }
@@ -226,7 +209,6 @@ static void args_store(parser_t *ps) {
     }
   }
   buf_clear(&ps->args);
-  ps->astate = ps->astate == A_SKIP_FENCE ? A_SKIP_FENCE : A_NONE;
 }
 
 /* Feeds text to the JSON being collected; true when its outer braces closed (the rest is dropped). */
@@ -320,6 +302,7 @@ static bool args_line(parser_t *ps, span_t raw) {
   case A_PLAIN:
     if (plan_is_fence(t) || looks_like_plan(raw)) {
       args_store(ps);
+      ps->astate = A_NONE;
       return plan_is_fence(t);
     }
     if (ps->astate == A_PLAIN) {
@@ -472,7 +455,8 @@ static void feed_line(parser_t *ps, span_t raw) {
   else if (ps->step)
     desc_add(ps, ln.core);
   else if (ln.heading && !ps->title_set && !json_array_size(ps->steps)) {
-    json_object_set_new(ps->plan, "title", plan_text_json(plan_step_title(ln.core), PLAN_MAX_TITLE, 4 * PLAN_MAX_TITLE));
+    json_object_set_new(ps->plan, "title",
+                        plan_text_json(plan_step_title(ln.core), PLAN_MAX_TITLE, 4 * PLAN_MAX_TITLE));
     ps->title_set = json_string_length(json_object_get(ps->plan, "title")) > 0;
   }
 }

@@ -194,8 +194,8 @@ double plan_critical_seconds(const json_t *plan) {
 /* ---- validation messages ------------------------------------------------ */
 
 /* Appends {"step": num or null, "message": printf(fmt, ...)} to errors. */
-__attribute__((format(printf, 3, 4))) static void add_error(json_t *errors, const json_int_t *num,
-                                                            const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void add_error(json_t *errors, const json_int_t *num, const char *fmt,
+                                                            ...) {
   char msg[MSG_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -203,7 +203,7 @@ __attribute__((format(printf, 3, 4))) static void add_error(json_t *errors, cons
   va_end(ap);
   json_t *e = json_object();
   json_object_set_new(e, "step", num ? json_integer(*num) : json_null());
-  json_object_set_new(e, "message", json_string(msg));
+  json_object_set_new(e, "message", plan_text_json((span_t){msg, strlen(msg)}, MSG_MAX, MSG_MAX)); /* cut names */
   json_array_append_new(errors, e);
 }
 
@@ -311,8 +311,7 @@ static void check_deps(json_t *errors, json_int_t num, const json_t *step, const
     else if (dn == num)
       add_error(errors, &num, "Step %lld: depends on itself", (long long)num);
     else if (index_of(g, dn) == g->n)
-      add_error(errors, &num, "Step %lld: depends on Step %lld, which does not exist", (long long)num,
-                (long long)dn);
+      add_error(errors, &num, "Step %lld: depends on Step %lld, which does not exist", (long long)num, (long long)dn);
   }
 }
 
@@ -417,12 +416,15 @@ json_t *plan_validate(const json_t *plan, const json_t *roles, const json_t *too
     add_error(errors, NULL, "the plan has no steps");
     return errors;
   }
+  if (json_is_true(json_object_get(plan, "truncated")) || json_array_size(steps) > PLAN_MAX_STEPS) {
+    add_error(errors, NULL, "the plan has more than %d steps", PLAN_MAX_STEPS);
+    if (json_array_size(steps) > PLAN_MAX_STEPS)
+      return errors; /* not worth checking further (and the checks are quadratic) */
+  }
   if (!graph_build(&g, plan)) {
     add_error(errors, NULL, "out of memory while checking the plan");
     return errors;
   }
-  if (json_is_true(json_object_get(plan, "truncated")) || g.n > PLAN_MAX_STEPS)
-    add_error(errors, NULL, "the plan has more than %d steps", PLAN_MAX_STEPS);
   check_numbers(errors, &g);
   for (size_t i = 0; i < g.n; i++) {
     const json_t *st = json_array_get(steps, i);

@@ -174,7 +174,7 @@ static bool set_estimate(json_t *step, const json_t *src, char *err, size_t errl
   double v = json_is_number(s) ? json_number_value(s) : plan_parse_duration(json_string_value(s));
   if (!(v >= 0 && v <= 1e8))
     return fail(err, errlen, "\"seconds\" must be a number of seconds or a duration like \"2m 30s\"");
-  json_object_set_new(step, "estimated_seconds", v == (json_int_t)v ? json_integer((json_int_t)v) : json_real(v));
+  json_object_set_new(step, "estimated_seconds", plan_number_json(v));
   json_object_del(step, "estimated_seconds_default");
   return true;
 }
@@ -215,12 +215,9 @@ static bool fill_step(json_t *step, const json_t *src, char *err, size_t errlen)
   static const struct {
     const char *key;
     setter_fn fn;
-  } fields[] = {{"agent", set_agent},
-                {"tool", set_tool},
-                {"arguments", set_arguments},
-                {"dependencies", set_dependencies},
-                {"seconds", set_estimate},
-                {"estimated_seconds", set_estimate}};
+  } fields[] = {{"agent", set_agent},         {"tool", set_tool},
+                {"arguments", set_arguments}, {"dependencies", set_dependencies},
+                {"seconds", set_estimate},    {"estimated_seconds", set_estimate}};
   if (!set_title(step, src, err, errlen))
     return false;
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
@@ -244,16 +241,15 @@ static bool add_step(json_t *steps, const json_t *src, char *err, size_t errlen)
   json_int_t num = n ? json_integer_value(n) : next_number(steps);
   if (find_step(steps, num) >= 0)
     return fail(err, errlen, "Step %lld already exists", (long long)num);
-  json_t *step = json_pack("{s:I,s:s,s:s,s:n,s:n,s:[],s:i,s:b}", "number", (json_int_t)num, "title", "", "agent", "",
-                           "tool", "arguments", "dependencies", "estimated_seconds", PLAN_DEFAULT_SECONDS,
-                           "estimated_seconds_default", 1);
+  json_t *step =
+      json_pack("{s:I,s:s,s:s,s:n,s:n,s:[],s:i,s:b}", "number", (json_int_t)num, "title", "", "agent", "", "tool",
+                "arguments", "dependencies", "estimated_seconds", PLAN_DEFAULT_SECONDS, "estimated_seconds_default", 1);
   if (!step || !fill_step(step, src, err, errlen)) {
     json_decref(step);
     return false;
   }
   size_t at = 0;
-  while (at < json_array_size(steps) &&
-         json_integer_value(json_object_get(json_array_get(steps, at), "number")) < num)
+  while (at < json_array_size(steps) && json_integer_value(json_object_get(json_array_get(steps, at), "number")) < num)
     at++;
   json_array_insert_new(steps, at, step);
   return true;
@@ -264,9 +260,9 @@ static bool apply(json_t *plan, const json_t *edit, const char *op, char *err, s
   static const struct {
     const char *op;
     setter_fn fn;
-  } ops[] = {{"set_agent", set_agent},         {"set_arguments", set_arguments},
-             {"set_tool", set_tool},           {"set_dependencies", set_dependencies},
-             {"set_title", set_title},         {"set_estimate", set_estimate},
+  } ops[] = {{"set_agent", set_agent}, {"set_arguments", set_arguments},
+             {"set_tool", set_tool},   {"set_dependencies", set_dependencies},
+             {"set_title", set_title}, {"set_estimate", set_estimate},
              {"remove_step", NULL}};
   json_t *steps = json_object_get(plan, "steps");
   if (strcmp(op, "add_step") == 0)
@@ -347,8 +343,7 @@ static size_t placeholder(const char *p, const char **name, size_t *n) {
   while (*s == ' ')
     s++;
   const char *e = s;
-  while (is_alpha(*e) || is_digit(*e) || *e == '_' || *e == '-' ||
-         *e == '.')
+  while (is_alpha(*e) || is_digit(*e) || *e == '_' || *e == '-' || *e == '.')
     e++;
   const char *q = e;
   while (*q == ' ')

@@ -39,7 +39,7 @@ static double work_seconds(const json_t *steps) {
 static void write_summary(FILE *f, const json_t *plan, const json_t *estimate) {
   const json_t *steps = json_object_get(plan, "steps"), *stated = json_object_get(plan, "stated");
   double sum = work_seconds(steps), crit = plan_critical_seconds(plan);
-  double secs = number_or(json_object_get(estimate, "seconds"), crit >= 0 ? crit : sum);
+  double secs = crit < 0 ? sum : number_or(json_object_get(estimate, "seconds"), crit);
   double cost = number_or(json_object_get(estimate, "cost"), number_or(json_object_get(stated, "cost"), -1));
   char t[32], w[32], c[32];
   format_duration(secs, t, sizeof t);

@@ -42,6 +42,7 @@ static bool is_decoration(span_t t) {
   return true;
 }
 
+/* True for a ``` or ~~~ fence line. */
 bool plan_is_fence(span_t t) {
   t = trim(t);
   return plan_has_prefix(t, "```") || plan_has_prefix(t, "~~~");
@@ -79,20 +80,21 @@ static bool normalise_label(span_t name, char out[LABEL_MAX + 1]) {
 
 /* The field a label names (F_*), or -1. */
 static int label_field(span_t name) {
-  static const char *const agent[] = {"agent", "role", "agent role", "assigned agent", "assignee", "sub agent",
-                                      "subagent", "agent type", "assigned to", "executor", NULL};
+  static const char *const agent[] = {"agent",       "role",      "agent role", "assigned agent",
+                                      "assignee",    "sub agent", "subagent",   "agent type",
+                                      "assigned to", "executor",  NULL};
   static const char *const tool[] = {"tool", "tools", "tool name", "tool call", "tool to use", NULL};
-  static const char *const args[] = {"arguments", "argument", "args", "tool arguments", "tool args", "parameters",
-                                     "params", "input", "tool input", "arguments json", NULL};
-  static const char *const deps[] = {"dependencies", "dependency", "depends on", "depends", "deps", "requires",
-                                     "prerequisites", "depends upon", "after", "dependent on", NULL};
-  static const char *const time[] = {"estimated time", "estimate", "time", "duration", "est time",
-                                     "estimated duration", "time estimate", "eta", "estimated seconds",
-                                     "expected time", "expected duration", "estimated", NULL};
-  static const char *const desc[] = {"description", "task", "details", "goal", "purpose", "objective",
-                                     "instructions", "notes", "note", "summary", NULL};
-  static const char *const title[] = {"workflow", "workflow plan", "plan", "title", "workflow title",
-                                      "workflow name", "plan title", "plan name", "name", NULL};
+  static const char *const args[] = {"arguments",  "argument", "args",       "tool arguments", "tool args",
+                                     "parameters", "params",   "tool input", "arguments json", NULL};
+  static const char *const deps[] = {"dependencies",  "dependency",   "depends on", "depends",      "deps", "requires",
+                                     "prerequisites", "depends upon", "after",      "dependent on", NULL};
+  static const char *const time[] = {
+      "estimated time",     "estimate",      "time", "duration",          "est time",
+      "estimated duration", "time estimate", "eta",  "estimated seconds", "expected time",
+      "expected duration",  "estimated",     NULL};
+  static const char *const desc[] = {"description", "task", "details", "task description", NULL};
+  static const char *const title[] = {"workflow",      "workflow plan", "plan",      "title", "workflow title",
+                                      "workflow name", "plan title",    "plan name", "name",  NULL};
   char norm[LABEL_MAX + 1];
   if (!normalise_label(name, norm) || !norm[0])
     return -1;
@@ -107,9 +109,9 @@ static int label_field(span_t name) {
   return -1;
 }
 
+/* Characters a label may hold ("Est. time (s)", "sub-agent", "N/A"). */
 static bool is_label_char(char c) {
-  return is_alpha(c) || is_digit(c) || c == ' ' || c == '_' || c == '.' || c == '(' || c == ')' || c == '/' ||
-         c == '-';
+  return is_alpha(c) || is_digit(c) || c == ' ' || c == '_' || c == '.' || c == '(' || c == ')' || c == '/' || c == '-';
 }
 
 /* Reads "Label: value", "Label - value", "**Label:** value" from core into ln; false if no known field. */
@@ -124,14 +126,10 @@ static bool parse_field(span_t core, line_t *ln) {
   size_t d = 0;
   if (i < core.n && core.p[i] == ':')
     d = 1;
-  else if (i > 0 && i < core.n && is_blank(core.p[i - 1]) && (d = dash_len(core, i)))
-    ;
-  else if (i == core.n && ln->heading)
-    d = 0; /* "## Total Estimated Time" alone: no value */
-  else
+  else if (!(i > 0 && i < core.n && is_blank(core.p[i - 1]) && (d = dash_len(core, i))))
     return false;
   int f = label_field(name);
-  if (f < 0 || (!d && i < core.n))
+  if (f < 0)
     return false;
   ln->kind = LN_FIELD;
   ln->field = f;
@@ -191,8 +189,8 @@ void plan_classify(span_t raw, line_t *ln) {
   ln->kind = t.n ? LN_SKIP : LN_BLANK;
   if (!t.n || is_decoration(t) || plan_is_fence(t))
     return;
-  while (t.n && t.p[0] == '#')
-    t.p++, t.n--, ln->level++;
+  for (; t.n && t.p[0] == '#'; t.p++, t.n--)
+    ln->level += ln->level < 100;
   t = trim(t);
   size_t b = bullet_len(t);
   ln->bullet = b > 0;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #define PLAN_MAX_SECONDS 1e8 /* a little over three years: anything longer is a typo */
+#define DEPS_TEXT_MAX 4096   /* bytes of a Dependencies value read */
 
 /* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid. */
 static size_t utf8_len(const unsigned char *s, size_t n) {
@@ -53,6 +54,7 @@ bool plan_ihas_prefix(span_t s, const char *prefix) {
   return true;
 }
 
+/* Exact prefix test. */
 bool plan_has_prefix(span_t s, const char *prefix) {
   size_t n = strlen(prefix);
   return s.n >= n && memcmp(s.p, prefix, n) == 0;
@@ -96,6 +98,7 @@ static bool read_number(const char **p, double *out) {
   return true;
 }
 
+/* p past blanks. */
 const char *plan_skip_spaces(const char *p) {
   while (is_blank(*p))
     p++;
@@ -150,10 +153,10 @@ static double unit_seconds(const char *w, size_t n) {
   static const struct {
     const char *name;
     double secs;
-  } units[] = {{"s", 1},       {"sec", 1},       {"secs", 1},      {"second", 1},   {"seconds", 1},
-               {"m", 60},      {"min", 60},      {"mins", 60},     {"minute", 60},  {"minutes", 60},
-               {"h", 3600},    {"hr", 3600},     {"hrs", 3600},    {"hour", 3600},  {"hours", 3600},
-               {"ms", 0.001},  {"d", 86400},     {"day", 86400},   {"days", 86400}, {"sek", 1}};
+  } units[] = {{"s", 1},      {"sec", 1},   {"secs", 1},    {"second", 1},   {"seconds", 1},
+               {"m", 60},     {"min", 60},  {"mins", 60},   {"minute", 60},  {"minutes", 60},
+               {"h", 3600},   {"hr", 3600}, {"hrs", 3600},  {"hour", 3600},  {"hours", 3600},
+               {"ms", 0.001}, {"d", 86400}, {"day", 86400}, {"days", 86400}, {"sek", 1}};
   if (!n)
     return 1;
   for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
@@ -164,8 +167,9 @@ static double unit_seconds(const char *w, size_t n) {
 
 /* Skips "~", "about", "approx." and the like before a duration; false at an unknown word. */
 static bool skip_approx(const char **p) {
-  static const char *const words[] = {"about", "approx", "approximately", "around", "roughly", "circa", "ca",
-                                      "est", "estimated", "up", "to", "under", "max", "maybe", "~", NULL};
+  static const char *const words[] = {
+      "about", "approx", "approximately", "around", "roughly", "circa", "ca", "est", "estimated",
+      "up",    "to",     "under",         "max",    "maybe",   "~",     NULL};
   const char *s = *p;
   while (*s && !is_digit(*s) && !(*s == '.' && is_digit(s[1]))) {
     if (!is_alpha(*s)) {
@@ -213,6 +217,11 @@ double plan_parse_duration(const char *s) {
   double total = 0, v, c;
   bool any = false;
   while (read_number(&s, &v)) {
+    size_t r = range_len(s);
+    if (r) {
+      s += r; /* "30-60s", "1 to 2 min": the upper bound counts */
+      continue;
+    }
     if (read_clock(&s, v, &c)) {
       total += c, any = true;
     } else {
@@ -232,9 +241,8 @@ double plan_parse_duration(const char *s) {
       if (*s == '.')
         s++;
     }
-    size_t r = range_len(s);
-    if (r)
-      total = 0, s += r; /* "30-60s": the upper bound */
+    if ((r = range_len(s)))
+      total = 0, s += r; /* "1m - 2m" */
     s = plan_skip_spaces(s);
     if (*s == ',')
       s = plan_skip_spaces(s + 1);
@@ -264,9 +272,9 @@ json_t *plan_name_json(span_t v) {
 
 /* True for tool values that mean "no tool": none, -, N/A, null, empty. */
 bool plan_is_no_tool(span_t v) {
-  static const char *const none[] = {"none", "n/a", "na", "null", "nil", "no", "no tool", "-", "\xe2\x80\x94",
-                                     "\xe2\x80\x93", "agent", "agent step", "sub-agent", "subagent", "(none)",
-                                     "n.a.", "", NULL};
+  static const char *const none[] = {"none",      "n/a",      "na",           "null",         "nil",   "no",
+                                     "no tool",   "-",        "\xe2\x80\x94", "\xe2\x80\x93", "agent", "agent step",
+                                     "sub-agent", "subagent", "(none)",       "n.a.",         "",      NULL};
   char low[32];
   v = plan_strip_decor(v);
   while (v.n && (v.p[0] == '"' || v.p[0] == '\'' || v.p[0] == '('))
@@ -278,13 +286,20 @@ bool plan_is_no_tool(span_t v) {
   low[v.n] = '\0';
   while (v.n && strchr(".\"')", low[v.n - 1]))
     low[--v.n] = '\0';
-  return plan_in_list(low, none) || plan_ihas_prefix(v, "none ") || plan_ihas_prefix(v, "none(") || plan_ihas_prefix(v, "none,");
+  return plan_in_list(low, none) || plan_ihas_prefix(v, "none ") || plan_ihas_prefix(v, "none(") ||
+         plan_ihas_prefix(v, "none,");
 }
 
 /* Step numbers named in "Step 1, Step 3", "1, 3", "Steps 1 and 3", "Steps 1-3"; none, '-' or no digits: []. */
 json_t *plan_deps_json(span_t v) {
   json_t *deps = json_array();
   int paren = 0;
+  if (v.n > DEPS_TEXT_MAX)
+    v.n = DEPS_TEXT_MAX;
+  span_t w = plan_strip_decor(v);
+  if (plan_ihas_prefix(w, "none") || plan_ihas_prefix(w, "n/a") || plan_ihas_prefix(w, "no ") ||
+      plan_ihas_prefix(w, "nothing"))
+    return deps; /* "None (runs alongside Step 2)" */
   for (size_t i = 0; i < v.n && json_array_size(deps) < PLAN_MAX_DEPS;) {
     char c = v.p[i];
     if (c == '(' || c == ')') {
@@ -334,6 +349,7 @@ bool plan_read_step_number(span_t s, size_t *i, long long *out) {
   return true;
 }
 
+/* True when s is one of the NULL-terminated list. */
 bool plan_in_list(const char *s, const char *const *list) {
   for (; *list; list++)
     if (strcmp(s, *list) == 0)

@@ -478,7 +478,7 @@ static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *
     }
     if (!name || !node_tool(name)) {
       json_decref(list);
-      char ik[KEY_PATH_LEN];
+      char ik[KEY_PATH_LEN + 32];
       snprintf(ik, sizeof ik, "%s[%zu]", kp, i);
       return fail(l, ik, "unknown tool %s%.64s%s (known: execute_bash, read_file, write_file_tool, edit_file, "
                   "list_files, grep, or \"*\")", name ? "\"" : "", name ? name : "(not a string)", name ? "\"" : "");

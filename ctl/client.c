@@ -307,3 +307,11 @@ client_next_t client_next(client_t *c, int timeout_ms, proto_msg_t **out) {
 const char *client_epoch(const client_t *c) {
   return c->epoch;
 }
+
+void *client_socket(client_t *c) {
+  return c->dealer;
+}
+
+bool client_pending(const client_t *c) {
+  return c->head != NULL || c->reconnected;
+}

@@ -36,6 +36,13 @@ typedef enum { CLIENT_TIMEOUT = 0, CLIENT_MSG = 1, CLIENT_RECONNECTED = 2, CLIEN
  * should subscribe again to what it follows. */
 client_next_t client_next(client_t *self, int timeout_ms, proto_msg_t **out);
 
+/* The DEALER socket, for zmq_poll together with other inputs (e.g. stdin);
+ * read it only through client_next. */
+void *client_socket(client_t *self);
+/* True when messages already received wait for client_next (zmq_poll on the
+ * socket cannot see them). */
+bool client_pending(const client_t *self);
+
 /* Epoch of the broker we are registered with. */
 const char *client_epoch(const client_t *self);
 

@@ -60,5 +60,9 @@ int cmd_console(ctl_t *ctl, int argc, char **argv);
 int cmd_call(ctl_t *ctl, int argc, char **argv);
 /* cadre chat [TEXT]: single-agent mode (every tool, no sub-agents). */
 int cmd_chat(ctl_t *ctl, int argc, char **argv);
+/* cadre plans, plan, approve, reject, modify, cancel, pause, resume, template (cmd_plans.c). */
+int cmd_plans(ctl_t *ctl, int argc, char **argv);
+/* Prints one plan with progress marks (✓ done, ○ pending, ⟳ running, ✗ failed). */
+void ctl_print_plan(const json_t *plan);
 
 #endif

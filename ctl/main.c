@@ -22,6 +22,9 @@ static void usage(FILE *out) {
           "  ask [--session ID] TEXT   ask the main agent; the answer streams as it is written\n"
           "  chat [TEXT]               single-agent mode: one agent with every tool, no sub-agents\n"
           "  call VERB [JSON]          any broker verb; the reply as JSON\n"
+          "  plans / plan ID           workflow plans proposed by agents, with progress\n"
+          "  approve ID [--wait] | reject ID | modify ID OP STEP [VALUE] | cancel [ID] | pause ID | resume ID\n"
+          "  template save ID NAME | template list | template run NAME [key=value ...]\n"
           "  spawn [--wait] ROLE TASK  spawn a sub-agent; --wait prints its summary when it reports\n"
           "  send [--wait] ID TEXT     a message to an agent; --wait prints its answer\n"
           "  agents                    the agents: role, model, status, messages, tokens, cost\n"
@@ -123,7 +126,9 @@ int main(int argc, char **argv) {
                   {"spawn", cmd_spawn},     {"send", cmd_send},         {"agents", cmd_agents},
                   {"stop", cmd_stop},       {"stop-all", cmd_stop_all}, {"stats", cmd_stats},
                   {"config", cmd_config},   {"reset", cmd_reset},       {"watch", cmd_watch},
-                  {"console", cmd_console},  {"chat", cmd_chat}};
+                  {"console", cmd_console},  {"chat", cmd_chat}, {"plans", cmd_plans}, {"plan", cmd_plans},
+                  {"approve", cmd_plans},   {"reject", cmd_plans}, {"modify", cmd_plans}, {"cancel", cmd_plans},
+                  {"pause", cmd_plans},     {"resume", cmd_plans}, {"template", cmd_plans}};
   for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
     if (strcmp(cmd, commands[i].name) == 0)
       return commands[i].fn(&ctl, sub_argc, sub_argv);

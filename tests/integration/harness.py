@@ -32,6 +32,11 @@ CTL = lambda: binary("CADRE_CTL_BIN", "cadre")
 PROBE = lambda: binary("CADRE_PROBE_BIN", "cadre-probe")
 
 
+def read_text(path):
+    with open(path) as f:
+        return f.read()
+
+
 def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
     deadline = time.monotonic() + timeout
     last = None
@@ -46,11 +51,11 @@ def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
 class ModelServer:
     def __init__(self, tmp):
         self.port_file = os.path.join(tmp, "model.port")
-        self.proc = subprocess.Popen(
-            [sys.executable, os.path.join(SOURCE_ROOT, "tests", "model_server.py"), "--port", "0",
-             "--port-file", self.port_file],
-            stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "model.log"), "w"))
-        self.port = int(wait_until(lambda: os.path.exists(self.port_file) and open(self.port_file).read().strip(),
+        with open(os.path.join(tmp, "model.log"), "w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.join(SOURCE_ROOT, "tests", "model_server.py"), "--port", "0",
+                 "--port-file", self.port_file], stdout=subprocess.DEVNULL, stderr=log)
+        self.port = int(wait_until(lambda: os.path.exists(self.port_file) and read_text(self.port_file).strip(),
                                    what="model server port"))
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -125,17 +130,19 @@ class Cluster:
 
     # -- processes --------------------------------------------------------
     def log(self, name):
+        """A log file for a child process (the child keeps its own descriptor)."""
         return open(os.path.join(self.tmp, name + ".log"), "a")
 
     def start_broker(self, bind=None):
         ep_file = os.path.join(self.state, "endpoint")
         if os.path.exists(ep_file):
             os.unlink(ep_file)
-        self.broker = subprocess.Popen(
-            [BROKER(), "--bind", bind or self.endpoint, "--state", self.state, "--config", self.config,
-             "--heartbeat-ms", str(self.heartbeat_ms), "--verbose"],
-            stdout=subprocess.DEVNULL, stderr=self.log("broker"))
-        self.endpoint = wait_until(lambda: os.path.exists(ep_file) and open(ep_file).read().split("\n")[0],
+        with self.log("broker") as log:
+            self.broker = subprocess.Popen(
+                [BROKER(), "--bind", bind or self.endpoint, "--state", self.state, "--config", self.config,
+                 "--heartbeat-ms", str(self.heartbeat_ms), "--verbose"],
+                stdout=subprocess.DEVNULL, stderr=log)
+        self.endpoint = wait_until(lambda: os.path.exists(ep_file) and read_text(ep_file).split("\n")[0],
                                    what="broker endpoint file")
         return self.broker
 
@@ -151,8 +158,8 @@ class Cluster:
                 "--stall-timeout", "3", "--verbose"]
         if self.secrets:
             args += ["--secrets", self.secrets]
-        p = subprocess.Popen(args + list(extra), stdout=subprocess.DEVNULL, stderr=self.log("agentd-" + name),
-                             env=env)
+        with self.log("agentd-" + name) as log:
+            p = subprocess.Popen(args + list(extra), stdout=subprocess.DEVNULL, stderr=log, env=env)
         self.daemons[name] = p
         return p
 
@@ -227,7 +234,8 @@ class Cluster:
         for f in sorted(os.listdir(self.tmp)):
             if not f.endswith(".log") or f == "model.log":
                 continue
-            text = open(os.path.join(self.tmp, f), errors="replace").read()
+            with open(os.path.join(self.tmp, f), errors="replace") as fh:
+                text = fh.read()
             for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
                 i = text.find(marker)
                 if i >= 0:
@@ -238,5 +246,5 @@ class Cluster:
         out = []
         for f in sorted(os.listdir(self.tmp)):
             if f.endswith(".log"):
-                out.append(f"--- {f}\n" + open(os.path.join(self.tmp, f)).read()[-4000:])
+                out.append(f"--- {f}\n" + read_text(os.path.join(self.tmp, f))[-4000:])
         return "\n".join(out)

@@ -1,0 +1,413 @@
+/* step.c: one workflow step on a node (checkpoint first, then the tool), and
+ * the restores of a rollback (see step.h). */
+#include "step.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "log.h"
+#include "snapshot.h"
+#include "util.h"
+
+#define MIB(x) ((double)(x) / (1024.0 * 1024.0))
+
+/* ---- messages ----------------------------------------------------------------------- */
+
+/* A new message of type with the step's workflow, step and attempt set. */
+static proto_msg_t *step_msg(run_t *r, proto_type_t type) {
+  const proto_msg_t *run = r->job->msg;
+  proto_msg_t *m = proto_msg_new(type);
+  if (!m) return NULL;
+  PROTO_SET(m, workflow, run->workflow);
+  PROTO_SET(m, step, run->step);
+  PROTO_SET(m, attempt, run->attempt);
+  return m;
+}
+
+/* Hands m to the main thread (for the broker) and destroys it. 0 or -errno. */
+static int push(run_t *r, proto_msg_t **m) {
+  int rc = *m ? proto_send(r->push, NULL, 0, *m, 0) : -ENOMEM;
+  if (rc < 0)
+    log_error("workflow %lld: cannot hand a %s to the main thread: %s", (long long)r->job->msg->workflow,
+              *m ? proto_type_name((*m)->type) : "message", strerror(-rc));
+  proto_msg_destroy(m);
+  return rc;
+}
+
+/* step_failed {code, detail, retryable}. */
+static void report_failed(run_t *r, const char *code, const char *detail, bool retryable) {
+  proto_msg_t *m = step_msg(r, PROTO_STEP_FAILED);
+  if (m) {
+    proto_set_str(m, PROTO_F_code, code);
+    proto_set_str(m, PROTO_F_detail, detail && *detail ? detail : "the step failed");
+    PROTO_SET(m, retryable, retryable);
+  }
+  push(r, &m);
+  const proto_msg_t *run = r->job->msg;
+  log_warn("workflow %lld step %lld (attempt %lld) failed: %s: %s", (long long)run->workflow, (long long)run->step,
+           (long long)run->attempt, code, detail);
+}
+
+/* step_done {text, payload} (payload taken); a result that cannot be encoded
+ * becomes step_failed "internal" so that the broker always hears the end. */
+static void report_done(run_t *r, const char *text, json_t *payload) {
+  proto_msg_t *m = step_msg(r, PROTO_STEP_DONE);
+  if (m) {
+    proto_set_str(m, PROTO_F_text, text);
+    proto_set_json(m, PROTO_F_payload, payload);
+  } else {
+    json_decref(payload);
+  }
+  int rc = push(r, &m);
+  if (rc == -EINVAL || rc == -EMSGSIZE || rc == -ENOMEM) {
+    char detail[160];
+    snprintf(detail, sizeof detail, "the step's result could not be sent: %s", strerror(-rc));
+    report_failed(r, "internal", detail, true);
+  }
+}
+
+/* Waits for the broker's ack of checkpoint seq (or a later one): 0,
+ * -ECANCELED or -ETIMEDOUT. */
+static int wait_ack(run_t *r, int64_t seq) {
+  jobq_t *q = r->q;
+  job_t *job = r->job;
+  int64_t deadline = util_now_ms() + STEP_ACK_TIMEOUT_MS;
+  pthread_mutex_lock(&q->lock);
+  while (job->ack_seq < seq && !atomic_load(&job->cancel) && util_now_ms() < deadline) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 100 * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&q->approval, &q->lock, &ts);
+  }
+  int rc = job->ack_seq >= seq ? 0 : atomic_load(&job->cancel) ? -ECANCELED : -ETIMEDOUT;
+  pthread_mutex_unlock(&q->lock);
+  return rc;
+}
+
+/* Reports why waiting for an ack ended badly. */
+static void report_wait(run_t *r, int rc) {
+  if (rc == -ECANCELED) {
+    report_failed(r, "cancelled", "the step was cancelled before it ran", false);
+    return;
+  }
+  char detail[160];
+  snprintf(detail, sizeof detail, "the broker did not acknowledge the checkpoint within %d s; the step did not run",
+           STEP_ACK_TIMEOUT_MS / 1000);
+  report_failed(r, "checkpoint_timeout", detail, true);
+}
+
+/* One checkpoint message: a file's content (f may be NULL for snapshot_end). 0 or -errno. */
+static int send_checkpoint(run_t *r, int64_t seq, const char *kind, const char *path, const snap_file_t *f,
+                           json_t *payload) {
+  proto_msg_t *m = step_msg(r, PROTO_CHECKPOINT);
+  if (!m) {
+    json_decref(payload);
+    return -ENOMEM;
+  }
+  PROTO_SET(m, seq, seq);
+  proto_set_str(m, PROTO_F_kind, kind);
+  if (path) proto_set_str(m, PROTO_F_path, path);
+  if (f) {
+    PROTO_SET(m, existed, f->existed);
+    m->content = snap_b64_encode(f->existed ? f->data : "", f->existed ? f->len : 0);
+    m->has |= m->content ? PROTO_BIT(content) : 0;
+    proto_set_str(m, PROTO_F_sha256, f->sha256);
+    if (f->existed && !payload) payload = json_pack("{s:i}", "mode", (int)f->mode);
+  }
+  if (payload) proto_set_json(m, PROTO_F_payload, payload);
+  if (f && !m->content) {
+    proto_msg_destroy(&m);
+    return -ENOMEM;
+  }
+  return push(r, &m);
+}
+
+/* ---- before the tool ---------------------------------------------------------------- */
+
+/* The step's applied_check: true when the change is already in place (and
+ * reported) or the check failed (reported); false: run the step. */
+static bool already_applied(run_t *r, const json_t *check) {
+  const char *path = json_string_value(json_object_get(check, "path"));
+  const char *pre = json_string_value(json_object_get(check, "sha256"));
+  char hex[SNAP_HEX_LEN + 1], err[512], *rel = NULL;
+  if (!path || !pre) {
+    report_failed(r, "bad_request", "applied_check needs path and sha256 (strings)", false);
+    return true;
+  }
+  if (ws_rel(&r->q->ws, path, strlen(path), &rel, err, sizeof err) != 0) {
+    report_failed(r, "refused", err, false);
+    return true;
+  }
+  int rc = snap_sha256_file(&r->q->ws, rel, hex);
+  free(rel);
+  if (rc < 0) {
+    snprintf(err, sizeof err, "cannot hash \"%.160s\" for applied_check: %s", path, strerror(-rc));
+    report_failed(r, "checkpoint_failed", err, false);
+    return true;
+  }
+  if (strcmp(hex, pre) == 0) return false;
+  char text[400];
+  snprintf(text, sizeof text, "already applied (checkpoint ledger): %.300s", path);
+  report_done(r, text,
+              json_pack("{s:b, s:i, s:b, s:b, s:s, s:[{s:s, s:s}]}", "already_applied", true, "exit_code", 0,
+                        "is_error", false, "timed_out", false, "summary", "already applied", "changed", "path", path,
+                        "sha256", hex));
+  return true;
+}
+
+/* The path argument of a file tool as the tool reads it ("path", else "file_path"). */
+static const char *path_arg(const json_t *args) {
+  const json_t *v = json_object_get(args, "path");
+  if (!v) v = json_object_get(args, "file_path");
+  return json_string_value(v);
+}
+
+/* The write-ahead checkpoint of a file tool. 0: run the tool (*canon names the
+ * file, or is NULL when the tool will refuse the path by itself); -1: reported. */
+static int checkpoint_file(run_t *r, char **canon) {
+  const char *path = path_arg(r->job->msg->args);
+  char err[512], *rel = NULL;
+  *canon = NULL;
+  if (!path || ws_rel(&r->q->ws, path, strlen(path), &rel, err, sizeof err) != 0)
+    return 0; /* the tool refuses the same arguments without changing anything */
+  free(rel);
+  if (snap_target(&r->q->ws, path, canon, err, sizeof err) != 0) {
+    report_failed(r, "checkpoint_failed", err, false);
+    return -1;
+  }
+  snap_file_t f;
+  int rc = snap_read(&r->q->ws, *canon, SNAP_MAX_FILE, &f);
+  if (rc == -EFBIG) {
+    snprintf(err, sizeof err, "\"%.160s\" is larger than %.1f MiB, the most a checkpoint holds: the step cannot be "
+             "rolled back, so it does not run", *canon, MIB(SNAP_MAX_FILE));
+    report_failed(r, "checkpoint_too_large", err, false);
+  } else if (rc < 0) {
+    snprintf(err, sizeof err, "cannot read \"%.160s\" for its checkpoint: %s", *canon, strerror(-rc));
+    report_failed(r, "checkpoint_failed", err, false);
+  } else if ((rc = send_checkpoint(r, 1, "file", *canon, &f, NULL)) < 0) {
+    report_failed(r, "internal", "the checkpoint could not be sent", true);
+  } else if ((rc = wait_ack(r, 1)) < 0) {
+    report_wait(r, rc);
+  }
+  snap_file_free(&f);
+  return rc < 0 ? -1 : 0;
+}
+
+/* Sends the files of list, then snapshot_end. The seq of snapshot_end, or -1 (reported). */
+static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
+  int64_t seq = 0;
+  uint64_t bytes = 0;
+  char err[512];
+  for (size_t i = 0; i < l->n; i++) {
+    if (atomic_load(&r->job->cancel)) {
+      report_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
+      return -1;
+    }
+    snap_file_t f;
+    int rc = snap_read(&r->q->ws, l->files[i].path, SNAP_MAX_FILE, &f);
+    if (rc == 0 && !f.existed) continue; /* removed since the listing */
+    bytes += rc == 0 ? f.len : 0;
+    if (rc == -EFBIG || bytes > SNAP_MAX_TOTAL) {
+      snprintf(err, sizeof err, "the workspace grew past the snapshot limits (%.160s) while the snapshot was taken",
+               l->files[i].path);
+      report_failed(r, "snapshot_too_large", err, true);
+    } else if (rc < 0) {
+      snprintf(err, sizeof err, "cannot read \"%.160s\" for the snapshot: %s", l->files[i].path, strerror(-rc));
+      report_failed(r, "snapshot_failed", err, false);
+    } else if (send_checkpoint(r, ++seq, "snapshot_file", l->files[i].path, &f, NULL) < 0) {
+      report_failed(r, "internal", "the snapshot could not be sent", true);
+      rc = -1;
+    }
+    snap_file_free(&f);
+    if (rc < 0 || bytes > SNAP_MAX_TOTAL) return -1;
+  }
+  json_t *end = json_pack("{s:I, s:I, s:I, s:I, s:O}", "files", (json_int_t)seq, "bytes", (json_int_t)bytes,
+                          "symlinks_skipped", (json_int_t)l->symlinks, "others_skipped", (json_int_t)l->others,
+                          "skipped", l->skipped);
+  if (send_checkpoint(r, ++seq, "snapshot_end", NULL, NULL, end) < 0) {
+    report_failed(r, "internal", "the snapshot could not be sent", true);
+    return -1;
+  }
+  return seq;
+}
+
+/* The snapshot before execute_bash. 0: run the tool; -1: reported. */
+static int checkpoint_workspace(run_t *r) {
+  snap_list_t l;
+  snap_limits_t lim = snap_default_limits();
+  char err[512];
+  int rc = snap_list(&r->q->ws, &lim, &r->job->cancel, &l, err, sizeof err);
+  if (rc == -ECANCELED) report_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
+  else if (rc == -EFBIG) report_failed(r, "snapshot_too_large", err, false);
+  else if (rc < 0) report_failed(r, "snapshot_failed", err, false);
+  int64_t end = rc < 0 ? -1 : send_snapshot(r, &l);
+  if (end > 0 && (rc = wait_ack(r, end)) < 0) report_wait(r, rc);
+  log_info("workflow %lld step %lld: snapshot of %zu files (%.1f MiB) %s", (long long)r->job->msg->workflow,
+           (long long)r->job->msg->step, l.n, MIB(l.bytes), end > 0 && rc == 0 ? "acknowledged" : "not made");
+  snap_list_free(&l);
+  return end > 0 && rc == 0 ? 0 : -1;
+}
+
+/* ---- the step ------------------------------------------------------------------------- */
+
+/* Runs the tool and reports its result; canon names the file a file tool changed. */
+static void run_tool(run_t *r, const char *canon, int64_t started) {
+  const proto_msg_t *run = r->job->msg;
+  char *args = json_dumps(run->args, JSON_COMPACT);
+  tool_result_t res = {0};
+  tools_run(r->q->tools, run->kind, args ? args : "{}", &r->job->cancel, &res);
+  free(args);
+  if (atomic_load(&r->job->cancel)) {
+    char detail[300];
+    snprintf(detail, sizeof detail, "the step was cancelled while %s ran (%s)", run->kind, res.summary);
+    report_failed(r, "cancelled", detail, false);
+    tool_result_free(&res);
+    return;
+  }
+  json_t *changed = json_array();
+  char hex[SNAP_HEX_LEN + 1];
+  if (canon && !res.is_error && snap_sha256_file(&r->q->ws, canon, hex) == 0)
+    json_array_append_new(changed, json_pack("{s:s, s:s}", "path", canon, "sha256", hex));
+  json_t *payload = json_pack("{s:i, s:b, s:b, s:s, s:I}", "exit_code", res.exit_code, "is_error", res.is_error,
+                              "timed_out", res.timed_out, "summary", res.summary, "elapsed_ms",
+                              (json_int_t)(util_now_ms() - started));
+  if (canon) json_object_set_new(payload, "changed", changed);
+  else json_decref(changed);
+  report_done(r, res.text ? res.text : "", payload);
+  log_info("workflow %lld step %lld (attempt %lld): %s: %s", (long long)run->workflow, (long long)run->step,
+           (long long)run->attempt, run->kind, res.summary);
+  tool_result_free(&res);
+}
+
+/* The checkpoint the tool needs: 0 to go on (*canon set for file tools), -1 reported. */
+static int checkpoint(run_t *r, const char *tool, char **canon) {
+  *canon = NULL;
+  if (strcmp(tool, "write_file_tool") == 0 || strcmp(tool, "edit_file") == 0) return checkpoint_file(r, canon);
+  if (strcmp(tool, "execute_bash") == 0) return checkpoint_workspace(r);
+  if (!tools_mutates(tool)) return 0;
+  char detail[200];
+  snprintf(detail, sizeof detail, "this node cannot checkpoint tool %.60s before it runs, so it does not run it", tool);
+  report_failed(r, "no_checkpoint", detail, false);
+  return -1;
+}
+
+// Runs the job's workflow step.
+void step_run(run_t *r) {
+  const proto_msg_t *run = r->job->msg;
+  int64_t started = util_now_ms();
+  log_info("workflow %lld step %lld (attempt %lld): %s", (long long)run->workflow, (long long)run->step,
+           (long long)run->attempt, run->kind);
+  if (!tools_known(run->kind)) {
+    char detail[200];
+    snprintf(detail, sizeof detail, "this node has no tool named \"%.60s\"", run->kind);
+    report_failed(r, "unknown_tool", detail, false);
+    return;
+  }
+  const json_t *check = json_object_get(run->payload, "applied_check");
+  if (json_is_object(check) && already_applied(r, check)) return;
+  if (atomic_load(&r->job->cancel)) {
+    report_failed(r, "cancelled", "the step was cancelled before it ran", false);
+    return;
+  }
+  char *canon = NULL;
+  if (checkpoint(r, run->kind, &canon) == 0) run_tool(r, canon, started);
+  free(canon);
+}
+
+/* ---- restores ----------------------------------------------------------------------------- */
+
+/* restored {workflow, seq} for the job's restore. */
+static proto_msg_t *restored_msg(run_t *r) {
+  proto_msg_t *m = proto_msg_new(PROTO_RESTORED);
+  if (!m) return NULL;
+  PROTO_SET(m, workflow, r->job->msg->workflow);
+  PROTO_SET(m, seq, r->job->msg->seq);
+  if (r->job->msg->path) proto_set_str(m, PROTO_F_path, r->job->msg->path);
+  return m;
+}
+
+/* restored with an error code and detail. */
+static void restore_failed(run_t *r, const char *code, const char *detail) {
+  proto_msg_t *m = restored_msg(r);
+  if (m) {
+    proto_set_str(m, PROTO_F_code, code);
+    proto_set_str(m, PROTO_F_detail, detail);
+  }
+  push(r, &m);
+  log_warn("workflow %lld restore %lld failed: %s: %s", (long long)r->job->msg->workflow,
+           (long long)r->job->msg->seq, code, detail);
+}
+
+/* The mode in payload {mode}: true when given and valid. */
+static bool payload_mode(const json_t *payload, mode_t *mode) {
+  const json_t *v = json_object_get(payload, "mode");
+  if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 07777) return false;
+  *mode = (mode_t)json_integer_value(v);
+  return true;
+}
+
+/* kind "file": write the pre-image, or remove the file. */
+static void restore_file(run_t *r) {
+  const proto_msg_t *m = r->job->msg;
+  void *data = NULL;
+  size_t len = 0;
+  if (!m->path || !PROTO_HAS(m, existed) || (m->existed && !m->content)) {
+    restore_failed(r, "bad_request", "a file restore needs path and existed (and content when existed)");
+    return;
+  }
+  if (m->existed && snap_b64_decode(m->content, &data, &len) != 0) {
+    restore_failed(r, "bad_content", "the restore's content is not base64");
+    return;
+  }
+  mode_t mode = 0644;
+  bool mode_given = payload_mode(m->payload, &mode), refused = false;
+  char hex[SNAP_HEX_LEN + 1], err[512];
+  int rc = snap_restore_file(&r->q->ws, m->path, m->existed, data, len, mode_given, mode, hex, &refused, err,
+                             sizeof err);
+  free(data);
+  if (rc != 0) {
+    restore_failed(r, refused ? "refused" : "restore_failed", err);
+    return;
+  }
+  proto_msg_t *out = restored_msg(r);
+  if (out) proto_set_str(out, PROTO_F_sha256, hex);
+  push(r, &out);
+}
+
+/* kind "prune": remove the files not kept. */
+static void restore_prune(run_t *r) {
+  const json_t *keep = json_object_get(r->job->msg->payload, "keep");
+  if (!json_is_array(keep)) {
+    restore_failed(r, "bad_request", "a prune needs payload {keep: [paths]}");
+    return;
+  }
+  json_t *report = NULL;
+  char err[512];
+  int rc = snap_prune(&r->q->ws, keep, &report, err, sizeof err);
+  log_info("workflow %lld restore %lld: pruned %lld files%s", (long long)r->job->msg->workflow,
+           (long long)r->job->msg->seq, (long long)json_integer_value(json_object_get(report, "count")),
+           rc < 0 ? " (stopped by an error)" : "");
+  proto_msg_t *m = restored_msg(r);
+  if (m && rc < 0) {
+    proto_set_str(m, PROTO_F_code, "restore_failed");
+    proto_set_str(m, PROTO_F_detail, err[0] ? err : strerror(-rc));
+  }
+  if (m) proto_set_json(m, PROTO_F_payload, report);
+  else json_decref(report);
+  push(r, &m);
+}
+
+// Runs the job's restore.
+void restore_run(run_t *r) {
+  const char *kind = r->job->msg->kind;
+  if (strcmp(kind, "file") == 0) restore_file(r);
+  else if (strcmp(kind, "prune") == 0) restore_prune(r);
+  else restore_failed(r, "unknown_kind", "a restore's kind is \"file\" or \"prune\"");
+}

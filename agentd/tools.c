@@ -1,0 +1,495 @@
+/* tools: setup, definitions, argument parsing and dispatch (see tools.h).
+ * The tools themselves: tools_exec.c (execute_bash), tools_fs.c (read_file,
+ * write_file_tool, edit_file), tools_search.c (list_files, grep); paths:
+ * workspace.c. */
+#include "tools_internal.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- text buffers and results ------------------------------------------------ */
+
+// Appends len bytes to b.
+void tbuf_add(tbuf_t *b, const void *data, size_t len) {
+  if (b->oom) return;
+  if (b->len + len + 1 > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + len + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) {
+      b->oom = true;
+      return;
+    }
+    b->p = p;
+    b->cap = cap;
+  }
+  memcpy(b->p + b->len, data, len);
+  b->len += len;
+  b->p[b->len] = '\0';
+}
+
+// Appends a C string to b.
+void tbuf_puts(tbuf_t *b, const char *s) { tbuf_add(b, s, strlen(s)); }
+
+// Appends formatted text to b.
+void tbuf_printf(tbuf_t *b, const char *fmt, ...) {
+  char small[512];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(small, sizeof small, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if ((size_t)n < sizeof small) {
+    tbuf_add(b, small, (size_t)n);
+    return;
+  }
+  char *big = malloc((size_t)n + 1);
+  if (!big) {
+    b->oom = true;
+    return;
+  }
+  va_start(ap, fmt);
+  vsnprintf(big, (size_t)n + 1, fmt, ap);
+  va_end(ap);
+  tbuf_add(b, big, (size_t)n);
+  free(big);
+}
+
+// Frees b's memory.
+void tbuf_free(tbuf_t *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+/* Length of the valid UTF-8 sequence at s (at most len bytes), 0 when invalid. */
+static size_t utf8_seq(const unsigned char *s, size_t len) {
+  unsigned c = s[0];
+  size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+  if (n == 0 || n > len) return 0;
+  for (size_t i = 1; i < n; i++)
+    if ((s[i] & 0xC0) != 0x80) return 0;
+  if (n == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F))) return 0; /* overlong, surrogate */
+  if (n == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))) return 0; /* overlong, > U+10FFFF */
+  return n;
+}
+
+// Copies s as valid UTF-8 (bad bytes and NUL as U+FFFD).
+char *tools_utf8_clean(const char *s, size_t len) {
+  tbuf_t b = {0};
+  tbuf_add(&b, "", 0);
+  for (size_t i = 0; i < len;) {
+    size_t n = s[i] ? utf8_seq((const unsigned char *)s + i, len - i) : 0;
+    if (n == 0) {
+      tbuf_add(&b, "\xEF\xBF\xBD", 3);
+      i++;
+    } else {
+      size_t run = n;
+      while (i + run < len && (unsigned char)s[i + run] < 0x80 && s[i + run]) run++;
+      tbuf_add(&b, s + i, run);
+      i += run;
+    }
+  }
+  if (b.oom) {
+    tbuf_free(&b);
+    return strdup("(out of memory)");
+  }
+  return b.p;
+}
+
+// How many bytes of s to keep so that no UTF-8 character is cut at n.
+size_t tools_utf8_cut(const char *s, size_t len, size_t n) {
+  if (n >= len) return len;
+  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  return n;
+}
+
+// len without an incomplete UTF-8 sequence at the end of s.
+size_t tools_utf8_complete(const char *s, size_t len) {
+  size_t i = len, back = 0;
+  while (i > 0 && back < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--, back++;
+  if (i == 0) return len;
+  unsigned c = (unsigned char)s[i - 1];
+  size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+  return need > 1 && len - (i - 1) < need ? i - 1 : len;
+}
+
+// Sets out's text from b (freed) and is_error.
+void tr_text(tool_result_t *out, tbuf_t *b, bool is_error) {
+  free(out->text);
+  out->text = b->oom ? strdup("(out of memory building the result)") : tools_utf8_clean(b->p ? b->p : "", b->len);
+  out->is_error = is_error || b->oom;
+  tbuf_free(b);
+}
+
+// Sets out's one-line summary (valid UTF-8, cut at a character boundary).
+void tr_summary(tool_result_t *out, const char *fmt, ...) {
+  char tmp[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(tmp, sizeof tmp, fmt, ap);
+  va_end(ap);
+  char *clean = tools_utf8_clean(tmp, tools_utf8_complete(tmp, strlen(tmp)));
+  const char *src = clean ? clean : "";
+  size_t n = tools_utf8_cut(src, strlen(src), sizeof out->summary - 1);
+  memcpy(out->summary, src, n);
+  out->summary[n] = '\0';
+  free(clean);
+  for (char *p = out->summary; *p; p++)
+    if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+}
+
+// Sets an error result from a format.
+void tr_error(tool_result_t *out, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  tbuf_t b = {0};
+  tbuf_puts(&b, msg);
+  tr_text(out, &b, true);
+  tr_summary(out, "error: %s", msg);
+}
+
+/* ---- arguments ------------------------------------------------------------------ */
+
+static const char *json_kind(const json_t *v) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT: return "an object";
+  case JSON_ARRAY: return "an array";
+  case JSON_STRING: return "a string";
+  case JSON_INTEGER: return "an integer";
+  case JSON_REAL: return "a number";
+  case JSON_TRUE:
+  case JSON_FALSE: return "a boolean";
+  default: return "null";
+  }
+}
+
+/* The member name of a's object, treating null as absent. */
+static json_t *targ_get(const targs_t *a, const char *name) {
+  json_t *v = json_object_get(a->obj, name);
+  return json_is_null(v) ? NULL : v;
+}
+
+// The string argument name.
+int targ_str(const targs_t *a, const char *name, bool required, const char **val, size_t *len, tool_result_t *out) {
+  json_t *v = targ_get(a, name);
+  if (!v && !required) return 1;
+  if (!v) {
+    tr_error(out, "missing required argument \"%s\" for %s", name, a->tool);
+    return -1;
+  }
+  if (!json_is_string(v)) {
+    tr_error(out, "argument \"%s\" of %s must be a string, got %s", name, a->tool, json_kind(v));
+    return -1;
+  }
+  *val = json_string_value(v);
+  if (len) *len = json_string_length(v);
+  return 0;
+}
+
+// The integer argument name, within [min, max].
+int targ_int(const targs_t *a, const char *name, long long min, long long max, long long *val, tool_result_t *out) {
+  json_t *v = targ_get(a, name);
+  if (!v) return 1;
+  double d = json_is_real(v) ? json_real_value(v) : 0;
+  if (!json_is_integer(v) && !(json_is_real(v) && d == (double)(long long)d)) {
+    tr_error(out, "argument \"%s\" of %s must be an integer, got %s", name, a->tool, json_kind(v));
+    return -1;
+  }
+  long long n = json_is_integer(v) ? (long long)json_integer_value(v) : (long long)d;
+  if (n < min || n > max) {
+    tr_error(out, "argument \"%s\" of %s must be between %lld and %lld, got %lld", name, a->tool, min, max, n);
+    return -1;
+  }
+  *val = n;
+  return 0;
+}
+
+// The boolean argument name.
+int targ_bool(const targs_t *a, const char *name, bool *val, tool_result_t *out) {
+  json_t *v = targ_get(a, name);
+  if (!v) return 1;
+  if (!json_is_boolean(v)) {
+    tr_error(out, "argument \"%s\" of %s must be true or false, got %s", name, a->tool, json_kind(v));
+    return -1;
+  }
+  *val = json_is_true(v);
+  return 0;
+}
+
+// The path argument (or its alias file_path), checked against the workspace.
+int targ_path(const tools_t *t, const targs_t *a, bool required, char **rel, char *shown, size_t shownlen,
+              tool_result_t *out) {
+  const char *name = targ_get(a, "path") || !targ_get(a, "file_path") ? "path" : "file_path";
+  const char *p = NULL;
+  size_t len = 0;
+  int rc = targ_str(a, name, required, &p, &len, out);
+  *rel = NULL;
+  if (rc == 1) {
+    *rel = strdup(".");
+    snprintf(shown, shownlen, ".");
+    return *rel ? 1 : -1;
+  }
+  if (rc < 0) return -1;
+  ws_shown(p, len, shown, shownlen);
+  char err[512];
+  if (ws_rel(&t->ws, p, len, rel, err, sizeof err) != 0) {
+    tr_error(out, "%s", err);
+    return -1;
+  }
+  return 0;
+}
+
+/* Parses arguments: a JSON object, or a JSON string holding one; empty or null
+ * is {}. NULL after writing an error into out. */
+static json_t *parse_args(const char *text, const char *tool, tool_result_t *out) {
+  const char *p = text ? text : "";
+  while (isspace((unsigned char)*p)) p++;
+  if (!*p) return json_object();
+  json_error_t e;
+  json_t *v = json_loads(p, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+  if (json_is_string(v)) {
+    json_t *inner = json_loadb(json_string_value(v), json_string_length(v), JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
+    json_decref(v);
+    v = inner;
+  }
+  if (!v) {
+    tr_error(out, "arguments for %s are not valid JSON (%s, at character %d); send a JSON object such as "
+                  "{\"path\": \"src/main.c\"}", tool, e.text, e.position);
+    return NULL;
+  }
+  if (json_is_null(v)) {
+    json_decref(v);
+    return json_object();
+  }
+  if (!json_is_object(v)) {
+    tr_error(out, "arguments for %s must be a JSON object, got %s", tool, json_kind(v));
+    json_decref(v);
+    return NULL;
+  }
+  return v;
+}
+
+/* ---- definitions -------------------------------------------------------------- */
+
+typedef struct {
+  const char *name;
+  bool mutates;
+  const char *description;
+  const char *params; /* JSON schema of the parameters */
+} tool_def_t;
+
+static const tool_def_t TOOL_DEFS[] = {
+  {"execute_bash", true,
+   "Run a shell command with bash in the workspace directory (the current directory) and return its "
+   "output. stdout and stderr are merged; very long output keeps its beginning and its end. The result "
+   "ends with the exit status, e.g. [exit 0]. There is no terminal and no stdin, so use non-interactive "
+   "flags. The command and everything it started are killed after `timeout` seconds, and background "
+   "processes do not outlive the command. To look at files prefer read_file, list_files and grep.",
+   "{\"type\":\"object\",\"properties\":{"
+   "\"command\":{\"type\":\"string\",\"description\":\"The command line, e.g. \\\"make test 2>&1 | tail -n 50\\\".\"},"
+   "\"timeout\":{\"type\":\"integer\",\"description\":\"Seconds before the command is killed (default 120 "
+   "unless the node is configured otherwise; at most 3600).\"}},"
+   "\"required\":[\"command\"]}"},
+  {"read_file", false,
+   "Read a text file of the workspace. Returns numbered lines: the line number, a tab, then the line. "
+   "Long files: read in pieces with offset and limit. Paths are relative to the workspace root.",
+   "{\"type\":\"object\",\"properties\":{"
+   "\"path\":{\"type\":\"string\",\"description\":\"The file, relative to the workspace, e.g. \\\"src/main.c\\\".\"},"
+   "\"offset\":{\"type\":\"integer\",\"description\":\"First line to return, counting from 1 (default 1).\"},"
+   "\"limit\":{\"type\":\"integer\",\"description\":\"How many lines to return at most (default 2000).\"}},"
+   "\"required\":[\"path\"]}"},
+  {"write_file_tool", true,
+   "Create a file, or replace the whole content of one, atomically. Missing parent directories are "
+   "created. To change part of an existing file use edit_file instead.",
+   "{\"type\":\"object\",\"properties\":{"
+   "\"path\":{\"type\":\"string\",\"description\":\"The file, relative to the workspace.\"},"
+   "\"content\":{\"type\":\"string\",\"description\":\"The complete new content of the file.\"}},"
+   "\"required\":[\"path\",\"content\"]}"},
+  {"edit_file", true,
+   "Replace an exact piece of text in an existing file. old_string must appear in the file exactly as "
+   "given, whitespace and indentation included, and only once unless replace_all is true: include a few "
+   "surrounding lines to make it unique. Read the file first. Do not include the line numbers that "
+   "read_file shows.",
+   "{\"type\":\"object\",\"properties\":{"
+   "\"path\":{\"type\":\"string\",\"description\":\"The file, relative to the workspace.\"},"
+   "\"old_string\":{\"type\":\"string\",\"description\":\"The exact text to replace.\"},"
+   "\"new_string\":{\"type\":\"string\",\"description\":\"The text to put in its place.\"},"
+   "\"replace_all\":{\"type\":\"boolean\",\"description\":\"Replace every occurrence (default false).\"}},"
+   "\"required\":[\"path\",\"old_string\",\"new_string\"]}"},
+  {"list_files", false,
+   "List the files of the workspace whose paths match a glob, sorted. '*' matches within one directory, "
+   "'**' across any number of directories, '{a,b}' either: \"**/*.c\" (all C files), \"src/**\", "
+   "\"*.{c,h}\" (top level only). Directories are searched, not listed; .git is skipped.",
+   "{\"type\":\"object\",\"properties\":{"
+   "\"glob\":{\"type\":\"string\",\"description\":\"Pattern relative to path (default \\\"**\\\": everything).\"},"
+   "\"path\":{\"type\":\"string\",\"description\":\"Directory to search from (default the workspace root).\"}},"
+   "\"required\":[]}"},
+  {"grep", false,
+   "Search file contents with a POSIX extended regular expression (as grep -E). Returns one line per "
+   "match: path:line: text. Searches a file, or a directory recursively; binary files and .git are skipped.",
+   "{\"type\":\"object\",\"properties\":{"
+   "\"pattern\":{\"type\":\"string\",\"description\":\"Extended regular expression, e.g. \\\"TODO|FIXME\\\" or \\\"^static int [a-z_]+\\\".\"},"
+   "\"path\":{\"type\":\"string\",\"description\":\"File or directory to search (default the workspace root).\"},"
+   "\"glob\":{\"type\":\"string\",\"description\":\"Only files matching this glob: \\\"*.c\\\" matches names at any "
+   "depth, a glob with '/' matches paths relative to path.\"},"
+   "\"ignore_case\":{\"type\":\"boolean\",\"description\":\"Match case-insensitively (default false).\"}},"
+   "\"required\":[\"pattern\"]}"},
+};
+
+#define N_TOOLS (sizeof TOOL_DEFS / sizeof TOOL_DEFS[0])
+
+static const tool_def_t *find_def(const char *name) {
+  for (size_t i = 0; name && i < N_TOOLS; i++)
+    if (strcmp(TOOL_DEFS[i].name, name) == 0) return &TOOL_DEFS[i];
+  return NULL;
+}
+
+/* {"type":"function","function":{...}} for one tool. */
+static json_t *definition(const tool_def_t *d) {
+  json_t *params = json_loads(d->params, 0, NULL);
+  if (!params) return NULL;
+  return json_pack("{s:s, s:{s:s, s:s, s:o}}", "type", "function", "function", "name", d->name, "description",
+                   d->description, "parameters", params);
+}
+
+// OpenAI tool definitions for the named tools (NULL: all).
+json_t *tools_definitions(const char *const *names) {
+  json_t *arr = json_array();
+  for (size_t i = 0; arr && i < N_TOOLS; i++) {
+    bool want = !names;
+    for (size_t j = 0; names && names[j] && !want; j++) want = strcmp(names[j], TOOL_DEFS[i].name) == 0;
+    if (want) json_array_append_new(arr, definition(&TOOL_DEFS[i]));
+  }
+  return arr;
+}
+
+// True when name is one of the tools.
+bool tools_known(const char *name) { return find_def(name) != NULL; }
+
+// True when the tool changes files or runs commands.
+bool tools_mutates(const char *name) {
+  const tool_def_t *d = find_def(name);
+  return d && d->mutates;
+}
+
+/* ---- setup and dispatch ------------------------------------------------------------ */
+
+/* A NULL-terminated deep copy of list (NULL stays an empty list). */
+static char **copy_list(const char *const *list) {
+  size_t n = 0;
+  while (list && list[n]) n++;
+  char **copy = calloc(n + 1, sizeof *copy);
+  for (size_t i = 0; copy && i < n; i++) copy[i] = strdup(list[i]);
+  return copy;
+}
+
+static void free_list(char **list, bool wipe) {
+  for (size_t i = 0; list && list[i]; i++) {
+    if (wipe) explicit_bzero(list[i], strlen(list[i]));
+    free(list[i]);
+  }
+  free(list);
+}
+
+// Opens the workspace.
+tools_t *tools_new(const tools_opts_t *opts, char *err, size_t errlen) {
+  tools_t *t = calloc(1, sizeof *t);
+  if (!t || !opts) {
+    snprintf(err, errlen, "%s", t ? "no tool options given" : "out of memory");
+    free(t);
+    return NULL;
+  }
+  if (ws_init(&t->ws, opts->workspace, err, errlen) != 0) {
+    free(t);
+    return NULL;
+  }
+  t->default_timeout_s = opts->default_timeout_s > 0 ? opts->default_timeout_s : TOOLS_DEFAULT_TIMEOUT_S;
+  if (t->default_timeout_s > TOOLS_MAX_TIMEOUT_S) t->default_timeout_s = TOOLS_MAX_TIMEOUT_S;
+  t->output_cap = opts->output_cap ? opts->output_cap : TOOLS_OUTPUT_CAP;
+  if (t->output_cap < 256) t->output_cap = 256;
+  t->scrub_env = copy_list(opts->scrub_env);
+  t->secret_values = copy_list(opts->secret_values);
+  for (size_t i = 0; i < TOOLS_LOCK_STRIPES; i++) pthread_mutex_init(&t->locks[i], NULL);
+  atomic_init(&t->run_seq, 0);
+  return t;
+}
+
+// Closes the workspace and frees; sets *self_p to NULL.
+void tools_destroy(tools_t **self_p) {
+  tools_t *t = self_p ? *self_p : NULL;
+  if (!t) return;
+  ws_fini(&t->ws);
+  free_list(t->scrub_env, false);
+  free_list(t->secret_values, true);
+  for (size_t i = 0; i < TOOLS_LOCK_STRIPES; i++) pthread_mutex_destroy(&t->locks[i]);
+  free(t);
+  *self_p = NULL;
+}
+
+// True when paths are confined with openat2 (false: the fallback walk).
+bool tools_uses_openat2(const tools_t *self) { return self && self->ws.openat2; }
+
+// Test hook: force the fallback walk (on) or go back to openat2 when the kernel has it.
+void tools_test_force_fallback(tools_t *self, bool on) {
+  if (!self) return;
+  if (on) {
+    self->ws.openat2 = false;
+    return;
+  }
+  ws_t probe;
+  char err[256];
+  if (ws_init(&probe, self->ws.root_real, err, sizeof err) == 0) {
+    self->ws.openat2 = probe.openat2;
+    ws_fini(&probe);
+  }
+}
+
+// The lock that serialises writes to dir/name.
+pthread_mutex_t *tools_file_lock(tools_t *t, const struct stat *dir_st, const char *name) {
+  uint64_t h = 1469598103934665603ULL;
+  uint64_t parts[2] = {(uint64_t)dir_st->st_dev, (uint64_t)dir_st->st_ino};
+  const unsigned char *p = (const unsigned char *)parts;
+  for (size_t i = 0; i < sizeof parts; i++) h = (h ^ p[i]) * 1099511628211ULL;
+  for (p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  return &t->locks[h % TOOLS_LOCK_STRIPES];
+}
+
+// Runs one call.
+void tools_run(tools_t *self, const char *name, const char *arguments, atomic_bool *cancel, tool_result_t *out) {
+  memset(out, 0, sizeof *out);
+  out->exit_code = name && strcmp(name, "execute_bash") == 0 ? -1 : 0;
+  const tool_def_t *d = find_def(name);
+  if (!self || !d) {
+    char shown[200];
+    ws_shown(name ? name : "", name ? strlen(name) : 0, shown, sizeof shown);
+    tr_error(out, self ? "unknown tool \"%s\"; the tools are execute_bash, read_file, write_file_tool, "
+                         "edit_file, list_files and grep"
+                       : "tools are not set up (tool \"%s\")", shown);
+    return;
+  }
+  json_t *args = parse_args(arguments, d->name, out);
+  if (!args) return;
+  targs_t a = {args, d->name};
+  if (strcmp(d->name, "execute_bash") == 0) tools_execute_bash(self, &a, cancel, out);
+  else if (strcmp(d->name, "read_file") == 0) tools_read_file(self, &a, out);
+  else if (strcmp(d->name, "write_file_tool") == 0) tools_write_file(self, &a, out);
+  else if (strcmp(d->name, "edit_file") == 0) tools_edit_file(self, &a, out);
+  else if (strcmp(d->name, "list_files") == 0) tools_list_files(self, &a, out);
+  else tools_grep(self, &a, out);
+  json_decref(args);
+  if (!out->text) tr_error(out, "%s produced no result", d->name);
+}
+
+// Frees a result's text.
+void tool_result_free(tool_result_t *r) {
+  if (!r) return;
+  free(r->text);
+  r->text = NULL;
+}

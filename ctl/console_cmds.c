@@ -1,0 +1,325 @@
+/* console_cmds.c: what the console does with a line the user entered. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "console.h"
+#include "format.h"
+
+typedef struct {
+  const char *name, *args, *help;
+  void (*fn)(console_t *con, const char *rest);
+} command_t;
+
+static void con_help(console_t *con, const char *rest);
+
+json_t *console_request(console_t *con, const char *verb, json_t *args) {
+  char err[1024];
+  json_t *r = client_request(con->c, verb, args, con->ctl->timeout_ms, err, sizeof err);
+  if (!r)
+    out_printf(con->out, "%s%s: %s%s", out_color(con->out) ? "\033[31m" : "", verb, err,
+               out_color(con->out) ? "\033[0m" : "");
+  return r;
+}
+
+const char *console_prompt_text(const console_t *con) {
+  if (json_array_size(con->proposals) > 0)
+    return "spawn it? [y/n] ";
+  return "you › ";
+}
+
+/* A dimmed line of the console's own. */
+static void note(console_t *con, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(console_t *con, const char *fmt, ...) {
+  sbuf_t b = {0};
+  va_list ap;
+  va_start(ap, fmt);
+  sbuf_puts(&b, out_color(con->out) ? "\033[2m" : "");
+  sbuf_vprintf(&b, fmt, ap);
+  sbuf_puts(&b, out_color(con->out) ? "\033[0m" : "");
+  va_end(ap);
+  out_puts(con->out, sbuf_str(&b));
+  sbuf_free(&b);
+}
+
+/* Splits "word rest" into word (copied into buf) and the rest. */
+static const char *first_word(const char *s, char *buf, size_t len) {
+  s += strspn(s, " ");
+  size_t n = strcspn(s, " ");
+  snprintf(buf, len, "%.*s", (int)n, s);
+  s += n;
+  return s + strspn(s, " ");
+}
+
+static void con_spawn(console_t *con, const char *rest) {
+  char role[128];
+  const char *task = first_word(rest, role, sizeof role);
+  if (!role[0] || !task[0]) {
+    out_puts(con->out, "usage: /spawn <role> <task>   e.g. /spawn reviewer Review the auth module");
+    return;
+  }
+  json_t *r = console_request(con, "spawn", json_pack("{s:s, s:s}", "role", role, "task", task));
+  const char *id = json_string_value(json_object_get(r, "id"));
+  if (id) {
+    json_object_set_new(con->mine, id, json_true());
+    json_object_set_new(con->ids, id, json_string(role));
+    out_agent(con->out, id, json_string_value(json_object_get(r, "role")));
+  }
+  json_decref(r);
+}
+
+static void con_agents(console_t *con, const char *rest) {
+  (void)rest;
+  json_t *r = console_request(con, "agents", NULL);
+  if (!r)
+    return;
+  sbuf_t b = {0};
+  format_agents(&b, r);
+  out_puts(con->out, sbuf_str(&b));
+  sbuf_free(&b);
+  size_t i;
+  json_t *a;
+  json_array_foreach(r, i, a) {
+    const char *id = json_string_value(json_object_get(a, "id"));
+    if (id)
+      json_object_set(con->ids, id, json_object_get(a, "role"));
+  }
+  json_decref(r);
+}
+
+static void con_stop(console_t *con, const char *rest) {
+  char id[128];
+  first_word(rest, id, sizeof id);
+  if (!id[0]) {
+    out_puts(con->out, "usage: /stop <agent id>   (/agents lists them)");
+    return;
+  }
+  json_t *r = console_request(con, "stop", json_pack("{s:s}", "id", id));
+  if (r)
+    out_printf(con->out, "%s: %s", id, json_string_value(json_object_get(r, "status")) ?: "stopped");
+  json_decref(r);
+}
+
+static void con_stop_all(console_t *con, const char *rest) {
+  (void)rest;
+  json_t *r = console_request(con, "stop_all", NULL);
+  if (!r)
+    return;
+  json_t *ids = json_object_get(r, "stopped");
+  if (json_array_size(ids) == 0) {
+    out_puts(con->out, "no sub-agent was running");
+  } else {
+    sbuf_t b = {0};
+    size_t i;
+    json_t *v;
+    json_array_foreach(ids, i, v) sbuf_printf(&b, "%s%s", i ? ", " : "", json_string_value(v));
+    out_printf(con->out, "stopped: %s", sbuf_str(&b));
+    sbuf_free(&b);
+  }
+  json_decref(r);
+}
+
+static void con_config(console_t *con, const char *rest) {
+  (void)rest;
+  json_t *r = console_request(con, "config", NULL);
+  if (!r)
+    return;
+  sbuf_t b = {0};
+  format_json(&b, r);
+  out_puts(con->out, sbuf_str(&b));
+  sbuf_free(&b);
+  json_decref(r);
+}
+
+static void con_stats(console_t *con, const char *rest) {
+  (void)rest;
+  json_t *r = console_request(con, "stats", NULL);
+  if (!r)
+    return;
+  sbuf_t b = {0};
+  format_stats(&b, r);
+  out_puts(con->out, sbuf_str(&b));
+  sbuf_free(&b);
+  json_decref(r);
+}
+
+static void con_stream(console_t *con, const char *rest) {
+  (void)rest;
+  view_set_stream(con->view, !view_stream(con->view));
+  out_printf(con->out, "streaming display of the main agent: %s", view_stream(con->view) ? "on (token by token)"
+                                                                                        : "off (whole answers)");
+}
+
+static void con_thinking(console_t *con, const char *rest) {
+  (void)rest;
+  view_set_thinking(con->view, !view_thinking(con->view));
+  out_printf(con->out, "thinking display: %s", view_thinking(con->view) ? "on" : "off");
+}
+
+static void con_reset(console_t *con, const char *rest) {
+  (void)rest;
+  json_t *r = console_request(con, "reset", json_pack("{s:s}", "session", "main"));
+  if (!r)
+    return;
+  json_t *n = json_object_get(r, "cleared");
+  if (json_is_integer(n))
+    out_printf(con->out, "the main agent's conversation is cleared (%lld messages set aside)",
+               (long long)json_integer_value(n));
+  else
+    out_puts(con->out, "the main agent's conversation is cleared");
+  json_decref(r);
+}
+
+static void con_history(console_t *con, const char *rest) {
+  char id[128];
+  first_word(rest, id, sizeof id);
+  json_t *r = console_request(con, "history", json_pack("{s:s}", "session", id[0] ? id : "main"));
+  size_t i;
+  json_t *m;
+  json_array_foreach(json_object_get(r, "messages"), i, m) {
+    const char *role = json_string_value(json_object_get(m, "role"));
+    const char *content = json_string_value(json_object_get(m, "content"));
+    out_printf(con->out, "%s%s:%s %s", out_color(con->out) ? "\033[1m" : "", role ? role : "?",
+               out_color(con->out) ? "\033[0m" : "", content ? content : "");
+  }
+  json_decref(r);
+}
+
+static void con_nodes(console_t *con, const char *rest) {
+  (void)rest;
+  json_t *r = console_request(con, "nodes", NULL);
+  size_t i;
+  json_t *n;
+  if (r && json_array_size(r) == 0)
+    out_puts(con->out, "no agent daemons are registered");
+  json_array_foreach(r, i, n) out_printf(con->out, "%-20s %-16s slots %lld, busy %lld", json_string_value(json_object_get(n, "name")),
+                                         json_string_value(json_object_get(n, "host")) ?: "",
+                                         (long long)json_integer_value(json_object_get(n, "slots")),
+                                         (long long)json_integer_value(json_object_get(n, "busy")));
+  json_decref(r);
+}
+
+static void con_exit(console_t *con, const char *rest) {
+  (void)rest;
+  con->quit = true;
+}
+
+static const command_t commands[] = {
+    {"/spawn", "<role> <task>", "spawn a sub-agent (reviewer, researcher, implementer, tester, optimizer, ...)",
+     con_spawn},
+    {"/agents", "", "list the agents: role, model, status, messages, tokens, cost", con_agents},
+    {"/stop", "<agent id>", "stop a sub-agent", con_stop},
+    {"/stop_all", "", "stop every sub-agent", con_stop_all},
+    {"/config", "", "show the broker's configuration (API keys masked)", con_config},
+    {"/stats", "", "messages, tokens and cost per agent, and the savings against the main model", con_stats},
+    {"/stream", "", "toggle token-by-token display of the main agent", con_stream},
+    {"/thinking", "", "toggle the display of thinking (dimmed)", con_thinking},
+    {"/reset", "", "clear the main agent's conversation", con_reset},
+    {"/history", "[agent id]", "show an agent's conversation (default: main)", con_history},
+    {"/nodes", "", "list the agent daemons", con_nodes},
+    {"/help", "", "show this help", con_help},
+    {"/exit", "", "leave the console (the cluster keeps running)", con_exit},
+    {"/quit", NULL, NULL, con_exit},
+    {"/stop-all", NULL, NULL, con_stop_all},
+};
+
+static void con_help(console_t *con, const char *rest) {
+  (void)rest;
+  sbuf_t b = {0};
+  sbuf_puts(&b, "Commands:\n");
+  for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+    if (!commands[i].help)
+      continue;
+    char head[64];
+    snprintf(head, sizeof head, "%s %s", commands[i].name, commands[i].args);
+    sbuf_printf(&b, "  %-26s %s\n", head, commands[i].help);
+  }
+  sbuf_puts(&b, "  @<agent id> <message>      send a message to a sub-agent\n"
+                "  <anything else>            ask the main agent\n"
+                "Tab completes commands, roles and agent ids. Ctrl-C cancels the main agent's turn;\n"
+                "Ctrl-C twice (or /exit) leaves; the cluster keeps running.\n");
+  out_puts(con->out, sbuf_str(&b));
+  sbuf_free(&b);
+}
+
+static void send_to(console_t *con, const char *line) {
+  char id[128];
+  const char *text = first_word(line + 1, id, sizeof id);
+  if (!id[0] || !text[0]) {
+    out_puts(con->out, "usage: @<agent id> <message>");
+    return;
+  }
+  json_decref(console_request(con, "send", json_pack("{s:s, s:s}", "id", id, "text", text)));
+}
+
+static void ask(console_t *con, const char *text) {
+  json_t *r = console_request(con, "ask", json_pack("{s:s, s:s}", "text", text, "session", "main"));
+  if (!r)
+    return;
+  int64_t turn = json_integer_value(json_object_get(r, "turn"));
+  con->chain = turn;
+  if (!con->main_turn) {
+    con->main_turn = turn;
+    con->cancel_sent = false;
+  }
+  const char *status = json_string_value(json_object_get(r, "status"));
+  if (status && strcmp(status, "queued") == 0)
+    note(con, "(turn %lld is queued: it starts when the main agent and a node are free)", (long long)turn);
+  json_decref(r);
+}
+
+/* The line answers the first waiting spawn proposal. */
+static void answer_proposal(console_t *con, const char *line) {
+  json_t *p = json_array_get(con->proposals, 0);
+  bool yes = strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
+  bool no = strcasecmp(line, "n") == 0 || strcasecmp(line, "no") == 0;
+  if (!yes && !no) {
+    out_printf(con->out, "please answer y or n: spawn a %s for \"%.200s\"?",
+               json_string_value(json_object_get(p, "role")), json_string_value(json_object_get(p, "task")));
+    return;
+  }
+  json_t *r = console_request(con, "confirm",
+                              json_pack("{s:O, s:b}", "proposal", json_object_get(p, "proposal"), "accept", yes));
+  const char *id = json_string_value(json_object_get(r, "spawned"));
+  if (id) {
+    json_object_set_new(con->mine, id, json_true());
+    json_object_set(con->ids, id, json_object_get(p, "role"));
+  } else if (r) {
+    out_puts(con->out, "not spawned");
+  }
+  json_decref(r);
+  json_array_remove(con->proposals, 0);
+}
+
+void console_line(console_t *con, const char *raw) {
+  char *line = strdup(raw);
+  size_t n = strlen(line);
+  while (n && isspace((unsigned char)line[n - 1]))
+    line[--n] = '\0';
+  const char *s = line + strspn(line, " \t");
+  if (!s[0]) {
+    free(line);
+    return;
+  }
+  if (json_array_size(con->proposals) > 0) {
+    answer_proposal(con, s);
+  } else if (s[0] == '/') {
+    char name[64];
+    const char *rest = first_word(s, name, sizeof name);
+    size_t i;
+    for (i = 0; i < sizeof commands / sizeof commands[0]; i++)
+      if (strcmp(commands[i].name, name) == 0)
+        break;
+    if (i < sizeof commands / sizeof commands[0])
+      commands[i].fn(con, rest);
+    else
+      out_printf(con->out, "unknown command %s: /help lists the commands", name);
+  } else if (s[0] == '@') {
+    send_to(con, s);
+  } else {
+    ask(con, s);
+  }
+  free(line);
+}

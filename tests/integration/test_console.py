@@ -1,0 +1,480 @@
+"""The interactive console, used as a person uses it: `cadre` in a terminal
+(tmux, a known size), keys sent, the screen read back with capture-pane.
+
+Every wait is on what the screen shows, with a deadline. Each test has its own
+tmux server (-L) so parallel runs cannot collide; it is killed at the end.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import CTL, Cluster, wait_until  # noqa: E402
+
+WIDTH, HEIGHT = 120, 40
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+PROMPT = "you › "
+
+
+def summary_text(status, points, rec, before="Work done."):
+    bullets = "\n".join(f"- {p}" for p in points)
+    return f"{before}\n[SUMMARY]\nStatus: {status}\nKey Points:\n{bullets}\nRecommendation: {rec}\n[/SUMMARY]"
+
+
+class Terminal:
+    """One `cadre` console in its own tmux server."""
+
+    def __init__(self, cluster, name, color=False, args=()):
+        self.sock = f"cadre-test-{os.getpid()}-{name}-{uuid.uuid4().hex[:6]}"
+        conf = os.path.join(cluster.tmp, f"tmux-{name}.conf")
+        with open(conf, "w") as f:
+            f.write("set -g remain-on-exit on\nset -g history-limit 5000\n")
+        env = cluster.env()
+        env.update({"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm-256color"})
+        if color:
+            env.pop("NO_COLOR", None)
+        self.env = env
+        # The shell around cadre shows its exit status on the screen when it leaves
+        # (and ignores Ctrl-C itself; cadre sets its own handler).
+        cmd = ["sh", "-c", 'trap "" INT; "$0" "$@"; echo "[exit status $?]"', CTL(), *args]
+        subprocess.run(["tmux", "-L", self.sock, "-f", conf, "new-session", "-d", "-s", "t", "-x", str(WIDTH),
+                        "-y", str(HEIGHT), *cmd], env=env, check=True)
+
+    def tmux(self, *args):
+        return subprocess.run(["tmux", "-L", self.sock, *args], env=self.env, capture_output=True, text=True,
+                              timeout=10)
+
+    def keys(self, *keys):
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def type(self, text, enter=True):
+        self.tmux("send-keys", "-t", "t", "-l", text)
+        if enter:
+            self.keys("Enter")
+
+    def screen(self, escapes=False):
+        args = ["capture-pane", "-p", "-t", "t", "-J"] + (["-e"] if escapes else [])
+        return self.tmux(*args).stdout
+
+    def history(self):
+        """Everything printed so far, scrollback included."""
+        return self.tmux("capture-pane", "-p", "-t", "t", "-J", "-S", "-5000").stdout
+
+    def lines(self):
+        return [l.rstrip() for l in self.history().splitlines()]
+
+    def last_line(self):
+        lines = [l for l in self.screen().splitlines() if l.strip()]
+        return lines[-1].rstrip() if lines else ""
+
+    def cursor(self):
+        x, y = self.tmux("display", "-p", "-t", "t", "#{cursor_x} #{cursor_y}").stdout.split()
+        return int(x), int(y)
+
+    def wait_exit(self, timeout=20):
+        """Waits for cadre to leave; returns its exit status."""
+        m = self.wait("cadre to leave", lambda: re.search(r"\[exit status (\d+)\]", self.history()), timeout)
+        return int(m.group(1))
+
+    def dead(self):
+        return self.tmux("display", "-p", "-t", "t", "#{pane_dead}").stdout.strip() == "1"
+
+    def wait(self, what, fn, timeout=20):
+        try:
+            return wait_until(fn, timeout, what, interval=0.05)
+        except AssertionError:
+            raise AssertionError(f"timed out waiting for {what}; the screen:\n{self.history()}")
+
+    def wait_text(self, text, timeout=20):
+        return self.wait(repr(text), lambda: text in self.history(), timeout)
+
+    def has_line(self, agent, text):
+        """A line of agent's (its prefix, whatever the padding) that is exactly text."""
+        pat = rf"^\S+ +{re.escape(agent)} +│ {re.escape(text)} *$"
+        return re.search(pat, self.history(), re.M) is not None
+
+    def wait_line(self, agent, text, timeout=20):
+        return self.wait(f"{agent}: {text!r}", lambda: self.has_line(agent, text), timeout)
+
+    def wait_prompt(self, typed="", timeout=20):
+        return self.wait(f"the prompt {typed!r}", lambda: self.last_line() == (PROMPT + typed).rstrip(), timeout)
+
+    def close(self):
+        self.tmux("kill-server")
+
+
+class ConsoleTest(unittest.TestCase):
+    """A fresh cluster per test, so agent ids (reviewer-1, ...) are known."""
+
+    @classmethod
+    def setUpClass(cls):
+        if not shutil.which("tmux"):
+            raise unittest.SkipTest("tmux is not installed")
+
+    @staticmethod
+    def config_extra(cfg):
+        pass
+
+    def setUp(self):
+        self.c = Cluster(nodes=(("t1", 4), ("t2", 4)), config_extra=self.config_extra)
+        self.terms = []
+
+    def tearDown(self):
+        screens = []
+        for t in self.terms:
+            screens.append(t.history())
+            if os.environ.get("CADRE_SHOW_SCREENS"):
+                print(f"\n--- {self.id()} ---\n{screens[-1]}", file=sys.stderr)
+            t.close()
+        self.c.close()
+        for screen in screens:  # the sanitizer build reports on the terminal
+            for marker in SANITIZER_MARKERS:
+                self.assertNotIn(marker, screen, screen)
+
+    def term(self, name="main", **kw):
+        t = Terminal(self.c, name, **kw)
+        self.terms.append(t)
+        t.wait_prompt()
+        return t
+
+    def agent_lines(self, t, agent):
+        return [l.split("│", 1)[1][1:] for l in t.lines() if re.match(rf"^\S+ +{re.escape(agent)} +│", l)]
+
+
+class Console(ConsoleTest):
+    def test_answer_and_two_sub_agents(self):
+        self.c.model.script([
+            {"match": "plan the auth", "chunks": ["First, we hash ", "passwords with argon2.\n",
+                                                   "Then we add sessions."], "delay_ms": 20},
+            {"match": "Review the auth", "text": summary_text("PASS", ["argon2 is right", "add rate limits"],
+                                                              "go ahead", before="Reading the plan.")},
+            {"match": "Test the login", "text": summary_text("FAIL", ["lockout missing"], "add a lockout",
+                                                             before="Running the login tests.")},
+        ])
+        t = self.term()
+        t.type("Let us plan the auth module")
+        t.wait_text("Then we add sessions.")
+        t.type("/spawn reviewer Review the auth plan")
+        t.type("/spawn tester Test the login flow")
+        t.wait_text("── summary: ✓ PASS ──")
+        t.wait_text("── summary: ✗ FAIL ──")
+        t.wait_prompt()
+        self.assertIn("First, we hash passwords with argon2.", self.agent_lines(t, "main"))
+        self.assertIn("Then we add sessions.", self.agent_lines(t, "main"))
+        rev = self.agent_lines(t, "reviewer-1")
+        self.assertIn("Reading the plan.", rev)
+        self.assertIn("  • argon2 is right", rev)
+        self.assertIn("  • add rate limits", rev)
+        self.assertIn("  → Recommendation: go ahead", rev)
+        tes = self.agent_lines(t, "tester-1")
+        self.assertIn("Running the login tests.", tes)
+        self.assertIn("  • lockout missing", tes)
+        screen = t.history()
+        self.assertRegex(screen, r"\n🔍 reviewer-1 +│ ")
+        self.assertRegex(screen, r"\n🧪 tester-1 +│ ")
+        self.assertRegex(screen, r"\n🧠 main +│ ")
+        self.assertIn(PROMPT + "Let us plan the auth module", screen)  # what the user typed stays
+
+    def test_prompt_and_typed_text_survive_output(self):
+        self.c.model.script([{"match": "Slow research", "delay_ms": 60,
+                              "chunks": [f"finding {i} " + ("\n" if i % 3 == 2 else "") for i in range(24)]
+                              + ["\n" + summary_text("PASS", ["done"], "none")]}])
+        t = self.term()
+        t.type("/spawn researcher Slow research task")
+        t.wait_text("finding 2")
+        t.type("abc", enter=False)
+        t.wait_text("finding 14")
+        self.assertEqual(t.last_line(), PROMPT + "abc")
+        t.wait_text("── summary: ✓ PASS ──")
+        self.assertEqual(t.last_line(), PROMPT + "abc")
+        self.assertEqual(t.cursor()[0], len(PROMPT + "abc"))
+        # The line is still being edited: finish it and it is a question to the main agent.
+        t.keys("BSpace")
+        t.type("x")
+        t.wait_text(PROMPT + "abx")
+        t.wait_text("Hello from the scripted model.")
+
+    def test_main_streams_token_by_token_above_the_prompt(self):
+        self.c.model.script([{"match": "stream it", "chunks": ["Partial ", "words ", "arrive", " slowly.\n", "Done."],
+                              "delay_ms": 400}])
+        t = self.term()
+        t.type("stream it please")
+        # The unfinished line is shown as it grows, just above the prompt.
+        t.wait("the unfinished line", lambda: t.has_line("main", "Partial words"))
+        lines = [l.rstrip() for l in t.screen().splitlines() if l.strip()]
+        self.assertRegex(lines[-2], r"^🧠 main +│ Partial words")
+        self.assertEqual(lines[-1], PROMPT.rstrip())
+        t.type("typing meanwhile", enter=False)
+        t.wait_line("main", "Done.")
+        t.wait_prompt("typing meanwhile")
+        self.assertTrue(t.has_line("main", "Partial words arrive slowly."))
+        self.assertEqual(len([l for l in t.lines() if "Partial" in l]), 1, t.history())
+
+    def test_follows_again_after_a_broker_restart(self):
+        t = self.term()
+        self.c.stop_broker()
+        self.c.start_broker()
+        self.c.wait_nodes(2)
+        t.wait_text("[the broker restarted; following every agent again]")
+        self.c.model.script([{"match": "after the restart", "text": "Still streaming to you."}])
+        self.c.cadre("ask", "after the restart", check=True)  # asked elsewhere: seen here
+        t.wait_line("main", "Still streaming to you.")
+        t.type("/agents")
+        t.wait_text("AGENT")
+
+    def test_streams_never_share_a_line(self):
+        def words(tag):
+            return [f"{tag}{i} " + ("\n" if i % 5 == 4 else "") for i in range(30)]
+        self.c.model.script([
+            {"match": "interleave main", "chunks": words("m"), "delay_ms": 7},
+            {"match": "Stream alpha", "chunks": words("a") + ["\n" + summary_text("PASS", ["a"], "a")], "delay_ms": 5},
+            {"match": "Stream beta", "chunks": words("b") + ["\n" + summary_text("PASS", ["b"], "b")], "delay_ms": 6},
+        ])
+        t = self.term()
+        t.type("/spawn reviewer Stream alpha")
+        t.type("/spawn optimizer Stream beta")
+        t.type("interleave main please")
+        t.wait("two summaries", lambda: t.history().count("── summary: ✓ PASS ──") == 2)
+        t.wait_text("m29")
+        for agent, tag in (("main", "m"), ("reviewer-1", "a"), ("optimizer-1", "b")):
+            got = [w for l in self.agent_lines(t, agent) for w in re.findall(r"\b[mab]\d+\b", l)]
+            self.assertEqual(got, [f"{tag}{i}" for i in range(30)], f"{agent}'s words:\n{t.history()}")
+
+    def test_commands(self):
+        self.c.model.script([
+            {"match": "Audit the cache", "text": summary_text("PASS", ["fine"], "keep"),
+             "usage": {"prompt_tokens": 500, "completion_tokens": 50, "total_tokens": 550}},
+            {"match": "What did you find", "text": "Only the cache is slow."},
+            {"match": "hello there", "text": "Hi!",
+             "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}},
+            {"match": "quietly", "chunks": ["Whole ", "answer ", "at once."], "delay_ms": 30},
+        ])
+        t = self.term()
+        t.type("/help")
+        t.wait_text("@<agent id> <message>")
+        for cmd in ("/spawn", "/agents", "/stop", "/stop_all", "/config", "/stats", "/stream", "/thinking",
+                    "/reset", "/help", "/exit"):
+            self.assertIn(cmd, t.history())
+        t.type("hello there")
+        t.wait_line("main", "Hi!")
+        t.type("/spawn researcher Audit the cache")
+        t.wait_text("── summary: ✓ PASS ──")
+        t.type("@researcher-1 What did you find?")
+        t.wait_text("│ Only the cache is slow.")
+        self.assertTrue(any("Only the cache is slow." in l for l in self.agent_lines(t, "researcher-1")))
+        t.type("/agents")
+        t.wait("the agents table", lambda: re.search(r"📚 researcher-1\s+researcher\s+small-model", t.history()))
+        self.assertRegex(t.history(), r"AGENT\s+ROLE\s+MODEL\s+STATUS\s+MESSAGES\s+TOKENS IN\s+TOKENS OUT\s+COST")
+        t.type("/stats")
+        t.wait_text("The same tokens on the main model")
+        self.assertRegex(t.history(), r"TEAM\s+\d+\s+\d+\s+\d+\s+\$")
+        t.type("/config")
+        t.wait_text('"reviewer_agent": {')
+        t.type("/stream")
+        t.wait_text("streaming display of the main agent: off")
+        t.type("say it quietly")
+        t.wait_line("main", "Whole answer at once.")
+        t.type("/stream")
+        t.wait_text("streaming display of the main agent: on")
+        t.type("/thinking")
+        t.wait_text("thinking display: off")
+        t.type("/reset")
+        t.wait_text("the main agent's conversation is cleared")
+        r, h = self.c.cadre_json("history")
+        self.assertEqual(h[0]["messages"], [])
+        t.type("/nosuch")
+        t.wait_text("unknown command /nosuch")
+        t.type("/exit")
+        self.assertEqual(t.wait_exit(), 0)
+        self.assertEqual(len(self.c.nodes()), 2, "the cluster keeps running")
+
+    def test_thinking_shown_then_toggled_off(self):
+        self.c.model.script([{"match": "think first", "thinking": "weighing the options", "text": "Option B."},
+                             {"match": "again please", "thinking": "hidden reasoning", "text": "Still B."}])
+        t = self.term()
+        t.type("think first")
+        t.wait_line("main", "Option B.")
+        self.assertTrue(t.has_line("main", "[thinking] weighing the options"), t.history())  # NO_COLOR: marked
+        t.type("/thinking")
+        t.wait_text("thinking display: off")
+        t.type("again please")
+        t.wait_line("main", "Still B.")
+        self.assertNotIn("hidden reasoning", t.history())
+
+    def test_tab_completion(self):
+        self.c.model.script([{"match": "Complete me", "text": summary_text("PASS", ["x"], "y")}])
+        t = self.term()
+        t.type("/sp", enter=False)
+        t.keys("Tab")
+        t.wait_prompt("/spawn")
+        t.type("rev", enter=False)
+        t.keys("Tab")
+        t.wait_prompt("/spawn reviewer")
+        t.type("Complete me")
+        t.wait_text("── summary: ✓ PASS ──")
+        t.wait_prompt()
+        t.type("@rev", enter=False)
+        t.keys("Tab")
+        t.wait_prompt("@reviewer-1")
+        t.keys("C-u")
+        t.wait_prompt()
+        t.type("/st", enter=False)
+        t.keys("Tab")  # /stop /stop_all /stats /stream: the common prefix is all there is
+        t.wait_prompt("/st")
+        t.keys("Tab")
+        t.wait_text("/stop  /stop_all  /stats  /stream")
+        t.wait_prompt("/st")
+
+    def test_ctrl_c_cancels_a_hanging_turn_then_leaves(self):
+        self.c.model.script([{"match": "Hang on", "hang": True}])
+        t = self.term()
+        t.type("Hang on a moment")
+        t.wait("the model request", lambda: self.c.model.requests())
+        t.keys("C-c")
+        t.wait_text("cancelled (cancelled by the user)")
+        wait_until(lambda: self.c.model.requests()[-1]["t_end"] is not None, 5, "the model request to be dropped")
+        t.wait_prompt()
+        self.assertNotIn("[exit status", t.history(), "one Ctrl-C only cancels")
+        t.type("still here?")
+        t.wait_text("Hello from the scripted model.")
+        t.wait_text("tokens in")  # the turn is over
+        t.keys("C-c")  # no turn is running: leave
+        self.assertEqual(t.wait_exit(), 0)
+        self.assertEqual(len(self.c.nodes()), 2, "the cluster keeps running")
+
+    def test_history_and_line_editing(self):
+        t = self.term()
+        t.type("first question")
+        t.wait_text("Hello from the scripted model.")
+        t.wait_prompt()
+        t.keys("Up")
+        t.wait_prompt("first question")
+        t.keys("C-a")
+        t.type("my ", enter=False)
+        t.wait_prompt("my first question")
+        t.keys("C-u")
+        t.type("/exit")
+        self.assertEqual(t.wait_exit(), 0)
+        hist = os.path.join(self.c.env()["XDG_STATE_HOME"], "cadre", "console_history")
+        self.assertIn("first question", open(hist).read().replace("\\040", " "))  # libedit's vis(3) encoding
+
+    def test_colour_only_on_a_terminal_without_no_color(self):
+        self.c.model.script([{"match": "Colour check", "text": summary_text("PASS", ["green"], "none")}])
+        t = self.term("colour", color=True)
+        t.type("/spawn reviewer Colour check")
+        t.wait_text("── summary: ✓ PASS ──")
+        esc = t.screen(escapes=True)
+        self.assertRegex(esc, r"\x1b\[33m🔍 reviewer-\d+", "reviewer prefix in yellow")
+        self.assertRegex(esc, r"\x1b\[1myou ›", "the prompt in bold")
+        self.assertRegex(esc, r"\x1b\[32m── summary: ✓ PASS ──", "PASS in green")
+        plain = self.term("plain")
+        plain.type("/agents")
+        plain.wait_text("AGENT")
+        self.assertNotIn("\x1b[", plain.screen(escapes=True))
+
+    def test_two_consoles_see_the_same_streams(self):
+        self.c.model.script([{"match": "Shared question", "chunks": ["Seen ", "by ", "both."], "delay_ms": 20},
+                             {"match": "Shared task", "text": summary_text("PASS", ["both saw it"], "none")}])
+        a, b = self.term("a"), self.term("b")
+        a.type("Shared question")
+        a.wait_line("main", "Seen by both.")
+        b.wait_line("main", "Seen by both.")
+        b.type("/spawn tester Shared task")
+        a.wait_text("• both saw it")
+        b.wait_text("• both saw it")
+
+
+class Delegation(ConsoleTest):
+    @staticmethod
+    def config_extra(cfg):
+        cfg["spawning_rules"].update({"auto_spawn_on_keywords": True, "require_confirmation": True})
+
+    def test_main_delegates_and_continues(self):
+        self.c.model.script([
+            {"match": "Ship the login", "tool_calls": [
+                {"id": "call_1", "name": "spawn_agent",
+                 "arguments": {"role": "tester", "task": "Run the login suite"}}]},
+            {"match": "Run the login suite", "text": summary_text("PASS", ["12 tests pass"], "ship")},
+        ], default={"text": "The tester says all 12 tests pass: shipping."})
+        t = self.term()
+        t.type("Ship the login feature")
+        t.wait_text("→ spawn_agent tester: Run the login suite")
+        t.wait_text("• 12 tests pass")
+        t.wait_text("continues with the sub-agents' summaries")
+        t.wait_line("main", "The tester says all 12 tests pass: shipping.")
+        t.wait_prompt()
+
+    def test_keyword_proposal_asks_and_confirm_spawns(self):
+        self.c.model.script([
+            {"match": "review the parser", "text": "Sure, a reviewer can look at it."},
+            {"match": "Please review the parser", "text": summary_text("PASS", ["parser ok"], "none")},
+        ])
+        t = self.term()
+        t.type("Please review the parser")
+        t.wait_text('keyword "review"')
+        t.wait("the question", lambda: t.last_line() == "spawn it? [y/n]")
+        t.type("maybe")
+        t.wait_text("please answer y or n")
+        t.type("y")
+        t.wait_text("• parser ok")
+        t.wait_prompt()
+        r, out = self.c.cadre_json("agents")
+        self.assertIn("reviewer-1", [a["id"] for a in out[0]])
+
+
+class Piped(unittest.TestCase):
+    """Not a terminal: no colour, no line editing; lines from stdin; leaves at EOF."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(nodes=(("p1", 2),))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def run_console(self, text, timeout=60):
+        env = self.c.env()
+        env.pop("NO_COLOR", None)  # not a terminal is enough to turn colour off
+        r = subprocess.run([CTL()], input=text, env=env, capture_output=True, text=True, timeout=timeout)
+        for marker in SANITIZER_MARKERS:
+            self.assertNotIn(marker, r.stderr, r.stderr)
+        return r
+
+    def test_help_then_a_question(self):
+        self.c.model.script([{"match": "hello", "chunks": ["Hello ", "back."]}])
+        r = self.run_console("/help\nhello\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("/spawn <role> <task>", r.stdout)
+        self.assertIn("🧠 main │ Hello back.\n", r.stdout)
+        self.assertNotIn("\x1b", r.stdout)
+        self.assertLess(r.stdout.index("/spawn <role>"), r.stdout.index("Hello back."))
+
+    def test_lines_wait_for_the_answer_and_sub_agents_report(self):
+        self.c.model.script([
+            {"match": "first", "text": "One.", "delay_ms": 100},
+            {"match": "second", "text": "Two."},
+            {"match": "Piped task", "text": summary_text("PASS", ["piped"], "none")},
+        ])
+        r = self.run_console("first\nsecond\n/spawn tester Piped task\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        out = r.stdout
+        self.assertLess(out.index("🧠 main │ One."), out.index("🧠 main │ Two."))
+        self.assertIn("── summary: ✓ PASS ──", out)  # it waited for the sub-agent it spawned
+
+    def test_errors_are_shown(self):
+        r = self.run_console("/stop nobody-1\n/spawn\n@ghost-3 hi\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("nobody-1", r.stdout)
+        self.assertIn("usage: /spawn <role> <task>", r.stdout)
+        self.assertIn("ghost-3", r.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
