@@ -112,7 +112,8 @@ static json_t *find_agent(json_t *agents, const char *id) {
   return NULL;
 }
 
-/* spawn --wait: the agent's summary, status and usage. Returns the exit status. */
+/* spawn --wait: the agent's summary, status and usage. Returns the exit
+ * status: 0 once the summary is in, whatever the agent found or how it ended. */
 static int wait_summary(ctl_t *ctl, client_t *c, const char *id) {
   proto_msg_t *m = wait_event(ctl, c, id, is_summary_of, id);
   if (!m) {
@@ -140,11 +141,10 @@ static int wait_summary(ctl_t *ctl, client_t *c, const char *id) {
     out_flush(out);
     out_free(&out);
   }
-  int rc = status && (strcmp(status, "failed") == 0 || strcmp(status, "stopped") == 0) ? 1 : 0;
   json_decref(o);
   json_decref(agents);
   proto_msg_destroy(&m);
-  return rc;
+  return 0;
 }
 
 int cmd_spawn(ctl_t *ctl, int argc, char **argv) {
@@ -309,19 +309,23 @@ int cmd_reset(ctl_t *ctl, int argc, char **argv) {
   return show(ctl, once(ctl, "reset", json_pack("{s:s}", "session", i < argc ? argv[i] : "main")), format_reset);
 }
 
-/* One watched message as a JSON line: deltas and events alike carry "event". */
+/* One watched message as a JSON line, shaped as on the wire: "type" is
+ * "delta" (session, turn, attempt, seq, kind "text"/"thinking", text) or
+ * "event" (kind, session, turn, seq, payload). */
 static void print_json_msg(const proto_msg_t *m) {
   json_t *o;
-  if (m->type == PROTO_DELTA)
-    o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "event", "delta", "session", m->session, "turn",
+  if (m->type == PROTO_DELTA) {
+    o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:s}", "type", "delta", "session", m->session, "turn",
                   (json_int_t)m->turn, "attempt", (json_int_t)m->attempt, "seq", (json_int_t)m->seq, "kind", m->kind,
                   "text", m->text);
-  else
-    o = json_pack("{s:s, s:s?, s:O?}", "event", m->kind, "session", m->session, "payload", m->payload);
-  if (m->type == PROTO_EVENT && PROTO_HAS(m, turn))
-    json_object_set_new(o, "turn", json_integer(m->turn));
-  if (m->type == PROTO_EVENT && PROTO_HAS(m, seq))
-    json_object_set_new(o, "seq", json_integer(m->seq));
+  } else {
+    o = json_pack("{s:s, s:s, s:s?, s:O?}", "type", "event", "kind", m->kind, "session", m->session, "payload",
+                  m->payload);
+    if (PROTO_HAS(m, turn))
+      json_object_set_new(o, "turn", json_integer(m->turn));
+    if (PROTO_HAS(m, seq))
+      json_object_set_new(o, "seq", json_integer(m->seq));
+  }
   ctl_print_json(o);
   json_decref(o);
 }
@@ -336,7 +340,7 @@ static int watch_loop(ctl_t *ctl, client_t *c, out_t *out, view_t *view) {
     if (r == CLIENT_RECONNECTED) {
       json_decref(ctl_request(ctl, c, "subscribe", NULL));
       if (ctl->json) {
-        json_t *o = json_pack("{s:s, s:s}", "event", "reconnected", "epoch", client_epoch(c));
+        json_t *o = json_pack("{s:s, s:s}", "type", "reconnected", "epoch", client_epoch(c));
         ctl_print_json(o);
         json_decref(o);
       } else {
@@ -370,6 +374,13 @@ int cmd_watch(ctl_t *ctl, int argc, char **argv) {
   json_t *r = ctl_request(ctl, c, "subscribe", NULL);
   int rc = 1;
   if (r) {
+    /* A first line once subscribed: scripts know from here on nothing is missed. */
+    if (ctl->json) {
+      fputs("{\"event\":\"watching\"}\n", stdout);
+      fflush(stdout);
+    } else {
+      fprintf(stderr, "watching every agent; Ctrl-C to stop\n");
+    }
     out_t *out = out_new(stdout, ctl->color, false);
     view_t *view = view_new(out);
     view_set_thinking(view, ctl->color);

@@ -71,25 +71,47 @@ static void track_main(console_t *con, const proto_msg_t *m) {
   }
 }
 
-/* A proposal another console accepted: its agent was spawned, the question is moot. */
-static void drop_answered(console_t *con, const json_t *spawned) {
-  size_t n = json_array_size(con->proposals);
-  for (size_t i = n; i-- > 0;) {
-    const json_t *q = json_array_get(con->proposals, i);
-    if (strcmp(pstr(q, "role"), pstr(spawned, "role")) == 0 && strcmp(pstr(q, "task"), pstr(spawned, "task")) == 0)
-      json_array_remove(con->proposals, i);
-  }
-  if (con->ed && json_array_size(con->proposals) != n)
+/* Drops the questions matching fn(question, ud): answered elsewhere, or moot. */
+static void drop_questions(console_t *con, bool (*fn)(const json_t *q, const void *ud), const void *ud) {
+  size_t n = json_array_size(con->questions);
+  for (size_t i = n; i-- > 0;)
+    if (fn(json_array_get(con->questions, i), ud))
+      json_array_remove(con->questions, i);
+  if (con->ed && json_array_size(con->questions) != n)
     edit_update_prompt(con->ed);
 }
 
-/* Agents come and go: ids for completion, proposals to answer, our spawns. */
+/* A proposal another console accepted: its agent was spawned. */
+static bool is_spawned(const json_t *q, const void *spawned) {
+  return strcmp(pstr(q, "q"), "spawn") == 0 && strcmp(pstr(q, "role"), pstr(spawned, "role")) == 0 &&
+         strcmp(pstr(q, "task"), pstr(spawned, "task")) == 0;
+}
+
+/* A tool call that ran (or was refused): tool_result {id}. */
+static bool is_call(const json_t *q, const void *id) {
+  return strcmp(pstr(q, "q"), "tool") == 0 && strcmp(pstr(q, "call_id"), (const char *)id) == 0;
+}
+
+/* Approvals of a turn that ended. */
+static bool of_turn(const json_t *q, const void *turn) {
+  return strcmp(pstr(q, "q"), "tool") == 0 && json_integer_value(json_object_get(q, "turn")) == *(const int64_t *)turn;
+}
+
+static void ask_question(console_t *con, json_t *q) {
+  json_array_append_new(con->questions, q);
+  if (con->ed)
+    edit_update_prompt(con->ed);
+  else
+    out_puts(con->out, "answer y or n");
+}
+
+/* Agents come and go: ids for completion, questions to answer, our spawns. */
 static void track_agents(console_t *con, const proto_msg_t *m) {
   const json_t *p = m->payload;
   const char *id = pstr(p, "id");
   if (strcmp(m->kind, "agent_spawned") == 0) {
     json_object_set_new(con->ids, id, json_string(pstr(p, "role")));
-    drop_answered(con, p);
+    drop_questions(con, is_spawned, p);
   } else if (strcmp(m->kind, "summary") == 0) {
     json_object_del(con->mine, id);
   } else if (strcmp(m->kind, "agent_status") == 0) {
@@ -97,16 +119,26 @@ static void track_agents(console_t *con, const proto_msg_t *m) {
     if (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "stopped") == 0)
       json_object_del(con->mine, id);
   } else if (strcmp(m->kind, "spawn_proposed") == 0) {
-    json_array_append(con->proposals, (json_t *)p);
-    if (con->ed)
-      edit_update_prompt(con->ed);
-    else
-      out_puts(con->out, "answer y or n");
+    json_t *q = json_deep_copy(p);
+    json_object_set_new(q, "q", json_string("spawn"));
+    ask_question(con, q);
+  } else if (strcmp(m->kind, "approval_needed") == 0) {
+    const json_t *call = json_object_get(p, "call");
+    ask_question(con, json_pack("{s:s, s:I, s:O?, s:s?, s:s}", "q", "tool", "turn", (json_int_t)m->turn, "seq",
+                                json_object_get(p, "seq"), "session", m->session, "call_id", pstr(call, "id")));
+  } else if (strcmp(m->kind, "turn_done") == 0 || strcmp(m->kind, "turn_failed") == 0) {
+    int64_t turn = m->turn;
+    drop_questions(con, of_turn, &turn);
   }
 }
 
 static void on_message(console_t *con, const proto_msg_t *m) {
   if (m->type == PROTO_DELTA) {
+    if (strcmp(m->kind, "tool_result") == 0) {
+      json_t *r = json_loads(m->text, 0, NULL);
+      drop_questions(con, is_call, pstr(r, "id"));
+      json_decref(r);
+    }
     view_delta(con->view, m);
     return;
   }
@@ -201,7 +233,7 @@ static void read_lines(console_t *con, bool readable) {
     else if (n == 0 || (errno != EINTR && errno != EAGAIN))
       con->eof = true;
   }
-  while (!con->quit && (!con->chain || json_array_size(con->proposals) > 0) && con->in.len) {
+  while (!con->quit && (!con->chain || json_array_size(con->questions) > 0) && con->in.len) {
     char *nl = memchr(con->in.s, '\n', con->in.len);
     if (!nl && !con->eof)
       break;
@@ -296,7 +328,7 @@ int cmd_console(ctl_t *ctl, int argc, char **argv) {
   view_set_thinking(con.view, tty);
   con.ids = json_object();
   con.roles = json_array();
-  con.proposals = json_array();
+  con.questions = json_array();
   con.mine = json_object();
   subscribe_all(&con);
   learn(&con);
@@ -319,7 +351,7 @@ int cmd_console(ctl_t *ctl, int argc, char **argv) {
   out_free(&con.out);
   json_decref(con.ids);
   json_decref(con.roles);
-  json_decref(con.proposals);
+  json_decref(con.questions);
   json_decref(con.mine);
   sbuf_free(&con.in);
   client_destroy(&con.c);

@@ -35,7 +35,7 @@ typedef struct console {
   int64_t last_int_ms;
   json_t *ids;       /* agent id -> role, for completion and prefixes */
   json_t *roles;     /* role names the config offers */
-  json_t *proposals; /* spawn_proposed payloads waiting for an answer */
+  json_t *questions; /* waiting for y/n: {"q": "spawn", proposal...} or {"q": "tool", turn, seq, call_id} */
   json_t *mine;      /* sub-agents this console spawned that have not reported yet */
   sbuf_t in;         /* stdin bytes not yet a whole line (no line editor) */
   bool eof;

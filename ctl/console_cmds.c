@@ -25,8 +25,9 @@ json_t *console_request(console_t *con, const char *verb, json_t *args) {
 }
 
 const char *console_prompt_text(const console_t *con) {
-  if (json_array_size(con->proposals) > 0)
-    return "spawn it? [y/n] ";
+  const json_t *q = json_array_get(con->questions, 0);
+  if (q)
+    return strcmp(json_string_value(json_object_get(q, "q")), "tool") == 0 ? "allow it? [y/n] " : "spawn it? [y/n] ";
   return "you › ";
 }
 
@@ -201,6 +202,77 @@ static void con_nodes(console_t *con, const char *rest) {
   json_decref(r);
 }
 
+/* "📋 plan 3 "title" [status] · 4 steps · ~195 s, $0.06" */
+static void plan_line(console_t *con, const json_t *p) {
+  const json_t *est = json_object_get(p, "estimate");
+  char cost[32];
+  format_cost(cost, sizeof cost, json_number_value(json_object_get(est, "cost")));
+  out_printf(con->out, "📋 plan %lld \"%s\" [%s] · %zu steps · ~%.0f s, %s",
+             (long long)json_integer_value(json_object_get(p, "id")),
+             json_string_value(json_object_get(p, "title")) ?: "", json_string_value(json_object_get(p, "status")) ?: "?",
+             json_array_size(json_object_get(p, "steps")), json_number_value(json_object_get(est, "seconds")), cost);
+}
+
+static void con_plans(console_t *con, const char *rest) {
+  (void)rest;
+  json_t *r = console_request(con, "plans", NULL);
+  size_t i;
+  json_t *p;
+  if (r && json_array_size(r) == 0)
+    out_puts(con->out, "no plans yet");
+  json_array_foreach(r, i, p) plan_line(con, p);
+  json_decref(r);
+}
+
+/* Runs verb with {"id": the number in rest}; returns the result or NULL. */
+static json_t *plan_verb(console_t *con, const char *verb, const char *rest, bool id_optional) {
+  char word[32], *end = NULL;
+  first_word(rest, word, sizeof word);
+  long long id = strtoll(word, &end, 10);
+  if (!word[0] && id_optional)
+    return console_request(con, verb, NULL);
+  if (!word[0] || *end || id <= 0) {
+    out_printf(con->out, "usage: /%s <plan id>   (/plans lists them)", verb);
+    return NULL;
+  }
+  return console_request(con, verb, json_pack("{s:I}", "id", (json_int_t)id));
+}
+
+static void con_plan(console_t *con, const char *rest) {
+  json_t *r = plan_verb(con, "plan", rest, false);
+  if (r) {
+    plan_line(con, r);
+    const char *text = json_string_value(json_object_get(r, "text"));
+    if (text)
+      out_puts(con->out, text);
+  }
+  json_decref(r);
+}
+
+static void con_approve(console_t *con, const char *rest) {
+  json_t *r = plan_verb(con, "approve", rest, false);
+  if (r)
+    out_printf(con->out, "plan %lld approved: the workflow runs (its steps show here as they go)",
+               (long long)json_integer_value(json_object_get(r, "id")));
+  json_decref(r);
+}
+
+static void con_reject(console_t *con, const char *rest) {
+  json_t *r = plan_verb(con, "reject", rest, false);
+  if (r)
+    out_printf(con->out, "plan %lld: %s", (long long)json_integer_value(json_object_get(r, "id")),
+               json_string_value(json_object_get(r, "status")) ?: "rejected");
+  json_decref(r);
+}
+
+static void con_cancel_workflow(console_t *con, const char *rest) {
+  json_t *r = plan_verb(con, "cancel_workflow", rest, true);
+  if (r)
+    out_printf(con->out, "workflow %lld: %s", (long long)json_integer_value(json_object_get(r, "id")),
+               json_string_value(json_object_get(r, "status")) ?: "cancelled");
+  json_decref(r);
+}
+
 static void con_exit(console_t *con, const char *rest) {
   (void)rest;
   con->quit = true;
@@ -219,6 +291,11 @@ static const command_t commands[] = {
     {"/reset", "", "clear the main agent's conversation", con_reset},
     {"/history", "[agent id]", "show an agent's conversation (default: main)", con_history},
     {"/nodes", "", "list the agent daemons", con_nodes},
+    {"/plans", "", "list the workflow plans agents proposed", con_plans},
+    {"/plan", "<plan id>", "show a plan with its steps", con_plan},
+    {"/approve", "<plan id>", "run a plan as a workflow", con_approve},
+    {"/reject", "<plan id>", "discard a plan", con_reject},
+    {"/cancel_workflow", "[plan id]", "cancel the running workflow (its changes are rolled back)", con_cancel_workflow},
     {"/help", "", "show this help", con_help},
     {"/exit", "", "leave the console (the cluster keeps running)", con_exit},
     {"/quit", NULL, NULL, con_exit},
@@ -270,16 +347,8 @@ static void ask(console_t *con, const char *text) {
   json_decref(r);
 }
 
-/* The line answers the first waiting spawn proposal. */
-static void answer_proposal(console_t *con, const char *line) {
-  json_t *p = json_array_get(con->proposals, 0);
-  bool yes = strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
-  bool no = strcasecmp(line, "n") == 0 || strcasecmp(line, "no") == 0;
-  if (!yes && !no) {
-    out_printf(con->out, "please answer y or n: spawn a %s for \"%.200s\"?",
-               json_string_value(json_object_get(p, "role")), json_string_value(json_object_get(p, "task")));
-    return;
-  }
+/* Answers a spawn proposal with the confirm verb. */
+static void answer_spawn(console_t *con, const json_t *p, bool yes) {
   json_t *r = console_request(con, "confirm",
                               json_pack("{s:O, s:b}", "proposal", json_object_get(p, "proposal"), "accept", yes));
   const char *id = json_string_value(json_object_get(r, "spawned"));
@@ -290,7 +359,34 @@ static void answer_proposal(console_t *con, const char *line) {
     out_puts(con->out, "not spawned");
   }
   json_decref(r);
-  json_array_remove(con->proposals, 0);
+}
+
+/* Answers a node's question whether a tool call may run. */
+static void answer_tool(console_t *con, const json_t *q, bool yes) {
+  json_decref(console_request(con, "approve_tool", json_pack("{s:O, s:O, s:b}", "turn", json_object_get(q, "turn"),
+                                                             "seq", json_object_get(q, "seq"), "allow", yes)));
+}
+
+/* The line answers the first waiting question (a spawn proposal or a tool approval). */
+static void answer_question(console_t *con, const char *line) {
+  json_t *q = json_incref(json_array_get(con->questions, 0));
+  bool yes = strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
+  bool no = strcasecmp(line, "n") == 0 || strcasecmp(line, "no") == 0;
+  bool tool = strcmp(json_string_value(json_object_get(q, "q")), "tool") == 0;
+  if (!yes && !no) {
+    if (tool)
+      out_puts(con->out, "please answer y or n: may the tool call above run?");
+    else
+      out_printf(con->out, "please answer y or n: spawn a %s for \"%.200s\"?",
+                 json_string_value(json_object_get(q, "role")), json_string_value(json_object_get(q, "task")));
+  } else {
+    json_array_remove(con->questions, 0);
+    if (tool)
+      answer_tool(con, q, yes);
+    else
+      answer_spawn(con, q, yes);
+  }
+  json_decref(q);
 }
 
 void console_line(console_t *con, const char *raw) {
@@ -303,8 +399,8 @@ void console_line(console_t *con, const char *raw) {
     free(line);
     return;
   }
-  if (json_array_size(con->proposals) > 0) {
-    answer_proposal(con, s);
+  if (json_array_size(con->questions) > 0) {
+    answer_question(con, s);
   } else if (s[0] == '/') {
     char name[64];
     const char *rest = first_word(s, name, sizeof name);

@@ -30,8 +30,9 @@ struct edit {
   bool active;       /* the prompt is on screen (not while a line is being run) */
 };
 
-static const char *commands[] = {"/spawn", "/agents", "/stop",  "/stop_all", "/config", "/stats", "/stream",
-                                 "/thinking", "/reset", "/history", "/nodes", "/help",   "/exit"};
+static const char *commands[] = {"/spawn",  "/agents", "/stop",    "/stop_all", "/config", "/stats",
+                                 "/stream", "/thinking", "/reset", "/history", "/nodes",  "/plans",
+                                 "/plan",   "/approve", "/reject", "/cancel_workflow", "/help", "/exit"};
 
 static char *prompt_fn(EditLine *el) {
   edit_t *ed = NULL;

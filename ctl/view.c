@@ -71,8 +71,58 @@ static json_int_t rec_int(const json_t *r, const char *key) {
   return json_integer_value(json_object_get(r, key));
 }
 
+/* Text for one line: whitespace runs become one space, at most max bytes (then "…"). */
+static void one_line(const char *s, char *buf, size_t len, size_t max) {
+  size_t n = 0;
+  bool space = false;
+  for (; s && *s && n + 4 < len && n < max; s++) {
+    bool ws = *s == '\n' || *s == '\r' || *s == '\t' || *s == ' ';
+    if (ws && space)
+      continue;
+    buf[n++] = ws ? ' ' : *s;
+    space = ws;
+  }
+  if (s && *s && n + 4 < len) {
+    while (n > 0 && ((unsigned char)buf[n - 1] & 0xc0) == 0x80)
+      n--; /* not in the middle of a character */
+    if (n > 0 && (unsigned char)buf[n - 1] >= 0xc0)
+      n--;
+    memcpy(buf + n, "…", 3);
+    n += 3;
+  }
+  buf[n] = '\0';
+}
+
+/* The name and arguments of a tool call, {id, name, arguments} or OpenAI's {id, function: {name, arguments}}. */
+static void call_text(const json_t *call, char *buf, size_t len) {
+  const json_t *fn = json_object_get(call, "function");
+  const json_t *src = fn ? fn : call;
+  char args[400];
+  one_line(pstr(src, "arguments"), args, sizeof args, 240);
+  snprintf(buf, len, "%s %s", pstr(src, "name"), args);
+}
+
+/* Tools a node runs stream as deltas: tool_call {id, name, arguments}, tool_result {id, name, ok, summary}. */
+static void tool_delta(view_t *v, const proto_msg_t *m) {
+  json_t *o = json_loads(m->text, 0, NULL);
+  char text[600];
+  if (strcmp(m->kind, "tool_call") == 0) {
+    call_text(o, text, sizeof text);
+    out_agent_line(v->out, m->session, OUT_DIM, "→ %s", text);
+  } else if (strcmp(m->kind, "tool_result") == 0) {
+    bool ok = !json_is_false(json_object_get(o, "ok"));
+    one_line(pstr(o, "summary"), text, sizeof text, 240);
+    out_agent_line(v->out, m->session, ok ? OUT_DIM : OUT_ERROR, "← %s %s %s", ok ? "✓" : "✗", pstr(o, "name"), text);
+  }
+  json_decref(o);
+}
+
 void view_delta(view_t *v, const proto_msg_t *m) {
   bool thinking = strcmp(m->kind, "thinking") == 0;
+  if (!thinking && strcmp(m->kind, "text") != 0) {
+    tool_delta(v, m);
+    return;
+  }
   if (is_main(m->session) && !v->stream)
     return; /* printed whole when the turn is done */
   json_t *r = turn_rec(v, m->session);
@@ -216,11 +266,43 @@ static bool on_agent_event(view_t *v, const char *kind, const json_t *p) {
   return true;
 }
 
+/* Plans and workflows: one line per event (payload: the plan, plus step, attempt, detail, ...). */
+static void on_workflow(view_t *v, const char *kind, const json_t *p) {
+  long long id = (long long)json_integer_value(json_object_get(p, "id"));
+  long long step = (long long)json_integer_value(json_object_get(p, "step"));
+  const char *title = pstr(p, "title");
+  sbuf_t b = {0};
+  sbuf_puts(&b, out_color(v->out) ? "\033[1m" : "");
+  sbuf_printf(&b, "📋 plan %lld%s%s%s: ", id, title[0] ? " \"" : "", title, title[0] ? "\"" : "");
+  if (strcmp(kind, "plan_proposed") == 0)
+    sbuf_printf(&b, "proposed (/plan %lld shows it; /approve %lld or /reject %lld)", id, id, id);
+  else if (strcmp(kind, "plan_rejected") == 0 && !id)
+    sbuf_printf(&b, "a [PLAN] block could not be read: %s", pstr(p, "detail"));
+  else if (strcmp(kind, "step_started") == 0)
+    sbuf_printf(&b, "⟳ step %lld started (attempt %lld)", step, (long long)json_integer_value(json_object_get(p, "attempt")));
+  else if (strcmp(kind, "step_done") == 0)
+    sbuf_printf(&b, "✓ step %lld done", step);
+  else if (strcmp(kind, "step_failed") == 0)
+    sbuf_printf(&b, "✗ step %lld failed: %s%s", step, pstr(p, "detail"),
+                json_is_true(json_object_get(p, "will_retry")) ? " (retrying)" : "");
+  else
+    sbuf_printf(&b, "%s (%s)", kind, pstr(p, "status"));
+  sbuf_puts(&b, out_color(v->out) ? "\033[0m" : "");
+  out_puts(v->out, sbuf_str(&b));
+  sbuf_free(&b);
+  if (strcmp(kind, "plan_proposed") == 0 && pstr(p, "text")[0])
+    out_puts(v->out, pstr(p, "text"));
+}
+
 void view_event(view_t *v, const proto_msg_t *m) {
   const json_t *p = m->payload;
   const char *kind = m->kind, *session = m->session;
   if (on_agent_event(v, kind, p))
     return;
+  if (strncmp(kind, "plan_", 5) == 0 || strncmp(kind, "workflow_", 9) == 0 || strncmp(kind, "step_", 5) == 0) {
+    on_workflow(v, kind, p);
+    return;
+  }
   if (strncmp(kind, "node_", 5) == 0) {
     on_node(v, kind, p);
     return;
@@ -233,6 +315,10 @@ void view_event(view_t *v, const proto_msg_t *m) {
     on_turn_failed(v, m, p);
   } else if (strcmp(kind, "tool_call") == 0) {
     on_tool_call(v, session, p);
+  } else if (strcmp(kind, "approval_needed") == 0) {
+    char text[600];
+    call_text(json_object_get(p, "call"), text, sizeof text);
+    out_agent_line(v->out, session, OUT_WARN, "wants to run %s (waiting for approval)", text);
   } else if (strcmp(kind, "turn_waiting") == 0) {
     out_agent_line(v->out, session, OUT_DIM, "waiting: %s", pstr(p, "detail"));
   } else if (strcmp(kind, "turn_requeued") == 0) {

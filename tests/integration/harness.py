@@ -193,6 +193,39 @@ class Cluster:
         return subprocess.Popen([CTL(), *args], env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
 
+    def watch(self):
+        """cadre --json watch, started and subscribed (its first line says so).
+        A thread moves its lines into p.events (a queue) for watch_for."""
+        import queue
+        import threading
+        p = self.cadre_bg("--json", "watch")
+        first = json.loads(p.stdout.readline() or "{}")
+        if first.get("event") != "watching":
+            p.kill()
+            raise AssertionError(f"cadre watch did not start: {first} {p.stderr.read()}")
+        p.events = queue.Queue()
+
+        def pump():
+            for line in p.stdout:
+                p.events.put(json.loads(line))
+            p.events.put(None)
+        threading.Thread(target=pump, daemon=True).start()
+        return p
+
+    def watch_for(self, watch, pred, timeout=20):
+        """The first event of a watch for which pred is true (a deadline, not a sleep)."""
+        import queue
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                ev = watch.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                ev = None
+            if ev is None:
+                raise AssertionError("the awaited event did not come")
+            if pred(ev):
+                return ev
+
     def cadre_json(self, *args, timeout=60):
         r = self.cadre("--json", *args, timeout=timeout)
         lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]

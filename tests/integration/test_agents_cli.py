@@ -231,24 +231,26 @@ class AgentCommands(unittest.TestCase):
             wait_until(self._watching, 10, "the watcher to connect")
             self.c.cadre("ask", "Watch me", check=True)
             aid = self.json1("spawn", "reviewer", "Watched task", "--wait")["id"]
-            wait_until(lambda: any(e["event"] == "summary" and e["payload"]["id"] == aid for e in w.events()), 10,
-                       "the summary event")
+            wait_until(lambda: any(e["type"] == "event" and e["kind"] == "summary" and e["payload"]["id"] == aid
+                                   for e in w.events()), 10, "the summary event")
         finally:
             rc = w.stop()
         self.assertEqual(rc, 0)
         ev = w.events()
-        deltas = [e for e in ev if e["event"] == "delta" and e["session"] == "main"]
+        deltas = [e for e in ev if e["type"] == "delta" and e["session"] == "main"]
         self.assertEqual("".join(d["text"] for d in deltas if d["kind"] == "text"), "Watched answer.")
         for d in deltas:
-            self.assertEqual(set(d), {"event", "session", "turn", "attempt", "seq", "kind", "text"})
-        kinds = [e["event"] for e in ev]
+            self.assertEqual(set(d), {"type", "session", "turn", "attempt", "seq", "kind", "text"})
+        events = [e for e in ev if e["type"] == "event"]
+        self.assertEqual({e["type"] for e in ev}, {"delta", "event"})
+        kinds = [e["kind"] for e in events]
         for k in ("turn_started", "turn_done", "agent_spawned", "agent_status", "summary"):
             self.assertIn(k, kinds)
-        done = [e for e in ev if e["event"] == "turn_done" and e["session"] == "main"][-1]
+        done = [e for e in events if e["kind"] == "turn_done" and e["session"] == "main"][-1]
         self.assertEqual(done["payload"]["message"]["content"], "Watched answer.")
         self.assertIsInstance(done["turn"], int)
         self.assertIsInstance(done["seq"], int)
-        summary = [e for e in ev if e["event"] == "summary"][-1]
+        summary = [e for e in events if e["kind"] == "summary"][-1]
         self.assertEqual(summary["payload"]["summary"]["key_points"], ["seen"])
 
     def _watching(self):

@@ -428,6 +428,45 @@ class Delegation(ConsoleTest):
         self.assertIn("reviewer-1", [a["id"] for a in out[0]])
 
 
+class Tools(ConsoleTest):
+    @staticmethod
+    def config_extra(cfg):
+        cfg["tools"] = {"approval": "mutating"}
+
+    def call(self, name, args, cid):
+        return {"tool_calls": [{"id": cid, "name": name, "arguments": args}]}
+
+    def test_tool_calls_are_shown_and_approved_here(self):
+        self.c.model.script([
+            self.call("write_file_tool", {"path": "yes.txt", "content": "allowed"}, "w1"),
+            {"text": "Written, as you allowed."},
+        ])
+        t = self.term()
+        t.type("write yes.txt please")
+        t.wait_text("wants to run write_file_tool")
+        t.wait("the question", lambda: t.last_line() == "allow it? [y/n]")
+        self.assertFalse(os.path.exists(os.path.join(self.c.workspace, "yes.txt")))
+        t.type("y")
+        t.wait_line("main", "Written, as you allowed.")
+        self.assertEqual(open(os.path.join(self.c.workspace, "yes.txt")).read(), "allowed")
+        self.assertTrue(any(l.startswith("→ write_file_tool {") for l in self.agent_lines(t, "main")), t.history())
+        self.assertTrue(any(l.startswith("← ✓ write_file_tool") for l in self.agent_lines(t, "main")), t.history())
+        t.wait_prompt()
+
+    def test_a_refused_call_does_not_run(self):
+        self.c.model.script([
+            self.call("write_file_tool", {"path": "no.txt", "content": "refused"}, "w2"),
+            {"text": "I did not write it."},
+        ])
+        t = self.term()
+        t.type("write no.txt please")
+        t.wait("the question", lambda: t.last_line() == "allow it? [y/n]")
+        t.type("n")
+        t.wait_line("main", "I did not write it.")
+        self.assertFalse(os.path.exists(os.path.join(self.c.workspace, "no.txt")))
+        self.assertTrue(any(l.startswith("← ✗ write_file_tool") for l in self.agent_lines(t, "main")), t.history())
+
+
 class Piped(unittest.TestCase):
     """Not a terminal: no colour, no line editing; lines from stdin; leaves at EOF."""
 

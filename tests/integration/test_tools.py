@@ -163,15 +163,11 @@ class Approval(unittest.TestCase):
             c.model.reset()
             c.model.script([call("write_file_tool", {"path": "allowed.txt", "content": "y"}, "a"),
                             {"text": "[SUMMARY]\nStatus: PASS\nKey Points:\n- wrote\nRecommendation: -\n[/SUMMARY]"}])
-            watch = c.cadre_bg("--json", "watch")
+            watch = c.watch()
             c.cadre_json("spawn", "implementer", "write allowed")
-            need = None
-            for line in watch.stdout:
-                ev = json.loads(line)
-                if ev.get("kind") == "approval_needed":
-                    need = ev
-                    break
+            need = c.watch_for(watch, lambda ev: ev.get("kind") == "approval_needed")
             watch.kill()
+            watch.wait()
             self.assertEqual(need["payload"]["call"]["function"]["name"], "write_file_tool")
             self.assertFalse(os.path.exists(os.path.join(c.workspace, "allowed.txt")))
             r = c.cadre("call", "approve_tool", json.dumps({"turn": need["turn"], "seq": need["payload"]["seq"],
@@ -187,7 +183,7 @@ class StopKillsCommands(unittest.TestCase):
         c = Cluster(nodes=(("sk", 2),))
         try:
             marker = f"cadre-stop-{os.getpid()}-{time.monotonic_ns()}"
-            c.model.script([call("execute_bash", {"command": f"sleep 300 # {marker}", "timeout": 600}, "k")])
+            c.model.script([call("execute_bash", {"command": f"sleep 300; echo {marker}", "timeout": 600}, "k")])
             r, out = c.cadre_json("spawn", "tester", "run forever")
             aid = out[-1]["id"]
             ps = lambda: subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout

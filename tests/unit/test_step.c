@@ -41,6 +41,14 @@ typedef struct {
   bool restore; /* the worker runs restore_run, else step_run */
 } fx_t;
 
+/* Frees a job made by start() (job_free lives in worker.c, with the threads). */
+static void free_job(job_t **j) {
+  if (!*j) return;
+  proto_msg_destroy(&(*j)->msg);
+  free(*j);
+  *j = NULL;
+}
+
 static int setup(void **state) {
   fx_t *fx = calloc(1, sizeof *fx);
   char tmpl[PATH_MAX], real[PATH_MAX], err[256];
@@ -62,6 +70,13 @@ static int setup(void **state) {
   return 0;
 }
 
+/* As setup, with the workspace's component-by-component walk instead of openat2. */
+static int setup_fallback(void **state) {
+  if (setup(state) != 0) return -1;
+  ((fx_t *)*state)->q.ws.openat2 = false;
+  return 0;
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
   return remove(path);
@@ -69,7 +84,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 
 static int teardown(void **state) {
   fx_t *fx = *state;
-  job_free(fx->job);
+  free_job(&fx->job);
   zmq_close(fx->pull);
   zmq_ctx_term(fx->q.ctx);
   tools_destroy(&fx->q.tools);
@@ -139,7 +154,6 @@ static void test_sha256_file_absent_is_empty(void **state) {
   fx_t *fx = *state;
   char hex[SNAP_HEX_LEN + 1] = "x";
   put(fx, "a.txt", "abc");
-  mkdir(fx->ws, 0755);
   assert_int_equal(snap_sha256_file(&fx->q.ws, "a.txt", hex), 0);
   assert_string_equal(hex, SHA_ABC);
   assert_int_equal(snap_sha256_file(&fx->q.ws, "missing.txt", hex), 0);
@@ -336,7 +350,6 @@ static void test_read_file_states(void **state) {
   fx_t *fx = *state;
   snap_file_t f;
   put(fx, "a.txt", "abc");
-  chmod(fx->ws, 0755);
   assert_int_equal(snap_read(&fx->q.ws, "a.txt", 100, &f), 0);
   assert_true(f.existed);
   assert_int_equal(f.len, 3);
@@ -381,7 +394,7 @@ static void test_restore_file_writes_and_removes(void **state) {
 
 static void test_restore_file_refuses_escapes(void **state) {
   fx_t *fx = *state;
-  char hex[SNAP_HEX_LEN + 1], err[512], outside[PATH_MAX];
+  char hex[SNAP_HEX_LEN + 1], err[512], outside[300];
   bool refused;
   snprintf(outside, sizeof outside, "%s/outside", fx->base);
   mkdir(outside, 0755);
@@ -451,8 +464,9 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-/* Starts a worker on a job made of msg (taken). */
+/* Starts a worker on a job made of msg (taken); frees the previous job. */
 static void start(fx_t *fx, proto_msg_t *msg, bool restore) {
+  free_job(&fx->job);
   fx->job = calloc(1, sizeof *fx->job);
   fx->job->kind = restore ? JOB_RESTORE : JOB_STEP;
   fx->job->msg = msg;
@@ -529,6 +543,41 @@ static void test_step_write_checkpoints_then_writes(void **state) {
   got = slurp(fx, "src/a.c");
   assert_string_equal(got, "new");
   free(got);
+}
+
+/* Writes a file of n bytes of 'x' at ws/rel. */
+static void put_size(fx_t *fx, const char *rel, size_t n) {
+  char *data = malloc(n + 1);
+  memset(data, 'x', n);
+  data[n] = '\0';
+  put(fx, rel, data);
+  free(data);
+}
+
+static void test_step_checkpoint_of_the_largest_file_fits_a_frame(void **state) {
+  fx_t *fx = *state;
+  char rel[PATH_MAX] = "";
+  for (int i = 0; i < 15; i++) strcat(rel, "a-long-directory-name-of-some-length-to-make-the-path-long/");
+  strcat(rel, "big.bin");
+  put_size(fx, rel, SNAP_MAX_FILE);
+  start(fx, step_msg("edit_file", json_pack("{s:s, s:s, s:s}", "path", rel, "old_string", "xy", "new_string", "z"),
+                     NULL), false);
+  proto_msg_t *m = next(fx);
+  assert_int_equal(m->type, PROTO_CHECKPOINT);
+  assert_int_equal(strlen(m->content), (SNAP_MAX_FILE + 2) / 3 * 4);
+  proto_msg_destroy(&m);
+  atomic_store(&fx->job->cancel, true);
+  m = next(fx);
+  finish(fx);
+  assert_string_equal(m->code, "cancelled");
+  proto_msg_destroy(&m);
+  put_size(fx, "bigger.bin", SNAP_MAX_FILE + 1);
+  start(fx, step_msg("write_file_tool", json_pack("{s:s, s:s}", "path", "bigger.bin", "content", ""), NULL), false);
+  m = next(fx);
+  finish(fx);
+  assert_int_equal(m->type, PROTO_STEP_FAILED);
+  assert_string_equal(m->code, "checkpoint_too_large");
+  proto_msg_destroy(&m);
 }
 
 static void test_step_edit_not_found_is_done_with_error(void **state) {
@@ -631,7 +680,6 @@ static void test_step_applied_check(void **state) {
   assert_string_equal(got, "new content");
   free(got);
   proto_msg_destroy(&m);
-  job_free(fx->job);
   /* the pre-image is still there: the step runs normally */
   put(fx, "a.txt", "abc");
   payload = json_pack("{s:{s:s, s:s}}", "applied_check", "path", "a.txt", "sha256", SHA_ABC);
@@ -657,7 +705,6 @@ static void test_step_read_only_and_unknown_tools(void **state) {
   assert_non_null(strstr(m->text, "abc"));
   assert_null(json_object_get(m->payload, "changed"));
   proto_msg_destroy(&m);
-  job_free(fx->job);
   start(fx, step_msg("launch_rockets", json_object(), NULL), false);
   m = next(fx);
   finish(fx);
@@ -681,7 +728,6 @@ static proto_msg_t *restore_msg(int64_t seq, const char *kind, const char *path,
 
 /* Runs one restore and returns the restored message. */
 static proto_msg_t *restore(fx_t *fx, proto_msg_t *msg) {
-  job_free(fx->job);
   start(fx, msg, true);
   proto_msg_t *m = next(fx);
   finish(fx);
@@ -732,11 +778,15 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_list_cancel_and_bad_names, setup, teardown),
       cmocka_unit_test_setup_teardown(test_list_depth_bound, setup, teardown),
       cmocka_unit_test_setup_teardown(test_target_names_the_real_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_target_names_the_real_file, setup_fallback, teardown),
       cmocka_unit_test_setup_teardown(test_read_file_states, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restore_file_writes_and_removes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restore_file_writes_and_removes, setup_fallback, teardown),
       cmocka_unit_test_setup_teardown(test_restore_file_refuses_escapes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_restore_file_refuses_escapes, setup_fallback, teardown),
       cmocka_unit_test_setup_teardown(test_prune_keeps_listed_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_step_write_checkpoints_then_writes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_step_checkpoint_of_the_largest_file_fits_a_frame, setup, teardown),
       cmocka_unit_test_setup_teardown(test_step_edit_not_found_is_done_with_error, setup, teardown),
       cmocka_unit_test_setup_teardown(test_step_cancel_while_waiting_for_ack, setup, teardown),
       cmocka_unit_test_setup_teardown(test_step_bash_snapshot_then_runs, setup, teardown),
