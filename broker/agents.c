@@ -180,8 +180,12 @@ static void deliver(broker_t *b, const json_t *row, json_t *summary, const char 
 }
 
 static void fail_summary(broker_t *b, const json_t *row, const char *reason, const char *status) {
-  if (json_is_true(json_object_get(row, "delivered")))
+  if (json_is_true(json_object_get(row, "delivered"))) {
+    /* It reported before (this was a later direct message): its last summary stands. */
+    status_event(b, json_string_value(json_object_get(row, "id")), json_string_value(json_object_get(row, "role")),
+                 strcmp(status, "stopped") == 0 ? "stopped" : "done");
     return;
+  }
   json_t *s = summary_failed(reason);
   deliver(b, row, s, status);
   json_decref(s);
@@ -406,6 +410,9 @@ int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t 
   if (accept)
     rc = agents_spawn(b, json_string_value(json_object_get(p, "profile")), true,
                       json_string_value(json_object_get(p, "task")), "main", NULL, id, idlen, err, errlen);
+  broker_event(b, "proposal_answered", NULL, 0,
+               json_pack("{s:I, s:b, s:s?}", "proposal", (json_int_t)proposal, "accept", accept, "spawned",
+                         rc == 0 ? id : NULL));
   json_decref(p);
   return rc;
 }

@@ -183,6 +183,8 @@ static void verb_send(request_t *r) {
     fail(r, "not_found", detail);
     return;
   }
+  /* A new exchange: the agent may be asked once again for its summary. */
+  store_session_flag(r->b->store, id, "summary_asked", 0);
   json_t *args = json_pack("{s:s, s:s}", "text", text, "session", id);
   request_t sub = *r;
   sub.args = args;

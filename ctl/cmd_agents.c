@@ -376,7 +376,7 @@ int cmd_watch(ctl_t *ctl, int argc, char **argv) {
   if (r) {
     /* A first line once subscribed: scripts know from here on nothing is missed. */
     if (ctl->json) {
-      fputs("{\"event\":\"watching\"}\n", stdout);
+      fputs("{\"type\":\"watching\"}\n", stdout);
       fflush(stdout);
     } else {
       fprintf(stderr, "watching every agent; Ctrl-C to stop\n");

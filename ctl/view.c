@@ -285,8 +285,19 @@ static void on_workflow(view_t *v, const char *kind, const json_t *p) {
   else if (strcmp(kind, "step_failed") == 0)
     sbuf_printf(&b, "✗ step %lld failed: %s%s", step, pstr(p, "detail"),
                 json_is_true(json_object_get(p, "will_retry")) ? " (retrying)" : "");
+  else if (strcmp(kind, "workflow_rolling_back") == 0)
+    sbuf_printf(&b, "↺ rolling back: %s", pstr(p, "reason"));
+  else if (strcmp(kind, "workflow_finished") == 0)
+    sbuf_printf(&b, "■ the workflow finished: %s", pstr(p, "status"));
   else
-    sbuf_printf(&b, "%s (%s)", kind, pstr(p, "status"));
+    sbuf_printf(&b, "%s%s (%s)",
+                strcmp(kind, "workflow_started") == 0   ? "▶ the workflow runs"
+                : strcmp(kind, "workflow_paused") == 0  ? "⏸ paused"
+                : strcmp(kind, "workflow_resumed") == 0 ? "▶ resumed"
+                : strcmp(kind, "plan_modified") == 0    ? "modified"
+                : strcmp(kind, "plan_rejected") == 0    ? "rejected"
+                                                        : kind,
+                "", pstr(p, "status"));
   sbuf_puts(&b, out_color(v->out) ? "\033[0m" : "");
   out_puts(v->out, sbuf_str(&b));
   sbuf_free(&b);

@@ -200,7 +200,7 @@ class Cluster:
         import threading
         p = self.cadre_bg("--json", "watch")
         first = json.loads(p.stdout.readline() or "{}")
-        if first.get("event") != "watching":
+        if first.get("type") != "watching":
             p.kill()
             raise AssertionError(f"cadre watch did not start: {first} {p.stderr.read()}")
         p.events = queue.Queue()

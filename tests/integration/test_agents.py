@@ -97,6 +97,15 @@ class Agents(unittest.TestCase):
         self.assertEqual(len(reqs), 2, "asked exactly once more for the summary")
         self.assertIn("[SUMMARY]", last_user(reqs[1]))
 
+    def test_direct_message_without_new_summary_keeps_the_old_one(self):
+        self.c.model.script([{"match": "Check it", "text": summary_text("PASS", ["fine"], "ship")}],
+                            default={"text": "Nothing more to add."})
+        self.spawn("reviewer", "Check it", "--wait")
+        r, out = self.c.cadre_json("send", "reviewer-1", "anything else?", "--wait")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        a = self.wait_status("reviewer-1", ("done",))
+        self.assertEqual(a["summary"]["key_points"], ["fine"])
+
     def test_failed_turn_gives_fail_summary(self):
         boom = {"status": 500, "error_body": {"error": {"message": "model crashed"}}}
         self.c.model.script([boom, boom, boom])

@@ -23,33 +23,46 @@ def summary_text(status, points, rec, before="Work done."):
 
 
 class Watcher:
-    """`cadre --json watch` in the background, its lines collected as they come."""
+    """`cadre watch` in the background, its lines collected as they come.
+
+    It says when it is subscribed: a first JSON line {"type": "watching"} with
+    --json, a line on stderr without; ready() waits for that."""
 
     def __init__(self, cluster, *args):
         self.proc = subprocess.Popen([CTL(), *args, "watch"], env=cluster.env(), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
-        self.lines = []
+        self.lines, self.errors = [], []
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
+        self.threads = [threading.Thread(target=self._read, args=(self.proc.stdout, self.lines), daemon=True),
+                        threading.Thread(target=self._read, args=(self.proc.stderr, self.errors), daemon=True)]
+        for t in self.threads:
+            t.start()
 
-    def _read(self):
-        for line in self.proc.stdout:
+    def _read(self, stream, into):
+        for line in stream:
             with self.lock:
-                self.lines.append(line.rstrip("\n"))
+                into.append(line.rstrip("\n"))
 
     def snapshot(self):
         with self.lock:
             return list(self.lines)
 
+    def ready(self, timeout=10):
+        def subscribed():
+            with self.lock:
+                return '{"type":"watching"}' in self.lines or any("watching" in l for l in self.errors)
+        wait_until(subscribed, timeout, "the watcher to subscribe")
+
     def events(self):
-        return [json.loads(l) for l in self.snapshot() if l.strip()]
+        """The watched messages (after the first line)."""
+        return [json.loads(l) for l in self.snapshot()[1:] if l.strip()]
 
     def stop(self):
         self.proc.send_signal(signal.SIGINT)
         rc = self.proc.wait(timeout=10)
-        self.thread.join(timeout=5)
-        err = self.proc.stderr.read()
+        for t in self.threads:
+            t.join(timeout=5)
+        err = "\n".join(self.errors)
         for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
             assert marker not in err, err
         self.proc.stderr.close()
@@ -228,7 +241,7 @@ class AgentCommands(unittest.TestCase):
                              {"match": "Watched task", "text": summary_text("PASS", ["seen"], "none")}])
         w = Watcher(self.c, "--json")
         try:
-            wait_until(self._watching, 10, "the watcher to connect")
+            w.ready()
             self.c.cadre("ask", "Watch me", check=True)
             aid = self.json1("spawn", "reviewer", "Watched task", "--wait")["id"]
             wait_until(lambda: any(e["type"] == "event" and e["kind"] == "summary" and e["payload"]["id"] == aid
@@ -253,15 +266,11 @@ class AgentCommands(unittest.TestCase):
         summary = [e for e in events if e["kind"] == "summary"][-1]
         self.assertEqual(summary["payload"]["summary"]["key_points"], ["seen"])
 
-    def _watching(self):
-        """The watcher is connected: two controllers, it and the one asking."""
-        return self.json1("status").get("controllers", 0) >= 2
-
     def test_watch_plain_prefixes_lines(self):
         self.c.model.script([{"match": "Two lines", "chunks": ["first line\nsec", "ond line\n"]}])
         w = Watcher(self.c)
         try:
-            wait_until(self._watching, 10, "the watcher to subscribe")
+            w.ready()
             self.c.cadre("ask", "Two lines please", check=True)
             wait_until(lambda: any("tokens in" in l for l in w.snapshot()), 10, "the end of the turn")
         finally:

@@ -45,6 +45,7 @@ class Terminal:
         cmd = ["sh", "-c", 'trap "" INT; "$0" "$@"; echo "[exit status $?]"', CTL(), *args]
         subprocess.run(["tmux", "-L", self.sock, "-f", conf, "new-session", "-d", "-s", "t", "-x", str(WIDTH),
                         "-y", str(HEIGHT), *cmd], env=env, check=True)
+        self.socket_path = self.tmux("display", "-p", "#{socket_path}").stdout.strip()
 
     def tmux(self, *args):
         return subprocess.run(["tmux", "-L", self.sock, *args], env=self.env, capture_output=True, text=True,
@@ -107,6 +108,11 @@ class Terminal:
 
     def close(self):
         self.tmux("kill-server")
+        if self.socket_path and os.path.basename(self.socket_path) == self.sock:
+            try:
+                os.unlink(self.socket_path)
+            except FileNotFoundError:
+                pass
 
 
 class ConsoleTest(unittest.TestCase):
@@ -426,6 +432,29 @@ class Delegation(ConsoleTest):
         t.wait_prompt()
         r, out = self.c.cadre_json("agents")
         self.assertIn("reviewer-1", [a["id"] for a in out[0]])
+
+
+class Plans(ConsoleTest):
+    def test_a_proposed_plan_is_shown_then_approved(self):
+        plan = ("I propose this.\n[PLAN]\n## Workflow: Write the notes\n"
+                "### Step 1: Write notes\n- Agent: implementer\n- Tool: write_file_tool\n"
+                '- Arguments: {"path": "notes.txt", "content": "hello"}\n- Dependencies: none\n'
+                "- Estimated Time: 30s\n\n## Total Estimated Time: 30s\n## Cost Estimate: $0.01\n[/PLAN]\n")
+        self.c.model.script([{"match": "Make a plan", "text": plan}])
+        t = self.term()
+        t.type("Make a plan for the notes")
+        t.wait_text('📋 plan 1 "Write the notes": proposed')
+        t.wait_prompt()
+        t.type("/plans")
+        t.wait("the plan list", lambda: re.search(r'📋 plan 1 "Write the notes" \[\w+\] · 1 steps', t.history()))
+        t.type("/plan 1")
+        t.wait_text("Write notes")
+        t.type("/approve 1")
+        t.wait_text("plan 1 approved")
+        t.wait_text("✓ step 1 done")
+        wait_until(lambda: os.path.exists(os.path.join(self.c.workspace, "notes.txt")), 10, "the step's file")
+        t.type("/approve")
+        t.wait_text("usage: /approve <plan id>")
 
 
 class Tools(ConsoleTest):
