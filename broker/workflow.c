@@ -79,7 +79,7 @@ static json_t *wf_view(const json_t *doc) {
     json_object_set_new(v, "status", json_string(st ? str(st, "status") : "pending"));
     json_object_set_new(v, "attempts", json_integer(st ? json_integer_value(json_object_get(st, "attempts")) : 0));
     if (st) {
-      const char *keys[] = {"result", "error", "node", "agent_session", "started_ms", "finished_ms"};
+      const char *keys[] = {"result", "error", "node", "agent_session", "started_ms", "finished_ms", "usage"};
       for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
         if (json_object_get(st, keys[k]))
           json_object_set(v, keys[k], json_object_get(st, keys[k]));
@@ -488,8 +488,12 @@ static json_t *usage_of_steps(broker_t *b, const json_t *doc) {
     const char *sid = str(st, "agent_session");
     json_t *row = sid ? store_session(b->store, sid) : NULL;
     json_t *u = json_object_get(row, "usage");
+    json_int_t t = json_integer_value(json_object_get(u, "prompt_tokens")) +
+                   json_integer_value(json_object_get(u, "completion_tokens"));
     cost += json_number_value(json_object_get(u, "cost"));
-    tokens += json_integer_value(json_object_get(u, "prompt_tokens")) + json_integer_value(json_object_get(u, "completion_tokens"));
+    tokens += t;
+    if (u) /* each step's share, for the finished summary */
+      json_object_set_new(st, "usage", json_pack("{s:I, s:f}", "tokens", t, "cost", json_number_value(json_object_get(u, "cost"))));
     json_decref(row);
   }
   return json_pack("{s:I, s:f}", "tokens", tokens, "cost", cost);

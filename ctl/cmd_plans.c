@@ -8,19 +8,10 @@
 
 #include "ctl.h"
 #include "util.h"
+#include "view.h"
 
 static const char *mark(const char *status) {
-  if (!status)
-    return "○";
-  if (strcmp(status, "done") == 0)
-    return "✓";
-  if (strcmp(status, "running") == 0)
-    return "⟳";
-  if (strcmp(status, "failed") == 0 || strcmp(status, "abandoned") == 0)
-    return "✗";
-  if (strcmp(status, "retrying") == 0)
-    return "↻";
-  return "○";
+  return view_step_mark(status);
 }
 
 /* One plan in the seed's style, with each step's progress mark. */
@@ -111,38 +102,53 @@ static int wait_finished(ctl_t *ctl, client_t *c, json_int_t id) {
   }
 }
 
-static int edit_from_words(ctl_t *ctl, int argc, char **argv, json_t **edit) {
-  /* modify ID OP STEP [VALUE]  |  modify ID --edit JSON */
-  if (argc >= 4 && strcmp(argv[2], "--edit") == 0) {
-    *edit = json_loads(argv[3], 0, NULL);
-  } else if (argc >= 4 && strcmp(argv[2], "add_step") == 0) {
-    *edit = json_pack("{s:s, s:o}", "op", "add_step", "step", json_loads(argv[3], 0, NULL) ?: json_null());
-  } else if (argc >= 4) {
-    const char *op = argv[2];
-    json_int_t step = atoll(argv[3]);
-    *edit = json_pack("{s:s, s:I}", "op", op, "step", step);
-    const char *v = argc >= 5 ? argv[4] : NULL;
+/* An edit for the modify verb from words: OP STEP [VALUE] | add_step JSON | --edit JSON
+ * (argv[0] is OP). NULL when the words make no edit. Shared with the console's /modify. */
+json_t *ctl_plan_edit(int argc, char **argv) {
+  json_t *edit = NULL;
+  if (argc >= 2 && strcmp(argv[0], "--edit") == 0) {
+    edit = json_loads(argv[1], 0, NULL);
+  } else if (argc >= 2 && strcmp(argv[0], "add_step") == 0) {
+    edit = json_pack("{s:s, s:o}", "op", "add_step", "step", json_loads(argv[1], 0, NULL) ?: json_null());
+  } else if (argc >= 2) {
+    const char *op = argv[0];
+    char *end;
+    long long step = strtoll(argv[1], &end, 10);
+    if (*end || step <= 0)
+      return NULL;
+    edit = json_pack("{s:s, s:I}", "op", op, "step", (json_int_t)step);
+    const char *v = argc >= 3 ? argv[2] : NULL;
     if (strcmp(op, "set_agent") == 0 && v)
-      json_object_set_new(*edit, "agent", json_string(v));
+      json_object_set_new(edit, "agent", json_string(v));
     else if (strcmp(op, "set_tool") == 0)
-      json_object_set_new(*edit, "tool", v && strcmp(v, "none") ? json_string(v) : json_null());
+      json_object_set_new(edit, "tool", v && strcmp(v, "none") ? json_string(v) : json_null());
     else if (strcmp(op, "set_title") == 0 && v)
-      json_object_set_new(*edit, "title", json_string(v));
+      json_object_set_new(edit, "title", json_string(v));
     else if (strcmp(op, "set_estimate") == 0 && v)
-      json_object_set_new(*edit, "seconds", json_real(atof(v)));
+      json_object_set_new(edit, "seconds", json_real(atof(v)));
     else if (strcmp(op, "set_arguments") == 0 && v)
-      json_object_set_new(*edit, "arguments", json_loads(v, 0, NULL) ?: json_null());
+      json_object_set_new(edit, "arguments", json_loads(v, 0, NULL) ?: json_null());
     else if (strcmp(op, "set_dependencies") == 0) {
       json_t *deps = json_array();
-      char *copy = strdup(v ? v : "");
-      for (char *t = strtok(copy, ", "); t; t = strtok(NULL, ", "))
+      char *copy = strdup(v ? v : ""), *save = NULL;
+      for (char *t = strtok_r(copy, ", ", &save); t; t = strtok_r(NULL, ", ", &save))
         if (strcmp(t, "none"))
           json_array_append_new(deps, json_integer(atoll(t)));
       free(copy);
-      json_object_set_new(*edit, "dependencies", deps);
+      json_object_set_new(edit, "dependencies", deps);
     }
   }
-  if (!json_is_object(*edit)) {
+  if (!json_is_object(edit)) {
+    json_decref(edit);
+    return NULL;
+  }
+  return edit;
+}
+
+static int edit_from_words(ctl_t *ctl, int argc, char **argv, json_t **edit) {
+  /* modify ID OP STEP [VALUE]  |  modify ID --edit JSON */
+  *edit = ctl_plan_edit(argc - 2, argv + 2);
+  if (!*edit) {
     ctl_error(ctl, "usage: cadre modify ID (set_agent|set_tool|set_title|set_estimate|set_arguments|"
                    "set_dependencies|remove_step) STEP [VALUE] | cadre modify ID add_step JSON | "
                    "cadre modify ID --edit JSON");

@@ -98,11 +98,49 @@ static bool of_turn(const json_t *q, const void *turn) {
 }
 
 static void ask_question(console_t *con, json_t *q) {
+  bool plan = strcmp(pstr(q, "q"), "plan") == 0;
   json_array_append_new(con->questions, q);
   if (con->ed)
     edit_update_prompt(con->ed);
   else
-    out_puts(con->out, "answer y or n");
+    out_puts(con->out, plan ? CONSOLE_PLAN_PROMPT "answer a, r, m or v" : "answer y or n");
+}
+
+/* The decision about plan id, when it is asked for. */
+static bool of_plan(const json_t *q, const void *id) {
+  return strcmp(pstr(q, "q"), "plan") == 0 && json_integer_value(json_object_get(q, "id")) == *(const json_int_t *)id;
+}
+
+/* Plans: a valid one proposed asks for a decision (after the view showed it); one decided
+ * elsewhere, or made invalid, asks no more; an invalid one says how to fix it. */
+static void track_plans(console_t *con, const proto_msg_t *m) {
+  const json_t *p = m->payload;
+  json_int_t id = json_integer_value(json_object_get(p, "id"));
+  bool proposed = strcmp(m->kind, "plan_proposed") == 0, modified = strcmp(m->kind, "plan_modified") == 0;
+  if (!id)
+    return;
+  if (!proposed && !modified) {
+    if (strcmp(m->kind, "plan_rejected") == 0 || strncmp(m->kind, "workflow_", 9) == 0)
+      drop_questions(con, of_plan, &id);
+    return;
+  }
+  const char *status = pstr(p, "status");
+  if (strcmp(status, "invalid") == 0) {
+    drop_questions(con, of_plan, &id);
+    out_printf(con->out, "plan %lld is not valid yet: fix it with /modify %lld <op> <step> [value] (/modify lists the "
+                         "ops), or /reject %lld",
+               (long long)id, (long long)id, (long long)id);
+  } else if (strcmp(status, "pending") == 0) {
+    bool asked = false;
+    size_t i;
+    json_t *q;
+    json_array_foreach(con->questions, i, q) asked |= of_plan(q, &id);
+    if (!asked && proposed)
+      ask_question(con, json_pack("{s:s, s:I}", "q", "plan", "id", id));
+    else if (!asked)
+      out_printf(con->out, "plan %lld is valid: /approve %lld runs it, /reject %lld discards it", (long long)id,
+                 (long long)id, (long long)id);
+  }
 }
 
 /* Agents come and go: ids for completion, questions to answer, our spawns. */
@@ -146,6 +184,8 @@ static void on_message(console_t *con, const proto_msg_t *m) {
     track_main(con, m);
   track_agents(con, m);
   view_event(con->view, m);
+  if (m->type == PROTO_EVENT)
+    track_plans(con, m);
 }
 
 static void subscribe_all(console_t *con) {

@@ -35,11 +35,15 @@ typedef struct console {
   int64_t last_int_ms;
   json_t *ids;       /* agent id -> role, for completion and prefixes */
   json_t *roles;     /* role names the config offers */
-  json_t *questions; /* waiting for y/n: {"q": "spawn", proposal...} or {"q": "tool", turn, seq, call_id} */
+  json_t *questions; /* waiting for an answer: {"q": "spawn", proposal...}, {"q": "tool", turn, seq, call_id}
+                      * (y/n) or {"q": "plan", id} (a/r/m/v) */
   json_t *mine;      /* sub-agents this console spawned that have not reported yet */
   sbuf_t in;         /* stdin bytes not yet a whole line (no line editor) */
   bool eof;
 } console_t;
+
+/* The question a valid proposed plan asks ({"q": "plan", "id": ...} in questions). */
+#define CONSOLE_PLAN_PROMPT "Your decision [A]pprove / [R]eject / [M]odify / [V]iew: "
 
 /* console_cmds.c */
 /* Interprets one line the user entered (a command, @id text, or a question). */

@@ -32,7 +32,11 @@ struct edit {
 
 static const char *commands[] = {"/spawn",  "/agents", "/stop",    "/stop_all", "/config", "/stats",
                                  "/stream", "/thinking", "/reset", "/history", "/nodes",  "/plans",
-                                 "/plan",   "/approve", "/reject", "/cancel_workflow", "/help", "/exit"};
+                                 "/plan",   "/approve", "/reject", "/modify", "/pause", "/resume",
+                                 "/cancel_workflow", "/template", "/help", "/exit"};
+static const char *modify_ops[] = {"set_agent", "set_arguments", "set_dependencies", "set_tool",
+                                   "set_title", "set_estimate",  "remove_step",      "add_step"};
+static const char *template_subs[] = {"save", "list", "run"};
 
 static char *prompt_fn(EditLine *el) {
   edit_t *ed = NULL;
@@ -97,8 +101,19 @@ static json_t *candidates(const edit_t *ed, const char *line, size_t word_start,
       snprintf(at, sizeof at, "@%s", id);
       json_array_append_new(all, json_string(at));
     }
-  } else if (strncmp(line, "/spawn ", 7) == 0 && !memchr(line + 7, ' ', word_start - 7)) {
+  } else if (strncmp(line, "/spawn ", 7) == 0 && word_start >= 7 && !memchr(line + 7, ' ', word_start - 7)) {
     json_array_extend(all, ed->con->roles);
+  } else if (strncmp(line, "/template ", 10) == 0 && word_start == 10) {
+    for (size_t i = 0; i < sizeof template_subs / sizeof template_subs[0]; i++)
+      json_array_append_new(all, json_string(template_subs[i]));
+  } else if (strncmp(line, "/modify ", 8) == 0 && word_start > 8 && !memchr(line + 8, ' ', word_start - 9) &&
+             line[word_start - 1] == ' ') {
+    /* the word after the plan id: the op */
+    for (size_t i = 0; i < sizeof modify_ops / sizeof modify_ops[0]; i++)
+      json_array_append_new(all, json_string(modify_ops[i]));
+  } else if (strncmp(line, "/modify ", 8) == 0 && strstr(line, " set_agent ") &&
+             strstr(line, " set_agent ") + 11 < line + word_start) {
+    json_array_extend(all, ed->con->roles); /* the value: a role */
   } else if ((strncmp(line, "/stop ", 6) == 0 || strncmp(line, "/history ", 9) == 0) &&
              !memchr(line, ' ', word_start - 1)) {
     const char *id;

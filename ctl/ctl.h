@@ -64,5 +64,8 @@ int cmd_chat(ctl_t *ctl, int argc, char **argv);
 int cmd_plans(ctl_t *ctl, int argc, char **argv);
 /* Prints one plan with progress marks (✓ done, ○ pending, ⟳ running, ✗ failed). */
 void ctl_print_plan(const json_t *plan);
+/* An edit for the modify verb from words OP STEP [VALUE] | add_step JSON | --edit JSON
+ * (argv[0] is OP); NULL when they make none. */
+json_t *ctl_plan_edit(int argc, char **argv);
 
 #endif

@@ -1,10 +1,16 @@
 /* view.c: broker streams and events drawn on an out_t display (see view.h). */
 #include "view.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "format.h"
 #include "sbuf.h"
+
+/* The broker's retries of a step (broker/workflow.c MAX_ATTEMPTS), when an event does not say. */
+#define VIEW_MAX_ATTEMPTS 3
 
 struct view {
   out_t *out;
@@ -266,43 +272,159 @@ static bool on_agent_event(view_t *v, const char *kind, const json_t *p) {
   return true;
 }
 
-/* Plans and workflows: one line per event (payload: the plan, plus step, attempt, detail, ...). */
+const char *view_step_mark(const char *status) {
+  if (!status)
+    return "○";
+  if (strcmp(status, "done") == 0)
+    return "✓";
+  if (strcmp(status, "running") == 0 || strcmp(status, "retrying") == 0)
+    return "⟳";
+  if (strcmp(status, "failed") == 0 || strcmp(status, "abandoned") == 0)
+    return "✗";
+  return "○";
+}
+
+/* A line of the workflow's: color is an SGR code ("1" bold, "2" dim, "31" red, "32" green) or NULL. */
+static void wf_line(view_t *v, const char *color, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void wf_line(view_t *v, const char *color, const char *fmt, ...) {
+  sbuf_t b = {0};
+  va_list ap;
+  va_start(ap, fmt);
+  if (color && out_color(v->out))
+    sbuf_printf(&b, "\033[%sm", color);
+  sbuf_vprintf(&b, fmt, ap);
+  if (color && out_color(v->out))
+    sbuf_puts(&b, "\033[0m");
+  va_end(ap);
+  out_puts(v->out, sbuf_str(&b));
+  sbuf_free(&b);
+}
+
+static const json_t *plan_step(const json_t *p, long long number) {
+  size_t i;
+  json_t *s;
+  json_array_foreach(json_object_get(p, "steps"), i, s) if (json_integer_value(json_object_get(s, "number")) == number) return s;
+  return NULL;
+}
+
+/* "12.3 s" from a step's started_ms and finished_ms; "" when it did not finish. */
+static void step_time(const json_t *s, char *buf, size_t len) {
+  json_int_t a = json_integer_value(json_object_get(s, "started_ms")), z = json_integer_value(json_object_get(s, "finished_ms"));
+  if (a > 0 && z >= a)
+    snprintf(buf, len, "%.1f s", (double)(z - a) / 1000.0);
+  else
+    snprintf(buf, len, "—");
+}
+
+/* A plan's errors, and (shown by the caller) how to fix them. */
+static void plan_errors(view_t *v, const json_t *p) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(json_object_get(p, "errors"), i, e) {
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    wf_line(v, "31", "  ! %s", msg ? msg : json_string_value(e) ? json_string_value(e) : "?");
+  }
+}
+
+/* The end of a workflow: each step's mark, time and cost, the totals, the rollback. */
+static void wf_finished(view_t *v, long long id, const char *title, const json_t *p) {
+  const char *status = pstr(p, "status");
+  const json_t *rep = json_object_get(p, "report"), *u = json_object_get(rep, "usage");
+  bool ok = strcmp(status, "done") == 0;
+  char cost[32];
+  format_cost(cost, sizeof cost, json_number_value(json_object_get(u, "cost")));
+  wf_line(v, ok ? "1;32" : "1;31", "%s plan %lld \"%s\" finished: %s · %.1f s · %lld tokens · %s", ok ? "✓" : "✗", id,
+          title, status, json_number_value(json_object_get(rep, "seconds")),
+          (long long)json_integer_value(json_object_get(u, "tokens")), cost);
+  size_t i;
+  json_t *s;
+  json_array_foreach(json_object_get(p, "steps"), i, s) {
+    char t[32], c[32] = "—";
+    step_time(s, t, sizeof t);
+    const json_t *su = json_object_get(s, "usage");
+    if (su)
+      format_cost(c, sizeof c, json_number_value(json_object_get(su, "cost")));
+    const char *st = pstr(s, "status"), *err = pstr(s, "error");
+    long long attempts = (long long)json_integer_value(json_object_get(s, "attempts"));
+    const char *tool = pstr(s, "tool");
+    char tries[48] = "";
+    if (attempts > 1)
+      snprintf(tries, sizeof tries, " · %lld attempts", attempts);
+    bool show_err = err[0] && strcmp(st, "done") != 0;
+    wf_line(v, NULL, "  %s %lld. %s (%s%s%s) · %s · %s%s%s%.200s", view_step_mark(st),
+            (long long)json_integer_value(json_object_get(s, "number")), pstr(s, "title"),
+            pstr(s, "agent")[0] ? pstr(s, "agent") : "no agent", tool[0] ? ", " : "", tool, t, c, tries,
+            show_err ? " · " : "", show_err ? err : "");
+  }
+  const char *reason = pstr(rep, "reason");
+  if (reason[0])
+    wf_line(v, "2", "  reason: %.300s", reason);
+  const json_t *rb = json_object_get(rep, "rollback");
+  if (rb) {
+    wf_line(v, "33", "  ↺ rolled back: %zu file(s) restored, %zu deleted, %zu mismatch(es)",
+            json_array_size(json_object_get(rb, "restored")), json_array_size(json_object_get(rb, "deleted")),
+            json_array_size(json_object_get(rb, "mismatches")));
+    json_t *m;
+    json_array_foreach(json_object_get(rb, "mismatches"), i, m) {
+      const char *path = json_is_string(m) ? json_string_value(m) : pstr(m, "path");
+      wf_line(v, "33", "    ! %s changed since its checkpoint: left as it is", path);
+    }
+  }
+}
+
+/* Plans and workflows (payload: the plan, plus step, attempt, node, agent, detail, ...). */
 static void on_workflow(view_t *v, const char *kind, const json_t *p) {
   long long id = (long long)json_integer_value(json_object_get(p, "id"));
   long long step = (long long)json_integer_value(json_object_get(p, "step"));
+  long long attempt = (long long)json_integer_value(json_object_get(p, "attempt"));
+  long long max = json_is_integer(json_object_get(p, "max_attempts")) ? json_integer_value(json_object_get(p, "max_attempts"))
+                                                                      : VIEW_MAX_ATTEMPTS;
   const char *title = pstr(p, "title");
-  sbuf_t b = {0};
-  sbuf_puts(&b, out_color(v->out) ? "\033[1m" : "");
-  sbuf_printf(&b, "📋 plan %lld%s%s%s: ", id, title[0] ? " \"" : "", title, title[0] ? "\"" : "");
-  if (strcmp(kind, "plan_proposed") == 0)
-    sbuf_printf(&b, "proposed (/plan %lld shows it; /approve %lld or /reject %lld)", id, id, id);
-  else if (strcmp(kind, "plan_rejected") == 0 && !id)
-    sbuf_printf(&b, "a [PLAN] block could not be read: %s", pstr(p, "detail"));
-  else if (strcmp(kind, "step_started") == 0)
-    sbuf_printf(&b, "⟳ step %lld started (attempt %lld)", step, (long long)json_integer_value(json_object_get(p, "attempt")));
-  else if (strcmp(kind, "step_done") == 0)
-    sbuf_printf(&b, "✓ step %lld done", step);
-  else if (strcmp(kind, "step_failed") == 0)
-    sbuf_printf(&b, "✗ step %lld failed: %s%s", step, pstr(p, "detail"),
-                json_is_true(json_object_get(p, "will_retry")) ? " (retrying)" : "");
-  else if (strcmp(kind, "workflow_rolling_back") == 0)
-    sbuf_printf(&b, "↺ rolling back: %s", pstr(p, "reason"));
-  else if (strcmp(kind, "workflow_finished") == 0)
-    sbuf_printf(&b, "■ the workflow finished: %s", pstr(p, "status"));
-  else
-    sbuf_printf(&b, "%s%s (%s)",
-                strcmp(kind, "workflow_started") == 0   ? "▶ the workflow runs"
-                : strcmp(kind, "workflow_paused") == 0  ? "⏸ paused"
-                : strcmp(kind, "workflow_resumed") == 0 ? "▶ resumed"
-                : strcmp(kind, "plan_modified") == 0    ? "modified"
-                : strcmp(kind, "plan_rejected") == 0    ? "rejected"
-                                                        : kind,
-                "", pstr(p, "status"));
-  sbuf_puts(&b, out_color(v->out) ? "\033[0m" : "");
-  out_puts(v->out, sbuf_str(&b));
-  sbuf_free(&b);
-  if (strcmp(kind, "plan_proposed") == 0 && pstr(p, "text")[0])
-    out_puts(v->out, pstr(p, "text"));
+  const json_t *s = plan_step(p, step);
+  if (strcmp(kind, "plan_proposed") == 0 || strcmp(kind, "plan_modified") == 0) {
+    bool modified = kind[5] == 'm';
+    wf_line(v, "1", "📋 plan %lld \"%s\": %s%s%s", id, title, modified ? "modified, " : "proposed",
+            modified ? "now " : "", modified ? pstr(p, "status") : "");
+    if (pstr(p, "text")[0])
+      out_puts(v->out, pstr(p, "text"));
+    plan_errors(v, p);
+  } else if (strcmp(kind, "plan_rejected") == 0) {
+    if (!id)
+      wf_line(v, "31", "📋 a [PLAN] block could not be read: %s", pstr(p, "detail"));
+    else
+      wf_line(v, "2", "📋 plan %lld \"%s\": rejected", id, title);
+  } else if (strcmp(kind, "workflow_started") == 0) {
+    wf_line(v, "1", "▶ plan %lld \"%s\": the workflow runs (%zu steps)", id, title,
+            json_array_size(json_object_get(p, "steps")));
+  } else if (strcmp(kind, "step_started") == 0) {
+    char where[200], again[64] = "";
+    if (pstr(p, "node")[0])
+      snprintf(where, sizeof where, "on node %.200s", pstr(p, "node"));
+    else
+      snprintf(where, sizeof where, "as %.200s", pstr(p, "agent"));
+    if (attempt > 1)
+      snprintf(again, sizeof again, " (attempt %lld of %lld)", attempt, max);
+    wf_line(v, NULL, "⟳ plan %lld step %lld %s (%s) running %s%s", id, step, pstr(s, "title"),
+            pstr(s, "agent")[0] ? pstr(s, "agent") : pstr(s, "tool"), where, again);
+  } else if (strcmp(kind, "step_done") == 0) {
+    char t[32];
+    step_time(s, t, sizeof t);
+    wf_line(v, "32", "✓ plan %lld step %lld done · %s · %s", id, step, pstr(s, "title"), t);
+  } else if (strcmp(kind, "step_failed") == 0) {
+    bool retry = json_is_true(json_object_get(p, "will_retry"));
+    wf_line(v, "31", "✗ plan %lld step %lld failed (attempt %lld of %lld%s): %.300s", id, step, attempt, max,
+            retry ? ", will retry" : "", pstr(p, "detail"));
+  } else if (strcmp(kind, "workflow_paused") == 0) {
+    wf_line(v, "33", "⏸ plan %lld \"%s\": paused (running steps finish; /resume %lld goes on)", id, title, id);
+  } else if (strcmp(kind, "workflow_resumed") == 0) {
+    wf_line(v, "1", "▶ plan %lld \"%s\": resumed", id, title);
+  } else if (strcmp(kind, "workflow_rolling_back") == 0) {
+    wf_line(v, "33", "↺ plan %lld \"%s\": rolling back: %s", id, title, pstr(p, "reason"));
+  } else if (strcmp(kind, "workflow_finished") == 0) {
+    wf_finished(v, id, title, p);
+  } else {
+    wf_line(v, "2", "📋 plan %lld \"%s\": %s (%s)", id, title, kind, pstr(p, "status"));
+  }
 }
 
 void view_event(view_t *v, const proto_msg_t *m) {

@@ -34,6 +34,9 @@ void view_event(view_t *v, const proto_msg_t *m);
 /* Ends every unfinished line (e.g. the broker restarted). */
 void view_end_all(view_t *v);
 
+/* A workflow step's progress mark: ✓ done, ⟳ running (or retrying), ✗ failed, ○ pending. */
+const char *view_step_mark(const char *status);
+
 /* A summary {status, key_points, recommendation} as lines of agent id. */
 void view_summary(out_t *o, const char *id, const json_t *summary);
 

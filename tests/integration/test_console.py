@@ -16,10 +16,12 @@ import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import CTL, Cluster, wait_until  # noqa: E402
+from test_workflow import plan_text  # noqa: E402
 
 WIDTH, HEIGHT = 120, 40
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 PROMPT = "you › "
+DECISION = "Your decision [A]pprove / [R]eject / [M]odify / [V]iew: "
 
 
 def summary_text(status, points, rec, before="Work done."):
@@ -444,17 +446,67 @@ class Plans(ConsoleTest):
         t = self.term()
         t.type("Make a plan for the notes")
         t.wait_text('📋 plan 1 "Write the notes": proposed')
-        t.wait_prompt()
-        t.type("/plans")
+        t.wait("the decision", lambda: t.last_line() == DECISION.rstrip())
+        t.type("/plans")  # commands still run while the decision is asked
         t.wait("the plan list", lambda: re.search(r'📋 plan 1 "Write the notes" \[\w+\] · 1 steps', t.history()))
         t.type("/plan 1")
         t.wait_text("Write notes")
         t.type("/approve 1")
         t.wait_text("plan 1 approved")
-        t.wait_text("✓ step 1 done")
+        t.wait_text("✓ plan 1 step 1 done")
         wait_until(lambda: os.path.exists(os.path.join(self.c.workspace, "notes.txt")), 10, "the step's file")
         t.type("/approve")
         t.wait_text("usage: /approve <plan id>")
+
+
+class Approval(ConsoleTest):
+    def test_plan_is_decided_then_runs_with_progress_marks(self):
+        self.c.model.script([{"match": "Plan the release", "text": plan_text("Release notes", [
+            {"title": "Collect the changes", "agent": "researcher", "time": "30s"},
+            {"title": "Review the notes", "agent": "reviewer", "deps": [1], "time": "45s"}])}],
+            default={"text": summary_text("PASS", ["ok"], "go on"), "delay_ms": 100})
+        t = self.term()
+        t.type("Plan the release notes")
+        t.wait_text("WORKFLOW PLAN: Release notes")
+        t.wait("the decision", lambda: t.last_line() == DECISION.rstrip())
+        screen = t.history()
+        self.assertIn("📊 Summary:", screen)
+        self.assertIn("   1. Collect the changes (researcher, 30s)", screen)
+        self.assertIn("   2. Review the notes (reviewer, 45s) ← 1", screen)
+        t.type("x")
+        t.wait_text("please answer a (approve), r (reject), m (modify) or v (view) for plan 1")
+        t.type("v")  # the plan again, with each step's details; then the same question
+        t.wait_text("○ 2. Review the notes (reviewer) after step 1")
+        t.wait("the decision again", lambda: t.last_line() == DECISION.rstrip())
+        t.type("a")
+        t.wait_text("plan 1 approved")
+        t.wait_text("⟳ plan 1 step 1 Collect the changes (researcher) running as researcher-")
+        t.wait_text("✓ plan 1 step 1 done")
+        t.wait_text("✓ plan 1 step 2 done")
+        t.wait_text('✓ plan 1 "Release notes" finished: done')
+        t.wait("the summary's steps", lambda: re.search(
+            r"^  ✓ 1\. Collect the changes \(researcher\) · \d+\.\d s · \$[\d.]+\n"
+            r"  ✓ 2\. Review the notes \(reviewer\) · \d+\.\d s · \$[\d.]+$", t.history(), re.M))
+        t.wait_prompt()
+        r, out = self.c.cadre_json("plan", "1")
+        self.assertEqual(out[-1]["status"], "done")
+
+    def test_an_invalid_plan_is_fixed_with_modify(self):
+        self.c.model.script([{"match": "Plan the docs", "text": plan_text("Docs", [
+            {"title": "Draw it", "agent": "designer"}, {"title": "Check it", "agent": "tester", "deps": [1]}])}])
+        t = self.term()
+        t.type("Plan the docs")
+        t.wait_text("plan 1 is not valid yet: fix it with /modify 1")
+        t.wait_prompt()
+        t.type("/modify 1 set_agent 1 researcher")
+        t.wait_text('📋 plan 1 "Docs": modified, now pending')
+        t.wait_text("plan 1 is valid: /approve 1 runs it")
+        t.type("/modify 1 remove_step 2")
+        t.wait("the plan with one step", lambda: self.c.cadre_json("plan", "1")[1][-1]["steps"].__len__() == 1)
+        t.type("/modify 1")
+        t.wait_text("usage: /modify <plan id> <op> <step> [value]")
+        t.type("/reject 1")
+        t.wait_text("plan 1: rejected")
 
 
 class Tools(ConsoleTest):
