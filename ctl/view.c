@@ -397,7 +397,7 @@ static void on_workflow(view_t *v, const char *kind, const json_t *p) {
     wf_line(v, "1", "▶ plan %lld \"%s\": the workflow runs (%zu steps)", id, title,
             json_array_size(json_object_get(p, "steps")));
   } else if (strcmp(kind, "step_started") == 0) {
-    char where[200], again[64] = "";
+    char where[220], again[64] = "";
     if (pstr(p, "node")[0])
       snprintf(where, sizeof where, "on node %.200s", pstr(p, "node"));
     else

@@ -54,8 +54,8 @@ static int setup(void **state) {
   char tmpl[PATH_MAX], real[PATH_MAX], err[256];
   snprintf(tmpl, sizeof tmpl, "%.200s/cadre-step-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
   if (!fx || !mkdtemp(tmpl) || !realpath(tmpl, real) || strlen(real) >= 240) return -1;
-  snprintf(fx->base, sizeof fx->base, "%s", real);
-  snprintf(fx->ws, sizeof fx->ws, "%s/ws", real);
+  snprintf(fx->base, sizeof fx->base, "%.240s", real);
+  snprintf(fx->ws, sizeof fx->ws, "%.240s/ws", real);
   if (mkdir(fx->ws, 0755) != 0 || ws_init(&fx->q.ws, fx->ws, err, sizeof err) != 0 || snap_init() != 0) return -1;
   tools_opts_t o = {.workspace = fx->ws};
   fx->q.tools = tools_new(&o, err, sizeof err);
