@@ -3,6 +3,7 @@
  * "1h 5m", "1:30", "~30s", "about 2 minutes", ranges "30-60s" / "1 to 2 min"
  * (the upper bound counts). Everything copied out is valid UTF-8. */
 #include "plan_internal.h"
+#include "util.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -11,27 +12,6 @@
 #define PLAN_MAX_SECONDS 1e8 /* a little over three years: anything longer is a typo */
 #define DEPS_TEXT_MAX 4096   /* bytes of a Dependencies value read */
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-  size_t k;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF)
-    k = 2;
-  else if (c >= 0xE0 && c <= 0xEF)
-    k = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-  else if (c >= 0xF0 && c <= 0xF4)
-    k = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-  else
-    return 0;
-  if (n < k || s[1] < lo || s[1] > hi)
-    return 0;
-  for (size_t i = 2; i < k; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF)
-      return 0;
-  return k;
-}
 
 /* Drops markdown decoration (and blanks) at both ends. */
 span_t plan_strip_decor(span_t s) {
@@ -68,7 +48,7 @@ json_t *plan_text_json(span_t s, size_t max_chars, size_t max_bytes) {
   const unsigned char *u = (const unsigned char *)s.p;
   size_t len = 0, chars = 0;
   for (size_t i = 0; i < s.n && chars < max_chars;) {
-    size_t k = utf8_len(u + i, s.n - i), w = k ? k : 1;
+    size_t k = util_utf8_seq(u + i, s.n - i), w = k ? k : 1;
     if (len + w > max_bytes)
       break;
     if (k)

@@ -7,6 +7,7 @@
  * Everything copied out is valid UTF-8 (invalid bytes become '?') and capped
  * without cutting a multi-byte sequence. */
 #include "summary.h"
+#include "util.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,31 +76,10 @@ static char to_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a
 
 static bool is_decor(char c) { return c == '*' || c == '_' || c == '`'; }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), 0 if invalid. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
-  unsigned char c = s[0], lo = 0x80, hi = 0xBF;
-  size_t k;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xC2 && c <= 0xDF)
-    k = 2;
-  else if (c >= 0xE0 && c <= 0xEF)
-    k = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
-  else if (c >= 0xF0 && c <= 0xF4)
-    k = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-  else
-    return 0;
-  if (n < k || s[1] < lo || s[1] > hi)
-    return 0;
-  for (size_t i = 2; i < k; i++)
-    if (s[i] < 0x80 || s[i] > 0xBF)
-      return 0;
-  return k;
-}
 
 /* Length of a symbol or emoji sequence at s (U+2000..U+2FFF, U+1Fxxx, U+FE0F), else 0. */
 static size_t symbol_len(const unsigned char *s, size_t n) {
-  size_t k = utf8_len(s, n);
+  size_t k = util_utf8_seq(s, n);
   if (k == 3 && (s[0] == 0xE2 || (s[0] == 0xEF && s[1] == 0xB8 && s[2] == 0x8F)))
     return k;
   if (k == 4 && s[0] == 0xF0 && s[1] == 0x9F)
@@ -150,7 +130,7 @@ static void sb_init(sbuf_t *b, char *storage, size_t max) {
 static void sb_add(sbuf_t *b, const char *s, size_t n) {
   const unsigned char *u = (const unsigned char *)s;
   for (size_t i = 0; i < n && !b->full;) {
-    size_t k = utf8_len(u + i, n - i), w = k ? k : 1;
+    size_t k = util_utf8_seq(u + i, n - i), w = k ? k : 1;
     if (b->len + w > b->max) {
       b->full = true;
       break;
@@ -521,7 +501,7 @@ static const char *word_status(const char *w) {
 /* True at bytes that end a status word: blanks, punctuation but - _ /, symbols, invalid UTF-8. */
 static bool is_word_stop(const unsigned char *s, size_t n) {
   char c = (char)s[0];
-  if (is_blank(c) || symbol_len(s, n) || !utf8_len(s, n))
+  if (is_blank(c) || symbol_len(s, n) || !util_utf8_seq(s, n))
     return true;
   return s[0] < 0x80 && !is_alpha(c) && !is_digit(c) && c != '-' && c != '_' && c != '/';
 }
@@ -538,7 +518,7 @@ static span_t next_word(span_t v, size_t *i, const char **sym) {
   }
   size_t b = *i;
   while (*i < v.n && !is_word_stop(u + *i, v.n - *i))
-    *i += utf8_len(u + *i, v.n - *i);
+    *i += util_utf8_seq(u + *i, v.n - *i);
   span_t w = span_from(v.p + b, v.p + *i);
   while (w.n && strchr("-_/", w.p[w.n - 1]))
     w.n--;

@@ -166,3 +166,26 @@ void util_hostname(char *buf, size_t len) {
     snprintf(buf, len, "localhost");
   buf[len - 1] = '\0';
 }
+
+size_t util_utf8_seq(const unsigned char *s, size_t n) {
+  if (n == 0)
+    return 0;
+  unsigned char c = s[0], lo = 0x80, hi = 0xBF;
+  size_t k;
+  if (c < 0x80)
+    return 1;
+  if (c >= 0xC2 && c <= 0xDF)
+    k = 2;
+  else if (c >= 0xE0 && c <= 0xEF)
+    k = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+  else if (c >= 0xF0 && c <= 0xF4)
+    k = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+  else
+    return 0;
+  if (n < k || s[1] < lo || s[1] > hi)
+    return 0;
+  for (size_t i = 2; i < k; i++)
+    if (s[i] < 0x80 || s[i] > 0xBF)
+      return 0;
+  return k;
+}

@@ -26,6 +26,10 @@ int util_state_dir(char *buf, size_t len);
 int util_exe_dir(char *buf, size_t len);
 /* Random hex id of n bytes (2n chars + NUL in buf). */
 void util_random_hex(char *buf, size_t nbytes);
+/* Length of the valid UTF-8 sequence at s (1 to 4 bytes, at most n), or 0
+ * when the bytes there are not valid UTF-8 (overlong forms and surrogates
+ * included). */
+size_t util_utf8_seq(const unsigned char *s, size_t n);
 /* This host's name into buf. */
 void util_hostname(char *buf, size_t len);
 

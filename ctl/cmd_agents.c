@@ -48,17 +48,6 @@ static char *join(int argc, char **argv, int from) {
   return s;
 }
 
-/* One request on a fresh connection; NULL: the error was printed. */
-static json_t *once(ctl_t *ctl, const char *verb, json_t *args) {
-  client_t *c = ctl_connect(ctl);
-  if (!c) {
-    json_decref(args);
-    return NULL;
-  }
-  json_t *r = ctl_request(ctl, c, verb, args);
-  client_destroy(&c);
-  return r;
-}
 
 /* Prints a result as JSON, or as text made by fn for people. */
 static int show(ctl_t *ctl, json_t *r, void (*fn)(sbuf_t *, const json_t *)) {
@@ -248,7 +237,7 @@ int cmd_send(ctl_t *ctl, int argc, char **argv) {
 int cmd_agents(ctl_t *ctl, int argc, char **argv) {
   if (parse(ctl, argc, argv, NULL) < 0)
     return 2;
-  return show(ctl, once(ctl, "agents", NULL), format_agents);
+  return show(ctl, ctl_once(ctl, "agents", NULL), format_agents);
 }
 
 static void format_stop(sbuf_t *b, const json_t *r) {
@@ -262,7 +251,7 @@ int cmd_stop(ctl_t *ctl, int argc, char **argv) {
     ctl_error(ctl, "usage: cadre stop ID");
     return 2;
   }
-  return show(ctl, once(ctl, "stop", json_pack("{s:s}", "id", argv[i])), format_stop);
+  return show(ctl, ctl_once(ctl, "stop", json_pack("{s:s}", "id", argv[i])), format_stop);
 }
 
 static void format_stopped(sbuf_t *b, const json_t *r) {
@@ -281,19 +270,19 @@ static void format_stopped(sbuf_t *b, const json_t *r) {
 int cmd_stop_all(ctl_t *ctl, int argc, char **argv) {
   if (parse(ctl, argc, argv, NULL) < 0)
     return 2;
-  return show(ctl, once(ctl, "stop_all", NULL), format_stopped);
+  return show(ctl, ctl_once(ctl, "stop_all", NULL), format_stopped);
 }
 
 int cmd_stats(ctl_t *ctl, int argc, char **argv) {
   if (parse(ctl, argc, argv, NULL) < 0)
     return 2;
-  return show(ctl, once(ctl, "stats", NULL), format_stats);
+  return show(ctl, ctl_once(ctl, "stats", NULL), format_stats);
 }
 
 int cmd_config(ctl_t *ctl, int argc, char **argv) {
   if (parse(ctl, argc, argv, NULL) < 0)
     return 2;
-  return show(ctl, once(ctl, "config", NULL), format_json);
+  return show(ctl, ctl_once(ctl, "config", NULL), format_json);
 }
 
 static void format_reset(sbuf_t *b, const json_t *r) {
@@ -306,7 +295,7 @@ int cmd_reset(ctl_t *ctl, int argc, char **argv) {
   int i = parse(ctl, argc, argv, NULL);
   if (i < 0)
     return 2;
-  return show(ctl, once(ctl, "reset", json_pack("{s:s}", "session", i < argc ? argv[i] : "main")), format_reset);
+  return show(ctl, ctl_once(ctl, "reset", json_pack("{s:s}", "session", i < argc ? argv[i] : "main")), format_reset);
 }
 
 /* One watched message as a JSON line, shaped as on the wire: "type" is

@@ -4,17 +4,6 @@
 
 #include "ctl.h"
 
-/* Runs one verb and returns its result (NULL: error printed). */
-static json_t *one_shot(ctl_t *ctl, const char *verb, json_t *args) {
-  client_t *c = ctl_connect(ctl);
-  if (!c) {
-    json_decref(args);
-    return NULL;
-  }
-  json_t *r = ctl_request(ctl, c, verb, args);
-  client_destroy(&c);
-  return r;
-}
 
 static void join_list(const json_t *list, char *buf, size_t len) {
   size_t i, n = 0;
@@ -27,7 +16,7 @@ static void join_list(const json_t *list, char *buf, size_t len) {
 int cmd_nodes(ctl_t *ctl, int argc, char **argv) {
   (void)argc;
   (void)argv;
-  json_t *nodes = one_shot(ctl, "nodes", NULL);
+  json_t *nodes = ctl_once(ctl, "nodes", NULL);
   if (!nodes)
     return 1;
   if (ctl->json) {
@@ -53,7 +42,7 @@ int cmd_nodes(ctl_t *ctl, int argc, char **argv) {
 
 int cmd_history(ctl_t *ctl, int argc, char **argv) {
   const char *session = argc > 1 ? argv[1] : "main";
-  json_t *h = one_shot(ctl, "history", json_pack("{s:s}", "session", session));
+  json_t *h = ctl_once(ctl, "history", json_pack("{s:s}", "session", session));
   if (!h)
     return 1;
   if (ctl->json) {
@@ -75,7 +64,7 @@ int cmd_history(ctl_t *ctl, int argc, char **argv) {
 int cmd_sessions(ctl_t *ctl, int argc, char **argv) {
   (void)argc;
   (void)argv;
-  json_t *s = one_shot(ctl, "sessions", NULL);
+  json_t *s = ctl_once(ctl, "sessions", NULL);
   if (!s)
     return 1;
   if (ctl->json) {
@@ -111,7 +100,7 @@ int cmd_call(ctl_t *ctl, int argc, char **argv) {
     json_decref(args);
     return 2;
   }
-  json_t *r = one_shot(ctl, argv[1], args);
+  json_t *r = ctl_once(ctl, argv[1], args);
   if (!r)
     return 1;
   ctl_print_json(r);

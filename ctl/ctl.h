@@ -25,6 +25,8 @@ typedef struct {
 client_t *ctl_connect(ctl_t *ctl);
 /* One request, printing errors; caller owns the result. */
 json_t *ctl_request(ctl_t *ctl, client_t *c, const char *verb, json_t *args);
+/* Connects, asks one verb, disconnects; the result (caller owns) or NULL, error printed. args is taken. */
+json_t *ctl_once(ctl_t *ctl, const char *verb, json_t *args);
 /* Prints a JSON value on one line to stdout. */
 void ctl_print_json(const json_t *v);
 /* Reports an error: plain to stderr, or as {"error":...} with --json. */

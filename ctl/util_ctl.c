@@ -55,3 +55,14 @@ json_t *ctl_request(ctl_t *ctl, client_t *c, const char *verb, json_t *args) {
     ctl_error(ctl, "%s", err);
   return r;
 }
+
+json_t *ctl_once(ctl_t *ctl, const char *verb, json_t *args) {
+  client_t *c = ctl_connect(ctl);
+  if (!c) {
+    json_decref(args);
+    return NULL;
+  }
+  json_t *r = ctl_request(ctl, c, verb, args);
+  client_destroy(&c);
+  return r;
+}
