@@ -39,7 +39,7 @@ static const char *schema =
     "CREATE TABLE IF NOT EXISTS workflows(id INTEGER PRIMARY KEY, doc TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS checkpoints(id INTEGER PRIMARY KEY, workflow INTEGER NOT NULL, step INTEGER NOT NULL,"
     "  attempt INTEGER NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT, existed INTEGER,"
-    "  content TEXT, sha256 TEXT, created_ms INTEGER NOT NULL);"
+    "  content TEXT, sha256 TEXT, created_ms INTEGER NOT NULL, mode INTEGER);"
     "CREATE TABLE IF NOT EXISTS templates(name TEXT PRIMARY KEY, doc TEXT NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');";
 
@@ -574,10 +574,10 @@ json_t *store_workflows(store_t *self) {
 }
 
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
-                         const char *path, int existed, const char *content, const char *sha256) {
+                         const char *path, int existed, const char *content, const char *sha256, int mode) {
   sqlite3_stmt *st = prep(self,
                           "INSERT INTO checkpoints(workflow, step, attempt, seq, kind, path, existed, content, sha256,"
-                          " created_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+                          " created_ms, mode) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, workflow);
@@ -593,12 +593,14 @@ int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t 
   if (sha256)
     sqlite3_bind_text(st, 9, sha256, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 10, util_wall_ms());
+  if (mode > 0)
+    sqlite3_bind_int(st, 11, mode);
   return exec_done(st);
 }
 
 json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
   json_t *out = json_array();
-  sqlite3_stmt *st = prep(self, "SELECT id, step, attempt, seq, kind, path, existed, content, sha256 FROM checkpoints"
+  sqlite3_stmt *st = prep(self, "SELECT id, step, attempt, seq, kind, path, existed, content, sha256, mode FROM checkpoints"
                                 " WHERE workflow = ? ORDER BY id");
   if (!st)
     return out;
@@ -611,6 +613,8 @@ json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
                           "sha256", col_text(st, 8));
     if (c && with_content && col_text(st, 7))
       json_object_set_new(c, "content", json_string(col_text(st, 7)));
+    if (c && sqlite3_column_type(st, 9) != SQLITE_NULL)
+      json_object_set_new(c, "mode", json_integer(sqlite3_column_int(st, 9)));
     if (c)
       json_array_append_new(out, c);
   }

@@ -104,7 +104,7 @@ int store_workflow_update(store_t *self, int64_t id, const json_t *doc);
 json_t *store_workflows(store_t *self);
 /* The checkpoint ledger: pre-images saved before a step may change anything. */
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
-                         const char *path, int existed, const char *content, const char *sha256);
+                         const char *path, int existed, const char *content, const char *sha256, int mode);
 /* A workflow's checkpoints, oldest first (content, base64, only when asked). Caller owns. */
 json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content);
 int store_template_put(store_t *self, const char *name, const json_t *doc);

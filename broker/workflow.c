@@ -404,9 +404,10 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
   bool stored = true;
   if (strcmp(m->kind, "snapshot_end") != 0)
     stored = store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, m->path,
-                                  PROTO_HAS(m, existed) && m->existed, m->content, m->sha256) == 0;
+                                  PROTO_HAS(m, existed) && m->existed, m->content, m->sha256,
+                                  (int)json_integer_value(json_object_get(m->payload, "mode"))) == 0;
   else
-    stored = store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, NULL, 0, NULL, NULL) == 0;
+    stored = store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, NULL, 0, NULL, NULL, 0) == 0;
   if (!stored) {
     log_error("state: cannot store a checkpoint: %s", store_errmsg(b->store));
     return; /* no ack: the node does not change anything */
@@ -564,10 +565,10 @@ static json_t *rollback_ops(broker_t *b, int64_t wf) {
     json_t *c = json_array_get(cps, i);
     const char *kind = str(c, "kind");
     if (strcmp(kind, "file") == 0) {
-      json_array_append_new(ops, json_pack("{s:s, s:O, s:O, s:O?, s:s}", "kind", "file", "path",
+      json_array_append_new(ops, json_pack("{s:s, s:O, s:O, s:O?, s:s, s:O?}", "kind", "file", "path",
                                            json_object_get(c, "path"), "existed", json_object_get(c, "existed"),
                                            "content", json_object_get(c, "content"), "sha256",
-                                           str(c, "sha256") ? str(c, "sha256") : ""));
+                                           str(c, "sha256") ? str(c, "sha256") : "", "mode", json_object_get(c, "mode")));
     } else if (strcmp(kind, "snapshot_end") == 0) {
       json_int_t step = json_integer_value(json_object_get(c, "step"));
       json_int_t attempt = json_integer_value(json_object_get(c, "attempt"));
@@ -579,9 +580,10 @@ static json_t *rollback_ops(broker_t *b, int64_t wf) {
             json_integer_value(json_object_get(f, "attempt")) != attempt)
           continue;
         json_array_append(keep, json_object_get(f, "path"));
-        json_array_append_new(files, json_pack("{s:s, s:O, s:b, s:O?, s:s}", "kind", "file", "path",
+        json_array_append_new(files, json_pack("{s:s, s:O, s:b, s:O?, s:s, s:O?}", "kind", "file", "path",
                                                json_object_get(f, "path"), "existed", 1, "content",
-                                               json_object_get(f, "content"), "sha256", str(f, "sha256") ?: ""));
+                                               json_object_get(f, "content"), "sha256", str(f, "sha256") ?: "", "mode",
+                                               json_object_get(f, "mode")));
       }
       json_array_append_new(ops, json_pack("{s:s, s:o}", "kind", "prune", "keep", keep));
       json_array_extend(ops, files);
@@ -614,6 +616,8 @@ static void rollback_send(broker_t *b, json_t *doc, json_t *rb) {
     PROTO_SET(m, existed, json_is_true(json_object_get(op, "existed")));
     if (str(op, "content"))
       proto_set_str(m, PROTO_F_content, str(op, "content"));
+    if (json_is_integer(json_object_get(op, "mode"))) /* e.g. a deleted script comes back executable */
+      proto_set_json(m, PROTO_F_payload, json_pack("{s:O}", "mode", json_object_get(op, "mode")));
   } else {
     proto_set_json(m, PROTO_F_payload, json_pack("{s:O}", "keep", json_object_get(op, "keep")));
   }

@@ -158,13 +158,17 @@ class Workflows(unittest.TestCase):
         with open(original, "wb") as f:
             f.write(b"original \x00\xff bytes\n")
         before = sha(original)
+        script = os.path.join(self.ws, "run.sh")
+        with open(script, "w") as f:
+            f.write("#!/bin/sh\necho hi\n")
+        os.chmod(script, 0o755)
         steps = [
             {"title": "Overwrite", "agent": "implementer", "tool": "write_file_tool",
              "args": {"path": "keep.txt", "content": "changed"}},
             {"title": "Create", "agent": "implementer", "tool": "write_file_tool", "deps": [1],
              "args": {"path": "new/file.txt", "content": "new"}},
             {"title": "Shell", "agent": "tester", "tool": "execute_bash", "deps": [2],
-             "args": {"command": "echo more >> keep.txt; rm -f new/file.txt; touch made.txt"}},
+             "args": {"command": "echo more >> keep.txt; rm -f new/file.txt run.sh; touch made.txt"}},
         ]
         steps[fail_at - 1] = {"title": "Fails", "agent": "tester", "tool": "execute_bash",
                               "deps": [fail_at - 1] if fail_at > 1 else [], "args": {"command": "exit 1"}}
@@ -178,6 +182,7 @@ class Workflows(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.ws, "new/file.txt")))
         self.assertFalse(os.path.exists(os.path.join(self.ws, "made.txt")))
         self.assertEqual(done["report"]["rollback"]["mismatches"], [])
+        self.assertEqual(os.stat(script).st_mode & 0o777, 0o755, "a deleted script comes back executable")
 
     def test_rollback_after_failure_at_step_1(self):
         self.rollback_case(1)
