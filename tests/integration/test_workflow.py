@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import unittest
@@ -229,6 +230,31 @@ class Workflows(unittest.TestCase):
             self.assertEqual(f.read(), "world")
         r, out = self.c.cadre_json("template", "run", "maker", "name=x")
         self.assertNotEqual(r.returncode, 0)
+
+
+class NodeLoss(unittest.TestCase):
+    def test_node_dies_mid_step_and_the_step_runs_on_another(self):
+        c = Cluster(nodes=(("first", 2),))
+        try:
+            text = plan_text("Survive a node", [
+                {"title": "Long command", "agent": "tester", "tool": "execute_bash",
+                 "args": {"command": "if [ -f started ]; then echo second run; else touch started; sleep 30; fi"}}])
+            c.model.script([{"match": "Make a plan", "text": text}])
+            c.cadre("ask", "Make a plan", check=True)
+            pid = str(c.cadre_json("plans")[1][0][-1]["id"])
+            c.cadre("approve", pid, check=True)
+            wait_until(lambda: os.path.exists(os.path.join(c.workspace, "started")), what="the step to start")
+            c.start_node("second", 2)
+            c.wait_nodes(2)
+            c.kill_node("first")
+            done = wait_until(lambda: c.cadre_json("plan", pid)[1][-1]["status"] == "done" and
+                              c.cadre_json("plan", pid)[1][-1], timeout=30, what="the step to finish elsewhere")
+            step = done["steps"][0]
+            self.assertEqual(step["node"], "second")
+            self.assertIn("second run", step["result"])
+        finally:
+            subprocess.run(["pkill", "-f", "touch started; sleep 30"], capture_output=True)
+            c.close()
 
 
 class Durability(unittest.TestCase):
