@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "workflow_int.h"
 #include "log.h"
 #include "plan.h"
 #include "summary.h"
@@ -33,26 +34,26 @@
 
 /* ---- documents ---------------------------------------------------------- */
 
-static json_t *wf_get(broker_t *b, int64_t id) {
+json_t *wf_get(broker_t *b, int64_t id) {
   char key[32];
   snprintf(key, sizeof key, "%lld", (long long)id);
   return json_object_get(b->workflows, key);
 }
 
-static int64_t wf_id(const json_t *doc) {
+int64_t wf_id(const json_t *doc) {
   return json_integer_value(json_object_get(doc, "id"));
 }
 
-static const char *wf_status(const json_t *doc) {
+const char *wf_status(const json_t *doc) {
   const char *s = json_string_value(json_object_get(doc, "status"));
   return s ? s : "?";
 }
 
-static bool status_is(const json_t *doc, const char *s) {
+bool status_is(const json_t *doc, const char *s) {
   return strcmp(wf_status(doc), s) == 0;
 }
 
-static void wf_save(broker_t *b, json_t *doc) {
+void wf_save(broker_t *b, json_t *doc) {
   if (store_workflow_update(b->store, wf_id(doc), doc) < 0)
     log_error("state: cannot save workflow %lld: %s", (long long)wf_id(doc), store_errmsg(b->store));
 }
@@ -63,12 +64,12 @@ static json_t *step_state(json_t *doc, int64_t number) {
   return json_object_get(json_object_get(doc, "steps"), key);
 }
 
-static const char *str(const json_t *o, const char *key) {
+const char *wf_str(const json_t *o, const char *key) {
   return json_string_value(json_object_get(o, key));
 }
 
 /* The view controllers get: the plan with each step's state, and estimates. */
-static json_t *wf_view(const json_t *doc) {
+json_t *wf_view(const json_t *doc) {
   const json_t *plan = json_object_get(doc, "plan");
   json_t *steps = json_array();
   size_t i;
@@ -76,7 +77,7 @@ static json_t *wf_view(const json_t *doc) {
   json_array_foreach(json_object_get(plan, "steps"), i, s) {
     json_t *v = json_deep_copy(s);
     json_t *st = step_state((json_t *)doc, json_integer_value(json_object_get(s, "number")));
-    json_object_set_new(v, "status", json_string(st ? str(st, "status") : "pending"));
+    json_object_set_new(v, "status", json_string(st ? wf_str(st, "status") : "pending"));
     json_object_set_new(v, "attempts", json_integer(st ? json_integer_value(json_object_get(st, "attempts")) : 0));
     if (st) {
       const char *keys[] = {"result", "error", "node", "agent_session", "started_ms", "finished_ms", "usage"};
@@ -96,7 +97,7 @@ static json_t *wf_view(const json_t *doc) {
   return out;
 }
 
-static void wf_event(broker_t *b, const char *kind, json_t *doc, json_t *extra) {
+void wf_event(broker_t *b, const char *kind, json_t *doc, json_t *extra) {
   json_t *payload = wf_view(doc);
   if (extra) {
     json_object_update(payload, extra);
@@ -128,7 +129,7 @@ static json_t *estimate(broker_t *b, const json_t *plan) {
   json_array_foreach(json_object_get(plan, "steps"), i, s) {
     if (!json_is_null(json_object_get(s, "tool")) && json_object_get(s, "tool"))
       continue; /* a tool step calls no model */
-    const cadre_profile_t *p = config_profile_for_role(b->opts.config, str(s, "agent") ? str(s, "agent") : "");
+    const cadre_profile_t *p = config_profile_for_role(b->opts.config, wf_str(s, "agent") ? wf_str(s, "agent") : "");
     if (p)
       cost += (AGENT_STEP_TOKENS_IN * p->cost_per_1m_input + AGENT_STEP_TOKENS_OUT * p->cost_per_1m_output) / 1e6;
   }
@@ -138,7 +139,7 @@ static json_t *estimate(broker_t *b, const json_t *plan) {
 }
 
 /* Validates and estimates a plan into the document; status pending or invalid. */
-static void assess(broker_t *b, json_t *doc) {
+void assess(broker_t *b, json_t *doc) {
   json_t *roles = known_roles(b), *tools = known_tools();
   json_t *errors = plan_validate(json_object_get(doc, "plan"), roles, tools);
   json_decref(roles);
@@ -152,7 +153,7 @@ static void assess(broker_t *b, json_t *doc) {
 }
 
 /* Stores a new plan from an agent's answer (or a template) and announces it. */
-static json_t *propose(broker_t *b, const char *session, json_t *plan, const char *origin) {
+json_t *propose(broker_t *b, const char *session, json_t *plan, const char *origin) {
   json_t *doc = json_pack("{s:s, s:o, s:I, s:o, s:s}", "session", session, "plan", plan, "created_ms",
                           (json_int_t)util_wall_ms(), "steps", json_object(), "origin", origin);
   assess(b, doc);
@@ -166,7 +167,7 @@ static json_t *propose(broker_t *b, const char *session, json_t *plan, const cha
   char key[32];
   snprintf(key, sizeof key, "%lld", (long long)id);
   json_object_set_new(b->workflows, key, doc);
-  log_info("plan %lld from %s: \"%s\", %zu steps, %s", (long long)id, origin, str(json_object_get(doc, "plan"), "title"),
+  log_info("plan %lld from %s: \"%s\", %zu steps, %s", (long long)id, origin, wf_str(json_object_get(doc, "plan"), "title"),
            json_array_size(json_object_get(json_object_get(doc, "plan"), "steps")), wf_status(doc));
   wf_event(b, "plan_proposed", doc, json_pack("{s:O}", "text", json_object_get(doc, "text")));
   return doc;
@@ -193,7 +194,7 @@ static bool deps_done(const json_t *doc, const json_t *step) {
   json_t *d;
   json_array_foreach(json_object_get(step, "dependencies"), i, d) {
     json_t *st = step_state((json_t *)doc, json_integer_value(d));
-    if (!st || strcmp(str(st, "status"), "done") != 0)
+    if (!st || strcmp(wf_str(st, "status"), "done") != 0)
       return false;
   }
   return true;
@@ -227,16 +228,16 @@ static json_t *applied_check(broker_t *b, int64_t wf, int64_t step) {
   size_t i;
   json_t *c;
   json_array_foreach(cps, i, c) if (json_integer_value(json_object_get(c, "step")) == step &&
-                                    strcmp(str(c, "kind"), "file") == 0) found = c;
+                                    strcmp(wf_str(c, "kind"), "file") == 0) found = c;
   json_t *out = found ? json_pack("{s:O, s:s}", "path", json_object_get(found, "path"), "sha256",
-                                  str(found, "sha256") ? str(found, "sha256") : "")
+                                  wf_str(found, "sha256") ? wf_str(found, "sha256") : "")
                       : NULL;
   json_decref(cps);
   return out;
 }
 
 static int start_tool_step(broker_t *b, json_t *doc, const json_t *step, json_t *st) {
-  peer_t *node = pick_workspace_node(b, str(doc, "workspace"));
+  peer_t *node = pick_workspace_node(b, wf_str(doc, "workspace"));
   if (!node)
     return -1; /* waits for a free slot */
   int64_t number = json_integer_value(json_object_get(step, "number"));
@@ -247,7 +248,7 @@ static int start_tool_step(broker_t *b, json_t *doc, const json_t *step, json_t 
   PROTO_SET(m, workflow, wf_id(doc));
   PROTO_SET(m, step, number);
   PROTO_SET(m, attempt, attempt);
-  proto_set_str(m, PROTO_F_kind, str(step, "tool"));
+  proto_set_str(m, PROTO_F_kind, wf_str(step, "tool"));
   json_t *args = json_object_get(step, "arguments");
   proto_set_json(m, PROTO_F_args, json_is_object(args) ? json_incref(args) : json_object());
   json_t *check = json_is_true(json_object_get(st, "was_running")) ? applied_check(b, wf_id(doc), number) : NULL;
@@ -270,15 +271,15 @@ static int start_tool_step(broker_t *b, json_t *doc, const json_t *step, json_t 
 
 static int start_agent_step(broker_t *b, json_t *doc, const json_t *step, json_t *st) {
   int64_t number = json_integer_value(json_object_get(step, "number"));
-  const char *title = str(step, "title") ? str(step, "title") : "";
-  const char *desc = str(step, "description");
+  const char *title = wf_str(step, "title") ? wf_str(step, "title") : "";
+  const char *desc = wf_str(step, "description");
   char *args = json_object_get(step, "arguments") ? json_dumps(json_object_get(step, "arguments"), JSON_COMPACT) : NULL;
   size_t n = strlen(title) + (desc ? strlen(desc) : 0) + (args ? strlen(args) : 0) + 256;
   char *task = malloc(n);
-  snprintf(task, n, "Workflow \"%s\", step %lld: %s%s%s%s%s", str(json_object_get(doc, "plan"), "title") ?: "",
+  snprintf(task, n, "Workflow \"%s\", step %lld: %s%s%s%s%s", wf_str(json_object_get(doc, "plan"), "title") ?: "",
            (long long)number, title, desc ? "\n" : "", desc ? desc : "", args ? "\nArguments: " : "", args ? args : "");
   char id[128], err[256];
-  int rc = agents_spawn(b, str(step, "agent") ? str(step, "agent") : "", false, task, str(doc, "session"), NULL, id,
+  int rc = agents_spawn(b, wf_str(step, "agent") ? wf_str(step, "agent") : "", false, task, wf_str(doc, "session"), NULL, id,
                         sizeof id, err, sizeof err);
   free(task);
   free(args);
@@ -307,11 +308,11 @@ static bool is_tool_step(const json_t *step) {
 }
 
 static void step_failed(broker_t *b, json_t *doc, int64_t number, const char *detail, bool retryable);
-static void finish(broker_t *b, json_t *doc, const char *status, const char *why);
-static void rollback_start(broker_t *b, json_t *doc, const char *why);
+void finish(broker_t *b, json_t *doc, const char *status, const char *why);
+void rollback_start(broker_t *b, json_t *doc, const char *why);
 
 /* Starts every step whose dependencies are done, as room allows. */
-static void advance(broker_t *b, json_t *doc, int64_t now) {
+void advance(broker_t *b, json_t *doc, int64_t now) {
   if (!status_is(doc, "running"))
     return;
   size_t i, done = 0, total = 0;
@@ -321,7 +322,7 @@ static void advance(broker_t *b, json_t *doc, int64_t now) {
     total++;
     int64_t number = json_integer_value(json_object_get(step, "number"));
     json_t *st = step_state(doc, number);
-    const char *s = str(st, "status");
+    const char *s = wf_str(st, "status");
     if (strcmp(s, "done") == 0) {
       done++;
       continue;
@@ -357,8 +358,8 @@ void workflow_tick(broker_t *b, int64_t now) {
 static json_t *running_step(broker_t *b, peer_t *from, const proto_msg_t *m, json_t **doc_out) {
   json_t *doc = wf_get(b, m->workflow);
   json_t *st = doc ? step_state(doc, m->step) : NULL;
-  if (!st || strcmp(str(st, "status"), "running") != 0 || json_integer_value(json_object_get(st, "attempts")) != m->attempt ||
-      !str(st, "node") || strcmp(str(st, "node"), from->name) != 0) {
+  if (!st || strcmp(wf_str(st, "status"), "running") != 0 || json_integer_value(json_object_get(st, "attempts")) != m->attempt ||
+      !wf_str(st, "node") || strcmp(wf_str(st, "node"), from->name) != 0) {
     log_debug("ignoring %s for workflow %lld step %lld attempt %lld (stale)", proto_type_name(m->type),
               (long long)m->workflow, (long long)m->step, (long long)m->attempt);
     return NULL;
@@ -464,12 +465,12 @@ bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summar
   json_t *doc = wf_get(b, json_integer_value(json_object_get(wf, "id")));
   int64_t number = json_integer_value(json_object_get(wf, "step"));
   json_t *st = doc ? step_state(doc, number) : NULL;
-  const char *id = str(row, "id");
-  if (!st || strcmp(str(st, "status"), "running") != 0 || !str(st, "agent_session") ||
-      strcmp(str(st, "agent_session"), id) != 0)
+  const char *id = wf_str(row, "id");
+  if (!st || strcmp(wf_str(st, "status"), "running") != 0 || !wf_str(st, "agent_session") ||
+      strcmp(wf_str(st, "agent_session"), id) != 0)
     return true; /* a late summary of an old attempt: consumed, ignored */
-  char *text = summary_render(id, str(row, "role"), summary);
-  const char *status = str(summary, "status");
+  char *text = summary_render(id, wf_str(row, "role"), summary);
+  const char *status = wf_str(summary, "status");
   if (status && strcmp(status, "FAIL") == 0)
     step_failed(b, doc, number, text, true);
   else
@@ -486,7 +487,7 @@ static json_t *usage_of_steps(broker_t *b, const json_t *doc) {
   const char *key;
   json_t *st;
   json_object_foreach(json_object_get(doc, "steps"), key, st) {
-    const char *sid = str(st, "agent_session");
+    const char *sid = wf_str(st, "agent_session");
     json_t *row = sid ? store_session(b->store, sid) : NULL;
     json_t *u = json_object_get(row, "usage");
     json_int_t t = json_integer_value(json_object_get(u, "prompt_tokens")) +
@@ -507,19 +508,19 @@ static void results_back(broker_t *b, json_t *doc) {
   size_t n = 8192, len = 0;
   char *text = malloc(n);
   len += (size_t)snprintf(text + len, n - len, "[WORKFLOW %lld \"%s\": %s]\n", (long long)wf_id(doc),
-                          str(plan, "title") ?: "", wf_status(doc));
+                          wf_str(plan, "title") ?: "", wf_status(doc));
   size_t i;
   json_t *s;
   json_array_foreach(json_object_get(plan, "steps"), i, s) {
     json_t *st = step_state(doc, json_integer_value(json_object_get(s, "number")));
-    const char *ss = str(st, "status") ? str(st, "status") : "pending";
+    const char *ss = wf_str(st, "status") ? wf_str(st, "status") : "pending";
     const char *mark = strcmp(ss, "done") == 0 ? "✓" : strcmp(ss, "failed") == 0 ? "✗" : "○";
     if (len < n - 512)
       len += (size_t)snprintf(text + len, n - len, "%s Step %lld: %.200s (%s, %lld attempt(s))%s%.200s\n", mark,
-                              (long long)json_integer_value(json_object_get(s, "number")), str(s, "title") ?: "",
-                              str(s, "agent") ?: "?", (long long)json_integer_value(json_object_get(st, "attempts")),
-                              str(st, "error") && strcmp(ss, "done") != 0 ? ": " : "",
-                              str(st, "error") && strcmp(ss, "done") != 0 ? str(st, "error") : "");
+                              (long long)json_integer_value(json_object_get(s, "number")), wf_str(s, "title") ?: "",
+                              wf_str(s, "agent") ?: "?", (long long)json_integer_value(json_object_get(st, "attempts")),
+                              wf_str(st, "error") && strcmp(ss, "done") != 0 ? ": " : "",
+                              wf_str(st, "error") && strcmp(ss, "done") != 0 ? wf_str(st, "error") : "");
   }
   json_t *u = json_object_get(report, "usage");
   if (len < n - 256)
@@ -532,14 +533,14 @@ static void results_back(broker_t *b, json_t *doc) {
     snprintf(text + len, n - len, "Rolled back: %zu file(s) restored, %zu mismatch(es)\n",
              json_array_size(json_object_get(rb, "restored")), json_array_size(json_object_get(rb, "mismatches")));
   json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
-  const char *session = str(doc, "session");
+  const char *session = wf_str(doc, "session");
   if (session && store_session_exists(b->store, session))
     store_append(b->store, session, 0, msg, NULL);
   json_decref(msg);
   free(text);
 }
 
-static void finish(broker_t *b, json_t *doc, const char *status, const char *why) {
+void finish(broker_t *b, json_t *doc, const char *status, const char *why) {
   json_object_set_new(doc, "status", json_string(status));
   json_object_set_new(doc, "finished_ms", json_integer(util_wall_ms()));
   json_t *report = json_object_get(doc, "report");
@@ -563,12 +564,12 @@ static json_t *rollback_ops(broker_t *b, int64_t wf) {
   json_t *cps = store_checkpoints(b->store, wf, true), *ops = json_array();
   for (size_t i = json_array_size(cps); i-- > 0;) {
     json_t *c = json_array_get(cps, i);
-    const char *kind = str(c, "kind");
+    const char *kind = wf_str(c, "kind");
     if (strcmp(kind, "file") == 0) {
       json_array_append_new(ops, json_pack("{s:s, s:O, s:O, s:O?, s:s, s:O?}", "kind", "file", "path",
                                            json_object_get(c, "path"), "existed", json_object_get(c, "existed"),
                                            "content", json_object_get(c, "content"), "sha256",
-                                           str(c, "sha256") ? str(c, "sha256") : "", "mode", json_object_get(c, "mode")));
+                                           wf_str(c, "sha256") ? wf_str(c, "sha256") : "", "mode", json_object_get(c, "mode")));
     } else if (strcmp(kind, "snapshot_end") == 0) {
       json_int_t step = json_integer_value(json_object_get(c, "step"));
       json_int_t attempt = json_integer_value(json_object_get(c, "attempt"));
@@ -576,13 +577,13 @@ static json_t *rollback_ops(broker_t *b, int64_t wf) {
       size_t j;
       json_t *f;
       json_array_foreach(cps, j, f) {
-        if (strcmp(str(f, "kind"), "snapshot_file") != 0 || json_integer_value(json_object_get(f, "step")) != step ||
+        if (strcmp(wf_str(f, "kind"), "snapshot_file") != 0 || json_integer_value(json_object_get(f, "step")) != step ||
             json_integer_value(json_object_get(f, "attempt")) != attempt)
           continue;
         json_array_append(keep, json_object_get(f, "path"));
         json_array_append_new(files, json_pack("{s:s, s:O, s:b, s:O?, s:s, s:O?}", "kind", "file", "path",
                                                json_object_get(f, "path"), "existed", 1, "content",
-                                               json_object_get(f, "content"), "sha256", str(f, "sha256") ?: "", "mode",
+                                               json_object_get(f, "content"), "sha256", wf_str(f, "sha256") ?: "", "mode",
                                                json_object_get(f, "mode")));
       }
       json_array_append_new(ops, json_pack("{s:s, s:o}", "kind", "prune", "keep", keep));
@@ -601,7 +602,7 @@ static void rollback_send(broker_t *b, json_t *doc, json_t *rb) {
     return;
   peer_t *node = NULL;
   for (peer_t *n = b->peers; n; n = n->next)
-    if (!n->dead && n->role == PEER_NODE && str(doc, "workspace") && strcmp(n->workspace, str(doc, "workspace")) == 0)
+    if (!n->dead && n->role == PEER_NODE && wf_str(doc, "workspace") && strcmp(n->workspace, wf_str(doc, "workspace")) == 0)
       node = n;
   if (!node)
     return; /* waits for a node of the workspace; the tick tries again */
@@ -610,12 +611,12 @@ static void rollback_send(broker_t *b, json_t *doc, json_t *rb) {
     return;
   PROTO_SET(m, workflow, wf_id(doc));
   PROTO_SET(m, seq, (int64_t)next + 1);
-  proto_set_str(m, PROTO_F_kind, str(op, "kind"));
-  if (strcmp(str(op, "kind"), "file") == 0) {
-    proto_set_str(m, PROTO_F_path, str(op, "path"));
+  proto_set_str(m, PROTO_F_kind, wf_str(op, "kind"));
+  if (strcmp(wf_str(op, "kind"), "file") == 0) {
+    proto_set_str(m, PROTO_F_path, wf_str(op, "path"));
     PROTO_SET(m, existed, json_is_true(json_object_get(op, "existed")));
-    if (str(op, "content"))
-      proto_set_str(m, PROTO_F_content, str(op, "content"));
+    if (wf_str(op, "content"))
+      proto_set_str(m, PROTO_F_content, wf_str(op, "content"));
     if (json_is_integer(json_object_get(op, "mode"))) /* e.g. a deleted script comes back executable */
       proto_set_json(m, PROTO_F_payload, json_pack("{s:O}", "mode", json_object_get(op, "mode")));
   } else {
@@ -627,14 +628,14 @@ static void rollback_send(broker_t *b, json_t *doc, json_t *rb) {
   proto_msg_destroy(&m);
 }
 
-static void rollback_start(broker_t *b, json_t *doc, const char *why) {
+void rollback_start(broker_t *b, json_t *doc, const char *why) {
   json_t *rb = json_pack("{s:o, s:i, s:[], s:[], s:[], s:s, s:s}", "ops", rollback_ops(b, wf_id(doc)), "next", 0,
                          "restored", "mismatches", "deleted", "why", why, "final",
                          status_is(doc, "cancelled") ? "cancelled" : "failed");
   /* Running steps are abandoned: their late results are ignored. */
   const char *key;
   json_t *st;
-  json_object_foreach(json_object_get(doc, "steps"), key, st) if (strcmp(str(st, "status"), "running") == 0)
+  json_object_foreach(json_object_get(doc, "steps"), key, st) if (strcmp(wf_str(st, "status"), "running") == 0)
       json_object_set_new(st, "status", json_string("abandoned"));
   json_object_set_new(doc, "status", json_string("rolling_back"));
   wf_save(b, doc);
@@ -665,11 +666,11 @@ static void on_restored(broker_t *b, const proto_msg_t *m) {
   json_t *op = json_array_get(json_object_get(rb, "ops"), next);
   if (m->code) {
     json_array_append_new(json_object_get(rb, "mismatches"),
-                          json_pack("{s:s?, s:s, s:s?}", "path", str(op, "path"), "error", m->code, "detail", m->detail));
-  } else if (strcmp(str(op, "kind"), "prune") == 0) {
+                          json_pack("{s:s?, s:s, s:s?}", "path", wf_str(op, "path"), "error", m->code, "detail", m->detail));
+  } else if (strcmp(wf_str(op, "kind"), "prune") == 0) {
     json_array_extend(json_object_get(rb, "deleted"), json_object_get(m->payload, "deleted"));
   } else {
-    bool ok = m->sha256 && strcmp(m->sha256, str(op, "sha256")) == 0;
+    bool ok = m->sha256 && strcmp(m->sha256, wf_str(op, "sha256")) == 0;
     json_array_append_new(json_object_get(rb, ok ? "restored" : "mismatches"),
                           json_pack("{s:O, s:b, s:s}", "path", json_object_get(op, "path"), "existed",
                                     json_is_true(json_object_get(op, "existed")), "sha256", m->sha256 ? m->sha256 : ""));
@@ -687,8 +688,8 @@ static void on_restored(broker_t *b, const proto_msg_t *m) {
   json_object_set_new(report, "rollback", json_pack("{s:O, s:O, s:O}", "restored", json_object_get(rb, "restored"),
                                                     "mismatches", json_object_get(rb, "mismatches"), "deleted",
                                                     json_object_get(rb, "deleted")));
-  char *final = strdup(str(rb, "final"));
-  char *why = strdup(str(rb, "why"));
+  char *final = strdup(wf_str(rb, "final"));
+  char *why = strdup(wf_str(rb, "why"));
   json_object_del(b->rollbacks, k);
   finish(b, doc, final, why);
   free(final);
@@ -713,7 +714,7 @@ void workflow_node_lost(broker_t *b, peer_t *node) {
     json_t *st;
     bool changed = false;
     json_object_foreach(json_object_get(doc, "steps"), sk, st) {
-      if (strcmp(str(st, "status"), "running") == 0 && str(st, "node") && strcmp(str(st, "node"), node->name) == 0) {
+      if (strcmp(wf_str(st, "status"), "running") == 0 && wf_str(st, "node") && strcmp(wf_str(st, "node"), node->name) == 0) {
         /* Runs again elsewhere; the ledger tells whether a file change already happened. */
         json_object_set_new(st, "status", json_string("pending"));
         json_object_set_new(st, "was_running", json_true());
@@ -732,7 +733,7 @@ void workflow_timer(broker_t *b, int64_t now) {
   const char *key;
   json_t *rb;
   json_object_foreach(b->rollbacks, key, rb) {
-    const char *to = str(rb, "sent_to");
+    const char *to = wf_str(rb, "sent_to");
     bool alive = false;
     for (peer_t *n = b->peers; to && n; n = n->next)
       alive |= !n->dead && n->role == PEER_NODE && strcmp(n->name, to) == 0;
@@ -754,8 +755,8 @@ int workflow_start(broker_t *b) {
     const char *sk;
     json_t *st;
     /* In flight at the stop: run again (agent steps continue with their sub-agent's turn). */
-    json_object_foreach(json_object_get(doc, "steps"), sk, st) if (strcmp(str(st, "status"), "running") == 0 &&
-                                                                   !str(st, "agent_session")) {
+    json_object_foreach(json_object_get(doc, "steps"), sk, st) if (strcmp(wf_str(st, "status"), "running") == 0 &&
+                                                                   !wf_str(st, "agent_session")) {
       json_object_set_new(st, "status", json_string("pending"));
       json_object_set_new(st, "was_running", json_true());
       log_info("workflow %s step %s was running at the last stop; it runs again", key, sk);
@@ -769,235 +770,3 @@ int workflow_start(broker_t *b) {
   return 0;
 }
 
-/* ---- verbs ------------------------------------------------------------------- */
-
-json_t *workflow_list(broker_t *b) {
-  json_t *out = json_array();
-  const char *key;
-  json_t *doc;
-  json_object_foreach(b->workflows, key, doc) json_array_append_new(out, wf_view(doc));
-  return out;
-}
-
-json_t *workflow_show(broker_t *b, int64_t id, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc) {
-    snprintf(err, errlen, "no plan %lld", (long long)id);
-    return NULL;
-  }
-  json_t *v = wf_view(doc);
-  json_object_set(v, "text", json_object_get(doc, "text"));
-  json_object_set_new(v, "checkpoints", store_checkpoints(b->store, id, false));
-  return v;
-}
-
-/* Workspace of an approved plan: the one asked for, else that of a node. */
-static const char *choose_workspace(broker_t *b, const char *wanted) {
-  for (peer_t *n = b->peers; n; n = n->next)
-    if (!n->dead && n->role == PEER_NODE && (!wanted || strcmp(n->workspace, wanted) == 0))
-      return n->workspace;
-  return NULL;
-}
-
-int workflow_approve(broker_t *b, int64_t id, const char *workspace, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc) {
-    snprintf(err, errlen, "no plan %lld", (long long)id);
-    return -1;
-  }
-  if (!status_is(doc, "pending")) {
-    snprintf(err, errlen, "plan %lld is %s; only a pending, valid plan can be approved%s", (long long)id,
-             wf_status(doc), status_is(doc, "invalid") ? " (fix it with modify)" : "");
-    return -1;
-  }
-  const char *ws = choose_workspace(b, workspace);
-  if (!ws) {
-    snprintf(err, errlen, workspace ? "no agent daemon serves workspace %s" : "no agent daemon is registered to run it",
-             workspace);
-    return -1;
-  }
-  json_t *steps = json_object();
-  size_t i;
-  json_t *s;
-  json_array_foreach(json_object_get(json_object_get(doc, "plan"), "steps"), i, s) {
-    char k[32];
-    snprintf(k, sizeof k, "%lld", (long long)json_integer_value(json_object_get(s, "number")));
-    json_object_set_new(steps, k, json_pack("{s:s, s:i}", "status", "pending", "attempts", 0));
-  }
-  json_object_set_new(doc, "steps", steps);
-  json_object_set_new(doc, "workspace", json_string(ws));
-  json_object_set_new(doc, "status", json_string("running"));
-  json_object_set_new(doc, "started_ms", json_integer(util_wall_ms()));
-  wf_save(b, doc);
-  log_info("plan %lld approved; running in %s", (long long)id, ws);
-  wf_event(b, "workflow_started", doc, NULL);
-  advance(b, doc, util_now_ms());
-  return 0;
-}
-
-int workflow_reject(broker_t *b, int64_t id, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc || !(status_is(doc, "pending") || status_is(doc, "invalid"))) {
-    snprintf(err, errlen, doc ? "plan %lld is %s; only a pending plan can be rejected" : "no plan %lld", (long long)id,
-             doc ? wf_status(doc) : "");
-    return -1;
-  }
-  json_object_set_new(doc, "status", json_string("rejected"));
-  wf_save(b, doc);
-  wf_event(b, "plan_rejected", doc, NULL);
-  return 0;
-}
-
-json_t *workflow_modify(broker_t *b, int64_t id, const json_t *edit, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc || !(status_is(doc, "pending") || status_is(doc, "invalid"))) {
-    snprintf(err, errlen, doc ? "plan %lld is %s; only a pending plan can be modified" : "no plan %lld", (long long)id,
-             doc ? wf_status(doc) : "");
-    return NULL;
-  }
-  json_t *plan = plan_edit(json_object_get(doc, "plan"), edit, err, errlen);
-  if (!plan)
-    return NULL;
-  json_object_set_new(doc, "plan", plan);
-  assess(b, doc);
-  wf_save(b, doc);
-  wf_event(b, "plan_modified", doc, json_pack("{s:O}", "text", json_object_get(doc, "text")));
-  return wf_view(doc);
-}
-
-/* Stops the steps in flight: tool steps on their nodes, agent steps' sub-agents. */
-static void stop_running(broker_t *b, json_t *doc) {
-  const char *sk;
-  json_t *st;
-  json_object_foreach(json_object_get(doc, "steps"), sk, st) {
-    if (strcmp(str(st, "status"), "running") != 0)
-      continue;
-    char err[256];
-    if (str(st, "agent_session")) {
-      agents_stop(b, str(st, "agent_session"), err, sizeof err);
-      continue;
-    }
-    for (peer_t *n = b->peers; n; n = n->next) {
-      if (n->dead || n->role != PEER_NODE || !str(st, "node") || strcmp(n->name, str(st, "node")) != 0)
-        continue;
-      proto_msg_t *m = proto_msg_new(PROTO_STEP_RUN);
-      if (!m)
-        break;
-      PROTO_SET(m, workflow, wf_id(doc));
-      PROTO_SET(m, step, atoll(sk));
-      PROTO_SET(m, attempt, json_integer_value(json_object_get(st, "attempts")));
-      proto_set_str(m, PROTO_F_kind, "cancel");
-      proto_set_json(m, PROTO_F_args, json_object());
-      proto_set_json(m, PROTO_F_payload, json_pack("{s:b}", "cancel", 1));
-      broker_send(b, n, m);
-      proto_msg_destroy(&m);
-      if (n->busy > 0)
-        n->busy--;
-    }
-  }
-}
-
-int workflow_cancel(broker_t *b, int64_t id, bool rollback, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc || !(status_is(doc, "running") || status_is(doc, "paused"))) {
-    snprintf(err, errlen, doc ? "workflow %lld is %s; only a running or paused one can be cancelled" : "no workflow %lld",
-             (long long)id, doc ? wf_status(doc) : "");
-    return -1;
-  }
-  stop_running(b, doc);
-  json_object_set_new(doc, "status", json_string("cancelled"));
-  if (rollback)
-    rollback_start(b, doc, "cancelled by the user");
-  else
-    finish(b, doc, "cancelled", "cancelled by the user (no rollback)");
-  return 0;
-}
-
-int workflow_pause(broker_t *b, int64_t id, bool pause, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  const char *from = pause ? "running" : "paused";
-  if (!doc || !status_is(doc, from)) {
-    snprintf(err, errlen, doc ? "workflow %lld is %s, not %s" : "no workflow %lld", (long long)id,
-             doc ? wf_status(doc) : "", from);
-    return -1;
-  }
-  json_object_set_new(doc, "status", json_string(pause ? "paused" : "running"));
-  wf_save(b, doc);
-  wf_event(b, pause ? "workflow_paused" : "workflow_resumed", doc, NULL);
-  if (!pause)
-    advance(b, doc, util_now_ms());
-  return 0;
-}
-
-/* {{name}} placeholders of a plan, for a template's parameters. */
-static void find_params(const json_t *v, json_t *out) {
-  if (json_is_string(v)) {
-    const char *s = json_string_value(v);
-    for (const char *p = strstr(s, "{{"); p; p = strstr(p + 2, "{{")) {
-      const char *e = strstr(p + 2, "}}");
-      if (!e || e - p - 2 > 64)
-        break;
-      char name[80];
-      snprintf(name, sizeof name, "%.*s", (int)(e - p - 2), p + 2);
-      json_object_set_new(out, name, json_true());
-    }
-  } else if (json_is_array(v)) {
-    size_t i;
-    json_t *x;
-    json_array_foreach(v, i, x) find_params(x, out);
-  } else if (json_is_object(v)) {
-    const char *k;
-    json_t *x;
-    json_object_foreach((json_t *)v, k, x) find_params(x, out);
-  }
-}
-
-json_t *workflow_template_save(broker_t *b, int64_t id, const char *name, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc) {
-    snprintf(err, errlen, "no plan %lld", (long long)id);
-    return NULL;
-  }
-  json_t *set = json_object(), *params = json_array();
-  find_params(json_object_get(doc, "plan"), set);
-  const char *k;
-  json_t *v;
-  json_object_foreach(set, k, v) json_array_append_new(params, json_string(k));
-  json_decref(set);
-  json_t *t = json_pack("{s:O, s:o, s:I, s:I}", "plan", json_object_get(doc, "plan"), "params", params, "from_plan",
-                        (json_int_t)id, "created_ms", (json_int_t)util_wall_ms());
-  if (store_template_put(b->store, name, t) < 0) {
-    snprintf(err, errlen, "cannot store the template: %s", store_errmsg(b->store));
-    json_decref(t);
-    return NULL;
-  }
-  json_object_set_new(t, "name", json_string(name));
-  return t;
-}
-
-json_t *workflow_template_run(broker_t *b, const char *name, const json_t *values, const char *session, char *err,
-                              size_t errlen) {
-  json_t *all = store_templates(b->store), *found = NULL;
-  size_t i;
-  json_t *t;
-  json_array_foreach(all, i, t) if (strcmp(str(t, "name"), name) == 0) found = t;
-  if (!found) {
-    snprintf(err, errlen, "no template \"%.64s\"", name);
-    json_decref(all);
-    return NULL;
-  }
-  json_t *missing = NULL;
-  json_t *plan = plan_instantiate(json_object_get(found, "plan"), values, &missing);
-  json_decref(all);
-  if (json_array_size(missing) > 0) {
-    char *m = json_dumps(missing, JSON_COMPACT);
-    snprintf(err, errlen, "template \"%.64s\" needs values for %s", name, m ? m : "?");
-    free(m);
-    json_decref(missing);
-    json_decref(plan);
-    return NULL;
-  }
-  json_decref(missing);
-  json_t *doc = plan ? propose(b, session, plan, "template") : NULL;
-  return doc ? wf_view(doc) : NULL;
-}
