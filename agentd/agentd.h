@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "config.h"
 #include "keys.h"
@@ -83,6 +84,19 @@ typedef struct {
 /* Starts n slot workers (turns and steps) and one restore worker: threads
  * has n + 1 entries. 0 or -1. */
 int workers_start(jobq_t *q, pthread_t *threads, int n);
+/* With q->lock held: waits up to ms for an answer from the broker (approval,
+ * checkpoint ack) or a cancel; callers loop, checking their condition. */
+static inline void jobq_wait_slice(jobq_t *q, long ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += ms % 1000 * 1000000L;
+  ts.tv_sec += ms / 1000;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_cond_timedwait(&q->approval, &q->lock, &ts);
+}
 /* Cancels every job and joins the n + 1 workers. */
 void workers_stop(jobq_t *q, pthread_t *threads, int n);
 /* Frees a job (its message, its key wiped). */

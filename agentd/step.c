@@ -77,14 +77,7 @@ static int wait_ack(run_t *r, int64_t seq) {
   int64_t deadline = util_now_ms() + STEP_ACK_TIMEOUT_MS;
   pthread_mutex_lock(&q->lock);
   while (job->ack_seq < seq && !atomic_load(&job->cancel) && util_now_ms() < deadline) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&q->approval, &q->lock, &ts);
+    jobq_wait_slice(q, 100);
   }
   int rc = job->ack_seq >= seq ? 0 : atomic_load(&job->cancel) ? -ECANCELED : -ETIMEDOUT;
   pthread_mutex_unlock(&q->lock);

@@ -222,14 +222,7 @@ static bool approved(loop_t *L, const json_t *call) {
   jobq_t *q = r->q;
   pthread_mutex_lock(&q->lock);
   while (r->job->approval_seq != seq && !atomic_load(&r->job->cancel)) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 100 * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-      ts.tv_sec++;
-      ts.tv_nsec -= 1000000000L;
-    }
-    pthread_cond_timedwait(&q->approval, &q->lock, &ts);
+    jobq_wait_slice(q, 100);
   }
   bool allow = r->job->approval_seq == seq && r->job->approval_allow;
   pthread_mutex_unlock(&q->lock);
