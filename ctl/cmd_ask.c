@@ -175,6 +175,12 @@ static int on_failed(ask_t *a, const json_t *p) {
   } else {
     end_line(a);
     fprintf(stderr, "cadre: the turn failed: %s (%s)\n", detail ? detail : "?", code ? code : "?");
+    if (code && strcmp(code, "connect") == 0)
+      fprintf(stderr, "cadre: is the model server running? `cadre config` shows each profile's url; "
+                      "README \"Using real models\" says how to point Cadre at Ollama, LM Studio or OpenAI\n");
+    else if (code && strcmp(code, "http_401") == 0)
+      fprintf(stderr, "cadre: the model server refused the API key: set it in secrets.json or the environment "
+                      "(README \"Using real models\")\n");
   }
   return code && strcmp(code, "cancelled") == 0 ? 130 : 1;
 }
