@@ -141,10 +141,7 @@ int main(int argc, char **argv) {
   o.config = cfg;
   o.models = split_list(models);
   o.providers = split_list(providers);
-  signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa = {.sa_handler = on_signal};
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  util_stop_signals(on_signal);
   llm_global_init();
   int rc = 1;
   agentd_t *d = agentd_new(&o, err, sizeof err);

@@ -88,10 +88,7 @@ int main(int argc, char **argv) {
     return 1;
   }
   opts.config = cfg;
-  signal(SIGPIPE, SIG_IGN);
-  struct sigaction sa = {.sa_handler = on_signal};
-  sigaction(SIGINT, &sa, NULL);
-  sigaction(SIGTERM, &sa, NULL);
+  util_stop_signals(on_signal);
   broker_t *b = broker_new(&opts, err, sizeof err);
   if (!b) {
     log_error("%s", err);

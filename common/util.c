@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -188,4 +189,12 @@ size_t util_utf8_seq(const unsigned char *s, size_t n) {
     if (s[i] < 0x80 || s[i] > 0xBF)
       return 0;
   return k;
+}
+
+void util_stop_signals(void (*on_stop)(int)) {
+  struct sigaction sa = {.sa_handler = on_stop};
+  struct sigaction ign = {.sa_handler = SIG_IGN};
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGPIPE, &ign, NULL);
 }
