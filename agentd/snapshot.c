@@ -1,5 +1,6 @@
 /* snapshot: checkpoints and rollback on the workspace's files (see snapshot.h). */
 #include "snapshot.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -98,26 +99,10 @@ int snap_b64_decode(const char *text, void **out, size_t *len) {
   return -EINVAL;
 }
 
-/* Length of the UTF-8 sequence starting at s (at most left bytes), 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t left) {
-  unsigned c = s[0];
-  size_t n = c < 0x80 ? 1 : (c & 0xE0) == 0xC0 ? 2 : (c & 0xF0) == 0xE0 ? 3 : (c & 0xF8) == 0xF0 ? 4 : 0;
-  if (n == 0 || n > left || c == 0 || c == 0xC0 || c == 0xC1 || c > 0xF4) return 0;
-  for (size_t i = 1; i < n; i++)
-    if ((s[i] & 0xC0) != 0x80) return 0;
-  if (n == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0))) return 0;
-  if (n == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90))) return 0;
-  return n;
-}
 
 // True when s is valid UTF-8 without NUL.
 bool snap_utf8_ok(const char *s, size_t len) {
-  for (size_t i = 0; i < len;) {
-    size_t n = utf8_seq((const unsigned char *)s + i, len - i);
-    if (n == 0) return false;
-    i += n;
-  }
-  return true;
+  return !memchr(s, 0, len) && util_utf8_valid(s, len);
 }
 
 /* s with every byte that is not part of valid UTF-8 as '?', as a JSON string. */
@@ -126,7 +111,7 @@ static json_t *lossy_string(const char *s) {
   if (snap_utf8_ok(s, len)) return json_string(s);
   char *copy = strdup(s);
   for (size_t i = 0; copy && i < len;) {
-    size_t n = utf8_seq((const unsigned char *)copy + i, len - i);
+    size_t n = util_utf8_seq((const unsigned char *)copy + i, len - i);
     if (n == 0) copy[i] = '?';
     i += n ? n : 1;
   }

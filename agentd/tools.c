@@ -3,6 +3,7 @@
  * write_file_tool, edit_file), tools_search.c (list_files, grep); paths:
  * workspace.c. */
 #include "tools_internal.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -13,91 +14,25 @@
 
 /* ---- text buffers and results ------------------------------------------------ */
 
-// Appends len bytes to b.
-void tbuf_add(tbuf_t *b, const void *data, size_t len) {
-  if (b->oom) return;
-  if (b->len + len + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + len + 1) cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->oom = true;
-      return;
-    }
-    b->p = p;
-    b->cap = cap;
-  }
-  memcpy(b->p + b->len, data, len);
-  b->len += len;
-  b->p[b->len] = '\0';
-}
 
-// Appends a C string to b.
-void tbuf_puts(tbuf_t *b, const char *s) { tbuf_add(b, s, strlen(s)); }
-
-// Appends formatted text to b.
-void tbuf_printf(tbuf_t *b, const char *fmt, ...) {
-  char small[512];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(small, sizeof small, fmt, ap);
-  va_end(ap);
-  if (n < 0) return;
-  if ((size_t)n < sizeof small) {
-    tbuf_add(b, small, (size_t)n);
-    return;
-  }
-  char *big = malloc((size_t)n + 1);
-  if (!big) {
-    b->oom = true;
-    return;
-  }
-  va_start(ap, fmt);
-  vsnprintf(big, (size_t)n + 1, fmt, ap);
-  va_end(ap);
-  tbuf_add(b, big, (size_t)n);
-  free(big);
-}
-
-// Frees b's memory.
-void tbuf_free(tbuf_t *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
-
-/* Length of the valid UTF-8 sequence at s (at most len bytes), 0 when invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t len) {
-  unsigned c = s[0];
-  size_t n = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
-  if (n == 0 || n > len) return 0;
-  for (size_t i = 1; i < n; i++)
-    if ((s[i] & 0xC0) != 0x80) return 0;
-  if (n == 3 && ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] > 0x9F))) return 0; /* overlong, surrogate */
-  if (n == 4 && ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] > 0x8F))) return 0; /* overlong, > U+10FFFF */
-  return n;
-}
 
 // Copies s as valid UTF-8 (bad bytes and NUL as U+FFFD).
 char *tools_utf8_clean(const char *s, size_t len) {
-  tbuf_t b = {0};
-  tbuf_add(&b, "", 0);
+  sbuf_t b = {0};
+  sbuf_add(&b, "", 0);
   for (size_t i = 0; i < len;) {
-    size_t n = s[i] ? utf8_seq((const unsigned char *)s + i, len - i) : 0;
+    size_t n = s[i] ? util_utf8_seq((const unsigned char *)s + i, len - i) : 0;
     if (n == 0) {
-      tbuf_add(&b, "\xEF\xBF\xBD", 3);
+      sbuf_add(&b, "\xEF\xBF\xBD", 3);
       i++;
     } else {
       size_t run = n;
       while (i + run < len && (unsigned char)s[i + run] < 0x80 && s[i + run]) run++;
-      tbuf_add(&b, s + i, run);
+      sbuf_add(&b, s + i, run);
       i += run;
     }
   }
-  if (b.oom) {
-    tbuf_free(&b);
-    return strdup("(out of memory)");
-  }
-  return b.p;
+  return b.s;
 }
 
 // How many bytes of s to keep so that no UTF-8 character is cut at n.
@@ -118,11 +53,11 @@ size_t tools_utf8_complete(const char *s, size_t len) {
 }
 
 // Sets out's text from b (freed) and is_error.
-void tr_text(tool_result_t *out, tbuf_t *b, bool is_error) {
+void tr_text(tool_result_t *out, sbuf_t *b, bool is_error) {
   free(out->text);
-  out->text = b->oom ? strdup("(out of memory building the result)") : tools_utf8_clean(b->p ? b->p : "", b->len);
-  out->is_error = is_error || b->oom;
-  tbuf_free(b);
+  out->text = tools_utf8_clean(b->s ? b->s : "", b->len);
+  out->is_error = is_error;
+  sbuf_free(b);
 }
 
 // Sets out's one-line summary (valid UTF-8, cut at a character boundary).
@@ -149,8 +84,8 @@ void tr_error(tool_result_t *out, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
-  tbuf_t b = {0};
-  tbuf_puts(&b, msg);
+  sbuf_t b = {0};
+  sbuf_puts(&b, msg);
   tr_text(out, &b, true);
   tr_summary(out, "error: %s", msg);
 }

@@ -104,24 +104,24 @@ static void capture_add(capture_t *c, const char *data, size_t n) {
 
 /* The captured text: head, "[... N bytes omitted ...]" when some were, tail
  * (no UTF-8 character split at the cut). */
-static void capture_render(const capture_t *c, tbuf_t *b) {
+static void capture_render(const capture_t *c, sbuf_t *b) {
   size_t omitted = c->total - c->head_len - c->tail_len;
   if (!omitted) {
-    tbuf_add(b, c->head, c->head_len);
+    sbuf_add(b, c->head, c->head_len);
   } else {
     size_t head = tools_utf8_complete(c->head, c->head_len);
-    tbuf_add(b, c->head, head);
-    tbuf_printf(b, "%s[... %zu bytes omitted ...]\n", head && c->head[head - 1] != '\n' ? "\n" : "",
+    sbuf_add(b, c->head, head);
+    sbuf_printf(b, "%s[... %zu bytes omitted ...]\n", head && c->head[head - 1] != '\n' ? "\n" : "",
                 omitted + c->head_len - head);
   }
   size_t start = (c->tail_pos + c->half - c->tail_len) % c->half, skip = 0;
-  tbuf_t tail = {0};
+  sbuf_t tail = {0};
   size_t first = c->tail_len < c->half - start ? c->tail_len : c->half - start;
-  tbuf_add(&tail, c->tail + start, first);
-  tbuf_add(&tail, c->tail, c->tail_len - first);
-  while (omitted && skip < tail.len && skip < 3 && ((unsigned char)tail.p[skip] & 0xC0) == 0x80) skip++;
-  if (skip < tail.len) tbuf_add(b, tail.p + skip, tail.len - skip);
-  tbuf_free(&tail);
+  sbuf_add(&tail, c->tail + start, first);
+  sbuf_add(&tail, c->tail, c->tail_len - first);
+  while (omitted && skip < tail.len && skip < 3 && ((unsigned char)tail.s[skip] & 0xC0) == 0x80) skip++;
+  if (skip < tail.len) sbuf_add(b, tail.s + skip, tail.len - skip);
+  sbuf_free(&tail);
 }
 
 /* ---- the environment ------------------------------------------------------------- */
@@ -350,11 +350,11 @@ static int prepare(tools_t *t, const char *command, int timeout_s, const char *m
 }
 
 /* The status line: "[exit 0]", "[killed by signal 9 after timeout of 2 s]", ... */
-static void status_line(const run_t *r, end_t end, int timeout_s, tbuf_t *b, tool_result_t *out) {
+static void status_line(const run_t *r, end_t end, int timeout_s, sbuf_t *b, tool_result_t *out) {
   if (r->lost) {
     out->exit_code = -1;
     out->is_error = true;
-    tbuf_puts(b, "[exit status unknown: the process was reaped elsewhere]\n");
+    sbuf_puts(b, "[exit status unknown: the process was reaped elsewhere]\n");
     tr_summary(out, "exit status unknown");
     return;
   }
@@ -364,16 +364,16 @@ static void status_line(const run_t *r, end_t end, int timeout_s, tbuf_t *b, too
   out->exit_code = sig ? -1 : code;
   out->timed_out = end == END_TIMEOUT;
   out->is_error = sig || code != 0 || end != END_EXIT;
-  if (end == END_TIMEOUT && sig) tbuf_printf(b, "[killed by signal %d after timeout of %d s]\n", code, timeout_s);
-  else if (end == END_TIMEOUT) tbuf_printf(b, "[exit %d after timeout of %d s]\n", code, timeout_s);
-  else if (end == END_CANCEL && sig) tbuf_printf(b, "[stopped by the user: killed by signal %d]\n", code);
-  else if (end == END_CANCEL) tbuf_printf(b, "[stopped by the user: exit %d]\n", code);
-  else if (sig) tbuf_printf(b, "[killed by signal %d (SIG%s)]\n", code, name ? name : "?");
-  else tbuf_printf(b, "[exit %d]\n", code);
+  if (end == END_TIMEOUT && sig) sbuf_printf(b, "[killed by signal %d after timeout of %d s]\n", code, timeout_s);
+  else if (end == END_TIMEOUT) sbuf_printf(b, "[exit %d after timeout of %d s]\n", code, timeout_s);
+  else if (end == END_CANCEL && sig) sbuf_printf(b, "[stopped by the user: killed by signal %d]\n", code);
+  else if (end == END_CANCEL) sbuf_printf(b, "[stopped by the user: exit %d]\n", code);
+  else if (sig) sbuf_printf(b, "[killed by signal %d (SIG%s)]\n", code, name ? name : "?");
+  else sbuf_printf(b, "[exit %d]\n", code);
   if (r->leftovers > 0)
-    tbuf_printf(b, "[%d background process%s still running when the command ended %s stopped]\n", r->leftovers,
+    sbuf_printf(b, "[%d background process%s still running when the command ended %s stopped]\n", r->leftovers,
                 r->leftovers == 1 ? "" : "es", r->leftovers == 1 ? "was" : "were");
-  if (r->pipe_stuck) tbuf_puts(b, "[warning: a process the command started still holds its output open]\n");
+  if (r->pipe_stuck) sbuf_puts(b, "[warning: a process the command started still holds its output open]\n");
   size_t lines = r->cap.newlines + (r->cap.total && r->cap.last != '\n');
   if (end == END_TIMEOUT) tr_summary(out, "killed after timeout of %d s", timeout_s);
   else if (end == END_CANCEL) tr_summary(out, "stopped by the user");
@@ -412,10 +412,10 @@ static void run_command(tools_t *t, spawn_t *s, int pipefd[2], const char *marke
                        .pipe_ino = fstat(r.fd, &st) == 0 ? (unsigned long)st.st_ino : 0};
   end_t end = wait_command(&r, deadline, cancel);
   finish(&r, end);
-  tbuf_t b = {0};
+  sbuf_t b = {0};
   capture_render(&r.cap, &b);
-  if (r.cap.total == 0) tbuf_puts(&b, "(no output)\n");
-  else if (r.cap.last != '\n') tbuf_puts(&b, "\n");
+  if (r.cap.total == 0) sbuf_puts(&b, "(no output)\n");
+  else if (r.cap.last != '\n') sbuf_puts(&b, "\n");
   if (r.pidfd >= 0) close(r.pidfd);
   status_line(&r, end, timeout_s, &b, out);
   bool is_error = out->is_error;

@@ -108,7 +108,7 @@ typedef struct {
 } readspec_t;
 
 /* Adds the numbered lines of r that spec selects to b; counts all lines. */
-static void read_lines(linerd_t *r, readspec_t *s, tbuf_t *b) {
+static void read_lines(linerd_t *r, readspec_t *s, sbuf_t *b) {
   while (linerd_next(r) == 1) {
     s->lineno++;
     if ((long long)s->lineno < s->offset || s->cut_by_cap) continue;
@@ -118,10 +118,10 @@ static void read_lines(linerd_t *r, readspec_t *s, tbuf_t *b) {
       s->cut_by_cap = true;
       continue;
     }
-    tbuf_printf(b, "%6zu\t", s->lineno);
-    tbuf_add(b, r->line, keep);
-    if (r->full_len > r->line_len) tbuf_printf(b, " [... line cut: %zu bytes in all]", r->full_len);
-    tbuf_puts(b, "\n");
+    sbuf_printf(b, "%6zu\t", s->lineno);
+    sbuf_add(b, r->line, keep);
+    if (r->full_len > r->line_len) sbuf_printf(b, " [... line cut: %zu bytes in all]", r->full_len);
+    sbuf_puts(b, "\n");
     if (!s->shown_to) s->shown_from = s->lineno;
     s->shown_to = s->lineno;
   }
@@ -148,24 +148,24 @@ void tools_read_file(tools_t *t, const targs_t *a, tool_result_t *out) {
     return;
   }
   linerd_t *r = linerd_new(fd, TOOLS_LINE_MAX);
-  tbuf_t b = {0};
+  sbuf_t b = {0};
   if (r) read_lines(r, &s, &b);
   int err = r ? r->err : ENOMEM;
   linerd_free(r);
   close(fd);
   if (err) {
-    tbuf_free(&b);
+    sbuf_free(&b);
     tr_error(out, "cannot read \"%s\": %s", shown, strerror(err));
   } else if (s.lineno == 0) {
-    tbuf_puts(&b, "(empty file)\n");
+    sbuf_puts(&b, "(empty file)\n");
     tr_text(out, &b, false);
     tr_summary(out, "read %s: empty", shown);
   } else if (!s.shown_to) {
-    tbuf_free(&b);
+    sbuf_free(&b);
     tr_error(out, "\"%s\" has %zu lines; offset %lld is past the end", shown, s.lineno, s.offset);
   } else {
     if (s.shown_to < s.lineno)
-      tbuf_printf(&b, "[lines %zu-%zu of %zu shown%s; to read on, call read_file with offset=%zu]\n", s.shown_from,
+      sbuf_printf(&b, "[lines %zu-%zu of %zu shown%s; to read on, call read_file with offset=%zu]\n", s.shown_from,
                   s.shown_to, s.lineno, s.cut_by_cap ? " (output size limit)" : "", s.shown_to + 1);
     tr_text(out, &b, false);
     tr_summary(out, "read %s: lines %zu-%zu of %zu", shown, s.shown_from, s.shown_to, s.lineno);
@@ -216,8 +216,8 @@ void tools_write_file(tools_t *t, const targs_t *a, tool_result_t *out) {
     tr_error(out, "cannot write: %s", err);
     return;
   }
-  tbuf_t b = {0};
-  tbuf_printf(&b, "wrote %zu bytes to %s (%s)", len, shown, exists ? "replaced" : "new file");
+  sbuf_t b = {0};
+  sbuf_printf(&b, "wrote %zu bytes to %s (%s)", len, shown, exists ? "replaced" : "new file");
   tr_text(out, &b, false);
   tr_summary(out, "wrote %zu bytes to %s", len, shown);
 }
@@ -268,15 +268,15 @@ static void count_matches(const char *data, size_t len, edit_t *e) {
 }
 
 /* data with every match of e->old_s replaced (all of them: the caller checked the count). */
-static bool replace_all(const char *data, size_t len, const edit_t *e, tbuf_t *b) {
+static bool replace_all(const char *data, size_t len, const edit_t *e, sbuf_t *b) {
   const char *p = data, *m;
   while ((m = memmem(p, len - (size_t)(p - data), e->old_s, e->old_len))) {
-    tbuf_add(b, p, (size_t)(m - p));
-    tbuf_add(b, e->new_s, e->new_len);
+    sbuf_add(b, p, (size_t)(m - p));
+    sbuf_add(b, e->new_s, e->new_len);
     p = m + e->old_len;
   }
-  tbuf_add(b, p, len - (size_t)(p - data));
-  return !b->oom;
+  sbuf_add(b, p, len - (size_t)(p - data));
+  return true;
 }
 
 /* The edit under the file's lock: 0, or -1 after an error in out. */
@@ -296,7 +296,7 @@ static int edit_locked(ws_target_t *tg, const char *shown, edit_t *e, tool_resul
   }
   count_matches(data, len, e);
   int rc = -1;
-  tbuf_t b = {0};
+  sbuf_t b = {0};
   if (e->count == 0)
     tr_error(out, "old_string not found in %s; read the file again and copy the text exactly, whitespace included",
              shown);
@@ -304,13 +304,13 @@ static int edit_locked(ws_target_t *tg, const char *shown, edit_t *e, tool_resul
     tr_error(out, "old_string matches %zu times in %s; give more context or set replace_all", e->count, shown);
   else if (!replace_all(data, len, e, &b))
     tr_error(out, "out of memory editing %s", shown);
-  else if ((err = -ws_write_atomic(tg->dirfd, tg->name, b.p ? b.p : "", b.len, st.st_mode, true)) != 0) {
+  else if ((err = -ws_write_atomic(tg->dirfd, tg->name, b.s ? b.s : "", b.len, st.st_mode, true)) != 0) {
     ws_strerror(err, shown, msg, sizeof msg);
     tr_error(out, "cannot write: %s", msg);
   } else {
     rc = 0;
   }
-  tbuf_free(&b);
+  sbuf_free(&b);
   free(data);
   return rc;
 }
@@ -344,8 +344,8 @@ void tools_edit_file(tools_t *t, const targs_t *a, tool_result_t *out) {
   }
   free(rel);
   if (rc != 0) return;
-  tbuf_t b = {0};
-  tbuf_printf(&b, "replaced %zu occurrence%s in %s (%sline %zu)", e.count, e.count == 1 ? "" : "s", shown,
+  sbuf_t b = {0};
+  sbuf_printf(&b, "replaced %zu occurrence%s in %s (%sline %zu)", e.count, e.count == 1 ? "" : "s", shown,
               e.count == 1 ? "" : "first at ", e.first_line);
   tr_text(out, &b, false);
   tr_summary(out, "edited %s: %zu replacement%s", shown, e.count, e.count == 1 ? "" : "s");

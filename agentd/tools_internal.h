@@ -2,6 +2,7 @@
 #ifndef CADRE_TOOLS_INTERNAL_H
 #define CADRE_TOOLS_INTERNAL_H
 
+#include "sbuf.h"
 #include <pthread.h>
 #include <stdarg.h>
 #include <sys/stat.h>
@@ -28,17 +29,6 @@ struct tools {
   atomic_ulong run_seq; /* numbers execute_bash runs (their environment marker) */
 };
 
-/* A growing text buffer; on allocation failure it stops growing (oom set). */
-typedef struct {
-  char *p;
-  size_t len, cap;
-  bool oom;
-} tbuf_t;
-
-void tbuf_add(tbuf_t *b, const void *data, size_t len);
-void tbuf_puts(tbuf_t *b, const char *s);
-void tbuf_printf(tbuf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void tbuf_free(tbuf_t *b);
 
 /* One call's arguments. */
 typedef struct {
@@ -58,7 +48,7 @@ int targ_path(const tools_t *t, const targs_t *a, bool required, char **rel, cha
               tool_result_t *out);
 
 /* Sets out's text (valid UTF-8 made from b, which is freed) and is_error. */
-void tr_text(tool_result_t *out, tbuf_t *b, bool is_error);
+void tr_text(tool_result_t *out, sbuf_t *b, bool is_error);
 /* Sets an error result from a format. */
 void tr_error(tool_result_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Sets out's one-line summary. */

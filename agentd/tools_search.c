@@ -258,13 +258,13 @@ void tools_list_files(tools_t *t, const targs_t *a, tool_result_t *out) {
     else free(es.v[i].path);
   es.n = m;
   qsort(es.v, m, sizeof *es.v, cmp_entry);
-  tbuf_t b = {0};
+  sbuf_t b = {0};
   size_t printed = 0;
   for (; printed < m && printed < TOOLS_LIST_MAX && b.len < t->output_cap; printed++)
-    tbuf_printf(&b, "%s%s\n", prefix, es.v[printed].path);
-  if (m == 0) tbuf_printf(&b, "no files match \"%s\" in %s\n", glob, shown);
-  else if (printed < m) tbuf_printf(&b, "[%zu of %zu files shown; narrow the glob or the path]\n", printed, m);
-  if (es.stopped) tbuf_printf(&b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
+    sbuf_printf(&b, "%s%s\n", prefix, es.v[printed].path);
+  if (m == 0) sbuf_printf(&b, "no files match \"%s\" in %s\n", glob, shown);
+  else if (printed < m) sbuf_printf(&b, "[%zu of %zu files shown; narrow the glob or the path]\n", printed, m);
+  if (es.stopped) sbuf_printf(&b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
   tr_text(out, &b, false);
   tr_summary(out, "%zu file%s", m, m == 1 ? "" : "s");
   entries_free(&es);
@@ -278,7 +278,7 @@ typedef struct {
   size_t cap;
   size_t matches, files, binary;
   bool full;
-  tbuf_t b;
+  sbuf_t b;
 } grep_t;
 
 /* Searches one open file; path is what the output names it. */
@@ -297,7 +297,7 @@ static void grep_fd(grep_t *g, int fd, const char *path) {
       break;
     }
     size_t keep = tools_utf8_cut(r->line, r->line_len, TOOLS_GREP_LINE_MAX);
-    tbuf_printf(&g->b, "%s:%zu: %.*s%s\n", path, lineno, (int)keep, r->line, r->full_len > keep ? " [...]" : "");
+    sbuf_printf(&g->b, "%s:%zu: %.*s%s\n", path, lineno, (int)keep, r->line, r->full_len > keep ? " [...]" : "");
     g->matches++;
   }
   if (g->matches > before) g->files++;
@@ -320,7 +320,7 @@ static void grep_dir(grep_t *g, const tools_t *t, int fd, const char *prefix, co
     if (f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode)) grep_fd(g, f, path);
     if (f >= 0) close(f);
   }
-  if (es.stopped) tbuf_printf(&g->b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
+  if (es.stopped) sbuf_printf(&g->b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
   entries_free(&es);
 }
 
@@ -346,9 +346,9 @@ static void grep_run(grep_t *g, tools_t *t, const char *rel, const char *shown, 
     return;
   }
   close(fd);
-  if (g->matches == 0) tbuf_printf(&g->b, "no matches in %s\n", shown);
-  if (g->full) tbuf_printf(&g->b, "[stopped at %zu matches; narrow the pattern, the path or the glob]\n", g->matches);
-  if (g->binary) tbuf_printf(&g->b, "[%zu binary file%s skipped]\n", g->binary, g->binary == 1 ? "" : "s");
+  if (g->matches == 0) sbuf_printf(&g->b, "no matches in %s\n", shown);
+  if (g->full) sbuf_printf(&g->b, "[stopped at %zu matches; narrow the pattern, the path or the glob]\n", g->matches);
+  if (g->binary) sbuf_printf(&g->b, "[%zu binary file%s skipped]\n", g->binary, g->binary == 1 ? "" : "s");
   tr_text(out, &g->b, false);
   tr_summary(out, "%zu match%s in %zu file%s", g->matches, g->matches == 1 ? "" : "es", g->files, g->files == 1 ? "" : "s");
 }
@@ -375,7 +375,7 @@ void tools_grep(tools_t *t, const targs_t *a, tool_result_t *out) {
     grep_run(&g, t, rel, shown, &glob, globs && !strchr(globs, '/'), out);
     regfree(&g.re);
   }
-  tbuf_free(&g.b);
+  sbuf_free(&g.b);
   free(rel);
   gpat_free(&glob);
 }

@@ -191,6 +191,16 @@ size_t util_utf8_seq(const unsigned char *s, size_t n) {
   return k;
 }
 
+bool util_utf8_valid(const char *s, size_t len) {
+  for (size_t i = 0; i < len;) {
+    size_t n = util_utf8_seq((const unsigned char *)s + i, len - i);
+    if (n == 0)
+      return false;
+    i += n;
+  }
+  return true;
+}
+
 void util_stop_signals(void (*on_stop)(int)) {
   struct sigaction sa = {.sa_handler = on_stop};
   struct sigaction ign = {.sa_handler = SIG_IGN};

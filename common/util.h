@@ -30,6 +30,8 @@ void util_random_hex(char *buf, size_t nbytes);
  * when the bytes there are not valid UTF-8 (overlong forms and surrogates
  * included). */
 size_t util_utf8_seq(const unsigned char *s, size_t n);
+/* True when the len bytes at s are valid UTF-8 (NUL bytes count as valid). */
+bool util_utf8_valid(const char *s, size_t len);
 /* Daemon signal set-up: SIGINT and SIGTERM call on_stop (which sets a flag);
  * SIGPIPE is ignored, so a peer that went away is an error return, not a death. */
 void util_stop_signals(void (*on_stop)(int));

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "proto_internal.h"
+#include "util.h"
 
 _Static_assert(PROTO_FIELD_COUNT <= 64, "proto_msg_t.has holds at most 64 fields");
 
@@ -276,7 +277,7 @@ static int enc_fail(enc_t *e, proto_errcode_t code, const char *what) {
 }
 
 static int pack_str(enc_t *e, const char *s, size_t len) {
-  if (!proto_utf8_valid(s, len))
+  if (!util_utf8_valid(s, len))
     return enc_fail(e, PROTO_E_VALUE, "string is not valid UTF-8");
   if (msgpack_pack_str_with_body(&e->pk, s, len) != 0)
     return enc_fail(e, PROTO_E_NOMEM, "out of memory");

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "proto_internal.h"
+#include "util.h"
 
 
 typedef struct {
@@ -88,7 +89,7 @@ static proto_errcode_t check_text(const dec_t *d, const char *s, size_t len, boo
     snprintf(msg, sizeof msg, "%s contains a NUL byte", what);
     return dec_fail(d, PROTO_E_VALUE, msg);
   }
-  if (!proto_utf8_valid(s, len)) {
+  if (!util_utf8_valid(s, len)) {
     snprintf(msg, sizeof msg, "%s is not valid UTF-8", what);
     return dec_fail(d, PROTO_E_VALUE, msg);
   }

@@ -33,8 +33,6 @@ proto_errcode_t proto_err_set(proto_err_t *err, proto_errcode_t code, const char
  * replacing anything but printable ASCII (and '"', '\\') by '?', "..." when cut. */
 void proto_quote(char *out, size_t outsz, const char *s, size_t len);
 
-/* True when s[0..len) is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
-bool proto_utf8_valid(const char *s, size_t len);
 
 /* Structural check of a raw frame before msgpack-c sees it: size, exactly one
  * msgpack object and nothing after it, every declared count/length fitting the

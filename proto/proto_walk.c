@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "proto_internal.h"
+#include "util.h"
 
 /* Estimated memory of one decoded value: its msgpack_object in the zone (24
  * bytes) plus its jansson counterpart with allocator overhead, as measured with
@@ -257,42 +258,4 @@ void proto_quote(char *out, size_t outsz, const char *s, size_t len) {
   out[o] = '\0';
 }
 
-/* Length of the UTF-8 sequence starting at s[0] (0 when ill-formed). */
-static size_t utf8_seq(const unsigned char *s, size_t left) {
-  unsigned char c = s[0];
-  size_t n;
-  uint32_t cp;
-  if (c < 0x80)
-    return 1;
-  if (c >= 0xc2 && c <= 0xdf)
-    n = 2, cp = c & 0x1fu;
-  else if (c >= 0xe0 && c <= 0xef)
-    n = 3, cp = c & 0x0fu;
-  else if (c >= 0xf0 && c <= 0xf4)
-    n = 4, cp = c & 0x07u;
-  else
-    return 0;
-  if (left < n)
-    return 0;
-  for (size_t i = 1; i < n; i++) {
-    if ((s[i] & 0xc0u) != 0x80u)
-      return 0;
-    cp = (cp << 6) | (s[i] & 0x3fu);
-  }
-  if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-      (cp >= 0xd800 && cp <= 0xdfff))
-    return 0;
-  return n;
-}
 
-bool proto_utf8_valid(const char *s, size_t len) {
-  const unsigned char *p = (const unsigned char *)s;
-  size_t i = 0;
-  while (i < len) {
-    size_t n = utf8_seq(p + i, len - i);
-    if (n == 0)
-      return false;
-    i += n;
-  }
-  return true;
-}
