@@ -5,8 +5,9 @@
  *    64 and 1024 bytes) and of a turn carrying a 20-message history (~8 KB);
  *  - forwarding: deltas sent DEALER -> ROUTER -> DEALER over real ZeroMQ
  *    sockets (inproc, and tcp on 127.0.0.1), the ROUTER served by a thread
- *    that (a) forwards each frame as is, (b) decodes it and forwards the
- *    original bytes (what cadre-broker does), or (c) decodes, re-encodes and
+ *    that (a) forwards each frame as is, (d) reads the routing fields in place
+ *    with proto_peek and forwards the original bytes (what cadre-broker does),
+ *    (b) decodes it and forwards the original bytes, or (c) decodes, re-encodes and
  *    forwards the new bytes.
  * Every variant uses the same pre-built message set. Figures are medians of
  * --runs runs, after a warm-up. bench/README.md says what each figure means.
@@ -261,11 +262,11 @@ static void bench_codec(codec_case_t *cases, size_t ncases, const opts_t *o) {
 
 /* ---- forwarding ---------------------------------------------------------- */
 
-typedef enum { FWD_RAW, FWD_DECODE, FWD_REENCODE, FWD_MODES } fwd_mode_t;
+typedef enum { FWD_RAW, FWD_PEEK, FWD_DECODE, FWD_REENCODE, FWD_MODES } fwd_mode_t;
 
-static const char *const mode_names[FWD_MODES] = {"raw", "decode", "reencode"};
-static const char *const mode_labels[FWD_MODES] = {"(a) raw forward", "(b) decode + fwd orig",
-                                                   "(c) decode + re-encode"};
+static const char *const mode_names[FWD_MODES] = {"raw", "peek", "decode", "reencode"};
+static const char *const mode_labels[FWD_MODES] = {"(a) raw forward", "(d) peek + fwd orig",
+                                                   "(b) decode + fwd orig", "(c) decode + re-encode"};
 
 /* The forwarder thread's state. It owns `router` while it runs. */
 typedef struct {
@@ -326,10 +327,23 @@ static int forward_decoded(fwd_t *f, const void *data, size_t len) {
   return rc;
 }
 
+/* What cadre-broker does with a delta: read the routing fields in place
+ * (proto_peek) and forward the original bytes. */
+static int forward_peeked(fwd_t *f, const void *data, size_t len) {
+  proto_peek_t pk;
+  proto_err_t err;
+  if (proto_peek(data, len, &pk, &err) != PROTO_OK)
+    return -EPROTO;
+  bool ok = pk.type == PROTO_DELTA && pk.session_len == 4 && memcmp(pk.session, "main", 4) == 0 && pk.seq >= 0;
+  return ok ? send_sink(f->router, data, len) : -EPROTO;
+}
+
 /* Forwards one frame; the empty sentinel always goes through as is. */
 static int forward_one(fwd_t *f, const void *data, size_t len) {
   if (len == 0 || f->mode == FWD_RAW)
     return send_sink(f->router, data, len);
+  if (f->mode == FWD_PEEK)
+    return forward_peeked(f, data, len);
   return forward_decoded(f, data, len);
 }
 

@@ -192,7 +192,13 @@ size_t util_utf8_seq(const unsigned char *s, size_t n) {
 }
 
 bool util_utf8_valid(const char *s, size_t len) {
-  for (size_t i = 0; i < len;) {
+  size_t i = 0;
+  while (i < len) {
+    uint64_t w;
+    if (i + 8 <= len && (memcpy(&w, s + i, 8), !(w & UINT64_C(0x8080808080808080)))) {
+      i += 8; /* eight ASCII bytes at a time */
+      continue;
+    }
     size_t n = util_utf8_seq((const unsigned char *)s + i, len - i);
     if (n == 0)
       return false;

@@ -135,6 +135,31 @@ int proto_encode(const proto_msg_t *msg, char **buf, size_t *len, proto_err_t *e
  * multiple of len. */
 proto_errcode_t proto_decode(const void *data, size_t len, proto_msg_t **out, proto_err_t *err);
 
+/* ---- Reading routing fields in place (the broker's hot path) ------------ */
+
+#define PROTO_PEEK_SESSION (1u << 0)
+#define PROTO_PEEK_TURN (1u << 1)
+#define PROTO_PEEK_ATTEMPT (1u << 2)
+#define PROTO_PEEK_SEQ (1u << 3)
+
+/* What routing needs of a frame. session points into the frame (not
+ * NUL-terminated) and is valid while the frame is; has says which are set. */
+typedef struct {
+  proto_type_t type;
+  int64_t id;
+  const char *session;
+  size_t session_len;
+  int64_t turn, attempt, seq;
+  uint32_t has; /* PROTO_PEEK_* bits */
+} proto_peek_t;
+
+/* Reads type, id, session, turn, attempt and seq from a frame without
+ * allocating, checking the envelope and every known field's kind as
+ * proto_decode() does (nested values: structure only). On success fills *out
+ * and returns PROTO_OK; otherwise the error code, err names the problem, and
+ * *out is untouched. */
+proto_errcode_t proto_peek(const void *data, size_t len, proto_peek_t *out, proto_err_t *err);
+
 /* ---- ZeroMQ framing ---------------------------------------------------- */
 
 /* Apply Cadre's socket options: ZMQ_MAXMSGSIZE = PROTO_MAX_FRAME, linger. */

@@ -18,6 +18,14 @@
 
 #include "proto.h"
 
+/* Every decode in this file also peeks at the same bytes, and the two must
+ * agree: a frame decode accepts, peek accepts with the same routing fields;
+ * a frame decode rejects, peek rejects too (but for the checks only a decoder
+ * needs) and leaves its output untouched. */
+static proto_errcode_t (*const real_decode)(const void *, size_t, proto_msg_t **, proto_err_t *) = proto_decode;
+static proto_errcode_t decode_and_peek(const void *data, size_t len, proto_msg_t **out, proto_err_t *err);
+#define proto_decode decode_and_peek
+
 /* ---- helpers ------------------------------------------------------------ */
 
 #define BIT(f) (UINT64_C(1) << (f))
@@ -129,6 +137,50 @@ static void frame_hello(frame_t *fr, size_t extra) {
 
 static proto_errcode_t decode_frame(const frame_t *fr, proto_msg_t **out, proto_err_t *err) {
   return proto_decode(fr->sb.data, fr->sb.size, out, err);
+}
+
+/* Decode failures that proto_peek() does not check: the decoder's memory
+ * budget and repeated keys inside nested maps. */
+static bool peek_may_accept(proto_errcode_t rc, const proto_err_t *err, size_t len) {
+  return (rc == PROTO_E_OVERSIZE && len <= PROTO_MAX_FRAME) || rc == PROTO_E_NOMEM ||
+         (rc == PROTO_E_MALFORMED && strstr(err->text, "repeats a key"));
+}
+
+static void peek_matches(const proto_peek_t *pk, const proto_msg_t *m) {
+  assert_int_equal(pk->type, m->type);
+  assert_int_equal(pk->id, m->id);
+  assert_int_equal(!!(pk->has & PROTO_PEEK_SESSION), PROTO_HAS(m, session));
+  if (PROTO_HAS(m, session)) {
+    assert_int_equal(pk->session_len, strlen(m->session));
+    assert_memory_equal(pk->session, m->session, pk->session_len);
+  }
+  assert_int_equal(!!(pk->has & PROTO_PEEK_TURN), PROTO_HAS(m, turn));
+  assert_int_equal(!!(pk->has & PROTO_PEEK_ATTEMPT), PROTO_HAS(m, attempt));
+  assert_int_equal(!!(pk->has & PROTO_PEEK_SEQ), PROTO_HAS(m, seq));
+  if (PROTO_HAS(m, turn))
+    assert_int_equal(pk->turn, m->turn);
+  if (PROTO_HAS(m, attempt))
+    assert_int_equal(pk->attempt, m->attempt);
+  if (PROTO_HAS(m, seq))
+    assert_int_equal(pk->seq, m->seq);
+}
+
+static proto_errcode_t decode_and_peek(const void *data, size_t len, proto_msg_t **out, proto_err_t *err) {
+  proto_peek_t pk, untouched;
+  proto_err_t perr, derr;
+  memset(&pk, 0xab, sizeof pk);
+  untouched = pk;
+  proto_errcode_t prc = proto_peek(data, len, &pk, &perr);
+  proto_errcode_t rc = real_decode(data, len, out, err ? err : &derr);
+  if (rc == PROTO_OK && prc != PROTO_OK)
+    fail_msg("peek rejects a frame that decodes: %s", perr.text);
+  if (rc == PROTO_OK)
+    peek_matches(&pk, *out);
+  if (rc != PROTO_OK && prc == PROTO_OK && !peek_may_accept(rc, err ? err : &derr, len))
+    fail_msg("peek accepts a frame that decode rejects (%s)", (err ? err : &derr)->text);
+  if (prc != PROTO_OK && memcmp(&pk, &untouched, sizeof pk) != 0)
+    fail_msg("peek touched its output on error");
+  return rc;
 }
 
 /* ---- building full messages from the tables ---------------------------- */
