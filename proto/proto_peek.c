@@ -207,6 +207,17 @@ typedef struct {
   uint64_t twice;               /* fields that appear more than once */
 } scan_t;
 
+/* An envelope int ("v" or "id"): once, and an int (else the error code kind). */
+static proto_errcode_t envelope_int(rd_t *r, const char *name, mp_t t, int64_t i, proto_errcode_t kind, bool *seen,
+                                    int64_t *out) {
+  if (*seen)
+    return proto_err_set(r->err, PROTO_E_MALFORMED, "key \"%s\" appears twice", name);
+  if (t != MP_INT)
+    return proto_err_set(r->err, kind, "\"%s\" must be an int", name);
+  *seen = true, *out = i;
+  return PROTO_OK;
+}
+
 /* Pass 1: one top-level value named key[0..klen): the envelope is read, a
  * known field's place noted, and the value skipped (structure only). */
 static proto_errcode_t scan_value(rd_t *r, const char *key, size_t klen, proto_peek_t *out, scan_t *sc) {
@@ -218,14 +229,8 @@ static proto_errcode_t scan_value(rd_t *r, const char *key, size_t klen, proto_p
   proto_errcode_t rc = header(r, &t, &n, &i);
   if (rc != PROTO_OK)
     return rc;
-  if (klen == 1 && key[0] == 'v') {
-    if (sc->has_v)
-      return proto_err_set(r->err, PROTO_E_MALFORMED, "key \"v\" appears twice");
-    if (t != MP_INT)
-      return proto_err_set(r->err, PROTO_E_VERSION, "\"v\" must be an int");
-    sc->has_v = true, sc->v = i;
-    return PROTO_OK;
-  }
+  if (klen == 1 && key[0] == 'v')
+    return envelope_int(r, "v", t, i, PROTO_E_VERSION, &sc->has_v, &sc->v);
   if (klen == 4 && memcmp(key, "type", 4) == 0) {
     if (out->type != PROTO_NONE)
       return proto_err_set(r->err, PROTO_E_MALFORMED, "key \"type\" appears twice");
@@ -236,14 +241,8 @@ static proto_errcode_t scan_value(rd_t *r, const char *key, size_t klen, proto_p
     out->type = proto_type_by_namen(s, n);
     return out->type == PROTO_NONE ? proto_err_set(r->err, PROTO_E_TYPE, "unknown message type") : PROTO_OK;
   }
-  if (klen == 2 && memcmp(key, "id", 2) == 0) {
-    if (sc->has_id)
-      return proto_err_set(r->err, PROTO_E_MALFORMED, "key \"id\" appears twice");
-    if (t != MP_INT)
-      return proto_err_set(r->err, PROTO_E_FIELD_TYPE, "\"id\" must be an int");
-    out->id = i, sc->has_id = true;
-    return PROTO_OK;
-  }
+  if (klen == 2 && memcmp(key, "id", 2) == 0)
+    return envelope_int(r, "id", t, i, PROTO_E_FIELD_TYPE, &sc->has_id, &out->id);
   proto_field_t f = proto_field_by_namen(key, klen);
   if (f != PROTO_FIELD_COUNT) {
     sc->twice |= sc->at[f] ? UINT64_C(1) << f : 0;
