@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <math.h>
 #include <msgpack.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,10 +102,14 @@ const char *proto_type_name(proto_type_t type) {
   return type_names[type];
 }
 
+/* Unrolled from the table: each length is a constant, so the compiler turns
+ * every memcmp into a few word compares (this is on the decode hot path). */
 proto_type_t proto_type_by_namen(const char *s, size_t len) {
-  for (int t = PROTO_NONE + 1; t < PROTO_TYPE_COUNT; t++)
-    if (strlen(type_names[t]) == len && memcmp(type_names[t], s, len) == 0)
-      return (proto_type_t)t;
+#define M(NAME, wire, doc)                                                                        \
+  if (len == sizeof wire - 1 && memcmp(s, wire, sizeof wire - 1) == 0)                            \
+    return PROTO_##NAME;
+  PROTO_MESSAGES(M)
+#undef M
   return PROTO_NONE;
 }
 
@@ -137,10 +142,32 @@ proto_member_t proto_member(proto_type_t type, proto_field_t field) {
   return PROTO_MEMBER_NONE;
 }
 
+/* Member masks per type, built once from PROTO_MEMBERS (read-only after). */
+static uint64_t member_all[PROTO_TYPE_COUNT], member_req[PROTO_TYPE_COUNT];
+static pthread_once_t member_once = PTHREAD_ONCE_INIT;
+
+static void member_masks_build(void) {
+  for (size_t i = 0; i < proto_member_row_count; i++) {
+    const proto_member_row_t *r = &proto_member_rows[i];
+    member_all[r->type] |= UINT64_C(1) << r->field;
+    if (r->req == PROTO_MEMBER_REQ)
+      member_req[r->type] |= UINT64_C(1) << r->field;
+  }
+}
+
+void proto_member_masks(proto_type_t type, uint64_t *all, uint64_t *req) {
+  pthread_once(&member_once, member_masks_build);
+  bool known = (unsigned)type < PROTO_TYPE_COUNT;
+  *all = known ? member_all[type] : 0;
+  *req = known ? member_req[type] : 0;
+}
+
 proto_field_t proto_field_by_namen(const char *s, size_t len) {
-  for (int f = 0; f < PROTO_FIELD_COUNT; f++)
-    if (fields[f].len == len && fields[f].name[0] == s[0] && memcmp(fields[f].name, s, len) == 0)
-      return (proto_field_t)f;
+#define F(name, KIND, doc)                                                                        \
+  if (len == sizeof #name - 1 && memcmp(s, #name, sizeof #name - 1) == 0)                         \
+    return PROTO_F_##name;
+  PROTO_FIELDS(F)
+#undef F
   return PROTO_FIELD_COUNT;
 }
 

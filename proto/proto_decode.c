@@ -280,10 +280,8 @@ static proto_errcode_t check_type(const msgpack_object *t, proto_type_t *type, p
 /* Records where each member field of type sits; everything else is ignored. */
 static proto_errcode_t find_fields(const msgpack_object *top, proto_type_t type, slots_t *s,
                                    proto_err_t *err) {
-  uint64_t member = 0;
-  for (size_t i = 0; i < proto_member_row_count; i++)
-    if (proto_member_rows[i].type == type)
-      member |= UINT64_C(1) << proto_member_rows[i].field;
+  uint64_t member, req;
+  proto_member_masks(type, &member, &req);
   for (uint32_t i = 0; i < top->via.map.size; i++) {
     const msgpack_object_kv *kv = &top->via.map.ptr[i];
     proto_field_t f = proto_field_by_namen(kv->key.via.str.ptr, kv->key.via.str.size);

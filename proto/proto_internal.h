@@ -17,6 +17,10 @@ typedef struct {
 extern const proto_member_row_t proto_member_rows[];
 extern const size_t proto_member_row_count;
 
+/* The fields of a message type as bit masks over proto_field_t: all its
+ * members, and the required ones (0 for an unknown type). */
+void proto_member_masks(proto_type_t type, uint64_t *all, uint64_t *req);
+
 /* Message type named by s[0..len) (not NUL-terminated), or PROTO_NONE. */
 proto_type_t proto_type_by_namen(const char *s, size_t len);
 /* Field named by s[0..len), or PROTO_FIELD_COUNT. */

@@ -203,8 +203,8 @@ static bool kind_fits(proto_kind_t kind, mp_t t) {
 typedef struct {
   bool has_v, has_id;
   int64_t v;
-  size_t at[PROTO_FIELD_COUNT]; /* offset of the value header + 1; 0: absent */
-  uint64_t twice;               /* fields that appear more than once */
+  uint64_t present, twice;      /* fields seen, and seen more than once */
+  size_t at[PROTO_FIELD_COUNT]; /* offset of a present field's value header */
 } scan_t;
 
 /* An envelope int ("v" or "id"): once, and an int (else the error code kind). */
@@ -245,8 +245,10 @@ static proto_errcode_t scan_value(rd_t *r, const char *key, size_t klen, proto_p
     return envelope_int(r, "id", t, i, PROTO_E_FIELD_TYPE, &sc->has_id, &out->id);
   proto_field_t f = proto_field_by_namen(key, klen);
   if (f != PROTO_FIELD_COUNT) {
-    sc->twice |= sc->at[f] ? UINT64_C(1) << f : 0;
-    sc->at[f] = at + 1;
+    uint64_t bit = UINT64_C(1) << f;
+    sc->twice |= sc->present & bit;
+    sc->present |= bit;
+    sc->at[f] = at;
   }
   return skip_body(r, t, n, 1, false);
 }
@@ -280,21 +282,8 @@ static proto_errcode_t check_member(rd_t *r, proto_field_t f, size_t at, proto_p
   return rc;
 }
 
-/* The fields of a message type (all members, and the required ones), as bit
- * masks over proto_field_t, straight from PROTO_MEMBERS. */
-static void member_masks(proto_type_t type, uint64_t *all, uint64_t *req) {
-  *all = *req = 0;
-#define X(M, f, R)                                                                                \
-  if (type == PROTO_##M) {                                                                        \
-    *all |= UINT64_C(1) << PROTO_F_##f;                                                           \
-    *req |= PROTO_MEMBER_##R == PROTO_MEMBER_REQ ? UINT64_C(1) << PROTO_F_##f : 0;                \
-  }
-  PROTO_MEMBERS(X)
-#undef X
-}
-
 static proto_errcode_t check_members(rd_t *r, const scan_t *sc, proto_peek_t *out) {
-  uint64_t all, req, present = 0;
+  uint64_t all, req, present = sc->present;
   if (!sc->has_v)
     return proto_err_set(r->err, PROTO_E_VERSION, "missing \"v\" (protocol version)");
   if (sc->v != PROTO_VERSION)
@@ -302,20 +291,18 @@ static proto_errcode_t check_members(rd_t *r, const scan_t *sc, proto_peek_t *ou
   if (out->type == PROTO_NONE)
     return proto_err_set(r->err, PROTO_E_TYPE, "missing \"type\"");
   const char *type = proto_type_name(out->type);
-  member_masks(out->type, &all, &req);
+  proto_member_masks(out->type, &all, &req);
   if (sc->twice & all)
     return proto_err_set(r->err, PROTO_E_MALFORMED, "%s: field \"%s\" appears twice", type,
                          proto_field_name((proto_field_t)__builtin_ctzll(sc->twice & all)));
   if (!sc->has_id)
     return proto_err_set(r->err, PROTO_E_MISSING, "%s: missing required field \"id\"", type);
-  for (int f = 0; f < PROTO_FIELD_COUNT; f++)
-    present |= sc->at[f] ? UINT64_C(1) << f : 0;
   if (req & ~present)
     return proto_err_set(r->err, PROTO_E_MISSING, "%s: missing required field \"%s\"", type,
                          proto_field_name((proto_field_t)__builtin_ctzll(req & ~present)));
   for (uint64_t m = all & present; m; m &= m - 1) {
     proto_field_t f = (proto_field_t)__builtin_ctzll(m);
-    proto_errcode_t rc = check_member(r, f, sc->at[f] - 1, out);
+    proto_errcode_t rc = check_member(r, f, sc->at[f], out);
     if (rc != PROTO_OK)
       return rc;
   }
@@ -326,7 +313,8 @@ proto_errcode_t proto_peek(const void *data, size_t len, proto_peek_t *out, prot
   proto_err_t scratch;
   rd_t r = {data, len, 0, err ? err : &scratch};
   proto_peek_t p = {0};
-  scan_t sc = {0};
+  scan_t sc; /* at[] is read only where present says */
+  sc.has_v = sc.has_id = false, sc.v = 0, sc.present = sc.twice = 0;
   mp_t t;
   uint64_t n;
   int64_t i;
