@@ -370,26 +370,36 @@ static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out)
 
 /* ---- profiles ---------------------------------------------------------- */
 
-static bool valid_role(const char *s)
+/* True when s is 1 to max bytes long and every byte passes ok. */
+static bool valid_chars(const char *s, size_t max, bool (*ok)(unsigned char c))
 {
   size_t n = strlen(s);
-  if (n == 0 || n > ROLE_MAX_LEN)
+  if (n == 0 || n > max)
     return false;
   for (; *s; s++)
-    if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '_' || *s == '-'))
+    if (!ok((unsigned char)*s))
       return false;
   return true;
 }
 
+static bool role_char(unsigned char c)
+{
+  return islower(c) || isdigit(c) || c == '_' || c == '-';
+}
+
+static bool name_char(unsigned char c)
+{
+  return !iscntrl(c);
+}
+
+static bool valid_role(const char *s)
+{
+  return valid_chars(s, ROLE_MAX_LEN, role_char);
+}
+
 static bool valid_name(const char *s)
 {
-  size_t n = strlen(s);
-  if (n == 0 || n > NAME_MAX_LEN)
-    return false;
-  for (; *s; s++)
-    if (iscntrl((unsigned char)*s))
-      return false;
-  return true;
+  return valid_chars(s, NAME_MAX_LEN, name_char);
 }
 
 static bool valid_url(const char *u)
