@@ -1,13 +1,15 @@
-/* cmd_agents.c: one-shot agent commands: spawn, send, agents, stop, stop-all,
- * stats, config, reset. Each takes --json (one JSON value on stdout). */
+/* cmd_agents.c: what cadre follows after a request: spawn --wait (the
+ * summary), send --wait (the answer), approve --wait (the workflow), and
+ * cadre watch (everything). With --json, JSON lines on stdout. */
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ctl.h"
+#include "commands.h"
 #include "format.h"
+#include "jx.h"
 #include "output.h"
 #include "view.h"
 
@@ -18,51 +20,10 @@ static void on_sigint(int sig) {
   interrupted = 1;
 }
 
-/* Parses [--wait] [--json]; returns the index of the first word, or -1. */
-static int parse(ctl_t *ctl, int argc, char **argv, bool *wait) {
-  static const struct option longopts[] = {{"wait", no_argument, 0, 'w'}, {"json", no_argument, 0, 'j'}, {0, 0, 0, 0}};
-  optind = 0; /* full re-initialisation: options may follow the words (main parsed with "+") */
-  int c;
-  while ((c = getopt_long(argc, argv, "wj", longopts, NULL)) != -1) {
-    if (c == 'w' && wait)
-      *wait = true;
-    else if (c == 'j')
-      ctl->json = true, ctl->color = false;
-    else
-      return -1;
-  }
-  return optind;
-}
-
-/* The words from index from on, joined by spaces. Caller frees. */
-static char *join(int argc, char **argv, int from) {
-  size_t len = 1;
-  for (int i = from; i < argc; i++)
-    len += strlen(argv[i]) + 1;
-  char *s = calloc(1, len);
-  for (int i = from; s && i < argc; i++) {
-    strcat(s, argv[i]);
-    if (i + 1 < argc)
-      strcat(s, " ");
-  }
-  return s;
-}
-
-
-/* Prints a result as JSON, or as text made by fn for people. */
-static int show(ctl_t *ctl, json_t *r, void (*fn)(sbuf_t *, const json_t *)) {
-  if (!r)
-    return 1;
-  if (ctl->json) {
-    ctl_print_json(r);
-  } else {
-    sbuf_t b = {0};
-    fn(&b, r);
-    fputs(sbuf_str(&b), stdout);
-    sbuf_free(&b);
-  }
-  json_decref(r);
-  return 0;
+/* Ctrl-C stops the waiting (not the program at once). */
+static void on_sigint_stop(void) {
+  struct sigaction sa = {.sa_handler = on_sigint};
+  sigaction(SIGINT, &sa, NULL);
 }
 
 /* Waits for an event of session (followed again after a broker restart)
@@ -136,37 +97,15 @@ static int wait_summary(ctl_t *ctl, client_t *c, const char *id) {
   return 0;
 }
 
-int cmd_spawn(ctl_t *ctl, int argc, char **argv) {
-  bool wait = false;
-  int i = parse(ctl, argc, argv, &wait);
-  if (i < 0 || i + 2 > argc) {
-    ctl_error(ctl, "usage: cadre spawn [--wait] ROLE TASK");
-    return 2;
-  }
-  char *task = join(argc, argv, i + 1);
-  client_t *c = ctl_connect(ctl);
-  if (!c) {
-    free(task);
-    return 1;
-  }
-  struct sigaction sa = {.sa_handler = on_sigint};
-  sigaction(SIGINT, &sa, NULL);
-  json_t *r = ctl_request(ctl, c, "spawn", json_pack("{s:s, s:s}", "role", argv[i], "task", task));
-  free(task);
-  int rc = r ? 0 : 1;
-  const char *id = json_string_value(json_object_get(r, "id"));
-  if (r && !(wait && ctl->json)) {
-    if (ctl->json)
-      ctl_print_json(r);
-    else
-      printf("%s\n", id ? id : "?");
-    fflush(stdout);
-  }
-  if (r && wait && id)
-    rc = wait_summary(ctl, c, id);
-  json_decref(r);
-  client_destroy(&c);
-  return rc;
+/* cadre spawn --wait: the agent's id (without --json), then its summary. */
+int cmd_spawn_wait(ctl_t *ctl, client_t *c, const cmd_req_t *req, const json_t *r) {
+  const char *id = jx_str(r, "id", NULL);
+  if (!ctl->json)
+    cmd_print(ctl, cmd_find("spawn"), req, r);
+  if (!id)
+    return 0;
+  on_sigint_stop();
+  return wait_summary(ctl, c, id);
 }
 
 static bool is_end_of_turn(const proto_msg_t *m, const void *turn) {
@@ -201,101 +140,12 @@ static int wait_answer(ctl_t *ctl, client_t *c, const char *id, int64_t turn) {
   return done ? 0 : 1;
 }
 
-int cmd_send(ctl_t *ctl, int argc, char **argv) {
-  bool wait = false;
-  int i = parse(ctl, argc, argv, &wait);
-  if (i < 0 || i + 2 > argc) {
-    ctl_error(ctl, "usage: cadre send [--wait] ID TEXT");
-    return 2;
-  }
-  char *text = join(argc, argv, i + 1);
-  client_t *c = ctl_connect(ctl);
-  if (!c) {
-    free(text);
-    return 1;
-  }
-  struct sigaction sa = {.sa_handler = on_sigint};
-  sigaction(SIGINT, &sa, NULL);
-  json_t *r = ctl_request(ctl, c, "send", json_pack("{s:s, s:s}", "id", argv[i], "text", text));
-  free(text);
-  int rc = r ? 0 : 1;
-  if (r && !(wait && ctl->json)) {
-    if (ctl->json)
-      ctl_print_json(r);
-    else
-      printf("%s turn %lld %s\n", argv[i], (long long)json_integer_value(json_object_get(r, "turn")),
-             json_string_value(json_object_get(r, "status")) ?: "");
-    fflush(stdout);
-  }
-  if (r && wait)
-    rc = wait_answer(ctl, c, argv[i], json_integer_value(json_object_get(r, "turn")));
-  json_decref(r);
-  client_destroy(&c);
-  return rc;
-}
-
-int cmd_agents(ctl_t *ctl, int argc, char **argv) {
-  if (parse(ctl, argc, argv, NULL) < 0)
-    return 2;
-  return show(ctl, ctl_once(ctl, "agents", NULL), format_agents);
-}
-
-static void format_stop(sbuf_t *b, const json_t *r) {
-  sbuf_printf(b, "%s: %s\n", json_string_value(json_object_get(r, "id")) ?: "?",
-              json_string_value(json_object_get(r, "status")) ?: "?");
-}
-
-int cmd_stop(ctl_t *ctl, int argc, char **argv) {
-  int i = parse(ctl, argc, argv, NULL);
-  if (i < 0 || i >= argc) {
-    ctl_error(ctl, "usage: cadre stop ID");
-    return 2;
-  }
-  return show(ctl, ctl_once(ctl, "stop", json_pack("{s:s}", "id", argv[i])), format_stop);
-}
-
-static void format_stopped(sbuf_t *b, const json_t *r) {
-  json_t *ids = json_object_get(r, "stopped");
-  if (json_array_size(ids) == 0) {
-    sbuf_puts(b, "no sub-agent was running\n");
-    return;
-  }
-  size_t i;
-  json_t *v;
-  sbuf_puts(b, "stopped:");
-  json_array_foreach(ids, i, v) sbuf_printf(b, " %s", json_string_value(v));
-  sbuf_puts(b, "\n");
-}
-
-int cmd_stop_all(ctl_t *ctl, int argc, char **argv) {
-  if (parse(ctl, argc, argv, NULL) < 0)
-    return 2;
-  return show(ctl, ctl_once(ctl, "stop_all", NULL), format_stopped);
-}
-
-int cmd_stats(ctl_t *ctl, int argc, char **argv) {
-  if (parse(ctl, argc, argv, NULL) < 0)
-    return 2;
-  return show(ctl, ctl_once(ctl, "stats", NULL), format_stats);
-}
-
-int cmd_config(ctl_t *ctl, int argc, char **argv) {
-  if (parse(ctl, argc, argv, NULL) < 0)
-    return 2;
-  return show(ctl, ctl_once(ctl, "config", NULL), format_json);
-}
-
-static void format_reset(sbuf_t *b, const json_t *r) {
-  sbuf_printf(b, "%s: conversation cleared (%lld messages set aside)\n",
-              json_string_value(json_object_get(r, "session")) ?: "main",
-              (long long)json_integer_value(json_object_get(r, "cleared")));
-}
-
-int cmd_reset(ctl_t *ctl, int argc, char **argv) {
-  int i = parse(ctl, argc, argv, NULL);
-  if (i < 0)
-    return 2;
-  return show(ctl, ctl_once(ctl, "reset", json_pack("{s:s}", "session", i < argc ? argv[i] : "main")), format_reset);
+/* cadre send --wait: the turn (without --json), then the agent's answer. */
+int cmd_send_wait(ctl_t *ctl, client_t *c, const cmd_req_t *req, const json_t *r) {
+  if (!ctl->json)
+    cmd_print(ctl, cmd_find("send"), req, r);
+  on_sigint_stop();
+  return wait_answer(ctl, c, jx_str(req->args, "id", ""), jx_int(r, "turn", 0));
 }
 
 /* One watched message as a JSON line, shaped as on the wire: "type" is
@@ -352,13 +202,18 @@ static int watch_loop(ctl_t *ctl, client_t *c, out_t *out, view_t *view) {
 }
 
 int cmd_watch(ctl_t *ctl, int argc, char **argv) {
-  if (parse(ctl, argc, argv, NULL) < 0)
-    return 2;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--json") != 0 && strcmp(argv[i], "-j") != 0) {
+      ctl_error(ctl, "usage: cadre watch [--json]");
+      return 2;
+    }
+    ctl->json = true, ctl->color = false;
+  }
   client_t *c = ctl_connect(ctl);
   if (!c)
     return 1;
+  on_sigint_stop();
   struct sigaction sa = {.sa_handler = on_sigint};
-  sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   json_t *r = ctl_request(ctl, c, "subscribe", NULL);
   int rc = 1;
@@ -382,4 +237,32 @@ int cmd_watch(ctl_t *ctl, int argc, char **argv) {
   json_decref(r);
   client_destroy(&c);
   return rc;
+}
+
+/* approve --wait: each step's progress, then the finished workflow; exit 0 only when it is done. */
+int cmd_approve_wait(ctl_t *ctl, client_t *c, const cmd_req_t *req, const json_t *r) {
+  json_int_t id = jx_int(r, "id", jx_int(req->args, "id", 0));
+  json_decref(ctl_request(ctl, c, "subscribe", NULL));
+  for (;;) {
+    proto_msg_t *m = NULL;
+    client_next_t got = client_next(c, 1000, &m);
+    if (got == CLIENT_ERROR)
+      return 1;
+    if (got == CLIENT_RECONNECTED)
+      json_decref(ctl_request(ctl, c, "subscribe", NULL));
+    if (got != CLIENT_MSG)
+      continue;
+    const json_t *p = m->payload;
+    bool ours = m->type == PROTO_EVENT && jx_int(p, "id", 0) == id;
+    if (ours && !ctl->json && strncmp(m->kind, "step_", 5) == 0)
+      printf("%s step %lld %s\n", strcmp(m->kind, "step_done") == 0 ? "✓" : strcmp(m->kind, "step_failed") == 0 ? "✗" : "⟳",
+             (long long)jx_int(p, "step", 0), m->kind + 5);
+    if (ours && strcmp(m->kind, "workflow_finished") == 0) {
+      int rc = strcmp(jx_str(p, "status", ""), "done") == 0 ? 0 : 1;
+      cmd_print(ctl, cmd_find("approve"), req, p);
+      proto_msg_destroy(&m);
+      return rc;
+    }
+    proto_msg_destroy(&m);
+  }
 }

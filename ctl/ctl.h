@@ -41,33 +41,15 @@ bool cluster_running(ctl_t *ctl);
 /* Fills ctl->broker/key_file/broker_key with the local cluster's. */
 void cluster_use(ctl_t *ctl);
 
-/* subcommands */
+/* Commands that run their own way (the rest are entries of the command table, commands.h). */
 int cmd_ask(ctl_t *ctl, int argc, char **argv);
-int cmd_nodes(ctl_t *ctl, int argc, char **argv);
-int cmd_history(ctl_t *ctl, int argc, char **argv);
-int cmd_sessions(ctl_t *ctl, int argc, char **argv);
-/* cmd_agents.c: cadre spawn, send, agents, stop, stop-all, stats, config, reset, watch */
-int cmd_spawn(ctl_t *ctl, int argc, char **argv);
-int cmd_send(ctl_t *ctl, int argc, char **argv);
-int cmd_agents(ctl_t *ctl, int argc, char **argv);
-int cmd_stop(ctl_t *ctl, int argc, char **argv);
-int cmd_stop_all(ctl_t *ctl, int argc, char **argv);
-int cmd_stats(ctl_t *ctl, int argc, char **argv);
-int cmd_config(ctl_t *ctl, int argc, char **argv);
-int cmd_reset(ctl_t *ctl, int argc, char **argv);
+/* cadre chat [TEXT]: single-agent mode (every tool, no sub-agents). */
+int cmd_chat(ctl_t *ctl, int argc, char **argv);
+/* cadre watch: follow every agent's output and events. */
 int cmd_watch(ctl_t *ctl, int argc, char **argv);
 /* console.c: the interactive console (cadre with no command, or cadre console). */
 int cmd_console(ctl_t *ctl, int argc, char **argv);
 /* cadre call VERB [ARGS-JSON]: any broker verb, the reply as JSON (for scripts and debugging). */
 int cmd_call(ctl_t *ctl, int argc, char **argv);
-/* cadre chat [TEXT]: single-agent mode (every tool, no sub-agents). */
-int cmd_chat(ctl_t *ctl, int argc, char **argv);
-/* cadre plans, plan, approve, reject, modify, cancel, pause, resume, template (cmd_plans.c). */
-int cmd_plans(ctl_t *ctl, int argc, char **argv);
-/* Prints one plan with progress marks (✓ done, ○ pending, ⟳ running, ✗ failed). */
-void ctl_print_plan(const json_t *plan);
-/* An edit for the modify verb from words OP STEP [VALUE] | add_step JSON | --edit JSON
- * (argv[0] is OP); NULL when they make none. */
-json_t *ctl_plan_edit(int argc, char **argv);
 
 #endif

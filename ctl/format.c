@@ -1,20 +1,13 @@
-/* format.c: tables and documents for people. */
+/* format.c: command results as text for people (see format.h). */
 #include "format.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "jx.h"
 #include "output.h"
-
-static const char *str(const json_t *o, const char *key) {
-  const char *s = json_string_value(json_object_get(o, key));
-  return s ? s : "-";
-}
-
-static long long num(const json_t *o, const char *key) {
-  return (long long)json_integer_value(json_object_get(o, key));
-}
+#include "view.h"
 
 void format_cost(char *buf, size_t len, double cost) {
   snprintf(buf, len, cost >= 1.0 ? "$%.2f" : cost >= 0.01 ? "$%.4f" : "$%.6f", cost);
@@ -32,14 +25,28 @@ static int id_width(const json_t *rows) {
   size_t i;
   json_t *r;
   json_array_foreach(rows, i, r) {
-    int n = out_width(str(r, "id"), strlen(str(r, "id")));
+    const char *id = jx_str(r, "id", "-");
+    int n = out_width(id, strlen(id));
     if (n > w)
       w = n;
   }
   return w;
 }
 
-void format_agents(sbuf_t *b, const json_t *agents) {
+/* One agent's row: its cell, then the columns (status only in the agents table). */
+static void agent_row(sbuf_t *b, const json_t *a, const json_t *u, int w, bool status) {
+  char cost[32];
+  format_cost(cost, sizeof cost, jx_num(u, "cost", 0));
+  id_cell(b, jx_str(a, "id", "-"), jx_str(a, "role", "-"), w);
+  sbuf_printf(b, " %-12s %-18s ", jx_str(a, "role", "-"), jx_str(a, "model", "-"));
+  if (status)
+    sbuf_printf(b, "%-8s ", jx_str(a, "status", "-"));
+  sbuf_printf(b, "%8lld %10lld %10lld %10s\n", (long long)jx_int(a, "messages", 0),
+              (long long)jx_int(u, "prompt_tokens", 0), (long long)jx_int(u, "completion_tokens", 0), cost);
+}
+
+void format_agents(sbuf_t *b, const json_t *agents, const format_how_t *how) {
+  (void)how;
   if (json_array_size(agents) == 0) {
     sbuf_puts(b, "no agents yet\n");
     return;
@@ -49,18 +56,12 @@ void format_agents(sbuf_t *b, const json_t *agents) {
               "TOKENS IN", "TOKENS OUT", "COST");
   size_t i;
   json_t *a;
-  json_array_foreach(agents, i, a) {
-    json_t *u = json_object_get(a, "usage");
-    char cost[32];
-    format_cost(cost, sizeof cost, json_number_value(json_object_get(u, "cost")));
-    id_cell(b, str(a, "id"), str(a, "role"), w);
-    sbuf_printf(b, " %-12s %-18s %-8s %8lld %10lld %10lld %10s\n", str(a, "role"), str(a, "model"), str(a, "status"),
-                num(a, "messages"), num(u, "prompt_tokens"), num(u, "completion_tokens"), cost);
-  }
+  json_array_foreach(agents, i, a) agent_row(b, a, jx_obj(a, "usage"), w, true);
 }
 
-void format_stats(sbuf_t *b, const json_t *stats) {
-  const json_t *agents = json_object_get(stats, "agents");
+void format_stats(sbuf_t *b, const json_t *stats, const format_how_t *how) {
+  (void)how;
+  const json_t *agents = jx_arr(stats, "agents");
   int w = id_width(agents);
   sbuf_printf(b, "   %-*s %-12s %-18s %8s %10s %10s %10s\n", w, "AGENT", "ROLE", "MODEL", "MESSAGES", "TOKENS IN",
               "TOKENS OUT", "COST");
@@ -68,30 +69,292 @@ void format_stats(sbuf_t *b, const json_t *stats) {
   json_t *a;
   long long msgs = 0;
   json_array_foreach(agents, i, a) {
-    char cost[32];
-    format_cost(cost, sizeof cost, json_number_value(json_object_get(a, "cost")));
-    id_cell(b, str(a, "id"), str(a, "role"), w);
-    sbuf_printf(b, " %-12s %-18s %8lld %10lld %10lld %10s\n", str(a, "role"), str(a, "model"), num(a, "messages"),
-                num(a, "prompt_tokens"), num(a, "completion_tokens"), cost);
-    msgs += num(a, "messages");
+    agent_row(b, a, a, w, false);
+    msgs += jx_int(a, "messages", 0);
   }
-  const json_t *t = json_object_get(stats, "total");
+  const json_t *t = jx_obj(stats, "total");
   char total[32], equiv[32];
-  format_cost(total, sizeof total, json_number_value(json_object_get(t, "cost")));
-  format_cost(equiv, sizeof equiv, json_number_value(json_object_get(stats, "main_equivalent_cost")));
-  sbuf_printf(b, "   %-*s %-12s %-18s %8lld %10lld %10lld %10s\n", w, "TEAM", "", "", msgs, num(t, "prompt_tokens"),
-              num(t, "completion_tokens"), total);
-  const char *mm = json_string_value(json_object_get(stats, "main_model"));
+  format_cost(total, sizeof total, jx_num(t, "cost", 0));
+  format_cost(equiv, sizeof equiv, jx_num(stats, "main_equivalent_cost", 0));
+  sbuf_printf(b, "   %-*s %-12s %-18s %8lld %10lld %10lld %10s\n", w, "TEAM", "", "", msgs,
+              (long long)jx_int(t, "prompt_tokens", 0), (long long)jx_int(t, "completion_tokens", 0), total);
+  const char *mm = jx_str(stats, "main_model", NULL);
   sbuf_printf(b, "The same tokens on the main model%s%s%s: %s; the team cost %s: savings %.1f%%\n", mm ? " (" : "",
-              mm ? mm : "", mm ? ")" : "", equiv, total,
-              100.0 * json_number_value(json_object_get(stats, "savings")));
+              mm ? mm : "", mm ? ")" : "", equiv, total, 100.0 * jx_num(stats, "savings", 0));
 }
 
-void format_json(sbuf_t *b, const json_t *v) {
+void format_json(sbuf_t *b, const json_t *v, const format_how_t *how) {
+  (void)how;
   char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER);
   if (s) {
     sbuf_puts(b, s);
     sbuf_puts(b, "\n");
   }
   free(s);
+}
+
+/* The console learns a spawned agent's id itself; cadre prints it. */
+void format_spawn(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  if (!how->console)
+    sbuf_printf(b, "%s\n", jx_str(r, "id", "?"));
+}
+
+/* The console shows the answer as it streams; cadre says which turn runs. */
+void format_send(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  if (!how->console)
+    sbuf_printf(b, "%s turn %lld %s\n", jx_str(how->args, "id", "?"), (long long)jx_int(r, "turn", 0),
+                jx_str(r, "status", ""));
+}
+
+void format_stop(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  if (how->console)
+    sbuf_printf(b, "%s: %s\n", jx_str(how->args, "id", "?"), jx_str(r, "status", "stopped"));
+  else
+    sbuf_printf(b, "%s: %s\n", jx_str(r, "id", "?"), jx_str(r, "status", "?"));
+}
+
+void format_stopped(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  json_t *ids = jx_arr(r, "stopped");
+  if (json_array_size(ids) == 0) {
+    sbuf_puts(b, "no sub-agent was running\n");
+    return;
+  }
+  size_t i;
+  json_t *v;
+  sbuf_puts(b, "stopped:");
+  json_array_foreach(ids, i, v) sbuf_printf(b, "%s%s", how->console && i ? ", " : " ", json_string_value(v));
+  sbuf_puts(b, "\n");
+}
+
+void format_reset(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  const char *session = jx_str(how->args, "session", "main");
+  long long n = (long long)jx_int(r, "cleared", 0);
+  if (!how->console)
+    sbuf_printf(b, "%s: conversation cleared (%lld messages set aside)\n", jx_str(r, "session", "main"), n);
+  else if (strcmp(session, "main") != 0)
+    sbuf_printf(b, "%s's conversation is cleared (%lld messages set aside)\n", session, n);
+  else if (json_is_integer(json_object_get(r, "cleared")))
+    sbuf_printf(b, "the main agent's conversation is cleared (%lld messages set aside)\n", n);
+  else
+    sbuf_puts(b, "the main agent's conversation is cleared\n");
+}
+
+void format_history(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  size_t i;
+  json_t *m;
+  json_array_foreach(jx_arr(r, "messages"), i, m) sbuf_printf(b, "%s%s:%s %s\n", how->color ? "\033[1m" : "",
+                                                              jx_str(m, "role", "?"), how->color ? "\033[0m" : "",
+                                                              jx_str(m, "content", ""));
+}
+
+/* Strings of a list joined by sep ("?" for what is not a string). */
+static void join_list(sbuf_t *b, const json_t *list, const char *sep) {
+  size_t i;
+  json_t *v;
+  json_array_foreach(list, i, v) sbuf_printf(b, "%s%s", i ? sep : "", json_string_value(v) ?: "?");
+}
+
+void format_nodes(sbuf_t *b, const json_t *nodes, const format_how_t *how) {
+  if (json_array_size(nodes) == 0) {
+    sbuf_puts(b, "no agent daemons are registered\n");
+    return;
+  }
+  if (!how->console)
+    sbuf_printf(b, "%-20s %-16s %5s %4s  %-24s %s\n", "NAME", "HOST", "SLOTS", "BUSY", "MODELS", "WORKSPACE");
+  size_t i;
+  json_t *n;
+  json_array_foreach(nodes, i, n) {
+    const char *name = jx_str(n, "name", ""), *host = jx_str(n, "host", "");
+    long long slots = (long long)jx_int(n, "slots", 0), busy = (long long)jx_int(n, "busy", 0);
+    if (how->console) {
+      sbuf_printf(b, "%-20s %-16s slots %lld, busy %lld\n", name, host, slots, busy);
+      continue;
+    }
+    sbuf_t models = {0};
+    join_list(&models, jx_arr(n, "models"), ",");
+    sbuf_printf(b, "%-20s %-16s %5lld %4lld  %-24.255s %s\n", name, host, slots, busy, sbuf_str(&models),
+                jx_str(n, "workspace", ""));
+    sbuf_free(&models);
+  }
+}
+
+void format_sessions(sbuf_t *b, const json_t *sessions, const format_how_t *how) {
+  (void)how;
+  sbuf_printf(b, "%-16s %-12s %-18s %8s %10s %10s %9s\n", "ID", "ROLE", "PROFILE", "MESSAGES", "TOKENS IN",
+              "TOKENS OUT", "COST");
+  size_t i;
+  json_t *o;
+  json_array_foreach(sessions, i, o) {
+    json_t *u = jx_obj(o, "usage");
+    sbuf_printf(b, "%-16s %-12s %-18s %8lld %10lld %10lld %9.4f\n", jx_str(o, "id", ""), jx_str(o, "role", ""),
+                jx_str(o, "profile", ""), (long long)jx_int(o, "messages", 0), (long long)jx_int(u, "prompt_tokens", 0),
+                (long long)jx_int(u, "completion_tokens", 0), jx_num(u, "cost", 0));
+  }
+}
+
+void format_plan_doc(sbuf_t *b, const json_t *p) {
+  const json_t *est = jx_obj(p, "estimate");
+  sbuf_printf(b, "Plan %lld: %s [%s]\n", (long long)jx_int(p, "id", 0), jx_str(p, "title", "(untitled)"),
+              jx_str(p, "status", "?"));
+  if (est)
+    sbuf_printf(b, "  estimate: %.0f s (critical path), $%.4f\n", jx_num(est, "seconds", 0), jx_num(est, "cost", 0));
+  size_t i;
+  json_t *s;
+  json_array_foreach(jx_arr(p, "steps"), i, s) {
+    const char *tool = jx_str(s, "tool", NULL);
+    sbuf_printf(b, "  %s %lld. %s (%s%s%s", view_step_mark(jx_str(s, "status", NULL)),
+                (long long)jx_int(s, "number", 0), jx_str(s, "title", ""), jx_str(s, "agent", "?"), tool ? ", " : "",
+                tool ? tool : "");
+    size_t j;
+    json_t *d;
+    json_array_foreach(jx_arr(s, "dependencies"), j, d)
+        sbuf_printf(b, "%s%lld", j ? "," : "; after ", (long long)json_integer_value(d));
+    long long attempts = (long long)jx_int(s, "attempts", 0);
+    sbuf_puts(b, ")");
+    if (attempts > 1)
+      sbuf_printf(b, " [%lld attempts]", attempts);
+    sbuf_puts(b, "\n");
+  }
+  json_array_foreach(jx_arr(p, "errors"), i, s) sbuf_printf(b, "  ! %s\n", jx_str(s, "message", "(null)"));
+  const json_t *rb = jx_obj(jx_obj(p, "report"), "rollback");
+  if (rb)
+    sbuf_printf(b, "  rolled back: %zu file(s) restored, %zu mismatch(es)\n", json_array_size(jx_arr(rb, "restored")),
+                json_array_size(jx_arr(rb, "mismatches")));
+}
+
+void format_plan_line(sbuf_t *b, const json_t *p) {
+  const json_t *est = jx_obj(p, "estimate");
+  char cost[32];
+  format_cost(cost, sizeof cost, jx_num(est, "cost", 0));
+  sbuf_printf(b, "📋 plan %lld \"%s\" [%s] · %zu steps · ~%.0f s, %s\n", (long long)jx_int(p, "id", 0),
+              jx_str(p, "title", ""), jx_str(p, "status", "?"), json_array_size(jx_arr(p, "steps")),
+              jx_num(est, "seconds", 0), cost);
+}
+
+/* "   ○ 2. title (agent, tool t) after step 1", its arguments and its description. */
+static void plan_step(sbuf_t *b, const json_t *s) {
+  const char *tool = jx_str(s, "tool", NULL);
+  sbuf_printf(b, "   %s %lld. %s (%s%s%s)", view_step_mark(jx_str(s, "status", NULL)), (long long)jx_int(s, "number", 0),
+              jx_str(s, "title", ""), jx_str(s, "agent", ""), tool ? ", tool " : "", tool ? tool : "");
+  size_t j;
+  json_t *d;
+  json_array_foreach(jx_arr(s, "dependencies"), j, d)
+      sbuf_printf(b, "%s%lld", j ? ", " : " after step ", (long long)json_integer_value(d));
+  const json_t *args = json_object_get(s, "arguments");
+  const char *args_text = jx_str(s, "arguments_text", NULL);
+  char *dump = args && !json_is_null(args) ? json_dumps(args, JSON_COMPACT) : NULL;
+  if (dump || args_text)
+    sbuf_printf(b, "\n        arguments: %.600s", dump ? dump : args_text);
+  free(dump);
+  const char *desc = jx_str(s, "description", "");
+  if (desc[0])
+    sbuf_printf(b, "\n        %.600s", desc);
+  sbuf_puts(b, "\n");
+}
+
+void format_plan_steps(sbuf_t *b, const json_t *p) {
+  const char *text = jx_str(p, "text", NULL);
+  if (text) {
+    sbuf_puts(b, text);
+    if (text[0] && text[strlen(text) - 1] != '\n')
+      sbuf_puts(b, "\n");
+  } else {
+    format_plan_line(b, p);
+  }
+  size_t i;
+  json_t *s;
+  json_array_foreach(jx_arr(p, "steps"), i, s) plan_step(b, s);
+  json_array_foreach(jx_arr(p, "errors"), i, s) sbuf_printf(b, "  ! %s\n", jx_str(s, "message", "?"));
+}
+
+void format_plans(sbuf_t *b, const json_t *plans, const format_how_t *how) {
+  if (json_array_size(plans) == 0)
+    sbuf_puts(b, how->console ? "no plans yet\n" : "no plans\n");
+  size_t i;
+  json_t *p;
+  json_array_foreach(plans, i, p) {
+    if (how->console)
+      format_plan_line(b, p);
+    else
+      format_plan_doc(b, p);
+  }
+}
+
+void format_plan(sbuf_t *b, const json_t *p, const format_how_t *how) {
+  if (how->console) {
+    format_plan_line(b, p);
+    format_plan_steps(b, p);
+    return;
+  }
+  sbuf_puts(b, jx_str(p, "text", ""));
+  format_plan_doc(b, p);
+}
+
+void format_approved(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  if (how->console)
+    sbuf_printf(b, "plan %lld approved: the workflow runs (its steps show here as they go)\n",
+                (long long)jx_int(r, "id", 0));
+  else
+    format_plan_doc(b, r);
+}
+
+/* reject, pause, resume, cancel_workflow: the plan's or workflow's new status. */
+void format_decided(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  const char *status = jx_str(r, "status", NULL);
+  long long id = (long long)jx_int(r, "id", 0);
+  if (!how->console) {
+    sbuf_printf(b, "%s %lld: %s\n", status ? "plan" : "ok", id, status ? status : "");
+    return;
+  }
+  static const struct {
+    const char *verb, *what, *status;
+  } done[] = {{"reject", "plan", "rejected"},
+              {"pause", "workflow", "paused"},
+              {"resume", "workflow", "running"},
+              {"cancel_workflow", "workflow", "cancelled"}};
+  size_t i = 0;
+  while (i + 1 < sizeof done / sizeof done[0] && strcmp(done[i].verb, how->verb ? how->verb : "") != 0)
+    i++;
+  sbuf_printf(b, "%s %lld: %s\n", done[i].what, id, status ? status : done[i].status);
+}
+
+/* The console shows the plan as it is now when the plan_modified event comes. */
+void format_modified(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  if (!how->console)
+    format_plan_doc(b, r);
+}
+
+static void params_text(sbuf_t *b, const json_t *params) {
+  join_list(b, params, ", ");
+  if (json_array_size(params) == 0)
+    sbuf_puts(b, "none");
+}
+
+static void template_list(sbuf_t *b, const json_t *list, bool console) {
+  size_t i;
+  json_t *t;
+  if (json_array_size(list) == 0)
+    sbuf_printf(b, "no templates yet: %s save <plan id> <name>\n", console ? "/template" : "cadre template");
+  json_array_foreach(list, i, t) {
+    const json_t *plan = jx_obj(t, "plan");
+    sbuf_printf(b, "📐 %s \"%s\" · %zu steps · params: ", jx_str(t, "name", "?"), jx_str(plan, "title", ""),
+                json_array_size(jx_arr(plan, "steps")));
+    params_text(b, jx_arr(t, "params"));
+    sbuf_puts(b, "\n");
+  }
+}
+
+/* template_list, template_save, template_run (the new plan: the console shows it from its event). */
+void format_template(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  const char *verb = how->verb ? how->verb : "";
+  if (strcmp(verb, "template_list") == 0) {
+    template_list(b, r, how->console);
+  } else if (strcmp(verb, "template_save") == 0) {
+    sbuf_printf(b, "template %s saved from plan %lld · params: ", jx_str(how->args, "name", "?"),
+                (long long)jx_int(how->args, "id", 0));
+    params_text(b, jx_arr(r, "params"));
+    sbuf_puts(b, "\n");
+  } else if (!how->console) {
+    format_plan_doc(b, r);
+  }
 }

@@ -1,5 +1,7 @@
-/* format: tables and documents for people (agents, stats, config), shared by
- * the console and the one-shot commands. */
+/* format: command results as text for people, shared by the console and the
+ * one-shot commands. Each renderer appends whole lines to b; where the two
+ * differ (a document on stdout, or a line in the console's conversation),
+ * how says which. */
 #ifndef CADRE_FORMAT_H
 #define CADRE_FORMAT_H
 
@@ -8,13 +10,35 @@
 
 #include "sbuf.h"
 
-/* The agents verb's result as a table: id, role, model, status, messages, tokens, cost. */
-void format_agents(sbuf_t *b, const json_t *agents);
-/* The stats verb's result: per agent messages, tokens in/out and cost, the
- * team total, and what the same tokens would cost on the main model. */
-void format_stats(sbuf_t *b, const json_t *stats);
-/* A JSON value for people: indented, reals with 6 significant digits. */
-void format_json(sbuf_t *b, const json_t *v);
+/* Where and how a result is shown. */
+typedef struct {
+  bool console;       /* a line in the console (else cadre's stdout) */
+  bool color;         /* ANSI colours */
+  const char *verb;   /* the verb that answered */
+  const json_t *args; /* the arguments it was asked with (may be NULL) */
+} format_how_t;
+
+/* A renderer of a verb's result. */
+typedef void format_fn(sbuf_t *b, const json_t *r, const format_how_t *how);
+
+/* agents: a table of id, role, model, status, messages, tokens, cost. */
+format_fn format_agents;
+/* stats: per agent messages, tokens in/out and cost, the team total, and what
+ * the same tokens would cost on the main model. */
+format_fn format_stats;
+/* Any value (config): indented, reals with 6 significant digits. */
+format_fn format_json;
+format_fn format_spawn, format_send, format_stop, format_stopped, format_reset, format_history, format_nodes,
+    format_sessions;
+/* Plans: the list, one plan, a decision taken (approve, reject, pause, resume, cancel), templates. */
+format_fn format_plans, format_plan, format_approved, format_decided, format_modified, format_template;
+
+/* One plan with each step's progress mark (✓ done, ○ pending, ⟳ running, ✗ failed): cadre's form. */
+void format_plan_doc(sbuf_t *b, const json_t *plan);
+/* "📋 plan 3 "title" [status] · 4 steps · ~195 s, $0.06" */
+void format_plan_line(sbuf_t *b, const json_t *plan);
+/* A plan for deciding: its text (or its line), then each step's arguments and description. */
+void format_plan_steps(sbuf_t *b, const json_t *plan);
 /* A cost in dollars with enough digits to see small amounts. */
 void format_cost(char *buf, size_t len, double cost);
 
