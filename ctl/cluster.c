@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "jx.h"
 #include "util.h"
 
 static void state_path(const ctl_t *ctl, const char *file, char *buf, size_t len) {
@@ -37,7 +38,7 @@ static json_t *read_cluster(const ctl_t *ctl) {
 }
 
 static bool pid_alive(json_t *info, const char *key) {
-  json_int_t pid = json_integer_value(json_object_get(info, key));
+  json_int_t pid = jx_int(info, key, 0);
   return pid > 0 && kill((pid_t)pid, 0) == 0;
 }
 
@@ -294,8 +295,8 @@ int cluster_down(ctl_t *ctl) {
     fprintf(stderr, "cadre: no local cluster is running (state %s)\n", ctl->state_dir);
     return 0;
   }
-  stop_pid((pid_t)json_integer_value(json_object_get(info, "agentd_pid")));
-  stop_pid((pid_t)json_integer_value(json_object_get(info, "broker_pid")));
+  stop_pid((pid_t)jx_int(info, "agentd_pid", 0));
+  stop_pid((pid_t)jx_int(info, "broker_pid", 0));
   json_decref(info);
   char path[PATH_MAX + 32];
   state_path(ctl, "cluster.json", path, sizeof path);
@@ -341,29 +342,29 @@ int cluster_status(ctl_t *ctl) {
     ctl_print_json(st);
   } else {
     printf("broker    %s (cadre %s, up %lld s, epoch %s)\n", ctl->broker,
-           json_string_value(json_object_get(st, "version")),
-           (long long)json_integer_value(json_object_get(st, "uptime_ms")) / 1000,
-           json_string_value(json_object_get(st, "epoch")));
-    printf("state     %s\n", json_string_value(json_object_get(st, "state_dir")));
-    const char *cfg = json_string_value(json_object_get(st, "config"));
+           jx_str(st, "version", NULL),
+           (long long)jx_int(st, "uptime_ms", 0) / 1000,
+           jx_str(st, "epoch", NULL));
+    printf("state     %s\n", jx_str(st, "state_dir", NULL));
+    const char *cfg = jx_str(st, "config", NULL);
     printf("config    %s\n", cfg ? cfg : "(built-in defaults)");
     if (info)
       printf("local     broker pid %lld, agent daemon pid %lld%s\n",
-             (long long)json_integer_value(json_object_get(info, "broker_pid")),
-             (long long)json_integer_value(json_object_get(info, "agentd_pid")),
+             (long long)jx_int(info, "broker_pid", 0),
+             (long long)jx_int(info, "agentd_pid", 0),
              pid_alive(info, "agentd_pid") ? "" : " (not running)");
-    printf("nodes     %lld (%lld slots, %lld busy)\n", (long long)json_integer_value(json_object_get(st, "nodes")),
-           (long long)json_integer_value(json_object_get(st, "slots")),
-           (long long)json_integer_value(json_object_get(st, "busy")));
+    printf("nodes     %lld (%lld slots, %lld busy)\n", (long long)jx_int(st, "nodes", 0),
+           (long long)jx_int(st, "slots", 0),
+           (long long)jx_int(st, "busy", 0));
     size_t i;
     json_t *n;
-    json_array_foreach(nodes, i, n) printf("  %-20s %s  workspace %s\n", json_string_value(json_object_get(n, "name")),
-                                           json_string_value(json_object_get(n, "host")),
-                                           json_string_value(json_object_get(n, "workspace")));
+    json_array_foreach(nodes, i, n) printf("  %-20s %s  workspace %s\n", jx_str(n, "name", NULL),
+                                           jx_str(n, "host", NULL),
+                                           jx_str(n, "workspace", NULL));
     printf("turns     %lld running, %lld queued; %lld sessions\n",
-           (long long)json_integer_value(json_object_get(st, "turns_running")),
-           (long long)json_integer_value(json_object_get(st, "turns_queued")),
-           (long long)json_integer_value(json_object_get(st, "sessions")));
+           (long long)jx_int(st, "turns_running", 0),
+           (long long)jx_int(st, "turns_queued", 0),
+           (long long)jx_int(st, "sessions", 0));
   }
   json_decref(info);
   json_decref(st);

@@ -47,7 +47,7 @@ static proto_msg_t *wait_event(ctl_t *ctl, client_t *c, const char *session,
 }
 
 static bool is_summary_of(const proto_msg_t *m, const void *id) {
-  const char *who = json_string_value(json_object_get(m->payload, "id"));
+  const char *who = jx_str(m->payload, "id", NULL);
   return strcmp(m->kind, "summary") == 0 && who && strcmp(who, id) == 0;
 }
 
@@ -55,7 +55,7 @@ static json_t *find_agent(json_t *agents, const char *id) {
   size_t i;
   json_t *a;
   json_array_foreach(agents, i, a) {
-    const char *aid = json_string_value(json_object_get(a, "id"));
+    const char *aid = jx_str(a, "id", NULL);
     if (aid && strcmp(aid, id) == 0)
       return a;
   }
@@ -72,7 +72,7 @@ static int wait_summary(ctl_t *ctl, client_t *c, const char *id) {
   }
   json_t *agents = ctl_request(ctl, c, "agents", NULL);
   json_t *a = find_agent(agents, id);
-  const char *status = json_string_value(json_object_get(a, "status"));
+  const char *status = jx_str(a, "status", NULL);
   json_t *o = json_pack("{s:s, s:O?, s:s, s:O?, s:O?}", "id", id, "role", json_object_get(m->payload, "role"), "status",
                         status ? status : "done", "summary", json_object_get(m->payload, "summary"), "usage",
                         json_object_get(a, "usage"));
@@ -80,14 +80,14 @@ static int wait_summary(ctl_t *ctl, client_t *c, const char *id) {
     ctl_print_json(o);
   } else {
     out_t *out = out_new(stdout, ctl->color, false);
-    out_agent(out, id, json_string_value(json_object_get(m->payload, "role")));
-    view_summary(out, id, json_object_get(m->payload, "summary"));
+    out_agent(out, id, jx_str(m->payload, "role", NULL));
+    view_summary(out, id, jx_obj(m->payload, "summary"));
     char cost[32];
-    json_t *u = json_object_get(a, "usage");
-    format_cost(cost, sizeof cost, json_number_value(json_object_get(u, "cost")));
+    json_t *u = jx_obj(a, "usage");
+    format_cost(cost, sizeof cost, jx_num(u, "cost", 0));
     out_agent_line(out, id, OUT_DIM, "%s · %lld tokens in, %lld out · %s", status ? status : "done",
-                   (long long)json_integer_value(json_object_get(u, "prompt_tokens")),
-                   (long long)json_integer_value(json_object_get(u, "completion_tokens")), cost);
+                   (long long)jx_int(u, "prompt_tokens", 0),
+                   (long long)jx_int(u, "completion_tokens", 0), cost);
     out_flush(out);
     out_free(&out);
   }
@@ -122,8 +122,8 @@ static int wait_answer(ctl_t *ctl, client_t *c, const char *id, int64_t turn) {
   }
   const json_t *p = m->payload;
   bool done = strcmp(m->kind, "turn_done") == 0;
-  const char *status = done ? "done" : json_string_value(json_object_get(p, "status"));
-  json_t *text = json_object_get(json_object_get(p, "message"), "content");
+  const char *status = done ? "done" : jx_str(p, "status", NULL);
+  json_t *text = json_object_get(jx_obj(p, "message"), "content");
   if (ctl->json) {
     json_t *o = json_pack("{s:s, s:I, s:s?, s:O?, s:O?, s:O?, s:O?, s:O?}", "session", m->session, "turn",
                           (json_int_t)turn, "status", status, "text", text, "finish_reason",
@@ -135,7 +135,7 @@ static int wait_answer(ctl_t *ctl, client_t *c, const char *id, int64_t turn) {
     printf("%s\n", json_string_value(text) ? json_string_value(text) : "");
   else
     fprintf(stderr, "cadre: the turn %s: %s\n", status ? status : "failed",
-            json_string_value(json_object_get(p, "detail")) ?: "?");
+            jx_str(p, "detail", "?"));
   proto_msg_destroy(&m);
   return done ? 0 : 1;
 }

@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "jx.h"
+#include "render.h"
 #include "util.h"
 
 #define DIM "\033[2m"
@@ -46,10 +48,10 @@ static void print_piece(ask_t *a, const char *kind, const char *text) {
   if (thinking != a->in_thinking) {
     if (!a->at_line_start)
       fputc('\n', stdout);
-    if (a->ctl->color)
-      fputs(thinking ? DIM : RESET, stdout);
-    else if (thinking)
-      fputs("[thinking] ", stdout);
+    if (thinking)
+      fputs(render_thinking_mark(a->ctl->color), stdout);
+    else if (a->ctl->color)
+      fputs(RESET, stdout);
     a->in_thinking = thinking;
   }
   fputs(text, stdout);
@@ -60,27 +62,20 @@ static void print_piece(ask_t *a, const char *kind, const char *text) {
   fflush(stdout);
 }
 
-/* A tool call or its result, on a line of its own. */
-static void print_tool(ask_t *a, const char *kind, const char *text) {
-  json_t *o = json_loads(text, 0, NULL);
-  if (!a->at_line_start)
-    fputc('\n', stdout);
-  if (a->ctl->color)
-    fputs(a->in_thinking ? RESET "\033[36m" : "\033[36m", stdout);
-  if (strcmp(kind, "tool_call") == 0) {
-    const char *args = json_string_value(json_object_get(o, "arguments"));
-    printf("⚙ %s %.200s%s\n", json_string_value(json_object_get(o, "name")) ?: "?", args ? args : "",
-           args && strlen(args) > 200 ? "…" : "");
-  } else {
-    printf("  %s %s\n", json_is_true(json_object_get(o, "ok")) ? "→" : "✗",
-           json_string_value(json_object_get(o, "summary")) ?: "");
+/* A tool call or its result, on a line of its own (as the console shows it). */
+static void print_tool(ask_t *a, const proto_msg_t *m) {
+  sbuf_t b = {0};
+  out_style_t style = render_tool_delta(&b, m);
+  if (b.len) {
+    if (a->ctl->color && a->in_thinking)
+      fputs(RESET, stdout);
+    printf("%s%s%s%s\n", a->at_line_start ? "" : "\n", out_style_start(a->ctl->color, style), sbuf_str(&b),
+           a->ctl->color ? RESET : "");
+    a->in_thinking = false;
+    a->at_line_start = true;
+    fflush(stdout);
   }
-  if (a->ctl->color)
-    fputs(RESET, stdout);
-  a->in_thinking = false;
-  a->at_line_start = true;
-  fflush(stdout);
-  json_decref(o);
+  sbuf_free(&b);
 }
 
 static void on_delta(ask_t *a, const proto_msg_t *m) {
@@ -98,20 +93,19 @@ static void on_delta(ask_t *a, const proto_msg_t *m) {
                                   "attempt", (json_int_t)m->attempt, "seq", (json_int_t)m->seq, "kind", m->kind, "text",
                                   m->text));
   else if (strcmp(m->kind, "tool_call") == 0 || strcmp(m->kind, "tool_result") == 0)
-    print_tool(a, m->kind, m->text);
+    print_tool(a, m);
   else
     print_piece(a, m->kind, m->text);
 }
 
 /* A node waits for the user's go-ahead before a tool call runs. */
 static void on_approval(ask_t *a, const json_t *p) {
-  const json_t *call = json_object_get(p, "call");
-  const json_t *fn = json_object_get(call, "function");
   bool allow = false;
   if (isatty(STDIN_FILENO) && !a->ctl->json) {
-    fprintf(stderr, "%sAllow %s %.300s ? [y/N] ", a->at_line_start ? "" : "\n",
-            json_string_value(json_object_get(fn, "name")) ?: "?",
-            json_string_value(json_object_get(fn, "arguments")) ?: "");
+    sbuf_t call = {0};
+    render_call(&call, jx_obj(p, "call"));
+    fprintf(stderr, "%sAllow %s ? [y/N] ", a->at_line_start ? "" : "\n", sbuf_str(&call));
+    sbuf_free(&call);
     char line[32] = "";
     allow = fgets(line, sizeof line, stdin) && (line[0] == 'y' || line[0] == 'Y');
     a->at_line_start = true;
@@ -135,19 +129,18 @@ static void end_line(ask_t *a) {
 
 /* Prints the final answer of a done turn; returns the exit status. */
 static int on_done(ask_t *a, const json_t *p) {
-  const json_t *u = json_object_get(p, "usage");
   double secs = (double)(util_now_ms() - a->started) / 1000.0;
   if (a->ctl->json) {
     json_t *o = json_pack("{s:s, s:I, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:f}", "session", a->session, "turn",
-                          (json_int_t)a->turn, "text", json_object_get(json_object_get(p, "message"), "content"),
+                          (json_int_t)a->turn, "text", json_object_get(jx_obj(p, "message"), "content"),
                           "thinking", json_object_get(p, "thinking"), "finish_reason", json_object_get(p, "finish_reason"),
-                          "usage", u, "node", json_object_get(p, "node"), "model", json_object_get(p, "model"),
+                          "usage", json_object_get(p, "usage"), "node", json_object_get(p, "node"), "model", json_object_get(p, "model"),
                           "elapsed_ms", json_object_get(p, "elapsed_ms"), "seconds", secs);
     json_event("done", o);
     return 0;
   }
   if (!a->printed) { /* nothing streamed (e.g. stream:false, or we reconnected late) */
-    const char *content = json_string_value(json_object_get(json_object_get(p, "message"), "content"));
+    const char *content = jx_str(jx_obj(p, "message"), "content", NULL);
     if (a->in_thinking && a->ctl->color)
       fputs(RESET, stdout);
     a->in_thinking = false;
@@ -155,20 +148,16 @@ static int on_done(ask_t *a, const json_t *p) {
       print_piece(a, "text", content);
   }
   end_line(a);
-  const char *finish = json_string_value(json_object_get(p, "finish_reason"));
-  fprintf(stderr, "%s%lld tokens in, %lld out%s · %.2f s · %s on %s%s%s%s\n", a->ctl->color ? DIM : "",
-          (long long)json_integer_value(json_object_get(u, "prompt_tokens")),
-          (long long)json_integer_value(json_object_get(u, "completion_tokens")),
-          json_is_true(json_object_get(u, "counted")) ? " (estimated)" : "", secs,
-          json_string_value(json_object_get(p, "model")), json_string_value(json_object_get(p, "node")),
-          finish && strcmp(finish, "stop") != 0 && finish[0] ? " · finish: " : "",
-          finish && strcmp(finish, "stop") != 0 ? finish : "", a->ctl->color ? RESET : "");
+  sbuf_t b = {0};
+  render_turn_end(&b, p, secs);
+  fprintf(stderr, "%s%s%s\n", a->ctl->color ? DIM : "", sbuf_str(&b), a->ctl->color ? RESET : "");
+  sbuf_free(&b);
   return 0;
 }
 
 static int on_failed(ask_t *a, const json_t *p) {
-  const char *code = json_string_value(json_object_get(p, "code"));
-  const char *detail = json_string_value(json_object_get(p, "detail"));
+  const char *code = jx_str(p, "code", NULL);
+  const char *detail = jx_str(p, "detail", NULL);
   if (a->ctl->json) {
     json_event("error", json_pack("{s:s, s:I, s:s?, s:s?, s:O?}", "session", a->session, "turn", (json_int_t)a->turn,
                                   "code", code, "detail", detail, "http_status", json_object_get(p, "http_status")));
@@ -198,16 +187,16 @@ static int on_delegation_event(ask_t *a, const proto_msg_t *m) {
   if (a->ctl->json)
     return 0;
   if (strcmp(m->kind, "tool_call") == 0 && m->turn == a->turn) {
-    json_t *args = json_loads(json_string_value(json_object_get(p, "arguments")) ?: "", 0, NULL);
-    fprintf(stderr, "%s[cadre: %s -> %s: %s]\n", a->at_line_start ? "" : "\n", json_string_value(json_object_get(p, "name")),
-            json_string_value(json_object_get(args, "role")) ?: "?", json_string_value(json_object_get(args, "task")) ?: "");
+    sbuf_t b = {0};
+    render_call_event(&b, p);
+    fprintf(stderr, "%s[cadre: %s]\n", a->at_line_start ? "" : "\n", sbuf_str(&b));
+    sbuf_free(&b);
     a->at_line_start = true;
-    json_decref(args);
     return 1;
   }
   if (strcmp(m->kind, "summary") == 0 && a->delegated) {
-    fprintf(stderr, "[cadre: summary from %s: %s]\n", json_string_value(json_object_get(p, "id")),
-            json_string_value(json_object_get(json_object_get(p, "summary"), "status")));
+    fprintf(stderr, "[cadre: summary from %s: %s]\n", jx_str(p, "id", NULL),
+            jx_str(jx_obj(p, "summary"), "status", NULL));
     return 1;
   }
   return 0;
@@ -220,11 +209,11 @@ static int on_event(ask_t *a, const proto_msg_t *m) {
   if (!PROTO_HAS(m, turn) || m->turn != a->turn)
     return -1;
   const json_t *p = m->payload;
-  if (strcmp(m->kind, "turn_done") == 0 && json_array_size(json_object_get(json_object_get(p, "message"), "tool_calls"))) {
+  if (strcmp(m->kind, "turn_done") == 0 && json_array_size(jx_arr(jx_obj(p, "message"), "tool_calls"))) {
     a->delegated = true;
     if (a->ctl->json)
       json_event("delegated", json_pack("{s:s, s:I, s:O}", "session", a->session, "turn", (json_int_t)a->turn,
-                                        "tool_calls", json_object_get(json_object_get(p, "message"), "tool_calls")));
+                                        "tool_calls", json_object_get(jx_obj(p, "message"), "tool_calls")));
     return -1;
   }
   if (strcmp(m->kind, "turn_done") == 0)
@@ -242,7 +231,7 @@ static int on_event(ask_t *a, const proto_msg_t *m) {
     json_object_set_new(o, "turn", json_integer(a->turn));
     json_event(m->kind, o);
   } else if (strcmp(m->kind, "turn_waiting") == 0 || strcmp(m->kind, "turn_requeued") == 0) {
-    const char *d = json_string_value(json_object_get(p, "detail"));
+    const char *d = jx_str(p, "detail", NULL);
     fprintf(stderr, "%s[cadre: %s]\n", a->at_line_start ? "" : "\n",
             d ? d : "the node running this turn was lost; it will run again");
     a->at_line_start = true;
@@ -253,7 +242,7 @@ static int on_event(ask_t *a, const proto_msg_t *m) {
 /* After a broker restart: follow the turn again, or fetch its answer. */
 static int on_reconnected(ask_t *a) {
   json_t *r = ctl_request(a->ctl, a->c, "subscribe", json_pack("{s:s, s:I}", "session", a->session, "turn", (json_int_t)a->turn));
-  const char *state = json_string_value(json_object_get(r, "turn"));
+  const char *state = jx_str(r, "turn", NULL);
   int rc = -1;
   if (!a->ctl->json)
     fprintf(stderr, "%s[cadre: the broker restarted; following turn %lld again]\n", a->at_line_start ? "" : "\n",
@@ -263,9 +252,9 @@ static int on_reconnected(ask_t *a) {
     json_t *h = ctl_request(a->ctl, a->c, "history", json_pack("{s:s}", "session", a->session));
     size_t i;
     json_t *msg, *found = NULL;
-    json_array_foreach(json_object_get(h, "messages"), i, msg) if (json_integer_value(json_object_get(msg, "turn")) ==
+    json_array_foreach(jx_arr(h, "messages"), i, msg) if (jx_int(msg, "turn", 0) ==
                                                                          a->turn &&
-                                                                     strcmp(json_string_value(json_object_get(msg, "role")), "assistant") == 0) found = msg;
+                                                                     strcmp(jx_str(msg, "role", NULL), "assistant") == 0) found = msg;
     if (found) {
       a->printed = false;
       json_t *p = json_pack("{s:O, s:{}, s:s, s:s}", "message", found, "usage", "model", "?", "node", "?");
@@ -328,7 +317,7 @@ static int ask_once(ask_t *a, const char *text, bool solo) {
   json_t *r = ctl_request(a->ctl, a->c, "ask", args);
   int rc = 1;
   if (r) {
-    a->turn = json_integer_value(json_object_get(r, "turn"));
+    a->turn = jx_int(r, "turn", 0);
     if (a->ctl->json)
       json_event("accepted", json_pack("{s:s, s:I}", "session", a->session, "turn", (json_int_t)a->turn));
     rc = follow(a);

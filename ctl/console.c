@@ -16,6 +16,7 @@
 #include <zmq.h>
 
 #include "console.h"
+#include "jx.h"
 #include "util.h"
 
 #define POLL_MS 100
@@ -45,11 +46,6 @@ static void install_signals(void) {
   sigaction(SIGHUP, &sa, NULL);
 }
 
-static const char *pstr(const json_t *p, const char *key) {
-  const char *s = json_string_value(json_object_get(p, key));
-  return s ? s : "";
-}
-
 /* Follows the main agent's turns: the running one, and our question's chain
  * through delegation (turn_done with tool_calls, then a turn "after" it). */
 static void track_main(console_t *con, const proto_msg_t *m) {
@@ -58,13 +54,13 @@ static void track_main(console_t *con, const proto_msg_t *m) {
     con->main_turn = m->turn;
     con->cancel_sent = false;
     con->delegating = false;
-    json_int_t after = json_integer_value(json_object_get(m->payload, "after"));
+    json_int_t after = jx_int(m->payload, "after", 0);
     if (con->chain && after == con->chain)
       con->chain = m->turn;
   } else if (strcmp(k, "turn_done") == 0 || strcmp(k, "turn_failed") == 0) {
     if (con->main_turn == m->turn)
       con->main_turn = 0;
-    bool delegated = strcmp(k, "turn_done") == 0 && strcmp(pstr(m->payload, "finish_reason"), "tool_calls") == 0;
+    bool delegated = strcmp(k, "turn_done") == 0 && strcmp(jx_str(m->payload, "finish_reason", ""), "tool_calls") == 0;
     con->delegating = delegated;
     if (con->chain == m->turn && !delegated)
       con->chain = 0;
@@ -83,22 +79,22 @@ static void drop_questions(console_t *con, bool (*fn)(const json_t *q, const voi
 
 /* A proposal another console accepted: its agent was spawned. */
 static bool is_spawned(const json_t *q, const void *spawned) {
-  return strcmp(pstr(q, "q"), "spawn") == 0 && strcmp(pstr(q, "role"), pstr(spawned, "role")) == 0 &&
-         strcmp(pstr(q, "task"), pstr(spawned, "task")) == 0;
+  return strcmp(jx_str(q, "q", ""), "spawn") == 0 && strcmp(jx_str(q, "role", ""), jx_str(spawned, "role", "")) == 0 &&
+         strcmp(jx_str(q, "task", ""), jx_str(spawned, "task", "")) == 0;
 }
 
 /* A tool call that ran (or was refused): tool_result {id}. */
 static bool is_call(const json_t *q, const void *id) {
-  return strcmp(pstr(q, "q"), "tool") == 0 && strcmp(pstr(q, "call_id"), (const char *)id) == 0;
+  return strcmp(jx_str(q, "q", ""), "tool") == 0 && strcmp(jx_str(q, "call_id", ""), (const char *)id) == 0;
 }
 
 /* Approvals of a turn that ended. */
 static bool of_turn(const json_t *q, const void *turn) {
-  return strcmp(pstr(q, "q"), "tool") == 0 && json_integer_value(json_object_get(q, "turn")) == *(const int64_t *)turn;
+  return strcmp(jx_str(q, "q", ""), "tool") == 0 && jx_int(q, "turn", 0) == *(const int64_t *)turn;
 }
 
 static void ask_question(console_t *con, json_t *q) {
-  bool plan = strcmp(pstr(q, "q"), "plan") == 0;
+  bool plan = strcmp(jx_str(q, "q", ""), "plan") == 0;
   json_array_append_new(con->questions, q);
   if (con->ed)
     edit_update_prompt(con->ed);
@@ -108,14 +104,14 @@ static void ask_question(console_t *con, json_t *q) {
 
 /* The decision about plan id, when it is asked for. */
 static bool of_plan(const json_t *q, const void *id) {
-  return strcmp(pstr(q, "q"), "plan") == 0 && json_integer_value(json_object_get(q, "id")) == *(const json_int_t *)id;
+  return strcmp(jx_str(q, "q", ""), "plan") == 0 && jx_int(q, "id", 0) == *(const json_int_t *)id;
 }
 
 /* Plans: a valid one proposed asks for a decision (after the view showed it); one decided
  * elsewhere, or made invalid, asks no more; an invalid one says how to fix it. */
 static void track_plans(console_t *con, const proto_msg_t *m) {
   const json_t *p = m->payload;
-  json_int_t id = json_integer_value(json_object_get(p, "id"));
+  json_int_t id = jx_int(p, "id", 0);
   bool proposed = strcmp(m->kind, "plan_proposed") == 0, modified = strcmp(m->kind, "plan_modified") == 0;
   if (!id)
     return;
@@ -124,7 +120,7 @@ static void track_plans(console_t *con, const proto_msg_t *m) {
       drop_questions(con, of_plan, &id);
     return;
   }
-  const char *status = pstr(p, "status");
+  const char *status = jx_str(p, "status", "");
   if (strcmp(status, "invalid") == 0) {
     drop_questions(con, of_plan, &id);
     out_printf(con->out, "plan %lld is not valid yet: fix it with /modify %lld <op> <step> [value] (/modify lists the "
@@ -146,14 +142,14 @@ static void track_plans(console_t *con, const proto_msg_t *m) {
 /* Agents come and go: ids for completion, questions to answer, our spawns. */
 static void track_agents(console_t *con, const proto_msg_t *m) {
   const json_t *p = m->payload;
-  const char *id = pstr(p, "id");
+  const char *id = jx_str(p, "id", "");
   if (strcmp(m->kind, "agent_spawned") == 0) {
-    json_object_set_new(con->ids, id, json_string(pstr(p, "role")));
+    json_object_set_new(con->ids, id, json_string(jx_str(p, "role", "")));
     drop_questions(con, is_spawned, p);
   } else if (strcmp(m->kind, "summary") == 0) {
     json_object_del(con->mine, id);
   } else if (strcmp(m->kind, "agent_status") == 0) {
-    const char *s = pstr(p, "status");
+    const char *s = jx_str(p, "status", "");
     if (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "stopped") == 0)
       json_object_del(con->mine, id);
   } else if (strcmp(m->kind, "spawn_proposed") == 0) {
@@ -161,9 +157,9 @@ static void track_agents(console_t *con, const proto_msg_t *m) {
     json_object_set_new(q, "q", json_string("spawn"));
     ask_question(con, q);
   } else if (strcmp(m->kind, "approval_needed") == 0) {
-    const json_t *call = json_object_get(p, "call");
+    const json_t *call = jx_obj(p, "call");
     ask_question(con, json_pack("{s:s, s:I, s:O?, s:s?, s:s}", "q", "tool", "turn", (json_int_t)m->turn, "seq",
-                                json_object_get(p, "seq"), "session", m->session, "call_id", pstr(call, "id")));
+                                json_object_get(p, "seq"), "session", m->session, "call_id", jx_str(call, "id", "")));
   } else if (strcmp(m->kind, "turn_done") == 0 || strcmp(m->kind, "turn_failed") == 0) {
     int64_t turn = m->turn;
     drop_questions(con, of_turn, &turn);
@@ -174,7 +170,7 @@ static void on_message(console_t *con, const proto_msg_t *m) {
   if (m->type == PROTO_DELTA) {
     if (strcmp(m->kind, "tool_result") == 0) {
       json_t *r = json_loads(m->text, 0, NULL);
-      drop_questions(con, is_call, pstr(r, "id"));
+      drop_questions(con, is_call, jx_str(r, "id", ""));
       json_decref(r);
     }
     view_delta(con->view, m);
@@ -202,7 +198,7 @@ static void on_reconnected(console_t *con) {
     return;
   json_t *r = console_request(con, "subscribe", json_pack("{s:s, s:I}", "session", "main", "turn",
                                                           (json_int_t)con->main_turn));
-  if (strcmp(pstr(r, "turn"), "finished") == 0) {
+  if (strcmp(jx_str(r, "turn", ""), "finished") == 0) {
     out_printf(con->out, "turn %lld ended while the broker was away: /history shows its answer",
                (long long)con->main_turn);
     if (con->chain == con->main_turn)
@@ -322,8 +318,8 @@ static void learn(console_t *con) {
   json_t *cfg = client_request(con->c, "config", NULL, con->ctl->timeout_ms, err, sizeof err);
   const char *name;
   json_t *prof;
-  json_object_foreach(json_object_get(cfg, "agents"), name, prof) {
-    const char *role = json_string_value(json_object_get(prof, "role"));
+  json_object_foreach(jx_obj(cfg, "agents"), name, prof) {
+    const char *role = jx_str(prof, "role", NULL);
     bool dup = false;
     size_t i;
     json_t *v;
@@ -336,10 +332,10 @@ static void learn(console_t *con) {
   size_t i;
   json_t *a;
   json_array_foreach(agents, i, a) {
-    const char *id = json_string_value(json_object_get(a, "id"));
+    const char *id = jx_str(a, "id", NULL);
     if (id) {
       json_object_set(con->ids, id, json_object_get(a, "role"));
-      out_agent(con->out, id, json_string_value(json_object_get(a, "role")));
+      out_agent(con->out, id, jx_str(a, "role", NULL));
     }
   }
   json_decref(agents);

@@ -21,7 +21,7 @@ json_t *console_request(console_t *con, const char *verb, json_t *args) {
 
 const char *console_prompt_text(const console_t *con) {
   const json_t *q = json_array_get(con->questions, 0);
-  const char *kind = json_string_value(json_object_get(q, "q"));
+  const char *kind = jx_str(q, "q", NULL);
   if (q && strcmp(kind, "plan") == 0)
     return CONSOLE_PLAN_PROMPT;
   if (q)
@@ -53,11 +53,12 @@ static const char *first_word(const char *s, char *buf, size_t len) {
 }
 
 /* What the console learns from a result: the agents it spawned, the ids there are. */
-static void learn(console_t *con, const char *verb, const json_t *r) {
+static void learn(console_t *con, const cmd_req_t *req, const json_t *r) {
+  const char *verb = req->verb;
   if (strcmp(verb, "spawn") == 0 && jx_has_str(r, "id")) {
     const char *id = jx_str(r, "id", NULL);
     json_object_set_new(con->mine, id, json_true());
-    json_object_set(con->ids, id, json_object_get(r, "role"));
+    json_object_set_new(con->ids, id, json_string(jx_str(r, "role", jx_str(req->args, "role", ""))));
     out_agent(con->out, id, jx_str(r, "role", NULL));
   } else if (strcmp(verb, "agents") == 0) {
     size_t i;
@@ -82,7 +83,7 @@ static void run_entry(console_t *con, const cmd_t *c, const cmd_words_t *w) {
     format_how_t how = {.console = true, .color = out_color(con->out), .verb = req.verb, .args = req.args};
     if (r) {
       c->show(&b, r, &how);
-      learn(con, req.verb, r);
+      learn(con, &req, r);
     }
     json_decref(r);
   }
@@ -145,13 +146,13 @@ static void ask(console_t *con, const char *text) {
   json_t *r = console_request(con, "ask", json_pack("{s:s, s:s}", "text", text, "session", "main"));
   if (!r)
     return;
-  int64_t turn = json_integer_value(json_object_get(r, "turn"));
+  int64_t turn = jx_int(r, "turn", 0);
   con->chain = turn;
   if (!con->main_turn) {
     con->main_turn = turn;
     con->cancel_sent = false;
   }
-  const char *status = json_string_value(json_object_get(r, "status"));
+  const char *status = jx_str(r, "status", NULL);
   if (status && strcmp(status, "queued") == 0)
     note(con, "(turn %lld is queued: it starts when the main agent and a node are free)", (long long)turn);
   json_decref(r);
@@ -161,7 +162,7 @@ static void ask(console_t *con, const char *text) {
 static void answer_spawn(console_t *con, const json_t *p, bool yes) {
   json_t *r = console_request(con, "confirm",
                               json_pack("{s:O, s:b}", "proposal", json_object_get(p, "proposal"), "accept", yes));
-  const char *id = json_string_value(json_object_get(r, "spawned"));
+  const char *id = jx_str(r, "spawned", NULL);
   if (id) {
     json_object_set_new(con->mine, id, json_true());
     json_object_set(con->ids, id, json_object_get(p, "role"));
@@ -181,7 +182,7 @@ static void run_command(console_t *con, const char *s);
 
 /* A plan's decision: [A]pprove, [R]eject, [M]odify (the plan stays pending), [V]iew (and asked again). */
 static void answer_plan(console_t *con, const json_t *q, const char *line) {
-  json_int_t id = json_integer_value(json_object_get(q, "id"));
+  json_int_t id = jx_int(q, "id", 0);
   char c = (char)tolower((unsigned char)line[0]);
   bool word = line[1] == '\0' || strcasecmp(line, "approve") == 0 || strcasecmp(line, "reject") == 0 ||
               strcasecmp(line, "modify") == 0 || strcasecmp(line, "view") == 0;
@@ -218,20 +219,20 @@ static void answer_plan(console_t *con, const json_t *q, const char *line) {
 /* The line answers the first waiting question (a plan, a spawn proposal or a tool approval). */
 static void answer_question(console_t *con, const char *line) {
   json_t *q = json_incref(json_array_get(con->questions, 0));
-  if (strcmp(json_string_value(json_object_get(q, "q")), "plan") == 0) {
+  if (strcmp(jx_str(q, "q", NULL), "plan") == 0) {
     answer_plan(con, q, line);
     json_decref(q);
     return;
   }
   bool yes = strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
   bool no = strcasecmp(line, "n") == 0 || strcasecmp(line, "no") == 0;
-  bool tool = strcmp(json_string_value(json_object_get(q, "q")), "tool") == 0;
+  bool tool = strcmp(jx_str(q, "q", NULL), "tool") == 0;
   if (!yes && !no) {
     if (tool)
       out_puts(con->out, "please answer y or n: may the tool call above run?");
     else
       out_printf(con->out, "please answer y or n: spawn a %s for \"%.200s\"?",
-                 json_string_value(json_object_get(q, "role")), json_string_value(json_object_get(q, "task")));
+                 jx_str(q, "role", NULL), jx_str(q, "task", NULL));
   } else {
     json_array_remove(con->questions, 0);
     if (tool)

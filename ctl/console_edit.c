@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "commands.h"
 #include "console.h"
 #include "util.h"
 
@@ -30,10 +31,6 @@ struct edit {
   bool active;       /* the prompt is on screen (not while a line is being run) */
 };
 
-static const char *commands[] = {"/spawn",  "/agents", "/stop",    "/stop_all", "/config", "/stats",
-                                 "/stream", "/thinking", "/reset", "/history", "/nodes",  "/plans",
-                                 "/plan",   "/approve", "/reject", "/modify", "/pause", "/resume",
-                                 "/cancel_workflow", "/template", "/help", "/exit"};
 static const char *modify_ops[] = {"set_agent", "set_arguments", "set_dependencies", "set_tool",
                                    "set_title", "set_estimate",  "remove_step",      "add_step"};
 static const char *template_subs[] = {"save", "list", "run"};
@@ -91,8 +88,14 @@ void edit_update_prompt(edit_t *ed) {
 static json_t *candidates(const edit_t *ed, const char *line, size_t word_start, const char *word) {
   json_t *all = json_array();
   if (word_start == 0 && word[0] == '/') {
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-      json_array_append_new(all, json_string(commands[i]));
+    size_t n;
+    const cmd_t *t = cmd_table(&n);
+    for (size_t i = 0; i < n; i++) {
+      char name[64];
+      snprintf(name, sizeof name, "/%s", t[i].slash ? t[i].slash : "");
+      if (t[i].slash)
+        json_array_append_new(all, json_string(name));
+    }
   } else if (word_start == 0 && word[0] == '@') {
     const char *id;
     json_t *v;
@@ -114,7 +117,8 @@ static json_t *candidates(const edit_t *ed, const char *line, size_t word_start,
   } else if (strncmp(line, "/modify ", 8) == 0 && strstr(line, " set_agent ") &&
              strstr(line, " set_agent ") + 11 < line + word_start) {
     json_array_extend(all, ed->con->roles); /* the value: a role */
-  } else if ((strncmp(line, "/stop ", 6) == 0 || strncmp(line, "/history ", 9) == 0) &&
+  } else if ((strncmp(line, "/stop ", 6) == 0 || strncmp(line, "/history ", 9) == 0 ||
+              strncmp(line, "/reset ", 7) == 0) &&
              !memchr(line, ' ', word_start - 1)) {
     const char *id;
     json_t *v;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <wchar.h>
 
+#include "render.h"
 #include "sbuf.h"
 
 #define RESET "\033[0m"
@@ -213,8 +214,8 @@ static void add_clean(sbuf_t *b, const char *s, size_t n) {
   }
 }
 
-static const char *style_start(const out_t *o, out_style_t style) {
-  if (!o->color)
+const char *out_style_start(bool color, out_style_t style) {
+  if (!color)
     return "";
   switch (style) {
   case OUT_DIM: return DIM;
@@ -231,10 +232,10 @@ static void format_line(out_t *o, sbuf_t *b, const agent_t *a, out_style_t style
                         size_t n) {
   add_prefix(o, b, a);
   if (thinking) {
-    sbuf_puts(b, o->color ? DIM : "[thinking] ");
+    sbuf_puts(b, render_thinking_mark(o->color));
     style = OUT_DIM;
   } else {
-    sbuf_puts(b, style_start(o, style));
+    sbuf_puts(b, out_style_start(o->color, style));
   }
   add_clean(b, text, n);
   if (o->color && style != OUT_PLAIN)

@@ -67,6 +67,8 @@ void out_forget_bottom(out_t *o);
 /* The colour escape of a role ("" without colours), and its emoji. */
 const char *out_role_color(const out_t *o, const char *role);
 const char *out_role_emoji(const char *role);
+/* The escape that starts a line style ("" without colours). */
+const char *out_style_start(bool color, out_style_t style);
 /* Whether colours are on. */
 bool out_color(const out_t *o);
 /* Display width of UTF-8 text on a terminal, skipping ANSI escapes. */

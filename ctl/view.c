@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "format.h"
+#include "jx.h"
+#include "render.h"
 #include "sbuf.h"
 
 /* The broker's retries of a step (broker/workflow.c MAX_ATTEMPTS), when an event does not say. */
@@ -54,11 +56,6 @@ bool view_thinking(const view_t *v) {
   return v->thinking;
 }
 
-static const char *pstr(const json_t *p, const char *key) {
-  const char *s = json_string_value(json_object_get(p, key));
-  return s ? s : "";
-}
-
 static bool is_main(const char *session) {
   return session && strcmp(session, "main") == 0;
 }
@@ -73,54 +70,13 @@ static json_t *turn_rec(view_t *v, const char *session) {
   return r;
 }
 
-static json_int_t rec_int(const json_t *r, const char *key) {
-  return json_integer_value(json_object_get(r, key));
-}
-
-/* Text for one line: whitespace runs become one space, at most max bytes (then "…"). */
-static void one_line(const char *s, char *buf, size_t len, size_t max) {
-  size_t n = 0;
-  bool space = false;
-  for (; s && *s && n + 4 < len && n < max; s++) {
-    bool ws = *s == '\n' || *s == '\r' || *s == '\t' || *s == ' ';
-    if (ws && space)
-      continue;
-    buf[n++] = ws ? ' ' : *s;
-    space = ws;
-  }
-  if (s && *s && n + 4 < len) {
-    while (n > 0 && ((unsigned char)buf[n - 1] & 0xc0) == 0x80)
-      n--; /* not in the middle of a character */
-    if (n > 0 && (unsigned char)buf[n - 1] >= 0xc0)
-      n--;
-    memcpy(buf + n, "…", 3);
-    n += 3;
-  }
-  buf[n] = '\0';
-}
-
-/* The name and arguments of a tool call, {id, name, arguments} or OpenAI's {id, function: {name, arguments}}. */
-static void call_text(const json_t *call, char *buf, size_t len) {
-  const json_t *fn = json_object_get(call, "function");
-  const json_t *src = fn ? fn : call;
-  char args[400];
-  one_line(pstr(src, "arguments"), args, sizeof args, 240);
-  snprintf(buf, len, "%s %s", pstr(src, "name"), args);
-}
-
-/* Tools a node runs stream as deltas: tool_call {id, name, arguments}, tool_result {id, name, ok, summary}. */
+/* Tools a node runs stream as deltas (render_tool_delta reads them). */
 static void tool_delta(view_t *v, const proto_msg_t *m) {
-  json_t *o = json_loads(m->text, 0, NULL);
-  char text[600];
-  if (strcmp(m->kind, "tool_call") == 0) {
-    call_text(o, text, sizeof text);
-    out_agent_line(v->out, m->session, OUT_DIM, "→ %s", text);
-  } else if (strcmp(m->kind, "tool_result") == 0) {
-    bool ok = !json_is_false(json_object_get(o, "ok"));
-    one_line(pstr(o, "summary"), text, sizeof text, 240);
-    out_agent_line(v->out, m->session, ok ? OUT_DIM : OUT_ERROR, "← %s %s %s", ok ? "✓" : "✗", pstr(o, "name"), text);
-  }
-  json_decref(o);
+  sbuf_t b = {0};
+  out_style_t style = render_tool_delta(&b, m);
+  if (b.len)
+    out_agent_line(v->out, m->session, style, "%s", sbuf_str(&b));
+  sbuf_free(&b);
 }
 
 void view_delta(view_t *v, const proto_msg_t *m) {
@@ -132,7 +88,7 @@ void view_delta(view_t *v, const proto_msg_t *m) {
   if (is_main(m->session) && !v->stream)
     return; /* printed whole when the turn is done */
   json_t *r = turn_rec(v, m->session);
-  if (rec_int(r, "turn") == m->turn && rec_int(r, "attempt") != m->attempt && rec_int(r, "attempt") != 0) {
+  if (jx_int(r, "turn", 0) == m->turn && jx_int(r, "attempt", 0) != m->attempt && jx_int(r, "attempt", 0) != 0) {
     out_end_line(v->out, m->session);
     out_agent_line(v->out, m->session, OUT_DIM, "(attempt %lld on another node: the answer starts again)",
                    (long long)m->attempt);
@@ -153,18 +109,18 @@ void view_end_all(view_t *v) {
 }
 
 void view_summary(out_t *o, const char *id, const json_t *summary) {
-  const char *status = pstr(summary, "status");
+  const char *status = jx_str(summary, "status", "");
   bool pass = strcmp(status, "PASS") == 0, fail = strcmp(status, "FAIL") == 0;
   const char *mark = pass ? "✓" : fail ? "✗" : "◐";
   out_agent_line(o, id, pass ? OUT_GOOD : fail ? OUT_ERROR : OUT_WARN, "── summary: %s %s ──", mark,
                  status[0] ? status : "?");
   size_t i;
   json_t *kp;
-  json_array_foreach(json_object_get(summary, "key_points"), i, kp) {
+  json_array_foreach(jx_arr(summary, "key_points"), i, kp) {
     if (json_string_value(kp))
       out_agent_line(o, id, OUT_PLAIN, "  • %s", json_string_value(kp));
   }
-  const char *rec = pstr(summary, "recommendation");
+  const char *rec = jx_str(summary, "recommendation", "");
   if (rec[0])
     out_agent_line(o, id, OUT_PLAIN, "  → Recommendation: %s", rec);
 }
@@ -173,12 +129,12 @@ void view_summary(out_t *o, const char *id, const json_t *summary) {
 static void draw_answer(view_t *v, const char *session, const json_t *p, bool streamed) {
   if (streamed)
     return;
-  const char *thinking = pstr(p, "thinking");
+  const char *thinking = jx_str(p, "thinking", "");
   if (v->thinking && thinking[0]) {
     out_delta(v->out, session, true, thinking);
     out_end_line(v->out, session);
   }
-  const char *content = json_string_value(json_object_get(json_object_get(p, "message"), "content"));
+  const char *content = jx_str(jx_obj(p, "message"), "content", NULL);
   if (content && content[0]) {
     out_delta(v->out, session, false, content);
     out_end_line(v->out, session);
@@ -187,51 +143,42 @@ static void draw_answer(view_t *v, const char *session, const json_t *p, bool st
 
 static void on_turn_done(view_t *v, const proto_msg_t *m, const json_t *p) {
   json_t *r = turn_rec(v, m->session);
-  bool streamed = rec_int(r, "turn") == m->turn && json_is_true(json_object_get(r, "text")) &&
+  bool streamed = jx_int(r, "turn", 0) == m->turn && jx_bool(r, "text", false) &&
                   (v->stream || !is_main(m->session));
   out_end_line(v->out, m->session);
   draw_answer(v, m->session, p, streamed);
   json_object_del(v->turns, m->session);
   if (!is_main(m->session))
     return;
-  const json_t *u = json_object_get(p, "usage");
-  const char *finish = pstr(p, "finish_reason");
-  bool odd = finish[0] && strcmp(finish, "stop") != 0 && strcmp(finish, "tool_calls") != 0;
-  out_agent_line(v->out, m->session, OUT_DIM, "%lld tokens in, %lld out%s · %.2f s · %s on %s%s%s%s",
-                 (long long)json_integer_value(json_object_get(u, "prompt_tokens")),
-                 (long long)json_integer_value(json_object_get(u, "completion_tokens")),
-                 json_is_true(json_object_get(u, "counted")) ? " (estimated)" : "",
-                 (double)json_integer_value(json_object_get(p, "elapsed_ms")) / 1000.0, pstr(p, "model"),
-                 pstr(p, "node"), strcmp(finish, "tool_calls") == 0 ? " · delegating to sub-agents" : "",
-                 odd ? " · finish: " : "", odd ? finish : "");
+  sbuf_t b = {0};
+  render_turn_end(&b, p, (double)jx_int(p, "elapsed_ms", 0) / 1000.0);
+  out_agent_line(v->out, m->session, OUT_DIM, "%s", sbuf_str(&b));
+  sbuf_free(&b);
 }
 
 static void on_turn_failed(view_t *v, const proto_msg_t *m, const json_t *p) {
   out_end_line(v->out, m->session);
   json_object_del(v->turns, m->session);
-  if (strcmp(pstr(p, "status"), "cancelled") == 0)
-    out_agent_line(v->out, m->session, OUT_DIM, "turn %lld cancelled (%s)", (long long)m->turn, pstr(p, "detail"));
+  if (strcmp(jx_str(p, "status", ""), "cancelled") == 0)
+    out_agent_line(v->out, m->session, OUT_DIM, "turn %lld cancelled (%s)", (long long)m->turn, jx_str(p, "detail", ""));
   else
-    out_agent_line(v->out, m->session, OUT_ERROR, "turn %lld failed: %s (%s)", (long long)m->turn, pstr(p, "detail"),
-                   pstr(p, "code"));
+    out_agent_line(v->out, m->session, OUT_ERROR, "turn %lld failed: %s (%s)", (long long)m->turn, jx_str(p, "detail", ""),
+                   jx_str(p, "code", ""));
 }
 
 /* "→ spawn_agent reviewer: task" for a tool call event. */
 static void on_tool_call(view_t *v, const char *session, const json_t *p) {
-  const char *name = pstr(p, "name");
-  json_t *args = json_loads(pstr(p, "arguments"), 0, NULL);
-  if (strcmp(name, "spawn_agent") == 0 && json_is_object(args))
-    out_agent_line(v->out, session, OUT_DIM, "→ spawn_agent %s: %.300s", pstr(args, "role"), pstr(args, "task"));
-  else
-    out_agent_line(v->out, session, OUT_DIM, "→ %s %.300s", name, pstr(p, "arguments"));
-  json_decref(args);
+  sbuf_t b = {0};
+  render_call_event(&b, p);
+  out_agent_line(v->out, session, OUT_DIM, "%s", sbuf_str(&b));
+  sbuf_free(&b);
 }
 
 static void on_agent_status(view_t *v, const json_t *p) {
-  const char *id = pstr(p, "id"), *status = pstr(p, "status");
+  const char *id = jx_str(p, "id", ""), *status = jx_str(p, "status", "");
   if (!id[0] || is_main(id))
     return;
-  out_agent(v->out, id, pstr(p, "role"));
+  out_agent(v->out, id, jx_str(p, "role", ""));
   if (strcmp(status, "running") == 0)
     out_agent_line(v->out, id, OUT_DIM, "▶ running");
   else if (strcmp(status, "stopped") == 0)
@@ -243,27 +190,27 @@ static void on_agent_status(view_t *v, const json_t *p) {
 static void on_node(view_t *v, const char *kind, const json_t *p) {
   const char *dim = out_color(v->out) ? "\033[2m" : "", *reset = out_color(v->out) ? "\033[0m" : "";
   if (strcmp(kind, "node_joined") == 0)
-    out_printf(v->out, "%s· node %s joined (%lld slots)%s", dim, pstr(p, "name"),
-               (long long)json_integer_value(json_object_get(p, "slots")), reset);
+    out_printf(v->out, "%s· node %s joined (%lld slots)%s", dim, jx_str(p, "name", ""),
+               (long long)jx_int(p, "slots", 0), reset);
   else
-    out_printf(v->out, "%s· node %s left: %s%s", dim, pstr(p, "name"), pstr(p, "reason"), reset);
+    out_printf(v->out, "%s· node %s left: %s%s", dim, jx_str(p, "name", ""), jx_str(p, "reason", ""), reset);
 }
 
 /* Events about one agent: spawned, summary, proposals. Returns false when kind is none of them. */
 static bool on_agent_event(view_t *v, const char *kind, const json_t *p) {
-  const char *id = pstr(p, "id");
+  const char *id = jx_str(p, "id", "");
   if (strcmp(kind, "agent_spawned") == 0) {
-    out_agent(v->out, id, pstr(p, "role"));
-    out_agent_line(v->out, id, OUT_DIM, "spawned by %s · %s · task: %.300s", pstr(p, "parent"), pstr(p, "model"),
-                   pstr(p, "task"));
+    out_agent(v->out, id, jx_str(p, "role", ""));
+    out_agent_line(v->out, id, OUT_DIM, "spawned by %s · %s · task: %.300s", jx_str(p, "parent", ""), jx_str(p, "model", ""),
+                   jx_str(p, "task", ""));
   } else if (strcmp(kind, "summary") == 0) {
-    out_agent(v->out, id, pstr(p, "role"));
+    out_agent(v->out, id, jx_str(p, "role", ""));
     out_end_line(v->out, id);
-    view_summary(v->out, id, json_object_get(p, "summary"));
+    view_summary(v->out, id, jx_obj(p, "summary"));
   } else if (strcmp(kind, "spawn_proposed") == 0) {
     out_agent_line(v->out, "main", OUT_BOLD, "proposal %lld: spawn a %s (keyword \"%s\") for: %.300s",
-                   (long long)json_integer_value(json_object_get(p, "proposal")), pstr(p, "role"), pstr(p, "keyword"),
-                   pstr(p, "task"));
+                   (long long)jx_int(p, "proposal", 0), jx_str(p, "role", ""), jx_str(p, "keyword", ""),
+                   jx_str(p, "task", ""));
   } else if (strcmp(kind, "agent_status") == 0) {
     on_agent_status(v, p);
   } else {
@@ -303,13 +250,13 @@ static void wf_line(view_t *v, const char *color, const char *fmt, ...) {
 static const json_t *plan_step(const json_t *p, long long number) {
   size_t i;
   json_t *s;
-  json_array_foreach(json_object_get(p, "steps"), i, s) if (json_integer_value(json_object_get(s, "number")) == number) return s;
+  json_array_foreach(jx_arr(p, "steps"), i, s) if (jx_int(s, "number", 0) == number) return s;
   return NULL;
 }
 
 /* "12.3 s" from a step's started_ms and finished_ms; "" when it did not finish. */
 static void step_time(const json_t *s, char *buf, size_t len) {
-  json_int_t a = json_integer_value(json_object_get(s, "started_ms")), z = json_integer_value(json_object_get(s, "finished_ms"));
+  json_int_t a = jx_int(s, "started_ms", 0), z = jx_int(s, "finished_ms", 0);
   if (a > 0 && z >= a)
     snprintf(buf, len, "%.1f s", (double)(z - a) / 1000.0);
   else
@@ -320,53 +267,53 @@ static void step_time(const json_t *s, char *buf, size_t len) {
 static void plan_errors(view_t *v, const json_t *p) {
   size_t i;
   json_t *e;
-  json_array_foreach(json_object_get(p, "errors"), i, e) {
-    const char *msg = json_string_value(json_object_get(e, "message"));
+  json_array_foreach(jx_arr(p, "errors"), i, e) {
+    const char *msg = jx_str(e, "message", NULL);
     wf_line(v, "31", "  ! %s", msg ? msg : json_string_value(e) ? json_string_value(e) : "?");
   }
 }
 
 /* The end of a workflow: each step's mark, time and cost, the totals, the rollback. */
 static void wf_finished(view_t *v, long long id, const char *title, const json_t *p) {
-  const char *status = pstr(p, "status");
-  const json_t *rep = json_object_get(p, "report"), *u = json_object_get(rep, "usage");
+  const char *status = jx_str(p, "status", "");
+  const json_t *rep = jx_obj(p, "report"), *u = jx_obj(rep, "usage");
   bool ok = strcmp(status, "done") == 0;
   char cost[32];
-  format_cost(cost, sizeof cost, json_number_value(json_object_get(u, "cost")));
+  format_cost(cost, sizeof cost, jx_num(u, "cost", 0));
   wf_line(v, ok ? "1;32" : "1;31", "%s plan %lld \"%s\" finished: %s · %.1f s · %lld tokens · %s", ok ? "✓" : "✗", id,
-          title, status, json_number_value(json_object_get(rep, "seconds")),
-          (long long)json_integer_value(json_object_get(u, "tokens")), cost);
+          title, status, jx_num(rep, "seconds", 0),
+          (long long)jx_int(u, "tokens", 0), cost);
   size_t i;
   json_t *s;
-  json_array_foreach(json_object_get(p, "steps"), i, s) {
+  json_array_foreach(jx_arr(p, "steps"), i, s) {
     char t[32], c[32] = "—";
     step_time(s, t, sizeof t);
-    const json_t *su = json_object_get(s, "usage");
+    const json_t *su = jx_obj(s, "usage");
     if (su)
-      format_cost(c, sizeof c, json_number_value(json_object_get(su, "cost")));
-    const char *st = pstr(s, "status"), *err = pstr(s, "error");
-    long long attempts = (long long)json_integer_value(json_object_get(s, "attempts"));
-    const char *tool = pstr(s, "tool");
+      format_cost(c, sizeof c, jx_num(su, "cost", 0));
+    const char *st = jx_str(s, "status", ""), *err = jx_str(s, "error", "");
+    long long attempts = (long long)jx_int(s, "attempts", 0);
+    const char *tool = jx_str(s, "tool", "");
     char tries[48] = "";
     if (attempts > 1)
       snprintf(tries, sizeof tries, " · %lld attempts", attempts);
     bool show_err = err[0] && strcmp(st, "done") != 0;
     wf_line(v, NULL, "  %s %lld. %s (%s%s%s) · %s · %s%s%s%.200s", view_step_mark(st),
-            (long long)json_integer_value(json_object_get(s, "number")), pstr(s, "title"),
-            pstr(s, "agent")[0] ? pstr(s, "agent") : "no agent", tool[0] ? ", " : "", tool, t, c, tries,
+            (long long)jx_int(s, "number", 0), jx_str(s, "title", ""),
+            jx_str(s, "agent", "")[0] ? jx_str(s, "agent", "") : "no agent", tool[0] ? ", " : "", tool, t, c, tries,
             show_err ? " · " : "", show_err ? err : "");
   }
-  const char *reason = pstr(rep, "reason");
+  const char *reason = jx_str(rep, "reason", "");
   if (reason[0])
     wf_line(v, "2", "  reason: %.300s", reason);
-  const json_t *rb = json_object_get(rep, "rollback");
+  const json_t *rb = jx_obj(rep, "rollback");
   if (rb) {
     wf_line(v, "33", "  ↺ rolled back: %zu file(s) restored, %zu deleted, %zu mismatch(es)",
-            json_array_size(json_object_get(rb, "restored")), json_array_size(json_object_get(rb, "deleted")),
-            json_array_size(json_object_get(rb, "mismatches")));
+            json_array_size(jx_arr(rb, "restored")), json_array_size(jx_arr(rb, "deleted")),
+            json_array_size(jx_arr(rb, "mismatches")));
     json_t *m;
-    json_array_foreach(json_object_get(rb, "mismatches"), i, m) {
-      const char *path = json_is_string(m) ? json_string_value(m) : pstr(m, "path");
+    json_array_foreach(jx_arr(rb, "mismatches"), i, m) {
+      const char *path = json_is_string(m) ? json_string_value(m) : jx_str(m, "path", "");
       wf_line(v, "33", "    ! %s changed since its checkpoint: left as it is", path);
     }
   }
@@ -374,56 +321,56 @@ static void wf_finished(view_t *v, long long id, const char *title, const json_t
 
 /* Plans and workflows (payload: the plan, plus step, attempt, node, agent, detail, ...). */
 static void on_workflow(view_t *v, const char *kind, const json_t *p) {
-  long long id = (long long)json_integer_value(json_object_get(p, "id"));
-  long long step = (long long)json_integer_value(json_object_get(p, "step"));
-  long long attempt = (long long)json_integer_value(json_object_get(p, "attempt"));
-  long long max = json_is_integer(json_object_get(p, "max_attempts")) ? json_integer_value(json_object_get(p, "max_attempts"))
+  long long id = (long long)jx_int(p, "id", 0);
+  long long step = (long long)jx_int(p, "step", 0);
+  long long attempt = (long long)jx_int(p, "attempt", 0);
+  long long max = json_is_integer(json_object_get(p, "max_attempts")) ? jx_int(p, "max_attempts", 0)
                                                                       : VIEW_MAX_ATTEMPTS;
-  const char *title = pstr(p, "title");
+  const char *title = jx_str(p, "title", "");
   const json_t *s = plan_step(p, step);
   if (strcmp(kind, "plan_proposed") == 0 || strcmp(kind, "plan_modified") == 0) {
     bool modified = kind[5] == 'm';
     wf_line(v, "1", "📋 plan %lld \"%s\": %s%s%s", id, title, modified ? "modified, " : "proposed",
-            modified ? "now " : "", modified ? pstr(p, "status") : "");
-    if (pstr(p, "text")[0])
-      out_puts(v->out, pstr(p, "text"));
+            modified ? "now " : "", modified ? jx_str(p, "status", "") : "");
+    if (jx_str(p, "text", "")[0])
+      out_puts(v->out, jx_str(p, "text", ""));
     plan_errors(v, p);
   } else if (strcmp(kind, "plan_rejected") == 0) {
     if (!id)
-      wf_line(v, "31", "📋 a [PLAN] block could not be read: %s", pstr(p, "detail"));
+      wf_line(v, "31", "📋 a [PLAN] block could not be read: %s", jx_str(p, "detail", ""));
     else
       wf_line(v, "2", "📋 plan %lld \"%s\": rejected", id, title);
   } else if (strcmp(kind, "workflow_started") == 0) {
     wf_line(v, "1", "▶ plan %lld \"%s\": the workflow runs (%zu steps)", id, title,
-            json_array_size(json_object_get(p, "steps")));
+            json_array_size(jx_arr(p, "steps")));
   } else if (strcmp(kind, "step_started") == 0) {
     char where[220], again[64] = "";
-    if (pstr(p, "node")[0])
-      snprintf(where, sizeof where, "on node %.200s", pstr(p, "node"));
+    if (jx_str(p, "node", "")[0])
+      snprintf(where, sizeof where, "on node %.200s", jx_str(p, "node", ""));
     else
-      snprintf(where, sizeof where, "as %.200s", pstr(p, "agent"));
+      snprintf(where, sizeof where, "as %.200s", jx_str(p, "agent", ""));
     if (attempt > 1)
       snprintf(again, sizeof again, " (attempt %lld of %lld)", attempt, max);
-    wf_line(v, NULL, "⟳ plan %lld step %lld %s (%s) running %s%s", id, step, pstr(s, "title"),
-            pstr(s, "agent")[0] ? pstr(s, "agent") : pstr(s, "tool"), where, again);
+    wf_line(v, NULL, "⟳ plan %lld step %lld %s (%s) running %s%s", id, step, jx_str(s, "title", ""),
+            jx_str(s, "agent", "")[0] ? jx_str(s, "agent", "") : jx_str(s, "tool", ""), where, again);
   } else if (strcmp(kind, "step_done") == 0) {
     char t[32];
     step_time(s, t, sizeof t);
-    wf_line(v, "32", "✓ plan %lld step %lld done · %s · %s", id, step, pstr(s, "title"), t);
+    wf_line(v, "32", "✓ plan %lld step %lld done · %s · %s", id, step, jx_str(s, "title", ""), t);
   } else if (strcmp(kind, "step_failed") == 0) {
-    bool retry = json_is_true(json_object_get(p, "will_retry"));
+    bool retry = jx_bool(p, "will_retry", false);
     wf_line(v, "31", "✗ plan %lld step %lld failed (attempt %lld of %lld%s): %.300s", id, step, attempt, max,
-            retry ? ", will retry" : "", pstr(p, "detail"));
+            retry ? ", will retry" : "", jx_str(p, "detail", ""));
   } else if (strcmp(kind, "workflow_paused") == 0) {
     wf_line(v, "33", "⏸ plan %lld \"%s\": paused (running steps finish; /resume %lld goes on)", id, title, id);
   } else if (strcmp(kind, "workflow_resumed") == 0) {
     wf_line(v, "1", "▶ plan %lld \"%s\": resumed", id, title);
   } else if (strcmp(kind, "workflow_rolling_back") == 0) {
-    wf_line(v, "33", "↺ plan %lld \"%s\": rolling back: %s", id, title, pstr(p, "reason"));
+    wf_line(v, "33", "↺ plan %lld \"%s\": rolling back: %s", id, title, jx_str(p, "reason", ""));
   } else if (strcmp(kind, "workflow_finished") == 0) {
     wf_finished(v, id, title, p);
   } else {
-    wf_line(v, "2", "📋 plan %lld \"%s\": %s (%s)", id, title, kind, pstr(p, "status"));
+    wf_line(v, "2", "📋 plan %lld \"%s\": %s (%s)", id, title, kind, jx_str(p, "status", ""));
   }
 }
 
@@ -449,15 +396,16 @@ void view_event(view_t *v, const proto_msg_t *m) {
   } else if (strcmp(kind, "tool_call") == 0) {
     on_tool_call(v, session, p);
   } else if (strcmp(kind, "approval_needed") == 0) {
-    char text[600];
-    call_text(json_object_get(p, "call"), text, sizeof text);
-    out_agent_line(v->out, session, OUT_WARN, "wants to run %s (waiting for approval)", text);
+    sbuf_t b = {0};
+    render_call(&b, jx_obj(p, "call"));
+    out_agent_line(v->out, session, OUT_WARN, "wants to run %s (waiting for approval)", sbuf_str(&b));
+    sbuf_free(&b);
   } else if (strcmp(kind, "turn_waiting") == 0) {
-    out_agent_line(v->out, session, OUT_DIM, "waiting: %s", pstr(p, "detail"));
+    out_agent_line(v->out, session, OUT_DIM, "waiting: %s", jx_str(p, "detail", ""));
   } else if (strcmp(kind, "turn_requeued") == 0) {
     out_end_line(v->out, session);
-    out_agent_line(v->out, session, OUT_DIM, "node %s was lost; the turn runs again", pstr(p, "node"));
-  } else if (strcmp(kind, "turn_started") == 0 && json_integer_value(json_object_get(p, "after")) > 0) {
+    out_agent_line(v->out, session, OUT_DIM, "node %s was lost; the turn runs again", jx_str(p, "node", ""));
+  } else if (strcmp(kind, "turn_started") == 0 && jx_int(p, "after", 0) > 0) {
     out_agent_line(v->out, session, OUT_DIM, "continues with the sub-agents' summaries");
   }
 }

@@ -1,0 +1,33 @@
+/* render: how a turn's stream reads as text, the one renderer behind every
+ * place that shows one: the console and cadre watch (view.c: each agent's
+ * prefixed lines on an out_t) and cadre ask / chat (cmd_ask.c: the bare
+ * answer on stdout). Tool calls, the end of a turn and the thinking mark are
+ * written here only.
+ */
+#ifndef CADRE_RENDER_H
+#define CADRE_RENDER_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "output.h"
+#include "proto.h"
+#include "sbuf.h"
+
+/* What starts thinking text: dimmed with colours, else the words "[thinking] ". */
+const char *render_thinking_mark(bool color);
+/* A tool_call or tool_result delta as one line, "→ name args" or "← ✓ name
+ * summary" (nothing for other kinds); its style: OUT_ERROR for a failed
+ * result, else OUT_DIM. The one place that reads a tool delta. */
+out_style_t render_tool_delta(sbuf_t *b, const proto_msg_t *m);
+/* A tool call, {id, name, arguments} or OpenAI's {id, function: {name, arguments}}: "name args" on one line. */
+void render_call(sbuf_t *b, const json_t *call);
+/* A tool_call event {name, arguments}: "→ spawn_agent reviewer: task", or "→ name args". */
+void render_call_event(sbuf_t *b, const json_t *p);
+/* The end of a turn (a turn_done payload) that took seconds:
+ * "7 tokens in, 3 out · 1.20 s · model on node" and what was odd about it. */
+void render_turn_end(sbuf_t *b, const json_t *done, double seconds);
+/* Text on one line: whitespace runs become one space, at most max bytes (then "…"). */
+void render_one_line(sbuf_t *b, const char *s, size_t max);
+
+#endif
