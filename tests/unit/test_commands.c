@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "commands.h"
+#include "render.h"
+#include "util.h"
 
 /* ---- helpers ------------------------------------------------------------ */
 
@@ -362,6 +364,83 @@ static void renderers_show_results_for_each_place(void **state) {
   json_decref(stopped);
 }
 
+/* ---- the stream renderer (render.c: the console, cadre watch and cadre ask) ---- */
+
+static const struct {
+  const char *name;
+  const char *kind, *text; /* the delta */
+  const char *line;        /* what every place shows ("" nothing) */
+  out_style_t style;
+} tool_cases[] = {
+    {"a tool call", "tool_call", "{\"id\": \"c1\", \"name\": \"write_file_tool\", \"arguments\": \"{\\\"path\\\": \\\"a\\\"}\"}",
+     "→ write_file_tool {\"path\": \"a\"}", OUT_DIM},
+    {"an OpenAI call, whitespace folded", "tool_call",
+     "{\"id\": \"c2\", \"function\": {\"name\": \"run\", \"arguments\": \"a\\n\\n  b\"}}", "→ run a b", OUT_DIM},
+    {"a result", "tool_result", "{\"id\": \"c1\", \"name\": \"read_file\", \"ok\": true, \"summary\": \"12 lines\"}",
+     "← ✓ read_file 12 lines", OUT_DIM},
+    {"a result without ok", "tool_result", "{\"name\": \"read_file\", \"summary\": \"done\"}", "← ✓ read_file done",
+     OUT_DIM},
+    {"a failed result", "tool_result", "{\"name\": \"write_file_tool\", \"ok\": false, \"summary\": \"denied\"}",
+     "← ✗ write_file_tool denied", OUT_ERROR},
+    {"not JSON", "tool_call", "{nope", "→  ", OUT_DIM},
+    {"text is no tool", "text", "hello", "", OUT_DIM},
+};
+
+static void tool_deltas_read_as_one_line(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof tool_cases / sizeof tool_cases[0]; i++) {
+    proto_msg_t m = {.type = PROTO_DELTA, .kind = (char *)tool_cases[i].kind, .text = (char *)tool_cases[i].text};
+    sbuf_t b = {0};
+    out_style_t style = render_tool_delta(&b, &m);
+    if (strcmp(sbuf_str(&b), tool_cases[i].line) != 0 || style != tool_cases[i].style)
+      fail_msg("%s: \"%s\" (style %d), want \"%s\" (style %d)", tool_cases[i].name, sbuf_str(&b), style,
+               tool_cases[i].line, tool_cases[i].style);
+    sbuf_free(&b);
+  }
+}
+
+static void long_arguments_are_cut_on_a_character(void **state) {
+  (void)state;
+  sbuf_t args = {0}, b = {0};
+  for (int i = 0; i < 200; i++)
+    sbuf_puts(&args, "é");
+  json_t *call = json_pack("{s:s, s:s}", "name", "edit", "arguments", sbuf_str(&args));
+  render_call(&b, call);
+  assert_true(b.len < 5 + 240 + 4);
+  assert_true(util_utf8_valid(b.s, b.len));
+  assert_string_equal(b.s + b.len - strlen("…"), "…");
+  json_decref(call);
+  sbuf_free(&args);
+  sbuf_free(&b);
+}
+
+static void turn_ends_read_the_same_everywhere(void **state) {
+  (void)state;
+  static const struct {
+    const char *done, *line;
+  } cases[] = {
+      {"{\"usage\": {\"prompt_tokens\": 7, \"completion_tokens\": 3}, \"model\": \"m\", \"node\": \"n\", "
+       "\"finish_reason\": \"stop\"}",
+       "7 tokens in, 3 out · 1.50 s · m on n"},
+      {"{\"usage\": {\"prompt_tokens\": 7, \"completion_tokens\": 3, \"counted\": true}, \"model\": \"m\", "
+       "\"node\": \"n\", \"finish_reason\": \"length\"}",
+       "7 tokens in, 3 out (estimated) · 1.50 s · m on n · finish: length"},
+      {"{\"model\": \"m\", \"node\": \"n\", \"finish_reason\": \"tool_calls\"}",
+       "0 tokens in, 0 out · 1.50 s · m on n · delegating to sub-agents"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_t *done = json_loads(cases[i].done, 0, NULL);
+    assert_non_null(done);
+    sbuf_t b = {0};
+    render_turn_end(&b, done, 1.5);
+    assert_string_equal(sbuf_str(&b), cases[i].line);
+    sbuf_free(&b);
+    json_decref(done);
+  }
+  assert_string_equal(render_thinking_mark(false), "[thinking] ");
+  assert_string_equal(render_thinking_mark(true), "\033[2m");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(every_command_has_usage_and_help),
@@ -372,6 +451,9 @@ int main(void) {
       cmocka_unit_test(parsers_make_the_request),
       cmocka_unit_test(json_option_after_the_command),
       cmocka_unit_test(renderers_show_results_for_each_place),
+      cmocka_unit_test(tool_deltas_read_as_one_line),
+      cmocka_unit_test(long_arguments_are_cut_on_a_character),
+      cmocka_unit_test(turn_ends_read_the_same_everywhere),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
