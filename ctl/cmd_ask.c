@@ -82,9 +82,12 @@ static void on_delta(ask_t *a, const proto_msg_t *m) {
   if (m->turn != a->turn)
     return;
   if (m->attempt != a->attempt) {
-    if (a->attempt && !a->ctl->json)
-      fprintf(stderr, "%s[cadre: attempt %lld on another node; the answer starts again]\n",
-              a->at_line_start ? "" : "\n", (long long)m->attempt);
+    if (a->attempt && !a->ctl->json) {
+      sbuf_t b = {0};
+      render_attempt(&b, (long long)m->attempt);
+      fprintf(stderr, "%s[cadre: %s]\n", a->at_line_start ? "" : "\n", sbuf_str(&b));
+      sbuf_free(&b);
+    }
     a->attempt = m->attempt;
     a->at_line_start = true;
   }
@@ -163,7 +166,10 @@ static int on_failed(ask_t *a, const json_t *p) {
                                   "code", code, "detail", detail, "http_status", json_object_get(p, "http_status")));
   } else {
     end_line(a);
-    fprintf(stderr, "cadre: the turn failed: %s (%s)\n", detail ? detail : "?", code ? code : "?");
+    sbuf_t b = {0};
+    render_turn_failed(&b, p);
+    fprintf(stderr, "cadre: the turn %s\n", sbuf_str(&b));
+    sbuf_free(&b);
     if (code && strcmp(code, "connect") == 0)
       fprintf(stderr, "cadre: is the model server running? `cadre config` shows each profile's url; "
                       "README \"Using real models\" says how to point Cadre at Ollama, LM Studio or OpenAI\n");

@@ -73,3 +73,16 @@ void render_turn_end(sbuf_t *b, const json_t *p, double seconds) {
               strcmp(finish, "tool_calls") == 0 ? " · delegating to sub-agents" : "", odd ? " · finish: " : "",
               odd ? finish : "");
 }
+
+out_style_t render_turn_failed(sbuf_t *b, const json_t *p) {
+  if (strcmp(jx_str(p, "status", ""), "cancelled") == 0) {
+    sbuf_printf(b, "cancelled (%s)", jx_str(p, "detail", "?"));
+    return OUT_DIM;
+  }
+  sbuf_printf(b, "failed: %s (%s)", jx_str(p, "detail", "?"), jx_str(p, "code", "?"));
+  return OUT_ERROR;
+}
+
+void render_attempt(sbuf_t *b, long long attempt) {
+  sbuf_printf(b, "attempt %lld on another node: the answer starts again", attempt);
+}

@@ -27,6 +27,10 @@ void render_call_event(sbuf_t *b, const json_t *p);
 /* The end of a turn (a turn_done payload) that took seconds:
  * "7 tokens in, 3 out · 1.20 s · model on node" and what was odd about it. */
 void render_turn_end(sbuf_t *b, const json_t *done, double seconds);
+/* A failed turn (a turn_failed payload): "cancelled (detail)" (OUT_DIM) or "failed: detail (code)" (OUT_ERROR). */
+out_style_t render_turn_failed(sbuf_t *b, const json_t *failed);
+/* A new attempt of a turn: "attempt 2 on another node: the answer starts again". */
+void render_attempt(sbuf_t *b, long long attempt);
 /* Text on one line: whitespace runs become one space, at most max bytes (then "…"). */
 void render_one_line(sbuf_t *b, const char *s, size_t max);
 

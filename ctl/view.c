@@ -90,8 +90,10 @@ void view_delta(view_t *v, const proto_msg_t *m) {
   json_t *r = turn_rec(v, m->session);
   if (jx_int(r, "turn", 0) == m->turn && jx_int(r, "attempt", 0) != m->attempt && jx_int(r, "attempt", 0) != 0) {
     out_end_line(v->out, m->session);
-    out_agent_line(v->out, m->session, OUT_DIM, "(attempt %lld on another node: the answer starts again)",
-                   (long long)m->attempt);
+    sbuf_t b = {0};
+    render_attempt(&b, (long long)m->attempt);
+    out_agent_line(v->out, m->session, OUT_DIM, "(%s)", sbuf_str(&b));
+    sbuf_free(&b);
   }
   json_object_set_new(r, "turn", json_integer(m->turn));
   json_object_set_new(r, "attempt", json_integer(m->attempt));
@@ -159,11 +161,10 @@ static void on_turn_done(view_t *v, const proto_msg_t *m, const json_t *p) {
 static void on_turn_failed(view_t *v, const proto_msg_t *m, const json_t *p) {
   out_end_line(v->out, m->session);
   json_object_del(v->turns, m->session);
-  if (strcmp(jx_str(p, "status", ""), "cancelled") == 0)
-    out_agent_line(v->out, m->session, OUT_DIM, "turn %lld cancelled (%s)", (long long)m->turn, jx_str(p, "detail", ""));
-  else
-    out_agent_line(v->out, m->session, OUT_ERROR, "turn %lld failed: %s (%s)", (long long)m->turn, jx_str(p, "detail", ""),
-                   jx_str(p, "code", ""));
+  sbuf_t b = {0};
+  out_style_t style = render_turn_failed(&b, p);
+  out_agent_line(v->out, m->session, style, "turn %lld %s", (long long)m->turn, sbuf_str(&b));
+  sbuf_free(&b);
 }
 
 /* "→ spawn_agent reviewer: task" for a tool call event. */

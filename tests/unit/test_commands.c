@@ -437,6 +437,24 @@ static void turn_ends_read_the_same_everywhere(void **state) {
     sbuf_free(&b);
     json_decref(done);
   }
+  static const struct {
+    const char *failed, *line;
+    out_style_t style;
+  } failures[] = {
+      {"{\"status\": \"cancelled\", \"code\": \"cancelled\", \"detail\": \"cancelled by the user\"}",
+       "cancelled (cancelled by the user)", OUT_DIM},
+      {"{\"status\": \"failed\", \"code\": \"http_500\", \"detail\": \"server error\"}", "failed: server error (http_500)",
+       OUT_ERROR},
+      {"{\"code\": \"lost\"}", "failed: ? (lost)", OUT_ERROR},
+  };
+  for (size_t i = 0; i < sizeof failures / sizeof failures[0]; i++) {
+    json_t *failed = json_loads(failures[i].failed, 0, NULL);
+    sbuf_t b = {0};
+    assert_int_equal(render_turn_failed(&b, failed), failures[i].style);
+    assert_string_equal(sbuf_str(&b), failures[i].line);
+    sbuf_free(&b);
+    json_decref(failed);
+  }
   assert_string_equal(render_thinking_mark(false), "[thinking] ");
   assert_string_equal(render_thinking_mark(true), "\033[2m");
 }
