@@ -17,6 +17,7 @@
 
 #include "console.h"
 #include "jx.h"
+#include "render.h"
 #include "util.h"
 
 #define POLL_MS 100
@@ -169,7 +170,7 @@ static void track_agents(console_t *con, const proto_msg_t *m) {
 static void on_message(console_t *con, const proto_msg_t *m) {
   if (m->type == PROTO_DELTA) {
     if (strcmp(m->kind, "tool_result") == 0) {
-      json_t *r = json_loads(m->text, 0, NULL);
+      json_t *r = render_tool_body(m);
       drop_questions(con, is_call, jx_str(r, "id", ""));
       json_decref(r);
     }

@@ -37,8 +37,12 @@ void render_call(sbuf_t *b, const json_t *call) {
   render_one_line(b, jx_str(src, "arguments", ""), 240);
 }
 
+json_t *render_tool_body(const proto_msg_t *m) {
+  return json_loads(m->text ? m->text : "", 0, NULL);
+}
+
 out_style_t render_tool_delta(sbuf_t *b, const proto_msg_t *m) {
-  json_t *o = json_loads(m->text ? m->text : "", 0, NULL);
+  json_t *o = render_tool_body(m);
   out_style_t style = OUT_DIM;
   if (strcmp(m->kind, "tool_call") == 0) {
     sbuf_puts(b, "→ ");

@@ -16,9 +16,13 @@
 
 /* What starts thinking text: dimmed with colours, else the words "[thinking] ". */
 const char *render_thinking_mark(bool color);
+/* The call or result a tool_call / tool_result delta carries ({id, name,
+ * arguments} or {id, name, ok, summary}); caller owns it (NULL: none). The
+ * one place that reads a tool delta's body. */
+json_t *render_tool_body(const proto_msg_t *m);
 /* A tool_call or tool_result delta as one line, "→ name args" or "← ✓ name
  * summary" (nothing for other kinds); its style: OUT_ERROR for a failed
- * result, else OUT_DIM. The one place that reads a tool delta. */
+ * result, else OUT_DIM. */
 out_style_t render_tool_delta(sbuf_t *b, const proto_msg_t *m);
 /* A tool call, {id, name, arguments} or OpenAI's {id, function: {name, arguments}}: "name args" on one line. */
 void render_call(sbuf_t *b, const json_t *call);
