@@ -1,14 +1,17 @@
 /* plan: reads [PLAN] blocks into plans (see plan.h). The other parts:
- * plan_lines.c classifies lines, plan_text.c reads values, plan_check.c
- * validates and orders, plan_edit.c edits and instantiates, plan_format.c
- * shows a plan for approval.
+ * plan_lines.c classifies lines, plan_text.c reads values, plan_span.c holds
+ * the helpers under both, plan_check.c validates and orders, plan_edit.c
+ * edits and instantiates, plan_format.c shows a plan for approval (the
+ * layering is drawn in plan_span.h).
  *
  * The text is searched backwards for the last block that holds steps; the
  * block is read line by line. Arguments may run over several lines (a ```json
  * fence, or JSON whose braces have not balanced yet); a raw newline inside a
  * JSON string becomes "\n". Everything copied out is valid UTF-8 (invalid
  * bytes become '?') and capped. */
-#include "plan_internal.h"
+#include "plan.h"
+#include "plan_lines.h"
+#include "plan_text.h"
 
 #include <stdlib.h>
 #include <string.h>

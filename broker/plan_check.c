@@ -4,7 +4,8 @@
  * on i ("i runs before j"), through the first step with the number named;
  * dependencies on missing steps are left out (validation reports them). Any
  * JSON is accepted: what is not a step reads as an empty one. */
-#include "plan_internal.h"
+#include "plan.h"
+#include "plan_span.h"
 
 #include <stdarg.h>
 #include <stdio.h>

@@ -3,7 +3,8 @@
  * An edit works on a deep copy, so a failed edit leaves nothing half done. The
  * setters read their field from a JSON object: the edit itself, or the new
  * step of an add_step, so both accept the same values. */
-#include "plan_internal.h"
+#include "plan.h"
+#include "plan_span.h"
 
 #include <stdarg.h>
 #include <stdio.h>

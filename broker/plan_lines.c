@@ -1,11 +1,11 @@
-/* plan_lines: classifies the lines of a [PLAN] block (see plan_internal.h).
+/* plan_lines: classifies the lines of a [PLAN] block (see plan_lines.h).
  *
  * Heading marks, a bullet, a "1." before "Step 1" and leading decoration are
  * dropped first; then a line is a step header ("### Step 3: title", "Step 3 -
  * title", "## 3. title"), a known field ("- Agent: x", "**Agent:** x",
  * "Agent - x", any case), or text. Labels are matched after normalising
  * (lowercase, parentheses and '.' dropped, '_' and '-' as blanks). */
-#include "plan_internal.h"
+#include "plan_lines.h"
 
 #include <string.h>
 
