@@ -153,8 +153,7 @@ void broker_destroy(broker_t **self_p) {
     free(t);
   }
   peer_free_all(b);
-  json_decref(b->workflows);
-  json_decref(b->rollbacks);
+  workflow_stop(b);
   if (b->router)
     zmq_close(b->router);
   if (b->zap)

@@ -58,8 +58,7 @@ struct broker {
   int64_t event_seq;
   peer_t *peers;
   turn_t *turns;         /* queued and running, in arrival order */
-  json_t *workflows;     /* id -> workflow document (workflow.c) */
-  json_t *rollbacks;     /* id -> rollback in progress */
+  struct workflow *workflows; /* every workflow, oldest first (workflow.c) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
 };
@@ -142,6 +141,8 @@ int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t 
 
 /* ---- workflows (workflow.c) ---- */
 int workflow_start(broker_t *b);
+/* Frees the workflows (their state is in the store). */
+void workflow_stop(broker_t *b);
 /* An agent's final answer: a [PLAN] in it becomes a stored plan. */
 void workflow_on_answer(broker_t *b, const char *session, const char *content);
 void workflow_tick(broker_t *b, int64_t now);

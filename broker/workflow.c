@@ -7,103 +7,60 @@
  * retried; a workflow that fails for good, or is cancelled with rollback, has
  * its changes undone in reverse order, each verified by content hash.
  *
- * Every workflow is one JSON document in the store, rewritten on each change:
- *   {session, status, plan, errors, estimate, workspace, created_ms,
- *    started_ms, finished_ms, steps: {"N": {status, attempts, node, agent,
- *    started_ms, finished_ms, result, error, next_try_ms, history: [...]}},
- *    report}
- * status: pending, invalid, rejected, running, paused, done, failed,
- * cancelled; a rollback adds report.rollback.
+ * Workflows are workflow_t (workflow.h), kept in b->workflows oldest first;
+ * each change is persisted (its stored form, workflow_json.c) before it is
+ * acted on. A step_run that cannot be sent gives the node's slot back and
+ * fails the attempt (a frame too large fails the step for good).
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
-#include "workflow_int.h"
+#include "jx.h"
 #include "log.h"
 #include "plan.h"
+#include "sbuf.h"
 #include "summary.h"
 #include "util.h"
+#include "workflow_int.h"
 
-#define MAX_ATTEMPTS 3
-#define RETRY_BASE_MS 1000
 #define AGENT_STEP_TOKENS_IN 4000
 #define AGENT_STEP_TOKENS_OUT 1000
 
-/* ---- documents ---------------------------------------------------------- */
+/* ---- workflows ------------------------------------------------------------ */
 
-json_t *wf_get(broker_t *b, int64_t id) {
-  char key[32];
-  snprintf(key, sizeof key, "%lld", (long long)id);
-  return json_object_get(b->workflows, key);
+workflow_t *wf_get(broker_t *b, int64_t id) {
+  for (workflow_t *wf = b->workflows; wf; wf = wf->next)
+    if (wf->id == id)
+      return wf;
+  return NULL;
 }
 
-int64_t wf_id(const json_t *doc) {
-  return json_integer_value(json_object_get(doc, "id"));
+void wf_save(broker_t *b, workflow_t *wf) {
+  json_t *doc = wf_to_stored(wf);
+  if (store_workflow_update(b->store, wf->id, doc) < 0)
+    log_error("state: cannot save workflow %lld: %s", (long long)wf->id, store_errmsg(b->store));
+  json_decref(doc);
 }
 
-const char *wf_status(const json_t *doc) {
-  const char *s = json_string_value(json_object_get(doc, "status"));
-  return s ? s : "?";
-}
-
-bool status_is(const json_t *doc, const char *s) {
-  return strcmp(wf_status(doc), s) == 0;
-}
-
-void wf_save(broker_t *b, json_t *doc) {
-  if (store_workflow_update(b->store, wf_id(doc), doc) < 0)
-    log_error("state: cannot save workflow %lld: %s", (long long)wf_id(doc), store_errmsg(b->store));
-}
-
-static json_t *step_state(json_t *doc, int64_t number) {
-  char key[32];
-  snprintf(key, sizeof key, "%lld", (long long)number);
-  return json_object_get(json_object_get(doc, "steps"), key);
-}
-
-const char *wf_str(const json_t *o, const char *key) {
-  return json_string_value(json_object_get(o, key));
-}
-
-/* The view controllers get: the plan with each step's state, and estimates. */
-json_t *wf_view(const json_t *doc) {
-  const json_t *plan = json_object_get(doc, "plan");
-  json_t *steps = json_array();
-  size_t i;
-  json_t *s;
-  json_array_foreach(json_object_get(plan, "steps"), i, s) {
-    json_t *v = json_deep_copy(s);
-    json_t *st = step_state((json_t *)doc, json_integer_value(json_object_get(s, "number")));
-    json_object_set_new(v, "status", json_string(st ? wf_str(st, "status") : "pending"));
-    json_object_set_new(v, "attempts", json_integer(st ? json_integer_value(json_object_get(st, "attempts")) : 0));
-    if (st) {
-      const char *keys[] = {"result", "error", "node", "agent_session", "started_ms", "finished_ms", "usage"};
-      for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-        if (json_object_get(st, keys[k]))
-          json_object_set(v, keys[k], json_object_get(st, keys[k]));
-    }
-    json_array_append_new(steps, v);
-  }
-  json_t *out = json_pack("{s:I, s:O?, s:s, s:O?, s:o, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?}", "id",
-                          (json_int_t)wf_id(doc), "title", json_object_get(plan, "title"), "status", wf_status(doc),
-                          "estimate", json_object_get(doc, "estimate"), "steps", steps, "errors",
-                          json_object_get(doc, "errors"), "session", json_object_get(doc, "session"), "workspace",
-                          json_object_get(doc, "workspace"), "created_ms", json_object_get(doc, "created_ms"),
-                          "started_ms", json_object_get(doc, "started_ms"), "finished_ms",
-                          json_object_get(doc, "finished_ms"), "report", json_object_get(doc, "report"));
-  return out;
-}
-
-void wf_event(broker_t *b, const char *kind, json_t *doc, json_t *extra) {
-  json_t *payload = wf_view(doc);
+void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {
+  json_t *payload = wf_to_wire(wf);
   if (extra) {
     json_object_update(payload, extra);
     json_decref(extra);
   }
   broker_event(b, kind, NULL, 0, payload);
+}
+
+/* Appends wf to the broker's list (ids grow, so the list stays oldest first). */
+static void wf_append(broker_t *b, workflow_t *wf) {
+  workflow_t **at = &b->workflows;
+  while (*at)
+    at = &(*at)->next;
+  *at = wf;
 }
 
 /* ---- plans: detection, validation, estimates ----------------------------- */
@@ -122,55 +79,68 @@ static json_t *known_tools(void) {
                    "grep", "pattern");
 }
 
-static json_t *estimate(broker_t *b, const json_t *plan) {
+static void estimate(broker_t *b, workflow_t *wf, const json_t *plan) {
   double cost = 0;
-  size_t i;
-  json_t *s;
-  json_array_foreach(json_object_get(plan, "steps"), i, s) {
-    if (!json_is_null(json_object_get(s, "tool")) && json_object_get(s, "tool"))
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    if (wf->steps[i].tool)
       continue; /* a tool step calls no model */
-    const cadre_profile_t *p = config_profile_for_role(b->opts.config, wf_str(s, "agent") ? wf_str(s, "agent") : "");
+    const cadre_profile_t *p = config_profile_for_role(b->opts.config, wf->steps[i].agent ? wf->steps[i].agent : "");
     if (p)
       cost += (AGENT_STEP_TOKENS_IN * p->cost_per_1m_input + AGENT_STEP_TOKENS_OUT * p->cost_per_1m_output) / 1e6;
   }
   double secs = plan_critical_seconds(plan);
-  return json_pack("{s:f, s:f, s:f}", "seconds", secs < 0 ? 0 : secs, "cost", cost, "tokens_per_agent_step",
-                   (double)(AGENT_STEP_TOKENS_IN + AGENT_STEP_TOKENS_OUT));
+  wf->has_estimate = true;
+  wf->est_seconds = secs < 0 ? 0 : secs;
+  wf->est_cost = cost;
+  wf->est_tokens = (double)(AGENT_STEP_TOKENS_IN + AGENT_STEP_TOKENS_OUT);
 }
 
-/* Validates and estimates a plan into the document; status pending or invalid. */
-void assess(broker_t *b, json_t *doc) {
-  json_t *roles = known_roles(b), *tools = known_tools();
-  json_t *errors = plan_validate(json_object_get(doc, "plan"), roles, tools);
+/* Validates and estimates the workflow's plan; status pending or invalid. */
+void assess(broker_t *b, workflow_t *wf) {
+  json_t *plan = wf_plan_json(wf), *roles = known_roles(b), *tools = known_tools();
+  json_t *errors = plan_validate(plan, roles, tools);
   json_decref(roles);
   json_decref(tools);
-  json_object_set_new(doc, "errors", errors ? errors : json_array());
-  json_object_set_new(doc, "estimate", estimate(b, json_object_get(doc, "plan")));
-  json_object_set_new(doc, "status", json_string(json_array_size(errors) ? "invalid" : "pending"));
-  char *text = plan_format(json_object_get(doc, "plan"), json_object_get(doc, "estimate"));
-  json_object_set_new(doc, "text", json_string(text ? text : ""));
+  json_decref(wf->errors);
+  wf->errors = errors ? errors : json_array();
+  estimate(b, wf, plan);
+  wf->status = json_array_size(wf->errors) ? WF_INVALID : WF_PENDING;
+  json_t *est = json_pack("{s:f, s:f}", "seconds", wf->est_seconds, "cost", wf->est_cost);
+  char *text = plan_format(plan, est);
+  wf_set_str(&wf->text, text ? text : "");
   free(text);
+  json_decref(est);
+  json_decref(plan);
 }
 
 /* Stores a new plan from an agent's answer (or a template) and announces it. */
-json_t *propose(broker_t *b, const char *session, json_t *plan, const char *origin) {
-  json_t *doc = json_pack("{s:s, s:o, s:I, s:o, s:s}", "session", session, "plan", plan, "created_ms",
-                          (json_int_t)util_wall_ms(), "steps", json_object(), "origin", origin);
-  assess(b, doc);
-  int64_t id = store_workflow_insert(b->store, doc);
-  if (id < 0) {
-    log_error("state: cannot store a plan: %s", store_errmsg(b->store));
-    json_decref(doc);
+workflow_t *propose(broker_t *b, const char *session, json_t *plan, const char *origin) {
+  workflow_t *wf = workflow_new();
+  if (!wf || wf_set_plan(wf, plan) < 0) {
+    log_error("plan from %s: cannot be read", origin);
+    workflow_destroy(&wf);
+    json_decref(plan);
     return NULL;
   }
-  json_object_set_new(doc, "id", json_integer(id));
-  char key[32];
-  snprintf(key, sizeof key, "%lld", (long long)id);
-  json_object_set_new(b->workflows, key, doc);
-  log_info("plan %lld from %s: \"%s\", %zu steps, %s", (long long)id, origin, wf_str(json_object_get(doc, "plan"), "title"),
-           json_array_size(json_object_get(json_object_get(doc, "plan"), "steps")), wf_status(doc));
-  wf_event(b, "plan_proposed", doc, json_pack("{s:O}", "text", json_object_get(doc, "text")));
-  return doc;
+  json_decref(plan);
+  wf_set_str(&wf->session, session);
+  wf_set_str(&wf->origin, origin);
+  wf->created_ms = util_wall_ms();
+  assess(b, wf);
+  json_t *doc = wf_to_stored(wf);
+  int64_t id = store_workflow_insert(b->store, doc);
+  json_decref(doc);
+  if (id < 0) {
+    log_error("state: cannot store a plan: %s", store_errmsg(b->store));
+    workflow_destroy(&wf);
+    return NULL;
+  }
+  wf->id = id;
+  wf_append(b, wf);
+  log_info("plan %lld from %s: \"%s\", %zu steps, %s", (long long)id, origin, wf->title ? wf->title : "", wf->n_steps,
+           wf_status_name(wf->status));
+  wf_event(b, "plan_proposed", wf, json_pack("{s:s}", "text", wf->text));
+  return wf;
 }
 
 void workflow_on_answer(broker_t *b, const char *session, const char *content) {
@@ -189,17 +159,6 @@ void workflow_on_answer(broker_t *b, const char *session, const char *content) {
 
 /* ---- running steps ----------------------------------------------------- */
 
-static bool deps_done(const json_t *doc, const json_t *step) {
-  size_t i;
-  json_t *d;
-  json_array_foreach(json_object_get(step, "dependencies"), i, d) {
-    json_t *st = step_state((json_t *)doc, json_integer_value(d));
-    if (!st || strcmp(wf_str(st, "status"), "done") != 0)
-      return false;
-  }
-  return true;
-}
-
 static peer_t *pick_workspace_node(broker_t *b, const char *workspace) {
   peer_t *best = NULL;
   for (peer_t *n = b->peers; n; n = n->next) {
@@ -211,15 +170,8 @@ static peer_t *pick_workspace_node(broker_t *b, const char *workspace) {
   return best;
 }
 
-static void history_add(json_t *st, const char *what, const char *detail) {
-  json_t *h = json_object_get(st, "history");
-  if (!h) {
-    h = json_array();
-    json_object_set_new(st, "history", h);
-  }
-  json_array_append_new(h, json_pack("{s:I, s:I, s:s, s:s?}", "attempt", json_object_get(st, "attempts") ?
-                                     json_integer_value(json_object_get(st, "attempts")) : 0, "at_ms",
-                                     (json_int_t)util_wall_ms(), "what", what, "detail", detail));
+static void note(wf_step_t *s, const char *what, const char *detail) {
+  wf_step_note(s, util_wall_ms(), what, detail);
 }
 
 /* The last file checkpoint of a step, for the exactly-once check after a restart. */
@@ -227,186 +179,180 @@ static json_t *applied_check(broker_t *b, int64_t wf, int64_t step) {
   json_t *cps = store_checkpoints(b->store, wf, false), *found = NULL;
   size_t i;
   json_t *c;
-  json_array_foreach(cps, i, c) if (json_integer_value(json_object_get(c, "step")) == step &&
-                                    strcmp(wf_str(c, "kind"), "file") == 0) found = c;
-  json_t *out = found ? json_pack("{s:O, s:s}", "path", json_object_get(found, "path"), "sha256",
-                                  wf_str(found, "sha256") ? wf_str(found, "sha256") : "")
-                      : NULL;
+  json_array_foreach(cps, i, c) if (jx_int(c, "step", 0) == step && strcmp(jx_str(c, "kind", ""), "file") == 0) found = c;
+  json_t *out = found ? json_pack("{s:s?, s:s}", "path", jx_str(found, "path", NULL), "sha256",
+                                  jx_str(found, "sha256", "")) : NULL;
   json_decref(cps);
   return out;
 }
 
-static int start_tool_step(broker_t *b, json_t *doc, const json_t *step, json_t *st) {
-  peer_t *node = pick_workspace_node(b, wf_str(doc, "workspace"));
+static void step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detail, bool retryable);
+
+static void release_node(peer_t *node) {
+  if (node->busy > 0)
+    node->busy--;
+}
+
+/* A step_run the node did not get: its slot is given back and the step is not
+ * left running there. A frame over the limit never fits, so the step fails for
+ * good; anything else (EAGAIN: the node's queue is full) counts as a failed
+ * attempt and is retried. An unreachable node was removed by broker_send, and
+ * workflow_node_lost has already put the step back to pending. */
+static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node, int attempt, int rc) {
+  release_node(node);
+  if (s->status != STEP_RUNNING || s->attempts != attempt || !s->node || strcmp(s->node, node->name) != 0)
+    return;
+  char detail[300];
+  if (rc == -EMSGSIZE)
+    snprintf(detail, sizeof detail, "step_run for step %lld is larger than the %d MiB frame limit; it cannot be sent",
+             (long long)s->number, PROTO_MAX_FRAME / (1024 * 1024));
+  else
+    snprintf(detail, sizeof detail, "step_run for step %lld could not be sent to %.100s: %s", (long long)s->number,
+             node->name, strerror(-rc));
+  log_warn("workflow %lld: %s", (long long)wf->id, detail);
+  wf_set_str(&s->node, NULL);
+  step_failed(b, wf, s, detail, rc != -EMSGSIZE);
+}
+
+static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
+  peer_t *node = pick_workspace_node(b, wf->workspace);
   if (!node)
     return -1; /* waits for a free slot */
-  int64_t number = json_integer_value(json_object_get(step, "number"));
-  int attempt = (int)json_integer_value(json_object_get(st, "attempts")) + 1;
+  int attempt = s->attempts + 1;
   proto_msg_t *m = proto_msg_new(PROTO_STEP_RUN);
   if (!m)
     return -1;
-  PROTO_SET(m, workflow, wf_id(doc));
-  PROTO_SET(m, step, number);
+  PROTO_SET(m, workflow, wf->id);
+  PROTO_SET(m, step, s->number);
   PROTO_SET(m, attempt, attempt);
-  proto_set_str(m, PROTO_F_kind, wf_str(step, "tool"));
-  json_t *args = json_object_get(step, "arguments");
-  proto_set_json(m, PROTO_F_args, json_is_object(args) ? json_incref(args) : json_object());
-  json_t *check = json_is_true(json_object_get(st, "was_running")) ? applied_check(b, wf_id(doc), number) : NULL;
+  proto_set_str(m, PROTO_F_kind, s->tool);
+  proto_set_json(m, PROTO_F_args, s->arguments ? json_incref(s->arguments) : json_object());
+  json_t *check = s->was_running ? applied_check(b, wf->id, s->number) : NULL;
   if (check)
     proto_set_json(m, PROTO_F_payload, json_pack("{s:o}", "applied_check", check));
-  json_object_set_new(st, "attempts", json_integer(attempt));
-  json_object_set_new(st, "status", json_string("running"));
-  json_object_set_new(st, "node", json_string(node->name));
-  json_object_set_new(st, "started_ms", json_integer(util_wall_ms()));
-  json_object_del(st, "was_running");
-  history_add(st, "started", node->name);
-  wf_save(b, doc); /* persisted before it is acted on */
+  s->attempts = attempt;
+  s->status = STEP_RUNNING;
+  wf_set_str(&s->node, node->name);
+  s->started_ms = util_wall_ms();
+  s->was_running = false;
+  note(s, "started", node->name);
+  wf_save(b, wf); /* persisted before it is acted on */
   node->busy++;
-  broker_send(b, node, m);
+  int rc = broker_send(b, node, m);
   proto_msg_destroy(&m);
-  wf_event(b, "step_started", doc, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)number, "attempt", attempt, "node",
-                                            node->name));
+  if (rc < 0) {
+    send_failed(b, wf, s, node, attempt, rc);
+    return -1;
+  }
+  wf_event(b, "step_started", wf, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt,
+                                           "node", node->name));
   return 0;
 }
 
-static int start_agent_step(broker_t *b, json_t *doc, const json_t *step, json_t *st) {
-  int64_t number = json_integer_value(json_object_get(step, "number"));
-  const char *title = wf_str(step, "title") ? wf_str(step, "title") : "";
-  const char *desc = wf_str(step, "description");
-  char *args = json_object_get(step, "arguments") ? json_dumps(json_object_get(step, "arguments"), JSON_COMPACT) : NULL;
-  size_t n = strlen(title) + (desc ? strlen(desc) : 0) + (args ? strlen(args) : 0) + 256;
-  char *task = malloc(n);
-  snprintf(task, n, "Workflow \"%s\", step %lld: %s%s%s%s%s", wf_str(json_object_get(doc, "plan"), "title") ?: "",
-           (long long)number, title, desc ? "\n" : "", desc ? desc : "", args ? "\nArguments: " : "", args ? args : "");
+static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
+  const char *title = s->title ? s->title : "";
+  char *args = s->arguments ? json_dumps(s->arguments, JSON_COMPACT) : NULL;
+  sbuf_t task = {0};
+  sbuf_printf(&task, "Workflow \"%s\", step %lld: %s%s%s%s%s", wf->title ? wf->title : "", (long long)s->number, title,
+              s->description ? "\n" : "", s->description ? s->description : "", args ? "\nArguments: " : "",
+              args ? args : "");
   char id[128], err[256];
-  int rc = agents_spawn(b, wf_str(step, "agent") ? wf_str(step, "agent") : "", false, task, wf_str(doc, "session"), NULL, id,
-                        sizeof id, err, sizeof err);
-  free(task);
+  int rc = agents_spawn(b, s->agent ? s->agent : "", false, sbuf_str(&task), wf->session, NULL, id, sizeof id, err,
+                        sizeof err);
+  sbuf_free(&task);
   free(args);
-  int attempt = (int)json_integer_value(json_object_get(st, "attempts")) + 1;
-  json_object_set_new(st, "attempts", json_integer(attempt));
+  int attempt = ++s->attempts;
   if (rc < 0) {
-    json_object_set_new(st, "status", json_string("failed"));
-    json_object_set_new(st, "error", json_string(err));
-    history_add(st, "failed", err);
-    wf_save(b, doc);
+    s->status = STEP_FAILED;
+    wf_set_str(&s->error, err);
+    note(s, "failed", err);
+    wf_save(b, wf);
     return 0;
   }
-  store_session_set_step(b->store, id, wf_id(doc), number);
-  json_object_set_new(st, "status", json_string("running"));
-  json_object_set_new(st, "agent_session", json_string(id));
-  json_object_set_new(st, "started_ms", json_integer(util_wall_ms()));
-  history_add(st, "started", id);
-  wf_save(b, doc);
-  wf_event(b, "step_started", doc, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)number, "attempt", attempt,
-                                            "agent", id));
+  store_session_set_step(b->store, id, wf->id, s->number);
+  s->status = STEP_RUNNING;
+  wf_set_str(&s->agent_session, id);
+  s->started_ms = util_wall_ms();
+  note(s, "started", id);
+  wf_save(b, wf);
+  wf_event(b, "step_started", wf, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt,
+                                           "agent", id));
   return 0;
 }
 
-static bool is_tool_step(const json_t *step) {
-  return json_is_string(json_object_get(step, "tool"));
-}
-
-static void step_failed(broker_t *b, json_t *doc, int64_t number, const char *detail, bool retryable);
-void finish(broker_t *b, json_t *doc, const char *status, const char *why);
-void rollback_start(broker_t *b, json_t *doc, const char *why);
-
-/* Starts every step whose dependencies are done, as room allows. */
-void advance(broker_t *b, json_t *doc, int64_t now) {
-  if (!status_is(doc, "running"))
-    return;
-  size_t i, done = 0, total = 0;
-  json_t *step;
-  bool failed_for_good = false;
-  json_array_foreach(json_object_get(json_object_get(doc, "plan"), "steps"), i, step) {
-    total++;
-    int64_t number = json_integer_value(json_object_get(step, "number"));
-    json_t *st = step_state(doc, number);
-    const char *s = wf_str(st, "status");
-    if (strcmp(s, "done") == 0) {
-      done++;
+/* Starts every step whose dependencies are done; ends the workflow when all
+ * are done, rolls it back when one failed for good. Steps that end while it
+ * runs (a send that fails) may advance the workflow from inside: the loop
+ * stops as soon as the workflow is no longer running. */
+void advance(broker_t *b, workflow_t *wf, int64_t now) {
+  for (size_t i = 0; i < wf->n_steps && wf->status == WF_RUNNING; i++) {
+    wf_step_t *s = &wf->steps[i];
+    if (!wf_step_ready(wf, s, now))
       continue;
-    }
-    if (strcmp(s, "failed") == 0) {
-      failed_for_good = true;
-      continue;
-    }
-    bool ready = strcmp(s, "pending") == 0 ||
-                 (strcmp(s, "retrying") == 0 && json_integer_value(json_object_get(st, "next_try_ms")) <= now);
-    if (!ready || !deps_done(doc, step))
-      continue;
-    if (is_tool_step(step))
-      start_tool_step(b, doc, step, st);
+    if (s->tool)
+      start_tool_step(b, wf, s);
     else
-      start_agent_step(b, doc, step, st);
+      start_agent_step(b, wf, s);
   }
-  if (failed_for_good)
-    rollback_start(b, doc, "a step failed after all its attempts");
-  else if (done == total)
-    finish(b, doc, "done", NULL);
+  if (wf->status != WF_RUNNING)
+    return;
+  size_t done, failed;
+  wf_tally(wf, &done, &failed);
+  if (failed)
+    rollback_start(b, wf, "a step failed after all its attempts");
+  else if (done == wf->n_steps)
+    finish(b, wf, WF_DONE, NULL);
 }
 
 void workflow_tick(broker_t *b, int64_t now) {
-  const char *key;
-  json_t *doc;
-  void *tmp;
-  json_object_foreach_safe(b->workflows, tmp, key, doc) advance(b, doc, now);
+  for (workflow_t *wf = b->workflows; wf; wf = wf->next)
+    advance(b, wf, now);
 }
 
 /* ---- step results -------------------------------------------------------- */
 
-static json_t *running_step(broker_t *b, peer_t *from, const proto_msg_t *m, json_t **doc_out) {
-  json_t *doc = wf_get(b, m->workflow);
-  json_t *st = doc ? step_state(doc, m->step) : NULL;
-  if (!st || strcmp(wf_str(st, "status"), "running") != 0 || json_integer_value(json_object_get(st, "attempts")) != m->attempt ||
-      !wf_str(st, "node") || strcmp(wf_str(st, "node"), from->name) != 0) {
+static wf_step_t *running_step(broker_t *b, peer_t *from, const proto_msg_t *m, workflow_t **wf_out) {
+  workflow_t *wf = wf_get(b, m->workflow);
+  wf_step_t *s = wf ? wf_step(wf, m->step) : NULL;
+  if (!s || s->status != STEP_RUNNING || s->attempts != m->attempt || !s->node || strcmp(s->node, from->name) != 0) {
     log_debug("ignoring %s for workflow %lld step %lld attempt %lld (stale)", proto_type_name(m->type),
               (long long)m->workflow, (long long)m->step, (long long)m->attempt);
     return NULL;
   }
-  *doc_out = doc;
-  return st;
+  *wf_out = wf;
+  return s;
 }
 
-static void step_done(broker_t *b, json_t *doc, int64_t number, const char *result) {
-  json_t *st = step_state(doc, number);
-  json_object_set_new(st, "status", json_string("done"));
-  json_object_set_new(st, "finished_ms", json_integer(util_wall_ms()));
-  json_object_set_new(st, "result", json_string(result ? result : ""));
-  history_add(st, "done", NULL);
-  wf_save(b, doc);
-  wf_event(b, "step_done", doc, json_pack("{s:I}", "step", (json_int_t)number));
-  advance(b, doc, util_now_ms());
+static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *result) {
+  s->status = STEP_DONE;
+  s->finished_ms = util_wall_ms();
+  wf_set_str(&s->result, result ? result : "");
+  note(s, "done", NULL);
+  wf_save(b, wf);
+  wf_event(b, "step_done", wf, json_pack("{s:I}", "step", (json_int_t)s->number));
+  advance(b, wf, util_now_ms());
 }
 
-static void step_failed(broker_t *b, json_t *doc, int64_t number, const char *detail, bool retryable) {
-  json_t *st = step_state(doc, number);
-  int attempts = (int)json_integer_value(json_object_get(st, "attempts"));
-  bool retry = retryable && attempts < MAX_ATTEMPTS && status_is(doc, "running");
-  json_object_set_new(st, "error", json_string(detail ? detail : "failed"));
-  history_add(st, "failed", detail);
-  if (retry) {
-    int64_t wait = RETRY_BASE_MS << (attempts - 1);
-    json_object_set_new(st, "status", json_string("retrying"));
-    json_object_set_new(st, "next_try_ms", json_integer(util_now_ms() + wait));
-  } else {
-    json_object_set_new(st, "status", json_string("failed"));
-  }
-  wf_save(b, doc);
-  wf_event(b, "step_failed", doc, json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)number, "attempt", attempts,
-                                           "will_retry", retry, "detail", detail));
-  advance(b, doc, util_now_ms());
+static void step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detail, bool retryable) {
+  int attempts = s->attempts;
+  note(s, "failed", detail);
+  bool retry = wf_step_fail(s, detail, retryable && wf->status == WF_RUNNING, util_now_ms());
+  wf_save(b, wf);
+  wf_event(b, "step_failed", wf, json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts,
+                                          "will_retry", retry, "detail", detail));
+  if (wf->status == WF_RUNNING)
+    advance(b, wf, util_now_ms());
 }
 
 static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
-  json_t *doc;
-  if (!running_step(b, from, m, &doc))
+  workflow_t *wf;
+  if (!running_step(b, from, m, &wf))
     return;
   bool stored = true;
   if (strcmp(m->kind, "snapshot_end") != 0)
     stored = store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, m->path,
                                   PROTO_HAS(m, existed) && m->existed, m->content, m->sha256,
-                                  (int)json_integer_value(json_object_get(m->payload, "mode"))) == 0;
+                                  (int)jx_int(m->payload, "mode", 0)) == 0;
   else
     stored = store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, NULL, 0, NULL, NULL, 0) == 0;
   if (!stored) {
@@ -426,274 +372,294 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
   proto_msg_destroy(&ack);
 }
 
-static void release_node(peer_t *from) {
-  if (from->busy > 0)
-    from->busy--;
-}
-
 static void on_step_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
-  json_t *doc;
-  if (!running_step(b, from, m, &doc))
+  workflow_t *wf;
+  wf_step_t *s = running_step(b, from, m, &wf);
+  if (!s)
     return;
   release_node(from);
-  if (json_is_true(json_object_get(m->payload, "is_error"))) {
+  if (jx_bool(m->payload, "is_error", false)) {
     char detail[600];
     snprintf(detail, sizeof detail, "%.500s", m->text);
-    step_failed(b, doc, m->step, detail, true);
+    step_failed(b, wf, s, detail, true);
     return;
   }
-  json_t *st = step_state(doc, m->step);
-  if (json_object_get(m->payload, "changed"))
-    json_object_set(st, "changed", json_object_get(m->payload, "changed"));
-  step_done(b, doc, m->step, m->text);
+  json_t *changed = json_object_get(m->payload, "changed"); /* the node's list, kept as sent */
+  if (changed) {
+    json_decref(s->changed);
+    s->changed = json_incref(changed);
+  }
+  step_done(b, wf, s, m->text);
 }
 
 static void on_step_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
-  json_t *doc;
-  if (!running_step(b, from, m, &doc))
+  workflow_t *wf;
+  wf_step_t *s = running_step(b, from, m, &wf);
+  if (!s)
     return;
   release_node(from);
   char detail[600];
   snprintf(detail, sizeof detail, "%s: %s", m->code, m->detail);
-  step_failed(b, doc, m->step, detail, strcmp(m->code, "cancelled") != 0 && (!PROTO_HAS(m, retryable) || m->retryable));
+  step_failed(b, wf, s, detail, strcmp(m->code, "cancelled") != 0 && (!PROTO_HAS(m, retryable) || m->retryable));
 }
 
 bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summary) {
-  const json_t *wf = json_object_get(row, "workflow");
-  if (!wf)
+  const json_t *link = jx_obj(row, "workflow");
+  if (!link)
     return false;
-  json_t *doc = wf_get(b, json_integer_value(json_object_get(wf, "id")));
-  int64_t number = json_integer_value(json_object_get(wf, "step"));
-  json_t *st = doc ? step_state(doc, number) : NULL;
-  const char *id = wf_str(row, "id");
-  if (!st || strcmp(wf_str(st, "status"), "running") != 0 || !wf_str(st, "agent_session") ||
-      strcmp(wf_str(st, "agent_session"), id) != 0)
+  workflow_t *wf = wf_get(b, jx_int(link, "id", 0));
+  wf_step_t *s = wf ? wf_step(wf, jx_int(link, "step", 0)) : NULL;
+  const char *id = jx_str(row, "id", "");
+  if (!s || s->status != STEP_RUNNING || !s->agent_session || strcmp(s->agent_session, id) != 0)
     return true; /* a late summary of an old attempt: consumed, ignored */
-  char *text = summary_render(id, wf_str(row, "role"), summary);
-  const char *status = wf_str(summary, "status");
+  char *text = summary_render(id, jx_str(row, "role", NULL), summary);
+  const char *status = jx_str(summary, "status", NULL);
   if (status && strcmp(status, "FAIL") == 0)
-    step_failed(b, doc, number, text, true);
+    step_failed(b, wf, s, text, true);
   else
-    step_done(b, doc, number, text);
+    step_done(b, wf, s, text);
   free(text);
   return true;
 }
 
 /* ---- the end: results back, rollback ---------------------------------------- */
 
-static json_t *usage_of_steps(broker_t *b, const json_t *doc) {
+/* Each agent step's tokens and cost (from its sub-agent's session), and the sum into the report. */
+static void usage_of_steps(broker_t *b, workflow_t *wf) {
   double cost = 0;
-  json_int_t tokens = 0;
-  const char *key;
-  json_t *st;
-  json_object_foreach(json_object_get(doc, "steps"), key, st) {
-    const char *sid = wf_str(st, "agent_session");
-    json_t *row = sid ? store_session(b->store, sid) : NULL;
-    json_t *u = json_object_get(row, "usage");
-    json_int_t t = json_integer_value(json_object_get(u, "prompt_tokens")) +
-                   json_integer_value(json_object_get(u, "completion_tokens"));
-    cost += json_number_value(json_object_get(u, "cost"));
+  int64_t tokens = 0;
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    wf_step_t *s = &wf->steps[i];
+    json_t *row = s->has_state && s->agent_session ? store_session(b->store, s->agent_session) : NULL;
+    const json_t *u = jx_obj(row, "usage");
+    int64_t t = jx_int(u, "prompt_tokens", 0) + jx_int(u, "completion_tokens", 0);
+    cost += jx_num(u, "cost", 0);
     tokens += t;
     if (u) /* each step's share, for the finished summary */
-      json_object_set_new(st, "usage", json_pack("{s:I, s:f}", "tokens", t, "cost", json_number_value(json_object_get(u, "cost"))));
+      s->has_usage = true, s->usage_tokens = t, s->usage_cost = jx_num(u, "cost", 0);
     json_decref(row);
   }
-  return json_pack("{s:I, s:f}", "tokens", tokens, "cost", cost);
+  wf->report.has_usage = true;
+  wf->report.tokens = tokens;
+  wf->report.cost = cost;
 }
 
 /* The summary of a finished workflow, into the originating agent's history. */
-static void results_back(broker_t *b, json_t *doc) {
-  const json_t *plan = json_object_get(doc, "plan");
-  json_t *report = json_object_get(doc, "report");
+static void results_back(broker_t *b, workflow_t *wf) {
+  const wf_report_t *r = &wf->report;
   size_t n = 8192, len = 0;
   char *text = malloc(n);
-  len += (size_t)snprintf(text + len, n - len, "[WORKFLOW %lld \"%s\": %s]\n", (long long)wf_id(doc),
-                          wf_str(plan, "title") ?: "", wf_status(doc));
-  size_t i;
-  json_t *s;
-  json_array_foreach(json_object_get(plan, "steps"), i, s) {
-    json_t *st = step_state(doc, json_integer_value(json_object_get(s, "number")));
-    const char *ss = wf_str(st, "status") ? wf_str(st, "status") : "pending";
-    const char *mark = strcmp(ss, "done") == 0 ? "✓" : strcmp(ss, "failed") == 0 ? "✗" : "○";
+  if (!text)
+    return;
+  len += (size_t)snprintf(text + len, n - len, "[WORKFLOW %lld \"%s\": %s]\n", (long long)wf->id,
+                          wf->title ? wf->title : "", wf_status_name(wf->status));
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    const wf_step_t *s = &wf->steps[i];
+    bool done = s->status == STEP_DONE, failed = s->status == STEP_FAILED;
+    const char *mark = done ? "✓" : failed ? "✗" : "○";
+    bool why = s->error && !done;
     if (len < n - 512)
       len += (size_t)snprintf(text + len, n - len, "%s Step %lld: %.200s (%s, %lld attempt(s))%s%.200s\n", mark,
-                              (long long)json_integer_value(json_object_get(s, "number")), wf_str(s, "title") ?: "",
-                              wf_str(s, "agent") ?: "?", (long long)json_integer_value(json_object_get(st, "attempts")),
-                              wf_str(st, "error") && strcmp(ss, "done") != 0 ? ": " : "",
-                              wf_str(st, "error") && strcmp(ss, "done") != 0 ? wf_str(st, "error") : "");
+                              (long long)s->number, s->title ? s->title : "", s->agent ? s->agent : "?",
+                              (long long)s->attempts, why ? ": " : "", why ? s->error : "");
   }
-  json_t *u = json_object_get(report, "usage");
   if (len < n - 256)
     len += (size_t)snprintf(text + len, n - len, "Time: %.1f s; tokens: %lld; cost: $%.4f\n",
-                            json_number_value(json_object_get(report, "seconds")),
-                            (long long)json_integer_value(json_object_get(u, "tokens")),
-                            json_number_value(json_object_get(u, "cost")));
-  json_t *rb = json_object_get(report, "rollback");
-  if (rb && len < n - 256)
+                            isnan(r->seconds) ? 0 : r->seconds, (long long)r->tokens, r->cost);
+  if (r->rollback && len < n - 256)
     snprintf(text + len, n - len, "Rolled back: %zu file(s) restored, %zu mismatch(es)\n",
-             json_array_size(json_object_get(rb, "restored")), json_array_size(json_object_get(rb, "mismatches")));
+             json_array_size(jx_arr(r->rollback, "restored")), json_array_size(jx_arr(r->rollback, "mismatches")));
   json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
-  const char *session = wf_str(doc, "session");
-  if (session && store_session_exists(b->store, session))
-    store_append(b->store, session, 0, msg, NULL);
+  if (wf->session && store_session_exists(b->store, wf->session))
+    store_append(b->store, wf->session, 0, msg, NULL);
   json_decref(msg);
   free(text);
 }
 
-void finish(broker_t *b, json_t *doc, const char *status, const char *why) {
-  json_object_set_new(doc, "status", json_string(status));
-  json_object_set_new(doc, "finished_ms", json_integer(util_wall_ms()));
-  json_t *report = json_object_get(doc, "report");
-  if (!report) {
-    report = json_object();
-    json_object_set_new(doc, "report", report);
-  }
-  double secs = (double)(util_wall_ms() - json_integer_value(json_object_get(doc, "started_ms"))) / 1000.0;
-  json_object_set_new(report, "seconds", json_real(secs));
-  json_object_set_new(report, "usage", usage_of_steps(b, doc));
+void finish(broker_t *b, workflow_t *wf, wf_status_t status, const char *why) {
+  wf->status = status;
+  wf->finished_ms = util_wall_ms();
+  wf->report.present = true;
+  wf->report.seconds = (double)(util_wall_ms() - wf->started_ms) / 1000.0;
+  usage_of_steps(b, wf);
   if (why)
-    json_object_set_new(report, "reason", json_string(why));
-  wf_save(b, doc);
-  results_back(b, doc);
-  log_info("workflow %lld %s%s%s", (long long)wf_id(doc), status, why ? ": " : "", why ? why : "");
-  wf_event(b, "workflow_finished", doc, NULL);
+    wf_set_str(&wf->report.reason, why);
+  wf_save(b, wf);
+  results_back(b, wf);
+  log_info("workflow %lld %s%s%s", (long long)wf->id, wf_status_name(status), why ? ": " : "", why ? why : "");
+  wf_event(b, "workflow_finished", wf, NULL);
+}
+
+/* One restore from a checkpoint row of the store. */
+static wf_restore_t restore_of(const json_t *c, bool existed) {
+  const char *content = jx_str(c, "content", NULL);
+  return (wf_restore_t){false,
+                        strdup(jx_str(c, "path", "")),
+                        existed,
+                        content ? strdup(content) : NULL,
+                        strdup(jx_str(c, "sha256", "")),
+                        json_is_integer(json_object_get(c, "mode")) ? (int)jx_int(c, "mode", 0) : -1,
+                        NULL};
+}
+
+/* Appends op to the rollback's list; false (op freed) when out of memory. */
+static bool push_op(wf_rollback_t *rb, wf_restore_t op) {
+  if (rb->n_ops == rb->cap_ops) {
+    size_t cap = rb->cap_ops ? 2 * rb->cap_ops : 16;
+    wf_restore_t *ops = realloc(rb->ops, cap * sizeof *ops);
+    if (!ops) {
+      free(op.path), free(op.content), free(op.sha256), json_decref(op.keep);
+      return false;
+    }
+    rb->ops = ops, rb->cap_ops = cap;
+  }
+  rb->ops[rb->n_ops++] = op;
+  return true;
+}
+
+/* A snapshot's prune (keep what it saw) followed by its files' restores, onto rb. */
+static void add_snapshot_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end) {
+  int64_t step = jx_int(end, "step", 0), attempt = jx_int(end, "attempt", 0);
+  json_t *keep = json_array();
+  if (!push_op(rb, (wf_restore_t){.prune = true, .keep = keep, .mode = -1}))
+    return;
+  size_t j;
+  json_t *f;
+  json_array_foreach(cps, j, f) {
+    if (strcmp(jx_str(f, "kind", ""), "snapshot_file") != 0 || jx_int(f, "step", 0) != step ||
+        jx_int(f, "attempt", 0) != attempt)
+      continue;
+    if (jx_str(f, "path", NULL))
+      json_array_append_new(keep, json_string(jx_str(f, "path", NULL)));
+    push_op(rb, restore_of(f, true));
+  }
 }
 
 /* Rollback: the checkpoint ledger in reverse, one restore at a time. */
-static json_t *rollback_ops(broker_t *b, int64_t wf) {
-  json_t *cps = store_checkpoints(b->store, wf, true), *ops = json_array();
+static void rollback_ops(broker_t *b, wf_rollback_t *rb, int64_t wf) {
+  json_t *cps = store_checkpoints(b->store, wf, true);
   for (size_t i = json_array_size(cps); i-- > 0;) {
     json_t *c = json_array_get(cps, i);
-    const char *kind = wf_str(c, "kind");
-    if (strcmp(kind, "file") == 0) {
-      json_array_append_new(ops, json_pack("{s:s, s:O, s:O, s:O?, s:s, s:O?}", "kind", "file", "path",
-                                           json_object_get(c, "path"), "existed", json_object_get(c, "existed"),
-                                           "content", json_object_get(c, "content"), "sha256",
-                                           wf_str(c, "sha256") ? wf_str(c, "sha256") : "", "mode", json_object_get(c, "mode")));
-    } else if (strcmp(kind, "snapshot_end") == 0) {
-      json_int_t step = json_integer_value(json_object_get(c, "step"));
-      json_int_t attempt = json_integer_value(json_object_get(c, "attempt"));
-      json_t *keep = json_array(), *files = json_array();
-      size_t j;
-      json_t *f;
-      json_array_foreach(cps, j, f) {
-        if (strcmp(wf_str(f, "kind"), "snapshot_file") != 0 || json_integer_value(json_object_get(f, "step")) != step ||
-            json_integer_value(json_object_get(f, "attempt")) != attempt)
-          continue;
-        json_array_append(keep, json_object_get(f, "path"));
-        json_array_append_new(files, json_pack("{s:s, s:O, s:b, s:O?, s:s, s:O?}", "kind", "file", "path",
-                                               json_object_get(f, "path"), "existed", 1, "content",
-                                               json_object_get(f, "content"), "sha256", wf_str(f, "sha256") ?: "", "mode",
-                                               json_object_get(f, "mode")));
-      }
-      json_array_append_new(ops, json_pack("{s:s, s:o}", "kind", "prune", "keep", keep));
-      json_array_extend(ops, files);
-      json_decref(files);
-    }
+    const char *kind = jx_str(c, "kind", "");
+    if (strcmp(kind, "file") == 0)
+      push_op(rb, restore_of(c, jx_bool(c, "existed", false)));
+    else if (strcmp(kind, "snapshot_end") == 0)
+      add_snapshot_ops(rb, cps, c);
   }
   json_decref(cps);
-  return ops;
 }
 
-static void rollback_send(broker_t *b, json_t *doc, json_t *rb) {
-  size_t next = (size_t)json_integer_value(json_object_get(rb, "next"));
-  json_t *op = json_array_get(json_object_get(rb, "ops"), next);
-  if (!op)
+static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const char *detail, const char *sha256,
+                            const json_t *deleted);
+
+static void rollback_send(broker_t *b, workflow_t *wf) {
+  wf_rollback_t *rb = wf->rollback;
+  if (!rb || rb->next >= rb->n_ops)
     return;
+  const wf_restore_t *op = &rb->ops[rb->next];
   peer_t *node = NULL;
   for (peer_t *n = b->peers; n; n = n->next)
-    if (!n->dead && n->role == PEER_NODE && wf_str(doc, "workspace") && strcmp(n->workspace, wf_str(doc, "workspace")) == 0)
+    if (!n->dead && n->role == PEER_NODE && wf->workspace && strcmp(n->workspace, wf->workspace) == 0)
       node = n;
   if (!node)
     return; /* waits for a node of the workspace; the tick tries again */
   proto_msg_t *m = proto_msg_new(PROTO_RESTORE);
   if (!m)
     return;
-  PROTO_SET(m, workflow, wf_id(doc));
-  PROTO_SET(m, seq, (int64_t)next + 1);
-  proto_set_str(m, PROTO_F_kind, wf_str(op, "kind"));
-  if (strcmp(wf_str(op, "kind"), "file") == 0) {
-    proto_set_str(m, PROTO_F_path, wf_str(op, "path"));
-    PROTO_SET(m, existed, json_is_true(json_object_get(op, "existed")));
-    if (wf_str(op, "content"))
-      proto_set_str(m, PROTO_F_content, wf_str(op, "content"));
-    if (json_is_integer(json_object_get(op, "mode"))) /* e.g. a deleted script comes back executable */
-      proto_set_json(m, PROTO_F_payload, json_pack("{s:O}", "mode", json_object_get(op, "mode")));
+  PROTO_SET(m, workflow, wf->id);
+  PROTO_SET(m, seq, (int64_t)rb->next + 1);
+  proto_set_str(m, PROTO_F_kind, op->prune ? "prune" : "file");
+  if (!op->prune) {
+    proto_set_str(m, PROTO_F_path, op->path);
+    PROTO_SET(m, existed, op->existed);
+    if (op->content)
+      proto_set_str(m, PROTO_F_content, op->content);
+    if (op->mode >= 0) /* e.g. a deleted script comes back executable */
+      proto_set_json(m, PROTO_F_payload, json_pack("{s:i}", "mode", op->mode));
   } else {
-    proto_set_json(m, PROTO_F_payload, json_pack("{s:O}", "keep", json_object_get(op, "keep")));
+    proto_set_json(m, PROTO_F_payload, json_pack("{s:O}", "keep", op->keep));
   }
-  json_object_set_new(rb, "sent_to", json_string(node->name));
-  json_object_set_new(rb, "sent_ms", json_integer(util_now_ms()));
-  broker_send(b, node, m);
+  wf_set_str(&rb->sent_to, node->name);
+  rb->sent_ms = util_now_ms();
+  int rc = broker_send(b, node, m);
   proto_msg_destroy(&m);
+  if (rc == -EMSGSIZE) /* never fits: recorded as not restored, and the rollback goes on */
+    rollback_answer(b, wf, "too_large", "the restore is larger than the frame limit", NULL, NULL);
+  else if (rc < 0 && wf->rollback)
+    wf_set_str(&wf->rollback->sent_to, NULL); /* the timer sends it again */
 }
 
-void rollback_start(broker_t *b, json_t *doc, const char *why) {
-  json_t *rb = json_pack("{s:o, s:i, s:[], s:[], s:[], s:s, s:s}", "ops", rollback_ops(b, wf_id(doc)), "next", 0,
-                         "restored", "mismatches", "deleted", "why", why, "final",
-                         status_is(doc, "cancelled") ? "cancelled" : "failed");
+/* The end of a rollback: its results into the report, then the workflow ends. */
+static void rollback_end(broker_t *b, workflow_t *wf) {
+  wf_rollback_t *rb = wf->rollback;
+  wf->report.present = true;
+  json_decref(wf->report.rollback);
+  wf->report.rollback = json_pack("{s:O, s:O, s:O}", "restored", rb->restored, "mismatches", rb->mismatches, "deleted",
+                                  rb->deleted);
+  wf_status_t final = rb->final;
+  char *why = rb->why ? strdup(rb->why) : NULL;
+  wf_rollback_free(&wf->rollback);
+  finish(b, wf, final, why);
+  free(why);
+}
+
+void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
+  wf_rollback_t *rb = calloc(1, sizeof *rb);
+  if (!rb)
+    return;
+  rollback_ops(b, rb, wf->id);
+  rb->restored = json_array(), rb->mismatches = json_array(), rb->deleted = json_array();
+  rb->why = strdup(why);
+  rb->final = wf->status == WF_CANCELLED ? WF_CANCELLED : WF_FAILED;
   /* Running steps are abandoned: their late results are ignored. */
-  const char *key;
-  json_t *st;
-  json_object_foreach(json_object_get(doc, "steps"), key, st) if (strcmp(wf_str(st, "status"), "running") == 0)
-      json_object_set_new(st, "status", json_string("abandoned"));
-  json_object_set_new(doc, "status", json_string("rolling_back"));
-  wf_save(b, doc);
-  char k[32];
-  snprintf(k, sizeof k, "%lld", (long long)wf_id(doc));
-  json_object_set_new(b->rollbacks, k, rb);
-  log_info("workflow %lld: rolling back %zu change(s): %s", (long long)wf_id(doc),
-           json_array_size(json_object_get(rb, "ops")), why);
-  wf_event(b, "workflow_rolling_back", doc, json_pack("{s:s}", "reason", why));
-  if (json_array_size(json_object_get(rb, "ops")) == 0) {
-    json_t *report = json_object();
-    json_object_set_new(report, "rollback", json_pack("{s:[], s:[], s:[]}", "restored", "mismatches", "deleted"));
-    json_object_set_new(doc, "report", report);
-    json_object_del(b->rollbacks, k);
-    finish(b, doc, json_string_value(json_object_get(rb, "final")) ?: "failed", why);
+  for (size_t i = 0; i < wf->n_steps; i++)
+    if (wf->steps[i].status == STEP_RUNNING)
+      wf->steps[i].status = STEP_ABANDONED;
+  wf->status = WF_ROLLING_BACK;
+  wf_save(b, wf);
+  wf_rollback_free(&wf->rollback);
+  wf->rollback = rb;
+  log_info("workflow %lld: rolling back %zu change(s): %s", (long long)wf->id, rb->n_ops, why);
+  wf_event(b, "workflow_rolling_back", wf, json_pack("{s:s}", "reason", why));
+  if (rb->n_ops == 0) {
+    wf_report_t *r = &wf->report; /* a fresh report holding only the (empty) rollback */
+    json_decref(r->rollback), json_decref(r->extra), free(r->reason);
+    *r = (wf_report_t){.present = true, .seconds = NAN};
+    rollback_end(b, wf);
     return;
   }
-  rollback_send(b, doc, rb);
+  rollback_send(b, wf);
+}
+
+/* A node's answer to the current restore (code set: it failed). */
+static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const char *detail, const char *sha256,
+                            const json_t *deleted) {
+  wf_rollback_t *rb = wf->rollback;
+  const wf_restore_t *op = &rb->ops[rb->next];
+  if (code) {
+    json_array_append_new(rb->mismatches, json_pack("{s:s?, s:s, s:s?}", "path", op->path, "error", code, "detail", detail));
+  } else if (op->prune) {
+    if (deleted)
+      json_array_extend(rb->deleted, (json_t *)deleted);
+  } else {
+    bool ok = sha256 && op->sha256 && strcmp(sha256, op->sha256) == 0;
+    json_array_append_new(ok ? rb->restored : rb->mismatches, json_pack("{s:s, s:b, s:s}", "path", op->path, "existed",
+                                                                        op->existed, "sha256", sha256 ? sha256 : ""));
+  }
+  rb->next++;
+  wf_set_str(&rb->sent_to, NULL);
+  if (rb->next < rb->n_ops)
+    rollback_send(b, wf);
+  else
+    rollback_end(b, wf);
 }
 
 static void on_restored(broker_t *b, const proto_msg_t *m) {
-  char k[32];
-  snprintf(k, sizeof k, "%lld", (long long)m->workflow);
-  json_t *rb = json_object_get(b->rollbacks, k), *doc = wf_get(b, m->workflow);
-  size_t next = (size_t)json_integer_value(json_object_get(rb, "next"));
-  if (!rb || !doc || (size_t)m->seq != next + 1)
+  workflow_t *wf = wf_get(b, m->workflow);
+  wf_rollback_t *rb = wf ? wf->rollback : NULL;
+  if (!rb || rb->next >= rb->n_ops || (size_t)m->seq != rb->next + 1)
     return;
-  json_t *op = json_array_get(json_object_get(rb, "ops"), next);
-  if (m->code) {
-    json_array_append_new(json_object_get(rb, "mismatches"),
-                          json_pack("{s:s?, s:s, s:s?}", "path", wf_str(op, "path"), "error", m->code, "detail", m->detail));
-  } else if (strcmp(wf_str(op, "kind"), "prune") == 0) {
-    json_array_extend(json_object_get(rb, "deleted"), json_object_get(m->payload, "deleted"));
-  } else {
-    bool ok = m->sha256 && strcmp(m->sha256, wf_str(op, "sha256")) == 0;
-    json_array_append_new(json_object_get(rb, ok ? "restored" : "mismatches"),
-                          json_pack("{s:O, s:b, s:s}", "path", json_object_get(op, "path"), "existed",
-                                    json_is_true(json_object_get(op, "existed")), "sha256", m->sha256 ? m->sha256 : ""));
-  }
-  json_object_set_new(rb, "next", json_integer((json_int_t)next + 1));
-  if (next + 1 < json_array_size(json_object_get(rb, "ops"))) {
-    rollback_send(b, doc, rb);
-    return;
-  }
-  json_t *report = json_object_get(doc, "report");
-  if (!report) {
-    report = json_object();
-    json_object_set_new(doc, "report", report);
-  }
-  json_object_set_new(report, "rollback", json_pack("{s:O, s:O, s:O}", "restored", json_object_get(rb, "restored"),
-                                                    "mismatches", json_object_get(rb, "mismatches"), "deleted",
-                                                    json_object_get(rb, "deleted")));
-  char *final = strdup(wf_str(rb, "final"));
-  char *why = strdup(wf_str(rb, "why"));
-  json_object_del(b->rollbacks, k);
-  finish(b, doc, final, why);
-  free(final);
-  free(why);
+  rollback_answer(b, wf, m->code, m->detail, m->sha256, jx_arr(m->payload, "deleted"));
 }
 
 void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m) {
@@ -707,66 +673,79 @@ void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m) {
 }
 
 void workflow_node_lost(broker_t *b, peer_t *node) {
-  const char *key;
-  json_t *doc;
-  json_object_foreach(b->workflows, key, doc) {
-    const char *sk;
-    json_t *st;
+  for (workflow_t *wf = b->workflows; wf; wf = wf->next) {
     bool changed = false;
-    json_object_foreach(json_object_get(doc, "steps"), sk, st) {
-      if (strcmp(wf_str(st, "status"), "running") == 0 && wf_str(st, "node") && strcmp(wf_str(st, "node"), node->name) == 0) {
+    for (size_t i = 0; i < wf->n_steps; i++) {
+      wf_step_t *s = &wf->steps[i];
+      if (s->status == STEP_RUNNING && s->node && strcmp(s->node, node->name) == 0) {
         /* Runs again elsewhere; the ledger tells whether a file change already happened. */
-        json_object_set_new(st, "status", json_string("pending"));
-        json_object_set_new(st, "was_running", json_true());
-        history_add(st, "node lost", node->name);
+        s->status = STEP_PENDING;
+        s->was_running = true;
+        note(s, "node lost", node->name);
         changed = true;
       }
     }
     if (changed)
-      wf_save(b, doc);
+      wf_save(b, wf);
   }
+}
+
+static bool node_alive(broker_t *b, const char *name) {
+  for (peer_t *n = b->peers; name && n; n = n->next)
+    if (!n->dead && n->role == PEER_NODE && strcmp(n->name, name) == 0)
+      return true;
+  return false;
 }
 
 /* Timer: retries, steps waiting for a slot, restores waiting for a node. */
 void workflow_timer(broker_t *b, int64_t now) {
   workflow_tick(b, now);
-  const char *key;
-  json_t *rb;
-  json_object_foreach(b->rollbacks, key, rb) {
-    const char *to = wf_str(rb, "sent_to");
-    bool alive = false;
-    for (peer_t *n = b->peers; to && n; n = n->next)
-      alive |= !n->dead && n->role == PEER_NODE && strcmp(n->name, to) == 0;
-    if (!to || !alive)
-      rollback_send(b, wf_get(b, atoll(key)), rb);
+  for (workflow_t *wf = b->workflows; wf; wf = wf->next)
+    if (wf->rollback && !node_alive(b, wf->rollback->sent_to))
+      rollback_send(b, wf);
+}
+
+/* A workflow as the last broker left it: steps in flight run again (agent
+ * steps continue with their sub-agent's turn), a rollback starts over. */
+static void resume(broker_t *b, workflow_t *wf) {
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    wf_step_t *s = &wf->steps[i];
+    if (s->status == STEP_RUNNING && !s->agent_session) {
+      s->status = STEP_PENDING;
+      s->was_running = true;
+      log_info("workflow %lld step %lld was running at the last stop; it runs again", (long long)wf->id,
+               (long long)s->number);
+    }
+  }
+  if (wf->status == WF_ROLLING_BACK) {
+    wf->status = WF_RUNNING;
+    rollback_start(b, wf, "rollback interrupted by a broker restart; started again");
   }
 }
 
 int workflow_start(broker_t *b) {
-  b->workflows = json_object();
-  b->rollbacks = json_object();
+  b->workflows = NULL;
   json_t *all = store_workflows(b->store);
   size_t i;
   json_t *doc;
   json_array_foreach(all, i, doc) {
-    char key[32];
-    snprintf(key, sizeof key, "%lld", (long long)wf_id(doc));
-    json_object_set(b->workflows, key, doc);
-    const char *sk;
-    json_t *st;
-    /* In flight at the stop: run again (agent steps continue with their sub-agent's turn). */
-    json_object_foreach(json_object_get(doc, "steps"), sk, st) if (strcmp(wf_str(st, "status"), "running") == 0 &&
-                                                                   !wf_str(st, "agent_session")) {
-      json_object_set_new(st, "status", json_string("pending"));
-      json_object_set_new(st, "was_running", json_true());
-      log_info("workflow %s step %s was running at the last stop; it runs again", key, sk);
+    char err[200];
+    workflow_t *wf = wf_from_stored(doc, err, sizeof err);
+    if (!wf) {
+      log_error("state: workflow %lld cannot be read (%s); it is left out", (long long)jx_int(doc, "id", 0), err);
+      continue;
     }
-    if (status_is(doc, "rolling_back")) {
-      json_object_set_new(doc, "status", json_string("running"));
-      rollback_start(b, doc, "rollback interrupted by a broker restart; started again");
-    }
+    wf_append(b, wf);
+    resume(b, wf);
   }
   json_decref(all);
   return 0;
 }
 
+void workflow_stop(broker_t *b) {
+  while (b->workflows) {
+    workflow_t *wf = b->workflows;
+    b->workflows = wf->next;
+    workflow_destroy(&wf);
+  }
+}

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "jx.h"
 #include "log.h"
 #include "plan.h"
 #include "util.h"
@@ -14,20 +15,20 @@
 
 json_t *workflow_list(broker_t *b) {
   json_t *out = json_array();
-  const char *key;
-  json_t *doc;
-  json_object_foreach(b->workflows, key, doc) json_array_append_new(out, wf_view(doc));
+  for (workflow_t *wf = b->workflows; wf; wf = wf->next)
+    json_array_append_new(out, wf_to_wire(wf));
   return out;
 }
 
 json_t *workflow_show(broker_t *b, int64_t id, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc) {
+  workflow_t *wf = wf_get(b, id);
+  if (!wf) {
     snprintf(err, errlen, "no plan %lld", (long long)id);
     return NULL;
   }
-  json_t *v = wf_view(doc);
-  json_object_set(v, "text", json_object_get(doc, "text"));
+  json_t *v = wf_to_wire(wf);
+  if (wf->text)
+    json_object_set_new(v, "text", json_string(wf->text));
   json_object_set_new(v, "checkpoints", store_checkpoints(b->store, id, false));
   return v;
 }
@@ -41,14 +42,14 @@ static const char *choose_workspace(broker_t *b, const char *wanted) {
 }
 
 int workflow_approve(broker_t *b, int64_t id, const char *workspace, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc) {
+  workflow_t *wf = wf_get(b, id);
+  if (!wf) {
     snprintf(err, errlen, "no plan %lld", (long long)id);
     return -1;
   }
-  if (!status_is(doc, "pending")) {
+  if (!wf_allows(wf->status, WF_APPROVE)) {
     snprintf(err, errlen, "plan %lld is %s; only a pending, valid plan can be approved%s", (long long)id,
-             wf_status(doc), status_is(doc, "invalid") ? " (fix it with modify)" : "");
+             wf_status_name(wf->status), wf->status == WF_INVALID ? " (fix it with modify)" : "");
     return -1;
   }
   const char *ws = choose_workspace(b, workspace);
@@ -57,116 +58,119 @@ int workflow_approve(broker_t *b, int64_t id, const char *workspace, char *err, 
              workspace);
     return -1;
   }
-  json_t *steps = json_object();
-  size_t i;
-  json_t *s;
-  json_array_foreach(json_object_get(json_object_get(doc, "plan"), "steps"), i, s) {
-    char k[32];
-    snprintf(k, sizeof k, "%lld", (long long)json_integer_value(json_object_get(s, "number")));
-    json_object_set_new(steps, k, json_pack("{s:s, s:i}", "status", "pending", "attempts", 0));
-  }
-  json_object_set_new(doc, "steps", steps);
-  json_object_set_new(doc, "workspace", json_string(ws));
-  json_object_set_new(doc, "status", json_string("running"));
-  json_object_set_new(doc, "started_ms", json_integer(util_wall_ms()));
-  wf_save(b, doc);
+  wf_steps_reset(wf);
+  wf_set_str(&wf->workspace, ws);
+  wf->status = WF_RUNNING;
+  wf->started_ms = util_wall_ms();
+  wf_save(b, wf);
   log_info("plan %lld approved; running in %s", (long long)id, ws);
-  wf_event(b, "workflow_started", doc, NULL);
-  advance(b, doc, util_now_ms());
+  wf_event(b, "workflow_started", wf, NULL);
+  advance(b, wf, util_now_ms());
   return 0;
 }
 
 int workflow_reject(broker_t *b, int64_t id, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc || !(status_is(doc, "pending") || status_is(doc, "invalid"))) {
-    snprintf(err, errlen, doc ? "plan %lld is %s; only a pending plan can be rejected" : "no plan %lld", (long long)id,
-             doc ? wf_status(doc) : "");
+  workflow_t *wf = wf_get(b, id);
+  if (!wf || !wf_allows(wf->status, WF_REJECT)) {
+    snprintf(err, errlen, wf ? "plan %lld is %s; only a pending plan can be rejected" : "no plan %lld", (long long)id,
+             wf ? wf_status_name(wf->status) : "");
     return -1;
   }
-  json_object_set_new(doc, "status", json_string("rejected"));
-  wf_save(b, doc);
-  wf_event(b, "plan_rejected", doc, NULL);
+  wf->status = WF_REJECTED;
+  wf_save(b, wf);
+  wf_event(b, "plan_rejected", wf, NULL);
   return 0;
 }
 
 json_t *workflow_modify(broker_t *b, int64_t id, const json_t *edit, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc || !(status_is(doc, "pending") || status_is(doc, "invalid"))) {
-    snprintf(err, errlen, doc ? "plan %lld is %s; only a pending plan can be modified" : "no plan %lld", (long long)id,
-             doc ? wf_status(doc) : "");
+  workflow_t *wf = wf_get(b, id);
+  if (!wf || !wf_allows(wf->status, WF_MODIFY)) {
+    snprintf(err, errlen, wf ? "plan %lld is %s; only a pending plan can be modified" : "no plan %lld", (long long)id,
+             wf ? wf_status_name(wf->status) : "");
     return NULL;
   }
-  json_t *plan = plan_edit(json_object_get(doc, "plan"), edit, err, errlen);
+  json_t *old = wf_plan_json(wf);
+  json_t *plan = plan_edit(old, edit, err, errlen);
+  json_decref(old);
   if (!plan)
     return NULL;
-  json_object_set_new(doc, "plan", plan);
-  assess(b, doc);
-  wf_save(b, doc);
-  wf_event(b, "plan_modified", doc, json_pack("{s:O}", "text", json_object_get(doc, "text")));
-  return wf_view(doc);
+  int rc = wf_set_plan(wf, plan);
+  json_decref(plan);
+  if (rc < 0) {
+    snprintf(err, errlen, "the edited plan cannot be read");
+    return NULL;
+  }
+  assess(b, wf);
+  wf_save(b, wf);
+  wf_event(b, "plan_modified", wf, json_pack("{s:s}", "text", wf->text));
+  return wf_to_wire(wf);
+}
+
+/* Tells a step's node to stop it; its slot is free again. */
+static void cancel_on_node(broker_t *b, const workflow_t *wf, const wf_step_t *s, peer_t *n) {
+  proto_msg_t *m = proto_msg_new(PROTO_STEP_RUN);
+  if (!m)
+    return;
+  PROTO_SET(m, workflow, wf->id);
+  PROTO_SET(m, step, s->number);
+  PROTO_SET(m, attempt, s->attempts);
+  proto_set_str(m, PROTO_F_kind, "cancel");
+  proto_set_json(m, PROTO_F_args, json_object());
+  proto_set_json(m, PROTO_F_payload, json_pack("{s:b}", "cancel", 1));
+  broker_send(b, n, m);
+  proto_msg_destroy(&m);
+  if (n->busy > 0)
+    n->busy--;
 }
 
 /* Stops the steps in flight: tool steps on their nodes, agent steps' sub-agents. */
-static void stop_running(broker_t *b, json_t *doc) {
-  const char *sk;
-  json_t *st;
-  json_object_foreach(json_object_get(doc, "steps"), sk, st) {
-    if (strcmp(wf_str(st, "status"), "running") != 0)
+static void stop_running(broker_t *b, workflow_t *wf) {
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    const wf_step_t *s = &wf->steps[i];
+    if (s->status != STEP_RUNNING)
       continue;
     char err[256];
-    if (wf_str(st, "agent_session")) {
-      agents_stop(b, wf_str(st, "agent_session"), err, sizeof err);
+    if (s->agent_session) {
+      agents_stop(b, s->agent_session, err, sizeof err);
       continue;
     }
     for (peer_t *n = b->peers; n; n = n->next) {
-      if (n->dead || n->role != PEER_NODE || !wf_str(st, "node") || strcmp(n->name, wf_str(st, "node")) != 0)
-        continue;
-      proto_msg_t *m = proto_msg_new(PROTO_STEP_RUN);
-      if (!m)
+      if (!n->dead && n->role == PEER_NODE && s->node && strcmp(n->name, s->node) == 0) {
+        cancel_on_node(b, wf, s, n);
         break;
-      PROTO_SET(m, workflow, wf_id(doc));
-      PROTO_SET(m, step, atoll(sk));
-      PROTO_SET(m, attempt, json_integer_value(json_object_get(st, "attempts")));
-      proto_set_str(m, PROTO_F_kind, "cancel");
-      proto_set_json(m, PROTO_F_args, json_object());
-      proto_set_json(m, PROTO_F_payload, json_pack("{s:b}", "cancel", 1));
-      broker_send(b, n, m);
-      proto_msg_destroy(&m);
-      if (n->busy > 0)
-        n->busy--;
+      }
     }
   }
 }
 
 int workflow_cancel(broker_t *b, int64_t id, bool rollback, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc || !(status_is(doc, "running") || status_is(doc, "paused"))) {
-    snprintf(err, errlen, doc ? "workflow %lld is %s; only a running or paused one can be cancelled" : "no workflow %lld",
-             (long long)id, doc ? wf_status(doc) : "");
+  workflow_t *wf = wf_get(b, id);
+  if (!wf || !wf_allows(wf->status, WF_CANCEL)) {
+    snprintf(err, errlen, wf ? "workflow %lld is %s; only a running or paused one can be cancelled" : "no workflow %lld",
+             (long long)id, wf ? wf_status_name(wf->status) : "");
     return -1;
   }
-  stop_running(b, doc);
-  json_object_set_new(doc, "status", json_string("cancelled"));
+  stop_running(b, wf);
+  wf->status = WF_CANCELLED;
   if (rollback)
-    rollback_start(b, doc, "cancelled by the user");
+    rollback_start(b, wf, "cancelled by the user");
   else
-    finish(b, doc, "cancelled", "cancelled by the user (no rollback)");
+    finish(b, wf, WF_CANCELLED, "cancelled by the user (no rollback)");
   return 0;
 }
 
 int workflow_pause(broker_t *b, int64_t id, bool pause, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  const char *from = pause ? "running" : "paused";
-  if (!doc || !status_is(doc, from)) {
-    snprintf(err, errlen, doc ? "workflow %lld is %s, not %s" : "no workflow %lld", (long long)id,
-             doc ? wf_status(doc) : "", from);
+  workflow_t *wf = wf_get(b, id);
+  if (!wf || !wf_allows(wf->status, pause ? WF_PAUSE : WF_RESUME)) {
+    snprintf(err, errlen, wf ? "workflow %lld is %s, not %s" : "no workflow %lld", (long long)id,
+             wf ? wf_status_name(wf->status) : "", pause ? "running" : "paused");
     return -1;
   }
-  json_object_set_new(doc, "status", json_string(pause ? "paused" : "running"));
-  wf_save(b, doc);
-  wf_event(b, pause ? "workflow_paused" : "workflow_resumed", doc, NULL);
+  wf->status = pause ? WF_PAUSED : WF_RUNNING;
+  wf_save(b, wf);
+  wf_event(b, pause ? "workflow_paused" : "workflow_resumed", wf, NULL);
   if (!pause)
-    advance(b, doc, util_now_ms());
+    advance(b, wf, util_now_ms());
   return 0;
 }
 
@@ -194,18 +198,18 @@ static void find_params(const json_t *v, json_t *out) {
 }
 
 json_t *workflow_template_save(broker_t *b, int64_t id, const char *name, char *err, size_t errlen) {
-  json_t *doc = wf_get(b, id);
-  if (!doc) {
+  workflow_t *wf = wf_get(b, id);
+  if (!wf) {
     snprintf(err, errlen, "no plan %lld", (long long)id);
     return NULL;
   }
-  json_t *set = json_object(), *params = json_array();
-  find_params(json_object_get(doc, "plan"), set);
+  json_t *set = json_object(), *params = json_array(), *plan = wf_plan_json(wf);
+  find_params(plan, set);
   const char *k;
   json_t *v;
   json_object_foreach(set, k, v) json_array_append_new(params, json_string(k));
   json_decref(set);
-  json_t *t = json_pack("{s:O, s:o, s:I, s:I}", "plan", json_object_get(doc, "plan"), "params", params, "from_plan",
+  json_t *t = json_pack("{s:o, s:o, s:I, s:I}", "plan", plan, "params", params, "from_plan",
                         (json_int_t)id, "created_ms", (json_int_t)util_wall_ms());
   if (store_template_put(b->store, name, t) < 0) {
     snprintf(err, errlen, "cannot store the template: %s", store_errmsg(b->store));
@@ -221,14 +225,14 @@ json_t *workflow_template_run(broker_t *b, const char *name, const json_t *value
   json_t *all = store_templates(b->store), *found = NULL;
   size_t i;
   json_t *t;
-  json_array_foreach(all, i, t) if (strcmp(wf_str(t, "name"), name) == 0) found = t;
+  json_array_foreach(all, i, t) if (strcmp(jx_str(t, "name", ""), name) == 0) found = t;
   if (!found) {
     snprintf(err, errlen, "no template \"%.64s\"", name);
     json_decref(all);
     return NULL;
   }
   json_t *missing = NULL;
-  json_t *plan = plan_instantiate(json_object_get(found, "plan"), values, &missing);
+  json_t *plan = plan_instantiate(jx_obj(found, "plan"), values, &missing);
   json_decref(all);
   if (json_array_size(missing) > 0) {
     char *m = json_dumps(missing, JSON_COMPACT);
@@ -239,6 +243,6 @@ json_t *workflow_template_run(broker_t *b, const char *name, const json_t *value
     return NULL;
   }
   json_decref(missing);
-  json_t *doc = plan ? propose(b, session, plan, "template") : NULL;
-  return doc ? wf_view(doc) : NULL;
+  workflow_t *wf = plan ? propose(b, session, plan, "template") : NULL;
+  return wf ? wf_to_wire(wf) : NULL;
 }

@@ -1,0 +1,219 @@
+/* workflow_state: workflows as C types, their statuses and the rules that
+ * need no broker (see workflow.h). */
+#include "workflow.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+workflow_t *workflow_new(void) {
+  workflow_t *wf = calloc(1, sizeof *wf);
+  if (!wf)
+    return NULL;
+  wf->status = WF_PENDING;
+  wf->stated_seconds = wf->stated_cost = NAN;
+  wf->report.seconds = NAN;
+  return wf;
+}
+
+void wf_step_clear(wf_step_t *s) {
+  free(s->title), free(s->agent), free(s->tool), free(s->arguments_text), free(s->description);
+  free(s->deps);
+  json_decref(s->arguments), json_decref(s->plan_extra), json_decref(s->changed), json_decref(s->state_extra);
+  free(s->node), free(s->agent_session), free(s->result), free(s->error);
+  for (size_t i = 0; i < s->n_history; i++)
+    free(s->history[i].what), free(s->history[i].detail);
+  free(s->history);
+  memset(s, 0, sizeof *s);
+}
+
+void wf_rollback_free(wf_rollback_t **rb_p) {
+  wf_rollback_t *rb = rb_p ? *rb_p : NULL;
+  if (!rb)
+    return;
+  for (size_t i = 0; i < rb->n_ops; i++) {
+    free(rb->ops[i].path), free(rb->ops[i].content), free(rb->ops[i].sha256);
+    json_decref(rb->ops[i].keep);
+  }
+  free(rb->ops);
+  json_decref(rb->restored), json_decref(rb->mismatches), json_decref(rb->deleted);
+  free(rb->why), free(rb->sent_to);
+  free(rb);
+  *rb_p = NULL;
+}
+
+void workflow_destroy(workflow_t **self_p) {
+  workflow_t *wf = self_p ? *self_p : NULL;
+  if (!wf)
+    return;
+  for (size_t i = 0; i < wf->n_steps; i++)
+    wf_step_clear(&wf->steps[i]);
+  free(wf->steps);
+  free(wf->session), free(wf->origin), free(wf->title), free(wf->text), free(wf->workspace);
+  json_decref(wf->errors), json_decref(wf->plan_extra), json_decref(wf->extra);
+  json_decref(wf->report.rollback), json_decref(wf->report.extra);
+  free(wf->report.reason);
+  wf_rollback_free(&wf->rollback);
+  free(wf);
+  *self_p = NULL;
+}
+
+void wf_set_str(char **dst, const char *src) {
+  char *copy = src ? strdup(src) : NULL;
+  free(*dst);
+  *dst = copy;
+}
+
+/* ---- statuses -------------------------------------------------------------- */
+
+const char *wf_status_name(wf_status_t s) {
+  switch (s) {
+  case WF_PENDING: return "pending";
+  case WF_INVALID: return "invalid";
+  case WF_REJECTED: return "rejected";
+  case WF_RUNNING: return "running";
+  case WF_PAUSED: return "paused";
+  case WF_ROLLING_BACK: return "rolling_back";
+  case WF_DONE: return "done";
+  case WF_FAILED: return "failed";
+  case WF_CANCELLED: return "cancelled";
+  }
+  return "?";
+}
+
+bool wf_status_parse(const char *s, wf_status_t *out) {
+  for (int i = WF_PENDING; s && i <= WF_CANCELLED; i++)
+    if (strcmp(s, wf_status_name((wf_status_t)i)) == 0) {
+      *out = (wf_status_t)i;
+      return true;
+    }
+  return false;
+}
+
+const char *wf_step_status_name(wf_step_status_t s) {
+  switch (s) {
+  case STEP_PENDING: return "pending";
+  case STEP_RUNNING: return "running";
+  case STEP_RETRYING: return "retrying";
+  case STEP_DONE: return "done";
+  case STEP_FAILED: return "failed";
+  case STEP_ABANDONED: return "abandoned";
+  }
+  return "?";
+}
+
+bool wf_step_status_parse(const char *s, wf_step_status_t *out) {
+  for (int i = STEP_PENDING; s && i <= STEP_ABANDONED; i++)
+    if (strcmp(s, wf_step_status_name((wf_step_status_t)i)) == 0) {
+      *out = (wf_step_status_t)i;
+      return true;
+    }
+  return false;
+}
+
+/* ---- transitions ----------------------------------------------------------- */
+
+bool wf_allows(wf_status_t from, wf_action_t a) {
+  switch (a) {
+  case WF_APPROVE: return from == WF_PENDING;
+  case WF_REJECT:
+  case WF_MODIFY: return from == WF_PENDING || from == WF_INVALID;
+  case WF_CANCEL: return from == WF_RUNNING || from == WF_PAUSED;
+  case WF_PAUSE: return from == WF_RUNNING;
+  case WF_RESUME: return from == WF_PAUSED;
+  }
+  return false;
+}
+
+bool wf_is_final(wf_status_t s) {
+  switch (s) {
+  case WF_REJECTED:
+  case WF_DONE:
+  case WF_FAILED:
+  case WF_CANCELLED: return true;
+  case WF_PENDING:
+  case WF_INVALID:
+  case WF_RUNNING:
+  case WF_PAUSED:
+  case WF_ROLLING_BACK: return false;
+  }
+  return false;
+}
+
+/* ---- steps ----------------------------------------------------------------- */
+
+wf_step_t *wf_step(workflow_t *wf, int64_t number) {
+  for (size_t i = 0; i < wf->n_steps; i++)
+    if (wf->steps[i].number == number)
+      return &wf->steps[i];
+  return NULL;
+}
+
+bool wf_deps_done(workflow_t *wf, const wf_step_t *s) {
+  for (size_t i = 0; i < s->n_deps; i++) {
+    const wf_step_t *d = wf_step(wf, s->deps[i]);
+    if (!d || d->status != STEP_DONE)
+      return false;
+  }
+  return true;
+}
+
+bool wf_step_ready(workflow_t *wf, const wf_step_t *s, int64_t now) {
+  bool due = false;
+  switch (s->status) {
+  case STEP_PENDING: due = true; break;
+  case STEP_RETRYING: due = s->next_try_ms <= now; break;
+  case STEP_RUNNING:
+  case STEP_DONE:
+  case STEP_FAILED:
+  case STEP_ABANDONED: due = false; break;
+  }
+  return due && wf_deps_done(wf, s);
+}
+
+void wf_steps_reset(workflow_t *wf) {
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    wf_step_t *s = &wf->steps[i];
+    wf_step_t def = *s; /* keep the definition, drop the run */
+    def.has_state = true, def.status = STEP_PENDING, def.attempts = 0;
+    def.node = def.agent_session = def.result = def.error = NULL;
+    def.started_ms = def.finished_ms = def.next_try_ms = 0;
+    def.was_running = false, def.changed = NULL, def.has_usage = false;
+    def.usage_tokens = 0, def.usage_cost = 0, def.history = NULL, def.n_history = 0, def.state_extra = NULL;
+    free(s->node), free(s->agent_session), free(s->result), free(s->error);
+    json_decref(s->changed), json_decref(s->state_extra);
+    for (size_t k = 0; k < s->n_history; k++)
+      free(s->history[k].what), free(s->history[k].detail);
+    free(s->history);
+    *s = def;
+  }
+}
+
+void wf_step_note(wf_step_t *s, int64_t at_ms, const char *what, const char *detail) {
+  wf_event_t *h = realloc(s->history, (s->n_history + 1) * sizeof *h);
+  if (!h)
+    return;
+  s->history = h;
+  h[s->n_history++] = (wf_event_t){s->attempts, at_ms, strdup(what), detail ? strdup(detail) : NULL};
+}
+
+bool wf_step_fail(wf_step_t *s, const char *detail, bool retryable, int64_t now) {
+  bool retry = retryable && s->attempts < WF_MAX_ATTEMPTS;
+  wf_set_str(&s->error, detail ? detail : "failed");
+  if (retry) {
+    int shift = s->attempts > 1 ? s->attempts - 1 : 0;
+    s->status = STEP_RETRYING;
+    s->next_try_ms = now + ((int64_t)WF_RETRY_BASE_MS << shift);
+  } else {
+    s->status = STEP_FAILED;
+  }
+  return retry;
+}
+
+void wf_tally(const workflow_t *wf, size_t *done, size_t *failed) {
+  *done = *failed = 0;
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    *done += wf->steps[i].status == STEP_DONE;
+    *failed += wf->steps[i].status == STEP_FAILED;
+  }
+}
