@@ -12,7 +12,8 @@
  * Wire form (controllers): {id, title, status, estimate, steps: [plan step
  *   fields + status, attempts, result, error, node, agent_session,
  *   started_ms, finished_ms, usage], errors, session, workspace, created_ms,
- *   started_ms, finished_ms, report}.
+ *   started_ms, finished_ms, report}; the workflow's keys are always there
+ *   (null when not set), a step's state keys only when set.
  * Fields this module does not know are kept and written back as they came. */
 #include "workflow.h"
 
@@ -369,25 +370,30 @@ static json_t *step_to_wire(const wf_step_t *s) {
   return v;
 }
 
+static json_t *str_or_null(const char *s) {
+  return s ? json_string(s) : json_null();
+}
+
+static json_t *ms_or_null(int64_t ms) {
+  return ms ? json_integer(ms) : json_null();
+}
+
+/* Every key is there; what is not known yet is null (as controllers have always seen it). */
 json_t *wf_to_wire(const workflow_t *wf) {
-  json_t *v = json_object(), *steps = json_array();
+  json_t *v = json_object(), *steps = json_array(), *report = report_json(&wf->report);
   json_object_set_new(v, "id", json_integer(wf->id));
-  set_str(v, "title", wf->title);
+  json_object_set_new(v, "title", str_or_null(wf->title));
   json_object_set_new(v, "status", json_string(wf_status_name(wf->status)));
-  if (wf->has_estimate)
-    json_object_set_new(v, "estimate", estimate_json(wf));
+  json_object_set_new(v, "estimate", wf->has_estimate ? estimate_json(wf) : json_null());
   for (size_t i = 0; i < wf->n_steps; i++)
     json_array_append_new(steps, step_to_wire(&wf->steps[i]));
   json_object_set_new(v, "steps", steps);
-  if (wf->errors)
-    json_object_set(v, "errors", wf->errors);
-  set_str(v, "session", wf->session);
-  set_str(v, "workspace", wf->workspace);
-  set_ms(v, "created_ms", wf->created_ms);
-  set_ms(v, "started_ms", wf->started_ms);
-  set_ms(v, "finished_ms", wf->finished_ms);
-  json_t *report = report_json(&wf->report);
-  if (report)
-    json_object_set_new(v, "report", report);
+  json_object_set_new(v, "errors", wf->errors ? json_incref(wf->errors) : json_null());
+  json_object_set_new(v, "session", str_or_null(wf->session));
+  json_object_set_new(v, "workspace", str_or_null(wf->workspace));
+  json_object_set_new(v, "created_ms", ms_or_null(wf->created_ms));
+  json_object_set_new(v, "started_ms", ms_or_null(wf->started_ms));
+  json_object_set_new(v, "finished_ms", ms_or_null(wf->finished_ms));
+  json_object_set_new(v, "report", report ? report : json_null());
   return v;
 }
