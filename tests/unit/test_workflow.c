@@ -600,6 +600,82 @@ static void a_queue_that_stays_full_fails_the_workflow(void **state) {
   assert_non_null(event("workflow_finished"));
 }
 
+/* The running step fails for good after it changed a.txt (its checkpoint is in the ledger). */
+static workflow_t *fail_after_a_change(rig_t *r) {
+  workflow_t *wf = run_tool_plan(r, 0);
+  assert_int_equal(store_checkpoint_add(r->b.store, wf->id, 1, 1, 1, "file", "a.txt", 1, "old", "sha-old", 0644), 0);
+  proto_msg_t *m = proto_msg_new(PROTO_STEP_FAILED);
+  PROTO_SET(m, workflow, wf->id);
+  PROTO_SET(m, step, 1);
+  PROTO_SET(m, attempt, 1);
+  PROTO_SET(m, retryable, false);
+  proto_set_str(m, PROTO_F_code, "tool_error");
+  proto_set_str(m, PROTO_F_detail, "disk full");
+  workflow_on_node_msg(&r->b, &r->node, m);
+  proto_msg_destroy(&m);
+  return wf;
+}
+
+static void restored(rig_t *r, workflow_t *wf, int64_t seq, const char *sha256) {
+  proto_msg_t *m = proto_msg_new(PROTO_RESTORED);
+  PROTO_SET(m, workflow, wf->id);
+  PROTO_SET(m, seq, seq);
+  proto_set_str(m, PROTO_F_sha256, sha256);
+  workflow_on_node_msg(&r->b, &r->node, m);
+  proto_msg_destroy(&m);
+}
+
+static void a_rollback_undoes_the_change(void **state) {
+  rig_t *r = *state;
+  workflow_t *wf = fail_after_a_change(r);
+  assert_int_equal(wf->status, WF_ROLLING_BACK);
+  assert_int_equal(r->node.busy, 0);
+  assert_int_equal(out.last_type, PROTO_RESTORE);
+  restored(r, wf, 2, "sha-old"); /* not the one asked for: ignored */
+  assert_int_equal(wf->status, WF_ROLLING_BACK);
+  restored(r, wf, 1, "sha-old");
+  assert_int_equal(wf->status, WF_FAILED);
+  assert_null(wf->rollback);
+  json_t *restored_list = json_object_get(wf->report.rollback, "restored");
+  assert_int_equal(json_array_size(restored_list), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(restored_list, 0), "path")), "a.txt");
+}
+
+/* The workflow runs, changes a.txt, and is cancelled with rollback while sends answer rc. */
+static workflow_t *cancel_after_a_change(rig_t *r, int rc) {
+  workflow_t *wf = run_tool_plan(r, 0);
+  char err[256];
+  assert_int_equal(store_checkpoint_add(r->b.store, wf->id, 1, 1, 1, "file", "a.txt", 1, "old", "sha-old", 0644), 0);
+  out.send_rc = rc;
+  assert_int_equal(workflow_cancel(&r->b, wf->id, true, err, sizeof err), 0);
+  return wf;
+}
+
+static void a_restore_the_node_did_not_get_is_sent_again(void **state) {
+  rig_t *r = *state;
+  workflow_t *wf = cancel_after_a_change(r, -EAGAIN);
+  assert_int_equal(wf->status, WF_ROLLING_BACK);
+  assert_null(wf->rollback->sent_to); /* not sent: nobody waits for an answer */
+  int sends = out.sends;
+  out.send_rc = 0;
+  workflow_timer(&r->b, 0);
+  assert_int_equal(out.sends, sends + 1);
+  assert_int_equal(out.last_type, PROTO_RESTORE);
+  assert_string_equal(wf->rollback->sent_to, "node-a");
+  restored(r, wf, 1, "sha-old");
+  assert_int_equal(wf->status, WF_CANCELLED);
+}
+
+static void a_restore_too_large_to_send_is_reported(void **state) {
+  rig_t *r = *state;
+  workflow_t *wf = cancel_after_a_change(r, -EMSGSIZE);
+  assert_int_equal(wf->status, WF_CANCELLED); /* the rollback still ends */
+  json_t *mm = json_object_get(wf->report.rollback, "mismatches");
+  assert_int_equal(json_array_size(mm), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(mm, 0), "error")), "too_large");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(mm, 0), "path")), "a.txt");
+}
+
 /* A broker restarted on a state directory written before workflow_t carries on. */
 static void a_restart_on_an_old_state_dir_carries_on(void **state) {
   rig_t *r = *state;
@@ -654,6 +730,9 @@ int main(void) {
       cmocka_unit_test(a_step_whose_send_fails_does_not_hold_the_slot),
       cmocka_unit_test_setup_teardown(a_retried_step_runs_once_the_node_takes_it, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_queue_that_stays_full_fails_the_workflow, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_rollback_undoes_the_change, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_restore_the_node_did_not_get_is_sent_again, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_restore_too_large_to_send_is_reported, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_restart_on_an_old_state_dir_carries_on, rig_setup, rig_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
