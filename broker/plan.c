@@ -9,6 +9,7 @@
  * fence, or JSON whose braces have not balanced yet); a raw newline inside a
  * JSON string becomes "\n". Everything copied out is valid UTF-8 (invalid
  * bytes become '?') and capped. */
+#include "jx.h"
 #include "plan.h"
 #include "plan_lines.h"
 #include "plan_text.h"
@@ -397,7 +398,7 @@ static void step_field(parser_t *ps, const line_t *ln) {
 
 /* Totals ("## Total Estimated Time: 195s", "## Cost Estimate: $0.06") and the title, anywhere. */
 static bool plan_field(parser_t *ps, const line_t *ln) {
-  json_t *stated = json_object_get(ps->plan, "stated");
+  json_t *stated = jx_obj(ps->plan, "stated");
   if (ln->field == F_TOTAL || (ln->field == F_COST && (!ps->step || !ln->bullet || ln->heading))) {
     bool cost = ln->field == F_COST || memchr(ln->value.p, '$', ln->value.n);
     char tmp[128];
@@ -424,7 +425,7 @@ static bool deps_line(parser_t *ps, const line_t *ln) {
   span_t c = ln->core;
   if (!plan_ihas_prefix(c, "step") && !(c.n && is_digit(c.p[0])))
     return false;
-  json_t *more = plan_deps_json(c), *deps = json_object_get(ps->step, "dependencies");
+  json_t *more = plan_deps_json(c), *deps = jx_arr(ps->step, "dependencies");
   for (size_t i = 0; i < json_array_size(more) && json_array_size(deps) < PLAN_MAX_DEPS; i++)
     json_array_append(deps, json_array_get(more, i));
   json_decref(more);

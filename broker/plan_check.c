@@ -4,6 +4,7 @@
  * on i ("i runs before j"), through the first step with the number named;
  * dependencies on missing steps are left out (validation reports them). Any
  * JSON is accepted: what is not a step reads as an empty one. */
+#include "jx.h"
 #include "plan.h"
 #include "plan_span.h"
 
@@ -26,18 +27,6 @@ typedef struct {
 } graph_t;
 
 /* ---- the graph ---------------------------------------------------------- */
-
-static const json_t *plan_steps(const json_t *plan) {
-  const json_t *steps = json_object_get(plan, "steps");
-  return json_is_array(steps) ? steps : NULL;
-}
-
-static json_int_t step_number(const json_t *step) { return json_integer_value(json_object_get(step, "number")); }
-
-static const json_t *step_deps(const json_t *step) {
-  const json_t *d = json_object_get(step, "dependencies");
-  return json_is_array(d) ? d : NULL;
-}
 
 /* Index of the first step numbered num, or n when there is none. */
 static size_t index_of(const graph_t *g, json_int_t num) {
@@ -62,7 +51,7 @@ static void graph_free(graph_t *g) {
 static size_t count_edges(graph_t *g, const json_t *steps) {
   size_t total = 0;
   for (size_t j = 0; j < g->n; j++) {
-    const json_t *deps = step_deps(json_array_get(steps, j));
+    const json_t *deps = jx_arr(json_array_get(steps, j), "dependencies");
     for (size_t k = 0; k < json_array_size(deps); k++) {
       size_t i = index_of(g, json_integer_value(json_array_get(deps, k)));
       if (i < g->n && json_is_integer(json_array_get(deps, k)))
@@ -81,7 +70,7 @@ static void fill_edges(graph_t *g, const json_t *steps, size_t *pos, size_t *rpo
   memcpy(pos, g->off, g->n * sizeof *pos);
   memcpy(rpos, g->roff, g->n * sizeof *rpos);
   for (size_t j = 0; j < g->n; j++) {
-    const json_t *deps = step_deps(json_array_get(steps, j));
+    const json_t *deps = jx_arr(json_array_get(steps, j), "dependencies");
     for (size_t k = 0; k < json_array_size(deps); k++) {
       size_t i = index_of(g, json_integer_value(json_array_get(deps, k)));
       if (i < g->n && json_is_integer(json_array_get(deps, k)))
@@ -92,7 +81,7 @@ static void fill_edges(graph_t *g, const json_t *steps, size_t *pos, size_t *rpo
 
 /* Builds the graph of a plan; false when out of memory. */
 static bool graph_build(graph_t *g, const json_t *plan) {
-  const json_t *steps = plan_steps(plan);
+  const json_t *steps = jx_arr(plan, "steps");
   memset(g, 0, sizeof *g);
   g->n = json_array_size(steps);
   size_t n1 = g->n + 1;
@@ -105,8 +94,8 @@ static bool graph_build(graph_t *g, const json_t *plan) {
     return graph_free(g), false;
   for (size_t i = 0; i < g->n; i++) {
     const json_t *st = json_array_get(steps, i);
-    double s = json_number_value(json_object_get(st, "estimated_seconds"));
-    g->num[i] = step_number(st);
+    double s = jx_num(st, "estimated_seconds", 0);
+    g->num[i] = jx_int(st, "number", 0);
     g->secs[i] = s > 0 ? s : 0;
   }
   size_t edges = count_edges(g, steps);
@@ -239,7 +228,7 @@ static bool has_role(const json_t *roles, const char *role) {
 
 /* Unknown or missing role of one step. */
 static void check_agent(json_t *errors, json_int_t num, const json_t *step, const json_t *roles) {
-  const char *agent = json_string_value(json_object_get(step, "agent"));
+  const char *agent = jx_str(step, "agent", NULL);
   char known[MSG_MAX / 2];
   if (!json_is_array(roles))
     return;
@@ -255,8 +244,8 @@ static void check_agent(json_t *errors, json_int_t num, const json_t *step, cons
 static void check_arguments(json_t *errors, json_int_t num, const json_t *step, const char *tool,
                             const json_t *required) {
   const json_t *args = json_object_get(step, "arguments");
-  const char *text = json_string_value(json_object_get(step, "arguments_text"));
-  if (json_is_true(json_object_get(step, "arguments_truncated"))) {
+  const char *text = jx_str(step, "arguments_text", NULL);
+  if (jx_bool(step, "arguments_truncated", false)) {
     add_error(errors, &num, "Step %lld: arguments are longer than %d bytes", (long long)num, PLAN_MAX_ARGS);
     return;
   }
@@ -303,7 +292,7 @@ static void check_tool(json_t *errors, json_int_t num, const json_t *step, const
 
 /* Dependencies of one step on itself or on steps that do not exist. */
 static void check_deps(json_t *errors, json_int_t num, const json_t *step, const graph_t *g) {
-  const json_t *deps = step_deps(step);
+  const json_t *deps = jx_arr(step, "dependencies");
   for (size_t k = 0; k < json_array_size(deps); k++) {
     const json_t *d = json_array_get(deps, k);
     json_int_t dn = json_integer_value(d);
@@ -411,13 +400,13 @@ static void check_cycles(json_t *errors, const graph_t *g) {
 /* Checks a plan against the roles and tools that exist; an array of errors, empty when valid. */
 json_t *plan_validate(const json_t *plan, const json_t *roles, const json_t *tools) {
   json_t *errors = json_array();
-  const json_t *steps = plan_steps(plan);
+  const json_t *steps = jx_arr(plan, "steps");
   graph_t g;
   if (!json_array_size(steps)) {
     add_error(errors, NULL, "the plan has no steps");
     return errors;
   }
-  if (json_is_true(json_object_get(plan, "truncated")) || json_array_size(steps) > PLAN_MAX_STEPS) {
+  if (jx_bool(plan, "truncated", false) || json_array_size(steps) > PLAN_MAX_STEPS) {
     add_error(errors, NULL, "the plan has more than %d steps", PLAN_MAX_STEPS);
     if (json_array_size(steps) > PLAN_MAX_STEPS)
       return errors; /* not worth checking further (and the checks are quadratic) */

@@ -3,6 +3,7 @@
  * An edit works on a deep copy, so a failed edit leaves nothing half done. The
  * setters read their field from a JSON object: the edit itself, or the new
  * step of an add_step, so both accept the same values. */
+#include "jx.h"
 #include "plan.h"
 #include "plan_span.h"
 
@@ -62,7 +63,7 @@ static size_t chars_to_bytes(const char *s, size_t max) {
 /* ---- setters ------------------------------------------------------------ */
 
 static bool set_agent(json_t *step, const json_t *src, char *err, size_t errlen) {
-  const char *a = json_string_value(json_object_get(src, "agent"));
+  const char *a = jx_str(src, "agent", NULL);
   json_t *v = a ? clean_string(a, PLAN_NAME_MAX, true) : NULL;
   if (!v || !json_string_length(v)) {
     json_decref(v);
@@ -157,7 +158,7 @@ static bool set_dependencies(json_t *step, const json_t *src, char *err, size_t 
 }
 
 static bool set_title(json_t *step, const json_t *src, char *err, size_t errlen) {
-  const char *t = json_string_value(json_object_get(src, "title"));
+  const char *t = jx_str(src, "title", NULL);
   json_t *v = t ? clean_string(t, chars_to_bytes(t, PLAN_MAX_TITLE), false) : NULL;
   if (!v || !json_string_length(v)) {
     json_decref(v);
@@ -185,7 +186,7 @@ static bool set_estimate(json_t *step, const json_t *src, char *err, size_t errl
 /* Index of the step numbered num, or -1. */
 static long find_step(const json_t *steps, json_int_t num) {
   for (size_t i = 0; i < json_array_size(steps); i++)
-    if (json_integer_value(json_object_get(json_array_get(steps, i), "number")) == num)
+    if (jx_int(json_array_get(steps, i), "number", 0) == num)
       return (long)i;
   return -1;
 }
@@ -195,7 +196,7 @@ static void remove_step(json_t *steps, json_int_t num) {
   long i = find_step(steps, num);
   json_array_remove(steps, (size_t)i);
   for (size_t k = 0; k < json_array_size(steps); k++) {
-    json_t *deps = json_object_get(json_array_get(steps, k), "dependencies");
+    json_t *deps = jx_arr(json_array_get(steps, k), "dependencies");
     for (size_t d = json_array_size(deps); d-- > 0;)
       if (json_integer_value(json_array_get(deps, d)) == num)
         json_array_remove(deps, d);
@@ -205,7 +206,7 @@ static void remove_step(json_t *steps, json_int_t num) {
 static json_int_t next_number(const json_t *steps) {
   json_int_t max = 0;
   for (size_t i = 0; i < json_array_size(steps); i++) {
-    json_int_t n = json_integer_value(json_object_get(json_array_get(steps, i), "number"));
+    json_int_t n = jx_int(json_array_get(steps, i), "number", 0);
     max = n > max ? n : max;
   }
   return max + 1;
@@ -224,7 +225,7 @@ static bool fill_step(json_t *step, const json_t *src, char *err, size_t errlen)
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
     if (json_object_get(src, fields[i].key) && !fields[i].fn(step, src, err, errlen))
       return false;
-  const char *desc = json_string_value(json_object_get(src, "description"));
+  const char *desc = jx_str(src, "description", NULL);
   if (desc && *desc)
     json_object_set_new(step, "description", json_string(desc));
   return true;
@@ -250,7 +251,7 @@ static bool add_step(json_t *steps, const json_t *src, char *err, size_t errlen)
     return false;
   }
   size_t at = 0;
-  while (at < json_array_size(steps) && json_integer_value(json_object_get(json_array_get(steps, at), "number")) < num)
+  while (at < json_array_size(steps) && jx_int(json_array_get(steps, at), "number", 0) < num)
     at++;
   json_array_insert_new(steps, at, step);
   return true;
@@ -265,7 +266,7 @@ static bool apply(json_t *plan, const json_t *edit, const char *op, char *err, s
              {"set_tool", set_tool},   {"set_dependencies", set_dependencies},
              {"set_title", set_title}, {"set_estimate", set_estimate},
              {"remove_step", NULL}};
-  json_t *steps = json_object_get(plan, "steps");
+  json_t *steps = jx_arr(plan, "steps");
   if (strcmp(op, "add_step") == 0)
     return add_step(steps, json_object_get(edit, "step"), err, errlen);
   size_t k = 0;
@@ -293,11 +294,11 @@ static bool apply(json_t *plan, const json_t *edit, const char *op, char *err, s
 json_t *plan_edit(const json_t *plan, const json_t *edit, char *err, size_t errlen) {
   if (err && errlen)
     err[0] = '\0';
-  if (!json_is_object(plan) || !json_is_array(json_object_get(plan, "steps"))) {
+  if (!jx_arr(plan, "steps")) {
     fail(err, errlen, "not a plan (no \"steps\" array)");
     return NULL;
   }
-  const char *op = json_string_value(json_object_get(edit, "op"));
+  const char *op = jx_str(edit, "op", NULL);
   if (!op) {
     fail(err, errlen, "an edit needs \"op\"");
     return NULL;
@@ -421,11 +422,11 @@ static void substitute_all(json_t *v, const json_t *values, json_t *missing) {
 
 /* Arguments text that became a JSON object once the placeholders were filled moves to "arguments". */
 static void reparse_arguments(json_t *plan) {
-  json_t *steps = json_object_get(plan, "steps");
+  json_t *steps = jx_arr(plan, "steps");
   for (size_t i = 0; i < json_array_size(steps); i++) {
     json_t *st = json_array_get(steps, i);
-    const char *text = json_string_value(json_object_get(st, "arguments_text"));
-    json_t *j = text && !json_is_true(json_object_get(st, "arguments_truncated")) ? json_loads(text, 0, NULL) : NULL;
+    const char *text = jx_str(st, "arguments_text", NULL);
+    json_t *j = text && !jx_bool(st, "arguments_truncated", false) ? json_loads(text, 0, NULL) : NULL;
     if (json_is_object(j)) {
       json_object_set_new(st, "arguments", j);
       json_object_del(st, "arguments_text");

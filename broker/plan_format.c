@@ -1,4 +1,5 @@
 /* plan_format: the plan as the seed's approval screen shows it (see plan.h). */
+#include "jx.h"
 #include "plan.h"
 
 #include <math.h>
@@ -24,12 +25,10 @@ static void format_cost(double cost, char *out, size_t size) {
   snprintf(out, size, cost > 0 && cost < 0.01 ? "$%.4f" : "$%.2f", cost);
 }
 
-static double number_or(const json_t *v, double dflt) { return json_is_number(v) ? json_number_value(v) : dflt; }
-
 static double work_seconds(const json_t *steps) {
   double sum = 0;
   for (size_t i = 0; i < json_array_size(steps); i++) {
-    double s = number_or(json_object_get(json_array_get(steps, i), "estimated_seconds"), 0);
+    double s = jx_num(json_array_get(steps, i), "estimated_seconds", 0);
     sum += s > 0 ? s : 0;
   }
   return sum;
@@ -37,10 +36,10 @@ static double work_seconds(const json_t *steps) {
 
 /* The summary: step count, time (critical path, and the sum when steps run side by side), cost. */
 static void write_summary(FILE *f, const json_t *plan, const json_t *estimate) {
-  const json_t *steps = json_object_get(plan, "steps"), *stated = json_object_get(plan, "stated");
+  const json_t *steps = jx_arr(plan, "steps"), *stated = jx_obj(plan, "stated");
   double sum = work_seconds(steps), crit = plan_critical_seconds(plan);
-  double secs = crit < 0 ? sum : number_or(json_object_get(estimate, "seconds"), crit);
-  double cost = number_or(json_object_get(estimate, "cost"), number_or(json_object_get(stated, "cost"), -1));
+  double secs = crit < 0 ? sum : jx_num(estimate, "seconds", crit);
+  double cost = jx_num(estimate, "cost", jx_num(stated, "cost", -1));
   char t[32], w[32], c[32];
   format_duration(secs, t, sizeof t);
   format_duration(sum, w, sizeof w);
@@ -52,7 +51,7 @@ static void write_summary(FILE *f, const json_t *plan, const json_t *estimate) {
   if (cost >= 0)
     format_cost(cost, c, sizeof c);
   fprintf(f, "\n   Estimated Cost: %s\n", cost >= 0 ? c : "unknown");
-  double said = number_or(json_object_get(stated, "seconds"), -1);
+  double said = jx_num(stated, "seconds", -1);
   if (said >= 0 && llround(said) != llround(sum)) {
     format_duration(said, t, sizeof t);
     fprintf(f, "   Stated in the plan: %s\n", t);
@@ -61,21 +60,21 @@ static void write_summary(FILE *f, const json_t *plan, const json_t *estimate) {
 
 /* "   2. Implement auth module (implementer, write_file_tool, 180s) ← 1" */
 static void write_step(FILE *f, const json_t *step) {
-  const char *title = json_string_value(json_object_get(step, "title"));
-  const char *agent = json_string_value(json_object_get(step, "agent"));
-  const char *tool = json_string_value(json_object_get(step, "tool"));
-  const json_t *deps = json_object_get(step, "dependencies");
+  const char *title = jx_str(step, "title", NULL);
+  const char *agent = jx_str(step, "agent", NULL);
+  const char *tool = jx_str(step, "tool", NULL);
+  const json_t *deps = jx_arr(step, "dependencies");
   char d[32];
-  double secs = number_or(json_object_get(step, "estimated_seconds"), 0);
+  double secs = jx_num(step, "estimated_seconds", 0);
   if (secs < 3600)
     snprintf(d, sizeof d, "%llds", secs > 0 ? llround(secs) : 0LL); /* the seed shows steps in seconds */
   else
     format_duration(secs, d, sizeof d);
-  fprintf(f, "   %lld. %s (%s", (long long)json_integer_value(json_object_get(step, "number")), title ? title : "",
+  fprintf(f, "   %lld. %s (%s", (long long)jx_int(step, "number", 0), title ? title : "",
           agent && *agent ? agent : "no agent");
   if (tool)
     fprintf(f, ", %s", tool);
-  fprintf(f, ", %s%s)", d, json_is_true(json_object_get(step, "estimated_seconds_default")) ? " default" : "");
+  fprintf(f, ", %s%s)", d, jx_bool(step, "estimated_seconds_default", false) ? " default" : "");
   for (size_t i = 0; i < json_array_size(deps); i++)
     fprintf(f, "%s%lld", i ? ", " : " \xe2\x86\x90 ", (long long)json_integer_value(json_array_get(deps, i)));
   fputc('\n', f);
@@ -88,8 +87,8 @@ char *plan_format(const json_t *plan, const json_t *estimate) {
   FILE *f = open_memstream(&out, &len);
   if (!f)
     return NULL;
-  const char *title = json_string_value(json_object_get(plan, "title"));
-  const json_t *steps = json_object_get(plan, "steps");
+  const char *title = jx_str(plan, "title", NULL);
+  const json_t *steps = jx_arr(plan, "steps");
   fprintf(f, RULE "\n  WORKFLOW PLAN: %s\n" RULE "\n\n", title && *title ? title : "Untitled workflow");
   write_summary(f, plan, estimate);
   fprintf(f, "\n Steps:\n");
