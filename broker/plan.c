@@ -354,7 +354,7 @@ static void step_end(parser_t *ps) {
 }
 
 /* Sets the step's estimate from a value; unreadable: left for the default. */
-static void set_estimate(json_t *step, span_t v) {
+static void read_estimate(json_t *step, span_t v) {
   char tmp[128];
   size_t n = v.n < sizeof tmp - 1 ? v.n : sizeof tmp - 1;
   memcpy(tmp, v.p, n);
@@ -384,7 +384,7 @@ static void step_field(parser_t *ps, const line_t *ln) {
     ps->deps_pending = !ln->value.n;
     break;
   case F_TIME:
-    set_estimate(st, ln->value);
+    read_estimate(st, ln->value);
     break;
   case F_DESC:
     desc_add(ps, ln->value);
