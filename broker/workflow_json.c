@@ -101,7 +101,7 @@ static void step_from_plan(wf_step_t *s, const json_t *j) {
   s->status = STEP_PENDING;
 }
 
-/* A step as the plan holds it. */
+/* A step as the plan holds it (keys in the order the parser writes them most often). */
 static json_t *step_to_plan(const wf_step_t *s) {
   json_t *o = json_object(), *deps = json_array();
   json_object_set_new(o, "number", json_integer(s->number));
@@ -109,12 +109,12 @@ static json_t *step_to_plan(const wf_step_t *s) {
   set_str(o, "agent", s->agent);
   json_object_set_new(o, "tool", s->tool ? json_string(s->tool) : json_null());
   json_object_set_new(o, "arguments", s->arguments ? json_deep_copy(s->arguments) : json_null());
-  set_str(o, "arguments_text", s->arguments_text);
-  if (s->arguments_truncated)
-    json_object_set_new(o, "arguments_truncated", json_true());
   for (size_t i = 0; i < s->n_deps; i++)
     json_array_append_new(deps, json_integer(s->deps[i]));
   json_object_set_new(o, "dependencies", deps);
+  set_str(o, "arguments_text", s->arguments_text);
+  if (s->arguments_truncated)
+    json_object_set_new(o, "arguments_truncated", json_true());
   if (!isnan(s->estimated_seconds))
     json_object_set_new(o, "estimated_seconds", number_json(s->estimated_seconds));
   if (s->estimated_default)
