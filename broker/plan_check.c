@@ -37,13 +37,8 @@ static size_t index_of(const graph_t *g, json_int_t num) {
 }
 
 static void graph_free(graph_t *g) {
-  free(g->num);
-  free(g->secs);
-  free(g->indeg);
-  free(g->off);
-  free(g->adj);
-  free(g->roff);
-  free(g->radj);
+  free(g->num), free(g->secs), free(g->indeg);
+  free(g->off), free(g->adj), free(g->roff), free(g->radj);
   memset(g, 0, sizeof *g);
 }
 
@@ -112,6 +107,16 @@ static bool graph_build(graph_t *g, const json_t *plan) {
   return ok;
 }
 
+/* The lowest-numbered step not in out_a or out_b (either may be NULL) with no
+ * dependency left in indeg (may be NULL), or g->n when there is none. */
+static size_t lowest_step(const graph_t *g, const bool *out_a, const bool *out_b, const size_t *indeg) {
+  size_t best = g->n;
+  for (size_t i = 0; i < g->n; i++)
+    if (!(out_a && out_a[i]) && !(out_b && out_b[i]) && !(indeg && indeg[i]) && (best == g->n || g->num[i] < g->num[best]))
+      best = i;
+  return best;
+}
+
 /* Kahn's order into out (indices), lowest number first among ready steps; returns how many were placed. */
 static size_t graph_order(const graph_t *g, size_t *out) {
   size_t *indeg = calloc(g->n + 1, sizeof *indeg);
@@ -120,10 +125,7 @@ static size_t graph_order(const graph_t *g, size_t *out) {
   if (indeg && done) {
     memcpy(indeg, g->indeg, g->n * sizeof *indeg);
     for (;; placed++) {
-      size_t best = g->n;
-      for (size_t i = 0; i < g->n; i++)
-        if (!done[i] && !indeg[i] && (best == g->n || g->num[i] < g->num[best]))
-          best = i;
+      size_t best = lowest_step(g, done, NULL, indeg);
       if (best == g->n)
         break;
       done[best] = true;
@@ -375,10 +377,7 @@ static void check_cycles(json_t *errors, const graph_t *g) {
     for (size_t k = 0; k < n_placed; k++)
       placed[order[k]] = true;
     for (;;) {
-      size_t v = g->n;
-      for (size_t i = 0; i < g->n; i++)
-        if (!placed[i] && !done[i] && (v == g->n || g->num[i] < g->num[v]))
-          v = i;
+      size_t v = lowest_step(g, placed, done, NULL);
       if (v == g->n)
         break;
       memset(fw, 0, g->n * sizeof *fw);

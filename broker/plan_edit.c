@@ -62,15 +62,20 @@ static size_t chars_to_bytes(const char *s, size_t max) {
 
 /* ---- setters ------------------------------------------------------------ */
 
+/* Sets step[key] to v (taken) when it is a non-empty string; else fails with why. */
+static bool set_text(json_t *step, const char *key, json_t *v, const char *why, char *err, size_t errlen) {
+  if (!v || !json_string_length(v)) {
+    json_decref(v);
+    return fail(err, errlen, "%s", why);
+  }
+  json_object_set_new(step, key, v);
+  return true;
+}
+
 static bool set_agent(json_t *step, const json_t *src, char *err, size_t errlen) {
   const char *a = jx_str(src, "agent", NULL);
   json_t *v = a ? clean_string(a, PLAN_NAME_MAX, true) : NULL;
-  if (!v || !json_string_length(v)) {
-    json_decref(v);
-    return fail(err, errlen, "\"agent\" must be a role name");
-  }
-  json_object_set_new(step, "agent", v);
-  return true;
+  return set_text(step, "agent", v, "\"agent\" must be a role name", err, errlen);
 }
 
 static bool set_tool(json_t *step, const json_t *src, char *err, size_t errlen) {
@@ -160,12 +165,7 @@ static bool set_dependencies(json_t *step, const json_t *src, char *err, size_t 
 static bool set_title(json_t *step, const json_t *src, char *err, size_t errlen) {
   const char *t = jx_str(src, "title", NULL);
   json_t *v = t ? clean_string(t, chars_to_bytes(t, PLAN_MAX_TITLE), false) : NULL;
-  if (!v || !json_string_length(v)) {
-    json_decref(v);
-    return fail(err, errlen, "\"title\" must be a non-empty string");
-  }
-  json_object_set_new(step, "title", v);
-  return true;
+  return set_text(step, "title", v, "\"title\" must be a non-empty string", err, errlen);
 }
 
 /* Seconds as a number, or a duration like "2m 30s"; from "seconds" or "estimated_seconds". */
@@ -394,29 +394,31 @@ static json_t *string_or_empty(const char *s) {
   return j ? j : json_string("");
 }
 
+static void substitute_all(json_t *v, const json_t *values, json_t *missing);
+
+/* A string item with its placeholders filled (a new string), or NULL when
+ * there were none; containers are filled in place (NULL). */
+static json_t *filled(json_t *item, const json_t *values, json_t *missing) {
+  if (!json_is_string(item)) {
+    substitute_all(item, values, missing);
+    return NULL;
+  }
+  char *s = substitute(json_string_value(item), values, missing);
+  json_t *j = s ? string_or_empty(s) : NULL;
+  free(s);
+  return j;
+}
+
 /* Substitutes in every string under v (values of objects and arrays; keys stay). */
 static void substitute_all(json_t *v, const json_t *values, json_t *missing) {
+  const char *key;
+  json_t *item, *j;
   if (json_is_object(v)) {
-    const char *key;
-    json_t *item;
-    json_object_foreach(v, key, item) {
-      char *s = json_is_string(item) ? substitute(json_string_value(item), values, missing) : NULL;
-      if (s)
-        json_object_set_new(v, key, string_or_empty(s));
-      else
-        substitute_all(item, values, missing);
-      free(s);
-    }
+    json_object_foreach(v, key, item) if ((j = filled(item, values, missing))) json_object_set_new(v, key, j);
   } else if (json_is_array(v)) {
-    for (size_t i = 0; i < json_array_size(v); i++) {
-      json_t *item = json_array_get(v, i);
-      char *s = json_is_string(item) ? substitute(json_string_value(item), values, missing) : NULL;
-      if (s)
-        json_array_set_new(v, i, string_or_empty(s));
-      else
-        substitute_all(item, values, missing);
-      free(s);
-    }
+    for (size_t i = 0; i < json_array_size(v); i++)
+      if ((j = filled(json_array_get(v, i), values, missing)))
+        json_array_set_new(v, i, j);
   }
 }
 

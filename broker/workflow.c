@@ -33,10 +33,10 @@
 /* ---- workflows ------------------------------------------------------------ */
 
 workflow_t *wf_get(broker_t *b, int64_t id) {
-  for (workflow_t *wf = b->workflows; wf; wf = wf->next)
-    if (wf->id == id)
-      return wf;
-  return NULL;
+  workflow_t *wf = b->workflows;
+  while (wf && wf->id != id)
+    wf = wf->next;
+  return wf;
 }
 
 void wf_save(broker_t *b, workflow_t *wf) {
@@ -214,17 +214,24 @@ static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node,
   step_failed(b, wf, s, detail, rc != -EMSGSIZE);
 }
 
+proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int64_t attempt) {
+  proto_msg_t *m = proto_msg_new(type);
+  if (m) {
+    PROTO_SET(m, workflow, workflow);
+    PROTO_SET(m, step, step);
+    PROTO_SET(m, attempt, attempt);
+  }
+  return m;
+}
+
 static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   peer_t *node = pick_workspace_node(b, wf->workspace);
   if (!node)
     return -1; /* waits for a free slot */
   int attempt = s->attempts + 1;
-  proto_msg_t *m = proto_msg_new(PROTO_STEP_RUN);
+  proto_msg_t *m = wf_step_msg(PROTO_STEP_RUN, wf->id, s->number, attempt);
   if (!m)
     return -1;
-  PROTO_SET(m, workflow, wf->id);
-  PROTO_SET(m, step, s->number);
-  PROTO_SET(m, attempt, attempt);
   proto_set_str(m, PROTO_F_kind, s->tool);
   proto_set_json(m, PROTO_F_args, s->arguments ? json_incref(s->arguments) : json_object());
   json_t *check = s->was_running ? applied_check(b, wf->id, s->number) : NULL;
@@ -361,23 +368,27 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
   }
   if (strcmp(m->kind, "snapshot_file") == 0)
     return; /* acked once, at snapshot_end */
-  proto_msg_t *ack = proto_msg_new(PROTO_CHECKPOINT_ACK);
+  proto_msg_t *ack = wf_step_msg(PROTO_CHECKPOINT_ACK, m->workflow, m->step, m->attempt);
   if (!ack)
     return;
-  PROTO_SET(ack, workflow, m->workflow);
-  PROTO_SET(ack, step, m->step);
-  PROTO_SET(ack, attempt, m->attempt);
   PROTO_SET(ack, seq, m->seq);
   broker_send(b, from, ack);
   proto_msg_destroy(&ack);
 }
 
+/* The step a node's step_done / step_failed ends (its slot is free again), or NULL when stale. */
+static wf_step_t *ended_step(broker_t *b, peer_t *from, const proto_msg_t *m, workflow_t **wf_out) {
+  wf_step_t *s = running_step(b, from, m, wf_out);
+  if (s)
+    release_node(from);
+  return s;
+}
+
 static void on_step_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   workflow_t *wf;
-  wf_step_t *s = running_step(b, from, m, &wf);
+  wf_step_t *s = ended_step(b, from, m, &wf);
   if (!s)
     return;
-  release_node(from);
   if (jx_bool(m->payload, "is_error", false)) {
     char detail[600];
     snprintf(detail, sizeof detail, "%.500s", m->text);
@@ -394,10 +405,9 @@ static void on_step_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
 
 static void on_step_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
   workflow_t *wf;
-  wf_step_t *s = running_step(b, from, m, &wf);
+  wf_step_t *s = ended_step(b, from, m, &wf);
   if (!s)
     return;
-  release_node(from);
   char detail[600];
   snprintf(detail, sizeof detail, "%s: %s", m->code, m->detail);
   step_failed(b, wf, s, detail, strcmp(m->code, "cancelled") != 0 && (!PROTO_HAS(m, retryable) || m->retryable));

@@ -15,6 +15,8 @@ workflow_t *wf_get(broker_t *b, int64_t id);
 void wf_save(broker_t *b, workflow_t *wf);
 /* Announces a change of the workflow (its wire form; extra is merged in and taken). */
 void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra);
+/* A message about one attempt of a step (workflow, step, attempt set), or NULL. Caller owns. */
+proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int64_t attempt);
 /* Validates and estimates the workflow's plan (status pending or invalid). */
 void assess(broker_t *b, workflow_t *wf);
 /* Stores a new plan (taken) and announces it; the workflow (borrowed) or NULL. */

@@ -2,7 +2,8 @@
  * workflow.h).
  *
  * Stored form (one document per workflow, rewritten on each change; older
- * brokers wrote the same shape, so their state directories load):
+ * brokers wrote the same members, in another order, so their state
+ * directories load):
  *   {session, plan: {title, steps: [...], stated: {seconds, cost}, truncated?},
  *    created_ms, steps: {"N": {status, attempts, node | agent_session,
  *    started_ms, finished_ms, next_try_ms, result, error, changed, usage,
@@ -18,6 +19,7 @@
 #include "workflow.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,37 @@ static void set_ms(json_t *obj, const char *key, int64_t ms) {
   if (ms)
     json_object_set_new(obj, key, json_integer(ms));
 }
+
+/* A string (NULL: absent) or a count of ms (0: absent) of a struct, by offset. */
+typedef struct {
+  const char *key;
+  bool is_str; /* char *, else int64_t */
+  size_t off;
+} field_t;
+
+static void fields_read(void *base, const field_t *f, size_t n, const json_t *j) {
+  for (size_t i = 0; i < n; i++) {
+    char *p = (char *)base + f[i].off;
+    if (f[i].is_str)
+      *(char **)p = dup_str(j, f[i].key);
+    else
+      *(int64_t *)p = jx_int(j, f[i].key, 0);
+  }
+}
+
+static void fields_write(json_t *o, const void *base, const field_t *f, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    const char *p = (const char *)base + f[i].off;
+    if (f[i].is_str)
+      set_str(o, f[i].key, *(char *const *)p);
+    else
+      set_ms(o, f[i].key, *(const int64_t *)p);
+  }
+}
+
+#define N_OF(a) (sizeof a / sizeof a[0])
+#define STR_FIELD(type, member) {#member, true, offsetof(type, member)}
+#define MS_FIELD(type, member) {#member, false, offsetof(type, member)}
 
 /* The members of obj not named in known, or NULL when there are none. Caller owns. */
 static json_t *extra_of(const json_t *obj, const char *const *known) {
@@ -171,6 +204,19 @@ static const char *const state_keys[] = {"status", "attempts", "node", "agent_se
                                          "next_try_ms", "result", "error", "changed", "usage", "was_running",
                                          "history", NULL};
 
+/* The state's simple fields: the JSON key is the member's name. */
+/* {tokens, cost}, or NULL: none. */
+static void usage_read(const json_t *u, bool *has, int64_t *tokens, double *cost) {
+  *has = u != NULL;
+  *tokens = jx_int(u, "tokens", 0);
+  *cost = jx_num(u, "cost", 0);
+}
+
+static const field_t state_fields[] = {STR_FIELD(wf_step_t, node),        STR_FIELD(wf_step_t, agent_session),
+                                       MS_FIELD(wf_step_t, started_ms),   MS_FIELD(wf_step_t, finished_ms),
+                                       MS_FIELD(wf_step_t, next_try_ms),  STR_FIELD(wf_step_t, result),
+                                       STR_FIELD(wf_step_t, error)};
+
 static int state_from_stored(wf_step_t *s, const json_t *j, char *err, size_t errlen) {
   const char *status = jx_str(j, "status", "pending");
   if (!wf_step_status_parse(status, &s->status)) {
@@ -179,18 +225,9 @@ static int state_from_stored(wf_step_t *s, const json_t *j, char *err, size_t er
   }
   s->has_state = true;
   s->attempts = (int)jx_int(j, "attempts", 0);
-  s->node = dup_str(j, "node");
-  s->agent_session = dup_str(j, "agent_session");
-  s->started_ms = jx_int(j, "started_ms", 0);
-  s->finished_ms = jx_int(j, "finished_ms", 0);
-  s->next_try_ms = jx_int(j, "next_try_ms", 0);
-  s->result = dup_str(j, "result");
-  s->error = dup_str(j, "error");
+  fields_read(s, state_fields, N_OF(state_fields), j);
   s->changed = copy_of(json_object_get(j, "changed"));
-  const json_t *u = jx_obj(j, "usage");
-  s->has_usage = u != NULL;
-  s->usage_tokens = jx_int(u, "tokens", 0);
-  s->usage_cost = jx_num(u, "cost", 0);
+  usage_read(jx_obj(j, "usage"), &s->has_usage, &s->usage_tokens, &s->usage_cost);
   s->was_running = jx_bool(j, "was_running", false);
   const json_t *h = jx_arr(j, "history");
   s->history = calloc(json_array_size(h) + 1, sizeof *s->history);
@@ -211,13 +248,7 @@ static json_t *state_to_stored(const wf_step_t *s) {
   json_t *o = json_object();
   json_object_set_new(o, "status", json_string(wf_step_status_name(s->status)));
   json_object_set_new(o, "attempts", json_integer(s->attempts));
-  set_str(o, "node", s->node);
-  set_str(o, "agent_session", s->agent_session);
-  set_ms(o, "started_ms", s->started_ms);
-  set_ms(o, "finished_ms", s->finished_ms);
-  set_ms(o, "next_try_ms", s->next_try_ms);
-  set_str(o, "result", s->result);
-  set_str(o, "error", s->error);
+  fields_write(o, s, state_fields, N_OF(state_fields));
   if (s->changed)
     json_object_set(o, "changed", s->changed);
   if (s->has_usage)
@@ -243,10 +274,7 @@ static void report_from_stored(wf_report_t *r, const json_t *j) {
   r->present = j != NULL;
   r->rollback = copy_of(jx_obj(j, "rollback"));
   r->seconds = jx_num(j, "seconds", NAN);
-  const json_t *u = jx_obj(j, "usage");
-  r->has_usage = u != NULL;
-  r->tokens = jx_int(u, "tokens", 0);
-  r->cost = jx_num(u, "cost", 0);
+  usage_read(jx_obj(j, "usage"), &r->has_usage, &r->tokens, &r->cost);
   r->reason = dup_str(j, "reason");
   r->extra = j ? extra_of(j, keys) : NULL;
 }
@@ -276,11 +304,15 @@ static json_t *estimate_json(const workflow_t *wf) {
                    wf->est_tokens);
 }
 
+/* The document's simple fields, named as the members. */
+static const field_t doc_fields[] = {STR_FIELD(workflow_t, session),    MS_FIELD(workflow_t, created_ms),
+                                     STR_FIELD(workflow_t, origin),     STR_FIELD(workflow_t, text),
+                                     MS_FIELD(workflow_t, id),          STR_FIELD(workflow_t, workspace),
+                                     MS_FIELD(workflow_t, started_ms),  MS_FIELD(workflow_t, finished_ms)};
+
 json_t *wf_to_stored(const workflow_t *wf) {
   json_t *doc = json_object(), *states = json_object();
-  set_str(doc, "session", wf->session);
   json_object_set_new(doc, "plan", wf_plan_json(wf));
-  set_ms(doc, "created_ms", wf->created_ms);
   for (size_t i = 0; i < wf->n_steps; i++) {
     char key[32];
     snprintf(key, sizeof key, "%lld", (long long)wf->steps[i].number);
@@ -288,18 +320,12 @@ json_t *wf_to_stored(const workflow_t *wf) {
       json_object_set_new(states, key, state_to_stored(&wf->steps[i]));
   }
   json_object_set_new(doc, "steps", states);
-  set_str(doc, "origin", wf->origin);
   if (wf->errors)
     json_object_set(doc, "errors", wf->errors);
   if (wf->has_estimate)
     json_object_set_new(doc, "estimate", estimate_json(wf));
   json_object_set_new(doc, "status", json_string(wf_status_name(wf->status)));
-  set_str(doc, "text", wf->text);
-  if (wf->id > 0)
-    json_object_set_new(doc, "id", json_integer(wf->id));
-  set_str(doc, "workspace", wf->workspace);
-  set_ms(doc, "started_ms", wf->started_ms);
-  set_ms(doc, "finished_ms", wf->finished_ms);
+  fields_write(doc, wf, doc_fields, N_OF(doc_fields));
   json_t *report = report_json(&wf->report);
   if (report)
     json_object_set_new(doc, "report", report);
@@ -331,20 +357,13 @@ workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen) {
   } else if (!jx_obj(doc, "plan") || wf_set_plan(wf, jx_obj(doc, "plan")) < 0) {
     snprintf(err, errlen, "no plan with a list of steps");
   } else if (states_from_stored(wf, jx_obj(doc, "steps"), err, errlen) == 0) {
-    wf->id = jx_int(doc, "id", 0);
-    wf->session = dup_str(doc, "session");
-    wf->origin = dup_str(doc, "origin");
-    wf->text = dup_str(doc, "text");
-    wf->workspace = dup_str(doc, "workspace");
+    fields_read(wf, doc_fields, N_OF(doc_fields), doc);
     wf->errors = copy_of(jx_arr(doc, "errors"));
     const json_t *est = jx_obj(doc, "estimate");
     wf->has_estimate = est != NULL;
     wf->est_seconds = jx_num(est, "seconds", 0);
     wf->est_cost = jx_num(est, "cost", 0);
     wf->est_tokens = jx_num(est, "tokens_per_agent_step", 0);
-    wf->created_ms = jx_int(doc, "created_ms", 0);
-    wf->started_ms = jx_int(doc, "started_ms", 0);
-    wf->finished_ms = jx_int(doc, "finished_ms", 0);
     report_from_stored(&wf->report, jx_obj(doc, "report"));
     wf->extra = extra_of(doc, doc_keys);
     return wf;
@@ -355,18 +374,15 @@ workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen) {
 
 /* ---- the wire form ------------------------------------------------------------- */
 
+/* The plan step, then these of its state (as the engine always showed them). */
 static json_t *step_to_wire(const wf_step_t *s) {
-  json_t *v = step_to_plan(s);
-  json_object_set_new(v, "status", json_string(wf_step_status_name(s->status)));
-  json_object_set_new(v, "attempts", json_integer(s->attempts));
-  set_str(v, "result", s->result);
-  set_str(v, "error", s->error);
-  set_str(v, "node", s->node);
-  set_str(v, "agent_session", s->agent_session);
-  set_ms(v, "started_ms", s->started_ms);
-  set_ms(v, "finished_ms", s->finished_ms);
-  if (s->has_usage)
-    json_object_set_new(v, "usage", usage_json(s->usage_tokens, s->usage_cost));
+  static const char *const shown[] = {"status",        "attempts",   "result",      "error", "node",
+                                      "agent_session", "started_ms", "finished_ms", "usage"};
+  json_t *v = step_to_plan(s), *st = state_to_stored(s);
+  for (size_t k = 0; k < sizeof shown / sizeof shown[0]; k++)
+    if (json_object_get(st, shown[k]))
+      json_object_set(v, shown[k], json_object_get(st, shown[k]));
+  json_decref(st);
   return v;
 }
 

@@ -66,49 +66,43 @@ void wf_set_str(char **dst, const char *src) {
 
 /* ---- statuses -------------------------------------------------------------- */
 
-const char *wf_status_name(wf_status_t s) {
-  switch (s) {
-  case WF_PENDING: return "pending";
-  case WF_INVALID: return "invalid";
-  case WF_REJECTED: return "rejected";
-  case WF_RUNNING: return "running";
-  case WF_PAUSED: return "paused";
-  case WF_ROLLING_BACK: return "rolling_back";
-  case WF_DONE: return "done";
-  case WF_FAILED: return "failed";
-  case WF_CANCELLED: return "cancelled";
-  }
-  return "?";
+/* Names by status; the asserts catch a status added without its name. */
+static const char *const wf_names[] = {
+    [WF_PENDING] = "pending", [WF_INVALID] = "invalid", [WF_REJECTED] = "rejected",
+    [WF_RUNNING] = "running", [WF_PAUSED] = "paused",   [WF_ROLLING_BACK] = "rolling_back",
+    [WF_DONE] = "done",       [WF_FAILED] = "failed",   [WF_CANCELLED] = "cancelled"};
+static const char *const step_names[] = {[STEP_PENDING] = "pending", [STEP_RUNNING] = "running",
+                                         [STEP_RETRYING] = "retrying", [STEP_DONE] = "done",
+                                         [STEP_FAILED] = "failed", [STEP_ABANDONED] = "abandoned"};
+_Static_assert(sizeof wf_names / sizeof wf_names[0] == WF_CANCELLED + 1, "a workflow status without a name");
+_Static_assert(sizeof step_names / sizeof step_names[0] == STEP_ABANDONED + 1, "a step status without a name");
+
+#define N_OF(a) (sizeof a / sizeof a[0])
+
+/* Index of s in names (n entries, none NULL), or -1. */
+static int name_index(const char *const *names, size_t n, const char *s) {
+  for (size_t i = 0; s && i < n; i++)
+    if (strcmp(s, names[i]) == 0)
+      return (int)i;
+  return -1;
 }
+
+static const char *name_of(const char *const *names, size_t n, int i) {
+  return i >= 0 && (size_t)i < n ? names[i] : "?";
+}
+
+const char *wf_status_name(wf_status_t s) { return name_of(wf_names, N_OF(wf_names), (int)s); }
+
+const char *wf_step_status_name(wf_step_status_t s) { return name_of(step_names, N_OF(step_names), (int)s); }
 
 bool wf_status_parse(const char *s, wf_status_t *out) {
-  for (int i = WF_PENDING; s && i <= WF_CANCELLED; i++)
-    if (strcmp(s, wf_status_name((wf_status_t)i)) == 0) {
-      *out = (wf_status_t)i;
-      return true;
-    }
-  return false;
-}
-
-const char *wf_step_status_name(wf_step_status_t s) {
-  switch (s) {
-  case STEP_PENDING: return "pending";
-  case STEP_RUNNING: return "running";
-  case STEP_RETRYING: return "retrying";
-  case STEP_DONE: return "done";
-  case STEP_FAILED: return "failed";
-  case STEP_ABANDONED: return "abandoned";
-  }
-  return "?";
+  int i = name_index(wf_names, N_OF(wf_names), s);
+  return i >= 0 ? (*out = (wf_status_t)i, true) : false;
 }
 
 bool wf_step_status_parse(const char *s, wf_step_status_t *out) {
-  for (int i = STEP_PENDING; s && i <= STEP_ABANDONED; i++)
-    if (strcmp(s, wf_step_status_name((wf_step_status_t)i)) == 0) {
-      *out = (wf_step_status_t)i;
-      return true;
-    }
-  return false;
+  int i = name_index(step_names, N_OF(step_names), s);
+  return i >= 0 ? (*out = (wf_step_status_t)i, true) : false;
 }
 
 /* ---- transitions ----------------------------------------------------------- */

@@ -108,12 +108,9 @@ json_t *workflow_modify(broker_t *b, int64_t id, const json_t *edit, char *err, 
 
 /* Tells a step's node to stop it; its slot is free again. */
 static void cancel_on_node(broker_t *b, const workflow_t *wf, const wf_step_t *s, peer_t *n) {
-  proto_msg_t *m = proto_msg_new(PROTO_STEP_RUN);
+  proto_msg_t *m = wf_step_msg(PROTO_STEP_RUN, wf->id, s->number, s->attempts);
   if (!m)
     return;
-  PROTO_SET(m, workflow, wf->id);
-  PROTO_SET(m, step, s->number);
-  PROTO_SET(m, attempt, s->attempts);
   proto_set_str(m, PROTO_F_kind, "cancel");
   proto_set_json(m, PROTO_F_args, json_object());
   proto_set_json(m, PROTO_F_payload, json_pack("{s:b}", "cancel", 1));
