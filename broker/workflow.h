@@ -52,7 +52,7 @@ typedef struct {
   int attempt;
   int64_t at_ms;
   char *what, *detail; /* detail may be NULL */
-} wf_event_t;
+} wf_history_t;
 
 typedef struct {
   /* the definition, from the plan */
@@ -81,7 +81,7 @@ typedef struct {
   bool has_usage;
   int64_t usage_tokens;
   double usage_cost;
-  wf_event_t *history;
+  wf_history_t *history;
   size_t n_history;
   json_t *state_extra;       /* unknown state fields, kept; or NULL */
 } wf_step_t;
@@ -157,8 +157,6 @@ bool wf_step_status_parse(const char *s, wf_step_status_t *out);
 
 /* True when a workflow with status from may be asked to do a. */
 bool wf_allows(wf_status_t from, wf_action_t a);
-/* True for statuses a workflow never leaves. */
-bool wf_is_final(wf_status_t s);
 
 /* The first step numbered number, or NULL. */
 wf_step_t *wf_step(workflow_t *wf, int64_t number);

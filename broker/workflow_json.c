@@ -233,7 +233,7 @@ static int state_from_stored(wf_step_t *s, const json_t *j, char *err, size_t er
   s->history = calloc(json_array_size(h) + 1, sizeof *s->history);
   for (size_t i = 0; s->history && i < json_array_size(h); i++) {
     const json_t *e = json_array_get(h, i);
-    s->history[s->n_history++] = (wf_event_t){(int)jx_int(e, "attempt", 0), jx_int(e, "at_ms", 0),
+    s->history[s->n_history++] = (wf_history_t){(int)jx_int(e, "attempt", 0), jx_int(e, "at_ms", 0),
                                               strdup(jx_str(e, "what", "")), dup_str(e, "detail")};
   }
   s->state_extra = extra_of(j, state_keys);

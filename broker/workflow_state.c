@@ -16,14 +16,26 @@ workflow_t *workflow_new(void) {
   return wf;
 }
 
-void wf_step_clear(wf_step_t *s) {
-  free(s->title), free(s->agent), free(s->tool), free(s->arguments_text), free(s->description);
-  free(s->deps);
-  json_decref(s->arguments), json_decref(s->plan_extra), json_decref(s->changed), json_decref(s->state_extra);
+/* Frees a step's run state and sets it back to "not run" (the definition stays). */
+static void step_clear_run(wf_step_t *s) {
   free(s->node), free(s->agent_session), free(s->result), free(s->error);
+  json_decref(s->changed), json_decref(s->state_extra);
   for (size_t i = 0; i < s->n_history; i++)
     free(s->history[i].what), free(s->history[i].detail);
   free(s->history);
+  s->has_state = false, s->status = STEP_PENDING, s->attempts = 0;
+  s->node = s->agent_session = s->result = s->error = NULL;
+  s->started_ms = s->finished_ms = s->next_try_ms = 0;
+  s->was_running = false, s->changed = s->state_extra = NULL;
+  s->has_usage = false, s->usage_tokens = 0, s->usage_cost = 0;
+  s->history = NULL, s->n_history = 0;
+}
+
+void wf_step_clear(wf_step_t *s) {
+  step_clear_run(s);
+  free(s->title), free(s->agent), free(s->tool), free(s->arguments_text), free(s->description);
+  free(s->deps);
+  json_decref(s->arguments), json_decref(s->plan_extra);
   memset(s, 0, sizeof *s);
 }
 
@@ -119,21 +131,6 @@ bool wf_allows(wf_status_t from, wf_action_t a) {
   return false;
 }
 
-bool wf_is_final(wf_status_t s) {
-  switch (s) {
-  case WF_REJECTED:
-  case WF_DONE:
-  case WF_FAILED:
-  case WF_CANCELLED: return true;
-  case WF_PENDING:
-  case WF_INVALID:
-  case WF_RUNNING:
-  case WF_PAUSED:
-  case WF_ROLLING_BACK: return false;
-  }
-  return false;
-}
-
 /* ---- steps ----------------------------------------------------------------- */
 
 wf_step_t *wf_step(workflow_t *wf, int64_t number) {
@@ -167,28 +164,17 @@ bool wf_step_ready(workflow_t *wf, const wf_step_t *s, int64_t now) {
 
 void wf_steps_reset(workflow_t *wf) {
   for (size_t i = 0; i < wf->n_steps; i++) {
-    wf_step_t *s = &wf->steps[i];
-    wf_step_t def = *s; /* keep the definition, drop the run */
-    def.has_state = true, def.status = STEP_PENDING, def.attempts = 0;
-    def.node = def.agent_session = def.result = def.error = NULL;
-    def.started_ms = def.finished_ms = def.next_try_ms = 0;
-    def.was_running = false, def.changed = NULL, def.has_usage = false;
-    def.usage_tokens = 0, def.usage_cost = 0, def.history = NULL, def.n_history = 0, def.state_extra = NULL;
-    free(s->node), free(s->agent_session), free(s->result), free(s->error);
-    json_decref(s->changed), json_decref(s->state_extra);
-    for (size_t k = 0; k < s->n_history; k++)
-      free(s->history[k].what), free(s->history[k].detail);
-    free(s->history);
-    *s = def;
+    step_clear_run(&wf->steps[i]);
+    wf->steps[i].has_state = true;
   }
 }
 
 void wf_step_note(wf_step_t *s, int64_t at_ms, const char *what, const char *detail) {
-  wf_event_t *h = realloc(s->history, (s->n_history + 1) * sizeof *h);
+  wf_history_t *h = realloc(s->history, (s->n_history + 1) * sizeof *h);
   if (!h)
     return;
   s->history = h;
-  h[s->n_history++] = (wf_event_t){s->attempts, at_ms, strdup(what), detail ? strdup(detail) : NULL};
+  h[s->n_history++] = (wf_history_t){s->attempts, at_ms, strdup(what), detail ? strdup(detail) : NULL};
 }
 
 bool wf_step_fail(wf_step_t *s, const char *detail, bool retryable, int64_t now) {
