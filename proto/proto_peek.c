@@ -23,7 +23,8 @@ typedef struct {
   proto_err_t *err;
 } rd_t;
 
-typedef enum { MP_NIL, MP_BOOL, MP_INT, MP_FLOAT, MP_STR, MP_ARRAY, MP_MAP, MP_BAD } mp_t;
+/* MP_BIGINT: an unsigned int beyond int64, which only a skipped value may be. */
+typedef enum { MP_NIL, MP_BOOL, MP_INT, MP_BIGINT, MP_FLOAT, MP_STR, MP_ARRAY, MP_MAP, MP_BAD } mp_t;
 
 static proto_errcode_t rd_fail(const rd_t *r, proto_errcode_t code, const char *what) {
   return proto_err_set(r->err, code, "%s at byte %zu", what, r->pos);
@@ -87,9 +88,7 @@ static proto_errcode_t header(rd_t *r, mp_t *t, uint64_t *n, int64_t *i) {
   uint64_t v = be(r->p + r->pos, k);
   r->pos += k;
   if (c >= 0xcc && c <= 0xcf) {
-    if (v > INT64_MAX)
-      return rd_fail(r, PROTO_E_VALUE, "integer out of range");
-    *t = MP_INT, *i = (int64_t)v;
+    *t = v > INT64_MAX ? MP_BIGINT : MP_INT, *i = (int64_t)v;
   } else if (c >= 0xd0 && c <= 0xd3) {
     *t = MP_INT, *i = k == 1 ? (int8_t)v : k == 2 ? (int16_t)v : k == 4 ? (int32_t)v : (int64_t)v;
   } else {
@@ -141,8 +140,10 @@ static proto_errcode_t read_float(rd_t *r, uint64_t n) {
 }
 
 /* Moves past one value whose header (t, n) was read. Structure is always
- * checked (depth, counts, map keys are strings); with deep, also what the
- * decoder checks of a field's value (UTF-8, NUL-free keys, finite numbers). */
+ * checked (depth, counts), as proto_walk checks it; with deep, also what the
+ * decoder checks of a field's value (string keys, UTF-8, NUL-free keys,
+ * finite numbers, ints within int64). A value decode skips (an unknown key's)
+ * is not deep. */
 static proto_errcode_t skip_body(rd_t *r, mp_t t, uint64_t n, int depth, bool deep) {
   const char *s;
   if (t == MP_STR) {
@@ -161,6 +162,8 @@ static proto_errcode_t skip_body(rd_t *r, mp_t t, uint64_t n, int depth, bool de
     r->pos += n;
     return PROTO_OK;
   }
+  if (t == MP_BIGINT && deep)
+    return rd_fail(r, PROTO_E_VALUE, "integer out of range");
   if (t != MP_ARRAY && t != MP_MAP)
     return PROTO_OK;
   if (depth >= PROTO_MAX_DEPTH)
@@ -174,7 +177,7 @@ static proto_errcode_t skip_body(rd_t *r, mp_t t, uint64_t n, int depth, bool de
     int64_t ei;
     bool key = t == MP_MAP && k % 2 == 0;
     proto_errcode_t rc = header(r, &et, &en, &ei);
-    if (rc == PROTO_OK && key && et != MP_STR)
+    if (rc == PROTO_OK && key && deep && et != MP_STR)
       rc = rd_fail(r, PROTO_E_NOT_MAP, "a map key is not a string");
     if (rc == PROTO_OK && key && deep)
       rc = read_str(r, en, false, &s);

@@ -815,6 +815,37 @@ static void test_unknown_keys_and_foreign_fields_are_ignored(void **state) {
   frame_free(&fr);
 }
 
+/* An int beyond int64 or a map with a non-string key is refused in a field,
+ * but an unknown key may hold one (decode ignores it, and so must peek). */
+static void test_unknown_keys_may_hold_ints_beyond_int64(void **state) {
+  (void)state;
+  frame_t fr;
+  proto_msg_t *out = NULL;
+  proto_err_t err;
+  frame_init(&fr);
+  frame_hello(&fr, 2);
+  pk_str(&fr, "future");
+  msgpack_pack_uint64(&fr.pk, UINT64_MAX);
+  pk_str(&fr, "future_list");
+  msgpack_pack_array(&fr.pk, 2);
+  msgpack_pack_uint64(&fr.pk, (uint64_t)INT64_MAX + 1);
+  msgpack_pack_map(&fr.pk, 1); /* and a map with an int key */
+  msgpack_pack_int(&fr.pk, 1);
+  msgpack_pack_nil(&fr.pk);
+  if (decode_frame(&fr, &out, &err) != PROTO_OK)
+    fail_msg("%s", err.text);
+  proto_msg_destroy(&out);
+  frame_free(&fr);
+  frame_init(&fr);
+  frame_hello(&fr, 1);
+  pk_str(&fr, "labels");
+  msgpack_pack_map(&fr.pk, 1);
+  pk_str(&fr, "big");
+  msgpack_pack_uint64(&fr.pk, UINT64_MAX);
+  assert_int_equal(decode_frame(&fr, &out, &err), PROTO_E_VALUE);
+  frame_free(&fr);
+}
+
 static void test_decode_accepts_any_int_width_and_nested_nil(void **state) {
   (void)state;
   frame_t fr;
@@ -1132,6 +1163,7 @@ int main(void) {
       cmocka_unit_test(test_malformed_corpus_is_rejected_with_the_right_error),
       cmocka_unit_test(test_error_text_quotes_at_most_a_short_sanitized_name),
       cmocka_unit_test(test_unknown_keys_and_foreign_fields_are_ignored),
+      cmocka_unit_test(test_unknown_keys_may_hold_ints_beyond_int64),
       cmocka_unit_test(test_decode_accepts_any_int_width_and_nested_nil),
       cmocka_unit_test(test_nesting_is_accepted_up_to_the_limit_and_not_beyond),
       cmocka_unit_test(test_fuzz_mutated_and_truncated_frames_never_crash),
