@@ -15,6 +15,8 @@
 
 #include "messages.def"
 
+struct zmq_msg_t;
+
 #define PROTO_VERSION 1
 /* Largest frame any Cadre socket accepts (also set as ZMQ_MAXMSGSIZE). */
 #define PROTO_MAX_FRAME (8 * 1024 * 1024)
@@ -176,5 +178,23 @@ int proto_send(void *sock, const void *identity, size_t idlen, const proto_msg_t
  * returns as proto_send, plus -EMSGSIZE when len > PROTO_MAX_FRAME (the peer
  * would drop the connection). */
 int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *data, size_t len, int flags);
+
+/* Receives one message from sock: one frame on a DEALER or PULL (identity
+ * NULL), an identity frame and one frame on a ROUTER (identity has room for
+ * *idlen bytes; *idlen is set to the identity's length). flags: ZMQ_DONTWAIT
+ * or 0. raw: NULL, or an initialised zmq_msg_t that receives the frame (the
+ * caller closes it) for forwarding it unchanged.
+ * Returns 1 with *out set (caller destroys it); 0 when nothing waits (EAGAIN)
+ * or a signal came; -EPROTO when a message came but is unusable, its frames
+ * all read: more or fewer than one frame (err: PROTO_E_MALFORMED) or a frame
+ * that does not decode (err says why), with the identity set; another negative
+ * errno when the socket fails. *out is untouched unless 1 is returned. */
+int proto_recv(void *sock, void *identity, size_t *idlen, struct zmq_msg_t *raw, proto_msg_t **out,
+               proto_err_t *err, int flags);
+
+/* Writes id into an encoded frame's envelope in place (a frame made by
+ * proto_encode, whose "id" always takes 9 bytes). 0, or -EINVAL when the
+ * frame does not start with the envelope as proto_encode writes it. */
+int proto_frame_set_id(void *frame, size_t len, int64_t id);
 
 #endif
