@@ -319,45 +319,22 @@ static void dispatch(broker_t *b, peer_t *p, const proto_msg_t *m, const void *r
 /* Reads one routed message (identity + payload) and handles it. */
 static void on_router(broker_t *b) {
   uint8_t id[PEER_ID_MAX];
-  int idlen = zmq_recv(b->router, id, sizeof id, ZMQ_DONTWAIT);
-  if (idlen < 0)
-    return;
+  size_t idlen = sizeof id;
   zmq_msg_t frame;
   zmq_msg_init(&frame);
-  int more = 0;
-  size_t ml = sizeof more;
-  zmq_getsockopt(b->router, ZMQ_RCVMORE, &more, &ml);
-  if (!more || zmq_msg_recv(&frame, b->router, 0) < 0) {
+  proto_msg_t *m = NULL;
+  proto_err_t perr;
+  int rc = proto_recv(b->router, id, &idlen, &frame, &m, &perr, ZMQ_DONTWAIT);
+  if (rc == -EPROTO) {
+    log_warn("rejected a message: %s", perr.text);
+    broker_send_error(b, id, (size_t)idlen, proto_errcode_name(perr.code), perr.text, 0);
+  }
+  if (rc <= 0) {
     zmq_msg_close(&frame);
     return;
-  }
-  /* Extra frames are not part of the protocol: drain and reject. */
-  bool extra = zmq_msg_more(&frame);
-  while (zmq_msg_more(&frame)) {
-    zmq_msg_t junk;
-    zmq_msg_init(&junk);
-    zmq_msg_recv(&junk, b->router, 0);
-    extra = true;
-    bool again = zmq_msg_more(&junk);
-    zmq_msg_close(&junk);
-    if (!again)
-      break;
   }
   const void *data = zmq_msg_data(&frame);
   size_t len = zmq_msg_size(&frame);
-  if (extra) {
-    broker_send_error(b, id, (size_t)idlen, "malformed", "a message is exactly one frame", 0);
-    zmq_msg_close(&frame);
-    return;
-  }
-  proto_msg_t *m = NULL;
-  proto_err_t perr;
-  if (proto_decode(data, len, &m, &perr) != PROTO_OK) {
-    log_warn("rejected a message: %s", perr.text);
-    broker_send_error(b, id, (size_t)idlen, proto_errcode_name(perr.code), perr.text, 0);
-    zmq_msg_close(&frame);
-    return;
-  }
   peer_t *p = peer_find(b, id, (size_t)idlen);
   if (m->type == PROTO_HELLO) {
     on_hello(b, id, (size_t)idlen, m);

@@ -48,12 +48,9 @@ int main(int argc, char **argv) {
       rc = 1;
       continue;
     }
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    zmq_msg_recv(&m, s, 0);
     proto_msg_t *msg = NULL;
     proto_err_t perr;
-    if (proto_decode(zmq_msg_data(&m), zmq_msg_size(&m), &msg, &perr) != PROTO_OK) {
+    if (proto_recv(s, NULL, NULL, NULL, &msg, &perr, 0) != 1) {
       printf("{\"type\":\"undecodable\"}\n");
       rc = 1;
     } else {
@@ -65,7 +62,6 @@ int main(int argc, char **argv) {
       json_decref(o);
       proto_msg_destroy(&msg);
     }
-    zmq_msg_close(&m);
     fflush(stdout);
   }
   zmq_close(s);
