@@ -1,5 +1,5 @@
-/* agentd.c: the daemon's main thread: broker connection, heartbeats,
- * re-registration, and handing turns to slot workers. */
+/* agentd.c: the daemon's main thread: the broker link, handing turns, steps
+ * and restores to the workers, forwarding what they produce. */
 #include "agentd.h"
 
 #include <errno.h>
@@ -9,48 +9,74 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "jobs.h"
+#include "keys.h"
 #include "log.h"
 #include "proto.h"
+#include "proto_link.h"
 #include "snapshot.h"
+#include "tools.h"
 #include "util.h"
+#include "worker.h"
 
 #define EVENTS_ENDPOINT_FMT "inproc://agentd-events-%p"
 
 struct agentd {
   agentd_opts_t opts;
-  void *ctx, *dealer, *pull;
-  keys_pair_t keys;
-  char broker_pub[KEYS_Z85_LEN + 1];
+  void *ctx, *pull;
+  proto_link_t *link;
   char events_endpoint[64];
-  char host[256];
   char workspace[PATH_MAX];
   jobq_t q;
   pthread_t *threads;
-  bool registered;
-  char epoch[64];
-  int heartbeat_ms;
-  int64_t last_heard;   /* monotonic ms of the last message from the broker */
-  int64_t hello_sent;
-  int64_t next_hb;      /* when our next heartbeat is due */
-  int64_t next_msg_id;
 };
 
+static proto_msg_t *node_hello(agentd_t *d) {
+  proto_msg_t *m = proto_msg_new(PROTO_HELLO);
+  if (!m)
+    return NULL;
+  char host[256];
+  util_hostname(host, sizeof host);
+  proto_set_str(m, PROTO_F_role, "node");
+  proto_set_str(m, PROTO_F_name, d->opts.name);
+  proto_set_str(m, PROTO_F_version, CADRE_VERSION);
+  proto_set_str(m, PROTO_F_host, host);
+  PROTO_SET(m, slots, d->opts.slots);
+  proto_set_json(m, PROTO_F_models, json_incref(d->opts.models));
+  proto_set_json(m, PROTO_F_providers, json_incref(d->opts.providers));
+  json_t *names = json_array();
+#define AGENTD_TOOL_NAME(n) json_array_append_new(names, json_string(#n));
+  CADRE_NODE_TOOLS(AGENTD_TOOL_NAME)
+#undef AGENTD_TOOL_NAME
+  proto_set_json(m, PROTO_F_tools, names);
+  proto_set_str(m, PROTO_F_workspace, d->workspace);
+  return m;
+}
+
+/* Our heartbeats say how many slots are busy (and finished jobs are reaped then). */
+static void fill_heartbeat(proto_msg_t *hb, void *arg) {
+  agentd_t *d = arg;
+  PROTO_SET(hb, busy, jobq_reap(&d->q));
+}
+
 static int connect_broker(agentd_t *d, char *err, size_t errlen) {
-  if (d->dealer)
-    zmq_close(d->dealer);
-  d->dealer = zmq_socket(d->ctx, ZMQ_DEALER);
-  int hwm = 100000, ivl = 200, ivl_max = 2000;
-  if (!d->dealer || proto_socket_setup(d->dealer) < 0 ||
-      zmq_setsockopt(d->dealer, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
-      zmq_setsockopt(d->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) < 0 ||
-      zmq_setsockopt(d->dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) < 0 ||
-      keys_setup_client(d->dealer, &d->keys, d->broker_pub) < 0 || zmq_connect(d->dealer, d->opts.broker) < 0) {
-    snprintf(err, errlen, "cannot connect to %s: %s", d->opts.broker, zmq_strerror(errno));
+  keys_pair_t keys;
+  char broker_pub[KEYS_Z85_LEN + 1];
+  if (keys_load_pair(d->opts.key_file, &keys, err, errlen) < 0)
     return -1;
+  proto_msg_t *hello = NULL;
+  if (keys_load_public(d->opts.broker_key, broker_pub, err, errlen) == 0) {
+    hello = node_hello(d);
+    proto_link_opts_t lo = {.endpoint = d->opts.broker, .keys = &keys, .broker_key = broker_pub,
+                            .reconnect_ivl_ms = 200, .reconnect_ivl_max_ms = 2000, .sndhwm = 100000,
+                            .on_heartbeat = fill_heartbeat, .arg = d};
+    d->link = hello ? proto_link_new(d->ctx, &lo, &hello) : NULL;
+    if (!d->link)
+      snprintf(err, errlen, "cannot connect to %s: %s", d->opts.broker, zmq_strerror(errno));
   }
-  d->registered = false;
-  d->hello_sent = 0;
-  return 0;
+  keys_wipe(&keys);
+  proto_msg_destroy(&hello);
+  return d->link ? 0 : -1;
 }
 
 agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
@@ -59,15 +85,10 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
     return NULL;
   d->opts = *opts;
   d->q.ws.root_fd = -1;
-  d->heartbeat_ms = 1000;
-  util_hostname(d->host, sizeof d->host);
   if (!realpath(opts->workspace, d->workspace)) {
     snprintf(err, errlen, "%s: workspace is not usable: %s", opts->workspace, strerror(errno));
     goto fail;
   }
-  if (keys_load_pair(opts->key_file, &d->keys, err, errlen) < 0 ||
-      keys_load_public(opts->broker_key, d->broker_pub, err, errlen) < 0)
-    goto fail;
   d->ctx = zmq_ctx_new();
   snprintf(d->events_endpoint, sizeof d->events_endpoint, EVENTS_ENDPOINT_FMT, (void *)d);
   d->pull = zmq_socket(d->ctx, ZMQ_PULL);
@@ -75,8 +96,6 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot set up the worker socket: %s", zmq_strerror(errno));
     goto fail;
   }
-  if (connect_broker(d, err, errlen) < 0)
-    goto fail;
   tools_opts_t to = {.workspace = d->workspace};
   d->q.tools = tools_new(&to, err, errlen);
   if (!d->q.tools || ws_init(&d->q.ws, d->workspace, err, errlen) < 0)
@@ -85,9 +104,7 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot initialise libsodium");
     goto fail;
   }
-  pthread_mutex_init(&d->q.lock, NULL);
-  pthread_cond_init(&d->q.cond, NULL);
-  pthread_cond_init(&d->q.approval, NULL);
+  jobq_init(&d->q);
   d->q.ctx = d->ctx;
   d->q.events_endpoint = d->events_endpoint;
   d->q.connect_timeout_ms = opts->connect_timeout_ms;
@@ -97,6 +114,8 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot start %d worker threads", opts->slots);
     goto fail;
   }
+  if (connect_broker(d, err, errlen) < 0)
+    goto fail;
   return d;
 fail:
   agentd_destroy(&d);
@@ -110,84 +129,25 @@ void agentd_destroy(agentd_t **self_p) {
   if (d->threads) {
     workers_stop(&d->q, d->threads, d->opts.slots);
     free(d->threads);
-    pthread_mutex_destroy(&d->q.lock);
-    pthread_cond_destroy(&d->q.cond);
-    pthread_cond_destroy(&d->q.approval);
+    jobq_fini(&d->q);
   }
   tools_destroy(&d->q.tools);
   ws_fini(&d->q.ws);
-  while (d->q.jobs) {
-    job_t *j = d->q.jobs;
-    d->q.jobs = j->next;
-    job_free(j);
-  }
-  if (d->dealer)
-    zmq_close(d->dealer);
+  proto_link_destroy(&d->link);
   if (d->pull)
     zmq_close(d->pull);
   if (d->ctx)
     zmq_ctx_term(d->ctx);
-  keys_wipe(&d->keys);
   free(d);
   *self_p = NULL;
 }
 
+/* Sends to the broker; a failure is logged (a full queue is not worth a line). */
 static int send_msg(agentd_t *d, proto_msg_t *m) {
-  m->id = ++d->next_msg_id;
-  int rc = proto_send(d->dealer, NULL, 0, m, ZMQ_DONTWAIT);
+  int rc = proto_link_send(d->link, m);
   if (rc < 0 && rc != -EAGAIN)
     log_warn("send %s to the broker failed: %s", proto_type_name(m->type), strerror(-rc));
   return rc;
-}
-
-/* Busy slots: turns and steps not finished (restores take no slot); also reaps finished jobs. */
-static int count_busy(agentd_t *d) {
-  int busy = 0;
-  pthread_mutex_lock(&d->q.lock);
-  for (job_t **pp = &d->q.jobs; *pp;) {
-    job_t *j = *pp;
-    if (j->finished) {
-      *pp = j->next;
-      job_free(j);
-      continue;
-    }
-    busy += j->kind != JOB_RESTORE;
-    pp = &j->next;
-  }
-  pthread_mutex_unlock(&d->q.lock);
-  return busy;
-}
-
-static void send_hello(agentd_t *d) {
-  proto_msg_t *m = proto_msg_new(PROTO_HELLO);
-  if (!m)
-    return;
-  proto_set_str(m, PROTO_F_role, "node");
-  proto_set_str(m, PROTO_F_name, d->opts.name);
-  proto_set_str(m, PROTO_F_version, CADRE_VERSION);
-  proto_set_str(m, PROTO_F_host, d->host);
-  PROTO_SET(m, slots, d->opts.slots);
-  proto_set_json(m, PROTO_F_models, json_incref(d->opts.models));
-  proto_set_json(m, PROTO_F_providers, json_incref(d->opts.providers));
-  json_t *names = json_array();
-#define AGENTD_TOOL_NAME(n) json_array_append_new(names, json_string(#n));
-  CADRE_NODE_TOOLS(AGENTD_TOOL_NAME)
-#undef AGENTD_TOOL_NAME
-  proto_set_json(m, PROTO_F_tools, names);
-  proto_set_str(m, PROTO_F_workspace, d->workspace);
-  send_msg(d, m);
-  proto_msg_destroy(&m);
-  d->hello_sent = util_now_ms();
-  d->registered = false;
-}
-
-static void send_heartbeat(agentd_t *d) {
-  proto_msg_t *m = proto_msg_new(PROTO_HEARTBEAT);
-  if (!m)
-    return;
-  PROTO_SET(m, busy, count_busy(d));
-  send_msg(d, m);
-  proto_msg_destroy(&m);
 }
 
 /* The API key for a turn's profile, resolved on this host. Caller frees. */
@@ -203,19 +163,6 @@ static char *resolve_key(agentd_t *d, const json_t *profile) {
   return key ? strdup(key) : NULL;
 }
 
-/* Appends a job to the queue and wakes the workers (all of them: slot
- * workers and the restore worker wait on the same condition). */
-static void enqueue(agentd_t *d, job_t *j) {
-  atomic_init(&j->cancel, false);
-  pthread_mutex_lock(&d->q.lock);
-  job_t **pp = &d->q.jobs;
-  while (*pp)
-    pp = &(*pp)->next;
-  *pp = j;
-  pthread_cond_broadcast(&d->q.cond);
-  pthread_mutex_unlock(&d->q.lock);
-}
-
 static void on_turn(agentd_t *d, const proto_msg_t *m) {
   job_t *j = calloc(1, sizeof *j);
   if (!j)
@@ -228,43 +175,12 @@ static void on_turn(agentd_t *d, const proto_msg_t *m) {
   j->messages = json_incref(m->messages);
   j->tools = m->tools ? json_incref(m->tools) : NULL;
   j->api_key = resolve_key(d, m->profile);
-  enqueue(d, j);
+  jobq_add(&d->q, j);
 }
 
 static void on_cancel(agentd_t *d, const proto_msg_t *m) {
-  pthread_mutex_lock(&d->q.lock);
-  for (job_t *j = d->q.jobs; j; j = j->next) {
-    if (j->kind == JOB_TURN && j->turn == m->turn && (!PROTO_HAS(m, attempt) || j->attempt == m->attempt)) {
-      atomic_store(&j->cancel, true);
-      pthread_cond_broadcast(&d->q.approval);
-      if (!j->taken)
-        j->taken = j->finished = true; /* never started: just drop it */
-      log_info("turn %lld cancelled by the broker", (long long)j->turn);
-    }
-  }
-  pthread_mutex_unlock(&d->q.lock);
-}
-
-/* The user's answer to an approval: wakes the worker waiting for it. */
-static void on_approval_reply(agentd_t *d, const proto_msg_t *m) {
-  pthread_mutex_lock(&d->q.lock);
-  for (job_t *j = d->q.jobs; j; j = j->next) {
-    if (j->kind == JOB_TURN && j->turn == m->turn && j->attempt == m->attempt) {
-      j->approval_allow = strcmp(m->kind, "allow") == 0;
-      j->approval_seq = m->seq;
-    }
-  }
-  pthread_cond_broadcast(&d->q.approval);
-  pthread_mutex_unlock(&d->q.lock);
-}
-
-/* The unfinished step job for workflow/step/attempt of m. Called with the lock held. */
-static job_t *find_step(agentd_t *d, const proto_msg_t *m) {
-  for (job_t *j = d->q.jobs; j; j = j->next)
-    if (j->kind == JOB_STEP && !j->finished && j->msg->workflow == m->workflow && j->msg->step == m->step &&
-        j->msg->attempt == m->attempt)
-      return j;
-  return NULL;
+  if (jobq_cancel_turn(&d->q, m) > 0)
+    log_info("turn %lld cancelled by the broker", (long long)m->turn);
 }
 
 /* step_failed "cancelled" for a step that never started (the worker reports the others). */
@@ -285,20 +201,11 @@ static void send_step_cancelled(agentd_t *d, const proto_msg_t *run) {
 /* step_run with payload {cancel: true}: sets the step's cancel flag. A step
  * that already ended is left alone (its step_done or step_failed is on its way). */
 static void on_step_cancel(agentd_t *d, const proto_msg_t *m) {
-  pthread_mutex_lock(&d->q.lock);
-  job_t *j = find_step(d, m);
-  bool queued = j && !j->taken;
-  if (j) {
-    atomic_store(&j->cancel, true);
-    if (queued)
-      j->taken = j->finished = true; /* never started: just drop it */
-    pthread_cond_broadcast(&d->q.approval);
-  }
-  pthread_mutex_unlock(&d->q.lock);
-  if (queued)
+  int rc = jobq_cancel_step(&d->q, m);
+  if (rc == 1)
     send_step_cancelled(d, m);
   log_info("workflow %lld step %lld (attempt %lld): cancel from the broker%s", (long long)m->workflow,
-           (long long)m->step, (long long)m->attempt, j ? "" : " for a step not running here (ignored)");
+           (long long)m->step, (long long)m->attempt, rc >= 0 ? "" : " for a step not running here (ignored)");
 }
 
 /* step_run: queued for a slot worker; takes over *mp. A repeat of a step that
@@ -309,30 +216,22 @@ static void on_step_run(agentd_t *d, proto_msg_t **mp) {
     on_step_cancel(d, m);
     return;
   }
-  pthread_mutex_lock(&d->q.lock);
-  bool running = find_step(d, m) != NULL;
-  pthread_mutex_unlock(&d->q.lock);
-  job_t *j = running ? NULL : calloc(1, sizeof *j);
-  if (running)
+  if (jobq_has_step(&d->q, m)) {
     log_warn("workflow %lld step %lld (attempt %lld) is already here; ignored the repeat", (long long)m->workflow,
              (long long)m->step, (long long)m->attempt);
+    return;
+  }
+  job_t *j = calloc(1, sizeof *j);
   if (!j)
     return;
   j->kind = JOB_STEP;
   j->msg = m;
   *mp = NULL;
-  enqueue(d, j);
+  jobq_add(&d->q, j);
 }
 
-/* checkpoint_ack: wakes the step waiting for it. */
 static void on_checkpoint_ack(agentd_t *d, const proto_msg_t *m) {
-  pthread_mutex_lock(&d->q.lock);
-  job_t *j = find_step(d, m);
-  if (j && m->seq > j->ack_seq)
-    j->ack_seq = m->seq;
-  pthread_cond_broadcast(&d->q.approval);
-  pthread_mutex_unlock(&d->q.lock);
-  if (!j)
+  if (!jobq_ack_checkpoint(&d->q, m))
     log_debug("checkpoint_ack for workflow %lld step %lld: no such step here", (long long)m->workflow,
               (long long)m->step);
 }
@@ -345,109 +244,59 @@ static void on_restore(agentd_t *d, proto_msg_t **mp) {
   j->kind = JOB_RESTORE;
   j->msg = *mp;
   *mp = NULL;
-  enqueue(d, j);
+  jobq_add(&d->q, j);
 }
 
-static void on_welcome(agentd_t *d, const proto_msg_t *m) {
-  bool new_broker = strcmp(d->epoch, m->epoch) != 0;
-  snprintf(d->epoch, sizeof d->epoch, "%s", m->epoch);
-  if (m->heartbeat_ms >= 50 && m->heartbeat_ms <= 60000)
-    d->heartbeat_ms = (int)m->heartbeat_ms;
-  /* The broker's interval applies from now, not after the default one runs out. */
-  if (d->next_hb > util_now_ms() + d->heartbeat_ms)
-    d->next_hb = util_now_ms() + d->heartbeat_ms;
-  d->registered = true;
-  log_info("registered with broker %s as %s (epoch %s%s)", d->opts.broker, d->opts.name, m->epoch,
-           new_broker ? ", new" : "");
-}
-
-static void on_broker(agentd_t *d) {
-  zmq_msg_t frame;
-  zmq_msg_init(&frame);
-  if (zmq_msg_recv(&frame, d->dealer, ZMQ_DONTWAIT) < 0) {
-    zmq_msg_close(&frame);
-    return;
-  }
-  proto_msg_t *m = NULL;
-  proto_err_t perr;
-  if (proto_decode(zmq_msg_data(&frame), zmq_msg_size(&frame), &m, &perr) != PROTO_OK) {
-    log_warn("ignored a malformed message from the broker: %s", perr.text);
-    zmq_msg_close(&frame);
-    return;
-  }
-  zmq_msg_close(&frame);
-  d->last_heard = util_now_ms();
+/* One application message from the broker (the link handled the rest). */
+static void on_broker(agentd_t *d, proto_msg_t *m) {
   switch (m->type) {
-  case PROTO_WELCOME: on_welcome(d, m); break;
-  case PROTO_HEARTBEAT:
-    if (m->epoch && d->registered && strcmp(m->epoch, d->epoch) != 0) {
-      log_info("broker restarted (epoch %s); registering again", m->epoch);
-      send_hello(d);
-    }
-    break;
   case PROTO_TURN: on_turn(d, m); break;
   case PROTO_CANCEL: on_cancel(d, m); break;
-  case PROTO_APPROVAL_REPLY: on_approval_reply(d, m); break;
+  case PROTO_APPROVAL_REPLY: jobq_answer_approval(&d->q, m); break;
   case PROTO_STEP_RUN: on_step_run(d, &m); break;
   case PROTO_CHECKPOINT_ACK: on_checkpoint_ack(d, m); break;
   case PROTO_RESTORE: on_restore(d, &m); break;
   case PROTO_BYE: log_info("broker says bye (%s); will reconnect", m->detail ? m->detail : ""); break;
-  case PROTO_ERROR:
-    if (strcmp(m->code, "hello_first") == 0) {
-      if (util_now_ms() - d->hello_sent > 500) {
-        log_info("broker does not know us (restarted?); registering again");
-        send_hello(d);
-      }
-    } else {
-      log_warn("broker error: %s: %s", m->code, m->detail);
-    }
-    break;
+  case PROTO_ERROR: log_warn("broker error: %s: %s", m->code, m->detail); break;
   default: log_warn("ignored an unexpected %s from the broker", proto_type_name(m->type));
   }
   proto_msg_destroy(&m);
 }
 
-/* Forwards one encoded message from a worker to the broker, unchanged. */
+/* Forwards one encoded message from a worker to the broker; the link stamps its id. */
 static void on_worker(agentd_t *d) {
   zmq_msg_t frame;
   zmq_msg_init(&frame);
   if (zmq_msg_recv(&frame, d->pull, ZMQ_DONTWAIT) >= 0) {
-    int rc = proto_send_raw(d->dealer, NULL, 0, zmq_msg_data(&frame), zmq_msg_size(&frame), ZMQ_DONTWAIT);
+    int rc = proto_link_send_frame(d->link, zmq_msg_data(&frame), zmq_msg_size(&frame));
     if (rc < 0)
       log_warn("cannot forward a worker message to the broker: %s", strerror(-rc));
   }
   zmq_msg_close(&frame);
 }
 
-/* Liveness: no word from the broker for 3 intervals means it is gone; say hello
- * again (the DEALER reconnects by itself; the new broker needs our hello). */
-static void check_liveness(agentd_t *d, int64_t now) {
-  int64_t silent = now - d->last_heard;
-  if (!d->registered) {
-    if (now - d->hello_sent >= 3 * d->heartbeat_ms)
-      send_hello(d);
-    return;
+/* Serves the link (up to 256 messages, so that workers get their turn):
+ * registration notices are logged, application messages handled. */
+static int serve_link(agentd_t *d) {
+  for (int i = 0; i < 256; i++) {
+    proto_msg_t *m = NULL;
+    int ev = proto_link_recv(d->link, 0, &m);
+    if (ev == PROTO_LINK_MSG)
+      on_broker(d, m);
+    else if (ev == PROTO_LINK_CONNECTED || ev == PROTO_LINK_RECONNECTED)
+      log_info("registered with broker %s as %s (epoch %s%s%s)", d->opts.broker, d->opts.name,
+               proto_link_epoch(d->link), ev == PROTO_LINK_RECONNECTED ? "; again after: " : "",
+               ev == PROTO_LINK_RECONNECTED ? proto_link_why(d->link) : "");
+    else
+      return ev; /* nothing more now, or the socket failed */
   }
-  if (silent > 3 * d->heartbeat_ms + d->heartbeat_ms / 2) {
-    log_warn("no word from the broker for %lld ms; registering again", (long long)silent);
-    send_hello(d);
-  }
+  return 0;
 }
 
 int agentd_run(agentd_t *d, volatile int *stop) {
-  send_hello(d);
-  d->last_heard = util_now_ms();
-  d->next_hb = util_now_ms() + d->heartbeat_ms;
   while (!*stop) {
-    int64_t now = util_now_ms();
-    if (now >= d->next_hb) {
-      send_heartbeat(d);
-      check_liveness(d, now);
-      d->next_hb = now + d->heartbeat_ms;
-    }
-    zmq_pollitem_t items[] = {{d->dealer, 0, ZMQ_POLLIN, 0}, {d->pull, 0, ZMQ_POLLIN, 0}};
-    long timeout = (long)(d->next_hb - util_now_ms());
-    if (zmq_poll(items, 2, timeout < 0 ? 0 : timeout) < 0) {
+    zmq_pollitem_t items[] = {{proto_link_socket(d->link), 0, ZMQ_POLLIN, 0}, {d->pull, 0, ZMQ_POLLIN, 0}};
+    if (zmq_poll(items, 2, proto_link_due_ms(d->link)) < 0) {
       if (errno == EINTR)
         continue;
       log_error("poll failed: %s", zmq_strerror(errno));
@@ -461,20 +310,12 @@ int agentd_run(agentd_t *d, volatile int *stop) {
         break;
       on_worker(d);
     }
-    for (int i = 0; i < 256 && (items[0].revents & ZMQ_POLLIN); i++) {
-      int ev = 0;
-      size_t l = sizeof ev;
-      zmq_getsockopt(d->dealer, ZMQ_EVENTS, &ev, &l);
-      if (!(ev & ZMQ_POLLIN))
-        break;
-      on_broker(d);
+    int rc = serve_link(d);
+    if (rc < 0) {
+      log_error("the broker socket failed: %s", strerror(-rc));
+      return -1;
     }
   }
-  proto_msg_t *bye = proto_msg_new(PROTO_BYE);
-  if (bye) {
-    proto_set_str(bye, PROTO_F_detail, "agent daemon stopping");
-    send_msg(d, bye);
-    proto_msg_destroy(&bye);
-  }
+  proto_link_bye(d->link);
   return 0;
 }

@@ -29,10 +29,7 @@ static proto_msg_t *step_msg(run_t *r, proto_type_t type) {
 
 /* Hands m to the main thread (for the broker) and destroys it. 0 or -errno. */
 static int push(run_t *r, proto_msg_t **m) {
-  int rc = *m ? proto_send(r->push, NULL, 0, *m, 0) : -ENOMEM;
-  if (rc < 0)
-    log_error("workflow %lld: cannot hand a %s to the main thread: %s", (long long)r->job->msg->workflow,
-              *m ? proto_type_name((*m)->type) : "message", strerror(-rc));
+  int rc = *m ? run_push(r, *m) : -ENOMEM;
   proto_msg_destroy(m);
   return rc;
 }

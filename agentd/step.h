@@ -18,7 +18,7 @@
 #ifndef CADRE_STEP_H
 #define CADRE_STEP_H
 
-#include "turn.h"
+#include "jobs.h"
 
 /* How long a step waits for the broker's checkpoint_ack before it fails
  * (code "checkpoint_timeout", retryable). */

@@ -40,13 +40,6 @@ typedef struct {
   int64_t started;
 } loop_t;
 
-void turn_push(run_t *r, proto_msg_t *m) {
-  int rc = proto_send(r->push, NULL, 0, m, 0);
-  if (rc < 0)
-    log_error("turn %lld: cannot hand a %s to the main thread: %s", (long long)r->job->turn,
-              proto_type_name(m->type), strerror(-rc));
-}
-
 proto_msg_t *turn_msg(run_t *r, proto_type_t type) {
   proto_msg_t *m = proto_msg_new(type);
   if (!m)
@@ -74,7 +67,7 @@ static void send_delta(run_t *r, const char *kind, const char *s, size_t n) {
     m->text = text;
     m->has |= PROTO_BIT(text);
     text = NULL;
-    turn_push(r, m);
+    run_push(r, m);
   }
   free(text);
   proto_msg_destroy(&m);
@@ -217,7 +210,7 @@ static bool approved(loop_t *L, const json_t *call) {
   PROTO_SET(m, seq, seq);
   proto_set_str(m, PROTO_F_text, text);
   free(text);
-  turn_push(r, m);
+  run_push(r, m);
   proto_msg_destroy(&m);
   jobq_t *q = r->q;
   pthread_mutex_lock(&q->lock);
@@ -333,7 +326,7 @@ static void report_done(loop_t *L) {
                            (json_int_t)L->completion_tokens, "total_tokens",
                            (json_int_t)(L->prompt_tokens + L->completion_tokens), "counted", L->counted));
   PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
-  turn_push(L->r, m);
+  run_push(L->r, m);
   proto_msg_destroy(&m);
 }
 
@@ -349,7 +342,7 @@ static void report_failed(loop_t *L, const char *code, const char *detail, bool 
   PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
   if (json_array_size(L->added) > 0)
     proto_set_json(m, PROTO_F_messages, json_incref(L->added));
-  turn_push(L->r, m);
+  run_push(L->r, m);
   proto_msg_destroy(&m);
   log_warn("turn %lld failed: %s: %s", (long long)L->r->job->turn, code, detail);
 }

@@ -9,42 +9,12 @@
 #include <time.h>
 #include <zmq.h>
 
-#include "agentd.h"
-#include "step.h"
-#include "turn.h"
+#include "worker.h"
+
 #include "log.h"
 #include "proto.h"
-
-void job_free(job_t *j) {
-  if (!j)
-    return;
-  if (j->api_key) {
-    explicit_bzero(j->api_key, strlen(j->api_key));
-    free(j->api_key);
-  }
-  free(j->session);
-  json_decref(j->profile);
-  json_decref(j->messages);
-  json_decref(j->tools);
-  proto_msg_destroy(&j->msg);
-  free(j);
-}
-
-/* Next job not yet taken that this kind of worker runs, or NULL when
- * stopping. Called with the lock held. */
-static job_t *take_job(jobq_t *q, bool restores) {
-  for (;;) {
-    if (q->stopping)
-      return NULL;
-    for (job_t *j = q->jobs; j; j = j->next) {
-      if (!j->taken && (j->kind == JOB_RESTORE) == restores) {
-        j->taken = true;
-        return j;
-      }
-    }
-    pthread_cond_wait(&q->cond, &q->lock);
-  }
-}
+#include "step.h"
+#include "turn.h"
 
 static void run_job(run_t *r) {
   switch (r->job->kind) {
@@ -65,15 +35,13 @@ static void worker_loop(jobq_t *q, bool restores) {
   proto_socket_setup(push);
   for (;;) {
     pthread_mutex_lock(&q->lock);
-    job_t *job = take_job(q, restores);
+    job_t *job = jobq_take(q, restores);
     pthread_mutex_unlock(&q->lock);
     if (!job)
       break;
     run_t r = {q, job, push, 0};
     run_job(&r);
-    pthread_mutex_lock(&q->lock);
-    job->finished = true;
-    pthread_mutex_unlock(&q->lock);
+    jobq_finish(q, job);
   }
   zmq_close(push);
 }

@@ -21,7 +21,7 @@
 #include <jansson.h>
 #include <zmq.h>
 
-#include "agentd.h"
+#include "jobs.h"
 #include "log.h"
 #include "proto.h"
 #include "snapshot.h"
@@ -41,11 +41,8 @@ typedef struct {
   bool restore; /* the worker runs restore_run, else step_run */
 } fx_t;
 
-/* Frees a job made by start() (job_free lives in worker.c, with the threads). */
 static void free_job(job_t **j) {
-  if (!*j) return;
-  proto_msg_destroy(&(*j)->msg);
-  free(*j);
+  job_free(*j);
   *j = NULL;
 }
 
@@ -471,6 +468,7 @@ static void start(fx_t *fx, proto_msg_t *msg, bool restore) {
   fx->job->kind = restore ? JOB_RESTORE : JOB_STEP;
   fx->job->msg = msg;
   atomic_init(&fx->job->cancel, false);
+  fx->q.jobs = fx->job; /* where agentd.c's handlers find it */
   fx->restore = restore;
   assert_int_equal(pthread_create(&fx->worker, NULL, worker, fx), 0);
 }
@@ -490,22 +488,21 @@ static proto_msg_t *step_msg(const char *tool, json_t *args, json_t *payload) {
 static proto_msg_t *next(fx_t *fx) {
   zmq_pollitem_t it = {fx->pull, 0, ZMQ_POLLIN, 0};
   assert_int_equal(zmq_poll(&it, 1, 10000), 1);
-  zmq_msg_t frame;
-  zmq_msg_init(&frame);
-  assert_true(zmq_msg_recv(&frame, fx->pull, 0) >= 0);
   proto_msg_t *m = NULL;
   proto_err_t err;
-  assert_int_equal(proto_decode(zmq_msg_data(&frame), zmq_msg_size(&frame), &m, &err), PROTO_OK);
-  zmq_msg_close(&frame);
+  assert_int_equal(proto_recv(fx->pull, NULL, NULL, NULL, &m, &err, 0), 1);
   return m;
 }
 
 /* What agentd.c does with a checkpoint_ack. */
 static void ack(fx_t *fx, int64_t seq) {
-  pthread_mutex_lock(&fx->q.lock);
-  fx->job->ack_seq = seq;
-  pthread_cond_broadcast(&fx->q.approval);
-  pthread_mutex_unlock(&fx->q.lock);
+  proto_msg_t *m = proto_msg_new(PROTO_CHECKPOINT_ACK);
+  PROTO_SET(m, workflow, fx->job->msg->workflow);
+  PROTO_SET(m, step, fx->job->msg->step);
+  PROTO_SET(m, attempt, fx->job->msg->attempt);
+  PROTO_SET(m, seq, seq);
+  assert_true(jobq_ack_checkpoint(&fx->q, m));
+  proto_msg_destroy(&m);
 }
 
 static void finish(fx_t *fx) { pthread_join(fx->worker, NULL); }
