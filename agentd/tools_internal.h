@@ -1,69 +1,19 @@
-/* tools_internal: what the tool files share (not for users of tools.h). */
+/* tools_internal: the tools' limits and entry points, for tools.c and the
+ * files that implement them (not for users of tools.h). What they share is
+ * in tools_util.h. */
 #ifndef CADRE_TOOLS_INTERNAL_H
 #define CADRE_TOOLS_INTERNAL_H
 
-#include "sbuf.h"
-#include <pthread.h>
-#include <stdarg.h>
-#include <sys/stat.h>
+#include "tools_util.h"
 
-#include "tools.h"
-#include "workspace.h"
-
-#define TOOLS_LOCK_STRIPES 64
 #define TOOLS_READ_LIMIT 2000      /* read_file lines by default */
 #define TOOLS_LINE_MAX 2000        /* read_file: longer lines are cut */
 #define TOOLS_GREP_LINE_MAX 300    /* grep: longer matching lines are cut */
 #define TOOLS_GREP_MAX 500         /* grep: matches shown */
 #define TOOLS_LIST_MAX 1000        /* list_files: entries shown */
 #define TOOLS_EDIT_MAX (64u << 20) /* edit_file: largest file */
-#define TOOLS_SNIFF 8192           /* bytes looked at for NUL (binary) */
 
-struct tools {
-  ws_t ws;
-  int default_timeout_s;
-  size_t output_cap;
-  char **scrub_env;     /* NULL-terminated copies of opts->scrub_env */
-  char **secret_values; /* NULL-terminated copies (wiped at destroy) */
-  pthread_mutex_t locks[TOOLS_LOCK_STRIPES];
-  atomic_ulong run_seq; /* numbers execute_bash runs (their environment marker) */
-};
-
-
-/* One call's arguments. */
-typedef struct {
-  json_t *obj;
-  const char *tool;
-} targs_t;
-
-/* Argument getters: 0 when present and valid, 1 when absent and optional,
- * -1 after writing an error into out (missing required or wrong type). */
-int targ_str(const targs_t *a, const char *name, bool required, const char **val, size_t *len, tool_result_t *out);
-int targ_int(const targs_t *a, const char *name, long long min, long long max, long long *val, tool_result_t *out);
-int targ_bool(const targs_t *a, const char *name, bool *val, tool_result_t *out);
-/* The "path" argument (or its alias "file_path") checked by ws_rel: *rel is
- * the workspace-relative path (caller frees), shown the path for messages.
- * Absent and optional: *rel is "." and 1 is returned. */
-int targ_path(const tools_t *t, const targs_t *a, bool required, char **rel, char *shown, size_t shownlen,
-              tool_result_t *out);
-
-/* Sets out's text (valid UTF-8 made from b, which is freed) and is_error. */
-void tr_text(tool_result_t *out, sbuf_t *b, bool is_error);
-/* Sets an error result from a format. */
-void tr_error(tool_result_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Sets out's one-line summary. */
-void tr_summary(tool_result_t *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-/* The lock that serialises writes to dir/name (striped; take one at a time). */
-pthread_mutex_t *tools_file_lock(tools_t *t, const struct stat *dir_st, const char *name);
-/* Copies s as valid UTF-8 (bad bytes and NUL as U+FFFD). Caller frees. */
-char *tools_utf8_clean(const char *s, size_t len);
-/* How many bytes of valid UTF-8 s (len bytes) to keep so that no character is cut at n. */
-size_t tools_utf8_cut(const char *s, size_t len, size_t n);
-/* len without an incomplete UTF-8 sequence at the end of s (one cut by a size limit). */
-size_t tools_utf8_complete(const char *s, size_t len);
-
-/* The tools (one file each or shared): see tools.h for their arguments. */
+/* The tools (tools_exec.c, tools_fs.c, tools_search.c): see tools.h for their arguments. */
 void tools_execute_bash(tools_t *t, const targs_t *a, atomic_bool *cancel, tool_result_t *out);
 void tools_read_file(tools_t *t, const targs_t *a, tool_result_t *out);
 void tools_write_file(tools_t *t, const targs_t *a, tool_result_t *out);

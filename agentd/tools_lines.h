@@ -6,6 +6,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define TOOLS_SNIFF 8192 /* bytes tools_is_binary looks at for a NUL */
+
 typedef struct {
   int fd;
   int err;          /* errno of a failed read, else 0 */
