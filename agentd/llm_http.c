@@ -109,7 +109,7 @@ static long parse_retry_after_ms(const char *v, size_t vlen) {
 
 /* "HTTP/1.1 429 Too Many Requests": a new response head begins (there may
  * be several, e.g. after 100 Continue); forget the previous one. */
-static void status_line(llm_try_t *t, const char *line, size_t len) {
+static void on_status_line(llm_try_t *t, const char *line, size_t len) {
   char buf[128];
   while (len && isspace((unsigned char)line[len - 1])) len--;
   copy_value(buf, sizeof buf, line, len);
@@ -129,7 +129,7 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
   t->got_any = true;
   t->t_last = llm_now_ms();
   if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
-    status_line(t, data, len);
+    on_status_line(t, data, len);
   else if (header_is(data, len, "content-type:", &v, &vlen))
     copy_value(t->ctype, sizeof t->ctype, v, vlen);
   else if (header_is(data, len, "retry-after:", &v, &vlen))

@@ -263,14 +263,14 @@ int snap_target(const ws_t *ws, const char *path, char **canon, char *err, size_
 
 /* ---- the walk ------------------------------------------------------------------------ */
 
-typedef struct walker walker_t;
+typedef struct walker snap_walker_t;
 struct walker {
   /* A regular file: >0 when it was removed, 0, or -errno to stop. */
-  int (*file)(walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st);
+  int (*file)(snap_walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st);
   /* A symlink or special file (never followed). */
-  void (*skip)(walker_t *w, const char *rel, const struct stat *st);
+  void (*skip)(snap_walker_t *w, const char *rel, const struct stat *st);
   /* A directory walked, `removed` of its entries removed: >0 when it was removed itself. */
-  int (*dir_done)(walker_t *w, int dirfd, const char *name, const char *rel, long removed);
+  int (*dir_done)(snap_walker_t *w, int dirfd, const char *name, const char *rel, long removed);
   atomic_bool *cancel;
   char *err;
   size_t errlen;
@@ -278,7 +278,7 @@ struct walker {
 };
 
 /* Records why the walk stops; returns rc. */
-static long walk_fail(walker_t *w, long rc, const char *rel, const char *what) {
+static long walk_fail(snap_walker_t *w, long rc, const char *rel, const char *what) {
   char shown[200];
   ws_shown(*rel ? rel : ".", strlen(*rel ? rel : "."), shown, sizeof shown);
   if (rc == -ECANCELED) snprintf(w->err, w->errlen, "cancelled");
@@ -286,10 +286,10 @@ static long walk_fail(walker_t *w, long rc, const char *rel, const char *what) {
   return rc;
 }
 
-static long walk_dir(walker_t *w, int fd, char *rel, size_t rlen, int depth);
+static long walk_snapshot_dir(snap_walker_t *w, int fd, char *rel, size_t rlen, int depth);
 
 /* One entry of a directory: >=0 entries removed, or -errno. rel holds its path. */
-static long walk_entry(walker_t *w, DIR *d, const char *name, char *rel, size_t len, int depth) {
+static long walk_entry(snap_walker_t *w, DIR *d, const char *name, char *rel, size_t len, int depth) {
   struct stat st;
   if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
     return errno == ENOENT ? 0 : walk_fail(w, -errno, rel, "cannot look at");
@@ -305,14 +305,14 @@ static long walk_entry(walker_t *w, DIR *d, const char *name, char *rel, size_t 
   }
   int cfd = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (cfd < 0) return errno == ENOENT ? 0 : walk_fail(w, -errno, rel, "cannot open directory");
-  long sub = walk_dir(w, cfd, rel, len, depth + 1);
+  long sub = walk_snapshot_dir(w, cfd, rel, len, depth + 1);
   if (sub < 0 || !w->dir_done) return sub < 0 ? sub : 0;
   return w->dir_done(w, dirfd(d), name, rel, sub);
 }
 
 /* Walks the directory fd (taken over) whose path is rel (rlen bytes, a PATH_MAX
  * buffer). Entries removed from it, or -errno. */
-static long walk_dir(walker_t *w, int fd, char *rel, size_t rlen, int depth) {
+static long walk_snapshot_dir(snap_walker_t *w, int fd, char *rel, size_t rlen, int depth) {
   DIR *d = fdopendir(fd);
   if (!d) {
     long rc = walk_fail(w, -errno, rel, "cannot read directory");
@@ -350,14 +350,14 @@ static long walk_dir(walker_t *w, int fd, char *rel, size_t rlen, int depth) {
 }
 
 /* Walks the whole workspace. 0 or -errno. */
-static int walk_workspace(const ws_t *ws, walker_t *w) {
+static int walk_workspace(const ws_t *ws, snap_walker_t *w) {
   char *rel = calloc(1, PATH_MAX);
   if (!rel) {
     snprintf(w->err, w->errlen, "out of memory");
     return -ENOMEM;
   }
   int fd = openat(ws->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  long rc = fd < 0 ? walk_fail(w, -errno, rel, "cannot open the workspace") : walk_dir(w, fd, rel, 0, 0);
+  long rc = fd < 0 ? walk_fail(w, -errno, rel, "cannot open the workspace") : walk_snapshot_dir(w, fd, rel, 0, 0);
   free(rel);
   return rc < 0 ? (int)rc : 0;
 }
@@ -374,7 +374,7 @@ typedef struct {
   const snap_limits_t *lim;
 } listing_t;
 
-static int list_file(walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st) {
+static int list_file(snap_walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st) {
   (void)dirfd;
   listing_t *ls = w->ud;
   snap_list_t *l = ls->l;
@@ -406,7 +406,7 @@ static int list_file(walker_t *w, int dirfd, const char *name, const char *rel, 
   return 0;
 }
 
-static void list_skip(walker_t *w, const char *rel, const struct stat *st) {
+static void list_skip(snap_walker_t *w, const char *rel, const struct stat *st) {
   snap_list_t *l = ((listing_t *)w->ud)->l;
   if (S_ISLNK(st->st_mode)) l->symlinks++;
   else l->others++;
@@ -437,7 +437,7 @@ int snap_list(const ws_t *ws, const snap_limits_t *lim, atomic_bool *cancel, sna
   memset(out, 0, sizeof *out);
   out->skipped = json_array();
   listing_t ls = {out, lim};
-  walker_t w = {.file = list_file, .skip = list_skip, .cancel = cancel, .err = err, .errlen = errlen, .ud = &ls};
+  snap_walker_t w = {.file = list_file, .skip = list_skip, .cancel = cancel, .err = err, .errlen = errlen, .ud = &ls};
   err[0] = '\0';
   int rc = walk_workspace(ws, &w);
   if (rc == 0 || rc == -EFBIG) rc = check_bounds(out, lim, err, errlen);
@@ -539,7 +539,7 @@ static bool kept(const pruning_t *p, const char *rel, bool dir) {
   return false;
 }
 
-static int prune_file(walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st) {
+static int prune_file(snap_walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st) {
   (void)st;
   pruning_t *p = w->ud;
   if (kept(p, rel, false)) return 0;
@@ -549,7 +549,7 @@ static int prune_file(walker_t *w, int dirfd, const char *name, const char *rel,
   return 1;
 }
 
-static int prune_dir(walker_t *w, int dirfd, const char *name, const char *rel, long removed) {
+static int prune_dir(snap_walker_t *w, int dirfd, const char *name, const char *rel, long removed) {
   pruning_t *p = w->ud;
   if (removed == 0 || kept(p, rel, true) || unlinkat(dirfd, name, AT_REMOVEDIR) != 0) return 0;
   name_removed(p, p->dirs, rel);
@@ -574,7 +574,7 @@ static int load_keep(const json_t *keep, pruning_t *p) {
 // Rollback of an execute_bash step: removes the files not kept.
 int snap_prune(const ws_t *ws, const json_t *keep, json_t **deleted, char *err, size_t errlen) {
   pruning_t p = {.deleted = json_array(), .dirs = json_array()};
-  walker_t w = {.file = prune_file, .dir_done = prune_dir, .err = err, .errlen = errlen, .ud = &p};
+  snap_walker_t w = {.file = prune_file, .dir_done = prune_dir, .err = err, .errlen = errlen, .ud = &p};
   err[0] = '\0';
   int rc = load_keep(keep, &p);
   if (rc == 0) rc = walk_workspace(ws, &w);

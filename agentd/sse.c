@@ -22,7 +22,7 @@ struct sse_parser {
   char event[SSE_MAX_EVENT_NAME];
 };
 
-static int fail(sse_parser_t *p, int rc) {
+static int parser_fail(sse_parser_t *p, int rc) {
   if (!p->failed)
     p->failed = rc;
   return p->failed;
@@ -30,14 +30,14 @@ static int fail(sse_parser_t *p, int rc) {
 
 static int append(sse_parser_t *p, char **buf, size_t *len, size_t *cap, const char *d, size_t n) {
   if (n > p->max_line - *len)
-    return fail(p, -E2BIG);
+    return parser_fail(p, -E2BIG);
   if (*len + n + 1 > *cap) {
     size_t ncap = *cap ? *cap : 256;
     while (ncap < *len + n + 1)
       ncap *= 2;
     char *nb = realloc(*buf, ncap);
     if (!nb)
-      return fail(p, -ENOMEM);
+      return parser_fail(p, -ENOMEM);
     *buf = nb;
     *cap = ncap;
   }
@@ -55,10 +55,10 @@ static int dispatch(sse_parser_t *p) {
   p->dlen = 0;
   p->has_data = false;
   p->event[0] = '\0';
-  return rc ? fail(p, rc) : 0;
+  return rc ? parser_fail(p, rc) : 0;
 }
 
-static int field(sse_parser_t *p, const char *name, size_t nlen, const char *val, size_t vlen) {
+static int on_field(sse_parser_t *p, const char *name, size_t nlen, const char *val, size_t vlen) {
   if (nlen == 4 && memcmp(name, "data", 4) == 0) {
     if (p->has_data && append(p, &p->data, &p->dlen, &p->dcap, "\n", 1) < 0)
       return p->failed;
@@ -86,13 +86,13 @@ static int process_line(sse_parser_t *p, const char *s, size_t n) {
     return 0;
   const char *colon = memchr(s, ':', n);
   if (!colon)
-    return field(p, s, n, "", 0);
+    return on_field(p, s, n, "", 0);
   size_t nlen = (size_t)(colon - s);
   const char *val = colon + 1;
   size_t vlen = n - nlen - 1;
   if (vlen && *val == ' ')
     val++, vlen--;
-  return field(p, s, nlen, val, vlen);
+  return on_field(p, s, nlen, val, vlen);
 }
 
 static size_t find_eol(const char *s, size_t i, size_t n) {
@@ -145,7 +145,7 @@ int sse_parser_feed(sse_parser_t *self, const char *data, size_t len) {
     }
     if (self->llen == 0) {
       if (eol - i > self->max_line)
-        return fail(self, -E2BIG);
+        return parser_fail(self, -E2BIG);
       process_line(self, data + i, eol - i);
     } else if (append(self, &self->line, &self->llen, &self->lcap, data + i, eol - i) == 0) {
       process_line(self, self->line, self->llen);

@@ -43,13 +43,13 @@ typedef struct {
 
 /* ---- small helpers ----------------------------------------------------- */
 
-static int fail(llm_stream_t *s, int rc) {
+static int set_failed(llm_stream_t *s, int rc) {
   if (!s->failed)
     s->failed = rc;
   return s->failed;
 }
 
-static int grow(llm_stream_t *s, char **p, size_t *cap, size_t need) {
+static int grow_buf(llm_stream_t *s, char **p, size_t *cap, size_t need) {
   if (need <= *cap && *p)
     return 0;
   size_t ncap = *cap ? *cap : 64;
@@ -57,7 +57,7 @@ static int grow(llm_stream_t *s, char **p, size_t *cap, size_t need) {
     ncap = ncap > SIZE_MAX / 2 ? need : ncap * 2;
   char *n = realloc(*p, ncap);
   if (!n)
-    return fail(s, -ENOMEM);
+    return set_failed(s, -ENOMEM);
   *p = n;
   *cap = ncap;
   return 0;
@@ -66,8 +66,8 @@ static int grow(llm_stream_t *s, char **p, size_t *cap, size_t need) {
 /* Appends to a result string, counting it against LLM_MAX_TEXT. */
 static int buf_append(llm_stream_t *s, char **p, blen_t *m, const char *d, size_t n) {
   if (n > LLM_MAX_TEXT - s->total)
-    return fail(s, -E2BIG);
-  if (grow(s, p, &m->cap, m->len + n + 1) < 0)
+    return set_failed(s, -E2BIG);
+  if (grow_buf(s, p, &m->cap, m->len + n + 1) < 0)
     return s->failed;
   if (n)
     memcpy(*p + m->len, d, n);
@@ -80,7 +80,7 @@ static int buf_append(llm_stream_t *s, char **p, blen_t *m, const char *d, size_
 static int replace_str(llm_stream_t *s, char **p, const char *v, size_t n) {
   char *c = strndup(v, n);
   if (!c)
-    return fail(s, -ENOMEM);
+    return set_failed(s, -ENOMEM);
   free(*p);
   *p = c;
   return 0;
@@ -136,11 +136,11 @@ static int on_split(void *ud, bool thinking, const char *d, size_t n) {
 static int mark_choice(llm_stream_t *s, int choice) {
   if (s->choices_seen & (1u << choice))
     return 0;
-  if (!s->r.choice_text[choice] && grow(s, &s->r.choice_text[choice], &s->text_m[choice].cap, 1) < 0)
+  if (!s->r.choice_text[choice] && grow_buf(s, &s->r.choice_text[choice], &s->text_m[choice].cap, 1) < 0)
     return s->failed;
   s->r.choice_text[choice][s->text_m[choice].len] = '\0';
   if (!s->think[choice] && !(s->think[choice] = think_new()))
-    return fail(s, -ENOMEM);
+    return set_failed(s, -ENOMEM);
   s->choices_seen |= 1u << choice;
   s->r.n_choices++;
   return 0;
@@ -237,7 +237,7 @@ static llm_tool_call_t *new_call(llm_stream_t *s, int idx) {
   if (n >= LLM_MAX_TOOL_CALLS)
     return NULL;
   if (!s->r.tool_calls && !(s->r.tool_calls = calloc(LLM_MAX_TOOL_CALLS, sizeof *s->r.tool_calls))) {
-    fail(s, -ENOMEM);
+    set_failed(s, -ENOMEM);
     return NULL;
   }
   llm_tool_call_t *c = &s->r.tool_calls[n];
@@ -245,12 +245,12 @@ static llm_tool_call_t *new_call(llm_stream_t *s, int idx) {
   c->id = strdup("");
   c->name = strdup("");
   s->args_m[n] = (blen_t){0, 0};
-  if (!c->id || !c->name || grow(s, &c->arguments, &s->args_m[n].cap, 1) < 0) {
+  if (!c->id || !c->name || grow_buf(s, &c->arguments, &s->args_m[n].cap, 1) < 0) {
     free(c->id);
     free(c->name);
     free(c->arguments);
     *c = (llm_tool_call_t){0};
-    fail(s, -ENOMEM);
+    set_failed(s, -ENOMEM);
     return NULL;
   }
   c->arguments[0] = '\0';
@@ -266,7 +266,7 @@ static int append_args(llm_stream_t *s, llm_tool_call_t *c, const json_t *a) {
     return 0;
   char *txt = json_dumps(a, JSON_COMPACT);
   if (!txt)
-    return fail(s, -ENOMEM);
+    return set_failed(s, -ENOMEM);
   int rc = buf_append(s, &c->arguments, m, txt, strlen(txt));
   free(txt);
   return rc;
@@ -314,9 +314,9 @@ static int set_error(llm_stream_t *s, const char *code, const char *msg, size_t 
     return 0; /* the first error is the cause; keep it */
   s->r.has_error = true;
   if (code && !(s->r.error_code = strdup(code)))
-    return fail(s, -ENOMEM);
+    return set_failed(s, -ENOMEM);
   if (!(s->r.error_message = strndup(msg, msglen)))
-    return fail(s, -ENOMEM);
+    return set_failed(s, -ENOMEM);
   return 0;
 }
 
@@ -523,8 +523,8 @@ static int ollama_line(llm_stream_t *s, const char *d, size_t n) {
 
 static int line_append(llm_stream_t *s, const char *d, size_t n) {
   if (n > LLM_MAX_LINE - s->llen)
-    return fail(s, -E2BIG);
-  if (grow(s, &s->line, &s->lcap, s->llen + n + 1) < 0)
+    return set_failed(s, -E2BIG);
+  if (grow_buf(s, &s->line, &s->lcap, s->llen + n + 1) < 0)
     return s->failed;
   memcpy(s->line + s->llen, d, n);
   s->llen += n;
@@ -582,8 +582,8 @@ llm_stream_t *llm_stream_new(llm_format_t format, const llm_stream_cb_t *cb, voi
   if (cb)
     s->cb = *cb;
   s->ud = ud;
-  bool ok = grow(s, &s->r.choice_text[0], &s->text_m[0].cap, 1) == 0 &&
-            grow(s, &s->r.thinking, &s->thinking_m.cap, 1) == 0;
+  bool ok = grow_buf(s, &s->r.choice_text[0], &s->text_m[0].cap, 1) == 0 &&
+            grow_buf(s, &s->r.thinking, &s->thinking_m.cap, 1) == 0;
   if (ok && format == LLM_FORMAT_OPENAI_SSE)
     ok = (s->sse = sse_parser_new(on_sse_event, s, LLM_MAX_LINE)) != NULL;
   if (!ok) {
@@ -625,7 +625,7 @@ int llm_stream_feed(llm_stream_t *self, const char *data, size_t len) {
     rc = ndjson_feed(self, data, len);
   else
     rc = line_append(self, data, len);
-  return rc < 0 ? fail(self, rc) : 0;
+  return rc < 0 ? set_failed(self, rc) : 0;
 }
 
 static int flush_splitters(llm_stream_t *s) {
@@ -655,7 +655,7 @@ int llm_stream_finish(llm_stream_t *self) {
   if (rc == 0)
     rc = flush_splitters(self);
   if (rc < 0)
-    return fail(self, rc);
+    return set_failed(self, rc);
   self->finished = true;
   return 0;
 }
@@ -680,8 +680,8 @@ void llm_stream_take_result(llm_stream_t *self, llm_result_t *out) {
   self->thinking_m = self->refusal_m = (blen_t){0, 0};
   self->total = 0;
   self->choices_seen = 0;
-  if (grow(self, &self->r.choice_text[0], &self->text_m[0].cap, 1) == 0 &&
-      grow(self, &self->r.thinking, &self->thinking_m.cap, 1) == 0) {
+  if (grow_buf(self, &self->r.choice_text[0], &self->text_m[0].cap, 1) == 0 &&
+      grow_buf(self, &self->r.thinking, &self->thinking_m.cap, 1) == 0) {
     self->r.choice_text[0][0] = '\0';
     self->r.thinking[0] = '\0';
     self->r.text = self->r.choice_text[0];

@@ -236,10 +236,10 @@ typedef struct {
   int leftovers; /* processes still running after the shell exited */
   char *buf;     /* EXEC_READ_BUF bytes for reading the pipe */
   bool pipe_stuck;
-} run_t;
+} bash_run_t;
 
 /* True when the shell has exited (not reaped: WNOWAIT keeps its pid, the group id, taken). */
-static bool shell_exited(run_t *r) {
+static bool shell_exited(bash_run_t *r) {
   if (r->exited) return true;
   siginfo_t si;
   memset(&si, 0, sizeof si);
@@ -251,7 +251,7 @@ static bool shell_exited(run_t *r) {
 
 /* Reads what the pipe holds, waiting at most ms for output or (with a pidfd)
  * for the shell's exit. */
-static void pump(run_t *r, int ms) {
+static void pump(bash_run_t *r, int ms) {
   struct pollfd pfd[2] = {{.fd = r->fd, .events = POLLIN}, {.fd = r->exited ? -1 : r->pidfd, .events = POLLIN}};
   if (r->fd < 0 && pfd[1].fd < 0) {
     struct timespec ts = {0, (ms < 10 ? ms : 10) * 1000000L};
@@ -277,7 +277,7 @@ static void pump(run_t *r, int ms) {
 }
 
 /* Polls until the shell exited and the pipe closed, the deadline, or cancel. */
-static end_t wait_command(run_t *r, int64_t deadline, atomic_bool *cancel) {
+static end_t wait_command(bash_run_t *r, int64_t deadline, atomic_bool *cancel) {
   int64_t exited_at = -1;
   for (;;) {
     int64_t now = now_ms();
@@ -293,7 +293,7 @@ static end_t wait_command(run_t *r, int64_t deadline, atomic_bool *cancel) {
 
 /* SIGTERM, a grace period, then SIGKILL rounds until none of the job's
  * processes is left; reads the pipe meanwhile so that no writer blocks. */
-static void terminate(run_t *r) {
+static void terminate(bash_run_t *r) {
   proc_job_t *job = &r->job;
   if (!r->lost) kill(-r->pid, SIGTERM); /* a reaped leader's pid could be recycled: /proc scans only */
   proc_job_signal(job, SIGTERM, false);
@@ -309,7 +309,7 @@ static void terminate(run_t *r) {
 }
 
 /* Stops whatever is left, reads the pipe to its end, reaps the shell. */
-static void finish(run_t *r, end_t end) {
+static void finish(bash_run_t *r, end_t end) {
   r->leftovers = end == END_EXIT ? proc_job_signal(&r->job, 0, r->fd >= 0) : 0;
   if (end != END_EXIT || r->leftovers > 0 || r->fd >= 0) terminate(r);
   int64_t until = now_ms() + 1000;
@@ -350,7 +350,7 @@ static int prepare(tools_t *t, const char *command, int timeout_s, const char *m
 }
 
 /* The status line: "[exit 0]", "[killed by signal 9 after timeout of 2 s]", ... */
-static void status_line(const run_t *r, end_t end, int timeout_s, sbuf_t *b, tool_result_t *out) {
+static void status_line(const bash_run_t *r, end_t end, int timeout_s, sbuf_t *b, tool_result_t *out) {
   if (r->lost) {
     out->exit_code = -1;
     out->is_error = true;
@@ -384,7 +384,7 @@ static void status_line(const run_t *r, end_t end, int timeout_s, sbuf_t *b, too
 /* Forks and runs the prepared command, then builds the result. */
 static void run_command(tools_t *t, spawn_t *s, int pipefd[2], const char *marker, int timeout_s, atomic_bool *cancel,
                         tool_result_t *out) {
-  run_t r = {.fd = pipefd[0], .pidfd = -1, .buf = malloc(EXEC_READ_BUF)};
+  bash_run_t r = {.fd = pipefd[0], .pidfd = -1, .buf = malloc(EXEC_READ_BUF)};
   if (!capture_init(&r.cap, t->output_cap) || !r.buf) {
     close(pipefd[0]);
     close(pipefd[1]);

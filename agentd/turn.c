@@ -253,10 +253,10 @@ static void run_call(loop_t *L, const json_t *call) {
   tool_result_free(&res);
 }
 
-typedef enum { STEP_AGAIN, STEP_DONE, STEP_FAILED } step_t;
+typedef enum { LOOP_AGAIN, LOOP_DONE, LOOP_FAILED } loop_next_t;
 
 /* Handles the calls of one assistant message. The code and detail are set on failure. */
-static step_t run_calls(loop_t *L, const json_t *calls, char *code, char *detail, size_t dlen) {
+static loop_next_t run_calls(loop_t *L, const json_t *calls, char *code, char *detail, size_t dlen) {
   size_t i;
   json_t *c;
   bool left_for_broker = false, failed = false;
@@ -298,8 +298,8 @@ static step_t run_calls(loop_t *L, const json_t *calls, char *code, char *detail
     }
   }
   if (failed)
-    return STEP_FAILED;
-  return left_for_broker ? STEP_DONE : STEP_AGAIN;
+    return LOOP_FAILED;
+  return left_for_broker ? LOOP_DONE : LOOP_AGAIN;
 }
 
 static void add_usage(loop_t *L, const llm_outcome_t *out) {
@@ -347,8 +347,8 @@ static void report_failed(loop_t *L, const char *code, const char *detail, bool 
   log_warn("turn %lld failed: %s: %s", (long long)L->r->job->turn, code, detail);
 }
 
-/* One model call; STEP_FAILED has been reported when it fails. */
-static step_t call_model(loop_t *L, json_t **assistant) {
+/* One model call; LOOP_FAILED has been reported when it fails. */
+static loop_next_t call_model(loop_t *L, json_t **assistant) {
   run_t *r = L->r;
   llm_call_t call = {
       .profile = r->job->profile,
@@ -370,12 +370,12 @@ static step_t call_model(loop_t *L, json_t **assistant) {
   if (rc != 0) {
     report_failed(L, out.cancelled ? "cancelled" : out.code, out.detail, out.retryable, out.http_status);
     llm_outcome_free(&out);
-    return STEP_FAILED;
+    return LOOP_FAILED;
   }
   add_usage(L, &out);
   *assistant = assistant_message(&out.result);
   llm_outcome_free(&out);
-  return STEP_AGAIN;
+  return LOOP_AGAIN;
 }
 
 static void loop_free(loop_t *L) {
@@ -406,7 +406,7 @@ void turn_run(run_t *r) {
       break;
     }
     json_t *assistant = NULL;
-    if (call_model(&L, &assistant) == STEP_FAILED)
+    if (call_model(&L, &assistant) == LOOP_FAILED)
       break;
     json_t *calls = json_incref(json_object_get(assistant, "tool_calls"));
     L.last_assistant = assistant;
@@ -417,13 +417,13 @@ void turn_run(run_t *r) {
       break;
     }
     char code[48] = "", detail[256] = "";
-    step_t s = run_calls(&L, calls, code, detail, sizeof detail);
+    loop_next_t s = run_calls(&L, calls, code, detail, sizeof detail);
     json_decref(calls);
-    if (s == STEP_FAILED) {
+    if (s == LOOP_FAILED) {
       report_failed(&L, code, detail, false, 0);
       break;
     }
-    if (s == STEP_DONE) { /* calls the broker runs: it continues from here */
+    if (s == LOOP_DONE) { /* calls the broker runs: it continues from here */
       report_done(&L);
       break;
     }
