@@ -51,7 +51,7 @@ static proto_errcode_t wrong_type(const dec_t *d, const char *want, const msgpac
   return dec_fail(d, PROTO_E_FIELD_TYPE, what);
 }
 
-static proto_errcode_t get_int(const dec_t *d, const msgpack_object *o, int64_t *v) {
+static proto_errcode_t dec_int(const dec_t *d, const msgpack_object *o, int64_t *v) {
   char what[96];
   if (o->type == MSGPACK_OBJECT_NEGATIVE_INTEGER) {
     *v = o->via.i64;
@@ -77,7 +77,7 @@ static proto_errcode_t get_num(const dec_t *d, const msgpack_object *o, double *
   }
   if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER && o->type != MSGPACK_OBJECT_NEGATIVE_INTEGER)
     return wrong_type(d, "number", o);
-  if ((rc = get_int(d, o, &i)) == PROTO_OK)
+  if ((rc = dec_int(d, o, &i)) == PROTO_OK)
     *v = (double)i;
   return rc;
 }
@@ -147,7 +147,7 @@ static proto_errcode_t to_json(const dec_t *d, const msgpack_object *o, json_t *
   case MSGPACK_OBJECT_BOOLEAN: *out = json_boolean(o->via.boolean); return PROTO_OK;
   case MSGPACK_OBJECT_POSITIVE_INTEGER:
   case MSGPACK_OBJECT_NEGATIVE_INTEGER:
-    if ((rc = get_int(d, o, &i)) == PROTO_OK)
+    if ((rc = dec_int(d, o, &i)) == PROTO_OK)
       *out = json_integer(i);
     break;
   case MSGPACK_OBJECT_FLOAT32:
@@ -199,7 +199,7 @@ static proto_errcode_t decode_field(dec_t *d, proto_msg_t *msg, proto_field_t f,
   switch (f) {
 #define F(name, KIND, doc) case PROTO_F_##name: rc = DEC_##KIND(msg->name); break;
 #define DEC_STR(p) decode_str(d, o, &(p))
-#define DEC_INT(v) get_int(d, o, &(v))
+#define DEC_INT(v) dec_int(d, o, &(v))
 #define DEC_BOOL(v) (o->type == MSGPACK_OBJECT_BOOLEAN ? ((v) = o->via.boolean, PROTO_OK) : wrong_type(d, "bool", o))
 #define DEC_NUM(v) get_num(d, o, &(v))
 #define DEC_MAP(j) decode_json(d, PROTO_KIND_MAP, o, &(j))
@@ -300,7 +300,7 @@ static proto_errcode_t fill_message(const slots_t *s, proto_msg_t *msg, proto_er
   proto_errcode_t rc;
   if (!s->id)
     return proto_err_set(err, PROTO_E_MISSING, "%s: missing required field \"id\"", d.type);
-  if ((rc = get_int(&d, s->id, &msg->id)) != PROTO_OK)
+  if ((rc = dec_int(&d, s->id, &msg->id)) != PROTO_OK)
     return rc;
   for (size_t i = 0; i < proto_member_row_count; i++) {
     proto_field_t f = proto_member_rows[i].field;

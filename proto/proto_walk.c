@@ -49,7 +49,7 @@ static void where(const walker_t *w, char *out, size_t outsz) {
   snprintf(out, outsz, "field \"%s\": ", q);
 }
 
-static proto_errcode_t fail(const walker_t *w, proto_errcode_t code, const char *what) {
+static proto_errcode_t walk_reject(const walker_t *w, proto_errcode_t code, const char *what) {
   char pre[4 * PROTO_QUOTE_MAX + 16];
   where(w, pre, sizeof pre);
   return proto_err_set(w->err, code, "%s%s", pre, what);
@@ -58,7 +58,7 @@ static proto_errcode_t fail(const walker_t *w, proto_errcode_t code, const char 
 static proto_errcode_t truncated(const walker_t *w) {
   char what[96];
   snprintf(what, sizeof what, "frame truncated at byte %zu of %zu", w->pos, w->len);
-  return fail(w, PROTO_E_MALFORMED, what);
+  return walk_reject(w, PROTO_E_MALFORMED, what);
 }
 
 /* Reads an n-byte big-endian unsigned integer (n <= 8) at the cursor. */
@@ -88,7 +88,7 @@ static proto_errcode_t charge(walker_t *w, uint64_t bytes) {
   snprintf(what, sizeof what,
            "frame of %zu bytes would decode to more than %zu bytes (too many small values)",
            w->len, w->budget);
-  return fail(w, PROTO_E_OVERSIZE, what);
+  return walk_reject(w, PROTO_E_OVERSIZE, what);
 }
 
 /* A declared count of n items of at least `per` bytes each must fit the bytes that follow. */
@@ -98,7 +98,7 @@ static proto_errcode_t fits(walker_t *w, uint64_t n, uint64_t per, const char *n
     return PROTO_OK;
   snprintf(what, sizeof what, "%s of %llu cannot fit in the %zu bytes that follow", noun,
            (unsigned long long)n, w->len - w->pos);
-  return fail(w, PROTO_E_COUNT, what);
+  return walk_reject(w, PROTO_E_COUNT, what);
 }
 
 static proto_errcode_t walk_value(walker_t *w, int depth, const char **str, size_t *strlen_out);
@@ -122,7 +122,7 @@ static proto_errcode_t enter(walker_t *w, int depth) {
   if (depth < PROTO_MAX_DEPTH)
     return PROTO_OK;
   snprintf(what, sizeof what, "nesting deeper than %d levels", PROTO_MAX_DEPTH);
-  return fail(w, PROTO_E_DEPTH, what);
+  return walk_reject(w, PROTO_E_DEPTH, what);
 }
 
 static proto_errcode_t walk_array(walker_t *w, uint64_t n, int depth) {
@@ -162,11 +162,11 @@ static proto_errcode_t walk_map(walker_t *w, uint64_t n, int depth) {
 static proto_errcode_t reject_byte(walker_t *w, unsigned char b) {
   char what[96];
   if ((b >= 0xc4 && b <= 0xc6))
-    return fail(w, PROTO_E_VALUE, "bin values are not allowed");
+    return walk_reject(w, PROTO_E_VALUE, "bin values are not allowed");
   if ((b >= 0xc7 && b <= 0xc9) || (b >= 0xd4 && b <= 0xd8))
-    return fail(w, PROTO_E_VALUE, "ext values are not allowed");
+    return walk_reject(w, PROTO_E_VALUE, "ext values are not allowed");
   snprintf(what, sizeof what, "invalid msgpack byte 0x%02x at offset %zu", b, w->pos - 1);
-  return fail(w, PROTO_E_MALFORMED, what);
+  return walk_reject(w, PROTO_E_MALFORMED, what);
 }
 
 /* Walks the header byte's variable part; depth = containers enclosing it. */
