@@ -171,7 +171,8 @@ bool jobq_ack_checkpoint(jobq_t *q, const proto_msg_t *m) {
   return j != NULL;
 }
 
-int run_push(run_t *r, const proto_msg_t *m) {
+int run_push(run_t *r, proto_msg_t *m) {
+  m->id = PROTO_ID_UNSTAMPED;
   int rc = proto_send(r->push, NULL, 0, m, 0);
   if (rc < 0 && r->job->kind == JOB_TURN)
     log_error("turn %lld: cannot hand a %s to the main thread: %s", (long long)r->job->turn,

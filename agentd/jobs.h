@@ -101,8 +101,9 @@ int jobq_cancel_step(jobq_t *q, const proto_msg_t *m);
 /* checkpoint_ack: records the acknowledged seq for the step. False when there is no such step. */
 bool jobq_ack_checkpoint(jobq_t *q, const proto_msg_t *ack);
 
-/* Hands a message to the main thread (for the broker); m stays the caller's.
+/* Hands a message to the main thread, whose link stamps its id and sends it
+ * to the broker; m stays the caller's (its id is set to PROTO_ID_UNSTAMPED).
  * 0 or a negative errno (-EINVAL, -EMSGSIZE: m does not encode). Logs a failure. */
-int run_push(run_t *r, const proto_msg_t *m);
+int run_push(run_t *r, proto_msg_t *m);
 
 #endif

@@ -432,15 +432,13 @@ static int count_fields(const proto_msg_t *msg, size_t *n, proto_err_t *err) {
   return 0;
 }
 
-/* "id" is always 9 bytes (int64) so that proto_frame_set_id can stamp an
- * encoded frame in place. */
 static int pack_envelope(enc_t *e, const proto_msg_t *msg, size_t nfields) {
   const char *t = type_names[msg->type];
   if (msgpack_pack_map(&e->pk, 3 + nfields) || msgpack_pack_str_with_body(&e->pk, "v", 1) ||
       msgpack_pack_int64(&e->pk, PROTO_VERSION) ||
       msgpack_pack_str_with_body(&e->pk, "type", 4) ||
       msgpack_pack_str_with_body(&e->pk, t, strlen(t)) ||
-      msgpack_pack_str_with_body(&e->pk, "id", 2) || msgpack_pack_fix_int64(&e->pk, msg->id)) {
+      msgpack_pack_str_with_body(&e->pk, "id", 2) || msgpack_pack_int64(&e->pk, msg->id)) {
     proto_err_set(e->err, PROTO_E_NOMEM, "%s: out of memory", t);
     return -ENOMEM;
   }

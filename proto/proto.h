@@ -192,9 +192,14 @@ int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *d
 int proto_recv(void *sock, void *identity, size_t *idlen, struct zmq_msg_t *raw, proto_msg_t **out,
                proto_err_t *err, int flags);
 
-/* Writes id into an encoded frame's envelope in place (a frame made by
- * proto_encode, whose "id" always takes 9 bytes). 0, or -EINVAL when the
- * frame does not start with the envelope as proto_encode writes it. */
+/* The id a message leaves for someone else to stamp (a worker thread's
+ * message that its daemon's link sends): proto_encode writes it in 9 bytes,
+ * room for any id. */
+#define PROTO_ID_UNSTAMPED INT64_MAX
+/* Writes id into an encoded frame's envelope in place: a frame made by
+ * proto_encode from a message whose id was PROTO_ID_UNSTAMPED (or any id
+ * that took 9 bytes). 0, or -EINVAL when the frame does not start with the
+ * envelope as proto_encode writes it, or its id has no room. */
 int proto_frame_set_id(void *frame, size_t len, int64_t id);
 
 #endif

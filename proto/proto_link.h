@@ -71,8 +71,9 @@ int proto_link_recv(proto_link_t *self, int timeout_ms, proto_msg_t **out);
  * id. 0 or a negative errno (-EAGAIN: the queue to the broker is full,
  * -EINVAL / -EMSGSIZE: msg does not encode). msg stays the caller's. */
 int proto_link_send(proto_link_t *self, proto_msg_t *msg);
-/* Sends a frame made by proto_encode (e.g. by another thread), writing the
- * link's next id into it first. Same returns as proto_link_send. */
+/* Sends a frame made by proto_encode (e.g. by another thread) from a message
+ * whose id was PROTO_ID_UNSTAMPED, writing the link's next id into it first.
+ * Same returns as proto_link_send; -EINVAL for a frame without room for the id. */
 int proto_link_send_frame(proto_link_t *self, void *frame, size_t len);
 
 /* The DEALER socket, for zmq_poll together with other inputs; read it only

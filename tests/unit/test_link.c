@@ -302,7 +302,7 @@ static void test_send_frame_stamps_the_next_id(void **state) {
   PROTO_SET(d, seq, 1);
   proto_set_str(d, PROTO_F_kind, "text");
   proto_set_str(d, PROTO_F_text, "hi");
-  d->id = 0; /* as a worker thread leaves it */
+  d->id = PROTO_ID_UNSTAMPED; /* as a worker thread leaves it */
   char *buf;
   size_t len;
   assert_int_equal(proto_encode(d, &buf, &len, NULL), 0);
@@ -321,6 +321,12 @@ static void test_send_frame_stamps_the_next_id(void **state) {
   assert_true(m->id == first);
   proto_msg_destroy(&m);
   assert_int_equal(proto_link_send_frame(fx->link, "\x80", 1), -EINVAL); /* not ours: nothing sent */
+  d = proto_msg_new(PROTO_HEARTBEAT);
+  d->id = 3; /* an id without room to stamp */
+  assert_int_equal(proto_encode(d, &buf, &len, NULL), 0);
+  assert_int_equal(proto_link_send_frame(fx->link, buf, len), -EINVAL);
+  free(buf);
+  proto_msg_destroy(&d);
 }
 
 /* ---- proto_frame_set_id, a table -------------------------------------------------------------- */
@@ -332,7 +338,7 @@ static void test_frame_set_id_cases(void **state) {
   for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
     char *buf;
     size_t len;
-    m->id = 5;
+    m->id = PROTO_ID_UNSTAMPED;
     assert_int_equal(proto_encode(m, &buf, &len, NULL), 0);
     assert_int_equal(proto_frame_set_id(buf, len, ids[i]), 0);
     proto_msg_t *back = NULL;
