@@ -35,7 +35,7 @@ static int push(run_t *r, proto_msg_t **m) {
 }
 
 /* step_failed {code, detail, retryable}. */
-static void report_step_failed(run_t *r, const char *code, const char *detail, bool retryable) {
+static void report_failed(run_t *r, const char *code, const char *detail, bool retryable) {
   proto_msg_t *m = step_msg(r, PROTO_STEP_FAILED);
   if (m) {
     proto_set_str(m, PROTO_F_code, code);
@@ -50,7 +50,7 @@ static void report_step_failed(run_t *r, const char *code, const char *detail, b
 
 /* step_done {text, payload} (payload taken); a result that cannot be encoded
  * becomes step_failed "internal" so that the broker always hears the end. */
-static void report_step_done(run_t *r, const char *text, json_t *payload) {
+static void report_done(run_t *r, const char *text, json_t *payload) {
   proto_msg_t *m = step_msg(r, PROTO_STEP_DONE);
   if (m) {
     proto_set_str(m, PROTO_F_text, text);
@@ -62,7 +62,7 @@ static void report_step_done(run_t *r, const char *text, json_t *payload) {
   if (rc == -EINVAL || rc == -EMSGSIZE || rc == -ENOMEM) {
     char detail[160];
     snprintf(detail, sizeof detail, "the step's result could not be sent: %s", strerror(-rc));
-    report_step_failed(r, "internal", detail, true);
+    report_failed(r, "internal", detail, true);
   }
 }
 
@@ -84,13 +84,13 @@ static int wait_ack(run_t *r, int64_t seq) {
 /* Reports why waiting for an ack ended badly. */
 static void report_wait(run_t *r, int rc) {
   if (rc == -ECANCELED) {
-    report_step_failed(r, "cancelled", "the step was cancelled before it ran", false);
+    report_failed(r, "cancelled", "the step was cancelled before it ran", false);
     return;
   }
   char detail[160];
   snprintf(detail, sizeof detail, "the broker did not acknowledge the checkpoint within %d s; the step did not run",
            STEP_ACK_TIMEOUT_MS / 1000);
-  report_step_failed(r, "checkpoint_timeout", detail, true);
+  report_failed(r, "checkpoint_timeout", detail, true);
 }
 
 /* One checkpoint message: a file's content (f may be NULL for snapshot_end). 0 or -errno. */
@@ -128,24 +128,24 @@ static bool already_applied(run_t *r, const json_t *check) {
   const char *pre = json_string_value(json_object_get(check, "sha256"));
   char hex[SNAP_HEX_LEN + 1], err[512], *rel = NULL;
   if (!path || !pre) {
-    report_step_failed(r, "bad_request", "applied_check needs path and sha256 (strings)", false);
+    report_failed(r, "bad_request", "applied_check needs path and sha256 (strings)", false);
     return true;
   }
   if (ws_rel(&r->q->ws, path, strlen(path), &rel, err, sizeof err) != 0) {
-    report_step_failed(r, "refused", err, false);
+    report_failed(r, "refused", err, false);
     return true;
   }
   int rc = snap_sha256_file(&r->q->ws, rel, hex);
   free(rel);
   if (rc < 0) {
     snprintf(err, sizeof err, "cannot hash \"%.160s\" for applied_check: %s", path, strerror(-rc));
-    report_step_failed(r, "checkpoint_failed", err, false);
+    report_failed(r, "checkpoint_failed", err, false);
     return true;
   }
   if (strcmp(hex, pre) == 0) return false;
   char text[400];
   snprintf(text, sizeof text, "already applied (checkpoint ledger): %.300s", path);
-  report_step_done(r, text,
+  report_done(r, text,
               json_pack("{s:b, s:i, s:b, s:b, s:s, s:[{s:s, s:s}]}", "already_applied", true, "exit_code", 0,
                         "is_error", false, "timed_out", false, "summary", "already applied", "changed", "path", path,
                         "sha256", hex));
@@ -169,7 +169,7 @@ static int checkpoint_file(run_t *r, char **canon) {
     return 0; /* the tool refuses the same arguments without changing anything */
   free(rel);
   if (snap_target(&r->q->ws, path, canon, err, sizeof err) != 0) {
-    report_step_failed(r, "checkpoint_failed", err, false);
+    report_failed(r, "checkpoint_failed", err, false);
     return -1;
   }
   snap_file_t f;
@@ -177,12 +177,12 @@ static int checkpoint_file(run_t *r, char **canon) {
   if (rc == -EFBIG) {
     snprintf(err, sizeof err, "\"%.160s\" is larger than %.1f MiB, the most a checkpoint holds: the step cannot be "
              "rolled back, so it does not run", *canon, MIB(SNAP_MAX_FILE));
-    report_step_failed(r, "checkpoint_too_large", err, false);
+    report_failed(r, "checkpoint_too_large", err, false);
   } else if (rc < 0) {
     snprintf(err, sizeof err, "cannot read \"%.160s\" for its checkpoint: %s", *canon, strerror(-rc));
-    report_step_failed(r, "checkpoint_failed", err, false);
+    report_failed(r, "checkpoint_failed", err, false);
   } else if ((rc = send_checkpoint(r, 1, "file", *canon, &f, NULL)) < 0) {
-    report_step_failed(r, "internal", "the checkpoint could not be sent", true);
+    report_failed(r, "internal", "the checkpoint could not be sent", true);
   } else if ((rc = wait_ack(r, 1)) < 0) {
     report_wait(r, rc);
   }
@@ -197,7 +197,7 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
   char err[512];
   for (size_t i = 0; i < l->n; i++) {
     if (atomic_load(&r->job->cancel)) {
-      report_step_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
+      report_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
       return -1;
     }
     snap_file_t f;
@@ -207,12 +207,12 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
     if (rc == -EFBIG || bytes > SNAP_MAX_TOTAL) {
       snprintf(err, sizeof err, "the workspace grew past the snapshot limits (%.160s) while the snapshot was taken",
                l->files[i].path);
-      report_step_failed(r, "snapshot_too_large", err, true);
+      report_failed(r, "snapshot_too_large", err, true);
     } else if (rc < 0) {
       snprintf(err, sizeof err, "cannot read \"%.160s\" for the snapshot: %s", l->files[i].path, strerror(-rc));
-      report_step_failed(r, "snapshot_failed", err, false);
+      report_failed(r, "snapshot_failed", err, false);
     } else if (send_checkpoint(r, ++seq, "snapshot_file", l->files[i].path, &f, NULL) < 0) {
-      report_step_failed(r, "internal", "the snapshot could not be sent", true);
+      report_failed(r, "internal", "the snapshot could not be sent", true);
       rc = -1;
     }
     snap_file_free(&f);
@@ -222,7 +222,7 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
                           "symlinks_skipped", (json_int_t)l->symlinks, "others_skipped", (json_int_t)l->others,
                           "skipped", l->skipped);
   if (send_checkpoint(r, ++seq, "snapshot_end", NULL, NULL, end) < 0) {
-    report_step_failed(r, "internal", "the snapshot could not be sent", true);
+    report_failed(r, "internal", "the snapshot could not be sent", true);
     return -1;
   }
   return seq;
@@ -234,9 +234,9 @@ static int checkpoint_workspace(run_t *r) {
   snap_limits_t lim = snap_default_limits();
   char err[512];
   int rc = snap_list(&r->q->ws, &lim, &r->job->cancel, &l, err, sizeof err);
-  if (rc == -ECANCELED) report_step_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
-  else if (rc == -EFBIG) report_step_failed(r, "snapshot_too_large", err, false);
-  else if (rc < 0) report_step_failed(r, "snapshot_failed", err, false);
+  if (rc == -ECANCELED) report_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
+  else if (rc == -EFBIG) report_failed(r, "snapshot_too_large", err, false);
+  else if (rc < 0) report_failed(r, "snapshot_failed", err, false);
   int64_t end = rc < 0 ? -1 : send_snapshot(r, &l);
   if (end > 0 && (rc = wait_ack(r, end)) < 0) report_wait(r, rc);
   log_info("workflow %lld step %lld: snapshot of %zu files (%.1f MiB) %s", (long long)r->job->msg->workflow,
@@ -257,7 +257,7 @@ static void run_tool(run_t *r, const char *canon, int64_t started) {
   if (atomic_load(&r->job->cancel)) {
     char detail[300];
     snprintf(detail, sizeof detail, "the step was cancelled while %s ran (%s)", run->kind, res.summary);
-    report_step_failed(r, "cancelled", detail, false);
+    report_failed(r, "cancelled", detail, false);
     tool_result_free(&res);
     return;
   }
@@ -270,7 +270,7 @@ static void run_tool(run_t *r, const char *canon, int64_t started) {
                               (json_int_t)(util_now_ms() - started));
   if (canon) json_object_set_new(payload, "changed", changed);
   else json_decref(changed);
-  report_step_done(r, res.text ? res.text : "", payload);
+  report_done(r, res.text ? res.text : "", payload);
   log_info("workflow %lld step %lld (attempt %lld): %s: %s", (long long)run->workflow, (long long)run->step,
            (long long)run->attempt, run->kind, res.summary);
   tool_result_free(&res);
@@ -284,7 +284,7 @@ static int checkpoint(run_t *r, const char *tool, char **canon) {
   if (!tools_mutates(tool)) return 0;
   char detail[200];
   snprintf(detail, sizeof detail, "this node cannot checkpoint tool %.60s before it runs, so it does not run it", tool);
-  report_step_failed(r, "no_checkpoint", detail, false);
+  report_failed(r, "no_checkpoint", detail, false);
   return -1;
 }
 
@@ -297,13 +297,13 @@ void step_run(run_t *r) {
   if (!tools_known(run->kind)) {
     char detail[200];
     snprintf(detail, sizeof detail, "this node has no tool named \"%.60s\"", run->kind);
-    report_step_failed(r, "unknown_tool", detail, false);
+    report_failed(r, "unknown_tool", detail, false);
     return;
   }
   const json_t *check = json_object_get(run->payload, "applied_check");
   if (json_is_object(check) && already_applied(r, check)) return;
   if (atomic_load(&r->job->cancel)) {
-    report_step_failed(r, "cancelled", "the step was cancelled before it ran", false);
+    report_failed(r, "cancelled", "the step was cancelled before it ran", false);
     return;
   }
   char *canon = NULL;

@@ -40,6 +40,10 @@ typedef struct {
   int64_t started;
 } loop_t;
 
+void turn_push(run_t *r, proto_msg_t *m) {
+  run_push(r, m);
+}
+
 proto_msg_t *turn_msg(run_t *r, proto_type_t type) {
   proto_msg_t *m = proto_msg_new(type);
   if (!m)
@@ -67,7 +71,7 @@ static void send_delta(run_t *r, const char *kind, const char *s, size_t n) {
     m->text = text;
     m->has |= PROTO_BIT(text);
     text = NULL;
-    run_push(r, m);
+    turn_push(r, m);
   }
   free(text);
   proto_msg_destroy(&m);
@@ -210,7 +214,7 @@ static bool approved(loop_t *L, const json_t *call) {
   PROTO_SET(m, seq, seq);
   proto_set_str(m, PROTO_F_text, text);
   free(text);
-  run_push(r, m);
+  turn_push(r, m);
   proto_msg_destroy(&m);
   jobq_t *q = r->q;
   pthread_mutex_lock(&q->lock);
@@ -311,7 +315,7 @@ static void add_usage(loop_t *L, const llm_outcome_t *out) {
   L->finish_reason = out->result.finish_reason ? strdup(out->result.finish_reason) : NULL;
 }
 
-static void report_done(loop_t *L) {
+static void report_turn_done(loop_t *L) {
   proto_msg_t *m = turn_msg(L->r, PROTO_TURN_DONE);
   if (!m)
     return;
@@ -326,11 +330,11 @@ static void report_done(loop_t *L) {
                            (json_int_t)L->completion_tokens, "total_tokens",
                            (json_int_t)(L->prompt_tokens + L->completion_tokens), "counted", L->counted));
   PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
-  run_push(L->r, m);
+  turn_push(L->r, m);
   proto_msg_destroy(&m);
 }
 
-static void report_failed(loop_t *L, const char *code, const char *detail, bool retryable, int http_status) {
+static void report_turn_failed(loop_t *L, const char *code, const char *detail, bool retryable, int http_status) {
   proto_msg_t *m = turn_msg(L->r, PROTO_TURN_FAILED);
   if (!m)
     return;
@@ -342,7 +346,7 @@ static void report_failed(loop_t *L, const char *code, const char *detail, bool 
   PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
   if (json_array_size(L->added) > 0)
     proto_set_json(m, PROTO_F_messages, json_incref(L->added));
-  run_push(L->r, m);
+  turn_push(L->r, m);
   proto_msg_destroy(&m);
   log_warn("turn %lld failed: %s: %s", (long long)L->r->job->turn, code, detail);
 }
@@ -368,7 +372,7 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
   llm_outcome_t out;
   int rc = llm_run(&call, &out);
   if (rc != 0) {
-    report_failed(L, out.cancelled ? "cancelled" : out.code, out.detail, out.retryable, out.http_status);
+    report_turn_failed(L, out.cancelled ? "cancelled" : out.code, out.detail, out.retryable, out.http_status);
     llm_outcome_free(&out);
     return LOOP_FAILED;
   }
@@ -402,7 +406,7 @@ void turn_run(run_t *r) {
       char detail[160];
       snprintf(detail, sizeof detail, "the turn reached its cap of %d model calls (tools.max_iterations)",
                L.max_iterations);
-      report_failed(&L, "iteration_cap", detail, false, 0);
+      report_turn_failed(&L, "iteration_cap", detail, false, 0);
       break;
     }
     json_t *assistant = NULL;
@@ -413,18 +417,18 @@ void turn_run(run_t *r) {
     add_message(&L, assistant);
     if (json_array_size(calls) == 0) {
       json_decref(calls);
-      report_done(&L);
+      report_turn_done(&L);
       break;
     }
     char code[48] = "", detail[256] = "";
     loop_next_t s = run_calls(&L, calls, code, detail, sizeof detail);
     json_decref(calls);
     if (s == LOOP_FAILED) {
-      report_failed(&L, code, detail, false, 0);
+      report_turn_failed(&L, code, detail, false, 0);
       break;
     }
     if (s == LOOP_DONE) { /* calls the broker runs: it continues from here */
-      report_done(&L);
+      report_turn_done(&L);
       break;
     }
   }

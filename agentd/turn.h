@@ -12,6 +12,8 @@
 /* Runs the job's turn to its end and reports turn_done or turn_failed. */
 void turn_run(run_t *r);
 
+/* Hands a message to the main thread (for the broker): run_push. */
+void turn_push(run_t *r, proto_msg_t *m);
 /* A new message of type with the job's session, turn and attempt set. */
 proto_msg_t *turn_msg(run_t *r, proto_type_t type);
 
