@@ -132,7 +132,7 @@ static json_t *parts_text(const json_t *parts) {
 }
 
 /* Ollama native wants tool-call arguments as objects and content as a string. */
-static json_t *ollama_request_message(const json_t *msg) {
+static json_t *ollama_message(const json_t *msg) {
   json_t *m = json_deep_copy(msg);
   if (!json_is_object(m)) return m;
   json_t *content = json_object_get(m, "content");
@@ -160,7 +160,7 @@ static json_t *ollama_messages(const json_t *messages) {
   json_t *out = json_array();
   size_t i;
   json_t *m;
-  json_array_foreach(messages, i, m) json_array_append_new(out, ollama_request_message(m));
+  json_array_foreach(messages, i, m) json_array_append_new(out, ollama_message(m));
   return out;
 }
 
@@ -246,7 +246,7 @@ __attribute__((format(printf, 3, 4))) static void set_detail(llm_outcome_t *out,
     if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
 }
 
-static void fail_outcome(llm_outcome_t *out, const char *code, bool retryable) {
+static void fail(llm_outcome_t *out, const char *code, bool retryable) {
   out->ok = false;
   snprintf(out->code, sizeof out->code, "%s", code);
   out->retryable = retryable;
@@ -329,15 +329,15 @@ typedef struct {
 
 static void classify_abort(const llm_try_t *t, llm_outcome_t *out, classify_t *c) {
   if (t->abort == LLM_ABORT_CANCEL) {
-    fail_outcome(out, "cancelled", false);
+    fail(out, "cancelled", false);
     out->cancelled = true;
     set_detail(out, c->key, "model call cancelled");
   } else if (t->abort == LLM_ABORT_STALL) {
-    fail_outcome(out, "stalled", true);
+    fail(out, "stalled", true);
     set_detail(out, c->key, "model server %s sent nothing for %ld ms (after %zu bytes of body)",
                c->url, t->stall_ms, t->body_bytes);
   } else {
-    fail_outcome(out, "timeout", true);
+    fail(out, "timeout", true);
     set_detail(out, c->key, "no answer from model server %s within %ld ms", c->url, t->first_byte_ms);
     c->may_retry = !t->delivered;
   }
@@ -349,12 +349,12 @@ static void classify_transport(const llm_try_t *t, llm_outcome_t *out, classify_
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
   case CURLE_COULDNT_CONNECT:
-    fail_outcome(out, "connect", true);
+    fail(out, "connect", true);
     set_detail(out, c->key, "cannot connect to model server %s: %s", c->url, why);
     c->may_retry = true;
     return;
   case CURLE_OPERATION_TIMEDOUT:
-    fail_outcome(out, "timeout", true);
+    fail(out, "timeout", true);
     set_detail(out, c->key, "timed out connecting to model server %s: %s", c->url, why);
     c->may_retry = true;
     return;
@@ -363,22 +363,22 @@ static void classify_transport(const llm_try_t *t, llm_outcome_t *out, classify_
   case CURLE_SSL_CACERT_BADFILE:
   case CURLE_UNSUPPORTED_PROTOCOL:
   case CURLE_URL_MALFORMAT:
-    fail_outcome(out, "connect", false);
+    fail(out, "connect", false);
     set_detail(out, c->key, "cannot talk to model server %s: %s", c->url, why);
     return;
   default:
     break;
   }
   if (t->delivered) {
-    fail_outcome(out, "cut", true);
+    fail(out, "cut", true);
     set_detail(out, c->key, "connection to model server lost mid-stream after %zu bytes (%s)",
                t->body_bytes, why);
   } else if (!t->got_any) {
-    fail_outcome(out, "connect", true);
+    fail(out, "connect", true);
     set_detail(out, c->key, "model server %s closed the connection without answering: %s", c->url, why);
     c->may_retry = true;
   } else {
-    fail_outcome(out, "cut", true);
+    fail(out, "cut", true);
     set_detail(out, c->key, "connection to model server lost after %zu bytes, before any text (%s)",
                t->body_bytes, why);
     c->may_retry = true;
@@ -392,7 +392,7 @@ static void classify_http_error(const llm_try_t *t, llm_outcome_t *out, classify
   snprintf(code, sizeof code, "http_%ld", t->status);
   bool quota = t->status == 429 && quota_exhausted(&e);
   bool retryable = status_retryable(t->status) && !quota;
-  fail_outcome(out, code, retryable);
+  fail(out, code, retryable);
   const char *msg = e.message[0] ? e.message : t->reason[0] ? t->reason : "no detail";
   const char *ecode = e.code[0] ? e.code : e.type;
   char extra[160] = "";
@@ -437,13 +437,13 @@ static void classify_2xx(llm_try_t *t, llm_outcome_t *out, classify_t *c, size_t
   if (t->html) {
     http_error_t e;
     parse_http_error(t->errbody, t->errlen, &e);
-    fail_outcome(out, "bad_response", false);
+    fail(out, "bad_response", false);
     set_detail(out, c->key, "model server %s answered %ld with an HTML page, not a chat completion (check the url): %s",
                c->url, t->status, e.message);
     return;
   }
   if (!t->parser) {
-    fail_outcome(out, "bad_response", true);
+    fail(out, "bad_response", true);
     set_detail(out, c->key, "model server %s answered %ld with an empty body", c->url, t->status);
     return;
   }
@@ -452,15 +452,15 @@ static void classify_2xx(llm_try_t *t, llm_outcome_t *out, classify_t *c, size_t
   c->taken = true;
   llm_result_t *r = &out->result;
   if (rc < 0) {
-    fail_outcome(out, "bad_response", false);
+    fail(out, "bad_response", false);
     set_detail(out, c->key, "cannot read the model server's answer: %s", strerror(-rc));
   } else if (r->has_error) {
-    fail_outcome(out, "model_error", false);
+    fail(out, "model_error", false);
     set_detail(out, c->key, "model server reported an error: %s%s%s%s",
                r->error_message ? r->error_message : "no message", r->error_code ? " [" : "",
                r->error_code ? r->error_code : "", r->error_code ? "]" : "");
   } else if (result_empty(r)) {
-    fail_outcome(out, "bad_response", true);
+    fail(out, "bad_response", true);
     set_detail(out, c->key, "model server %s sent no answer (%zu bytes, no text, no finish)", c->url,
                t->body_bytes);
   } else {
@@ -485,14 +485,14 @@ static void classify(llm_try_t *t, llm_outcome_t *out, classify_t *c, long retry
   if (t->abort != LLM_ABORT_NONE) {
     classify_abort(t, out, c);
   } else if (t->feed_rc != 0) {
-    fail_outcome(out, "bad_response", false);
+    fail(out, "bad_response", false);
     if (t->feed_rc == -E2BIG)
       set_detail(out, c->key, "model server's answer is over the size cap (%d MiB of text or %d MiB in one line)",
                  LLM_MAX_TEXT >> 20, LLM_MAX_LINE >> 20);
     else
       set_detail(out, c->key, "cannot read the model server's answer: %s", strerror(-t->feed_rc));
   } else if (t->mcode != CURLM_OK) {
-    fail_outcome(out, "internal", true);
+    fail(out, "internal", true);
     set_detail(out, c->key, "libcurl failed while talking to %s: %s", c->url, curl_multi_strerror(t->mcode));
     c->may_retry = !t->delivered;
   } else if (t->rc != CURLE_OK) {
@@ -547,7 +547,7 @@ static bool wait_interruptible(long ms, atomic_bool *cancel) {
 }
 
 static void set_cancelled(llm_outcome_t *out, const char *when) {
-  fail_outcome(out, "cancelled", false);
+  fail(out, "cancelled", false);
   out->cancelled = true;
   snprintf(out->detail, sizeof out->detail, "model call cancelled%s", when);
 }
@@ -582,7 +582,7 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
   bool native = false;
   char *url = call->profile ? llm_endpoint(call->profile, &native) : NULL;
   if (!url) {
-    fail_outcome(out, "config", false);
+    fail(out, "config", false);
     snprintf(out->detail, sizeof out->detail, "the profile has no usable url (want e.g. http://localhost:11434/v1)");
     return;
   }
@@ -598,7 +598,7 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
   CURLM *multi = curl_multi_init();
   struct curl_slist *headers = llm_http_headers(call->api_key, streaming, native);
   if (!text || !h || !multi || !headers || llm_http_setup(h, url, text, strlen(text), headers, lim.connect_ms) != 0) {
-    fail_outcome(out, "internal", false);
+    fail(out, "internal", false);
     snprintf(out->detail, sizeof out->detail, "cannot prepare the request to %s (out of memory?)", shown);
   } else {
     llm_try_t t = {.call = call, .native = native, .streaming = streaming,

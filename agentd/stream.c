@@ -478,7 +478,7 @@ static int openai_body(llm_stream_t *s) {
 
 /* ---- Ollama native /api/chat ------------------------------------------- */
 
-static int ollama_message(llm_stream_t *s, const json_t *m) {
+static int read_ollama_message(llm_stream_t *s, const json_t *m) {
   if (mark_choice(s, 0) < 0)
     return s->failed;
   const json_t *c = json_object_get(m, "content"), *th = json_object_get(m, "thinking");
@@ -493,7 +493,7 @@ static int ollama_object(llm_stream_t *s, const json_t *o) {
   if (check_error(s, o, false) < 0)
     return s->failed;
   const json_t *m = json_object_get(o, "message");
-  if (json_is_object(m) && ollama_message(s, m) < 0)
+  if (json_is_object(m) && read_ollama_message(s, m) < 0)
     return s->failed;
   if (json_is_true(json_object_get(o, "done")))
     s->r.done = true;

@@ -70,7 +70,7 @@ static const struct { const char *provider, *url; } DEFAULT_URLS[] = {
 /* ---- messages ---------------------------------------------------------- */
 
 /* Keeps a message on one line whatever the file held (values are echoed in it). */
-static void one_line(char *s)
+static void flatten_line(char *s)
 {
   for (; *s; s++)
     if (iscntrl((unsigned char)*s))
@@ -78,7 +78,7 @@ static void one_line(char *s)
 }
 
 /* Records "<file>: <key>: <what>" (key may be NULL) and returns -1. */
-static int fail(loader_t *l, const char *key, const char *fmt, ...)
+static int loader_fail(loader_t *l, const char *key, const char *fmt, ...)
 {
   char what[1024];
   va_list ap;
@@ -87,7 +87,7 @@ static int fail(loader_t *l, const char *key, const char *fmt, ...)
   va_end(ap);
   if (l->err && l->errlen) {
     snprintf(l->err, l->errlen, "%s%s%s: %s", l->file, key ? ": " : "", key ? key : "", what);
-    one_line(l->err);
+    flatten_line(l->err);
   }
   return -1;
 }
@@ -132,7 +132,7 @@ static int wrong(loader_t *l, const char *pfx, const char *key, const json_t *v,
 {
   char kp[KEY_PATH_LEN], got[64];
   describe(v, got, sizeof got);
-  return fail(l, key ? keypath(kp, sizeof kp, pfx, key) : pfx, "expected %s, got %s", expected, got);
+  return loader_fail(l, key ? keypath(kp, sizeof kp, pfx, key) : pfx, "expected %s, got %s", expected, got);
 }
 
 /* obj[key], or NULL when it is absent or null (null means "use the default"). */
@@ -193,9 +193,9 @@ static json_t *load_json_file(loader_t *l, const char *path)
   int rc = read_capped(path, CONFIG_MAX_BYTES, &buf, &n);
   if (rc < 0) {
     if (rc == -EFBIG)
-      fail(l, NULL, "file is larger than %d MiB; is this the right file?", CONFIG_MAX_BYTES >> 20);
+      loader_fail(l, NULL, "file is larger than %d MiB; is this the right file?", CONFIG_MAX_BYTES >> 20);
     else
-      fail(l, NULL, "cannot read: %s", strerror(-rc));
+      loader_fail(l, NULL, "cannot read: %s", strerror(-rc));
     return NULL;
   }
   json_error_t je;
@@ -204,11 +204,11 @@ static json_t *load_json_file(loader_t *l, const char *path)
   free(buf);
   if (!root && l->err && l->errlen) {
     snprintf(l->err, l->errlen, "%s:%d:%d: JSON syntax error: %s", path, je.line, je.column, je.text);
-    one_line(l->err);
+    flatten_line(l->err);
   }
   if (root && !json_is_object(root)) {
     describe(root, got, sizeof got);
-    fail(l, NULL, "expected a JSON object at the top level, got %s", got);
+    loader_fail(l, NULL, "expected a JSON object at the top level, got %s", got);
     json_decref(root);
     root = NULL;
   }
@@ -296,7 +296,7 @@ static int set_str(loader_t *l, char **dst, const char *s)
 {
   char *copy = strdup(s);
   if (!copy)
-    return fail(l, NULL, "out of memory");
+    return loader_fail(l, NULL, "out of memory");
   free(*dst);
   *dst = copy;
   return 0;
@@ -361,7 +361,7 @@ static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out)
   if (!v)
     return 0;
   if (!json_is_string(v)) /* not describe(): never echo what may be a key */
-    return fail(l, keypath(kp, sizeof kp, pfx, "api_key"), "expected a string or null, got %s",
+    return loader_fail(l, keypath(kp, sizeof kp, pfx, "api_key"), "expected a string or null, got %s",
                 type_name(v));
   int rc = json_string_length(v) > 0 ? set_str(l, out, json_string_value(v)) : 0;
   wipe_json_string(v);
@@ -428,12 +428,12 @@ static int check_url(loader_t *l, cadre_profile_t *p, const char *pfx)
   if (!p->url) {
     const char *def = default_url(p->provider);
     if (!def)
-      return fail(l, kp, "missing; provider \"%s\" has no default URL, so give one "
+      return loader_fail(l, kp, "missing; provider \"%s\" has no default URL, so give one "
                   "(e.g. \"http://localhost:8000/v1\")", p->provider);
     return set_str(l, &p->url, def);
   }
   if (!valid_url(p->url))
-    return fail(l, kp, "expected an http:// or https:// URL, got \"%.80s\"", p->url);
+    return loader_fail(l, kp, "expected an http:// or https:// URL, got \"%.80s\"", p->url);
   return 0;
 }
 
@@ -441,11 +441,11 @@ static int check_required(loader_t *l, cadre_profile_t *p, const char *pfx)
 {
   char kp[KEY_PATH_LEN];
   if (!p->model)
-    return fail(l, keypath(kp, sizeof kp, pfx, "model"), "missing (required), e.g. \"gpt-oss:20b\"");
+    return loader_fail(l, keypath(kp, sizeof kp, pfx, "model"), "missing (required), e.g. \"gpt-oss:20b\"");
   if (!p->role)
-    return fail(l, keypath(kp, sizeof kp, pfx, "role"), "missing (required), e.g. \"reviewer\"");
+    return loader_fail(l, keypath(kp, sizeof kp, pfx, "role"), "missing (required), e.g. \"reviewer\"");
   if (!valid_role(p->role))
-    return fail(l, keypath(kp, sizeof kp, pfx, "role"),
+    return loader_fail(l, keypath(kp, sizeof kp, pfx, "role"),
                 "expected lowercase letters, digits, '_' or '-' (at most %d), got \"%.40s\"",
                 ROLE_MAX_LEN, p->role);
   return 0;
@@ -490,7 +490,7 @@ static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *
       json_decref(list);
       char ik[KEY_PATH_LEN + 32];
       snprintf(ik, sizeof ik, "%s[%zu]", kp, i);
-      return fail(l, ik, "unknown tool %s%.64s%s (known: execute_bash, read_file, write_file_tool, edit_file, "
+      return loader_fail(l, ik, "unknown tool %s%.64s%s (known: execute_bash, read_file, write_file_tool, edit_file, "
                   "list_files, grep, or \"*\")", name ? "\"" : "", name ? name : "(not a string)", name ? "\"" : "");
     }
     json_array_append_new(list, json_string(name));
@@ -548,7 +548,7 @@ static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root)
     return -1;
   if (approval && strcmp(approval, "never") && strcmp(approval, "mutating") && strcmp(approval, "always")) {
     free(approval);
-    return fail(l, "tools.approval", "expected \"never\", \"mutating\" or \"always\"");
+    return loader_fail(l, "tools.approval", "expected \"never\", \"mutating\" or \"always\"");
   }
   if (approval)
     snprintf(c->tools.approval, sizeof c->tools.approval, "%s", approval);
@@ -604,13 +604,13 @@ static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const 
   size_t n = 0;
   int rc = read_capped(path, PROMPT_MAX_BYTES, &buf, &n);
   if (rc == -EFBIG)
-    return fail(l, kp, "prompt file \"%s\" is larger than %d KiB", path, PROMPT_MAX_BYTES / 1024);
+    return loader_fail(l, kp, "prompt file \"%s\" is larger than %d KiB", path, PROMPT_MAX_BYTES / 1024);
   if (rc < 0)
-    return fail(l, kp, "cannot read prompt file \"%s\": %s", path, strerror(-rc));
+    return loader_fail(l, kp, "cannot read prompt file \"%s\": %s", path, strerror(-rc));
   json_t *probe = memchr(buf, '\0', n) ? NULL : json_stringn(buf, n);
   if (!probe) {
     free(buf);
-    return fail(l, kp, "prompt file \"%s\" is not UTF-8 text", path);
+    return loader_fail(l, kp, "prompt file \"%s\" is not UTF-8 text", path);
   }
   json_decref(probe);
   char *shrunk = realloc(buf, n + 1);
@@ -646,8 +646,8 @@ static int load_named_prompt(loader_t *l, cadre_profile_t *p, const char *kp)
   if (found)
     return read_prompt(l, p, path, kp);
   if (f[0] == '/')
-    return fail(l, kp, "prompt file \"%s\" not found", f);
-  return fail(l, kp, "prompt file \"%s\" not found in %s%s%s%s%s", f,
+    return loader_fail(l, kp, "prompt file \"%s\" not found", f);
+  return loader_fail(l, kp, "prompt file \"%s\" not found in %s%s%s%s%s", f,
               l->config_dir[0] ? l->config_dir : "", l->prompts_dir ? ", " : "",
               l->prompts_dir ? l->prompts_dir : "", l->found_dir[0] ? ", " : "", l->found_dir);
 }
@@ -670,7 +670,7 @@ static int parse_profile(loader_t *l, const char *name, json_t *v, cadre_profile
   char pfx[KEY_PATH_LEN];
   snprintf(pfx, sizeof pfx, "agents.%s", name);
   if (!valid_name(name))
-    return fail(l, "agents", "profile name \"%.80s\" must be 1 to %d printable characters", name,
+    return loader_fail(l, "agents", "profile name \"%.80s\" must be 1 to %d printable characters", name,
                 NAME_MAX_LEN);
   if (!json_is_object(v))
     return wrong(l, pfx, NULL, v, "an object (an agent profile)");
@@ -690,12 +690,12 @@ static int check_main(loader_t *l, const cadre_config_t *c)
     if (strcmp(p->role, "main") != 0)
       continue;
     if (main_p)
-      return fail(l, "agents", "profiles \"%s\" and \"%s\" both have role \"main\"; exactly one may",
+      return loader_fail(l, "agents", "profiles \"%s\" and \"%s\" both have role \"main\"; exactly one may",
                   main_p->name, p->name);
     main_p = p;
   }
   if (!main_p)
-    return fail(l, "agents", "no profile has role \"main\"; one profile must be the main agent");
+    return loader_fail(l, "agents", "no profile has role \"main\"; one profile must be the main agent");
   return 0;
 }
 
@@ -703,13 +703,13 @@ static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root)
 {
   json_t *agents = json_object_get(root, "agents");
   if (!agents)
-    return fail(l, "agents", "missing; expected an object of agent profiles, "
+    return loader_fail(l, "agents", "missing; expected an object of agent profiles, "
                 "e.g. {\"main_agent\": {\"role\": \"main\", \"model\": \"...\"}}");
   if (!json_is_object(agents))
     return wrong(l, "agents", NULL, agents, "an object of agent profiles");
   c->profiles = calloc(json_object_size(agents) + 1, sizeof *c->profiles);
   if (!c->profiles)
-    return fail(l, NULL, "out of memory");
+    return loader_fail(l, NULL, "out of memory");
   const char *name;
   json_t *v;
   json_object_foreach(agents, name, v) {
@@ -738,17 +738,17 @@ static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw)
     return wrong(l, "spawning_rules.keywords", NULL, kw, "an object mapping words to profile names");
   c->keywords = calloc(json_object_size(kw) + 1, sizeof *c->keywords);
   if (!c->keywords)
-    return fail(l, NULL, "out of memory");
+    return loader_fail(l, NULL, "out of memory");
   const char *word;
   json_t *v;
   json_object_foreach(kw, word, v) {
     keypath(kp, sizeof kp, "spawning_rules.keywords", word);
     if (!*word)
-      return fail(l, kp, "a keyword must not be empty");
+      return loader_fail(l, kp, "a keyword must not be empty");
     if (!json_is_string(v))
       return wrong(l, kp, NULL, v, "a profile name");
     if (!config_profile(c, json_string_value(v)))
-      return fail(l, kp, "names profile \"%.80s\", which is not in agents", json_string_value(v));
+      return loader_fail(l, kp, "names profile \"%.80s\", which is not in agents", json_string_value(v));
     if (add_keyword(l, c, word, json_string_value(v)) < 0)
       return -1;
   }
@@ -841,7 +841,7 @@ static int load_defaults(loader_t *l, cadre_config_t *c)
   c->profiles = calloc(COUNT(DEFAULT_PROFILES), sizeof *c->profiles);
   c->keywords = calloc(COUNT(DEFAULT_KEYWORDS), sizeof *c->keywords);
   if (!c->profiles || !c->keywords)
-    return fail(l, NULL, "out of memory");
+    return loader_fail(l, NULL, "out of memory");
   for (size_t i = 0; i < COUNT(DEFAULT_PROFILES); i++)
     if (default_profile(l, &DEFAULT_PROFILES[i], &c->profiles[c->n_profiles++]) < 0)
       return -1;
@@ -862,7 +862,7 @@ cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err
   (void)config_find_prompts_dir(l.found_dir, sizeof l.found_dir);
   cadre_config_t *c = calloc(1, sizeof *c);
   if (!c) {
-    fail(&l, NULL, "out of memory");
+    loader_fail(&l, NULL, "out of memory");
     return NULL;
   }
   c->max_concurrent_agents = 5;
