@@ -10,7 +10,6 @@
 #include <zmq.h>
 
 #include "jobs.h"
-#include "keys.h"
 #include "log.h"
 #include "proto.h"
 #include "proto_link.h"
@@ -60,21 +59,13 @@ static void fill_heartbeat(proto_msg_t *hb, void *arg) {
 }
 
 static int connect_broker(agentd_t *d, char *err, size_t errlen) {
-  keys_pair_t keys;
-  char broker_pub[KEYS_Z85_LEN + 1];
-  if (keys_load_pair(d->opts.key_file, &keys, err, errlen) < 0)
-    return -1;
-  proto_msg_t *hello = NULL;
-  if (keys_load_public(d->opts.broker_key, broker_pub, err, errlen) == 0) {
-    hello = node_hello(d);
-    proto_link_opts_t lo = {.endpoint = d->opts.broker, .keys = &keys, .broker_key = broker_pub,
-                            .reconnect_ivl_ms = 200, .reconnect_ivl_max_ms = 2000, .sndhwm = 100000,
-                            .on_heartbeat = fill_heartbeat, .arg = d};
-    d->link = hello ? proto_link_new(d->ctx, &lo, &hello) : NULL;
-    if (!d->link)
-      snprintf(err, errlen, "cannot connect to %s: %s", d->opts.broker, zmq_strerror(errno));
-  }
-  keys_wipe(&keys);
+  proto_msg_t *hello = node_hello(d);
+  proto_link_opts_t lo = {.endpoint = d->opts.broker, .key_file = d->opts.key_file, .broker_key = d->opts.broker_key,
+                          .reconnect_ivl_ms = 200, .reconnect_ivl_max_ms = 2000, .sndhwm = 100000,
+                          .on_heartbeat = fill_heartbeat, .arg = d};
+  d->link = hello ? proto_link_new(d->ctx, &lo, &hello, err, errlen) : NULL;
+  if (!hello)
+    snprintf(err, errlen, "out of memory");
   proto_msg_destroy(&hello);
   return d->link ? 0 : -1;
 }

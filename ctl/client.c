@@ -9,7 +9,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "keys.h"
 #include "proto_link.h"
 #include "util.h"
 
@@ -69,31 +68,18 @@ static int wait_welcome(client_t *c, const client_opts_t *o, int timeout_ms, cha
   return -1;
 }
 
-/* Loads our keys and opens the link (which says hello). 0, or -1 with err. */
-static int open_link(client_t *c, const client_opts_t *o, char *err, size_t errlen) {
-  keys_pair_t keys;
-  char broker_pub[KEYS_Z85_LEN + 1];
-  if (keys_load_pair(o->key_file, &keys, err, errlen) < 0)
-    return -1;
-  proto_msg_t *hello = NULL;
-  if (keys_load_public(o->broker_key, broker_pub, err, errlen) == 0) {
-    hello = controller_hello(o->name);
-    proto_link_opts_t lo = {.endpoint = o->endpoint, .keys = &keys, .broker_key = broker_pub};
-    c->link = hello ? proto_link_new(c->ctx, &lo, &hello) : NULL;
-    if (!c->link)
-      snprintf(err, errlen, "cannot connect to %s: %s", o->endpoint, zmq_strerror(errno));
-  }
-  keys_wipe(&keys);
-  proto_msg_destroy(&hello);
-  return c->link ? 0 : -1;
-}
-
 client_t *client_connect(const client_opts_t *o, int timeout_ms, char *err, size_t errlen) {
   client_t *c = calloc(1, sizeof *c);
   if (!c)
     return NULL;
   c->ctx = zmq_ctx_new();
-  if (c->ctx && open_link(c, o, err, errlen) == 0 && wait_welcome(c, o, timeout_ms, err, errlen) == 0)
+  proto_msg_t *hello = controller_hello(o->name);
+  proto_link_opts_t lo = {.endpoint = o->endpoint, .key_file = o->key_file, .broker_key = o->broker_key};
+  c->link = c->ctx && hello ? proto_link_new(c->ctx, &lo, &hello, err, errlen) : NULL;
+  if (!c->ctx || !hello)
+    snprintf(err, errlen, "out of memory");
+  proto_msg_destroy(&hello);
+  if (c->link && wait_welcome(c, o, timeout_ms, err, errlen) == 0)
     return c;
   client_destroy(&c);
   return NULL;

@@ -31,7 +31,12 @@ struct proto_link {
   int64_t next_hb;    /* when our next heartbeat is due */
 };
 
-static int setup_socket(proto_link_t *l, void *ctx, const proto_link_opts_t *o) {
+/* The DEALER, a CURVE client of the broker. 0, or -1 with err filled. */
+static int setup_socket(proto_link_t *l, void *ctx, const proto_link_opts_t *o, char *err, size_t errlen) {
+  char broker_pub[KEYS_Z85_LEN + 1];
+  if (keys_load_pair(o->key_file, &l->keys, err, errlen) < 0 ||
+      keys_load_public(o->broker_key, broker_pub, err, errlen) < 0)
+    return -1;
   int ivl = o->reconnect_ivl_ms > 0 ? o->reconnect_ivl_ms : 100;
   int ivl_max = o->reconnect_ivl_max_ms > 0 ? o->reconnect_ivl_max_ms : 1000;
   l->dealer = zmq_socket(ctx, ZMQ_DEALER);
@@ -39,8 +44,10 @@ static int setup_socket(proto_link_t *l, void *ctx, const proto_link_opts_t *o) 
       (o->sndhwm > 0 && zmq_setsockopt(l->dealer, ZMQ_SNDHWM, &o->sndhwm, sizeof o->sndhwm) < 0) ||
       zmq_setsockopt(l->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) < 0 ||
       zmq_setsockopt(l->dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) < 0 ||
-      keys_setup_client(l->dealer, &l->keys, o->broker_key) < 0 || zmq_connect(l->dealer, o->endpoint) < 0)
+      keys_setup_client(l->dealer, &l->keys, broker_pub) < 0 || zmq_connect(l->dealer, o->endpoint) < 0) {
+    snprintf(err, errlen, "cannot connect to %s: %s", o->endpoint, zmq_strerror(errno));
     return -1;
+  }
   return 0;
 }
 
@@ -66,23 +73,23 @@ static void say_hello(proto_link_t *l, const char *why) {
   l->registered = false;
 }
 
-proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *o, proto_msg_t **hello_p) {
-  if (!ctx || !o || !o->endpoint || !o->keys || !o->broker_key || !hello_p || !*hello_p ||
+proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *o, proto_msg_t **hello_p, char *err,
+                             size_t errlen) {
+  if (!ctx || !o || !o->endpoint || !o->key_file || !o->broker_key || !hello_p || !*hello_p ||
       (*hello_p)->type != PROTO_HELLO) {
-    errno = EINVAL;
+    snprintf(err, errlen, "proto_link_new: missing endpoint, keys or hello");
     return NULL;
   }
   proto_link_t *l = calloc(1, sizeof *l);
-  if (!l)
+  if (!l) {
+    snprintf(err, errlen, "out of memory");
     return NULL;
-  l->keys = *o->keys;
+  }
   l->on_heartbeat = o->on_heartbeat;
   l->arg = o->arg;
   l->heartbeat_ms = PROTO_LINK_HEARTBEAT_MS;
-  if (setup_socket(l, ctx, o) < 0) {
-    int e = errno;
+  if (setup_socket(l, ctx, o, err, errlen) < 0) {
     proto_link_destroy(&l);
-    errno = e;
     return NULL;
   }
   l->hello = *hello_p;

@@ -26,8 +26,8 @@ typedef struct proto_link proto_link_t;
 
 typedef struct {
   const char *endpoint;          /* the broker's endpoint */
-  const keys_pair_t *keys;       /* our CURVE key pair (copied) */
-  const char *broker_key;        /* the broker's public key, Z85 */
+  const char *key_file;          /* our CURVE key pair (keys_load_pair) */
+  const char *broker_key;        /* the broker's public key: Z85, or a file (keys_load_public) */
   int reconnect_ivl_ms;          /* 0: 100 */
   int reconnect_ivl_max_ms;      /* 0: 1000 */
   int sndhwm;                    /* messages queued for the broker; 0: libzmq's default */
@@ -49,11 +49,13 @@ typedef enum {
  * counts as gone, and unanswered hellos are said again (the broker's own rule). */
 #define PROTO_LINK_LIVENESS 3
 
-/* Connects to the broker (on ctx, which the caller keeps) and says hello.
- * Takes ownership of *hello_p on success (the link says it again on every
- * registration) and nulls it; on failure returns NULL with errno set and the
- * caller still owns it. Does not wait for the welcome: see proto_link_recv. */
-proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *opts, proto_msg_t **hello_p);
+/* Loads the keys, connects to the broker (on ctx, which the caller keeps) and
+ * says hello. Takes ownership of *hello_p on success (the link says it again
+ * on every registration) and nulls it; on failure returns NULL with err
+ * filled, and the caller still owns it. Does not wait for the welcome: see
+ * proto_link_recv. */
+proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *opts, proto_msg_t **hello_p, char *err,
+                             size_t errlen);
 /* Says bye when the broker ever welcomed us (once; the link may go on to
  * register again). */
 void proto_link_bye(proto_link_t *self);

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include <cmocka.h>
 #include <zmq.h>
 
@@ -25,6 +27,7 @@
 typedef struct {
   void *ctx, *router;
   keys_pair_t server, client;
+  char dir[64], key_file[96]; /* the client's key pair file */
   char endpoint[64];
   proto_link_t *link;
   uint8_t peer[256];    /* the link's identity at the ROUTER */
@@ -131,11 +134,13 @@ static proto_link_t *open_link(fx_t *fx, const char *broker_key) {
   proto_set_str(hello, PROTO_F_role, "node");
   proto_set_str(hello, PROTO_F_name, "n1");
   proto_set_str(hello, PROTO_F_version, "test");
-  proto_link_opts_t o = {.endpoint = fx->endpoint, .keys = &fx->client, .broker_key = broker_key,
+  proto_link_opts_t o = {.endpoint = fx->endpoint, .key_file = fx->key_file, .broker_key = broker_key,
                          .reconnect_ivl_ms = 20, .reconnect_ivl_max_ms = 100,
                          .on_heartbeat = count_busy, .arg = fx};
-  proto_link_t *l = proto_link_new(fx->ctx, &o, &hello);
-  assert_non_null(l);
+  char err[256];
+  proto_link_t *l = proto_link_new(fx->ctx, &o, &hello, err, sizeof err);
+  if (!l)
+    fail_msg("%s", err);
   assert_null(hello); /* taken */
   return l;
 }
@@ -144,6 +149,12 @@ static int setup(void **state) {
   fx_t *fx = calloc(1, sizeof *fx);
   size_t n;
   if (!fx || keys_generate(&fx->server) != 0 || keys_generate(&fx->client) != 0)
+    return -1;
+  snprintf(fx->dir, sizeof fx->dir, "/tmp/cadre-link-XXXXXX");
+  if (!mkdtemp(fx->dir))
+    return -1;
+  snprintf(fx->key_file, sizeof fx->key_file, "%s/client.key", fx->dir);
+  if (keys_save_pair(fx->key_file, &fx->client) != 0)
     return -1;
   fx->ctx = zmq_ctx_new();
   fx->router = broker_socket(fx, "tcp://127.0.0.1:*");
@@ -159,6 +170,8 @@ static int teardown(void **state) {
   if (fx->router)
     zmq_close(fx->router);
   zmq_ctx_term(fx->ctx);
+  unlink(fx->key_file);
+  rmdir(fx->dir);
   free(fx);
   return 0;
 }
@@ -282,6 +295,33 @@ static void test_broker_gone_hello_to_the_next(void **state) {
   welcome(fx, "e9", HB_MS);
   assert_true(link_notice(fx, PROTO_LINK_RECONNECTED, 5000));
   assert_string_equal(proto_link_epoch(fx->link), "e9");
+}
+
+/* What the link refuses to start with, and the error it says. */
+static void test_new_refusals(void **state) {
+  fx_t *fx = *state;
+  static const struct {
+    const char *name, *key_file, *broker_key, *mention; /* NULL key_file, broker_key: the good ones */
+    bool no_broker_key;
+  } cases[] = {
+      {"no key file", "/nonexistent/client.key", NULL, "/nonexistent/client.key", false},
+      {"broker key neither Z85 nor a file", NULL, "not-a-key", "not-a-key", false},
+      {"no broker key", NULL, NULL, "missing", true},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    proto_msg_t *hello = proto_msg_new(PROTO_HELLO);
+    proto_link_opts_t o = {.endpoint = fx->endpoint, .key_file = cases[i].key_file ? cases[i].key_file : fx->key_file,
+                           .broker_key = cases[i].broker_key ? cases[i].broker_key : fx->server.public_key};
+    if (cases[i].no_broker_key)
+      o.broker_key = NULL;
+    char err[256] = "";
+    if (proto_link_new(fx->ctx, &o, &hello, err, sizeof err) != NULL)
+      fail_msg("%s: accepted", cases[i].name);
+    assert_non_null(hello); /* still the caller's */
+    if (!strstr(err, cases[i].mention))
+      fail_msg("%s: error \"%s\" does not mention %s", cases[i].name, err, cases[i].mention);
+    proto_msg_destroy(&hello);
+  }
 }
 
 static void test_wrong_broker_key_never_connects(void **state) {
@@ -440,6 +480,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_hello_first_hello_again, setup, teardown),
       cmocka_unit_test_setup_teardown(test_broker_gone_hello_to_the_next, setup, teardown),
       cmocka_unit_test_setup_teardown(test_wrong_broker_key_never_connects, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_new_refusals, setup, teardown),
       cmocka_unit_test_setup_teardown(test_send_frame_stamps_the_next_id, setup, teardown),
       cmocka_unit_test(test_frame_set_id_cases),
       cmocka_unit_test_setup_teardown(test_recv_framing_cases, setup, teardown),
