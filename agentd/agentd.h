@@ -38,6 +38,7 @@ typedef struct agentd agentd_t;
 agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen);
 /* Serves the broker until *stop is set; says bye. 0, or -1 when polling fails. */
 int agentd_run(agentd_t *self, volatile int *stop);
+/* Stops and joins the workers, closes the link. Accepts NULL; nulls *self_p. */
 void agentd_destroy(agentd_t **self_p);
 
 #endif
