@@ -15,14 +15,14 @@
 
 static volatile sig_atomic_t interrupted; /* the signal flag */
 
-static void on_sigint(int sig) {
+static void stop_on_sigint(int sig) {
   (void)sig;
   interrupted = 1;
 }
 
 /* Ctrl-C stops the waiting (not the program at once). */
 static void on_sigint_stop(void) {
-  struct sigaction sa = {.sa_handler = on_sigint};
+  struct sigaction sa = {.sa_handler = stop_on_sigint};
   sigaction(SIGINT, &sa, NULL);
 }
 
@@ -213,7 +213,7 @@ int cmd_watch(ctl_t *ctl, int argc, char **argv) {
   if (!c)
     return 1;
   on_sigint_stop();
-  struct sigaction sa = {.sa_handler = on_sigint};
+  struct sigaction sa = {.sa_handler = stop_on_sigint};
   sigaction(SIGTERM, &sa, NULL);
   json_t *r = ctl_request(ctl, c, "subscribe", NULL);
   int rc = 1;

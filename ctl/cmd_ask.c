@@ -246,7 +246,7 @@ static int on_event(ask_t *a, const proto_msg_t *m) {
 }
 
 /* After a broker restart: follow the turn again, or fetch its answer. */
-static int on_reconnected(ask_t *a) {
+static int follow_turn_again(ask_t *a) {
   json_t *r = ctl_request(a->ctl, a->c, "subscribe", json_pack("{s:s, s:I}", "session", a->session, "turn", (json_int_t)a->turn));
   const char *state = jx_str(r, "turn", NULL);
   int rc = -1;
@@ -292,7 +292,7 @@ static int follow(ask_t *a) {
     if (r == CLIENT_ERROR)
       return 1;
     if (r == CLIENT_RECONNECTED) {
-      int rc = on_reconnected(a);
+      int rc = follow_turn_again(a);
       if (rc >= 0)
         return rc;
       continue;

@@ -53,7 +53,7 @@ static const char *first_word(const char *s, char *buf, size_t len) {
 }
 
 /* What the console learns from a result: the agents it spawned, the ids there are. */
-static void learn(console_t *con, const cmd_req_t *req, const json_t *r) {
+static void learn_from_reply(console_t *con, const cmd_req_t *req, const json_t *r) {
   const char *verb = req->verb;
   if (strcmp(verb, "spawn") == 0 && jx_has_str(r, "id")) {
     const char *id = jx_str(r, "id", NULL);
@@ -83,7 +83,7 @@ static void run_entry(console_t *con, const cmd_t *c, const cmd_words_t *w) {
     format_how_t how = {.console = true, .color = out_color(con->out), .verb = req.verb, .args = req.args};
     if (r) {
       c->show(&b, r, &how);
-      learn(con, &req, r);
+      learn_from_reply(con, &req, r);
     }
     json_decref(r);
   }

@@ -232,7 +232,7 @@ void format_plan_line(sbuf_t *b, const json_t *p) {
 }
 
 /* "   ○ 2. title (agent, tool t) after step 1", its arguments and its description. */
-static void plan_step(sbuf_t *b, const json_t *s) {
+static void write_plan_step(sbuf_t *b, const json_t *s) {
   const char *tool = jx_str(s, "tool", NULL);
   sbuf_printf(b, "   %s %lld. %s (%s%s%s)", view_step_mark(jx_str(s, "status", NULL)), (long long)jx_int(s, "number", 0),
               jx_str(s, "title", ""), jx_str(s, "agent", ""), tool ? ", tool " : "", tool ? tool : "");
@@ -263,7 +263,7 @@ void format_plan_steps(sbuf_t *b, const json_t *p) {
   }
   size_t i;
   json_t *s;
-  json_array_foreach(jx_arr(p, "steps"), i, s) plan_step(b, s);
+  json_array_foreach(jx_arr(p, "steps"), i, s) write_plan_step(b, s);
   json_array_foreach(jx_arr(p, "errors"), i, s) sbuf_printf(b, "  ! %s\n", jx_str(s, "message", "?"));
 }
 
