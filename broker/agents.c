@@ -143,7 +143,7 @@ void agents_turn_started(broker_t *b, const char *session) {
 /* Sends a summary to the parent (tool result or labelled message) and tells everyone. */
 static void deliver(broker_t *b, const json_t *row, json_t *summary, const char *status) {
   const char *id = json_string_value(json_object_get(row, "id"));
-  if (workflow_agent_summary(b, row, summary)) { /* a workflow step's result, not the parent's */
+  if (b->hooks.summary && b->hooks.summary(b, row, summary)) { /* a workflow step's result, not the parent's */
     store_session_summary(b->store, id, summary);
     status_event(b, id, json_string_value(json_object_get(row, "role")), status);
     broker_event(b, "summary", NULL, 0,
@@ -266,7 +266,7 @@ static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const
     sessions_queue_turn(b, session, turn);
 }
 
-void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added) {
+static void after_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added) {
   json_t *row = store_session(b->store, session);
   if (!row)
     return;
@@ -279,17 +279,19 @@ void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json
   } else if (json_array_size(calls) > 0) {
     run_tool_calls(b, session, turn, calls, added);
   } else if (sub) {
-    workflow_on_answer(b, session, json_string_value(json_object_get(message, "content")));
+    if (b->hooks.answer)
+      b->hooks.answer(b, session, json_string_value(json_object_get(message, "content")));
     subagent_answered(b, row, json_string_value(json_object_get(message, "content")));
   } else {
-    workflow_on_answer(b, session, json_string_value(json_object_get(message, "content")));
+    if (b->hooks.answer)
+      b->hooks.answer(b, session, json_string_value(json_object_get(message, "content")));
     if (!active_turn(b, session))
       status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
   }
   json_decref(row);
 }
 
-void agents_turn_failed(broker_t *b, const char *session, const char *code, const char *detail) {
+static void after_failed(broker_t *b, const char *session, const char *code, const char *detail) {
   json_t *row = store_session(b->store, session);
   if (!row)
     return;
@@ -306,6 +308,16 @@ void agents_turn_failed(broker_t *b, const char *session, const char *code, cons
     status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
   }
   json_decref(row);
+}
+
+void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added) {
+  after_done(b, session, turn, message, added);
+  agents_admit(b); /* a slot under max_concurrent_agents may have come free */
+}
+
+void agents_turn_failed(broker_t *b, const char *session, const char *code, const char *detail) {
+  after_failed(b, session, code, detail);
+  agents_admit(b);
 }
 
 /* The roles a spawn_agent call may name: every sub-agent role in the config. */

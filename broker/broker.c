@@ -95,6 +95,39 @@ static int setup_router(broker_t *b) {
   return keys_setup_server(b->router, &b->keys);
 }
 
+/* nodes: a node left; sessions and workflows give its work to others. */
+static void node_lost(broker_t *b, peer_t *node) {
+  sessions_node_lost(b, node);
+  workflow_node_lost(b, node);
+}
+
+static void unreachable(broker_t *b, peer_t *p) {
+  peer_remove(b, p, "unreachable");
+}
+
+/* Wires the modules' upward notices (see broker_hooks_t). */
+static void set_hooks(broker_t *b) {
+  b->hooks = (broker_hooks_t){
+      .unreachable = unreachable,
+      .node_lost = node_lost,
+      .turn_started = agents_turn_started,
+      .turn_done = agents_turn_done,
+      .turn_failed = agents_turn_failed,
+      .tools_for = agents_tools_for,
+      .answer = workflow_on_answer,
+      .summary = workflow_agent_summary,
+  };
+}
+
+int broker_core_start(broker_t *b) {
+  set_hooks(b);
+  if (!b->write)
+    outbox_set_writer(b, NULL, NULL);
+  if (!b->turn_budget)
+    b->turn_budget = SESSIONS_TURN_BUDGET;
+  return sessions_start(b) < 0 || workflow_start(b) < 0 ? -1 : 0;
+}
+
 broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
   broker_t *b = calloc(1, sizeof *b);
   if (!b) {
@@ -126,7 +159,7 @@ broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot set up the ROUTER socket: %s", zmq_strerror(errno));
     goto fail;
   }
-  if (bind_all(b, err, errlen) < 0 || sessions_start(b) < 0 || workflow_start(b) < 0)
+  if (bind_all(b, err, errlen) < 0 || broker_core_start(b) < 0)
     goto fail;
   return b;
 fail:
@@ -167,78 +200,6 @@ void broker_destroy(broker_t **self_p) {
   *self_p = NULL;
 }
 
-int broker_send(broker_t *b, peer_t *p, proto_msg_t *msg) {
-  if (p->dead)
-    return -EHOSTUNREACH;
-  msg->id = ++b->next_msg_id;
-  int rc = proto_send(b->router, p->id, p->idlen, msg, ZMQ_DONTWAIT);
-  if (rc == -EHOSTUNREACH) {
-    log_warn("%s is unreachable; removing it", peer_label(p));
-    peer_remove(b, p, "unreachable");
-  } else if (rc < 0) {
-    log_warn("send %s to %s failed: %s", proto_type_name(msg->type), peer_label(p), strerror(-rc));
-  }
-  return rc;
-}
-
-int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *code, const char *detail,
-                      int64_t ref) {
-  proto_msg_t *m = proto_msg_new(PROTO_ERROR);
-  if (!m)
-    return -ENOMEM;
-  m->id = ++b->next_msg_id;
-  proto_set_str(m, PROTO_F_code, code);
-  proto_set_str(m, PROTO_F_detail, detail);
-  if (ref > 0)
-    PROTO_SET(m, ref, ref);
-  int rc = proto_send(b->router, id, idlen, m, ZMQ_DONTWAIT);
-  proto_msg_destroy(&m);
-  return rc;
-}
-
-static bool watches(const peer_t *p, const char *session) {
-  if (p->dead || p->role != PEER_CONTROLLER)
-    return false;
-  if (p->watch_all || !session)
-    return true;
-  return p->watch && json_object_get(p->watch, session) != NULL;
-}
-
-void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload) {
-  proto_msg_t *m = proto_msg_new(PROTO_EVENT);
-  if (!m) {
-    json_decref(payload);
-    return;
-  }
-  proto_set_str(m, PROTO_F_kind, kind);
-  if (session)
-    proto_set_str(m, PROTO_F_session, session);
-  if (turn > 0)
-    PROTO_SET(m, turn, turn);
-  PROTO_SET(m, seq, ++b->event_seq);
-  if (payload)
-    proto_set_json(m, PROTO_F_payload, payload);
-  peer_t *next;
-  for (peer_t *p = b->peers; p; p = next) {
-    next = p->next; /* broker_send may remove p */
-    if (watches(p, session))
-      broker_send(b, p, m);
-  }
-  proto_msg_destroy(&m);
-}
-
-void broker_forward(broker_t *b, const char *session, const void *data, size_t len) {
-  peer_t *next;
-  for (peer_t *p = b->peers; p; p = next) {
-    next = p->next;
-    if (!watches(p, session))
-      continue;
-    int rc = proto_send_raw(b->router, p->id, p->idlen, data, len, ZMQ_DONTWAIT);
-    if (rc == -EHOSTUNREACH)
-      peer_remove(b, p, "unreachable");
-  }
-}
-
 static void send_welcome(broker_t *b, peer_t *p) {
   proto_msg_t *w = proto_msg_new(PROTO_WELCOME);
   if (!w)
@@ -265,55 +226,76 @@ static void on_hello(broker_t *b, const uint8_t *id, size_t idlen, const proto_m
   }
 }
 
+static void on_heartbeat(broker_t *b, peer_t *p, const proto_msg_t *m) {
+  (void)b;
+  if (PROTO_HAS(m, busy) && p->role == PEER_NODE && m->busy > p->busy)
+    log_debug("%s reports %lld busy slots, we assigned %d", peer_label(p), (long long)m->busy, p->busy);
+}
+
+static void on_bye(broker_t *b, peer_t *p, const proto_msg_t *m) {
+  (void)m;
+  peer_remove(b, p, "said bye");
+}
+
+static void on_peer_error(broker_t *b, peer_t *p, const proto_msg_t *m) {
+  (void)b;
+  log_warn("%s reported an error: %s: %s", peer_label(p), m->code, m->detail);
+}
+
+/* Who may send a message type, and who handles it. A type not listed is refused. */
+typedef enum { FROM_ANY, FROM_NODE, FROM_CONTROLLER } sender_t;
+
+static const struct {
+  proto_type_t type;
+  sender_t from;
+  void (*fn)(broker_t *b, peer_t *p, const proto_msg_t *m);
+} handlers[] = {
+    {PROTO_HEARTBEAT, FROM_ANY, on_heartbeat},
+    {PROTO_BYE, FROM_ANY, on_bye},
+    {PROTO_ERROR, FROM_ANY, on_peer_error},
+    {PROTO_REQUEST, FROM_CONTROLLER, requests_handle},
+    {PROTO_TURN_DONE, FROM_NODE, sessions_on_done},
+    {PROTO_TURN_FAILED, FROM_NODE, sessions_on_failed},
+    {PROTO_APPROVAL, FROM_NODE, sessions_on_approval},
+    {PROTO_CHECKPOINT, FROM_NODE, workflow_on_node_msg},
+    {PROTO_STEP_DONE, FROM_NODE, workflow_on_node_msg},
+    {PROTO_STEP_FAILED, FROM_NODE, workflow_on_node_msg},
+    {PROTO_RESTORED, FROM_NODE, workflow_on_node_msg},
+};
+
+/* True when p may send this type; else p has been told why not. */
+static bool sender_ok(broker_t *b, peer_t *p, sender_t from, int64_t ref) {
+  if (from == FROM_NODE && p->role != PEER_NODE) {
+    broker_send_error(b, p->id, p->idlen, "unexpected", "only nodes report turns", ref);
+    return false;
+  }
+  if (from == FROM_CONTROLLER && p->role != PEER_CONTROLLER) {
+    broker_send_error(b, p->id, p->idlen, "unexpected", "only controllers send requests", ref);
+    return false;
+  }
+  return true;
+}
+
 /* Handles one decoded message from a registered peer. */
-static void dispatch(broker_t *b, peer_t *p, const proto_msg_t *m, const void *raw, size_t len) {
-  switch (m->type) {
-  case PROTO_HEARTBEAT:
-    if (PROTO_HAS(m, busy) && p->role == PEER_NODE && m->busy > p->busy)
-      log_debug("%s reports %lld busy slots, we assigned %d", peer_label(p), (long long)m->busy, p->busy);
-    break;
-  case PROTO_BYE:
-    peer_remove(b, p, "said bye");
-    break;
-  case PROTO_REQUEST:
-    if (p->role != PEER_CONTROLLER)
-      broker_send_error(b, p->id, p->idlen, "unexpected", "only controllers send requests", m->id);
-    else
-      requests_handle(b, p, m);
-    break;
-  case PROTO_DELTA:
-  case PROTO_TURN_DONE:
-  case PROTO_TURN_FAILED:
-  case PROTO_APPROVAL:
-  case PROTO_CHECKPOINT:
-  case PROTO_STEP_DONE:
-  case PROTO_STEP_FAILED:
-  case PROTO_RESTORED:
-    if (p->role != PEER_NODE) {
-      broker_send_error(b, p->id, p->idlen, "unexpected", "only nodes report turns", m->id);
-      break;
-    }
-    if (m->type == PROTO_DELTA)
-      sessions_on_delta(b, p, m, raw, len);
-    else if (m->type == PROTO_APPROVAL)
-      sessions_on_approval(b, p, m);
-    else if (m->type == PROTO_CHECKPOINT || m->type == PROTO_STEP_DONE || m->type == PROTO_STEP_FAILED ||
-             m->type == PROTO_RESTORED)
-      workflow_on_node_msg(b, p, m);
-    else if (m->type == PROTO_TURN_DONE)
-      sessions_on_done(b, p, m);
-    else
-      sessions_on_failed(b, p, m);
-    break;
-  case PROTO_ERROR:
-    log_warn("%s reported an error: %s: %s", peer_label(p), m->code, m->detail);
-    break;
-  default: {
-    char detail[128];
-    snprintf(detail, sizeof detail, "the broker does not accept \"%s\" messages", proto_type_name(m->type));
-    broker_send_error(b, p->id, p->idlen, "unexpected", detail, m->id);
+static void dispatch_msg(broker_t *b, peer_t *p, const proto_msg_t *m) {
+  for (size_t i = 0; i < sizeof handlers / sizeof handlers[0]; i++) {
+    if (handlers[i].type != m->type)
+      continue;
+    if (sender_ok(b, p, handlers[i].from, m->id))
+      handlers[i].fn(b, p, m);
+    return;
   }
-  }
+  char detail[128];
+  snprintf(detail, sizeof detail, "the broker does not accept \"%s\" messages", proto_type_name(m->type));
+  broker_send_error(b, p->id, p->idlen, "unexpected", detail, m->id);
+}
+
+/* A delta: routed from the few fields it needs and forwarded as it came. */
+static void on_delta(broker_t *b, peer_t *p, const proto_msg_t *m, const void *data, size_t len) {
+  if (!sender_ok(b, p, FROM_NODE, m->id))
+    return;
+  sessions_route_t r = {m->session, strlen(m->session), m->turn, m->attempt};
+  sessions_on_delta(b, p, &r, data, len);
 }
 
 /* Reads one routed message (identity + payload) and handles it. */
@@ -342,7 +324,10 @@ static void on_router(broker_t *b) {
     broker_send_error(b, id, (size_t)idlen, "hello_first", "unknown peer: send hello first", m->id);
   } else {
     p->last_seen = util_now_ms();
-    dispatch(b, p, m, data, len);
+    if (m->type == PROTO_DELTA)
+      on_delta(b, p, m, data, len);
+    else
+      dispatch_msg(b, p, m);
   }
   proto_msg_destroy(&m);
   zmq_msg_close(&frame);

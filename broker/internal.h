@@ -15,9 +15,11 @@
 
 #define PEER_ID_MAX 256
 
+typedef struct peer peer_t;
+
 typedef enum { PEER_NODE, PEER_CONTROLLER } peer_role_t;
 
-typedef struct peer {
+struct peer {
   uint8_t id[PEER_ID_MAX]; /* ROUTER routing id */
   size_t idlen;
   peer_role_t role;
@@ -31,7 +33,7 @@ typedef struct peer {
   json_t *watch;      /* controller: object used as a set of watched session ids */
   bool dead;          /* removed; freed by peers_sweep() once no caller can hold it */
   struct peer *next;
-} peer_t;
+};
 
 typedef struct turn {
   int64_t id;
@@ -43,11 +45,41 @@ typedef struct turn {
   bool warned_no_node;
   bool sub;              /* the session is a sub-agent (counts against max_concurrent_agents) */
   int64_t after;         /* continues the session after this turn (tool results), or 0 */
+  int64_t retry_at;      /* a send failed (EAGAIN): not before this monotonic ms */
+  int send_failures;     /* sends in a row that did not reach a node */
   struct turn *next;
 } turn_t;
 
+/* Notices from a lower module to the ones above it. The broker's modules
+ * depend one way: store, outbox, nodes < sessions < agents < workflow <
+ * requests < broker.c. A lower module never calls an upper one; it calls the
+ * hook, which broker_new sets (any hook may be NULL: nobody listens). */
+typedef struct {
+  /* outbox: a send found the peer gone (nodes removes it). */
+  void (*unreachable)(broker_t *b, peer_t *p);
+  /* nodes: a node left; its running turns and steps must go elsewhere. */
+  void (*node_lost)(broker_t *b, peer_t *node);
+  /* sessions: a turn of session went to a node. */
+  void (*turn_started)(broker_t *b, const char *session);
+  /* sessions: a turn ended (message: the final assistant message; added: every message it added). */
+  void (*turn_done)(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added);
+  void (*turn_failed)(broker_t *b, const char *session, const char *code, const char *detail);
+  /* sessions: the tools the broker itself offers a session's turns, or NULL. Caller owns. */
+  json_t *(*tools_for)(broker_t *b, const char *session);
+  /* agents: an agent's final answer (a [PLAN] in it becomes a plan). */
+  void (*answer)(broker_t *b, const char *session, const char *content);
+  /* agents: a sub-agent's summary; true when it was consumed (a workflow step's result). */
+  bool (*summary)(broker_t *b, const json_t *row, const json_t *summary);
+} broker_hooks_t;
+
+/* Writes one encoded frame to a routing id. Returns 0 or -errno (-EHOSTUNREACH, -EAGAIN, -EMSGSIZE). */
+typedef int (*outbox_write_fn)(void *ctx, const void *id, size_t idlen, const void *data, size_t len);
+
 struct broker {
   broker_opts_t opts;
+  broker_hooks_t hooks;
+  outbox_write_fn write; /* outbox.c's writer: the ROUTER, or a test's recorder */
+  void *write_ctx;
   void *ctx, *router, *zap;
   keys_pair_t keys;
   char *authorized_path;
@@ -61,7 +93,14 @@ struct broker {
   struct workflow *workflows; /* every workflow, oldest first (workflow.c) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
+  size_t turn_budget;    /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
 };
+
+/* ---- the core (broker.c) ---- */
+/* Wires the hooks, installs the default writer unless one is set, and starts
+ * sessions and workflows from the store. broker_new calls it after binding;
+ * unit tests call it on a broker with only opts, store (and a writer). */
+int broker_core_start(broker_t *b);
 
 /* ---- peers (nodes.c) ---- */
 peer_t *peer_find(broker_t *b, const void *id, size_t idlen);
@@ -80,15 +119,24 @@ bool peer_serves(const peer_t *p, const char *model, const char *provider);
 json_t *peer_to_json(const peer_t *p, int64_t now);
 const char *peer_label(const peer_t *p);
 
-/* ---- sending (broker.c) ---- */
-/* Sends msg to a peer; on an unreachable peer removes it. Returns 0 or -errno. */
+/* ---- sending (outbox.c) ---- */
+#define OUTBOX_SESSION_MAX 255
+/* Installs the frame writer (NULL: the ROUTER socket, the default). */
+void outbox_set_writer(broker_t *b, outbox_write_fn fn, void *ctx);
+/* Stamps msg's id and sends it to a peer; an unreachable peer is reported
+ * through hooks.unreachable. Returns 0 or -errno (-EHOSTUNREACH, -EAGAIN,
+ * -EMSGSIZE, -EINVAL). The caller keeps msg. */
 int broker_send(broker_t *b, peer_t *p, proto_msg_t *msg);
 int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *code, const char *detail,
                       int64_t ref);
-/* Sends an event to every controller watching the session (NULL: all). Takes payload. */
+/* Sends an event to every controller watching the session (NULL: all),
+ * encoded once. Takes payload. */
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload);
-/* Forwards an encoded frame unchanged to the controllers watching session. */
-void broker_forward(broker_t *b, const char *session, const void *data, size_t len);
+/* Forwards an encoded frame unchanged to the controllers watching session
+ * (session_len bytes, not NUL-terminated). */
+void broker_forward(broker_t *b, const char *session, size_t session_len, const void *data, size_t len);
+/* True when controller p receives events of session (NULL: every event). */
+bool outbox_watches(const peer_t *p, const char *session, size_t session_len);
 
 /* ---- sessions and turns (sessions.c) ---- */
 int sessions_start(broker_t *b);
@@ -100,7 +148,17 @@ void sessions_schedule(broker_t *b);
 int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after);
 /* The profile a session runs with (main's when its own is gone). */
 const cadre_profile_t *session_profile(broker_t *b, const char *session);
-void sessions_on_delta(broker_t *b, peer_t *from, const proto_msg_t *m, const void *raw, size_t len);
+/* What routing a delta needs, read from the frame (session is not NUL-terminated). */
+typedef struct {
+  const char *session;
+  size_t session_len;
+  int64_t turn, attempt;
+} sessions_route_t;
+/* History a turn carries at most (JSON bytes): room is left in the 8 MiB
+ * frame for the profile and tools. Older messages are dropped to fit. */
+#define SESSIONS_TURN_BUDGET ((size_t)7 * 1024 * 1024)
+/* Forwards a delta of the running attempt, unchanged, to the session's watchers. */
+void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, const void *raw, size_t len);
 void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m);
 void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m);
 /* A node asks whether a tool call may run: the watchers are asked. */
@@ -125,7 +183,8 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
 /* Starts queued sub-agents while fewer than max_concurrent_agents run. */
 void agents_admit(broker_t *b);
 void agents_turn_started(broker_t *b, const char *session);
-/* After a session's turn: summaries, follow-ups, delegation. */
+/* After a session's turn (hooks.turn_done, hooks.turn_failed): summaries,
+ * follow-ups, delegation, then admission of queued sub-agents. */
 void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added);
 void agents_turn_failed(broker_t *b, const char *session, const char *code, const char *detail);
 /* The tools a session's turns offer (spawn_agent), or NULL. Caller owns. */

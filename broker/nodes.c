@@ -56,8 +56,8 @@ void peer_remove(broker_t *b, peer_t *p, const char *why) {
   p->dead = true;
   if (p->role == PEER_NODE) {
     log_info("node %s left (%s)", peer_label(p), why);
-    sessions_node_lost(b, p);
-    workflow_node_lost(b, p);
+    if (b->hooks.node_lost)
+      b->hooks.node_lost(b, p);
     broker_event(b, "node_left", NULL, 0, json_pack("{s:s, s:s}", "name", peer_label(p), "reason", why));
   } else {
     log_debug("controller %s left (%s)", peer_label(p), why);

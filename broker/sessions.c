@@ -190,40 +190,120 @@ static bool awaiting_children(broker_t *b, const turn_t *t) {
   return waiting;
 }
 
-static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t *p) {
+/* Drops the oldest history messages (after the system prompt) until the
+ * messages' JSON size fits budget; a tool result never stays without the call
+ * it answers. Returns how many were dropped, or -1 when even the last message
+ * alone does not fit. */
+static int trim_to_fit(json_t *msgs, size_t budget) {
+  size_t n = json_array_size(msgs);
+  size_t total = 0;
+  size_t *sizes = calloc(n ? n : 1, sizeof *sizes);
+  if (!sizes)
+    return -1;
+  for (size_t i = 0; i < n; i++) {
+    sizes[i] = json_dumpb(json_array_get(msgs, i), NULL, 0, JSON_COMPACT);
+    total += sizes[i];
+  }
+  const char *r0 = json_string_value(json_object_get(json_array_get(msgs, 0), "role"));
+  size_t keep_from = r0 && strcmp(r0, "system") == 0 ? 1 : 0, drop = keep_from;
+  while (total > budget && drop + 1 < n) {
+    total -= sizes[drop++];
+    while (drop + 1 < n && json_object_get(json_array_get(msgs, drop), "tool_call_id"))
+      total -= sizes[drop++];
+  }
+  free(sizes);
+  if (total > budget)
+    return -1;
+  for (size_t i = keep_from; i < drop; i++)
+    json_array_remove(msgs, keep_from);
+  return (int)(drop - keep_from);
+}
+
+/* The turn message for t's next attempt, its history trimmed to the frame
+ * budget. NULL with detail when it cannot be built. */
+static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p, int *trimmed, char *detail,
+                               size_t dlen) {
+  json_t *msgs = turn_messages(b, t, p);
+  *trimmed = trim_to_fit(msgs, b->turn_budget);
+  if (*trimmed < 0) {
+    snprintf(detail, dlen, "the last message of %s does not fit in one turn (%zu bytes at most); reset the session",
+             t->session, b->turn_budget);
+    json_decref(msgs);
+    return NULL;
+  }
   proto_msg_t *m = proto_msg_new(PROTO_TURN);
-  if (!m)
-    return -ENOMEM;
-  t->attempt++;
+  if (!m) {
+    json_decref(msgs);
+    snprintf(detail, dlen, "out of memory");
+    return NULL;
+  }
   proto_set_str(m, PROTO_F_session, t->session);
   PROTO_SET(m, turn, t->id);
-  PROTO_SET(m, attempt, t->attempt);
+  PROTO_SET(m, attempt, t->attempt + 1);
   json_t *wire = config_profile_wire(p);
   const cadre_tools_config_t *tc = &b->opts.config->tools;
   json_object_set_new(wire, "tool_settings",
                       json_pack("{s:s, s:i, s:i, s:i}", "approval", tc->approval, "timeout_s", tc->timeout_s,
                                 "max_iterations", tc->max_iterations, "max_tool_calls", tc->max_tool_calls));
   proto_set_json(m, PROTO_F_profile, wire);
-  proto_set_json(m, PROTO_F_messages, turn_messages(b, t, p));
-  json_t *tools = agents_tools_for(b, t->session);
+  proto_set_json(m, PROTO_F_messages, msgs);
+  json_t *tools = b->hooks.tools_for ? b->hooks.tools_for(b, t->session) : NULL;
   if (tools)
     proto_set_json(m, PROTO_F_tools, tools);
-  store_turn_running(b->store, t->id, t->attempt, node->name);
-  t->node = node;
-  t->started_at = util_now_ms();
-  node->busy++;
+  return m;
+}
+
+/* A send that did not reach the node: the turn stays queued (its slot is
+ * free), and is tried again on the next tick; after max_turn_attempts such
+ * failures, or when it can never fit, it fails. Returns true when the list of
+ * turns or nodes changed (t failed, or the node was removed). */
+static bool send_failed(broker_t *b, turn_t *t, peer_t *node, int rc) {
+  char detail[300];
+  if (rc == -EHOSTUNREACH)
+    return true; /* the node was removed; t waits for another */
+  t->send_failures++;
+  if (rc == -EMSGSIZE || rc == -EINVAL || t->send_failures >= b->opts.max_turn_attempts) {
+    snprintf(detail, sizeof detail, "the turn could not be sent to node %s: %s%s", peer_label(node), strerror(-rc),
+             rc == -EMSGSIZE ? " (over the frame limit; reset the session)" : "");
+    turn_fail(b, t, "failed", "send_failed", detail, NULL, NULL);
+    return true;
+  }
+  t->retry_at = util_now_ms() + b->opts.heartbeat_ms;
+  log_warn("turn %lld (%s): node %s did not take it (%s); trying again", (long long)t->id, t->session,
+           peer_label(node), strerror(-rc));
+  return false;
+}
+
+/* Sends t to node. Returns 0 when sent, 1 when it was not and the lists
+ * changed, -1 when it was not and t waits for a later try. */
+static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t *p) {
+  int trimmed = 0;
+  char detail[300];
+  proto_msg_t *m = build_turn(b, t, p, &trimmed, detail, sizeof detail);
+  if (!m) {
+    turn_fail(b, t, "failed", "too_large", detail, NULL, NULL);
+    return 1;
+  }
   int rc = broker_send(b, node, m);
   proto_msg_destroy(&m);
-  if (rc < 0) {
-    /* broker_send removed an unreachable node, which re-queued t. */
-    return rc;
-  }
+  if (rc < 0)
+    return send_failed(b, t, node, rc) ? 1 : -1;
+  /* The node has it: only now does it hold a slot. */
+  t->attempt++;
+  t->node = node;
+  t->started_at = util_now_ms();
+  t->send_failures = 0;
+  node->busy++;
+  store_turn_running(b->store, t->id, t->attempt, node->name);
   log_info("turn %lld (%s, attempt %d) -> node %s", (long long)t->id, t->session, t->attempt, node->name);
   json_t *payload = json_pack("{s:s, s:s, s:i}", "node", node->name, "model", p->model, "attempt", t->attempt);
   if (t->after > 0)
     json_object_set_new(payload, "after", json_integer(t->after));
+  if (trimmed > 0)
+    json_object_set_new(payload, "trimmed", json_integer(trimmed));
   broker_event(b, "turn_started", t->session, t->id, payload);
-  agents_turn_started(b, t->session);
+  if (b->hooks.turn_started)
+    b->hooks.turn_started(b, t->session);
   return 0;
 }
 
@@ -232,7 +312,7 @@ void sessions_schedule(broker_t *b) {
   while (progress) {
     progress = false;
     for (turn_t *t = b->turns; t; t = t->next) {
-      if (t->node || session_running(b, t, t->session) || awaiting_children(b, t))
+      if (t->node || t->retry_at > util_now_ms() || session_running(b, t, t->session) || awaiting_children(b, t))
         continue;
       const cadre_profile_t *p = session_profile(b, t->session);
       if (over_budget(b, t)) {
@@ -250,29 +330,31 @@ void sessions_schedule(broker_t *b) {
         }
         continue;
       }
-      dispatch(b, t, node, p);
-      progress = true; /* the list may have changed: start over */
-      break;
+      if (dispatch(b, t, node, p) >= 0) {
+        progress = true; /* the lists changed: start over */
+        break;
+      }
     }
   }
 }
 
 /* Removes a finished turn, tells the controllers (payload is taken), and lets
  * the next turn of its session (or another waiting one) start. */
-static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload) {
+static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload, const json_t *added) {
   char *session = strdup(t->session);
   int64_t id = t->id;
   turn_drop(b, t);
   json_incref(payload); /* broker_event takes one reference; we read it below */
   broker_event(b, kind, session, id, payload);
-  if (strcmp(kind, "turn_done") == 0)
-    agents_turn_done(b, session, id, json_object_get(payload, "message"), json_object_get(payload, "messages"));
-  else
-    agents_turn_failed(b, session, json_string_value(json_object_get(payload, "code")),
-                       json_string_value(json_object_get(payload, "detail")));
+  if (strcmp(kind, "turn_done") == 0) {
+    if (b->hooks.turn_done)
+      b->hooks.turn_done(b, session, id, json_object_get(payload, "message"), added);
+  } else if (b->hooks.turn_failed) {
+    b->hooks.turn_failed(b, session, json_string_value(json_object_get(payload, "code")),
+                         json_string_value(json_object_get(payload, "detail")));
+  }
   json_decref(payload);
   free(session);
-  agents_admit(b);
   sessions_schedule(b);
 }
 
@@ -287,9 +369,12 @@ static turn_t *current_turn(broker_t *b, peer_t *from, const proto_msg_t *m) {
   return t;
 }
 
-void sessions_on_delta(broker_t *b, peer_t *from, const proto_msg_t *m, const void *raw, size_t len) {
-  if (current_turn(b, from, m))
-    broker_forward(b, m->session, raw, len);
+void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, const void *raw, size_t len) {
+  turn_t *t = turn_find(b, r->turn);
+  if (!t || t->node != from || t->attempt != r->attempt || strlen(t->session) != r->session_len ||
+      memcmp(t->session, r->session, r->session_len) != 0)
+    return; /* stale: an old attempt, or a cancelled turn */
+  broker_forward(b, t->session, r->session_len, raw, len);
 }
 
 static int64_t usage_int(const json_t *usage, const char *key) {
@@ -311,8 +396,10 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
                                                                                    : json_pack("[O]", message);
   if (store_turn_done(b->store, t->id, t->session, added, m->thinking, m->finish_reason, &u) < 0)
     log_error("state: cannot record turn %lld: %s", (long long)t->id, store_errmsg(b->store));
-  json_t *payload = json_pack("{s:O, s:o, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
-                              "messages", added,
+  /* Watchers saw the tool calls and results stream by: the event carries the
+   * answer and how many messages the turn added, not every tool output again. */
+  json_t *payload = json_pack("{s:O, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
+                              "added", (json_int_t)json_array_size(added),
                               "thinking", m->thinking ? m->thinking : "", "finish_reason",
                               m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model,
                               "attempt", t->attempt, "elapsed_ms", (json_int_t)m->elapsed_ms, "usage",
@@ -323,7 +410,8 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   json_decref(message);
   log_info("turn %lld (%s) done on %s: %lld+%lld tokens", (long long)t->id, t->session, from->name,
            (long long)u.prompt_tokens, (long long)u.completion_tokens);
-  turn_end(b, t, "turn_done", payload);
+  turn_end(b, t, "turn_done", payload, added);
+  json_decref(added);
 }
 
 /* Ends a turn with an error: persisted, announced, and removed. */
@@ -344,7 +432,7 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
   json_object_set_new(payload, "detail", json_string(detail));
   json_object_set_new(payload, "status", json_string(status));
   log_info("turn %lld (%s) %s: %s: %s", (long long)t->id, t->session, status, code, detail);
-  turn_end(b, t, "turn_failed", payload);
+  turn_end(b, t, "turn_failed", payload, NULL);
 }
 
 void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
