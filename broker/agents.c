@@ -24,9 +24,10 @@ static const char *ask_for_summary =
     "Please finish now: end your answer with the [SUMMARY] block in the required format "
     "(Status, Key Points, Recommendation), between [SUMMARY] and [/SUMMARY].";
 
-static void status_event(broker_t *b, const char *id, const char *role, const char *status) {
-  store_session_status(b->store, id, status);
-  broker_event(b, "agent_status", NULL, 0, json_pack("{s:s, s:s?, s:s}", "id", id, "role", role, "status", status));
+static void status_event(broker_t *b, const char *id, const char *role, store_status_t status) {
+  const char *name = store_status_name(status);
+  store_session_status(b->store, id, name);
+  broker_event(b, "agent_status", NULL, 0, json_pack("{s:s, s:s?, s:s}", "id", id, "role", role, "status", name));
 }
 
 static bool active_turn(broker_t *b, const char *session) {
@@ -36,29 +37,12 @@ static bool active_turn(broker_t *b, const char *session) {
   return false;
 }
 
-/* Copies the parent's conversation into the child per the context setting:
- * only plain user/assistant text (tool traffic would be unanswered calls). */
+/* Opens the child's history with the parent's conversation per the context
+ * setting: only plain user/assistant text (tool traffic would be unanswered
+ * calls), by reference to the parent's messages. */
 static void seed_context(broker_t *b, const char *parent, const char *child) {
-  int keep = b->opts.config->spawn_context;
-  if (keep == 0)
-    return;
-  json_t *hist = store_history(b->store, parent, false);
-  json_t *plain = json_array();
-  size_t i;
-  json_t *m;
-  json_array_foreach(hist, i, m) {
-    const char *role = json_string_value(json_object_get(m, "role"));
-    const char *content = json_string_value(json_object_get(m, "content"));
-    if (!role || !content || !content[0] || json_object_get(m, "tool_calls"))
-      continue;
-    if (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0)
-      json_array_append_new(plain, json_pack("{s:s, s:s}", "role", role, "content", content));
-  }
-  size_t n = json_array_size(plain), from = keep > 0 && (size_t)keep < n ? n - (size_t)keep : 0;
-  for (i = from; i < n; i++)
-    store_append(b->store, child, 0, json_array_get(plain, i), NULL);
-  json_decref(plain);
-  json_decref(hist);
+  if (store_context_link(b->store, child, parent, b->opts.config->spawn_context) < 0)
+    log_warn("state: cannot link %s to the context of %s: %s", child, parent, store_errmsg(b->store));
 }
 
 static const cadre_profile_t *find_profile(broker_t *b, const char *name, bool by_profile) {
@@ -133,57 +117,63 @@ void agents_admit(broker_t *b) {
 }
 
 void agents_turn_started(broker_t *b, const char *session) {
-  json_t *row = store_session(b->store, session);
-  const char *status = json_string_value(json_object_get(row, "status"));
-  if (row && (!status || strcmp(status, "running") != 0))
-    status_event(b, session, json_string_value(json_object_get(row, "role")), "running");
-  json_decref(row);
+  store_session_t row;
+  if (store_session_row(b->store, session, &row) == 0 && row.status != STORE_SESSION_RUNNING)
+    status_event(b, session, row.role, STORE_SESSION_RUNNING);
 }
 
-/* Sends a summary to the parent (tool result or labelled message) and tells everyone. */
-static void deliver(broker_t *b, const json_t *row, json_t *summary, const char *status) {
-  const char *id = json_string_value(json_object_get(row, "id"));
-  if (b->hooks.summary && b->hooks.summary(b, row, summary)) { /* a workflow step's result, not the parent's */
-    store_session_summary(b->store, id, summary);
-    status_event(b, id, json_string_value(json_object_get(row, "role")), status);
+/* A workflow's agent step takes the summary as its result (hooks.summary). */
+static bool step_summary(broker_t *b, const store_session_t *row, const json_t *summary) {
+  if (!row->in_workflow || !b->hooks.summary)
+    return false;
+  json_t *jrow = store_session(b->store, row->id);
+  bool taken = jrow && b->hooks.summary(b, jrow, summary);
+  if (taken) {
+    store_session_summary(b->store, row->id, summary);
+    status_event(b, row->id, row->role, row->status);
     broker_event(b, "summary", NULL, 0,
-                 json_pack("{s:s, s:O, s:O, s:O, s:O}", "id", id, "role", json_object_get(row, "role"), "parent",
-                           json_object_get(row, "parent"), "summary", summary, "workflow", json_object_get(row, "workflow")));
-    return;
+                 json_pack("{s:s, s:s, s:s?, s:O, s:O}", "id", row->id, "role", row->role, "parent", row->parent[0] ? row->parent : NULL,
+                           "summary", summary, "workflow", json_object_get(jrow, "workflow")));
   }
-  const char *role = json_string_value(json_object_get(row, "role"));
-  const char *parent = json_string_value(json_object_get(row, "parent"));
+  json_decref(jrow);
+  return taken;
+}
+
+/* Sends a summary to the parent (tool result or labelled message) and tells
+ * everyone; the agent's status becomes status. */
+static void deliver(broker_t *b, const store_session_t *r, json_t *summary, store_status_t status) {
+  store_session_t row = *r;
+  row.status = status;
+  if (step_summary(b, &row, summary)) /* a workflow step's result, not the parent's */
+    return;
   /* The first summary of a delegated agent answers the parent's tool call;
    * later ones (after direct messages) are labelled messages. */
-  const char *call_id = json_is_true(json_object_get(row, "delivered"))
-                            ? NULL
-                            : json_string_value(json_object_get(row, "call_id"));
-  char *text = summary_render(id, role, summary);
+  const char *call_id = row.delivered || !row.call_id[0] ? NULL : row.call_id;
+  char *text = summary_render(row.id, row.role, summary);
   json_t *msg = call_id ? json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", call_id, "content", text)
                         : json_pack("{s:s, s:s}", "role", "user", "content", text);
-  store_append(b->store, parent, 0, msg, NULL);
-  store_session_summary(b->store, id, summary);
-  status_event(b, id, role, status);
+  store_append(b->store, row.parent, 0, msg, NULL);
+  store_session_summary(b->store, row.id, summary);
+  status_event(b, row.id, row.role, status);
   broker_event(b, "summary", NULL, 0,
-               json_pack("{s:s, s:s, s:s, s:O, s:s}", "id", id, "role", role, "parent", parent, "summary", summary,
-                         "text", text));
-  log_info("summary from %s: %s", id, json_string_value(json_object_get(summary, "status")));
+               json_pack("{s:s, s:s, s:s, s:O, s:s}", "id", row.id, "role", row.role, "parent", row.parent, "summary",
+                         summary, "text", text));
+  log_info("summary from %s: %s", row.id, json_string_value(json_object_get(summary, "status")));
   json_decref(msg);
   free(text);
   if (!call_id)
     return;
   /* The parent continues once every sub-agent it delegated to has answered. */
-  json_t *pending = store_pending_children(b->store, parent);
-  if (json_array_size(pending) == 0 && !active_turn(b, parent))
-    sessions_queue_turn(b, parent, store_last_turn(b->store, parent));
+  json_t *pending = store_pending_children(b->store, row.parent);
+  if (json_array_size(pending) == 0 && !active_turn(b, row.parent))
+    sessions_queue_turn(b, row.parent, store_last_turn(b->store, row.parent));
   json_decref(pending);
 }
 
-static void fail_summary(broker_t *b, const json_t *row, const char *reason, const char *status) {
-  if (json_is_true(json_object_get(row, "delivered"))) {
+static void fail_summary(broker_t *b, const store_session_t *row, const char *reason, store_status_t status) {
+  if (row->delivered) {
     /* It reported before (this was a later direct message): its last summary stands. */
-    status_event(b, json_string_value(json_object_get(row, "id")), json_string_value(json_object_get(row, "role")),
-                 strcmp(status, "stopped") == 0 ? "stopped" : "done");
+    status_event(b, row->id, row->role, status == STORE_SESSION_STOPPED ? STORE_SESSION_STOPPED : STORE_SESSION_DONE);
     return;
   }
   json_t *s = summary_failed(reason);
@@ -192,23 +182,22 @@ static void fail_summary(broker_t *b, const json_t *row, const char *reason, con
 }
 
 /* A sub-agent's answer: its summary, or one request for it, or a FAIL summary. */
-static void subagent_answered(broker_t *b, json_t *row, const char *content) {
-  const char *id = json_string_value(json_object_get(row, "id"));
+static void subagent_answered(broker_t *b, const store_session_t *row, const char *content) {
   json_t *summary = content ? summary_parse(content) : NULL;
   if (summary) {
-    deliver(b, row, summary, "done");
+    deliver(b, row, summary, STORE_SESSION_DONE);
     json_decref(summary);
     return;
   }
-  if (!json_is_true(json_object_get(row, "summary_asked"))) {
+  if (!row->summary_asked) {
     json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", ask_for_summary);
-    store_append(b->store, id, 0, msg, NULL);
+    store_append(b->store, row->id, 0, msg, NULL);
     json_decref(msg);
-    store_session_flag(b->store, id, "summary_asked", 1);
-    sessions_queue_turn(b, id, 0);
+    store_session_flag(b->store, row->id, "summary_asked", 1);
+    sessions_queue_turn(b, row->id, 0);
     return;
   }
-  fail_summary(b, row, "the agent gave no [SUMMARY] block, even when asked", "failed");
+  fail_summary(b, row, "the agent gave no [SUMMARY] block, even when asked", STORE_SESSION_FAILED);
 }
 
 /* Answers every tool call of an assistant message: spawn_agent spawns (the
@@ -267,47 +256,42 @@ static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const
 }
 
 static void after_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added) {
-  json_t *row = store_session(b->store, session);
-  if (!row)
+  store_session_t row;
+  if (store_session_row(b->store, session, &row) < 0)
     return;
   store_session_flag(b->store, session, "turns", 1);
   const json_t *calls = json_object_get(message, "tool_calls");
-  const char *status = json_string_value(json_object_get(row, "status"));
-  bool sub = json_string_value(json_object_get(row, "parent")) != NULL;
-  if (status && strcmp(status, "stopped") == 0) {
+  const char *content = json_string_value(json_object_get(message, "content"));
+  if (row.status == STORE_SESSION_STOPPED) {
     /* stopped while its last turn was finishing: keep it stopped */
   } else if (json_array_size(calls) > 0) {
     run_tool_calls(b, session, turn, calls, added);
-  } else if (sub) {
+  } else if (row.parent[0]) {
     if (b->hooks.answer)
-      b->hooks.answer(b, session, json_string_value(json_object_get(message, "content")));
-    subagent_answered(b, row, json_string_value(json_object_get(message, "content")));
+      b->hooks.answer(b, session, content);
+    subagent_answered(b, &row, content);
   } else {
     if (b->hooks.answer)
-      b->hooks.answer(b, session, json_string_value(json_object_get(message, "content")));
+      b->hooks.answer(b, session, content);
     if (!active_turn(b, session))
-      status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
+      status_event(b, session, row.role, STORE_SESSION_IDLE);
   }
-  json_decref(row);
 }
 
 static void after_failed(broker_t *b, const char *session, const char *code, const char *detail) {
-  json_t *row = store_session(b->store, session);
-  if (!row)
+  store_session_t row;
+  if (store_session_row(b->store, session, &row) < 0)
     return;
-  const char *status = json_string_value(json_object_get(row, "status"));
-  bool stopped = status && strcmp(status, "stopped") == 0;
-  if (json_string_value(json_object_get(row, "parent"))) {
+  if (row.parent[0]) {
     char reason[600];
     snprintf(reason, sizeof reason, "%s: %s", code ? code : "failed", detail ? detail : "the turn failed");
-    if (stopped)
-      fail_summary(b, row, "stopped by the user", "stopped");
+    if (row.status == STORE_SESSION_STOPPED)
+      fail_summary(b, &row, "stopped by the user", STORE_SESSION_STOPPED);
     else
-      fail_summary(b, row, reason, "failed");
+      fail_summary(b, &row, reason, STORE_SESSION_FAILED);
   } else if (!active_turn(b, session)) {
-    status_event(b, session, json_string_value(json_object_get(row, "role")), "idle");
+    status_event(b, session, row.role, STORE_SESSION_IDLE);
   }
-  json_decref(row);
 }
 
 void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added) {
@@ -429,36 +413,44 @@ int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t 
   return rc;
 }
 
-static bool finished_status(const char *s) {
-  return s && (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "stopped") == 0);
+static bool finished(store_status_t s) {
+  switch (s) {
+  case STORE_SESSION_DONE:
+  case STORE_SESSION_FAILED:
+  case STORE_SESSION_STOPPED:
+    return true;
+  case STORE_SESSION_IDLE:
+  case STORE_SESSION_QUEUED:
+  case STORE_SESSION_RUNNING:
+    return false;
+  }
+  return false;
 }
 
 int agents_stop(broker_t *b, const char *id, char *err, size_t errlen) {
-  json_t *row = store_session(b->store, id);
-  if (!row) {
+  store_session_t row;
+  if (store_session_row(b->store, id, &row) < 0) {
     snprintf(err, errlen, "no agent \"%.64s\"", id);
     return -1;
   }
-  int rc = 0;
-  if (!json_string_value(json_object_get(row, "parent"))) {
+  if (!row.parent[0]) {
     snprintf(err, errlen, "%s is not a sub-agent; cancel its turn instead (Ctrl-C, or the cancel verb)", id);
-    rc = -1;
-  } else if (!finished_status(json_string_value(json_object_get(row, "status")))) {
-    status_event(b, id, json_string_value(json_object_get(row, "role")), "stopped");
-    turn_t *next;
-    for (turn_t *t = b->turns; t; t = next) {
-      next = t->next;
-      if (strcmp(t->session, id) == 0)
-        sessions_cancel(b, t->id, "the agent was stopped");
-    }
-    /* Stopped before it ever ran: a delegating parent still needs an answer. */
-    json_t *fresh = store_session(b->store, id);
-    fail_summary(b, fresh, "stopped by the user", "stopped");
-    json_decref(fresh);
-    log_info("stopped %s", id);
+    return -1;
   }
-  json_decref(row);
-  return rc;
+  if (finished(row.status))
+    return 0;
+  status_event(b, id, row.role, STORE_SESSION_STOPPED);
+  turn_t *next;
+  for (turn_t *t = b->turns; t; t = next) {
+    next = t->next;
+    if (strcmp(t->session, id) == 0)
+      sessions_cancel(b, t->id, "the agent was stopped");
+  }
+  /* Stopped before it ever ran: a delegating parent still needs an answer. */
+  if (store_session_row(b->store, id, &row) == 0)
+    fail_summary(b, &row, "stopped by the user", STORE_SESSION_STOPPED);
+  log_info("stopped %s", id);
+  return 0;
 }
 
 json_t *agents_stop_all(broker_t *b) {
@@ -467,9 +459,10 @@ json_t *agents_stop_all(broker_t *b) {
   json_t *s;
   json_array_foreach(all, i, s) {
     const char *id = json_string_value(json_object_get(s, "id"));
+    store_status_t st = STORE_SESSION_IDLE;
+    store_status_parse(json_string_value(json_object_get(s, "status")), &st);
     char err[256];
-    if (json_string_value(json_object_get(s, "parent")) &&
-        !finished_status(json_string_value(json_object_get(s, "status"))) && agents_stop(b, id, err, sizeof err) == 0)
+    if (json_string_value(json_object_get(s, "parent")) && !finished(st) && agents_stop(b, id, err, sizeof err) == 0)
       json_array_append_new(stopped, json_string(id));
   }
   json_decref(all);

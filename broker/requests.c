@@ -66,14 +66,12 @@ static void verb_status(request_t *r) {
   json_t *eps = json_array();
   for (int i = 0; i < b->n_endpoints; i++)
     json_array_append_new(eps, json_string(b->endpoints[i]));
-  json_t *sessions = store_sessions(b->store);
   reply(r, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s?, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s}", "version",
                      CADRE_VERSION, "epoch", b->epoch, "uptime_ms", (json_int_t)(util_wall_ms() - b->started_ms),
                      "state_dir", b->opts.state_dir, "endpoints", eps, "config", b->opts.config->path, "nodes",
                      nodes, "controllers", controllers, "slots", slots, "busy", busy, "turns_running",
                      sessions_count_turns(b, true), "turns_queued", sessions_count_turns(b, false), "sessions",
-                     (int)json_array_size(sessions), "public_key", b->keys.public_key));
-  json_decref(sessions);
+                     (int)store_session_count(b->store), "public_key", b->keys.public_key));
 }
 
 static void verb_ask(request_t *r) {
@@ -197,8 +195,9 @@ static void verb_agents(request_t *r) {
   size_t i;
   json_t *s;
   json_array_foreach(all, i, s) {
-    const cadre_profile_t *p = session_profile(r->b, json_string_value(json_object_get(s, "id")));
-    json_object_set_new(s, "model", json_string(p->model));
+    /* The row names its profile: no query per agent. */
+    const cadre_profile_t *p = config_profile(r->b->opts.config, json_string_value(json_object_get(s, "profile")));
+    json_object_set_new(s, "model", json_string(p ? p->model : config_main(r->b->opts.config)->model));
   }
   reply(r, all);
 }

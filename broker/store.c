@@ -23,13 +23,18 @@ static const char *schema =
     "  cost REAL NOT NULL DEFAULT 0, task TEXT, depth INTEGER NOT NULL DEFAULT 0,"
     "  summary TEXT, summary_asked INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,"
     "  call_id TEXT, turns INTEGER NOT NULL DEFAULT 0, solo INTEGER NOT NULL DEFAULT 0,"
-    "  wf_plan INTEGER, wf_step INTEGER);"
+    "  wf_plan INTEGER, wf_step INTEGER, ctx_count INTEGER NOT NULL DEFAULT 0,"
+    "  ctx_cleared INTEGER NOT NULL DEFAULT 0, n_messages INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS proposals(id INTEGER PRIMARY KEY, profile TEXT NOT NULL, task TEXT NOT NULL,"
     "  keyword TEXT, created_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS messages("
     "  session TEXT NOT NULL REFERENCES sessions(id), seq INTEGER NOT NULL, turn INTEGER,"
     "  body TEXT NOT NULL, thinking TEXT, created_ms INTEGER NOT NULL, cleared INTEGER NOT NULL DEFAULT 0,"
-    "  PRIMARY KEY(session, seq));"
+    "  plain INTEGER, PRIMARY KEY(session, seq));"
+    /* A sub-agent's seed context: segments of other sessions' messages, by
+     * reference (messages are never rewritten, only set aside). */
+    "CREATE TABLE IF NOT EXISTS contexts(session TEXT NOT NULL, pos INTEGER NOT NULL, src TEXT NOT NULL,"
+    "  from_seq INTEGER NOT NULL, upto_seq INTEGER NOT NULL, PRIMARY KEY(session, pos));"
     "CREATE TABLE IF NOT EXISTS turns("
     "  id INTEGER PRIMARY KEY, session TEXT NOT NULL REFERENCES sessions(id),"
     "  status TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 0, node TEXT,"
@@ -43,8 +48,35 @@ static const char *schema =
     "CREATE TABLE IF NOT EXISTS templates(name TEXT PRIMARY KEY, doc TEXT NOT NULL);"
     "INSERT OR IGNORE INTO meta(key, value) VALUES('schema', '1');";
 
+/* Columns added since schema 1, for state directories made before them. */
+static const char *migrations[] = {
+    "ALTER TABLE sessions ADD COLUMN ctx_count INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sessions ADD COLUMN ctx_cleared INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE sessions ADD COLUMN n_messages INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE messages ADD COLUMN plain INTEGER",
+};
+
+/* Indexes and derived values, for new and old databases alike. */
+static const char *upgrade =
+    "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent);"
+    "CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);"
+    "CREATE INDEX IF NOT EXISTS turns_session ON turns(session);"
+    "CREATE INDEX IF NOT EXISTS turns_status ON turns(status);"
+    "UPDATE messages SET plain = (json_extract(body, '$.role') IN ('user', 'assistant')"
+    "  AND json_type(body, '$.content') = 'text' AND json_extract(body, '$.content') != ''"
+    "  AND json_type(body, '$.tool_calls') IS NULL) WHERE plain IS NULL;"
+    "UPDATE sessions SET n_messages = (SELECT count(*) FROM messages m WHERE m.session = sessions.id"
+    "  AND m.cleared = 0) WHERE (SELECT value FROM meta WHERE key = 'counts') IS NULL;"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('counts', '1');";
+
+static int migrate(sqlite3 *db, char **emsg) {
+  for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++)
+    sqlite3_exec(db, migrations[i], NULL, NULL, NULL); /* fails when the column exists */
+  return sqlite3_exec(db, upgrade, NULL, NULL, emsg);
+}
+
 store_t *store_open(const char *dir, char *err, size_t errlen) {
-  char *path = util_path_join(dir, "state.db");
+  char *path = strcmp(dir, STORE_MEMORY) == 0 ? strdup(STORE_MEMORY) : util_path_join(dir, "state.db");
   store_t *self = calloc(1, sizeof *self);
   if (!path || !self) {
     snprintf(err, errlen, "out of memory");
@@ -59,6 +91,8 @@ store_t *store_open(const char *dir, char *err, size_t errlen) {
     sqlite3_busy_timeout(self->db, 5000);
     rc = sqlite3_exec(self->db, schema, NULL, NULL, &emsg);
   }
+  if (rc == SQLITE_OK)
+    rc = migrate(self->db, &emsg);
   if (rc != SQLITE_OK) {
     snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(self->db));
     sqlite3_free(emsg);
@@ -130,26 +164,103 @@ static const char *col_text(sqlite3_stmt *st, int i) {
   return t ? (const char *)t : NULL;
 }
 
+static const char *status_names[] = {
+    [STORE_SESSION_IDLE] = "idle",       [STORE_SESSION_QUEUED] = "queued", [STORE_SESSION_RUNNING] = "running",
+    [STORE_SESSION_DONE] = "done",       [STORE_SESSION_FAILED] = "failed", [STORE_SESSION_STOPPED] = "stopped",
+};
+
+const char *store_status_name(store_status_t status) {
+  switch (status) {
+  case STORE_SESSION_IDLE:
+  case STORE_SESSION_QUEUED:
+  case STORE_SESSION_RUNNING:
+  case STORE_SESSION_DONE:
+  case STORE_SESSION_FAILED:
+  case STORE_SESSION_STOPPED:
+    return status_names[status];
+  }
+  return "idle";
+}
+
+int store_status_parse(const char *name, store_status_t *out) {
+  for (size_t i = 0; i < sizeof status_names / sizeof status_names[0]; i++) {
+    if (name && strcmp(name, status_names[i]) == 0) {
+      *out = (store_status_t)i;
+      return 0;
+    }
+  }
+  return -1;
+}
+
+/* The columns a session row is read from, in the order read_row expects. */
+#define ROW_COLUMNS                                                                                                    \
+  "s.id, s.role, s.profile, s.status, s.parent, s.created_ms, s.prompt_tokens, s.completion_tokens, s.cost,"           \
+  " s.n_messages + CASE WHEN s.ctx_cleared THEN 0 ELSE s.ctx_count END, s.depth, s.turns, s.summary_asked,"            \
+  " s.delivered, s.call_id, s.solo, s.wf_plan, s.wf_step, s.summary, s.task"
+
+static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int i) {
+  const char *t = col_text(st, i);
+  snprintf(dst, n, "%s", t ? t : "");
+}
+
+static void read_row(sqlite3_stmt *st, store_session_t *r) {
+  memset(r, 0, sizeof *r);
+  copy_col(r->id, sizeof r->id, st, 0);
+  copy_col(r->role, sizeof r->role, st, 1);
+  copy_col(r->profile, sizeof r->profile, st, 2);
+  if (store_status_parse(col_text(st, 3), &r->status) < 0)
+    r->status = STORE_SESSION_IDLE;
+  copy_col(r->parent, sizeof r->parent, st, 4);
+  r->created_ms = sqlite3_column_int64(st, 5);
+  r->usage.prompt_tokens = sqlite3_column_int64(st, 6);
+  r->usage.completion_tokens = sqlite3_column_int64(st, 7);
+  r->usage.cost = sqlite3_column_double(st, 8);
+  r->messages = sqlite3_column_int64(st, 9);
+  r->depth = sqlite3_column_int(st, 10);
+  r->turns = sqlite3_column_int64(st, 11);
+  r->summary_asked = sqlite3_column_int(st, 12) != 0;
+  r->delivered = sqlite3_column_int(st, 13) != 0;
+  copy_col(r->call_id, sizeof r->call_id, st, 14);
+  r->solo = sqlite3_column_int(st, 15) != 0;
+  r->in_workflow = sqlite3_column_type(st, 16) != SQLITE_NULL;
+  r->wf_plan = sqlite3_column_int64(st, 16);
+  r->wf_step = sqlite3_column_int64(st, 17);
+}
+
+int store_session_row(store_t *self, const char *id, store_session_t *out) {
+  sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS " FROM sessions s WHERE s.id = ?");
+  int rc = -1;
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    read_row(st, out);
+    rc = 0;
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* The listing form of the row under st (summary and task from their columns). */
+static json_t *row_json(sqlite3_stmt *st, const store_session_t *r) {
+  json_t *summary = col_text(st, 18) ? json_loads(col_text(st, 18), 0, NULL) : NULL;
+  return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:I, s:{s:I, s:I, s:f}, s:s?, s:i, s:o?, s:i}", "id", r->id,
+                   "role", r->role, "profile", r->profile, "status", store_status_name(r->status), "parent",
+                   r->parent[0] ? r->parent : NULL, "created_ms", (json_int_t)r->created_ms, "messages",
+                   (json_int_t)r->messages, "usage", "prompt_tokens", (json_int_t)r->usage.prompt_tokens,
+                   "completion_tokens", (json_int_t)r->usage.completion_tokens, "cost", r->usage.cost, "task",
+                   col_text(st, 19), "depth", r->depth, "summary", summary, "turns", (int)r->turns);
+}
+
 json_t *store_sessions(store_t *self) {
   json_t *out = json_array();
-  sqlite3_stmt *st = prep(self,
-                          "SELECT s.id, s.role, s.profile, s.status, s.parent, s.created_ms, s.prompt_tokens,"
-                          " s.completion_tokens, s.cost,"
-                          " (SELECT count(*) FROM messages m WHERE m.session = s.id AND m.cleared = 0),"
-                          " s.summary, s.task, s.depth, s.turns"
-                          " FROM sessions s ORDER BY s.created_ms, s.rowid");
+  sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS " FROM sessions s ORDER BY s.created_ms, s.rowid");
   if (!st)
     return out;
+  store_session_t r;
   while (sqlite3_step(st) == SQLITE_ROW) {
-    json_t *summary = col_text(st, 10) ? json_loads(col_text(st, 10), 0, NULL) : NULL;
-    json_t *o = json_pack("{s:s?, s:s?, s:s?, s:s?, s:s?, s:I, s:I, s:{s:I, s:I, s:f}, s:s?, s:i, s:o?, s:i}",
-                          "id", col_text(st, 0), "role", col_text(st, 1), "profile", col_text(st, 2), "status",
-                          col_text(st, 3), "parent", col_text(st, 4), "created_ms",
-                          (json_int_t)sqlite3_column_int64(st, 5), "messages", (json_int_t)sqlite3_column_int64(st, 9),
-                          "usage", "prompt_tokens", (json_int_t)sqlite3_column_int64(st, 6), "completion_tokens",
-                          (json_int_t)sqlite3_column_int64(st, 7), "cost", sqlite3_column_double(st, 8), "task",
-                          col_text(st, 11), "depth", sqlite3_column_int(st, 12), "summary", summary, "turns",
-                          sqlite3_column_int(st, 13));
+    read_row(st, &r);
+    json_t *o = row_json(st, &r);
     if (o)
       json_array_append_new(out, o);
   }
@@ -157,8 +268,88 @@ json_t *store_sessions(store_t *self) {
   return out;
 }
 
+int64_t store_session_count(store_t *self) {
+  sqlite3_stmt *st = prep(self, "SELECT count(*) FROM sessions");
+  int64_t n = 0;
+  if (st && sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
+json_t *store_session(store_t *self, const char *id) {
+  sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS " FROM sessions s WHERE s.id = ?");
+  json_t *out = NULL;
+  if (!st)
+    return NULL;
+  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
+  store_session_t r;
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    read_row(st, &r);
+    out = row_json(st, &r);
+  }
+  sqlite3_finalize(st);
+  if (!out)
+    return NULL;
+  /* Fields kept out of listings. */
+  json_object_set_new(out, "summary_asked", json_boolean(r.summary_asked));
+  json_object_set_new(out, "delivered", json_boolean(r.delivered));
+  if (r.call_id[0])
+    json_object_set_new(out, "call_id", json_string(r.call_id));
+  if (r.in_workflow)
+    json_object_set_new(out, "workflow", json_pack("{s:I, s:I}", "id", (json_int_t)r.wf_plan, "step", (json_int_t)r.wf_step));
+  return out;
+}
+
+/* A message a sub-agent's context may carry: user or assistant text, no tool traffic. */
+static bool is_plain(const json_t *m) {
+  const char *role = json_string_value(json_object_get(m, "role"));
+  const char *content = json_string_value(json_object_get(m, "content"));
+  return role && content && content[0] && !json_object_get(m, "tool_calls") &&
+         (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0);
+}
+
+/* Appends the plain messages of one context segment, as {role, content}. */
+static void read_segment(store_t *self, json_t *out, const char *src, int64_t from, int64_t upto, bool with_meta) {
+  sqlite3_stmt *st = prep(self, "SELECT body, created_ms FROM messages WHERE session = ? AND seq > ? AND seq <= ?"
+                                " AND plain = 1 ORDER BY seq");
+  if (!st)
+    return;
+  sqlite3_bind_text(st, 1, src, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, from);
+  sqlite3_bind_int64(st, 3, upto);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *m = json_loads(col_text(st, 0), 0, NULL);
+    if (is_plain(m)) {
+      json_t *c = json_pack("{s:O, s:O}", "role", json_object_get(m, "role"), "content", json_object_get(m, "content"));
+      if (c && with_meta) { /* seq 0: inherited context, not one of this session's own messages */
+        json_object_set_new(c, "seq", json_integer(0));
+        json_object_set_new(c, "context_of", json_string(src));
+        json_object_set_new(c, "created_ms", json_integer(sqlite3_column_int64(st, 1)));
+      }
+      if (c)
+        json_array_append_new(out, c);
+    }
+    json_decref(m);
+  }
+  sqlite3_finalize(st);
+}
+
+/* Appends the session's inherited context (empty unless it is a sub-agent's, or once cleared). */
+static void read_context(store_t *self, json_t *out, const char *session, bool with_meta) {
+  sqlite3_stmt *st = prep(self, "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
+                                " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos");
+  if (!st)
+    return;
+  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+  while (sqlite3_step(st) == SQLITE_ROW)
+    read_segment(self, out, col_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2), with_meta);
+  sqlite3_finalize(st);
+}
+
 json_t *store_history(store_t *self, const char *session, bool with_meta) {
   json_t *out = json_array();
+  read_context(self, out, session, with_meta);
   sqlite3_stmt *st = prep(self, "SELECT seq, turn, body, thinking, created_ms FROM messages"
                                 " WHERE session = ? AND cleared = 0 ORDER BY seq");
   if (!st)
@@ -184,12 +375,118 @@ json_t *store_history(store_t *self, const char *session, bool with_meta) {
   return out;
 }
 
+static int64_t query_int(store_t *self, const char *sql, const char *text, int64_t a, int64_t b) {
+  sqlite3_stmt *st = prep(self, sql);
+  int64_t v = -1;
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, a);
+  sqlite3_bind_int64(st, 3, b);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
+typedef struct {
+  char src[STORE_ID_MAX];
+  int64_t from, upto;
+} segment_t;
+
+#define SEGMENTS_MAX 64
+
+/* The parent's visible conversation as segments: its own inherited context
+ * (unless cleared), then its own messages not set aside. */
+static int parent_segments(store_t *self, const char *parent, segment_t *seg, int *n) {
+  sqlite3_stmt *st = prep(self, "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
+                                " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos");
+  if (!st)
+    return -1;
+  sqlite3_bind_text(st, 1, parent, -1, SQLITE_TRANSIENT);
+  *n = 0;
+  while (sqlite3_step(st) == SQLITE_ROW && *n < SEGMENTS_MAX - 1) {
+    copy_col(seg[*n].src, sizeof seg[*n].src, st, 0);
+    seg[*n].from = sqlite3_column_int64(st, 1);
+    seg[*n].upto = sqlite3_column_int64(st, 2);
+    (*n)++;
+  }
+  sqlite3_finalize(st);
+  snprintf(seg[*n].src, sizeof seg[*n].src, "%s", parent);
+  seg[*n].from = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND cleared = 1"
+                                 " AND ?2 = ?3", parent, 0, 0);
+  seg[*n].upto = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND ?2 = ?3", parent, 0, 0);
+  (*n)++;
+  return seg[*n - 1].from < 0 || seg[*n - 1].upto < 0 ? -1 : 0;
+}
+
+static const char *count_plain = "SELECT count(*) FROM messages WHERE session = ? AND seq > ? AND seq <= ? AND plain = 1";
+
+/* Keeps only the last keep plain messages of the segments: moves the first
+ * kept segment's start and returns its index. Writes the count kept. */
+static int keep_last(store_t *self, segment_t *seg, int n, int keep, int64_t *kept) {
+  int64_t total = 0;
+  for (int i = n - 1; i >= 0; i--) {
+    int64_t c = query_int(self, count_plain, seg[i].src, seg[i].from, seg[i].upto);
+    if (keep >= 0 && total + c >= keep) {
+      int64_t need = keep - total; /* the last `need` plain messages of this segment */
+      sqlite3_stmt *st = prep(self, "SELECT seq FROM messages WHERE session = ? AND seq > ? AND seq <= ? AND plain = 1"
+                                    " ORDER BY seq DESC LIMIT 1 OFFSET ?");
+      if (need > 0 && st) {
+        sqlite3_bind_text(st, 1, seg[i].src, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, seg[i].from);
+        sqlite3_bind_int64(st, 3, seg[i].upto);
+        sqlite3_bind_int64(st, 4, need - 1);
+        if (sqlite3_step(st) == SQLITE_ROW)
+          seg[i].from = sqlite3_column_int64(st, 0) - 1;
+      }
+      sqlite3_finalize(st);
+      *kept = keep;
+      return need > 0 ? i : i + 1;
+    }
+    total += c;
+  }
+  *kept = total;
+  return 0;
+}
+
+int64_t store_context_link(store_t *self, const char *child, const char *parent, int keep) {
+  if (keep == 0)
+    return 0;
+  segment_t seg[SEGMENTS_MAX];
+  int n = 0;
+  int64_t kept = 0;
+  if (parent_segments(self, parent, seg, &n) < 0 || exec_sql(self, "SAVEPOINT link") < 0)
+    return -1;
+  int first = keep_last(self, seg, n, keep, &kept);
+  int rc = 0;
+  for (int i = first; i < n && rc == 0; i++) {
+    sqlite3_stmt *st = prep(self, "INSERT INTO contexts(session, pos, src, from_seq, upto_seq) VALUES(?, ?, ?, ?, ?)");
+    if (!st) {
+      rc = -1;
+      break;
+    }
+    sqlite3_bind_text(st, 1, child, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 2, i - first);
+    sqlite3_bind_text(st, 3, seg[i].src, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, seg[i].from);
+    sqlite3_bind_int64(st, 5, seg[i].upto);
+    rc = exec_done(st);
+  }
+  if (rc == 0)
+    rc = query_int(self, "UPDATE sessions SET ctx_count = ?2 WHERE id = ?1 AND ?3 = ?3 RETURNING 0", child, kept, 0) < 0 ? -1 : 0;
+  exec_sql(self, rc == 0 ? "RELEASE link" : "ROLLBACK TO link");
+  if (rc < 0)
+    exec_sql(self, "RELEASE link");
+  return rc == 0 ? kept : -1;
+}
+
 int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,
                      const char *thinking) {
   char *body = json_dumps(message, JSON_COMPACT);
   sqlite3_stmt *st = prep(self,
-                          "INSERT INTO messages(session, seq, turn, body, thinking, created_ms)"
-                          " VALUES(?1, (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session = ?1), ?2, ?3, ?4, ?5)"
+                          "INSERT INTO messages(session, seq, turn, body, thinking, created_ms, plain)"
+                          " VALUES(?1, (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session = ?1), ?2, ?3, ?4, ?5, ?6)"
                           " RETURNING seq");
   int64_t seq = -1;
   if (body && st) {
@@ -200,11 +497,15 @@ int64_t store_append(store_t *self, const char *session, int64_t turn, const jso
     if (thinking && thinking[0])
       sqlite3_bind_text(st, 4, thinking, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 5, util_wall_ms());
+    sqlite3_bind_int(st, 6, is_plain(message));
     if (sqlite3_step(st) == SQLITE_ROW)
       seq = sqlite3_column_int64(st, 0);
   }
   sqlite3_finalize(st);
   free(body);
+  if (seq > 0 && query_int(self, "UPDATE sessions SET n_messages = n_messages + 1 WHERE id = ?1 AND ?2 = ?3 RETURNING 0",
+                           session, 0, 0) < 0)
+    seq = -1;
   return seq;
 }
 
@@ -331,33 +632,6 @@ int store_session_create(store_t *self, const char *id, const char *role, const 
   return exec_done(st);
 }
 
-json_t *store_session(store_t *self, const char *id) {
-  json_t *all = store_sessions(self), *found = NULL;
-  size_t i;
-  json_t *s;
-  json_array_foreach(all, i, s) if (strcmp(json_string_value(json_object_get(s, "id")), id) == 0) found = s;
-  json_t *out = found ? json_incref(found) : NULL;
-  json_decref(all);
-  if (!out)
-    return NULL;
-  /* Fields kept out of listings. */
-  sqlite3_stmt *st = prep(self, "SELECT summary_asked, delivered, call_id, wf_plan, wf_step FROM sessions WHERE id = ?");
-  if (st) {
-    sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(st) == SQLITE_ROW) {
-      json_object_set_new(out, "summary_asked", json_boolean(sqlite3_column_int(st, 0)));
-      json_object_set_new(out, "delivered", json_boolean(sqlite3_column_int(st, 1)));
-      if (col_text(st, 2))
-        json_object_set_new(out, "call_id", json_string(col_text(st, 2)));
-      if (sqlite3_column_type(st, 3) != SQLITE_NULL)
-        json_object_set_new(out, "workflow", json_pack("{s:I, s:I}", "id", (json_int_t)sqlite3_column_int64(st, 3),
-                                                       "step", (json_int_t)sqlite3_column_int64(st, 4)));
-    }
-    sqlite3_finalize(st);
-  }
-  return out;
-}
-
 /* UPDATE sessions SET <column> = value WHERE id = ?, for text or int columns. */
 static int set_column(store_t *self, const char *id, const char *sql, const char *text, int64_t num, bool is_text) {
   sqlite3_stmt *st = prep(self, sql);
@@ -421,13 +695,19 @@ json_t *store_queued_agents(store_t *self) {
 }
 
 int store_clear(store_t *self, const char *session) {
+  int64_t ctx = query_int(self, "SELECT CASE WHEN ctx_cleared THEN 0 ELSE ctx_count END FROM sessions WHERE id = ?1"
+                                " AND ?2 = ?3", session, 0, 0);
   sqlite3_stmt *st = prep(self, "UPDATE messages SET cleared = 1 WHERE session = ? AND cleared = 0");
   if (!st)
     return -1;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
   if (exec_done(st) < 0)
     return -1;
-  return sqlite3_changes(self->db);
+  int n = sqlite3_changes(self->db);
+  if (query_int(self, "UPDATE sessions SET n_messages = 0, ctx_cleared = 1 WHERE id = ?1 AND ?2 = ?3 RETURNING 0",
+                session, 0, 0) < 0)
+    return -1;
+  return n + (int)(ctx > 0 ? ctx : 0);
 }
 
 int64_t store_proposal_new(store_t *self, const char *profile, const char *task, const char *keyword) {

@@ -18,7 +18,40 @@ typedef struct {
   double cost;
 } store_usage_t;
 
-/* Opens (creating) state.db in dir. NULL on failure with err filled. */
+/* A session's status, as stored (and shown) by its name. */
+typedef enum {
+  STORE_SESSION_IDLE,    /* main or a solo session between turns */
+  STORE_SESSION_QUEUED,  /* a sub-agent waiting for admission or a slot */
+  STORE_SESSION_RUNNING,
+  STORE_SESSION_DONE,
+  STORE_SESSION_FAILED,
+  STORE_SESSION_STOPPED,
+} store_status_t;
+
+const char *store_status_name(store_status_t status);
+/* 0 and *out set, or -1 for a name that is no status. */
+int store_status_parse(const char *name, store_status_t *out);
+
+#define STORE_ID_MAX 256
+
+/* One session as the broker's logic reads it (task and summary stay in the store). */
+typedef struct {
+  char id[STORE_ID_MAX], role[STORE_ID_MAX], profile[STORE_ID_MAX];
+  char parent[STORE_ID_MAX];  /* "" for a top-level session */
+  char call_id[STORE_ID_MAX]; /* the parent's spawn_agent call it answers, or "" */
+  store_status_t status;
+  int depth;
+  int64_t created_ms, messages, turns;
+  store_usage_t usage;
+  bool summary_asked, delivered, solo;
+  bool in_workflow; /* runs a workflow's agent step: wf_plan, wf_step */
+  int64_t wf_plan, wf_step;
+} store_session_t;
+
+/* The directory name that opens a private in-memory database (tests). */
+#define STORE_MEMORY ":memory:"
+
+/* Opens (creating) state.db in dir (STORE_MEMORY: in memory). NULL on failure with err filled. */
 store_t *store_open(const char *dir, char *err, size_t errlen);
 void store_close(store_t **self_p);
 /* Last SQLite error text (for logs). */
@@ -29,11 +62,17 @@ int store_session_ensure(store_t *self, const char *id, const char *role, const 
 /* All sessions as an array of objects (id, role, profile, status, parent, created_ms,
  * messages, usage{prompt_tokens, completion_tokens, cost}). Caller owns. */
 json_t *store_sessions(store_t *self);
+/* Reads one session into *out. 0, or -1 when absent (*out untouched). */
+int store_session_row(store_t *self, const char *id, store_session_t *out);
+/* How many sessions there are. */
+int64_t store_session_count(store_t *self);
 /* True when the session exists. */
 bool store_session_exists(store_t *self, const char *id);
 
-/* The session's history (OpenAI-shape message objects, oldest first). With
- * with_meta, each object also has seq, turn, created_ms and thinking. Caller owns. */
+/* The session's history (OpenAI-shape message objects, oldest first): its
+ * inherited context (a sub-agent's), then its own messages. With with_meta,
+ * each object also has seq, turn, created_ms and thinking; context messages
+ * have seq 0 and context_of (the session they come from). Caller owns. */
 json_t *store_history(store_t *self, const char *session, bool with_meta);
 /* Appends one message; returns its seq (>0) or -1. */
 int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,
@@ -59,6 +98,12 @@ int store_turn_failed_with(store_t *self, int64_t turn, const char *session, con
 json_t *store_unfinished_turns(store_t *self);
 
 /* ---- sub-agents ---- */
+/* Opens child's history with parent's conversation as it is now: its plain
+ * user and assistant text, the last keep messages (keep < 0: all; 0: none).
+ * The child refers to the parent's messages (no copy), so the state grows
+ * with what was said, not with the number of sub-agents. Returns how many
+ * messages the context holds, or -1. */
+int64_t store_context_link(store_t *self, const char *child, const char *parent, int keep);
 /* Creates a sub-agent session (status "queued"). */
 int store_session_create(store_t *self, const char *id, const char *role, const char *profile, const char *parent,
                          const char *task, int depth, const char *call_id);
