@@ -277,6 +277,15 @@ int64_t store_session_count(store_t *self) {
   return n;
 }
 
+int64_t store_message_rows(store_t *self) {
+  sqlite3_stmt *st = prep(self, "SELECT count(*) FROM messages");
+  int64_t n = 0;
+  if (st && sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return n;
+}
+
 json_t *store_session(store_t *self, const char *id) {
   sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS " FROM sessions s WHERE s.id = ?");
   json_t *out = NULL;

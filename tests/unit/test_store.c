@@ -1,0 +1,218 @@
+/* store: sessions, histories and sub-agent context by reference, on an in-memory SQLite. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store.h"
+
+static store_t *open_mem(void) {
+  char err[256];
+  store_t *s = store_open(STORE_MEMORY, err, sizeof err);
+  assert_non_null(s);
+  return s;
+}
+
+static void say(store_t *s, const char *session, const char *role, const char *content) {
+  json_t *m = json_pack("{s:s, s:s}", "role", role, "content", content);
+  assert_true(store_append(s, session, 0, m, NULL) > 0);
+  json_decref(m);
+}
+
+static void tool_traffic(store_t *s, const char *session) {
+  json_t *call = json_pack("{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant", "content", "tool_calls",
+                           "id", "c1", "type", "function", "function", "name", "read_file", "arguments", "{}");
+  json_t *result = json_pack("{s:s, s:s, s:s}", "role", "tool", "tool_call_id", "c1", "content", "file text");
+  assert_true(store_append(s, session, 0, call, NULL) > 0);
+  assert_true(store_append(s, session, 0, result, NULL) > 0);
+  json_decref(call);
+  json_decref(result);
+}
+
+/* "role:content|role:content" of a history, for comparing with a case. */
+static void render(const json_t *hist, char *out, size_t n) {
+  size_t i, used = 0;
+  json_t *m;
+  out[0] = '\0';
+  json_array_foreach(hist, i, m) used += (size_t)snprintf(out + used, n - used, "%s%s:%s", i ? "|" : "",
+                                                          json_string_value(json_object_get(m, "role")),
+                                                          json_string_value(json_object_get(m, "content")) ?: "-");
+}
+
+/* Each case builds main's history with steps, links child "c" with keep, and
+ * checks c's history. Steps: "u:x" user text, "a:x" assistant text, "t" tool
+ * traffic, "clear" a reset of main, "link" (link c now), "after:x" a user
+ * message to main after the link, "own:x" a message of c itself. */
+typedef struct {
+  const char *name;
+  int keep;
+  const char *steps[8];
+  const char *want;
+  int64_t want_count; /* messages the listing shows for c */
+} context_case_t;
+
+static const context_case_t context_cases[] = {
+    {"full context keeps plain text only", -1, {"u:hi", "t", "a:done", "link"}, "user:hi|assistant:done", 2},
+    {"none gives an empty history", 0, {"u:hi", "a:done", "link"}, "", 0},
+    {"last:1 keeps only the last message", 1, {"u:one", "a:two", "u:three", "link"}, "user:three", 1},
+    {"last:2 across tool traffic", 2, {"u:one", "a:two", "t", "u:three", "link"}, "assistant:two|user:three", 2},
+    {"keep larger than the history keeps all", 50, {"u:one", "a:two", "link"}, "user:one|assistant:two", 2},
+    {"a reset parent passes only what followed", -1, {"u:old", "clear", "u:new", "link"}, "user:new", 1},
+    {"later parent messages stay out", -1, {"u:before", "link", "after:later"}, "user:before", 1},
+    {"the child's own messages follow the context", -1, {"u:ctx", "link", "own:task"}, "user:ctx|user:task", 2},
+    {"a reset of the parent after the link changes nothing", -1, {"u:kept", "link", "clear"}, "user:kept", 1},
+};
+
+static void run_context_case(const context_case_t *c) {
+  store_t *s = open_mem();
+  assert_int_equal(store_session_ensure(s, "main", "main", "main_agent"), 0);
+  assert_int_equal(store_session_create(s, "c", "reviewer", "reviewer_agent", "main", "task", 1, NULL), 0);
+  for (int i = 0; i < 8 && c->steps[i]; i++) {
+    const char *st = c->steps[i];
+    if (strncmp(st, "u:", 2) == 0 || strncmp(st, "after:", 6) == 0)
+      say(s, "main", "user", strchr(st, ':') + 1);
+    else if (strncmp(st, "a:", 2) == 0)
+      say(s, "main", "assistant", st + 2);
+    else if (strcmp(st, "t") == 0)
+      tool_traffic(s, "main");
+    else if (strcmp(st, "clear") == 0)
+      assert_true(store_clear(s, "main") >= 0);
+    else if (strcmp(st, "link") == 0)
+      assert_true(store_context_link(s, "c", "main", c->keep) >= 0);
+    else if (strncmp(st, "own:", 4) == 0)
+      say(s, "c", "user", st + 4);
+  }
+  json_t *h = store_history(s, "c", false);
+  char got[1024];
+  render(h, got, sizeof got);
+  if (strcmp(got, c->want) != 0)
+    fail_msg("case \"%s\": history \"%s\", want \"%s\"", c->name, got, c->want);
+  json_decref(h);
+  store_session_t row;
+  assert_int_equal(store_session_row(s, "c", &row), 0);
+  if (row.messages != c->want_count)
+    fail_msg("case \"%s\": %lld messages listed, want %lld", c->name, (long long)row.messages,
+             (long long)c->want_count);
+  store_close(&s);
+}
+
+static void test_context_cases(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof context_cases / sizeof context_cases[0]; i++)
+    run_context_case(&context_cases[i]);
+}
+
+static void test_grandchild_inherits_the_childs_context(void **state) {
+  (void)state;
+  store_t *s = open_mem();
+  store_session_ensure(s, "main", "main", "main_agent");
+  say(s, "main", "user", "from main");
+  store_session_create(s, "c", "reviewer", "reviewer_agent", "main", "t", 1, NULL);
+  assert_int_equal(store_context_link(s, "c", "main", -1), 1);
+  say(s, "c", "user", "c's task");
+  store_session_create(s, "g", "reviewer", "reviewer_agent", "c", "t", 2, NULL);
+  assert_int_equal(store_context_link(s, "g", "c", -1), 2);
+  json_t *h = store_history(s, "g", true);
+  char got[512];
+  render(h, got, sizeof got);
+  assert_string_equal(got, "user:from main|user:c's task");
+  /* Inherited messages say where they come from and are none of g's own. */
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(h, 0), "seq")), 0);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(h, 0), "context_of")), "main");
+  json_decref(h);
+  store_close(&s);
+}
+
+/* The state grows with what was said: N children of a long conversation add
+ * no copies of it (it was N * history before). */
+static void test_children_refer_to_the_parent_instead_of_copying(void **state) {
+  (void)state;
+  store_t *s = open_mem();
+  store_session_ensure(s, "main", "main", "main_agent");
+  enum { HISTORY = 200, CHILDREN = 300 };
+  for (int i = 0; i < HISTORY; i++)
+    say(s, "main", i % 2 ? "assistant" : "user", "a line of the main conversation");
+  for (int i = 0; i < CHILDREN; i++) {
+    char id[32];
+    snprintf(id, sizeof id, "reviewer-%d", i + 1);
+    store_session_create(s, id, "reviewer", "reviewer_agent", "main", "t", 1, NULL);
+    assert_int_equal(store_context_link(s, id, "main", -1), HISTORY);
+    say(s, id, "user", "the task");
+  }
+  assert_int_equal(store_message_rows(s), HISTORY + CHILDREN);
+  json_t *h = store_history(s, "reviewer-300", false);
+  assert_int_equal(json_array_size(h), HISTORY + 1);
+  json_decref(h);
+  store_close(&s);
+}
+
+static void test_status_names_round_trip(void **state) {
+  (void)state;
+  static const struct {
+    const char *name;
+    int ok;
+  } cases[] = {{"idle", 1}, {"queued", 1}, {"running", 1}, {"done", 1}, {"failed", 1}, {"stopped", 1},
+               {"", 0},     {"Done", 0},   {"runnin", 0},  {NULL, 0}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    store_status_t st = (store_status_t)99;
+    int rc = store_status_parse(cases[i].name, &st);
+    if ((rc == 0) != cases[i].ok)
+      fail_msg("status \"%s\": parse gave %d", cases[i].name ? cases[i].name : "(null)", rc);
+    if (rc == 0)
+      assert_string_equal(store_status_name(st), cases[i].name);
+    else
+      assert_int_equal(st, 99); /* untouched */
+  }
+}
+
+static void test_row_of_an_absent_session_is_untouched(void **state) {
+  (void)state;
+  store_t *s = open_mem();
+  store_session_t row;
+  memset(&row, 0x5a, sizeof row);
+  assert_int_equal(store_session_row(s, "nobody", &row), -1);
+  assert_int_equal(row.depth, 0x5a5a5a5a);
+  assert_int_equal(store_session_create(s, "r-1", "reviewer", "reviewer_agent", "main", "t", 1, "call-9"), 0);
+  assert_int_equal(store_session_row(s, "r-1", &row), 0);
+  assert_string_equal(row.parent, "main");
+  assert_string_equal(row.call_id, "call-9");
+  assert_int_equal(row.status, STORE_SESSION_QUEUED);
+  assert_int_equal(row.depth, 1);
+  assert_false(row.in_workflow);
+  store_close(&s);
+}
+
+static void test_counts_follow_appends_and_resets(void **state) {
+  (void)state;
+  store_t *s = open_mem();
+  store_session_ensure(s, "main", "main", "main_agent");
+  say(s, "main", "user", "a");
+  say(s, "main", "assistant", "b");
+  assert_int_equal(store_session_count(s), 1);
+  store_session_t row;
+  store_session_row(s, "main", &row);
+  assert_int_equal(row.messages, 2);
+  assert_int_equal(store_clear(s, "main"), 2);
+  store_session_row(s, "main", &row);
+  assert_int_equal(row.messages, 0);
+  say(s, "main", "user", "c");
+  json_t *list = store_sessions(s);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(list, 0), "messages")), 1);
+  json_decref(list);
+  store_close(&s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_context_cases),
+      cmocka_unit_test(test_grandchild_inherits_the_childs_context),
+      cmocka_unit_test(test_children_refer_to_the_parent_instead_of_copying),
+      cmocka_unit_test(test_status_names_round_trip),
+      cmocka_unit_test(test_row_of_an_absent_session_is_untouched),
+      cmocka_unit_test(test_counts_follow_appends_and_resets),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
