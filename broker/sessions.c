@@ -226,7 +226,7 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
   json_t *msgs = turn_messages(b, t, p);
   *trimmed = trim_to_fit(msgs, b->turn_budget);
   if (*trimmed < 0) {
-    snprintf(detail, dlen, "the last message of %s does not fit in one turn (%zu bytes at most); reset the session",
+    snprintf(detail, dlen, "the system prompt and the last message of %s do not fit in one turn (%zu bytes at most); reset the session",
              t->session, b->turn_budget);
     json_decref(msgs);
     return NULL;

@@ -1,5 +1,6 @@
 #include "broker_fixture.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

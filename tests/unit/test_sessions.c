@@ -1,0 +1,262 @@
+/* sessions: turns onto nodes, failed sends, the history cap, deltas and turn ends,
+ * against a broker without sockets (tests/unit/broker_fixture.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_fixture.h"
+#include "util.h"
+
+static int64_t ask(fx_t *fx, const char *text) {
+  char err[256];
+  int64_t turn = sessions_ask(fx->b, "main", text, err, sizeof err);
+  assert_true(turn > 0);
+  return turn;
+}
+
+/* A node that does not take the turn: how the turn and the slot end up. */
+typedef struct {
+  const char *name;
+  int rc;       /* what the writer answers for the turn frame */
+  int times;    /* how many times in a row */
+  int ticks;    /* retry ticks after the failure */
+  int want_busy;
+  bool want_running; /* the turn is on the node at the end */
+  const char *want_code; /* the turn failed with this code, or NULL */
+} send_case_t;
+
+static const send_case_t send_cases[] = {
+    {"EAGAIN once: queued, then sent on the next tick", -EAGAIN, 1, 1, 1, true, NULL},
+    {"EAGAIN until attempts run out: failed, slot free", -EAGAIN, 3, 3, 0, false, "send_failed"},
+    {"EMSGSIZE: failed at once, slot free", -EMSGSIZE, 1, 0, 0, false, "send_failed"},
+    {"EAGAIN without a tick: still queued, slot free", -EAGAIN, 1, 0, 0, false, NULL},
+};
+
+static void run_send_case(const send_case_t *c) {
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  peer_t *node = fx_node(fx, "n1", 2);
+  fx->fail_type = PROTO_TURN;
+  fx->fail_rc = c->rc;
+  fx->fail_count = c->times;
+  int64_t id = ask(fx, "hello");
+  for (int i = 0; i < c->ticks; i++) {
+    turn_t *t = turn_find(fx->b, id);
+    if (t)
+      t->retry_at = 0; /* as if the retry delay had passed */
+    sessions_tick(fx->b, util_now_ms());
+  }
+  turn_t *t = turn_find(fx->b, id);
+  if (node->busy != c->want_busy)
+    fail_msg("case \"%s\": %d busy slots, want %d", c->name, node->busy, c->want_busy);
+  if ((t && t->node == node) != c->want_running)
+    fail_msg("case \"%s\": running %d, want %d", c->name, t && t->node == node, c->want_running);
+  const fx_sent_t *failed = fx_last(fx, PROTO_EVENT, "turn_failed");
+  if (c->want_code) {
+    if (!failed || t)
+      fail_msg("case \"%s\": the turn did not fail", c->name);
+    const char *code = json_string_value(json_object_get(failed->msg->payload, "code"));
+    if (strcmp(code, c->want_code) != 0)
+      fail_msg("case \"%s\": code %s, want %s", c->name, code, c->want_code);
+  } else if (failed) {
+    fail_msg("case \"%s\": the turn failed", c->name);
+  }
+  assert_int_equal(fx_count(fx, PROTO_EVENT, "turn_started"), c->want_running ? 1 : 0);
+  fx_destroy(&fx);
+}
+
+static void test_failed_sends_free_the_slot(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof send_cases / sizeof send_cases[0]; i++)
+    run_send_case(&send_cases[i]);
+}
+
+static void test_history_is_trimmed_to_the_budget(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  const char *sp = config_main(fx->config)->system_prompt;
+  fx->b->turn_budget = (sp ? strlen(sp) + 100 : 0) + 2000; /* the system prompt always goes */
+  char text[400];
+  memset(text, 'x', sizeof text - 1);
+  text[sizeof text - 1] = '\0';
+  /* Ten turns' worth of history, about 4 KB: more than the budget. */
+  for (int i = 0; i < 10; i++) {
+    json_t *m = json_pack("{s:s, s:s}", "role", i % 2 ? "assistant" : "user", "content", text);
+    store_append(fx->b->store, "main", 0, m, NULL);
+    json_decref(m);
+  }
+  peer_t *node = fx_node(fx, "n1", 1);
+  ask(fx, "the newest question");
+  const fx_sent_t *turn = fx_last(fx, PROTO_TURN, NULL);
+  assert_non_null(turn);
+  assert_int_equal(node->busy, 1);
+  json_t *msgs = turn->msg->messages;
+  assert_true(json_array_size(msgs) < 11);
+  assert_true(json_array_size(msgs) >= 2);
+  const char *last = json_string_value(json_object_get(json_array_get(msgs, json_array_size(msgs) - 1), "content"));
+  assert_string_equal(last, "the newest question");
+  const fx_sent_t *started = fx_last(fx, PROTO_EVENT, "turn_started");
+  assert_true(json_integer_value(json_object_get(started->msg->payload, "trimmed")) > 0);
+  fx_destroy(&fx);
+}
+
+static void test_a_message_over_the_budget_fails_the_turn_clearly(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  peer_t *node = fx_node(fx, "n1", 1);
+  const char *sp = config_main(fx->config)->system_prompt;
+  fx->b->turn_budget = (sp ? strlen(sp) + 100 : 0) + 100;
+  char text[300];
+  memset(text, 'y', sizeof text - 1);
+  text[sizeof text - 1] = '\0';
+  int64_t id = ask(fx, text);
+  assert_null(turn_find(fx->b, id));
+  assert_int_equal(node->busy, 0);
+  assert_int_equal(fx_count(fx, PROTO_TURN, NULL), 0);
+  const fx_sent_t *failed = fx_last(fx, PROTO_EVENT, "turn_failed");
+  assert_non_null(failed);
+  assert_string_equal(json_string_value(json_object_get(failed->msg->payload, "code")), "too_large");
+  assert_non_null(strstr(json_string_value(json_object_get(failed->msg->payload, "detail")), "reset the session"));
+  fx_destroy(&fx);
+}
+
+static void test_turn_done_carries_the_answer_not_the_tool_outputs(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  peer_t *node = fx_node(fx, "n1", 1);
+  ask(fx, "read it");
+  const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
+  proto_msg_t *m = proto_msg_new(PROTO_TURN_DONE);
+  proto_set_str(m, PROTO_F_session, "main");
+  PROTO_SET(m, turn, t->msg->turn);
+  PROTO_SET(m, attempt, t->msg->attempt);
+  proto_set_json(m, PROTO_F_message, json_pack("{s:s, s:s}", "role", "assistant", "content", "It says hi."));
+  proto_set_json(m, PROTO_F_messages,
+                 json_pack("[{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}, {s:s, s:s, s:s}, {s:s, s:s}]", "role",
+                           "assistant", "content", "tool_calls", "id", "c1", "type", "function", "function", "name",
+                           "read_file", "arguments", "{}", "role", "tool", "tool_call_id", "c1", "content",
+                           "A VERY LONG TOOL OUTPUT", "role", "assistant", "content", "It says hi."));
+  proto_set_json(m, PROTO_F_usage, json_pack("{s:i, s:i}", "prompt_tokens", 3, "completion_tokens", 4));
+  sessions_on_done(fx->b, node, m);
+  proto_msg_destroy(&m);
+  const fx_sent_t *done = fx_last(fx, PROTO_EVENT, "turn_done");
+  assert_non_null(done);
+  assert_string_equal(json_string_value(json_object_get(json_object_get(done->msg->payload, "message"), "content")),
+                      "It says hi.");
+  assert_int_equal(json_integer_value(json_object_get(done->msg->payload, "added")), 3);
+  assert_null(json_object_get(done->msg->payload, "messages"));
+  assert_null(memmem(done->data, done->len, "A VERY LONG TOOL OUTPUT", 23));
+  /* The history keeps every message the turn added. */
+  json_t *h = store_history(fx->b->store, "main", false);
+  assert_int_equal(json_array_size(h), 4);
+  json_decref(h);
+  assert_int_equal(node->busy, 0);
+  fx_destroy(&fx);
+}
+
+/* Deltas: only the running attempt's, forwarded unchanged to watchers only. */
+typedef struct {
+  const char *name;
+  const char *session;
+  int turn_offset, attempt_offset;
+  bool from_other_node;
+  int want_forwarded;
+} delta_case_t;
+
+static const delta_case_t delta_cases[] = {
+    {"the running attempt is forwarded", "main", 0, 0, false, 1},
+    {"an older attempt is dropped", "main", 0, -1, false, 0},
+    {"an unknown turn is dropped", "main", 7, 0, false, 0},
+    {"another session's name is dropped", "mai", 0, 0, false, 0},
+    {"another node's delta is dropped", "main", 0, 0, true, 0},
+};
+
+static void test_deltas_are_routed_by_turn_and_attempt(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof delta_cases / sizeof delta_cases[0]; i++) {
+    const delta_case_t *c = &delta_cases[i];
+    fx_t *fx = fx_new(NULL);
+    fx_controller(fx, "watcher");
+    peer_t *n1 = fx_node(fx, "n1", 1), *n2 = fx_node(fx, "n2", 1);
+    ask(fx, "go");
+    const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
+    peer_t *runner = t->idlen == 2 && memcmp(t->id, "n1", 2) == 0 ? n1 : n2;
+    proto_msg_t *d = proto_msg_new(PROTO_DELTA);
+    proto_set_str(d, PROTO_F_session, "main");
+    PROTO_SET(d, turn, t->msg->turn);
+    PROTO_SET(d, attempt, t->msg->attempt);
+    PROTO_SET(d, seq, 1);
+    proto_set_str(d, PROTO_F_kind, "text");
+    proto_set_str(d, PROTO_F_text, "piece");
+    char *raw = NULL;
+    size_t len = 0;
+    assert_int_equal(proto_encode(d, &raw, &len, NULL), 0);
+    proto_msg_destroy(&d);
+    sessions_route_t r = {c->session, strlen(c->session), t->msg->turn + c->turn_offset,
+                          t->msg->attempt + c->attempt_offset};
+    fx_clear(fx);
+    sessions_on_delta(fx->b, c->from_other_node ? (runner == n1 ? n2 : n1) : runner, &r, raw, len);
+    if (fx->n_sent != c->want_forwarded)
+      fail_msg("case \"%s\": %d frames forwarded, want %d", c->name, fx->n_sent, c->want_forwarded);
+    if (fx->n_sent == 1) /* the very bytes the node sent */
+      assert_memory_equal(fx->sent[0].data, raw, len);
+    free(raw);
+    fx_destroy(&fx);
+  }
+}
+
+static void test_an_event_is_encoded_once_for_every_watcher(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "w1");
+  fx_controller(fx, "w2");
+  peer_t *other = fx_controller(fx, "w3");
+  other->watch_all = false; /* watches nothing */
+  broker_event(fx->b, "test_kind", "main", 0, json_pack("{s:s}", "x", "y"));
+  assert_int_equal(fx->n_sent, 2);
+  assert_int_equal(fx->sent[0].len, fx->sent[1].len);
+  assert_memory_equal(fx->sent[0].data, fx->sent[1].data, fx->sent[0].len);
+  fx_destroy(&fx);
+}
+
+static void test_a_lost_node_requeues_its_turn(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  peer_t *n1 = fx_node(fx, "n1", 1);
+  int64_t id = ask(fx, "hello");
+  assert_ptr_equal(turn_find(fx->b, id)->node, n1);
+  fx->fail_type = PROTO_NONE;
+  peer_remove(fx->b, n1, "test");
+  turn_t *t = turn_find(fx->b, id);
+  assert_non_null(t);
+  assert_null(t->node);
+  assert_int_equal(fx_count(fx, PROTO_EVENT, "turn_requeued"), 1);
+  peer_t *n2 = fx_node(fx, "n2", 1);
+  sessions_schedule(fx->b);
+  assert_ptr_equal(turn_find(fx->b, id)->node, n2);
+  assert_int_equal(turn_find(fx->b, id)->attempt, 2);
+  fx_destroy(&fx);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_failed_sends_free_the_slot),
+      cmocka_unit_test(test_history_is_trimmed_to_the_budget),
+      cmocka_unit_test(test_a_message_over_the_budget_fails_the_turn_clearly),
+      cmocka_unit_test(test_turn_done_carries_the_answer_not_the_tool_outputs),
+      cmocka_unit_test(test_deltas_are_routed_by_turn_and_attempt),
+      cmocka_unit_test(test_an_event_is_encoded_once_for_every_watcher),
+      cmocka_unit_test(test_a_lost_node_requeues_its_turn),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
