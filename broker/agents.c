@@ -469,30 +469,39 @@ json_t *agents_stop_all(broker_t *b) {
   return stopped;
 }
 
+typedef struct {
+  broker_t *b;
+  const cadre_profile_t *main;
+  json_t *agents;
+  double cost, main_equiv;
+  int64_t pt, ct;
+} stats_t;
+
+static void stats_row(const store_session_t *r, void *ctx) {
+  stats_t *st = ctx;
+  const cadre_profile_t *p = config_profile(st->b->opts.config, r->profile);
+  int64_t pt = r->usage.prompt_tokens, ct = r->usage.completion_tokens;
+  st->pt += pt;
+  st->ct += ct;
+  st->cost += r->usage.cost;
+  st->main_equiv += ((double)pt * st->main->cost_per_1m_input + (double)ct * st->main->cost_per_1m_output) / 1e6;
+  json_t *o = json_object();
+  json_object_set_new(o, "id", json_string(r->id));
+  json_object_set_new(o, "role", json_string(r->role));
+  json_object_set_new(o, "model", json_string(p ? p->model : "?"));
+  json_object_set_new(o, "status", json_string(store_status_name(r->status)));
+  json_object_set_new(o, "messages", json_integer(r->messages));
+  json_object_set_new(o, "prompt_tokens", json_integer(pt));
+  json_object_set_new(o, "completion_tokens", json_integer(ct));
+  json_object_set_new(o, "cost", json_real(r->usage.cost));
+  json_array_append_new(st->agents, o);
+}
+
 json_t *agents_stats(broker_t *b) {
-  const cadre_profile_t *mp = config_main(b->opts.config);
-  json_t *all = store_sessions(b->store), *agents = json_array();
-  double cost = 0, main_equiv = 0;
-  json_int_t pt_sum = 0, ct_sum = 0;
-  size_t i;
-  json_t *s;
-  json_array_foreach(all, i, s) {
-    json_t *u = json_object_get(s, "usage");
-    json_int_t pt = json_integer_value(json_object_get(u, "prompt_tokens"));
-    json_int_t ct = json_integer_value(json_object_get(u, "completion_tokens"));
-    double c = json_number_value(json_object_get(u, "cost"));
-    const cadre_profile_t *p = config_profile(b->opts.config, json_string_value(json_object_get(s, "profile")));
-    pt_sum += pt;
-    ct_sum += ct;
-    cost += c;
-    main_equiv += ((double)pt * mp->cost_per_1m_input + (double)ct * mp->cost_per_1m_output) / 1e6;
-    json_array_append_new(agents, json_pack("{s:O, s:O, s:s, s:O, s:O, s:I, s:I, s:f}", "id", json_object_get(s, "id"),
-                                            "role", json_object_get(s, "role"), "model", p ? p->model : "?", "status",
-                                            json_object_get(s, "status"), "messages", json_object_get(s, "messages"),
-                                            "prompt_tokens", pt, "completion_tokens", ct, "cost", c));
-  }
-  json_decref(all);
-  return json_pack("{s:o, s:{s:I, s:I, s:f}, s:f, s:f, s:s}", "agents", agents, "total", "prompt_tokens", pt_sum,
-                   "completion_tokens", ct_sum, "cost", cost, "main_equivalent_cost", main_equiv, "savings",
-                   main_equiv > 0 ? 1.0 - cost / main_equiv : 0.0, "main_model", mp->model);
+  stats_t st = {b, config_main(b->opts.config), json_array(), 0, 0, 0, 0};
+  store_sessions_each(b->store, stats_row, &st); /* typed rows: no summary or task is read */
+  return json_pack("{s:o, s:{s:I, s:I, s:f}, s:f, s:f, s:s}", "agents", st.agents, "total", "prompt_tokens",
+                   (json_int_t)st.pt, "completion_tokens", (json_int_t)st.ct, "cost", st.cost, "main_equivalent_cost",
+                   st.main_equiv, "savings", st.main_equiv > 0 ? 1.0 - st.cost / st.main_equiv : 0.0, "main_model",
+                   st.main->model);
 }

@@ -290,12 +290,27 @@ static void dispatch_msg(broker_t *b, peer_t *p, const proto_msg_t *m) {
   broker_send_error(b, p->id, p->idlen, "unexpected", detail, m->id);
 }
 
-/* A delta: routed from the few fields it needs and forwarded as it came. */
-static void on_delta(broker_t *b, peer_t *p, const proto_msg_t *m, const void *data, size_t len) {
-  if (!sender_ok(b, p, FROM_NODE, m->id))
-    return;
-  sessions_route_t r = {m->session, strlen(m->session), m->turn, m->attempt};
+#define ROUTABLE (PROTO_PEEK_SESSION | PROTO_PEEK_TURN | PROTO_PEEK_ATTEMPT)
+
+/* The hot path: a delta is routed from the few fields proto_peek reads,
+ * without decoding it, and forwarded as it came. Returns false when the
+ * frame is no routable delta (it then takes the decoding path). */
+static bool route_delta(broker_t *b, const uint8_t *id, size_t idlen, const void *data, size_t len) {
+  proto_peek_t pk;
+  proto_err_t perr;
+  if (proto_peek(data, len, &pk, &perr) != PROTO_OK || pk.type != PROTO_DELTA || (pk.has & ROUTABLE) != ROUTABLE)
+    return false;
+  peer_t *p = peer_find(b, id, idlen);
+  if (!p) {
+    broker_send_error(b, id, idlen, "hello_first", "unknown peer: send hello first", pk.id);
+    return true;
+  }
+  p->last_seen = util_now_ms();
+  if (!sender_ok(b, p, FROM_NODE, pk.id))
+    return true;
+  sessions_route_t r = {pk.session, pk.session_len, pk.turn, pk.attempt};
   sessions_on_delta(b, p, &r, data, len);
+  return true;
 }
 
 /* Reads one routed message (identity + payload) and handles it. */
@@ -317,6 +332,24 @@ static void on_router(broker_t *b) {
   }
   const void *data = zmq_msg_data(&frame);
   size_t len = zmq_msg_size(&frame);
+
+  if (extra) {
+    broker_send_error(b, id, (size_t)idlen, "malformed", "a message is exactly one frame", 0);
+    zmq_msg_close(&frame);
+    return;
+  }
+  if (route_delta(b, id, (size_t)idlen, data, len)) {
+    zmq_msg_close(&frame);
+    return;
+  }
+  proto_msg_t *m = NULL;
+  proto_err_t perr;
+  if (proto_decode(data, len, &m, &perr) != PROTO_OK) {
+    log_warn("rejected a message: %s", perr.text);
+    broker_send_error(b, id, (size_t)idlen, proto_errcode_name(perr.code), perr.text, 0);
+    zmq_msg_close(&frame);
+    return;
+  }
   peer_t *p = peer_find(b, id, (size_t)idlen);
   if (m->type == PROTO_HELLO) {
     on_hello(b, id, (size_t)idlen, m);
@@ -324,10 +357,7 @@ static void on_router(broker_t *b) {
     broker_send_error(b, id, (size_t)idlen, "hello_first", "unknown peer: send hello first", m->id);
   } else {
     p->last_seen = util_now_ms();
-    if (m->type == PROTO_DELTA)
-      on_delta(b, p, m, data, len);
-    else
-      dispatch_msg(b, p, m);
+    dispatch_msg(b, p, m);
   }
   proto_msg_destroy(&m);
   zmq_msg_close(&frame);

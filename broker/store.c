@@ -243,13 +243,29 @@ int store_session_row(store_t *self, const char *id, store_session_t *out) {
 
 /* The listing form of the row under st (summary and task from their columns). */
 static json_t *row_json(sqlite3_stmt *st, const store_session_t *r) {
+  json_t *o = json_object(), *u = json_object();
+  if (!o || !u) {
+    json_decref(o);
+    json_decref(u);
+    return NULL;
+  }
+  json_object_set_new(o, "id", json_string(r->id));
+  json_object_set_new(o, "role", json_string(r->role));
+  json_object_set_new(o, "profile", json_string(r->profile));
+  json_object_set_new(o, "status", json_string(store_status_name(r->status)));
+  json_object_set_new(o, "parent", r->parent[0] ? json_string(r->parent) : json_null());
+  json_object_set_new(o, "created_ms", json_integer(r->created_ms));
+  json_object_set_new(o, "messages", json_integer(r->messages));
+  json_object_set_new(u, "prompt_tokens", json_integer(r->usage.prompt_tokens));
+  json_object_set_new(u, "completion_tokens", json_integer(r->usage.completion_tokens));
+  json_object_set_new(u, "cost", json_real(r->usage.cost));
+  json_object_set_new(o, "usage", u);
+  json_object_set_new(o, "task", col_text(st, 19) ? json_string(col_text(st, 19)) : json_null());
+  json_object_set_new(o, "depth", json_integer(r->depth));
   json_t *summary = col_text(st, 18) ? json_loads(col_text(st, 18), 0, NULL) : NULL;
-  return json_pack("{s:s, s:s, s:s, s:s, s:s?, s:I, s:I, s:{s:I, s:I, s:f}, s:s?, s:i, s:o?, s:i}", "id", r->id,
-                   "role", r->role, "profile", r->profile, "status", store_status_name(r->status), "parent",
-                   r->parent[0] ? r->parent : NULL, "created_ms", (json_int_t)r->created_ms, "messages",
-                   (json_int_t)r->messages, "usage", "prompt_tokens", (json_int_t)r->usage.prompt_tokens,
-                   "completion_tokens", (json_int_t)r->usage.completion_tokens, "cost", r->usage.cost, "task",
-                   col_text(st, 19), "depth", r->depth, "summary", summary, "turns", (int)r->turns);
+  json_object_set_new(o, "summary", summary ? summary : json_null());
+  json_object_set_new(o, "turns", json_integer(r->turns));
+  return o;
 }
 
 json_t *store_sessions(store_t *self) {
@@ -266,6 +282,18 @@ json_t *store_sessions(store_t *self) {
   }
   sqlite3_finalize(st);
   return out;
+}
+
+void store_sessions_each(store_t *self, void (*fn)(const store_session_t *row, void *ctx), void *ctx) {
+  sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS " FROM sessions s ORDER BY s.created_ms, s.rowid");
+  if (!st)
+    return;
+  store_session_t r;
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    read_row(st, &r);
+    fn(&r, ctx);
+  }
+  sqlite3_finalize(st);
 }
 
 int64_t store_session_count(store_t *self) {

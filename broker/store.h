@@ -64,6 +64,8 @@ int store_session_ensure(store_t *self, const char *id, const char *role, const 
 json_t *store_sessions(store_t *self);
 /* Reads one session into *out. 0, or -1 when absent (*out untouched). */
 int store_session_row(store_t *self, const char *id, store_session_t *out);
+/* Calls fn with every session, oldest first, as a typed row. */
+void store_sessions_each(store_t *self, void (*fn)(const store_session_t *row, void *ctx), void *ctx);
 /* Rows in the messages table, every session's (what the state holds, for stats and tests). */
 int64_t store_message_rows(store_t *self);
 /* How many sessions there are. */
