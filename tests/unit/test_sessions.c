@@ -228,6 +228,24 @@ static void test_an_event_is_encoded_once_for_every_watcher(void **state) {
   fx_destroy(&fx);
 }
 
+/* The outbox reports a peer that is gone through hooks.unreachable; nodes removes it. */
+static void test_an_unreachable_watcher_is_removed(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  peer_t *w1 = fx_controller(fx, "w1");
+  fx_controller(fx, "w2");
+  fx->fail_type = PROTO_EVENT;
+  fx->fail_rc = -EHOSTUNREACH;
+  fx->fail_count = 1; /* the first watcher written to (the newest: w2) is gone */
+  broker_event(fx->b, "k", NULL, 0, NULL);
+  assert_int_equal(fx->n_sent, 1);
+  assert_false(w1->dead);
+  assert_true(peer_find(fx->b, "w2", 2) == NULL);
+  broker_event(fx->b, "k", NULL, 0, NULL);
+  assert_int_equal(fx->n_sent, 2);
+  fx_destroy(&fx);
+}
+
 static void test_a_lost_node_requeues_its_turn(void **state) {
   (void)state;
   fx_t *fx = fx_new(NULL);
@@ -256,6 +274,7 @@ int main(void) {
       cmocka_unit_test(test_turn_done_carries_the_answer_not_the_tool_outputs),
       cmocka_unit_test(test_deltas_are_routed_by_turn_and_attempt),
       cmocka_unit_test(test_an_event_is_encoded_once_for_every_watcher),
+      cmocka_unit_test(test_an_unreachable_watcher_is_removed),
       cmocka_unit_test(test_a_lost_node_requeues_its_turn),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
