@@ -9,6 +9,7 @@
 
 struct store {
   sqlite3 *db;
+  json_t *rows; /* session id -> [rev, listing row]: a listing builds only the rows that changed */
 };
 
 static const char *schema =
@@ -24,7 +25,7 @@ static const char *schema =
     "  summary TEXT, summary_asked INTEGER NOT NULL DEFAULT 0, delivered INTEGER NOT NULL DEFAULT 0,"
     "  call_id TEXT, turns INTEGER NOT NULL DEFAULT 0, solo INTEGER NOT NULL DEFAULT 0,"
     "  wf_plan INTEGER, wf_step INTEGER, ctx_count INTEGER NOT NULL DEFAULT 0,"
-    "  ctx_cleared INTEGER NOT NULL DEFAULT 0, n_messages INTEGER NOT NULL DEFAULT 0);"
+    "  ctx_cleared INTEGER NOT NULL DEFAULT 0, n_messages INTEGER NOT NULL DEFAULT 0, rev INTEGER NOT NULL DEFAULT 0);"
     "CREATE TABLE IF NOT EXISTS proposals(id INTEGER PRIMARY KEY, profile TEXT NOT NULL, task TEXT NOT NULL,"
     "  keyword TEXT, created_ms INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS messages("
@@ -54,10 +55,14 @@ static const char *migrations[] = {
     "ALTER TABLE sessions ADD COLUMN ctx_cleared INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE sessions ADD COLUMN n_messages INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE messages ADD COLUMN plain INTEGER",
+    "ALTER TABLE sessions ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
 };
 
 /* Indexes and derived values, for new and old databases alike. */
 static const char *upgrade =
+    /* Every change of a session row moves its rev (listings rebuild only such rows). */
+    "CREATE TRIGGER IF NOT EXISTS sessions_rev AFTER UPDATE ON sessions WHEN NEW.rev = OLD.rev"
+    "  BEGIN UPDATE sessions SET rev = OLD.rev + 1 WHERE rowid = NEW.rowid; END;"
     "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent);"
     "CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);"
     "CREATE INDEX IF NOT EXISTS turns_session ON turns(session);"
@@ -102,6 +107,7 @@ store_t *store_open(const char *dir, char *err, size_t errlen) {
     return NULL;
   }
   free(path);
+  self->rows = json_object();
   return self;
 }
 
@@ -109,6 +115,7 @@ void store_close(store_t **self_p) {
   if (!self_p || !*self_p)
     return;
   sqlite3_close((*self_p)->db);
+  json_decref((*self_p)->rows);
   free(*self_p);
   *self_p = NULL;
 }
@@ -268,15 +275,28 @@ static json_t *row_json(sqlite3_stmt *st, const store_session_t *r) {
   return o;
 }
 
+/* The listing row of the session under st, from the cache unless its rev moved. */
+static json_t *cached_row(store_t *self, sqlite3_stmt *st) {
+  const char *id = col_text(st, 0);
+  int64_t rev = sqlite3_column_int64(st, 20);
+  json_t *entry = id ? json_object_get(self->rows, id) : NULL;
+  if (entry && json_integer_value(json_array_get(entry, 0)) == rev)
+    return json_incref(json_array_get(entry, 1));
+  store_session_t r;
+  read_row(st, &r);
+  json_t *o = row_json(st, &r);
+  if (o && id)
+    json_object_set_new(self->rows, id, json_pack("[I, O]", (json_int_t)rev, o));
+  return o;
+}
+
 json_t *store_sessions(store_t *self) {
   json_t *out = json_array();
-  sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS " FROM sessions s ORDER BY s.created_ms, s.rowid");
+  sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS ", s.rev FROM sessions s ORDER BY s.created_ms, s.rowid");
   if (!st)
     return out;
-  store_session_t r;
   while (sqlite3_step(st) == SQLITE_ROW) {
-    read_row(st, &r);
-    json_t *o = row_json(st, &r);
+    json_t *o = cached_row(self, st);
     if (o)
       json_array_append_new(out, o);
   }

@@ -60,7 +60,9 @@ const char *store_errmsg(store_t *self);
 /* Creates the session when absent. Returns 0 or -1. */
 int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile);
 /* All sessions as an array of objects (id, role, profile, status, parent, created_ms,
- * messages, usage{prompt_tokens, completion_tokens, cost}). Caller owns. */
+ * messages, usage{prompt_tokens, completion_tokens, cost}, task, depth, summary, turns).
+ * Caller owns the array; the row objects are shared with the store's cache:
+ * read them, or json_copy() one before changing it. */
 json_t *store_sessions(store_t *self);
 /* Reads one session into *out. 0, or -1 when absent (*out untouched). */
 int store_session_row(store_t *self, const char *id, store_session_t *out);

@@ -205,6 +205,68 @@ static void test_counts_follow_appends_and_resets(void **state) {
   store_close(&s);
 }
 
+/* Listings come from a cache of rows: every kind of change must show in the next one. */
+typedef struct {
+  const char *name;
+  void (*change)(store_t *s);
+  const char *key, *sub; /* the member (sub-member) that must differ */
+} change_case_t;
+
+static void ch_status(store_t *s) { store_session_status(s, "r-1", "done"); }
+static void ch_append(store_t *s) { say(s, "r-1", "user", "more"); }
+static void ch_summary(store_t *s) {
+  json_t *sum = json_pack("{s:s}", "status", "DONE");
+  store_session_summary(s, "r-1", sum);
+  json_decref(sum);
+}
+static void ch_usage(store_t *s) {
+  int64_t t = store_turn_new(s, "r-1");
+  store_usage_t u = {5, 6, 0.5};
+  json_t *msgs = json_pack("[{s:s, s:s}]", "role", "assistant", "content", "x");
+  store_turn_done(s, t, "r-1", msgs, NULL, "stop", &u);
+  json_decref(msgs);
+}
+static void ch_turns(store_t *s) { store_session_flag(s, "r-1", "turns", 1); }
+static void ch_clear(store_t *s) { store_clear(s, "r-1"); }
+
+static const change_case_t change_cases[] = {
+    {"status", ch_status, "status", NULL},     {"a message", ch_append, "messages", NULL},
+    {"a summary", ch_summary, "summary", NULL}, {"usage", ch_usage, "usage", "prompt_tokens"},
+    {"a turn", ch_turns, "turns", NULL},       {"a reset", ch_clear, "messages", NULL},
+};
+
+static json_t *member(store_t *s, const change_case_t *c) {
+  json_t *all = store_sessions(s), *row = NULL;
+  size_t i;
+  json_t *o;
+  json_array_foreach(all, i, o) if (strcmp(json_string_value(json_object_get(o, "id")), "r-1") == 0) row = o;
+  json_t *v = json_object_get(row, c->key);
+  if (c->sub)
+    v = json_object_get(v, c->sub);
+  v = json_deep_copy(v ? v : json_null());
+  json_decref(all);
+  return v;
+}
+
+static void test_listings_show_every_change(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof change_cases / sizeof change_cases[0]; i++) {
+    const change_case_t *c = &change_cases[i];
+    store_t *s = open_mem();
+    store_session_ensure(s, "main", "main", "main_agent");
+    store_session_create(s, "r-1", "reviewer", "reviewer_agent", "main", "t", 1, NULL);
+    say(s, "r-1", "user", "hello");
+    json_t *before = member(s, c);
+    c->change(s);
+    json_t *after = member(s, c);
+    if (json_equal(before, after))
+      fail_msg("case \"%s\": %s unchanged in the listing", c->name, c->key);
+    json_decref(before);
+    json_decref(after);
+    store_close(&s);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_context_cases),
@@ -213,6 +275,7 @@ int main(void) {
       cmocka_unit_test(test_status_names_round_trip),
       cmocka_unit_test(test_row_of_an_absent_session_is_untouched),
       cmocka_unit_test(test_counts_follow_appends_and_resets),
+      cmocka_unit_test(test_listings_show_every_change),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
