@@ -469,39 +469,49 @@ json_t *agents_stop_all(broker_t *b) {
   return stopped;
 }
 
-typedef struct {
-  broker_t *b;
-  const cadre_profile_t *main;
-  json_t *agents;
-  double cost, main_equiv;
-  int64_t pt, ct;
-} stats_t;
+/* The model a session's profile runs on (main's for a profile gone from the config). */
+static const char *model_of(const cadre_config_t *c, const json_t *row) {
+  const cadre_profile_t *p = config_profile(c, json_string_value(json_object_get(row, "profile")));
+  return p ? p->model : config_main(c)->model;
+}
 
-static void stats_row(const store_session_t *r, void *ctx) {
-  stats_t *st = ctx;
-  const cadre_profile_t *p = config_profile(st->b->opts.config, r->profile);
-  int64_t pt = r->usage.prompt_tokens, ct = r->usage.completion_tokens;
-  st->pt += pt;
-  st->ct += ct;
-  st->cost += r->usage.cost;
-  st->main_equiv += ((double)pt * st->main->cost_per_1m_input + (double)ct * st->main->cost_per_1m_output) / 1e6;
-  json_t *o = json_object();
-  json_object_set_new(o, "id", json_string(r->id));
-  json_object_set_new(o, "role", json_string(r->role));
-  json_object_set_new(o, "model", json_string(p ? p->model : "?"));
-  json_object_set_new(o, "status", json_string(store_status_name(r->status)));
-  json_object_set_new(o, "messages", json_integer(r->messages));
-  json_object_set_new(o, "prompt_tokens", json_integer(pt));
-  json_object_set_new(o, "completion_tokens", json_integer(ct));
-  json_object_set_new(o, "cost", json_real(r->usage.cost));
-  json_array_append_new(st->agents, o);
+/* The agents listing: a session row and its model. */
+static json_t *agent_row(const json_t *row, void *ctx) {
+  json_t *o = json_copy((json_t *)row);
+  json_object_set_new(o, "model", json_string(model_of(ctx, row)));
+  return o;
+}
+
+json_t *agents_list(broker_t *b) {
+  return store_sessions_derived(b->store, 0, agent_row, b->opts.config);
+}
+
+/* One agent's line of the stats. */
+static json_t *stats_row(const json_t *row, void *ctx) {
+  const json_t *u = json_object_get(row, "usage");
+  const cadre_profile_t *p = config_profile(ctx, json_string_value(json_object_get(row, "profile")));
+  return json_pack("{s:O, s:O, s:s, s:O, s:O, s:O, s:O, s:O}", "id", json_object_get(row, "id"), "role",
+                   json_object_get(row, "role"), "model", p ? p->model : "?", "status", json_object_get(row, "status"),
+                   "messages", json_object_get(row, "messages"), "prompt_tokens", json_object_get(u, "prompt_tokens"),
+                   "completion_tokens", json_object_get(u, "completion_tokens"), "cost", json_object_get(u, "cost"));
 }
 
 json_t *agents_stats(broker_t *b) {
-  stats_t st = {b, config_main(b->opts.config), json_array(), 0, 0, 0, 0};
-  store_sessions_each(b->store, stats_row, &st); /* typed rows: no summary or task is read */
-  return json_pack("{s:o, s:{s:I, s:I, s:f}, s:f, s:f, s:s}", "agents", st.agents, "total", "prompt_tokens",
-                   (json_int_t)st.pt, "completion_tokens", (json_int_t)st.ct, "cost", st.cost, "main_equivalent_cost",
-                   st.main_equiv, "savings", st.main_equiv > 0 ? 1.0 - st.cost / st.main_equiv : 0.0, "main_model",
-                   st.main->model);
+  const cadre_profile_t *mp = config_main(b->opts.config);
+  json_t *agents = store_sessions_derived(b->store, 1, stats_row, b->opts.config);
+  double cost = 0, main_equiv = 0;
+  json_int_t pt_sum = 0, ct_sum = 0;
+  size_t i;
+  json_t *a;
+  json_array_foreach(agents, i, a) {
+    json_int_t pt = json_integer_value(json_object_get(a, "prompt_tokens"));
+    json_int_t ct = json_integer_value(json_object_get(a, "completion_tokens"));
+    pt_sum += pt;
+    ct_sum += ct;
+    cost += json_number_value(json_object_get(a, "cost"));
+    main_equiv += ((double)pt * mp->cost_per_1m_input + (double)ct * mp->cost_per_1m_output) / 1e6;
+  }
+  return json_pack("{s:o, s:{s:I, s:I, s:f}, s:f, s:f, s:s}", "agents", agents, "total", "prompt_tokens", pt_sum,
+                   "completion_tokens", ct_sum, "cost", cost, "main_equivalent_cost", main_equiv, "savings",
+                   main_equiv > 0 ? 1.0 - cost / main_equiv : 0.0, "main_model", mp->model);
 }

@@ -195,6 +195,8 @@ int agents_stop(broker_t *b, const char *id, char *err, size_t errlen);
 /* Stops every sub-agent still at work; returns their ids. Caller owns. */
 json_t *agents_stop_all(broker_t *b);
 json_t *agents_stats(broker_t *b);
+/* Every session with its model (the agents verb). Caller owns. */
+json_t *agents_list(broker_t *b);
 /* Answers a keyword proposal; returns the spawned id or NULL (declined/failed, err set). */
 int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t idlen, char *err, size_t errlen);
 

@@ -191,17 +191,7 @@ static void verb_send(request_t *r) {
 }
 
 static void verb_agents(request_t *r) {
-  json_t *all = store_sessions(r->b->store);
-  size_t i;
-  json_t *s;
-  json_array_foreach(all, i, s) {
-    /* The row names its profile: no query per agent. Rows are the store's: copied before adding. */
-    const cadre_profile_t *p = config_profile(r->b->opts.config, json_string_value(json_object_get(s, "profile")));
-    json_t *row = json_copy(s);
-    json_object_set_new(row, "model", json_string(p ? p->model : config_main(r->b->opts.config)->model));
-    json_array_set_new(all, i, row);
-  }
-  reply(r, all);
+  reply(r, agents_list(r->b));
 }
 
 static void verb_stop(request_t *r) {

@@ -275,45 +275,53 @@ static json_t *row_json(sqlite3_stmt *st, const store_session_t *r) {
   return o;
 }
 
-/* The listing row of the session under st, from the cache unless its rev moved. */
-static json_t *cached_row(store_t *self, sqlite3_stmt *st) {
+/* The cache entry of the session under st: [rev, listing row, and one slot
+ * per derived form (null until asked)], rebuilt when its rev moved. Borrowed. */
+static json_t *cached_entry(store_t *self, sqlite3_stmt *st) {
   const char *id = col_text(st, 0);
   int64_t rev = sqlite3_column_int64(st, 20);
   json_t *entry = id ? json_object_get(self->rows, id) : NULL;
   if (entry && json_integer_value(json_array_get(entry, 0)) == rev)
-    return json_incref(json_array_get(entry, 1));
+    return entry;
   store_session_t r;
   read_row(st, &r);
   json_t *o = row_json(st, &r);
-  if (o && id)
-    json_object_set_new(self->rows, id, json_pack("[I, O]", (json_int_t)rev, o));
-  return o;
+  if (!o || !id) {
+    json_decref(o);
+    return NULL;
+  }
+  entry = json_pack("[I, o, n, n]", (json_int_t)rev, o);
+  json_object_set_new(self->rows, id, entry);
+  return entry;
 }
 
-json_t *store_sessions(store_t *self) {
+/* Every session's listing row (slot 1), or a form derived from it (slots 2
+ * and up, made by derive once per change of the row). */
+static json_t *list_rows(store_t *self, size_t slot, store_derive_fn derive, void *ctx) {
   json_t *out = json_array();
   sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS ", s.rev FROM sessions s ORDER BY s.created_ms, s.rowid");
   if (!st)
     return out;
   while (sqlite3_step(st) == SQLITE_ROW) {
-    json_t *o = cached_row(self, st);
-    if (o)
-      json_array_append_new(out, o);
+    json_t *entry = cached_entry(self, st);
+    json_t *row = json_array_get(entry, slot);
+    if (entry && slot > 1 && json_is_null(row)) {
+      row = derive(json_array_get(entry, 1), ctx);
+      json_array_set_new(entry, slot, row);
+    }
+    if (row)
+      json_array_append(out, row);
   }
   sqlite3_finalize(st);
   return out;
 }
 
-void store_sessions_each(store_t *self, void (*fn)(const store_session_t *row, void *ctx), void *ctx) {
-  sqlite3_stmt *st = prep(self, "SELECT " ROW_COLUMNS " FROM sessions s ORDER BY s.created_ms, s.rowid");
-  if (!st)
-    return;
-  store_session_t r;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    read_row(st, &r);
-    fn(&r, ctx);
-  }
-  sqlite3_finalize(st);
+json_t *store_sessions(store_t *self) {
+  return list_rows(self, 1, NULL, NULL);
+}
+
+json_t *store_sessions_derived(store_t *self, int form, store_derive_fn derive, void *ctx) {
+  return list_rows(self, 2 + (size_t)(form & 1), derive, ctx);
 }
 
 int64_t store_session_count(store_t *self) {

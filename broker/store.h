@@ -66,12 +66,16 @@ int store_session_ensure(store_t *self, const char *id, const char *role, const 
 json_t *store_sessions(store_t *self);
 /* Reads one session into *out. 0, or -1 when absent (*out untouched). */
 int store_session_row(store_t *self, const char *id, store_session_t *out);
-/* Calls fn with every session, oldest first, as a typed row. */
-void store_sessions_each(store_t *self, void (*fn)(const store_session_t *row, void *ctx), void *ctx);
 /* Rows in the messages table, every session's (what the state holds, for stats and tests). */
 int64_t store_message_rows(store_t *self);
 /* How many sessions there are. */
 int64_t store_session_count(store_t *self);
+/* Makes another form of a listing row (caller owns the result). */
+typedef json_t *(*store_derive_fn)(const json_t *row, void *ctx);
+/* store_sessions() in a derived form (form 0 or 1: two callers may keep
+ * one each), made once per change of a row and kept with it: derive must give
+ * the same result for the same row while the store is open. Shared rows as there. */
+json_t *store_sessions_derived(store_t *self, int form, store_derive_fn derive, void *ctx);
 /* True when the session exists. */
 bool store_session_exists(store_t *self, const char *id);
 

@@ -182,6 +182,33 @@ static void test_answers_reach_the_answer_hook(void **state) {
   fx_destroy(&fx);
 }
 
+/* The agents and stats listings follow every turn (their rows are kept between requests). */
+static void test_listings_follow_turns(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  peer_t *node = fx_node(fx, "n1", 1);
+  char id[64];
+  spawn(fx, "t", id, sizeof id);
+  json_t *before = agents_stats(fx->b), *list = agents_list(fx->b);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(before, "total"), "prompt_tokens")), 0);
+  assert_int_equal(json_array_size(list), 2);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "model")), "small");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "status")), "running");
+  json_decref(list);
+  fx_turn_done(fx, node, SUMMARY);
+  json_t *after = agents_stats(fx->b);
+  list = agents_list(fx->b);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(after, "total"), "prompt_tokens")), 10);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(list, 1), "status")), "done");
+  json_t *row = json_array_get(json_object_get(after, "agents"), 1);
+  assert_string_equal(json_string_value(json_object_get(row, "status")), "done");
+  assert_int_equal(json_integer_value(json_object_get(row, "completion_tokens")), 5);
+  json_decref(before);
+  json_decref(after);
+  json_decref(list);
+  fx_destroy(&fx);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_answers_become_summaries),
@@ -190,6 +217,7 @@ int main(void) {
       cmocka_unit_test(test_admission_follows_turn_ends),
       cmocka_unit_test(test_stopping_an_agent_reports_to_main),
       cmocka_unit_test(test_answers_reach_the_answer_hook),
+      cmocka_unit_test(test_listings_follow_turns),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
