@@ -440,14 +440,20 @@ json_t *store_history(store_t *self, const char *session, bool with_meta) {
   return out;
 }
 
+static int set_column(store_t *self, const char *id, const char *sql, const char *text, int64_t num, bool is_text);
+
+/* The integer the query gives for (?1 text, ?2 a, ?3 b), -1 when none. Parameters the SQL does not name are ignored. */
 static int64_t query_int(store_t *self, const char *sql, const char *text, int64_t a, int64_t b) {
   sqlite3_stmt *st = prep(self, sql);
   int64_t v = -1;
   if (!st)
     return -1;
+  int n = sqlite3_bind_parameter_count(st);
   sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st, 2, a);
-  sqlite3_bind_int64(st, 3, b);
+  if (n >= 2)
+    sqlite3_bind_int64(st, 2, a);
+  if (n >= 3)
+    sqlite3_bind_int64(st, 3, b);
   if (sqlite3_step(st) == SQLITE_ROW)
     v = sqlite3_column_int64(st, 0);
   sqlite3_finalize(st);
@@ -478,9 +484,9 @@ static int parent_segments(store_t *self, const char *parent, segment_t *seg, in
   }
   sqlite3_finalize(st);
   snprintf(seg[*n].src, sizeof seg[*n].src, "%s", parent);
-  seg[*n].from = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND cleared = 1"
-                                 " AND ?2 = ?3", parent, 0, 0);
-  seg[*n].upto = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND ?2 = ?3", parent, 0, 0);
+  seg[*n].from = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND cleared = 1", parent,
+                           0, 0);
+  seg[*n].upto = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1", parent, 0, 0);
   (*n)++;
   return seg[*n - 1].from < 0 || seg[*n - 1].upto < 0 ? -1 : 0;
 }
@@ -539,7 +545,7 @@ int64_t store_context_link(store_t *self, const char *child, const char *parent,
     rc = exec_done(st);
   }
   if (rc == 0)
-    rc = query_int(self, "UPDATE sessions SET ctx_count = ?2 WHERE id = ?1 AND ?3 = ?3 RETURNING 0", child, kept, 0) < 0 ? -1 : 0;
+    rc = set_column(self, child, "UPDATE sessions SET ctx_count = ? WHERE id = ?", NULL, kept, false);
   exec_sql(self, rc == 0 ? "RELEASE link" : "ROLLBACK TO link");
   if (rc < 0)
     exec_sql(self, "RELEASE link");
@@ -568,8 +574,7 @@ int64_t store_append(store_t *self, const char *session, int64_t turn, const jso
   }
   sqlite3_finalize(st);
   free(body);
-  if (seq > 0 && query_int(self, "UPDATE sessions SET n_messages = n_messages + 1 WHERE id = ?1 AND ?2 = ?3 RETURNING 0",
-                           session, 0, 0) < 0)
+  if (seq > 0 && set_column(self, session, "UPDATE sessions SET n_messages = n_messages + ? WHERE id = ?", NULL, 1, false) < 0)
     seq = -1;
   return seq;
 }
@@ -760,8 +765,8 @@ json_t *store_queued_agents(store_t *self) {
 }
 
 int store_clear(store_t *self, const char *session) {
-  int64_t ctx = query_int(self, "SELECT CASE WHEN ctx_cleared THEN 0 ELSE ctx_count END FROM sessions WHERE id = ?1"
-                                " AND ?2 = ?3", session, 0, 0);
+  int64_t ctx = query_int(self, "SELECT CASE WHEN ctx_cleared THEN 0 ELSE ctx_count END FROM sessions WHERE id = ?1",
+                          session, 0, 0);
   sqlite3_stmt *st = prep(self, "UPDATE messages SET cleared = 1 WHERE session = ? AND cleared = 0");
   if (!st)
     return -1;
@@ -769,8 +774,8 @@ int store_clear(store_t *self, const char *session) {
   if (exec_done(st) < 0)
     return -1;
   int n = sqlite3_changes(self->db);
-  if (query_int(self, "UPDATE sessions SET n_messages = 0, ctx_cleared = 1 WHERE id = ?1 AND ?2 = ?3 RETURNING 0",
-                session, 0, 0) < 0)
+  /* The inherited context is set aside with the session's own messages. */
+  if (set_column(self, session, "UPDATE sessions SET n_messages = 0, ctx_cleared = ? WHERE id = ?", NULL, 1, false) < 0)
     return -1;
   return n + (int)(ctx > 0 ? ctx : 0);
 }
