@@ -63,13 +63,13 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
     snprintf(err, errlen, "a task (1 to %d bytes) is required", TASK_MAX);
     return -1;
   }
-  int depth = 0;
-  if (store_session_get(b->store, parent, NULL, 0, NULL, 0, &depth) < 0) {
+  store_session_t prow;
+  if (store_session_row(b->store, parent, &prow) < 0) {
     snprintf(err, errlen, "no session \"%.64s\" to spawn from", parent);
     return -1;
   }
   snprintf(id, idlen, "%s-%d", p->role, store_next_number(b->store, p->role));
-  if (store_session_create(b->store, id, p->role, p->name, parent, task, depth + 1, call_id) < 0) {
+  if (store_session_create(b->store, id, p->role, p->name, parent, task, prow.depth + 1, call_id) < 0) {
     snprintf(err, errlen, "cannot store the agent: %s", store_errmsg(b->store));
     return -1;
   }
@@ -321,9 +321,9 @@ static json_t *spawnable_roles(broker_t *b) {
 
 /* The spawn_agent definition, when this session may delegate; else NULL. */
 static json_t *spawn_tool(broker_t *b, const char *session) {
-  int depth = 0;
-  if (!b->opts.config->delegation || store_session_get(b->store, session, NULL, 0, NULL, 0, &depth) < 0 ||
-      depth >= b->opts.config->max_spawn_depth || store_session_solo(b->store, session))
+  store_session_t row;
+  if (!b->opts.config->delegation || store_session_row(b->store, session, &row) < 0 ||
+      row.depth >= b->opts.config->max_spawn_depth || row.solo)
     return NULL;
   json_t *roles = spawnable_roles(b);
   if (json_array_size(roles) == 0) {

@@ -36,9 +36,8 @@ static turn_t *turn_add(broker_t *b, int64_t id, const char *session, int attemp
     free(t);
     return NULL;
   }
-  char parent[128] = "";
-  store_session_get(b->store, session, NULL, 0, parent, sizeof parent, NULL);
-  t->sub = parent[0] != '\0';
+  store_session_t row;
+  t->sub = store_session_row(b->store, session, &row) == 0 && row.parent[0];
   t->id = id;
   t->attempt = attempt;
   t->queued_at = util_now_ms();
@@ -63,10 +62,10 @@ static void turn_drop(broker_t *b, turn_t *t) {
 }
 
 const cadre_profile_t *session_profile(broker_t *b, const char *session) {
-  char name[256];
+  store_session_t row;
   const cadre_profile_t *p = NULL;
-  if (store_session_get(b->store, session, name, sizeof name, NULL, 0, NULL) == 0)
-    p = config_profile(b->opts.config, name);
+  if (store_session_row(b->store, session, &row) == 0)
+    p = config_profile(b->opts.config, row.profile);
   /* A profile removed from the config since: the session continues on main's. */
   return p ? p : config_main(b->opts.config);
 }
@@ -171,7 +170,10 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
 /* An agent past tools.max_tokens_per_agent gets no more turns (the turn fails). */
 static bool over_budget(broker_t *b, turn_t *t) {
   long long cap = b->opts.config->tools.max_tokens_per_agent;
-  int64_t used = cap > 0 ? store_session_tokens(b->store, t->session) : 0;
+  store_session_t row;
+  int64_t used = cap > 0 && store_session_row(b->store, t->session, &row) == 0
+                     ? row.usage.prompt_tokens + row.usage.completion_tokens
+                     : 0;
   if (cap <= 0 || used < cap)
     return false;
   char detail[200];

@@ -805,26 +805,6 @@ json_t *store_proposal_take(store_t *self, int64_t id) {
   return out;
 }
 
-int store_session_get(store_t *self, const char *id, char *profile, size_t plen, char *parent, size_t parlen,
-                      int *depth) {
-  sqlite3_stmt *st = prep(self, "SELECT profile, parent, depth FROM sessions WHERE id = ?");
-  int rc = -1;
-  if (!st)
-    return -1;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-  if (sqlite3_step(st) == SQLITE_ROW) {
-    if (profile)
-      snprintf(profile, plen, "%s", col_text(st, 0) ? col_text(st, 0) : "");
-    if (parent)
-      snprintf(parent, parlen, "%s", col_text(st, 1) ? col_text(st, 1) : "");
-    if (depth)
-      *depth = sqlite3_column_int(st, 2);
-    rc = 0;
-  }
-  sqlite3_finalize(st);
-  return rc;
-}
-
 int64_t store_last_turn(store_t *self, const char *session) {
   sqlite3_stmt *st = prep(self, "SELECT max(id) FROM turns WHERE session = ?");
   int64_t id = 0;
@@ -849,32 +829,8 @@ json_t *store_pending_children(store_t *self, const char *parent) {
   return out;
 }
 
-bool store_session_solo(store_t *self, const char *id) {
-  sqlite3_stmt *st = prep(self, "SELECT solo FROM sessions WHERE id = ?");
-  bool solo = false;
-  if (!st)
-    return false;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    solo = sqlite3_column_int(st, 0) != 0;
-  sqlite3_finalize(st);
-  return solo;
-}
-
 int store_session_set_solo(store_t *self, const char *id, bool solo) {
   return set_column(self, id, "UPDATE sessions SET solo = ? WHERE id = ?", NULL, solo, false);
-}
-
-int64_t store_session_tokens(store_t *self, const char *id) {
-  sqlite3_stmt *st = prep(self, "SELECT prompt_tokens + completion_tokens FROM sessions WHERE id = ?");
-  int64_t n = 0;
-  if (!st)
-    return 0;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return n;
 }
 
 /* ---- workflows: one JSON document each, rewritten on every change ---- */

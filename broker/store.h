@@ -135,19 +135,13 @@ int64_t store_proposal_new(store_t *self, const char *profile, const char *task,
 /* Removes and returns {profile, task, keyword}, or NULL. Caller owns. */
 json_t *store_proposal_take(store_t *self, int64_t id);
 
-/* Profile name, parent ("" for none) and depth of a session. 0, or -1 when absent. */
-int store_session_get(store_t *self, const char *id, char *profile, size_t plen, char *parent, size_t parlen,
-                      int *depth);
 /* Id of the session's latest turn, or 0. */
 int64_t store_last_turn(store_t *self, const char *session);
 /* Ids of the parent's delegated sub-agents whose summary has not arrived. Caller owns. */
 json_t *store_pending_children(store_t *self, const char *parent);
 
 /* Single-agent sessions (cadre chat): every tool, no sub-agents. */
-bool store_session_solo(store_t *self, const char *id);
 int store_session_set_solo(store_t *self, const char *id, bool solo);
-/* Tokens an agent has used so far (prompt + completion). */
-int64_t store_session_tokens(store_t *self, const char *id);
 
 /* ---- workflows ---- */
 /* Marks a sub-agent as the runner of a workflow's agent step. */
