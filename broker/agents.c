@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "jx.h"
 #include "log.h"
 #include "summary.h"
 #include "util.h"
@@ -158,7 +159,7 @@ static void deliver(broker_t *b, const store_session_t *r, json_t *summary, stor
   broker_event(b, "summary", NULL, 0,
                json_pack("{s:s, s:s, s:s, s:O, s:s}", "id", row.id, "role", row.role, "parent", row.parent, "summary",
                          summary, "text", text));
-  log_info("summary from %s: %s", row.id, json_string_value(json_object_get(summary, "status")));
+  log_info("summary from %s: %s", row.id, jx_str(summary, "status", NULL));
   json_decref(msg);
   free(text);
   if (!call_id)
@@ -207,7 +208,7 @@ static bool answered(const json_t *added, const char *call_id) {
   size_t i;
   json_t *m;
   json_array_foreach(added, i, m) {
-    const char *id = json_string_value(json_object_get(m, "tool_call_id"));
+    const char *id = jx_str(m, "tool_call_id", NULL);
     if (id && call_id && strcmp(id, call_id) == 0)
       return true;
   }
@@ -219,12 +220,12 @@ static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const
   json_t *c;
   int spawned = 0;
   json_array_foreach(calls, i, c) {
-    const char *call_id = json_string_value(json_object_get(c, "id"));
+    const char *call_id = jx_str(c, "id", NULL);
     if (answered(added, call_id))
       continue;
     json_t *fn = json_object_get(c, "function");
-    const char *name = json_string_value(json_object_get(fn, "name"));
-    const char *args_text = json_string_value(json_object_get(fn, "arguments"));
+    const char *name = jx_str(fn, "name", NULL);
+    const char *args_text = jx_str(fn, "arguments", NULL);
     json_t *args = args_text ? json_loads(args_text, 0, NULL) : NULL;
     char id[128], err[256] = "";
     broker_event(b, "tool_call", session, turn,
@@ -237,8 +238,8 @@ static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const
     else if (!json_is_object(args))
       snprintf(err, sizeof err, "arguments must be a JSON object with role and task");
     else
-      rc = agents_spawn(b, json_string_value(json_object_get(args, "role")) ? json_string_value(json_object_get(args, "role")) : "",
-                        false, json_string_value(json_object_get(args, "task")), session, call_id, id, sizeof id, err,
+      rc = agents_spawn(b, jx_str(args, "role", ""),
+                        false, jx_str(args, "task", NULL), session, call_id, id, sizeof id, err,
                         sizeof err);
     json_decref(args);
     if (rc == 0) {
@@ -261,7 +262,7 @@ static void after_done(broker_t *b, const char *session, int64_t turn, const jso
     return;
   store_session_flag(b->store, session, "turns", 1);
   const json_t *calls = json_object_get(message, "tool_calls");
-  const char *content = json_string_value(json_object_get(message, "content"));
+  const char *content = jx_str(message, "content", NULL);
   if (row.status == STORE_SESSION_STOPPED) {
     /* stopped while its last turn was finishing: keep it stopped */
   } else if (json_array_size(calls) > 0) {
@@ -404,8 +405,8 @@ int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t 
   }
   int rc = 1;
   if (accept)
-    rc = agents_spawn(b, json_string_value(json_object_get(p, "profile")), true,
-                      json_string_value(json_object_get(p, "task")), "main", NULL, id, idlen, err, errlen);
+    rc = agents_spawn(b, jx_str(p, "profile", NULL), true,
+                      jx_str(p, "task", NULL), "main", NULL, id, idlen, err, errlen);
   broker_event(b, "proposal_answered", NULL, 0,
                json_pack("{s:I, s:b, s:s?}", "proposal", (json_int_t)proposal, "accept", accept, "spawned",
                          rc == 0 ? id : NULL));
@@ -458,11 +459,11 @@ json_t *agents_stop_all(broker_t *b) {
   size_t i;
   json_t *s;
   json_array_foreach(all, i, s) {
-    const char *id = json_string_value(json_object_get(s, "id"));
+    const char *id = jx_str(s, "id", NULL);
     store_status_t st = STORE_SESSION_IDLE;
-    store_status_parse(json_string_value(json_object_get(s, "status")), &st);
+    store_status_parse(jx_str(s, "status", NULL), &st);
     char err[256];
-    if (json_string_value(json_object_get(s, "parent")) && !finished(st) && agents_stop(b, id, err, sizeof err) == 0)
+    if (jx_str(s, "parent", NULL) && !finished(st) && agents_stop(b, id, err, sizeof err) == 0)
       json_array_append_new(stopped, json_string(id));
   }
   json_decref(all);
@@ -471,7 +472,7 @@ json_t *agents_stop_all(broker_t *b) {
 
 /* The model a session's profile runs on (main's for a profile gone from the config). */
 static const char *model_of(const cadre_config_t *c, const json_t *row) {
-  const cadre_profile_t *p = config_profile(c, json_string_value(json_object_get(row, "profile")));
+  const cadre_profile_t *p = config_profile(c, jx_str(row, "profile", NULL));
   return p ? p->model : config_main(c)->model;
 }
 
@@ -489,7 +490,7 @@ json_t *agents_list(broker_t *b) {
 /* One agent's line of the stats. */
 static json_t *stats_row(const json_t *row, void *ctx) {
   const json_t *u = json_object_get(row, "usage");
-  const cadre_profile_t *p = config_profile(ctx, json_string_value(json_object_get(row, "profile")));
+  const cadre_profile_t *p = config_profile(ctx, jx_str(row, "profile", NULL));
   return json_pack("{s:O, s:O, s:s, s:O, s:O, s:O, s:O, s:O}", "id", json_object_get(row, "id"), "role",
                    json_object_get(row, "role"), "model", p ? p->model : "?", "status", json_object_get(row, "status"),
                    "messages", json_object_get(row, "messages"), "prompt_tokens", json_object_get(u, "prompt_tokens"),
@@ -504,11 +505,11 @@ json_t *agents_stats(broker_t *b) {
   size_t i;
   json_t *a;
   json_array_foreach(agents, i, a) {
-    json_int_t pt = json_integer_value(json_object_get(a, "prompt_tokens"));
-    json_int_t ct = json_integer_value(json_object_get(a, "completion_tokens"));
+    json_int_t pt = jx_int(a, "prompt_tokens", 0);
+    json_int_t ct = jx_int(a, "completion_tokens", 0);
     pt_sum += pt;
     ct_sum += ct;
-    cost += json_number_value(json_object_get(a, "cost"));
+    cost += jx_num(a, "cost", 0);
     main_equiv += ((double)pt * mp->cost_per_1m_input + (double)ct * mp->cost_per_1m_output) / 1e6;
   }
   return json_pack("{s:o, s:{s:I, s:I, s:f}, s:f, s:f, s:s}", "agents", agents, "total", "prompt_tokens", pt_sum,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "jx.h"
 #include "log.h"
 #include "util.h"
 
@@ -81,9 +82,9 @@ int sessions_start(broker_t *b) {
   size_t i;
   json_t *row;
   json_array_foreach(left, i, row) {
-    const char *session = json_string_value(json_object_get(row, "session"));
-    int64_t id = json_integer_value(json_object_get(row, "id"));
-    int attempt = (int)json_integer_value(json_object_get(row, "attempt"));
+    const char *session = jx_str(row, "session", NULL);
+    int64_t id = jx_int(row, "id", 0);
+    int attempt = (int)jx_int(row, "attempt", 0);
     if (session && turn_add(b, id, session, attempt))
       log_info("turn %lld of %s was unfinished at the last stop; queued again", (long long)id, session);
   }
@@ -206,7 +207,7 @@ static int trim_to_fit(json_t *msgs, size_t budget) {
     sizes[i] = json_dumpb(json_array_get(msgs, i), NULL, 0, JSON_COMPACT);
     total += sizes[i];
   }
-  const char *r0 = json_string_value(json_object_get(json_array_get(msgs, 0), "role"));
+  const char *r0 = jx_str(json_array_get(msgs, 0), "role", NULL);
   size_t keep_from = r0 && strcmp(r0, "system") == 0 ? 1 : 0, drop = keep_from;
   while (total > budget && drop + 1 < n) {
     total -= sizes[drop++];
@@ -352,8 +353,8 @@ static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload, 
     if (b->hooks.turn_done)
       b->hooks.turn_done(b, session, id, json_object_get(payload, "message"), added);
   } else if (b->hooks.turn_failed) {
-    b->hooks.turn_failed(b, session, json_string_value(json_object_get(payload, "code")),
-                         json_string_value(json_object_get(payload, "detail")));
+    b->hooks.turn_failed(b, session, jx_str(payload, "code", NULL),
+                         jx_str(payload, "detail", NULL));
   }
   json_decref(payload);
   free(session);

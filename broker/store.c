@@ -1,4 +1,5 @@
 #include "store.h"
+#include "jx.h"
 
 #include <sqlite3.h>
 #include <stdio.h>
@@ -368,8 +369,8 @@ json_t *store_session(store_t *self, const char *id) {
 
 /* A message a sub-agent's context may carry: user or assistant text, no tool traffic. */
 static bool is_plain(const json_t *m) {
-  const char *role = json_string_value(json_object_get(m, "role"));
-  const char *content = json_string_value(json_object_get(m, "content"));
+  const char *role = jx_str(m, "role", NULL);
+  const char *content = jx_str(m, "content", NULL);
   return role && content && content[0] && !json_object_get(m, "tool_calls") &&
          (strcmp(role, "user") == 0 || strcmp(role, "assistant") == 0);
 }
