@@ -313,6 +313,28 @@ static bool route_delta(broker_t *b, const uint8_t *id, size_t idlen, const void
   return true;
 }
 
+void broker_handle_frame(broker_t *b, const uint8_t *id, size_t idlen, const void *data, size_t len) {
+  if (route_delta(b, id, idlen, data, len))
+    return;
+  proto_msg_t *m = NULL;
+  proto_err_t perr;
+  if (proto_decode(data, len, &m, &perr) != PROTO_OK) {
+    log_warn("rejected a message: %s", perr.text);
+    broker_send_error(b, id, idlen, proto_errcode_name(perr.code), perr.text, 0);
+    return;
+  }
+  peer_t *p = peer_find(b, id, idlen);
+  if (m->type == PROTO_HELLO) {
+    on_hello(b, id, idlen, m);
+  } else if (!p) {
+    broker_send_error(b, id, idlen, "hello_first", "unknown peer: send hello first", m->id);
+  } else {
+    p->last_seen = util_now_ms();
+    dispatch_msg(b, p, m);
+  }
+  proto_msg_destroy(&m);
+}
+
 /* Reads one routed message (identity + payload) and handles it. */
 static void on_router(broker_t *b) {
   uint8_t id[PEER_ID_MAX];
@@ -338,28 +360,7 @@ static void on_router(broker_t *b) {
     zmq_msg_close(&frame);
     return;
   }
-  if (route_delta(b, id, (size_t)idlen, data, len)) {
-    zmq_msg_close(&frame);
-    return;
-  }
-  proto_msg_t *m = NULL;
-  proto_err_t perr;
-  if (proto_decode(data, len, &m, &perr) != PROTO_OK) {
-    log_warn("rejected a message: %s", perr.text);
-    broker_send_error(b, id, (size_t)idlen, proto_errcode_name(perr.code), perr.text, 0);
-    zmq_msg_close(&frame);
-    return;
-  }
-  peer_t *p = peer_find(b, id, (size_t)idlen);
-  if (m->type == PROTO_HELLO) {
-    on_hello(b, id, (size_t)idlen, m);
-  } else if (!p) {
-    broker_send_error(b, id, (size_t)idlen, "hello_first", "unknown peer: send hello first", m->id);
-  } else {
-    p->last_seen = util_now_ms();
-    dispatch_msg(b, p, m);
-  }
-  proto_msg_destroy(&m);
+  broker_handle_frame(b, id, (size_t)idlen, data, len);
   zmq_msg_close(&frame);
 }
 

@@ -101,6 +101,9 @@ struct broker {
  * sessions and workflows from the store. broker_new calls it after binding;
  * unit tests call it on a broker with only opts, store (and a writer). */
 int broker_core_start(broker_t *b);
+/* Handles one frame from routing id: a delta is routed without decoding, any
+ * other message decoded and given to its handler (the table in broker.c). */
+void broker_handle_frame(broker_t *b, const uint8_t *id, size_t idlen, const void *data, size_t len);
 
 /* ---- peers (nodes.c) ---- */
 peer_t *peer_find(broker_t *b, const void *id, size_t idlen);

@@ -1,0 +1,121 @@
+/* broker.c: each frame reaches its handler, or its sender learns why not. The
+ * frames go through broker_handle_frame, the path of every received message,
+ * on a broker without sockets (tests/unit/broker_fixture.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker_fixture.h"
+
+typedef enum { FROM_STRANGER, FROM_NODE, FROM_CONTROLLER } from_t;
+
+typedef struct {
+  const char *name;
+  from_t from;
+  proto_type_t type;      /* the message sent (PROTO_NONE: raw bytes) */
+  const char *raw;        /* bytes sent when type is PROTO_NONE */
+  const char *want_code;  /* the sender gets this error, or NULL */
+  const char *mention;    /* text the error must hold, or NULL */
+  proto_type_t want_type; /* else the sender gets this (PROTO_NONE: nothing) */
+  int want_watcher;       /* frames the watching controller gets */
+} frame_case_t;
+
+static const frame_case_t frame_cases[] = {
+    {"a request from a controller is answered", FROM_CONTROLLER, PROTO_REQUEST, NULL, NULL, NULL, PROTO_REPLY, 0},
+    {"a request from a node is refused", FROM_NODE, PROTO_REQUEST, NULL, "unexpected", "controllers", PROTO_NONE, 0},
+    {"a turn end from a controller is refused", FROM_CONTROLLER, PROTO_TURN_DONE, NULL, "unexpected", "nodes",
+     PROTO_NONE, 0},
+    {"a delta from a controller is refused", FROM_CONTROLLER, PROTO_DELTA, NULL, "unexpected", "nodes", PROTO_NONE, 0},
+    {"a heartbeat before hello", FROM_STRANGER, PROTO_HEARTBEAT, NULL, "hello_first", "hello", PROTO_NONE, 0},
+    {"a delta before hello", FROM_STRANGER, PROTO_DELTA, NULL, "hello_first", "hello", PROTO_NONE, 0},
+    {"a type the broker never takes", FROM_NODE, PROTO_CANCEL, NULL, "unexpected", "\"cancel\"", PROTO_NONE, 0},
+    {"garbage", FROM_NODE, PROTO_NONE, "\xc1", "malformed", NULL, PROTO_NONE, 0},
+    {"a delta of the running turn goes to the watcher", FROM_NODE, PROTO_DELTA, NULL, NULL, NULL, PROTO_NONE, 1},
+    {"a heartbeat from a node needs no answer", FROM_NODE, PROTO_HEARTBEAT, NULL, NULL, NULL, PROTO_NONE, 0},
+};
+
+/* The frame of a case, for the turn the node is running. Caller frees. */
+static char *build(const frame_case_t *c, const proto_msg_t *turn, size_t *len) {
+  if (c->type == PROTO_NONE) {
+    *len = strlen(c->raw);
+    return strdup(c->raw);
+  }
+  proto_msg_t *m = proto_msg_new(c->type);
+  m->id = 7;
+  proto_set_str(m, PROTO_F_session, "main");
+  PROTO_SET(m, turn, turn->turn);
+  PROTO_SET(m, attempt, turn->attempt);
+  PROTO_SET(m, seq, 1);
+  proto_set_str(m, PROTO_F_verb, "status");
+  proto_set_str(m, PROTO_F_kind, "text");
+  proto_set_str(m, PROTO_F_text, "piece");
+  proto_set_json(m, PROTO_F_message, json_pack("{s:s, s:s}", "role", "assistant", "content", "x"));
+  char *buf = NULL;
+  assert_int_equal(proto_encode(m, &buf, len, NULL), 0);
+  proto_msg_destroy(&m);
+  return buf;
+}
+
+static void run_frame_case(const frame_case_t *c) {
+  fx_t *fx = fx_new(NULL);
+  peer_t *watcher = fx_controller(fx, "watcher");
+  fx_controller(fx, "ctl");
+  fx_node(fx, "node", 1);
+  char err[256];
+  assert_true(sessions_ask(fx->b, "main", "hi", err, sizeof err) > 0);
+  proto_msg_t *turn = proto_msg_new(PROTO_TURN);
+  const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
+  turn->turn = t->msg->turn;
+  turn->attempt = t->msg->attempt;
+  fx_clear(fx);
+  const char *sender = c->from == FROM_NODE ? "node" : c->from == FROM_CONTROLLER ? "ctl" : "stranger";
+  size_t len = 0;
+  char *frame = build(c, turn, &len);
+  broker_handle_frame(fx->b, (const uint8_t *)sender, strlen(sender), frame, len);
+  const fx_sent_t *back = NULL;
+  int to_watcher = 0;
+  for (int i = 0; i < fx->n_sent; i++) {
+    if (fx->sent[i].idlen == strlen(sender) && memcmp(fx->sent[i].id, sender, fx->sent[i].idlen) == 0)
+      back = &fx->sent[i];
+    if (fx->sent[i].idlen == watcher->idlen && memcmp(fx->sent[i].id, watcher->id, watcher->idlen) == 0) {
+      to_watcher++;
+      if (c->type == PROTO_DELTA && (fx->sent[i].len != len || memcmp(fx->sent[i].data, frame, len) != 0))
+        fail_msg("case \"%s\": the delta was not forwarded byte for byte", c->name);
+    }
+  }
+  if (c->want_code) {
+    if (!back || back->msg->type != PROTO_ERROR || strcmp(back->msg->code, c->want_code) != 0)
+      fail_msg("case \"%s\": want error %s, got %s %s", c->name, c->want_code,
+               back ? proto_type_name(back->msg->type) : "nothing", back && back->msg->code ? back->msg->code : "");
+    if (c->mention && !strstr(back->msg->detail, c->mention))
+      fail_msg("case \"%s\": \"%s\" does not mention %s", c->name, back->msg->detail, c->mention);
+  } else if (c->want_type != PROTO_NONE) {
+    if (!back || back->msg->type != c->want_type)
+      fail_msg("case \"%s\": want %s back", c->name, proto_type_name(c->want_type));
+  } else if (back) {
+    fail_msg("case \"%s\": the sender got %s", c->name, proto_type_name(back->msg->type));
+  }
+  if (to_watcher != c->want_watcher)
+    fail_msg("case \"%s\": the watcher got %d frames, want %d", c->name, to_watcher, c->want_watcher);
+  free(frame);
+  proto_msg_destroy(&turn);
+  fx_destroy(&fx);
+}
+
+static void test_frames_reach_their_handler_or_are_refused(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof frame_cases / sizeof frame_cases[0]; i++)
+    run_frame_case(&frame_cases[i]);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_frames_reach_their_handler_or_are_refused),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
