@@ -335,32 +335,21 @@ void broker_handle_frame(broker_t *b, const uint8_t *id, size_t idlen, const voi
   proto_msg_destroy(&m);
 }
 
-/* Reads one routed message (identity + payload) and handles it. */
+/* Reads one routed message (identity + payload) and handles it. The frame is
+ * not decoded here: broker_handle_frame routes a delta by peeking. */
 static void on_router(broker_t *b) {
   uint8_t id[PEER_ID_MAX];
   size_t idlen = sizeof id;
   zmq_msg_t frame;
   zmq_msg_init(&frame);
-  proto_msg_t *m = NULL;
   proto_err_t perr;
-  int rc = proto_recv(b->router, id, &idlen, &frame, &m, &perr, ZMQ_DONTWAIT);
+  int rc = proto_recv(b->router, id, &idlen, &frame, NULL, &perr, ZMQ_DONTWAIT);
   if (rc == -EPROTO) {
     log_warn("rejected a message: %s", perr.text);
-    broker_send_error(b, id, (size_t)idlen, proto_errcode_name(perr.code), perr.text, 0);
+    broker_send_error(b, id, idlen, proto_errcode_name(perr.code), perr.text, 0);
   }
-  if (rc <= 0) {
-    zmq_msg_close(&frame);
-    return;
-  }
-  const void *data = zmq_msg_data(&frame);
-  size_t len = zmq_msg_size(&frame);
-
-  if (extra) {
-    broker_send_error(b, id, (size_t)idlen, "malformed", "a message is exactly one frame", 0);
-    zmq_msg_close(&frame);
-    return;
-  }
-  broker_handle_frame(b, id, (size_t)idlen, data, len);
+  if (rc == 1)
+    broker_handle_frame(b, id, idlen, zmq_msg_data(&frame), zmq_msg_size(&frame));
   zmq_msg_close(&frame);
 }
 

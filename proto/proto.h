@@ -183,7 +183,8 @@ int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *d
  * NULL), an identity frame and one frame on a ROUTER (identity has room for
  * *idlen bytes; *idlen is set to the identity's length). flags: ZMQ_DONTWAIT
  * or 0. raw: NULL, or an initialised zmq_msg_t that receives the frame (the
- * caller closes it) for forwarding it unchanged.
+ * caller closes it) for forwarding it unchanged. out: NULL (with raw) to
+ * receive without decoding (the caller peeks, as the broker does for deltas).
  * Returns 1 with *out set (caller destroys it); 0 when nothing waits (EAGAIN)
  * or a signal came; -EPROTO when a message came but is unusable, its frames
  * all read: more or fewer than one frame (err: PROTO_E_MALFORMED) or a frame

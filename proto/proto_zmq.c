@@ -113,7 +113,7 @@ static int recv_payload(void *sock, zmq_msg_t *f, bool routed, int flags, proto_
 
 int proto_recv(void *sock, void *identity, size_t *idlen, zmq_msg_t *raw, proto_msg_t **out, proto_err_t *err,
                int flags) {
-  if (!sock || !out || (identity && !idlen))
+  if (!sock || (!out && !raw) || (identity && !idlen))
     return -EINVAL;
   if (identity) {
     int rc = recv_identity(sock, identity, idlen, flags);
@@ -125,7 +125,7 @@ int proto_recv(void *sock, void *identity, size_t *idlen, zmq_msg_t *raw, proto_
   if (!raw)
     zmq_msg_init(&own);
   int rc = recv_payload(sock, f, identity != NULL, flags, err);
-  if (rc == 1 && proto_decode(zmq_msg_data(f), zmq_msg_size(f), out, err) != PROTO_OK)
+  if (rc == 1 && out && proto_decode(zmq_msg_data(f), zmq_msg_size(f), out, err) != PROTO_OK)
     rc = -EPROTO;
   if (!raw)
     zmq_msg_close(&own);
