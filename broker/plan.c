@@ -13,16 +13,10 @@
 #include "plan.h"
 #include "plan_lines.h"
 #include "plan_text.h"
+#include "sbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-/* A growing byte buffer that stops at max bytes (and remembers it did). */
-typedef struct {
-  char *p;
-  size_t len, cap, max;
-  bool over;
-} buf_t;
 
 enum { A_NONE, A_PENDING, A_FENCE_WAIT, A_JSON, A_PLAIN, A_SKIP_FENCE };
 
@@ -30,7 +24,7 @@ typedef struct {
   json_t *plan, *steps, *step; /* step: the one being read, not yet in steps */
   int step_level;
   bool title_set, truncated, deps_pending;
-  buf_t desc, args;
+  sbuf_t desc, args; /* capped at PLAN_MAX_DESC and PLAN_MAX_ARGS */
   int astate;                  /* A_*: where collecting the arguments stands */
   bool a_str, a_esc, a_fenced; /* JSON scanning state */
   int a_depth;
@@ -38,37 +32,7 @@ typedef struct {
 
 /* ---- buffers ------------------------------------------------------------ */
 
-static void buf_init(buf_t *b, size_t max) { *b = (buf_t){NULL, 0, 0, max, false}; }
-
-static void buf_clear(buf_t *b) {
-  free(b->p);
-  buf_init(b, b->max);
-}
-
-static void buf_add(buf_t *b, const char *s, size_t n) {
-  if (b->over)
-    return;
-  if (n > b->max - b->len) {
-    b->over = true;
-    n = b->max - b->len;
-  }
-  if (b->len + n + 1 > b->cap) {
-    size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + n + 1)
-      cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-      b->over = true;
-      return;
-    }
-    b->p = p, b->cap = cap;
-  }
-  memcpy(b->p + b->len, s, n);
-  b->len += n;
-  b->p[b->len] = '\0';
-}
-
-static span_t buf_span(const buf_t *b) { return (span_t){b->p ? b->p : "", b->len}; }
+static span_t buf_span(const sbuf_t *b) { return (span_t){sbuf_str(b), b->len}; }
 
 /* ---- finding the block -------------------------------------------------- */
 
@@ -144,8 +108,8 @@ static void desc_add(parser_t *ps, span_t s) {
   if (!s.n)
     return;
   if (ps->desc.len)
-    buf_add(&ps->desc, "\n", 1);
-  buf_add(&ps->desc, s.p, s.n);
+    sbuf_add(&ps->desc, "\n", 1);
+  sbuf_add(&ps->desc, s.p, s.n);
 }
 
 /* Removes commas before '}' or ']' outside strings (a common slip); in place. */
@@ -196,7 +160,7 @@ static void args_store(parser_t *ps) {
     t.n--;
   while (t.n && (t.p[0] == '\n' || is_blank(t.p[0])))
     t.p++, t.n--;
-  if (ps->step && ps->args.over) {
+  if (ps->step && ps->args.full) {
     json_object_set_new(ps->step, "arguments", json_null());
     json_object_set_new(ps->step, "arguments_text", plan_text_json(t, PLAN_MAX_ARGS, PLAN_MAX_ARGS));
     json_object_set_new(ps->step, "arguments_truncated", json_true());
@@ -212,7 +176,7 @@ static void args_store(parser_t *ps) {
       json_object_set_new(ps->step, "arguments_text", txt);
     }
   }
-  buf_clear(&ps->args);
+  sbuf_reset(&ps->args);
 }
 
 /* Feeds text to the JSON being collected; true when its outer braces closed (the rest is dropped). */
@@ -227,11 +191,11 @@ static bool args_feed(parser_t *ps, span_t s) {
     } else if (c == '{' || c == '[') {
       ps->a_depth++;
     } else if ((c == '}' || c == ']') && --ps->a_depth <= 0) {
-      buf_add(&ps->args, s.p, i + 1);
+      sbuf_add(&ps->args, s.p, i + 1);
       return true;
     }
   }
-  buf_add(&ps->args, s.p, s.n);
+  sbuf_add(&ps->args, s.p, s.n);
   return false;
 }
 
@@ -248,7 +212,7 @@ static void args_json(parser_t *ps, span_t s) {
 
 /* An "Arguments:" value: JSON (maybe in backticks or a fence, maybe running on), none, or text. */
 static void args_begin(parser_t *ps, span_t v) {
-  buf_clear(&ps->args);
+  sbuf_reset(&ps->args);
   json_object_del(ps->step, "arguments_text");
   json_object_set_new(ps->step, "arguments", json_null());
   v = trim(v);
@@ -266,7 +230,7 @@ static void args_begin(parser_t *ps, span_t v) {
   } else if (!v.n) {
     ps->astate = ps->a_fenced ? A_FENCE_WAIT : A_PENDING;
   } else {
-    buf_add(&ps->args, v.p, v.n);
+    sbuf_add(&ps->args, v.p, v.n);
     args_store(ps);
   }
 }
@@ -300,7 +264,7 @@ static bool args_line(parser_t *ps, span_t raw) {
     if (t.p[0] == '{' || t.p[0] == '[')
       args_json(ps, t);
     else
-      ps->astate = A_PLAIN, buf_add(&ps->args, t.p, t.n);
+      ps->astate = A_PLAIN, sbuf_add(&ps->args, t.p, t.n);
     return true;
   case A_JSON:
   case A_PLAIN:
@@ -310,10 +274,10 @@ static bool args_line(parser_t *ps, span_t raw) {
       return plan_is_fence(t);
     }
     if (ps->astate == A_PLAIN) {
-      buf_add(&ps->args, "\n", 1), buf_add(&ps->args, raw.p, raw.n);
+      sbuf_add(&ps->args, "\n", 1), sbuf_add(&ps->args, raw.p, raw.n);
       return true;
     }
-    buf_add(&ps->args, ps->a_str ? "\\n" : "\n", ps->a_str ? 2 : 1); /* a raw newline inside a string */
+    sbuf_add(&ps->args, ps->a_str ? "\\n" : "\n", ps->a_str ? 2 : 1); /* a raw newline inside a string */
     if (args_feed(ps, raw)) {
       ps->astate = ps->a_fenced ? A_SKIP_FENCE : A_NONE;
       args_store(ps);
@@ -341,7 +305,7 @@ static void step_end(parser_t *ps) {
       json_object_set_new(st, "title", plan_text_json(nl ? span_from(d.p, nl) : d, PLAN_MAX_TITLE, 4 * PLAN_MAX_TITLE));
     }
   }
-  buf_clear(&ps->desc);
+  sbuf_reset(&ps->desc);
   if (!json_object_get(st, "estimated_seconds")) {
     json_object_set_new(st, "estimated_seconds", json_integer(PLAN_DEFAULT_SECONDS));
     json_object_set_new(st, "estimated_seconds_default", json_true());
@@ -470,8 +434,8 @@ static json_t *parse_block(span_t body) {
   parser_t ps = {0};
   ps.plan = json_object();
   ps.steps = json_array();
-  buf_init(&ps.desc, PLAN_MAX_DESC);
-  buf_init(&ps.args, PLAN_MAX_ARGS);
+  ps.desc.max = PLAN_MAX_DESC;
+  ps.args.max = PLAN_MAX_ARGS;
   json_object_set_new(ps.plan, "title", json_string(""));
   json_object_set_new(ps.plan, "steps", ps.steps);
   json_object_set_new(ps.plan, "stated", json_pack("{s:n,s:n}", "seconds", "cost"));
@@ -482,8 +446,8 @@ static json_t *parse_block(span_t body) {
     p = nl ? nl + 1 : end;
   }
   step_end(&ps);
-  buf_clear(&ps.desc);
-  buf_clear(&ps.args);
+  sbuf_free(&ps.desc);
+  sbuf_free(&ps.args);
   if (!json_array_size(ps.steps)) {
     json_decref(ps.plan);
     return NULL;

@@ -15,7 +15,7 @@
 static size_t bullet_len(span_t t) {
   if (t.n > 1 && (t.p[0] == '-' || t.p[0] == '*' || t.p[0] == '+') && is_blank(t.p[1]))
     return 1;
-  if (plan_has_prefix(t, "\xe2\x80\xa2") || plan_has_prefix(t, "\xe2\x80\xa3") || plan_has_prefix(t, "\xe2\x97\xa6"))
+  if (span_has_prefix(t, "\xe2\x80\xa2") || span_has_prefix(t, "\xe2\x80\xa3") || span_has_prefix(t, "\xe2\x97\xa6"))
     return 3;
   return 0;
 }
@@ -45,7 +45,7 @@ static bool is_decoration(span_t t) {
 /* True for a ``` or ~~~ fence line. */
 bool plan_is_fence(span_t t) {
   t = trim(t);
-  return plan_has_prefix(t, "```") || plan_has_prefix(t, "~~~");
+  return span_has_prefix(t, "```") || span_has_prefix(t, "~~~");
 }
 
 /* Length of a separator dash ("-", "=", en or em dash) at p, else 0. */
@@ -53,29 +53,7 @@ static size_t dash_len(span_t s, size_t i) {
   if (i < s.n && (s.p[i] == '-' || s.p[i] == '='))
     return 1;
   span_t r = {s.p + i, s.n - i};
-  return plan_has_prefix(r, "\xe2\x80\x93") || plan_has_prefix(r, "\xe2\x80\x94") ? 3 : 0;
-}
-
-/* Lowercase, parentheses and '.' dropped, '_' and '-' as blanks, blanks collapsed; false if too long. */
-static bool normalise_label(span_t name, char out[LABEL_MAX + 1]) {
-  size_t n = 0;
-  int depth = 0;
-  for (size_t i = 0; i < name.n; i++) {
-    char c = name.p[i] == '-' || name.p[i] == '_' ? ' ' : to_lower(name.p[i]);
-    if (c == '(' || c == ')') {
-      depth += c == '(' ? 1 : -1;
-      continue;
-    }
-    if (depth > 0 || c == '.' || (c == ' ' && (n == 0 || out[n - 1] == ' ')))
-      continue;
-    if (n == LABEL_MAX)
-      return false;
-    out[n++] = c;
-  }
-  while (n && out[n - 1] == ' ')
-    n--;
-  out[n] = '\0';
-  return true;
+  return span_has_prefix(r, "\xe2\x80\x93") || span_has_prefix(r, "\xe2\x80\x94") ? 3 : 0;
 }
 
 /* The field a label names (F_*), or -1. */
@@ -96,7 +74,7 @@ static int label_field(span_t name) {
   static const char *const title[] = {"workflow",      "workflow plan", "plan",      "title", "workflow title",
                                       "workflow name", "plan title",    "plan name", "name",  NULL};
   char norm[LABEL_MAX + 1];
-  if (!normalise_label(name, norm) || !norm[0])
+  if (!span_label(name, norm, LABEL_MAX, SPAN_LABEL_NO_DOTS) || !norm[0])
     return -1;
   if (strstr(norm, "cost"))
     return F_COST;
@@ -196,7 +174,7 @@ void plan_classify(span_t raw, line_t *ln) {
   ln->bullet = b > 0;
   t = trim(span_from(t.p + b, t.p + t.n));
   t = drop_list_number(t);
-  ln->heading = ln->level > 0 || (t.n > 4 && plan_has_prefix(t, "**") && t.p[t.n - 1] == '*' && t.p[t.n - 2] == '*');
+  ln->heading = ln->level > 0 || (t.n > 4 && span_has_prefix(t, "**") && t.p[t.n - 1] == '*' && t.p[t.n - 2] == '*');
   while (t.n && is_decor(t.p[0]))
     t.p++, t.n--;
   ln->core = trim(t);

@@ -27,12 +27,6 @@ bool plan_ihas_prefix(span_t s, const char *prefix) {
   return true;
 }
 
-/* Exact prefix test. */
-bool plan_has_prefix(span_t s, const char *prefix) {
-  size_t n = strlen(prefix);
-  return s.n >= n && memcmp(s.p, prefix, n) == 0;
-}
-
 /* A JSON string of s: invalid UTF-8 bytes become '?', at most max_chars characters and max_bytes bytes. */
 json_t *plan_text_json(span_t s, size_t max_chars, size_t max_bytes) {
   char *out = malloc(s.n + 1);

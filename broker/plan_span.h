@@ -13,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "span.h"
+
 #define PLAN_MAX_STEPS 100
 #define PLAN_MAX_ARGS (64 * 1024) /* bytes of one step's arguments */
 #define PLAN_MAX_TITLE 500        /* characters of a title */
@@ -22,37 +24,11 @@
 #define PLAN_DEFAULT_SECONDS 60 /* a step's estimate when it gives none */
 #define PLAN_NAME_MAX 64        /* bytes of an agent or tool name */
 
-typedef struct {
-  const char *p;
-  size_t n;
-} span_t;
-
-static inline bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
-
-static inline bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-
-static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-static inline char to_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
-
-static inline bool is_decor(char c) { return c == '*' || c == '_' || c == '`'; }
-
-static inline span_t span_from(const char *b, const char *e) { return (span_t){b, (size_t)(e - b)}; }
-
-static inline span_t trim(span_t s) {
-  while (s.n && is_blank(s.p[0]))
-    s.p++, s.n--;
-  while (s.n && is_blank(s.p[s.n - 1]))
-    s.n--;
-  return s;
-}
-
 /* s as a JSON string: invalid UTF-8 bytes become '?', at most max_chars characters and max_bytes bytes. */
 json_t *plan_text_json(span_t s, size_t max_chars, size_t max_bytes);
 /* s without markdown decoration (* _ `) and blanks at either end. */
 span_t plan_strip_decor(span_t s);
-/* Prefix tests; the i-version ignores ASCII case (prefix given in lowercase). */
-bool plan_has_prefix(span_t s, const char *prefix);
+/* Prefix test ignoring ASCII case (prefix given in lowercase). */
 bool plan_ihas_prefix(span_t s, const char *prefix);
 const char *plan_skip_spaces(const char *p);
 bool plan_in_list(const char *s, const char *const *list);

@@ -7,6 +7,8 @@
  * Everything copied out is valid UTF-8 (invalid bytes become '?') and capped
  * without cutting a multi-byte sequence. */
 #include "summary.h"
+#include "sbuf.h"
+#include "span.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -20,18 +22,6 @@
 #define LABEL_MAX 64
 #define LABEL_MAX_WORDS 8
 #define TAG_MAX 256 /* longest "[SUMMARY from id (role)]" tag accepted */
-
-typedef struct {
-  const char *p;
-  size_t n;
-} span_t;
-
-/* A bounded output buffer over caller storage of max + 1 bytes. */
-typedef struct {
-  char *p;
-  size_t len, max;
-  bool full;
-} sbuf_t;
 
 enum { LN_BLANK, LN_SKIP, LN_BULLET, LN_PLAIN };
 enum { LB_NONE, LB_STATUS, LB_REC, LB_KP, LB_OTHER };
@@ -49,10 +39,7 @@ typedef struct {
 } line_t;
 
 typedef struct {
-  char status[SUMMARY_MAX_STATUS + 1];
-  char rec[SUMMARY_MAX_TEXT + 1];
-  char cur[SUMMARY_MAX_TEXT + 1];
-  sbuf_t status_b, rec_b, cur_b;
+  sbuf_t status_b, rec_b, cur_b; /* capped: SUMMARY_MAX_STATUS, _TEXT, _TEXT */
   json_t *points;
   bool cur_on;                 /* cur holds a key point being built */
   int status_rank, rec_rank;   /* rank of the lines that count as the fields */
@@ -66,16 +53,6 @@ typedef struct {
 
 /* ---- bytes and UTF-8 ---------------------------------------------------- */
 
-static bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
-
-static bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
-
-static bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
-static char to_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
-
-static bool is_decor(char c) { return c == '*' || c == '_' || c == '`'; }
-
 
 /* Length of a symbol or emoji sequence at s (U+2000..U+2FFF, U+1Fxxx, U+FE0F), else 0. */
 static size_t symbol_len(const unsigned char *s, size_t n) {
@@ -87,25 +64,12 @@ static size_t symbol_len(const unsigned char *s, size_t n) {
   return 0;
 }
 
-static bool has_prefix(span_t s, const char *prefix) {
-  size_t n = strlen(prefix);
-  return s.n >= n && memcmp(s.p, prefix, n) == 0;
-}
-
 /* Case-insensitive ASCII prefix test on a NUL-terminated string. */
 static bool ihas_prefix(const char *s, const char *prefix) {
   for (; *prefix; s++, prefix++)
     if (to_lower(*s) != *prefix)
       return false;
   return true;
-}
-
-static span_t trim(span_t s) {
-  while (s.n && is_blank(s.p[0]))
-    s.p++, s.n--;
-  while (s.n && is_blank(s.p[s.n - 1]))
-    s.n--;
-  return s;
 }
 
 /* Trims blanks and newlines at both ends. */
@@ -117,44 +81,17 @@ static span_t trim_lines(span_t s) {
   return s;
 }
 
-static span_t span_from(const char *b, const char *e) { return (span_t){b, (size_t)(e - b)}; }
-
 /* ---- bounded buffers ---------------------------------------------------- */
 
-static void sb_init(sbuf_t *b, char *storage, size_t max) {
-  *b = (sbuf_t){storage, 0, max, false};
-  storage[0] = '\0';
+/* Empties b and caps it at max bytes. */
+static void sb_restart(sbuf_t *b, size_t max) {
+  sbuf_reset(b);
+  b->max = max;
 }
 
-/* Appends s, replacing invalid UTF-8 bytes by '?', stopping before a sequence that would pass max. */
-static void sb_add(sbuf_t *b, const char *s, size_t n) {
-  const unsigned char *u = (const unsigned char *)s;
-  for (size_t i = 0; i < n && !b->full;) {
-    size_t k = util_utf8_seq(u + i, n - i), w = k ? k : 1;
-    if (b->len + w > b->max) {
-      b->full = true;
-      break;
-    }
-    if (k)
-      memcpy(b->p + b->len, s + i, k);
-    else
-      b->p[b->len] = '?';
-    b->len += w;
-    i += w;
-  }
-  b->p[b->len] = '\0';
-}
+static void sb_span(sbuf_t *b, span_t s) { sbuf_add_utf8(b, s.p, s.n); }
 
-static void sb_span(sbuf_t *b, span_t s) { sb_add(b, s.p, s.n); }
-
-static void sb_str(sbuf_t *b, const char *s) { sb_add(b, s, strlen(s)); }
-
-/* Drops trailing blanks (a separator added just before the buffer filled up). */
-static void sb_rtrim(sbuf_t *b) {
-  while (b->len && is_blank(b->p[b->len - 1]))
-    b->len--;
-  b->p[b->len] = '\0';
-}
+static void sb_str(sbuf_t *b, const char *s) { sbuf_add_utf8(b, s, strlen(s)); }
 
 /* ---- finding the block -------------------------------------------------- */
 
@@ -224,7 +161,7 @@ static const char *next_close(const char *from, size_t *len) {
 
 static bool is_fence(span_t line) {
   line = trim(line);
-  return has_prefix(line, "```") || has_prefix(line, "~~~");
+  return span_has_prefix(line, "```") || span_has_prefix(line, "~~~");
 }
 
 /* The line before the one holding p, or an empty span. */
@@ -277,28 +214,6 @@ static bool find_block(const char *text, span_t *out) {
 
 /* ---- labels ------------------------------------------------------------- */
 
-/* Lowercase, parentheses dropped, '-' and '_' as blanks, blanks collapsed; false if too long. */
-static bool normalise_label(span_t name, char out[LABEL_MAX + 1]) {
-  size_t n = 0;
-  int depth = 0;
-  for (size_t i = 0; i < name.n; i++) {
-    char c = name.p[i] == '-' || name.p[i] == '_' ? ' ' : to_lower(name.p[i]);
-    if (c == '(' || c == ')') {
-      depth += c == '(' ? 1 : -1;
-      c = ' ';
-    }
-    if (depth > 0 || (c == ' ' && (n == 0 || out[n - 1] == ' ')))
-      continue;
-    if (n == LABEL_MAX)
-      return false;
-    out[n++] = c;
-  }
-  while (n && out[n - 1] == ' ')
-    n--;
-  out[n] = '\0';
-  return true;
-}
-
 static bool in_list(const char *s, const char *const *list) {
   for (; *list; list++)
     if (strcmp(s, *list) == 0)
@@ -318,7 +233,7 @@ static int label_kind(span_t name, bool *strong) {
                                    "key takeaways", "summary", "details", NULL};
   char norm[LABEL_MAX + 1];
   *strong = false;
-  if (!normalise_label(name, norm))
+  if (!span_label(name, norm, LABEL_MAX, SPAN_LABEL_PAREN_BLANK))
     return LB_OTHER;
   if ((*strong = in_list(norm, status_strong)) || in_list(norm, status_weak))
     return LB_STATUS;
@@ -419,7 +334,7 @@ static size_t bullet_len(span_t t) {
   if (j && j < t.n && (t.p[j] == '.' || t.p[j] == ')') && (j + 1 == t.n || is_blank(t.p[j + 1])))
     return j + 1;
   for (const char *const *m = marks; *m; m++)
-    if (has_prefix(t, *m))
+    if (span_has_prefix(t, *m))
       return strlen(*m);
   return 0;
 }
@@ -539,7 +454,7 @@ static void set_status(parser_t *ps, span_t v) {
   const char *sym, *sym2, *st;
   size_t i = 0;
   span_t first = next_word(v, &i, &sym);
-  sb_init(&ps->status_b, ps->status, SUMMARY_MAX_STATUS);
+  sb_restart(&ps->status_b, SUMMARY_MAX_STATUS);
   if (sym) {
     sb_str(&ps->status_b, sym);
     return;
@@ -558,8 +473,8 @@ static void set_status(parser_t *ps, span_t v) {
   }
   sb_span(&ps->status_b, first);
   for (size_t k = 0; k < ps->status_b.len; k++)
-    if (ps->status[k] >= 'a' && ps->status[k] <= 'z')
-      ps->status[k] = (char)(ps->status[k] - 'a' + 'A');
+    if (ps->status_b.s[k] >= 'a' && ps->status_b.s[k] <= 'z')
+      ps->status_b.s[k] = (char)(ps->status_b.s[k] - 'a' + 'A');
 }
 
 /* ---- key points and recommendation ------------------------------------- */
@@ -569,9 +484,9 @@ static void point_flush(parser_t *ps) {
   if (!ps->cur_on)
     return;
   ps->cur_on = false;
-  sb_rtrim(&ps->cur_b);
+  sbuf_rtrim(&ps->cur_b);
   if (ps->cur_b.len)
-    json_array_append_new(ps->points, json_stringn(ps->cur, ps->cur_b.len));
+    json_array_append_new(ps->points, json_stringn(ps->cur_b.s, ps->cur_b.len));
 }
 
 /* Starts a key point "prefix: head: text" (empty parts left out), unless the cap is reached. */
@@ -579,7 +494,7 @@ static void point_start(parser_t *ps, span_t prefix, span_t head, span_t text) {
   point_flush(ps);
   if (!text.n || json_array_size(ps->points) >= SUMMARY_MAX_POINTS)
     return;
-  sb_init(&ps->cur_b, ps->cur, SUMMARY_MAX_TEXT);
+  sb_restart(&ps->cur_b, SUMMARY_MAX_TEXT);
   span_t parts[] = {prefix, head, text};
   for (size_t i = 0; i < 3; i++) {
     if (!parts[i].n)
@@ -740,23 +655,19 @@ static int set_text(json_t *obj, const char *key, const char *s, size_t n) {
 /* The summary object; takes ps->points. NULL on allocation failure. */
 static json_t *build(parser_t *ps, span_t block) {
   json_t *obj = json_object();
-  char *raw = malloc((block.n < SUMMARY_MAX_RAW ? block.n : SUMMARY_MAX_RAW) + 1);
-  sbuf_t rb;
-  if (!obj || !raw) {
-    free(raw);
-    json_decref(obj);
+  sbuf_t raw = {.max = SUMMARY_MAX_RAW};
+  if (!obj) {
     json_decref(ps->points);
     return NULL;
   }
-  sb_init(&rb, raw, block.n < SUMMARY_MAX_RAW ? block.n : SUMMARY_MAX_RAW);
-  sb_span(&rb, block);
-  sb_rtrim(&ps->rec_b);
-  int rc = set_text(obj, "status", ps->status_b.len ? ps->status : "UNKNOWN",
+  sb_span(&raw, block);
+  sbuf_rtrim(&ps->rec_b);
+  int rc = set_text(obj, "status", ps->status_b.len ? ps->status_b.s : "UNKNOWN",
                     ps->status_b.len ? ps->status_b.len : strlen("UNKNOWN"));
   rc |= json_object_set_new(obj, "key_points", ps->points);
-  rc |= set_text(obj, "recommendation", ps->rec, ps->rec_b.len);
-  rc |= set_text(obj, "raw", raw, rb.len);
-  free(raw);
+  rc |= set_text(obj, "recommendation", sbuf_str(&ps->rec_b), ps->rec_b.len);
+  rc |= set_text(obj, "raw", sbuf_str(&raw), raw.len);
+  sbuf_free(&raw);
   if (rc) {
     json_decref(obj);
     return NULL;
@@ -773,9 +684,9 @@ json_t *summary_parse(const char *text) {
   parser_t *ps = calloc(1, sizeof *ps);
   if (!ps)
     return NULL;
-  sb_init(&ps->status_b, ps->status, SUMMARY_MAX_STATUS);
-  sb_init(&ps->rec_b, ps->rec, SUMMARY_MAX_TEXT);
-  sb_init(&ps->cur_b, ps->cur, SUMMARY_MAX_TEXT);
+  sb_restart(&ps->status_b, SUMMARY_MAX_STATUS);
+  sb_restart(&ps->rec_b, SUMMARY_MAX_TEXT);
+  sb_restart(&ps->cur_b, SUMMARY_MAX_TEXT);
   ps->last_bullet = -1;
   ps->points = json_array();
   json_t *out = NULL;
@@ -785,20 +696,22 @@ json_t *summary_parse(const char *text) {
     point_flush(ps);
     out = build(ps, block);
   }
+  sbuf_free(&ps->status_b);
+  sbuf_free(&ps->rec_b);
+  sbuf_free(&ps->cur_b);
   free(ps);
   return out;
 }
 
 /* A FAIL summary whose one key point is reason (see summary.h). */
 json_t *summary_failed(const char *reason) {
-  char buf[SUMMARY_MAX_TEXT + 1];
-  sbuf_t b;
-  sb_init(&b, buf, SUMMARY_MAX_TEXT);
+  sbuf_t b = {.max = SUMMARY_MAX_TEXT};
   sb_str(&b, reason && reason[0] ? reason : "the agent gave no summary");
-  return json_pack("{s:s, s:[s%], s:s, s:s}", "status", "FAIL", "key_points", buf, b.len, "recommendation", "",
-                   "raw", "");
+  json_t *out = json_pack("{s:s, s:[s%], s:s, s:s}", "status", "FAIL", "key_points", sbuf_str(&b), b.len,
+                          "recommendation", "", "raw", "");
+  sbuf_free(&b);
+  return out;
 }
-
 /* Writes s with every line after the first indented by indent. */
 static void put_lines(FILE *f, const char *s, const char *indent) {
   for (; *s; s++) {
