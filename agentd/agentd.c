@@ -293,14 +293,8 @@ int agentd_run(agentd_t *d, volatile int *stop) {
       log_error("poll failed: %s", zmq_strerror(errno));
       return -1;
     }
-    for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN); i++) {
-      int ev = 0;
-      size_t l = sizeof ev;
-      zmq_getsockopt(d->pull, ZMQ_EVENTS, &ev, &l);
-      if (!(ev & ZMQ_POLLIN))
-        break;
+    for (int i = 0; i < 256 && (items[1].revents & ZMQ_POLLIN) && proto_readable(d->pull); i++)
       on_worker(d);
-    }
     int rc = serve_link(d);
     if (rc < 0) {
       log_error("the broker socket failed: %s", strerror(-rc));

@@ -76,17 +76,14 @@ void tr_summary(tool_result_t *out, const char *fmt, ...) {
 
 // Sets an error result from a format.
 void tr_error(tool_result_t *out, const char *fmt, ...) {
-  char msg[1024];
+  sbuf_t b = {.max = 1023};
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
+  sbuf_vprintf(&b, fmt, ap);
   va_end(ap);
-  sbuf_t b = {0};
-  sbuf_puts(&b, msg);
+  tr_summary(out, "error: %s", sbuf_str(&b));
   tr_text(out, &b, true);
-  tr_summary(out, "error: %s", msg);
 }
-
 /* ---- arguments ------------------------------------------------------------------ */
 
 static const char *json_kind(const json_t *v) {

@@ -401,12 +401,7 @@ int broker_run(broker_t *b, volatile int *stop) {
     if (items[1].revents & ZMQ_POLLIN)
       zap_handle(b);
     /* Bounded batch so heartbeats keep their rhythm under load. */
-    for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN); i++) {
-      int ev = 0;
-      size_t evl = sizeof ev;
-      zmq_getsockopt(b->router, ZMQ_EVENTS, &ev, &evl);
-      if (!(ev & ZMQ_POLLIN))
-        break;
+    for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN) && proto_readable(b->router); i++) {
       on_router(b);
       peers_sweep(b);
     }

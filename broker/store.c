@@ -836,35 +836,29 @@ int store_session_set_solo(store_t *self, const char *id, bool solo) {
 
 /* ---- workflows: one JSON document each, rewritten on every change ---- */
 
-int64_t store_workflow_insert(store_t *self, const json_t *doc) {
+/* Runs sql with doc (as compact JSON) bound to ?1 and, when key is not NULL, the
+ * text key (else the id) to ?2. 0 or -1. */
+static int write_doc(store_t *self, const char *sql, const json_t *doc, const char *key, int64_t id) {
   char *text = json_dumps(doc, JSON_COMPACT);
-  sqlite3_stmt *st = text ? prep(self, "INSERT INTO workflows(doc) VALUES(?)") : NULL;
-  int64_t id = -1;
-  if (st) {
-    sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
-    if (exec_done(st) == 0)
-      id = sqlite3_last_insert_rowid(self->db);
-  }
-  free(text);
-  return id;
-}
-
-int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
-  char *text = json_dumps(doc, JSON_COMPACT);
-  sqlite3_stmt *st = text ? prep(self, "UPDATE workflows SET doc = ? WHERE id = ?") : NULL;
+  sqlite3_stmt *st = text ? prep(self, sql) : NULL;
   int rc = -1;
   if (st) {
     sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int64(st, 2, id);
+    if (key)
+      sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
+    else if (id >= 0)
+      sqlite3_bind_int64(st, 2, id);
     rc = exec_done(st);
   }
   free(text);
   return rc;
 }
 
-json_t *store_workflows(store_t *self) {
+/* The documents sql selects (key in column 0, doc in column 1), each with its
+ * key set as field key_name (an int when int_key). Rows that are not objects are skipped. */
+static json_t *read_docs(store_t *self, const char *sql, const char *key_name, bool int_key) {
   json_t *out = json_array();
-  sqlite3_stmt *st = prep(self, "SELECT id, doc FROM workflows ORDER BY id");
+  sqlite3_stmt *st = prep(self, sql);
   if (!st)
     return out;
   while (sqlite3_step(st) == SQLITE_ROW) {
@@ -873,11 +867,26 @@ json_t *store_workflows(store_t *self) {
       json_decref(doc);
       continue;
     }
-    json_object_set_new(doc, "id", json_integer(sqlite3_column_int64(st, 0)));
+    json_object_set_new(doc, key_name,
+                        int_key ? json_integer(sqlite3_column_int64(st, 0)) : json_string(col_text(st, 0)));
     json_array_append_new(out, doc);
   }
   sqlite3_finalize(st);
   return out;
+}
+
+int64_t store_workflow_insert(store_t *self, const json_t *doc) {
+  if (write_doc(self, "INSERT INTO workflows(doc) VALUES(?)", doc, NULL, -1) < 0)
+    return -1;
+  return sqlite3_last_insert_rowid(self->db);
+}
+
+int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
+  return write_doc(self, "UPDATE workflows SET doc = ?1 WHERE id = ?2", doc, NULL, id);
+}
+
+json_t *store_workflows(store_t *self) {
+  return read_docs(self, "SELECT id, doc FROM workflows ORDER BY id", "id", true);
 }
 
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
@@ -930,34 +939,11 @@ json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
 }
 
 int store_template_put(store_t *self, const char *name, const json_t *doc) {
-  char *text = json_dumps(doc, JSON_COMPACT);
-  sqlite3_stmt *st = text ? prep(self, "INSERT OR REPLACE INTO templates(name, doc) VALUES(?, ?)") : NULL;
-  int rc = -1;
-  if (st) {
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 2, text, -1, SQLITE_TRANSIENT);
-    rc = exec_done(st);
-  }
-  free(text);
-  return rc;
+  return write_doc(self, "INSERT OR REPLACE INTO templates(doc, name) VALUES(?1, ?2)", doc, name, -1);
 }
 
 json_t *store_templates(store_t *self) {
-  json_t *out = json_array();
-  sqlite3_stmt *st = prep(self, "SELECT name, doc FROM templates ORDER BY name");
-  if (!st)
-    return out;
-  while (sqlite3_step(st) == SQLITE_ROW) {
-    json_t *doc = json_loads(col_text(st, 1), 0, NULL);
-    if (json_is_object(doc)) {
-      json_object_set_new(doc, "name", json_string(col_text(st, 0)));
-      json_array_append_new(out, doc);
-    } else {
-      json_decref(doc);
-    }
-  }
-  sqlite3_finalize(st);
-  return out;
+  return read_docs(self, "SELECT name, doc FROM templates ORDER BY name", "name", false);
 }
 
 int store_session_set_step(store_t *self, const char *id, int64_t workflow, int64_t step) {

@@ -525,13 +525,20 @@ static void default_tools(cadre_tools_config_t *t)
   t->max_tokens_per_agent = 0;
 }
 
+/* The top-level object root[key] into *out (NULL when absent); -1 when it is not an object. */
+static int section(loader_t *l, json_t *root, const char *key, json_t **out)
+{
+  *out = field(root, key);
+  if (*out && !json_is_object(*out))
+    return wrong(l, key, NULL, *out, "an object");
+  return 0;
+}
+
 static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root)
 {
-  json_t *t = field(root, "tools");
-  if (!t)
-    return 0;
-  if (!json_is_object(t))
-    return wrong(l, "tools", NULL, t, "an object");
+  json_t *t;
+  if (section(l, root, "tools", &t) < 0 || !t)
+    return t ? -1 : 0;
   json_t *policy = field(t, "policy");
   if (policy && !json_is_object(policy))
     return wrong(l, "tools.policy", NULL, policy, "an object mapping roles to tool lists");
@@ -699,6 +706,15 @@ static int check_main(loader_t *l, const cadre_config_t *c)
   return 0;
 }
 
+/* calloc that records "out of memory" in the loader when it fails. */
+static void *loader_calloc(loader_t *l, size_t n, size_t size)
+{
+  void *p = calloc(n, size);
+  if (!p)
+    loader_fail(l, NULL, "out of memory");
+  return p;
+}
+
 static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root)
 {
   json_t *agents = json_object_get(root, "agents");
@@ -707,9 +723,8 @@ static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root)
                 "e.g. {\"main_agent\": {\"role\": \"main\", \"model\": \"...\"}}");
   if (!json_is_object(agents))
     return wrong(l, "agents", NULL, agents, "an object of agent profiles");
-  c->profiles = calloc(json_object_size(agents) + 1, sizeof *c->profiles);
-  if (!c->profiles)
-    return loader_fail(l, NULL, "out of memory");
+  if (!(c->profiles = loader_calloc(l, json_object_size(agents) + 1, sizeof *c->profiles)))
+    return -1;
   const char *name;
   json_t *v;
   json_object_foreach(agents, name, v) {
@@ -736,9 +751,8 @@ static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw)
     return 0;
   if (!json_is_object(kw))
     return wrong(l, "spawning_rules.keywords", NULL, kw, "an object mapping words to profile names");
-  c->keywords = calloc(json_object_size(kw) + 1, sizeof *c->keywords);
-  if (!c->keywords)
-    return loader_fail(l, NULL, "out of memory");
+  if (!(c->keywords = loader_calloc(l, json_object_size(kw) + 1, sizeof *c->keywords)))
+    return -1;
   const char *word;
   json_t *v;
   json_object_foreach(kw, word, v) {
@@ -776,11 +790,9 @@ static int parse_context(loader_t *l, cadre_config_t *c, json_t *v)
 
 static int parse_spawning(loader_t *l, cadre_config_t *c, json_t *root)
 {
-  json_t *sr = field(root, "spawning_rules");
-  if (!sr)
-    return 0;
-  if (!json_is_object(sr))
-    return wrong(l, "spawning_rules", NULL, sr, "an object");
+  json_t *sr;
+  if (section(l, root, "spawning_rules", &sr) < 0 || !sr)
+    return sr ? -1 : 0;
   if (get_bool(l, sr, "spawning_rules", "auto_spawn_on_keywords", &c->auto_spawn_on_keywords) < 0 ||
       get_bool(l, sr, "spawning_rules", "require_confirmation", &c->require_confirmation) < 0 ||
       get_bool(l, sr, "spawning_rules", "delegation", &c->delegation) < 0 ||

@@ -164,6 +164,10 @@ proto_errcode_t proto_peek(const void *data, size_t len, proto_peek_t *out, prot
 
 /* ---- ZeroMQ framing ---------------------------------------------------- */
 
+/* True when sock has a message to read now (ZMQ_EVENTS): loops that drain a
+ * socket in bounded batches after zmq_poll ask this before each receive. */
+bool proto_readable(void *sock);
+
 /* Apply Cadre's socket options: ZMQ_MAXMSGSIZE = PROTO_MAX_FRAME, linger. */
 int proto_socket_setup(void *sock);
 

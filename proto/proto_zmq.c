@@ -165,3 +165,9 @@ int proto_frame_set_id(void *frame, size_t len, int64_t id) {
     p[i] = (unsigned char)(v & 0xff);
   return 0;
 }
+
+bool proto_readable(void *sock) {
+  int ev = 0;
+  size_t len = sizeof ev;
+  return zmq_getsockopt(sock, ZMQ_EVENTS, &ev, &len) == 0 && (ev & ZMQ_POLLIN);
+}
