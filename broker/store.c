@@ -2,6 +2,7 @@
 #include "jx.h"
 
 #include <sqlite3.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,23 @@ static sqlite3_stmt *prep(store_t *self, const char *sql) {
   return st;
 }
 
+/* prep with parameters bound in order from the arguments, one per letter of
+ * types: 't' text (const char *), 'i' int64_t, 'w' the wall clock now (no
+ * argument). NULL when the statement does not prepare. */
+static sqlite3_stmt *prep_bind(store_t *self, const char *sql, const char *types, ...) {
+  sqlite3_stmt *st = prep(self, sql);
+  va_list ap;
+  va_start(ap, types);
+  for (int i = 0; st && types[i]; i++) {
+    if (types[i] == 't')
+      sqlite3_bind_text(st, i + 1, va_arg(ap, const char *), -1, SQLITE_TRANSIENT);
+    else
+      sqlite3_bind_int64(st, i + 1, types[i] == 'i' ? va_arg(ap, int64_t) : util_wall_ms());
+  }
+  va_end(ap);
+  return st;
+}
+
 /* Steps a statement that returns no rows and finalizes it. */
 static int exec_done(sqlite3_stmt *st) {
   if (!st)
@@ -147,14 +165,8 @@ static int exec_sql(store_t *self, const char *sql) {
 }
 
 int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile) {
-  sqlite3_stmt *st = prep(self, "INSERT OR IGNORE INTO sessions(id, role, profile, created_ms) VALUES(?,?,?,?)");
-  if (!st)
-    return -1;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 2, role, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 3, profile, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st, 4, util_wall_ms());
-  return exec_done(st);
+  return exec_done(prep_bind(self, "INSERT OR IGNORE INTO sessions(id, role, profile, created_ms) VALUES(?,?,?,?)",
+                             "tttw", id, role, profile));
 }
 
 bool store_session_exists(store_t *self, const char *id) {
@@ -782,14 +794,8 @@ int store_clear(store_t *self, const char *session) {
 }
 
 int64_t store_proposal_new(store_t *self, const char *profile, const char *task, const char *keyword) {
-  sqlite3_stmt *st = prep(self, "INSERT INTO proposals(profile, task, keyword, created_ms) VALUES(?, ?, ?, ?)");
-  if (!st)
-    return -1;
-  sqlite3_bind_text(st, 1, profile, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 2, task, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 3, keyword, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st, 4, util_wall_ms());
-  if (exec_done(st) < 0)
+  if (exec_done(prep_bind(self, "INSERT INTO proposals(profile, task, keyword, created_ms) VALUES(?, ?, ?, ?)", "tttw",
+                         profile, task, keyword)) < 0)
     return -1;
   return sqlite3_last_insert_rowid(self->db);
 }
