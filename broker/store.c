@@ -151,6 +151,16 @@ static sqlite3_stmt *prep_bind(store_t *self, const char *sql, const char *types
   return st;
 }
 
+/* The first column of the first row of st as an int (dflt with no row);
+ * finalizes st, accepts NULL. */
+static int64_t one_int(sqlite3_stmt *st, int64_t dflt) {
+  int64_t v = dflt;
+  if (st && sqlite3_step(st) == SQLITE_ROW)
+    v = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  return v;
+}
+
 /* Steps a statement that returns no rows and finalizes it. */
 static int exec_done(sqlite3_stmt *st) {
   if (!st)
@@ -338,21 +348,11 @@ json_t *store_sessions_derived(store_t *self, int form, store_derive_fn derive, 
 }
 
 int64_t store_session_count(store_t *self) {
-  sqlite3_stmt *st = prep(self, "SELECT count(*) FROM sessions");
-  int64_t n = 0;
-  if (st && sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return n;
+  return one_int(prep(self, "SELECT count(*) FROM sessions"), 0);
 }
 
 int64_t store_message_rows(store_t *self) {
-  sqlite3_stmt *st = prep(self, "SELECT count(*) FROM messages");
-  int64_t n = 0;
-  if (st && sqlite3_step(st) == SQLITE_ROW)
-    n = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return n;
+  return one_int(prep(self, "SELECT count(*) FROM messages"), 0);
 }
 
 json_t *store_session(store_t *self, const char *id) {
@@ -813,15 +813,7 @@ json_t *store_proposal_take(store_t *self, int64_t id) {
 }
 
 int64_t store_last_turn(store_t *self, const char *session) {
-  sqlite3_stmt *st = prep(self, "SELECT max(id) FROM turns WHERE session = ?");
-  int64_t id = 0;
-  if (!st)
-    return 0;
-  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
-  if (sqlite3_step(st) == SQLITE_ROW)
-    id = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
-  return id;
+  return one_int(prep_bind(self, "SELECT max(id) FROM turns WHERE session = ?", "t", session), 0);
 }
 
 json_t *store_pending_children(store_t *self, const char *parent) {
