@@ -73,10 +73,8 @@ int main(int argc, char **argv) {
       {"secrets", required_argument, 0, 'S'},   {"config", required_argument, 0, 'c'},
       {"models", required_argument, 0, 'm'},    {"providers", required_argument, 0, 'p'},
       {"connect-timeout", required_argument, 0, 'T'}, {"stall-timeout", required_argument, 0, 't'},
-      {"log-json", no_argument, 0, 'J'},        {"verbose", no_argument, 0, 'v'},
-      {"version", no_argument, 0, 'V'},         {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
-  int c;
+      UTIL_COMMON_LONGOPTS};
+  int c, status;
   while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
     switch (c) {
     case 'b': o.broker = optarg; break;
@@ -91,11 +89,9 @@ int main(int argc, char **argv) {
     case 'p': providers = optarg; break;
     case 'T': o.connect_timeout_ms = atol(optarg) * 1000; break;
     case 't': o.stall_timeout_ms = (long)(atof(optarg) * 1000); break;
-    case 'J': log_json = true; break;
-    case 'v': verbose = true; break;
-    case 'V': printf("cadre-agentd %s\n", CADRE_VERSION); return 0;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    default:
+      if ((status = util_common_option(c, "cadre-agentd", usage, &log_json, &verbose)) >= 0)
+        return status;
     }
   }
   if (!o.broker)

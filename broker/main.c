@@ -46,10 +46,8 @@ int main(int argc, char **argv) {
       {"bind", required_argument, 0, 'b'},        {"state", required_argument, 0, 's'},
       {"config", required_argument, 0, 'c'},      {"authorized-keys", required_argument, 0, 'a'},
       {"heartbeat-ms", required_argument, 0, 'H'}, {"queue-timeout", required_argument, 0, 'Q'},
-      {"log-json", no_argument, 0, 'J'},          {"verbose", no_argument, 0, 'v'},
-      {"version", no_argument, 0, 'V'},           {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
-  int c;
+      UTIL_COMMON_LONGOPTS};
+  int c, status;
   while ((c = getopt_long(argc, argv, "b:s:c:vh", longopts, NULL)) != -1) {
     switch (c) {
     case 'b':
@@ -64,11 +62,9 @@ int main(int argc, char **argv) {
     case 'a': opts.authorized_keys = optarg; break;
     case 'H': opts.heartbeat_ms = atoi(optarg); break;
     case 'Q': opts.queue_timeout_ms = atoi(optarg) * 1000; break;
-    case 'J': log_json = true; break;
-    case 'v': verbose = true; break;
-    case 'V': printf("cadre-broker %s\n", CADRE_VERSION); return 0;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    default:
+      if ((status = util_common_option(c, "cadre-broker", usage, &log_json, &verbose)) >= 0)
+        return status;
     }
   }
   if (opts.n_binds == 0 || !opts.state_dir) {

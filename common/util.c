@@ -214,3 +214,19 @@ void util_stop_signals(void (*on_stop)(int)) {
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGPIPE, &ign, NULL);
 }
+
+int util_common_option(int c, const char *prog, void (*usage)(FILE *), bool *log_json, bool *verbose) {
+  if (c == 'J' && log_json)
+    *log_json = true;
+  else if (c == 'v' && verbose)
+    *verbose = true;
+  else if (c == 'V')
+    printf("%s %s\n", prog, CADRE_VERSION);
+  else if (c == 'h')
+    usage(stdout);
+  else
+    usage(stderr);
+  if ((c == 'J' && log_json) || (c == 'v' && verbose))
+    return -1;
+  return c == 'V' || c == 'h' ? 0 : 2;
+}

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <sys/types.h>
 
 /* Monotonic milliseconds. */
@@ -35,6 +36,19 @@ bool util_utf8_valid(const char *s, size_t len);
 /* Daemon signal set-up: SIGINT and SIGTERM call on_stop (which sets a flag);
  * SIGPIPE is ignored, so a peer that went away is an error return, not a death. */
 void util_stop_signals(void (*on_stop)(int));
+/* The long options every Cadre program takes, to end a getopt_long table with:
+ * --log-json ('J'), --verbose ('v'), --version ('V'), --help ('h'). */
+#define UTIL_COMMON_LONGOPTS                                                                                     \
+  {"log-json", no_argument, 0, 'J'}, {"verbose", no_argument, 0, 'v'}, {"version", no_argument, 0, 'V'},        \
+      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
+
+/* Handles an option of UTIL_COMMON_LONGOPTS (or an unknown one, '?') for
+ * program prog: sets *log_json / *verbose (either may be NULL when the program
+ * has no such option), prints the version or usage. Returns -1 when parsing
+ * goes on, else the exit status main returns (0 after --version and --help,
+ * 2 for an unknown option). */
+int util_common_option(int c, const char *prog, void (*usage)(FILE *), bool *log_json, bool *verbose);
+
 /* This host's name into buf. */
 void util_hostname(char *buf, size_t len);
 

@@ -54,9 +54,8 @@ int main(int argc, char **argv) {
     case 'j': ctl.json = true; break;
     case 't': ctl.timeout_ms = atoi(optarg) * 1000; break;
     case 'N': no_color = true; break;
-    case 'V': printf("cadre %s\n", CADRE_VERSION); return 0;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    default:
+      return util_common_option(c, "cadre", usage, NULL, NULL);
     }
   }
   if (!ctl.broker)
