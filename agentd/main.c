@@ -10,13 +10,6 @@
 #include "log.h"
 #include "util.h"
 
-static volatile int stop_flag;
-
-static void on_signal(int sig) {
-  (void)sig;
-  stop_flag = 1;
-}
-
 static void usage(FILE *out) {
   fprintf(out,
           "Usage: cadre-agentd --broker ENDPOINT --name NAME --slots N --workspace DIR [--secrets FILE]\n"
@@ -137,7 +130,7 @@ int main(int argc, char **argv) {
   o.config = cfg;
   o.models = split_list(models);
   o.providers = split_list(providers);
-  util_stop_signals(on_signal);
+  volatile int *stop_flag = util_stop_signals();
   llm_global_init();
   int rc = 1;
   agentd_t *d = agentd_new(&o, err, sizeof err);
@@ -145,7 +138,7 @@ int main(int argc, char **argv) {
     log_error("%s", err);
   } else {
     log_info("agent daemon %s: %d slots, broker %s", o.name, o.slots, o.broker);
-    rc = agentd_run(d, &stop_flag) == 0 ? 0 : 1;
+    rc = agentd_run(d, stop_flag) == 0 ? 0 : 1;
     agentd_destroy(&d);
   }
   llm_global_cleanup();

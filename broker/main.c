@@ -10,13 +10,6 @@
 #include "log.h"
 #include "util.h"
 
-static volatile int stop_flag;
-
-static void on_signal(int sig) {
-  (void)sig;
-  stop_flag = 1;
-}
-
 static void usage(FILE *out) {
   fprintf(out,
           "Usage: cadre-broker --bind ENDPOINT [--bind ENDPOINT ...] --state DIR [--config FILE]\n"
@@ -84,14 +77,14 @@ int main(int argc, char **argv) {
     return 1;
   }
   opts.config = cfg;
-  util_stop_signals(on_signal);
+  volatile int *stop_flag = util_stop_signals();
   broker_t *b = broker_new(&opts, err, sizeof err);
   if (!b) {
     log_error("%s", err);
     config_destroy(&cfg);
     return 1;
   }
-  int rc = broker_run(b, &stop_flag);
+  int rc = broker_run(b, stop_flag);
   broker_destroy(&b);
   config_destroy(&cfg);
   return rc == 0 ? 0 : 1;

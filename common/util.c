@@ -207,12 +207,21 @@ bool util_utf8_valid(const char *s, size_t len) {
   return true;
 }
 
-void util_stop_signals(void (*on_stop)(int)) {
-  struct sigaction sa = {.sa_handler = on_stop};
+/* The one piece of state a signal handler may touch: set by SIGINT/SIGTERM. */
+static volatile int stop_requested;
+
+static void on_stop_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+volatile int *util_stop_signals(void) {
+  struct sigaction sa = {.sa_handler = on_stop_signal};
   struct sigaction ign = {.sa_handler = SIG_IGN};
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGPIPE, &ign, NULL);
+  return &stop_requested;
 }
 
 int util_common_option(int c, const char *prog, void (*usage)(FILE *), bool *log_json, bool *verbose) {

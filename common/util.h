@@ -33,9 +33,10 @@ void util_random_hex(char *buf, size_t nbytes);
 size_t util_utf8_seq(const unsigned char *s, size_t n);
 /* True when the len bytes at s are valid UTF-8 (NUL bytes count as valid). */
 bool util_utf8_valid(const char *s, size_t len);
-/* Daemon signal set-up: SIGINT and SIGTERM call on_stop (which sets a flag);
- * SIGPIPE is ignored, so a peer that went away is an error return, not a death. */
-void util_stop_signals(void (*on_stop)(int));
+/* Daemon signal set-up: SIGINT and SIGTERM set the flag whose address this
+ * returns (the program's one signal-handler state), SIGPIPE is ignored, so a
+ * peer that went away is an error return, not a death. */
+volatile int *util_stop_signals(void);
 /* The long options every Cadre program takes, to end a getopt_long table with:
  * --log-json ('J'), --verbose ('v'), --version ('V'), --help ('h'). */
 #define UTIL_COMMON_LONGOPTS                                                                                     \
