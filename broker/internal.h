@@ -91,6 +91,7 @@ struct broker {
   peer_t *peers;
   turn_t *turns;         /* queued and running, in arrival order */
   struct workflow *workflows; /* every workflow, oldest first (workflow.c) */
+  json_t *workspaces;    /* session id -> the workspace its turns run in (sessions.c) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
   size_t turn_budget;    /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
@@ -146,6 +147,10 @@ int sessions_start(broker_t *b);
 /* Appends the user's text to a session and queues a turn. Returns the turn id or -1 with err. */
 int64_t sessions_ask(broker_t *b, const char *session, const char *text, char *err, size_t errlen);
 void sessions_schedule(broker_t *b);
+/* Turns of the session run from now on only on nodes whose workspace is this
+ * one (a controller's; NULL or "" changes nothing). Sub-agents take their
+ * parent's when first placed. */
+void sessions_set_workspace(broker_t *b, const char *session, const char *workspace);
 /* Queues a turn for a session without a new user message (follow-ups,
  * continuations after tool results). Returns the turn id or -1. */
 int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after);

@@ -89,6 +89,8 @@ static void verb_ask(request_t *r) {
     store_session_ensure(r->b->store, session, mp->role, mp->name);
     store_session_set_solo(r->b->store, session, true);
   }
+  /* A local controller says the directory it runs in: the session's turns go there. */
+  sessions_set_workspace(r->b, session, r->from->workspace);
   int64_t turn = sessions_ask(r->b, session, text, err, sizeof err);
   if (turn < 0) {
     fail(r, "ask_failed", err);
@@ -155,7 +157,9 @@ static void verb_spawn(request_t *r) {
     return;
   }
   char id[128], err[256];
-  /* Watch before spawning so no event of the new agent is missed. */
+  /* Watch before spawning so no event of the new agent is missed. The new
+   * agent works where main does, which is where this controller is. */
+  sessions_set_workspace(r->b, "main", r->from->workspace);
   if (agents_spawn(r->b, profile ? profile : role, profile != NULL, task, "main", NULL, id, sizeof id, err,
                    sizeof err) < 0) {
     fail(r, "spawn_failed", err);
@@ -303,7 +307,8 @@ static void verb_approve(request_t *r) {
   char err[512];
   if (!arg_id(r, &id))
     return;
-  if (workflow_approve(r->b, id, arg_str(r, "workspace", NULL), err, sizeof err) < 0) {
+  const char *ws = arg_str(r, "workspace", r->from->workspace && r->from->workspace[0] ? r->from->workspace : NULL);
+  if (workflow_approve(r->b, id, ws, err, sizeof err) < 0) {
     fail(r, "approve_failed", err);
     return;
   }

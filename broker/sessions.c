@@ -6,6 +6,7 @@
  * turn is dispatched, so any node serving the model can take any turn.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -144,12 +145,32 @@ static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t
   return msgs;
 }
 
-/* The node with the most free slots that serves the profile, or NULL. */
-static peer_t *pick_node(broker_t *b, const cadre_profile_t *p, bool *any_capable) {
+void sessions_set_workspace(broker_t *b, const char *session, const char *workspace) {
+  if (!workspace || !workspace[0] || (!b->workspaces && !(b->workspaces = json_object())))
+    return;
+  json_object_set_new(b->workspaces, session, json_string(workspace));
+}
+
+/* The workspace a session's turns run in: its own, else its parent's (then
+ * kept as its own), else NULL: any node. */
+static const char *session_workspace(broker_t *b, const char *session) {
+  const char *ws = json_string_value(json_object_get(b->workspaces, session));
+  char parent[128] = "";
+  if (ws || store_session_get(b->store, session, NULL, 0, parent, sizeof parent, NULL) < 0 || !parent[0] ||
+      strcmp(parent, session) == 0)
+    return ws;
+  ws = session_workspace(b, parent);
+  sessions_set_workspace(b, session, ws);
+  return json_string_value(json_object_get(b->workspaces, session));
+}
+
+/* The node with the most free slots that serves the profile (in the session's
+ * workspace, when it has one), or NULL. */
+static peer_t *pick_node(broker_t *b, const cadre_profile_t *p, const char *workspace, bool *any_capable) {
   peer_t *best = NULL;
   *any_capable = false;
   for (peer_t *n = b->peers; n; n = n->next) {
-    if (!peer_serves(n, p->model, p->provider))
+    if (!peer_serves(n, p->model, p->provider) || (workspace && strcmp(n->workspace, workspace) != 0))
       continue;
     *any_capable = true;
     if (n->busy < n->slots && (!best || n->slots - n->busy > best->slots - best->busy))
@@ -323,12 +344,14 @@ void sessions_schedule(broker_t *b) {
         break;
       }
       bool capable;
-      peer_t *node = pick_node(b, p, &capable);
+      const char *ws = session_workspace(b, t->session);
+      peer_t *node = pick_node(b, p, ws, &capable);
       if (!node) {
         if (!capable && !t->warned_no_node) {
           t->warned_no_node = true;
-          char detail[256];
-          snprintf(detail, sizeof detail, "no agent daemon serves model %s yet; waiting for one", p->model);
+          char detail[PATH_MAX + 256];
+          snprintf(detail, sizeof detail, "no agent daemon serves model %s%s%s yet; waiting for one", p->model,
+                   ws ? " in workspace " : "", ws ? ws : "");
           broker_event(b, "turn_waiting", t->session, t->id, json_pack("{s:s}", "detail", detail));
         }
         continue;
@@ -487,7 +510,7 @@ void sessions_tick(broker_t *b, int64_t now) {
       continue;
     const cadre_profile_t *p = session_profile(b, t->session);
     bool capable;
-    pick_node(b, p, &capable);
+    pick_node(b, p, session_workspace(b, t->session), &capable);
     if (capable)
       continue;
     char detail[256];
@@ -503,8 +526,8 @@ void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m) {
     return;
   json_t *call = json_loads(m->text, 0, NULL);
   broker_event(b, "approval_needed", m->session, m->turn,
-               json_pack("{s:I, s:o, s:s}", "seq", (json_int_t)m->seq, "call", call ? call : json_string(m->text),
-                         "node", from->name));
+               json_pack("{s:I, s:o, s:s, s:s}", "seq", (json_int_t)m->seq, "call",
+                         call ? call : json_string(m->text), "node", from->name, "workspace", from->workspace));
 }
 
 int sessions_approve(broker_t *b, int64_t id, int64_t seq, bool allow) {
