@@ -27,7 +27,7 @@ struct client {
   size_t queued;
 };
 
-static proto_msg_t *controller_hello(const char *name) {
+static proto_msg_t *controller_hello(const char *name, const char *workspace) {
   proto_msg_t *m = proto_msg_new(PROTO_HELLO);
   if (!m)
     return NULL;
@@ -42,6 +42,8 @@ static proto_msg_t *controller_hello(const char *name) {
   proto_set_str(m, PROTO_F_name, name);
   proto_set_str(m, PROTO_F_version, CADRE_VERSION);
   proto_set_str(m, PROTO_F_host, host);
+  if (workspace && workspace[0])
+    proto_set_str(m, PROTO_F_workspace, workspace);
   return m;
 }
 
@@ -73,7 +75,7 @@ client_t *client_connect(const client_opts_t *o, int timeout_ms, char *err, size
   if (!c)
     return NULL;
   c->ctx = zmq_ctx_new();
-  proto_msg_t *hello = controller_hello(o->name);
+  proto_msg_t *hello = controller_hello(o->name, o->workspace);
   proto_link_opts_t lo = {.endpoint = o->endpoint, .key_file = o->key_file, .broker_key = o->broker_key};
   c->link = c->ctx && hello ? proto_link_new(c->ctx, &lo, &hello, err, errlen) : NULL;
   if (!c->ctx || !hello)

@@ -1,5 +1,13 @@
-/* cluster.c: the local cluster (a broker and one agent daemon on this machine),
- * started in the background when cadre is used without a broker. */
+/* cluster.c: the local cluster, started in the background when cadre is used
+ * without a broker: one broker and one agent daemon per workspace (the
+ * directory cadre runs in, or its git root), each started when cadre is first
+ * used there. What runs is written in cluster.json in the state directory:
+ *   {broker_pid, endpoint, config, secrets, slots, started_ms,
+ *    agents: [{workspace, name, pid, log}],
+ *    agentd_pid, workspace}   (the first agent's, as before)
+ * Starting and changing it happens under a lock (cluster.lock), so two cadre
+ * commands at once never start two brokers or two daemons for one workspace.
+ * A start that fails stops what it started and leaves no cluster.json. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -7,12 +15,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "config.h"
 #include "ctl.h"
 #include "jx.h"
+#include "secrets.h"
 #include "util.h"
 
 static void state_path(const ctl_t *ctl, const char *file, char *buf, size_t len) {
@@ -110,18 +121,27 @@ static int wait_for_file(const char *path, pid_t pid, int timeout_ms) {
   return -1;
 }
 
+/* $XDG_CONFIG_HOME/cadre (~/.config/cadre), or NULL without a home. */
+static const char *config_dir(char *buf, size_t len) {
+  const char *xdg = getenv("XDG_CONFIG_HOME");
+  const char *home = getenv("HOME");
+  if (xdg && xdg[0] == '/')
+    snprintf(buf, len, "%s/cadre", xdg);
+  else if (home && home[0])
+    snprintf(buf, len, "%s/.config/cadre", home);
+  else
+    return NULL;
+  return buf;
+}
+
 static const char *default_config(char *buf, size_t len) {
   const char *env = getenv("CADRE_CONFIG");
   if (env)
     return env;
-  const char *xdg = getenv("XDG_CONFIG_HOME");
-  const char *home = getenv("HOME");
-  if (xdg && xdg[0] == '/')
-    snprintf(buf, len, "%s/cadre/config.json", xdg);
-  else if (home)
-    snprintf(buf, len, "%s/.config/cadre/config.json", home);
-  else
+  char dir[PATH_MAX - 32];
+  if (!config_dir(dir, sizeof dir))
     return NULL;
+  snprintf(buf, len, "%s/config.json", dir);
   return access(buf, R_OK) == 0 ? buf : NULL;
 }
 
@@ -136,13 +156,79 @@ static const char *default_secrets(const char *config, char *buf, size_t len) {
     if (access(buf, R_OK) == 0)
       return buf;
   }
-  const char *home = getenv("HOME");
-  if (home) {
-    snprintf(buf, len, "%s/.config/cadre/secrets.json", home);
+  char dir[PATH_MAX - 32];
+  if (config_dir(dir, sizeof dir)) {
+    snprintf(buf, len, "%s/secrets.json", dir);
     if (access(buf, R_OK) == 0)
       return buf;
   }
   return NULL;
+}
+
+int cluster_workspace(char *buf, size_t len) {
+  char cwd[PATH_MAX], dir[PATH_MAX], probe[PATH_MAX + 8];
+  if (!getcwd(cwd, sizeof cwd) || !realpath(cwd, dir))
+    return -errno;
+  for (size_t n = strlen(dir); n > 0;) {
+    snprintf(probe, sizeof probe, "%.*s/.git", (int)n, dir);
+    if (access(probe, F_OK) == 0) {
+      snprintf(buf, len, "%.*s", (int)(n ? n : 1), n ? dir : "/");
+      return 0;
+    }
+    while (n > 0 && dir[n - 1] != '/')
+      n--;
+    if (n > 0)
+      n--; /* drop the slash: the parent */
+  }
+  if (strlen(dir) >= len)
+    return -ENAMETOOLONG;
+  memcpy(buf, dir, strlen(dir) + 1);
+  return 0;
+}
+
+/* Checks the config and secrets files the programs will read, so that their
+ * errors are printed here, with what to do, and nothing starts. */
+static int check_files(const char *config, const char *secrets) {
+  char err[1024];
+  cadre_config_t *cfg = config ? config_load(config, NULL, err, sizeof err) : NULL;
+  if (config && !cfg) {
+    fprintf(stderr, "cadre: %s\ncadre: nothing was started; fix the file, or start with another: cadre up "
+                    "--config FILE\n", err);
+    return -1;
+  }
+  config_destroy(&cfg);
+  secrets_t *sec = secrets ? secrets_load(secrets, err, sizeof err) : NULL;
+  if (secrets && !sec) {
+    fprintf(stderr, "cadre: %s\ncadre: nothing was started; fix the file (a JSON object such as "
+                    "{\"openai_api_key\": \"...\"}), or give another: cadre up --secrets FILE\n", err);
+    return -1;
+  }
+  secrets_destroy(&sec);
+  return 0;
+}
+
+/* Prints what a program wrote to its log since offset from: why it stopped. */
+static void print_log_since(const char *log, off_t from) {
+  FILE *f = fopen(log, "r");
+  if (!f)
+    return;
+  fseeko(f, from, SEEK_SET);
+  char line[1024];
+  int shown = 0;
+  while (shown < 20 && fgets(line, sizeof line, f)) {
+    const char *text = line;
+    const char *z = line[0] >= '0' && line[0] <= '9' ? strstr(line, "Z ") : NULL;
+    if (z && z - line < 40)
+      text = z + 2; /* the timestamp adds nothing here */
+    fprintf(stderr, "  %s%s", text, strchr(text, '\n') ? "" : "\n");
+    shown++;
+  }
+  fclose(f);
+}
+
+static off_t file_size(const char *path) {
+  struct stat st;
+  return stat(path, &st) == 0 ? st.st_size : 0;
 }
 
 typedef struct {
@@ -166,43 +252,67 @@ static int start_broker(ctl_t *ctl, const up_opts_t *o, pid_t *pid) {
     argv[n++] = "--config";
     argv[n++] = (char *)o->config;
   }
+  off_t before = file_size(log);
   *pid = spawn(argv, log);
   if (*pid < 0 || wait_for_file(ep, *pid, 10000) < 0) {
-    fprintf(stderr, "cadre: the broker did not start; see %s\n", log);
+    fprintf(stderr, "cadre: the broker did not start (log %s):\n", log);
+    print_log_since(log, before);
+    if (*pid > 0 && kill(*pid, SIGKILL) == 0)
+      waitpid(*pid, NULL, 0);
+    *pid = -1;
     return -1;
   }
   return 0;
 }
 
-static int start_agentd(ctl_t *ctl, const up_opts_t *o, pid_t *pid) {
-  char prog[PATH_MAX], log[PATH_MAX + 32], host[200], name[256];
+/* A node name for a workspace: host-basename, unique among the cluster's. */
+static void node_name(const json_t *agents, const char *ws, char *out, size_t len) {
+  char host[128];
+  util_hostname(host, sizeof host);
+  const char *base = strrchr(ws, '/');
+  base = base && base[1] ? base + 1 : "root";
+  for (int i = 1;; i++) {
+    if (i == 1)
+      snprintf(out, len, "%.60s-%.60s", host, base);
+    else
+      snprintf(out, len, "%.60s-%.60s-%d", host, base, i);
+    bool taken = false;
+    size_t k;
+    json_t *a;
+    json_array_foreach(agents, k, a) taken = taken || strcmp(jx_str(a, "name", ""), out) == 0;
+    if (!taken)
+      return;
+  }
+}
+
+static int start_agentd(ctl_t *ctl, const json_t *info, const char *ws, const char *name, const char *log,
+                        pid_t *pid) {
+  char prog[PATH_MAX];
   if (find_program("cadre-agentd", "CADRE_AGENTD_BIN", "agentd", prog, sizeof prog) < 0) {
     fprintf(stderr, "cadre: cannot find cadre-agentd (next to cadre, or on PATH)\n");
     return -1;
   }
-  state_path(ctl, "agentd.log", log, sizeof log);
-  util_hostname(host, sizeof host);
-  snprintf(name, sizeof name, "%s-local", host);
-  char *argv[24] = {prog,          "--broker", ctl->epbuf,          "--key",       ctl->keybuf,
-                    "--broker-key", ctl->pubbuf, "--name",           name,          "--slots",
-                    (char *)o->slots, "--workspace", (char *)o->workspace};
+  const char *config = jx_str(info, "config", NULL), *secrets = jx_str(info, "secrets", NULL);
+  char *argv[24] = {prog,           "--broker",    ctl->epbuf, "--key",  ctl->keybuf,
+                    "--broker-key", ctl->pubbuf,   "--name",   (char *)name, "--slots",
+                    (char *)jx_str(info, "slots", "4"), "--workspace", (char *)ws};
   int n = 13;
-  if (o->config) {
+  if (config) {
     argv[n++] = "--config";
-    argv[n++] = (char *)o->config;
+    argv[n++] = (char *)config;
   }
-  if (o->secrets) {
+  if (secrets) {
     argv[n++] = "--secrets";
-    argv[n++] = (char *)o->secrets;
+    argv[n++] = (char *)secrets;
   }
   *pid = spawn(argv, log);
   return *pid < 0 ? -1 : 0;
 }
 
-/* Waits until at least one node is registered. */
-static int wait_for_node(ctl_t *ctl) {
+/* Waits until the node called name is registered, while pid lives. */
+static int wait_for_node(ctl_t *ctl, const char *name, pid_t pid) {
   char err[512];
-  client_opts_t co = {ctl->epbuf, ctl->keybuf, ctl->pubbuf, NULL};
+  client_opts_t co = {ctl->epbuf, ctl->keybuf, ctl->pubbuf, NULL, NULL};
   client_t *c = client_connect(&co, 10000, err, sizeof err);
   if (!c) {
     fprintf(stderr, "cadre: %s\n", err);
@@ -210,23 +320,154 @@ static int wait_for_node(ctl_t *ctl) {
   }
   int64_t deadline = util_now_ms() + 10000;
   int rc = -1;
-  while (rc < 0 && util_now_ms() < deadline) {
+  while (rc < 0 && util_now_ms() < deadline && kill(pid, 0) == 0 && waitpid(pid, NULL, WNOHANG) != pid) {
     json_t *nodes = client_request(c, "nodes", NULL, 5000, err, sizeof err);
-    if (nodes && json_array_size(nodes) > 0)
-      rc = 0;
+    size_t i;
+    json_t *n;
+    json_array_foreach(nodes, i, n) if (strcmp(jx_str(n, "name", ""), name) == 0) rc = 0;
     json_decref(nodes);
     if (rc < 0)
       usleep(50 * 1000);
   }
   client_destroy(&c);
-  if (rc < 0)
-    fprintf(stderr, "cadre: the agent daemon did not register; see %s/agentd.log\n", ctl->state_dir);
   return rc;
 }
 
+static void stop_pid(pid_t pid) {
+  if (pid <= 0 || kill(pid, SIGTERM) < 0)
+    return;
+  int64_t deadline = util_now_ms() + 5000;
+  while (kill(pid, 0) == 0 && waitpid(pid, NULL, WNOHANG) != pid && util_now_ms() < deadline)
+    usleep(20 * 1000);
+  if (kill(pid, 0) == 0)
+    kill(pid, SIGKILL);
+  waitpid(pid, NULL, WNOHANG);
+}
+
+static void write_cluster(const ctl_t *ctl, json_t *info) {
+  char path[PATH_MAX + 32], tmp[PATH_MAX + 40];
+  state_path(ctl, "cluster.json", path, sizeof path);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  if (json_dump_file(info, tmp, JSON_INDENT(2)) == 0)
+    rename(tmp, path);
+}
+
+/* Removes cluster.json and what the broker leaves behind when killed. */
+static void forget_cluster(const ctl_t *ctl) {
+  static const char *files[] = {"cluster.json", "endpoint", "broker.sock"};
+  char path[PATH_MAX + 32];
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    state_path(ctl, files[i], path, sizeof path);
+    unlink(path);
+  }
+}
+
+static void stop_all(const ctl_t *ctl, json_t *info) {
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(info, "agents"), i, a) stop_pid((pid_t)jx_int(a, "pid", 0));
+  stop_pid((pid_t)jx_int(info, "broker_pid", 0));
+  forget_cluster(ctl);
+}
+
+/* The agents entry serving ws, or NULL. */
+static json_t *agent_of(json_t *info, const char *ws) {
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(info, "agents"), i, a) if (strcmp(jx_str(a, "workspace", ""), ws) == 0) return a;
+  return NULL;
+}
+
+/* Makes sure an agent daemon serves ws: starts one (again) when none runs. */
+static int ensure_agent(ctl_t *ctl, json_t *info, const char *ws) {
+  json_t *agents = json_object_get(info, "agents");
+  json_t *a = agent_of(info, ws);
+  if (a && pid_alive(a, "pid"))
+    return 0;
+  char name[256], log[PATH_MAX + 300];
+  if (a)
+    snprintf(name, sizeof name, "%s", jx_str(a, "name", "local"));
+  else
+    node_name(agents, ws, name, sizeof name);
+  snprintf(log, sizeof log, "%s/agentd-%s.log", ctl->state_dir, name);
+  off_t before = file_size(log);
+  pid_t pid = -1;
+  if (start_agentd(ctl, info, ws, name, log, &pid) < 0)
+    return -1;
+  if (!a) {
+    a = json_object();
+    json_array_append_new(agents, a);
+  }
+  json_object_set_new(a, "workspace", json_string(ws));
+  json_object_set_new(a, "name", json_string(name));
+  json_object_set_new(a, "pid", json_integer(pid));
+  json_object_set_new(a, "log", json_string(log));
+  if (json_array_get(agents, 0) == a) {
+    json_object_set_new(info, "agentd_pid", json_integer(pid));
+    json_object_set_new(info, "workspace", json_string(ws));
+  }
+  write_cluster(ctl, info);
+  if (wait_for_node(ctl, name, pid) == 0)
+    return 0;
+  fprintf(stderr, "cadre: the agent daemon for %s did not start (log %s):\n", ws, log);
+  print_log_since(log, before);
+  stop_pid(pid);
+  json_object_set_new(a, "pid", json_integer(0));
+  write_cluster(ctl, info);
+  return -1;
+}
+
+/* Reads cluster.json, giving an older one (one agentd_pid) its agents list. */
+static json_t *read_cluster_agents(const ctl_t *ctl) {
+  json_t *info = read_cluster(ctl);
+  if (info && !json_is_array(json_object_get(info, "agents"))) {
+    json_t *agents = json_array();
+    if (jx_int(info, "agentd_pid", 0) > 0)
+      json_array_append_new(agents, json_pack("{s:s, s:s, s:I}", "workspace", jx_str(info, "workspace", ""), "name",
+                                              "local", "pid", jx_int(info, "agentd_pid", 0)));
+    json_object_set_new(info, "agents", agents);
+  }
+  return info;
+}
+
+/* Starts the broker and the first agent daemon; on failure stops both. */
+static json_t *start_cluster(ctl_t *ctl, const up_opts_t *o, const char *ws) {
+  json_t *old = read_cluster_agents(ctl);
+  if (old)
+    stop_all(ctl, old); /* daemons of a broker that died: they would wait for it forever */
+  json_decref(old);
+  if (check_files(o->config, o->secrets) < 0)
+    return NULL;
+  pid_t bpid = -1;
+  if (start_broker(ctl, o, &bpid) < 0) {
+    forget_cluster(ctl);
+    return NULL;
+  }
+  json_t *info = json_pack("{s:i, s:s, s:s?, s:s?, s:s, s:I, s:[]}", "broker_pid", (int)bpid, "endpoint",
+                           ctl->epbuf, "config", o->config, "secrets", o->secrets, "slots", o->slots, "started_ms",
+                           (json_int_t)util_wall_ms(), "agents");
+  write_cluster(ctl, info);
+  if (ensure_agent(ctl, info, ws) < 0) {
+    fprintf(stderr, "cadre: stopped the broker again; nothing runs\n");
+    stop_all(ctl, info);
+    json_decref(info);
+    return NULL;
+  }
+  return info;
+}
+
+static int lock_state(const ctl_t *ctl) {
+  char path[PATH_MAX + 32];
+  state_path(ctl, "cluster.lock", path, sizeof path);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd >= 0)
+    flock(fd, LOCK_EX);
+  return fd;
+}
+
 int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet) {
-  char cfgbuf[PATH_MAX], secbuf[PATH_MAX], cwd[PATH_MAX];
-  up_opts_t o = {.config = ctl->config, .slots = "4", .workspace = getcwd(cwd, sizeof cwd)};
+  char cfgbuf[PATH_MAX], secbuf[PATH_MAX], ws[PATH_MAX];
+  up_opts_t o = {.config = ctl->config, .slots = "4"};
   static const struct option longopts[] = {{"config", required_argument, 0, 'c'},
                                            {"secrets", required_argument, 0, 'S'},
                                            {"workspace", required_argument, 0, 'w'},
@@ -243,11 +484,11 @@ int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet) {
     default: return 2;
     }
   }
-  if (cluster_running(ctl)) {
-    if (!quiet)
-      return cluster_status(ctl);
-    return 0;
+  if (o.workspace ? !realpath(o.workspace, ws) : cluster_workspace(ws, sizeof ws) < 0) {
+    fprintf(stderr, "cadre: workspace %s: %s\n", o.workspace ? o.workspace : ".", strerror(errno));
+    return 1;
   }
+  snprintf(ctl->workspace, sizeof ctl->workspace, "%s", ws);
   if (!o.config)
     o.config = default_config(cfgbuf, sizeof cfgbuf);
   if (!o.secrets)
@@ -257,50 +498,40 @@ int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet) {
     return 1;
   }
   cluster_use(ctl);
-  pid_t bpid = -1, apid = -1;
-  if (start_broker(ctl, &o, &bpid) < 0)
-    return 1;
-  if (start_agentd(ctl, &o, &apid) < 0) {
-    kill(bpid, SIGTERM);
-    return 1;
+  int lock = lock_state(ctl);
+  json_t *info = read_cluster_agents(ctl);
+  bool started = false;
+  int rc = 0;
+  if (info && pid_alive(info, "broker_pid")) {
+    const char *cfg = jx_str(info, "config", NULL);
+    if (!quiet && argc > 0 && o.config && (!cfg || strcmp(cfg, o.config) != 0))
+      fprintf(stderr, "cadre: the local cluster already runs with config %s; `cadre down` first to use %s\n",
+              cfg ? cfg : "(built-in defaults)", o.config);
+    rc = ensure_agent(ctl, info, ws) < 0 ? 1 : 0;
+  } else {
+    json_decref(info);
+    info = start_cluster(ctl, &o, ws);
+    rc = info ? 0 : 1;
+    started = info != NULL;
   }
-  char path[PATH_MAX + 32], *ws = realpath(o.workspace, NULL);
-  json_t *info = json_pack("{s:i, s:i, s:s, s:s?, s:s?, s:I}", "broker_pid", (int)bpid, "agentd_pid", (int)apid,
-                           "endpoint", ctl->epbuf, "config", o.config, "workspace", ws, "started_ms",
-                           (json_int_t)util_wall_ms());
-  free(ws);
-  state_path(ctl, "cluster.json", path, sizeof path);
-  json_dump_file(info, path, JSON_INDENT(2));
   json_decref(info);
-  if (wait_for_node(ctl) < 0)
-    return 1;
-  if (!quiet)
+  if (lock >= 0)
+    close(lock);
+  if (rc != 0 || quiet)
+    return rc;
+  if (started)
     fprintf(stderr, "cadre: local cluster started (state %s)\n", ctl->state_dir);
-  return quiet ? 0 : cluster_status(ctl);
-}
-
-static void stop_pid(pid_t pid) {
-  if (pid <= 0 || kill(pid, SIGTERM) < 0)
-    return;
-  int64_t deadline = util_now_ms() + 5000;
-  while (kill(pid, 0) == 0 && util_now_ms() < deadline)
-    usleep(20 * 1000);
-  if (kill(pid, 0) == 0)
-    kill(pid, SIGKILL);
+  return cluster_status(ctl);
 }
 
 int cluster_down(ctl_t *ctl) {
-  json_t *info = read_cluster(ctl);
+  json_t *info = read_cluster_agents(ctl);
   if (!info) {
     fprintf(stderr, "cadre: no local cluster is running (state %s)\n", ctl->state_dir);
     return 0;
   }
-  stop_pid((pid_t)jx_int(info, "agentd_pid", 0));
-  stop_pid((pid_t)jx_int(info, "broker_pid", 0));
+  stop_all(ctl, info);
   json_decref(info);
-  char path[PATH_MAX + 32];
-  state_path(ctl, "cluster.json", path, sizeof path);
-  unlink(path);
   if (ctl->json)
     printf("{\"stopped\":true}\n");
   else
@@ -308,14 +539,44 @@ int cluster_down(ctl_t *ctl) {
   return 0;
 }
 
+/* Marks each local agent daemon running and registered; true when all are. */
+static bool check_agents(json_t *info, const json_t *nodes) {
+  bool healthy = json_array_size(json_object_get(info, "agents")) > 0;
+  size_t i, k;
+  json_t *a, *n;
+  json_array_foreach(json_object_get(info, "agents"), i, a) {
+    bool registered = false;
+    json_array_foreach(nodes, k, n) registered = registered || strcmp(jx_str(n, "name", ""), jx_str(a, "name", "")) == 0;
+    bool running = pid_alive(a, "pid");
+    json_object_set_new(a, "running", json_boolean(running));
+    json_object_set_new(a, "registered", json_boolean(registered));
+    healthy = healthy && running && registered;
+  }
+  return healthy;
+}
+
+static void print_local(const json_t *info) {
+  printf("programs  cadre-broker  pid %lld, running\n", (long long)jx_int(info, "broker_pid", 0));
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(info, "agents"), i, a) {
+    bool running = jx_bool(a, "running", false), registered = jx_bool(a, "registered", false);
+    printf("          cadre-agentd  pid %lld, %s, node %s, workspace %s\n", (long long)jx_int(a, "pid", 0),
+           !running ? "NOT RUNNING" : registered ? "running" : "running but NOT REGISTERED", jx_str(a, "name", ""),
+           jx_str(a, "workspace", ""));
+    if (!running)
+      printf("          (see %s; `cadre up` in that directory starts it again)\n", jx_str(a, "log", "its log"));
+  }
+}
+
 int cluster_status(ctl_t *ctl) {
   json_t *info = NULL;
-  bool local = !ctl->broker;
+  bool local = !ctl->broker || ctl->broker == ctl->epbuf; /* cadre up has just used it */
   if (local) {
-    info = read_cluster(ctl);
+    info = read_cluster_agents(ctl);
     if (!info || !pid_alive(info, "broker_pid")) {
       if (ctl->json)
-        printf("{\"running\":false,\"state_dir\":\"%s\"}\n", ctl->state_dir);
+        printf("{\"running\":false,\"healthy\":false,\"state_dir\":\"%s\"}\n", ctl->state_dir);
       else
         printf("no local cluster is running (state %s); start one with: cadre up\n", ctl->state_dir);
       json_decref(info);
@@ -333,12 +594,14 @@ int cluster_status(ctl_t *ctl) {
     json_decref(nodes);
     return 1;
   }
+  bool healthy = info ? check_agents(info, nodes) : json_array_size(nodes) > 0;
   json_object_set(st, "node_list", nodes);
   if (info) {
     json_object_set(st, "local", info);
   }
   if (ctl->json) {
     json_object_set_new(st, "running", json_true());
+    json_object_set_new(st, "healthy", json_boolean(healthy));
     ctl_print_json(st);
   } else {
     printf("broker    %s (cadre %s, up %lld s, epoch %s)\n", ctl->broker,
@@ -349,10 +612,7 @@ int cluster_status(ctl_t *ctl) {
     const char *cfg = jx_str(st, "config", NULL);
     printf("config    %s\n", cfg ? cfg : "(built-in defaults)");
     if (info)
-      printf("local     broker pid %lld, agent daemon pid %lld%s\n",
-             (long long)jx_int(info, "broker_pid", 0),
-             (long long)jx_int(info, "agentd_pid", 0),
-             pid_alive(info, "agentd_pid") ? "" : " (not running)");
+      print_local(info);
     printf("nodes     %lld (%lld slots, %lld busy)\n", (long long)jx_int(st, "nodes", 0),
            (long long)jx_int(st, "slots", 0),
            (long long)jx_int(st, "busy", 0));
@@ -365,9 +625,11 @@ int cluster_status(ctl_t *ctl) {
            (long long)jx_int(st, "turns_running", 0),
            (long long)jx_int(st, "turns_queued", 0),
            (long long)jx_int(st, "sessions", 0));
+    if (!healthy)
+      printf("health    NOT HEALTHY: %s\n", info ? "an agent daemon is not up (see above)" : "no agent daemon is registered");
   }
   json_decref(info);
   json_decref(st);
   json_decref(nodes);
-  return 0;
+  return healthy ? 0 : 1;
 }

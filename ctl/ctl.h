@@ -16,6 +16,7 @@ typedef struct {
   bool json;
   bool color;              /* stdout is a TTY and NO_COLOR is unset */
   int timeout_ms;          /* for requests */
+  char workspace[PATH_MAX]; /* local cluster: the directory our turns run in ("" otherwise) */
   char state_dir[PATH_MAX];
   char keybuf[PATH_MAX + 32], pubbuf[PATH_MAX + 32], epbuf[PATH_MAX + 32];
 } ctl_t;
@@ -33,6 +34,8 @@ void ctl_print_json(const json_t *v);
 void ctl_error(const ctl_t *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* cluster.c */
+/* Starts the local cluster when none runs, and an agent daemon for this
+ * workspace (ctl->workspace, filled in) when none serves it. Errors printed. */
 int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet);
 int cluster_down(ctl_t *ctl);
 int cluster_status(ctl_t *ctl);
@@ -40,6 +43,9 @@ int cluster_status(ctl_t *ctl);
 bool cluster_running(ctl_t *ctl);
 /* Fills ctl->broker/key_file/broker_key with the local cluster's. */
 void cluster_use(ctl_t *ctl);
+/* The workspace cadre works in: the git root of the current directory, or the
+ * directory itself (real path). 0, or -errno. */
+int cluster_workspace(char *buf, size_t len);
 
 /* Commands that run their own way (the rest are entries of the command table, commands.h). */
 int cmd_ask(ctl_t *ctl, int argc, char **argv);

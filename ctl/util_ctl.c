@@ -32,8 +32,8 @@ void ctl_error(const ctl_t *ctl, const char *fmt, ...) {
 
 client_t *ctl_connect(ctl_t *ctl) {
   if (!ctl->broker) {
-    if (!cluster_running(ctl) && cluster_up(ctl, 0, NULL, true) != 0) {
-      ctl_error(ctl, "could not start the local cluster (see %s)", ctl->state_dir);
+    if (cluster_up(ctl, 0, NULL, true) != 0) {
+      ctl_error(ctl, "could not start the local cluster (state %s)", ctl->state_dir);
       return NULL;
     }
     cluster_use(ctl);
@@ -41,7 +41,7 @@ client_t *ctl_connect(ctl_t *ctl) {
     cluster_use(ctl); /* keys of the local state dir unless given */
   }
   char err[1024];
-  client_opts_t o = {ctl->broker, ctl->key_file, ctl->broker_key, NULL};
+  client_opts_t o = {ctl->broker, ctl->key_file, ctl->broker_key, NULL, ctl->workspace[0] ? ctl->workspace : NULL};
   client_t *c = client_connect(&o, ctl->timeout_ms, err, sizeof err);
   if (!c)
     ctl_error(ctl, "%s", err);
