@@ -107,7 +107,9 @@ static void on_approval(ask_t *a, const json_t *p) {
   if (isatty(STDIN_FILENO) && !a->ctl->json) {
     sbuf_t call = {0};
     render_call(&call, jx_obj(p, "call"));
-    fprintf(stderr, "%sAllow %s ? [y/N] ", a->at_line_start ? "" : "\n", sbuf_str(&call));
+    const char *ws = jx_str(p, "workspace", "");
+    fprintf(stderr, "%sAllow %s%s%s ? [y/N] ", a->at_line_start ? "" : "\n", sbuf_str(&call), ws[0] ? " in " : "",
+            ws);
     sbuf_free(&call);
     char line[32] = "";
     allow = fgets(line, sizeof line, stdin) && (line[0] == 'y' || line[0] == 'Y');

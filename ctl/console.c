@@ -345,9 +345,10 @@ static void learn(console_t *con) {
 static void banner(console_t *con) {
   const char *b = out_color(con->out) ? "\033[1m" : "", *d = out_color(con->out) ? "\033[2m" : "",
              *r = out_color(con->out) ? "\033[0m" : "";
-  out_printf(con->out, "%sCadre %s%s %s· broker %s · /help lists the commands · /exit leaves (the cluster keeps "
+  const char *ws = con->ctl->workspace;
+  out_printf(con->out, "%sCadre %s%s %s· %s%s%sbroker %s · /help lists the commands · /exit leaves (the cluster keeps "
                        "running)%s",
-             b, CADRE_VERSION, r, d, con->ctl->broker, r);
+             b, CADRE_VERSION, r, d, ws[0] ? "workspace " : "", ws, ws[0] ? " · " : "", con->ctl->broker, r);
 }
 
 int cmd_console(ctl_t *ctl, int argc, char **argv) {

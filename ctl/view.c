@@ -399,7 +399,9 @@ void view_event(view_t *v, const proto_msg_t *m) {
   } else if (strcmp(kind, "approval_needed") == 0) {
     sbuf_t b = {0};
     render_call(&b, jx_obj(p, "call"));
-    out_agent_line(v->out, session, OUT_WARN, "wants to run %s (waiting for approval)", sbuf_str(&b));
+    const char *ws = jx_str(p, "workspace", "");
+    out_agent_line(v->out, session, OUT_WARN, "wants to run %s%s%s (waiting for approval)", sbuf_str(&b),
+                   ws[0] ? " in " : "", ws);
     sbuf_free(&b);
   } else if (strcmp(kind, "turn_waiting") == 0) {
     out_agent_line(v->out, session, OUT_DIM, "waiting: %s", jx_str(p, "detail", ""));
