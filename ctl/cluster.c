@@ -48,9 +48,20 @@ static json_t *read_cluster(const ctl_t *ctl) {
   return json_load_file(path, 0, NULL);
 }
 
+/* True when the process runs: exists and is not a zombie nobody has reaped. */
 static bool pid_alive(json_t *info, const char *key) {
   json_int_t pid = jx_int(info, key, 0);
-  return pid > 0 && kill((pid_t)pid, 0) == 0;
+  if (pid <= 0 || kill((pid_t)pid, 0) != 0)
+    return false;
+  char path[64], stat[512] = "";
+  snprintf(path, sizeof path, "/proc/%lld/stat", (long long)pid);
+  FILE *f = fopen(path, "r");
+  size_t n = f ? fread(stat, 1, sizeof stat - 1, f) : 0;
+  if (f)
+    fclose(f);
+  stat[n] = '\0';
+  const char *end = strrchr(stat, ')');
+  return !(end && end[1] == ' ' && end[2] == 'Z');
 }
 
 bool cluster_running(ctl_t *ctl) {
