@@ -196,7 +196,6 @@ void broker_destroy(broker_t **self_p) {
   store_close(&b->store);
   keys_wipe(&b->keys);
   free(b->authorized_path);
-  json_decref(b->workspaces);
   free(b);
   *self_p = NULL;
 }

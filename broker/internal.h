@@ -91,7 +91,6 @@ struct broker {
   peer_t *peers;
   turn_t *turns;         /* queued and running, in arrival order */
   struct workflow *workflows; /* every workflow, oldest first (workflow.c) */
-  json_t *workspaces;    /* session id -> the workspace its turns run in (sessions.c) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
   size_t turn_budget;    /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */

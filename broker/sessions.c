@@ -145,23 +145,28 @@ static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t
   return msgs;
 }
 
+/* Kept in the store, so that turns re-queued after a restart stay in their workspace. */
 void sessions_set_workspace(broker_t *b, const char *session, const char *workspace) {
-  if (!workspace || !workspace[0] || (!b->workspaces && !(b->workspaces = json_object())))
+  char key[SESSION_ID_MAX + 160];
+  if (!workspace || !workspace[0])
     return;
-  json_object_set_new(b->workspaces, session, json_string(workspace));
+  snprintf(key, sizeof key, "workspace:%s", session);
+  if (store_meta_set(b->store, key, workspace) < 0)
+    log_error("state: cannot keep the workspace of %s: %s", session, store_errmsg(b->store));
 }
 
 /* The workspace a session's turns run in: its own, else its parent's (then
- * kept as its own), else NULL: any node. */
-static const char *session_workspace(broker_t *b, const char *session) {
-  const char *ws = json_string_value(json_object_get(b->workspaces, session));
-  char parent[128] = "";
-  if (ws || store_session_get(b->store, session, NULL, 0, parent, sizeof parent, NULL) < 0 || !parent[0] ||
-      strcmp(parent, session) == 0)
+ * kept as its own), else NULL: any node. ws holds it. */
+static const char *session_workspace(broker_t *b, const char *session, char *ws, size_t len) {
+  char key[SESSION_ID_MAX + 160], parent[128] = "";
+  snprintf(key, sizeof key, "workspace:%s", session);
+  if (store_meta_get(b->store, key, ws, len) == 0)
     return ws;
-  ws = session_workspace(b, parent);
+  if (store_session_get(b->store, session, NULL, 0, parent, sizeof parent, NULL) < 0 || !parent[0] ||
+      strcmp(parent, session) == 0 || !session_workspace(b, parent, ws, len))
+    return NULL;
   sessions_set_workspace(b, session, ws);
-  return json_string_value(json_object_get(b->workspaces, session));
+  return ws;
 }
 
 /* The node with the most free slots that serves the profile (in the session's
@@ -344,7 +349,8 @@ void sessions_schedule(broker_t *b) {
         break;
       }
       bool capable;
-      const char *ws = session_workspace(b, t->session);
+      char wsbuf[PATH_MAX];
+      const char *ws = session_workspace(b, t->session, wsbuf, sizeof wsbuf);
       peer_t *node = pick_node(b, p, ws, &capable);
       if (!node) {
         if (!capable && !t->warned_no_node) {
@@ -510,7 +516,8 @@ void sessions_tick(broker_t *b, int64_t now) {
       continue;
     const cadre_profile_t *p = session_profile(b, t->session);
     bool capable;
-    pick_node(b, p, session_workspace(b, t->session), &capable);
+    char wsbuf[PATH_MAX];
+    pick_node(b, p, session_workspace(b, t->session, wsbuf, sizeof wsbuf), &capable);
     if (capable)
       continue;
     char detail[256];

@@ -57,6 +57,12 @@ void store_close(store_t **self_p);
 /* Last SQLite error text (for logs). */
 const char *store_errmsg(store_t *self);
 
+/* A value of the meta table (small named settings that survive a restart):
+ * 0 with value filled, or -1 when absent or longer than len. */
+int store_meta_get(store_t *self, const char *key, char *value, size_t len);
+/* Sets (replaces) a value of the meta table. Returns 0 or -1. */
+int store_meta_set(store_t *self, const char *key, const char *value);
+
 /* Creates the session when absent. Returns 0 or -1. */
 int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile);
 /* All sessions as an array of objects (id, role, profile, status, parent, created_ms,
