@@ -256,11 +256,11 @@ class Errors(unittest.TestCase):
 
 
 class ConsoleWorkspace(unittest.TestCase):
-    """The console's banner names the workspace it works in."""
+    """The console's banner and its approval prompts name the workspace it works in."""
 
-    def test_banner_names_the_workspace(self):
+    def test_banner_and_approval_name_the_workspace(self):
         from test_console import Terminal
-        l = Local()
+        l = Local(config_extra=lambda cfg: cfg.update({"tools": {"approval": "mutating"}}))
         d = l.dir("proj", git=True)
         sub = l.dir("proj", "lib")
         here = os.getcwd()
@@ -272,6 +272,10 @@ class ConsoleWorkspace(unittest.TestCase):
             t.wait_text(f"workspace {d} · broker ipc://")
             l.model.script([call("execute_bash", {"command": "pwd"}, "c"), {"text": "done here"}])
             t.type("run pwd")
+            t.wait_text("wants to run execute_bash")
+            t.wait_text(f" in {d} (waiting for approval)")
+            t.wait("the question", lambda: t.last_line() == "allow it? [y/n]")
+            t.type("y")
             t.wait_text("done here")
             self.assertIn(d, tool_results(l.model.requests()[-1])["c"])
         finally:
