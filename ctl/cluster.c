@@ -433,9 +433,12 @@ static json_t *read_cluster_agents(const ctl_t *ctl) {
   json_t *info = read_cluster(ctl);
   if (info && !json_is_array(json_object_get(info, "agents"))) {
     json_t *agents = json_array();
+    char host[128], name[200];
+    util_hostname(host, sizeof host);
+    snprintf(name, sizeof name, "%s-local", host); /* what the single daemon was called */
     if (jx_int(info, "agentd_pid", 0) > 0)
       json_array_append_new(agents, json_pack("{s:s, s:s, s:I}", "workspace", jx_str(info, "workspace", ""), "name",
-                                              "local", "pid", jx_int(info, "agentd_pid", 0)));
+                                              name, "pid", jx_int(info, "agentd_pid", 0)));
     json_object_set_new(info, "agents", agents);
   }
   return info;

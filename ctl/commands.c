@@ -352,7 +352,7 @@ static const cmd_t commands[] = {
      .help = "save a plan as a template, list them, run one with key=value", .parse = parse_template,
      .show = format_template},
     {.name = "up", .usage = "[--config F] [--secrets F] [--workspace DIR] [--slots N]",
-     .help = "start the local cluster (a broker and one agent daemon)", .run = run_up},
+     .help = "start the local cluster (a broker, and an agent daemon for this directory)", .run = run_up},
     {.name = "down", .help = "stop the local cluster", .run = run_down},
     {.name = "keygen", .usage = "FILE", .help = "write a new CURVE key pair (for a remote node or controller)",
      .run = cmd_keygen},
