@@ -64,13 +64,6 @@ static bool pid_alive(json_t *info, const char *key) {
   return !(end && end[1] == ' ' && end[2] == 'Z');
 }
 
-bool cluster_running(ctl_t *ctl) {
-  json_t *info = read_cluster(ctl);
-  bool alive = info && pid_alive(info, "broker_pid");
-  json_decref(info);
-  return alive;
-}
-
 /* Finds a sibling program: $ENV, next to cadre, in the build tree, or on PATH. */
 static int find_program(const char *name, const char *env, const char *subdir, char *out, size_t len) {
   const char *override = getenv(env);

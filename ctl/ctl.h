@@ -39,8 +39,6 @@ void ctl_error(const ctl_t *ctl, const char *fmt, ...) __attribute__((format(pri
 int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet);
 int cluster_down(ctl_t *ctl);
 int cluster_status(ctl_t *ctl);
-/* True when the local cluster's broker is running. */
-bool cluster_running(ctl_t *ctl);
 /* Fills ctl->broker/key_file/broker_key with the local cluster's. */
 void cluster_use(ctl_t *ctl);
 /* The workspace cadre works in: the git root of the current directory, or the
