@@ -81,13 +81,28 @@ class Local:
                 found.append(int(pid))
         return found
 
+    def sanitizer_reports(self):
+        """ASan/UBSan/LSan findings in the programs' logs (the sanitizer build writes them there)."""
+        found = []
+        for f in sorted(os.listdir(self.state)) if os.path.isdir(self.state) else []:
+            if f.endswith(".log"):
+                with open(os.path.join(self.state, f), errors="replace") as fh:
+                    text = fh.read()
+                found += [f"--- {f}\n{text[text.find(m):][:3000]}" for m in
+                          ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:") if m in text]
+        return "\n".join(found)
+
     def close(self):
+        """Stops everything; raises when a program's log holds a sanitizer report."""
         self.cadre("down")
         for pid in self.processes():
             os.kill(pid, signal.SIGKILL)
         self.model.stop()
-        if not os.environ.get("CADRE_KEEP_TMP"):
+        problems = self.sanitizer_reports()
+        if not os.environ.get("CADRE_KEEP_TMP") and not problems:
             shutil.rmtree(self.tmp, ignore_errors=True)
+        if problems:
+            raise AssertionError(f"sanitizer reports (kept {self.tmp}):\n{problems}")
 
 
 class Workspaces(unittest.TestCase):
