@@ -463,14 +463,18 @@ static json_t *start_cluster(ctl_t *ctl, const up_opts_t *o, const char *ws) {
   return info;
 }
 
-static int lock_state(const ctl_t *ctl) {
+/* Takes the state directory's lock (LOCK_EX to change the cluster, LOCK_SH to
+ * look at it); close the result to release it. */
+static int lock_state(const ctl_t *ctl, int how) {
   char path[PATH_MAX + 32];
   state_path(ctl, "cluster.lock", path, sizeof path);
   int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd >= 0)
-    flock(fd, LOCK_EX);
+    flock(fd, how);
   return fd;
 }
+
+static int show_status(ctl_t *ctl);
 
 int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet) {
   char cfgbuf[PATH_MAX], secbuf[PATH_MAX], ws[PATH_MAX];
@@ -505,7 +509,7 @@ int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet) {
     return 1;
   }
   cluster_use(ctl);
-  int lock = lock_state(ctl);
+  int lock = lock_state(ctl, LOCK_EX);
   json_t *info = read_cluster_agents(ctl);
   bool started = false;
   int rc = 0;
@@ -522,13 +526,14 @@ int cluster_up(ctl_t *ctl, int argc, char **argv, bool quiet) {
     started = info != NULL;
   }
   json_decref(info);
+  if (rc == 0 && !quiet) {
+    if (started)
+      fprintf(stderr, "cadre: local cluster started (state %s)\n", ctl->state_dir);
+    rc = show_status(ctl); /* still locked: no daemon is half started by another cadre */
+  }
   if (lock >= 0)
     close(lock);
-  if (rc != 0 || quiet)
-    return rc;
-  if (started)
-    fprintf(stderr, "cadre: local cluster started (state %s)\n", ctl->state_dir);
-  return cluster_status(ctl);
+  return rc;
 }
 
 int cluster_down(ctl_t *ctl) {
@@ -577,6 +582,15 @@ static void print_local(const json_t *info) {
 }
 
 int cluster_status(ctl_t *ctl) {
+  /* A cadre starting a daemon holds the lock: wait for it rather than report it half started. */
+  int lock = !ctl->broker ? lock_state(ctl, LOCK_SH) : -1;
+  int rc = show_status(ctl);
+  if (lock >= 0)
+    close(lock);
+  return rc;
+}
+
+static int show_status(ctl_t *ctl) {
   json_t *info = NULL;
   bool local = !ctl->broker || ctl->broker == ctl->epbuf; /* cadre up has just used it */
   if (local) {

@@ -145,6 +145,17 @@ class Workspaces(unittest.TestCase):
         self.assertRegex(r.stdout, rf"cadre-agentd +pid \d+, running, node \S+, workspace {b}\n")
         self.assertRegex(r.stdout, r"cadre-broker +pid \d+, running")
 
+    def test_commands_at_once_share_one_broker(self):
+        dirs = [self.l.dir(n) for n in ("A", "B", "A", "B")]
+        procs = [subprocess.Popen([CTL(), "up"], env=self.l.env(), cwd=d, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for d in dirs]
+        for p in procs:
+            self.assertEqual(p.wait(timeout=60), 0, p.stderr.read())
+            p.stderr.close()
+        info = self.l.cluster()
+        self.assertEqual(sorted(a["workspace"] for a in info["agents"]), sorted(set(dirs)))
+        self.assertEqual(sorted(self.l.processes()), sorted([info["broker_pid"]] + [a["pid"] for a in info["agents"]]))
+
     def test_sub_agent_works_in_its_parents_workspace(self):
         a = self.l.dir("A")
         b = self.l.dir("B")
@@ -213,15 +224,25 @@ class Errors(unittest.TestCase):
                 self.assertNotIn("see ", r.stderr)  # no "see broker.log"
                 self.assert_nothing_runs()
 
+    def fake(self, name, message):
+        path = os.path.join(self.l.tmp, name)
+        with open(path, "w") as f:
+            f.write(f"#!/bin/sh\necho '2026-01-01T00:00:00.000Z {name} error: {message}' >&2\nexit 1\n")
+        os.chmod(path, 0o755)
+        return path
+
     def test_a_daemon_that_fails_takes_the_broker_down_with_it(self):
-        fake = os.path.join(self.l.tmp, "fake-agentd")
-        with open(fake, "w") as f:
-            f.write("#!/bin/sh\necho 'cadre-agentd error: workspace is on fire' >&2\nexit 1\n")
-        os.chmod(fake, 0o755)
-        r = self.l.cadre("ask", "hi", env={"CADRE_AGENTD_BIN": fake})
+        r = self.l.cadre("ask", "hi", env={"CADRE_AGENTD_BIN": self.fake("cadre-agentd", "workspace is on fire")})
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("workspace is on fire", r.stderr)
         self.assertIn("the agent daemon for", r.stderr)
+        self.assertIn("  cadre-agentd error: workspace is on fire\n", r.stderr)  # its log, without the timestamp
+        self.assert_nothing_runs()
+
+    def test_a_broker_that_fails_says_why(self):
+        r = self.l.cadre("up", env={"CADRE_BROKER_BIN": self.fake("cadre-broker", "state.db: disk I/O error")})
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("the broker did not start", r.stderr)
+        self.assertIn("  cadre-broker error: state.db: disk I/O error\n", r.stderr)
         self.assert_nothing_runs()
 
     def test_status_is_healthy_only_when_both_programs_are_up(self):
