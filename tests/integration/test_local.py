@@ -320,6 +320,27 @@ class ConsoleWorkspace(unittest.TestCase):
                 t.tmux("kill-server")
             l.close()
 
+    def test_cadre_ask_in_a_terminal_names_the_workspace_when_it_asks(self):
+        from test_console import Terminal
+        l = Local(config_extra=lambda cfg: cfg.update({"tools": {"approval": "mutating"}}))
+        d = l.dir("proj")
+        here = os.getcwd()
+        t = None
+        try:
+            l.model.script([call("execute_bash", {"command": "pwd"}, "c"), {"text": "ran"}])
+            os.chdir(d)
+            t = Terminal(l, "ask", args=("ask", "run pwd"))
+            os.chdir(here)
+            t.wait_text(f" in {d} ? [y/N]")
+            t.type("y")
+            self.assertEqual(t.wait_exit(), 0, t.history())
+            self.assertIn(d, tool_results(l.model.requests()[-1])["c"])
+        finally:
+            os.chdir(here)
+            if t:
+                t.tmux("kill-server")
+            l.close()
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)
