@@ -398,7 +398,8 @@ static int ensure_agent(ctl_t *ctl, json_t *info, const char *ws) {
   pid_t pid = -1;
   if (start_agentd(ctl, info, ws, name, log, &pid) < 0)
     return -1;
-  if (!a) {
+  bool added = !a;
+  if (added) {
     a = json_object();
     json_array_append_new(agents, a);
   }
@@ -416,7 +417,10 @@ static int ensure_agent(ctl_t *ctl, json_t *info, const char *ws) {
   fprintf(stderr, "cadre: the agent daemon for %s did not start (log %s):\n", ws, log);
   print_log_since(log, before);
   stop_pid(pid);
-  json_object_set_new(a, "pid", json_integer(0));
+  if (added)
+    json_array_remove(agents, json_array_size(agents) - 1); /* never served: forget it */
+  else
+    json_object_set_new(a, "pid", json_integer(0)); /* status says it is down */
   write_cluster(ctl, info);
   return -1;
 }

@@ -238,6 +238,18 @@ class Errors(unittest.TestCase):
         self.assertIn("  cadre-agentd error: workspace is on fire\n", r.stderr)  # its log, without the timestamp
         self.assert_nothing_runs()
 
+    def test_a_daemon_that_fails_on_a_running_cluster_is_forgotten(self):
+        self.l._env["CADRE_CONFIG"] = make_config(os.path.join(self.l.tmp, "config.json"), self.l.model.url)
+        a, b = self.l.dir("A"), self.l.dir("B")
+        self.assertEqual(self.l.cadre("up", cwd=a).returncode, 0)
+        r = self.l.cadre("ask", "hi", cwd=b, env={"CADRE_AGENTD_BIN": self.fake("cadre-agentd", "no room")})
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn(f"the agent daemon for {b} did not start", r.stderr)
+        self.assertEqual([x["workspace"] for x in self.l.cluster()["agents"]], [a])
+        r = self.l.cadre("status", cwd=b)
+        self.assertEqual(r.returncode, 0, r.stdout)  # A's cluster is whole; B was never served
+        self.assertEqual(len(self.l.processes()), 2)
+
     def test_a_broker_that_fails_says_why(self):
         r = self.l.cadre("up", env={"CADRE_BROKER_BIN": self.fake("cadre-broker", "state.db: disk I/O error")})
         self.assertEqual(r.returncode, 1)
