@@ -158,12 +158,13 @@ void sessions_set_workspace(broker_t *b, const char *session, const char *worksp
 /* The workspace a session's turns run in: its own, else its parent's (then
  * kept as its own), else NULL: any node. ws holds it. */
 static const char *session_workspace(broker_t *b, const char *session, char *ws, size_t len) {
-  char key[SESSION_ID_MAX + 160], parent[128] = "";
+  char key[SESSION_ID_MAX + 160];
   snprintf(key, sizeof key, "workspace:%s", session);
   if (store_meta_get(b->store, key, ws, len) == 0)
     return ws;
-  if (store_session_get(b->store, session, NULL, 0, parent, sizeof parent, NULL) < 0 || !parent[0] ||
-      strcmp(parent, session) == 0 || !session_workspace(b, parent, ws, len))
+  store_session_t row;
+  if (store_session_row(b->store, session, &row) < 0 || !row.parent[0] || strcmp(row.parent, session) == 0 ||
+      !session_workspace(b, row.parent, ws, len))
     return NULL;
   sessions_set_workspace(b, session, ws);
   return ws;
