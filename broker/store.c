@@ -177,26 +177,19 @@ static int exec_sql(store_t *self, const char *sql) {
 static const char *col_text(sqlite3_stmt *st, int i);
 
 int store_meta_get(store_t *self, const char *key, char *value, size_t len) {
-  sqlite3_stmt *st = prep(self, "SELECT value FROM meta WHERE key = ?");
+  sqlite3_stmt *st = prep_bind(self, "SELECT value FROM meta WHERE key = ?", "t", key);
   if (!st)
     return -1;
-  sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-  int rc = -1;
-  if (sqlite3_step(st) == SQLITE_ROW && col_text(st, 0) && strlen(col_text(st, 0)) < len) {
-    memcpy(value, col_text(st, 0), strlen(col_text(st, 0)) + 1);
-    rc = 0;
-  }
+  const char *v = sqlite3_step(st) == SQLITE_ROW ? col_text(st, 0) : NULL;
+  int rc = v && strlen(v) < len ? 0 : -1;
+  if (rc == 0)
+    memcpy(value, v, strlen(v) + 1);
   sqlite3_finalize(st);
   return rc;
 }
 
 int store_meta_set(store_t *self, const char *key, const char *value) {
-  sqlite3_stmt *st = prep(self, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)");
-  if (!st)
-    return -1;
-  sqlite3_bind_text(st, 1, key, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 2, value, -1, SQLITE_TRANSIENT);
-  return exec_done(st);
+  return exec_done(prep_bind(self, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", "tt", key, value));
 }
 
 int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile) {
