@@ -33,6 +33,7 @@
 #include <time.h>
 
 #include "llm_http.h"
+#include "proto.h"
 
 #define BACKOFF_CAP_MS 30000L
 #define WAIT_SLICE_MS 50L
@@ -52,20 +53,17 @@ static bool ends_with(const char *s, size_t n, const char *suffix) {
   return n >= m && strncasecmp(s + n - m, suffix, m) == 0;
 }
 
-static const char *profile_str(const json_t *profile, const char *key) {
-  return json_string_value(json_object_get(profile, key));
-}
-
-static bool is_provider(const json_t *profile, const char *name) {
-  const char *p = profile_str(profile, "provider");
-  return p && strcasecmp(p, name) == 0;
+static bool is_provider(const proto_profile_t *pp, const char *name) {
+  return pp->provider && strcasecmp(pp->provider, name) == 0;
 }
 
 /* The chat URL for the profile's url: base/v1 + /chat/completions, or Ollama's /api/chat. */
 char *llm_endpoint(const json_t *profile, bool *ollama_native) {
   bool native = false;
   if (ollama_native) *ollama_native = false;
-  const char *url = profile_str(profile, "url");
+  proto_profile_t pp;
+  proto_profile_read(profile, &pp);
+  const char *url = pp.url;
   if (!url) return NULL;
   while (isspace((unsigned char)*url)) url++;
   size_t n = strcspn(url, "?#"); /* the path ends at a query (Azure's api-version) */
@@ -80,7 +78,7 @@ char *llm_endpoint(const json_t *profile, bool *ollama_native) {
   } else if (ends_with(url, n, "/api/chat")) {
     suffix = "";
     native = true;
-  } else if (is_provider(profile, "ollama") && !ends_with(url, n, "/v1")) {
+  } else if (is_provider(&pp, "ollama") && !ends_with(url, n, "/v1")) {
     suffix = ends_with(url, n, "/api") ? "/chat" : "/api/chat";
     native = true;
   }
@@ -96,21 +94,16 @@ char *llm_endpoint(const json_t *profile, bool *ollama_native) {
 
 /* OpenAI's newer models take max_completion_tokens instead of max_tokens;
  * a profile may say which with "max_tokens_field". */
-static const char *max_tokens_field(const json_t *profile) {
-  const char *f = profile_str(profile, "max_tokens_field");
+static const char *max_tokens_field(const proto_profile_t *pp) {
+  const char *f = pp->max_tokens_field;
   if (f && (strcmp(f, "max_tokens") == 0 || strcmp(f, "max_completion_tokens") == 0)) return f;
-  const char *model = profile_str(profile, "model");
-  if (is_provider(profile, "openai") && model) {
+  const char *model = pp->model;
+  if (is_provider(pp, "openai") && model) {
     static const char *const newer[] = {"o1", "o3", "o4", "gpt-5"};
     for (size_t i = 0; i < sizeof newer / sizeof newer[0]; i++)
       if (strncasecmp(model, newer[i], strlen(newer[i])) == 0) return "max_completion_tokens";
   }
   return "max_tokens";
-}
-
-static bool profile_stream(const json_t *profile) {
-  json_t *s = json_object_get(profile, "stream");
-  return json_is_boolean(s) ? json_is_true(s) : true;
 }
 
 static const char *part_text(const json_t *part) {
@@ -169,11 +162,12 @@ json_t *llm_build_body(const json_t *profile, const json_t *messages, const json
                        bool ollama_native) {
   json_t *body = json_object();
   if (!body) return NULL;
-  const char *model = profile_str(profile, "model");
-  bool stream = profile_stream(profile);
-  json_t *temp = json_object_get(profile, "temperature");
-  json_t *maxt = json_object_get(profile, "max_tokens");
-  bool has_max = json_is_integer(maxt) && json_integer_value(maxt) > 0;
+  proto_profile_t pp;
+  proto_profile_read(profile, &pp);
+  const char *model = pp.model;
+  bool stream = PROTO_PROFILE_HAS(&pp, stream) ? pp.stream : true;
+  bool has_temp = PROTO_PROFILE_HAS(&pp, temperature);
+  bool has_max = PROTO_PROFILE_HAS(&pp, max_tokens) && pp.max_tokens > 0;
   if (model) json_object_set_new(body, "model", json_string(model));
   if (ollama_native) {
     json_object_set_new(body, "messages", json_is_array(messages) ? ollama_messages(messages) : json_array());
@@ -184,15 +178,15 @@ json_t *llm_build_body(const json_t *profile, const json_t *messages, const json
   json_object_set_new(body, "stream", json_boolean(stream));
   if (ollama_native) {
     json_t *options = json_object();
-    if (json_is_number(temp)) json_object_set_new(options, "temperature", json_real(json_number_value(temp)));
-    if (has_max) json_object_set_new(options, "num_predict", json_integer(json_integer_value(maxt)));
+    if (has_temp) json_object_set_new(options, "temperature", json_real(pp.temperature));
+    if (has_max) json_object_set_new(options, "num_predict", json_integer(pp.max_tokens));
     if (json_object_size(options)) json_object_set(body, "options", options);
     json_decref(options);
-    json_t *think = json_object_get(profile, "think");
-    if (json_is_boolean(think) || json_is_string(think)) json_object_set(body, "think", think);
+    const json_t *think = pp.think;
+    if (json_is_boolean(think) || json_is_string(think)) json_object_set(body, "think", (json_t *)think);
   } else {
-    if (json_is_number(temp)) json_object_set_new(body, "temperature", json_real(json_number_value(temp)));
-    if (has_max) json_object_set_new(body, max_tokens_field(profile), json_integer(json_integer_value(maxt)));
+    if (has_temp) json_object_set_new(body, "temperature", json_real(pp.temperature));
+    if (has_max) json_object_set_new(body, max_tokens_field(&pp), json_integer(pp.max_tokens));
     if (stream) json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
   }
   if (json_is_array(tools) && json_array_size(tools) > 0)

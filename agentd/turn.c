@@ -129,9 +129,9 @@ static void append_text(char **dst, const char *s) {
   *dst = n;
 }
 
-static int setting(const json_t *settings, const char *key, int dflt) {
-  json_t *v = json_object_get(settings, key);
-  return json_is_integer(v) && json_integer_value(v) > 0 ? (int)json_integer_value(v) : dflt;
+/* A positive tool setting that fits an int, else dflt. */
+static int setting(bool has, int64_t v, int dflt) {
+  return has && v > 0 && v <= INT32_MAX ? (int)v : dflt;
 }
 
 /* Splits the turn's tools: names the node runs, definitions for the model. */
@@ -153,13 +153,12 @@ static void setup_tools(loop_t *L) {
       json_array_append(L->defs, t);
     }
   }
-  const json_t *settings = json_object_get(L->r->job->profile, "tool_settings");
-  L->approval = json_string_value(json_object_get(settings, "approval"));
-  if (!L->approval)
-    L->approval = "never";
-  L->timeout_s = setting(settings, "timeout_s", TOOLS_DEFAULT_TIMEOUT_S);
-  L->max_iterations = setting(settings, "max_iterations", 25);
-  L->max_tool_calls = setting(settings, "max_tool_calls", 100);
+  proto_profile_t pp;
+  proto_profile_read(L->r->job->profile, &pp);
+  L->approval = PROTO_TOOL_HAS(&pp, approval) ? pp.tool.approval : "never";
+  L->timeout_s = setting(PROTO_TOOL_HAS(&pp, timeout_s), pp.tool.timeout_s, TOOLS_DEFAULT_TIMEOUT_S);
+  L->max_iterations = setting(PROTO_TOOL_HAS(&pp, max_iterations), pp.tool.max_iterations, 25);
+  L->max_tool_calls = setting(PROTO_TOOL_HAS(&pp, max_tool_calls), pp.tool.max_tool_calls, 100);
 }
 
 static bool runs_here(loop_t *L, const char *name) {

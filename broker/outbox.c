@@ -101,6 +101,17 @@ static void write_watchers(broker_t *b, const char *session, size_t session_len,
   }
 }
 
+/* An event that does not match its table in proto/messages.def is a bug:
+ * logged, and fatal when CADRE_STRICT_PROTO is set (the tests set it). */
+static void check_event(const char *kind, const json_t *payload) {
+  proto_err_t err;
+  if (proto_event_check(kind, payload, &err) == 0)
+    return;
+  log_error("event does not match the protocol table: %s", err.text);
+  if (getenv("CADRE_STRICT_PROTO"))
+    abort();
+}
+
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload) {
   proto_msg_t *m = proto_msg_new(PROTO_EVENT);
   if (!m) {
@@ -108,6 +119,7 @@ void broker_event(broker_t *b, const char *kind, const char *session, int64_t tu
     return;
   }
   proto_set_str(m, PROTO_F_kind, kind);
+  check_event(kind, payload);
   if (session)
     proto_set_str(m, PROTO_F_session, session);
   if (turn > 0)

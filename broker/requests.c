@@ -436,7 +436,7 @@ static const struct {
   const char *verb;
   void (*fn)(request_t *);
 } verbs[] = {
-#define REQUESTS_VERB(name, args, result) {#name, verb_##name},
+#define REQUESTS_VERB(name, doc, result) {#name, verb_##name},
     PROTO_VERBS(REQUESTS_VERB)
 #undef REQUESTS_VERB
 };
@@ -446,7 +446,12 @@ void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m) {
   request_t r = {b, from, m, m->args ? m->args : empty};
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
     if (strcmp(verbs[i].verb, m->verb) == 0) {
-      verbs[i].fn(&r);
+      /* Handlers trust the kinds of the arguments PROTO_ARGS declares. */
+      proto_err_t perr;
+      if (proto_args_check(m->verb, m->args, &perr) < 0)
+        fail(&r, PROTO_ERR_bad_args, perr.text);
+      else
+        verbs[i].fn(&r);
       json_decref(empty);
       return;
     }

@@ -270,12 +270,7 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
   proto_set_str(m, PROTO_F_session, t->session);
   PROTO_SET(m, turn, t->id);
   PROTO_SET(m, attempt, t->attempt + 1);
-  json_t *wire = config_profile_wire(p);
-  const cadre_tools_config_t *tc = &b->opts.config->tools;
-  json_object_set_new(wire, "tool_settings",
-                      json_pack("{s:s, s:i, s:i, s:i}", "approval", tc->approval, "timeout_s", tc->timeout_s,
-                                "max_iterations", tc->max_iterations, "max_tool_calls", tc->max_tool_calls));
-  proto_set_json(m, PROTO_F_profile, wire);
+  proto_set_json(m, PROTO_F_profile, proto_profile_wire(p, &b->opts.config->tools));
   proto_set_json(m, PROTO_F_messages, msgs);
   json_t *tools = b->hooks.tools_for ? b->hooks.tools_for(b, t->session) : NULL;
   if (tools)

@@ -353,6 +353,29 @@ static int get_bool(loader_t *l, json_t *obj, const char *pfx, const char *key, 
   return 0;
 }
 
+/* max_tokens_field: "max_tokens" or "max_completion_tokens" (absent: NULL). */
+static int get_max_tokens_field(loader_t *l, json_t *obj, const char *pfx, char **out)
+{
+  json_t *v = field(obj, "max_tokens_field");
+  const char *s = json_string_value(v);
+  if (v && (!s || (strcmp(s, "max_tokens") != 0 && strcmp(s, "max_completion_tokens") != 0)))
+    return wrong(l, pfx, "max_tokens_field", v, "\"max_tokens\" or \"max_completion_tokens\"");
+  return v ? set_str(l, out, s) : 0;
+}
+
+/* think (Ollama): a bool or a level string such as "high" (absent: NULL). */
+static int get_think(loader_t *l, json_t *obj, const char *pfx, json_t **out)
+{
+  json_t *v = field(obj, "think");
+  if (v && !json_is_boolean(v) && !(json_is_string(v) && json_string_length(v) > 0))
+    return wrong(l, pfx, "think", v, "true, false or a level such as \"high\"");
+  if (v) {
+    json_decref(*out);
+    *out = json_incref(v);
+  }
+  return 0;
+}
+
 /* api_key: a string or null; the parsed copy is wiped once taken. */
 static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out)
 {
@@ -598,7 +621,8 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
                  &p->cost_per_1m_input) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)",
                  &p->cost_per_1m_output) < 0 ||
-      parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0)
+      parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0 ||
+      get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0)
     return -1;
   return 0;
 }
@@ -892,8 +916,9 @@ static void profile_free(cadre_profile_t *p)
   if (p->api_key)
     explicit_bzero(p->api_key, strlen(p->api_key));
   json_decref(p->tools);
+  json_decref(p->think);
   char *fields[] = { p->api_key, p->name, p->provider, p->url, p->model, p->role,
-                     p->system_prompt_file, p->system_prompt_path, p->system_prompt };
+                     p->system_prompt_file, p->system_prompt_path, p->system_prompt, p->max_tokens_field };
   for (size_t i = 0; i < COUNT(fields); i++)
     free(fields[i]);
 }

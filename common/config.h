@@ -38,6 +38,8 @@ typedef struct {
   double cost_per_1m_input; /* USD */
   double cost_per_1m_output;
   json_t *tools;            /* the profile's own "tools" list (names), or NULL: the role policy */
+  char *max_tokens_field;   /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
+  json_t *think;            /* Ollama's think option (bool or string), or NULL: not sent */
 } cadre_profile_t;
 
 /* "tools": how agents use the node tools. */

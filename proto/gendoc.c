@@ -164,38 +164,142 @@ static void field_index(FILE *out) {
   fputc('\n', out);
 }
 
+/* One row of a key table: name, kind, required or optional, doc. */
+static void key_row(FILE *out, const char *name, proto_kind_t kind, const char *req, const char *doc) {
+  fprintf(out, "| `%s` | %s | %s | ", name, proto_kind_name(kind), req);
+  cell(out, doc);
+  fputs(" |\n", out);
+}
+
+static const char *const key_head = "| Name | Kind | Required | Description |\n"
+                                    "|------|------|----------|-------------|\n";
+
+static void verb_section(FILE *out, const char *verb, const char *doc, const char *result) {
+  int n = 0;
+  fprintf(out, "### Verb `%s`\n\n", verb);
+  cell(out, doc);
+  fputs("\n\n", out);
+#define GENDOC_ARG(v, name, KIND, R, adoc)                                                       \
+  if (strcmp(#v, verb) == 0) {                                                                 \
+    if (n++ == 0)                                                                              \
+      fputs(key_head, out);                                                                    \
+    key_row(out, #name, PROTO_KIND_##KIND, REQ_TEXT_##R, adoc);                                \
+  }
+  PROTO_ARGS(GENDOC_ARG)
+#undef GENDOC_ARG
+  if (n == 0)
+    fputs("No arguments.\n", out);
+  fputs("\nResult: ", out);
+  cell(out, result);
+  fputs("\n\n", out);
+}
+
 static void verbs(FILE *out) {
   fputs("## Verbs\n\nWhat a controller may ask in a `request` (`verb`, with `args`), and what the `reply` "
-        "carries in `result`. A failure is an `error` whose `ref` is the request's `id`.\n\n"
-        "| Verb | Arguments | Result |\n|------|-----------|--------|\n",
+        "carries in `result`. A failure is an `error` whose `ref` is the request's `id`. The broker "
+        "checks the arguments before it acts: a required argument missing, or any declared argument "
+        "of another kind, is answered with `bad_args` naming the argument; null counts as absent; "
+        "unknown arguments are ignored.\n\n"
+        "| Verb | What it does |\n|------|--------------|\n",
         out);
-#define GENDOC_VERB(name, args, result)                                                          \
+#define GENDOC_VERB(name, doc, result)                                                           \
   fputs("| `" #name "` | ", out);                                                              \
-  cell(out, args);                                                                             \
-  fputs(" | ", out);                                                                           \
-  cell(out, result);                                                                           \
+  cell(out, doc);                                                                              \
   fputs(" |\n", out);
   PROTO_VERBS(GENDOC_VERB)
 #undef GENDOC_VERB
   fputs("\n", out);
+#define GENDOC_VERB(name, doc, result) verb_section(out, #name, doc, result);
+  PROTO_VERBS(GENDOC_VERB)
+#undef GENDOC_VERB
+}
+
+#define BODY_TEXT_PLAIN ""
+#define BODY_TEXT_WORKFLOW "The payload is the workflow (see The workflow in events), plus:"
+
+static void event_section(FILE *out, const char *kind, const char *body, const char *doc) {
+  int n = 0;
+  fprintf(out, "### Event `%s`\n\n", kind);
+  cell(out, doc);
+  fputs(body[0] ? " " : "", out);
+  fputs(body, out);
+  fputs("\n\n", out);
+#define GENDOC_FIELD(k, name, KIND, R, fdoc)                                                     \
+  if (strcmp(#k, kind) == 0) {                                                                 \
+    if (n++ == 0)                                                                              \
+      fputs(key_head, out);                                                                    \
+    key_row(out, #name, PROTO_KIND_##KIND, REQ_TEXT_##R, fdoc);                                \
+  }
+  PROTO_EVENT_FIELDS(GENDOC_FIELD)
+#undef GENDOC_FIELD
+  if (n == 0)
+    fputs("No fields of its own.\n", out);
+  fputc('\n', out);
 }
 
 static void events(FILE *out) {
   fputs("## Events\n\nThe broker sends `event` messages (`kind`, `session`, `turn`, `seq`, `payload`) to "
         "the controllers watching a session. Streamed answer pieces are `delta` messages, forwarded "
-        "unchanged.\n\n| Kind | Payload |\n|------|---------|\n",
+        "unchanged. A payload field that is null counts as absent.\n\n"
+        "| Kind | What happened |\n|------|---------------|\n",
         out);
-#define GENDOC_EVENT(kind, payload)                                                              \
+#define GENDOC_EVENT(kind, BODY, doc)                                                            \
   fputs("| `" #kind "` | ", out);                                                              \
-  cell(out, payload);                                                                          \
+  cell(out, doc);                                                                              \
   fputs(" |\n", out);
   PROTO_EVENTS(GENDOC_EVENT)
 #undef GENDOC_EVENT
   fputs("\n", out);
+#define GENDOC_EVENT(kind, BODY, doc) event_section(out, #kind, BODY_TEXT_##BODY, doc);
+  PROTO_EVENTS(GENDOC_EVENT)
+#undef GENDOC_EVENT
+  fputs("### The workflow in events\n\nThe workflow as the `plans` verb shows it, and as every workflow "
+        "event carries it.\n\n",
+        out);
+  fputs(key_head, out);
+#define GENDOC_WF(name, KIND, R, doc) key_row(out, #name, PROTO_KIND_##KIND, REQ_TEXT_##R, doc);
+  PROTO_WORKFLOW_FIELDS(GENDOC_WF)
+#undef GENDOC_WF
+  fputc('\n', out);
+}
+
+static void app_errors(FILE *out) {
+  fputs("## Application error codes\n\n"
+        "The `code` of an `error` answer, of `turn_failed`, `step_failed` and `restored`. In C each is a\n"
+        "string constant `PROTO_ERR_<name>`. A model server's HTTP failure is reported as\n"
+        "`http_<status>` (`http_429`, ...).\n\n"
+        "| Code | Meaning |\n|------|---------|\n",
+        out);
+  for (size_t i = 0; i < proto_error_count(); i++) {
+    fprintf(out, "| `%s` | ", proto_error_name(i));
+    cell(out, proto_error_doc(i));
+    fputs(" |\n", out);
+  }
+  fputc('\n', out);
+}
+
+static void profile(FILE *out) {
+  fputs("## The profile of a turn\n\n"
+        "The `profile` map of a `turn`: the broker writes it from the config (`proto_profile_wire`),\n"
+        "the node reads it (`proto_profile_read`). It never holds an API key: the node finds the key\n"
+        "itself. Absent optional strings are left out.\n\n"
+        "| Name | Kind | Description |\n|------|------|-------------|\n",
+        out);
+#define GENDOC_P(name, KIND, doc)                                                                \
+  fprintf(out, "| `%s` | %s | ", #name, proto_kind_name(PROTO_KIND_##KIND));                   \
+  cell(out, doc);                                                                              \
+  fputs(" |\n", out);
+  PROTO_PROFILE_FIELDS(GENDOC_P)
+  fputs("| `tool_settings` | map | The config's tools section, as a node needs it (below). |\n\n"
+        "### tool_settings\n\n| Name | Kind | Description |\n|------|------|-------------|\n",
+        out);
+  PROTO_TOOL_SETTINGS(GENDOC_P)
+#undef GENDOC_P
+  fputc('\n', out);
 }
 
 static void error_codes(FILE *out) {
-  fputs("## Error codes\n\n"
+  fputs("## Decoder error codes\n\n"
         "Why the decoder rejects a frame (`proto_errcode_t`). When a peer rejects a frame and\n"
         "answers with an `error` message, these names are meant for its `code`.\n\n"
         "| # | Name | Meaning |\n|---|------|---------|\n",
@@ -240,6 +344,8 @@ static char *render(size_t *len) {
   field_index(out);
   verbs(out);
   events(out);
+  profile(out);
+  app_errors(out);
   error_codes(out);
   limits(out);
   fputs(compat, out);

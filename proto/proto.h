@@ -13,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "messages.def"
 
 struct zmq_msg_t;
@@ -161,6 +162,89 @@ typedef struct {
  * and returns PROTO_OK; otherwise the error code, err names the problem, and
  * *out is untouched. */
 proto_errcode_t proto_peek(const void *data, size_t len, proto_peek_t *out, proto_err_t *err);
+
+/* ---- The application layer: verb arguments, events, errors (proto_app.c) -- */
+
+/* The application error codes as string constants: PROTO_ERR_bad_args is
+ * "bad_args". Use them, not literals, wherever a code is sent or compared. */
+#define PROTO_ERR_DECL(name, doc) extern const char PROTO_ERR_##name[];
+PROTO_ERRORS(PROTO_ERR_DECL)
+#undef PROTO_ERR_DECL
+
+/* How many application error codes there are, and the i-th one's name and doc
+ * (NULL when i is out of range). */
+size_t proto_error_count(void);
+const char *proto_error_name(size_t i);
+const char *proto_error_doc(size_t i);
+/* The doc of an application error code by name, or NULL when unknown. */
+const char *proto_error_doc_of(const char *code);
+
+/* Whether a JSON value has a field kind (an int for NUM too; NULL fits nothing). */
+bool proto_kind_fits(proto_kind_t kind, const json_t *v);
+
+/* True when verb is in PROTO_VERBS. */
+bool proto_verb_known(const char *verb);
+
+/* Checks a request's args (NULL: none) against the verb's PROTO_ARGS rows:
+ * every REQ argument present, every declared argument of its kind (null
+ * counts as absent; unknown keys are ignored). Returns 0; -ENOENT for an
+ * unknown verb; -EINVAL with err->code PROTO_E_MISSING or PROTO_E_FIELD_TYPE
+ * and err->text naming the verb and the argument. */
+int proto_args_check(const char *verb, const json_t *args, proto_err_t *err);
+
+/* Checks an event's payload (NULL: none) against PROTO_EVENT_FIELDS (and
+ * PROTO_WORKFLOW_FIELDS for WORKFLOW events), the same way. Returns 0,
+ * -ENOENT for an unknown kind, or -EINVAL with err set. */
+int proto_event_check(const char *kind, const json_t *payload, proto_err_t *err);
+
+/* ---- The profile a turn carries (proto_profile.c) ---------------------- */
+
+#define PROTO_PTYPE_STR const char *
+#define PROTO_PTYPE_INT int64_t
+#define PROTO_PTYPE_BOOL bool
+#define PROTO_PTYPE_NUM double
+#define PROTO_PTYPE_MAP const json_t *
+#define PROTO_PTYPE_LIST const json_t *
+#define PROTO_PTYPE_ANY const json_t *
+
+typedef enum {
+#define PROTO_P_ENUM(name, KIND, doc) PROTO_P_##name,
+  PROTO_PROFILE_FIELDS(PROTO_P_ENUM)
+#undef PROTO_P_ENUM
+      PROTO_P_COUNT
+} proto_profile_field_t;
+
+typedef enum {
+#define PROTO_T_ENUM(name, KIND, doc) PROTO_T_##name,
+  PROTO_TOOL_SETTINGS(PROTO_T_ENUM)
+#undef PROTO_T_ENUM
+      PROTO_T_COUNT
+} proto_tool_setting_t;
+
+/* A turn's profile as a node reads it. Pointers borrow from the map read. */
+typedef struct {
+  uint32_t has;      /* bit (1 << PROTO_P_x): field x was present, of its kind */
+  uint32_t tool_has; /* bit (1 << PROTO_T_x): tool setting x was present, of its kind */
+#define PROTO_P_MEMBER(name, KIND, doc) PROTO_PTYPE_##KIND name;
+  PROTO_PROFILE_FIELDS(PROTO_P_MEMBER)
+  struct {
+    PROTO_TOOL_SETTINGS(PROTO_P_MEMBER)
+  } tool;
+#undef PROTO_P_MEMBER
+} proto_profile_t;
+
+#define PROTO_PROFILE_HAS(pp, field) ((((pp)->has) >> PROTO_P_##field) & 1u)
+#define PROTO_TOOL_HAS(pp, setting) ((((pp)->tool_has) >> PROTO_T_##setting) & 1u)
+
+/* The profile map sent to nodes in a turn, written from a config profile and
+ * the config's tool settings (tc may be NULL: no tool_settings). Absent
+ * optional strings (max_tokens_field) and think are left out; the API key
+ * never goes in. Caller owns the result; NULL when p is NULL or on ENOMEM. */
+json_t *proto_profile_wire(const cadre_profile_t *p, const cadre_tools_config_t *tc);
+
+/* Reads a turn's profile map (NULL or not a map: nothing). A field of the
+ * wrong kind counts as absent. *out is overwritten; it borrows from wire. */
+void proto_profile_read(const json_t *wire, proto_profile_t *out);
 
 /* ---- ZeroMQ framing ---------------------------------------------------- */
 
