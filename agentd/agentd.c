@@ -182,7 +182,7 @@ static void send_step_cancelled(agentd_t *d, const proto_msg_t *run) {
   PROTO_SET(m, workflow, run->workflow);
   PROTO_SET(m, step, run->step);
   PROTO_SET(m, attempt, run->attempt);
-  proto_set_str(m, PROTO_F_code, "cancelled");
+  proto_set_str(m, PROTO_F_code, PROTO_ERR_cancelled);
   proto_set_str(m, PROTO_F_detail, "the step was cancelled before it started");
   PROTO_SET(m, retryable, false);
   send_msg(d, m);

@@ -323,15 +323,15 @@ typedef struct {
 
 static void classify_abort(const llm_try_t *t, llm_outcome_t *out, classify_t *c) {
   if (t->abort == LLM_ABORT_CANCEL) {
-    fail(out, "cancelled", false);
+    fail(out, PROTO_ERR_cancelled, false);
     out->cancelled = true;
     set_detail(out, c->key, "model call cancelled");
   } else if (t->abort == LLM_ABORT_STALL) {
-    fail(out, "stalled", true);
+    fail(out, PROTO_ERR_stalled, true);
     set_detail(out, c->key, "model server %s sent nothing for %ld ms (after %zu bytes of body)",
                c->url, t->stall_ms, t->body_bytes);
   } else {
-    fail(out, "timeout", true);
+    fail(out, PROTO_ERR_timeout, true);
     set_detail(out, c->key, "no answer from model server %s within %ld ms", c->url, t->first_byte_ms);
     c->may_retry = !t->delivered;
   }
@@ -343,12 +343,12 @@ static void classify_transport(const llm_try_t *t, llm_outcome_t *out, classify_
   case CURLE_COULDNT_RESOLVE_HOST:
   case CURLE_COULDNT_RESOLVE_PROXY:
   case CURLE_COULDNT_CONNECT:
-    fail(out, "connect", true);
+    fail(out, PROTO_ERR_connect, true);
     set_detail(out, c->key, "cannot connect to model server %s: %s", c->url, why);
     c->may_retry = true;
     return;
   case CURLE_OPERATION_TIMEDOUT:
-    fail(out, "timeout", true);
+    fail(out, PROTO_ERR_timeout, true);
     set_detail(out, c->key, "timed out connecting to model server %s: %s", c->url, why);
     c->may_retry = true;
     return;
@@ -357,22 +357,22 @@ static void classify_transport(const llm_try_t *t, llm_outcome_t *out, classify_
   case CURLE_SSL_CACERT_BADFILE:
   case CURLE_UNSUPPORTED_PROTOCOL:
   case CURLE_URL_MALFORMAT:
-    fail(out, "connect", false);
+    fail(out, PROTO_ERR_connect, false);
     set_detail(out, c->key, "cannot talk to model server %s: %s", c->url, why);
     return;
   default:
     break;
   }
   if (t->delivered) {
-    fail(out, "cut", true);
+    fail(out, PROTO_ERR_cut, true);
     set_detail(out, c->key, "connection to model server lost mid-stream after %zu bytes (%s)",
                t->body_bytes, why);
   } else if (!t->got_any) {
-    fail(out, "connect", true);
+    fail(out, PROTO_ERR_connect, true);
     set_detail(out, c->key, "model server %s closed the connection without answering: %s", c->url, why);
     c->may_retry = true;
   } else {
-    fail(out, "cut", true);
+    fail(out, PROTO_ERR_cut, true);
     set_detail(out, c->key, "connection to model server lost after %zu bytes, before any text (%s)",
                t->body_bytes, why);
     c->may_retry = true;
@@ -431,13 +431,13 @@ static void classify_2xx(llm_try_t *t, llm_outcome_t *out, classify_t *c, size_t
   if (t->html) {
     http_error_t e;
     parse_http_error(t->errbody, t->errlen, &e);
-    fail(out, "bad_response", false);
+    fail(out, PROTO_ERR_bad_response, false);
     set_detail(out, c->key, "model server %s answered %ld with an HTML page, not a chat completion (check the url): %s",
                c->url, t->status, e.message);
     return;
   }
   if (!t->parser) {
-    fail(out, "bad_response", true);
+    fail(out, PROTO_ERR_bad_response, true);
     set_detail(out, c->key, "model server %s answered %ld with an empty body", c->url, t->status);
     return;
   }
@@ -446,15 +446,15 @@ static void classify_2xx(llm_try_t *t, llm_outcome_t *out, classify_t *c, size_t
   c->taken = true;
   llm_result_t *r = &out->result;
   if (rc < 0) {
-    fail(out, "bad_response", false);
+    fail(out, PROTO_ERR_bad_response, false);
     set_detail(out, c->key, "cannot read the model server's answer: %s", strerror(-rc));
   } else if (r->has_error) {
-    fail(out, "model_error", false);
+    fail(out, PROTO_ERR_model_error, false);
     set_detail(out, c->key, "model server reported an error: %s%s%s%s",
                r->error_message ? r->error_message : "no message", r->error_code ? " [" : "",
                r->error_code ? r->error_code : "", r->error_code ? "]" : "");
   } else if (result_empty(r)) {
-    fail(out, "bad_response", true);
+    fail(out, PROTO_ERR_bad_response, true);
     set_detail(out, c->key, "model server %s sent no answer (%zu bytes, no text, no finish)", c->url,
                t->body_bytes);
   } else {
@@ -479,14 +479,14 @@ static void classify(llm_try_t *t, llm_outcome_t *out, classify_t *c, long retry
   if (t->abort != LLM_ABORT_NONE) {
     classify_abort(t, out, c);
   } else if (t->feed_rc != 0) {
-    fail(out, "bad_response", false);
+    fail(out, PROTO_ERR_bad_response, false);
     if (t->feed_rc == -E2BIG)
       set_detail(out, c->key, "model server's answer is over the size cap (%d MiB of text or %d MiB in one line)",
                  LLM_MAX_TEXT >> 20, LLM_MAX_LINE >> 20);
     else
       set_detail(out, c->key, "cannot read the model server's answer: %s", strerror(-t->feed_rc));
   } else if (t->mcode != CURLM_OK) {
-    fail(out, "internal", true);
+    fail(out, PROTO_ERR_internal, true);
     set_detail(out, c->key, "libcurl failed while talking to %s: %s", c->url, curl_multi_strerror(t->mcode));
     c->may_retry = !t->delivered;
   } else if (t->rc != CURLE_OK) {
@@ -541,7 +541,7 @@ static bool wait_interruptible(long ms, atomic_bool *cancel) {
 }
 
 static void set_cancelled(llm_outcome_t *out, const char *when) {
-  fail(out, "cancelled", false);
+  fail(out, PROTO_ERR_cancelled, false);
   out->cancelled = true;
   snprintf(out->detail, sizeof out->detail, "model call cancelled%s", when);
 }
@@ -576,7 +576,7 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
   bool native = false;
   char *url = call->profile ? llm_endpoint(call->profile, &native) : NULL;
   if (!url) {
-    fail(out, "config", false);
+    fail(out, PROTO_ERR_config, false);
     snprintf(out->detail, sizeof out->detail, "the profile has no usable url (want e.g. http://localhost:11434/v1)");
     return;
   }
@@ -592,7 +592,7 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
   CURLM *multi = curl_multi_init();
   struct curl_slist *headers = llm_http_headers(call->api_key, streaming, native);
   if (!text || !h || !multi || !headers || llm_http_setup(h, url, text, strlen(text), headers, lim.connect_ms) != 0) {
-    fail(out, "internal", false);
+    fail(out, PROTO_ERR_internal, false);
     snprintf(out->detail, sizeof out->detail, "cannot prepare the request to %s (out of memory?)", shown);
   } else {
     llm_try_t t = {.call = call, .native = native, .streaming = streaming,

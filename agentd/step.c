@@ -62,7 +62,7 @@ static void report_done(run_t *r, const char *text, json_t *payload) {
   if (rc == -EINVAL || rc == -EMSGSIZE || rc == -ENOMEM) {
     char detail[160];
     snprintf(detail, sizeof detail, "the step's result could not be sent: %s", strerror(-rc));
-    report_failed(r, "internal", detail, true);
+    report_failed(r, PROTO_ERR_internal, detail, true);
   }
 }
 
@@ -84,13 +84,13 @@ static int wait_ack(run_t *r, int64_t seq) {
 /* Reports why waiting for an ack ended badly. */
 static void report_wait(run_t *r, int rc) {
   if (rc == -ECANCELED) {
-    report_failed(r, "cancelled", "the step was cancelled before it ran", false);
+    report_failed(r, PROTO_ERR_cancelled, "the step was cancelled before it ran", false);
     return;
   }
   char detail[160];
   snprintf(detail, sizeof detail, "the broker did not acknowledge the checkpoint within %d s; the step did not run",
            STEP_ACK_TIMEOUT_MS / 1000);
-  report_failed(r, "checkpoint_timeout", detail, true);
+  report_failed(r, PROTO_ERR_checkpoint_timeout, detail, true);
 }
 
 /* One checkpoint message: a file's content (f may be NULL for snapshot_end). 0 or -errno. */
@@ -128,18 +128,18 @@ static bool already_applied(run_t *r, const json_t *check) {
   const char *pre = json_string_value(json_object_get(check, "sha256"));
   char hex[SNAP_HEX_LEN + 1], err[512], *rel = NULL;
   if (!path || !pre) {
-    report_failed(r, "bad_request", "applied_check needs path and sha256 (strings)", false);
+    report_failed(r, PROTO_ERR_bad_request, "applied_check needs path and sha256 (strings)", false);
     return true;
   }
   if (ws_rel(&r->q->ws, path, strlen(path), &rel, err, sizeof err) != 0) {
-    report_failed(r, "refused", err, false);
+    report_failed(r, PROTO_ERR_refused, err, false);
     return true;
   }
   int rc = snap_sha256_file(&r->q->ws, rel, hex);
   free(rel);
   if (rc < 0) {
     snprintf(err, sizeof err, "cannot hash \"%.160s\" for applied_check: %s", path, strerror(-rc));
-    report_failed(r, "checkpoint_failed", err, false);
+    report_failed(r, PROTO_ERR_checkpoint_failed, err, false);
     return true;
   }
   if (strcmp(hex, pre) == 0) return false;
@@ -169,7 +169,7 @@ static int checkpoint_file(run_t *r, char **canon) {
     return 0; /* the tool refuses the same arguments without changing anything */
   free(rel);
   if (snap_target(&r->q->ws, path, canon, err, sizeof err) != 0) {
-    report_failed(r, "checkpoint_failed", err, false);
+    report_failed(r, PROTO_ERR_checkpoint_failed, err, false);
     return -1;
   }
   snap_file_t f;
@@ -177,12 +177,12 @@ static int checkpoint_file(run_t *r, char **canon) {
   if (rc == -EFBIG) {
     snprintf(err, sizeof err, "\"%.160s\" is larger than %.1f MiB, the most a checkpoint holds: the step cannot be "
              "rolled back, so it does not run", *canon, MIB(SNAP_MAX_FILE));
-    report_failed(r, "checkpoint_too_large", err, false);
+    report_failed(r, PROTO_ERR_checkpoint_too_large, err, false);
   } else if (rc < 0) {
     snprintf(err, sizeof err, "cannot read \"%.160s\" for its checkpoint: %s", *canon, strerror(-rc));
-    report_failed(r, "checkpoint_failed", err, false);
+    report_failed(r, PROTO_ERR_checkpoint_failed, err, false);
   } else if ((rc = send_checkpoint(r, 1, "file", *canon, &f, NULL)) < 0) {
-    report_failed(r, "internal", "the checkpoint could not be sent", true);
+    report_failed(r, PROTO_ERR_internal, "the checkpoint could not be sent", true);
   } else if ((rc = wait_ack(r, 1)) < 0) {
     report_wait(r, rc);
   }
@@ -197,7 +197,7 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
   char err[512];
   for (size_t i = 0; i < l->n; i++) {
     if (atomic_load(&r->job->cancel)) {
-      report_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
+      report_failed(r, PROTO_ERR_cancelled, "the step was cancelled while its snapshot was taken", false);
       return -1;
     }
     snap_file_t f;
@@ -207,12 +207,12 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
     if (rc == -EFBIG || bytes > SNAP_MAX_TOTAL) {
       snprintf(err, sizeof err, "the workspace grew past the snapshot limits (%.160s) while the snapshot was taken",
                l->files[i].path);
-      report_failed(r, "snapshot_too_large", err, true);
+      report_failed(r, PROTO_ERR_snapshot_too_large, err, true);
     } else if (rc < 0) {
       snprintf(err, sizeof err, "cannot read \"%.160s\" for the snapshot: %s", l->files[i].path, strerror(-rc));
-      report_failed(r, "snapshot_failed", err, false);
+      report_failed(r, PROTO_ERR_snapshot_failed, err, false);
     } else if (send_checkpoint(r, ++seq, "snapshot_file", l->files[i].path, &f, NULL) < 0) {
-      report_failed(r, "internal", "the snapshot could not be sent", true);
+      report_failed(r, PROTO_ERR_internal, "the snapshot could not be sent", true);
       rc = -1;
     }
     snap_file_free(&f);
@@ -222,7 +222,7 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
                           "symlinks_skipped", (json_int_t)l->symlinks, "others_skipped", (json_int_t)l->others,
                           "skipped", l->skipped);
   if (send_checkpoint(r, ++seq, "snapshot_end", NULL, NULL, end) < 0) {
-    report_failed(r, "internal", "the snapshot could not be sent", true);
+    report_failed(r, PROTO_ERR_internal, "the snapshot could not be sent", true);
     return -1;
   }
   return seq;
@@ -234,9 +234,9 @@ static int checkpoint_workspace(run_t *r) {
   snap_limits_t lim = snap_default_limits();
   char err[512];
   int rc = snap_list(&r->q->ws, &lim, &r->job->cancel, &l, err, sizeof err);
-  if (rc == -ECANCELED) report_failed(r, "cancelled", "the step was cancelled while its snapshot was taken", false);
-  else if (rc == -EFBIG) report_failed(r, "snapshot_too_large", err, false);
-  else if (rc < 0) report_failed(r, "snapshot_failed", err, false);
+  if (rc == -ECANCELED) report_failed(r, PROTO_ERR_cancelled, "the step was cancelled while its snapshot was taken", false);
+  else if (rc == -EFBIG) report_failed(r, PROTO_ERR_snapshot_too_large, err, false);
+  else if (rc < 0) report_failed(r, PROTO_ERR_snapshot_failed, err, false);
   int64_t end = rc < 0 ? -1 : send_snapshot(r, &l);
   if (end > 0 && (rc = wait_ack(r, end)) < 0) report_wait(r, rc);
   log_info("workflow %lld step %lld: snapshot of %zu files (%.1f MiB) %s", (long long)r->job->msg->workflow,
@@ -257,7 +257,7 @@ static void run_tool(run_t *r, const char *canon, int64_t started) {
   if (atomic_load(&r->job->cancel)) {
     char detail[300];
     snprintf(detail, sizeof detail, "the step was cancelled while %s ran (%s)", run->kind, res.summary);
-    report_failed(r, "cancelled", detail, false);
+    report_failed(r, PROTO_ERR_cancelled, detail, false);
     tool_result_free(&res);
     return;
   }
@@ -284,7 +284,7 @@ static int checkpoint(run_t *r, const char *tool, char **canon) {
   if (!tools_mutates(tool)) return 0;
   char detail[200];
   snprintf(detail, sizeof detail, "this node cannot checkpoint tool %.60s before it runs, so it does not run it", tool);
-  report_failed(r, "no_checkpoint", detail, false);
+  report_failed(r, PROTO_ERR_no_checkpoint, detail, false);
   return -1;
 }
 
@@ -297,13 +297,13 @@ void step_run(run_t *r) {
   if (!tools_known(run->kind)) {
     char detail[200];
     snprintf(detail, sizeof detail, "this node has no tool named \"%.60s\"", run->kind);
-    report_failed(r, "unknown_tool", detail, false);
+    report_failed(r, PROTO_ERR_unknown_tool, detail, false);
     return;
   }
   const json_t *check = json_object_get(run->payload, "applied_check");
   if (json_is_object(check) && already_applied(r, check)) return;
   if (atomic_load(&r->job->cancel)) {
-    report_failed(r, "cancelled", "the step was cancelled before it ran", false);
+    report_failed(r, PROTO_ERR_cancelled, "the step was cancelled before it ran", false);
     return;
   }
   char *canon = NULL;
@@ -349,11 +349,11 @@ static void restore_file(run_t *r) {
   void *data = NULL;
   size_t len = 0;
   if (!m->path || !PROTO_HAS(m, existed) || (m->existed && !m->content)) {
-    restore_failed(r, "bad_request", "a file restore needs path and existed (and content when existed)");
+    restore_failed(r, PROTO_ERR_bad_request, "a file restore needs path and existed (and content when existed)");
     return;
   }
   if (m->existed && snap_b64_decode(m->content, &data, &len) != 0) {
-    restore_failed(r, "bad_content", "the restore's content is not base64");
+    restore_failed(r, PROTO_ERR_bad_content, "the restore's content is not base64");
     return;
   }
   mode_t mode = 0644;
@@ -363,7 +363,7 @@ static void restore_file(run_t *r) {
                              sizeof err);
   free(data);
   if (rc != 0) {
-    restore_failed(r, refused ? "refused" : "restore_failed", err);
+    restore_failed(r, refused ? PROTO_ERR_refused : PROTO_ERR_restore_failed, err);
     return;
   }
   proto_msg_t *out = restored_msg(r);
@@ -375,7 +375,7 @@ static void restore_file(run_t *r) {
 static void restore_prune(run_t *r) {
   const json_t *keep = json_object_get(r->job->msg->payload, "keep");
   if (!json_is_array(keep)) {
-    restore_failed(r, "bad_request", "a prune needs payload {keep: [paths]}");
+    restore_failed(r, PROTO_ERR_bad_request, "a prune needs payload {keep: [paths]}");
     return;
   }
   json_t *report = NULL;
@@ -386,7 +386,7 @@ static void restore_prune(run_t *r) {
            rc < 0 ? " (stopped by an error)" : "");
   proto_msg_t *m = restored_msg(r);
   if (m && rc < 0) {
-    proto_set_str(m, PROTO_F_code, "restore_failed");
+    proto_set_str(m, PROTO_F_code, PROTO_ERR_restore_failed);
     proto_set_str(m, PROTO_F_detail, err[0] ? err : strerror(-rc));
   }
   if (m) proto_set_json(m, PROTO_F_payload, report);
@@ -399,5 +399,5 @@ void restore_run(run_t *r) {
   const char *kind = r->job->msg->kind;
   if (strcmp(kind, "file") == 0) restore_file(r);
   else if (strcmp(kind, "prune") == 0) restore_prune(r);
-  else restore_failed(r, "unknown_kind", "a restore's kind is \"file\" or \"prune\"");
+  else restore_failed(r, PROTO_ERR_unknown_kind, "a restore's kind is \"file\" or \"prune\"");
 }

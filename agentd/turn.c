@@ -77,12 +77,22 @@ static void send_delta(run_t *r, const char *kind, const char *s, size_t n) {
   proto_msg_destroy(&m);
 }
 
+/* A tool call or result (o, taken): the map in call, and the same as JSON in
+ * text for readers older than the call field. */
 static void send_delta_json(run_t *r, const char *kind, json_t *o) {
-  char *s = json_dumps(o, JSON_COMPACT);
-  if (s)
-    send_delta(r, kind, s, strlen(s));
+  char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+  proto_msg_t *m = s ? turn_msg(r, PROTO_DELTA) : NULL;
+  if (m) {
+    PROTO_SET(m, seq, ++r->seq);
+    proto_set_str(m, PROTO_F_kind, kind);
+    proto_set_str(m, PROTO_F_text, s);
+    proto_set_json(m, PROTO_F_call, o);
+    o = NULL;
+    turn_push(r, m);
+  }
   free(s);
   json_decref(o);
+  proto_msg_destroy(&m);
 }
 
 static void on_text(void *ud, const char *s, size_t n) {
@@ -212,6 +222,7 @@ static bool approved(loop_t *L, const json_t *call) {
   }
   PROTO_SET(m, seq, seq);
   proto_set_str(m, PROTO_F_text, text);
+  proto_set_json(m, PROTO_F_call, json_deep_copy(call));
   free(text);
   turn_push(r, m);
   proto_msg_destroy(&m);
@@ -280,14 +291,14 @@ static loop_next_t run_calls(loop_t *L, const json_t *calls, char *code, char *d
       continue;
     }
     if (stuck(L, name, args ? args : "")) {
-      snprintf(code, 48, "stuck");
+      snprintf(code, 48, "%s", PROTO_ERR_stuck);
       snprintf(detail, dlen, "the model called %s with the same arguments %d times in a row", name, STUCK_REPEATS);
       tool_message(L, id, "not run: the same call was made 3 times in a row");
       failed = true;
       continue;
     }
     if (L->calls >= L->max_tool_calls) {
-      snprintf(code, 48, "tool_cap");
+      snprintf(code, 48, "%s", PROTO_ERR_tool_cap);
       snprintf(detail, dlen, "the turn reached its cap of %d tool calls (tools.max_tool_calls)", L->max_tool_calls);
       tool_message(L, id, "not run: too many tool calls in this turn");
       failed = true;
@@ -295,7 +306,7 @@ static loop_next_t run_calls(loop_t *L, const json_t *calls, char *code, char *d
     }
     run_call(L, c);
     if (atomic_load(&L->r->job->cancel)) {
-      snprintf(code, 48, "cancelled");
+      snprintf(code, 48, "%s", PROTO_ERR_cancelled);
       snprintf(detail, dlen, "the turn was cancelled");
       failed = true;
     }
@@ -371,7 +382,7 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
   llm_outcome_t out;
   int rc = llm_run(&call, &out);
   if (rc != 0) {
-    report_turn_failed(L, out.cancelled ? "cancelled" : out.code, out.detail, out.retryable, out.http_status);
+    report_turn_failed(L, out.cancelled ? PROTO_ERR_cancelled : out.code, out.detail, out.retryable, out.http_status);
     llm_outcome_free(&out);
     return LOOP_FAILED;
   }
@@ -405,7 +416,7 @@ void turn_run(run_t *r) {
       char detail[160];
       snprintf(detail, sizeof detail, "the turn reached its cap of %d model calls (tools.max_iterations)",
                L.max_iterations);
-      report_turn_failed(&L, "iteration_cap", detail, false, 0);
+      report_turn_failed(&L, PROTO_ERR_iteration_cap, detail, false, 0);
       break;
     }
     json_t *assistant = NULL;

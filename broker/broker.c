@@ -216,7 +216,7 @@ static void on_hello(broker_t *b, const uint8_t *id, size_t idlen, const proto_m
   char err[256];
   peer_t *p = peer_hello(b, id, idlen, m, err, sizeof err);
   if (!p) {
-    broker_send_error(b, id, idlen, "bad_hello", err, m->id);
+    broker_send_error(b, id, idlen, PROTO_ERR_bad_hello, err, m->id);
     return;
   }
   send_welcome(b, p);
@@ -266,11 +266,11 @@ static const struct {
 /* True when p may send this type; else p has been told why not. */
 static bool sender_ok(broker_t *b, peer_t *p, sender_t from, int64_t ref) {
   if (from == FROM_NODE && p->role != PEER_NODE) {
-    broker_send_error(b, p->id, p->idlen, "unexpected", "only nodes report turns", ref);
+    broker_send_error(b, p->id, p->idlen, PROTO_ERR_unexpected, "only nodes report turns", ref);
     return false;
   }
   if (from == FROM_CONTROLLER && p->role != PEER_CONTROLLER) {
-    broker_send_error(b, p->id, p->idlen, "unexpected", "only controllers send requests", ref);
+    broker_send_error(b, p->id, p->idlen, PROTO_ERR_unexpected, "only controllers send requests", ref);
     return false;
   }
   return true;
@@ -287,7 +287,7 @@ static void dispatch_msg(broker_t *b, peer_t *p, const proto_msg_t *m) {
   }
   char detail[128];
   snprintf(detail, sizeof detail, "the broker does not accept \"%s\" messages", proto_type_name(m->type));
-  broker_send_error(b, p->id, p->idlen, "unexpected", detail, m->id);
+  broker_send_error(b, p->id, p->idlen, PROTO_ERR_unexpected, detail, m->id);
 }
 
 #define ROUTABLE (PROTO_PEEK_SESSION | PROTO_PEEK_TURN | PROTO_PEEK_ATTEMPT)
@@ -302,7 +302,7 @@ static bool route_delta(broker_t *b, const uint8_t *id, size_t idlen, const void
     return false;
   peer_t *p = peer_find(b, id, idlen);
   if (!p) {
-    broker_send_error(b, id, idlen, "hello_first", "unknown peer: send hello first", pk.id);
+    broker_send_error(b, id, idlen, PROTO_ERR_hello_first, "unknown peer: send hello first", pk.id);
     return true;
   }
   p->last_seen = util_now_ms();
@@ -327,7 +327,7 @@ void broker_handle_frame(broker_t *b, const uint8_t *id, size_t idlen, const voi
   if (m->type == PROTO_HELLO) {
     on_hello(b, id, idlen, m);
   } else if (!p) {
-    broker_send_error(b, id, idlen, "hello_first", "unknown peer: send hello first", m->id);
+    broker_send_error(b, id, idlen, PROTO_ERR_hello_first, "unknown peer: send hello first", m->id);
   } else {
     p->last_seen = util_now_ms();
     dispatch_msg(b, p, m);

@@ -78,7 +78,7 @@ static void verb_ask(request_t *r) {
   const char *text = arg_str(r, "text", NULL);
   const char *session = arg_str(r, "session", "main");
   if (!text || !text[0]) {
-    fail(r, "bad_args", "ask: \"text\" (a non-empty string) is required");
+    fail(r, PROTO_ERR_bad_args, "ask: \"text\" (a non-empty string) is required");
     return;
   }
   char err[256];
@@ -93,7 +93,7 @@ static void verb_ask(request_t *r) {
   sessions_set_workspace(r->b, session, r->from->workspace);
   int64_t turn = sessions_ask(r->b, session, text, err, sizeof err);
   if (turn < 0) {
-    fail(r, "ask_failed", err);
+    fail(r, PROTO_ERR_ask_failed, err);
     return;
   }
   turn_t *t = turn_find(r->b, turn);
@@ -108,7 +108,7 @@ static void verb_history(request_t *r) {
   if (!store_session_exists(r->b->store, session)) {
     char detail[160];
     snprintf(detail, sizeof detail, "no session \"%.64s\"", session);
-    fail(r, "not_found", detail);
+    fail(r, PROTO_ERR_not_found, detail);
     return;
   }
   reply(r, json_pack("{s:s, s:o}", "session", session, "messages", store_history(r->b->store, session, true)));
@@ -135,11 +135,11 @@ static void verb_subscribe(request_t *r) {
 static void verb_cancel(request_t *r) {
   json_t *turn = json_object_get(r->args, "turn");
   if (!json_is_integer(turn)) {
-    fail(r, "bad_args", "cancel: \"turn\" (an integer) is required");
+    fail(r, PROTO_ERR_bad_args, "cancel: \"turn\" (an integer) is required");
     return;
   }
   if (sessions_cancel(r->b, json_integer_value(turn), "cancelled by the user") < 0) {
-    fail(r, "not_found", "cancel: no such turn in progress");
+    fail(r, PROTO_ERR_not_found, "cancel: no such turn in progress");
     return;
   }
   reply(r, json_pack("{s:b}", "cancelled", 1));
@@ -153,7 +153,7 @@ static void verb_spawn(request_t *r) {
   const char *role = arg_str(r, "role", NULL), *profile = arg_str(r, "profile", NULL);
   const char *task = arg_str(r, "task", NULL);
   if ((!role && !profile) || !task) {
-    fail(r, "bad_args", "spawn: \"role\" (or \"profile\") and \"task\" are required");
+    fail(r, PROTO_ERR_bad_args, "spawn: \"role\" (or \"profile\") and \"task\" are required");
     return;
   }
   char id[128], err[256];
@@ -162,7 +162,7 @@ static void verb_spawn(request_t *r) {
   sessions_set_workspace(r->b, "main", r->from->workspace);
   if (agents_spawn(r->b, profile ? profile : role, profile != NULL, task, "main", NULL, id, sizeof id, err,
                    sizeof err) < 0) {
-    fail(r, "spawn_failed", err);
+    fail(r, PROTO_ERR_spawn_failed, err);
     return;
   }
   watch_session(r->from, id);
@@ -176,13 +176,13 @@ static void verb_spawn(request_t *r) {
 static void verb_send(request_t *r) {
   const char *id = arg_str(r, "id", NULL), *text = arg_str(r, "text", NULL);
   if (!id || !text || !text[0]) {
-    fail(r, "bad_args", "send: \"id\" and \"text\" are required");
+    fail(r, PROTO_ERR_bad_args, "send: \"id\" and \"text\" are required");
     return;
   }
   if (!store_session_exists(r->b->store, id)) {
     char detail[160];
     snprintf(detail, sizeof detail, "no agent \"%.64s\"", id);
-    fail(r, "not_found", detail);
+    fail(r, PROTO_ERR_not_found, detail);
     return;
   }
   /* A new exchange: the agent may be asked once again for its summary. */
@@ -202,11 +202,11 @@ static void verb_stop(request_t *r) {
   const char *id = arg_str(r, "id", NULL);
   char err[256];
   if (!id) {
-    fail(r, "bad_args", "stop: \"id\" is required");
+    fail(r, PROTO_ERR_bad_args, "stop: \"id\" is required");
     return;
   }
   if (agents_stop(r->b, id, err, sizeof err) < 0) {
-    fail(r, "stop_failed", err);
+    fail(r, PROTO_ERR_stop_failed, err);
     return;
   }
   json_t *row = store_session(r->b->store, id);
@@ -222,7 +222,7 @@ static void verb_reset(request_t *r) {
   const char *session = arg_str(r, "session", "main");
   int n = store_session_exists(r->b->store, session) ? store_clear(r->b->store, session) : -1;
   if (n < 0) {
-    fail(r, "not_found", "reset: no such session");
+    fail(r, PROTO_ERR_not_found, "reset: no such session");
     return;
   }
   log_info("session %s reset (%d messages set aside)", session, n);
@@ -237,11 +237,11 @@ static void verb_approve_tool(request_t *r) {
   json_t *turn = json_object_get(r->args, "turn"), *seq = json_object_get(r->args, "seq");
   json_t *allow = json_object_get(r->args, "allow");
   if (!json_is_integer(turn) || !json_is_integer(seq) || !json_is_boolean(allow)) {
-    fail(r, "bad_args", "approve_tool: \"turn\" (int), \"seq\" (int) and \"allow\" (bool) are required");
+    fail(r, PROTO_ERR_bad_args, "approve_tool: \"turn\" (int), \"seq\" (int) and \"allow\" (bool) are required");
     return;
   }
   if (sessions_approve(r->b, json_integer_value(turn), json_integer_value(seq), json_is_true(allow)) < 0) {
-    fail(r, "not_found", "approve_tool: that turn is not running");
+    fail(r, PROTO_ERR_not_found, "approve_tool: that turn is not running");
     return;
   }
   reply(r, json_pack("{s:O, s:O, s:O}", "turn", turn, "seq", seq, "allow", allow));
@@ -251,13 +251,13 @@ static void verb_confirm(request_t *r) {
   json_t *proposal = json_object_get(r->args, "proposal");
   json_t *accept = json_object_get(r->args, "accept");
   if (!json_is_integer(proposal) || !json_is_boolean(accept)) {
-    fail(r, "bad_args", "confirm: \"proposal\" (int) and \"accept\" (bool) are required");
+    fail(r, PROTO_ERR_bad_args, "confirm: \"proposal\" (int) and \"accept\" (bool) are required");
     return;
   }
   char id[128], err[256];
   int rc = agents_confirm(r->b, json_integer_value(proposal), json_is_true(accept), id, sizeof id, err, sizeof err);
   if (rc < 0) {
-    fail(r, "confirm_failed", err);
+    fail(r, PROTO_ERR_confirm_failed, err);
     return;
   }
   if (rc == 0)
@@ -272,7 +272,7 @@ static bool arg_id(request_t *r, int64_t *id) {
   if (!json_is_integer(v)) {
     char detail[128];
     snprintf(detail, sizeof detail, "%s: \"id\" (an integer) is required", r->req->verb);
-    fail(r, "bad_args", detail);
+    fail(r, PROTO_ERR_bad_args, detail);
     return false;
   }
   *id = json_integer_value(v);
@@ -297,7 +297,7 @@ static void verb_plan(request_t *r) {
     return;
   json_t *v = workflow_show(r->b, id, err, sizeof err);
   if (!v)
-    fail(r, "not_found", err);
+    fail(r, PROTO_ERR_not_found, err);
   else
     reply(r, v);
 }
@@ -309,7 +309,7 @@ static void verb_approve(request_t *r) {
     return;
   const char *ws = arg_str(r, "workspace", r->from->workspace && r->from->workspace[0] ? r->from->workspace : NULL);
   if (workflow_approve(r->b, id, ws, err, sizeof err) < 0) {
-    fail(r, "approve_failed", err);
+    fail(r, PROTO_ERR_approve_failed, err);
     return;
   }
   reply(r, workflow_show(r->b, id, err, sizeof err));
@@ -321,7 +321,7 @@ static void verb_reject(request_t *r) {
   if (!arg_id(r, &id))
     return;
   if (workflow_reject(r->b, id, err, sizeof err) < 0)
-    fail(r, "reject_failed", err);
+    fail(r, PROTO_ERR_reject_failed, err);
   else
     reply_status(r, id);
 }
@@ -333,12 +333,12 @@ static void verb_modify(request_t *r) {
     return;
   json_t *edit = json_object_get(r->args, "edit");
   if (!json_is_object(edit)) {
-    fail(r, "bad_args", "modify: \"edit\" (an object with an op) is required");
+    fail(r, PROTO_ERR_bad_args, "modify: \"edit\" (an object with an op) is required");
     return;
   }
   json_t *v = workflow_modify(r->b, id, edit, err, sizeof err);
   if (!v)
-    fail(r, "modify_failed", err);
+    fail(r, PROTO_ERR_modify_failed, err);
   else
     reply(r, v);
 }
@@ -364,11 +364,11 @@ static void verb_cancel_workflow(request_t *r) {
   json_t *rb = json_object_get(r->args, "rollback");
   char err[256];
   if (id <= 0) {
-    fail(r, "not_found", "cancel_workflow: no workflow is running");
+    fail(r, PROTO_ERR_not_found, "cancel_workflow: no workflow is running");
     return;
   }
   if (workflow_cancel(r->b, id, !json_is_false(rb), err, sizeof err) < 0)
-    fail(r, "cancel_failed", err);
+    fail(r, PROTO_ERR_cancel_failed, err);
   else
     reply_status(r, id);
 }
@@ -379,7 +379,7 @@ static void pause_or_resume(request_t *r, bool pause) {
   if (!arg_id(r, &id))
     return;
   if (workflow_pause(r->b, id, pause, err, sizeof err) < 0)
-    fail(r, pause ? "pause_failed" : "resume_failed", err);
+    fail(r, pause ? PROTO_ERR_pause_failed : PROTO_ERR_resume_failed, err);
   else
     reply_status(r, id);
 }
@@ -399,12 +399,12 @@ static void verb_template_save(request_t *r) {
   if (!arg_id(r, &id))
     return;
   if (!name || !name[0]) {
-    fail(r, "bad_args", "template_save: \"name\" is required");
+    fail(r, PROTO_ERR_bad_args, "template_save: \"name\" is required");
     return;
   }
   json_t *t = workflow_template_save(r->b, id, name, err, sizeof err);
   if (!t)
-    fail(r, "template_failed", err);
+    fail(r, PROTO_ERR_template_failed, err);
   else
     reply(r, t);
 }
@@ -417,7 +417,7 @@ static void verb_template_run(request_t *r) {
   const char *name = arg_str(r, "name", NULL);
   char err[512];
   if (!name) {
-    fail(r, "bad_args", "template_run: \"name\" is required");
+    fail(r, PROTO_ERR_bad_args, "template_run: \"name\" is required");
     return;
   }
   json_t *values = json_object_get(r->args, "values");
@@ -425,7 +425,7 @@ static void verb_template_run(request_t *r) {
   json_t *v = workflow_template_run(r->b, name, values ? values : empty, arg_str(r, "session", "main"), err, sizeof err);
   json_decref(empty);
   if (!v)
-    fail(r, "template_failed", err);
+    fail(r, PROTO_ERR_template_failed, err);
   else
     reply(r, v);
 }
@@ -458,6 +458,6 @@ void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m) {
   }
   char detail[128];
   snprintf(detail, sizeof detail, "unknown verb \"%.32s\"", m->verb);
-  fail(&r, "unknown_verb", detail);
+  fail(&r, PROTO_ERR_unknown_verb, detail);
   json_decref(empty);
 }

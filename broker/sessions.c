@@ -207,7 +207,7 @@ static bool over_budget(broker_t *b, turn_t *t) {
   char detail[200];
   snprintf(detail, sizeof detail, "%s has used %lld tokens, its budget is %lld (tools.max_tokens_per_agent)", t->session,
            (long long)used, cap);
-  turn_fail(b, t, "failed", "token_budget", detail, NULL, NULL);
+  turn_fail(b, t, "failed", PROTO_ERR_token_budget, detail, NULL, NULL);
   return true;
 }
 
@@ -472,7 +472,7 @@ void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
   t->node = NULL; /* the node has already let go of it */
   if (from->busy > 0)
     from->busy--;
-  turn_fail(b, t, strcmp(m->code, "cancelled") == 0 ? "cancelled" : "failed", m->code, m->detail, extra, m->messages);
+  turn_fail(b, t, strcmp(m->code, PROTO_ERR_cancelled) == 0 ? "cancelled" : "failed", m->code, m->detail, extra, m->messages);
 }
 
 void sessions_node_lost(broker_t *b, peer_t *node) {
@@ -486,7 +486,7 @@ void sessions_node_lost(broker_t *b, peer_t *node) {
       char detail[256];
       snprintf(detail, sizeof detail, "node %s was lost during attempt %d of %d", peer_label(node), t->attempt,
                b->opts.max_turn_attempts);
-      turn_fail(b, t, "failed", "node_lost", detail, NULL, NULL);
+      turn_fail(b, t, "failed", PROTO_ERR_node_lost, detail, NULL, NULL);
       continue;
     }
     log_info("turn %lld (%s): node %s lost; queued again", (long long)t->id, t->session, peer_label(node));
@@ -500,7 +500,7 @@ int sessions_cancel(broker_t *b, int64_t id, const char *why) {
   turn_t *t = turn_find(b, id);
   if (!t)
     return -1;
-  turn_fail(b, t, "cancelled", "cancelled", why, NULL, NULL);
+  turn_fail(b, t, "cancelled", PROTO_ERR_cancelled, why, NULL, NULL);
   return 0;
 }
 
@@ -519,7 +519,7 @@ void sessions_tick(broker_t *b, int64_t now) {
     char detail[256];
     snprintf(detail, sizeof detail, "no agent daemon serving model %s joined within %d s; start one (cadre-agentd)",
              p->model, b->opts.queue_timeout_ms / 1000);
-    turn_fail(b, t, "failed", "no_node", detail, NULL, NULL);
+    turn_fail(b, t, "failed", PROTO_ERR_no_node, detail, NULL, NULL);
   }
   sessions_schedule(b);
 }
@@ -527,7 +527,7 @@ void sessions_tick(broker_t *b, int64_t now) {
 void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m) {
   if (!current_turn(b, from, m))
     return;
-  json_t *call = json_loads(m->text, 0, NULL);
+  json_t *call = proto_msg_call(m);
   broker_event(b, "approval_needed", m->session, m->turn,
                json_pack("{s:I, s:o, s:s, s:s}", "seq", (json_int_t)m->seq, "call",
                          call ? call : json_string(m->text), "node", from->name, "workspace", from->workspace));

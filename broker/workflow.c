@@ -410,7 +410,7 @@ static void on_step_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
     return;
   char detail[600];
   snprintf(detail, sizeof detail, "%s: %s", m->code, m->detail);
-  step_failed(b, wf, s, detail, strcmp(m->code, "cancelled") != 0 && (!PROTO_HAS(m, retryable) || m->retryable));
+  step_failed(b, wf, s, detail, strcmp(m->code, PROTO_ERR_cancelled) != 0 && (!PROTO_HAS(m, retryable) || m->retryable));
 }
 
 bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summary) {

@@ -92,9 +92,9 @@ static void on_delta(ask_t *a, const proto_msg_t *m) {
     a->at_line_start = true;
   }
   if (a->ctl->json)
-    json_event("delta", json_pack("{s:s, s:I, s:I, s:I, s:s, s:s}", "session", m->session, "turn", (json_int_t)m->turn,
-                                  "attempt", (json_int_t)m->attempt, "seq", (json_int_t)m->seq, "kind", m->kind, "text",
-                                  m->text));
+    json_event("delta", json_pack("{s:s, s:I, s:I, s:I, s:s, s:s, s:O*}", "session", m->session, "turn",
+                                  (json_int_t)m->turn, "attempt", (json_int_t)m->attempt, "seq", (json_int_t)m->seq,
+                                  "kind", m->kind, "text", m->text, "call", m->call));
   else if (strcmp(m->kind, "tool_call") == 0 || strcmp(m->kind, "tool_result") == 0)
     print_tool(a, m);
   else
@@ -172,14 +172,14 @@ static int on_failed(ask_t *a, const json_t *p) {
     render_turn_failed(&b, p);
     fprintf(stderr, "cadre: the turn %s\n", sbuf_str(&b));
     sbuf_free(&b);
-    if (code && strcmp(code, "connect") == 0)
+    if (code && strcmp(code, PROTO_ERR_connect) == 0)
       fprintf(stderr, "cadre: is the model server running? `cadre config` shows each profile's url; "
                       "README \"Using real models\" says how to point Cadre at Ollama, LM Studio or OpenAI\n");
     else if (code && strcmp(code, "http_401") == 0)
       fprintf(stderr, "cadre: the model server refused the API key: set it in secrets.json or the environment "
                       "(README \"Using real models\")\n");
   }
-  return code && strcmp(code, "cancelled") == 0 ? 130 : 1;
+  return code && strcmp(code, PROTO_ERR_cancelled) == 0 ? 130 : 1;
 }
 
 /* Delegation: the main agent spawned sub-agents; their summaries arrive, then
@@ -269,7 +269,7 @@ static int follow_turn_again(ask_t *a) {
       rc = on_done(a, p);
       json_decref(p);
     } else {
-      rc = on_failed(a, json_pack("{s:s, s:s}", "code", "lost", "detail", "the turn ended while the broker was away"));
+      rc = on_failed(a, json_pack("{s:s, s:s}", "code", PROTO_ERR_lost, "detail", "the turn ended while the broker was away"));
     }
     json_decref(h);
   }

@@ -38,7 +38,7 @@ void render_call(sbuf_t *b, const json_t *call) {
 }
 
 json_t *render_tool_body(const proto_msg_t *m) {
-  return json_loads(m->text ? m->text : "", 0, NULL);
+  return proto_msg_call(m);
 }
 
 out_style_t render_tool_delta(sbuf_t *b, const proto_msg_t *m) {

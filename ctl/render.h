@@ -17,8 +17,9 @@
 /* What starts thinking text: dimmed with colours, else the words "[thinking] ". */
 const char *render_thinking_mark(bool color);
 /* The call or result a tool_call / tool_result delta carries ({id, name,
- * arguments} or {id, name, ok, summary}); caller owns it (NULL: none). The
- * one place that reads a tool delta's body. */
+ * arguments} or {id, name, ok, summary}): its call map, or from an older node
+ * its text parsed; caller owns it (NULL: none). The one place that reads a
+ * tool delta's body. */
 json_t *render_tool_body(const proto_msg_t *m);
 /* A tool_call or tool_result delta as one line, "→ name args" or "← ✓ name
  * summary" (nothing for other kinds); its style: OUT_ERROR for a failed

@@ -182,6 +182,11 @@ const char *proto_error_doc_of(const char *code);
 /* Whether a JSON value has a field kind (an int for NUM too; NULL fits nothing). */
 bool proto_kind_fits(proto_kind_t kind, const json_t *v);
 
+/* The tool call of a delta (tool_call, tool_result) or an approval: its call
+ * map, or, from an older sender, its text parsed when that is a JSON map.
+ * Returns a new reference (caller releases it), or NULL. */
+json_t *proto_msg_call(const proto_msg_t *m);
+
 /* True when verb is in PROTO_VERBS. */
 bool proto_verb_known(const char *verb);
 

@@ -100,6 +100,18 @@ bool proto_kind_fits(proto_kind_t kind, const json_t *v) {
   return false;
 }
 
+json_t *proto_msg_call(const proto_msg_t *m) {
+  if (!m)
+    return NULL;
+  if (m->call)
+    return json_incref(m->call);
+  json_t *v = m->text ? json_loads(m->text, 0, NULL) : NULL;
+  if (json_is_object(v))
+    return v;
+  json_decref(v);
+  return NULL;
+}
+
 bool proto_verb_known(const char *verb) {
   for (size_t i = 0; verb && i < COUNT(verb_names); i++)
     if (strcmp(verb_names[i], verb) == 0)

@@ -186,7 +186,7 @@ static int housekeeping(proto_link_t *l, const proto_msg_t *m) {
       say_hello(l, "the broker restarted (new epoch)");
     return PROTO_LINK_TIMEOUT;
   case PROTO_ERROR:
-    if (strcmp(m->code, "hello_first") != 0)
+    if (strcmp(m->code, PROTO_ERR_hello_first) != 0)
       return PROTO_LINK_MSG;
     l->registered = false;
     if (util_now_ms() - l->hello_sent > HELLO_GRACE_MS)

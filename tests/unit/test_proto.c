@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <msgpack.h>
@@ -1149,6 +1150,397 @@ static void test_zmq_oversize_frame_is_dropped_not_delivered(void **state) {
   zmq_ctx_term(ctx);
 }
 
+/* ---- the application layer: verb arguments, events, errors, profile ----- */
+
+/* A sample value of a kind, and one of another kind. */
+static json_t *sample_of(proto_kind_t kind) {
+  switch (kind) {
+  case PROTO_KIND_STR: return json_string("s");
+  case PROTO_KIND_INT: return json_integer(7);
+  case PROTO_KIND_BOOL: return json_true();
+  case PROTO_KIND_NUM: return json_real(0.5);
+  case PROTO_KIND_MAP: return json_object();
+  case PROTO_KIND_LIST: return json_array();
+  case PROTO_KIND_ANY: return json_string("any");
+  }
+  return NULL;
+}
+
+static json_t *wrong_of(proto_kind_t kind) {
+  return kind == PROTO_KIND_STR ? json_integer(1) : kind == PROTO_KIND_MAP ? json_array() : json_string("x");
+}
+
+typedef struct {
+  const char *owner; /* verb or event kind */
+  const char *name;
+  proto_kind_t kind;
+  bool required;
+} key_t_;
+
+static const key_t_ arg_keys[] = {
+#define K(verb, name, KIND, R, doc) {#verb, #name, PROTO_KIND_##KIND, PROTO_MEMBER_##R == PROTO_MEMBER_REQ},
+    PROTO_ARGS(K)
+#undef K
+};
+
+static const char *const all_verbs[] = {
+#define V(name, doc, result) #name,
+    PROTO_VERBS(V)
+#undef V
+};
+
+/* Every declared argument of verb with a sample value. */
+static json_t *full_args(const char *verb) {
+  json_t *args = json_object();
+  for (size_t i = 0; i < sizeof arg_keys / sizeof arg_keys[0]; i++)
+    if (strcmp(arg_keys[i].owner, verb) == 0)
+      json_object_set_new(args, arg_keys[i].name, sample_of(arg_keys[i].kind));
+  return args;
+}
+
+static void expect_args(const char *what, const char *verb, const json_t *args, int want_rc,
+                        proto_errcode_t want_code, const char *mention) {
+  proto_err_t err = {0};
+  int rc = proto_args_check(verb, args, &err);
+  if (rc != want_rc)
+    fail_msg("%s: proto_args_check(%s) = %d (%s), want %d", what, verb, rc, err.text, want_rc);
+  if (want_rc != 0 && err.code != want_code)
+    fail_msg("%s: code %s, want %s", what, proto_errcode_name(err.code), proto_errcode_name(want_code));
+  if (mention && !strstr(err.text, mention))
+    fail_msg("%s: text \"%s\" does not mention %s", what, err.text, mention);
+}
+
+static void test_every_verb_rejects_required_args_missing_or_of_the_wrong_kind(void **state) {
+  (void)state;
+  for (size_t v = 0; v < sizeof all_verbs / sizeof all_verbs[0]; v++) {
+    json_t *args = full_args(all_verbs[v]);
+    expect_args("all arguments", all_verbs[v], args, 0, PROTO_OK, NULL);
+    json_decref(args);
+  }
+  for (size_t i = 0; i < sizeof arg_keys / sizeof arg_keys[0]; i++) {
+    const key_t_ *k = &arg_keys[i];
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "\"%s\"", k->name);
+    json_t *args = full_args(k->owner);
+    json_object_set_new(args, k->name, wrong_of(k->kind));
+    expect_args("wrong kind", k->owner, args, -EINVAL, PROTO_E_FIELD_TYPE, quoted);
+    json_object_set_new(args, k->name, json_null());
+    expect_args("null", k->owner, args, k->required ? -EINVAL : 0, PROTO_E_MISSING, k->required ? quoted : NULL);
+    json_object_del(args, k->name);
+    expect_args("absent", k->owner, args, k->required ? -EINVAL : 0, PROTO_E_MISSING, k->required ? quoted : NULL);
+    json_decref(args);
+  }
+}
+
+typedef struct {
+  const char *name;
+  const char *verb;
+  const char *args; /* JSON, or NULL for no args */
+  int want;         /* 0, -EINVAL or -ENOENT */
+  proto_errcode_t code;
+  const char *mention;
+} args_case_t;
+
+static const args_case_t args_cases[] = {
+    {"ask without text", "ask", "{}", -EINVAL, PROTO_E_MISSING, "ask: argument \"text\" (str) is required"},
+    {"ask without args at all", "ask", NULL, -EINVAL, PROTO_E_MISSING, "\"text\""},
+    {"ask with text", "ask", "{\"text\":\"hi\"}", 0, PROTO_OK, NULL},
+    {"ask.solo is a bool", "ask", "{\"text\":\"hi\",\"solo\":\"yes\"}", -EINVAL, PROTO_E_FIELD_TYPE,
+     "ask: argument \"solo\" must be a bool, not a string"},
+    {"ask.session is a string", "ask", "{\"text\":\"hi\",\"session\":3}", -EINVAL, PROTO_E_FIELD_TYPE,
+     "\"session\" must be a str, not an int"},
+    {"template_run.session is a string", "template_run", "{\"name\":\"t\",\"session\":[]}", -EINVAL,
+     PROTO_E_FIELD_TYPE, "template_run: argument \"session\""},
+    {"template_run.values is a map", "template_run", "{\"name\":\"t\",\"values\":[1]}", -EINVAL,
+     PROTO_E_FIELD_TYPE, "\"values\" must be a map, not a list"},
+    {"cancel.turn as a string", "cancel", "{\"turn\":\"5\"}", -EINVAL, PROTO_E_FIELD_TYPE,
+     "\"turn\" must be an int"},
+    {"cancel.turn as a real", "cancel", "{\"turn\":5.5}", -EINVAL, PROTO_E_FIELD_TYPE, "not a number"},
+    {"approve_tool without allow", "approve_tool", "{\"turn\":1,\"seq\":2}", -EINVAL, PROTO_E_MISSING,
+     "\"allow\""},
+    {"null optional is absent", "cancel_workflow", "{\"id\":null,\"rollback\":null}", 0, PROTO_OK, NULL},
+    {"unknown arguments are ignored", "nodes", "{\"whatever\":[1,2]}", 0, PROTO_OK, NULL},
+    {"args must be a map", "status", "[1]", -EINVAL, PROTO_E_FIELD_TYPE, "args must be a map"},
+    {"unknown verb", "frobnicate", "{}", -ENOENT, PROTO_E_VALUE, "unknown verb \"frobnicate\""},
+    {"spawn: task required, role optional", "spawn", "{\"role\":\"reviewer\"}", -EINVAL, PROTO_E_MISSING,
+     "\"task\""},
+};
+
+static void test_args_cases(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof args_cases / sizeof args_cases[0]; i++) {
+    const args_case_t *c = &args_cases[i];
+    json_t *args = c->args ? json_loads(c->args, JSON_DECODE_ANY, NULL) : NULL;
+    if (c->args)
+      assert_non_null(args);
+    expect_args(c->name, c->verb, args, c->want, c->code, c->mention);
+    json_decref(args);
+  }
+  assert_true(proto_verb_known("ask"));
+  assert_false(proto_verb_known("ask2"));
+  assert_false(proto_verb_known(NULL));
+}
+
+static const key_t_ event_keys[] = {
+#define K(kind, name, KIND, R, doc) {#kind, #name, PROTO_KIND_##KIND, PROTO_MEMBER_##R == PROTO_MEMBER_REQ},
+    PROTO_EVENT_FIELDS(K)
+#undef K
+};
+
+static const key_t_ workflow_keys[] = {
+#define K(name, KIND, R, doc) {"workflow", #name, PROTO_KIND_##KIND, PROTO_MEMBER_##R == PROTO_MEMBER_REQ},
+    PROTO_WORKFLOW_FIELDS(K)
+#undef K
+};
+
+#define IS_WF_PLAIN false
+#define IS_WF_WORKFLOW true
+static const struct {
+  const char *kind;
+  bool workflow;
+} all_events[] = {
+#define E(kind, BODY, doc) {#kind, IS_WF_##BODY},
+    PROTO_EVENTS(E)
+#undef E
+};
+
+static json_t *full_payload(size_t e) {
+  json_t *p = json_object();
+  for (size_t i = 0; all_events[e].workflow && i < sizeof workflow_keys / sizeof workflow_keys[0]; i++)
+    json_object_set_new(p, workflow_keys[i].name, sample_of(workflow_keys[i].kind));
+  for (size_t i = 0; i < sizeof event_keys / sizeof event_keys[0]; i++)
+    if (strcmp(event_keys[i].owner, all_events[e].kind) == 0)
+      json_object_set_new(p, event_keys[i].name, sample_of(event_keys[i].kind));
+  return p;
+}
+
+static void expect_event(const char *what, const char *kind, const json_t *payload, int want_rc, const char *mention) {
+  proto_err_t err = {0};
+  int rc = proto_event_check(kind, payload, &err);
+  if (rc != want_rc)
+    fail_msg("%s: proto_event_check(%s) = %d (%s), want %d", what, kind, rc, err.text, want_rc);
+  if (mention && !strstr(err.text, mention))
+    fail_msg("%s: text \"%s\" does not mention %s", what, err.text, mention);
+}
+
+static void test_every_event_checks_its_payload_fields(void **state) {
+  (void)state;
+  for (size_t e = 0; e < sizeof all_events / sizeof all_events[0]; e++) {
+    const char *kind = all_events[e].kind;
+    json_t *p = full_payload(e);
+    expect_event("full payload", kind, p, 0, NULL);
+    for (size_t i = 0; i < sizeof event_keys / sizeof event_keys[0]; i++) {
+      const key_t_ *k = &event_keys[i];
+      if (strcmp(k->owner, kind) != 0)
+        continue;
+      json_t *bad = json_deep_copy(p);
+      json_object_set_new(bad, k->name, wrong_of(k->kind));
+      expect_event("wrong kind", kind, k->kind == PROTO_KIND_ANY ? p : bad, k->kind == PROTO_KIND_ANY ? 0 : -EINVAL,
+                   k->kind == PROTO_KIND_ANY ? NULL : k->name);
+      json_object_del(bad, k->name);
+      expect_event("absent", kind, bad, k->required ? -EINVAL : 0, k->required ? k->name : NULL);
+      json_decref(bad);
+    }
+    if (all_events[e].workflow) {
+      json_t *bad = json_deep_copy(p);
+      json_object_del(bad, "steps");
+      expect_event("workflow without steps", kind, bad, -EINVAL, "workflow field \"steps\" (list) is required");
+      json_decref(bad);
+    }
+    json_decref(p);
+  }
+  expect_event("unknown kind", "nope", NULL, -ENOENT, "unknown event kind \"nope\"");
+  json_t *arr = json_array();
+  expect_event("payload not a map", "turn_waiting", arr, -EINVAL, "must be a map");
+  json_decref(arr);
+  json_t *p = json_pack("{s:s, s:s, s:i, s:n}", "node", "n1", "model", "m", "attempt", 1, "after");
+  expect_event("turn_started as the broker sends it", "turn_started", p, 0, NULL);
+  json_decref(p);
+}
+
+static void test_error_codes_have_unique_names_and_docs(void **state) {
+  (void)state;
+  size_t n = proto_error_count();
+  assert_true(n >= 35);
+  for (size_t i = 0; i < n; i++) {
+    const char *name = proto_error_name(i), *doc = proto_error_doc(i);
+    assert_non_null(name);
+    assert_non_null(doc);
+    assert_true(strlen(name) > 0 && strspn(name, "abcdefghijklmnopqrstuvwxyz_") == strlen(name));
+    if (strlen(doc) < 10 || doc[strlen(doc) - 1] != '.')
+      fail_msg("error %s: doc \"%s\" is not a sentence", name, doc);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(proto_error_name(j), name) == 0)
+        fail_msg("error %s is declared twice", name);
+    assert_ptr_equal(proto_error_doc_of(name), doc);
+  }
+  assert_null(proto_error_name(n));
+  assert_null(proto_error_doc_of("no_such_code"));
+  assert_string_equal(PROTO_ERR_bad_args, "bad_args");
+  assert_string_equal(PROTO_ERR_spawn_failed, "spawn_failed");
+  assert_string_equal(PROTO_ERR_hello_first, "hello_first");
+}
+
+/* A config written to a temporary file and loaded. */
+static cadre_config_t *load_config_text(const char *text) {
+  char path[] = "/tmp/cadre-test-proto-XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  FILE *f = fdopen(fd, "w");
+  assert_non_null(f);
+  fputs(text, f);
+  fclose(f);
+  char err[512] = "";
+  cadre_config_t *c = config_load(path, NULL, err, sizeof err);
+  unlink(path);
+  if (!c)
+    fail_msg("config: %s", err);
+  return c;
+}
+
+/* The profile as a node gets it: written, carried in a turn, decoded, read. */
+static void profile_through_the_wire(const cadre_config_t *c, proto_profile_t *out, proto_msg_t **keep) {
+  proto_msg_t *m = proto_msg_new(PROTO_TURN), *back = NULL;
+  proto_err_t err = {0};
+  char *buf = NULL;
+  size_t len = 0;
+  proto_set_str(m, PROTO_F_session, "main");
+  PROTO_SET(m, turn, 1);
+  PROTO_SET(m, attempt, 1);
+  assert_int_equal(proto_set_json(m, PROTO_F_profile, proto_profile_wire(config_main(c), &c->tools)), 0);
+  proto_set_json(m, PROTO_F_messages, json_array());
+  assert_int_equal(proto_encode(m, &buf, &len, &err), 0);
+  assert_int_equal(proto_decode(buf, len, &back, &err), PROTO_OK);
+  proto_profile_read(back->profile, out);
+  assert_null(json_object_get(back->profile, "api_key"));
+  free(buf);
+  proto_msg_destroy(&m);
+  *keep = back; /* out borrows from it */
+}
+
+static void test_profile_writer_and_reader_round_trip(void **state) {
+  (void)state;
+  cadre_config_t *c = load_config_text(
+      "{\"agents\": {\"main_agent\": {\"provider\": \"openai\", \"url\": \"http://127.0.0.1:9/v1\", "
+      "\"model\": \"o3-mini\", \"role\": \"main\", \"api_key\": \"SECRET\", \"temperature\": 0.25, "
+      "\"max_tokens\": 321, \"stream\": false, \"max_tokens_field\": \"max_completion_tokens\", "
+      "\"think\": \"high\", \"cost_per_1m_input\": 1.5, \"cost_per_1m_output\": 6}},"
+      " \"tools\": {\"approval\": \"mutating\", \"timeout_s\": 33, \"max_iterations\": 7, \"max_tool_calls\": 9}}");
+  proto_profile_t pp;
+  proto_msg_t *back;
+  profile_through_the_wire(c, &pp, &back);
+  for (int f = 0; f < PROTO_P_COUNT; f++)
+    if (!(pp.has & (UINT32_C(1) << f)))
+      fail_msg("profile field %d did not reach the node", f);
+  for (int t = 0; t < PROTO_T_COUNT; t++)
+    assert_true(pp.tool_has & (UINT32_C(1) << t));
+  assert_string_equal(pp.name, "main_agent");
+  assert_string_equal(pp.provider, "openai");
+  assert_string_equal(pp.url, "http://127.0.0.1:9/v1");
+  assert_string_equal(pp.model, "o3-mini");
+  assert_string_equal(pp.role, "main");
+  assert_true(pp.temperature == 0.25);
+  assert_int_equal(pp.max_tokens, 321);
+  assert_false(pp.stream);
+  assert_true(pp.cost_per_1m_input == 1.5 && pp.cost_per_1m_output == 6);
+  assert_string_equal(pp.max_tokens_field, "max_completion_tokens");
+  assert_string_equal(json_string_value(pp.think), "high");
+  assert_string_equal(pp.tool.approval, "mutating");
+  assert_int_equal(pp.tool.timeout_s, 33);
+  assert_int_equal(pp.tool.max_iterations, 7);
+  assert_int_equal(pp.tool.max_tool_calls, 9);
+  char *dump = json_dumps(back->profile, 0);
+  assert_null(strstr(dump, "SECRET"));
+  free(dump);
+  proto_msg_destroy(&back);
+  config_destroy(&c);
+
+  /* think as a bool; max_tokens_field absent is left out, not sent empty. */
+  c = load_config_text("{\"agents\": {\"main_agent\": {\"provider\": \"ollama\", \"url\": \"http://127.0.0.1:9\", "
+                       "\"model\": \"qwen3\", \"role\": \"main\", \"think\": false}}}");
+  profile_through_the_wire(c, &pp, &back);
+  assert_true(PROTO_PROFILE_HAS(&pp, think) && json_is_false(pp.think));
+  assert_false(PROTO_PROFILE_HAS(&pp, max_tokens_field));
+  assert_null(json_object_get(back->profile, "max_tokens_field"));
+  proto_msg_destroy(&back);
+  config_destroy(&c);
+
+  /* A profile map with fields of the wrong kind reads as if they were absent. */
+  json_t *w = json_pack("{s:i, s:s, s:s, s:{s:s}}", "model", 5, "temperature", "hot", "stream", "no",
+                        "tool_settings", "timeout_s", "10");
+  proto_profile_read(w, &pp);
+  assert_int_equal(pp.has, 0);
+  assert_int_equal(pp.tool_has, 0);
+  json_decref(w);
+  proto_profile_read(NULL, &pp);
+  assert_int_equal(pp.has, 0);
+  assert_null(proto_profile_wire(NULL, NULL));
+}
+
+static void test_config_rejects_bad_max_tokens_field_and_think(void **state) {
+  (void)state;
+  const char *bad[] = {"\"max_tokens_field\": \"tokens\"", "\"max_tokens_field\": 5", "\"think\": 1",
+                       "\"think\": \"\""};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char text[512], path[] = "/tmp/cadre-test-proto-XXXXXX", err[512] = "";
+    snprintf(text, sizeof text,
+             "{\"agents\": {\"main_agent\": {\"url\": \"http://127.0.0.1:9\", \"model\": \"m\", \"role\": \"main\", %s}}}",
+             bad[i]);
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    cadre_config_t *c = config_load(path, NULL, err, sizeof err);
+    unlink(path);
+    if (c)
+      fail_msg("config with %s was accepted", bad[i]);
+    assert_non_null(strstr(err, "agents.main_agent."));
+  }
+}
+
+static void test_tool_call_map_travels_and_text_stays(void **state) {
+  (void)state;
+  proto_msg_t *m = proto_msg_new(PROTO_DELTA);
+  json_t *call = json_pack("{s:s, s:s, s:s}", "id", "c1", "name", "read_file", "arguments", "{\"path\":\"a\"}");
+  char *text = json_dumps(call, JSON_COMPACT);
+  proto_set_str(m, PROTO_F_session, "main");
+  PROTO_SET(m, turn, 1);
+  PROTO_SET(m, attempt, 1);
+  PROTO_SET(m, seq, 1);
+  proto_set_str(m, PROTO_F_kind, "tool_call");
+  proto_set_str(m, PROTO_F_text, text);
+  assert_int_equal(proto_set_json(m, PROTO_F_call, json_incref(call)), 0);
+  char *buf = NULL;
+  size_t len = 0;
+  proto_err_t err = {0};
+  proto_msg_t *back = NULL;
+  assert_int_equal(proto_encode(m, &buf, &len, &err), 0);
+  assert_int_equal(proto_decode(buf, len, &back, &err), PROTO_OK);
+  assert_string_equal(back->text, text);
+  json_t *got = proto_msg_call(back);
+  assert_true(json_equal(got, call));
+  json_decref(got);
+  /* From an older node: no call, the JSON in text. */
+  json_decref(back->call);
+  back->call = NULL;
+  back->has &= ~PROTO_BIT(call);
+  got = proto_msg_call(back);
+  assert_true(json_equal(got, call));
+  json_decref(got);
+  proto_set_str(back, PROTO_F_text, "not json");
+  assert_null(proto_msg_call(back));
+  assert_null(proto_msg_call(NULL));
+  /* An approval carries the call too; a map is required of it. */
+  assert_int_equal(proto_member(PROTO_APPROVAL, PROTO_F_call), PROTO_MEMBER_OPT);
+  assert_int_equal(proto_member(PROTO_DELTA, PROTO_F_call), PROTO_MEMBER_OPT);
+  assert_int_equal(proto_set_json(back, PROTO_F_call, json_string("x")), -EINVAL);
+  free(buf);
+  free(text);
+  json_decref(call);
+  proto_msg_destroy(&m);
+  proto_msg_destroy(&back);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_every_message_round_trips_with_all_fields),
@@ -1170,6 +1562,13 @@ int main(void) {
       cmocka_unit_test(test_zmq_router_dealer_round_trip),
       cmocka_unit_test(test_zmq_socket_setup_sets_maxmsgsize_and_linger),
       cmocka_unit_test(test_zmq_oversize_frame_is_dropped_not_delivered),
+      cmocka_unit_test(test_every_verb_rejects_required_args_missing_or_of_the_wrong_kind),
+      cmocka_unit_test(test_args_cases),
+      cmocka_unit_test(test_every_event_checks_its_payload_fields),
+      cmocka_unit_test(test_error_codes_have_unique_names_and_docs),
+      cmocka_unit_test(test_profile_writer_and_reader_round_trip),
+      cmocka_unit_test(test_config_rejects_bad_max_tokens_field_and_think),
+      cmocka_unit_test(test_tool_call_map_travels_and_text_stays),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
