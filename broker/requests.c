@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "jx.h"
 #include "log.h"
 #include "util.h"
 
@@ -32,8 +33,7 @@ static void fail(request_t *r, const char *code, const char *detail) {
 }
 
 static const char *arg_str(request_t *r, const char *key, const char *dflt) {
-  const char *s = json_string_value(json_object_get(r->args, key));
-  return s ? s : dflt;
+  return jx_str(r->args, key, dflt);
 }
 
 static void watch_session(peer_t *p, const char *session) {
@@ -84,7 +84,7 @@ static void verb_ask(request_t *r) {
   char err[256];
   /* Watch first, so no event of the new turn can be missed. */
   watch_session(r->from, session);
-  if (json_is_true(json_object_get(r->args, "solo"))) {
+  if (jx_bool(r->args, "solo", false)) {
     const cadre_profile_t *mp = config_main(r->b->opts.config);
     store_session_ensure(r->b->store, session, mp->role, mp->name);
     store_session_set_solo(r->b->store, session, true);
@@ -361,13 +361,13 @@ static int64_t current_workflow(request_t *r) {
 static void verb_cancel_workflow(request_t *r) {
   json_t *v = json_object_get(r->args, "id");
   int64_t id = json_is_integer(v) ? json_integer_value(v) : current_workflow(r);
-  json_t *rb = json_object_get(r->args, "rollback");
+  bool rollback = jx_bool(r->args, "rollback", true);
   char err[256];
   if (id <= 0) {
     fail(r, PROTO_ERR_not_found, "cancel_workflow: no workflow is running");
     return;
   }
-  if (workflow_cancel(r->b, id, !json_is_false(rb), err, sizeof err) < 0)
+  if (workflow_cancel(r->b, id, rollback, err, sizeof err) < 0)
     fail(r, PROTO_ERR_cancel_failed, err);
   else
     reply_status(r, id);
@@ -420,7 +420,7 @@ static void verb_template_run(request_t *r) {
     fail(r, PROTO_ERR_bad_args, "template_run: \"name\" is required");
     return;
   }
-  json_t *values = json_object_get(r->args, "values");
+  json_t *values = jx_obj(r->args, "values");
   json_t *empty = json_object();
   json_t *v = workflow_template_run(r->b, name, values ? values : empty, arg_str(r, "session", "main"), err, sizeof err);
   json_decref(empty);

@@ -987,6 +987,10 @@ static json_t *profile_display(const cadre_profile_t *p)
   if (!o)
     return NULL;
   json_object_del(o, "name");
+  if (p->max_tokens_field)
+    json_object_set_new(o, "max_tokens_field", json_string(p->max_tokens_field));
+  if (p->think)
+    json_object_set(o, "think", p->think);
   json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());
   json_object_set_new(o, "system_prompt_file",
                       p->system_prompt_file ? json_string(p->system_prompt_file) : json_null());

@@ -348,6 +348,46 @@ class Secrets(unittest.TestCase):
             c.close()
 
 
+class ProtocolTable(unittest.TestCase):
+    """What proto/messages.def declares holds end to end."""
+
+    def test_profile_fields_reach_the_model_server(self):
+        def openai(cfg):
+            cfg["agents"]["main_agent"]["max_tokens_field"] = "max_completion_tokens"
+
+        def ollama(cfg):
+            cfg["agents"]["main_agent"].update(provider="ollama", think="high")
+            cfg["agents"]["main_agent"]["url"] = cfg["agents"]["main_agent"]["url"][:-len("/v1")]
+
+        for extra, check in ((openai, lambda b: (self.assertEqual(b["max_completion_tokens"], 256),
+                                                 self.assertNotIn("max_tokens", b))),
+                             (ollama, lambda b: (self.assertEqual(b["think"], "high"),
+                                                 self.assertEqual(b["options"]["num_predict"], 256)))):
+            c = Cluster(nodes=(("pt", 1),), config_extra=extra)
+            try:
+                c.model.script([{"text": "fine"}])
+                c.cadre("ask", "hello", check=True)
+                check(c.model.requests()[-1]["body"])
+            finally:
+                c.close()
+
+    def test_request_args_are_checked_against_the_table(self):
+        c = Cluster(nodes=(("pt", 1),))
+        try:
+            cases = (("cancel", '{"turn": "7"}', 'cancel: argument "turn" must be an int, not a string'),
+                     ("cancel", "{}", 'cancel: argument "turn" (int) is required'),
+                     ("ask", '{"text": "hi", "solo": 1}', 'ask: argument "solo" must be a bool, not an int'),
+                     ("template_run", '{"name": "t", "session": 5}', 'argument "session" must be a str'))
+            for verb, args, want in cases:
+                r, out = c.cadre_json("call", verb, args)
+                self.assertNotEqual(r.returncode, 0, (verb, args))
+                self.assertIn(want, out[0]["error"])
+                self.assertIn("bad_args", out[0]["error"])
+            self.assertEqual(c.broker.poll(), None, "broker died")
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
 

@@ -68,6 +68,10 @@ class Tools(unittest.TestCase):
         kinds = [e["kind"] for e in ev if e["event"] == "delta"]
         self.assertEqual(kinds.count("tool_call"), 6)
         self.assertEqual(kinds.count("tool_result"), 6)
+        # Each tool delta carries its call as a map, and the same as JSON in text (older readers).
+        for d in (e for e in ev if e["event"] == "delta" and e["kind"] in ("tool_call", "tool_result")):
+            self.assertEqual(json.loads(d["text"]), d["call"])
+            self.assertTrue(d["call"]["id"].startswith("c"))
         # Every message of the loop is in the session's history.
         r, h = self.c.cadre_json("history")
         roles = [m["role"] for m in h[0]["messages"]]
