@@ -143,8 +143,9 @@ static int send_msg(agentd_t *d, proto_msg_t *m) {
 
 /* The API key for a turn's profile, resolved on this host. Caller frees. */
 static char *resolve_key(agentd_t *d, const json_t *profile) {
-  const char *provider = json_string_value(json_object_get(profile, "provider"));
-  const char *name = json_string_value(json_object_get(profile, "name"));
+  proto_profile_t pp;
+  proto_profile_read(profile, &pp);
+  const char *provider = pp.provider, *name = pp.name;
   const char *own = NULL;
   if (d->opts.config && name) {
     const cadre_profile_t *p = config_profile(d->opts.config, name);

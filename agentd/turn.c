@@ -408,9 +408,10 @@ void turn_run(run_t *r) {
   L.conversation = json_deep_copy(r->job->messages);
   L.added = json_array();
   setup_tools(&L);
+  proto_profile_t pp;
+  proto_profile_read(r->job->profile, &pp);
   log_info("turn %lld (%s, attempt %lld): %s, %zu tools", (long long)r->job->turn, r->job->session,
-           (long long)r->job->attempt, json_string_value(json_object_get(r->job->profile, "model")),
-           json_array_size(L.defs));
+           (long long)r->job->attempt, pp.model ? pp.model : "?", json_array_size(L.defs));
   for (int iteration = 0;; iteration++) {
     if (iteration >= L.max_iterations) {
       char detail[160];
