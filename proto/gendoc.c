@@ -174,21 +174,28 @@ static void key_row(FILE *out, const char *name, proto_kind_t kind, const char *
 static const char *const key_head = "| Name | Kind | Required | Description |\n"
                                     "|------|------|----------|-------------|\n";
 
+/* The table of the keys owner has (all of them when owner is NULL), or
+ * none_text when it has none. */
+static void key_table(FILE *out, const proto_key_t *rows, size_t n, const char *owner, const char *none_text) {
+  int shown = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (owner && strcmp(rows[i].owner, owner) != 0)
+      continue;
+    if (shown++ == 0)
+      fputs(key_head, out);
+    key_row(out, rows[i].name, rows[i].kind, rows[i].required ? REQ_TEXT_REQ : REQ_TEXT_OPT, rows[i].doc);
+  }
+  if (shown == 0)
+    fputs(none_text, out);
+}
+
 static void verb_section(FILE *out, const char *verb, const char *doc, const char *result) {
-  int n = 0;
+  size_t n;
+  const proto_key_t *rows = proto_arg_keys(&n);
   fprintf(out, "### Verb `%s`\n\n", verb);
   cell(out, doc);
   fputs("\n\n", out);
-#define GENDOC_ARG(v, name, KIND, R, adoc)                                                       \
-  if (strcmp(#v, verb) == 0) {                                                                 \
-    if (n++ == 0)                                                                              \
-      fputs(key_head, out);                                                                    \
-    key_row(out, #name, PROTO_KIND_##KIND, REQ_TEXT_##R, adoc);                                \
-  }
-  PROTO_ARGS(GENDOC_ARG)
-#undef GENDOC_ARG
-  if (n == 0)
-    fputs("No arguments.\n", out);
+  key_table(out, rows, n, verb, "No arguments.\n");
   fputs("\nResult: ", out);
   cell(out, result);
   fputs("\n\n", out);
@@ -214,26 +221,15 @@ static void verbs(FILE *out) {
 #undef GENDOC_VERB
 }
 
-#define BODY_TEXT_PLAIN ""
-#define BODY_TEXT_WORKFLOW "The payload is the workflow (see The workflow in events), plus:"
-
-static void event_section(FILE *out, const char *kind, const char *body, const char *doc) {
-  int n = 0;
+static void event_section(FILE *out, const char *kind, const char *doc) {
+  size_t n;
+  const proto_key_t *rows = proto_event_keys(&n);
   fprintf(out, "### Event `%s`\n\n", kind);
   cell(out, doc);
-  fputs(body[0] ? " " : "", out);
-  fputs(body, out);
+  if (proto_event_is_workflow(kind))
+    fputs(" The payload is the workflow (see The workflow in events), plus:", out);
   fputs("\n\n", out);
-#define GENDOC_FIELD(k, name, KIND, R, fdoc)                                                     \
-  if (strcmp(#k, kind) == 0) {                                                                 \
-    if (n++ == 0)                                                                              \
-      fputs(key_head, out);                                                                    \
-    key_row(out, #name, PROTO_KIND_##KIND, REQ_TEXT_##R, fdoc);                                \
-  }
-  PROTO_EVENT_FIELDS(GENDOC_FIELD)
-#undef GENDOC_FIELD
-  if (n == 0)
-    fputs("No fields of its own.\n", out);
+  key_table(out, rows, n, kind, "No fields of its own.\n");
   fputc('\n', out);
 }
 
@@ -250,16 +246,15 @@ static void events(FILE *out) {
   PROTO_EVENTS(GENDOC_EVENT)
 #undef GENDOC_EVENT
   fputs("\n", out);
-#define GENDOC_EVENT(kind, BODY, doc) event_section(out, #kind, BODY_TEXT_##BODY, doc);
+#define GENDOC_EVENT(kind, BODY, doc) event_section(out, #kind, doc);
   PROTO_EVENTS(GENDOC_EVENT)
 #undef GENDOC_EVENT
   fputs("### The workflow in events\n\nThe workflow as the `plans` verb shows it, and as every workflow "
         "event carries it.\n\n",
         out);
-  fputs(key_head, out);
-#define GENDOC_WF(name, KIND, R, doc) key_row(out, #name, PROTO_KIND_##KIND, REQ_TEXT_##R, doc);
-  PROTO_WORKFLOW_FIELDS(GENDOC_WF)
-#undef GENDOC_WF
+  size_t n;
+  const proto_key_t *rows = proto_workflow_keys(&n);
+  key_table(out, rows, n, NULL, "");
   fputc('\n', out);
 }
 

@@ -187,6 +187,26 @@ bool proto_kind_fits(proto_kind_t kind, const json_t *v);
  * Returns a new reference (caller releases it), or NULL. */
 json_t *proto_msg_call(const proto_msg_t *m);
 
+/* One declared key: an argument of a verb, a payload field of an event, or a
+ * field of the workflow that WORKFLOW events carry. */
+typedef struct {
+  const char *owner; /* the verb, the event kind, or "workflow" */
+  const char *name;
+  proto_kind_t kind;
+  bool required;
+  const char *doc;
+} proto_key_t;
+
+/* PROTO_ARGS, PROTO_EVENT_FIELDS and PROTO_WORKFLOW_FIELDS as data, in table
+ * order; *n is set to the number of rows. */
+const proto_key_t *proto_arg_keys(size_t *n);
+const proto_key_t *proto_event_keys(size_t *n);
+const proto_key_t *proto_workflow_keys(size_t *n);
+
+/* Whether a WORKFLOW event (its payload is the workflow plus its own fields);
+ * false for PLAIN and unknown kinds. */
+bool proto_event_is_workflow(const char *kind);
+
 /* True when verb is in PROTO_VERBS. */
 bool proto_verb_known(const char *verb);
 

@@ -20,31 +20,23 @@ static const struct {
 #undef ERROR_ROW
 };
 
-/* One declared key of a verb's args or an event's payload. */
-typedef struct {
-  const char *owner; /* verb or event kind */
-  const char *name;
-  proto_kind_t kind;
-  bool required;
-} key_row_t;
-
 #define REQUIRED_REQ true
 #define REQUIRED_OPT false
 
-static const key_row_t arg_rows[] = {
-#define ARG_ROW(verb, name, KIND, R, doc) {#verb, #name, PROTO_KIND_##KIND, REQUIRED_##R},
+static const proto_key_t arg_rows[] = {
+#define ARG_ROW(verb, name, KIND, R, doc) {#verb, #name, PROTO_KIND_##KIND, REQUIRED_##R, doc},
     PROTO_ARGS(ARG_ROW)
 #undef ARG_ROW
 };
 
-static const key_row_t event_rows[] = {
-#define EVENT_ROW(kind, name, KIND, R, doc) {#kind, #name, PROTO_KIND_##KIND, REQUIRED_##R},
+static const proto_key_t event_rows[] = {
+#define EVENT_ROW(kind, name, KIND, R, doc) {#kind, #name, PROTO_KIND_##KIND, REQUIRED_##R, doc},
     PROTO_EVENT_FIELDS(EVENT_ROW)
 #undef EVENT_ROW
 };
 
-static const key_row_t workflow_rows[] = {
-#define WORKFLOW_ROW(name, KIND, R, doc) {"workflow", #name, PROTO_KIND_##KIND, REQUIRED_##R},
+static const proto_key_t workflow_rows[] = {
+#define WORKFLOW_ROW(name, KIND, R, doc) {"workflow", #name, PROTO_KIND_##KIND, REQUIRED_##R, doc},
     PROTO_WORKFLOW_FIELDS(WORKFLOW_ROW)
 #undef WORKFLOW_ROW
 };
@@ -67,6 +59,21 @@ static const struct {
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+
+const proto_key_t *proto_arg_keys(size_t *n) {
+  *n = COUNT(arg_rows);
+  return arg_rows;
+}
+
+const proto_key_t *proto_event_keys(size_t *n) {
+  *n = COUNT(event_rows);
+  return event_rows;
+}
+
+const proto_key_t *proto_workflow_keys(size_t *n) {
+  *n = COUNT(workflow_rows);
+  return workflow_rows;
+}
 
 size_t proto_error_count(void) {
   return COUNT(errors);
@@ -119,23 +126,14 @@ bool proto_verb_known(const char *verb) {
   return false;
 }
 
-/* A JSON type's name for error texts. */
-static const char *json_kind_name(const json_t *v) {
-  switch (json_typeof(v)) {
-  case JSON_OBJECT: return "a map";
-  case JSON_ARRAY: return "a list";
-  case JSON_STRING: return "a string";
-  case JSON_INTEGER: return "an int";
-  case JSON_REAL: return "a number";
-  case JSON_TRUE:
-  case JSON_FALSE: return "a bool";
-  case JSON_NULL: return "null";
-  }
-  return "?";
-}
+/* A JSON value's type in the words of error texts. */
+static const char *const json_type_words[] = {
+    [JSON_OBJECT] = "a map",   [JSON_ARRAY] = "a list", [JSON_STRING] = "a string", [JSON_INTEGER] = "an int",
+    [JSON_REAL] = "a number", [JSON_TRUE] = "a bool",  [JSON_FALSE] = "a bool",    [JSON_NULL] = "null",
+};
 
 /* Checks obj against the rows owned by owner (what: "argument" or "field"). */
-static int check_rows(const key_row_t *rows, size_t n, const char *owner, const char *label, const char *what,
+static int check_rows(const proto_key_t *rows, size_t n, const char *owner, const char *label, const char *what,
                       const json_t *obj, proto_err_t *err) {
   for (size_t i = 0; i < n; i++) {
     if (strcmp(rows[i].owner, owner) != 0)
@@ -150,7 +148,7 @@ static int check_rows(const key_row_t *rows, size_t n, const char *owner, const 
     }
     if (!proto_kind_fits(rows[i].kind, v)) {
       proto_err_set(err, PROTO_E_FIELD_TYPE, "%s: %s \"%s\" must be %s %s, not %s", label, what, rows[i].name,
-                    rows[i].kind == PROTO_KIND_INT ? "an" : "a", proto_kind_name(rows[i].kind), json_kind_name(v));
+                    rows[i].kind == PROTO_KIND_INT ? "an" : "a", proto_kind_name(rows[i].kind), json_type_words[json_typeof(v)]);
       return -EINVAL;
     }
   }
@@ -169,6 +167,13 @@ int proto_args_check(const char *verb, const json_t *args, proto_err_t *err) {
     return -EINVAL;
   }
   return check_rows(arg_rows, COUNT(arg_rows), verb, verb, "argument", args, err);
+}
+
+bool proto_event_is_workflow(const char *kind) {
+  for (size_t i = 0; kind && i < COUNT(event_kinds); i++)
+    if (strcmp(event_kinds[i].kind, kind) == 0)
+      return event_kinds[i].workflow;
+  return false;
 }
 
 int proto_event_check(const char *kind, const json_t *payload, proto_err_t *err) {

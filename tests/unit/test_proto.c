@@ -1170,31 +1170,25 @@ static json_t *wrong_of(proto_kind_t kind) {
   return kind == PROTO_KIND_STR ? json_integer(1) : kind == PROTO_KIND_MAP ? json_array() : json_string("x");
 }
 
-typedef struct {
-  const char *owner; /* verb or event kind */
-  const char *name;
-  proto_kind_t kind;
-  bool required;
-} key_t_;
-
-static const key_t_ arg_keys[] = {
-#define K(verb, name, KIND, R, doc) {#verb, #name, PROTO_KIND_##KIND, PROTO_MEMBER_##R == PROTO_MEMBER_REQ},
-    PROTO_ARGS(K)
-#undef K
-};
-
 static const char *const all_verbs[] = {
 #define V(name, doc, result) #name,
     PROTO_VERBS(V)
 #undef V
 };
 
+/* Sets every key of owner (every key when owner is NULL) to a sample value. */
+static void put_samples(json_t *obj, const proto_key_t *keys, size_t n, const char *owner) {
+  for (size_t i = 0; i < n; i++)
+    if (!owner || strcmp(keys[i].owner, owner) == 0)
+      json_object_set_new(obj, keys[i].name, sample_of(keys[i].kind));
+}
+
 /* Every declared argument of verb with a sample value. */
 static json_t *full_args(const char *verb) {
+  size_t n;
+  const proto_key_t *keys = proto_arg_keys(&n);
   json_t *args = json_object();
-  for (size_t i = 0; i < sizeof arg_keys / sizeof arg_keys[0]; i++)
-    if (strcmp(arg_keys[i].owner, verb) == 0)
-      json_object_set_new(args, arg_keys[i].name, sample_of(arg_keys[i].kind));
+  put_samples(args, keys, n, verb);
   return args;
 }
 
@@ -1217,8 +1211,14 @@ static void test_every_verb_rejects_required_args_missing_or_of_the_wrong_kind(v
     expect_args("all arguments", all_verbs[v], args, 0, PROTO_OK, NULL);
     json_decref(args);
   }
-  for (size_t i = 0; i < sizeof arg_keys / sizeof arg_keys[0]; i++) {
-    const key_t_ *k = &arg_keys[i];
+  size_t n, want = 0;
+  const proto_key_t *arg_keys = proto_arg_keys(&n);
+#define K(verb, name, KIND, R, doc) want++;
+  PROTO_ARGS(K)
+#undef K
+  assert_int_equal(n, want);
+  for (size_t i = 0; i < n; i++) {
+    const proto_key_t *k = &arg_keys[i];
     char quoted[64];
     snprintf(quoted, sizeof quoted, "\"%s\"", k->name);
     json_t *args = full_args(k->owner);
@@ -1281,18 +1281,6 @@ static void test_args_cases(void **state) {
   assert_false(proto_verb_known(NULL));
 }
 
-static const key_t_ event_keys[] = {
-#define K(kind, name, KIND, R, doc) {#kind, #name, PROTO_KIND_##KIND, PROTO_MEMBER_##R == PROTO_MEMBER_REQ},
-    PROTO_EVENT_FIELDS(K)
-#undef K
-};
-
-static const key_t_ workflow_keys[] = {
-#define K(name, KIND, R, doc) {"workflow", #name, PROTO_KIND_##KIND, PROTO_MEMBER_##R == PROTO_MEMBER_REQ},
-    PROTO_WORKFLOW_FIELDS(K)
-#undef K
-};
-
 #define IS_WF_PLAIN false
 #define IS_WF_WORKFLOW true
 static const struct {
@@ -1305,12 +1293,14 @@ static const struct {
 };
 
 static json_t *full_payload(size_t e) {
+  size_t n;
+  const proto_key_t *keys = proto_workflow_keys(&n);
   json_t *p = json_object();
-  for (size_t i = 0; all_events[e].workflow && i < sizeof workflow_keys / sizeof workflow_keys[0]; i++)
-    json_object_set_new(p, workflow_keys[i].name, sample_of(workflow_keys[i].kind));
-  for (size_t i = 0; i < sizeof event_keys / sizeof event_keys[0]; i++)
-    if (strcmp(event_keys[i].owner, all_events[e].kind) == 0)
-      json_object_set_new(p, event_keys[i].name, sample_of(event_keys[i].kind));
+  assert_int_equal(proto_event_is_workflow(all_events[e].kind), all_events[e].workflow);
+  if (all_events[e].workflow)
+    put_samples(p, keys, n, NULL);
+  keys = proto_event_keys(&n);
+  put_samples(p, keys, n, all_events[e].kind);
   return p;
 }
 
@@ -1329,8 +1319,10 @@ static void test_every_event_checks_its_payload_fields(void **state) {
     const char *kind = all_events[e].kind;
     json_t *p = full_payload(e);
     expect_event("full payload", kind, p, 0, NULL);
-    for (size_t i = 0; i < sizeof event_keys / sizeof event_keys[0]; i++) {
-      const key_t_ *k = &event_keys[i];
+    size_t n;
+    const proto_key_t *event_keys = proto_event_keys(&n);
+    for (size_t i = 0; i < n; i++) {
+      const proto_key_t *k = &event_keys[i];
       if (strcmp(k->owner, kind) != 0)
         continue;
       json_t *bad = json_deep_copy(p);
