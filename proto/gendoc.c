@@ -189,6 +189,13 @@ static void key_table(FILE *out, const proto_key_t *rows, size_t n, const char *
     fputs(none_text, out);
 }
 
+/* One row of an index: a name and what it is. */
+static void index_row(FILE *out, const char *name, const char *doc) {
+  fprintf(out, "| `%s` | ", name);
+  cell(out, doc);
+  fputs(" |\n", out);
+}
+
 static void verb_section(FILE *out, const char *verb, const char *doc, const char *result) {
   size_t n;
   const proto_key_t *rows = proto_arg_keys(&n);
@@ -209,16 +216,17 @@ static void verbs(FILE *out) {
         "unknown arguments are ignored.\n\n"
         "| Verb | What it does |\n|------|--------------|\n",
         out);
+  /* Pass 0 writes the index, pass 1 a section per verb. */
+  for (int pass = 0; pass < 2; pass++) {
 #define GENDOC_VERB(name, doc, result)                                                           \
-  fputs("| `" #name "` | ", out);                                                              \
-  cell(out, doc);                                                                              \
-  fputs(" |\n", out);
-  PROTO_VERBS(GENDOC_VERB)
+  if (pass == 0)                                                                               \
+    index_row(out, #name, doc);                                                                \
+  else                                                                                         \
+    verb_section(out, #name, doc, result);
+    PROTO_VERBS(GENDOC_VERB)
 #undef GENDOC_VERB
-  fputs("\n", out);
-#define GENDOC_VERB(name, doc, result) verb_section(out, #name, doc, result);
-  PROTO_VERBS(GENDOC_VERB)
-#undef GENDOC_VERB
+    fputs(pass == 0 ? "\n" : "", out);
+  }
 }
 
 static void event_section(FILE *out, const char *kind, const char *doc) {
@@ -239,16 +247,13 @@ static void events(FILE *out) {
         "unchanged. A payload field that is null counts as absent.\n\n"
         "| Kind | What happened |\n|------|---------------|\n",
         out);
-#define GENDOC_EVENT(kind, BODY, doc)                                                            \
-  fputs("| `" #kind "` | ", out);                                                              \
-  cell(out, doc);                                                                              \
-  fputs(" |\n", out);
-  PROTO_EVENTS(GENDOC_EVENT)
+  /* Pass 0 writes the index, pass 1 a section per event. */
+  for (int pass = 0; pass < 2; pass++) {
+#define GENDOC_EVENT(kind, BODY, doc) (pass == 0 ? index_row : event_section)(out, #kind, doc);
+    PROTO_EVENTS(GENDOC_EVENT)
 #undef GENDOC_EVENT
-  fputs("\n", out);
-#define GENDOC_EVENT(kind, BODY, doc) event_section(out, #kind, doc);
-  PROTO_EVENTS(GENDOC_EVENT)
-#undef GENDOC_EVENT
+    fputs(pass == 0 ? "\n" : "", out);
+  }
   fputs("### The workflow in events\n\nThe workflow as the `plans` verb shows it, and as every workflow "
         "event carries it.\n\n",
         out);
