@@ -254,11 +254,15 @@ static void events(FILE *out) {
 #undef GENDOC_EVENT
     fputs(pass == 0 ? "\n" : "", out);
   }
+}
+
+/* The fields every WORKFLOW event carries. */
+static void workflow_fields(FILE *out) {
+  size_t n;
+  const proto_key_t *rows = proto_workflow_keys(&n);
   fputs("### The workflow in events\n\nThe workflow as the `plans` verb shows it, and as every workflow "
         "event carries it.\n\n",
         out);
-  size_t n;
-  const proto_key_t *rows = proto_workflow_keys(&n);
   key_table(out, rows, n, NULL, "");
   fputc('\n', out);
 }
@@ -344,6 +348,7 @@ static char *render(size_t *len) {
   field_index(out);
   verbs(out);
   events(out);
+  workflow_fields(out);
   profile(out);
   app_errors(out);
   error_codes(out);
