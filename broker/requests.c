@@ -133,12 +133,7 @@ static void verb_subscribe(request_t *r) {
 }
 
 static void verb_cancel(request_t *r) {
-  json_t *turn = json_object_get(r->args, "turn");
-  if (!json_is_integer(turn)) {
-    fail(r, PROTO_ERR_bad_args, "cancel: \"turn\" (an integer) is required");
-    return;
-  }
-  if (sessions_cancel(r->b, json_integer_value(turn), "cancelled by the user") < 0) {
+  if (sessions_cancel(r->b, jx_int(r->args, "turn", 0), "cancelled by the user") < 0) {
     fail(r, PROTO_ERR_not_found, "cancel: no such turn in progress");
     return;
   }
@@ -199,12 +194,8 @@ static void verb_agents(request_t *r) {
 }
 
 static void verb_stop(request_t *r) {
-  const char *id = arg_str(r, "id", NULL);
+  const char *id = arg_str(r, "id", "");
   char err[256];
-  if (!id) {
-    fail(r, PROTO_ERR_bad_args, "stop: \"id\" is required");
-    return;
-  }
   if (agents_stop(r->b, id, err, sizeof err) < 0) {
     fail(r, PROTO_ERR_stop_failed, err);
     return;
@@ -234,35 +225,26 @@ static void verb_stats(request_t *r) {
 }
 
 static void verb_approve_tool(request_t *r) {
-  json_t *turn = json_object_get(r->args, "turn"), *seq = json_object_get(r->args, "seq");
-  json_t *allow = json_object_get(r->args, "allow");
-  if (!json_is_integer(turn) || !json_is_integer(seq) || !json_is_boolean(allow)) {
-    fail(r, PROTO_ERR_bad_args, "approve_tool: \"turn\" (int), \"seq\" (int) and \"allow\" (bool) are required");
-    return;
-  }
-  if (sessions_approve(r->b, json_integer_value(turn), json_integer_value(seq), json_is_true(allow)) < 0) {
+  json_int_t turn = jx_int(r->args, "turn", 0), seq = jx_int(r->args, "seq", 0);
+  bool allow = jx_bool(r->args, "allow", false);
+  if (sessions_approve(r->b, turn, seq, allow) < 0) {
     fail(r, PROTO_ERR_not_found, "approve_tool: that turn is not running");
     return;
   }
-  reply(r, json_pack("{s:O, s:O, s:O}", "turn", turn, "seq", seq, "allow", allow));
+  reply(r, json_pack("{s:I, s:I, s:b}", "turn", turn, "seq", seq, "allow", allow));
 }
 
 static void verb_confirm(request_t *r) {
-  json_t *proposal = json_object_get(r->args, "proposal");
-  json_t *accept = json_object_get(r->args, "accept");
-  if (!json_is_integer(proposal) || !json_is_boolean(accept)) {
-    fail(r, PROTO_ERR_bad_args, "confirm: \"proposal\" (int) and \"accept\" (bool) are required");
-    return;
-  }
+  json_int_t proposal = jx_int(r->args, "proposal", 0);
   char id[128], err[256];
-  int rc = agents_confirm(r->b, json_integer_value(proposal), json_is_true(accept), id, sizeof id, err, sizeof err);
+  int rc = agents_confirm(r->b, proposal, jx_bool(r->args, "accept", false), id, sizeof id, err, sizeof err);
   if (rc < 0) {
     fail(r, PROTO_ERR_confirm_failed, err);
     return;
   }
   if (rc == 0)
     watch_session(r->from, id);
-  reply(r, json_pack("{s:O, s:s?}", "proposal", proposal, "spawned", rc == 0 ? id : NULL));
+  reply(r, json_pack("{s:I, s:s?}", "proposal", proposal, "spawned", rc == 0 ? id : NULL));
 }
 
 /* ---- workflows ---- */
