@@ -396,6 +396,16 @@ static void tool_deltas_read_as_one_line(void **state) {
       fail_msg("%s: \"%s\" (style %d), want \"%s\" (style %d)", tool_cases[i].name, sbuf_str(&b), style,
                tool_cases[i].line, tool_cases[i].style);
     sbuf_free(&b);
+    /* The same from the call map, which wins over the text (here stale). */
+    json_t *call = json_loads(tool_cases[i].text, 0, NULL);
+    if (json_is_object(call)) {
+      proto_msg_t n = {.type = PROTO_DELTA, .kind = (char *)tool_cases[i].kind, .text = "{}", .call = call};
+      style = render_tool_delta(&b, &n);
+      if (strcmp(sbuf_str(&b), tool_cases[i].line) != 0 || style != tool_cases[i].style)
+        fail_msg("%s (call map): \"%s\", want \"%s\"", tool_cases[i].name, sbuf_str(&b), tool_cases[i].line);
+      sbuf_free(&b);
+    }
+    json_decref(call);
   }
 }
 
