@@ -1350,6 +1350,30 @@ static void test_every_event_checks_its_payload_fields(void **state) {
   json_decref(p);
 }
 
+/* Every row belongs to a declared verb or event, once, with a doc. */
+static void test_key_rows_name_known_owners_once(void **state) {
+  (void)state;
+  size_t n;
+  const proto_key_t *keys = proto_arg_keys(&n);
+  for (size_t i = 0; i < n; i++) {
+    if (!proto_verb_known(keys[i].owner))
+      fail_msg("argument %s of unknown verb %s", keys[i].name, keys[i].owner);
+    assert_true(keys[i].doc && keys[i].doc[0]);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(keys[i].owner, keys[j].owner) == 0 && strcmp(keys[i].name, keys[j].name) == 0)
+        fail_msg("argument %s.%s is declared twice", keys[i].owner, keys[i].name);
+  }
+  keys = proto_event_keys(&n);
+  for (size_t i = 0; i < n; i++) {
+    if (proto_event_check(keys[i].owner, NULL, NULL) == -ENOENT)
+      fail_msg("field %s of unknown event %s", keys[i].name, keys[i].owner);
+    assert_true(keys[i].doc && keys[i].doc[0]);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(keys[i].owner, keys[j].owner) == 0 && strcmp(keys[i].name, keys[j].name) == 0)
+        fail_msg("field %s.%s is declared twice", keys[i].owner, keys[i].name);
+  }
+}
+
 static void test_error_codes_have_unique_names_and_docs(void **state) {
   (void)state;
   size_t n = proto_error_count();
@@ -1557,6 +1581,7 @@ int main(void) {
       cmocka_unit_test(test_every_verb_rejects_required_args_missing_or_of_the_wrong_kind),
       cmocka_unit_test(test_args_cases),
       cmocka_unit_test(test_every_event_checks_its_payload_fields),
+      cmocka_unit_test(test_key_rows_name_known_owners_once),
       cmocka_unit_test(test_error_codes_have_unique_names_and_docs),
       cmocka_unit_test(test_profile_writer_and_reader_round_trip),
       cmocka_unit_test(test_config_rejects_bad_max_tokens_field_and_think),
