@@ -271,7 +271,8 @@ static void app_errors(FILE *out) {
   fputs("## Application error codes\n\n"
         "The `code` of an `error` answer, of `turn_failed`, `step_failed` and `restored`. In C each is a\n"
         "string constant `PROTO_ERR_<name>`. A model server's HTTP failure is reported as\n"
-        "`http_<status>` (`http_429`, ...).\n\n"
+        "`http_<status>` (`http_429`, ...). A frame the broker cannot decode is answered with one of the\n"
+        "decoder error codes (next section).\n\n"
         "| Code | Meaning |\n|------|---------|\n",
         out);
   for (size_t i = 0; i < proto_error_count(); i++) {
