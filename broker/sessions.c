@@ -290,7 +290,7 @@ static bool send_failed(broker_t *b, turn_t *t, peer_t *node, int rc) {
   if (rc == -EMSGSIZE || rc == -EINVAL || t->send_failures >= b->opts.max_turn_attempts) {
     snprintf(detail, sizeof detail, "the turn could not be sent to node %s: %s%s", peer_label(node), strerror(-rc),
              rc == -EMSGSIZE ? " (over the frame limit; reset the session)" : "");
-    turn_fail(b, t, "failed", "send_failed", detail, NULL, NULL);
+    turn_fail(b, t, "failed", PROTO_ERR_send_failed, detail, NULL, NULL);
     return true;
   }
   t->retry_at = util_now_ms() + b->opts.heartbeat_ms;
@@ -306,7 +306,7 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   char detail[300];
   proto_msg_t *m = build_turn(b, t, p, &trimmed, detail, sizeof detail);
   if (!m) {
-    turn_fail(b, t, "failed", "too_large", detail, NULL, NULL);
+    turn_fail(b, t, "failed", PROTO_ERR_too_large, detail, NULL, NULL);
     return 1;
   }
   int rc = broker_send(b, node, m);

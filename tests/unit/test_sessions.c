@@ -221,7 +221,7 @@ static void test_an_event_is_encoded_once_for_every_watcher(void **state) {
   fx_controller(fx, "w2");
   peer_t *other = fx_controller(fx, "w3");
   other->watch_all = false; /* watches nothing */
-  broker_event(fx->b, "test_kind", "main", 0, json_pack("{s:s}", "x", "y"));
+  broker_event(fx->b, "turn_waiting", "main", 0, json_pack("{s:s}", "detail", "no node yet"));
   assert_int_equal(fx->n_sent, 2);
   assert_int_equal(fx->sent[0].len, fx->sent[1].len);
   assert_memory_equal(fx->sent[0].data, fx->sent[1].data, fx->sent[0].len);
@@ -237,11 +237,11 @@ static void test_an_unreachable_watcher_is_removed(void **state) {
   fx->fail_type = PROTO_EVENT;
   fx->fail_rc = -EHOSTUNREACH;
   fx->fail_count = 1; /* the first watcher written to (the newest: w2) is gone */
-  broker_event(fx->b, "k", NULL, 0, NULL);
+  broker_event(fx->b, "node_left", NULL, 0, json_pack("{s:s, s:s}", "name", "n9", "reason", "gone"));
   assert_int_equal(fx->n_sent, 1);
   assert_false(w1->dead);
   assert_true(peer_find(fx->b, "w2", 2) == NULL);
-  broker_event(fx->b, "k", NULL, 0, NULL);
+  broker_event(fx->b, "node_left", NULL, 0, json_pack("{s:s, s:s}", "name", "n9", "reason", "gone"));
   assert_int_equal(fx->n_sent, 2);
   fx_destroy(&fx);
 }
