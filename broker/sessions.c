@@ -530,7 +530,8 @@ void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m) {
   json_t *call = proto_msg_call(m);
   broker_event(b, "approval_needed", m->session, m->turn,
                json_pack("{s:I, s:o, s:s, s:s}", "seq", (json_int_t)m->seq, "call",
-                         call ? call : json_string(m->text), "node", from->name, "workspace", from->workspace));
+                         call ? call : json_string(m->text), "node", from->name, "workspace",
+                         from->workspace ? from->workspace : ""));
 }
 
 int sessions_approve(broker_t *b, int64_t id, int64_t seq, bool allow) {

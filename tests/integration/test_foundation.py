@@ -388,10 +388,6 @@ class ProtocolTable(unittest.TestCase):
             c.close()
 
 
-if __name__ == "__main__":
-    unittest.main(verbosity=2)
-
-
 class LocalCluster(unittest.TestCase):
     """cadre with no broker starts a local cluster itself; up/down/status."""
 
@@ -420,7 +416,8 @@ class LocalCluster(unittest.TestCase):
             self.assertTrue(st["endpoints"][0].startswith("ipc://"))
             state = os.path.join(tmp, "xdg", "cadre")
             self.assertEqual(os.stat(state).st_mode & 0o777, 0o700)
-            pids = json.load(open(os.path.join(state, "cluster.json")))
+            with open(os.path.join(state, "cluster.json")) as f:
+                pids = json.load(f)
             r = run("down")
             self.assertEqual(r.returncode, 0, r.stderr)
             for key in ("broker_pid", "agentd_pid"):
@@ -443,3 +440,7 @@ class LocalCluster(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("bad.json", r.stderr)
         self.assertIn("agents.main_agent.temperature", r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
