@@ -174,9 +174,11 @@ static void key_row(FILE *out, const char *name, proto_kind_t kind, const char *
 static const char *const key_head = "| Name | Kind | Required | Description |\n"
                                     "|------|------|----------|-------------|\n";
 
-/* The table of the keys owner has (all of them when owner is NULL), or
- * none_text when it has none. */
-static void key_table(FILE *out, const proto_key_t *rows, size_t n, const char *owner, const char *none_text) {
+/* The table of the keys owner has among the rows keys() gives (all of them
+ * when owner is NULL), or none_text when it has none; then a blank line. */
+static void key_table(FILE *out, const proto_key_t *(*keys)(size_t *), const char *owner, const char *none_text) {
+  size_t n;
+  const proto_key_t *rows = keys(&n);
   int shown = 0;
   for (size_t i = 0; i < n; i++) {
     if (owner && strcmp(rows[i].owner, owner) != 0)
@@ -187,6 +189,7 @@ static void key_table(FILE *out, const proto_key_t *rows, size_t n, const char *
   }
   if (shown == 0)
     fputs(none_text, out);
+  fputc('\n', out);
 }
 
 /* One row of an index: a name and what it is. */
@@ -197,13 +200,11 @@ static void index_row(FILE *out, const char *name, const char *doc) {
 }
 
 static void verb_section(FILE *out, const char *verb, const char *doc, const char *result) {
-  size_t n;
-  const proto_key_t *rows = proto_arg_keys(&n);
   fprintf(out, "### Verb `%s`\n\n", verb);
   cell(out, doc);
   fputs("\n\n", out);
-  key_table(out, rows, n, verb, "No arguments.\n");
-  fputs("\nResult: ", out);
+  key_table(out, proto_arg_keys, verb, "No arguments.\n");
+  fputs("Result: ", out);
   cell(out, result);
   fputs("\n\n", out);
 }
@@ -230,15 +231,12 @@ static void verbs(FILE *out) {
 }
 
 static void event_section(FILE *out, const char *kind, const char *doc) {
-  size_t n;
-  const proto_key_t *rows = proto_event_keys(&n);
   fprintf(out, "### Event `%s`\n\n", kind);
   cell(out, doc);
   if (proto_event_is_workflow(kind))
     fputs(" The payload is the workflow (see The workflow in events), plus:", out);
   fputs("\n\n", out);
-  key_table(out, rows, n, kind, "No fields of its own.\n");
-  fputc('\n', out);
+  key_table(out, proto_event_keys, kind, "No fields of its own.\n");
 }
 
 static void events(FILE *out) {
@@ -258,13 +256,10 @@ static void events(FILE *out) {
 
 /* The fields every WORKFLOW event carries. */
 static void workflow_fields(FILE *out) {
-  size_t n;
-  const proto_key_t *rows = proto_workflow_keys(&n);
   fputs("### The workflow in events\n\nThe workflow as the `plans` verb shows it, and as every workflow "
         "event carries it.\n\n",
         out);
-  key_table(out, rows, n, NULL, "");
-  fputc('\n', out);
+  key_table(out, proto_workflow_keys, NULL, "");
 }
 
 static void app_errors(FILE *out) {

@@ -125,23 +125,26 @@ static proto_errcode_t enter(walker_t *w, int depth) {
   return walk_reject(w, PROTO_E_DEPTH, what);
 }
 
-static proto_errcode_t walk_array(walker_t *w, uint64_t n, int depth) {
+/* What every array or map header is checked for before its elements: depth,
+ * n elements of per values each fitting the bytes left, and its cost. */
+static proto_errcode_t open_container(walker_t *w, uint64_t n, int depth, unsigned per, const char *what) {
   proto_errcode_t rc = enter(w, depth);
   if (rc == PROTO_OK)
-    rc = fits(w, n, 1, "array count");
+    rc = fits(w, n, per, what);
   if (rc == PROTO_OK)
-    rc = charge(w, COST_ARRAY + n * COST_ARRAY_ELEM);
+    rc = charge(w, per == 1 ? COST_ARRAY + n * COST_ARRAY_ELEM : COST_MAP + n * COST_MAP_ENTRY);
+  return rc;
+}
+
+static proto_errcode_t walk_array(walker_t *w, uint64_t n, int depth) {
+  proto_errcode_t rc = open_container(w, n, depth, 1, "array count");
   for (uint64_t i = 0; rc == PROTO_OK && i < n; i++)
     rc = walk_value(w, depth + 1, NULL, NULL);
   return rc;
 }
 
 static proto_errcode_t walk_map(walker_t *w, uint64_t n, int depth) {
-  proto_errcode_t rc = enter(w, depth);
-  if (rc == PROTO_OK)
-    rc = fits(w, n, 2, "map count");
-  if (rc == PROTO_OK)
-    rc = charge(w, COST_MAP + n * COST_MAP_ENTRY);
+  proto_errcode_t rc = open_container(w, n, depth, 2, "map count");
   for (uint64_t i = 0; rc == PROTO_OK && i < n; i++) {
     const char *key = NULL;
     size_t keylen = 0;
