@@ -32,6 +32,14 @@ static void fail(request_t *r, const char *code, const char *detail) {
   broker_send_error(r->b, r->from->id, r->from->idlen, code, detail, r->req->id);
 }
 
+/* Replies with result, or fails with code and err when there is none. */
+static void reply_or_fail(request_t *r, json_t *result, const char *code, const char *err) {
+  if (result)
+    reply(r, result);
+  else
+    fail(r, code, err);
+}
+
 static const char *arg_str(request_t *r, const char *key, const char *dflt) {
   return jx_str(r->args, key, dflt);
 }
@@ -277,11 +285,7 @@ static void verb_plan(request_t *r) {
   char err[256];
   if (!arg_id(r, &id))
     return;
-  json_t *v = workflow_show(r->b, id, err, sizeof err);
-  if (!v)
-    fail(r, PROTO_ERR_not_found, err);
-  else
-    reply(r, v);
+  reply_or_fail(r, workflow_show(r->b, id, err, sizeof err), PROTO_ERR_not_found, err);
 }
 
 static void verb_approve(request_t *r) {
@@ -318,11 +322,7 @@ static void verb_modify(request_t *r) {
     fail(r, PROTO_ERR_bad_args, "modify: \"edit\" (an object with an op) is required");
     return;
   }
-  json_t *v = workflow_modify(r->b, id, edit, err, sizeof err);
-  if (!v)
-    fail(r, PROTO_ERR_modify_failed, err);
-  else
-    reply(r, v);
+  reply_or_fail(r, workflow_modify(r->b, id, edit, err, sizeof err), PROTO_ERR_modify_failed, err);
 }
 
 /* The running (or paused) workflow when the user names none. */
@@ -384,11 +384,7 @@ static void verb_template_save(request_t *r) {
     fail(r, PROTO_ERR_bad_args, "template_save: \"name\" is required");
     return;
   }
-  json_t *t = workflow_template_save(r->b, id, name, err, sizeof err);
-  if (!t)
-    fail(r, PROTO_ERR_template_failed, err);
-  else
-    reply(r, t);
+  reply_or_fail(r, workflow_template_save(r->b, id, name, err, sizeof err), PROTO_ERR_template_failed, err);
 }
 
 static void verb_template_list(request_t *r) {

@@ -103,15 +103,25 @@ static void message_index(FILE *out) {
   fputc('\n', out);
 }
 
+/* What field f is, from PROTO_FIELDS. */
+static const char *field_doc(proto_field_t f) {
+  switch (f) {
+#define F(name, KIND, doc)                                                                       \
+  case PROTO_F_##name:                                                                         \
+    return doc;
+    PROTO_FIELDS(F)
+#undef F
+  case PROTO_FIELD_COUNT:
+    break;
+  }
+  return "";
+}
+
 /* One row of a message's field table (f is one of its members). */
 static void member_row(FILE *out, proto_field_t f, const char *req) {
   fprintf(out, "| `%s` | %s | %s | ", proto_field_name(f), proto_kind_name(proto_field_kind(f)),
           req);
-#define F(name, KIND, doc)                                                                       \
-  if (f == PROTO_F_##name)                                                                     \
-    cell(out, doc);
-  PROTO_FIELDS(F)
-#undef F
+  cell(out, field_doc(f));
   fputs(" |\n", out);
 }
 
@@ -154,11 +164,7 @@ static void field_index(FILE *out) {
       if (proto_member((proto_type_t)t, (proto_field_t)f) != PROTO_MEMBER_NONE)
         fprintf(out, "%s`%s`", n++ ? ", " : "", proto_type_name((proto_type_t)t));
     fputs(" | ", out);
-#define F(name, KIND, doc)                                                                       \
-  if (f == PROTO_F_##name)                                                                     \
-    cell(out, doc);
-    PROTO_FIELDS(F)
-#undef F
+    cell(out, field_doc((proto_field_t)f));
     fputs(" |\n", out);
   }
   fputc('\n', out);
