@@ -59,6 +59,7 @@ int main(int argc, char **argv) {
   const char *secrets_path = NULL, *config_path = NULL, *models = NULL, *providers = NULL;
   bool log_json = false, verbose = false;
   char host[256], keybuf[4200], pubbuf[4200];
+  /* clang-format off */
   static const struct option longopts[] = {
       {"broker", required_argument, 0, 'b'},    {"broker-key", required_argument, 0, 'B'},
       {"key", required_argument, 0, 'k'},       {"name", required_argument, 0, 'n'},
@@ -67,6 +68,7 @@ int main(int argc, char **argv) {
       {"models", required_argument, 0, 'm'},    {"providers", required_argument, 0, 'p'},
       {"connect-timeout", required_argument, 0, 'T'}, {"stall-timeout", required_argument, 0, 't'},
       UTIL_COMMON_LONGOPTS};
+  /* clang-format on */
   int c, status;
   while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
     switch (c) {

@@ -33,8 +33,7 @@ static int sha256_fd(int fd, char *hex) {
   unsigned char buf[65536], h[crypto_hash_sha256_BYTES];
   crypto_hash_sha256_init(&st);
   for (;;) {
-    ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = util_read(fd, buf, sizeof buf);
     if (n < 0) return -errno;
     if (n == 0) break;
     crypto_hash_sha256_update(&st, buf, (unsigned long long)n);
@@ -164,18 +163,13 @@ void snap_file_free(snap_file_t *f) {
 /* Reads all of fd (st_size bytes, at most max) into f. 0 or -errno. */
 static int read_all(int fd, const struct stat *st, uint64_t max, snap_file_t *f) {
   if ((uint64_t)st->st_size > max) return -EFBIG;
-  size_t want = (size_t)st->st_size, n = 0;
+  size_t want = (size_t)st->st_size;
   f->data = malloc(want + 1);
   if (!f->data) return -ENOMEM;
-  while (n < want) {
-    ssize_t r = read(fd, f->data + n, want - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return -errno;
-    if (r == 0) break;
-    n += (size_t)r;
-  }
+  ssize_t n = util_read_full(fd, f->data, want);
+  if (n < 0) return (int)n;
   f->data[n] = '\0';
-  f->len = n;
+  f->len = (size_t)n;
   return 0;
 }
 

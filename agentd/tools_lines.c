@@ -1,5 +1,6 @@
 /* tools_lines: the line reader read_file and grep share (see tools_lines.h). */
 #include "tools_lines.h"
+#include "util.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -33,8 +34,7 @@ void linerd_free(linerd_t *r) {
 static bool linerd_fill(linerd_t *r) {
   if (r->eof) return false;
   for (;;) {
-    ssize_t n = read(r->fd, r->buf, sizeof r->buf);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = util_read(r->fd, r->buf, sizeof r->buf);
     if (n <= 0) {
       r->eof = true;
       if (n < 0) r->err = errno;

@@ -1,5 +1,6 @@
 /* tools_proc: finding and killing every process a command started (see tools_proc.h). */
 #include "tools_proc.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -77,8 +78,7 @@ static bool has_marker(pid_t pid, const char *marker) {
       buf = b;
       cap *= 2;
     }
-    ssize_t n = read(fd, buf + len, cap - len);
-    if (n < 0 && errno == EINTR) continue;
+    ssize_t n = util_read(fd, buf + len, cap - len);
     if (n <= 0) break;
     len += (size_t)n;
   }

@@ -35,11 +35,13 @@ int main(int argc, char **argv) {
   broker_opts_t opts = {.heartbeat_ms = 1000, .liveness = 3, .queue_timeout_ms = 60000, .max_turn_attempts = 3};
   const char *config_path = NULL;
   bool log_json = false, verbose = false;
+  /* clang-format off */
   static const struct option longopts[] = {
       {"bind", required_argument, 0, 'b'},        {"state", required_argument, 0, 's'},
       {"config", required_argument, 0, 'c'},      {"authorized-keys", required_argument, 0, 'a'},
       {"heartbeat-ms", required_argument, 0, 'H'}, {"queue-timeout", required_argument, 0, 'Q'},
       UTIL_COMMON_LONGOPTS};
+  /* clang-format on */
   int c, status;
   while ((c = getopt_long(argc, argv, "b:s:c:vh", longopts, NULL)) != -1) {
     switch (c) {

@@ -501,11 +501,12 @@ typedef struct {
 /* The parent's visible conversation as segments: its own inherited context
  * (unless cleared), then its own messages not set aside. */
 static int parent_segments(store_t *self, const char *parent, segment_t *seg, int *n) {
-  sqlite3_stmt *st = prep(self, "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
-                                " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos");
+  sqlite3_stmt *st = prep_bind(self,
+                               "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
+                               " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos",
+                               "t", parent);
   if (!st)
     return -1;
-  sqlite3_bind_text(st, 1, parent, -1, SQLITE_TRANSIENT);
   *n = 0;
   while (sqlite3_step(st) == SQLITE_ROW && *n < SEGMENTS_MAX - 1) {
     copy_col(seg[*n].src, sizeof seg[*n].src, st, 0);
@@ -716,21 +717,10 @@ json_t *store_unfinished_turns(store_t *self) {
 
 int store_session_create(store_t *self, const char *id, const char *role, const char *profile, const char *parent,
                          const char *task, int depth, const char *call_id) {
-  sqlite3_stmt *st = prep(self,
-                          "INSERT INTO sessions(id, role, profile, status, parent, created_ms, task, depth, call_id)"
-                          " VALUES(?, ?, ?, 'queued', ?, ?, ?, ?, ?)");
-  if (!st)
-    return -1;
-  sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 2, role, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 3, profile, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 4, parent, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int64(st, 5, util_wall_ms());
-  sqlite3_bind_text(st, 6, task, -1, SQLITE_TRANSIENT);
-  sqlite3_bind_int(st, 7, depth);
-  if (call_id)
-    sqlite3_bind_text(st, 8, call_id, -1, SQLITE_TRANSIENT);
-  return exec_done(st);
+  return exec_done(prep_bind(self,
+                             "INSERT INTO sessions(id, role, profile, status, parent, created_ms, task, depth, call_id)"
+                             " VALUES(?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
+                             "ttttwtit", id, role, profile, parent, task, (int64_t)depth, call_id));
 }
 
 /* UPDATE sessions SET <column> = value WHERE id = ?, for text or int columns. */

@@ -239,3 +239,23 @@ int util_common_option(int c, const char *prog, void (*usage)(FILE *), bool *log
     return -1;
   return c == 'V' || c == 'h' ? 0 : 2;
 }
+
+ssize_t util_read(int fd, void *buf, size_t n) {
+  ssize_t r;
+  while ((r = read(fd, buf, n)) < 0 && errno == EINTR)
+    ;
+  return r;
+}
+
+ssize_t util_read_full(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = util_read(fd, (char *)buf + got, n - got);
+    if (r < 0)
+      return -errno;
+    if (r == 0)
+      break;
+    got += (size_t)r;
+  }
+  return (ssize_t)got;
+}

@@ -12,6 +12,10 @@
 int64_t util_now_ms(void);
 /* Wall-clock milliseconds since the epoch. */
 int64_t util_wall_ms(void);
+/* read(2), retried when a signal interrupts it. */
+ssize_t util_read(int fd, void *buf, size_t n);
+/* Reads until n bytes or the end of the file: the count read, or -errno. */
+ssize_t util_read_full(int fd, void *buf, size_t n);
 /* mkdir -p with mode for created directories. Returns 0 or -errno. */
 int util_mkdir_p(const char *path, mode_t mode);
 /* Writes data to path atomically (temp file, fsync, rename) with mode. Returns 0 or -errno. */

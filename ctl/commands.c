@@ -277,6 +277,8 @@ static int run_status(ctl_t *ctl, int argc, char **argv) {
 
 #define PLANS_HINT "   (/plans lists them)"
 
+/* One command to a few lines: the table reads best as it is written. */
+/* clang-format off */
 static const cmd_t commands[] = {
     {.name = "console", .help = "the interactive console (the default)", .run = cmd_console},
     {.name = "ask", .usage = "[--session ID] [--thinking|--no-thinking] TEXT",
@@ -359,6 +361,7 @@ static const cmd_t commands[] = {
     {.slash = "help", .help = "show this help", .local = console_help},
     {.slash = "exit", .alias = "quit", .help = "leave the console (the cluster keeps running)", .local = console_exit},
 };
+/* clang-format on */
 
 const cmd_t *cmd_table(size_t *n) {
   *n = sizeof commands / sizeof commands[0];

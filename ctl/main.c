@@ -38,12 +38,14 @@ static void usage(FILE *out) {
 int main(int argc, char **argv) {
   ctl_t ctl = {.timeout_ms = 10000};
   bool no_color = getenv("NO_COLOR") != NULL;
+  /* clang-format off */
   static const struct option longopts[] = {
       {"broker", required_argument, 0, 'b'}, {"key", required_argument, 0, 'k'},
       {"broker-key", required_argument, 0, 'B'}, {"config", required_argument, 0, 'c'},
       {"json", no_argument, 0, 'j'},         {"timeout", required_argument, 0, 't'},
       {"no-color", no_argument, 0, 'N'},     {"version", no_argument, 0, 'V'},
       {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
+  /* clang-format on */
   int c;
   while ((c = getopt_long(argc, argv, "+hj", longopts, NULL)) != -1) {
     switch (c) {
