@@ -739,15 +739,25 @@ static void *loader_calloc(loader_t *l, size_t n, size_t size)
   return p;
 }
 
+/* For an object v at key: zeroed room for one element of size per member
+ * plus one. NULL, with the error recorded, when v is not an object (what: what
+ * it should be) or memory runs out. */
+static void *object_slots(loader_t *l, json_t *v, const char *key, const char *what, size_t size)
+{
+  if (!json_is_object(v)) {
+    wrong(l, key, NULL, v, what);
+    return NULL;
+  }
+  return loader_calloc(l, json_object_size(v) + 1, size);
+}
+
 static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root)
 {
   json_t *agents = json_object_get(root, "agents");
   if (!agents)
     return loader_fail(l, "agents", "missing; expected an object of agent profiles, "
                 "e.g. {\"main_agent\": {\"role\": \"main\", \"model\": \"...\"}}");
-  if (!json_is_object(agents))
-    return wrong(l, "agents", NULL, agents, "an object of agent profiles");
-  if (!(c->profiles = loader_calloc(l, json_object_size(agents) + 1, sizeof *c->profiles)))
+  if (!(c->profiles = object_slots(l, agents, "agents", "an object of agent profiles", sizeof *c->profiles)))
     return -1;
   const char *name;
   json_t *v;
@@ -773,9 +783,8 @@ static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw)
   char kp[KEY_PATH_LEN];
   if (!kw)
     return 0;
-  if (!json_is_object(kw))
-    return wrong(l, "spawning_rules.keywords", NULL, kw, "an object mapping words to profile names");
-  if (!(c->keywords = loader_calloc(l, json_object_size(kw) + 1, sizeof *c->keywords)))
+  if (!(c->keywords = object_slots(l, kw, "spawning_rules.keywords", "an object mapping words to profile names",
+                                   sizeof *c->keywords)))
     return -1;
   const char *word;
   json_t *v;
