@@ -146,11 +146,14 @@ static void track_agents(console_t *con, const proto_msg_t *m) {
   const char *id = jx_str(p, "id", "");
   if (strcmp(m->kind, "agent_spawned") == 0) {
     json_object_set_new(con->ids, id, json_string(jx_str(p, "role", "")));
+    json_object_set_new(con->status, id, json_string(jx_str(p, "status", "queued")));
     drop_questions(con, is_spawned, p);
   } else if (strcmp(m->kind, "summary") == 0) {
     json_object_del(con->mine, id);
   } else if (strcmp(m->kind, "agent_status") == 0) {
     const char *s = jx_str(p, "status", "");
+    if (id[0] && strcmp(id, "main") != 0)
+      json_object_set_new(con->status, id, json_string(s));
     if (strcmp(s, "done") == 0 || strcmp(s, "failed") == 0 || strcmp(s, "stopped") == 0)
       json_object_del(con->mine, id);
   } else if (strcmp(m->kind, "spawn_proposed") == 0) {
@@ -224,25 +227,43 @@ static void drain_broker(console_t *con) {
   }
 }
 
-/* Ctrl-C: cancel the main agent's turn; again within 2 s, or with nothing to cancel, leave. */
+/* Sub-agents that are working now (agent_status queued or running). */
+static size_t running_agents(const console_t *con) {
+  size_t n = 0;
+  const char *id;
+  json_t *st;
+  json_object_foreach(con->status, id, st) {
+    const char *s = json_string_value(st);
+    n += s && (strcmp(s, "running") == 0 || strcmp(s, "queued") == 0);
+  }
+  return n;
+}
+
+/* Ctrl-C: cancel the main agent's turn; otherwise clear the typed text; otherwise warn, and
+ * leave only when pressed again within 2 s (so sub-agents never stream on unseen by surprise). */
 static void on_interrupt(console_t *con) {
   int64_t now = util_now_ms();
   bool recent = now - con->last_int_ms < SECOND_INT_MS;
   con->last_int_ms = now;
+  size_t subs = running_agents(con);
+  char tail[96] = "";
+  if (subs)
+    snprintf(tail, sizeof tail, "; %zu sub-agent%s still running", subs, subs == 1 ? "" : "s");
   if (con->main_turn && !con->cancel_sent) {
     con->cancel_sent = true;
-    out_printf(con->out, "[cancelling the main agent's turn %lld; Ctrl-C again to leave]", (long long)con->main_turn);
+    out_printf(con->out, "[cancelling the main agent's turn %lld; Ctrl-C again to leave%s]", (long long)con->main_turn,
+               tail);
     json_decref(console_request(con, "cancel", json_pack("{s:I}", "turn", (json_int_t)con->main_turn)));
   } else if (recent) {
     con->quit = true;
   } else if (con->ed && edit_has_text(con->ed)) {
     edit_clear_line(con->ed);
-  } else if (con->main_turn || con->delegating) {
-    out_puts(con->out, con->delegating ? "[the main agent waits for its sub-agents (/stop_all stops them); "
-                                         "Ctrl-C again to leave]"
-                                       : "[Ctrl-C again to leave]");
+    con->last_int_ms = 0;
+  } else if (con->delegating) {
+    out_printf(con->out, "[the main agent waits for its sub-agents (/stop_all stops them); Ctrl-C again to leave%s]",
+               tail);
   } else {
-    con->quit = true;
+    out_printf(con->out, "[Ctrl-C again to leave%s; /exit leaves too]", tail);
   }
 }
 
@@ -336,6 +357,8 @@ static void learn(console_t *con) {
     const char *id = jx_str(a, "id", NULL);
     if (id) {
       json_object_set(con->ids, id, json_object_get(a, "role"));
+      if (strcmp(id, "main") != 0)
+        json_object_set_new(con->status, id, json_string(jx_str(a, "status", "")));
       out_agent(con->out, id, jx_str(a, "role", NULL));
     }
   }
@@ -368,6 +391,7 @@ int cmd_console(ctl_t *ctl, int argc, char **argv) {
   con.roles = json_array();
   con.questions = json_array();
   con.mine = json_object();
+  con.status = json_object();
   subscribe_all(&con);
   learn(&con);
   static const char *seed_roles[] = {"reviewer", "researcher", "implementer", "tester", "optimizer"};
@@ -391,6 +415,7 @@ int cmd_console(ctl_t *ctl, int argc, char **argv) {
   json_decref(con.roles);
   json_decref(con.questions);
   json_decref(con.mine);
+  json_decref(con.status);
   sbuf_free(&con.in);
   client_destroy(&con.c);
   return 0;

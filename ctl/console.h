@@ -35,6 +35,7 @@ typedef struct console {
   int64_t last_int_ms;
   json_t *ids;       /* agent id -> role, for completion and prefixes */
   json_t *roles;     /* role names the config offers */
+  json_t *status;    /* sub-agent id -> its last status (queued, running, idle, done, ...) */
   json_t *questions; /* waiting for an answer: {"q": "spawn", proposal...}, {"q": "tool", turn, seq, call_id}
                       * (y/n) or {"q": "plan", id} (a/r/m/v) */
   json_t *mine;      /* sub-agents this console spawned that have not reported yet */

@@ -5,20 +5,37 @@
  * complete when el_gets returns it ending in '\n'. The prompt is kept intact
  * by output.c through two hooks: how many rows lie between the prompt's first
  * row and the cursor, and a redraw (EL_REFRESH).
+ *
+ * Several lines make one message: Alt-Enter, a line ending in `\`, or a
+ * pasted block (bracketed paste, ESC[200~ ... ESC[201~, read whole by one key
+ * binding) move what is before the cursor into a block that waits above the
+ * prompt (multiline.h draws it); Enter sends the block and the line together.
+ * Keys are read in bursts: everything the terminal has sent is handled before
+ * the loop goes back to the broker, so typing or pasting costs no round trip
+ * per character.
  */
 #include <histedit.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <wchar.h>
 
 #include "commands.h"
 #include "console.h"
+#include "multiline.h"
 #include "util.h"
 
 #define HISTORY_SIZE 1000
+#define READ_BURST 200000   /* keys handled before the loop looks at the broker again */
+#define PASTE_WAIT_MS 1000  /* a paste whose end does not come within this is taken as it is */
+#define BLOCK_ROWS 8        /* rows the waiting block may take above the prompt */
+#define ECHO_WHOLE_MAX 2000 /* a message longer than this is echoed cut to the screen's width */
+#define BRACKETED_PASTE_ON "\033[?2004h"
+#define BRACKETED_PASTE_OFF "\033[?2004l"
 
 struct edit {
   console_t *con;
@@ -27,6 +44,8 @@ struct edit {
   char history_path[PATH_MAX + 32];
   char prompt[512];  /* with \1-delimited escapes for libedit */
   char visible[512]; /* the same without escapes */
+  char base[512];    /* the console's prompt text (visible is "  … " while a block waits) */
+  sbuf_t block;      /* the lines of this message entered so far (several-line input) */
   bool line_done;    /* the cursor is one row below the line just entered */
   bool active;       /* the prompt is on screen (not while a line is being run) */
 };
@@ -45,18 +64,42 @@ static int text_width(const char *s, size_t n) {
   return out_width(s, n);
 }
 
+/* The waiting block as rows above the prompt (its last line break is the edited line's). */
+static int block_view(const edit_t *ed, sbuf_t *b) {
+  if (!ed->block.len)
+    return 0;
+  const out_t *o = ed->con->out;
+  char first[600], *text = strndup(ed->block.s, ed->block.len - (ed->block.s[ed->block.len - 1] == '\n'));
+  snprintf(first, sizeof first, "%s%s%s", out_color(o) ? "\033[1m" : "", ed->base, out_color(o) ? "\033[0m" : "");
+  int rows = 0;
+  ml_preview(b, text ? text : "", out_columns(o), BLOCK_ROWS, first, ed->visible, true, &rows);
+  free(text);
+  return rows;
+}
+
+static int block_rows(const edit_t *ed) {
+  sbuf_t b = {0};
+  int rows = block_view(ed, &b);
+  sbuf_free(&b);
+  return rows;
+}
+
 static int rows_above(void *ud) {
   edit_t *ed = ud;
   const LineInfo *li = el_line(ed->el);
   int cols = out_columns(ed->con->out);
-  int pw = text_width(ed->visible, strlen(ed->visible));
+  int pw = text_width(ed->visible, strlen(ed->visible)), br = block_rows(ed);
   if (ed->line_done)
-    return (pw + text_width(li->buffer, (size_t)(li->lastchar - li->buffer))) / cols + 1;
-  return (pw + text_width(li->buffer, (size_t)(li->cursor - li->buffer))) / cols;
+    return br + (pw + text_width(li->buffer, (size_t)(li->lastchar - li->buffer))) / cols + 1;
+  return br + (pw + text_width(li->buffer, (size_t)(li->cursor - li->buffer))) / cols;
 }
 
 static void redraw(void *ud) {
   edit_t *ed = ud;
+  sbuf_t b = {0};
+  if (block_view(ed, &b))
+    fwrite(b.s, 1, b.len, stdout);
+  sbuf_free(&b);
   el_set(ed->el, EL_REFRESH);
 }
 
@@ -64,6 +107,13 @@ static void redraw(void *ud) {
 static void set_prompt(edit_t *ed) {
   const char *text = console_prompt_text(ed->con);
   bool color = out_color(ed->con->out);
+  snprintf(ed->base, sizeof ed->base, "%s", text);
+  char cont[128];
+  if (ed->block.len) { /* a continuation: "  … " as wide as the prompt */
+    int pad = text_width(text, strlen(text)) - 2;
+    snprintf(cont, sizeof cont, "%*s… ", pad > 0 && pad < 100 ? pad : 0, "");
+    text = cont;
+  }
   snprintf(ed->visible, sizeof ed->visible, "%s", text);
   /* libedit drops escapes after the prompt's last visible character: the
    * reset goes before the final space, or the typed text would be bold. */
@@ -73,7 +123,7 @@ static void set_prompt(edit_t *ed) {
 }
 
 void edit_update_prompt(edit_t *ed) {
-  if (strcmp(ed->visible, console_prompt_text(ed->con)) == 0)
+  if (strcmp(ed->base, console_prompt_text(ed->con)) == 0)
     return;
   if (!ed->active) {
     set_prompt(ed);
@@ -183,6 +233,117 @@ static unsigned char complete(EditLine *el, int ch) {
   return rc;
 }
 
+/* n wide characters at w as a multibyte string; caller owns the result. */
+static char *wide_mb(const wchar_t *w, size_t n) {
+  wchar_t *copy = calloc(n + 1, sizeof *copy);
+  char *mb = NULL;
+  if (copy) {
+    wmemcpy(copy, w, n);
+    size_t len = wcstombs(NULL, copy, 0);
+    mb = len == (size_t)-1 ? NULL : malloc(len + 1);
+    if (mb)
+      wcstombs(mb, copy, len + 1);
+  }
+  free(copy);
+  return mb ? mb : strdup("");
+}
+
+/* The edited text before the cursor, then the n bytes at insert up to their last line break, go to the
+ * block; the rest of insert (when short enough) and what was after the cursor stay on the edited line. */
+static void split_at_cursor(edit_t *ed, const char *insert, size_t n) {
+  const LineInfoW *w = el_wline(ed->el);
+  int before = (int)(w->cursor - w->buffer), total = (int)(w->lastchar - w->buffer);
+  char *head = wide_mb(w->buffer, (size_t)before), *tail = wide_mb(w->cursor, (size_t)(total - before));
+  const char *nl = memrchr(insert, '\n', n);
+  size_t to_block = nl && n - (size_t)(nl + 1 - insert) <= ML_INLINE_MAX ? (size_t)(nl + 1 - insert) : n;
+  sbuf_puts(&ed->block, head);
+  sbuf_add(&ed->block, insert, to_block);
+  el_cursor(ed->el, total - before);
+  if (total > 0)
+    el_deletestr(ed->el, total);
+  char *rest = strndup(insert + to_block, n - to_block);
+  if (rest && rest[0])
+    el_insertstr(ed->el, rest);
+  if (tail[0]) {
+    el_insertstr(ed->el, tail);
+    el_cursor(ed->el, -(total - before));
+  }
+  free(rest);
+  free(head);
+  free(tail);
+}
+
+/* The block changed while the line is edited (inside a key binding): draw it again. */
+static unsigned char block_changed(edit_t *ed, void (*change)(edit_t *ed, const char *s, size_t n), const char *s,
+                                   size_t n) {
+  out_t *o = ed->con->out;
+  out_clear_bottom(o);
+  change(ed, s, n);
+  set_prompt(ed);
+  redraw(ed);
+  out_prompt_visible(o, true);
+  fflush(stdout);
+  return CC_REFRESH;
+}
+
+/* Alt-Enter: a line break in the message. */
+static unsigned char newline(EditLine *el, int ch) {
+  (void)ch;
+  edit_t *ed = NULL;
+  el_get(el, EL_CLIENTDATA, &ed);
+  return block_changed(ed, split_at_cursor, "\n", 1);
+}
+
+/* Reads a bracketed paste's bytes up to ESC[201~ (consumed, nothing after it), at most ML_PASTE_MAX kept. */
+static void read_paste(sbuf_t *raw, size_t *dropped) {
+  const size_t end_len = strlen(ML_PASTE_END);
+  char tail[8] = {0};
+  for (;;) {
+    struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+    char c;
+    if (poll(&p, 1, PASTE_WAIT_MS) <= 0 || read(STDIN_FILENO, &c, 1) != 1)
+      return;
+    memmove(tail, tail + 1, end_len - 1);
+    tail[end_len - 1] = c;
+    if (raw->len < ML_PASTE_MAX)
+      sbuf_add(raw, &c, 1);
+    else
+      (*dropped)++;
+    if (memcmp(tail, ML_PASTE_END, end_len) == 0) {
+      if (raw->len >= end_len && memcmp(raw->s + raw->len - end_len, ML_PASTE_END, end_len) == 0)
+        raw->len -= end_len;
+      else
+        *dropped -= *dropped >= end_len ? end_len : *dropped;
+      raw->s[raw->len] = '\0';
+      return;
+    }
+  }
+}
+
+/* ESC[200~: a pasted block, read whole. One line of modest length joins the edited line; anything
+ * else goes to the block, so that it is sent as it was pasted, line breaks and indentation included. */
+static unsigned char paste(EditLine *el, int ch) {
+  (void)ch;
+  edit_t *ed = NULL;
+  el_get(el, EL_CLIENTDATA, &ed);
+  sbuf_t raw = {0}, text = {0};
+  size_t dropped = 0;
+  read_paste(&raw, &dropped);
+  ml_clean_paste(&text, raw.s ? raw.s : "", raw.len);
+  sbuf_free(&raw);
+  unsigned char rc = CC_REFRESH;
+  if (text.len && !memchr(text.s, '\n', text.len) && text.len <= ML_INLINE_MAX)
+    el_insertstr(el, text.s);
+  else if (text.len)
+    rc = block_changed(ed, split_at_cursor, text.s, text.len);
+  if (dropped) {
+    out_printf(ed->con->out, "[the paste was cut at %d KiB: %zu bytes were left out]", ML_PASTE_MAX / 1024, dropped);
+    out_flush(ed->con->out);
+  }
+  sbuf_free(&text);
+  return rc;
+}
+
 static void load_history(edit_t *ed) {
   HistEvent ev;
   ed->hist = history_init();
@@ -215,6 +376,11 @@ edit_t *edit_new(console_t *con) {
   el_wset(ed->el, EL_ADDFN, L"cadre-complete", L"complete a command, role or agent id", complete);
   el_set(ed->el, EL_BIND, "^I", "cadre-complete", NULL);
   el_set(ed->el, EL_BIND, "^R", "em-inc-search-prev", NULL);
+  el_wset(ed->el, EL_ADDFN, L"cadre-newline", L"a line break in the message", newline);
+  el_wset(ed->el, EL_ADDFN, L"cadre-paste", L"a bracketed paste, read whole", paste);
+  el_set(ed->el, EL_BIND, "\033\r", "cadre-newline", NULL);
+  el_set(ed->el, EL_BIND, "\033\n", "cadre-newline", NULL);
+  el_set(ed->el, EL_BIND, ML_PASTE_START, "cadre-paste", NULL);
   el_source(ed->el, NULL); /* the user's ~/.editrc */
   load_history(ed);
   out_prompt_t hooks = {rows_above, redraw, ed};
@@ -222,6 +388,7 @@ edit_t *edit_new(console_t *con) {
   el_set(ed->el, EL_UNBUFFERED, 1); /* raw mode; draws the prompt */
   ed->active = true;
   out_prompt_visible(con->out, true);
+  fputs(BRACKETED_PASTE_ON, stdout);
   fflush(stdout);
   return ed;
 }
@@ -232,6 +399,8 @@ void edit_free(edit_t **self_p) {
   edit_t *ed = *self_p;
   out_clear_bottom(ed->con->out);
   out_set_prompt(ed->con->out, NULL);
+  fputs(BRACKETED_PASTE_OFF, stdout);
+  fflush(stdout);
   el_set(ed->el, EL_UNBUFFERED, 0); /* back to the terminal's own mode */
   if (ed->hist) {
     HistEvent ev;
@@ -242,25 +411,71 @@ void edit_free(edit_t **self_p) {
   el_end(ed->el);
   if (ed->hist)
     history_end(ed->hist);
+  sbuf_free(&ed->block);
   free(ed);
   *self_p = NULL;
 }
 
-/* A whole line was entered: echo it above, then run it with the terminal in its normal mode. */
+/* Enter on a line ending in `\`: the line (without it) joins the block, and another is edited. */
+static void line_continued(edit_t *ed, const char *line) {
+  out_t *o = ed->con->out;
+  ed->line_done = true;
+  out_clear_bottom(o);
+  ed->line_done = false;
+  el_set(ed->el, EL_UNBUFFERED, 0);
+  sbuf_add(&ed->block, line, strlen(line) - 1);
+  sbuf_add(&ed->block, "\n", 1);
+  set_prompt(ed);
+  sbuf_t b = {0};
+  block_view(ed, &b);
+  fwrite(b.s, 1, b.len, stdout);
+  sbuf_free(&b);
+  el_set(ed->el, EL_UNBUFFERED, 1);
+  out_prompt_visible(o, true);
+  fflush(stdout);
+}
+
+/* The message as it stays on screen: whole when short, else each line cut to the screen's width. */
+static void echo(edit_t *ed, const char *msg) {
+  out_t *o = ed->con->out;
+  char first[600];
+  snprintf(first, sizeof first, "%s%s%s", out_color(o) ? "\033[1m" : "", ed->base, out_color(o) ? "\033[0m" : "");
+  int pad = text_width(ed->base, strlen(ed->base)) - 2, rows = 0;
+  char cont[128];
+  snprintf(cont, sizeof cont, "%*s… ", pad > 0 && pad < 100 ? pad : 0, "");
+  bool whole = strlen(msg) <= ECHO_WHOLE_MAX;
+  sbuf_t b = {0};
+  ml_preview(&b, msg, whole ? INT_MAX / 2 : out_columns(o), whole ? INT_MAX / 2 : BLOCK_ROWS, first, cont, true,
+             &rows);
+  out_puts(o, sbuf_str(&b));
+  sbuf_free(&b);
+}
+
+/* A whole line was entered: echo the message above, then run it with the terminal in its normal mode. */
 static void line_entered(edit_t *ed, const char *buf, int count) {
   char *line = strndup(buf, (size_t)count - 1);
   out_t *o = ed->con->out;
+  if (ml_continues(line)) {
+    line_continued(ed, line);
+    free(line);
+    return;
+  }
   ed->line_done = true;
   out_clear_bottom(o);
   ed->line_done = false;
   ed->active = false;
   el_set(ed->el, EL_UNBUFFERED, 0);
-  out_printf(o, "%s%s%s%s", out_color(o) ? "\033[1m" : "", ed->visible, out_color(o) ? "\033[0m" : "", line);
-  if (line[strspn(line, " ")] && ed->hist) {
+  sbuf_t msg = {0};
+  sbuf_add(&msg, ed->block.s ? ed->block.s : "", ed->block.len);
+  sbuf_puts(&msg, line);
+  sbuf_reset(&ed->block);
+  echo(ed, sbuf_str(&msg));
+  if (line[strspn(line, " ")] && ed->hist && !memchr(msg.s, '\n', msg.len)) {
     HistEvent ev;
     history(ed->hist, &ev, H_ENTER, line);
   }
-  console_line(ed->con, line);
+  console_line(ed->con, sbuf_str(&msg));
+  sbuf_free(&msg);
   free(line);
   out_flush(o);
   if (!ed->con->quit) {
@@ -278,7 +493,14 @@ static bool input_gone(void) {
   return poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
-void edit_read(edit_t *ed) {
+/* Whether the terminal has sent more than libedit has read. */
+static bool input_waiting(void) {
+  struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+/* One key (el_gets in unbuffered mode reads what one key sent). */
+static void read_key(edit_t *ed) {
   int count = 0;
   const char *buf = el_gets(ed->el, &count);
   if (!buf && !input_gone())
@@ -292,18 +514,29 @@ void edit_read(edit_t *ed) {
     line_entered(ed, buf, count);
 }
 
+void edit_read(edit_t *ed) {
+  for (int i = 0; i < READ_BURST && !ed->con->quit; i++) {
+    read_key(ed);
+    if (!ed->active || !input_waiting())
+      break;
+  }
+}
+
 bool edit_has_text(const edit_t *ed) {
   const LineInfo *li = el_line(ed->el);
-  return li->lastchar > li->buffer;
+  return li->lastchar > li->buffer || ed->block.len;
 }
 
 void edit_clear_line(edit_t *ed) {
   out_t *o = ed->con->out;
   out_clear_bottom(o);
-  const LineInfo *li = el_line(ed->el);
+  sbuf_reset(&ed->block);
+  set_prompt(ed);
+  const LineInfoW *li = el_wline(ed->el);
   int len = (int)(li->lastchar - li->buffer);
   el_cursor(ed->el, len);
-  el_deletestr(ed->el, len);
+  if (len > 0)
+    el_deletestr(ed->el, len);
   out_prompt_visible(o, true);
   out_flush(o);
 }
@@ -312,9 +545,10 @@ void edit_redraw(edit_t *ed, bool reset_mode) {
   if (reset_mode) {
     el_set(ed->el, EL_PREP_TERM, 0);
     el_set(ed->el, EL_PREP_TERM, 1);
+    fputs(BRACKETED_PASTE_ON, stdout);
   }
   el_resize(ed->el);
   fputs("\r\033[J", stdout);
-  el_set(ed->el, EL_REFRESH);
+  redraw(ed);
   fflush(stdout);
 }

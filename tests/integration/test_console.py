@@ -352,7 +352,9 @@ class Console(ConsoleTest):
         t.type("still here?")
         t.wait_text("Hello from the scripted model.")
         t.wait_text("tokens in")  # the turn is over
-        t.keys("C-c")  # no turn is running: leave
+        t.keys("C-c")  # no turn is running: a warning first
+        t.wait_text("[Ctrl-C again to leave; /exit leaves too]")
+        t.keys("C-c")  # again: leave
         self.assertEqual(t.wait_exit(), 0)
         self.assertEqual(len(self.c.nodes()), 2, "the cluster keeps running")
 
@@ -396,6 +398,105 @@ class Console(ConsoleTest):
         b.type("/spawn tester Shared task")
         a.wait_text("• both saw it")
         b.wait_text("• both saw it")
+
+
+class Input(ConsoleTest):
+    """Several lines make one message: a bracketed paste, Alt-Enter, a line ending in a backslash."""
+
+    def paste(self, t, text):
+        t.tmux("set-buffer", "-b", "p", text)
+        t.tmux("paste-buffer", "-p", "-d", "-b", "p", "-t", "t")
+
+    def sent_messages(self):
+        """The text of the last user message of each model request."""
+        out = []
+        for r in self.c.model.requests():
+            users = [m for m in r["body"].get("messages", []) if m.get("role") == "user"]
+            out.append(users[-1]["content"] if users else None)
+        return out
+
+    def test_a_pasted_block_is_one_message_with_its_indentation(self):
+        self.c.model.script([{"match": "def area", "text": "A function."}])
+        t = self.term()
+        block = "Explain this:\ndef area(r):\n    if r < 0:\n\treturn 0\n    return 3.14 * r * r"
+        self.paste(t, block)
+        # the last line is edited; the others wait above it
+        t.wait("the last line", lambda: t.last_line() == "    …     return 3.14 * r * r")
+        screen = t.screen()
+        self.assertIn(PROMPT + "Explain this:", screen)
+        self.assertIn("    … def area(r):", screen)
+        self.assertIn("    …     return 0", screen)  # a tab is shown as 4 spaces
+        self.assertEqual(self.c.model.requests(), [], "nothing is sent before Enter")
+        t.keys("Enter")
+        t.wait_line("main", "A function.")
+        self.assertEqual(self.sent_messages(), [block])
+
+    def test_pasting_12000_characters_takes_well_under_a_second(self):
+        t = self.term()
+        text = ("0123456789abcdefghi " * 600)[:11999] + "Z"
+        t.tmux("set-buffer", "-b", "p", text)
+        start = time.monotonic()
+        t.tmux("paste-buffer", "-p", "-d", "-b", "p", "-t", "t")
+        t.keys("Enter")
+        t.wait("the message", lambda: text in self.sent_messages(), timeout=60)
+        seconds = time.monotonic() - start
+        print(f"\n[12,000 characters pasted and sent in {seconds:.2f} s]", file=sys.stderr)
+        self.assertLess(seconds, 1.0)
+        t.wait_text("Hello from the scripted model.")
+        echo = [l for l in t.lines() if l.startswith(PROMPT + "0123456789")]
+        self.assertEqual(len(echo), 1, "the echo is one row, cut to the screen's width")
+        self.assertTrue(echo[0].endswith("…") and len(echo[0]) <= WIDTH, echo)
+
+    def test_typing_2000_characters_is_quick(self):
+        t = self.term()
+        text = ("typed words " * 200)[:1999] + "Z"
+        start = time.monotonic()
+        t.type(text)
+        t.wait("the message", lambda: text in self.sent_messages(), timeout=60)
+        seconds = time.monotonic() - start
+        print(f"\n[2,000 characters typed and sent in {seconds:.2f} s]", file=sys.stderr)
+        self.assertLess(seconds, 2.0)
+
+    def test_alt_enter_and_a_backslash_continue_the_message(self):
+        self.c.model.script([{"match": "three lines", "text": "Got three lines."}])
+        t = self.term()
+        t.type("three lines:", enter=False)
+        t.keys("M-Enter")
+        t.wait("the continuation prompt", lambda: t.last_line() == "    …")
+        t.type("  indented\\")  # ends in one backslash: Enter continues
+        t.wait("the second line to wait", lambda: "    …   indented" in t.screen())
+        self.assertEqual(self.c.model.requests(), [])
+        t.type("last")
+        t.wait_line("main", "Got three lines.")
+        self.assertEqual(self.sent_messages(), ["three lines:\n  indented\nlast"])
+        t.wait_prompt()
+        t.type("a \\\\")  # two backslashes: not a continuation
+        t.wait("the second message", lambda: len(self.sent_messages()) == 2)
+        self.assertEqual(self.sent_messages()[1], "a \\\\")
+
+    def test_ctrl_c_clears_a_waiting_block(self):
+        t = self.term()
+        self.paste(t, "one\ntwo\nthree")
+        t.wait("the last line", lambda: t.last_line() == "    … three")
+        t.keys("C-c")
+        t.wait_prompt()
+        self.assertNotIn("[exit status", t.history())
+        t.type("fresh")
+        t.wait("the message", lambda: self.sent_messages() == ["fresh"])
+
+    def test_ctrl_c_warns_while_sub_agents_run(self):
+        self.c.model.script([{"match": "Hang around", "hang": True}])
+        t = self.term()
+        t.type("/spawn researcher Hang around please")
+        t.wait("the model request", lambda: self.c.model.requests())
+        t.keys("C-c")
+        t.wait_text("[Ctrl-C again to leave; 1 sub-agent still running; /exit leaves too]")
+        time.sleep(2.2)  # a second Ctrl-C only counts within 2 s
+        t.keys("C-c")
+        t.wait("the warning again", lambda: t.history().count("Ctrl-C again to leave; 1 sub-agent") == 2)
+        self.assertNotIn("[exit status", t.history())
+        t.keys("C-c")
+        self.assertEqual(t.wait_exit(), 0)
 
 
 class Delegation(ConsoleTest):
