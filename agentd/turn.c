@@ -20,6 +20,8 @@
 #include "log.h"
 #include "util.h"
 
+#define TOOL_PREVIEW_MAX 400 /* bytes of a tool's output shown to the user with its result */
+
 #define STUCK_REPEATS 3
 
 typedef struct {
@@ -261,8 +263,17 @@ static void run_call(loop_t *L, const json_t *call) {
     tools_run(L->r->q->tools, name, with_timeout ? with_timeout : args, &L->r->job->cancel, &res);
     free(with_timeout);
   }
-  send_delta_json(L->r, "tool_result", json_pack("{s:s, s:s, s:b, s:s}", "id", id, "name", name, "ok", !res.is_error,
-                                                 "summary", res.summary));
+  /* A preview of the output for the user (the model gets all of it), cut at a character. */
+  const char *text = res.text ? res.text : "";
+  size_t len = strlen(text), cut = 0;
+  while (cut < len) {
+    size_t k = util_utf8_seq((const unsigned char *)text + cut, len - cut);
+    if (!k || cut + k > TOOL_PREVIEW_MAX)
+      break;
+    cut += k;
+  }
+  send_delta_json(L->r, "tool_result", json_pack("{s:s, s:s, s:b, s:s, s:s%}", "id", id, "name", name, "ok",
+                                                 !res.is_error, "summary", res.summary, "preview", text, cut));
   tool_message(L, id, res.text ? res.text : "");
   tool_result_free(&res);
 }

@@ -196,6 +196,9 @@ static void subagent_answered(broker_t *b, const store_session_t *row, const cha
     json_decref(msg);
     store_session_flag(b->store, row->id, "summary_asked", 1);
     sessions_queue_turn(b, row->id, 0);
+    broker_event(b, "summary_asked", NULL, 0,
+                 json_pack("{s:s, s:s, s:s}", "id", row->id, "role", row->role, "reason",
+                           content ? "its answer had no readable [SUMMARY] block" : "its turn ended without an answer"));
     return;
   }
   fail_summary(b, row, "the agent gave no [SUMMARY] block, even when asked", STORE_SESSION_FAILED);

@@ -257,6 +257,7 @@ static void run_command(console_t *con, const char *s) {
 }
 
 void console_line(console_t *con, const char *raw) {
+  con->last_int_ms = 0; /* a Ctrl-C before this line does not count towards leaving */
   char *line = strdup(raw);
   size_t n = strlen(line);
   while (n && isspace((unsigned char)line[n - 1]))

@@ -7,6 +7,7 @@
 
 #include "jx.h"
 #include "output.h"
+#include "render.h"
 #include "view.h"
 
 void format_cost(char *buf, size_t len, double cost) {
@@ -107,8 +108,10 @@ void format_send(sbuf_t *b, const json_t *r, const format_how_t *how) {
 }
 
 void format_stop(sbuf_t *b, const json_t *r, const format_how_t *how) {
-  if (how->console)
-    sbuf_printf(b, "%s: %s\n", jx_str(how->args, "id", "?"), jx_str(r, "status", "stopped"));
+  if (how->console) { /* "stopped" is said once, on the agent's own line (its agent_status event) */
+    if (strcmp(jx_str(r, "status", "stopped"), "stopped") != 0)
+      sbuf_printf(b, "%s: %s\n", jx_str(how->args, "id", "?"), jx_str(r, "status", ""));
+  }
   else
     sbuf_printf(b, "%s: %s\n", jx_str(r, "id", "?"), jx_str(r, "status", "?"));
 }
@@ -192,6 +195,45 @@ void format_sessions(sbuf_t *b, const json_t *sessions, const format_how_t *how)
   }
 }
 
+/* The distinct paths of the entries of list (strings, or objects with path) whose existed is want
+ * (want < 0: any), into seen; returns how many were new. */
+static size_t count_paths(json_t *seen, const json_t *list, int want) {
+  size_t i, n = 0;
+  json_t *e;
+  json_array_foreach(list, i, e) {
+    const char *path = json_is_string(e) ? json_string_value(e) : jx_str(e, "path", NULL);
+    const json_t *ex = json_object_get(e, "existed");
+    if (!path || (want >= 0 && json_is_boolean(ex) && json_is_true(ex) != (want == 1)))
+      continue;
+    if (!json_object_get(seen, path)) {
+      json_object_set_new(seen, path, json_true());
+      n++;
+    }
+  }
+  return n;
+}
+
+void format_rollback(sbuf_t *b, const json_t *rb) {
+  json_t *restored = json_object(), *removed = json_object(), *deleted = json_object(), *bad = json_object();
+  size_t nr = count_paths(restored, jx_arr(rb, "restored"), 1), nc = count_paths(removed, jx_arr(rb, "restored"), 0);
+  size_t nd = count_paths(deleted, jx_arr(rb, "deleted"), -1), nm = count_paths(bad, jx_arr(rb, "mismatches"), -1);
+  sbuf_printf(b, "%zu file(s) restored", nr);
+  if (nc)
+    sbuf_printf(b, ", %zu created file(s) removed", nc);
+  sbuf_printf(b, ", %zu deleted, %zu mismatch(es)", nd, nm);
+  json_decref(restored), json_decref(removed), json_decref(deleted), json_decref(bad);
+}
+
+void format_step_result(sbuf_t *b, const json_t *s, size_t max) {
+  const char *r = jx_str(s, "result", "");
+  while (*r == '\n' || *r == ' ')
+    r++;
+  const char *nl = strchr(r, '\n');
+  char *first = strndup(r, nl ? (size_t)(nl - r) : strlen(r));
+  render_one_line(b, first ? first : "", max);
+  free(first);
+}
+
 void format_plan_doc(sbuf_t *b, const json_t *p) {
   const json_t *est = jx_obj(p, "estimate");
   sbuf_printf(b, "Plan %lld: %s [%s]\n", (long long)jx_int(p, "id", 0), jx_str(p, "title", "(untitled)"),
@@ -214,12 +256,19 @@ void format_plan_doc(sbuf_t *b, const json_t *p) {
     if (attempts > 1)
       sbuf_printf(b, " [%lld attempts]", attempts);
     sbuf_puts(b, "\n");
+    if (jx_str(s, "result", "")[0]) {
+      sbuf_puts(b, "       result: ");
+      format_step_result(b, s, 200);
+      sbuf_puts(b, "\n");
+    }
   }
   json_array_foreach(jx_arr(p, "errors"), i, s) sbuf_printf(b, "  ! %s\n", jx_str(s, "message", "(null)"));
   const json_t *rb = jx_obj(jx_obj(p, "report"), "rollback");
-  if (rb)
-    sbuf_printf(b, "  rolled back: %zu file(s) restored, %zu mismatch(es)\n", json_array_size(jx_arr(rb, "restored")),
-                json_array_size(jx_arr(rb, "mismatches")));
+  if (rb) {
+    sbuf_puts(b, "  rolled back: ");
+    format_rollback(b, rb);
+    sbuf_puts(b, "\n");
+  }
 }
 
 void format_plan_line(sbuf_t *b, const json_t *p) {

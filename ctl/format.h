@@ -39,6 +39,11 @@ void format_plan_doc(sbuf_t *b, const json_t *plan);
 void format_plan_line(sbuf_t *b, const json_t *plan);
 /* A plan for deciding: its text (or its line), then each step's arguments and description. */
 void format_plan_steps(sbuf_t *b, const json_t *plan);
+/* A rollback's report {restored, mismatches, deleted} as "2 file(s) restored, 1 created file(s) removed,
+ * 0 deleted, 0 mismatch(es)": files counted once each, however many checkpoints they had. */
+void format_rollback(sbuf_t *b, const json_t *rollback);
+/* The first line of a step's result, cut to max bytes ("" when it has none). */
+void format_step_result(sbuf_t *b, const json_t *step, size_t max);
 /* A cost in dollars with enough digits to see small amounts. */
 void format_cost(char *buf, size_t len, double cost);
 

@@ -10,17 +10,19 @@
 
 #include "render.h"
 #include "sbuf.h"
+#include "util.h"
 
 #define RESET "\033[0m"
 #define DIM "\033[2m"
 #define PART_MAX 8192 /* an unfinished line longer than this is printed anyway */
+#define STATUS_MAX 6  /* status rows of other agents' unfinished lines; more are counted in one row */
 
 typedef struct {
   char id[128];
   char role[64];
   sbuf_t part;     /* unfinished line */
   bool thinking;   /* kind of the unfinished line */
-  bool in_summary; /* between [SUMMARY] and [/SUMMARY]: dimmed, the summary event shows it formatted */
+  bool in_summary; /* between [SUMMARY] and [/SUMMARY]: not printed, the summary event shows it formatted */
 } agent_t;
 
 struct out {
@@ -243,16 +245,35 @@ static void format_line(out_t *o, sbuf_t *b, const agent_t *a, out_style_t style
   sbuf_add(b, "\n", 1);
 }
 
+/* Whether n bytes at s hold nothing but spaces. */
+static bool blank(const char *s, size_t n) {
+  while (n && (*s == ' ' || *s == '\t'))
+    s++, n--;
+  return n == 0;
+}
+
+/* A whole line of streamed text: printed, except inside a [SUMMARY] block (the summary
+ * event shows it once, formatted); text before [SUMMARY] or after [/SUMMARY] is kept. */
 static void emit_part(out_t *o, agent_t *a) {
   const char *text = sbuf_str(&a->part);
-  if (strcasestr(text, "[SUMMARY]"))
+  const char *open = a->thinking ? NULL : strcasestr(text, "[SUMMARY]");
+  const char *close = a->thinking ? NULL : strcasestr(open ? open : text, "[/SUMMARY]");
+  size_t n = a->part.len;
+  if (open) {
+    if (!a->in_summary && !blank(text, (size_t)(open - text)))
+      format_line(o, &o->pending, a, OUT_PLAIN, false, text, (size_t)(open - text));
     a->in_summary = true;
-  format_line(o, &o->pending, a, a->in_summary ? OUT_DIM : OUT_PLAIN, a->thinking, text, a->part.len);
-  if (strcasestr(text, "[/SUMMARY]"))
+  } else if (!a->in_summary || a->thinking) {
+    format_line(o, &o->pending, a, OUT_PLAIN, a->thinking, text, n);
+  }
+  if (close && a->in_summary) {
     a->in_summary = false;
+    const char *after = close + strlen("[/SUMMARY]");
+    if (!blank(after, n - (size_t)(after - text)))
+      format_line(o, &o->pending, a, OUT_PLAIN, false, after, n - (size_t)(after - text));
+  }
   sbuf_reset(&a->part);
-  if (strcmp(a->id, o->live) == 0)
-    o->dirty = true;
+  o->dirty |= o->term;
 }
 
 void out_delta(out_t *o, const char *id, bool thinking, const char *text) {
@@ -268,8 +289,7 @@ void out_delta(out_t *o, const char *id, bool thinking, const char *text) {
       emit_part(o, a);
     p += n + (nl ? 1 : 0);
   }
-  if (strcmp(a->id, o->live) == 0)
-    o->dirty = true;
+  o->dirty |= o->term; /* its live line changed */
 }
 
 void out_end_line(out_t *o, const char *id) {
@@ -282,8 +302,7 @@ void out_end_line(out_t *o, const char *id) {
 void out_drop_line(out_t *o, const char *id) {
   agent_t *a = agent(o, id);
   sbuf_reset(&a->part);
-  if (strcmp(a->id, o->live) == 0)
-    o->dirty = true;
+  o->dirty |= o->term;
 }
 
 void out_agent_line(out_t *o, const char *id, out_style_t style, const char *fmt, ...) {
@@ -356,6 +375,49 @@ static void trim_live(out_t *o, agent_t *a) {
   a->part.len -= keep_from;
 }
 
+/* The last columns of n bytes at s that fit width, after "…" when cut. */
+static void add_tail(sbuf_t *b, const char *s, size_t n, int width) {
+  int w = out_width(s, n);
+  size_t i = 0;
+  if (w > width) {
+    sbuf_puts(b, "…");
+    while (i < n && w > width - 1) {
+      size_t k = util_utf8_seq((const unsigned char *)s + i, n - i);
+      k = k ? k : 1;
+      w -= out_width(s + i, k);
+      i += k;
+    }
+  }
+  add_clean(b, s + i, n - i);
+}
+
+/* One row per other agent whose line is unfinished (its current line, as a multiplexed tail
+ * shows it), above the live agent's region; returns the rows drawn into b. */
+static int status_rows(out_t *o, sbuf_t *b) {
+  int rows = 0, more = 0, cols = out_columns(o);
+  for (size_t i = 0; i < o->n; i++) {
+    agent_t *a = &o->agents[i];
+    if (!a->part.len || strcmp(a->id, o->live) == 0 || (a->in_summary && !a->thinking))
+      continue;
+    if (rows == STATUS_MAX) {
+      more++;
+      continue;
+    }
+    size_t start = b->len;
+    add_prefix(o, b, a);
+    int pw = out_width(b->s + start, b->len - start);
+    sbuf_puts(b, a->thinking ? render_thinking_mark(o->color) : out_style_start(o->color, OUT_DIM));
+    add_tail(b, a->part.s, a->part.len, cols - pw - 2);
+    sbuf_puts(b, o->color ? RESET "\n" : "\n");
+    rows++;
+  }
+  if (more) {
+    sbuf_printf(b, "%s… %d more agents are writing%s\n", o->color ? DIM : "", more, o->color ? RESET : "");
+    rows++;
+  }
+  return rows;
+}
+
 void out_flush(out_t *o) {
   agent_t *live = o->live[0] ? agent(o, o->live) : NULL;
   bool show_live = o->term && live && live->part.len;
@@ -366,11 +428,17 @@ void out_flush(out_t *o) {
   erase_bottom(o);
   fwrite(sbuf_str(&o->pending), 1, o->pending.len, o->f);
   sbuf_reset(&o->pending);
+  if (o->term) {
+    sbuf_t st = {0};
+    o->live_rows += status_rows(o, &st);
+    fwrite(st.s ? st.s : "", 1, st.len, o->f);
+    sbuf_free(&st);
+  }
   if (show_live) {
     sbuf_t b = {0};
     format_line(o, &b, live, OUT_PLAIN, live->thinking, live->part.s, live->part.len);
     int cols = out_columns(o), w = out_width(b.s, b.len - 1);
-    o->live_rows = w > 0 ? (w + cols - 1) / cols : 1;
+    o->live_rows += w > 0 ? (w + cols - 1) / cols : 1;
     fwrite(b.s, 1, b.len, o->f);
     sbuf_free(&b);
   }

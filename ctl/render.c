@@ -1,6 +1,7 @@
 /* render.c: a turn's stream as text (see render.h). */
 #include "render.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "jx.h"
@@ -37,6 +38,28 @@ void render_call(sbuf_t *b, const json_t *call) {
   render_one_line(b, jx_str(src, "arguments", ""), 240);
 }
 
+void render_preview(sbuf_t *b, const char *text, int max_lines, size_t max_bytes) {
+  int shown = 0, lines = 0;
+  for (const char *p = text; p && *p;) {
+    const char *nl = strchr(p, '\n');
+    size_t n = nl ? (size_t)(nl - p) : strlen(p);
+    bool empty = n == 0 || strspn(p, " \t\r") >= n;
+    if (!empty) {
+      lines++;
+      if (shown < max_lines) {
+        char *line = strndup(p, n);
+        sbuf_puts(b, "\n  │ ");
+        render_one_line(b, line ? line : "", max_bytes);
+        free(line);
+        shown++;
+      }
+    }
+    p = nl ? nl + 1 : p + n;
+  }
+  if (lines > shown)
+    sbuf_printf(b, "\n  │ … %d more line%s", lines - shown, lines - shown == 1 ? "" : "s");
+}
+
 json_t *render_tool_body(const proto_msg_t *m) {
   return proto_msg_call(m);
 }
@@ -51,6 +74,7 @@ out_style_t render_tool_delta(sbuf_t *b, const proto_msg_t *m) {
     bool ok = jx_bool(o, "ok", true);
     sbuf_printf(b, "← %s %s ", ok ? "✓" : "✗", jx_str(o, "name", ""));
     render_one_line(b, jx_str(o, "summary", ""), 240);
+    render_preview(b, jx_str(o, "preview", ""), RENDER_PREVIEW_LINES, 160);
     style = ok ? OUT_DIM : OUT_ERROR;
   }
   json_decref(o);

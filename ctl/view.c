@@ -18,6 +18,7 @@ struct view {
   out_t *out;
   bool stream, thinking;
   json_t *turns; /* session -> {turn, attempt, text: something was drawn} */
+  json_t *shown; /* agent id -> the status last shown (the broker may say it more than once) */
 };
 
 view_t *view_new(out_t *out) {
@@ -27,6 +28,7 @@ view_t *view_new(out_t *out) {
   v->out = out;
   v->stream = true;
   v->turns = json_object();
+  v->shown = json_object();
   out_set_live(out, "main");
   return v;
 }
@@ -35,6 +37,7 @@ void view_free(view_t **self_p) {
   if (!self_p || !*self_p)
     return;
   json_decref((*self_p)->turns);
+  json_decref((*self_p)->shown);
   free(*self_p);
   *self_p = NULL;
 }
@@ -177,8 +180,9 @@ static void on_tool_call(view_t *v, const char *session, const json_t *p) {
 
 static void on_agent_status(view_t *v, const json_t *p) {
   const char *id = jx_str(p, "id", ""), *status = jx_str(p, "status", "");
-  if (!id[0] || is_main(id))
+  if (!id[0] || is_main(id) || strcmp(jx_str(v->shown, id, ""), status) == 0)
     return;
+  json_object_set_new(v->shown, id, json_string(status));
   out_agent(v->out, id, jx_str(p, "role", ""));
   if (strcmp(status, "running") == 0)
     out_agent_line(v->out, id, OUT_DIM, "▶ running");
@@ -208,6 +212,11 @@ static bool on_agent_event(view_t *v, const char *kind, const json_t *p) {
     out_agent(v->out, id, jx_str(p, "role", ""));
     out_end_line(v->out, id);
     view_summary(v->out, id, jx_obj(p, "summary"));
+  } else if (strcmp(kind, "summary_asked") == 0) {
+    out_agent(v->out, id, jx_str(p, "role", ""));
+    out_end_line(v->out, id);
+    out_agent_line(v->out, id, OUT_DIM, "↻ %s: asked once for its [SUMMARY]; what follows is its reply to that",
+                   jx_str(p, "reason", "its answer had no [SUMMARY] block"));
   } else if (strcmp(kind, "spawn_proposed") == 0) {
     out_agent_line(v->out, "main", OUT_BOLD, "proposal %lld: spawn a %s (keyword \"%s\") for: %.300s",
                    (long long)jx_int(p, "proposal", 0), jx_str(p, "role", ""), jx_str(p, "keyword", ""),
@@ -309,9 +318,10 @@ static void wf_finished(view_t *v, long long id, const char *title, const json_t
     wf_line(v, "2", "  reason: %.300s", reason);
   const json_t *rb = jx_obj(rep, "rollback");
   if (rb) {
-    wf_line(v, "33", "  ↺ rolled back: %zu file(s) restored, %zu deleted, %zu mismatch(es)",
-            json_array_size(jx_arr(rb, "restored")), json_array_size(jx_arr(rb, "deleted")),
-            json_array_size(jx_arr(rb, "mismatches")));
+    sbuf_t rs = {0};
+    format_rollback(&rs, rb);
+    wf_line(v, "33", "  ↺ rolled back: %s", sbuf_str(&rs));
+    sbuf_free(&rs);
     json_t *m;
     json_array_foreach(jx_arr(rb, "mismatches"), i, m) {
       const char *path = json_is_string(m) ? json_string_value(m) : jx_str(m, "path", "");
@@ -357,7 +367,11 @@ static void on_workflow(view_t *v, const char *kind, const json_t *p) {
   } else if (strcmp(kind, "step_done") == 0) {
     char t[32];
     step_time(s, t, sizeof t);
-    wf_line(v, "32", "✓ plan %lld step %lld done · %s · %s", id, step, jx_str(s, "title", ""), t);
+    sbuf_t r = {0};
+    format_step_result(&r, s, 160);
+    wf_line(v, "32", "✓ plan %lld step %lld done · %s · %s%s%s", id, step, jx_str(s, "title", ""), t, r.len ? " → " : "",
+            sbuf_str(&r));
+    sbuf_free(&r);
   } else if (strcmp(kind, "step_failed") == 0) {
     bool retry = jx_bool(p, "will_retry", false);
     wf_line(v, "31", "✗ plan %lld step %lld failed (attempt %lld of %lld%s): %.300s", id, step, attempt, max,

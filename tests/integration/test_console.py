@@ -499,6 +499,102 @@ class Input(ConsoleTest):
         self.assertEqual(t.wait_exit(), 0)
 
 
+class Display(ConsoleTest):
+    """A calm, complete display: live status rows, summaries once, the summary nudge, stops, tool output."""
+
+    def test_two_sub_agents_stream_with_a_live_status_row_each(self):
+        def slow(tag, n):
+            return ([f"{tag} word {i} " + ("\n" if i % 12 == 11 else "") for i in range(n)]
+                    + ["\n" + summary_text("PASS", [tag], "none")])
+        self.c.model.script([
+            {"match": "Stream alpha", "chunks": slow("alpha", 40), "delay_ms": 150},
+            {"match": "Stream beta", "chunks": slow("beta", 40), "delay_ms": 150},
+        ])
+        t = self.term()
+        t.type("/spawn reviewer Stream alpha")
+        t.wait_line("reviewer-1", "▶ running")
+        t.type("/spawn tester Stream beta")
+        t.wait_line("tester-1", "▶ running")
+        t.type("typing", enter=False)
+
+        def both_live():
+            rows = [l.rstrip() for l in t.screen().splitlines() if l.strip()]
+            if len(rows) < 3 or rows[-1] != PROMPT + "typing":
+                return None
+            live = rows[-3:-1]  # unfinished lines: a whole one ends with word 11, 23, ...
+            a = re.match(r"^🔍 reviewer-1 +│ .*alpha word (\d+)$", live[0])
+            b = re.match(r"^🧪 tester-1 +│ .*beta word (\d+)$", live[1])
+            ok = a and b and int(a.group(1)) % 12 != 11 and int(b.group(1)) % 12 != 11
+            return live if ok and t.has_line("tester-1", " ".join(f"beta word {i}" for i in range(12))) else None
+        rows = t.wait("two live status rows above the prompt", both_live)
+        shot = os.environ.get("CADRE_SCREEN_SHOT")
+        if shot:
+            with open(shot, "w") as f:
+                f.write(t.screen())
+        self.assertTrue(all(len(r) <= WIDTH for r in rows))
+        t.wait("two summaries", lambda: t.history().count("── summary: ✓ PASS ──") == 2)
+        t.wait_prompt("typing")  # the line being typed survived
+        # Once their lines are whole they are printed once each, never cut by the status rows.
+        for agent, tag in (("reviewer-1", "alpha"), ("tester-1", "beta")):
+            words = [w for l in self.agent_lines(t, agent) for w in re.findall(tag + r" word (\d+)", l)]
+            self.assertEqual(words, [str(i) for i in range(40)], t.history())
+
+    def test_a_summary_is_shown_once_formatted(self):
+        self.c.model.script([{"match": "Check once", "text": summary_text("PASS", ["only once"], "ship it")}])
+        t = self.term()
+        t.type("/spawn reviewer Check once")
+        t.wait_text("→ Recommendation: ship it")
+        t.wait_prompt()
+        h = t.history()
+        self.assertEqual(h.count("only once"), 1, h)
+        self.assertNotIn("[SUMMARY]", h)
+        self.assertNotIn("Status: PASS", h)
+        self.assertTrue(t.has_line("reviewer-1", "Work done."), h)  # the text before the block stays
+
+    def test_the_reply_to_the_summary_nudge_says_why_it_appears(self):
+        self.c.model.script([
+            {"match": "Forgetful task", "text": "I looked at it and forgot the block."},
+            {"match": "Please finish now", "text": summary_text("PASS", ["nudged"], "none", before="Here it is.")},
+        ])
+        t = self.term()
+        t.type("/spawn researcher Forgetful task")
+        t.wait_text("• nudged")
+        h = t.history()
+        nudge = ("↻ its answer had no readable [SUMMARY] block: asked once for its [SUMMARY]; "
+                 "what follows is its reply to that")
+        self.assertTrue(t.has_line("researcher-1", nudge), h)
+        self.assertLess(h.index("forgot the block."), h.index(nudge))
+        self.assertLess(h.index(nudge), h.index("Here it is."))
+
+    def test_stopped_is_said_once(self):
+        self.c.model.script([{"match": "Hang forever", "hang": True}])
+        t = self.term()
+        t.type("/spawn researcher Hang forever")
+        t.wait("the model request", lambda: self.c.model.requests())
+        t.type("/stop researcher-1")
+        t.wait_text("• stopped by the user")
+        time.sleep(1.0)  # every event of the stop has arrived
+        t.wait_prompt()
+        self.assertEqual(t.history().count("■ stopped"), 1, t.history())
+        self.assertNotIn("researcher-1: stopped", t.history())
+
+    def test_a_tool_result_shows_a_preview_of_its_output(self):
+        with open(os.path.join(self.c.workspace, "notes.md"), "w") as f:
+            f.write("alpha line\nbeta line\n\ngamma line\ndelta line\nepsilon line\n")
+        self.c.model.script([
+            {"tool_calls": [{"id": "r1", "name": "read_file", "arguments": {"path": "notes.md"}}]},
+            {"text": "Read it."},
+        ])
+        t = self.term()
+        t.type("read notes.md please")
+        t.wait_line("main", "Read it.")
+        lines = self.agent_lines(t, "main")
+        i = next(i for i, l in enumerate(lines) if l.startswith("← ✓ read_file"))
+        # read_file numbers the lines; the preview shows the first three and counts the others
+        self.assertEqual(lines[i + 1:i + 5], ["  │  1 alpha line", "  │  2 beta line", "  │  3", "  │ … 3 more lines"],
+                         t.history())
+
+
 class Delegation(ConsoleTest):
     @staticmethod
     def config_extra(cfg):
@@ -554,8 +650,10 @@ class Plans(ConsoleTest):
         t.wait_text("Write notes")
         t.type("/approve 1")
         t.wait_text("plan 1 approved")
-        t.wait_text("✓ plan 1 step 1 done")
+        t.wait("the step's result", lambda: re.search(r"✓ plan 1 step 1 done · Write notes · [\d.]+ s → \S", t.history()))
         wait_until(lambda: os.path.exists(os.path.join(self.c.workspace, "notes.txt")), 10, "the step's file")
+        r = self.c.cadre("plan", "1", check=True)
+        self.assertRegex(r.stdout, r"\n       result: \S")
         t.type("/approve")
         t.wait_text("usage: /approve <plan id>")
 
