@@ -62,6 +62,7 @@ double plan_critical_seconds(const json_t *plan);
  *   {"op":"set_estimate","step":N,"seconds":n}
  *   {"op":"remove_step","step":N}   (also removes N from others' dependencies)
  *   {"op":"add_step","step":{...step fields; number optional: next free}}
+ *   {"op":"replace","text":"..."}   (the whole plan again, as a [PLAN] block or its inside)
  * Caller owns the result. */
 json_t *plan_edit(const json_t *plan, const json_t *edit, char *err, size_t errlen);
 

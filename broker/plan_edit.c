@@ -290,6 +290,30 @@ static bool apply(json_t *plan, const json_t *edit, const char *op, char *err, s
   return ops[k].fn(json_array_get(steps, (size_t)i), edit, err, errlen);
 }
 
+/* {"op":"replace","text":...}: the plan the text holds (a [PLAN] block, or its inside), read by plan_parse. */
+static json_t *replace(const json_t *edit, char *err, size_t errlen) {
+  const char *text = jx_str(edit, "text", NULL);
+  if (!text) {
+    fail(err, errlen, "replace needs \"text\" (the plan as text)");
+    return NULL;
+  }
+  char *wrapped = NULL;
+  if (!strstr(text, "[PLAN]") && !strstr(text, "[plan]")) {
+    size_t n = strlen(text) + 32;
+    wrapped = malloc(n);
+    if (!wrapped) {
+      fail(err, errlen, "out of memory");
+      return NULL;
+    }
+    snprintf(wrapped, n, "[PLAN]\n%s\n[/PLAN]\n", text);
+  }
+  json_t *plan = plan_parse(wrapped ? wrapped : text, err, errlen);
+  free(wrapped);
+  if (!plan && err && errlen && !err[0])
+    fail(err, errlen, "the text holds no plan (expected \"### Step 1: title\" lines)");
+  return plan;
+}
+
 /* Applies one edit to a copy of a pending plan; NULL with err set when it cannot. */
 json_t *plan_edit(const json_t *plan, const json_t *edit, char *err, size_t errlen) {
   if (err && errlen)
@@ -303,6 +327,8 @@ json_t *plan_edit(const json_t *plan, const json_t *edit, char *err, size_t errl
     fail(err, errlen, "an edit needs \"op\"");
     return NULL;
   }
+  if (strcmp(op, "replace") == 0)
+    return replace(edit, err, errlen);
   json_t *copy = json_deep_copy(plan);
   if (!copy || !apply(copy, edit, op, err, errlen)) {
     json_decref(copy);

@@ -9,6 +9,7 @@
 #include "console.h"
 #include "format.h"
 #include "jx.h"
+#include "plan_editor.h"
 
 json_t *console_request(console_t *con, const char *verb, json_t *args) {
   char err[1024];
@@ -180,6 +181,46 @@ static void answer_tool(console_t *con, const json_t *q, bool yes) {
 
 static void run_command(console_t *con, const char *s);
 
+/* The plan opened as text in the user's editor; what is saved goes back as the plan's new version
+ * (the broker parses and validates it). A valid result is asked about again. */
+static void modify_in_editor(console_t *con, json_int_t id) {
+  json_t *plan = console_request(con, "plan", json_pack("{s:I}", "id", id));
+  if (!plan)
+    return;
+  sbuf_t text = {0};
+  plan_editor_text(&text, plan);
+  json_decref(plan);
+  char err[512] = "", *edited = NULL;
+  out_flush(con->out);
+  if (con->ed)
+    edit_paste_mode(con->ed, false);
+  int rc = plan_editor_run(sbuf_str(&text), &edited, err, sizeof err);
+  if (con->ed)
+    edit_paste_mode(con->ed, true);
+  bool same = rc == 0 && strcmp(edited, sbuf_str(&text)) == 0;
+  sbuf_free(&text);
+  json_t *r = NULL;
+  if (rc < 0)
+    out_printf(con->out, "plan %lld stays pending: %s", (long long)id, err);
+  else if (same)
+    out_printf(con->out, "plan %lld is unchanged", (long long)id);
+  else
+    r = console_request(con, "modify", json_pack("{s:I, s:{s:s, s:s}}", "id", id, "edit", "op", "replace", "text",
+                                                 edited));
+  free(edited);
+  /* Still pending (edited and valid, unchanged, or the editor failed): the same question again. An
+   * invalid result is said by its plan_modified event, with how to fix it. */
+  const char *status = r ? jx_str(r, "status", "") : rc < 0 || same ? "pending" : "";
+  if (strcmp(status, "pending") == 0) {
+    json_array_append_new(con->questions, json_pack("{s:s, s:I}", "q", "plan", "id", id));
+    if (con->ed)
+      edit_update_prompt(con->ed);
+    else
+      out_puts(con->out, CONSOLE_PLAN_PROMPT "answer a, r, m or v");
+  }
+  json_decref(r);
+}
+
 /* A plan's decision: [A]pprove, [R]eject, [M]odify (the plan stays pending), [V]iew (and asked again). */
 static void answer_plan(console_t *con, const json_t *q, const char *line) {
   json_int_t id = jx_int(q, "id", 0);
@@ -210,9 +251,7 @@ static void answer_plan(console_t *con, const json_t *q, const char *line) {
   if (c == 'a' || c == 'r') {
     run_named(con, c == 'a' ? "approve" : "reject", idw);
   } else {
-    out_printf(con->out, "plan %lld stays pending: change it with /modify %lld <op> <step> [value] "
-                         "(/modify lists the ops), then /approve %lld",
-               (long long)id, (long long)id, (long long)id);
+    modify_in_editor(con, id);
   }
 }
 

@@ -552,3 +552,9 @@ void edit_redraw(edit_t *ed, bool reset_mode) {
   redraw(ed);
   fflush(stdout);
 }
+
+void edit_paste_mode(edit_t *ed, bool on) {
+  (void)ed;
+  fputs(on ? BRACKETED_PASTE_ON : BRACKETED_PASTE_OFF, stdout);
+  fflush(stdout);
+}

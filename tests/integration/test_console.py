@@ -32,7 +32,7 @@ def summary_text(status, points, rec, before="Work done."):
 class Terminal:
     """One `cadre` console in its own tmux server."""
 
-    def __init__(self, cluster, name, color=False, args=()):
+    def __init__(self, cluster, name, color=False, args=(), extra_env=None):
         self.sock = f"cadre-test-{os.getpid()}-{name}-{uuid.uuid4().hex[:6]}"
         conf = os.path.join(cluster.tmp, f"tmux-{name}.conf")
         with open(conf, "w") as f:
@@ -41,6 +41,7 @@ class Terminal:
         env.update({"LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "TERM": "xterm-256color"})
         if color:
             env.pop("NO_COLOR", None)
+        env.update(extra_env or {})
         self.env = env
         # The shell around cadre shows its exit status on the screen when it leaves
         # (and ignores Ctrl-C itself; cadre sets its own handler).
@@ -689,6 +690,65 @@ class Approval(ConsoleTest):
         t.wait_prompt()
         r, out = self.c.cadre_json("plan", "1")
         self.assertEqual(out[-1]["status"], "done")
+
+    def editor(self, name, script):
+        """An $EDITOR: a shell script run on the plan's file ($1)."""
+        path = os.path.join(self.c.tmp, name)
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n" + script + "\n")
+        os.chmod(path, 0o755)
+        return path
+
+    def test_modify_opens_the_plan_in_the_editor_and_validates_it_again(self):
+        self.c.model.script([{"match": "Plan the release", "text": plan_text("Release notes", [
+            {"title": "Collect the changes", "agent": "researcher", "time": "30s"},
+            {"title": "Review the notes", "agent": "reviewer", "deps": [1], "time": "45s"}])}])
+        log = os.path.join(self.c.tmp, "editor.log")
+        ed = self.editor("edit.sh", f'cp "$1" {log}; '
+                         'sed -i "s/Review the notes/Proofread the notes/; s/- Agent: reviewer/- Agent: tester/" "$1"')
+        t = self.term(extra_env={"EDITOR": ed, "VISUAL": ""})
+        t.type("Plan the release notes")
+        t.wait("the decision", lambda: t.last_line() == DECISION.rstrip())
+        t.type("m")
+        t.wait_text('📋 plan 1 "Release notes": modified, now pending')
+        t.wait("the decision again", lambda: t.last_line() == DECISION.rstrip())
+        with open(log) as f:  # what the editor was given: the plan as a [PLAN] block
+            shown = f.read()
+        self.assertIn("[PLAN]\n## Workflow: Release notes\n", shown)
+        self.assertIn("### Step 2: Review the notes\n- Agent: reviewer\n- Dependencies: Step 1\n", shown)
+        r, out = self.c.cadre_json("plan", "1")
+        steps = out[-1]["steps"]
+        self.assertEqual([(s["title"], s["agent"]) for s in steps],
+                         [("Collect the changes", "researcher"), ("Proofread the notes", "tester")])
+        self.assertEqual(steps[1]["dependencies"], [1])
+        self.assertEqual(out[-1]["status"], "pending")
+
+    def test_an_edit_that_breaks_the_plan_is_reported_invalid(self):
+        self.c.model.script([{"match": "Plan the docs", "text": plan_text("Docs", [
+            {"title": "Draw it", "agent": "researcher"}, {"title": "Check it", "agent": "tester", "deps": [1]}])}])
+        ed = self.editor("break.sh", 'sed -i "s/- Agent: tester/- Agent: astronaut/" "$1"')
+        t = self.term(extra_env={"EDITOR": ed, "VISUAL": ""})
+        t.type("Plan the docs")
+        t.wait("the decision", lambda: t.last_line() == DECISION.rstrip())
+        t.type("m")
+        t.wait_text('📋 plan 1 "Docs": modified, now invalid')
+        t.wait_text("astronaut")
+        t.wait_text("plan 1 is not valid yet: fix it with /modify 1")
+        t.wait_prompt()
+        self.assertEqual(self.c.cadre_json("plan", "1")[1][-1]["status"], "invalid")
+
+    def test_an_editor_that_fails_leaves_the_plan_as_it_was(self):
+        self.c.model.script([{"match": "Plan the docs", "text": plan_text("Docs", [
+            {"title": "Draw it", "agent": "researcher"}])}])
+        ed = self.editor("fail.sh", 'echo "x" >> "$1"; exit 3')
+        t = self.term(extra_env={"EDITOR": ed, "VISUAL": ""})
+        t.type("Plan the docs")
+        t.wait("the decision", lambda: t.last_line() == DECISION.rstrip())
+        t.type("m")
+        t.wait_text("plan 1 stays pending: the editor")
+        t.wait_text("did not finish cleanly (status 3)")
+        t.wait("the decision again", lambda: t.last_line() == DECISION.rstrip())
+        self.assertNotIn("modified", t.history())
 
     def test_an_invalid_plan_is_fixed_with_modify(self):
         self.c.model.script([{"match": "Plan the docs", "text": plan_text("Docs", [

@@ -743,6 +743,31 @@ static void test_edit_set_tool_and_title(void **state) {
   json_decref(plan);
 }
 
+static void test_edit_replace_with_text(void **state) {
+  (void)state;
+  json_t *plan = parse_ok(SEED_PLAN);
+  /* the inside of a [PLAN] block (as the console's editor may leave it), and a whole block */
+  json_t *out = edit_ok(plan, "{\"op\": \"replace\", \"text\": \"## Workflow: Two\\n### Step 1: A\\n- Agent: "
+                              "researcher\\n- Dependencies: none\\n### Step 2: B\\n- Agent: tester\\n"
+                              "- Dependencies: Step 1\\n\"}");
+  expect_matches(out, "{\"title\": \"Two\", \"steps\": [{\"number\": 1, \"title\": \"A\", \"agent\": \"researcher\"}, "
+                      "{\"number\": 2, \"agent\": \"tester\", \"dependencies\": [1]}]}");
+  assert_int_equal(json_array_size(json_object_get(out, "steps")), 2);
+  json_decref(out);
+  out = edit_ok(plan, "{\"op\": \"replace\", \"text\": \"note\\n[PLAN]\\n### Step 1: Only\\n- Agent: designer\\n"
+                      "[/PLAN]\\nafter\"}");
+  expect_messages(out, "Step 1: unknown agent role \"designer\" (known: researcher, implementer, tester, reviewer, "
+                       "optimizer)");
+  json_decref(out);
+  expect_edit_error(plan, "{\"op\": \"replace\"}", "replace needs \"text\" (the plan as text)");
+  char err[256] = "";
+  json_t *edit = load("{\"op\": \"replace\", \"text\": \"no steps here\"}");
+  assert_null(plan_edit(plan, edit, err, sizeof err));
+  assert_true(err[0] != '\0');
+  json_decref(edit);
+  json_decref(plan);
+}
+
 static void test_edit_set_dependencies(void **state) {
   (void)state;
   json_t *plan = parse_ok(SEED_PLAN);
@@ -1086,6 +1111,7 @@ int main(void) {
       cmocka_unit_test(test_edit_set_arguments),
       cmocka_unit_test(test_edit_set_tool_and_title),
       cmocka_unit_test(test_edit_set_dependencies),
+      cmocka_unit_test(test_edit_replace_with_text),
       cmocka_unit_test(test_edit_set_estimate),
       cmocka_unit_test(test_edit_remove_step),
       cmocka_unit_test(test_edit_add_step),
