@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <wchar.h>
@@ -34,6 +35,7 @@
 #define PASTE_WAIT_MS 1000  /* a paste whose end does not come within this is taken as it is */
 #define BLOCK_ROWS 8        /* rows the waiting block may take above the prompt */
 #define ECHO_WHOLE_MAX 2000 /* a message longer than this is echoed cut to the screen's width */
+#define BURST_MIN 32         /* bytes waiting at once that no one types: taken as one insertion */
 #define BRACKETED_PASTE_ON "\033[?2004h"
 #define BRACKETED_PASTE_OFF "\033[?2004l"
 
@@ -48,6 +50,8 @@ struct edit {
   sbuf_t block;      /* the lines of this message entered so far (several-line input) */
   bool line_done;    /* the cursor is one row below the line just entered */
   bool active;       /* the prompt is on screen (not while a line is being run) */
+  bool burst;        /* the paste binding reads a burst of typed text, not a bracketed paste */
+  char stop_key;     /* the control key that ended a burst (read, not yet handled); 0: none */
 };
 
 static const char *modify_ops[] = {"set_agent", "set_arguments", "set_dependencies", "set_tool",
@@ -320,6 +324,37 @@ static void read_paste(sbuf_t *raw, size_t *dropped) {
   }
 }
 
+/* Whether the terminal has sent more than libedit has read. */
+static bool input_waiting(void) {
+  struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+  return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
+}
+
+/* Text typed faster than a person types (a terminal without bracketed paste, or keys sent by a
+ * program): the printable bytes waiting, up to the first control key (kept in *stop, for the
+ * editor to handle as usual). A character cut at the end of what was waiting is completed. */
+static void read_burst(sbuf_t *raw, char *stop) {
+  unsigned char c;
+  while (raw->len < ML_PASTE_MAX && input_waiting() && read(STDIN_FILENO, &c, 1) == 1) {
+    if (c < 0x20 || c == 0x7f) {
+      *stop = (char)c;
+      return;
+    }
+    sbuf_add(raw, (const char *)&c, 1);
+  }
+  size_t start = raw->len;
+  while (start > 0 && raw->len - start < 4 && ((unsigned char)raw->s[start - 1] & 0xc0) == 0x80)
+    start--;
+  if (start > 0 && (unsigned char)raw->s[start - 1] >= 0xc0)
+    start--;
+  for (int i = 0; i < 3 && start < raw->len && !util_utf8_seq((unsigned char *)raw->s + start, raw->len - start); i++) {
+    struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0 || read(STDIN_FILENO, &c, 1) != 1)
+      break;
+    sbuf_add(raw, (const char *)&c, 1);
+  }
+}
+
 /* ESC[200~: a pasted block, read whole. One line of modest length joins the edited line; anything
  * else goes to the block, so that it is sent as it was pasted, line breaks and indentation included. */
 static unsigned char paste(EditLine *el, int ch) {
@@ -328,7 +363,10 @@ static unsigned char paste(EditLine *el, int ch) {
   el_get(el, EL_CLIENTDATA, &ed);
   sbuf_t raw = {0}, text = {0};
   size_t dropped = 0;
-  read_paste(&raw, &dropped);
+  if (ed->burst)
+    read_burst(&raw, &ed->stop_key);
+  else
+    read_paste(&raw, &dropped);
   ml_clean_paste(&text, raw.s ? raw.s : "", raw.len);
   sbuf_free(&raw);
   unsigned char rc = CC_REFRESH;
@@ -493,12 +531,6 @@ static bool input_gone(void) {
   return poll(&p, 1, 0) < 0 || (p.revents & (POLLHUP | POLLERR | POLLNVAL));
 }
 
-/* Whether the terminal has sent more than libedit has read. */
-static bool input_waiting(void) {
-  struct pollfd p = {STDIN_FILENO, POLLIN, 0};
-  return poll(&p, 1, 0) > 0 && (p.revents & POLLIN);
-}
-
 /* One key (el_gets in unbuffered mode reads what one key sent). */
 static void read_key(edit_t *ed) {
   int count = 0;
@@ -514,9 +546,34 @@ static void read_key(edit_t *ed) {
     line_entered(ed, buf, count);
 }
 
+/* Whether at least BURST_MIN bytes wait: more than a key sends. */
+static bool burst_waiting(void) {
+  int avail = 0;
+  return ioctl(STDIN_FILENO, FIONREAD, &avail) == 0 && avail >= BURST_MIN;
+}
+
+/* A burst goes in through the paste binding (one insertion, one redraw, instead of one per
+ * character); the control key that ended it is then handled as the key it is. */
+static void read_typed_burst(edit_t *ed) {
+  ed->burst = true;
+  el_push(ed->el, ML_PASTE_START);
+  read_key(ed);
+  ed->burst = false;
+  if (ed->stop_key && !ed->con->quit) {
+    char key[2] = {ed->stop_key == '\n' ? '\r' : ed->stop_key, '\0'};
+    ed->stop_key = 0;
+    el_push(ed->el, key);
+    read_key(ed);
+  }
+  ed->stop_key = 0;
+}
+
 void edit_read(edit_t *ed) {
   for (int i = 0; i < READ_BURST && !ed->con->quit; i++) {
-    read_key(ed);
+    if (burst_waiting())
+      read_typed_burst(ed);
+    else
+      read_key(ed);
     if (!ed->active || !input_waiting())
       break;
   }
