@@ -313,7 +313,7 @@ void console_line(console_t *con, const char *raw) {
   } else if (s[0] == '@') {
     send_to(con, s);
   } else {
-    ask(con, s);
+    ask(con, strchr(s, '\n') ? line + strspn(line, "\n") : s); /* several lines keep their indentation */
   }
   free(line);
 }

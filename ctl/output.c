@@ -256,7 +256,8 @@ static bool blank(const char *s, size_t n) {
  * event shows it once, formatted); text before [SUMMARY] or after [/SUMMARY] is kept. */
 static void emit_part(out_t *o, agent_t *a) {
   const char *text = sbuf_str(&a->part);
-  const char *open = a->thinking ? NULL : strcasestr(text, "[SUMMARY]");
+  bool sub = strcmp(a->id, "main") != 0; /* only a sub-agent's summary has an event of its own */
+  const char *open = a->thinking || !sub ? NULL : strcasestr(text, "[SUMMARY]");
   const char *close = a->thinking ? NULL : strcasestr(open ? open : text, "[/SUMMARY]");
   size_t n = a->part.len;
   if (open) {

@@ -419,12 +419,12 @@ class Input(ConsoleTest):
     def test_a_pasted_block_is_one_message_with_its_indentation(self):
         self.c.model.script([{"match": "def area", "text": "A function."}])
         t = self.term()
-        block = "Explain this:\ndef area(r):\n    if r < 0:\n\treturn 0\n    return 3.14 * r * r"
+        block = "  Explain this:\ndef area(r):\n    if r < 0:\n\treturn 0\n    return 3.14 * r * r"
         self.paste(t, block)
         # the last line is edited; the others wait above it
         t.wait("the last line", lambda: t.last_line() == "    …     return 3.14 * r * r")
         screen = t.screen()
-        self.assertIn(PROMPT + "Explain this:", screen)
+        self.assertIn(PROMPT + "  Explain this:", screen)
         self.assertIn("    … def area(r):", screen)
         self.assertIn("    …     return 0", screen)  # a tab is shown as 4 spaces
         self.assertEqual(self.c.model.requests(), [], "nothing is sent before Enter")
