@@ -358,7 +358,9 @@ static void restore_file(run_t *r) {
   }
   mode_t mode = 0644;
   bool mode_given = payload_mode(m->payload, &mode), refused = false;
-  char hex[SNAP_HEX_LEN + 1], err[512];
+  char hex[SNAP_HEX_LEN + 1], err[512], before[SNAP_HEX_LEN + 1] = "";
+  if (snap_sha256_file(&r->q->ws, m->path, before) < 0)
+    before[0] = '\0'; /* what the file held, to tell whether the restore changed it */
   int rc = snap_restore_file(&r->q->ws, m->path, m->existed, data, len, mode_given, mode, hex, &refused, err,
                              sizeof err);
   free(data);
@@ -367,7 +369,11 @@ static void restore_file(run_t *r) {
     return;
   }
   proto_msg_t *out = restored_msg(r);
-  if (out) proto_set_str(out, PROTO_F_sha256, hex);
+  bool changed = m->existed ? strcmp(before, hex) != 0 : before[0] != '\0';
+  if (out) {
+    proto_set_str(out, PROTO_F_sha256, hex);
+    proto_set_json(out, PROTO_F_payload, json_pack("{s:b}", "changed", changed));
+  }
   push(r, &out);
 }
 

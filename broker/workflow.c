@@ -560,7 +560,7 @@ static void rollback_ops(broker_t *b, wf_rollback_t *rb, int64_t wf) {
 }
 
 static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const char *detail, const char *sha256,
-                            const json_t *deleted);
+                            const json_t *payload);
 
 static void rollback_send(broker_t *b, workflow_t *wf) {
   wf_rollback_t *rb = wf->rollback;
@@ -641,10 +641,12 @@ void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
   rollback_send(b, wf);
 }
 
-/* A node's answer to the current restore (code set: it failed). */
+/* A node's answer to the current restore (code set: it failed); payload: deleted (a prune's), changed
+ * (false: the file already had its pre-image; nodes that do not say count as changed). */
 static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const char *detail, const char *sha256,
-                            const json_t *deleted) {
+                            const json_t *payload) {
   wf_rollback_t *rb = wf->rollback;
+  const json_t *deleted = jx_arr(payload, "deleted");
   const wf_restore_t *op = &rb->ops[rb->next];
   if (code) {
     json_array_append_new(rb->mismatches, json_pack("{s:s?, s:s, s:s?}", "path", op->path, "error", code, "detail", detail));
@@ -653,8 +655,9 @@ static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const
       json_array_extend(rb->deleted, (json_t *)deleted);
   } else {
     bool ok = sha256 && op->sha256 && strcmp(sha256, op->sha256) == 0;
-    json_array_append_new(ok ? rb->restored : rb->mismatches, json_pack("{s:s, s:b, s:s}", "path", op->path, "existed",
-                                                                        op->existed, "sha256", sha256 ? sha256 : ""));
+    json_array_append_new(ok ? rb->restored : rb->mismatches,
+                          json_pack("{s:s, s:b, s:s, s:b}", "path", op->path, "existed", op->existed, "sha256",
+                                    sha256 ? sha256 : "", "changed", jx_bool(payload, "changed", true)));
   }
   rb->next++;
   wf_set_str(&rb->sent_to, NULL);
@@ -669,7 +672,7 @@ static void on_restored(broker_t *b, const proto_msg_t *m) {
   wf_rollback_t *rb = wf ? wf->rollback : NULL;
   if (!rb || rb->next >= rb->n_ops || (size_t)m->seq != rb->next + 1)
     return;
-  rollback_answer(b, wf, m->code, m->detail, m->sha256, jx_arr(m->payload, "deleted"));
+  rollback_answer(b, wf, m->code, m->detail, m->sha256, m->payload);
 }
 
 void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m) {

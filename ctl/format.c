@@ -195,33 +195,52 @@ void format_sessions(sbuf_t *b, const json_t *sessions, const format_how_t *how)
   }
 }
 
-/* The distinct paths of the entries of list (strings, or objects with path) whose existed is want
- * (want < 0: any), into seen; returns how many were new. */
-static size_t count_paths(json_t *seen, const json_t *list, int want) {
-  size_t i, n = 0;
+/* How many distinct paths list holds (strings, or objects with path). */
+static size_t distinct_paths(const json_t *list) {
+  json_t *seen = json_object();
+  size_t i;
   json_t *e;
   json_array_foreach(list, i, e) {
     const char *path = json_is_string(e) ? json_string_value(e) : jx_str(e, "path", NULL);
-    const json_t *ex = json_object_get(e, "existed");
-    if (!path || (want >= 0 && json_is_boolean(ex) && json_is_true(ex) != (want == 1)))
-      continue;
-    if (!json_object_get(seen, path)) {
+    if (path)
       json_object_set_new(seen, path, json_true());
-      n++;
-    }
   }
+  size_t n = json_object_size(seen);
+  json_decref(seen);
   return n;
 }
 
+/* Each file once: restores run newest checkpoint first, so a file's last entry says what it is now
+ * (existed: its content is back, else it was removed); it counts as changed when any restore changed it. */
 void format_rollback(sbuf_t *b, const json_t *rb) {
-  json_t *restored = json_object(), *removed = json_object(), *deleted = json_object(), *bad = json_object();
-  size_t nr = count_paths(restored, jx_arr(rb, "restored"), 1), nc = count_paths(removed, jx_arr(rb, "restored"), 0);
-  size_t nd = count_paths(deleted, jx_arr(rb, "deleted"), -1), nm = count_paths(bad, jx_arr(rb, "mismatches"), -1);
+  json_t *files = json_object();
+  size_t i, nr = 0, nc = 0, same = 0;
+  json_t *e;
+  json_array_foreach(jx_arr(rb, "restored"), i, e) {
+    const char *path = jx_str(e, "path", NULL);
+    if (!path)
+      continue;
+    json_t *f = json_object_get(files, path);
+    bool changed = jx_bool(e, "changed", true) || jx_bool(f, "changed", false);
+    json_object_set_new(files, path, json_pack("{s:b, s:b}", "existed", jx_bool(e, "existed", true), "changed", changed));
+  }
+  const char *path;
+  json_object_foreach(files, path, e) {
+    if (!jx_bool(e, "changed", true))
+      same++;
+    else if (jx_bool(e, "existed", true))
+      nr++;
+    else
+      nc++;
+  }
+  json_decref(files);
   sbuf_printf(b, "%zu file(s) restored", nr);
   if (nc)
     sbuf_printf(b, ", %zu created file(s) removed", nc);
-  sbuf_printf(b, ", %zu deleted, %zu mismatch(es)", nd, nm);
-  json_decref(restored), json_decref(removed), json_decref(deleted), json_decref(bad);
+  if (same)
+    sbuf_printf(b, ", %zu already as they were", same);
+  sbuf_printf(b, ", %zu deleted, %zu mismatch(es)", distinct_paths(jx_arr(rb, "deleted")),
+              distinct_paths(jx_arr(rb, "mismatches")));
 }
 
 void format_step_result(sbuf_t *b, const json_t *s, size_t max) {

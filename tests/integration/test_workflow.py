@@ -184,6 +184,16 @@ class Workflows(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(self.ws, "made.txt")))
         self.assertEqual(done["report"]["rollback"]["mismatches"], [])
         self.assertEqual(os.stat(script).st_mode & 0o777, 0o755, "a deleted script comes back executable")
+        # cadre plan N counts each file once, and the files the workflow created apart
+        # cadre plan N counts the files the rollback really changed, each once
+        rb = done["report"]["rollback"]
+        text = self.c.cadre("plan", str(p["id"]), check=True).stdout
+        want = {1: "0 file(s) restored, 2 already as they were",  # the failing step changed nothing
+                2: "1 file(s) restored, 1 already as they were",  # keep.txt (run.sh was untouched)
+                3: "1 file(s) restored, 1 created file(s) removed, 1 already as they were"}[fail_at]
+        self.assertIn(f"rolled back: {want}, ", text, text[text.find("rolled back"):])
+        if os.environ.get("CADRE_SHOW_ROLLBACK"):
+            print(f"\n[{len(rb['restored'])} restore entries] {text[text.find('rolled back'):]}", file=sys.stderr)
 
     def test_rollback_after_failure_at_step_1(self):
         self.rollback_case(1)

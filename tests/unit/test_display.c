@@ -26,6 +26,17 @@ static const struct {
     {"a file the workflow created is removed, not restored",
      "{\"restored\": [{\"path\": \"new.txt\", \"existed\": false}, {\"path\": \"a\", \"existed\": true}]}",
      "1 file(s) restored, 1 created file(s) removed, 0 deleted, 0 mismatch(es)"},
+    {"a file created then changed: its last restore removes it",
+     "{\"restored\": [{\"path\": \"n\", \"existed\": true}, {\"path\": \"n\", \"existed\": false}]}",
+     "0 file(s) restored, 1 created file(s) removed, 0 deleted, 0 mismatch(es)"},
+    {"restores that changed nothing are counted apart",
+     "{\"restored\": [{\"path\": \"a\", \"existed\": true, \"changed\": false}, "
+     "{\"path\": \"b\", \"existed\": true, \"changed\": true}, {\"path\": \"a\", \"existed\": true, \"changed\": false}]}",
+     "1 file(s) restored, 1 already as they were, 0 deleted, 0 mismatch(es)"},
+    {"one changing restore of a file is enough",
+     "{\"restored\": [{\"path\": \"a\", \"existed\": true, \"changed\": true}, "
+     "{\"path\": \"a\", \"existed\": true, \"changed\": false}]}",
+     "1 file(s) restored, 0 deleted, 0 mismatch(es)"},
     {"deleted paths and mismatches (strings or objects)",
      "{\"deleted\": [\"x\", \"y\", \"x\"], \"mismatches\": [{\"path\": \"m\", \"error\": \"changed\"}, \"n\"]}",
      "0 file(s) restored, 2 deleted, 2 mismatch(es)"},
