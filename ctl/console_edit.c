@@ -605,6 +605,9 @@ void edit_redraw(edit_t *ed, bool reset_mode) {
     fputs(BRACKETED_PASTE_ON, stdout);
   }
   el_resize(ed->el);
+  int above = block_rows(ed); /* the waiting block's rows, drawn again too */
+  if (above > 0)
+    printf("\r\033[%dA", above);
   fputs("\r\033[J", stdout);
   redraw(ed);
   fflush(stdout);
