@@ -35,6 +35,7 @@
 #define PASTE_WAIT_MS 1000  /* a paste whose end does not come within this is taken as it is */
 #define BLOCK_ROWS 8        /* rows the waiting block may take above the prompt */
 #define ECHO_WHOLE_MAX 2000 /* a message longer than this is echoed cut to the screen's width */
+#define ECHO_WHOLE_LINES 20 /* and one of more lines than this, shortened like the block */
 #define BURST_MIN 32         /* bytes waiting at once that no one types: taken as one insertion */
 #define BRACKETED_PASTE_ON "\033[?2004h"
 #define BRACKETED_PASTE_OFF "\033[?2004l"
@@ -473,7 +474,7 @@ static void line_continued(edit_t *ed, const char *line) {
   fflush(stdout);
 }
 
-/* The message as it stays on screen: whole when short, else each line cut to the screen's width. */
+/* The message as it stays on screen: whole when short, else shortened as the waiting block is. */
 static void echo(edit_t *ed, const char *msg) {
   out_t *o = ed->con->out;
   char first[600];
@@ -481,7 +482,10 @@ static void echo(edit_t *ed, const char *msg) {
   int pad = text_width(ed->base, strlen(ed->base)) - 2, rows = 0;
   char cont[128];
   snprintf(cont, sizeof cont, "%*s… ", pad > 0 && pad < 100 ? pad : 0, "");
-  bool whole = strlen(msg) <= ECHO_WHOLE_MAX;
+  size_t lines = 1;
+  for (const char *p = msg; (p = strchr(p, '\n')); p++)
+    lines++;
+  bool whole = strlen(msg) <= ECHO_WHOLE_MAX && lines <= ECHO_WHOLE_LINES;
   sbuf_t b = {0};
   ml_preview(&b, msg, whole ? INT_MAX / 2 : out_columns(o), whole ? INT_MAX / 2 : BLOCK_ROWS, first, cont, true,
              &rows);

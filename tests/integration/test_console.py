@@ -432,6 +432,20 @@ class Input(ConsoleTest):
         t.wait_line("main", "A function.")
         self.assertEqual(self.sent_messages(), [block])
 
+    def test_a_long_pasted_block_is_shortened_on_screen_but_sent_whole(self):
+        t = self.term()
+        block = "\n".join(f"line {i:02d} of the log" for i in range(1, 31))
+        self.paste(t, block)
+        t.wait("the last line", lambda: t.last_line() == "    … line 30 of the log")
+        rows = [l.rstrip() for l in t.screen().splitlines() if l.strip()]
+        self.assertEqual(rows[-9:], [PROMPT + "line 01 of the log"]
+                         + [f"    … line {i:02d} of the log" for i in range(2, 7)]
+                         + ["    … … 22 more lines …", "    … line 29 of the log", "    … line 30 of the log"])
+        t.keys("Enter")
+        t.wait("the message", lambda: self.sent_messages() == [block])
+        t.wait_text("Hello from the scripted model.")
+        self.assertIn("    … line 06 of the log\n    … … 23 more lines …\n    … line 30 of the log\n", t.history())  # the echo too
+
     def test_pasting_12000_characters_takes_well_under_a_second(self):
         t = self.term()
         text = ("0123456789abcdefghi " * 600)[:11999] + "Z"
