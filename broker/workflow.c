@@ -454,6 +454,20 @@ static void usage_of_steps(broker_t *b, workflow_t *wf) {
   wf->report.cost = cost;
 }
 
+/* How many files the restores changed, each counted once (a file has a restore per checkpoint). */
+static size_t files_changed(const json_t *restored) {
+  json_t *seen = json_object();
+  size_t i;
+  json_t *e;
+  json_array_foreach(restored, i, e) {
+    if (jx_bool(e, "changed", true) && jx_str(e, "path", NULL))
+      json_object_set_new(seen, jx_str(e, "path", ""), json_true());
+  }
+  size_t count = json_object_size(seen);
+  json_decref(seen);
+  return count;
+}
+
 /* The summary of a finished workflow, into the originating agent's history. */
 static void results_back(broker_t *b, workflow_t *wf) {
   const wf_report_t *r = &wf->report;
@@ -477,8 +491,8 @@ static void results_back(broker_t *b, workflow_t *wf) {
     len += (size_t)snprintf(text + len, n - len, "Time: %.1f s; tokens: %lld; cost: $%.4f\n",
                             isnan(r->seconds) ? 0 : r->seconds, (long long)r->tokens, r->cost);
   if (r->rollback && len < n - 256)
-    snprintf(text + len, n - len, "Rolled back: %zu file(s) restored, %zu mismatch(es)\n",
-             json_array_size(jx_arr(r->rollback, "restored")), json_array_size(jx_arr(r->rollback, "mismatches")));
+    snprintf(text + len, n - len, "Rolled back: %zu file(s) changed back, %zu mismatch(es)\n",
+             files_changed(jx_arr(r->rollback, "restored")), json_array_size(jx_arr(r->rollback, "mismatches")));
   json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
   if (wf->session && store_session_exists(b->store, wf->session))
     store_append(b->store, wf->session, 0, msg, NULL);

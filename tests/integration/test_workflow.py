@@ -192,6 +192,11 @@ class Workflows(unittest.TestCase):
                 2: "1 file(s) restored, 1 already as they were",  # keep.txt (run.sh was untouched)
                 3: "1 file(s) restored, 1 created file(s) removed, 1 already as they were"}[fail_at]
         self.assertIn(f"rolled back: {want}, ", text, text[text.find("rolled back"):])
+        # and the report in the main agent's history says as much
+        changed = {1: 0, 2: 1, 3: 2}[fail_at]
+        msgs = self.c.cadre_json("history")[1][0]["messages"]
+        self.assertTrue(any(f"Rolled back: {changed} file(s) changed back, 0 mismatch(es)" in (m.get("content") or "")
+                            for m in msgs), msgs[-1])
         if os.environ.get("CADRE_SHOW_ROLLBACK"):
             print(f"\n[{len(rb['restored'])} restore entries] {text[text.find('rolled back'):]}", file=sys.stderr)
 
