@@ -67,8 +67,8 @@ void edit_update_prompt(edit_t *ed);
 bool edit_has_text(const edit_t *ed);
 /* Throws away the text being typed. */
 void edit_clear_line(edit_t *ed);
-/* Turns the terminal's bracketed paste on or off (off while another program has the terminal). */
-void edit_paste_mode(edit_t *ed, bool on);
+/* Lends the terminal to another program (its own mode, no bracketed paste), or takes it back. */
+void edit_lend_terminal(edit_t *ed, bool lend);
 /* Draws the prompt again: the terminal changed size, or (reset_mode) the
  * program was continued after Ctrl-Z and the terminal's mode must be set again. */
 void edit_redraw(edit_t *ed, bool reset_mode);

@@ -193,10 +193,10 @@ static void modify_in_editor(console_t *con, json_int_t id) {
   char err[512] = "", *edited = NULL;
   out_flush(con->out);
   if (con->ed)
-    edit_paste_mode(con->ed, false);
+    edit_lend_terminal(con->ed, true);
   int rc = plan_editor_run(sbuf_str(&text), &edited, err, sizeof err);
   if (con->ed)
-    edit_paste_mode(con->ed, true);
+    edit_lend_terminal(con->ed, false);
   bool same = rc == 0 && strcmp(edited, sbuf_str(&text)) == 0;
   sbuf_free(&text);
   json_t *r = NULL;

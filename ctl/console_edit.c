@@ -493,7 +493,8 @@ static void echo(edit_t *ed, const char *msg) {
   sbuf_free(&b);
 }
 
-/* A whole line was entered: echo the message above, then run it with the terminal in its normal mode. */
+/* A whole line was entered: echo the message above, then run it (the terminal stays in raw mode, so
+ * that what is typed meanwhile is not echoed into the output; it waits for the prompt). */
 static void line_entered(edit_t *ed, const char *buf, int count) {
   char *line = strndup(buf, (size_t)count - 1);
   out_t *o = ed->con->out;
@@ -507,6 +508,7 @@ static void line_entered(edit_t *ed, const char *buf, int count) {
   ed->line_done = false;
   ed->active = false;
   el_set(ed->el, EL_UNBUFFERED, 0);
+  el_set(ed->el, EL_PREP_TERM, 1); /* keys typed meanwhile wait, not echoed, for the prompt */
   sbuf_t msg = {0};
   sbuf_add(&msg, ed->block.s ? ed->block.s : "", ed->block.len);
   sbuf_puts(&msg, line);
@@ -617,8 +619,8 @@ void edit_redraw(edit_t *ed, bool reset_mode) {
   fflush(stdout);
 }
 
-void edit_paste_mode(edit_t *ed, bool on) {
-  (void)ed;
-  fputs(on ? BRACKETED_PASTE_ON : BRACKETED_PASTE_OFF, stdout);
+void edit_lend_terminal(edit_t *ed, bool lend) {
+  fputs(lend ? BRACKETED_PASTE_OFF : BRACKETED_PASTE_ON, stdout);
   fflush(stdout);
+  el_set(ed->el, EL_PREP_TERM, lend ? 0 : 1);
 }

@@ -491,6 +491,20 @@ class Input(ConsoleTest):
         t.wait("the second message", lambda: len(self.sent_messages()) == 2)
         self.assertEqual(self.sent_messages()[1], "a \\\\")
 
+    def test_keys_typed_while_a_command_runs_wait_for_the_prompt(self):
+        self.c.model.script([{"match": "Type ahead one", "text": summary_text("PASS", ["a"], "b")},
+                             {"match": "Type ahead two", "text": summary_text("PASS", ["c"], "d")}])
+        t = self.term()
+        t.type("/spawn reviewer Type ahead one")
+        t.type("/spawn tester Type ahead two")  # sent while the first one runs
+        t.wait("two summaries", lambda: t.history().count("── summary: ✓ PASS ──") == 2)
+        t.wait_prompt()
+        lines = t.lines()
+        self.assertIn(PROMPT + "/spawn reviewer Type ahead one", lines)
+        self.assertIn(PROMPT + "/spawn tester Type ahead two", lines)
+        self.assertFalse([l for l in lines if "Type ahead two" in l and not l.startswith(PROMPT)
+                          and "task: Type ahead two" not in l], t.history())
+
     def test_ctrl_c_clears_a_waiting_block(self):
         t = self.term()
         self.paste(t, "one\ntwo\nthree")
