@@ -254,9 +254,9 @@ static void on_interrupt(console_t *con) {
     out_printf(con->out, "[cancelling the main agent's turn %lld; Ctrl-C again to leave%s]", (long long)con->main_turn,
                tail);
     json_decref(console_request(con, "cancel", json_pack("{s:I}", "turn", (json_int_t)con->main_turn)));
-  } else if (recent) {
+  } else if (recent || !con->ed) { /* piped input (a script): no warning first */
     con->quit = true;
-  } else if (con->ed && edit_has_text(con->ed)) {
+  } else if (edit_has_text(con->ed)) {
     edit_clear_line(con->ed);
     con->last_int_ms = 0;
   } else if (con->delegating) {
