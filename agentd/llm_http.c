@@ -321,13 +321,14 @@ void llm_try_clear(llm_try_t *t) {
 CURLcode llm_http_try(CURLM *multi, CURL *h, llm_try_t *t) {
   t->t_start = t->t_last = llm_now_ms();
   t->curl_err[0] = '\0';
+  /* Every callback's data is this try. */
+  static const CURLoption data_opts[] = {CURLOPT_WRITEDATA, CURLOPT_HEADERDATA, CURLOPT_XFERINFODATA};
   CURLcode rc = curl_easy_setopt(h, CURLOPT_ERRORBUFFER, t->curl_err);
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_HEADERDATA, t);
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, CURLOPT_XFERINFODATA, t);
+  rc = rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
+  rc = rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, header_cb);
+  rc = rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
+  for (size_t i = 0; rc == CURLE_OK && i < sizeof data_opts / sizeof data_opts[0]; i++)
+    rc = curl_easy_setopt(h, data_opts[i], t);
   if (rc == CURLE_OK) rc = perform(multi, h, t);
   if (rc != CURLE_OK && t->abort == LLM_ABORT_NONE && cancelled(t)) t->abort = LLM_ABORT_CANCEL;
   t->rc = rc;

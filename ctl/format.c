@@ -253,6 +253,22 @@ void format_step_result(sbuf_t *b, const json_t *s, size_t max) {
   free(first);
 }
 
+/* "<indent>○ 2. title (agent<tool_sep>tool": a step's mark, number, title, agent and tool. */
+static void step_head(sbuf_t *b, const json_t *s, const char *indent, const char *no_agent, const char *tool_sep) {
+  const char *tool = jx_str(s, "tool", NULL);
+  sbuf_printf(b, "%s%s %lld. %s (%s%s%s", indent, view_step_mark(jx_str(s, "status", NULL)),
+              (long long)jx_int(s, "number", 0), jx_str(s, "title", ""), jx_str(s, "agent", no_agent),
+              tool ? tool_sep : "", tool ? tool : "");
+}
+
+/* A step's dependencies: first, then the numbers joined by sep (nothing when it has none). */
+static void step_deps(sbuf_t *b, const json_t *s, const char *first, const char *sep) {
+  size_t j;
+  json_t *d;
+  json_array_foreach(jx_arr(s, "dependencies"), j, d)
+    sbuf_printf(b, "%s%lld", j ? sep : first, (long long)json_integer_value(d));
+}
+
 void format_plan_doc(sbuf_t *b, const json_t *p) {
   const json_t *est = jx_obj(p, "estimate");
   sbuf_printf(b, "Plan %lld: %s [%s]\n", (long long)jx_int(p, "id", 0), jx_str(p, "title", "(untitled)"),
@@ -262,14 +278,8 @@ void format_plan_doc(sbuf_t *b, const json_t *p) {
   size_t i;
   json_t *s;
   json_array_foreach(jx_arr(p, "steps"), i, s) {
-    const char *tool = jx_str(s, "tool", NULL);
-    sbuf_printf(b, "  %s %lld. %s (%s%s%s", view_step_mark(jx_str(s, "status", NULL)),
-                (long long)jx_int(s, "number", 0), jx_str(s, "title", ""), jx_str(s, "agent", "?"), tool ? ", " : "",
-                tool ? tool : "");
-    size_t j;
-    json_t *d;
-    json_array_foreach(jx_arr(s, "dependencies"), j, d)
-        sbuf_printf(b, "%s%lld", j ? "," : "; after ", (long long)json_integer_value(d));
+    step_head(b, s, "  ", "?", ", ");
+    step_deps(b, s, "; after ", ",");
     long long attempts = (long long)jx_int(s, "attempts", 0);
     sbuf_puts(b, ")");
     if (attempts > 1)
@@ -301,13 +311,9 @@ void format_plan_line(sbuf_t *b, const json_t *p) {
 
 /* "   ○ 2. title (agent, tool t) after step 1", its arguments and its description. */
 static void write_plan_step(sbuf_t *b, const json_t *s) {
-  const char *tool = jx_str(s, "tool", NULL);
-  sbuf_printf(b, "   %s %lld. %s (%s%s%s)", view_step_mark(jx_str(s, "status", NULL)), (long long)jx_int(s, "number", 0),
-              jx_str(s, "title", ""), jx_str(s, "agent", ""), tool ? ", tool " : "", tool ? tool : "");
-  size_t j;
-  json_t *d;
-  json_array_foreach(jx_arr(s, "dependencies"), j, d)
-      sbuf_printf(b, "%s%lld", j ? ", " : " after step ", (long long)json_integer_value(d));
+  step_head(b, s, "   ", "", ", tool ");
+  sbuf_puts(b, ")");
+  step_deps(b, s, " after step ", ", ");
   const json_t *args = json_object_get(s, "arguments");
   const char *args_text = jx_str(s, "arguments_text", NULL);
   char *dump = args && !json_is_null(args) ? json_dumps(args, JSON_COMPACT) : NULL;

@@ -98,6 +98,15 @@ static proto_errcode_t check_text(const dec_t *d, const char *s, size_t len, boo
 
 static proto_errcode_t to_json(const dec_t *d, const msgpack_object *o, json_t **out);
 
+/* A container built from msgpack: given to *out on success, freed otherwise. */
+static proto_errcode_t hand_over(proto_errcode_t rc, json_t *v, json_t **out) {
+  if (rc != PROTO_OK)
+    json_decref(v);
+  else
+    *out = v;
+  return rc;
+}
+
 static proto_errcode_t map_to_json(const dec_t *d, const msgpack_object_map *m, json_t **out) {
   json_t *obj = json_object(), *v = NULL;
   proto_errcode_t rc = obj ? PROTO_OK : dec_fail(d, PROTO_E_NOMEM, "out of memory");
@@ -115,11 +124,7 @@ static proto_errcode_t map_to_json(const dec_t *d, const msgpack_object_map *m, 
       rc = dec_fail(d, PROTO_E_NOMEM, "out of memory");
     }
   }
-  if (rc != PROTO_OK)
-    json_decref(obj);
-  else
-    *out = obj;
-  return rc;
+  return hand_over(rc, obj, out);
 }
 
 static proto_errcode_t array_to_json(const dec_t *d, const msgpack_object_array *a, json_t **out) {
@@ -128,11 +133,7 @@ static proto_errcode_t array_to_json(const dec_t *d, const msgpack_object_array 
   for (uint32_t i = 0; rc == PROTO_OK && i < a->size; i++)
     if ((rc = to_json(d, &a->ptr[i], &v)) == PROTO_OK && json_array_append_new(arr, v) != 0)
       rc = dec_fail(d, PROTO_E_NOMEM, "out of memory");
-  if (rc != PROTO_OK)
-    json_decref(arr);
-  else
-    *out = arr;
-  return rc;
+  return hand_over(rc, arr, out);
 }
 
 /* Converts a msgpack value to a new json reference (depth is bounded by proto_walk). */
