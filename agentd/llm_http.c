@@ -142,18 +142,21 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
 
 /* ---- response body ------------------------------------------------------ */
 
-static void pass_text(void *ud, const char *s, size_t n) {
-  llm_try_t *t = ud;
+/* Passes a non-empty piece to the caller's callback fn (which may be NULL). */
+static void pass(llm_try_t *t, void (*fn)(void *, const char *, size_t), const char *s, size_t n) {
   if (n == 0) return;
   t->delivered = true;
-  if (t->call->cb.on_text) t->call->cb.on_text(t->call->ud, s, n);
+  if (fn) fn(t->call->ud, s, n);
+}
+
+static void pass_text(void *ud, const char *s, size_t n) {
+  llm_try_t *t = ud;
+  pass(t, t->call->cb.on_text, s, n);
 }
 
 static void pass_thinking(void *ud, const char *s, size_t n) {
   llm_try_t *t = ud;
-  if (n == 0) return;
-  t->delivered = true;
-  if (t->call->cb.on_thinking) t->call->cb.on_thinking(t->call->ud, s, n);
+  pass(t, t->call->cb.on_thinking, s, n);
 }
 
 /* Body format: Ollama native is NDJSON whatever the Content-Type; otherwise
