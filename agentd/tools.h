@@ -72,4 +72,11 @@ typedef struct {
 void tools_run(tools_t *self, const char *name, const char *arguments, atomic_bool *cancel, tool_result_t *out);
 void tool_result_free(tool_result_t *r);
 
+/* What a call that changes things would do, for the user asked to allow it:
+ * execute_bash "$ command"; edit_file the old lines (-) and the new (+);
+ * write_file_tool a new file's lines (+) or a diff against the current content.
+ * At most max_lines marked lines, then "... N more lines". NULL for other tools
+ * or arguments that are not JSON. Caller frees. */
+char *tools_preview(tools_t *self, const char *name, const char *arguments, size_t max_lines);
+
 #endif

@@ -20,5 +20,9 @@ void tools_write_file(tools_t *t, const targs_t *a, tool_result_t *out);
 void tools_edit_file(tools_t *t, const targs_t *a, tool_result_t *out);
 void tools_list_files(tools_t *t, const targs_t *a, tool_result_t *out);
 void tools_grep(tools_t *t, const targs_t *a, tool_result_t *out);
+/* The lines of old_s that new_s replaces (-) and their replacement (+), after
+ * "@@ line N" (the first that differs); common first and last lines left out;
+ * at most max_lines marked lines (tools_preview.c). */
+void tools_preview_diff(sbuf_t *b, const char *old_s, const char *new_s, size_t max_lines);
 
 #endif

@@ -205,6 +205,8 @@ static bool stuck(loop_t *L, const char *name, const char *args) {
   return same;
 }
 
+#define APPROVAL_PREVIEW_LINES 40 /* lines of a diff shown when the user is asked */
+
 /* Asks the user (through the broker) whether a call may run; waits for the
  * answer or a cancel. */
 static bool approved(loop_t *L, const json_t *call) {
@@ -225,6 +227,12 @@ static bool approved(loop_t *L, const json_t *call) {
   PROTO_SET(m, seq, seq);
   proto_set_str(m, PROTO_F_text, text);
   proto_set_json(m, PROTO_F_call, json_deep_copy(call));
+  const json_t *fn = json_object_get(call, "function");
+  char *preview = tools_preview(r->q->tools, json_string_value(json_object_get(fn, "name")),
+                                json_string_value(json_object_get(fn, "arguments")), APPROVAL_PREVIEW_LINES);
+  if (preview)
+    proto_set_str(m, PROTO_F_detail, preview);
+  free(preview);
   free(text);
   turn_push(r, m);
   proto_msg_destroy(&m);

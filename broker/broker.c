@@ -195,6 +195,7 @@ void broker_destroy(broker_t **self_p) {
     zmq_ctx_term(b->ctx);
   store_close(&b->store);
   keys_wipe(&b->keys);
+  json_decref(b->allowed);
   free(b->authorized_path);
   free(b);
   *self_p = NULL;

@@ -47,6 +47,8 @@ typedef struct turn {
   int64_t after;         /* continues the session after this turn (tool results), or 0 */
   int64_t retry_at;      /* a send failed (EAGAIN): not before this monotonic ms */
   int send_failures;     /* sends in a row that did not reach a node */
+  int64_t approval_seq;  /* the approval the node waits for (its call's tool: approval_tool) */
+  char approval_tool[64];
   struct turn *next;
 } turn_t;
 
@@ -94,6 +96,7 @@ struct broker {
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
   size_t turn_budget;    /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
+  json_t *allowed;       /* {session: {tool: true}}: tools the user allowed for the whole session, or NULL */
 };
 
 /* ---- the core (broker.c) ---- */
@@ -171,7 +174,9 @@ void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m);
 /* A node asks whether a tool call may run: the watchers are asked. */
 void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m);
 /* The user's answer to an approval, passed to the node. 0, or -1 when the turn is gone. */
-int sessions_approve(broker_t *b, int64_t turn, int64_t seq, bool allow);
+/* Passes the user's answer on; session_wide with allow: later calls of the same
+ * tool in the turn's session run without asking. */
+int sessions_approve(broker_t *b, int64_t turn, int64_t seq, bool allow, bool session_wide);
 /* A node went away: re-queue or fail its turns. */
 void sessions_node_lost(broker_t *b, peer_t *node);
 /* Cancels a turn by id. Returns 0, or -1 when unknown/finished. */

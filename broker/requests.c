@@ -234,12 +234,13 @@ static void verb_stats(request_t *r) {
 
 static void verb_approve_tool(request_t *r) {
   json_int_t turn = jx_int(r->args, "turn", 0), seq = jx_int(r->args, "seq", 0);
-  bool allow = jx_bool(r->args, "allow", false);
-  if (sessions_approve(r->b, turn, seq, allow) < 0) {
+  bool allow = jx_bool(r->args, "allow", false), session_wide = jx_bool(r->args, "session_wide", false);
+  if (sessions_approve(r->b, turn, seq, allow, session_wide) < 0) {
     fail(r, PROTO_ERR_not_found, "approve_tool: that turn is not running");
     return;
   }
-  reply(r, json_pack("{s:I, s:I, s:b}", "turn", turn, "seq", seq, "allow", allow));
+  reply(r, json_pack("{s:I, s:I, s:b, s:b}", "turn", turn, "seq", seq, "allow", allow, "session_wide",
+                     allow && session_wide));
 }
 
 static void verb_confirm(request_t *r) {

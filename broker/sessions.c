@@ -524,20 +524,13 @@ void sessions_tick(broker_t *b, int64_t now) {
   sessions_schedule(b);
 }
 
-void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m) {
-  if (!current_turn(b, from, m))
-    return;
-  json_t *call = proto_msg_call(m);
-  broker_event(b, "approval_needed", m->session, m->turn,
-               json_pack("{s:I, s:o, s:s, s:s}", "seq", (json_int_t)m->seq, "call",
-                         call ? call : json_string(m->text), "node", from->name, "workspace",
-                         from->workspace ? from->workspace : ""));
+/* The tool of an approval's call ("" when unknown). */
+static const char *approval_tool(const json_t *call) {
+  const char *name = json_string_value(json_object_get(json_object_get(call, "function"), "name"));
+  return name ? name : "";
 }
 
-int sessions_approve(broker_t *b, int64_t id, int64_t seq, bool allow) {
-  turn_t *t = turn_find(b, id);
-  if (!t || !t->node)
-    return -1;
+static int send_approval_reply(broker_t *b, turn_t *t, int64_t seq, bool allow, const char *detail) {
   proto_msg_t *m = proto_msg_new(PROTO_APPROVAL_REPLY);
   if (!m)
     return -1;
@@ -545,8 +538,45 @@ int sessions_approve(broker_t *b, int64_t id, int64_t seq, bool allow) {
   PROTO_SET(m, attempt, t->attempt);
   PROTO_SET(m, seq, seq);
   proto_set_str(m, PROTO_F_kind, allow ? "allow" : "deny");
-  proto_set_str(m, PROTO_F_detail, allow ? "allowed by the user" : "the user did not allow this call");
+  proto_set_str(m, PROTO_F_detail, detail);
   int rc = broker_send(b, t->node, m);
   proto_msg_destroy(&m);
   return rc < 0 ? -1 : 0;
+}
+
+void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  turn_t *t = current_turn(b, from, m);
+  if (!t)
+    return;
+  json_t *call = proto_msg_call(m);
+  const char *tool = approval_tool(call);
+  if (tool[0] && json_is_true(json_object_get(json_object_get(b->allowed, t->session), tool))) {
+    json_decref(call);
+    send_approval_reply(b, t, m->seq, true, "allowed for this session by the user");
+    return;
+  }
+  t->approval_seq = m->seq;
+  snprintf(t->approval_tool, sizeof t->approval_tool, "%s", tool);
+  broker_event(b, "approval_needed", m->session, m->turn,
+               json_pack("{s:I, s:o, s:s, s:s, s:s?}", "seq", (json_int_t)m->seq, "call",
+                         call ? call : json_string(m->text), "node", from->name, "workspace",
+                         from->workspace ? from->workspace : "", "preview", m->detail));
+}
+
+int sessions_approve(broker_t *b, int64_t id, int64_t seq, bool allow, bool session_wide) {
+  turn_t *t = turn_find(b, id);
+  if (!t || !t->node)
+    return -1;
+  if (allow && session_wide && t->approval_seq == seq && t->approval_tool[0]) {
+    if (!b->allowed)
+      b->allowed = json_object();
+    json_t *tools = json_object_get(b->allowed, t->session);
+    if (!tools)
+      json_object_set_new(b->allowed, t->session, tools = json_object());
+    json_object_set_new(tools, t->approval_tool, json_true());
+    log_info("session %s: %s allowed for the session", t->session, t->approval_tool);
+  }
+  return send_approval_reply(b, t, seq, allow,
+                             !allow ? "the user did not allow this call"
+                             : session_wide ? "allowed for this session by the user" : "allowed by the user");
 }

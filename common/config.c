@@ -541,7 +541,7 @@ static void default_tools(cadre_tools_config_t *t)
   t->policy = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "main", names(all), "implementer", names(all),
                         "tester", names(all), "optimizer", names(measure), "reviewer", names(look),
                         "researcher", names(look), "*", names(look));
-  snprintf(t->approval, sizeof t->approval, "never");
+  snprintf(t->approval, sizeof t->approval, "mutating");
   t->timeout_s = 120;
   t->max_iterations = 25;
   t->max_tool_calls = 100;

@@ -45,7 +45,7 @@ typedef struct {
 /* "tools": how agents use the node tools. */
 typedef struct {
   json_t *policy;            /* role -> array of tool names; "*": any other role */
-  char approval[16];         /* "never" (default), "mutating" (writes and commands), "always" */
+  char approval[16];         /* "never", "mutating" (default: writes and commands ask), "always" */
   int timeout_s;             /* execute_bash default timeout (120) */
   int max_iterations;        /* model calls in one turn (25) */
   int max_tool_calls;        /* tool calls in one turn (100) */

@@ -32,6 +32,7 @@ typedef struct {
   bool printed;        /* some answer text was printed */
   bool at_line_start;
   bool delegated;      /* the turn ended in tool calls: follow the continuation */
+  bool yes;            /* --yes: tool calls run without asking */
   int64_t started;
 } ask_t;
 
@@ -101,26 +102,42 @@ static void on_delta(ask_t *a, const proto_msg_t *m) {
     print_piece(a, m->kind, m->text);
 }
 
-/* A node waits for the user's go-ahead before a tool call runs. */
+/* A node waits for the user's go-ahead before a tool call runs: --yes allows it;
+ * a terminal is asked (once, for this session, or no); else it is refused at
+ * once, saying how to allow such calls. */
 static void on_approval(ask_t *a, const json_t *p) {
-  bool allow = false;
-  if (isatty(STDIN_FILENO) && !a->ctl->json) {
-    sbuf_t call = {0};
-    render_call(&call, jx_obj(p, "call"));
-    const char *ws = jx_str(p, "workspace", "");
-    fprintf(stderr, "%sAllow %s%s%s ? [y/N] ", a->at_line_start ? "" : "\n", sbuf_str(&call), ws[0] ? " in " : "",
-            ws);
-    sbuf_free(&call);
+  bool allow = false, session_wide = false;
+  sbuf_t call = {0};
+  render_call(&call, jx_obj(p, "call"));
+  const char *ws = jx_str(p, "workspace", "");
+  const char *name = jx_str(jx_obj(jx_obj(p, "call"), "function"), "name", "a tool");
+  if (a->yes) {
+    allow = true;
+  } else if (isatty(STDIN_FILENO) && !a->ctl->json) {
+    const char *preview = jx_str(p, "preview", NULL);
+    fprintf(stderr, "%s%s wants to run %s%s%s\n", a->at_line_start ? "" : "\n", a->session, sbuf_str(&call),
+            ws[0] ? " in " : "", ws);
+    if (preview)
+      fprintf(stderr, "%s\n", preview);
+    fprintf(stderr, "Allow? [y] once, [a] %s for this session, [N] no: ", name);
+    fflush(stderr);
     char line[32] = "";
-    allow = fgets(line, sizeof line, stdin) && (line[0] == 'y' || line[0] == 'Y');
+    bool got = fgets(line, sizeof line, stdin) != NULL;
+    allow = got && strchr("yYaA", line[0]) && line[0];
+    session_wide = got && (line[0] == 'a' || line[0] == 'A');
     a->at_line_start = true;
-  } else if (!a->ctl->json) {
-    fprintf(stderr, "[cadre: a tool call needs approval and there is no terminal to ask; denied]\n");
+  } else {
+    fprintf(stderr, "%s[cadre: %s was not run: it needs your approval and there is no terminal to ask. Allow such "
+                    "calls with `cadre ask --yes`, or for good with \"tools\": {\"approval\": \"never\"} in the "
+                    "config]\n",
+            a->at_line_start ? "" : "\n", name);
+    a->at_line_start = true;
   }
+  sbuf_free(&call);
   char err[256];
   json_decref(client_request(a->c, "approve_tool",
-                             json_pack("{s:I, s:O, s:b}", "turn", (json_int_t)a->turn, "seq",
-                                       json_object_get(p, "seq"), "allow", allow),
+                             json_pack("{s:I, s:O, s:b, s:b}", "turn", (json_int_t)a->turn, "seq",
+                                       json_object_get(p, "seq"), "allow", allow, "session_wide", session_wide),
                              5000, err, sizeof err));
 }
 
@@ -352,12 +369,14 @@ static int parse_ask_opts(ask_t *a, int argc, char **argv) {
   static const struct option longopts[] = {{"session", required_argument, 0, 's'},
                                            {"thinking", no_argument, 0, 't'},
                                            {"no-thinking", no_argument, 0, 'T'},
+                                           {"yes", no_argument, 0, 'y'},
                                            {0, 0, 0, 0}};
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, "+s:", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "+s:y", longopts, NULL)) != -1) {
     switch (c) {
     case 's': a->session = optarg; break;
+    case 'y': a->yes = true; break;
     case 't': a->show_thinking = true; break;
     case 'T': a->show_thinking = false; break;
     default: return -1;
@@ -370,7 +389,7 @@ int cmd_ask(ctl_t *ctl, int argc, char **argv) {
   ask_t a = {.ctl = ctl, .session = "main", .show_thinking = ctl->color, .at_line_start = true};
   int first = parse_ask_opts(&a, argc, argv);
   if (first < 0 || first >= argc) {
-    ctl_error(ctl, "usage: cadre ask [--session ID] [--thinking|--no-thinking] TEXT");
+    ctl_error(ctl, "usage: cadre ask [--session ID] [--yes] [--thinking|--no-thinking] TEXT");
     return 2;
   }
   char *text = join_words(argc, argv, first);
@@ -393,7 +412,7 @@ int cmd_chat(ctl_t *ctl, int argc, char **argv) {
   ask_t a = {.ctl = ctl, .session = "chat", .show_thinking = ctl->color, .at_line_start = true};
   int first = parse_ask_opts(&a, argc, argv);
   if (first < 0) {
-    ctl_error(ctl, "usage: cadre chat [--session ID] [--thinking|--no-thinking] [TEXT]");
+    ctl_error(ctl, "usage: cadre chat [--session ID] [--yes] [--thinking|--no-thinking] [TEXT]");
     return 2;
   }
   a.c = ctl_connect(ctl);

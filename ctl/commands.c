@@ -281,9 +281,11 @@ static int run_status(ctl_t *ctl, int argc, char **argv) {
 /* clang-format off */
 static const cmd_t commands[] = {
     {.name = "console", .help = "the interactive console (the default)", .run = cmd_console},
-    {.name = "ask", .usage = "[--session ID] [--thinking|--no-thinking] TEXT",
-     .help = "ask the main agent; the answer streams as it is written", .run = cmd_ask},
-    {.name = "chat", .usage = "[--session ID] [--thinking|--no-thinking] [TEXT]",
+    {.name = "ask", .usage = "[--session ID] [--yes] [--thinking|--no-thinking] TEXT",
+     .help = "ask the main agent; the answer streams as it is written (--yes: tools that write files or run "
+             "commands run without asking)",
+     .run = cmd_ask},
+    {.name = "chat", .usage = "[--session ID] [--yes] [--thinking|--no-thinking] [TEXT]",
      .help = "single-agent mode: one agent with every tool, no sub-agents", .run = cmd_chat},
     {.name = "call", .usage = "VERB [JSON]", .help = "any broker verb; the reply as JSON", .run = cmd_call},
     {.name = "spawn", .slash = "spawn", .verb = "spawn", .opts = CMD_OPT_WAIT, .usage = "[--wait] ROLE TASK",

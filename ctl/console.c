@@ -100,7 +100,9 @@ static void ask_question(console_t *con, json_t *q) {
   if (con->ed)
     edit_update_prompt(con->ed);
   else
-    out_puts(con->out, plan ? CONSOLE_PLAN_PROMPT "answer a, r, m or v" : "answer y or n");
+    out_puts(con->out, plan ? CONSOLE_PLAN_PROMPT "answer a, r, m or v"
+                            : strcmp(jx_str(q, "q", ""), "tool") == 0 ? "answer y (once), a (this session) or n"
+                                                                      : "answer y or n");
 }
 
 /* The decision about plan id, when it is asked for. */

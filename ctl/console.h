@@ -45,6 +45,7 @@ typedef struct console {
 
 /* The question a valid proposed plan asks ({"q": "plan", "id": ...} in questions). */
 #define CONSOLE_PLAN_PROMPT "Your decision [A]pprove / [R]eject / [M]odify / [V]iew: "
+#define CONSOLE_TOOL_PROMPT "allow it? [y] once, [a] this session, [n] no: "
 
 /* console_cmds.c */
 /* Interprets one line the user entered (a command, @id text, or a question). */

@@ -26,7 +26,7 @@ const char *console_prompt_text(const console_t *con) {
   if (q && strcmp(kind, "plan") == 0)
     return CONSOLE_PLAN_PROMPT;
   if (q)
-    return strcmp(kind, "tool") == 0 ? "allow it? [y/n] " : "spawn it? [y/n] ";
+    return strcmp(kind, "tool") == 0 ? CONSOLE_TOOL_PROMPT : "spawn it? [y/n] ";
   return "you › ";
 }
 
@@ -174,9 +174,10 @@ static void answer_spawn(console_t *con, const json_t *p, bool yes) {
 }
 
 /* Answers a node's question whether a tool call may run. */
-static void answer_tool(console_t *con, const json_t *q, bool yes) {
-  json_decref(console_request(con, "approve_tool", json_pack("{s:O, s:O, s:b}", "turn", json_object_get(q, "turn"),
-                                                             "seq", json_object_get(q, "seq"), "allow", yes)));
+static void answer_tool(console_t *con, const json_t *q, bool yes, bool session_wide) {
+  json_decref(console_request(con, "approve_tool",
+                              json_pack("{s:O, s:O, s:b, s:b}", "turn", json_object_get(q, "turn"), "seq",
+                                        json_object_get(q, "seq"), "allow", yes, "session_wide", session_wide)));
 }
 
 static void run_command(console_t *con, const char *s);
@@ -266,16 +267,19 @@ static void answer_question(console_t *con, const char *line) {
   bool yes = strcasecmp(line, "y") == 0 || strcasecmp(line, "yes") == 0;
   bool no = strcasecmp(line, "n") == 0 || strcasecmp(line, "no") == 0;
   bool tool = strcmp(jx_str(q, "q", NULL), "tool") == 0;
+  bool session_wide = tool && (strcasecmp(line, "a") == 0 || strcasecmp(line, "always") == 0);
+  yes |= session_wide;
   if (!yes && !no) {
     if (tool)
-      out_puts(con->out, "please answer y or n: may the tool call above run?");
+      out_puts(con->out, "please answer y (once), a (this tool for the rest of the session) or n: may the tool call "
+                         "above run?");
     else
       out_printf(con->out, "please answer y or n: spawn a %s for \"%.200s\"?",
                  jx_str(q, "role", NULL), jx_str(q, "task", NULL));
   } else {
     json_array_remove(con->questions, 0);
     if (tool)
-      answer_tool(con, q, yes);
+      answer_tool(con, q, yes, session_wide);
     else
       answer_spawn(con, q, yes);
   }

@@ -389,6 +389,16 @@ static void on_workflow(view_t *v, const char *kind, const json_t *p) {
   }
 }
 
+/* What a call asking for approval would do (the command, the diff), one line each. */
+static void view_preview(view_t *v, const char *session, const char *preview) {
+  while (preview && *preview) {
+    size_t n = strcspn(preview, "\n");
+    out_style_t style = preview[0] == '+' ? OUT_GOOD : preview[0] == '-' ? OUT_ERROR : OUT_DIM;
+    out_agent_line(v->out, session, style, "  %.*s", (int)n, preview);
+    preview += n + (preview[n] ? 1 : 0);
+  }
+}
+
 void view_event(view_t *v, const proto_msg_t *m) {
   const json_t *p = m->payload;
   const char *kind = m->kind, *session = m->session;
@@ -417,6 +427,7 @@ void view_event(view_t *v, const proto_msg_t *m) {
     out_agent_line(v->out, session, OUT_WARN, "wants to run %s%s%s (waiting for approval)", sbuf_str(&b),
                    ws[0] ? " in " : "", ws);
     sbuf_free(&b);
+    view_preview(v, session, jx_str(p, "preview", NULL));
   } else if (strcmp(kind, "turn_waiting") == 0) {
     out_agent_line(v->out, session, OUT_DIM, "waiting: %s", jx_str(p, "detail", ""));
   } else if (strcmp(kind, "turn_requeued") == 0) {

@@ -100,6 +100,8 @@ def make_config(path, url, stream=True, extra=None):
            "max_concurrent_agents": 5}
     if extra:
         extra(cfg)
+    # Tests not about approval run tools without asking (the default asks before writes and commands).
+    cfg.setdefault("tools", {}).setdefault("approval", "never")
     with open(path, "w") as f:
         json.dump(cfg, f, indent=2)
     return path
@@ -183,8 +185,9 @@ class Cluster:
         return env
 
     # -- the cadre command ------------------------------------------------
-    def cadre(self, *args, timeout=60, check=False):
-        r = subprocess.run([CTL(), *args], env=self.env(), capture_output=True, text=True, timeout=timeout)
+    def cadre(self, *args, timeout=60, check=False, stdin=None):
+        r = subprocess.run([CTL(), *args], env=self.env(), capture_output=True, text=True, timeout=timeout,
+                           stdin=stdin)
         if check and r.returncode != 0:
             raise AssertionError(f"cadre {' '.join(args)} failed ({r.returncode}): {r.stderr}")
         return r

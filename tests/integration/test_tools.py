@@ -182,6 +182,110 @@ class Approval(unittest.TestCase):
             c.close()
 
 
+class AskFirst(unittest.TestCase):
+    """Tools that write files or run commands ask first; --yes allows; no terminal refuses at once."""
+
+    @staticmethod
+    def mutating(cfg):
+        cfg["tools"] = {"approval": "mutating"}
+
+    def setUp(self):
+        self.c = Cluster(nodes=(("af", 2),), config_extra=self.mutating)
+
+    def tearDown(self):
+        self.c.close()
+
+    def path(self, name):
+        return os.path.join(self.c.workspace, name)
+
+    def test_yes_runs_without_asking(self):
+        self.c.model.script([call("execute_bash", {"command": "echo made > yes.txt"}, "y"), {"text": "done"}])
+        r = self.c.cadre("ask", "--yes", "make yes.txt", stdin=subprocess.DEVNULL)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(open(self.path("yes.txt")).read(), "made\n")
+        self.assertNotIn("approval", r.stderr)
+        self.assertIn("[exit 0]", tool_results(self.c.model.requests()[-1])["y"])
+
+    def test_no_terminal_refuses_at_once_and_says_how_to_allow(self):
+        self.c.model.script([call("write_file_tool", {"path": "no.txt", "content": "x"}, "n"), {"text": "as you wish"}])
+        started = time.monotonic()
+        r = self.c.cadre("ask", "write no.txt", stdin=subprocess.DEVNULL, timeout=20)
+        self.assertLess(time.monotonic() - started, 15)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("as you wish", r.stdout)
+        self.assertFalse(os.path.exists(self.path("no.txt")))
+        self.assertIn("write_file_tool was not run", r.stderr)
+        self.assertIn("cadre ask --yes", r.stderr)
+        self.assertIn('"tools": {"approval": "never"}', r.stderr)
+        self.assertIn("did not allow", tool_results(self.c.model.requests()[-1])["n"])
+
+    def test_read_only_tools_do_not_ask(self):
+        open(self.path("r.txt"), "w").write("readable\n")
+        self.c.model.script([call("read_file", {"path": "r.txt"}, "r"), {"text": "read it"}])
+        r, ev = self.c.cadre_json("ask", "read r.txt")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse([e for e in ev if e.get("event") == "approval_needed"], ev)
+        self.assertIn("readable", tool_results(self.c.model.requests()[-1])["r"])
+
+    def spawn_waiting(self, watch, task):
+        """Spawns an implementer; returns its id and its first approval_needed event."""
+        r, out = self.c.cadre_json("spawn", "implementer", task)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        aid = out[-1]["id"]
+        need = self.c.watch_for(watch, lambda ev: ev.get("kind") == "approval_needed" and ev.get("session") == aid)
+        return aid, need
+
+    def answer(self, need, allow, session_wide=False):
+        r = self.c.cadre("call", "approve_tool", json.dumps({"turn": need["turn"], "seq": need["payload"]["seq"],
+                                                            "allow": allow, "session_wide": session_wide}))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_deny_shows_the_diff_and_does_not_write(self):
+        open(self.path("d.txt"), "w").write("one\ntwo\nthree\n")
+        summary = "[SUMMARY]\nStatus: FAIL\nKey Points:\n- denied\nRecommendation: -\n[/SUMMARY]"
+        self.c.model.script([call("write_file_tool", {"path": "d.txt", "content": "one\n2\nthree\n"}, "d"),
+                             {"text": summary}])
+        watch = self.c.watch()
+        try:
+            aid, need = self.spawn_waiting(watch, "rewrite d.txt")
+            preview = need["payload"]["preview"]
+            self.assertEqual(preview, "replace d.txt\n@@ line 2\n- two\n+ 2", preview)
+            self.answer(need, False)
+            self.c.watch_for(watch, lambda ev: ev.get("kind") == "summary" and ev["payload"].get("id") == aid)
+        finally:
+            watch.kill()
+            watch.wait()
+        self.assertEqual(open(self.path("d.txt")).read(), "one\ntwo\nthree\n")
+        self.assertIn("did not allow", tool_results(self.c.model.requests()[-1])["d"])
+
+    def test_allow_for_this_session_asks_once_per_session_and_tool(self):
+        summary = "[SUMMARY]\nStatus: PASS\nKey Points:\n- wrote\nRecommendation: -\n[/SUMMARY]"
+        self.c.model.script([call("execute_bash", {"command": "echo 1 > s1.txt"}, "s1"),
+                             call("execute_bash", {"command": "echo 2 > s2.txt"}, "s2"),
+                             {"text": summary},
+                             call("execute_bash", {"command": "echo 3 > s3.txt"}, "s3"),
+                             {"text": summary}])
+        watch = self.c.watch()
+        try:
+            aid, need = self.spawn_waiting(watch, "write s1 and s2")
+            self.assertEqual(need["payload"]["preview"], "$ echo 1 > s1.txt")
+            self.assertTrue(self.answer(need, True, session_wide=True)["session_wide"])
+            done = self.c.watch_for(watch, lambda ev: ev.get("kind") == "summary" and ev["payload"].get("id") == aid
+                                    or ev.get("kind") == "approval_needed")
+            self.assertEqual(done["kind"], "summary", done)  # the second command did not ask
+            self.assertTrue(os.path.exists(self.path("s2.txt")))
+            # Another session (a new agent) is asked again.
+            other, need = self.spawn_waiting(watch, "write s3")
+            self.assertNotEqual(other, aid)
+            self.assertFalse(os.path.exists(self.path("s3.txt")))
+            self.answer(need, True)
+            wait_until(lambda: os.path.exists(self.path("s3.txt")), what="the allowed command")
+        finally:
+            watch.kill()
+            watch.wait()
+
+
 class StopKillsCommands(unittest.TestCase):
     def test_stop_kills_a_running_command(self):
         c = Cluster(nodes=(("sk", 2),))
