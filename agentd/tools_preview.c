@@ -59,8 +59,8 @@ void tools_preview_diff(sbuf_t *b, const char *old_s, const char *new_s, size_t 
     }
   size_t suf = 0;
   for (size_t i = 1; i <= ol - pre && i <= nl - pre && old_s[ol - i] == new_s[nl - i]; i++)
-    if (old_s[ol - i] == '\n')
-      suf = i - 1;
+    if ((ol - i == pre || old_s[ol - i - 1] == '\n') && (nl - i == pre || new_s[nl - i - 1] == '\n'))
+      suf = i; /* the last i bytes are whole lines of both */
   pv_t p = {.b = b, .max = max_lines};
   sbuf_printf(b, "@@ line %zu\n", line);
   pv_lines(&p, '-', old_s + pre, ol - pre - suf);

@@ -120,6 +120,7 @@ static void test_defaults_have_the_seed_team(void **state)
   assert_non_null(m->system_prompt);
   assert_non_null(strstr(m->system_prompt, "[PLAN]"));
   assert_non_null(strstr(m->system_prompt, "## Workflow:"));
+  assert_string_equal(c->tools.approval, "mutating"); /* writes and commands ask first */
   config_destroy(&c);
 }
 

@@ -601,6 +601,53 @@ static void test_concurrent_edits(void **state) {
   free(got);
 }
 
+/* ---- the preview an approval shows ----------------------------------------------- */
+
+static void test_preview(void **state) {
+  fx_t *fx = *state;
+  PUT(fx, "three.txt", "one\ntwo\nthree\n");
+  PUT(fx, "long.txt", "a\nb\nc\n");
+  static const struct {
+    const char *tool, *args;
+    size_t max_lines;
+    const char *want; /* NULL: no preview */
+  } cases[] = {
+    {"execute_bash", "{\"command\": \"make test && rm -rf build\"}", 40, "$ make test && rm -rf build"},
+    {"execute_bash", "\"{\\\"command\\\": \\\"ls\\\"}\"", 40, "$ ls"}, /* arguments as a JSON string */
+    {"edit_file", "{\"path\": \"three.txt\", \"old_string\": \"two\", \"new_string\": \"2\\n2b\"}", 40,
+     "edit three.txt\n- two\n+ 2\n+ 2b"},
+    {"edit_file", "{\"path\": \"three.txt\", \"old_string\": \"o\", \"new_string\": \"0\", \"replace_all\": true}", 40,
+     "edit three.txt (every match)\n- o\n+ 0"},
+    {"write_file_tool", "{\"path\": \"new.txt\", \"content\": \"x\\ny\\n\"}", 40, "new file new.txt (4 bytes)\n+ x\n+ y"},
+    {"write_file_tool", "{\"path\": \"new.txt\", \"content\": \"1\\n2\\n3\\n4\\n\"}", 2,
+     "new file new.txt (8 bytes)\n+ 1\n+ 2\n... 2 more lines"},
+    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\n2\\nthree\\n\"}", 40,
+     "replace three.txt\n@@ line 2\n- two\n+ 2"},
+    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\ntwo\\nthree\\nfour\\n\"}", 40,
+     "replace three.txt\n@@ line 4\n+ four"},
+    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"zero\\none\\ntwo\\nthree\\n\"}", 40,
+     "replace three.txt\n@@ line 1\n+ zero"},
+    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\nthree\\n\"}", 40,
+     "replace three.txt\n@@ line 2\n- two"},
+    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\ntwo\\nthree\\n\"}", 40,
+     "replace three.txt\n(no change)"},
+    {"write_file_tool", "{\"path\": \"long.txt\", \"content\": \"A\\nB\\nC\\n\"}", 4,
+     "replace long.txt\n@@ line 1\n- a\n- b\n- c\n+ A\n... 2 more lines"},
+    {"read_file", "{\"path\": \"three.txt\"}", 40, NULL},
+    {"execute_bash", "not json", 40, NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *got = tools_preview(fx->t, cases[i].tool, cases[i].args, cases[i].max_lines);
+    if (!cases[i].want) {
+      if (got)
+        fail_msg("case %zu: want no preview, got \"%s\"", i, got);
+    } else if (!got || strcmp(got, cases[i].want) != 0) {
+      fail_msg("case %zu: want \"%s\", got \"%s\"", i, cases[i].want, got ? got : "(null)");
+    }
+    free(got);
+  }
+}
+
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
   const struct CMUnitTest tests[] = {
@@ -615,6 +662,7 @@ int main(void) {
     T(test_grep),
     T(test_concurrent_writes),
     T(test_concurrent_edits),
+    T(test_preview),
     T(test_escape_corpus),
     T(test_escape_corpus_fallback),
     T(test_absolute_inside),
