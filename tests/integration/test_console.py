@@ -814,7 +814,7 @@ class Tools(ConsoleTest):
         t = self.term()
         t.type("write yes.txt please")
         t.wait_text("wants to run write_file_tool")
-        t.wait("the question", lambda: t.last_line() == "allow it? [y/n]")
+        t.wait("the question", lambda: t.last_line() == "allow it? [y] once, [a] this session, [n] no:")
         self.assertFalse(os.path.exists(os.path.join(self.c.workspace, "yes.txt")))
         t.type("y")
         t.wait_line("main", "Written, as you allowed.")
@@ -830,12 +830,48 @@ class Tools(ConsoleTest):
         ])
         t = self.term()
         t.type("write no.txt please")
-        t.wait("the question", lambda: t.last_line() == "allow it? [y/n]")
+        t.wait("the question", lambda: t.last_line() == "allow it? [y] once, [a] this session, [n] no:")
         t.type("n")
         t.wait_line("main", "I did not write it.")
         self.assertFalse(os.path.exists(os.path.join(self.c.workspace, "no.txt")))
         self.assertTrue(any(l.startswith("← ✗ write_file_tool") for l in self.agent_lines(t, "main")), t.history())
 
+
+    def test_the_prompt_shows_the_command_and_allow_for_this_session_asks_once(self):
+        self.c.model.script([
+            self.call("execute_bash", {"command": "echo one > one.txt"}, "b1"),
+            self.call("execute_bash", {"command": "echo two > two.txt"}, "b2"),
+            {"text": "Both written."},
+        ])
+        t = self.term()
+        t.type("write one.txt and two.txt")
+        t.wait_text("wants to run execute_bash")
+        t.wait_text("$ echo one > one.txt")
+        t.wait("the question", lambda: t.last_line() == "allow it? [y] once, [a] this session, [n] no:")
+        t.type("a")
+        t.wait_line("main", "Both written.")
+        self.assertTrue(os.path.exists(os.path.join(self.c.workspace, "two.txt")))
+        self.assertEqual(t.history().count("(waiting for approval)"), 1, t.history())
+
+    def test_the_prompt_shows_a_diff_of_the_edit(self):
+        with open(os.path.join(self.c.workspace, "e.txt"), "w") as f:
+            f.write("alpha\nbeta\n")
+        self.c.model.script([
+            self.call("edit_file", {"path": "e.txt", "old_string": "beta", "new_string": "gamma"}, "e1"),
+            {"text": "Not edited."},
+        ])
+        t = self.term()
+        t.type("edit e.txt")
+        t.wait_text("edit e.txt")
+        t.wait_text("- beta")
+        t.wait_text("+ gamma")
+        t.wait("the question", lambda: t.last_line() == "allow it? [y] once, [a] this session, [n] no:")
+        t.type("x")
+        t.wait_text("please answer y (once), a (this tool for the rest of the session) or n")
+        t.type("n")
+        t.wait_line("main", "Not edited.")
+        with open(os.path.join(self.c.workspace, "e.txt")) as f:
+            self.assertEqual(f.read(), "alpha\nbeta\n")
 
 class Piped(unittest.TestCase):
     """Not a terminal: no colour, no line editing; lines from stdin; leaves at EOF."""
