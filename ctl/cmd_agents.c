@@ -41,6 +41,10 @@ static proto_msg_t *wait_event(ctl_t *ctl, client_t *c, const char *session,
     }
     if (r == CLIENT_MSG && m->type == PROTO_EVENT && want(m, ud))
       return m;
+    if (r == CLIENT_MSG && m->type == PROTO_EVENT && !ctl->json && strcmp(m->kind, "approval_needed") == 0)
+      fprintf(stderr, "[cadre: %s waits for your approval to run %s: answer it in the console (cadre), or allow "
+                      "such calls with \"tools\": {\"approval\": \"never\"} in the config]\n",
+              m->session, jx_str(jx_obj(jx_obj(m->payload, "call"), "function"), "name", "a tool"));
     proto_msg_destroy(&m);
   }
   return NULL;
