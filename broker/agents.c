@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "jx.h"
+#include "sbuf.h"
 #include "log.h"
 #include "summary.h"
 #include "util.h"
@@ -57,7 +58,18 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
                  const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
   const cadre_profile_t *p = find_profile(b, role_or_profile, by_profile);
   if (!p || strcmp(p->role, "main") == 0) {
-    snprintf(err, errlen, "no sub-agent %s \"%.64s\" in the config", by_profile ? "profile" : "role", role_or_profile);
+    sbuf_t roles = {.max = 400};
+    const cadre_config_t *c = b->opts.config;
+    for (size_t i = 0; i < c->n_profiles; i++) {
+      bool seen = false;
+      for (size_t j = 0; j < i && !by_profile; j++)
+        seen |= strcmp(c->profiles[j].role, c->profiles[i].role) == 0;
+      if (!seen && strcmp(c->profiles[i].role, "main") != 0)
+        sbuf_printf(&roles, "%s%s", roles.len ? ", " : "", by_profile ? c->profiles[i].name : c->profiles[i].role);
+    }
+    snprintf(err, errlen, "no sub-agent %s \"%.64s\" in the config; the %ss are: %s", by_profile ? "profile" : "role",
+             role_or_profile, by_profile ? "profile" : "role", roles.len ? sbuf_str(&roles) : "(none)");
+    sbuf_free(&roles);
     return -1;
   }
   if (!task || !task[0] || strlen(task) > TASK_MAX) {

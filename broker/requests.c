@@ -159,7 +159,7 @@ static void verb_spawn(request_t *r) {
     fail(r, PROTO_ERR_bad_args, "spawn: \"role\" (or \"profile\") and \"task\" are required");
     return;
   }
-  char id[128], err[256];
+  char id[128], err[512];
   /* Watch before spawning so no event of the new agent is missed. The new
    * agent works where main does, which is where this controller is. */
   sessions_set_workspace(r->b, "main", r->from->workspace);

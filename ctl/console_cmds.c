@@ -15,7 +15,7 @@ json_t *console_request(console_t *con, const char *verb, json_t *args) {
   char err[1024];
   json_t *r = client_request(con->c, verb, args, con->ctl->timeout_ms, err, sizeof err);
   if (!r)
-    out_printf(con->out, "%s%s: %s%s", out_color(con->out) ? "\033[31m" : "", verb, err,
+    out_printf(con->out, "%s%s: %s%s", out_color(con->out) ? "\033[31m" : "", verb, ctl_error_text(err),
                out_color(con->out) ? "\033[0m" : "");
   return r;
 }

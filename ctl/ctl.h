@@ -32,6 +32,9 @@ json_t *ctl_once(ctl_t *ctl, const char *verb, json_t *args);
 void ctl_print_json(const json_t *v);
 /* Reports an error: plain to stderr, or as {"error":...} with --json. */
 void ctl_error(const ctl_t *ctl, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A broker's error ("code: detail", as client_request writes it) for a person:
+ * the detail without the internal code (--json output keeps the code). */
+const char *ctl_error_text(const char *err);
 
 /* cluster.c */
 /* Starts the local cluster when none runs, and an agent daemon for this

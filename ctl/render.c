@@ -107,7 +107,11 @@ out_style_t render_turn_failed(sbuf_t *b, const json_t *p) {
     sbuf_printf(b, "cancelled (%s)", jx_str(p, "detail", "?"));
     return OUT_DIM;
   }
-  sbuf_printf(b, "failed: %s (%s)", jx_str(p, "detail", "?"), jx_str(p, "code", "?"));
+  /* the reason, not the internal code: an HTTP status is worth showing */
+  const char *code = jx_str(p, "code", ""), *doc = proto_error_doc_of(code);
+  sbuf_printf(b, "failed: %s", jx_str(p, "detail", doc ? doc : "no reason given"));
+  if (strncmp(code, "http_", 5) == 0)
+    sbuf_printf(b, " (HTTP %s)", code + 5);
   return OUT_ERROR;
 }
 

@@ -48,11 +48,21 @@ client_t *ctl_connect(ctl_t *ctl) {
   return c;
 }
 
+const char *ctl_error_text(const char *err) {
+  const char *colon = err ? strstr(err, ": ") : NULL;
+  if (!colon || colon == err || (size_t)(colon - err) >= 64)
+    return err;
+  char code[64];
+  snprintf(code, sizeof code, "%.*s", (int)(colon - err), err);
+  bool http = strncmp(code, "http_", 5) == 0 && code[5] && strspn(code + 5, "0123456789") == strlen(code + 5);
+  return http || proto_error_doc_of(code) ? colon + 2 : err;
+}
+
 json_t *ctl_request(ctl_t *ctl, client_t *c, const char *verb, json_t *args) {
   char err[1024];
   json_t *r = client_request(c, verb, args, ctl->timeout_ms, err, sizeof err);
   if (!r)
-    ctl_error(ctl, "%s", err);
+    ctl_error(ctl, "%s", ctl->json ? err : ctl_error_text(err));
   return r;
 }
 

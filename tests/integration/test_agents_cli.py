@@ -148,6 +148,13 @@ class AgentCommands(unittest.TestCase):
         r, out = self.c.cadre_json("spawn", "juggler", "Juggle")
         self.assertEqual(r.returncode, 1)
         self.assertIn("juggler", out[-1]["error"])
+        self.assertTrue(out[-1]["error"].startswith("spawn_failed: "), out)  # --json keeps the code
+        roles = "the roles are: reviewer, researcher, implementer, tester, optimizer"
+        self.assertIn(roles, out[-1]["error"])
+        r = self.c.cadre("spawn", "juggler", "Juggle")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(f'no sub-agent role "juggler" in the config; {roles}', r.stderr)
+        self.assertNotIn("spawn_failed", r.stderr)
         r = self.c.cadre("spawn", "reviewer")
         self.assertEqual(r.returncode, 2)
         self.assertIn("usage", r.stderr)

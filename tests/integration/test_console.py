@@ -901,6 +901,13 @@ class Piped(unittest.TestCase):
         self.assertNotIn("\x1b", r.stdout)
         self.assertLess(r.stdout.index("/spawn <role>"), r.stdout.index("Hello back."))
 
+    def test_an_unknown_role_lists_the_roles_without_codes(self):
+        r = self.run_console("/spawn juggler Juggle\n")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn('no sub-agent role "juggler" in the config; the roles are: reviewer, researcher, implementer, '
+                      'tester, optimizer', r.stdout)
+        self.assertNotIn("spawn_failed", r.stdout + r.stderr)
+
     def test_lines_wait_for_the_answer_and_sub_agents_report(self):
         self.c.model.script([
             {"match": "first", "text": "One.", "delay_ms": 100},

@@ -453,9 +453,12 @@ static void turn_ends_read_the_same_everywhere(void **state) {
   } failures[] = {
       {"{\"status\": \"cancelled\", \"code\": \"cancelled\", \"detail\": \"cancelled by the user\"}",
        "cancelled (cancelled by the user)", OUT_DIM},
-      {"{\"status\": \"failed\", \"code\": \"http_500\", \"detail\": \"server error\"}", "failed: server error (http_500)",
+      {"{\"status\": \"failed\", \"code\": \"http_500\", \"detail\": \"server error\"}", "failed: server error (HTTP 500)",
        OUT_ERROR},
-      {"{\"code\": \"lost\"}", "failed: ? (lost)", OUT_ERROR},
+      {"{\"code\": \"no_node\", \"detail\": \"no agent daemon serving model m joined within 5 s\"}",
+       "failed: no agent daemon serving model m joined within 5 s", OUT_ERROR},
+      {"{\"code\": \"lost\"}", "failed: The turn ended while the controller was away from the broker (cadre only).", OUT_ERROR},
+      {"{\"code\": \"weird\"}", "failed: no reason given", OUT_ERROR},
   };
   for (size_t i = 0; i < sizeof failures / sizeof failures[0]; i++) {
     json_t *failed = json_loads(failures[i].failed, 0, NULL);
@@ -467,6 +470,25 @@ static void turn_ends_read_the_same_everywhere(void **state) {
   }
   assert_string_equal(render_thinking_mark(false), "[thinking] ");
   assert_string_equal(render_thinking_mark(true), "\033[2m");
+}
+
+/* A broker's error, as a person reads it: no internal code; --json keeps it. */
+static void errors_read_without_internal_codes(void **state) {
+  (void)state;
+  static const struct {
+    const char *err, *text;
+  } cases[] = {
+      {"spawn_failed: no sub-agent role \"x\" in the config", "no sub-agent role \"x\" in the config"},
+      {"not_found: approve_tool: that turn is not running", "approve_tool: that turn is not running"},
+      {"http_429: slow down", "slow down"},
+      {"http_x: not a status", "http_x: not a status"},
+      {"timeout: the broker did not answer", "the broker did not answer"},
+      {"cannot send to the broker: Broken pipe", "cannot send to the broker: Broken pipe"},
+      {"no colon here", "no colon here"},
+      {": empty code", ": empty code"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    assert_string_equal(ctl_error_text(cases[i].err), cases[i].text);
 }
 
 int main(void) {
@@ -482,6 +504,7 @@ int main(void) {
       cmocka_unit_test(tool_deltas_read_as_one_line),
       cmocka_unit_test(long_arguments_are_cut_on_a_character),
       cmocka_unit_test(turn_ends_read_the_same_everywhere),
+      cmocka_unit_test(errors_read_without_internal_codes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
