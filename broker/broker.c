@@ -196,6 +196,7 @@ void broker_destroy(broker_t **self_p) {
   store_close(&b->store);
   keys_wipe(&b->keys);
   json_decref(b->allowed);
+  json_decref(b->streaming);
   free(b->authorized_path);
   free(b);
   *self_p = NULL;

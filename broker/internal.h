@@ -97,6 +97,7 @@ struct broker {
   int n_endpoints;
   size_t turn_budget;    /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
   json_t *allowed;       /* {session: {tool: true}}: tools the user allowed for the whole session, or NULL */
+  json_t *streaming;     /* {session: bool}: a controller's choice (ask's "stream") over the profile's, or NULL */
 };
 
 /* ---- the core (broker.c) ---- */

@@ -99,6 +99,12 @@ static void verb_ask(request_t *r) {
   }
   /* A local controller says the directory it runs in: the session's turns go there. */
   sessions_set_workspace(r->b, session, r->from->workspace);
+  json_t *stream = json_object_get(r->args, "stream");
+  if (json_is_boolean(stream)) {
+    if (!r->b->streaming)
+      r->b->streaming = json_object();
+    json_object_set(r->b->streaming, session, stream);
+  }
   int64_t turn = sessions_ask(r->b, session, text, err, sizeof err);
   if (turn < 0) {
     fail(r, PROTO_ERR_ask_failed, err);

@@ -270,7 +270,11 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
   proto_set_str(m, PROTO_F_session, t->session);
   PROTO_SET(m, turn, t->id);
   PROTO_SET(m, attempt, t->attempt + 1);
-  proto_set_json(m, PROTO_F_profile, proto_profile_wire(p, &b->opts.config->tools));
+  json_t *wire = proto_profile_wire(p, &b->opts.config->tools);
+  json_t *stream = json_object_get(b->streaming, t->session); /* /stream off: whole answers */
+  if (json_is_boolean(stream) && json_is_object(wire))
+    json_object_set(wire, "stream", stream);
+  proto_set_json(m, PROTO_F_profile, wire);
   proto_set_json(m, PROTO_F_messages, msgs);
   json_t *tools = b->hooks.tools_for ? b->hooks.tools_for(b, t->session) : NULL;
   if (tools)

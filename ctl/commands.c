@@ -308,7 +308,7 @@ static const cmd_t commands[] = {
      .show = format_stats},
     {.name = "config", .slash = "config", .verb = "config", .help = "show the broker's configuration (API keys masked)",
      .parse = parse_none, .show = format_json},
-    {.slash = "stream", .help = "toggle token-by-token display of the main agent", .local = console_stream},
+    {.slash = "stream", .help = "toggle streaming of the main agent (off: the model is asked for whole answers)", .local = console_stream},
     {.slash = "thinking", .help = "toggle the display of thinking (dimmed)", .local = console_thinking},
     {.name = "reset", .slash = "reset", .verb = "reset", .usage = "[SESSION]", .args = "[agent id]",
      .help = "clear a conversation (default: the main agent's)", .parse = parse_session, .show = format_reset},

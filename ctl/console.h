@@ -40,6 +40,7 @@ typedef struct console {
                       * (y/n) or {"q": "plan", id} (a/r/m/v) */
   json_t *mine;      /* sub-agents this console spawned that have not reported yet */
   sbuf_t in;         /* stdin bytes not yet a whole line (no line editor) */
+  bool stream_chosen; /* /stream was used: each ask says whether the model streams */
   bool eof;
 } console_t;
 

@@ -105,8 +105,9 @@ static void run_named(console_t *con, const char *name, const char *text) {
 void console_stream(console_t *con, const cmd_words_t *w) {
   (void)w;
   view_set_stream(con->view, !view_stream(con->view));
-  out_printf(con->out, "streaming display of the main agent: %s", view_stream(con->view) ? "on (token by token)"
-                                                                                        : "off (whole answers)");
+  con->stream_chosen = true;
+  out_printf(con->out, "streaming of the main agent: %s", view_stream(con->view) ? "on (token by token)"
+                                                                                 : "off (the model is asked for whole answers)");
 }
 
 void console_thinking(console_t *con, const cmd_words_t *w) {
@@ -144,7 +145,10 @@ static void send_to(console_t *con, const char *line) {
 }
 
 static void ask(console_t *con, const char *text) {
-  json_t *r = console_request(con, "ask", json_pack("{s:s, s:s}", "text", text, "session", "main"));
+  json_t *args = json_pack("{s:s, s:s}", "text", text, "session", "main");
+  if (con->stream_chosen)
+    json_object_set_new(args, "stream", json_boolean(view_stream(con->view)));
+  json_t *r = console_request(con, "ask", args);
   if (!r)
     return;
   int64_t turn = jx_int(r, "turn", 0);

@@ -286,11 +286,13 @@ class Console(ConsoleTest):
         t.type("/config")
         t.wait_text('"reviewer_agent": {')
         t.type("/stream")
-        t.wait_text("streaming display of the main agent: off")
+        t.wait_text("streaming of the main agent: off (the model is asked for whole answers)")
         t.type("say it quietly")
         t.wait_line("main", "Whole answer at once.")
+        quiet = [q for q in self.c.model.requests() if "say it quietly" in json.dumps(q["body"]["messages"])]
+        self.assertEqual([q["body"]["stream"] for q in quiet], [False])  # a request for the whole answer
         t.type("/stream")
-        t.wait_text("streaming display of the main agent: on")
+        t.wait_text("streaming of the main agent: on")
         t.type("/thinking")
         t.wait_text("thinking display: off")
         t.type("/reset")
