@@ -855,6 +855,21 @@ class Tools(ConsoleTest):
         self.assertTrue(os.path.exists(os.path.join(self.c.workspace, "two.txt")))
         self.assertEqual(t.history().count("(waiting for approval)"), 1, t.history())
 
+    def test_cadre_ask_on_a_terminal_asks_there(self):
+        self.c.model.script([
+            self.call("execute_bash", {"command": "echo hi > f.txt"}, "f1"),
+            {"text": "Made it."},
+        ])
+        t = Terminal(self.c, "ask", args=("ask", "make f.txt"))
+        self.terms.append(t)
+        t.wait_text("$ echo hi > f.txt")
+        t.wait("the question", lambda: t.last_line() == "Allow? [y] once, [a] execute_bash for this session, [N] no:")
+        self.assertFalse(os.path.exists(os.path.join(self.c.workspace, "f.txt")))
+        t.type("y")
+        t.wait_text("Made it.")
+        t.wait_text("[exit status 0]")
+        self.assertTrue(os.path.exists(os.path.join(self.c.workspace, "f.txt")))
+
     def test_the_prompt_shows_a_diff_of_the_edit(self):
         with open(os.path.join(self.c.workspace, "e.txt"), "w") as f:
             f.write("alpha\nbeta\n")
