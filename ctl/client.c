@@ -58,7 +58,7 @@ static int wait_welcome(client_t *c, const client_opts_t *o, int timeout_ms, cha
     if (rc < 0)
       break;
     if (rc == PROTO_LINK_MSG && m->type == PROTO_ERROR) {
-      snprintf(err, errlen, "broker refused us: %s: %s", m->code, m->detail);
+      snprintf(err, errlen, "the broker refused this controller: %s", m->detail);
       proto_msg_destroy(&m);
       return -1;
     }
