@@ -222,6 +222,23 @@ class TwoNodes(unittest.TestCase):
         self.assertIn("authorized_keys", r.stderr)
 
 
+class WholeAnswers(unittest.TestCase):
+    """A profile with "stream": false asks the model for whole answers (a request without streaming)."""
+
+    def test_a_non_streaming_profile_sends_a_non_streaming_request(self):
+        c = Cluster(nodes=(("w1", 1),), stream=False)
+        try:
+            c.model.script([{"text": "all of it at once", "stream": False}])
+            r = c.cadre("ask", "whole please")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("all of it at once", r.stdout)
+            body = c.model.requests()[-1]["body"]
+            self.assertIs(body["stream"], False)
+            self.assertNotIn("stream_options", body)
+        finally:
+            c.close()
+
+
 class OneNode(unittest.TestCase):
     """One daemon with two slots: two asks at once overlap on it."""
 
