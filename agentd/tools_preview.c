@@ -77,7 +77,7 @@ static char *read_current(tools_t *t, const char *rel, bool *exists) {
   sbuf_t s = {0};
   char buf[8192];
   ssize_t r;
-  while ((r = read(fd, buf, sizeof buf)) > 0 && s.len <= PREVIEW_READ_MAX)
+  while ((r = util_read(fd, buf, sizeof buf)) > 0 && s.len <= PREVIEW_READ_MAX)
     sbuf_add(&s, buf, (size_t)r);
   close(fd);
   if (s.len > PREVIEW_READ_MAX || memchr(sbuf_str(&s), '\0', s.len)) {
@@ -93,8 +93,10 @@ char *tools_preview(tools_t *t, const char *name, const char *arguments, size_t 
   tool_result_t err = {0};
   json_t *o = targs_parse(arguments, name ? name : "", &err);
   tool_result_free(&err);
-  if (!o || !name)
+  if (!o || !name) {
+    json_decref(o);
     return NULL;
+  }
   targs_t a = {.obj = o, .tool = name};
   sbuf_t b = {0};
   const char *path = json_string_value(json_object_get(o, "path"));
