@@ -14,8 +14,8 @@
 
 #include "internal.h"
 #include "jx.h"
-#include "sbuf.h"
 #include "log.h"
+#include "sbuf.h"
 #include "summary.h"
 #include "util.h"
 

@@ -174,9 +174,8 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m);
 void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m);
 /* A node asks whether a tool call may run: the watchers are asked. */
 void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m);
-/* The user's answer to an approval, passed to the node. 0, or -1 when the turn is gone. */
-/* Passes the user's answer on; session_wide with allow: later calls of the same
- * tool in the turn's session run without asking. */
+/* The user's answer to an approval, passed to the node. 0, or -1 when the turn is gone.
+ * session_wide with allow: later calls of the same tool in the turn's session run without asking. */
 int sessions_approve(broker_t *b, int64_t turn, int64_t seq, bool allow, bool session_wide);
 /* A node went away: re-queue or fail its turns. */
 void sessions_node_lost(broker_t *b, peer_t *node);

@@ -266,6 +266,66 @@ static void test_a_lost_node_requeues_its_turn(void **state) {
   fx_destroy(&fx);
 }
 
+/* ---- approvals: "allow for this session" is remembered per session and tool -------- */
+
+/* The node running turn asks whether a call of tool may run (approval seq). */
+static void node_asks(fx_t *fx, peer_t *node, int64_t turn, int64_t attempt, int64_t seq, const char *tool) {
+  proto_msg_t *m = proto_msg_new(PROTO_APPROVAL);
+  proto_set_str(m, PROTO_F_session, "main");
+  PROTO_SET(m, turn, turn);
+  PROTO_SET(m, attempt, attempt);
+  PROTO_SET(m, seq, seq);
+  json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", "c", "type", "function", "function", "name", tool,
+                           "arguments", "{}");
+  char *text = json_dumps(call, JSON_COMPACT);
+  proto_set_str(m, PROTO_F_text, text);
+  proto_set_json(m, PROTO_F_call, call);
+  proto_set_str(m, PROTO_F_detail, "$ true");
+  free(text);
+  sessions_on_approval(fx->b, node, m);
+  proto_msg_destroy(&m);
+}
+
+typedef struct {
+  const char *name;
+  bool allow, session_wide; /* the answer to the first question (execute_bash) */
+  const char *second;       /* the tool of the second call */
+  bool want_asked;          /* whether the second call asks the watchers */
+} approval_case_t;
+
+static const approval_case_t approval_cases[] = {
+    {"allowed for the session, same tool", true, true, "execute_bash", false},
+    {"allowed once, same tool", true, false, "execute_bash", true},
+    {"denied (session_wide ignored)", false, true, "execute_bash", true},
+    {"allowed for the session, another tool", true, true, "write_file_tool", true},
+};
+
+static void test_allow_for_this_session_is_remembered_per_tool(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof approval_cases / sizeof approval_cases[0]; i++) {
+    const approval_case_t *c = &approval_cases[i];
+    fx_t *fx = fx_new(NULL);
+    fx_controller(fx, "console");
+    peer_t *n1 = fx_node(fx, "n1", 1);
+    int64_t id = ask(fx, "do it");
+    int64_t attempt = fx_last(fx, PROTO_TURN, NULL)->msg->attempt;
+    node_asks(fx, n1, id, attempt, 1, "execute_bash");
+    const fx_sent_t *need = fx_last(fx, PROTO_EVENT, "approval_needed");
+    assert_non_null(need);
+    assert_string_equal(json_string_value(json_object_get(need->msg->payload, "preview")), "$ true");
+    assert_int_equal(sessions_approve(fx->b, id, 1, c->allow, c->session_wide), 0);
+    const fx_sent_t *reply = fx_last(fx, PROTO_APPROVAL_REPLY, NULL);
+    assert_string_equal(reply->msg->kind, c->allow ? "allow" : "deny");
+    fx_clear(fx);
+    node_asks(fx, n1, id, attempt, 2, c->second);
+    int asked = fx_count(fx, PROTO_EVENT, "approval_needed");
+    reply = fx_last(fx, PROTO_APPROVAL_REPLY, NULL);
+    if (asked != (c->want_asked ? 1 : 0) || (!c->want_asked && (!reply || strcmp(reply->msg->kind, "allow") != 0)))
+      fail_msg("case \"%s\": asked %d times, reply %s", c->name, asked, reply ? reply->msg->kind : "none");
+    fx_destroy(&fx);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_sends_free_the_slot),
@@ -276,6 +336,7 @@ int main(void) {
       cmocka_unit_test(test_an_event_is_encoded_once_for_every_watcher),
       cmocka_unit_test(test_an_unreachable_watcher_is_removed),
       cmocka_unit_test(test_a_lost_node_requeues_its_turn),
+      cmocka_unit_test(test_allow_for_this_session_is_remembered_per_tool),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
