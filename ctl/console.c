@@ -164,8 +164,9 @@ static void track_agents(console_t *con, const proto_msg_t *m) {
     ask_question(con, q);
   } else if (strcmp(m->kind, "approval_needed") == 0) {
     const json_t *call = jx_obj(p, "call");
-    ask_question(con, json_pack("{s:s, s:I, s:O?, s:s?, s:s}", "q", "tool", "turn", (json_int_t)m->turn, "seq",
-                                json_object_get(p, "seq"), "session", m->session, "call_id", jx_str(call, "id", "")));
+    ask_question(con, json_pack("{s:s, s:I, s:O?, s:s?, s:s, s:s}", "q", "tool", "turn", (json_int_t)m->turn, "seq",
+                                json_object_get(p, "seq"), "session", m->session, "call_id", jx_str(call, "id", ""),
+                                "tool", jx_str(jx_obj(call, "function"), "name", "")));
   } else if (strcmp(m->kind, "turn_done") == 0 || strcmp(m->kind, "turn_failed") == 0) {
     int64_t turn = m->turn;
     drop_questions(con, of_turn, &turn);

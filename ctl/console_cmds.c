@@ -179,9 +179,13 @@ static void answer_spawn(console_t *con, const json_t *p, bool yes) {
 
 /* Answers a node's question whether a tool call may run. */
 static void answer_tool(console_t *con, const json_t *q, bool yes, bool session_wide) {
-  json_decref(console_request(con, "approve_tool",
+  json_t *r = console_request(con, "approve_tool",
                               json_pack("{s:O, s:O, s:b, s:b}", "turn", json_object_get(q, "turn"), "seq",
-                                        json_object_get(q, "seq"), "allow", yes, "session_wide", session_wide)));
+                                        json_object_get(q, "seq"), "allow", yes, "session_wide", session_wide));
+  if (jx_bool(r, "session_wide", false))
+    note(con, "%s may run without asking for the rest of %s's session", jx_str(q, "tool", "this tool"),
+         jx_str(q, "session", "this"));
+  json_decref(r);
 }
 
 static void run_command(console_t *con, const char *s);

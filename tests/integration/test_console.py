@@ -851,6 +851,7 @@ class Tools(ConsoleTest):
         t.wait_text("$ echo one > one.txt")
         t.wait("the question", lambda: t.last_line() == "allow it? [y] once, [a] this session, [n] no:")
         t.type("a")
+        t.wait_text("execute_bash may run without asking for the rest of main's session")
         t.wait_line("main", "Both written.")
         self.assertTrue(os.path.exists(os.path.join(self.c.workspace, "two.txt")))
         self.assertEqual(t.history().count("(waiting for approval)"), 1, t.history())
