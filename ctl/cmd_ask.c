@@ -135,10 +135,13 @@ static void on_approval(ask_t *a, const json_t *p) {
   }
   sbuf_free(&call);
   char err[256];
-  json_decref(client_request(a->c, "approve_tool",
+  json_t *r = client_request(a->c, "approve_tool",
                              json_pack("{s:I, s:O, s:b, s:b}", "turn", (json_int_t)a->turn, "seq",
                                        json_object_get(p, "seq"), "allow", allow, "session_wide", session_wide),
-                             5000, err, sizeof err));
+                             5000, err, sizeof err);
+  if (jx_bool(r, "session_wide", false) && !a->ctl->json)
+    fprintf(stderr, "[cadre: %s may run without asking for the rest of session %s]\n", name, a->session);
+  json_decref(r);
 }
 
 static void end_line(ask_t *a) {
