@@ -397,6 +397,12 @@ json_t *store_session(store_t *self, const char *id) {
   return out;
 }
 
+/* A failed or cancelled turn's messages (its user message among them) stay in
+ * the history shown, marked, and are left out of what later turns send: the
+ * model never sees an unanswered question next to the new one. */
+#define LEFT_OUT_TURNS "(SELECT id FROM turns WHERE status IN ('failed', 'cancelled'))"
+#define NOT_LEFT_OUT "(turn IS NULL OR turn NOT IN " LEFT_OUT_TURNS ")"
+
 /* A message a sub-agent's context may carry: user or assistant text, no tool traffic. */
 static bool is_plain(const json_t *m) {
   const char *role = jx_str(m, "role", NULL);
@@ -408,7 +414,7 @@ static bool is_plain(const json_t *m) {
 /* Appends the plain messages of one context segment, as {role, content}. */
 static void read_segment(store_t *self, json_t *out, const char *src, int64_t from, int64_t upto, bool with_meta) {
   sqlite3_stmt *st = prep(self, "SELECT body, created_ms FROM messages WHERE session = ? AND seq > ? AND seq <= ?"
-                                " AND plain = 1 ORDER BY seq");
+                                " AND plain = 1 AND " NOT_LEFT_OUT " ORDER BY seq");
   if (!st)
     return;
   sqlite3_bind_text(st, 1, src, -1, SQLITE_TRANSIENT);
@@ -446,8 +452,10 @@ static void read_context(store_t *self, json_t *out, const char *session, bool w
 json_t *store_history(store_t *self, const char *session, bool with_meta) {
   json_t *out = json_array();
   read_context(self, out, session, with_meta);
-  sqlite3_stmt *st = prep(self, "SELECT seq, turn, body, thinking, created_ms FROM messages"
-                                " WHERE session = ? AND cleared = 0 ORDER BY seq");
+  sqlite3_stmt *st = prep(self, with_meta ? "SELECT seq, turn, body, thinking, created_ms, NOT " NOT_LEFT_OUT
+                                             " FROM messages WHERE session = ? AND cleared = 0 ORDER BY seq"
+                                           : "SELECT seq, turn, body, thinking, created_ms FROM messages"
+                                             " WHERE session = ? AND cleared = 0 AND " NOT_LEFT_OUT " ORDER BY seq");
   if (!st)
     return out;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
@@ -464,6 +472,8 @@ json_t *store_history(store_t *self, const char *session, bool with_meta) {
       if (col_text(st, 3) && col_text(st, 3)[0])
         json_object_set_new(msg, "thinking", json_string(col_text(st, 3)));
       json_object_set_new(msg, "created_ms", json_integer(sqlite3_column_int64(st, 4)));
+      if (sqlite3_column_int(st, 5))
+        json_object_set_new(msg, "left_out", json_true()); /* its turn failed or was cancelled */
     }
     json_array_append_new(out, msg);
   }

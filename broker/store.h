@@ -88,7 +88,9 @@ bool store_session_exists(store_t *self, const char *id);
 /* The session's history (OpenAI-shape message objects, oldest first): its
  * inherited context (a sub-agent's), then its own messages. With with_meta,
  * each object also has seq, turn, created_ms and thinking; context messages
- * have seq 0 and context_of (the session they come from). Caller owns. */
+ * have seq 0 and context_of (the session they come from). The messages of a
+ * failed or cancelled turn are left out of the plain form (what turns send)
+ * and carry "left_out": true in the with_meta form. Caller owns. */
 json_t *store_history(store_t *self, const char *session, bool with_meta);
 /* Appends one message; returns its seq (>0) or -1. */
 int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,

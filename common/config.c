@@ -683,7 +683,38 @@ static int load_named_prompt(loader_t *l, cadre_profile_t *p, const char *kp)
               l->prompts_dir ? l->prompts_dir : "", l->found_dir[0] ? ", " : "", l->found_dir);
 }
 
-/* The profile's prompt: its system_prompt_file, else <role>_prompt.txt if any. */
+/* The prompt of a sub-agent role that has no prompt file: without it the
+ * agent would never be asked for the [SUMMARY] its parent waits for. */
+static const char DEFAULT_ROLE_PROMPT[] =
+    "You are the %s agent in Cadre, a multi-agent coding system. The main agent gave you a task; do it\n"
+    "with the tools you have, in the workspace you are given, and keep to the task.\n"
+    "\n"
+    "End every final answer with exactly one summary block in this format, as plain text (not in a code\n"
+    "fence), with nothing after it:\n"
+    "\n"
+    "[SUMMARY]\n"
+    "Status: PASS/FAIL\n"
+    "Key Points:\n"
+    "- Point 1\n"
+    "- Point 2\n"
+    "Recommendation: Action to take\n"
+    "[/SUMMARY]\n"
+    "\n"
+    "Status: PASS if the task is done, FAIL if it is not (say why in Key Points).\n";
+
+static int default_prompt(loader_t *l, cadre_profile_t *p)
+{
+  int n = snprintf(NULL, 0, DEFAULT_ROLE_PROMPT, p->role);
+  char *buf = n > 0 ? malloc((size_t)n + 1) : NULL;
+  if (!buf)
+    return loader_fail(l, "agents", "out of memory");
+  snprintf(buf, (size_t)n + 1, DEFAULT_ROLE_PROMPT, p->role);
+  p->system_prompt = buf;
+  return 0;
+}
+
+/* The profile's prompt: its system_prompt_file, else <role>_prompt.txt if any,
+ * else (roles other than main) a built-in one that asks for the [SUMMARY]. */
 static int load_prompt(loader_t *l, cadre_profile_t *p)
 {
   char kp[KEY_PATH_LEN], fname[ROLE_MAX_LEN + 16], path[PATH_MAX];
@@ -692,7 +723,7 @@ static int load_prompt(loader_t *l, cadre_profile_t *p)
     return load_named_prompt(l, p, kp);
   snprintf(fname, sizeof fname, "%s_prompt.txt", p->role);
   if (find_in_prompt_dirs(l, fname, path, sizeof path) < 0)
-    return 0;
+    return strcmp(p->role, "main") == 0 ? 0 : default_prompt(l, p);
   return read_prompt(l, p, path, kp);
 }
 

@@ -153,6 +153,16 @@ static void test_defaults_without_prompts_have_no_prompt(void **state)
   assert_non_null(c);
   assert_null(config_main(c)->system_prompt);
   assert_null(config_main(c)->system_prompt_path);
+  /* The other roles still get a prompt that asks for their [SUMMARY]. */
+  for (size_t i = 0; i < c->n_profiles; i++) {
+    const cadre_profile_t *p = &c->profiles[i];
+    if (strcmp(p->role, "main") == 0)
+      continue;
+    assert_null(p->system_prompt_path);
+    assert_non_null(p->system_prompt);
+    assert_non_null(strstr(p->system_prompt, "[SUMMARY]"));
+    assert_non_null(strstr(p->system_prompt, p->role));
+  }
   config_destroy(&c);
 }
 
@@ -224,7 +234,12 @@ static void test_full_file_defaults_per_field(void **state)
   assert_string_equal(s->url, "http://gpu1:8000/v1");
   assert_string_equal(s->role, "security-2");
   assert_null(s->api_key); /* "" means none */
-  assert_null(s->system_prompt); /* no security_prompt.txt anywhere */
+  /* No security-2_prompt.txt anywhere: the built-in prompt, which asks for the [SUMMARY]. */
+  assert_null(s->system_prompt_path);
+  assert_non_null(s->system_prompt);
+  assert_non_null(strstr(s->system_prompt, "You are the security-2 agent"));
+  assert_non_null(strstr(s->system_prompt, "[SUMMARY]"));
+  assert_non_null(strstr(s->system_prompt, "[/SUMMARY]"));
   const cadre_profile_t *l = config_profile(c, "loc");
   assert_string_equal(l->provider, "ollama");
   assert_string_equal(l->url, "http://localhost:11434/v1");

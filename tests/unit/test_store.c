@@ -267,6 +267,61 @@ static void test_listings_show_every_change(void **state) {
   }
 }
 
+/* A turn's end decides whether its messages go on to later turns: the user
+ * message of a failed or cancelled turn is shown (marked) but not sent again. */
+typedef struct {
+  const char *name;
+  const char *status; /* how turn 1 ("first") ended: "done", "failed", "cancelled", NULL: still running */
+  const char *want_sent, *want_shown_left_out; /* y: shown with left_out, -: without */
+} end_case_t;
+
+static const end_case_t end_cases[] = {
+    {"a done turn stays", "done", "user:first|assistant:one|user:second", "---"},
+    {"a failed turn is left out", "failed", "user:second", "yy-"},
+    {"a cancelled turn is left out", "cancelled", "user:second", "yy-"},
+    {"a running turn stays", NULL, "user:first|user:second", "--"},
+};
+
+static void test_failed_turns_are_not_sent_again(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof end_cases / sizeof end_cases[0]; i++) {
+    const end_case_t *c = &end_cases[i];
+    store_t *s = open_mem();
+    store_session_ensure(s, "main", "main", "main_agent");
+    int64_t t1 = store_turn_new(s, "main");
+    json_t *u = json_pack("{s:s, s:s}", "role", "user", "content", "first");
+    store_append(s, "main", t1, u, NULL);
+    json_decref(u);
+    json_t *partial = json_pack("[{s:s, s:s}]", "role", "assistant", "content", "one");
+    store_usage_t usage = {1, 1, 0};
+    if (c->status && strcmp(c->status, "done") == 0)
+      store_turn_done(s, t1, "main", partial, NULL, "stop", &usage);
+    else if (c->status)
+      store_turn_failed_with(s, t1, "main", partial, c->status, "x", "y");
+    json_decref(partial);
+    int64_t t2 = store_turn_new(s, "main");
+    u = json_pack("{s:s, s:s}", "role", "user", "content", "second");
+    store_append(s, "main", t2, u, NULL);
+    json_decref(u);
+    char got[256];
+    json_t *sent = store_history(s, "main", false);
+    render(sent, got, sizeof got);
+    if (strcmp(got, c->want_sent) != 0)
+      fail_msg("case \"%s\": sent %s, want %s", c->name, got, c->want_sent);
+    json_decref(sent);
+    json_t *shown = store_history(s, "main", true);
+    char marks[16] = "";
+    size_t k;
+    json_t *m;
+    json_array_foreach(shown, k, m) if (k < sizeof marks - 1) marks[k] = json_is_true(json_object_get(m, "left_out")) ? 'y' : '-';
+    marks[json_array_size(shown) < sizeof marks - 1 ? json_array_size(shown) : sizeof marks - 1] = '\0';
+    if (strcmp(marks, c->want_shown_left_out) != 0)
+      fail_msg("case \"%s\": left_out marks %s, want %s", c->name, marks, c->want_shown_left_out);
+    json_decref(shown);
+    store_close(&s);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_context_cases),
@@ -276,6 +331,7 @@ int main(void) {
       cmocka_unit_test(test_row_of_an_absent_session_is_untouched),
       cmocka_unit_test(test_counts_follow_appends_and_resets),
       cmocka_unit_test(test_listings_show_every_change),
+      cmocka_unit_test(test_failed_turns_are_not_sent_again),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
