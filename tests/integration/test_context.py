@@ -63,5 +63,32 @@ class FailedTurns(unittest.TestCase):
         self.assertEqual(user_texts(self.c.model.requests()[-1]), ["next question"])
 
 
+def add_security_role(cfg):
+    main = cfg["agents"]["main_agent"]
+    cfg["agents"]["security_agent"] = {"provider": "openai", "url": main["url"], "model": "small-model",
+                                       "role": "security", "max_tokens": 256}
+
+
+class RoleWithoutPrompt(unittest.TestCase):
+    """A role added in the config without a prompt file is still asked for its [SUMMARY]."""
+
+    def test_system_message_asks_for_summary(self):
+        c = Cluster(nodes=(("n1", 2),), config_extra=add_security_role)
+        try:
+            c.model.script([{"match": "Audit", "text": "Looked.\n[SUMMARY]\nStatus: PASS\nKey Points:\n- none\n"
+                                                       "Recommendation: ship\n[/SUMMARY]"}])
+            r, out = c.cadre_json("spawn", "security", "Audit the login code", "--wait")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(out[-1]["summary"]["status"], "PASS")
+            req = c.model.requests()[0]["body"]
+            system = req["messages"][0]
+            self.assertEqual(system["role"], "system")
+            self.assertIn("You are the security agent", system["content"])
+            self.assertIn("[SUMMARY]", system["content"])
+            self.assertIn("[/SUMMARY]", system["content"])
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
