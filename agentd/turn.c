@@ -17,12 +17,14 @@
 #include <time.h>
 
 #include "llm.h"
+#include "llm_ctx.h"
 #include "log.h"
 #include "util.h"
 
 #define TOOL_PREVIEW_MAX 400 /* bytes of a tool's output shown to the user with its result */
 
 #define STUCK_REPEATS 3
+#define CTX_PROBE_TIMEOUT_MS 3000
 
 typedef struct {
   run_t *r;
@@ -354,10 +356,18 @@ static void report_turn_done(loop_t *L) {
     proto_set_str(m, PROTO_F_thinking, L->thinking);
   if (L->finish_reason)
     proto_set_str(m, PROTO_F_finish_reason, L->finish_reason);
-  proto_set_json(m, PROTO_F_usage,
-                 json_pack("{s:I, s:I, s:I, s:b}", "prompt_tokens", (json_int_t)L->prompt_tokens, "completion_tokens",
-                           (json_int_t)L->completion_tokens, "total_tokens",
-                           (json_int_t)(L->prompt_tokens + L->completion_tokens), "counted", L->counted));
+  /* The model's context, asked of its server once per URL and model (after
+   * the answer, so that the first turn does not wait for it): the broker keeps
+   * later turns within it. */
+  int ctx = llm_context_tokens(L->r->job->profile, L->r->job->api_key, CTX_PROBE_TIMEOUT_MS, NULL);
+  json_t *usage = json_pack("{s:I, s:I, s:I, s:b, s:i}", "prompt_tokens", (json_int_t)L->prompt_tokens,
+                            "completion_tokens", (json_int_t)L->completion_tokens, "total_tokens",
+                            (json_int_t)(L->prompt_tokens + L->completion_tokens), "counted", L->counted,
+                            "context_tokens", ctx);
+  /* What the tool definitions take of it (bytes / 4), for the broker's budget. */
+  if (usage && json_array_size(L->defs) > 0)
+    json_object_set_new(usage, "tools_tokens", json_integer((json_int_t)(json_dumpb(L->defs, NULL, 0, JSON_COMPACT) / 4)));
+  proto_set_json(m, PROTO_F_usage, usage);
   PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
   turn_push(L->r, m);
   proto_msg_destroy(&m);

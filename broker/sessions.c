@@ -222,9 +222,10 @@ static bool awaiting_children(broker_t *b, const turn_t *t) {
 
 /* Drops the oldest history messages (after the system prompt) until the
  * messages' JSON size fits budget; a tool result never stays without the call
- * it answers. Returns how many were dropped, or -1 when even the last message
- * alone does not fit. */
-static int trim_to_fit(json_t *msgs, size_t budget) {
+ * it answers, and the last message always stays. Returns how many were
+ * dropped, or -1 when what is left does not fit in limit (the frame; budget
+ * may be smaller: the model's context, which is only a wish). */
+static int trim_to_fit(json_t *msgs, size_t budget, size_t limit) {
   size_t n = json_array_size(msgs);
   size_t total = 0;
   size_t *sizes = calloc(n ? n : 1, sizeof *sizes);
@@ -235,26 +236,89 @@ static int trim_to_fit(json_t *msgs, size_t budget) {
     total += sizes[i];
   }
   const char *r0 = jx_str(json_array_get(msgs, 0), "role", NULL);
-  size_t keep_from = r0 && strcmp(r0, "system") == 0 ? 1 : 0, drop = keep_from;
-  while (total > budget && drop + 1 < n) {
+  size_t keep_from = r0 && strcmp(r0, "system") == 0 ? 1 : 0, drop = keep_from, last_user = n;
+  for (size_t i = n; i-- > keep_from && last_user == n;)
+    if (strcmp(jx_str(json_array_get(msgs, i), "role", ""), "user") == 0)
+      last_user = i;
+  /* The latest user message goes unless only the frame limit demands it. */
+  while (total > budget && drop + 1 < n && (drop < last_user || total > limit)) {
     total -= sizes[drop++];
     while (drop + 1 < n && json_object_get(json_array_get(msgs, drop), "tool_call_id"))
       total -= sizes[drop++];
   }
   free(sizes);
-  if (total > budget)
+  if (total > limit)
     return -1;
   for (size_t i = keep_from; i < drop; i++)
     json_array_remove(msgs, keep_from);
   return (int)(drop - keep_from);
 }
 
+/* The model's context as the config says it, else as a node reported it
+ * (sessions_on_done), else 0: unknown. tools_tokens: what the node's tool
+ * definitions take of it. */
+static long long context_tokens(broker_t *b, const cadre_profile_t *p, long long *tools_tokens) {
+  char key[160], val[64];
+  long long ctx = 0;
+  *tools_tokens = 0;
+  snprintf(key, sizeof key, "context:%s", p->name);
+  if (store_meta_get(b->store, key, val, sizeof val) == 0 && sscanf(val, "%lld %lld", &ctx, tools_tokens) < 1)
+    ctx = 0;
+  return p->context_tokens > 0 ? p->context_tokens : ctx;
+}
+
+static void learn_context(broker_t *b, const cadre_profile_t *p, const json_t *usage) {
+  json_t *c = json_object_get(usage, "context_tokens"), *tt = json_object_get(usage, "tools_tokens");
+  if (!json_is_integer(c) || json_integer_value(c) <= 0)
+    return;
+  char key[160], val[64], old[64] = "";
+  snprintf(key, sizeof key, "context:%s", p->name);
+  snprintf(val, sizeof val, "%lld %lld", (long long)json_integer_value(c),
+           json_is_integer(tt) && json_integer_value(tt) > 0 ? (long long)json_integer_value(tt) : 0LL);
+  if ((store_meta_get(b->store, key, old, sizeof old) < 0 || strcmp(old, val) != 0) && store_meta_set(b->store, key, val) == 0)
+    log_info("profile %s: the model's context is %s tokens (tools take %s)", p->name, val, strchr(val, ' ') + 1);
+}
+
+/* The bytes of messages that fit the profile's context: what the answer
+ * (max_tokens) and the tool definitions leave of it, tokens estimated as
+ * bytes / 4 with a tenth kept in reserve. SIZE_MAX when the context is unknown. */
+size_t sessions_context_bytes(long long ctx, long long tools_tokens, int max_tokens) {
+  if (ctx <= 0)
+    return SIZE_MAX;
+  long long left = (ctx - max_tokens - tools_tokens) * 9 / 10;
+  return (size_t)(left < 128 ? 128 : left) * 4;
+}
+
+/* Tells the model, in the system message, that older turns were left out. */
+static void mark_left_out(json_t *msgs, int dropped, long long ctx) {
+  char note[200];
+  snprintf(note, sizeof note,
+           "[Context: the %d oldest messages of this conversation were left out to fit the model's context of %lld "
+           "tokens.]",
+           dropped, ctx);
+  json_t *first = json_array_get(msgs, 0);
+  const char *role = jx_str(first, "role", NULL), *text = jx_str(first, "content", NULL);
+  if (role && strcmp(role, "system") == 0 && text) {
+    char *joined = NULL;
+    if (asprintf(&joined, "%s\n\n%s", text, note) >= 0) {
+      json_object_set_new(first, "content", json_string(joined));
+      free(joined);
+    }
+  } else {
+    json_array_insert_new(msgs, 0, json_pack("{s:s, s:s}", "role", "system", "content", note));
+  }
+}
+
 /* The turn message for t's next attempt, its history trimmed to the frame
- * budget. NULL with detail when it cannot be built. */
+ * budget and to the model's context. NULL with detail when it cannot be built. */
 static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p, int *trimmed, char *detail,
                                size_t dlen) {
   json_t *msgs = turn_messages(b, t, p);
-  *trimmed = trim_to_fit(msgs, b->turn_budget);
+  long long tools_tokens, ctx = context_tokens(b, p, &tools_tokens);
+  size_t fit = sessions_context_bytes(ctx, tools_tokens, p->max_tokens);
+  *trimmed = trim_to_fit(msgs, fit < b->turn_budget ? fit : b->turn_budget, b->turn_budget);
+  if (*trimmed > 0 && fit < SIZE_MAX)
+    mark_left_out(msgs, *trimmed, ctx);
   if (*trimmed < 0) {
     snprintf(detail, dlen, "the system prompt and the last message of %s do not fit in one turn (%zu bytes at most); reset the session",
              t->session, b->turn_budget);
@@ -420,6 +484,8 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
     return;
   const cadre_profile_t *p = session_profile(b, t->session);
   store_usage_t u = {usage_int(m->usage, "prompt_tokens"), usage_int(m->usage, "completion_tokens"), 0};
+  if (p->context_tokens <= 0)
+    learn_context(b, p, m->usage);
   u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
   json_t *message = json_deep_copy(m->message);
   json_object_set_new(message, "role", json_string("assistant"));

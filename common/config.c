@@ -615,6 +615,7 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
     return -1;
   if (get_number(l, v, pfx, "temperature", 0, 2, "between 0 and 2", &p->temperature) < 0 ||
       get_int(l, v, pfx, "max_tokens", 1, MAX_TOKENS_CAP, &p->max_tokens) < 0 ||
+      get_int(l, v, pfx, "context_tokens", 256, MAX_TOKENS_CAP, &p->context_tokens) < 0 ||
       get_bool(l, v, pfx, "stream", &p->stream) < 0 ||
       get_string(l, v, pfx, "system_prompt_file", &p->system_prompt_file) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)",
@@ -1029,6 +1030,8 @@ static json_t *profile_display(const cadre_profile_t *p)
   json_object_del(o, "name");
   if (p->max_tokens_field)
     json_object_set_new(o, "max_tokens_field", json_string(p->max_tokens_field));
+  if (p->context_tokens)
+    json_object_set_new(o, "context_tokens", json_integer(p->context_tokens));
   if (p->think)
     json_object_set(o, "think", p->think);
   json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());

@@ -13,12 +13,21 @@ Model endpoints
        OpenAI chat completions; SSE when the request has "stream": true.
   POST /api/chat   Ollama native; NDJSON when "stream" is true or absent.
   GET  /v1/models  one model, "scripted-model".
+  GET  /props      llama.cpp's server properties (default_generation_settings.n_ctx),
+                   once /_context set a context with "server": "llamacpp"; else 404
+  POST /api/show   Ollama's model details (model_info.<arch>.context_length and
+                   parameters "num_ctx N"), once /_context set "server": "ollama"
 
 Control endpoints
   POST /_script    {"responses": [R, ...], "default": R}  replaces the queue
                    (and the default when given)
   POST /_enqueue   R, or {"responses": [R, ...]}           appends to the queue
-  POST /_reset     clears the queue, the recorded requests and the default
+  POST /_reset     clears the queue, the recorded requests, the default and the context
+  POST /_context   {"n_ctx": N, "server": "llamacpp" | "ollama"}: the context the
+                   server reports (see /props, /api/show) and enforces: a model
+                   request whose messages and tools (JSON, bytes / 4) pass N tokens
+                   gets HTTP 400 "the request exceeds the available context size"
+  GET  /_probes    {"probes": [{"method", "path", "body"}, ...]}: /props and /api/show requests
   GET  /_requests  {"requests": [record, ...]}
   GET  /_health    {"ok": true}
 
@@ -98,6 +107,8 @@ class State:
         self.next_index = 0
         self.default = dict(INITIAL_DEFAULT)
         self.requests = []
+        self.context = None    # {"n_ctx", "server"} from /_context
+        self.probes = []
 
     def reset(self):
         with self.lock:
@@ -105,6 +116,8 @@ class State:
             self.next_index = 0
             self.default = dict(INITIAL_DEFAULT)
             self.requests = []
+            self.context = None
+            self.probes = []
 
     def enqueue(self, responses):
         with self.lock:
@@ -304,6 +317,18 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(200, {"ok": True})
         elif path == "/_requests":
             self._send_json(200, {"requests": st.snapshot()})
+        elif path == "/_probes":
+            with st.lock:
+                self._send_json(200, {"probes": list(st.probes)})
+        elif path == "/props":
+            with st.lock:
+                ctx = st.context
+                st.probes.append({"method": "GET", "path": path, "body": None})
+            if ctx and ctx.get("server") == "llamacpp":
+                self._send_json(200, {"default_generation_settings": {"n_ctx": ctx["n_ctx"], "temperature": 0.8},
+                                      "total_slots": 1, "model_path": "scripted.gguf"})
+            else:
+                self._send_json(404, {"error": {"message": "File Not Found", "type": "not_found_error"}})
         elif path.endswith("/models"):
             self._send_json(200, {"object": "list", "data": [
                 {"id": "scripted-model", "object": "model", "owned_by": "cadre-tests"}]})
@@ -320,8 +345,23 @@ class Handler(BaseHTTPRequestHandler):
         st = self.server.state
         path = self.path.split("?", 1)[0]
         raw = self._read_body()
-        if path in ("/_script", "/_enqueue", "/_reset"):
+        if path in ("/_script", "/_enqueue", "/_reset", "/_context"):
             self._control(path, raw)
+            return
+        if path == "/api/show":
+            try:
+                body = json.loads(raw.decode("utf-8")) if raw else None
+            except (ValueError, UnicodeDecodeError):
+                body = None
+            with st.lock:
+                ctx = st.context
+                st.probes.append({"method": "POST", "path": path, "body": body})
+            if ctx and ctx.get("server") == "ollama":
+                self._send_json(200, {"parameters": "num_ctx                        %d\nstop \"<|eot|>\"" % ctx["n_ctx"],
+                                      "model_info": {"general.architecture": "llama",
+                                                     "llama.context_length": 131072}})
+            else:
+                self._send_json(404, {"error": "model not found"})
             return
         is_openai = path.endswith("/chat/completions")
         is_ollama = path == "/api/chat" or path.endswith("/api/chat")
@@ -338,6 +378,19 @@ class Handler(BaseHTTPRequestHandler):
         except (ValueError, UnicodeDecodeError):
             rec["body"] = raw.decode("utf-8", "replace")
             body = None
+        with st.lock:
+            ctx = st.context
+        if ctx and isinstance(body, dict):
+            used = count_tokens(json.dumps(body.get("messages", []))) + \
+                count_tokens(json.dumps(body["tools"]) if body.get("tools") else "")
+            rec["prompt_estimate"] = used
+            if used > ctx["n_ctx"]:
+                st.record(rec)
+                self._send_json(400, {"error": {"code": 400, "type": "exceed_context_size_error",
+                                                "message": "the request exceeds the available context size, "
+                                                           "try increasing it (%d > %d)" % (used, ctx["n_ctx"])}})
+                rec["t_end"] = time.monotonic()
+                return
         idx, resp = st.pick(last_user_text(body))
         rec["response_index"] = idx
         st.record(rec)
@@ -364,6 +417,12 @@ class Handler(BaseHTTPRequestHandler):
                 if not isinstance(obj, dict):
                     raise ValueError("script must be an object")
                 st.set_script(obj)
+            elif path == "/_context":
+                if not isinstance(obj, dict) or not isinstance(obj.get("n_ctx"), int) or \
+                        obj.get("server") not in ("llamacpp", "ollama"):
+                    raise ValueError('context must be {"n_ctx": N, "server": "llamacpp" or "ollama"}')
+                with st.lock:
+                    st.context = {"n_ctx": obj["n_ctx"], "server": obj["server"]}
             else:
                 if isinstance(obj, dict) and "responses" in obj:
                     st.enqueue(obj["responses"])

@@ -90,5 +90,99 @@ class RoleWithoutPrompt(unittest.TestCase):
             c.close()
 
 
+def small_context(cfg):
+    """Main without tools or delegation (its prompt alone is about 1,000 tokens);
+    the reviewer with its own, configured budget."""
+    cfg["agents"]["main_agent"]["tools"] = []
+    cfg["spawning_rules"]["delegation"] = False
+    cfg["agents"]["reviewer_agent"]["context_tokens"] = 1500
+
+
+class ContextBudget(unittest.TestCase):
+    """Against a server with 2,048 tokens of context, every request fits."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(nodes=(("n1", 2),), config_extra=small_context)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def setUp(self):
+        self.c.model.reset()
+
+    def set_context(self, n_ctx, server):
+        self.c.model._call("POST", "/_context", {"n_ctx": n_ctx, "server": server})
+
+    def probes(self):
+        return self.c.model._call("GET", "/_probes")["probes"]
+
+    def converse(self, session, turns):
+        answer = "A" * 1200
+        for i in range(turns):
+            self.c.model.script([{"text": f"{i}:{answer}"}])
+            r = self.c.cadre("ask", "--session", session, f"question {i}: " + "q" * 1200)
+            self.assertEqual(r.returncode, 0, f"turn {i}: {r.stderr}\n{self.c.logs()}")
+
+    def test_llamacpp_server_of_2048_tokens_gets_requests_that_fit(self):
+        self.set_context(2048, "llamacpp")
+        self.converse("ctx1", 5)
+        reqs = self.c.model.requests()
+        self.assertEqual(len(reqs), 5)
+        for r in reqs:
+            self.assertLessEqual(r["prompt_estimate"], 2048, r["body"]["messages"])
+        last = reqs[-1]["body"]["messages"]
+        self.assertEqual(last[0]["role"], "system")
+        self.assertIn("[PLAN]", last[0]["content"])  # the system prompt always goes
+        self.assertIn("were left out to fit the model's context of 2048 tokens", last[0]["content"])
+        self.assertTrue(last[-1]["content"].startswith("question 4: "), last[-1])
+        self.assertLess(len(last), 10)
+        # The server was asked once for this URL and model.
+        self.assertEqual([p["path"] for p in self.probes()], ["/props"])
+        # The first turn, before anything was known, carried the whole (short) history.
+        self.assertNotIn("left out", reqs[0]["body"]["messages"][0]["content"])
+
+    def test_subagent_gets_the_slice_that_fits_its_budget(self):
+        self.set_context(2048, "llamacpp")
+        self.converse("main", 3)
+        summary = "[SUMMARY]\nStatus: PASS\nKey Points:\n- ok\nRecommendation: none\n[/SUMMARY]"
+        self.c.model.script([{"match": "Audit", "text": summary}])
+        r, out = self.c.cadre_json("spawn", "reviewer", "Audit the answers", "--wait")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        req = [q for q in self.c.model.requests() if "Audit" in (q["body"]["messages"][-1].get("content") or "")][0]
+        self.assertLessEqual(req["prompt_estimate"], 2048)
+        msgs = req["body"]["messages"]
+        # Some of main's conversation came along, not all of it.
+        inherited = [m for m in msgs[1:-1] if m["role"] in ("user", "assistant")]
+        self.assertGreater(len(inherited), 0, msgs)
+        self.assertLess(len(inherited), 6, msgs)
+        self.assertIn("left out to fit the model's context of 1500 tokens", msgs[0]["content"])
+
+
+class OllamaContext(unittest.TestCase):
+    """An Ollama server is asked with /api/show; its num_ctx is the budget."""
+
+    def test_ollama_num_ctx(self):
+        def ollama(cfg):
+            small_context(cfg)
+            cfg["agents"]["main_agent"]["provider"] = "ollama"
+        c = Cluster(nodes=(("n1", 1),), config_extra=ollama)
+        try:
+            c.model._call("POST", "/_context", {"n_ctx": 2048, "server": "ollama"})
+            for i in range(4):
+                c.model.script([{"text": "B" * 1200}])
+                r = c.cadre("ask", "--session", "o", f"question {i}: " + "q" * 1200)
+                self.assertEqual(r.returncode, 0, r.stderr)
+            probes = c.model._call("GET", "/_probes")["probes"]
+            self.assertEqual(probes[0]["path"], "/api/show")
+            self.assertEqual(probes[0]["body"], {"model": "big-model"})
+            self.assertEqual(len(probes), 1)
+            for q in c.model.requests():
+                self.assertLessEqual(q["prompt_estimate"], 2048)
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()
