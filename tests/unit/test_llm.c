@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "llm.h"
+#include "llm_ctx.h"
 #include "secrets.h"
 
 #define TEST_KEY "sk-test-0123456789abcdef"
@@ -1083,11 +1084,58 @@ static void test_secrets_errors(void **state) {
   rmdir(dir);
 }
 
+/* The context size in what llama.cpp's /props and Ollama's /api/show answer. */
+static const struct {
+  const char *name, *body;
+  int want;
+} ctx_cases[] = {
+    {"llama.cpp /props", "{\"default_generation_settings\": {\"n_ctx\": 2048}, \"total_slots\": 1}", 2048},
+    {"older llama.cpp", "{\"n_ctx\": 4096}", 4096},
+    {"ollama num_ctx wins over the trained length",
+     "{\"parameters\": \"num_ctx                        8192\\nstop x\", \"model_info\": {\"llama.context_length\": 131072}}",
+     8192},
+    {"ollama trained length only", "{\"model_info\": {\"general.architecture\": \"qwen2\", \"qwen2.context_length\": 32768}}",
+     32768},
+    {"nothing known", "{\"model_info\": {\"general.architecture\": \"x\"}}", 0},
+    {"zero n_ctx", "{\"default_generation_settings\": {\"n_ctx\": 0}}", 0},
+    {"not an object", "[1, 2]", 0},
+};
+
+static void test_ctx_parse(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof ctx_cases / sizeof ctx_cases[0]; i++) {
+    json_t *j = json_loads(ctx_cases[i].body, 0, NULL);
+    assert_non_null(j);
+    int got = llm_ctx_parse(j);
+    if (got != ctx_cases[i].want)
+      fail_msg("case \"%s\": %d, want %d", ctx_cases[i].name, got, ctx_cases[i].want);
+    json_decref(j);
+  }
+}
+
+/* A configured context is used as is; a server that does not answer gives the default. */
+static void test_ctx_configured_or_default(void **state) {
+  (void)state;
+  llm_ctx_forget();
+  json_t *p = json_pack("{s:s, s:s, s:s, s:i}", "provider", "llamacpp", "url", "http://127.0.0.1:9/v1", "model", "m",
+                        "context_tokens", 3000);
+  bool from_server = true;
+  assert_int_equal(llm_context_tokens(p, NULL, 500, &from_server), 3000);
+  assert_false(from_server);
+  json_object_del(p, "context_tokens");
+  assert_int_equal(llm_context_tokens(p, NULL, 500, &from_server), LLM_CTX_DEFAULT);
+  assert_false(from_server);
+  json_decref(p);
+  llm_ctx_forget();
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   if (llm_global_init() != 0) return 1;
   const struct CMUnitTest pure[] = {
       cmocka_unit_test(test_endpoint),
+      cmocka_unit_test(test_ctx_parse),
+      cmocka_unit_test(test_ctx_configured_or_default),
       cmocka_unit_test(test_build_body_max_tokens),
       cmocka_unit_test(test_build_body_shapes),
       cmocka_unit_test(test_secrets_order),

@@ -107,6 +107,79 @@ static void test_history_is_trimmed_to_the_budget(void **state) {
   fx_destroy(&fx);
 }
 
+/* The bytes of history a model context leaves, tokens as bytes / 4, a tenth in reserve. */
+static const struct {
+  const char *name;
+  long long ctx, tools;
+  int max_tokens;
+  size_t want;
+} ctx_cases[] = {
+    {"unknown context: no limit", 0, 0, 256, SIZE_MAX},
+    {"2048 tokens, 256 for the answer", 2048, 0, 256, (2048 - 256) * 9 / 10 * 4},
+    {"tool definitions take their share", 2048, 1000, 256, (2048 - 256 - 1000) * 9 / 10 * 4},
+    {"nothing left: still the floor", 1024, 2000, 256, 128 * 4},
+};
+
+static void test_context_bytes(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof ctx_cases / sizeof ctx_cases[0]; i++) {
+    size_t got = sessions_context_bytes(ctx_cases[i].ctx, ctx_cases[i].tools, ctx_cases[i].max_tokens);
+    if (got != ctx_cases[i].want)
+      fail_msg("case \"%s\": %zu, want %zu", ctx_cases[i].name, got, ctx_cases[i].want);
+  }
+}
+
+/* A context a node reported: later turns fit it, older turns go first (a tool
+ * call with its result), the latest user message and the system prompt stay,
+ * and the system message says what was left out. */
+static void test_history_fits_the_reported_context(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  peer_t *node = fx_node(fx, "n1", 1);
+  const cadre_profile_t *mp = config_main(fx->config);
+  size_t sp = mp->system_prompt ? strlen(mp->system_prompt) : 0;
+  ask(fx, "first");
+  const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
+  proto_msg_t *m = proto_msg_new(PROTO_TURN_DONE);
+  proto_set_str(m, PROTO_F_session, "main");
+  PROTO_SET(m, turn, t->msg->turn);
+  PROTO_SET(m, attempt, t->msg->attempt);
+  char big[2001];
+  memset(big, 'z', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
+  proto_set_json(m, PROTO_F_message, json_pack("{s:s, s:s}", "role", "assistant", "content", "done"));
+  proto_set_json(m, PROTO_F_messages,
+                 json_pack("[{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}, {s:s, s:s, s:s}, {s:s, s:s}]", "role",
+                           "assistant", "content", "tool_calls", "id", "c1", "type", "function", "function", "name",
+                           "read_file", "arguments", "{}", "role", "tool", "tool_call_id", "c1", "content", big,
+                           "role", "assistant", "content", "done"));
+  /* Room for the system prompt and about 1,000 bytes of history. */
+  long long ctx = (long long)(sp + 1000) / 4 * 10 / 9 + mp->max_tokens + 50;
+  proto_set_json(m, PROTO_F_usage, json_pack("{s:i, s:i, s:I, s:i}", "prompt_tokens", 3, "completion_tokens", 4,
+                                             "context_tokens", (json_int_t)ctx, "tools_tokens", 50));
+  sessions_on_done(fx->b, node, m);
+  proto_msg_destroy(&m);
+  ask(fx, "second");
+  json_t *msgs = fx_last(fx, PROTO_TURN, NULL)->msg->messages;
+  size_t n = json_array_size(msgs);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, n - 1), "content")), "second");
+  json_t *sys = json_array_get(msgs, 0);
+  assert_string_equal(json_string_value(json_object_get(sys, "role")), "system");
+  const char *text = json_string_value(json_object_get(sys, "content"));
+  if (mp->system_prompt)
+    assert_memory_equal(text, mp->system_prompt, sp);
+  assert_non_null(strstr(text, "were left out to fit the model's context of"));
+  /* No tool result without its call. */
+  for (size_t i = 1; i < n; i++) {
+    json_t *msg = json_array_get(msgs, i);
+    if (json_object_get(msg, "tool_call_id"))
+      assert_non_null(json_object_get(json_array_get(msgs, i - 1), "tool_calls"));
+  }
+  assert_null(memmem(fx_last(fx, PROTO_TURN, NULL)->data, fx_last(fx, PROTO_TURN, NULL)->len, big, 100));
+  fx_destroy(&fx);
+}
+
 static void test_a_message_over_the_budget_fails_the_turn_clearly(void **state) {
   (void)state;
   fx_t *fx = fx_new(NULL);
@@ -330,6 +403,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_failed_sends_free_the_slot),
       cmocka_unit_test(test_history_is_trimmed_to_the_budget),
+      cmocka_unit_test(test_context_bytes),
+      cmocka_unit_test(test_history_fits_the_reported_context),
       cmocka_unit_test(test_a_message_over_the_budget_fails_the_turn_clearly),
       cmocka_unit_test(test_turn_done_carries_the_answer_not_the_tool_outputs),
       cmocka_unit_test(test_deltas_are_routed_by_turn_and_attempt),
