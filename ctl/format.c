@@ -145,9 +145,11 @@ void format_reset(sbuf_t *b, const json_t *r, const format_how_t *how) {
 void format_history(sbuf_t *b, const json_t *r, const format_how_t *how) {
   size_t i;
   json_t *m;
-  json_array_foreach(jx_arr(r, "messages"), i, m) sbuf_printf(b, "%s%s:%s %s\n", how->color ? "\033[1m" : "",
-                                                              jx_str(m, "role", "?"), how->color ? "\033[0m" : "",
-                                                              jx_str(m, "content", ""));
+  /* A failed or cancelled turn's messages are shown, marked: the model no longer sees them. */
+  json_array_foreach(jx_arr(r, "messages"), i, m) sbuf_printf(b, "%s%s%s:%s %s\n", how->color ? "\033[1m" : "",
+                                                              jx_str(m, "role", "?"),
+                                                              jx_bool(m, "left_out", false) ? " (left out: its turn failed)" : "",
+                                                              how->color ? "\033[0m" : "", jx_str(m, "content", ""));
 }
 
 /* Strings of a list joined by sep ("?" for what is not a string). */

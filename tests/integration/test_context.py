@@ -50,6 +50,9 @@ class FailedTurns(unittest.TestCase):
         self.assertEqual(len(first), 1, msgs)
         self.assertTrue(first[0].get("left_out"), first)
         self.assertFalse([m for m in msgs if m.get("content") == "second question"][0].get("left_out"))
+        plain = self.c.cadre("history", "fail1").stdout
+        self.assertIn("user (left out: its turn failed): first question\n", plain)
+        self.assertIn("user: second question\n", plain)
 
     def test_cancelled_turn_is_not_sent_again(self):
         self.c.model.script([{"hang": True}, {"text": "after cancel"}])
