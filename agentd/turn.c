@@ -42,6 +42,11 @@ typedef struct {
   char *finish_reason;
   json_t *last_assistant; /* the latest assistant message (borrowed from added) */
   int64_t started;
+  /* The first model call: bytes of its messages and tool definitions, and the
+   * prompt tokens its server counted (0: it sent none), for bytes per token. */
+  size_t first_bytes;
+  int64_t first_tokens;
+  bool first_done;
 } loop_t;
 
 void turn_push(run_t *r, proto_msg_t *m) {
@@ -367,6 +372,9 @@ static void report_turn_done(loop_t *L) {
   /* What the tool definitions take of it (bytes / 4), for the broker's budget. */
   if (usage && json_array_size(L->defs) > 0)
     json_object_set_new(usage, "tools_tokens", json_integer((json_int_t)(json_dumpb(L->defs, NULL, 0, JSON_COMPACT) / 4)));
+  /* Bytes per token of the first request, as its server counted them. */
+  if (usage && L->first_tokens > 0)
+    json_object_set_new(usage, "bytes_per_token", json_real((double)L->first_bytes / (double)L->first_tokens));
   proto_set_json(m, PROTO_F_usage, usage);
   PROTO_SET(m, elapsed_ms, util_now_ms() - L->started);
   turn_push(L->r, m);
@@ -409,12 +417,20 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
       .on_retry = on_retry,
   };
   llm_outcome_t out;
+  size_t bytes = L->first_done ? 0
+                               : json_dumpb(L->conversation, NULL, 0, JSON_COMPACT) +
+                                     (call.tools ? json_dumpb(call.tools, NULL, 0, JSON_COMPACT) : 0);
   int rc = llm_run(&call, &out);
   if (rc != 0) {
     report_turn_failed(L, out.cancelled ? PROTO_ERR_cancelled : out.code, out.detail, out.retryable, out.http_status);
     llm_outcome_free(&out);
     return LOOP_FAILED;
   }
+  if (!L->first_done && !out.usage_counted && out.result.prompt_tokens > 0) {
+    L->first_bytes = bytes;
+    L->first_tokens = out.result.prompt_tokens;
+  }
+  L->first_done = true;
   add_usage(L, &out);
   *assistant = assistant_message(&out.result);
   llm_outcome_free(&out);

@@ -183,9 +183,10 @@ void sessions_node_lost(broker_t *b, peer_t *node);
 int sessions_cancel(broker_t *b, int64_t turn, const char *why);
 void sessions_tick(broker_t *b, int64_t now);
 /* The bytes of history (JSON) that fit a model context of ctx tokens, when
- * max_tokens are kept for the answer and tools_tokens go to tool definitions;
- * SIZE_MAX when ctx is 0 (unknown). */
-size_t sessions_context_bytes(long long ctx, long long tools_tokens, int max_tokens);
+ * max_tokens are kept for the answer and tools_tokens (bytes / 4) go to tool
+ * definitions, a tenth kept in reserve; bpt100: bytes per token x100 as the
+ * server counted them (0: 4 bytes a token). SIZE_MAX when ctx is 0 (unknown). */
+size_t sessions_context_bytes(long long ctx, long long tools_tokens, int max_tokens, int bpt100);
 turn_t *turn_find(broker_t *b, int64_t id);
 int sessions_count_turns(broker_t *b, bool running);
 

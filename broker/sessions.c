@@ -254,39 +254,55 @@ static int trim_to_fit(json_t *msgs, size_t budget, size_t limit) {
   return (int)(drop - keep_from);
 }
 
-/* The model's context as the config says it, else as a node reported it
- * (sessions_on_done), else 0: unknown. tools_tokens: what the node's tool
- * definitions take of it. */
-static long long context_tokens(broker_t *b, const cadre_profile_t *p, long long *tools_tokens) {
-  char key[160], val[64];
-  long long ctx = 0;
-  *tools_tokens = 0;
+/* What a node reported of a profile's model (sessions_on_done). */
+typedef struct {
+  long long ctx;          /* its context in tokens; 0: unknown */
+  long long tools_tokens; /* what the tool definitions take (bytes / 4) */
+  int bpt100;             /* bytes per token as the server counted them, x100; 0: unknown (4) */
+} learned_t;
+
+static void learned_get(broker_t *b, const cadre_profile_t *p, learned_t *l) {
+  char key[160], val[80];
+  memset(l, 0, sizeof *l);
   snprintf(key, sizeof key, "context:%s", p->name);
-  if (store_meta_get(b->store, key, val, sizeof val) == 0 && sscanf(val, "%lld %lld", &ctx, tools_tokens) < 1)
-    ctx = 0;
-  return p->context_tokens > 0 ? p->context_tokens : ctx;
+  if (store_meta_get(b->store, key, val, sizeof val) == 0 &&
+      sscanf(val, "%lld %lld %d", &l->ctx, &l->tools_tokens, &l->bpt100) < 1)
+    memset(l, 0, sizeof *l);
+}
+
+/* The model's context as the config says it, else as a node reported it, else 0: unknown. */
+static long long context_tokens(broker_t *b, const cadre_profile_t *p, learned_t *l) {
+  learned_get(b, p, l);
+  return p->context_tokens > 0 ? p->context_tokens : l->ctx;
 }
 
 static void learn_context(broker_t *b, const cadre_profile_t *p, const json_t *usage) {
   json_t *c = json_object_get(usage, "context_tokens"), *tt = json_object_get(usage, "tools_tokens");
+  double bpt = jx_num(usage, "bytes_per_token", 0);
   if (!json_is_integer(c) || json_integer_value(c) <= 0)
     return;
-  char key[160], val[64], old[64] = "";
+  learned_t was;
+  learned_get(b, p, &was);
+  char key[160], val[80];
   snprintf(key, sizeof key, "context:%s", p->name);
-  snprintf(val, sizeof val, "%lld %lld", (long long)json_integer_value(c),
-           json_is_integer(tt) && json_integer_value(tt) > 0 ? (long long)json_integer_value(tt) : 0LL);
+  /* Clamped: a server's odd count must not make the budget absurd. */
+  int bpt100 = bpt > 0 ? (int)(bpt < 2 ? 200 : bpt > 6 ? 600 : bpt * 100) : was.bpt100;
+  snprintf(val, sizeof val, "%lld %lld %d", (long long)json_integer_value(c),
+           json_is_integer(tt) && json_integer_value(tt) > 0 ? (long long)json_integer_value(tt) : 0LL, bpt100);
+  char old[80] = "";
   if ((store_meta_get(b->store, key, old, sizeof old) < 0 || strcmp(old, val) != 0) && store_meta_set(b->store, key, val) == 0)
-    log_info("profile %s: the model's context is %s tokens (tools take %s)", p->name, val, strchr(val, ' ') + 1);
+    log_info("profile %s: the model's context, its tools' tokens, bytes per token x100: %s", p->name, val);
 }
 
-/* The bytes of messages that fit the profile's context: what the answer
- * (max_tokens) and the tool definitions leave of it, tokens estimated as
- * bytes / 4 with a tenth kept in reserve. SIZE_MAX when the context is unknown. */
-size_t sessions_context_bytes(long long ctx, long long tools_tokens, int max_tokens) {
+size_t sessions_context_bytes(long long ctx, long long tools_tokens, int max_tokens, int bpt100) {
   if (ctx <= 0)
     return SIZE_MAX;
-  long long left = (ctx - max_tokens - tools_tokens) * 9 / 10;
-  return (size_t)(left < 128 ? 128 : left) * 4;
+  if (bpt100 <= 0)
+    bpt100 = 400;
+  /* tools_tokens was counted as bytes / 4: in the server's tokens, bytes / bpt. */
+  long long tools = tools_tokens * 400 / bpt100;
+  long long left = (ctx - max_tokens - tools) * 9 / 10;
+  return (size_t)((left < 128 ? 128 : left) * bpt100 / 100);
 }
 
 /* Tells the model, in the system message, that older turns were left out. */
@@ -314,8 +330,9 @@ static void mark_left_out(json_t *msgs, int dropped, long long ctx) {
 static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p, int *trimmed, char *detail,
                                size_t dlen) {
   json_t *msgs = turn_messages(b, t, p);
-  long long tools_tokens, ctx = context_tokens(b, p, &tools_tokens);
-  size_t fit = sessions_context_bytes(ctx, tools_tokens, p->max_tokens);
+  learned_t l;
+  long long ctx = context_tokens(b, p, &l);
+  size_t fit = sessions_context_bytes(ctx, l.tools_tokens, p->max_tokens, l.bpt100);
   *trimmed = trim_to_fit(msgs, fit < b->turn_budget ? fit : b->turn_budget, b->turn_budget);
   if (*trimmed > 0 && fit < SIZE_MAX)
     mark_left_out(msgs, *trimmed, ctx);
@@ -484,8 +501,7 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
     return;
   const cadre_profile_t *p = session_profile(b, t->session);
   store_usage_t u = {usage_int(m->usage, "prompt_tokens"), usage_int(m->usage, "completion_tokens"), 0};
-  if (p->context_tokens <= 0)
-    learn_context(b, p, m->usage);
+  learn_context(b, p, m->usage);
   u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
   json_t *message = json_deep_copy(m->message);
   json_object_set_new(message, "role", json_string("assistant"));

@@ -111,19 +111,22 @@ static void test_history_is_trimmed_to_the_budget(void **state) {
 static const struct {
   const char *name;
   long long ctx, tools;
-  int max_tokens;
+  int max_tokens, bpt100;
   size_t want;
 } ctx_cases[] = {
-    {"unknown context: no limit", 0, 0, 256, SIZE_MAX},
-    {"2048 tokens, 256 for the answer", 2048, 0, 256, (2048 - 256) * 9 / 10 * 4},
-    {"tool definitions take their share", 2048, 1000, 256, (2048 - 256 - 1000) * 9 / 10 * 4},
-    {"nothing left: still the floor", 1024, 2000, 256, 128 * 4},
+    {"unknown context: no limit", 0, 0, 256, 0, SIZE_MAX},
+    {"2048 tokens, 256 for the answer", 2048, 0, 256, 0, (2048 - 256) * 9 / 10 * 4},
+    {"tool definitions take their share", 2048, 1000, 256, 0, (2048 - 256 - 1000) * 9 / 10 * 4},
+    {"nothing left: still the floor", 1024, 2000, 256, 0, 128 * 4},
+    {"a server counting 3 bytes a token", 2048, 0, 256, 300, (2048 - 256) * 9 / 10 * 3},
+    {"tools in the server's tokens too", 2048, 300, 256, 200, (2048 - 256 - 600) * 9 / 10 * 2},
 };
 
 static void test_context_bytes(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof ctx_cases / sizeof ctx_cases[0]; i++) {
-    size_t got = sessions_context_bytes(ctx_cases[i].ctx, ctx_cases[i].tools, ctx_cases[i].max_tokens);
+    size_t got = sessions_context_bytes(ctx_cases[i].ctx, ctx_cases[i].tools, ctx_cases[i].max_tokens,
+                                        ctx_cases[i].bpt100);
     if (got != ctx_cases[i].want)
       fail_msg("case \"%s\": %zu, want %zu", ctx_cases[i].name, got, ctx_cases[i].want);
   }
