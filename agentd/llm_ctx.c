@@ -175,10 +175,22 @@ int llm_context_tokens(const json_t *profile, const char *api_key, long timeout_
   return n;
 }
 
-void llm_ctx_forget(void) {
+void llm_ctx_forget(const json_t *profile) {
+  proto_profile_t pp;
+  proto_profile_read(profile, &pp);
+  size_t klen = (pp.url ? strlen(pp.url) : 0) + (pp.model ? strlen(pp.model) : 0) + 2;
+  char *key = profile ? malloc(klen) : NULL;
+  if (key)
+    snprintf(key, klen, "%s\n%s", pp.url ? pp.url : "", pp.model ? pp.model : "");
   pthread_mutex_lock(&cache_lock);
-  for (size_t i = 0; i < cache_n; i++)
+  for (size_t i = 0; i < cache_n;) {
+    if (profile && (!key || strcmp(cache[i].key, key) != 0)) {
+      i++;
+      continue;
+    }
     free(cache[i].key);
-  cache_n = 0;
+    cache[i] = cache[--cache_n];
+  }
   pthread_mutex_unlock(&cache_lock);
+  free(key);
 }

@@ -18,7 +18,8 @@ int llm_context_tokens(const json_t *profile, const char *api_key, long timeout_
 /* The context size in a llama.cpp /props body or an Ollama /api/show body; 0 when none. */
 int llm_ctx_parse(const json_t *body);
 
-/* Forgets what servers said (tests). */
-void llm_ctx_forget(void);
+/* Forgets what the profile's server said (it is asked again next time), or,
+ * with NULL, what every server said. */
+void llm_ctx_forget(const json_t *profile);
 
 #endif

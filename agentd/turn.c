@@ -398,6 +398,31 @@ static void report_turn_failed(loop_t *L, const char *code, const char *detail, 
   log_warn("turn %lld failed: %s: %s", (long long)L->r->job->turn, code, detail);
 }
 
+/* A request the server refused (HTTP 400) that may not fit the model's
+ * context: says so in detail, with the figures and what to do. */
+static void context_hint(loop_t *L, const llm_call_t *call, char *detail, size_t len) {
+  bool from_server;
+  llm_ctx_forget(L->r->job->profile); /* the server may have restarted with another context: ask again */
+  int ctx = llm_context_tokens(L->r->job->profile, L->r->job->api_key, CTX_PROBE_TIMEOUT_MS, &from_server);
+  json_t *first = json_array_get(call->messages, 0);
+  const char *role = json_string_value(json_object_get(first, "role"));
+  size_t tools = call->tools ? json_dumpb(call->tools, NULL, 0, JSON_COMPACT) : 0;
+  size_t fixed = tools + (role && strcmp(role, "system") == 0 ? json_dumpb(first, NULL, 0, JSON_COMPACT) : 0);
+  size_t all = tools + json_dumpb(call->messages, NULL, 0, JSON_COMPACT);
+  if ((long long)all / 4 < (long long)ctx * 9 / 10)
+    return; /* it fits: the 400 is about something else */
+  size_t used = strlen(detail);
+  if ((long long)fixed / 4 >= (long long)ctx * 9 / 10)
+    snprintf(detail + used, len - used,
+             "; the system prompt and the tool definitions alone take about %zu tokens and the model's context "
+             "is %d%s: give the model server a larger context (llama.cpp: -c or --ctx-size; Ollama: num_ctx), "
+             "or use a model that has one",
+             fixed / 4, ctx, from_server ? " (as its server says)" : " (assumed; set context_tokens)");
+  else
+    snprintf(detail + used, len - used, "; the request takes about %zu tokens and the model's context is %d%s",
+             all / 4, ctx, from_server ? " (as its server says)" : " (assumed; set context_tokens)");
+}
+
 /* One model call; LOOP_FAILED has been reported when it fails. */
 static loop_next_t call_model(loop_t *L, json_t **assistant) {
   run_t *r = L->r;
@@ -422,7 +447,11 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
                                      (call.tools ? json_dumpb(call.tools, NULL, 0, JSON_COMPACT) : 0);
   int rc = llm_run(&call, &out);
   if (rc != 0) {
-    report_turn_failed(L, out.cancelled ? PROTO_ERR_cancelled : out.code, out.detail, out.retryable, out.http_status);
+    char detail[1024];
+    snprintf(detail, sizeof detail, "%s", out.detail);
+    if (out.http_status == 400)
+      context_hint(L, &call, detail, sizeof detail);
+    report_turn_failed(L, out.cancelled ? PROTO_ERR_cancelled : out.code, detail, out.retryable, out.http_status);
     llm_outcome_free(&out);
     return LOOP_FAILED;
   }

@@ -163,6 +163,22 @@ class ContextBudget(unittest.TestCase):
         self.assertIn("left out to fit the model's context of 1500 tokens", msgs[0]["content"])
 
 
+class TooSmall(unittest.TestCase):
+    """A context smaller than the system prompt and the tools: the error says so, with figures."""
+
+    def test_a_prompt_larger_than_the_context_is_explained(self):
+        c = Cluster(nodes=(("n1", 1),), config_extra=small_context)
+        self.addCleanup(c.close)
+        # main's system prompt alone is about 1,000 tokens
+        c.model._call("POST", "/_context", {"n_ctx": 600, "server": "llamacpp"})
+        r = c.cadre("ask", "--session", "tiny", "hi")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("exceeds the available context size", r.stderr)
+        self.assertIn("the system prompt and the tool definitions alone take about", r.stderr)
+        self.assertIn("the model's context is 600 (as its server says)", r.stderr)
+        self.assertIn("--ctx-size", r.stderr)
+
+
 class OllamaContext(unittest.TestCase):
     """An Ollama server is asked with /api/show; its num_ctx is the budget."""
 

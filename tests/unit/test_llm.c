@@ -1116,7 +1116,7 @@ static void test_ctx_parse(void **state) {
 /* A configured context is used as is; a server that does not answer gives the default. */
 static void test_ctx_configured_or_default(void **state) {
   (void)state;
-  llm_ctx_forget();
+  llm_ctx_forget(NULL);
   json_t *p = json_pack("{s:s, s:s, s:s, s:i}", "provider", "llamacpp", "url", "http://127.0.0.1:9/v1", "model", "m",
                         "context_tokens", 3000);
   bool from_server = true;
@@ -1126,7 +1126,7 @@ static void test_ctx_configured_or_default(void **state) {
   assert_int_equal(llm_context_tokens(p, NULL, 500, &from_server), LLM_CTX_DEFAULT);
   assert_false(from_server);
   json_decref(p);
-  llm_ctx_forget();
+  llm_ctx_forget(NULL);
 }
 
 int main(void) {
