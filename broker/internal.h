@@ -49,6 +49,8 @@ typedef struct turn {
   int send_failures;     /* sends in a row that did not reach a node */
   int64_t approval_seq;  /* the approval the node waits for (its call's tool: approval_tool) */
   char approval_tool[64];
+  int64_t compact_upto;  /* on a node: a summary of the session's messages up to this seq (not the turn) */
+  bool compact_failed;   /* that summary could not be had: the turn trims instead */
   struct turn *next;
 } turn_t;
 

@@ -14,6 +14,7 @@
 #include "internal.h"
 #include "jx.h"
 #include "log.h"
+#include "sbuf.h"
 #include "util.h"
 
 #define SESSION_ID_MAX 64
@@ -134,14 +135,45 @@ int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after) {
   return turn;
 }
 
-/* System prompt, then the session's history. Caller owns. */
-static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t *p) {
+/* Appends text to the system message at the start of msgs (made when there is none). */
+static void system_append(json_t *msgs, const char *text) {
+  json_t *first = json_array_get(msgs, 0);
+  const char *role = jx_str(first, "role", NULL), *had = jx_str(first, "content", NULL);
+  if (!role || strcmp(role, "system") != 0 || !had) {
+    json_array_insert_new(msgs, 0, json_pack("{s:s, s:s}", "role", "system", "content", text));
+    return;
+  }
+  char *joined = NULL;
+  if (asprintf(&joined, "%s\n\n%s", had, text) >= 0) {
+    json_object_set_new(first, "content", json_string(joined));
+    free(joined);
+  }
+}
+
+/* System prompt, then the session's history; a summary of older messages
+ * goes into the system message. seqs (an array) gets each message's seq (0:
+ * the system message, inherited context). Caller owns. */
+static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t *p, json_t *seqs) {
   json_t *msgs = json_array();
-  if (p->system_prompt && p->system_prompt[0])
+  if (p->system_prompt && p->system_prompt[0]) {
     json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", p->system_prompt));
-  json_t *hist = store_history(b->store, t->session, false);
-  json_array_extend(msgs, hist);
+    json_array_append_new(seqs, json_integer(0));
+  }
+  json_t *hseqs = json_array(), *hist = store_history_model(b->store, t->session, hseqs);
+  size_t i;
+  json_t *m;
+  json_array_foreach(hist, i, m) {
+    if (json_object_get(m, "context_summary")) {
+      if (strcmp(jx_str(json_array_get(msgs, 0), "role", ""), "system") != 0)
+        json_array_insert_new(seqs, 0, json_integer(0)); /* system_append makes one */
+      system_append(msgs, jx_str(m, "content", ""));
+      continue;
+    }
+    json_array_append(msgs, m);
+    json_array_append(seqs, json_array_get(hseqs, i));
+  }
   json_decref(hist);
+  json_decref(hseqs);
   return msgs;
 }
 
@@ -312,28 +344,132 @@ static void mark_left_out(json_t *msgs, int dropped, long long ctx) {
            "[Context: the %d oldest messages of this conversation were left out to fit the model's context of %lld "
            "tokens.]",
            dropped, ctx);
-  json_t *first = json_array_get(msgs, 0);
-  const char *role = jx_str(first, "role", NULL), *text = jx_str(first, "content", NULL);
-  if (role && strcmp(role, "system") == 0 && text) {
-    char *joined = NULL;
-    if (asprintf(&joined, "%s\n\n%s", text, note) >= 0) {
-      json_object_set_new(first, "content", json_string(joined));
-      free(joined);
-    }
-  } else {
-    json_array_insert_new(msgs, 0, json_pack("{s:s, s:s}", "role", "system", "content", note));
+  system_append(msgs, note);
+}
+
+/* ---- summaries of older turns ------------------------------------------ */
+
+/* When a turn's history does not fit the model's context, the turn first asks
+ * the agent's own model (no tools; watchers see nothing of it) to summarise
+ * the messages that would be left out, and any earlier summary with them. The
+ * summary is kept in the history (a message with "context_summary": the last
+ * seq it covers) and goes into the system message of later requests. If that
+ * call fails, the turn trims instead. */
+#define COMPACT_MSG_MAX 1500 /* bytes of one message in the transcript */
+
+static const char COMPACT_PROMPT[] =
+    "You summarise the earlier part of a conversation between a user and an AI coding agent, so that the agent "
+    "can go on without it. Keep the user's goals and requests, the decisions made, the facts learned (files, "
+    "commands, results, errors), what is done and what is still open. Leave out pleasantries. Write plain text, "
+    "at most 250 words, and nothing else.";
+
+static const char SUMMARY_HEAD[] = "[Summary of the earlier conversation, written to fit the model's context]\n";
+
+/* One message of the transcript, capped. */
+static void transcript_line(sbuf_t *out, const json_t *m) {
+  sbuf_t line = {.max = COMPACT_MSG_MAX};
+  const char *role = jx_str(m, "role", "?");
+  json_t *calls = json_object_get(m, "tool_calls");
+  if (json_object_get(m, "tool_call_id"))
+    sbuf_puts(&line, "tool result: ");
+  else
+    sbuf_printf(&line, "%s: ", role);
+  const char *text = jx_str(m, "content", NULL);
+  if (text)
+    sbuf_add_utf8(&line, text, strlen(text));
+  size_t i;
+  json_t *c;
+  json_array_foreach(calls, i, c) {
+    json_t *fn = json_object_get(c, "function");
+    const char *args = jx_str(fn, "arguments", "");
+    sbuf_printf(&line, " [calls %s ", jx_str(fn, "name", "?"));
+    sbuf_add_utf8(&line, args, strlen(args));
+    sbuf_puts(&line, "]");
   }
+  if (line.full)
+    sbuf_puts(out, "(cut) ");
+  sbuf_add(out, sbuf_str(&line), line.len);
+  sbuf_puts(out, "\n");
+  sbuf_free(&line);
+}
+
+/* The request that summarises msgs[from, upto) (and the earlier summary, in
+ * the system message at 0), in at most cap bytes; the newest messages first
+ * when not all fit. */
+static json_t *compact_messages(const json_t *msgs, size_t from, size_t upto, const char *earlier, size_t cap) {
+  sbuf_t text = {0};
+  size_t first = upto, used = earlier ? strlen(earlier) : 0;
+  while (first > from) {
+    sbuf_t line = {0};
+    transcript_line(&line, json_array_get(msgs, first - 1));
+    bool fits = used + line.len <= cap;
+    used += line.len;
+    sbuf_free(&line);
+    if (!fits)
+      break;
+    first--;
+  }
+  if (earlier)
+    sbuf_printf(&text, "The summary so far:\n%s\n\n", earlier);
+  sbuf_puts(&text, "The conversation to add to it:\n");
+  if (first > from)
+    sbuf_printf(&text, "(%zu older messages omitted)\n", first - from);
+  for (size_t i = first; i < upto; i++)
+    transcript_line(&text, json_array_get(msgs, i));
+  json_t *out = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content", COMPACT_PROMPT, "role", "user",
+                          "content", sbuf_str(&text));
+  sbuf_free(&text);
+  return out;
+}
+
+/* The summary part of the system message (after SUMMARY_HEAD), or NULL. */
+static const char *earlier_summary(const json_t *msgs) {
+  const char *sys = jx_str(json_array_get(msgs, 0), "content", NULL);
+  const char *at = sys ? strstr(sys, SUMMARY_HEAD) : NULL;
+  return at ? at + strlen(SUMMARY_HEAD) : NULL;
+}
+
+/* When trimming msgs to fit would leave out some of the session's own
+ * messages, the request that summarises them (t->compact_upto set); else NULL. */
+static json_t *compact_request(turn_t *t, const cadre_profile_t *p, const json_t *msgs, const json_t *seqs, size_t fit,
+                               size_t limit) {
+  if (t->compact_failed || !p->summarize_context || fit == SIZE_MAX)
+    return NULL;
+  json_t *dry = json_copy((json_t *)msgs);
+  int drop = trim_to_fit(dry, fit < limit ? fit : limit, limit);
+  json_decref(dry);
+  if (drop <= 0)
+    return NULL;
+  const char *r0 = jx_str(json_array_get(msgs, 0), "role", NULL);
+  size_t from = r0 && strcmp(r0, "system") == 0 ? 1 : 0, upto = from + (size_t)drop;
+  int64_t last = 0;
+  for (size_t i = from; i < upto; i++)
+    if (json_integer_value(json_array_get(seqs, i)) > last)
+      last = json_integer_value(json_array_get(seqs, i));
+  if (last <= 0)
+    return NULL; /* only inherited context would go: nothing of this session's to summarise */
+  t->compact_upto = last;
+  return compact_messages(msgs, from, upto, earlier_summary(msgs), fit > 1024 ? fit - 1024 : fit);
 }
 
 /* The turn message for t's next attempt, its history trimmed to the frame
  * budget and to the model's context. NULL with detail when it cannot be built. */
 static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p, int *trimmed, char *detail,
                                size_t dlen) {
-  json_t *msgs = turn_messages(b, t, p);
+  json_t *seqs = json_array(), *msgs = turn_messages(b, t, p, seqs);
   learned_t l;
   long long ctx = context_tokens(b, p, &l);
   size_t fit = sessions_context_bytes(ctx, l.tools_tokens, p->max_tokens, l.bpt100);
-  *trimmed = trim_to_fit(msgs, fit < b->turn_budget ? fit : b->turn_budget, b->turn_budget);
+  json_t *compact = compact_request(t, p, msgs, seqs, fit, b->turn_budget);
+  json_decref(seqs);
+  if (compact) {
+    json_decref(msgs);
+    msgs = compact;
+    *trimmed = 0;
+  } else {
+    t->compact_upto = 0;
+    *trimmed = trim_to_fit(msgs, fit < b->turn_budget ? fit : b->turn_budget, b->turn_budget);
+  }
   if (*trimmed > 0 && fit < SIZE_MAX)
     mark_left_out(msgs, *trimmed, ctx);
   if (*trimmed < 0) {
@@ -357,7 +493,7 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
     json_object_set(wire, "stream", stream);
   proto_set_json(m, PROTO_F_profile, wire);
   proto_set_json(m, PROTO_F_messages, msgs);
-  json_t *tools = b->hooks.tools_for ? b->hooks.tools_for(b, t->session) : NULL;
+  json_t *tools = b->hooks.tools_for && !compact ? b->hooks.tools_for(b, t->session) : NULL;
   if (tools)
     proto_set_json(m, PROTO_F_tools, tools);
   return m;
@@ -405,7 +541,10 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   t->send_failures = 0;
   node->busy++;
   store_turn_running(b->store, t->id, t->attempt, node->name);
-  log_info("turn %lld (%s, attempt %d) -> node %s", (long long)t->id, t->session, t->attempt, node->name);
+  log_info("turn %lld (%s, attempt %d) -> node %s%s", (long long)t->id, t->session, t->attempt, node->name,
+           t->compact_upto ? ": first a summary of its older messages" : "");
+  if (t->compact_upto)
+    return 0; /* watchers see the turn start when it answers */
   json_t *payload = json_pack("{s:s, s:s, s:i}", "node", node->name, "model", p->model, "attempt", t->attempt);
   if (t->after > 0)
     json_object_set_new(payload, "after", json_integer(t->after));
@@ -485,14 +624,40 @@ static turn_t *current_turn(broker_t *b, peer_t *from, const proto_msg_t *m) {
 void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, const void *raw, size_t len) {
   turn_t *t = turn_find(b, r->turn);
   if (!t || t->node != from || t->attempt != r->attempt || strlen(t->session) != r->session_len ||
-      memcmp(t->session, r->session, r->session_len) != 0)
-    return; /* stale: an old attempt, or a cancelled turn */
+      memcmp(t->session, r->session, r->session_len) != 0 || t->compact_upto)
+    return; /* stale: an old attempt, or a cancelled turn; or a summary being written */
   broker_forward(b, t->session, r->session_len, raw, len);
 }
 
 static int64_t usage_int(const json_t *usage, const char *key) {
   json_t *v = json_object_get(usage, key);
   return json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+}
+
+/* A node answered a turn's summary request: kept, then the turn itself runs. */
+static void compact_done(broker_t *b, turn_t *t, peer_t *from, const proto_msg_t *m, const store_usage_t *u) {
+  const char *text = jx_str(m->message, "content", NULL);
+  t->node = NULL;
+  if (from->busy > 0)
+    from->busy--;
+  if (text && text[0]) {
+    char *content = NULL;
+    json_t *msg = asprintf(&content, "%s%s", SUMMARY_HEAD, text) >= 0
+                      ? json_pack("{s:s, s:s, s:I}", "role", "assistant", "content", content, "context_summary",
+                                  (json_int_t)t->compact_upto)
+                      : NULL;
+    if (!msg || store_append(b->store, t->session, 0, msg, NULL) < 0)
+      t->compact_failed = true;
+    json_decref(msg);
+    free(content);
+  } else {
+    t->compact_failed = true;
+  }
+  store_session_usage(b->store, t->session, u);
+  log_info("turn %lld (%s): %s the messages up to %lld", (long long)t->id, t->session,
+           t->compact_failed ? "no summary of" : "summarised", (long long)t->compact_upto);
+  t->compact_upto = 0;
+  sessions_schedule(b);
 }
 
 void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
@@ -502,6 +667,11 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   const cadre_profile_t *p = session_profile(b, t->session);
   store_usage_t u = {usage_int(m->usage, "prompt_tokens"), usage_int(m->usage, "completion_tokens"), 0};
   learn_context(b, p, m->usage);
+  if (t->compact_upto) {
+    u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
+    compact_done(b, t, from, m, &u);
+    return;
+  }
   u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
   json_t *message = json_deep_copy(m->message);
   json_object_set_new(message, "role", json_string("assistant"));
@@ -558,6 +728,15 @@ void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
   t->node = NULL; /* the node has already let go of it */
   if (from->busy > 0)
     from->busy--;
+  if (t->compact_upto && strcmp(m->code, PROTO_ERR_cancelled) != 0) {
+    log_warn("turn %lld (%s): no summary of its older messages (%s: %s); they are left out instead", (long long)t->id,
+             t->session, m->code, m->detail);
+    json_decref(extra);
+    t->compact_upto = 0;
+    t->compact_failed = true;
+    sessions_schedule(b);
+    return;
+  }
   turn_fail(b, t, strcmp(m->code, PROTO_ERR_cancelled) == 0 ? "cancelled" : "failed", m->code, m->detail, extra, m->messages);
 }
 
@@ -568,6 +747,7 @@ void sessions_node_lost(broker_t *b, peer_t *node) {
     if (t->node != node)
       continue;
     t->node = NULL;
+    t->compact_upto = 0;
     if (t->attempt >= b->opts.max_turn_attempts) {
       char detail[256];
       snprintf(detail, sizeof detail, "node %s was lost during attempt %d of %d", peer_label(node), t->attempt,

@@ -449,13 +449,65 @@ static void read_context(store_t *self, json_t *out, const char *session, bool w
   sqlite3_finalize(st);
 }
 
+/* The session's latest summary of its older messages: its body (caller owns)
+ * and the last seq it covers; NULL when it has none. */
+static json_t *latest_summary(store_t *self, const char *session, int64_t *upto) {
+  sqlite3_stmt *st = prep(self, "SELECT body, json_extract(body, '$.context_summary') FROM messages WHERE session = ?"
+                                " AND cleared = 0 AND json_type(body, '$.context_summary') = 'integer'"
+                                " ORDER BY seq DESC LIMIT 1");
+  json_t *m = NULL;
+  *upto = 0;
+  if (!st)
+    return NULL;
+  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+  if (sqlite3_step(st) == SQLITE_ROW) {
+    m = json_loads(col_text(st, 0), 0, NULL);
+    *upto = sqlite3_column_int64(st, 1);
+  }
+  sqlite3_finalize(st);
+  return m;
+}
+
+json_t *store_history_model(store_t *self, const char *session, json_t *seqs) {
+  json_t *out = json_array();
+  read_context(self, out, session, false);
+  for (size_t i = json_array_size(seqs); i < json_array_size(out); i++)
+    json_array_append_new(seqs, json_integer(0));
+  int64_t upto = 0;
+  json_t *summary = latest_summary(self, session, &upto);
+  if (summary) {
+    json_array_append_new(out, summary);
+    json_array_append_new(seqs, json_integer(0));
+  }
+  sqlite3_stmt *st = prep(self, "SELECT seq, body FROM messages WHERE session = ? AND cleared = 0 AND seq > ? AND "
+                                NOT_LEFT_OUT " AND json_type(body, '$.context_summary') IS NULL ORDER BY seq");
+  if (!st)
+    return out;
+  sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 2, upto);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *msg = json_loads(col_text(st, 1), 0, NULL);
+    if (!json_is_object(msg)) {
+      json_decref(msg);
+      continue;
+    }
+    json_array_append_new(out, msg);
+    json_array_append_new(seqs, json_integer(sqlite3_column_int64(st, 0)));
+  }
+  sqlite3_finalize(st);
+  return out;
+}
+
 json_t *store_history(store_t *self, const char *session, bool with_meta) {
+  if (!with_meta) {
+    json_t *seqs = json_array(), *out = store_history_model(self, session, seqs);
+    json_decref(seqs);
+    return out;
+  }
   json_t *out = json_array();
   read_context(self, out, session, with_meta);
-  sqlite3_stmt *st = prep(self, with_meta ? "SELECT seq, turn, body, thinking, created_ms, NOT " NOT_LEFT_OUT
-                                             " FROM messages WHERE session = ? AND cleared = 0 ORDER BY seq"
-                                           : "SELECT seq, turn, body, thinking, created_ms FROM messages"
-                                             " WHERE session = ? AND cleared = 0 AND " NOT_LEFT_OUT " ORDER BY seq");
+  sqlite3_stmt *st = prep(self, "SELECT seq, turn, body, thinking, created_ms, NOT " NOT_LEFT_OUT
+                                " FROM messages WHERE session = ? AND cleared = 0 ORDER BY seq");
   if (!st)
     return out;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
@@ -670,6 +722,10 @@ static int session_add_usage(store_t *self, const char *session, const store_usa
   sqlite3_bind_double(st, 3, u->cost);
   sqlite3_bind_text(st, 4, session, -1, SQLITE_TRANSIENT);
   return exec_done(st);
+}
+
+int store_session_usage(store_t *self, const char *session, const store_usage_t *usage) {
+  return session_add_usage(self, session, usage);
 }
 
 /* Appends the turn's messages (thinking goes with the last). */

@@ -92,6 +92,13 @@ bool store_session_exists(store_t *self, const char *id);
  * failed or cancelled turn are left out of the plain form (what turns send)
  * and carry "left_out": true in the with_meta form. Caller owns. */
 json_t *store_history(store_t *self, const char *session, bool with_meta);
+/* What the model is sent of the history (store_history's plain form): the
+ * inherited context, the latest summary of older messages (a message with
+ * "context_summary": the last seq it covers), then the messages after it, and
+ * into seqs (an array) each message's seq (0: context or the summary). */
+json_t *store_history_model(store_t *self, const char *session, json_t *seqs);
+/* Adds a model call's usage to the session (one not recorded as a turn's). */
+int store_session_usage(store_t *self, const char *session, const store_usage_t *usage);
 /* Appends one message; returns its seq (>0) or -1. */
 int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,
                      const char *thinking);

@@ -617,6 +617,7 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_int(l, v, pfx, "max_tokens", 1, MAX_TOKENS_CAP, &p->max_tokens) < 0 ||
       get_int(l, v, pfx, "context_tokens", 256, MAX_TOKENS_CAP, &p->context_tokens) < 0 ||
       get_bool(l, v, pfx, "stream", &p->stream) < 0 ||
+      get_bool(l, v, pfx, "summarize_context", &p->summarize_context) < 0 ||
       get_string(l, v, pfx, "system_prompt_file", &p->system_prompt_file) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)",
                  &p->cost_per_1m_input) < 0 ||
@@ -740,6 +741,7 @@ static int parse_profile(loader_t *l, const char *name, json_t *v, cadre_profile
   p->temperature = 0.7;
   p->max_tokens = 2048;
   p->stream = true;
+  p->summarize_context = true;
   if (set_str(l, &p->name, name) < 0 || parse_fields(l, v, p, pfx) < 0)
     return -1;
   return load_prompt(l, p);
@@ -908,6 +910,7 @@ static int default_profile(loader_t *l, const default_profile_t *d, cadre_profil
   p->temperature = d->temperature;
   p->max_tokens = d->max_tokens;
   p->stream = true;
+  p->summarize_context = true;
   p->cost_per_1m_input = d->cost_in;
   p->cost_per_1m_output = d->cost_out;
   return load_prompt(l, p);
@@ -1032,6 +1035,8 @@ static json_t *profile_display(const cadre_profile_t *p)
     json_object_set_new(o, "max_tokens_field", json_string(p->max_tokens_field));
   if (p->context_tokens)
     json_object_set_new(o, "context_tokens", json_integer(p->context_tokens));
+  if (!p->summarize_context)
+    json_object_set_new(o, "summarize_context", json_false());
   if (p->think)
     json_object_set(o, "think", p->think);
   json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());

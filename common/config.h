@@ -32,6 +32,7 @@ typedef struct {
   double temperature;
   int max_tokens;
   int context_tokens;       /* the model's context in tokens; 0: unknown (the node asks the server) */
+  bool summarize_context;   /* past the context, older turns are summarised by the model (default) or only left out */
   bool stream;
   char *system_prompt_file; /* as written in the file (NULL when absent) */
   char *system_prompt_path; /* the file actually read (resolved); NULL when none */

@@ -93,10 +93,12 @@ class RoleWithoutPrompt(unittest.TestCase):
             c.close()
 
 
-def small_context(cfg):
-    """Main without tools or delegation (its prompt alone is about 1,000 tokens);
-    the reviewer with its own, configured budget."""
+def small_context(cfg, summarize=False):
+    """Main without tools or delegation (its prompt alone is about 1,000 tokens),
+    its older turns left out (or summarised); the reviewer with its own,
+    configured budget."""
     cfg["agents"]["main_agent"]["tools"] = []
+    cfg["agents"]["main_agent"]["summarize_context"] = summarize
     cfg["spawning_rules"]["delegation"] = False
     cfg["agents"]["reviewer_agent"]["context_tokens"] = 1500
 
@@ -177,6 +179,39 @@ class TooSmall(unittest.TestCase):
         self.assertIn("the system prompt and the tool definitions alone take about", r.stderr)
         self.assertIn("the model's context is 600 (as its server says)", r.stderr)
         self.assertIn("--ctx-size", r.stderr)
+
+
+class Summaries(unittest.TestCase):
+    """Past the context, older turns are summarised by the agent's own model."""
+
+    def test_older_turns_are_summarised_and_kept(self):
+        c = Cluster(nodes=(("n1", 1),), config_extra=lambda cfg: small_context(cfg, summarize=True))
+        self.addCleanup(c.close)
+        c.model._call("POST", "/_context", {"n_ctx": 2048, "server": "llamacpp"})
+        c.model.script([{"match": f"question {i}:", "text": f"answer {i}: " + "A" * 1200} for i in range(4)],
+                       default={"text": "SUMMARY-TEXT: the user asked numbered questions."})
+        for i in range(4):
+            r = c.cadre("ask", "--session", "s", f"question {i}: " + "q" * 1200)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertTrue(r.stdout.startswith(f"answer {i}: "), r.stdout[:80])  # never the summary
+        reqs = c.model.requests()
+        summaries = [q for q in reqs if q["body"]["messages"][0]["content"].startswith("You summarise")]
+        turns = [q for q in reqs if q not in summaries]
+        self.assertGreaterEqual(len(summaries), 1)
+        self.assertEqual(len(turns), 4)
+        for q in reqs:
+            self.assertLessEqual(q["prompt_estimate"], 2048)
+        for q in summaries:
+            self.assertNotIn("tools", q["body"])
+        system = turns[-1]["body"]["messages"][0]["content"]
+        self.assertIn("[PLAN]", system)
+        self.assertIn("[Summary of the earlier conversation", system)
+        self.assertIn("SUMMARY-TEXT", system)
+        # The history keeps every message and the summaries, marked.
+        r, lines = c.cadre_json("history", "s")
+        msgs = lines[0]["messages"]
+        self.assertEqual(sum(1 for m in msgs if m.get("content", "").startswith("question ")), 4)
+        self.assertTrue(any(m.get("context_summary") for m in msgs), msgs)
 
 
 class OllamaContext(unittest.TestCase):

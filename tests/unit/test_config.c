@@ -171,7 +171,7 @@ static void test_defaults_without_prompts_have_no_prompt(void **state)
 static const char FULL[] =
   "{ 'agents': {\n"
   "    'boss': { 'provider': 'openai', 'model': 'gpt-4o', 'api_key': 'sk-SECRET-123',\n"
-  "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'stream': false,\n"
+  "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'summarize_context': false, 'stream': false,\n"
   "              'system_prompt_file': 'mine/boss.txt', 'cost_per_1m_input': 2.5,\n"
   "              'cost_per_1m_output': 10, 'future_field': {'x': 1} },\n"
   "    'rev': { 'provider': 'lm_studio', 'model': 'qwen', 'role': 'reviewer', 'api_key': null,\n"
@@ -213,6 +213,7 @@ static void test_full_file_fields(void **state)
   assert_float_equal(b->temperature, 1.0, 1e-9);
   assert_int_equal(b->max_tokens, 8000);
   assert_int_equal(b->context_tokens, 32768);
+  assert_false(b->summarize_context);
   assert_false(b->stream);
   assert_float_equal(b->cost_per_1m_input, 2.5, 1e-9);
   assert_float_equal(b->cost_per_1m_output, 10, 1e-9);
@@ -230,6 +231,7 @@ static void test_full_file_defaults_per_field(void **state)
   assert_float_equal(r->temperature, 0.7, 1e-9);
   assert_int_equal(r->max_tokens, 2048);
   assert_int_equal(r->context_tokens, 0); /* not said: the node asks the server */
+  assert_true(r->summarize_context);
   assert_true(r->stream);
   assert_float_equal(r->cost_per_1m_input, 0, 0);
   const cadre_profile_t *s = config_profile(c, "sec");
@@ -434,6 +436,8 @@ static const err_case_t ERR_CASES[] = {
   { "stream a string", MAIN_WITH(", 'stream': 'yes'"),
     "c.json: agents.main_agent.stream: expected true or false, got \"yes\"" },
   { "stream a number", MAIN_WITH(", 'stream': 1"), "c.json: agents.main_agent.stream: expected true or false, got 1" },
+  { "summarize_context a string", MAIN_WITH(", 'summarize_context': 'no'"),
+    "c.json: agents.main_agent.summarize_context: expected true or false, got \"no\"" },
   { "cost negative", MAIN_WITH(", 'cost_per_1m_input': -1"),
     "c.json: agents.main_agent.cost_per_1m_input: expected a number of 0 or more (USD), got -1" },
   { "cost a string", MAIN_WITH(", 'cost_per_1m_output': '$2'"),

@@ -135,12 +135,13 @@ static void test_context_bytes(void **state) {
 /* A context a node reported: later turns fit it, older turns go first (a tool
  * call with its result), the latest user message and the system prompt stay,
  * and the system message says what was left out. */
-static void test_history_fits_the_reported_context(void **state) {
-  (void)state;
-  fx_t *fx = fx_new(NULL);
-  fx_controller(fx, "ctl");
+/* Main's history past a reported context of room for its prompt and ~1,000
+ * bytes: a first turn that added a tool call, a 2,000-byte result and an
+ * answer, then a second question. */
+static peer_t *past_the_context(fx_t *fx, bool summarize) {
   peer_t *node = fx_node(fx, "n1", 1);
-  const cadre_profile_t *mp = config_main(fx->config);
+  cadre_profile_t *mp = (cadre_profile_t *)config_main(fx->config);
+  mp->summarize_context = summarize;
   size_t sp = mp->system_prompt ? strlen(mp->system_prompt) : 0;
   ask(fx, "first");
   const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
@@ -164,6 +165,19 @@ static void test_history_fits_the_reported_context(void **state) {
   sessions_on_done(fx->b, node, m);
   proto_msg_destroy(&m);
   ask(fx, "second");
+  return node;
+}
+
+static void test_history_fits_the_reported_context(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  past_the_context(fx, false);
+  const cadre_profile_t *mp = config_main(fx->config);
+  size_t sp = mp->system_prompt ? strlen(mp->system_prompt) : 0;
+  char big[2001];
+  memset(big, 'z', sizeof big - 1);
+  big[sizeof big - 1] = '\0';
   json_t *msgs = fx_last(fx, PROTO_TURN, NULL)->msg->messages;
   size_t n = json_array_size(msgs);
   assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, n - 1), "content")), "second");
@@ -180,6 +194,68 @@ static void test_history_fits_the_reported_context(void **state) {
       assert_non_null(json_object_get(json_array_get(msgs, i - 1), "tool_calls"));
   }
   assert_null(memmem(fx_last(fx, PROTO_TURN, NULL)->data, fx_last(fx, PROTO_TURN, NULL)->len, big, 100));
+  fx_destroy(&fx);
+}
+
+/* The same history, summarised: the turn first asks the model for a summary
+ * (no tools, no events), keeps it in the history, then runs with it in its
+ * system message and without the summarised messages. */
+static void test_older_turns_are_summarised(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  peer_t *node = past_the_context(fx, true);
+  int started = fx_count(fx, PROTO_EVENT, "turn_started");
+  const fx_sent_t *req = fx_last(fx, PROTO_TURN, NULL);
+  json_t *msgs = req->msg->messages;
+  assert_int_equal(json_array_size(msgs), 2);
+  assert_non_null(strstr(json_string_value(json_object_get(json_array_get(msgs, 0), "content")), "You summarise"));
+  const char *transcript = json_string_value(json_object_get(json_array_get(msgs, 1), "content"));
+  assert_non_null(strstr(transcript, "user: first"));
+  assert_non_null(strstr(transcript, "[calls read_file {}]"));
+  assert_non_null(strstr(transcript, "(cut) tool result: zzz"));
+  assert_null(strstr(transcript, "second")); /* the latest question is not summarised */
+  assert_null(req->msg->tools);
+  fx_turn_done(fx, node, "The user asked first; a file of z was read.");
+  assert_int_equal(fx_count(fx, PROTO_EVENT, "turn_started"), started + 1); /* only the turn itself */
+  assert_int_equal(fx_count(fx, PROTO_EVENT, "turn_done"), 1);              /* only the first turn's */
+  msgs = fx_last(fx, PROTO_TURN, NULL)->msg->messages;
+  size_t n = json_array_size(msgs);
+  const char *sys = json_string_value(json_object_get(json_array_get(msgs, 0), "content"));
+  assert_non_null(strstr(sys, "[Summary of the earlier conversation"));
+  assert_non_null(strstr(sys, "The user asked first; a file of z was read."));
+  assert_null(strstr(sys, "were left out"));
+  assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, n - 1), "content")), "second");
+  assert_true(n <= 3);
+  /* The history keeps every message, and the summary marked as such. */
+  json_t *h = store_history(fx->b->store, "main", true);
+  json_t *last = json_array_get(h, json_array_size(h) - 1);
+  assert_true(json_integer_value(json_object_get(last, "context_summary")) > 0);
+  json_decref(h);
+  fx_destroy(&fx);
+}
+
+/* A summary that fails: the turn trims instead, and still runs. */
+static void test_a_failed_summary_falls_back_to_trimming(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  fx_controller(fx, "ctl");
+  peer_t *node = past_the_context(fx, true);
+  const fx_sent_t *req = fx_last(fx, PROTO_TURN, NULL);
+  proto_msg_t *f = proto_msg_new(PROTO_TURN_FAILED);
+  proto_set_str(f, PROTO_F_session, "main");
+  PROTO_SET(f, turn, req->msg->turn);
+  PROTO_SET(f, attempt, req->msg->attempt);
+  proto_set_str(f, PROTO_F_code, "http_error");
+  proto_set_str(f, PROTO_F_detail, "model server answered 500");
+  sessions_on_failed(fx->b, node, f);
+  proto_msg_destroy(&f);
+  assert_int_equal(fx_count(fx, PROTO_EVENT, "turn_failed"), 0);
+  json_t *msgs = fx_last(fx, PROTO_TURN, NULL)->msg->messages;
+  assert_non_null(strstr(json_string_value(json_object_get(json_array_get(msgs, 0), "content")), "were left out"));
+  assert_string_equal(json_string_value(json_object_get(json_array_get(msgs, json_array_size(msgs) - 1), "content")),
+                      "second");
+  assert_int_equal(node->busy, 1);
   fx_destroy(&fx);
 }
 
@@ -408,6 +484,8 @@ int main(void) {
       cmocka_unit_test(test_history_is_trimmed_to_the_budget),
       cmocka_unit_test(test_context_bytes),
       cmocka_unit_test(test_history_fits_the_reported_context),
+      cmocka_unit_test(test_older_turns_are_summarised),
+      cmocka_unit_test(test_a_failed_summary_falls_back_to_trimming),
       cmocka_unit_test(test_a_message_over_the_budget_fails_the_turn_clearly),
       cmocka_unit_test(test_turn_done_carries_the_answer_not_the_tool_outputs),
       cmocka_unit_test(test_deltas_are_routed_by_turn_and_attempt),
