@@ -437,6 +437,16 @@ static json_t *compact_request(turn_t *t, const cadre_profile_t *p, const json_t
     return NULL;
   json_t *dry = json_copy((json_t *)msgs);
   int drop = trim_to_fit(dry, fit < limit ? fit : limit, limit);
+  if (drop > 0) {
+    /* Summarise down to half the room the system message leaves, so that the
+     * next turns fit without another summary each. */
+    json_decref(dry);
+    dry = json_copy((json_t *)msgs);
+    const char *r0 = jx_str(json_array_get(msgs, 0), "role", NULL);
+    size_t fixed = r0 && strcmp(r0, "system") == 0 ? json_dumpb(json_array_get(msgs, 0), NULL, 0, JSON_COMPACT) : 0;
+    size_t half = fixed < fit ? fixed + (fit - fixed) / 2 : fit;
+    drop = trim_to_fit(dry, half < limit ? half : limit, limit);
+  }
   json_decref(dry);
   if (drop <= 0)
     return NULL;
