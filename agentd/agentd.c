@@ -60,9 +60,14 @@ static void fill_heartbeat(proto_msg_t *hb, void *arg) {
 
 static int connect_broker(agentd_t *d, char *err, size_t errlen) {
   proto_msg_t *hello = node_hello(d);
-  proto_link_opts_t lo = {.endpoint = d->opts.broker, .key_file = d->opts.key_file, .broker_key = d->opts.broker_key,
-                          .reconnect_ivl_ms = 200, .reconnect_ivl_max_ms = 2000, .sndhwm = 100000,
-                          .on_heartbeat = fill_heartbeat, .arg = d};
+  proto_link_opts_t lo = {.endpoint = d->opts.broker,
+                          .key_file = d->opts.key_file,
+                          .broker_key = d->opts.broker_key,
+                          .reconnect_ivl_ms = 200,
+                          .reconnect_ivl_max_ms = 2000,
+                          .sndhwm = 100000,
+                          .on_heartbeat = fill_heartbeat,
+                          .arg = d};
   d->link = hello ? proto_link_new(d->ctx, &lo, &hello, err, errlen) : NULL;
   if (!hello)
     snprintf(err, errlen, "out of memory");

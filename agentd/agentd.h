@@ -17,16 +17,16 @@
 #include "secrets.h"
 
 typedef struct {
-  const char *broker;       /* endpoint */
-  const char *broker_key;   /* Z85 or file */
-  const char *key_file;     /* our key pair */
+  const char *broker;     /* endpoint */
+  const char *broker_key; /* Z85 or file */
+  const char *key_file;   /* our key pair */
   const char *name;
   const char *workspace;
   int slots;
-  json_t *models;           /* strings; ["*"] = any */
+  json_t *models; /* strings; ["*"] = any */
   json_t *providers;
-  secrets_t *secrets;       /* borrowed, may be NULL */
-  cadre_config_t *config;   /* borrowed, may be NULL: api keys of profiles */
+  secrets_t *secrets;     /* borrowed, may be NULL */
+  cadre_config_t *config; /* borrowed, may be NULL: api keys of profiles */
   long connect_timeout_ms;
   long stall_timeout_ms;
 } agentd_opts_t;

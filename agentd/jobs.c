@@ -175,8 +175,8 @@ int run_push(run_t *r, proto_msg_t *m) {
   m->id = PROTO_ID_UNSTAMPED;
   int rc = proto_send(r->push, NULL, 0, m, 0);
   if (rc < 0 && r->job->kind == JOB_TURN)
-    log_error("turn %lld: cannot hand a %s to the main thread: %s", (long long)r->job->turn,
-              proto_type_name(m->type), strerror(-rc));
+    log_error("turn %lld: cannot hand a %s to the main thread: %s", (long long)r->job->turn, proto_type_name(m->type),
+              strerror(-rc));
   else if (rc < 0)
     log_error("workflow %lld: cannot hand a %s to the main thread: %s", (long long)r->job->msg->workflow,
               proto_type_name(m->type), strerror(-rc));

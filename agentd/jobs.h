@@ -31,16 +31,16 @@ typedef struct job {
   json_t *profile;
   json_t *messages;
   json_t *tools;
-  char *api_key;            /* resolved on this host; wiped on free */
+  char *api_key; /* resolved on this host; wiped on free */
   atomic_bool cancel;
   /* The user's answer to the approval this turn waits for (under jobq lock). */
-  int64_t approval_seq;     /* seq answered, 0: none yet */
+  int64_t approval_seq; /* seq answered, 0: none yet */
   bool approval_allow;
   /* JOB_STEP, JOB_RESTORE: the broker's step_run or restore (owned). */
   proto_msg_t *msg;
   /* JOB_STEP: the highest checkpoint seq the broker acknowledged (under jobq lock). */
   int64_t ack_seq;
-  bool taken;               /* a worker runs it */
+  bool taken; /* a worker runs it */
   bool finished;
   struct job *next;
 } job_t;
@@ -48,12 +48,12 @@ typedef struct job {
 typedef struct {
   pthread_mutex_t lock;
   pthread_cond_t cond;
-  pthread_cond_t approval;  /* broadcast when an approval answer, a checkpoint ack or a cancel arrives */
+  pthread_cond_t approval; /* broadcast when an approval answer, a checkpoint ack or a cancel arrives */
   job_t *jobs;
-  tools_t *tools;           /* the workspace's tools, shared by the workers */
-  ws_t ws;                  /* the workspace, for checkpoints and restores (read-only after setup) */
+  tools_t *tools; /* the workspace's tools, shared by the workers */
+  ws_t ws;        /* the workspace, for checkpoints and restores (read-only after setup) */
   bool stopping;
-  void *ctx;                /* for workers' PUSH sockets */
+  void *ctx; /* for workers' PUSH sockets */
   const char *events_endpoint;
   long connect_timeout_ms, stall_timeout_ms;
 } jobq_t;
@@ -62,8 +62,8 @@ typedef struct {
 typedef struct {
   jobq_t *q;
   job_t *job;
-  void *push;        /* this worker's PUSH socket to the main thread */
-  int64_t seq;       /* delta sequence of this turn attempt */
+  void *push;  /* this worker's PUSH socket to the main thread */
+  int64_t seq; /* delta sequence of this turn attempt */
 } run_t;
 
 /* Frees a job (its message, its key wiped). Accepts NULL. */

@@ -41,10 +41,14 @@
 #define SNIPPET_MAX 200
 
 /* curl_global_init; once, before threads. */
-int llm_global_init(void) { return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1; }
+int llm_global_init(void) {
+  return curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK ? 0 : -1;
+}
 
 /* curl_global_cleanup; once, after the last call. */
-void llm_global_cleanup(void) { curl_global_cleanup(); }
+void llm_global_cleanup(void) {
+  curl_global_cleanup();
+}
 
 /* ---- endpoint ----------------------------------------------------------- */
 
@@ -60,18 +64,24 @@ static bool is_provider(const proto_profile_t *pp, const char *name) {
 /* The chat URL for the profile's url: base/v1 + /chat/completions, or Ollama's /api/chat. */
 char *llm_endpoint(const json_t *profile, bool *ollama_native) {
   bool native = false;
-  if (ollama_native) *ollama_native = false;
+  if (ollama_native)
+    *ollama_native = false;
   proto_profile_t pp;
   proto_profile_read(profile, &pp);
   const char *url = pp.url;
-  if (!url) return NULL;
-  while (isspace((unsigned char)*url)) url++;
+  if (!url)
+    return NULL;
+  while (isspace((unsigned char)*url))
+    url++;
   size_t n = strcspn(url, "?#"); /* the path ends at a query (Azure's api-version) */
   const char *query = url + n;
   size_t qlen = strcspn(query, "#");
-  while (qlen && isspace((unsigned char)query[qlen - 1])) qlen--;
-  while (n && (url[n - 1] == '/' || isspace((unsigned char)url[n - 1]))) n--;
-  if (n == 0 || !strstr(url, "://")) return NULL;
+  while (qlen && isspace((unsigned char)query[qlen - 1]))
+    qlen--;
+  while (n && (url[n - 1] == '/' || isspace((unsigned char)url[n - 1])))
+    n--;
+  if (n == 0 || !strstr(url, "://"))
+    return NULL;
   const char *suffix = "/chat/completions";
   if (ends_with(url, n, "/chat/completions")) {
     suffix = "";
@@ -84,9 +94,11 @@ char *llm_endpoint(const json_t *profile, bool *ollama_native) {
   }
   size_t len = n + strlen(suffix) + qlen + 1;
   char *out = malloc(len);
-  if (!out) return NULL;
+  if (!out)
+    return NULL;
   snprintf(out, len, "%.*s%s%.*s", (int)n, url, suffix, (int)qlen, query);
-  if (ollama_native) *ollama_native = native;
+  if (ollama_native)
+    *ollama_native = native;
   return out;
 }
 
@@ -96,12 +108,14 @@ char *llm_endpoint(const json_t *profile, bool *ollama_native) {
  * a profile may say which with "max_tokens_field". */
 static const char *max_tokens_field(const proto_profile_t *pp) {
   const char *f = pp->max_tokens_field;
-  if (f && (strcmp(f, "max_tokens") == 0 || strcmp(f, "max_completion_tokens") == 0)) return f;
+  if (f && (strcmp(f, "max_tokens") == 0 || strcmp(f, "max_completion_tokens") == 0))
+    return f;
   const char *model = pp->model;
   if (is_provider(pp, "openai") && model) {
     static const char *const newer[] = {"o1", "o3", "o4", "gpt-5"};
     for (size_t i = 0; i < sizeof newer / sizeof newer[0]; i++)
-      if (strncasecmp(model, newer[i], strlen(newer[i])) == 0) return "max_completion_tokens";
+      if (strncasecmp(model, newer[i], strlen(newer[i])) == 0)
+        return "max_completion_tokens";
   }
   return "max_tokens";
 }
@@ -117,7 +131,8 @@ static json_t *parts_text(const json_t *parts) {
   json_t *part;
   json_array_foreach(parts, i, part) len += strlen(part_text(part));
   char *text = calloc(1, len + 1);
-  if (!text) return NULL;
+  if (!text)
+    return NULL;
   json_array_foreach(parts, i, part) strcat(text, part_text(part));
   json_t *out = json_string(text);
   free(text);
@@ -127,7 +142,8 @@ static json_t *parts_text(const json_t *parts) {
 /* Ollama native wants tool-call arguments as objects and content as a string. */
 static json_t *ollama_message(const json_t *msg) {
   json_t *m = json_deep_copy(msg);
-  if (!json_is_object(m)) return m;
+  if (!json_is_object(m))
+    return m;
   json_t *content = json_object_get(m, "content");
   if (json_is_array(content))
     json_object_set_new(m, "content", parts_text(content));
@@ -138,7 +154,8 @@ static json_t *ollama_message(const json_t *msg) {
   json_array_foreach(json_object_get(m, "tool_calls"), i, tc) {
     json_t *fn = json_object_get(tc, "function");
     const char *args = json_string_value(json_object_get(fn, "arguments"));
-    if (!args) continue;
+    if (!args)
+      continue;
     json_t *obj = json_loads(args, JSON_DECODE_ANY, NULL);
     if (!json_is_object(obj)) {
       json_decref(obj);
@@ -158,17 +175,18 @@ static json_t *ollama_messages(const json_t *messages) {
 }
 
 /* The JSON request body for the OpenAI route or Ollama native. */
-json_t *llm_build_body(const json_t *profile, const json_t *messages, const json_t *tools,
-                       bool ollama_native) {
+json_t *llm_build_body(const json_t *profile, const json_t *messages, const json_t *tools, bool ollama_native) {
   json_t *body = json_object();
-  if (!body) return NULL;
+  if (!body)
+    return NULL;
   proto_profile_t pp;
   proto_profile_read(profile, &pp);
   const char *model = pp.model;
   bool stream = PROTO_PROFILE_HAS(&pp, stream) ? pp.stream : true;
   bool has_temp = PROTO_PROFILE_HAS(&pp, temperature);
   bool has_max = PROTO_PROFILE_HAS(&pp, max_tokens) && pp.max_tokens > 0;
-  if (model) json_object_set_new(body, "model", json_string(model));
+  if (model)
+    json_object_set_new(body, "model", json_string(model));
   if (ollama_native) {
     json_object_set_new(body, "messages", json_is_array(messages) ? ollama_messages(messages) : json_array());
   } else {
@@ -178,16 +196,23 @@ json_t *llm_build_body(const json_t *profile, const json_t *messages, const json
   json_object_set_new(body, "stream", json_boolean(stream));
   if (ollama_native) {
     json_t *options = json_object();
-    if (has_temp) json_object_set_new(options, "temperature", json_real(pp.temperature));
-    if (has_max) json_object_set_new(options, "num_predict", json_integer(pp.max_tokens));
-    if (json_object_size(options)) json_object_set(body, "options", options);
+    if (has_temp)
+      json_object_set_new(options, "temperature", json_real(pp.temperature));
+    if (has_max)
+      json_object_set_new(options, "num_predict", json_integer(pp.max_tokens));
+    if (json_object_size(options))
+      json_object_set(body, "options", options);
     json_decref(options);
     const json_t *think = pp.think;
-    if (json_is_boolean(think) || json_is_string(think)) json_object_set(body, "think", (json_t *)think);
+    if (json_is_boolean(think) || json_is_string(think))
+      json_object_set(body, "think", (json_t *)think);
   } else {
-    if (has_temp) json_object_set_new(body, "temperature", json_real(pp.temperature));
-    if (has_max) json_object_set_new(body, max_tokens_field(&pp), json_integer(pp.max_tokens));
-    if (stream) json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
+    if (has_temp)
+      json_object_set_new(body, "temperature", json_real(pp.temperature));
+    if (has_max)
+      json_object_set_new(body, max_tokens_field(&pp), json_integer(pp.max_tokens));
+    if (stream)
+      json_object_set_new(body, "stream_options", json_pack("{s:b}", "include_usage", 1));
   }
   if (json_is_array(tools) && json_array_size(tools) > 0)
     json_object_set_new(body, "tools", json_deep_copy(tools));
@@ -198,7 +223,8 @@ json_t *llm_build_body(const json_t *profile, const json_t *messages, const json
 
 /* Replaces every occurrence of key in s with "***" (in place). */
 static void scrub(char *s, const char *key) {
-  if (!key || !*key) return;
+  if (!key || !*key)
+    return;
   size_t klen = strlen(key);
   char *p = s;
   while ((p = strstr(p, key)) != NULL) {
@@ -210,7 +236,8 @@ static void scrub(char *s, const char *key) {
 
 /* A truncated string may end in the first bytes of the key: mask them. */
 static void scrub_tail(char *s, size_t cap, const char *key) {
-  if (!key || !*key) return;
+  if (!key || !*key)
+    return;
   size_t klen = strlen(key), slen = strlen(s);
   for (size_t l = klen - 1 < slen ? klen - 1 : slen; l >= 4; l--) {
     if (memcmp(s + slen - l, key, l) == 0) {
@@ -222,8 +249,8 @@ static void scrub_tail(char *s, size_t cap, const char *key) {
 
 /* printf into out->detail, scrubbed of the key (whole or cut off by the
  * truncation) and of control bytes. */
-__attribute__((format(printf, 3, 4))) static void set_detail(llm_outcome_t *out, const char *key,
-                                                              const char *fmt, ...) {
+__attribute__((format(printf, 3, 4))) static void set_detail(llm_outcome_t *out, const char *key, const char *fmt,
+                                                             ...) {
   char buf[4096];
   va_list ap;
   va_start(ap, fmt);
@@ -237,7 +264,8 @@ __attribute__((format(printf, 3, 4))) static void set_detail(llm_outcome_t *out,
   scrub_tail(out->detail, sizeof out->detail, key);
   explicit_bzero(buf, sizeof buf);
   for (char *p = out->detail; *p; p++)
-    if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = ' ';
+    if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      *p = ' ';
 }
 
 static void fail(llm_outcome_t *out, const char *code, bool retryable) {
@@ -252,7 +280,8 @@ static void display_url(const char *url, char *dst, size_t dstlen) {
   const char *host = scheme_end ? scheme_end + 3 : url;
   const char *at = strchr(host, '@');
   const char *slash = strchr(host, '/');
-  if (at && (!slash || at < slash)) host = at + 1;
+  if (at && (!slash || at < slash))
+    host = at + 1;
   size_t n = strcspn(host, "?#");
   snprintf(dst, dstlen, "%.*s%.*s", scheme_end ? (int)(scheme_end + 3 - url) : 0, url, (int)n, host);
 }
@@ -277,7 +306,8 @@ static void copy_json_str(char *dst, size_t n, const json_t *v) {
  * snippet of the body. */
 static void parse_http_error(const char *body, size_t len, http_error_t *e) {
   memset(e, 0, sizeof *e);
-  if (!body || !len) return;
+  if (!body || !len)
+    return;
   json_t *root = json_loadb(body, len, JSON_DECODE_ANY, NULL);
   json_t *err = json_object_get(root, "error");
   if (json_is_object(err)) {
@@ -288,7 +318,8 @@ static void parse_http_error(const char *body, size_t len, http_error_t *e) {
     copy_json_str(e->message, sizeof e->message, err);
   } else if (json_is_object(root)) {
     copy_json_str(e->message, sizeof e->message, json_object_get(root, "message"));
-    if (!e->message[0]) copy_json_str(e->message, sizeof e->message, json_object_get(root, "detail"));
+    if (!e->message[0])
+      copy_json_str(e->message, sizeof e->message, json_object_get(root, "detail"));
     copy_json_str(e->code, sizeof e->code, json_object_get(root, "code"));
     copy_json_str(e->type, sizeof e->type, json_object_get(root, "type"));
   }
@@ -300,10 +331,11 @@ static void parse_http_error(const char *body, size_t len, http_error_t *e) {
 }
 
 static bool quota_exhausted(const http_error_t *e) {
-  static const char *const codes[] = {"insufficient_quota", "billing_hard_limit_reached",
-                                      "billing_not_active", "quota_exceeded"};
+  static const char *const codes[] = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active",
+                                      "quota_exceeded"};
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
-    if (strcasecmp(e->code, codes[i]) == 0 || strcasecmp(e->type, codes[i]) == 0) return true;
+    if (strcasecmp(e->code, codes[i]) == 0 || strcasecmp(e->type, codes[i]) == 0)
+      return true;
   return strcasestr(e->message, "insufficient_quota") || strcasestr(e->message, "billing") ||
          strcasestr(e->message, "quota exhausted") || strcasestr(e->message, "exceeded your current quota");
 }
@@ -316,9 +348,9 @@ static bool status_retryable(long status) {
 
 typedef struct {
   const char *key;
-  const char *url;     /* for details, already cleaned */
-  bool may_retry;      /* out: llm_run may try again */
-  bool taken;          /* out: the parser's result was moved to out->result */
+  const char *url; /* for details, already cleaned */
+  bool may_retry;  /* out: llm_run may try again */
+  bool taken;      /* out: the parser's result was moved to out->result */
 } classify_t;
 
 static void classify_abort(const llm_try_t *t, llm_outcome_t *out, classify_t *c) {
@@ -328,8 +360,8 @@ static void classify_abort(const llm_try_t *t, llm_outcome_t *out, classify_t *c
     set_detail(out, c->key, "model call cancelled");
   } else if (t->abort == LLM_ABORT_STALL) {
     fail(out, PROTO_ERR_stalled, true);
-    set_detail(out, c->key, "model server %s sent nothing for %ld ms (after %zu bytes of body)",
-               c->url, t->stall_ms, t->body_bytes);
+    set_detail(out, c->key, "model server %s sent nothing for %ld ms (after %zu bytes of body)", c->url, t->stall_ms,
+               t->body_bytes);
   } else {
     fail(out, PROTO_ERR_timeout, true);
     set_detail(out, c->key, "no answer from model server %s within %ld ms", c->url, t->first_byte_ms);
@@ -360,21 +392,19 @@ static void classify_transport(const llm_try_t *t, llm_outcome_t *out, classify_
     fail(out, PROTO_ERR_connect, false);
     set_detail(out, c->key, "cannot talk to model server %s: %s", c->url, why);
     return;
-  default:
-    break;
+  default: break;
   }
   if (t->delivered) {
     fail(out, PROTO_ERR_cut, true);
-    set_detail(out, c->key, "connection to model server lost mid-stream after %zu bytes (%s)",
-               t->body_bytes, why);
+    set_detail(out, c->key, "connection to model server lost mid-stream after %zu bytes (%s)", t->body_bytes, why);
   } else if (!t->got_any) {
     fail(out, PROTO_ERR_connect, true);
     set_detail(out, c->key, "model server %s closed the connection without answering: %s", c->url, why);
     c->may_retry = true;
   } else {
     fail(out, PROTO_ERR_cut, true);
-    set_detail(out, c->key, "connection to model server lost after %zu bytes, before any text (%s)",
-               t->body_bytes, why);
+    set_detail(out, c->key, "connection to model server lost after %zu bytes, before any text (%s)", t->body_bytes,
+               why);
     c->may_retry = true;
   }
 }
@@ -390,11 +420,12 @@ static void classify_http_error(const llm_try_t *t, llm_outcome_t *out, classify
   const char *msg = e.message[0] ? e.message : t->reason[0] ? t->reason : "no detail";
   const char *ecode = e.code[0] ? e.code : e.type;
   char extra[160] = "";
-  if (t->status >= 300 && t->status < 400) snprintf(extra, sizeof extra, " (redirects are not followed; check the url)");
+  if (t->status >= 300 && t->status < 400)
+    snprintf(extra, sizeof extra, " (redirects are not followed; check the url)");
   if (retryable && t->retry_after_ms > retry_cap_ms)
     snprintf(extra, sizeof extra, " (asks to retry after %ld s)", (t->retry_after_ms + 999) / 1000);
-  set_detail(out, c->key, "model server answered %ld: %s%s%s%s%s", t->status, msg,
-             ecode[0] ? " [" : "", ecode, ecode[0] ? "]" : "", extra);
+  set_detail(out, c->key, "model server answered %ld: %s%s%s%s%s", t->status, msg, ecode[0] ? " [" : "", ecode,
+             ecode[0] ? "]" : "", extra);
   c->may_retry = retryable && t->retry_after_ms <= retry_cap_ms;
 }
 
@@ -415,11 +446,13 @@ static void count_usage(llm_outcome_t *out, size_t request_bytes) {
 /* A parser that produced callbacks for nothing (a non-streamed body): hand
  * the answer to the callbacks now so the caller always sees it there. */
 static void deliver_late(llm_try_t *t, const llm_result_t *r) {
-  if (t->delivered) return;
+  if (t->delivered)
+    return;
   const llm_call_t *call = t->call;
   if (r->thinking && *r->thinking && call->cb.on_thinking)
     call->cb.on_thinking(call->ud, r->thinking, strlen(r->thinking));
-  if (r->text && *r->text && call->cb.on_text) call->cb.on_text(call->ud, r->text, strlen(r->text));
+  if (r->text && *r->text && call->cb.on_text)
+    call->cb.on_text(call->ud, r->text, strlen(r->text));
 }
 
 static bool result_empty(const llm_result_t *r) {
@@ -455,18 +488,17 @@ static void classify_2xx(llm_try_t *t, llm_outcome_t *out, classify_t *c, size_t
                r->error_code ? r->error_code : "", r->error_code ? "]" : "");
   } else if (result_empty(r)) {
     fail(out, PROTO_ERR_bad_response, true);
-    set_detail(out, c->key, "model server %s sent no answer (%zu bytes, no text, no finish)", c->url,
-               t->body_bytes);
+    set_detail(out, c->key, "model server %s sent no answer (%zu bytes, no text, no finish)", c->url, t->body_bytes);
   } else {
     out->ok = true;
     deliver_late(t, r);
-    if (!r->has_usage) count_usage(out, request_bytes);
+    if (!r->has_usage)
+      count_usage(out, request_bytes);
   }
 }
 
 /* What one try came to: out's code, detail, flags (and result), and whether to try again. */
-static void classify(llm_try_t *t, llm_outcome_t *out, classify_t *c, long retry_cap_ms,
-                     size_t request_bytes) {
+static void classify(llm_try_t *t, llm_outcome_t *out, classify_t *c, long retry_cap_ms, size_t request_bytes) {
   c->may_retry = false;
   c->taken = false;
   if (t->errbody) { /* a server may echo the key; the body is cut below */
@@ -521,8 +553,10 @@ static void limits_of(const llm_call_t *call, bool streaming, limits_t *l) {
 /* backoff_base * 2^(try-1), capped, with equal jitter (half fixed, half random). */
 static long backoff_ms(long base, int try_no, unsigned *seed) {
   long d = base;
-  for (int i = 1; i < try_no && d < BACKOFF_CAP_MS; i++) d *= 2;
-  if (d > BACKOFF_CAP_MS) d = BACKOFF_CAP_MS;
+  for (int i = 1; i < try_no && d < BACKOFF_CAP_MS; i++)
+    d *= 2;
+  if (d > BACKOFF_CAP_MS)
+    d = BACKOFF_CAP_MS;
   long half = d / 2;
   return half + (long)((unsigned long)rand_r(seed) % (unsigned long)(d - half + 1));
 }
@@ -531,10 +565,13 @@ static long backoff_ms(long base, int try_no, unsigned *seed) {
 static bool wait_interruptible(long ms, atomic_bool *cancel) {
   long end = llm_now_ms() + ms;
   for (;;) {
-    if (cancel && atomic_load(cancel)) return false;
+    if (cancel && atomic_load(cancel))
+      return false;
     long left = end - llm_now_ms();
-    if (left <= 0) return true;
-    if (left > WAIT_SLICE_MS) left = WAIT_SLICE_MS;
+    if (left <= 0)
+      return true;
+    if (left > WAIT_SLICE_MS)
+      left = WAIT_SLICE_MS;
     struct timespec ts = {left / 1000, (left % 1000) * 1000000L};
     nanosleep(&ts, NULL);
   }
@@ -547,8 +584,8 @@ static void set_cancelled(llm_outcome_t *out, const char *when) {
 }
 
 /* The tries, with the waits between them. */
-static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *t, const limits_t *lim,
-                      classify_t *c, size_t request_bytes, llm_outcome_t *out) {
+static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *t, const limits_t *lim, classify_t *c,
+                      size_t request_bytes, llm_outcome_t *out) {
   unsigned seed = (unsigned)llm_now_ms() ^ (unsigned)(uintptr_t)out ^ (unsigned)((uintptr_t)t >> 4);
   for (int try_no = 1;; try_no++) {
     if (call->cancel && atomic_load(call->cancel)) {
@@ -561,9 +598,11 @@ static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *
     llm_result_free(&out->result);
     classify(t, out, c, lim->retry_cap_ms, request_bytes);
     llm_try_clear(t);
-    if (out->ok || !c->may_retry || try_no >= lim->max_tries) return;
+    if (out->ok || !c->may_retry || try_no >= lim->max_tries)
+      return;
     long wait = t->retry_after_ms >= 0 ? t->retry_after_ms : backoff_ms(lim->backoff_ms, try_no, &seed);
-    if (call->on_retry) call->on_retry(call->ud, try_no + 1, out->detail, wait);
+    if (call->on_retry)
+      call->on_retry(call->ud, try_no + 1, out->detail, wait);
     if (!wait_interruptible(wait, call->cancel)) {
       set_cancelled(out, " while waiting to retry");
       return;
@@ -595,13 +634,18 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
     fail(out, PROTO_ERR_internal, false);
     snprintf(out->detail, sizeof out->detail, "cannot prepare the request to %s (out of memory?)", shown);
   } else {
-    llm_try_t t = {.call = call, .native = native, .streaming = streaming,
-                   .stall_ms = lim.stall_ms, .first_byte_ms = lim.first_byte_ms};
+    llm_try_t t = {.call = call,
+                   .native = native,
+                   .streaming = streaming,
+                   .stall_ms = lim.stall_ms,
+                   .first_byte_ms = lim.first_byte_ms};
     classify_t c = {.key = call->api_key, .url = shown};
     run_tries(call, multi, h, &t, &lim, &c, strlen(text), out);
   }
-  if (multi) curl_multi_cleanup(multi);
-  if (h) curl_easy_cleanup(h);
+  if (multi)
+    curl_multi_cleanup(multi);
+  if (h)
+    curl_easy_cleanup(h);
   llm_http_headers_free(headers);
   free(text);
   free(url);
@@ -618,6 +662,7 @@ int llm_run(const llm_call_t *call, llm_outcome_t *out) {
 
 /* Frees the result held by an outcome. */
 void llm_outcome_free(llm_outcome_t *out) {
-  if (!out) return;
+  if (!out)
+    return;
   llm_result_free(&out->result);
 }

@@ -39,15 +39,15 @@ typedef struct {
 
 typedef struct {
   bool ok;
-  llm_result_t result;     /* valid when ok (and partially when not) */
-  int http_status;         /* last HTTP status, 0 when none */
+  llm_result_t result; /* valid when ok (and partially when not) */
+  int http_status;     /* last HTTP status, 0 when none */
   int tries;
-  bool retryable;          /* when !ok: worth trying again later */
+  bool retryable; /* when !ok: worth trying again later */
   bool cancelled;
-  char code[48];           /* when !ok: "http_429", "http_500", "connect", "timeout",
+  char code[48];    /* when !ok: "http_429", "http_500", "connect", "timeout",
                               "stalled", "cut", "model_error", "bad_response", "cancelled",
                               "config" (no usable url), "internal" (out of memory, libcurl) */
-  char detail[512];        /* when !ok: for the user; never holds a key */
+  char detail[512]; /* when !ok: for the user; never holds a key */
   long elapsed_ms;
   /* result.has_usage was false from the server: the token counts in result
    * are estimates (request bytes / 4, answer bytes / 4), and has_usage is set. */
@@ -59,8 +59,7 @@ int llm_global_init(void);
 void llm_global_cleanup(void);
 
 /* The request body for a call (exposed for tests). Caller owns the result. */
-json_t *llm_build_body(const json_t *profile, const json_t *messages, const json_t *tools,
-                       bool ollama_native);
+json_t *llm_build_body(const json_t *profile, const json_t *messages, const json_t *tools, bool ollama_native);
 /* The full URL for a profile's base url, and whether it is Ollama native.
  * Returns a malloc'd string or NULL. */
 char *llm_endpoint(const json_t *profile, bool *ollama_native);

@@ -25,23 +25,25 @@ struct curl_slist *llm_http_headers(const char *api_key, bool streaming, bool na
   const char *accept = !streaming ? "Accept: application/json"
                        : native   ? "Accept: application/x-ndjson, application/json"
                                   : "Accept: text/event-stream, application/json";
-  const char *fixed[] = {"Content-Type: application/json", accept,
-                         "Expect:" /* no 100-continue round trip */};
+  const char *fixed[] = {"Content-Type: application/json", accept, "Expect:" /* no 100-continue round trip */};
   struct curl_slist *list = NULL;
   for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
     struct curl_slist *n = curl_slist_append(list, fixed[i]);
-    if (!n) goto fail;
+    if (!n)
+      goto fail;
     list = n;
   }
   if (api_key && *api_key) {
     size_t len = strlen("Authorization: Bearer ") + strlen(api_key) + 1;
     char *line = malloc(len);
-    if (!line) goto fail;
+    if (!line)
+      goto fail;
     snprintf(line, len, "Authorization: Bearer %s", api_key);
     struct curl_slist *n = curl_slist_append(list, line);
     explicit_bzero(line, len);
     free(line);
-    if (!n) goto fail;
+    if (!n)
+      goto fail;
     list = n;
   }
   return list;
@@ -52,7 +54,8 @@ fail:
 
 void llm_http_headers_free(struct curl_slist *headers) {
   for (struct curl_slist *n = headers; n; n = n->next)
-    if (n->data) explicit_bzero(n->data, strlen(n->data));
+    if (n->data)
+      explicit_bzero(n->data, strlen(n->data));
   curl_slist_free_all(headers);
 }
 
@@ -60,13 +63,15 @@ void llm_http_headers_free(struct curl_slist *headers) {
 
 /* True when line (len bytes) starts with name, case-insensitively; *value
  * then points after the name, past blanks. */
-static bool header_is(const char *line, size_t len, const char *name, const char **value,
-                      size_t *vlen) {
+static bool header_is(const char *line, size_t len, const char *name, const char **value, size_t *vlen) {
   size_t n = strlen(name);
-  if (len < n || strncasecmp(line, name, n) != 0) return false;
+  if (len < n || strncasecmp(line, name, n) != 0)
+    return false;
   const char *v = line + n, *end = line + len;
-  while (v < end && (*v == ' ' || *v == '\t')) v++;
-  while (end > v && isspace((unsigned char)end[-1])) end--;
+  while (v < end && (*v == ' ' || *v == '\t'))
+    v++;
+  while (end > v && isspace((unsigned char)end[-1]))
+    end--;
   *value = v;
   *vlen = (size_t)(end - v);
   return true;
@@ -74,7 +79,8 @@ static bool header_is(const char *line, size_t len, const char *name, const char
 
 /* Copies the header value into dst (NUL-terminated, truncated). */
 static void copy_value(char *dst, size_t dstlen, const char *v, size_t vlen) {
-  if (vlen >= dstlen) vlen = dstlen - 1;
+  if (vlen >= dstlen)
+    vlen = dstlen - 1;
   memcpy(dst, v, vlen);
   dst[vlen] = '\0';
 }
@@ -87,13 +93,16 @@ static long parse_retry_after(const char *v, size_t vlen) {
   errno = 0;
   double secs = strtod(buf, &end);
   if (end != buf && *end == '\0' && errno == 0) {
-    if (secs < 0) return -1;
+    if (secs < 0)
+      return -1;
     return secs > 86400.0 ? 86400000L : (long)(secs * 1000.0);
   }
   time_t when = curl_getdate(buf, NULL);
-  if (when == (time_t)-1) return -1;
+  if (when == (time_t)-1)
+    return -1;
   double delta = difftime(when, time(NULL));
-  if (delta < 0) return 0;
+  if (delta < 0)
+    return 0;
   return delta > 86400.0 ? 86400000L : (long)(delta * 1000.0);
 }
 
@@ -103,7 +112,8 @@ static long parse_retry_after_ms(const char *v, size_t vlen) {
   copy_value(buf, sizeof buf, v, vlen);
   char *end = NULL;
   double ms = strtod(buf, &end);
-  if (end == buf || *end != '\0' || ms < 0) return -1;
+  if (end == buf || *end != '\0' || ms < 0)
+    return -1;
   return ms > 86400000.0 ? 86400000L : (long)ms;
 }
 
@@ -111,7 +121,8 @@ static long parse_retry_after_ms(const char *v, size_t vlen) {
  * be several, e.g. after 100 Continue); forget the previous one. */
 static void on_status_line(llm_try_t *t, const char *line, size_t len) {
   char buf[128];
-  while (len && isspace((unsigned char)line[len - 1])) len--;
+  while (len && isspace((unsigned char)line[len - 1]))
+    len--;
   copy_value(buf, sizeof buf, line, len);
   const char *sp = strchr(buf, ' ');
   t->status = sp ? strtol(sp + 1, NULL, 10) : 0;
@@ -144,9 +155,11 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
 
 /* Passes a non-empty piece to the caller's callback fn (which may be NULL). */
 static void pass(llm_try_t *t, void (*fn)(void *, const char *, size_t), const char *s, size_t n) {
-  if (n == 0) return;
+  if (n == 0)
+    return;
   t->delivered = true;
-  if (fn) fn(t->call->ud, s, n);
+  if (fn)
+    fn(t->call->ud, s, n);
 }
 
 static void pass_text(void *ud, const char *s, size_t n) {
@@ -163,27 +176,37 @@ static void pass_thinking(void *ud, const char *s, size_t n) {
  * the Content-Type decides (servers that ignore "stream" answer JSON), and
  * without one, what was asked for. */
 static llm_format_t choose_format(const llm_try_t *t) {
-  if (t->native) return LLM_FORMAT_OLLAMA_NDJSON;
-  if (strcasestr(t->ctype, "event-stream")) return LLM_FORMAT_OPENAI_SSE;
-  if (strcasestr(t->ctype, "json")) return LLM_FORMAT_OPENAI_JSON;
+  if (t->native)
+    return LLM_FORMAT_OLLAMA_NDJSON;
+  if (strcasestr(t->ctype, "event-stream"))
+    return LLM_FORMAT_OPENAI_SSE;
+  if (strcasestr(t->ctype, "json"))
+    return LLM_FORMAT_OPENAI_JSON;
   return t->streaming ? LLM_FORMAT_OPENAI_SSE : LLM_FORMAT_OPENAI_JSON;
 }
 
-static bool is_2xx(long status) { return status >= 200 && status < 300; }
+static bool is_2xx(long status) {
+  return status >= 200 && status < 300;
+}
 
 /* Keeps a non-2xx body (up to LLM_ERRBODY_CAP) for the error detail. */
 static void keep_errbody(llm_try_t *t, const char *data, size_t len) {
-  if (t->errlen >= LLM_ERRBODY_CAP) return;
-  if (len > LLM_ERRBODY_CAP - t->errlen) len = LLM_ERRBODY_CAP - t->errlen;
+  if (t->errlen >= LLM_ERRBODY_CAP)
+    return;
+  if (len > LLM_ERRBODY_CAP - t->errlen)
+    len = LLM_ERRBODY_CAP - t->errlen;
   char *p = realloc(t->errbody, t->errlen + len + 1);
-  if (!p) return;
+  if (!p)
+    return;
   memcpy(p + t->errlen, data, len);
   t->errlen += len;
   p[t->errlen] = '\0';
   t->errbody = p;
 }
 
-static bool cancelled(const llm_try_t *t) { return t->call->cancel && atomic_load(t->call->cancel); }
+static bool cancelled(const llm_try_t *t) {
+  return t->call->cancel && atomic_load(t->call->cancel);
+}
 
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
   llm_try_t *t = ud;
@@ -237,8 +260,7 @@ static bool should_abort(llm_try_t *t) {
 }
 
 /* libcurl's progress callback: the same checks while data flows. */
-static int progress_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow) {
+static int progress_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow) {
   (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
   return should_abort(ud) ? 1 : 0;
 }
@@ -249,7 +271,8 @@ static int progress_cb(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_
  * once a second). */
 static CURLcode perform(CURLM *multi, CURL *h, llm_try_t *t) {
   t->mcode = curl_multi_add_handle(multi, h);
-  if (t->mcode != CURLM_OK) return CURLE_FAILED_INIT;
+  if (t->mcode != CURLM_OK)
+    return CURLE_FAILED_INIT;
   CURLcode rc = CURLE_OK;
   int running = 1;
   for (;;) {
@@ -262,7 +285,8 @@ static CURLcode perform(CURLM *multi, CURL *h, llm_try_t *t) {
       int left;
       CURLMsg *msg;
       while ((msg = curl_multi_info_read(multi, &left)) != NULL)
-        if (msg->msg == CURLMSG_DONE && msg->easy_handle == h) rc = msg->data.result;
+        if (msg->msg == CURLMSG_DONE && msg->easy_handle == h)
+          rc = msg->data.result;
       break;
     }
     if (should_abort(t)) {
@@ -281,11 +305,12 @@ static CURLcode perform(CURLM *multi, CURL *h, llm_try_t *t) {
 
 /* ---- the try ------------------------------------------------------------ */
 
-int llm_http_setup(CURL *h, const char *url, const char *body, size_t bodylen,
-                   struct curl_slist *headers, long connect_timeout_ms) {
+int llm_http_setup(CURL *h, const char *url, const char *body, size_t bodylen, struct curl_slist *headers,
+                   long connect_timeout_ms) {
   CURLcode rc = CURLE_OK;
 #define SET(opt, val) \
-  if (rc == CURLE_OK) rc = curl_easy_setopt(h, opt, val)
+  if (rc == CURLE_OK) \
+  rc = curl_easy_setopt(h, opt, val)
   SET(CURLOPT_URL, url);
   SET(CURLOPT_POST, 1L);
   SET(CURLOPT_POSTFIELDS, body);
@@ -308,8 +333,11 @@ int llm_http_setup(CURL *h, const char *url, const char *body, size_t bodylen,
 }
 
 void llm_try_init(llm_try_t *t) {
-  llm_try_t in = {.call = t->call, .native = t->native, .streaming = t->streaming,
-                  .stall_ms = t->stall_ms, .first_byte_ms = t->first_byte_ms};
+  llm_try_t in = {.call = t->call,
+                  .native = t->native,
+                  .streaming = t->streaming,
+                  .stall_ms = t->stall_ms,
+                  .first_byte_ms = t->first_byte_ms};
   *t = in;
   t->retry_after_ms = t->ra_header_ms = t->ra_ms_header_ms = -1;
 }
@@ -332,8 +360,10 @@ CURLcode llm_http_try(CURLM *multi, CURL *h, llm_try_t *t) {
   rc = rc != CURLE_OK ? rc : curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, progress_cb);
   for (size_t i = 0; rc == CURLE_OK && i < sizeof data_opts / sizeof data_opts[0]; i++)
     rc = curl_easy_setopt(h, data_opts[i], t);
-  if (rc == CURLE_OK) rc = perform(multi, h, t);
-  if (rc != CURLE_OK && t->abort == LLM_ABORT_NONE && cancelled(t)) t->abort = LLM_ABORT_CANCEL;
+  if (rc == CURLE_OK)
+    rc = perform(multi, h, t);
+  if (rc != CURLE_OK && t->abort == LLM_ABORT_NONE && cancelled(t))
+    t->abort = LLM_ABORT_CANCEL;
   t->rc = rc;
   return rc;
 }

@@ -24,13 +24,13 @@ typedef enum { LLM_ABORT_NONE, LLM_ABORT_CANCEL, LLM_ABORT_STALL, LLM_ABORT_FIRS
 typedef struct {
   /* In. */
   const llm_call_t *call;
-  bool native;          /* Ollama /api/chat: NDJSON */
-  bool streaming;       /* the request asked for a stream */
-  long stall_ms;        /* silence after the first byte */
-  long first_byte_ms;   /* silence before the first byte */
+  bool native;        /* Ollama /api/chat: NDJSON */
+  bool streaming;     /* the request asked for a stream */
+  long stall_ms;      /* silence after the first byte */
+  long first_byte_ms; /* silence before the first byte */
   /* Out. */
   CURLcode rc;
-  CURLMcode mcode;      /* CURLM_OK unless the multi interface itself failed */
+  CURLMcode mcode; /* CURLM_OK unless the multi interface itself failed */
   char curl_err[CURL_ERROR_SIZE];
   long status;          /* 0 when no status line arrived */
   char reason[64];      /* reason phrase of the status line */
@@ -41,10 +41,10 @@ typedef struct {
   int feed_rc;          /* parser failure (negative errno), 0 when none */
   char *errbody;        /* non-2xx (or HTML) body, NUL-terminated, capped */
   size_t errlen;
-  bool html;            /* 2xx answered with an HTML page */
-  size_t body_bytes;    /* response body bytes received */
-  bool got_any;         /* any response byte (status line included) */
-  bool delivered;       /* text or thinking was passed to call->cb */
+  bool html;         /* 2xx answered with an HTML page */
+  size_t body_bytes; /* response body bytes received */
+  bool got_any;      /* any response byte (status line included) */
+  bool delivered;    /* text or thinking was passed to call->cb */
   llm_abort_t abort;
   long t_start, t_last; /* llm_now_ms() at the start and at the last byte */
   /* Retry-After parsing state. */
@@ -56,8 +56,8 @@ long llm_now_ms(void);
 
 /* Sets the options that do not change between tries (timeouts, callbacks
  * that point at t are set by llm_http_try). Returns 0 or -1. */
-int llm_http_setup(CURL *h, const char *url, const char *body, size_t bodylen,
-                   struct curl_slist *headers, long connect_timeout_ms);
+int llm_http_setup(CURL *h, const char *url, const char *body, size_t bodylen, struct curl_slist *headers,
+                   long connect_timeout_ms);
 
 /* Request headers; the Authorization line only when api_key is non-empty.
  * Free with llm_http_headers_free, which wipes them. */

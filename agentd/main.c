@@ -11,28 +11,27 @@
 #include "util.h"
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "Usage: cadre-agentd --broker ENDPOINT --name NAME --slots N --workspace DIR [--secrets FILE]\n"
-          "\n"
-          "Connects to a Cadre broker and runs model turns: calls OpenAI-compatible APIs\n"
-          "(Ollama, LM Studio, vLLM, llama.cpp, OpenAI) and streams the answers back.\n"
-          "\n"
-          "  --broker ENDPOINT     broker address, e.g. tcp://10.0.0.5:7700 (or CADRE_BROKER)\n"
-          "  --broker-key KEY      broker public key, Z85 or a file (default: broker.pub beside --key)\n"
-          "  --key FILE            this daemon's CURVE key pair (default: the local cluster's client.key)\n"
-          "  --name NAME           node name (default: host name)\n"
-          "  --slots N             turns run at the same time (default 4)\n"
-          "  --workspace DIR       directory tools act in (default: current directory)\n"
-          "  --secrets FILE        secrets.json with ollama_api_key, lm_studio_api_key, openai_api_key\n"
-          "  --config FILE         agents config, for api_key values of profiles\n"
-          "  --models LIST         comma-separated models served (default: any)\n"
-          "  --providers LIST      comma-separated providers served (default: any)\n"
-          "  --connect-timeout S   model server connect timeout (default 10)\n"
-          "  --stall-timeout S     fail a response silent for S seconds (default 120)\n"
-          "  --log-json, -v/--verbose, --version, --help\n"
-          "\n"
-          "API keys come from the profile (--config), else --secrets, else OLLAMA_API_KEY /\n"
-          "OPENAI_API_KEY / LM_STUDIO_API_KEY. They never leave this host except to the model server.\n");
+  fprintf(out, "Usage: cadre-agentd --broker ENDPOINT --name NAME --slots N --workspace DIR [--secrets FILE]\n"
+               "\n"
+               "Connects to a Cadre broker and runs model turns: calls OpenAI-compatible APIs\n"
+               "(Ollama, LM Studio, vLLM, llama.cpp, OpenAI) and streams the answers back.\n"
+               "\n"
+               "  --broker ENDPOINT     broker address, e.g. tcp://10.0.0.5:7700 (or CADRE_BROKER)\n"
+               "  --broker-key KEY      broker public key, Z85 or a file (default: broker.pub beside --key)\n"
+               "  --key FILE            this daemon's CURVE key pair (default: the local cluster's client.key)\n"
+               "  --name NAME           node name (default: host name)\n"
+               "  --slots N             turns run at the same time (default 4)\n"
+               "  --workspace DIR       directory tools act in (default: current directory)\n"
+               "  --secrets FILE        secrets.json with ollama_api_key, lm_studio_api_key, openai_api_key\n"
+               "  --config FILE         agents config, for api_key values of profiles\n"
+               "  --models LIST         comma-separated models served (default: any)\n"
+               "  --providers LIST      comma-separated providers served (default: any)\n"
+               "  --connect-timeout S   model server connect timeout (default 10)\n"
+               "  --stall-timeout S     fail a response silent for S seconds (default 120)\n"
+               "  --log-json, -v/--verbose, --version, --help\n"
+               "\n"
+               "API keys come from the profile (--config), else --secrets, else OLLAMA_API_KEY /\n"
+               "OPENAI_API_KEY / LM_STUDIO_API_KEY. They never leave this host except to the model server.\n");
 }
 
 static json_t *split_list(const char *s) {
@@ -111,8 +110,8 @@ int main(int argc, char **argv) {
   if (!o.key_file)
     o.key_file = getenv("CADRE_KEY") ? getenv("CADRE_KEY") : default_in_state(keybuf, sizeof keybuf, "client.key");
   if (!o.broker_key)
-    o.broker_key = getenv("CADRE_BROKER_KEY") ? getenv("CADRE_BROKER_KEY")
-                                              : default_in_state(pubbuf, sizeof pubbuf, "broker.pub");
+    o.broker_key =
+        getenv("CADRE_BROKER_KEY") ? getenv("CADRE_BROKER_KEY") : default_in_state(pubbuf, sizeof pubbuf, "broker.pub");
   log_setup("cadre-agentd", log_json, verbose ? LOG_DEBUG : LOG_INFO);
   char err[1024];
   secrets_t *secrets = NULL;

@@ -18,7 +18,9 @@
 /* ---- hashes, base64, names ---------------------------------------------------- */
 
 // Inits libsodium.
-int snap_init(void) { return sodium_init() < 0 ? -1 : 0; }
+int snap_init(void) {
+  return sodium_init() < 0 ? -1 : 0;
+}
 
 // Hex SHA-256 of data.
 void snap_sha256(const void *data, size_t len, char *hex) {
@@ -34,8 +36,10 @@ static int sha256_fd(int fd, char *hex) {
   crypto_hash_sha256_init(&st);
   for (;;) {
     ssize_t n = util_read(fd, buf, sizeof buf);
-    if (n < 0) return -errno;
-    if (n == 0) break;
+    if (n < 0)
+      return -errno;
+    if (n == 0)
+      break;
     crypto_hash_sha256_update(&st, buf, (unsigned long long)n);
   }
   crypto_hash_sha256_final(&st, h);
@@ -50,7 +54,8 @@ static int open_existing(const ws_t *ws, const char *rel, struct stat *st, int *
     *fd = -1;
     return 0;
   }
-  if (*fd < 0) return *fd;
+  if (*fd < 0)
+    return *fd;
   if (fstat(*fd, st) != 0 || !S_ISREG(st->st_mode)) {
     int e = S_ISREG(st->st_mode) ? errno : EINVAL;
     close(*fd);
@@ -65,7 +70,8 @@ int snap_sha256_file(const ws_t *ws, const char *rel, char *hex) {
   struct stat st = {0};
   int fd, rc = open_existing(ws, rel, &st, &fd);
   hex[0] = '\0';
-  if (rc < 0 || fd < 0) return rc;
+  if (rc < 0 || fd < 0)
+    return rc;
   rc = sha256_fd(fd, hex);
   close(fd);
   return rc;
@@ -75,7 +81,8 @@ int snap_sha256_file(const ws_t *ws, const char *rel, char *hex) {
 char *snap_b64_encode(const void *data, size_t len) {
   size_t n = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
   char *out = malloc(n);
-  if (out) sodium_bin2base64(out, n, data, len, sodium_base64_VARIANT_ORIGINAL);
+  if (out)
+    sodium_bin2base64(out, n, data, len, sodium_base64_VARIANT_ORIGINAL);
   return out;
 }
 
@@ -83,7 +90,8 @@ char *snap_b64_encode(const void *data, size_t len) {
 int snap_b64_decode(const char *text, void **out, size_t *len) {
   size_t tlen = strlen(text), max = tlen / 4 * 3 + 3, n = 0;
   unsigned char *bin = malloc(max + 1);
-  if (!bin) return -ENOMEM;
+  if (!bin)
+    return -ENOMEM;
   const int variants[] = {sodium_base64_VARIANT_ORIGINAL, sodium_base64_VARIANT_ORIGINAL_NO_PADDING};
   for (size_t i = 0; i < 2; i++) {
     const char *end = NULL;
@@ -98,7 +106,6 @@ int snap_b64_decode(const char *text, void **out, size_t *len) {
   return -EINVAL;
 }
 
-
 // True when s is valid UTF-8 without NUL.
 bool snap_utf8_ok(const char *s, size_t len) {
   return !memchr(s, 0, len) && util_utf8_valid(s, len);
@@ -107,11 +114,13 @@ bool snap_utf8_ok(const char *s, size_t len) {
 /* s with every byte that is not part of valid UTF-8 as '?', as a JSON string. */
 static json_t *lossy_string(const char *s) {
   size_t len = strlen(s);
-  if (snap_utf8_ok(s, len)) return json_string(s);
+  if (snap_utf8_ok(s, len))
+    return json_string(s);
   char *copy = strdup(s);
   for (size_t i = 0; copy && i < len;) {
     size_t n = util_utf8_seq((const unsigned char *)copy + i, len - i);
-    if (n == 0) copy[i] = '?';
+    if (n == 0)
+      copy[i] = '?';
     i += n ? n : 1;
   }
   json_t *v = copy ? json_string(copy) : NULL;
@@ -123,19 +132,24 @@ static json_t *lossy_string(const char *s) {
 char *snap_norm(const char *rel) {
   size_t len = strlen(rel), n = 0;
   char *out = malloc(len + 1);
-  if (!out) return NULL;
+  if (!out)
+    return NULL;
   for (const char *p = rel; *p;) {
-    while (*p == '/') p++;
+    while (*p == '/')
+      p++;
     size_t c = strcspn(p, "/");
     if (c == 2 && p[0] == '.' && p[1] == '.') {
       if (n == 0) {
         free(out);
         return NULL;
       }
-      while (n > 0 && out[n - 1] != '/') n--;
-      if (n > 0) n--;
+      while (n > 0 && out[n - 1] != '/')
+        n--;
+      if (n > 0)
+        n--;
     } else if (c > 0 && !(c == 1 && p[0] == '.')) {
-      if (n > 0) out[n++] = '/';
+      if (n > 0)
+        out[n++] = '/';
       memcpy(out + n, p, c);
       n += c;
     }
@@ -162,12 +176,15 @@ void snap_file_free(snap_file_t *f) {
 
 /* Reads all of fd (st_size bytes, at most max) into f. 0 or -errno. */
 static int read_all(int fd, const struct stat *st, uint64_t max, snap_file_t *f) {
-  if ((uint64_t)st->st_size > max) return -EFBIG;
+  if ((uint64_t)st->st_size > max)
+    return -EFBIG;
   size_t want = (size_t)st->st_size;
   f->data = malloc(want + 1);
-  if (!f->data) return -ENOMEM;
+  if (!f->data)
+    return -ENOMEM;
   ssize_t n = util_read_full(fd, f->data, want);
-  if (n < 0) return (int)n;
+  if (n < 0)
+    return (int)n;
   f->data[n] = '\0';
   f->len = (size_t)n;
   return 0;
@@ -178,7 +195,8 @@ int snap_read(const ws_t *ws, const char *rel, uint64_t max, snap_file_t *out) {
   memset(out, 0, sizeof *out);
   struct stat st = {0};
   int fd, rc = open_existing(ws, rel, &st, &fd);
-  if (rc < 0 || fd < 0) return rc;
+  if (rc < 0 || fd < 0)
+    return rc;
   rc = read_all(fd, &st, max, out);
   close(fd);
   if (rc < 0) {
@@ -197,20 +215,24 @@ static char *real_rel(const ws_t *ws, int dirfd, const char *name) {
   snprintf(link, sizeof link, "/proc/self/fd/%d", dirfd);
   ssize_t n = readlink(link, real, sizeof real - 1);
   size_t rl = strlen(ws->root_real);
-  if (n < 0) return NULL;
+  if (n < 0)
+    return NULL;
   real[n] = '\0';
-  if (strncmp(real, ws->root_real, rl) != 0 || (real[rl] != '\0' && real[rl] != '/')) return NULL;
+  if (strncmp(real, ws->root_real, rl) != 0 || (real[rl] != '\0' && real[rl] != '/'))
+    return NULL;
   const char *dir = real + rl + (real[rl] == '/');
   size_t len = strlen(dir) + strlen(name) + 2;
   char *out = malloc(len);
-  if (out) snprintf(out, len, "%s%s%s", dir, *dir ? "/" : "", name);
+  if (out)
+    snprintf(out, len, "%s%s%s", dir, *dir ? "/" : "", name);
   return out;
 }
 
 /* The normalised path of a path from the broker or the model, or NULL with err. */
 static char *checked_path(const ws_t *ws, const char *path, char *err, size_t errlen) {
   char *rel = NULL;
-  if (ws_rel(ws, path, strlen(path), &rel, err, errlen) != 0) return NULL;
+  if (ws_rel(ws, path, strlen(path), &rel, err, errlen) != 0)
+    return NULL;
   char *norm = snap_norm(rel);
   free(rel);
   if (!norm || !*norm) {
@@ -226,7 +248,8 @@ static char *checked_path(const ws_t *ws, const char *path, char *err, size_t er
 // The file a file tool changes, by its real workspace-relative path.
 int snap_target(const ws_t *ws, const char *path, char **canon, char *err, size_t errlen) {
   char *norm = checked_path(ws, path, err, errlen), dir[PATH_MAX], shown[200];
-  if (!norm) return -1;
+  if (!norm)
+    return -1;
   const char *base;
   split(norm, dir, sizeof dir, &base);
   ws_shown(path, strlen(path), shown, sizeof shown);
@@ -235,17 +258,20 @@ int snap_target(const ws_t *ws, const char *path, char **canon, char *err, size_
     *canon = norm;
     return 0;
   }
-  if (fd >= 0) close(fd);
+  if (fd >= 0)
+    close(fd);
   ws_target_t t;
   if (fd < 0 || ws_target(ws, norm, false, shown, &t, err, errlen) != 0) {
-    if (fd < 0) ws_strerror(-fd, shown, err, errlen);
+    if (fd < 0)
+      ws_strerror(-fd, shown, err, errlen);
     free(norm);
     return -1;
   }
   char *real = real_rel(ws, t.dirfd, t.name);
   ws_target_close(&t);
   *canon = real ? real : norm;
-  if (real) free(norm);
+  if (real)
+    free(norm);
   if (!snap_utf8_ok(*canon, strlen(*canon))) {
     snprintf(err, errlen, "path \"%s\" leads to a file whose name is not UTF-8; it cannot be checkpointed", shown);
     free(*canon);
@@ -275,8 +301,10 @@ struct walker {
 static long walk_fail(snap_walker_t *w, long rc, const char *rel, const char *what) {
   char shown[200];
   ws_shown(*rel ? rel : ".", strlen(*rel ? rel : "."), shown, sizeof shown);
-  if (rc == -ECANCELED) snprintf(w->err, w->errlen, "cancelled");
-  else if (what) snprintf(w->err, w->errlen, "%s \"%s\": %s", what, shown, strerror((int)-rc));
+  if (rc == -ECANCELED)
+    snprintf(w->err, w->errlen, "cancelled");
+  else if (what)
+    snprintf(w->err, w->errlen, "%s \"%s\": %s", what, shown, strerror((int)-rc));
   return rc;
 }
 
@@ -287,20 +315,25 @@ static long walk_entry(snap_walker_t *w, DIR *d, const char *name, char *rel, si
   struct stat st;
   if (fstatat(dirfd(d), name, &st, AT_SYMLINK_NOFOLLOW) != 0)
     return errno == ENOENT ? 0 : walk_fail(w, -errno, rel, "cannot look at");
-  if (S_ISREG(st.st_mode)) return w->file(w, dirfd(d), name, rel, &st);
+  if (S_ISREG(st.st_mode))
+    return w->file(w, dirfd(d), name, rel, &st);
   if (!S_ISDIR(st.st_mode)) {
-    if (w->skip) w->skip(w, rel, &st);
+    if (w->skip)
+      w->skip(w, rel, &st);
     return 0;
   }
-  if (strcmp(name, ".git") == 0) return 0;
+  if (strcmp(name, ".git") == 0)
+    return 0;
   if (depth + 1 > SNAP_MAX_DEPTH) {
     snprintf(w->err, w->errlen, "directories are nested deeper than %d levels (at \"%.160s\")", SNAP_MAX_DEPTH, rel);
     return -ELOOP;
   }
   int cfd = openat(dirfd(d), name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (cfd < 0) return errno == ENOENT ? 0 : walk_fail(w, -errno, rel, "cannot open directory");
+  if (cfd < 0)
+    return errno == ENOENT ? 0 : walk_fail(w, -errno, rel, "cannot open directory");
   long sub = walk_snapshot_dir(w, cfd, rel, len, depth + 1);
-  if (sub < 0 || !w->dir_done) return sub < 0 ? sub : 0;
+  if (sub < 0 || !w->dir_done)
+    return sub < 0 ? sub : 0;
   return w->dir_done(w, dirfd(d), name, rel, sub);
 }
 
@@ -318,11 +351,13 @@ static long walk_snapshot_dir(snap_walker_t *w, int fd, char *rel, size_t rlen, 
     errno = 0;
     struct dirent *de = readdir(d);
     if (!de) {
-      if (errno) rc = walk_fail(w, -errno, rel, "cannot read directory");
+      if (errno)
+        rc = walk_fail(w, -errno, rel, "cannot read directory");
       break;
     }
     const char *name = de->d_name;
-    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0) continue;
+    if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+      continue;
     if (w->cancel && atomic_load(w->cancel)) {
       rc = walk_fail(w, -ECANCELED, rel, NULL);
       break;
@@ -335,7 +370,8 @@ static long walk_snapshot_dir(snap_walker_t *w, int fd, char *rel, size_t rlen, 
     }
     rc = walk_entry(w, d, name, rel, rlen + (size_t)len, depth);
     rel[rlen] = '\0';
-    if (rc < 0) break;
+    if (rc < 0)
+      break;
     removed += rc;
     rc = 0;
   }
@@ -372,39 +408,47 @@ static int list_file(snap_walker_t *w, int dirfd, const char *name, const char *
   (void)dirfd;
   listing_t *ls = w->ud;
   snap_list_t *l = ls->l;
-  if (strncmp(name, WS_TMP_PREFIX, strlen(WS_TMP_PREFIX)) == 0) return 0;
+  if (strncmp(name, WS_TMP_PREFIX, strlen(WS_TMP_PREFIX)) == 0)
+    return 0;
   if (!snap_utf8_ok(rel, strlen(rel))) {
     char shown[200];
     ws_shown(rel, strlen(rel), shown, sizeof shown);
     snprintf(w->err, w->errlen, "the name of file \"%s\" is not UTF-8: it cannot be checkpointed (rename it)", shown);
     return -EILSEQ;
   }
-  if (++l->seen > SNAP_COUNT_CAP) return -EFBIG;
+  if (++l->seen > SNAP_COUNT_CAP)
+    return -EFBIG;
   l->bytes += (uint64_t)st->st_size;
   if (!l->biggest || (uint64_t)st->st_size > l->biggest_size) {
     free(l->biggest);
     l->biggest = strdup(rel);
     l->biggest_size = (uint64_t)st->st_size;
   }
-  if (l->seen > ls->lim->max_files) return 0;
+  if (l->seen > ls->lim->max_files)
+    return 0;
   if (l->n == l->cap) {
     size_t cap = l->cap ? 2 * l->cap : 64;
     snap_entry_t *grown = realloc(l->files, cap * sizeof *grown);
-    if (!grown) return -ENOMEM;
+    if (!grown)
+      return -ENOMEM;
     l->files = grown;
     l->cap = cap;
   }
   char *copy = strdup(rel);
-  if (!copy) return -ENOMEM;
+  if (!copy)
+    return -ENOMEM;
   l->files[l->n++] = (snap_entry_t){copy, (uint64_t)st->st_size, st->st_mode & 07777};
   return 0;
 }
 
 static void list_skip(snap_walker_t *w, const char *rel, const struct stat *st) {
   snap_list_t *l = ((listing_t *)w->ud)->l;
-  if (S_ISLNK(st->st_mode)) l->symlinks++;
-  else l->others++;
-  if (json_array_size(l->skipped) < SNAP_NAMED_SKIPS) json_array_append_new(l->skipped, lossy_string(rel));
+  if (S_ISLNK(st->st_mode))
+    l->symlinks++;
+  else
+    l->others++;
+  if (json_array_size(l->skipped) < SNAP_NAMED_SKIPS)
+    json_array_append_new(l->skipped, lossy_string(rel));
 }
 
 /* err for a passed bound: -EFBIG, or 0 when every bound holds. */
@@ -415,11 +459,11 @@ static int check_bounds(const snap_list_t *l, const snap_limits_t *lim, char *er
   else if (l->seen > lim->max_files)
     snprintf(err, errlen, "the workspace has %zu files (limit %zu)%s", l->seen, lim->max_files, why);
   else if (l->bytes > lim->max_total)
-    snprintf(err, errlen, "the workspace's files hold %.1f MiB (limit %.1f MiB)%s", MIB(l->bytes),
-             MIB(lim->max_total), why);
+    snprintf(err, errlen, "the workspace's files hold %.1f MiB (limit %.1f MiB)%s", MIB(l->bytes), MIB(lim->max_total),
+             why);
   else if (l->biggest && l->biggest_size > lim->max_file)
-    snprintf(err, errlen, "file \"%.160s\" has %.1f MiB (limit %.1f MiB per file)%s", l->biggest,
-             MIB(l->biggest_size), MIB(lim->max_file), why);
+    snprintf(err, errlen, "file \"%.160s\" has %.1f MiB (limit %.1f MiB per file)%s", l->biggest, MIB(l->biggest_size),
+             MIB(lim->max_file), why);
   else
     return 0;
   return -EFBIG;
@@ -434,14 +478,17 @@ int snap_list(const ws_t *ws, const snap_limits_t *lim, atomic_bool *cancel, sna
   snap_walker_t w = {.file = list_file, .skip = list_skip, .cancel = cancel, .err = err, .errlen = errlen, .ud = &ls};
   err[0] = '\0';
   int rc = walk_workspace(ws, &w);
-  if (rc == 0 || rc == -EFBIG) rc = check_bounds(out, lim, err, errlen);
-  if (rc == -ENOMEM && !err[0]) snprintf(err, errlen, "out of memory listing the workspace");
+  if (rc == 0 || rc == -EFBIG)
+    rc = check_bounds(out, lim, err, errlen);
+  if (rc == -ENOMEM && !err[0])
+    snprintf(err, errlen, "out of memory listing the workspace");
   return rc;
 }
 
 // Frees a snapshot's list.
 void snap_list_free(snap_list_t *l) {
-  for (size_t i = 0; i < l->n; i++) free(l->files[i].path);
+  for (size_t i = 0; i < l->n; i++)
+    free(l->files[i].path);
   free(l->files);
   free(l->biggest);
   json_decref(l->skipped);
@@ -452,8 +499,10 @@ void snap_list_free(snap_list_t *l) {
 
 /* Removes what is at dirfd/name when it is not a directory with entries. 0 or -errno. */
 static int remove_entry(int dirfd, const char *name) {
-  if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT) return 0;
-  if (errno != EISDIR && errno != EPERM) return -errno;
+  if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+    return 0;
+  if (errno != EISDIR && errno != EPERM)
+    return -errno;
   return unlinkat(dirfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT ? 0 : -errno;
 }
 
@@ -461,8 +510,10 @@ static int remove_entry(int dirfd, const char *name) {
 static int restore_in(const ws_t *ws, const char *dir, const char *base, bool existed, const void *data, size_t len,
                       bool mode_given, mode_t mode) {
   int fd = ws_open_dir(ws, dir, existed);
-  if (!existed && (fd == -ENOENT || fd == -ENOTDIR)) return 0;
-  if (fd < 0) return fd;
+  if (!existed && (fd == -ENOENT || fd == -ENOTDIR))
+    return 0;
+  if (fd < 0)
+    return fd;
   struct stat st;
   if (!mode_given)
     mode = fstatat(fd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) ? st.st_mode & 07777 : 0644;
@@ -516,19 +567,25 @@ static void name_removed(pruning_t *p, json_t *list, const char *rel) {
   json_array_append_new(list, lossy_string(rel));
 }
 
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 /* True when a kept path is rel, or lies beneath rel when dir. */
 static bool kept(const pruning_t *p, const char *rel, bool dir) {
   size_t lo = 0, hi = p->n, len = strlen(rel);
   while (lo < hi) { /* the first kept path >= rel */
     size_t mid = (lo + hi) / 2;
-    if (strcmp(p->keep[mid], rel) < 0) lo = mid + 1;
-    else hi = mid;
+    if (strcmp(p->keep[mid], rel) < 0)
+      lo = mid + 1;
+    else
+      hi = mid;
   }
   for (size_t i = lo; i < p->n && strncmp(p->keep[i], rel, len) == 0; i++) {
-    if (p->keep[i][len] == '\0' && !dir) return true;
-    if (dir && p->keep[i][len] == '/') return true;
+    if (p->keep[i][len] == '\0' && !dir)
+      return true;
+    if (dir && p->keep[i][len] == '/')
+      return true;
   }
   return false;
 }
@@ -536,8 +593,10 @@ static bool kept(const pruning_t *p, const char *rel, bool dir) {
 static int prune_file(snap_walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st) {
   (void)st;
   pruning_t *p = w->ud;
-  if (kept(p, rel, false)) return 0;
-  if (unlinkat(dirfd, name, 0) != 0) return errno == ENOENT ? 0 : (int)walk_fail(w, -errno, rel, "cannot delete");
+  if (kept(p, rel, false))
+    return 0;
+  if (unlinkat(dirfd, name, 0) != 0)
+    return errno == ENOENT ? 0 : (int)walk_fail(w, -errno, rel, "cannot delete");
   p->count++;
   name_removed(p, p->deleted, rel);
   return 1;
@@ -545,7 +604,8 @@ static int prune_file(snap_walker_t *w, int dirfd, const char *name, const char 
 
 static int prune_dir(snap_walker_t *w, int dirfd, const char *name, const char *rel, long removed) {
   pruning_t *p = w->ud;
-  if (removed == 0 || kept(p, rel, true) || unlinkat(dirfd, name, AT_REMOVEDIR) != 0) return 0;
+  if (removed == 0 || kept(p, rel, true) || unlinkat(dirfd, name, AT_REMOVEDIR) != 0)
+    return 0;
   name_removed(p, p->dirs, rel);
   return 1;
 }
@@ -553,13 +613,16 @@ static int prune_dir(snap_walker_t *w, int dirfd, const char *name, const char *
 /* The normalised strings of keep, sorted, into p. 0 or -ENOMEM. */
 static int load_keep(const json_t *keep, pruning_t *p) {
   p->keep = calloc(json_array_size(keep) + 1, sizeof *p->keep);
-  if (!p->keep) return -ENOMEM;
+  if (!p->keep)
+    return -ENOMEM;
   size_t i;
   json_t *v;
   json_array_foreach(keep, i, v) {
     char *norm = json_is_string(v) ? snap_norm(json_string_value(v)) : NULL;
-    if (norm && *norm) p->keep[p->n++] = norm;
-    else free(norm);
+    if (norm && *norm)
+      p->keep[p->n++] = norm;
+    else
+      free(norm);
   }
   qsort(p->keep, p->n, sizeof *p->keep, cmp_str);
   return 0;
@@ -571,9 +634,12 @@ int snap_prune(const ws_t *ws, const json_t *keep, json_t **deleted, char *err, 
   snap_walker_t w = {.file = prune_file, .dir_done = prune_dir, .err = err, .errlen = errlen, .ud = &p};
   err[0] = '\0';
   int rc = load_keep(keep, &p);
-  if (rc == 0) rc = walk_workspace(ws, &w);
-  if (rc == -ENOMEM && !err[0]) snprintf(err, errlen, "out of memory pruning the workspace");
-  for (size_t i = 0; i < p.n; i++) free(p.keep[i]);
+  if (rc == 0)
+    rc = walk_workspace(ws, &w);
+  if (rc == -ENOMEM && !err[0])
+    snprintf(err, errlen, "out of memory pruning the workspace");
+  for (size_t i = 0; i < p.n; i++)
+    free(p.keep[i]);
   free(p.keep);
   *deleted = json_pack("{s:o, s:I, s:b, s:o}", "deleted", p.deleted, "count", (json_int_t)p.count, "truncated",
                        p.truncated, "dirs", p.dirs);

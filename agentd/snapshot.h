@@ -23,16 +23,16 @@
 
 #include "workspace.h"
 
-#define SNAP_HEX_LEN 64                       /* hex SHA-256, without the NUL */
-#define SNAP_MAX_FILES 5000                   /* files in one snapshot */
-#define SNAP_MAX_TOTAL ((uint64_t)64 << 20)   /* bytes in one snapshot */
+#define SNAP_HEX_LEN 64                     /* hex SHA-256, without the NUL */
+#define SNAP_MAX_FILES 5000                 /* files in one snapshot */
+#define SNAP_MAX_TOTAL ((uint64_t)64 << 20) /* bytes in one snapshot */
 /* Largest file in one checkpoint message: its base64 (4/3) plus the envelope
  * must stay below PROTO_MAX_FRAME (8 MiB), so 6 MiB less 64 KiB. */
 #define SNAP_MAX_FILE ((uint64_t)(6 << 20) - (64 << 10))
-#define SNAP_MAX_DEPTH 64                     /* directory nesting walked */
-#define SNAP_NAMED_SKIPS 100                  /* skipped paths named in a report */
-#define SNAP_DELETED_MAX 10000                /* removed paths named in a prune's report */
-#define SNAP_DELETED_BYTES (4 << 20)          /* and their bytes (the report is one frame) */
+#define SNAP_MAX_DEPTH 64            /* directory nesting walked */
+#define SNAP_NAMED_SKIPS 100         /* skipped paths named in a report */
+#define SNAP_DELETED_MAX 10000       /* removed paths named in a prune's report */
+#define SNAP_DELETED_BYTES (4 << 20) /* and their bytes (the report is one frame) */
 
 /* Inits libsodium (idempotent, thread-safe). 0 or -1. */
 int snap_init(void);
@@ -58,9 +58,9 @@ char *snap_norm(const char *rel);
 /* A whole regular file read beneath the workspace. */
 typedef struct {
   bool existed;
-  char *data;      /* NULL when absent */
+  char *data; /* NULL when absent */
   size_t len;
-  mode_t mode;     /* permission bits when it existed */
+  mode_t mode;                   /* permission bits when it existed */
   char sha256[SNAP_HEX_LEN + 1]; /* "" when absent */
 } snap_file_t;
 
@@ -84,14 +84,14 @@ typedef struct {
 } snap_entry_t;
 
 typedef struct {
-  snap_entry_t *files;   /* the files to send, at most max_files */
+  snap_entry_t *files; /* the files to send, at most max_files */
   size_t n, cap;
-  size_t seen;           /* regular files seen (counting goes on past the bound) */
-  uint64_t bytes;        /* their total size */
-  char *biggest;         /* the largest file seen and its size */
+  size_t seen;    /* regular files seen (counting goes on past the bound) */
+  uint64_t bytes; /* their total size */
+  char *biggest;  /* the largest file seen and its size */
   uint64_t biggest_size;
   size_t symlinks, others; /* skipped: symlinks, and fifos, sockets, devices */
-  json_t *skipped;       /* the first SNAP_NAMED_SKIPS skipped paths */
+  json_t *skipped;         /* the first SNAP_NAMED_SKIPS skipped paths */
 } snap_list_t;
 
 typedef struct {

@@ -12,11 +12,11 @@ struct sse_parser {
   void *ud;
   size_t max_line;
   int failed;
-  bool after_cr;     /* the last byte seen was CR: a LF right after it ends nothing */
-  bool first_line;   /* a UTF-8 BOM is skipped at the very start */
-  char *line;        /* the current line when it spans pieces */
+  bool after_cr;   /* the last byte seen was CR: a LF right after it ends nothing */
+  bool first_line; /* a UTF-8 BOM is skipped at the very start */
+  char *line;      /* the current line when it spans pieces */
   size_t llen, lcap;
-  char *data;        /* data lines of the pending event, joined with LF */
+  char *data; /* data lines of the pending event, joined with LF */
   size_t dlen, dcap;
   bool has_data;
   char event[SSE_MAX_EVENT_NAME];

@@ -20,7 +20,8 @@
 static proto_msg_t *step_msg(run_t *r, proto_type_t type) {
   const proto_msg_t *run = r->job->msg;
   proto_msg_t *m = proto_msg_new(type);
-  if (!m) return NULL;
+  if (!m)
+    return NULL;
   PROTO_SET(m, workflow, run->workflow);
   PROTO_SET(m, step, run->step);
   PROTO_SET(m, attempt, run->attempt);
@@ -103,15 +104,18 @@ static int send_checkpoint(run_t *r, int64_t seq, const char *kind, const char *
   }
   PROTO_SET(m, seq, seq);
   proto_set_str(m, PROTO_F_kind, kind);
-  if (path) proto_set_str(m, PROTO_F_path, path);
+  if (path)
+    proto_set_str(m, PROTO_F_path, path);
   if (f) {
     PROTO_SET(m, existed, f->existed);
     m->content = snap_b64_encode(f->existed ? f->data : "", f->existed ? f->len : 0);
     m->has |= m->content ? PROTO_BIT(content) : 0;
     proto_set_str(m, PROTO_F_sha256, f->sha256);
-    if (f->existed && !payload) payload = json_pack("{s:i}", "mode", (int)f->mode);
+    if (f->existed && !payload)
+      payload = json_pack("{s:i}", "mode", (int)f->mode);
   }
-  if (payload) proto_set_json(m, PROTO_F_payload, payload);
+  if (payload)
+    proto_set_json(m, PROTO_F_payload, payload);
   if (f && !m->content) {
     proto_msg_destroy(&m);
     return -ENOMEM;
@@ -142,7 +146,8 @@ static bool already_applied(run_t *r, const json_t *check) {
     report_failed(r, PROTO_ERR_checkpoint_failed, err, false);
     return true;
   }
-  if (strcmp(hex, pre) == 0) return false;
+  if (strcmp(hex, pre) == 0)
+    return false;
   char text[400];
   snprintf(text, sizeof text, "already applied (checkpoint ledger): %.300s", path);
   report_done(r, text,
@@ -155,7 +160,8 @@ static bool already_applied(run_t *r, const json_t *check) {
 /* The path argument of a file tool as the tool reads it ("path", else "file_path"). */
 static const char *path_arg(const json_t *args) {
   const json_t *v = json_object_get(args, "path");
-  if (!v) v = json_object_get(args, "file_path");
+  if (!v)
+    v = json_object_get(args, "file_path");
   return json_string_value(v);
 }
 
@@ -175,8 +181,10 @@ static int checkpoint_file(run_t *r, char **canon) {
   snap_file_t f;
   int rc = snap_read(&r->q->ws, *canon, SNAP_MAX_FILE, &f);
   if (rc == -EFBIG) {
-    snprintf(err, sizeof err, "\"%.160s\" is larger than %.1f MiB, the most a checkpoint holds: the step cannot be "
-             "rolled back, so it does not run", *canon, MIB(SNAP_MAX_FILE));
+    snprintf(err, sizeof err,
+             "\"%.160s\" is larger than %.1f MiB, the most a checkpoint holds: the step cannot be "
+             "rolled back, so it does not run",
+             *canon, MIB(SNAP_MAX_FILE));
     report_failed(r, PROTO_ERR_checkpoint_too_large, err, false);
   } else if (rc < 0) {
     snprintf(err, sizeof err, "cannot read \"%.160s\" for its checkpoint: %s", *canon, strerror(-rc));
@@ -202,7 +210,8 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
     }
     snap_file_t f;
     int rc = snap_read(&r->q->ws, l->files[i].path, SNAP_MAX_FILE, &f);
-    if (rc == 0 && !f.existed) continue; /* removed since the listing */
+    if (rc == 0 && !f.existed)
+      continue; /* removed since the listing */
     bytes += rc == 0 ? f.len : 0;
     if (rc == -EFBIG || bytes > SNAP_MAX_TOTAL) {
       snprintf(err, sizeof err, "the workspace grew past the snapshot limits (%.160s) while the snapshot was taken",
@@ -216,11 +225,12 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
       rc = -1;
     }
     snap_file_free(&f);
-    if (rc < 0 || bytes > SNAP_MAX_TOTAL) return -1;
+    if (rc < 0 || bytes > SNAP_MAX_TOTAL)
+      return -1;
   }
-  json_t *end = json_pack("{s:I, s:I, s:I, s:I, s:O}", "files", (json_int_t)seq, "bytes", (json_int_t)bytes,
-                          "symlinks_skipped", (json_int_t)l->symlinks, "others_skipped", (json_int_t)l->others,
-                          "skipped", l->skipped);
+  json_t *end =
+      json_pack("{s:I, s:I, s:I, s:I, s:O}", "files", (json_int_t)seq, "bytes", (json_int_t)bytes, "symlinks_skipped",
+                (json_int_t)l->symlinks, "others_skipped", (json_int_t)l->others, "skipped", l->skipped);
   if (send_checkpoint(r, ++seq, "snapshot_end", NULL, NULL, end) < 0) {
     report_failed(r, PROTO_ERR_internal, "the snapshot could not be sent", true);
     return -1;
@@ -234,11 +244,15 @@ static int checkpoint_workspace(run_t *r) {
   snap_limits_t lim = snap_default_limits();
   char err[512];
   int rc = snap_list(&r->q->ws, &lim, &r->job->cancel, &l, err, sizeof err);
-  if (rc == -ECANCELED) report_failed(r, PROTO_ERR_cancelled, "the step was cancelled while its snapshot was taken", false);
-  else if (rc == -EFBIG) report_failed(r, PROTO_ERR_snapshot_too_large, err, false);
-  else if (rc < 0) report_failed(r, PROTO_ERR_snapshot_failed, err, false);
+  if (rc == -ECANCELED)
+    report_failed(r, PROTO_ERR_cancelled, "the step was cancelled while its snapshot was taken", false);
+  else if (rc == -EFBIG)
+    report_failed(r, PROTO_ERR_snapshot_too_large, err, false);
+  else if (rc < 0)
+    report_failed(r, PROTO_ERR_snapshot_failed, err, false);
   int64_t end = rc < 0 ? -1 : send_snapshot(r, &l);
-  if (end > 0 && (rc = wait_ack(r, end)) < 0) report_wait(r, rc);
+  if (end > 0 && (rc = wait_ack(r, end)) < 0)
+    report_wait(r, rc);
   log_info("workflow %lld step %lld: snapshot of %zu files (%.1f MiB) %s", (long long)r->job->msg->workflow,
            (long long)r->job->msg->step, l.n, MIB(l.bytes), end > 0 && rc == 0 ? "acknowledged" : "not made");
   snap_list_free(&l);
@@ -265,11 +279,13 @@ static void run_tool(run_t *r, const char *canon, int64_t started) {
   char hex[SNAP_HEX_LEN + 1];
   if (canon && !res.is_error && snap_sha256_file(&r->q->ws, canon, hex) == 0)
     json_array_append_new(changed, json_pack("{s:s, s:s}", "path", canon, "sha256", hex));
-  json_t *payload = json_pack("{s:i, s:b, s:b, s:s, s:I}", "exit_code", res.exit_code, "is_error", res.is_error,
-                              "timed_out", res.timed_out, "summary", res.summary, "elapsed_ms",
-                              (json_int_t)(util_now_ms() - started));
-  if (canon) json_object_set_new(payload, "changed", changed);
-  else json_decref(changed);
+  json_t *payload =
+      json_pack("{s:i, s:b, s:b, s:s, s:I}", "exit_code", res.exit_code, "is_error", res.is_error, "timed_out",
+                res.timed_out, "summary", res.summary, "elapsed_ms", (json_int_t)(util_now_ms() - started));
+  if (canon)
+    json_object_set_new(payload, "changed", changed);
+  else
+    json_decref(changed);
   report_done(r, res.text ? res.text : "", payload);
   log_info("workflow %lld step %lld (attempt %lld): %s: %s", (long long)run->workflow, (long long)run->step,
            (long long)run->attempt, run->kind, res.summary);
@@ -279,9 +295,12 @@ static void run_tool(run_t *r, const char *canon, int64_t started) {
 /* The checkpoint the tool needs: 0 to go on (*canon set for file tools), -1 reported. */
 static int checkpoint(run_t *r, const char *tool, char **canon) {
   *canon = NULL;
-  if (strcmp(tool, "write_file_tool") == 0 || strcmp(tool, "edit_file") == 0) return checkpoint_file(r, canon);
-  if (strcmp(tool, "execute_bash") == 0) return checkpoint_workspace(r);
-  if (!tools_mutates(tool)) return 0;
+  if (strcmp(tool, "write_file_tool") == 0 || strcmp(tool, "edit_file") == 0)
+    return checkpoint_file(r, canon);
+  if (strcmp(tool, "execute_bash") == 0)
+    return checkpoint_workspace(r);
+  if (!tools_mutates(tool))
+    return 0;
   char detail[200];
   snprintf(detail, sizeof detail, "this node cannot checkpoint tool %.60s before it runs, so it does not run it", tool);
   report_failed(r, PROTO_ERR_no_checkpoint, detail, false);
@@ -301,13 +320,15 @@ void step_run(run_t *r) {
     return;
   }
   const json_t *check = json_object_get(run->payload, "applied_check");
-  if (json_is_object(check) && already_applied(r, check)) return;
+  if (json_is_object(check) && already_applied(r, check))
+    return;
   if (atomic_load(&r->job->cancel)) {
     report_failed(r, PROTO_ERR_cancelled, "the step was cancelled before it ran", false);
     return;
   }
   char *canon = NULL;
-  if (checkpoint(r, run->kind, &canon) == 0) run_tool(r, canon, started);
+  if (checkpoint(r, run->kind, &canon) == 0)
+    run_tool(r, canon, started);
   free(canon);
 }
 
@@ -316,10 +337,12 @@ void step_run(run_t *r) {
 /* restored {workflow, seq} for the job's restore. */
 static proto_msg_t *restored_msg(run_t *r) {
   proto_msg_t *m = proto_msg_new(PROTO_RESTORED);
-  if (!m) return NULL;
+  if (!m)
+    return NULL;
   PROTO_SET(m, workflow, r->job->msg->workflow);
   PROTO_SET(m, seq, r->job->msg->seq);
-  if (r->job->msg->path) proto_set_str(m, PROTO_F_path, r->job->msg->path);
+  if (r->job->msg->path)
+    proto_set_str(m, PROTO_F_path, r->job->msg->path);
   return m;
 }
 
@@ -331,14 +354,15 @@ static void restore_failed(run_t *r, const char *code, const char *detail) {
     proto_set_str(m, PROTO_F_detail, detail);
   }
   push(r, &m);
-  log_warn("workflow %lld restore %lld failed: %s: %s", (long long)r->job->msg->workflow,
-           (long long)r->job->msg->seq, code, detail);
+  log_warn("workflow %lld restore %lld failed: %s: %s", (long long)r->job->msg->workflow, (long long)r->job->msg->seq,
+           code, detail);
 }
 
 /* The mode in payload {mode}: true when given and valid. */
 static bool payload_mode(const json_t *payload, mode_t *mode) {
   const json_t *v = json_object_get(payload, "mode");
-  if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 07777) return false;
+  if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 07777)
+    return false;
   *mode = (mode_t)json_integer_value(v);
   return true;
 }
@@ -361,8 +385,8 @@ static void restore_file(run_t *r) {
   char hex[SNAP_HEX_LEN + 1], err[512], before[SNAP_HEX_LEN + 1] = "";
   if (snap_sha256_file(&r->q->ws, m->path, before) < 0)
     before[0] = '\0'; /* what the file held, to tell whether the restore changed it */
-  int rc = snap_restore_file(&r->q->ws, m->path, m->existed, data, len, mode_given, mode, hex, &refused, err,
-                             sizeof err);
+  int rc =
+      snap_restore_file(&r->q->ws, m->path, m->existed, data, len, mode_given, mode, hex, &refused, err, sizeof err);
   free(data);
   if (rc != 0) {
     restore_failed(r, refused ? PROTO_ERR_refused : PROTO_ERR_restore_failed, err);
@@ -395,15 +419,20 @@ static void restore_prune(run_t *r) {
     proto_set_str(m, PROTO_F_code, PROTO_ERR_restore_failed);
     proto_set_str(m, PROTO_F_detail, err[0] ? err : strerror(-rc));
   }
-  if (m) proto_set_json(m, PROTO_F_payload, report);
-  else json_decref(report);
+  if (m)
+    proto_set_json(m, PROTO_F_payload, report);
+  else
+    json_decref(report);
   push(r, &m);
 }
 
 // Runs the job's restore.
 void restore_run(run_t *r) {
   const char *kind = r->job->msg->kind;
-  if (strcmp(kind, "file") == 0) restore_file(r);
-  else if (strcmp(kind, "prune") == 0) restore_prune(r);
-  else restore_failed(r, PROTO_ERR_unknown_kind, "a restore's kind is \"file\" or \"prune\"");
+  if (strcmp(kind, "file") == 0)
+    restore_file(r);
+  else if (strcmp(kind, "prune") == 0)
+    restore_prune(r);
+  else
+    restore_failed(r, PROTO_ERR_unknown_kind, "a restore's kind is \"file\" or \"prune\"");
 }

@@ -19,19 +19,19 @@ struct llm_stream {
   llm_format_t format;
   llm_stream_cb_t cb;
   void *ud;
-  int failed;             /* negative errno once a cap is hit or memory runs out */
-  bool at_eof;            /* finishing: a last event or line that is cut off is not an error */
-  bool sse_started;       /* SSE: a non-blank byte was seen (a '{' first means a JSON body) */
+  int failed;       /* negative errno once a cap is hit or memory runs out */
+  bool at_eof;      /* finishing: a last event or line that is cut off is not an error */
+  bool sse_started; /* SSE: a non-blank byte was seen (a '{' first means a JSON body) */
   bool finished;
   llm_result_t r;
   blen_t text_m[LLM_MAX_CHOICES];
   blen_t thinking_m, refusal_m;
   blen_t args_m[LLM_MAX_TOOL_CALLS];
-  size_t total;           /* bytes of text + thinking + refusal + arguments */
-  unsigned choices_seen;  /* bit per choice index */
+  size_t total;          /* bytes of text + thinking + refusal + arguments */
+  unsigned choices_seen; /* bit per choice index */
   think_t *think[LLM_MAX_CHOICES];
   sse_parser_t *sse;
-  char *line;             /* NDJSON line or JSON body being collected */
+  char *line; /* NDJSON line or JSON body being collected */
   size_t llen, lcap;
 };
 

@@ -27,33 +27,33 @@
 typedef enum { LLM_FORMAT_OPENAI_SSE, LLM_FORMAT_OPENAI_JSON, LLM_FORMAT_OLLAMA_NDJSON } llm_format_t;
 
 /* Caps on what a (possibly hostile) server can make us hold. */
-#define LLM_MAX_LINE (4 * 1024 * 1024)   /* one SSE line / NDJSON line / whole JSON body */
-#define LLM_MAX_TEXT (32 * 1024 * 1024)  /* accumulated text + thinking + arguments */
+#define LLM_MAX_LINE (4 * 1024 * 1024)  /* one SSE line / NDJSON line / whole JSON body */
+#define LLM_MAX_TEXT (32 * 1024 * 1024) /* accumulated text + thinking + arguments */
 #define LLM_MAX_TOOL_CALLS 64
 #define LLM_MAX_CHOICES 8
 
 typedef struct {
-  int index;        /* the server's index (or position when it sent none) */
-  char *id;         /* "" when the server sent none */
+  int index; /* the server's index (or position when it sent none) */
+  char *id;  /* "" when the server sent none */
   char *name;
-  char *arguments;  /* always a JSON text (objects from Ollama are serialised) */
+  char *arguments; /* always a JSON text (objects from Ollama are serialised) */
 } llm_tool_call_t;
 
 typedef struct {
-  char *text;            /* answer of choice 0 (thinking removed); never NULL after finish */
-  char *thinking;        /* never NULL after finish ("" when none) */
-  char *refusal;         /* delta.refusal text, NULL when none */
+  char *text;     /* answer of choice 0 (thinking removed); never NULL after finish */
+  char *thinking; /* never NULL after finish ("" when none) */
+  char *refusal;  /* delta.refusal text, NULL when none */
   llm_tool_call_t *tool_calls;
   size_t n_tool_calls;
-  char *finish_reason;   /* NULL when the server never said */
+  char *finish_reason; /* NULL when the server never said */
   bool has_usage;
   int64_t prompt_tokens, completion_tokens, total_tokens;
-  bool done;             /* saw [DONE], done:true, object "chat.completion.done", or a
+  bool done;        /* saw [DONE], done:true, object "chat.completion.done", or a
                             whole JSON body with "choices" */
-  bool has_error;        /* the server reported an error in the body */
-  char *error_code;      /* e.g. "tool_use_failed", "400"; may be NULL */
+  bool has_error;   /* the server reported an error in the body */
+  char *error_code; /* e.g. "tool_use_failed", "400"; may be NULL */
   char *error_message;
-  size_t n_choices;      /* distinct choice indexes seen (n>1) */
+  size_t n_choices;                   /* distinct choice indexes seen (n>1) */
   char *choice_text[LLM_MAX_CHOICES]; /* text per choice index (NULL when unseen);
                                          choice_text[0] is the same pointer as `text` */
 } llm_result_t;

@@ -8,8 +8,8 @@
 
 struct think {
   bool in_think;
-  size_t held;                   /* bytes of a possible tag held back */
-  char hold[sizeof CLOSE_TAG];   /* a proper prefix of the tag looked for */
+  size_t held;                 /* bytes of a possible tag held back */
+  char hold[sizeof CLOSE_TAG]; /* a proper prefix of the tag looked for */
 };
 
 static const char *tag_of(const think_t *t) {

@@ -21,16 +21,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define TOOLS_OUTPUT_CAP (32 * 1024)      /* result text: head and tail kept beyond this */
-#define TOOLS_DEFAULT_TIMEOUT_S 120       /* execute_bash, unless the call or the config says otherwise */
+#define TOOLS_OUTPUT_CAP (32 * 1024) /* result text: head and tail kept beyond this */
+#define TOOLS_DEFAULT_TIMEOUT_S 120  /* execute_bash, unless the call or the config says otherwise */
 #define TOOLS_MAX_TIMEOUT_S 3600
 
 typedef struct tools tools_t;
 
 typedef struct {
-  const char *workspace;       /* directory; must exist */
-  int default_timeout_s;       /* execute_bash default (0: TOOLS_DEFAULT_TIMEOUT_S) */
-  size_t output_cap;           /* 0: TOOLS_OUTPUT_CAP */
+  const char *workspace; /* directory; must exist */
+  int default_timeout_s; /* execute_bash default (0: TOOLS_DEFAULT_TIMEOUT_S) */
+  size_t output_cap;     /* 0: TOOLS_OUTPUT_CAP */
   /* Names of environment variables never passed to commands (besides the
    * built-in list: *_API_KEY, *_TOKEN, *_SECRET, CADRE_KEY, ...). May be NULL. */
   const char *const *scrub_env;
@@ -58,11 +58,11 @@ bool tools_known(const char *name);
 bool tools_mutates(const char *name);
 
 typedef struct {
-  char *text;       /* result for the model (capped; never NULL) */
+  char *text; /* result for the model (capped; never NULL) */
   bool is_error;
-  int exit_code;    /* execute_bash: the command's exit status (-1 when killed/not run) */
+  int exit_code; /* execute_bash: the command's exit status (-1 when killed/not run) */
   bool timed_out;
-  char summary[160];/* one short line for the user: "exit 0, 12 lines", "wrote 340 bytes", ... */
+  char summary[160]; /* one short line for the user: "exit 0, 12 lines", "wrote 340 bytes", ... */
 } tool_result_t;
 
 /* Runs one call. arguments is the JSON text the model sent (or an object

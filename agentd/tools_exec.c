@@ -42,10 +42,10 @@
 #define SYS_close_range 436
 #endif
 
-#define EXEC_POLL_MS 100       /* cancel is looked at this often */
-#define EXEC_LINGER_MS 200     /* after the shell exits, output still read this long */
-#define EXEC_GRACE_MS 1000     /* SIGTERM, then SIGKILL */
-#define EXEC_KILL_MS 3000      /* SIGKILL rounds until nothing is left */
+#define EXEC_POLL_MS 100   /* cancel is looked at this often */
+#define EXEC_LINGER_MS 200 /* after the shell exits, output still read this long */
+#define EXEC_GRACE_MS 1000 /* SIGTERM, then SIGKILL */
+#define EXEC_KILL_MS 3000  /* SIGKILL rounds until nothing is left */
 #define EXEC_FSIZE (1ull << 30)
 #define EXEC_READ_BUF 65536
 #define EXEC_NPROC_HEADROOM 512
@@ -83,10 +83,13 @@ static void capture_free(capture_t *c) {
 
 static void capture_add(capture_t *c, const char *data, size_t n) {
   c->total += n;
-  for (const char *p = data; (p = memchr(p, '\n', n - (size_t)(p - data))); p++) c->newlines++;
-  if (n) c->last = data[n - 1];
+  for (const char *p = data; (p = memchr(p, '\n', n - (size_t)(p - data))); p++)
+    c->newlines++;
+  if (n)
+    c->last = data[n - 1];
   size_t h = c->head_len < c->half ? c->half - c->head_len : 0;
-  if (h > n) h = n;
+  if (h > n)
+    h = n;
   memcpy(c->head + c->head_len, data, h);
   c->head_len += h;
   data += h;
@@ -119,29 +122,44 @@ static void capture_render(const capture_t *c, sbuf_t *b) {
   size_t first = c->tail_len < c->half - start ? c->tail_len : c->half - start;
   sbuf_add(&tail, c->tail + start, first);
   sbuf_add(&tail, c->tail, c->tail_len - first);
-  while (omitted && skip < tail.len && skip < 3 && ((unsigned char)tail.s[skip] & 0xC0) == 0x80) skip++;
-  if (skip < tail.len) sbuf_add(b, tail.s + skip, tail.len - skip);
+  while (omitted && skip < tail.len && skip < 3 && ((unsigned char)tail.s[skip] & 0xC0) == 0x80)
+    skip++;
+  if (skip < tail.len)
+    sbuf_add(b, tail.s + skip, tail.len - skip);
   sbuf_free(&tail);
 }
 
 /* ---- the environment ------------------------------------------------------------- */
 
-static const char *const SCRUB_SUFFIXES[] = {"_API_KEY", "_APIKEY", "_TOKEN", "_SECRET", "_SECRET_KEY",
+static const char *const SCRUB_SUFFIXES[] = {"_API_KEY",  "_APIKEY", "_TOKEN",      "_SECRET",      "_SECRET_KEY",
                                              "_PASSWORD", "_PASSWD", "_ACCESS_KEY", "_PRIVATE_KEY", NULL};
-static const char *const SCRUB_NAMES[] = {"CADRE_KEY", "CADRE_BROKER_KEY", "OPENAI_API_KEY", "OLLAMA_API_KEY",
-                                          "LM_STUDIO_API_KEY", "API_KEY", "TOKEN", "SECRET", "PASSWORD",
-                                          "PWD", "OLDPWD", MARKER_NAME, NULL};
+static const char *const SCRUB_NAMES[] = {"CADRE_KEY",
+                                          "CADRE_BROKER_KEY",
+                                          "OPENAI_API_KEY",
+                                          "OLLAMA_API_KEY",
+                                          "LM_STUDIO_API_KEY",
+                                          "API_KEY",
+                                          "TOKEN",
+                                          "SECRET",
+                                          "PASSWORD",
+                                          "PWD",
+                                          "OLDPWD",
+                                          MARKER_NAME,
+                                          NULL};
 
 /* True when the variable name (n bytes) must not reach commands. */
 static bool scrub_name(const tools_t *t, const char *name, size_t n) {
   for (size_t i = 0; SCRUB_SUFFIXES[i]; i++) {
     size_t s = strlen(SCRUB_SUFFIXES[i]);
-    if (n >= s && strncasecmp(name + n - s, SCRUB_SUFFIXES[i], s) == 0) return true;
+    if (n >= s && strncasecmp(name + n - s, SCRUB_SUFFIXES[i], s) == 0)
+      return true;
   }
   for (size_t i = 0; SCRUB_NAMES[i]; i++)
-    if (strlen(SCRUB_NAMES[i]) == n && strncasecmp(name, SCRUB_NAMES[i], n) == 0) return true;
+    if (strlen(SCRUB_NAMES[i]) == n && strncasecmp(name, SCRUB_NAMES[i], n) == 0)
+      return true;
   for (size_t i = 0; t->scrub_env && t->scrub_env[i]; i++)
-    if (strlen(t->scrub_env[i]) == n && strncmp(name, t->scrub_env[i], n) == 0) return true;
+    if (strlen(t->scrub_env[i]) == n && strncmp(name, t->scrub_env[i], n) == 0)
+      return true;
   return false;
 }
 
@@ -149,30 +167,36 @@ static bool scrub_name(const tools_t *t, const char *name, size_t n) {
 static bool holds_secret(const tools_t *t, const char *value) {
   for (size_t i = 0; t->secret_values && t->secret_values[i]; i++) {
     const char *s = t->secret_values[i];
-    if (*s && (strcmp(value, s) == 0 || (strlen(s) >= 8 && strstr(value, s)))) return true;
+    if (*s && (strcmp(value, s) == 0 || (strlen(s) >= 8 && strstr(value, s))))
+      return true;
   }
   return false;
 }
 
 static void free_env(char **env) {
-  for (size_t i = 0; env && env[i]; i++) free(env[i]);
+  for (size_t i = 0; env && env[i]; i++)
+    free(env[i]);
   free(env);
 }
 
 /* The command's environment: ours without secrets, with PWD and the marker. */
 static char **build_env(const tools_t *t, const char *marker) {
   size_t n = 0;
-  while (environ && environ[n]) n++;
+  while (environ && environ[n])
+    n++;
   char **env = calloc(n + 3, sizeof *env);
   size_t k = 0;
   for (size_t i = 0; env && i < n; i++) {
     const char *e = environ[i], *eq = strchr(e, '=');
-    if (!eq || eq == e || scrub_name(t, e, (size_t)(eq - e)) || holds_secret(t, eq + 1)) continue;
-    if (!(env[k++] = strdup(e))) k--;
+    if (!eq || eq == e || scrub_name(t, e, (size_t)(eq - e)) || holds_secret(t, eq + 1))
+      continue;
+    if (!(env[k++] = strdup(e)))
+      k--;
   }
   if (env) {
     size_t len = strlen(t->ws.root_real) + 5;
-    if ((env[k] = malloc(len))) snprintf(env[k++], len, "PWD=%s", t->ws.root_real);
+    if ((env[k] = malloc(len)))
+      snprintf(env[k++], len, "PWD=%s", t->ws.root_real);
     env[k] = strdup(marker);
   }
   return env;
@@ -192,7 +216,8 @@ typedef struct {
 static void limit(spawn_t *s, int i, int res, rlim_t soft, rlim_t hard) {
   struct rlimit cur;
   s->res[i] = res;
-  if (getrlimit(res, &cur) != 0) cur.rlim_cur = cur.rlim_max = RLIM_INFINITY;
+  if (getrlimit(res, &cur) != 0)
+    cur.rlim_cur = cur.rlim_max = RLIM_INFINITY;
   s->lim[i].rlim_cur = soft < cur.rlim_cur ? soft : cur.rlim_cur;
   s->lim[i].rlim_max = hard < cur.rlim_max ? hard : cur.rlim_max;
 }
@@ -201,18 +226,23 @@ static void limit(spawn_t *s, int i, int res, rlim_t soft, rlim_t hard) {
 static void __attribute__((noreturn)) child_exec(const spawn_t *s) {
   static const char msg[] = "cadre: cannot run /bin/bash or /bin/sh\n";
   setsid();
-  if (dup2(s->null_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->out_fd, 2) < 0) _exit(126);
-  if (fchdir(s->root_fd) != 0) _exit(126);
-  for (int i = 0; i < 4; i++) setrlimit(s->res[i], &s->lim[i]);
+  if (dup2(s->null_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->out_fd, 2) < 0)
+    _exit(126);
+  if (fchdir(s->root_fd) != 0)
+    _exit(126);
+  for (int i = 0; i < 4; i++)
+    setrlimit(s->res[i], &s->lim[i]);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
   struct sigaction dfl;
   memset(&dfl, 0, sizeof dfl);
   dfl.sa_handler = SIG_DFL;
-  for (int sig = 1; sig < NSIG; sig++) sigaction(sig, &dfl, NULL);
+  for (int sig = 1; sig < NSIG; sig++)
+    sigaction(sig, &dfl, NULL);
   if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
-    for (int fd = 3; fd < 4096; fd++) close(fd);
+    for (int fd = 3; fd < 4096; fd++)
+      close(fd);
   execve("/bin/bash", s->argv_bash, s->envp);
   execve("/bin/sh", s->argv_sh, s->envp);
   ssize_t w = write(2, msg, sizeof msg - 1);
@@ -240,11 +270,13 @@ typedef struct {
 
 /* True when the shell has exited (not reaped: WNOWAIT keeps its pid, the group id, taken). */
 static bool shell_exited(bash_run_t *r) {
-  if (r->exited) return true;
+  if (r->exited)
+    return true;
   siginfo_t si;
   memset(&si, 0, sizeof si);
   int rc = waitid(P_PID, (id_t)r->pid, &si, WEXITED | WNOHANG | WNOWAIT);
-  if (rc != 0 && errno == ECHILD) r->lost = true; /* reaped by someone else (SIGCHLD set to SIG_IGN?) */
+  if (rc != 0 && errno == ECHILD)
+    r->lost = true; /* reaped by someone else (SIGCHLD set to SIG_IGN?) */
   r->exited = r->lost || (rc == 0 && si.si_pid == r->pid);
   return r->exited;
 }
@@ -258,12 +290,16 @@ static void pump(bash_run_t *r, int ms) {
     nanosleep(&ts, NULL); /* no pidfd (kernel < 5.3): look at the shell every 10 ms */
     return;
   }
-  if (poll(pfd, 2, ms < 0 ? 0 : ms) <= 0) return;
-  if (pfd[1].revents) shell_exited(r);
-  if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR))) return;
+  if (poll(pfd, 2, ms < 0 ? 0 : ms) <= 0)
+    return;
+  if (pfd[1].revents)
+    shell_exited(r);
+  if (!(pfd[0].revents & (POLLIN | POLLHUP | POLLERR)))
+    return;
   for (int rounds = 0; rounds < 16; rounds++) { /* at most 1 MiB: the caller looks at the clock */
     ssize_t n = read(r->fd, r->buf, EXEC_READ_BUF);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR)
+      continue;
     if (n > 0) {
       capture_add(&r->cap, r->buf, (size_t)n);
       continue;
@@ -281,13 +317,18 @@ static end_t wait_command(bash_run_t *r, int64_t deadline, atomic_bool *cancel) 
   int64_t exited_at = -1;
   for (;;) {
     int64_t now = now_ms();
-    if (cancel && atomic_load(cancel)) return END_CANCEL;
-    if (now >= deadline) return END_TIMEOUT;
+    if (cancel && atomic_load(cancel))
+      return END_CANCEL;
+    if (now >= deadline)
+      return END_TIMEOUT;
     int64_t wait = deadline - now < EXEC_POLL_MS ? deadline - now : EXEC_POLL_MS;
-    if (exited_at >= 0 && wait > exited_at + EXEC_LINGER_MS - now) wait = exited_at + EXEC_LINGER_MS - now;
+    if (exited_at >= 0 && wait > exited_at + EXEC_LINGER_MS - now)
+      wait = exited_at + EXEC_LINGER_MS - now;
     pump(r, (int)wait);
-    if (shell_exited(r) && exited_at < 0) exited_at = now_ms();
-    if (r->exited && (r->fd < 0 || now_ms() - exited_at >= EXEC_LINGER_MS)) return END_EXIT;
+    if (shell_exited(r) && exited_at < 0)
+      exited_at = now_ms();
+    if (r->exited && (r->fd < 0 || now_ms() - exited_at >= EXEC_LINGER_MS))
+      return END_EXIT;
   }
 }
 
@@ -295,15 +336,20 @@ static end_t wait_command(bash_run_t *r, int64_t deadline, atomic_bool *cancel) 
  * processes is left; reads the pipe meanwhile so that no writer blocks. */
 static void terminate(bash_run_t *r) {
   proc_job_t *job = &r->job;
-  if (!r->lost) kill(-r->pid, SIGTERM); /* a reaped leader's pid could be recycled: /proc scans only */
+  if (!r->lost)
+    kill(-r->pid, SIGTERM); /* a reaped leader's pid could be recycled: /proc scans only */
   proc_job_signal(job, SIGTERM, false);
   int64_t until = now_ms() + EXEC_GRACE_MS;
-  while (now_ms() < until && proc_job_signal(job, 0, false) > 0) pump(r, 20);
+  while (now_ms() < until && proc_job_signal(job, 0, false) > 0)
+    pump(r, 20);
   until = now_ms() + EXEC_KILL_MS;
   for (bool with_pipe = false;; with_pipe = r->fd >= 0) {
-    if (!r->lost) kill(-r->pid, SIGKILL);
-    if (proc_job_signal(job, SIGKILL, with_pipe) == 0 && (r->fd < 0 || with_pipe)) break;
-    if (now_ms() >= until) break;
+    if (!r->lost)
+      kill(-r->pid, SIGKILL);
+    if (proc_job_signal(job, SIGKILL, with_pipe) == 0 && (r->fd < 0 || with_pipe))
+      break;
+    if (now_ms() >= until)
+      break;
     pump(r, 20);
   }
 }
@@ -311,15 +357,20 @@ static void terminate(bash_run_t *r) {
 /* Stops whatever is left, reads the pipe to its end, reaps the shell. */
 static void finish(bash_run_t *r, end_t end) {
   r->leftovers = end == END_EXIT ? proc_job_signal(&r->job, 0, r->fd >= 0) : 0;
-  if (end != END_EXIT || r->leftovers > 0 || r->fd >= 0) terminate(r);
+  if (end != END_EXIT || r->leftovers > 0 || r->fd >= 0)
+    terminate(r);
   int64_t until = now_ms() + 1000;
-  while (r->fd >= 0 && now_ms() < until) pump(r, 50);
+  while (r->fd >= 0 && now_ms() < until)
+    pump(r, 50);
   r->pipe_stuck = r->fd >= 0;
-  if (r->fd >= 0) close(r->fd);
+  if (r->fd >= 0)
+    close(r->fd);
   r->fd = -1;
   for (;;) {
-    if (r->lost || waitpid(r->pid, &r->status, 0) == r->pid) break;
-    if (errno != EINTR) r->lost = true;
+    if (r->lost || waitpid(r->pid, &r->status, 0) == r->pid)
+      break;
+    if (errno != EINTR)
+      r->lost = true;
   }
 }
 
@@ -332,7 +383,8 @@ static int prepare(tools_t *t, const char *command, int timeout_s, const char *m
   s->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!s->envp || s->null_fd < 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
     int e = s->envp ? errno : ENOMEM;
-    if (s->null_fd >= 0) close(s->null_fd);
+    if (s->null_fd >= 0)
+      close(s->null_fd);
     free_env(s->envp);
     return -e;
   }
@@ -364,21 +416,32 @@ static void status_line(const bash_run_t *r, end_t end, int timeout_s, sbuf_t *b
   out->exit_code = sig ? -1 : code;
   out->timed_out = end == END_TIMEOUT;
   out->is_error = sig || code != 0 || end != END_EXIT;
-  if (end == END_TIMEOUT && sig) sbuf_printf(b, "[killed by signal %d after timeout of %d s]\n", code, timeout_s);
-  else if (end == END_TIMEOUT) sbuf_printf(b, "[exit %d after timeout of %d s]\n", code, timeout_s);
-  else if (end == END_CANCEL && sig) sbuf_printf(b, "[stopped by the user: killed by signal %d]\n", code);
-  else if (end == END_CANCEL) sbuf_printf(b, "[stopped by the user: exit %d]\n", code);
-  else if (sig) sbuf_printf(b, "[killed by signal %d (SIG%s)]\n", code, name ? name : "?");
-  else sbuf_printf(b, "[exit %d]\n", code);
+  if (end == END_TIMEOUT && sig)
+    sbuf_printf(b, "[killed by signal %d after timeout of %d s]\n", code, timeout_s);
+  else if (end == END_TIMEOUT)
+    sbuf_printf(b, "[exit %d after timeout of %d s]\n", code, timeout_s);
+  else if (end == END_CANCEL && sig)
+    sbuf_printf(b, "[stopped by the user: killed by signal %d]\n", code);
+  else if (end == END_CANCEL)
+    sbuf_printf(b, "[stopped by the user: exit %d]\n", code);
+  else if (sig)
+    sbuf_printf(b, "[killed by signal %d (SIG%s)]\n", code, name ? name : "?");
+  else
+    sbuf_printf(b, "[exit %d]\n", code);
   if (r->leftovers > 0)
     sbuf_printf(b, "[%d background process%s still running when the command ended %s stopped]\n", r->leftovers,
                 r->leftovers == 1 ? "" : "es", r->leftovers == 1 ? "was" : "were");
-  if (r->pipe_stuck) sbuf_puts(b, "[warning: a process the command started still holds its output open]\n");
+  if (r->pipe_stuck)
+    sbuf_puts(b, "[warning: a process the command started still holds its output open]\n");
   size_t lines = r->cap.newlines + (r->cap.total && r->cap.last != '\n');
-  if (end == END_TIMEOUT) tr_summary(out, "killed after timeout of %d s", timeout_s);
-  else if (end == END_CANCEL) tr_summary(out, "stopped by the user");
-  else if (sig) tr_summary(out, "killed by signal %d, %zu lines", code, lines);
-  else tr_summary(out, "exit %d, %zu line%s", code, lines, lines == 1 ? "" : "s");
+  if (end == END_TIMEOUT)
+    tr_summary(out, "killed after timeout of %d s", timeout_s);
+  else if (end == END_CANCEL)
+    tr_summary(out, "stopped by the user");
+  else if (sig)
+    tr_summary(out, "killed by signal %d, %zu lines", code, lines);
+  else
+    tr_summary(out, "exit %d, %zu line%s", code, lines, lines == 1 ? "" : "s");
 }
 
 /* Forks and runs the prepared command, then builds the result. */
@@ -395,7 +458,8 @@ static void run_command(tools_t *t, spawn_t *s, int pipefd[2], const char *marke
   }
   int64_t deadline = now_ms() + (int64_t)timeout_s * 1000;
   r.pid = fork();
-  if (r.pid == 0) child_exec(s);
+  if (r.pid == 0)
+    child_exec(s);
   int fork_errno = errno;
   close(pipefd[1]);
   if (r.pid < 0) {
@@ -408,15 +472,20 @@ static void run_command(tools_t *t, spawn_t *s, int pipefd[2], const char *marke
   fcntl(r.fd, F_SETFL, O_NONBLOCK);
   r.pidfd = (int)syscall(SYS_pidfd_open, r.pid, 0);
   struct stat st;
-  r.job = (proc_job_t){.leader = r.pid, .start = proc_start_time(r.pid), .marker = marker,
+  r.job = (proc_job_t){.leader = r.pid,
+                       .start = proc_start_time(r.pid),
+                       .marker = marker,
                        .pipe_ino = fstat(r.fd, &st) == 0 ? (unsigned long)st.st_ino : 0};
   end_t end = wait_command(&r, deadline, cancel);
   finish(&r, end);
   sbuf_t b = {0};
   capture_render(&r.cap, &b);
-  if (r.cap.total == 0) sbuf_puts(&b, "(no output)\n");
-  else if (r.cap.last != '\n') sbuf_puts(&b, "\n");
-  if (r.pidfd >= 0) close(r.pidfd);
+  if (r.cap.total == 0)
+    sbuf_puts(&b, "(no output)\n");
+  else if (r.cap.last != '\n')
+    sbuf_puts(&b, "\n");
+  if (r.pidfd >= 0)
+    close(r.pidfd);
   status_line(&r, end, timeout_s, &b, out);
   bool is_error = out->is_error;
   tr_text(out, &b, is_error);
@@ -431,7 +500,8 @@ void tools_execute_bash(tools_t *t, const targs_t *a, atomic_bool *cancel, tool_
   long long timeout = t->default_timeout_s;
   if (targ_str(a, "command", true, &command, &len, out) < 0 || targ_int(a, "timeout", 1, INT64_MAX, &timeout, out) < 0)
     return;
-  if (timeout > TOOLS_MAX_TIMEOUT_S) timeout = TOOLS_MAX_TIMEOUT_S;
+  if (timeout > TOOLS_MAX_TIMEOUT_S)
+    timeout = TOOLS_MAX_TIMEOUT_S;
   if (memchr(command, '\0', len)) {
     tr_error(out, "command contains a NUL byte");
     return;
@@ -442,7 +512,8 @@ void tools_execute_bash(tools_t *t, const targs_t *a, atomic_bool *cancel, tool_
   }
   char marker[96];
   uint64_t rnd = 0;
-  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd) rnd = (uint64_t)now_ms();
+  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+    rnd = (uint64_t)now_ms();
   snprintf(marker, sizeof marker, MARKER_NAME "=%d-%lu-%016llx", (int)getpid(),
            (unsigned long)atomic_fetch_add(&t->run_seq, 1), (unsigned long long)rnd);
   spawn_t s;

@@ -43,8 +43,10 @@ typedef struct {
 static void read_lines(linerd_t *r, readspec_t *s, sbuf_t *b) {
   while (linerd_next(r) == 1) {
     s->lineno++;
-    if ((long long)s->lineno < s->offset || s->cut_by_cap) continue;
-    if (s->shown_to && (long long)(s->shown_to - s->shown_from + 1) >= s->limit) continue;
+    if ((long long)s->lineno < s->offset || s->cut_by_cap)
+      continue;
+    if (s->shown_to && (long long)(s->shown_to - s->shown_from + 1) >= s->limit)
+      continue;
     size_t keep = r->full_len > r->line_len ? tools_utf8_complete(r->line, r->line_len) : r->line_len;
     if (b->len > 0 && b->len + keep + 16 > s->cap) {
       s->cut_by_cap = true;
@@ -52,9 +54,11 @@ static void read_lines(linerd_t *r, readspec_t *s, sbuf_t *b) {
     }
     sbuf_printf(b, "%6zu\t", s->lineno);
     sbuf_add(b, r->line, keep);
-    if (r->full_len > r->line_len) sbuf_printf(b, " [... line cut: %zu bytes in all]", r->full_len);
+    if (r->full_len > r->line_len)
+      sbuf_printf(b, " [... line cut: %zu bytes in all]", r->full_len);
     sbuf_puts(b, "\n");
-    if (!s->shown_to) s->shown_from = s->lineno;
+    if (!s->shown_to)
+      s->shown_from = s->lineno;
     s->shown_to = s->lineno;
   }
 }
@@ -64,16 +68,17 @@ void tools_read_file(tools_t *t, const targs_t *a, tool_result_t *out) {
   char *rel = NULL, shown[200];
   readspec_t s = {.offset = 1, .limit = TOOLS_READ_LIMIT, .cap = t->output_cap};
   if (targ_path(t, a, true, &rel, shown, sizeof shown, out) < 0 ||
-      targ_int(a, "offset", 0, LLONG_MAX, &s.offset, out) < 0 ||
-      targ_int(a, "limit", 1, 1000000, &s.limit, out) < 0) {
+      targ_int(a, "offset", 0, LLONG_MAX, &s.offset, out) < 0 || targ_int(a, "limit", 1, 1000000, &s.limit, out) < 0) {
     free(rel);
     return;
   }
-  if (s.offset == 0) s.offset = 1;
+  if (s.offset == 0)
+    s.offset = 1;
   struct stat st;
   int fd = open_regular(t, rel, shown, &st, out);
   free(rel);
-  if (fd < 0) return;
+  if (fd < 0)
+    return;
   if (tools_is_binary(fd)) {
     close(fd);
     tr_error(out, "\"%s\" is a binary file, %lld bytes; read_file shows text files only", shown, (long long)st.st_size);
@@ -81,7 +86,8 @@ void tools_read_file(tools_t *t, const targs_t *a, tool_result_t *out) {
   }
   linerd_t *r = linerd_new(fd, TOOLS_LINE_MAX);
   sbuf_t b = {0};
-  if (r) read_lines(r, &s, &b);
+  if (r)
+    read_lines(r, &s, &b);
   int err = r ? r->err : ENOMEM;
   linerd_free(r);
   close(fd);
@@ -159,20 +165,29 @@ static char *read_whole(int dirfd, const char *name, size_t *len, struct stat *s
   int fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
   char *buf = NULL;
   *err = 0;
-  if (fd < 0 || fstat(fd, st) != 0) *err = errno;
-  else if (!S_ISREG(st->st_mode)) *err = EINVAL;
-  else if ((unsigned long long)st->st_size > TOOLS_EDIT_MAX) *err = EFBIG;
-  else if (!(buf = malloc((size_t)st->st_size + 1))) *err = ENOMEM;
+  if (fd < 0 || fstat(fd, st) != 0)
+    *err = errno;
+  else if (!S_ISREG(st->st_mode))
+    *err = EINVAL;
+  else if ((unsigned long long)st->st_size > TOOLS_EDIT_MAX)
+    *err = EFBIG;
+  else if (!(buf = malloc((size_t)st->st_size + 1)))
+    *err = ENOMEM;
   size_t n = 0;
   while (buf && !*err) {
-    if (n == (size_t)st->st_size) break;
+    if (n == (size_t)st->st_size)
+      break;
     ssize_t r = read(fd, buf + n, (size_t)st->st_size - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) *err = errno;
-    if (r <= 0) break;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r < 0)
+      *err = errno;
+    if (r <= 0)
+      break;
     n += (size_t)r;
   }
-  if (fd >= 0) close(fd);
+  if (fd >= 0)
+    close(fd);
   if (*err) {
     free(buf);
     return NULL;
@@ -194,7 +209,8 @@ static void count_matches(const char *data, size_t len, edit_t *e) {
   for (const char *p = data; (p = memmem(p, len - (size_t)(p - data), e->old_s, e->old_len)); p += e->old_len) {
     if (e->count++ == 0) {
       e->first_line = 1;
-      for (const char *q = data; (q = memchr(q, '\n', (size_t)(p - q))); q++) e->first_line++;
+      for (const char *q = data; (q = memchr(q, '\n', (size_t)(p - q))); q++)
+        e->first_line++;
     }
   }
 }
@@ -218,8 +234,10 @@ static int edit_locked(ws_target_t *tg, const char *shown, edit_t *e, tool_resul
   int err;
   char *data = read_whole(tg->dirfd, tg->name, &len, &st, &err), msg[512];
   if (!data) {
-    if (err == EFBIG) tr_error(out, "\"%s\" is too large to edit (more than %u MiB)", shown, TOOLS_EDIT_MAX >> 20);
-    else if (err == EINVAL) tr_error(out, "path \"%s\" is not a regular file", shown);
+    if (err == EFBIG)
+      tr_error(out, "\"%s\" is too large to edit (more than %u MiB)", shown, TOOLS_EDIT_MAX >> 20);
+    else if (err == EINVAL)
+      tr_error(out, "path \"%s\" is not a regular file", shown);
     else {
       ws_strerror(err, shown, msg, sizeof msg);
       tr_error(out, "%s", msg);
@@ -275,7 +293,8 @@ void tools_edit_file(tools_t *t, const targs_t *a, tool_result_t *out) {
     ws_target_close(&tg);
   }
   free(rel);
-  if (rc != 0) return;
+  if (rc != 0)
+    return;
   sbuf_t b = {0};
   sbuf_printf(&b, "replaced %zu occurrence%s in %s (%sline %zu)", e.count, e.count == 1 ? "" : "s", shown,
               e.count == 1 ? "" : "first at ", e.first_line);

@@ -12,7 +12,8 @@
 // Starts reading lines from fd; lines longer than line_max are cut.
 linerd_t *linerd_new(int fd, size_t line_max) {
   linerd_t *r = calloc(1, sizeof *r);
-  if (!r) return NULL;
+  if (!r)
+    return NULL;
   r->fd = fd;
   r->line_max = line_max;
   r->line = malloc(line_max + 1);
@@ -25,19 +26,22 @@ linerd_t *linerd_new(int fd, size_t line_max) {
 
 // Frees the reader (not its fd).
 void linerd_free(linerd_t *r) {
-  if (!r) return;
+  if (!r)
+    return;
   free(r->line);
   free(r);
 }
 
 /* Refills the buffer: false at the end of the file or on an error (r->err). */
 static bool linerd_fill(linerd_t *r) {
-  if (r->eof) return false;
+  if (r->eof)
+    return false;
   for (;;) {
     ssize_t n = util_read(r->fd, r->buf, sizeof r->buf);
     if (n <= 0) {
       r->eof = true;
-      if (n < 0) r->err = errno;
+      if (n < 0)
+        r->err = errno;
       return false;
     }
     r->pos = 0;
@@ -51,7 +55,8 @@ int linerd_next(linerd_t *r) {
   r->line_len = r->full_len = 0;
   bool any = false;
   for (;;) {
-    if (r->pos == r->len && !linerd_fill(r)) break;
+    if (r->pos == r->len && !linerd_fill(r))
+      break;
     any = true;
     char *start = r->buf + r->pos, *nl = memchr(start, '\n', r->len - r->pos);
     size_t n = nl ? (size_t)(nl - start) : r->len - r->pos;
@@ -60,7 +65,8 @@ int linerd_next(linerd_t *r) {
     r->line_len += keep;
     r->full_len += n;
     r->pos += n + (nl ? 1 : 0);
-    if (nl) break;
+    if (nl)
+      break;
   }
   r->line[r->line_len] = '\0';
   return any ? 1 : 0;

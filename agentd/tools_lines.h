@@ -10,13 +10,13 @@
 
 typedef struct {
   int fd;
-  int err;          /* errno of a failed read, else 0 */
+  int err; /* errno of a failed read, else 0 */
   bool eof;
-  size_t pos, len;  /* of buf */
+  size_t pos, len; /* of buf */
   size_t line_max;
-  char *line;       /* the current line, NUL-terminated, at most line_max bytes */
-  size_t line_len;  /* bytes kept in line */
-  size_t full_len;  /* the line's whole length */
+  char *line;      /* the current line, NUL-terminated, at most line_max bytes */
+  size_t line_len; /* bytes kept in line */
+  size_t full_len; /* the line's whole length */
   char buf[65536];
 } linerd_t;
 

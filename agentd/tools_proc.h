@@ -20,10 +20,10 @@
 #include <sys/types.h>
 
 typedef struct {
-  pid_t leader;               /* session and process group id */
-  unsigned long long start;   /* the leader's start time (clock ticks since boot); 0: unknown */
-  const char *marker;         /* "CADRE_RUN_ID=..." */
-  unsigned long pipe_ino;     /* inode of the output pipe, 0: not looked for */
+  pid_t leader;             /* session and process group id */
+  unsigned long long start; /* the leader's start time (clock ticks since boot); 0: unknown */
+  const char *marker;       /* "CADRE_RUN_ID=..." */
+  unsigned long pipe_ino;   /* inode of the output pipe, 0: not looked for */
 } proc_job_t;
 
 /* Signals (sig 0: only counts) the job's live processes other than zombies;

@@ -31,9 +31,12 @@ typedef struct {
 static const char *brace_close(const char *open) {
   int depth = 0;
   for (const char *p = open; *p; p++) {
-    if (*p == '\\' && p[1]) p++;
-    else if (*p == '{') depth++;
-    else if (*p == '}' && --depth == 0) return p;
+    if (*p == '\\' && p[1])
+      p++;
+    else if (*p == '{')
+      depth++;
+    else if (*p == '}' && --depth == 0)
+      return p;
   }
   return NULL;
 }
@@ -42,22 +45,28 @@ static const char *brace_close(const char *open) {
 static void brace_expand(gpat_t *g, const char *pat) {
   const char *open = NULL, *close = NULL;
   for (const char *p = pat; *p && !close; p++) {
-    if (*p == '\\' && p[1]) p++;
-    else if (*p == '{' && (close = brace_close(p))) open = p;
+    if (*p == '\\' && p[1])
+      p++;
+    else if (*p == '{' && (close = brace_close(p)))
+      open = p;
   }
   if (!open) {
-    if (g->n < GLOB_MAX_ALTS) g->alts[g->n++] = strdup(pat);
+    if (g->n < GLOB_MAX_ALTS)
+      g->alts[g->n++] = strdup(pat);
     return;
   }
   size_t plen = strlen(pat);
   char *buf = malloc(plen + 1);
   const char *alt = open + 1;
   for (const char *p = alt; buf && p <= close; p++) {
-    if (*p == '\\' && p[1]) p++;
-    else if (*p == '{') p = brace_close(p);
+    if (*p == '\\' && p[1])
+      p++;
+    else if (*p == '{')
+      p = brace_close(p);
     else if (*p == ',' || p == close) {
       int n = snprintf(buf, plen + 1, "%.*s%.*s%s", (int)(open - pat), pat, (int)(p - alt), alt, close + 1);
-      if (n >= 0) brace_expand(g, buf);
+      if (n >= 0)
+        brace_expand(g, buf);
       alt = p + 1;
     }
   }
@@ -65,7 +74,8 @@ static void brace_expand(gpat_t *g, const char *pat) {
 }
 
 static void gpat_free(gpat_t *g) {
-  for (int i = 0; i < g->n; i++) free(g->alts[i]);
+  for (int i = 0; i < g->n; i++)
+    free(g->alts[i]);
   g->n = 0;
 }
 
@@ -73,16 +83,19 @@ static void gpat_free(gpat_t *g) {
 static int split_segs(char *s, char **segs, int max) {
   int n = 0;
   for (char *tok = strtok_r(s, "/", &s); tok && n < max; tok = strtok_r(NULL, "/", &s))
-    if (strcmp(tok, ".") != 0) segs[n++] = tok;
+    if (strcmp(tok, ".") != 0)
+      segs[n++] = tok;
   return n;
 }
 
 /* Segment-wise match: "**" takes any number of segments, others fnmatch. */
 static bool match_segs(char **pat, int np, char **path, int nq) {
-  if (np == 0) return nq == 0;
+  if (np == 0)
+    return nq == 0;
   if (strcmp(pat[0], "**") == 0) {
     for (int k = 0; k <= nq; k++)
-      if (match_segs(pat + 1, np - 1, path + k, nq - k)) return true;
+      if (match_segs(pat + 1, np - 1, path + k, nq - k))
+        return true;
     return false;
   }
   return nq > 0 && fnmatch(pat[0], path[0], 0) == 0 && match_segs(pat + 1, np - 1, path + 1, nq - 1);
@@ -96,7 +109,8 @@ static bool gpat_match(const gpat_t *g, const char *path) {
   for (int i = 0; i < g->n; i++) {
     snprintf(abuf, sizeof abuf, "%s", g->alts[i]);
     int np = split_segs(abuf, asegs, GLOB_MAX_SEGS);
-    if (match_segs(asegs, np, psegs, nq)) return true;
+    if (match_segs(asegs, np, psegs, nq))
+      return true;
   }
   return false;
 }
@@ -107,16 +121,21 @@ static int gpat_init(const tools_t *t, gpat_t *g, const char *glob, tool_result_
   memset(g, 0, sizeof *g);
   const char *p = glob;
   size_t rl = strlen(t->ws.root_real), gl = t->ws.root_given ? strlen(t->ws.root_given) : 0;
-  if (p[0] == '/' && strncmp(p, t->ws.root_real, rl) == 0 && (p[rl] == '/' || !p[rl])) p += rl;
-  else if (p[0] == '/' && gl && strncmp(p, t->ws.root_given, gl) == 0 && (p[gl] == '/' || !p[gl])) p += gl;
+  if (p[0] == '/' && strncmp(p, t->ws.root_real, rl) == 0 && (p[rl] == '/' || !p[rl]))
+    p += rl;
+  else if (p[0] == '/' && gl && strncmp(p, t->ws.root_given, gl) == 0 && (p[gl] == '/' || !p[gl]))
+    p += gl;
   else if (p[0] == '/') {
     tr_error(out, "glob \"%s\" is outside the workspace; give a glob relative to the workspace", glob);
     return -1;
   }
-  while (*p == '/') p++;
+  while (*p == '/')
+    p++;
   if (ws_lexically_escapes(p)) {
-    tr_error(out, "glob \"%s\" reaches outside the workspace; globs may not contain \"..\" (choose the "
-                  "directory with path)", glob);
+    tr_error(out,
+             "glob \"%s\" reaches outside the workspace; globs may not contain \"..\" (choose the "
+             "directory with path)",
+             glob);
     return -1;
   }
   brace_expand(g, *p ? p : "**");
@@ -148,11 +167,13 @@ static void entries_add(entries_t *es, const char *path, bool is_link) {
     es->v = v;
     es->cap = cap;
   }
-  if ((es->v[es->n].path = strdup(path))) es->v[es->n++].is_link = is_link;
+  if ((es->v[es->n].path = strdup(path)))
+    es->v[es->n++].is_link = is_link;
 }
 
 static void entries_free(entries_t *es) {
-  for (size_t i = 0; i < es->n; i++) free(es->v[i].path);
+  for (size_t i = 0; i < es->n; i++)
+    free(es->v[i].path);
   free(es->v);
   memset(es, 0, sizeof *es);
 }
@@ -163,7 +184,8 @@ static void walk_dir(int dirfd, char *path, size_t len, int depth, entries_t *es
   int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
   if (!d) {
-    if (fd >= 0) close(fd);
+    if (fd >= 0)
+      close(fd);
     return;
   }
   struct dirent *de;
@@ -180,10 +202,12 @@ static void walk_dir(int dirfd, char *path, size_t len, int depth, entries_t *es
     if (type == DT_UNKNOWN && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
       type = S_ISDIR(st.st_mode) ? DT_DIR : S_ISLNK(st.st_mode) ? DT_LNK : S_ISREG(st.st_mode) ? DT_REG : DT_UNKNOWN;
     int n = snprintf(path + len, PATH_MAX - len, "%s%s", len ? "/" : "", name);
-    if (n < 0 || (size_t)n >= PATH_MAX - len) continue;
+    if (n < 0 || (size_t)n >= PATH_MAX - len)
+      continue;
     if (type == DT_DIR) {
       int sub = strcmp(name, ".git") == 0 || depth >= WALK_MAX_DEPTH
-                  ? -1 : openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                    ? -1
+                    : openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (sub >= 0) {
         walk_dir(sub, path, len + (size_t)n, depth + 1, es);
         close(sub);
@@ -214,18 +238,24 @@ static int cmp_entry(const void *a, const void *b) {
 /* "" for the workspace root, else rel without trailing slashes and "/" after it. */
 static void display_prefix(const char *rel, char *buf, size_t len) {
   size_t n = strlen(rel);
-  while (n > 1 && rel[n - 1] == '/') n--;
-  if (n == 1 && rel[0] == '.') buf[0] = '\0';
-  else snprintf(buf, len, "%.*s/", (int)n, rel);
+  while (n > 1 && rel[n - 1] == '/')
+    n--;
+  if (n == 1 && rel[0] == '.')
+    buf[0] = '\0';
+  else
+    snprintf(buf, len, "%.*s/", (int)n, rel);
 }
 
 /* Opens the directory rel for a walk: fd, or -1 after an error in out. */
 static int open_walk_dir(const tools_t *t, const char *rel, const char *shown, tool_result_t *out) {
   int fd = ws_open_dir(&t->ws, rel, false);
-  if (fd >= 0) return fd;
+  if (fd >= 0)
+    return fd;
   char err[512];
-  if (fd == -ENOTDIR) snprintf(err, sizeof err, "path \"%s\" is not a directory", shown);
-  else ws_strerror(-fd, shown, err, sizeof err);
+  if (fd == -ENOTDIR)
+    snprintf(err, sizeof err, "path \"%s\" is not a directory", shown);
+  else
+    ws_strerror(-fd, shown, err, sizeof err);
   tr_error(out, "%s", err);
   return -1;
 }
@@ -254,17 +284,22 @@ void tools_list_files(tools_t *t, const targs_t *a, tool_result_t *out) {
   close(fd);
   size_t m = 0;
   for (size_t i = 0; i < es.n; i++)
-    if (gpat_match(&g, es.v[i].path)) es.v[m++] = es.v[i];
-    else free(es.v[i].path);
+    if (gpat_match(&g, es.v[i].path))
+      es.v[m++] = es.v[i];
+    else
+      free(es.v[i].path);
   es.n = m;
   qsort(es.v, m, sizeof *es.v, cmp_entry);
   sbuf_t b = {0};
   size_t printed = 0;
   for (; printed < m && printed < TOOLS_LIST_MAX && b.len < t->output_cap; printed++)
     sbuf_printf(&b, "%s%s\n", prefix, es.v[printed].path);
-  if (m == 0) sbuf_printf(&b, "no files match \"%s\" in %s\n", glob, shown);
-  else if (printed < m) sbuf_printf(&b, "[%zu of %zu files shown; narrow the glob or the path]\n", printed, m);
-  if (es.stopped) sbuf_printf(&b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
+  if (m == 0)
+    sbuf_printf(&b, "no files match \"%s\" in %s\n", glob, shown);
+  else if (printed < m)
+    sbuf_printf(&b, "[%zu of %zu files shown; narrow the glob or the path]\n", printed, m);
+  if (es.stopped)
+    sbuf_printf(&b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
   tr_text(out, &b, false);
   tr_summary(out, "%zu file%s", m, m == 1 ? "" : "s");
   entries_free(&es);
@@ -291,7 +326,8 @@ static void grep_fd(grep_t *g, int fd, const char *path) {
   size_t lineno = 0, before = g->matches;
   while (r && !g->full && linerd_next(r) == 1) {
     lineno++;
-    if (regexec(&g->re, r->line, 0, NULL, 0) != 0) continue;
+    if (regexec(&g->re, r->line, 0, NULL, 0) != 0)
+      continue;
     if (g->matches >= TOOLS_GREP_MAX || g->b.len >= g->cap) {
       g->full = true;
       break;
@@ -300,7 +336,8 @@ static void grep_fd(grep_t *g, int fd, const char *path) {
     sbuf_printf(&g->b, "%s:%zu: %.*s%s\n", path, lineno, (int)keep, r->line, r->full_len > keep ? " [...]" : "");
     g->matches++;
   }
-  if (g->matches > before) g->files++;
+  if (g->matches > before)
+    g->files++;
   linerd_free(r);
 }
 
@@ -312,15 +349,20 @@ static void grep_dir(grep_t *g, const tools_t *t, int fd, const char *prefix, co
   char path[PATH_MAX];
   for (size_t i = 0; i < es.n && !g->full; i++) {
     const char *rel = es.v[i].path, *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;
-    if (es.v[i].is_link) continue; /* not followed, like grep -r */
-    if (glob->n && !gpat_match(glob, by_name ? base : rel)) continue;
+    if (es.v[i].is_link)
+      continue; /* not followed, like grep -r */
+    if (glob->n && !gpat_match(glob, by_name ? base : rel))
+      continue;
     snprintf(path, sizeof path, "%s%s", prefix, rel);
     int f = ws_open(&t->ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
     struct stat st;
-    if (f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode)) grep_fd(g, f, path);
-    if (f >= 0) close(f);
+    if (f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode))
+      grep_fd(g, f, path);
+    if (f >= 0)
+      close(f);
   }
-  if (es.stopped) sbuf_printf(&g->b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
+  if (es.stopped)
+    sbuf_printf(&g->b, "[the search stopped after %d entries; narrow the path]\n", WALK_MAX_ENTRIES);
   entries_free(&es);
 }
 
@@ -346,11 +388,15 @@ static void grep_run(grep_t *g, tools_t *t, const char *rel, const char *shown, 
     return;
   }
   close(fd);
-  if (g->matches == 0) sbuf_printf(&g->b, "no matches in %s\n", shown);
-  if (g->full) sbuf_printf(&g->b, "[stopped at %zu matches; narrow the pattern, the path or the glob]\n", g->matches);
-  if (g->binary) sbuf_printf(&g->b, "[%zu binary file%s skipped]\n", g->binary, g->binary == 1 ? "" : "s");
+  if (g->matches == 0)
+    sbuf_printf(&g->b, "no matches in %s\n", shown);
+  if (g->full)
+    sbuf_printf(&g->b, "[stopped at %zu matches; narrow the pattern, the path or the glob]\n", g->matches);
+  if (g->binary)
+    sbuf_printf(&g->b, "[%zu binary file%s skipped]\n", g->binary, g->binary == 1 ? "" : "s");
   tr_text(out, &g->b, false);
-  tr_summary(out, "%zu match%s in %zu file%s", g->matches, g->matches == 1 ? "" : "es", g->files, g->files == 1 ? "" : "s");
+  tr_summary(out, "%zu match%s in %zu file%s", g->matches, g->matches == 1 ? "" : "es", g->files,
+             g->files == 1 ? "" : "s");
 }
 
 // grep {pattern, path?, glob?, ignore_case?}: "path:line: text" for each match.

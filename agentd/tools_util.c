@@ -11,8 +11,6 @@
 
 /* ---- text buffers and results ------------------------------------------------ */
 
-
-
 // Copies s as valid UTF-8 (bad bytes and NUL as U+FFFD).
 char *tools_utf8_clean(const char *s, size_t len) {
   sbuf_t b = {0};
@@ -24,7 +22,8 @@ char *tools_utf8_clean(const char *s, size_t len) {
       i++;
     } else {
       size_t run = n;
-      while (i + run < len && (unsigned char)s[i + run] < 0x80 && s[i + run]) run++;
+      while (i + run < len && (unsigned char)s[i + run] < 0x80 && s[i + run])
+        run++;
       sbuf_add(&b, s + i, run);
       i += run;
     }
@@ -34,16 +33,20 @@ char *tools_utf8_clean(const char *s, size_t len) {
 
 // How many bytes of s to keep so that no UTF-8 character is cut at n.
 size_t tools_utf8_cut(const char *s, size_t len, size_t n) {
-  if (n >= len) return len;
-  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) n--;
+  if (n >= len)
+    return len;
+  while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+    n--;
   return n;
 }
 
 // len without an incomplete UTF-8 sequence at the end of s.
 size_t tools_utf8_complete(const char *s, size_t len) {
   size_t i = len, back = 0;
-  while (i > 0 && back < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80) i--, back++;
-  if (i == 0) return len;
+  while (i > 0 && back < 3 && ((unsigned char)s[i - 1] & 0xC0) == 0x80)
+    i--, back++;
+  if (i == 0)
+    return len;
   unsigned c = (unsigned char)s[i - 1];
   size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
   return need > 1 && len - (i - 1) < need ? i - 1 : len;
@@ -71,7 +74,8 @@ void tr_summary(tool_result_t *out, const char *fmt, ...) {
   out->summary[n] = '\0';
   free(clean);
   for (char *p = out->summary; *p; p++)
-    if (*p == '\n' || *p == '\r' || *p == '\t') *p = ' ';
+    if (*p == '\n' || *p == '\r' || *p == '\t')
+      *p = ' ';
 }
 
 // Sets an error result from a format.
@@ -108,7 +112,8 @@ static json_t *targ_get(const targs_t *a, const char *name) {
 // The string argument name.
 int targ_str(const targs_t *a, const char *name, bool required, const char **val, size_t *len, tool_result_t *out) {
   json_t *v = targ_get(a, name);
-  if (!v && !required) return 1;
+  if (!v && !required)
+    return 1;
   if (!v) {
     tr_error(out, "missing required argument \"%s\" for %s", name, a->tool);
     return -1;
@@ -118,14 +123,16 @@ int targ_str(const targs_t *a, const char *name, bool required, const char **val
     return -1;
   }
   *val = json_string_value(v);
-  if (len) *len = json_string_length(v);
+  if (len)
+    *len = json_string_length(v);
   return 0;
 }
 
 // The integer argument name, within [min, max].
 int targ_int(const targs_t *a, const char *name, long long min, long long max, long long *val, tool_result_t *out) {
   json_t *v = targ_get(a, name);
-  if (!v) return 1;
+  if (!v)
+    return 1;
   double d = json_is_real(v) ? json_real_value(v) : 0;
   if (!json_is_integer(v) && !(json_is_real(v) && d == (double)(long long)d)) {
     tr_error(out, "argument \"%s\" of %s must be an integer, got %s", name, a->tool, json_kind(v));
@@ -143,7 +150,8 @@ int targ_int(const targs_t *a, const char *name, long long min, long long max, l
 // The boolean argument name.
 int targ_bool(const targs_t *a, const char *name, bool *val, tool_result_t *out) {
   json_t *v = targ_get(a, name);
-  if (!v) return 1;
+  if (!v)
+    return 1;
   if (!json_is_boolean(v)) {
     tr_error(out, "argument \"%s\" of %s must be true or false, got %s", name, a->tool, json_kind(v));
     return -1;
@@ -165,7 +173,8 @@ int targ_path(const tools_t *t, const targs_t *a, bool required, char **rel, cha
     snprintf(shown, shownlen, ".");
     return *rel ? 1 : -1;
   }
-  if (rc < 0) return -1;
+  if (rc < 0)
+    return -1;
   ws_shown(p, len, shown, shownlen);
   char err[512];
   if (ws_rel(&t->ws, p, len, rel, err, sizeof err) != 0) {
@@ -177,8 +186,10 @@ int targ_path(const tools_t *t, const targs_t *a, bool required, char **rel, cha
 
 json_t *targs_parse(const char *text, const char *tool, tool_result_t *out) {
   const char *p = text ? text : "";
-  while (isspace((unsigned char)*p)) p++;
-  if (!*p) return json_object();
+  while (isspace((unsigned char)*p))
+    p++;
+  if (!*p)
+    return json_object();
   json_error_t e;
   json_t *v = json_loads(p, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
   if (json_is_string(v)) {
@@ -187,8 +198,10 @@ json_t *targs_parse(const char *text, const char *tool, tool_result_t *out) {
     v = inner;
   }
   if (!v) {
-    tr_error(out, "arguments for %s are not valid JSON (%s, at character %d); send a JSON object such as "
-                  "{\"path\": \"src/main.c\"}", tool, e.text, e.position);
+    tr_error(out,
+             "arguments for %s are not valid JSON (%s, at character %d); send a JSON object such as "
+             "{\"path\": \"src/main.c\"}",
+             tool, e.text, e.position);
     return NULL;
   }
   if (json_is_null(v)) {
@@ -208,7 +221,9 @@ pthread_mutex_t *tools_file_lock(tools_t *t, const struct stat *dir_st, const ch
   uint64_t h = 1469598103934665603ULL;
   uint64_t parts[2] = {(uint64_t)dir_st->st_dev, (uint64_t)dir_st->st_ino};
   const unsigned char *p = (const unsigned char *)parts;
-  for (size_t i = 0; i < sizeof parts; i++) h = (h ^ p[i]) * 1099511628211ULL;
-  for (p = (const unsigned char *)name; *p; p++) h = (h ^ *p) * 1099511628211ULL;
+  for (size_t i = 0; i < sizeof parts; i++)
+    h = (h ^ p[i]) * 1099511628211ULL;
+  for (p = (const unsigned char *)name; *p; p++)
+    h = (h ^ *p) * 1099511628211ULL;
   return &t->locks[h % TOOLS_LOCK_STRIPES];
 }

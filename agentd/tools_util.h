@@ -25,7 +25,6 @@ struct tools {
   atomic_ulong run_seq; /* numbers execute_bash runs (their environment marker) */
 };
 
-
 /* One call's arguments. */
 typedef struct {
   json_t *obj;

@@ -38,7 +38,7 @@ typedef struct {
   char *recent[STUCK_REPEATS]; /* signatures of the last calls, newest first */
   int64_t prompt_tokens, completion_tokens;
   bool counted;
-  char *thinking;       /* all thinking of the turn */
+  char *thinking; /* all thinking of the turn */
   char *finish_reason;
   json_t *last_assistant; /* the latest assistant message (borrowed from added) */
   int64_t started;
@@ -129,8 +129,8 @@ static json_t *assistant_message(const llm_result_t *res) {
       if (!c->id || !c->id[0]) /* some servers send none; the results must refer to one */
         snprintf(id, sizeof id, "call_%zu_%lld", i, (long long)util_wall_ms());
       json_array_append_new(calls, json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", c->id && c->id[0] ? c->id : id, "type",
-                                             "function", "function", "name", c->name ? c->name : "",
-                                             "arguments", c->arguments && c->arguments[0] ? c->arguments : "{}"));
+                                             "function", "function", "name", c->name ? c->name : "", "arguments",
+                                             c->arguments && c->arguments[0] ? c->arguments : "{}"));
     }
     json_object_set_new(msg, "tool_calls", calls);
   }
@@ -287,8 +287,9 @@ static void run_call(loop_t *L, const json_t *call) {
       break;
     cut += k;
   }
-  send_delta_json(L->r, "tool_result", json_pack("{s:s, s:s, s:b, s:s, s:s%}", "id", id, "name", name, "ok",
-                                                 !res.is_error, "summary", res.summary, "preview", text, cut));
+  send_delta_json(L->r, "tool_result",
+                  json_pack("{s:s, s:s, s:b, s:s, s:s%}", "id", id, "name", name, "ok", !res.is_error, "summary",
+                            res.summary, "preview", text, cut));
   tool_message(L, id, res.text ? res.text : "");
   tool_result_free(&res);
 }
@@ -365,13 +366,14 @@ static void report_turn_done(loop_t *L) {
    * the answer, so that the first turn does not wait for it): the broker keeps
    * later turns within it. */
   int ctx = llm_context_tokens(L->r->job->profile, L->r->job->api_key, CTX_PROBE_TIMEOUT_MS, NULL);
-  json_t *usage = json_pack("{s:I, s:I, s:I, s:b, s:i}", "prompt_tokens", (json_int_t)L->prompt_tokens,
-                            "completion_tokens", (json_int_t)L->completion_tokens, "total_tokens",
-                            (json_int_t)(L->prompt_tokens + L->completion_tokens), "counted", L->counted,
-                            "context_tokens", ctx);
+  json_t *usage =
+      json_pack("{s:I, s:I, s:I, s:b, s:i}", "prompt_tokens", (json_int_t)L->prompt_tokens, "completion_tokens",
+                (json_int_t)L->completion_tokens, "total_tokens", (json_int_t)(L->prompt_tokens + L->completion_tokens),
+                "counted", L->counted, "context_tokens", ctx);
   /* What the tool definitions take of it (bytes / 4), for the broker's budget. */
   if (usage && json_array_size(L->defs) > 0)
-    json_object_set_new(usage, "tools_tokens", json_integer((json_int_t)(json_dumpb(L->defs, NULL, 0, JSON_COMPACT) / 4)));
+    json_object_set_new(usage, "tools_tokens",
+                        json_integer((json_int_t)(json_dumpb(L->defs, NULL, 0, JSON_COMPACT) / 4)));
   /* Bytes per token of the first request, as its server counted them. */
   if (usage && L->first_tokens > 0)
     json_object_set_new(usage, "bytes_per_token", json_real((double)L->first_bytes / (double)L->first_tokens));
@@ -419,8 +421,8 @@ static void context_hint(loop_t *L, const llm_call_t *call, char *detail, size_t
              "or use a model that has one",
              fixed / 4, ctx, from_server ? " (as its server says)" : " (assumed; set context_tokens)");
   else
-    snprintf(detail + used, len - used, "; the request takes about %zu tokens and the model's context is %d%s",
-             all / 4, ctx, from_server ? " (as its server says)" : " (assumed; set context_tokens)");
+    snprintf(detail + used, len - used, "; the request takes about %zu tokens and the model's context is %d%s", all / 4,
+             ctx, from_server ? " (as its server says)" : " (assumed; set context_tokens)");
 }
 
 /* One model call; LOOP_FAILED has been reported when it fails. */

@@ -26,7 +26,8 @@
 
 static char *strip_trailing_slashes(char *s) {
   size_t n = strlen(s);
-  while (n > 1 && s[n - 1] == '/') s[--n] = '\0';
+  while (n > 1 && s[n - 1] == '/')
+    s[--n] = '\0';
   return s;
 }
 
@@ -63,13 +64,15 @@ int ws_init(ws_t *ws, const char *path, char *err, size_t errlen) {
   }
   int fd = sys_openat2(ws->root_fd, ".", O_PATH | O_DIRECTORY);
   ws->openat2 = fd >= 0;
-  if (fd >= 0) close(fd);
+  if (fd >= 0)
+    close(fd);
   return 0;
 }
 
 // Closes and frees what ws_init made.
 void ws_fini(ws_t *ws) {
-  if (ws->root_fd >= 0) close(ws->root_fd);
+  if (ws->root_fd >= 0)
+    close(ws->root_fd);
   ws->root_fd = -1;
   free(ws->root_real);
   free(ws->root_given);
@@ -81,12 +84,16 @@ void ws_fini(ws_t *ws) {
 // Copies path for messages: at most ~160 bytes, control bytes as '?', "..." when cut.
 void ws_shown(const char *path, size_t len, char *buf, size_t buflen) {
   size_t max = buflen > 164 ? 160 : (buflen > 4 ? buflen - 4 : 0), n = 0;
-  if (!path) len = 0;
-  for (; n < len && n < max && path[n]; n++) buf[n] = ((unsigned char)path[n] < 0x20 || path[n] == 0x7f) ? '?' : path[n];
+  if (!path)
+    len = 0;
+  for (; n < len && n < max && path[n]; n++)
+    buf[n] = ((unsigned char)path[n] < 0x20 || path[n] == 0x7f) ? '?' : path[n];
   bool cut = n < len;
   if (cut) /* do not split a UTF-8 character: back up while the first byte left out continues one */
-    while (n > 0 && ((unsigned char)path[n] & 0xC0) == 0x80) n--;
-  if (buflen == 0) return;
+    while (n > 0 && ((unsigned char)path[n] & 0xC0) == 0x80)
+      n--;
+  if (buflen == 0)
+    return;
   if (cut && n + 4 <= buflen) {
     memcpy(buf + n, "...", 3);
     n += 3;
@@ -98,12 +105,15 @@ void ws_shown(const char *path, size_t len, char *buf, size_t buflen) {
 bool ws_lexically_escapes(const char *rel) {
   long depth = 0;
   for (const char *p = rel; *p;) {
-    while (*p == '/') p++;
+    while (*p == '/')
+      p++;
     const char *q = p;
-    while (*q && *q != '/') q++;
+    while (*q && *q != '/')
+      q++;
     size_t n = (size_t)(q - p);
     if (n == 2 && p[0] == '.' && p[1] == '.') {
-      if (--depth < 0) return true;
+      if (--depth < 0)
+        return true;
     } else if (n > 0 && !(n == 1 && p[0] == '.')) {
       depth++;
     }
@@ -114,11 +124,15 @@ bool ws_lexically_escapes(const char *rel) {
 
 /* The rest of p after root and a '/', "" when p is root, NULL when p is not beneath root. */
 static const char *strip_root(const char *p, const char *root) {
-  if (!root) return NULL;
+  if (!root)
+    return NULL;
   size_t n = strlen(root);
-  if (n == 1 && root[0] == '/') return p + 1;
-  if (strncmp(p, root, n) != 0) return NULL;
-  if (p[n] == '\0') return p + n;
+  if (n == 1 && root[0] == '/')
+    return p + 1;
+  if (strncmp(p, root, n) != 0)
+    return NULL;
+  if (p[n] == '\0')
+    return p + n;
   return p[n] == '/' ? p + n + 1 : NULL;
 }
 
@@ -142,11 +156,14 @@ int ws_rel(const ws_t *ws, const char *path, size_t len, char **rel, char *err, 
   const char *r = path;
   if (path[0] == '/') {
     r = strip_root(path, ws->root_real);
-    if (!r) r = strip_root(path, ws->root_given);
+    if (!r)
+      r = strip_root(path, ws->root_given);
   }
   if (r) {
-    while (*r == '/') r++;
-    if (!*r) r = ".";
+    while (*r == '/')
+      r++;
+    if (!*r)
+      r = ".";
   }
   if (!r || ws_lexically_escapes(r)) {
     snprintf(err, errlen, "path \"%s\" is outside the workspace", shown);
@@ -171,7 +188,8 @@ typedef struct {
 
 static void walk_close(walk_t *w) {
   for (int i = 0; i <= w->top; i++)
-    if (w->fds[i] >= 0) close(w->fds[i]);
+    if (w->fds[i] >= 0)
+      close(w->fds[i]);
   w->top = -1;
 }
 
@@ -179,13 +197,17 @@ static void walk_close(walk_t *w) {
 static int walk_splice(walk_t *w, int linkfd, const char *after) {
   char target[PATH_MAX];
   ssize_t n = readlinkat(linkfd, "", target, sizeof target - 1);
-  if (n < 0) return -errno;
+  if (n < 0)
+    return -errno;
   target[n] = '\0';
-  if (++w->links > WS_MAX_LINKS) return -ELOOP;
-  if (target[0] == '/') return -EXDEV;
+  if (++w->links > WS_MAX_LINKS)
+    return -ELOOP;
+  if (target[0] == '/')
+    return -EXDEV;
   char tmp[2 * PATH_MAX];
   int len = snprintf(tmp, sizeof tmp, "%s%s%s", target, *after ? "/" : "", after);
-  if (len < 0 || (size_t)len >= sizeof tmp) return -ENAMETOOLONG;
+  if (len < 0 || (size_t)len >= sizeof tmp)
+    return -ENAMETOOLONG;
   memcpy(w->rest, tmp, (size_t)len + 1);
   return 0;
 }
@@ -199,13 +221,15 @@ enum { WALK_NEXT = 1, WALK_SPLICED = 2 };
 static int walk_step(walk_t *w, const char *name, const char *after, bool last, int flags, int *out) {
   int cur = w->fds[w->top];
   if (strcmp(name, "..") == 0) {
-    if (w->top == 0) return -EXDEV;
+    if (w->top == 0)
+      return -EXDEV;
     close(w->fds[w->top--]);
     return WALK_NEXT;
   }
   int fd = openat(cur, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
   struct stat st;
-  if (fd < 0) return -errno;
+  if (fd < 0)
+    return -errno;
   if (fstat(fd, &st) != 0) {
     int e = errno;
     close(fd);
@@ -234,8 +258,10 @@ static int walk_step(walk_t *w, const char *name, const char *after, bool last, 
 static bool walk_next(walk_t *w, char *name, char *after, size_t afterlen, int *err) {
   const char *p = w->rest;
   for (;;) {
-    while (*p == '/') p++;
-    if (!*p) return false;
+    while (*p == '/')
+      p++;
+    if (!*p)
+      return false;
     size_t n = strcspn(p, "/");
     if (n > NAME_MAX) {
       *err = -ENAMETOOLONG;
@@ -244,8 +270,10 @@ static bool walk_next(walk_t *w, char *name, char *after, size_t afterlen, int *
     memcpy(name, p, n);
     name[n] = '\0';
     p += n;
-    while (*p == '/') p++;
-    if (strcmp(name, ".") != 0) break;
+    while (*p == '/')
+      p++;
+    if (strcmp(name, ".") != 0)
+      break;
   }
   snprintf(after, afterlen, "%s", p);
   return true;
@@ -264,7 +292,8 @@ static int walk_open(int root, const char *rel, int flags) {
   w->links = 0;
   w->fds[0] = openat(root, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
   size_t rl = strlen(rel);
-  if (rl && rel[rl - 1] == '/') flags |= O_DIRECTORY;
+  if (rl && rel[rl - 1] == '/')
+    flags |= O_DIRECTORY;
   snprintf(w->rest, sizeof w->rest, "%s", rel);
   int result = w->fds[0] < 0 ? -errno : 0;
   while (result == 0) {
@@ -272,7 +301,8 @@ static int walk_open(int root, const char *rel, int flags) {
     int err = 0;
     if (!walk_next(w, name, after, 2 * PATH_MAX, &err)) {
       result = err ? err : openat(w->fds[w->top], ".", flags | O_CLOEXEC);
-      if (result < 0 && !err) result = -errno;
+      if (result < 0 && !err)
+        result = -errno;
       break;
     }
     int fd = -1, rc = walk_step(w, name, after, !*after, flags, &fd);
@@ -280,9 +310,11 @@ static int walk_open(int root, const char *rel, int flags) {
       result = rc == 0 ? fd : rc;
       break;
     }
-    if (rc == WALK_NEXT) memmove(w->rest, after, strlen(after) + 1);
+    if (rc == WALK_NEXT)
+      memmove(w->rest, after, strlen(after) + 1);
   }
-  if (w->fds[0] >= 0) walk_close(w);
+  if (w->fds[0] >= 0)
+    walk_close(w);
   free(after);
   free(w);
   return result;
@@ -292,15 +324,20 @@ static int walk_open(int root, const char *rel, int flags) {
 
 // Opens rel beneath the workspace with flags (no O_CREAT): fd or -errno.
 int ws_open(const ws_t *ws, const char *rel, int flags) {
-  if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) return -EINVAL;
+  if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE)
+    return -EINVAL;
   if (ws->openat2) {
     for (int i = 0; i < 64; i++) {
       int fd = sys_openat2(ws->root_fd, rel, flags);
-      if (fd >= 0) return fd;
-      if (errno == ENOSYS) break;
-      if (errno != EAGAIN && errno != EINTR) return -errno;
+      if (fd >= 0)
+        return fd;
+      if (errno == ENOSYS)
+        break;
+      if (errno != EAGAIN && errno != EINTR)
+        return -errno;
     }
-    if (errno != ENOSYS) return -EAGAIN;
+    if (errno != ENOSYS)
+      return -EAGAIN;
   }
   return walk_open(ws->root_fd, rel, flags);
 }
@@ -309,8 +346,10 @@ int ws_open(const ws_t *ws, const char *rel, int flags) {
 static size_t prefix_len(const char *rel, int n) {
   const char *p = rel, *end = rel;
   for (int i = 0; i < n; i++) {
-    while (*p == '/') p++;
-    if (!*p) break;
+    while (*p == '/')
+      p++;
+    if (!*p)
+      break;
     p += strcspn(p, "/");
     end = p;
   }
@@ -324,12 +363,14 @@ static int mkdir_beneath(const ws_t *ws, const char *rel) {
   int parent = openat(ws->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (!prefix || parent < 0) {
     free(prefix);
-    if (parent >= 0) close(parent);
+    if (parent >= 0)
+      close(parent);
     return parent < 0 ? -errno : -ENOMEM;
   }
   for (int i = 1;; i++) {
     size_t n = prefix_len(rel, i);
-    if (n == prefix_len(rel, i - 1)) break;
+    if (n == prefix_len(rel, i - 1))
+      break;
     memcpy(prefix, rel, n);
     prefix[n] = '\0';
     const char *name = strrchr(prefix, '/') ? strrchr(prefix, '/') + 1 : prefix;
@@ -339,7 +380,8 @@ static int mkdir_beneath(const ws_t *ws, const char *rel) {
       fd = ws_open(ws, prefix, O_RDONLY | O_DIRECTORY);
     close(parent);
     parent = fd;
-    if (fd < 0) break;
+    if (fd < 0)
+      break;
   }
   free(prefix);
   return parent;
@@ -348,7 +390,8 @@ static int mkdir_beneath(const ws_t *ws, const char *rel) {
 // Opens directory rel (O_RDONLY) beneath, making missing ones when create.
 int ws_open_dir(const ws_t *ws, const char *rel, bool create) {
   int fd = ws_open(ws, rel, O_RDONLY | O_DIRECTORY);
-  if (fd != -ENOENT || !create) return fd;
+  if (fd != -ENOENT || !create)
+    return fd;
   return mkdir_beneath(ws, rel);
 }
 
@@ -356,7 +399,8 @@ int ws_open_dir(const ws_t *ws, const char *rel, bool create) {
 
 // Closes the target's directory fd.
 void ws_target_close(ws_target_t *t) {
-  if (t->dirfd >= 0) close(t->dirfd);
+  if (t->dirfd >= 0)
+    close(t->dirfd);
   t->dirfd = -1;
 }
 
@@ -369,16 +413,18 @@ static void split_path(const char *path, char *dir, size_t dirlen, const char **
     return;
   }
   snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
-  if (!*dir) snprintf(dir, dirlen, "/");
+  if (!*dir)
+    snprintf(dir, dirlen, "/");
   *base = slash + 1;
 }
 
 /* Inspects dirfd/base: 1 for a symlink (its target into cur, joined to dir),
  * 0 for a regular file or nothing, -1 with err for anything else. */
-static int target_inspect(ws_target_t *t, const char *dir, const char *base, const char *shown, char *cur,
-                          char *err, size_t errlen) {
+static int target_inspect(ws_target_t *t, const char *dir, const char *base, const char *shown, char *cur, char *err,
+                          size_t errlen) {
   if (fstatat(t->dirfd, base, &t->st, AT_SYMLINK_NOFOLLOW) != 0) {
-    if (errno == ENOENT) return 0;
+    if (errno == ENOENT)
+      return 0;
     ws_strerror(errno, shown, err, errlen);
     return -1;
   }
@@ -390,8 +436,8 @@ static int target_inspect(ws_target_t *t, const char *dir, const char *base, con
       return -1;
     }
     target[n] = '\0';
-    int len = strcmp(dir, ".") == 0 ? snprintf(cur, PATH_MAX, "%s", target)
-                                    : snprintf(cur, PATH_MAX, "%s/%s", dir, target);
+    int len =
+        strcmp(dir, ".") == 0 ? snprintf(cur, PATH_MAX, "%s", target) : snprintf(cur, PATH_MAX, "%s/%s", dir, target);
     if (target[0] == '/' || ws_lexically_escapes(cur)) {
       ws_strerror(EXDEV, shown, err, errlen);
       return -1;
@@ -456,7 +502,8 @@ int ws_target(const ws_t *ws, const char *rel, bool create, const char *shown, w
   }
   ws_strerror(ELOOP, shown, err, errlen);
 out:
-  if (rc != 0) ws_target_close(t);
+  if (rc != 0)
+    ws_target_close(t);
   free(cur);
   free(dir);
   return rc;
@@ -477,8 +524,10 @@ static uint64_t tmp_random(void) {
 static int write_all(int fd, const char *data, size_t len) {
   while (len > 0) {
     ssize_t n = write(fd, data, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return n < 0 ? -errno : -EIO;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return n < 0 ? -errno : -EIO;
     data += n;
     len -= (size_t)n;
   }
@@ -492,14 +541,20 @@ int ws_write_atomic(int dirfd, const char *name, const void *data, size_t len, m
   for (int i = 0; i < 16 && fd < 0; i++) {
     snprintf(tmp, sizeof tmp, WS_TMP_PREFIX "%016llx", (unsigned long long)tmp_random());
     fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, exact_mode ? 0600 : mode);
-    if (fd < 0 && errno != EEXIST) return -errno;
+    if (fd < 0 && errno != EEXIST)
+      return -errno;
   }
-  if (fd < 0) return -EEXIST;
+  if (fd < 0)
+    return -EEXIST;
   int rc = exact_mode && fchmod(fd, mode & 07777) != 0 ? -errno : 0;
-  if (rc == 0) rc = write_all(fd, data, len);
-  if (rc == 0 && fsync(fd) != 0) rc = -errno;
-  if (close(fd) != 0 && rc == 0) rc = -errno;
-  if (rc == 0 && renameat(dirfd, tmp, dirfd, name) != 0) rc = -errno;
+  if (rc == 0)
+    rc = write_all(fd, data, len);
+  if (rc == 0 && fsync(fd) != 0)
+    rc = -errno;
+  if (close(fd) != 0 && rc == 0)
+    rc = -errno;
+  if (rc == 0 && renameat(dirfd, tmp, dirfd, name) != 0)
+    rc = -errno;
   if (rc != 0) {
     unlinkat(dirfd, tmp, 0);
     return rc;

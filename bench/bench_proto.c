@@ -27,28 +27,28 @@
 
 #include "proto.h"
 
-#define POOL 64               /* distinct messages in a set, used in turn */
+#define POOL 64 /* distinct messages in a set, used in turn */
 #define MAX_RUNS 15
-#define HISTORY 20            /* chat messages in the turn case */
-#define CONTENT_LEN 380       /* bytes of each of them: the frame is ~8 KB */
-#define FWD_TEXT_LEN 64       /* delta text in the forwarding runs */
-#define HWM 100000            /* send and receive high-water marks, messages */
-#define BATCH 256             /* sends (and receives) per turn of the driver loop */
-#define WATCHDOG_MS 30000     /* a forwarding run with no progress this long fails */
-#define SRC_ID "src"          /* routing id of the producing DEALER */
-#define SINK_ID "sink"        /* routing id of the consuming DEALER */
+#define HISTORY 20        /* chat messages in the turn case */
+#define CONTENT_LEN 380   /* bytes of each of them: the frame is ~8 KB */
+#define FWD_TEXT_LEN 64   /* delta text in the forwarding runs */
+#define HWM 100000        /* send and receive high-water marks, messages */
+#define BATCH 256         /* sends (and receives) per turn of the driver loop */
+#define WATCHDOG_MS 30000 /* a forwarding run with no progress this long fails */
+#define SRC_ID "src"      /* routing id of the producing DEALER */
+#define SINK_ID "sink"    /* routing id of the consuming DEALER */
 
 /* ---- options and small helpers ----------------------------------------- */
 
 typedef struct {
   bool json;
-  bool verbose;         /* every run's figures on stderr */
-  bool codec, forward;  /* which parts to run */
-  double seconds;       /* target duration of one codec measurement */
-  long messages;        /* deltas per forwarding run */
+  bool verbose;        /* every run's figures on stderr */
+  bool codec, forward; /* which parts to run */
+  double seconds;      /* target duration of one codec measurement */
+  long messages;       /* deltas per forwarding run */
   int runs;
-  long cg_ops;          /* --callgrind-ops: only run this many codec ops */
-  bool cg_encode;       /* ... encodes instead of decodes */
+  long cg_ops;    /* --callgrind-ops: only run this many codec ops */
+  bool cg_encode; /* ... encodes instead of decodes */
 } opts_t;
 
 static void fail(const char *what, const char *detail) {
@@ -82,16 +82,16 @@ static stat_t summarize(double *v, int n) {
 typedef struct {
   const char *name;
   proto_msg_t *msg[POOL];
-  char *buf[POOL];  /* msg[i] encoded */
+  char *buf[POOL]; /* msg[i] encoded */
   size_t len[POOL];
   double mean_len;
 } msgset_t;
 
 static const char *const words[] = {
-    "the", "function", "returns", "a", "pointer", "to", "parsed", "config", "value", "and",
-    "checks", "each", "field", "before", "use;", "if", "it", "fails,", "we", "log",
-    "error", "retry", "once.", "Then", "tests", "cover", "edge", "cases:", "empty", "input,",
-    "NUL", "bytes", "overflow", "(see", "proto.c)", "`make", "check`", "passes", "now.", "\n",
+    "the",    "function", "returns",  "a",      "pointer",  "to",    "parsed", "config", "value", "and",
+    "checks", "each",     "field",    "before", "use;",     "if",    "it",     "fails,", "we",    "log",
+    "error",  "retry",    "once.",    "Then",   "tests",    "cover", "edge",   "cases:", "empty", "input,",
+    "NUL",    "bytes",    "overflow", "(see",   "proto.c)", "`make", "check`", "passes", "now.",  "\n",
 };
 
 /* n bytes of ASCII prose, different for each seed, NUL-terminated. */
@@ -161,8 +161,9 @@ static proto_msg_t *make_turn(unsigned i) {
   set_str(m, PROTO_F_session, "reviewer-1");
   PROTO_SET(m, turn, 7 + (int64_t)i);
   PROTO_SET(m, attempt, 1);
-  set_json(m, PROTO_F_profile, json_pack("{s:s, s:s, s:f, s:i}", "model", "qwen2.5-coder-32b-instruct",
-                                         "provider", "local", "temperature", 0.2, "max_tokens", 4096));
+  set_json(m, PROTO_F_profile,
+           json_pack("{s:s, s:s, s:f, s:i}", "model", "qwen2.5-coder-32b-instruct", "provider", "local", "temperature",
+                     0.2, "max_tokens", 4096));
   set_json(m, PROTO_F_messages, history(i));
   return m;
 }
@@ -226,8 +227,8 @@ static uint64_t calibrate(op_fn op, const msgset_t *s, double seconds) {
 }
 
 typedef struct {
-  stat_t ns;    /* per op */
-  double mbps;  /* frame bytes per second at the median, 1e6 bytes */
+  stat_t ns;   /* per op */
+  double mbps; /* frame bytes per second at the median, 1e6 bytes */
 } codec_rate_t;
 
 static codec_rate_t bench_op(op_fn op, const msgset_t *s, const opts_t *o) {
@@ -244,7 +245,7 @@ static codec_rate_t bench_op(op_fn op, const msgset_t *s, const opts_t *o) {
 
 typedef struct {
   const char *name;
-  size_t textlen;  /* 0: the turn */
+  size_t textlen; /* 0: the turn */
   double bytes;
   codec_rate_t enc, dec;
 } codec_case_t;
@@ -265,17 +266,17 @@ static void bench_codec(codec_case_t *cases, size_t ncases, const opts_t *o) {
 typedef enum { FWD_RAW, FWD_PEEK, FWD_DECODE, FWD_REENCODE, FWD_MODES } fwd_mode_t;
 
 static const char *const mode_names[FWD_MODES] = {"raw", "peek", "decode", "reencode"};
-static const char *const mode_labels[FWD_MODES] = {"(a) raw forward", "(d) peek + fwd orig",
-                                                   "(b) decode + fwd orig", "(c) decode + re-encode"};
+static const char *const mode_labels[FWD_MODES] = {"(a) raw forward", "(d) peek + fwd orig", "(b) decode + fwd orig",
+                                                   "(c) decode + re-encode"};
 
 /* The forwarder thread's state. It owns `router` while it runs. */
 typedef struct {
   void *router;
   fwd_mode_t mode;
-  long forwarded;  /* frames forwarded, sentinel excluded */
-  long bad;        /* frames that did not decode or route (never, with our sets) */
-  int rc;          /* 0, or the negative errno that stopped the thread */
-  double cpu_s;    /* thread CPU time from "go" to the sentinel */
+  long forwarded; /* frames forwarded, sentinel excluded */
+  long bad;       /* frames that did not decode or route (never, with our sets) */
+  int rc;         /* 0, or the negative errno that stopped the thread */
+  double cpu_s;   /* thread CPU time from "go" to the sentinel */
 } fwd_t;
 
 /* Sends one frame to the sink DEALER; blocks while its queue is full
@@ -466,7 +467,7 @@ typedef struct {
   const msgset_t *set;
   long total, sent, received;
   bool sentinel_sent, done;
-  uint64_t bytes;  /* payload bytes received, sentinel excluded */
+  uint64_t bytes; /* payload bytes received, sentinel excluded */
 } drive_t;
 
 /* Sends up to BATCH frames without blocking; returns how many went out. */
@@ -537,12 +538,12 @@ static uint64_t expected_bytes(const msgset_t *s, long n) {
 }
 
 typedef struct {
-  double rate;    /* messages per second, end to end */
-  double cpu_ns;  /* forwarder thread CPU per message */
+  double rate;   /* messages per second, end to end */
+  double cpu_ns; /* forwarder thread CPU per message */
 } fwd_run_t;
 
 typedef struct {
-  stat_t rate, cpu_ns;  /* over the runs */
+  stat_t rate, cpu_ns; /* over the runs */
 } fwd_rate_t;
 
 static void check_run(const fwd_t *f, const drive_t *d, const msgset_t *s) {
@@ -550,8 +551,8 @@ static void check_run(const fwd_t *f, const drive_t *d, const msgset_t *s) {
   if (f->rc != 0)
     fail("forwarder failed", zmq_strerror(-f->rc));
   if (f->bad != 0 || f->forwarded != d->total || d->received != d->total) {
-    snprintf(what, sizeof what, "%ld sent, %ld forwarded, %ld bad, %ld received", d->total, f->forwarded,
-             f->bad, d->received);
+    snprintf(what, sizeof what, "%ld sent, %ld forwarded, %ld bad, %ld received", d->total, f->forwarded, f->bad,
+             d->received);
     fail("lost messages", what);
   }
   if (f->mode != FWD_REENCODE && d->bytes != expected_bytes(s, d->total))
@@ -591,8 +592,8 @@ static void bench_forward(void *ctx, const char *transport, const msgset_t *s, c
       int m = (r + k) % FWD_MODES;
       fwd_run_t x = run_forward(ctx, transport, (fwd_mode_t)m, s, o->messages);
       if (o->verbose)
-        fprintf(stderr, "run %d %s %s: %.0f msgs/s, %.0f fwd CPU ns/msg\n", r + 1, transport, mode_names[m],
-                x.rate, x.cpu_ns);
+        fprintf(stderr, "run %d %s %s: %.0f msgs/s, %.0f fwd CPU ns/msg\n", r + 1, transport, mode_names[m], x.rate,
+                x.cpu_ns);
       rate[m][r] = x.rate;
       cpu[m][r] = x.cpu_ns;
     }
@@ -614,14 +615,13 @@ static double overhead_pct(double raw_time, double time) {
 static void print_header(const opts_t *o) {
   int maj, min, pat;
   zmq_version(&maj, &min, &pat);
-  printf("cadre-bench-proto: libzmq %d.%d.%d, msgpack-c %s, jansson %s, %ld online cpus; median of %d runs\n",
-         maj, min, pat, msgpack_version(), JANSSON_VERSION, sysconf(_SC_NPROCESSORS_ONLN), o->runs);
+  printf("cadre-bench-proto: libzmq %d.%d.%d, msgpack-c %s, jansson %s, %ld online cpus; median of %d runs\n", maj, min,
+         pat, msgpack_version(), JANSSON_VERSION, sysconf(_SC_NPROCESSORS_ONLN), o->runs);
 }
 
 static void print_codec(const codec_case_t *c, size_t n, const opts_t *o) {
   printf("\ncodec (one op = encode + free, or decode + destroy; ~%.2f s per measurement)\n", o->seconds);
-  printf("%-16s %7s %12s %12s %12s %12s\n", "message", "bytes", "enc ns/op", "enc MB/s", "dec ns/op",
-         "dec MB/s");
+  printf("%-16s %7s %12s %12s %12s %12s\n", "message", "bytes", "enc ns/op", "enc MB/s", "dec ns/op", "dec MB/s");
   for (size_t i = 0; i < n; i++)
     printf("%-16s %7.0f %12.0f %12.1f %12.0f %12.1f\n", c[i].name, c[i].bytes, c[i].enc.ns.med, c[i].enc.mbps,
            c[i].dec.ns.med, c[i].dec.mbps);
@@ -630,8 +630,7 @@ static void print_codec(const codec_case_t *c, size_t n, const opts_t *o) {
 static void print_forward(fwd_rate_t res[][FWD_MODES], const msgset_t *s, const opts_t *o) {
   printf("\nforwarding DEALER -> ROUTER thread -> DEALER: %ld deltas per run, %.0f-byte frames (text %d B)\n",
          o->messages, s->mean_len, FWD_TEXT_LEN);
-  printf("%-8s %-24s %12s %9s %14s %9s\n", "transp.", "variant", "msgs/s", "overhead", "fwd CPU ns/msg",
-         "overhead");
+  printf("%-8s %-24s %12s %9s %14s %9s\n", "transp.", "variant", "msgs/s", "overhead", "fwd CPU ns/msg", "overhead");
   for (size_t t = 0; t < NTRANSPORTS; t++) {
     for (int m = 0; m < FWD_MODES; m++) {
       const fwd_rate_t *a = &res[t][FWD_RAW], *x = &res[t][m];
@@ -648,10 +647,9 @@ static json_t *stat_json(const stat_t *st) {
 static json_t *codec_json(const codec_case_t *c, size_t n) {
   json_t *arr = json_array();
   for (size_t i = 0; i < n; i++)
-    json_array_append_new(arr, json_pack("{s:s, s:f, s:o, s:f, s:o, s:f}", "message", c[i].name, "bytes",
-                                         c[i].bytes, "encode_ns", stat_json(&c[i].enc.ns), "encode_mb_s",
-                                         c[i].enc.mbps, "decode_ns", stat_json(&c[i].dec.ns), "decode_mb_s",
-                                         c[i].dec.mbps));
+    json_array_append_new(arr, json_pack("{s:s, s:f, s:o, s:f, s:o, s:f}", "message", c[i].name, "bytes", c[i].bytes,
+                                         "encode_ns", stat_json(&c[i].enc.ns), "encode_mb_s", c[i].enc.mbps,
+                                         "decode_ns", stat_json(&c[i].dec.ns), "decode_mb_s", c[i].dec.mbps));
   return arr;
 }
 
@@ -660,11 +658,11 @@ static json_t *forward_json(fwd_rate_t res[][FWD_MODES], const msgset_t *s, cons
   for (size_t t = 0; t < NTRANSPORTS; t++) {
     for (int m = 0; m < FWD_MODES; m++) {
       const fwd_rate_t *a = &res[t][FWD_RAW], *x = &res[t][m];
-      json_array_append_new(
-          arr, json_pack("{s:s, s:s, s:o, s:f, s:o, s:f}", "transport", transports[t], "variant", mode_names[m],
-                         "msgs_per_s", stat_json(&x->rate), "overhead_pct",
-                         overhead_pct(1 / a->rate.med, 1 / x->rate.med), "fwd_cpu_ns_per_msg", stat_json(&x->cpu_ns),
-                         "cpu_overhead_pct", overhead_pct(a->cpu_ns.med, x->cpu_ns.med)));
+      json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:f, s:o, s:f}", "transport", transports[t], "variant",
+                                           mode_names[m], "msgs_per_s", stat_json(&x->rate), "overhead_pct",
+                                           overhead_pct(1 / a->rate.med, 1 / x->rate.med), "fwd_cpu_ns_per_msg",
+                                           stat_json(&x->cpu_ns), "cpu_overhead_pct",
+                                           overhead_pct(a->cpu_ns.med, x->cpu_ns.med)));
     }
   }
   return json_pack("{s:I, s:f, s:i, s:o}", "messages", (json_int_t)o->messages, "frame_bytes", s->mean_len,
@@ -677,9 +675,9 @@ static void print_json(const codec_case_t *c, size_t nc, fwd_rate_t res[][FWD_MO
   int maj, min, pat;
   zmq_version(&maj, &min, &pat);
   snprintf(zmqv, sizeof zmqv, "%d.%d.%d", maj, min, pat);
-  json_t *root = json_pack("{s:s, s:s, s:s, s:I, s:i, s:f}", "libzmq", zmqv, "msgpack", msgpack_version(),
-                           "jansson", JANSSON_VERSION, "cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN),
-                           "runs", o->runs, "codec_seconds", o->seconds);
+  json_t *root = json_pack("{s:s, s:s, s:s, s:I, s:i, s:f}", "libzmq", zmqv, "msgpack", msgpack_version(), "jansson",
+                           JANSSON_VERSION, "cpus", (json_int_t)sysconf(_SC_NPROCESSORS_ONLN), "runs", o->runs,
+                           "codec_seconds", o->seconds);
   if (!root)
     fail("cannot build the JSON report", NULL);
   if (o->codec)
@@ -704,8 +702,7 @@ static void run_callgrind(const opts_t *o) {
   msgset_t s;
   msgset_init(&s, "delta-64", FWD_TEXT_LEN);
   cg_loop(o->cg_encode ? op_encode : op_decode, &s, o->cg_ops);
-  printf("%ld %s of a %.0f-byte delta (64 B text) done\n", o->cg_ops, o->cg_encode ? "encodes" : "decodes",
-         s.mean_len);
+  printf("%ld %s of a %.0f-byte delta (64 B text) done\n", o->cg_ops, o->cg_encode ? "encodes" : "decodes", s.mean_len);
   msgset_free(&s);
 }
 
@@ -748,17 +745,28 @@ static opts_t parse_args(int argc, char **argv) {
   opts_t o = {.codec = true, .forward = true, .seconds = 0.5, .messages = 200000, .runs = 3};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (strcmp(a, "--json") == 0) o.json = true;
-    else if (strcmp(a, "--verbose") == 0) o.verbose = true;
-    else if (strcmp(a, "--codec-only") == 0) o.forward = false;
-    else if (strcmp(a, "--forward-only") == 0) o.codec = false;
-    else if (strcmp(a, "--encode") == 0) o.cg_encode = true;
-    else if (strcmp(a, "--runs") == 0) o.runs = (int)parse_long(v, 1, MAX_RUNS, a), i++;
-    else if (strcmp(a, "--messages") == 0) o.messages = parse_long(v, 1, 1000000000L, a), i++;
-    else if (strcmp(a, "--seconds") == 0) o.seconds = parse_seconds(v), i++;
-    else if (strcmp(a, "--callgrind-ops") == 0) o.cg_ops = parse_long(v, 1, 1000000000L, a), i++;
-    else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) usage(stdout), exit(0);
-    else usage(stderr), exit(2);
+    if (strcmp(a, "--json") == 0)
+      o.json = true;
+    else if (strcmp(a, "--verbose") == 0)
+      o.verbose = true;
+    else if (strcmp(a, "--codec-only") == 0)
+      o.forward = false;
+    else if (strcmp(a, "--forward-only") == 0)
+      o.codec = false;
+    else if (strcmp(a, "--encode") == 0)
+      o.cg_encode = true;
+    else if (strcmp(a, "--runs") == 0)
+      o.runs = (int)parse_long(v, 1, MAX_RUNS, a), i++;
+    else if (strcmp(a, "--messages") == 0)
+      o.messages = parse_long(v, 1, 1000000000L, a), i++;
+    else if (strcmp(a, "--seconds") == 0)
+      o.seconds = parse_seconds(v), i++;
+    else if (strcmp(a, "--callgrind-ops") == 0)
+      o.cg_ops = parse_long(v, 1, 1000000000L, a), i++;
+    else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+      usage(stdout), exit(0);
+    else
+      usage(stderr), exit(2);
   }
   if (!o.codec && !o.forward)
     fail("--codec-only and --forward-only exclude each other", NULL);

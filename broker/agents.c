@@ -88,8 +88,9 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
   }
   seed_context(b, parent, id);
   char *brief = malloc(strlen(task) + 256);
-  sprintf(brief, "You are %s, a %s sub-agent working for %s. Any conversation above is context from %s.\n\nYour task:\n%s",
-          id, p->role, parent, parent, task);
+  sprintf(brief,
+          "You are %s, a %s sub-agent working for %s. Any conversation above is context from %s.\n\nYour task:\n%s", id,
+          p->role, parent, parent, task);
   json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", brief);
   store_append(b->store, id, 0, msg, NULL);
   json_decref(msg);
@@ -145,8 +146,9 @@ static bool step_summary(broker_t *b, const store_session_t *row, const json_t *
     store_session_summary(b->store, row->id, summary);
     status_event(b, row->id, row->role, row->status);
     broker_event(b, "summary", NULL, 0,
-                 json_pack("{s:s, s:s, s:s?, s:O, s:O}", "id", row->id, "role", row->role, "parent", row->parent[0] ? row->parent : NULL,
-                           "summary", summary, "workflow", json_object_get(jrow, "workflow")));
+                 json_pack("{s:s, s:s, s:s?, s:O, s:O}", "id", row->id, "role", row->role, "parent",
+                           row->parent[0] ? row->parent : NULL, "summary", summary, "workflow",
+                           json_object_get(jrow, "workflow")));
   }
   json_decref(jrow);
   return taken;
@@ -208,9 +210,10 @@ static void subagent_answered(broker_t *b, const store_session_t *row, const cha
     json_decref(msg);
     store_session_flag(b->store, row->id, "summary_asked", 1);
     sessions_queue_turn(b, row->id, 0);
-    broker_event(b, "summary_asked", NULL, 0,
-                 json_pack("{s:s, s:s, s:s}", "id", row->id, "role", row->role, "reason",
-                           content ? "its answer had no readable [SUMMARY] block" : "its turn ended without an answer"));
+    broker_event(
+        b, "summary_asked", NULL, 0,
+        json_pack("{s:s, s:s, s:s}", "id", row->id, "role", row->role, "reason",
+                  content ? "its answer had no readable [SUMMARY] block" : "its turn ended without an answer"));
     return;
   }
   fail_summary(b, row, "the agent gave no [SUMMARY] block, even when asked", STORE_SESSION_FAILED);
@@ -253,9 +256,8 @@ static void run_tool_calls(broker_t *b, const char *session, int64_t turn, const
     else if (!json_is_object(args))
       snprintf(err, sizeof err, "arguments must be a JSON object with role and task");
     else
-      rc = agents_spawn(b, jx_str(args, "role", ""),
-                        false, jx_str(args, "task", NULL), session, call_id, id, sizeof id, err,
-                        sizeof err);
+      rc = agents_spawn(b, jx_str(args, "role", ""), false, jx_str(args, "task", NULL), session, call_id, id, sizeof id,
+                        err, sizeof err);
     json_decref(args);
     if (rc == 0) {
       spawned++;
@@ -420,8 +422,8 @@ int agents_confirm(broker_t *b, int64_t proposal, bool accept, char *id, size_t 
   }
   int rc = 1;
   if (accept)
-    rc = agents_spawn(b, jx_str(p, "profile", NULL), true,
-                      jx_str(p, "task", NULL), "main", NULL, id, idlen, err, errlen);
+    rc = agents_spawn(b, jx_str(p, "profile", NULL), true, jx_str(p, "task", NULL), "main", NULL, id, idlen, err,
+                      errlen);
   broker_event(b, "proposal_answered", NULL, 0,
                json_pack("{s:I, s:b, s:s?}", "proposal", (json_int_t)proposal, "accept", accept, "spawned",
                          rc == 0 ? id : NULL));
@@ -433,12 +435,10 @@ static bool finished(store_status_t s) {
   switch (s) {
   case STORE_SESSION_DONE:
   case STORE_SESSION_FAILED:
-  case STORE_SESSION_STOPPED:
-    return true;
+  case STORE_SESSION_STOPPED: return true;
   case STORE_SESSION_IDLE:
   case STORE_SESSION_QUEUED:
-  case STORE_SESSION_RUNNING:
-    return false;
+  case STORE_SESSION_RUNNING: return false;
   }
   return false;
 }

@@ -142,8 +142,8 @@ broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "%s: cannot create state directory: %s", opts->state_dir, strerror(-rc));
     goto fail;
   }
-  b->authorized_path = opts->authorized_keys ? strdup(opts->authorized_keys)
-                                             : util_path_join(opts->state_dir, "authorized_keys");
+  b->authorized_path =
+      opts->authorized_keys ? strdup(opts->authorized_keys) : util_path_join(opts->state_dir, "authorized_keys");
   if (load_or_create_keys(b, err, errlen) < 0)
     goto fail;
   b->store = store_open(opts->state_dir, err, errlen);

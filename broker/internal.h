@@ -26,12 +26,12 @@ struct peer {
   char *name, *host, *version, *workspace;
   json_t *models, *providers, *tools, *labels;
   int slots;
-  int busy;           /* turns assigned by us */
-  int64_t last_seen;  /* monotonic ms */
-  int64_t joined;     /* wall ms */
-  bool watch_all;     /* controller: receives every session's events */
-  json_t *watch;      /* controller: object used as a set of watched session ids */
-  bool dead;          /* removed; freed by peers_sweep() once no caller can hold it */
+  int busy;          /* turns assigned by us */
+  int64_t last_seen; /* monotonic ms */
+  int64_t joined;    /* wall ms */
+  bool watch_all;    /* controller: receives every session's events */
+  json_t *watch;     /* controller: object used as a set of watched session ids */
+  bool dead;         /* removed; freed by peers_sweep() once no caller can hold it */
   struct peer *next;
 };
 
@@ -39,18 +39,18 @@ typedef struct turn {
   int64_t id;
   char *session;
   int attempt;
-  peer_t *node;          /* NULL while queued */
-  int64_t queued_at;     /* monotonic ms */
+  peer_t *node;      /* NULL while queued */
+  int64_t queued_at; /* monotonic ms */
   int64_t started_at;
   bool warned_no_node;
-  bool sub;              /* the session is a sub-agent (counts against max_concurrent_agents) */
-  int64_t after;         /* continues the session after this turn (tool results), or 0 */
-  int64_t retry_at;      /* a send failed (EAGAIN): not before this monotonic ms */
-  int send_failures;     /* sends in a row that did not reach a node */
-  int64_t approval_seq;  /* the approval the node waits for (its call's tool: approval_tool) */
+  bool sub;             /* the session is a sub-agent (counts against max_concurrent_agents) */
+  int64_t after;        /* continues the session after this turn (tool results), or 0 */
+  int64_t retry_at;     /* a send failed (EAGAIN): not before this monotonic ms */
+  int send_failures;    /* sends in a row that did not reach a node */
+  int64_t approval_seq; /* the approval the node waits for (its call's tool: approval_tool) */
   char approval_tool[64];
-  int64_t compact_upto;  /* on a node: a summary of the session's messages up to this seq (not the turn) */
-  bool compact_failed;   /* that summary could not be had: the turn trims instead */
+  int64_t compact_upto; /* on a node: a summary of the session's messages up to this seq (not the turn) */
+  bool compact_failed;  /* that summary could not be had: the turn trims instead */
   struct turn *next;
 } turn_t;
 
@@ -93,13 +93,13 @@ struct broker {
   int64_t next_msg_id;
   int64_t event_seq;
   peer_t *peers;
-  turn_t *turns;         /* queued and running, in arrival order */
+  turn_t *turns;              /* queued and running, in arrival order */
   struct workflow *workflows; /* every workflow, oldest first (workflow.c) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
-  size_t turn_budget;    /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
-  json_t *allowed;       /* {session: {tool: true}}: tools the user allowed for the whole session, or NULL */
-  json_t *streaming;     /* {session: bool}: a controller's choice (ask's "stream") over the profile's, or NULL */
+  size_t turn_budget; /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
+  json_t *allowed;    /* {session: {tool: true}}: tools the user allowed for the whole session, or NULL */
+  json_t *streaming;  /* {session: bool}: a controller's choice (ask's "stream") over the profile's, or NULL */
 };
 
 /* ---- the core (broker.c) ---- */
@@ -136,8 +136,7 @@ void outbox_set_writer(broker_t *b, outbox_write_fn fn, void *ctx);
  * through hooks.unreachable. Returns 0 or -errno (-EHOSTUNREACH, -EAGAIN,
  * -EMSGSIZE, -EINVAL). The caller keeps msg. */
 int broker_send(broker_t *b, peer_t *p, proto_msg_t *msg);
-int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *code, const char *detail,
-                      int64_t ref);
+int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *code, const char *detail, int64_t ref);
 /* Sends an event to every controller watching the session (NULL: all),
  * encoded once. Takes payload. */
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload);

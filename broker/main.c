@@ -11,24 +11,23 @@
 #include "util.h"
 
 static void usage(FILE *out) {
-  fprintf(out,
-          "Usage: cadre-broker --bind ENDPOINT [--bind ENDPOINT ...] --state DIR [--config FILE]\n"
-          "\n"
-          "Routes Cadre messages over ZeroMQ (CURVE), keeps sessions and histories in\n"
-          "SQLite under DIR, and schedules model turns onto agent daemons.\n"
-          "\n"
-          "  --bind ENDPOINT        tcp://HOST:PORT (PORT may be *), ipc://PATH; repeatable\n"
-          "  --state DIR            state directory (database, keys, endpoint file)\n"
-          "  --config FILE          agents config (JSON); built-in defaults when absent\n"
-          "  --authorized-keys FILE client public keys allowed in (default DIR/authorized_keys)\n"
-          "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
-          "  --queue-timeout S      fail a turn no daemon can serve after S seconds (default 60)\n"
-          "  --log-json             log lines as JSON\n"
-          "  -v, --verbose          debug logging\n"
-          "  --version, --help\n"
-          "\n"
-          "On first start DIR gets broker.key (0600), broker.pub, and client.key (0600), a\n"
-          "client key pair already authorised: give it to cadre and cadre-agentd with --key.\n");
+  fprintf(out, "Usage: cadre-broker --bind ENDPOINT [--bind ENDPOINT ...] --state DIR [--config FILE]\n"
+               "\n"
+               "Routes Cadre messages over ZeroMQ (CURVE), keeps sessions and histories in\n"
+               "SQLite under DIR, and schedules model turns onto agent daemons.\n"
+               "\n"
+               "  --bind ENDPOINT        tcp://HOST:PORT (PORT may be *), ipc://PATH; repeatable\n"
+               "  --state DIR            state directory (database, keys, endpoint file)\n"
+               "  --config FILE          agents config (JSON); built-in defaults when absent\n"
+               "  --authorized-keys FILE client public keys allowed in (default DIR/authorized_keys)\n"
+               "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
+               "  --queue-timeout S      fail a turn no daemon can serve after S seconds (default 60)\n"
+               "  --log-json             log lines as JSON\n"
+               "  -v, --verbose          debug logging\n"
+               "  --version, --help\n"
+               "\n"
+               "On first start DIR gets broker.key (0600), broker.pub, and client.key (0600), a\n"
+               "client key pair already authorised: give it to cadre and cadre-agentd with --key.\n");
 }
 
 int main(int argc, char **argv) {

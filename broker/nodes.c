@@ -106,8 +106,7 @@ static int fill_peer(peer_t *p, const proto_msg_t *m, char *err, size_t errlen) 
   return 0;
 }
 
-peer_t *peer_hello(broker_t *b, const void *id, size_t idlen, const proto_msg_t *hello, char *err,
-                   size_t errlen) {
+peer_t *peer_hello(broker_t *b, const void *id, size_t idlen, const proto_msg_t *hello, char *err, size_t errlen) {
   if (idlen > PEER_ID_MAX) {
     snprintf(err, errlen, "routing id too long");
     return NULL;
@@ -158,9 +157,8 @@ bool peer_serves(const peer_t *p, const char *model, const char *provider) {
 }
 
 json_t *peer_to_json(const peer_t *p, int64_t now) {
-  return json_pack("{s:s, s:s, s:s, s:i, s:i, s:O, s:O, s:O, s:s, s:O, s:I, s:I}", "name", p->name, "host",
-                   p->host, "version", p->version, "slots", p->slots, "busy", p->busy, "models", p->models,
-                   "providers", p->providers, "tools", p->tools, "workspace", p->workspace, "labels",
-                   p->labels, "joined_ms", (json_int_t)p->joined, "last_seen_ms_ago",
-                   (json_int_t)(now - p->last_seen));
+  return json_pack("{s:s, s:s, s:s, s:i, s:i, s:O, s:O, s:O, s:s, s:O, s:I, s:I}", "name", p->name, "host", p->host,
+                   "version", p->version, "slots", p->slots, "busy", p->busy, "models", p->models, "providers",
+                   p->providers, "tools", p->tools, "workspace", p->workspace, "labels", p->labels, "joined_ms",
+                   (json_int_t)p->joined, "last_seen_ms_ago", (json_int_t)(now - p->last_seen));
 }

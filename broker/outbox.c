@@ -56,8 +56,7 @@ int broker_send(broker_t *b, peer_t *p, proto_msg_t *msg) {
   return rc;
 }
 
-int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *code, const char *detail,
-                      int64_t ref) {
+int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *code, const char *detail, int64_t ref) {
   proto_msg_t *m = proto_msg_new(PROTO_ERROR);
   if (!m)
     return -ENOMEM;

@@ -24,7 +24,7 @@ typedef struct {
   json_t *plan, *steps, *step; /* step: the one being read, not yet in steps */
   int step_level;
   bool title_set, truncated, deps_pending;
-  sbuf_t desc, args; /* capped at PLAN_MAX_DESC and PLAN_MAX_ARGS */
+  sbuf_t desc, args;           /* capped at PLAN_MAX_DESC and PLAN_MAX_ARGS */
   int astate;                  /* A_*: where collecting the arguments stands */
   bool a_str, a_esc, a_fenced; /* JSON scanning state */
   int a_depth;
@@ -32,7 +32,9 @@ typedef struct {
 
 /* ---- buffers ------------------------------------------------------------ */
 
-static span_t buf_span(const sbuf_t *b) { return (span_t){sbuf_str(b), b->len}; }
+static span_t buf_span(const sbuf_t *b) {
+  return (span_t){sbuf_str(b), b->len};
+}
 
 /* ---- finding the block -------------------------------------------------- */
 
@@ -246,9 +248,7 @@ static bool looks_like_plan(span_t raw) {
 static bool args_line(parser_t *ps, span_t raw) {
   span_t t = trim(raw);
   switch (ps->astate) {
-  case A_SKIP_FENCE:
-    ps->astate = A_NONE;
-    return plan_is_fence(t);
+  case A_SKIP_FENCE: ps->astate = A_NONE; return plan_is_fence(t);
   case A_PENDING:
   case A_FENCE_WAIT:
     if (!t.n)
@@ -283,8 +283,7 @@ static bool args_line(parser_t *ps, span_t raw) {
       args_store(ps);
     }
     return true;
-  default:
-    return false;
+  default: return false;
   }
 }
 
@@ -332,27 +331,19 @@ static void read_estimate(json_t *step, span_t v) {
 static void step_field(parser_t *ps, const line_t *ln) {
   json_t *st = ps->step;
   switch (ln->field) {
-  case F_AGENT:
-    json_object_set_new(st, "agent", plan_name_json(ln->value));
-    break;
+  case F_AGENT: json_object_set_new(st, "agent", plan_name_json(ln->value)); break;
   case F_TOOL:
     json_object_set_new(st, "tool", plan_is_no_tool(ln->value) ? json_null() : plan_name_json(ln->value));
     if (json_is_string(json_object_get(st, "tool")) && !json_string_length(json_object_get(st, "tool")))
       json_object_set_new(st, "tool", json_null());
     break;
-  case F_ARGS:
-    args_begin(ps, ln->value);
-    break;
+  case F_ARGS: args_begin(ps, ln->value); break;
   case F_DEPS:
     json_object_set_new(st, "dependencies", plan_deps_json(ln->value));
     ps->deps_pending = !ln->value.n;
     break;
-  case F_TIME:
-    read_estimate(st, ln->value);
-    break;
-  case F_DESC:
-    desc_add(ps, ln->value);
-    break;
+  case F_TIME: read_estimate(st, ln->value); break;
+  case F_DESC: desc_add(ps, ln->value); break;
   default:
     if (ln->bullet || ln->field == F_TOTAL || ln->heading)
       return;

@@ -112,7 +112,8 @@ static bool graph_build(graph_t *g, const json_t *plan) {
 static size_t lowest_step(const graph_t *g, const bool *out_a, const bool *out_b, const size_t *indeg) {
   size_t best = g->n;
   for (size_t i = 0; i < g->n; i++)
-    if (!(out_a && out_a[i]) && !(out_b && out_b[i]) && !(indeg && indeg[i]) && (best == g->n || g->num[i] < g->num[best]))
+    if (!(out_a && out_a[i]) && !(out_b && out_b[i]) && !(indeg && indeg[i]) &&
+        (best == g->n || g->num[i] < g->num[best]))
       best = i;
   return best;
 }

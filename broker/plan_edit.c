@@ -28,7 +28,9 @@ __attribute__((format(printf, 3, 4))) static bool fail(char *err, size_t errlen,
   return false;
 }
 
-static bool is_space(char c) { return is_blank(c) || c == '\n'; }
+static bool is_space(char c) {
+  return is_blank(c) || c == '\n';
+}
 
 /* A copy of s trimmed, ASCII lowercased when lower, cut at max bytes (on a character boundary). */
 static json_t *clean_string(const char *s, size_t max, bool lower) {

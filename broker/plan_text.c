@@ -253,4 +253,3 @@ json_t *plan_deps_json(span_t v) {
   }
   return deps;
 }
-

@@ -76,8 +76,8 @@ static void verb_status(request_t *r) {
     json_array_append_new(eps, json_string(b->endpoints[i]));
   reply(r, json_pack("{s:s, s:s, s:I, s:s, s:o, s:s?, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:s}", "version",
                      CADRE_VERSION, "epoch", b->epoch, "uptime_ms", (json_int_t)(util_wall_ms() - b->started_ms),
-                     "state_dir", b->opts.state_dir, "endpoints", eps, "config", b->opts.config->path, "nodes",
-                     nodes, "controllers", controllers, "slots", slots, "busy", busy, "turns_running",
+                     "state_dir", b->opts.state_dir, "endpoints", eps, "config", b->opts.config->path, "nodes", nodes,
+                     "controllers", controllers, "slots", slots, "busy", busy, "turns_running",
                      sessions_count_turns(b, true), "turns_queued", sessions_count_turns(b, false), "sessions",
                      (int)store_session_count(b->store), "public_key", b->keys.public_key));
 }
@@ -407,7 +407,8 @@ static void verb_template_run(request_t *r) {
   }
   json_t *values = jx_obj(r->args, "values");
   json_t *empty = json_object();
-  json_t *v = workflow_template_run(r->b, name, values ? values : empty, arg_str(r, "session", "main"), err, sizeof err);
+  json_t *v =
+      workflow_template_run(r->b, name, values ? values : empty, arg_str(r, "session", "main"), err, sizeof err);
   json_decref(empty);
   if (!v)
     fail(r, PROTO_ERR_template_failed, err);

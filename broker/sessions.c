@@ -224,8 +224,8 @@ static bool session_running(broker_t *b, const turn_t *upto, const char *session
   return false;
 }
 
-static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail,
-                      json_t *extra, const json_t *messages);
+static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail, json_t *extra,
+                      const json_t *messages);
 
 /* An agent past tools.max_tokens_per_agent gets no more turns (the turn fails). */
 static bool over_budget(broker_t *b, turn_t *t) {
@@ -237,8 +237,8 @@ static bool over_budget(broker_t *b, turn_t *t) {
   if (cap <= 0 || used < cap)
     return false;
   char detail[200];
-  snprintf(detail, sizeof detail, "%s has used %lld tokens, its budget is %lld (tools.max_tokens_per_agent)", t->session,
-           (long long)used, cap);
+  snprintf(detail, sizeof detail, "%s has used %lld tokens, its budget is %lld (tools.max_tokens_per_agent)",
+           t->session, (long long)used, cap);
   turn_fail(b, t, "failed", PROTO_ERR_token_budget, detail, NULL, NULL);
   return true;
 }
@@ -322,7 +322,8 @@ static void learn_context(broker_t *b, const cadre_profile_t *p, const json_t *u
   snprintf(val, sizeof val, "%lld %lld %d", (long long)json_integer_value(c),
            json_is_integer(tt) && json_integer_value(tt) > 0 ? (long long)json_integer_value(tt) : 0LL, bpt100);
   char old[80] = "";
-  if ((store_meta_get(b->store, key, old, sizeof old) < 0 || strcmp(old, val) != 0) && store_meta_set(b->store, key, val) == 0)
+  if ((store_meta_get(b->store, key, old, sizeof old) < 0 || strcmp(old, val) != 0) &&
+      store_meta_set(b->store, key, val) == 0)
     log_info("profile %s: the model's context, its tools' tokens, bytes per token x100: %s", p->name, val);
 }
 
@@ -483,8 +484,10 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
   if (*trimmed > 0 && fit < SIZE_MAX)
     mark_left_out(msgs, *trimmed, ctx);
   if (*trimmed < 0) {
-    snprintf(detail, dlen, "the system prompt and the last message of %s do not fit in one turn (%zu bytes at most); reset the session",
-             t->session, b->turn_budget);
+    snprintf(
+        detail, dlen,
+        "the system prompt and the last message of %s do not fit in one turn (%zu bytes at most); reset the session",
+        t->session, b->turn_budget);
     json_decref(msgs);
     return NULL;
   }
@@ -525,8 +528,8 @@ static bool send_failed(broker_t *b, turn_t *t, peer_t *node, int rc) {
     return true;
   }
   t->retry_at = util_now_ms() + b->opts.heartbeat_ms;
-  log_warn("turn %lld (%s): node %s did not take it (%s); trying again", (long long)t->id, t->session,
-           peer_label(node), strerror(-rc));
+  log_warn("turn %lld (%s): node %s did not take it (%s); trying again", (long long)t->id, t->session, peer_label(node),
+           strerror(-rc));
   return false;
 }
 
@@ -612,8 +615,7 @@ static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload, 
     if (b->hooks.turn_done)
       b->hooks.turn_done(b, session, id, json_object_get(payload, "message"), added);
   } else if (b->hooks.turn_failed) {
-    b->hooks.turn_failed(b, session, jx_str(payload, "code", NULL),
-                         jx_str(payload, "detail", NULL));
+    b->hooks.turn_failed(b, session, jx_str(payload, "code", NULL), jx_str(payload, "detail", NULL));
   }
   json_decref(payload);
   free(session);
@@ -624,8 +626,8 @@ static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload, 
 static turn_t *current_turn(broker_t *b, peer_t *from, const proto_msg_t *m) {
   turn_t *t = turn_find(b, m->turn);
   if (!t || t->node != from || t->attempt != m->attempt || strcmp(t->session, m->session) != 0) {
-    log_debug("ignoring %s for turn %lld attempt %lld from %s (stale)", proto_type_name(m->type),
-              (long long)m->turn, (long long)m->attempt, peer_label(from));
+    log_debug("ignoring %s for turn %lld attempt %lld from %s (stale)", proto_type_name(m->type), (long long)m->turn,
+              (long long)m->attempt, peer_label(from));
     return NULL;
   }
   return t;
@@ -678,29 +680,30 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   store_usage_t u = {usage_int(m->usage, "prompt_tokens"), usage_int(m->usage, "completion_tokens"), 0};
   learn_context(b, p, m->usage);
   if (t->compact_upto) {
-    u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
+    u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 +
+             (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
     compact_done(b, t, from, m, &u);
     return;
   }
-  u.cost = (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
+  u.cost =
+      (double)u.prompt_tokens * p->cost_per_1m_input / 1e6 + (double)u.completion_tokens * p->cost_per_1m_output / 1e6;
   json_t *message = json_deep_copy(m->message);
   json_object_set_new(message, "role", json_string("assistant"));
   /* A tool loop on the node adds several messages; the last is the answer. */
   json_t *added = json_is_array(m->messages) && json_array_size(m->messages) > 0 ? json_deep_copy(m->messages)
-                                                                                   : json_pack("[O]", message);
+                                                                                 : json_pack("[O]", message);
   if (store_turn_done(b->store, t->id, t->session, added, m->thinking, m->finish_reason, &u) < 0)
     log_error("state: cannot record turn %lld: %s", (long long)t->id, store_errmsg(b->store));
   /* Watchers saw the tool calls and results stream by: the event carries the
    * answer and how many messages the turn added, not every tool output again. */
-  json_t *payload = json_pack("{s:O, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
-                              "added", (json_int_t)json_array_size(added),
-                              "thinking", m->thinking ? m->thinking : "", "finish_reason",
-                              m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model,
-                              "attempt", t->attempt, "elapsed_ms", (json_int_t)m->elapsed_ms, "usage",
-                              "prompt_tokens", (json_int_t)u.prompt_tokens, "completion_tokens",
-                              (json_int_t)u.completion_tokens, "total_tokens",
-                              (json_int_t)(u.prompt_tokens + u.completion_tokens), "counted",
-                              json_is_true(json_object_get(m->usage, "counted")), "cost", u.cost);
+  json_t *payload =
+      json_pack("{s:O, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message, "added",
+                (json_int_t)json_array_size(added), "thinking", m->thinking ? m->thinking : "", "finish_reason",
+                m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model, "attempt", t->attempt,
+                "elapsed_ms", (json_int_t)m->elapsed_ms, "usage", "prompt_tokens", (json_int_t)u.prompt_tokens,
+                "completion_tokens", (json_int_t)u.completion_tokens, "total_tokens",
+                (json_int_t)(u.prompt_tokens + u.completion_tokens), "counted",
+                json_is_true(json_object_get(m->usage, "counted")), "cost", u.cost);
   json_decref(message);
   log_info("turn %lld (%s) done on %s: %lld+%lld tokens", (long long)t->id, t->session, from->name,
            (long long)u.prompt_tokens, (long long)u.completion_tokens);
@@ -709,8 +712,8 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
 }
 
 /* Ends a turn with an error: persisted, announced, and removed. */
-static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail,
-                      json_t *extra, const json_t *messages) {
+static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail, json_t *extra,
+                      const json_t *messages) {
   if (t->node) {
     proto_msg_t *c = proto_msg_new(PROTO_CANCEL);
     if (c) {
@@ -747,7 +750,8 @@ void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
     sessions_schedule(b);
     return;
   }
-  turn_fail(b, t, strcmp(m->code, PROTO_ERR_cancelled) == 0 ? "cancelled" : "failed", m->code, m->detail, extra, m->messages);
+  turn_fail(b, t, strcmp(m->code, PROTO_ERR_cancelled) == 0 ? "cancelled" : "failed", m->code, m->detail, extra,
+            m->messages);
 }
 
 void sessions_node_lost(broker_t *b, peer_t *node) {
@@ -853,6 +857,7 @@ int sessions_approve(broker_t *b, int64_t id, int64_t seq, bool allow, bool sess
     log_info("session %s: %s allowed for the session", t->session, t->approval_tool);
   }
   return send_approval_reply(b, t, seq, allow,
-                             !allow ? "the user did not allow this call"
-                             : session_wide ? "allowed for this session by the user" : "allowed by the user");
+                             !allow         ? "the user did not allow this call"
+                             : session_wide ? "allowed for this session by the user"
+                                            : "allowed by the user");
 }

@@ -13,17 +13,29 @@ typedef struct {
   size_t n;
 } span_t;
 
-static inline bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f'; }
+static inline bool is_blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
 
-static inline bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static inline bool is_alpha(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
 
-static inline bool is_digit(char c) { return c >= '0' && c <= '9'; }
+static inline bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
 
-static inline char to_lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+static inline char to_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
 
-static inline bool is_decor(char c) { return c == '*' || c == '_' || c == '`'; }
+static inline bool is_decor(char c) {
+  return c == '*' || c == '_' || c == '`';
+}
 
-static inline span_t span_from(const char *b, const char *e) { return (span_t){b, (size_t)(e - b)}; }
+static inline span_t span_from(const char *b, const char *e) {
+  return (span_t){b, (size_t)(e - b)};
+}
 
 /* s without blanks at either end. */
 static inline span_t trim(span_t s) {

@@ -91,8 +91,7 @@ store_t *store_open(const char *dir, char *err, size_t errlen) {
     free(self);
     return NULL;
   }
-  int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           NULL);
+  int rc = sqlite3_open_v2(path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
   char *emsg = NULL;
   if (rc == SQLITE_OK) {
     sqlite3_busy_timeout(self->db, 5000);
@@ -213,8 +212,8 @@ static const char *col_text(sqlite3_stmt *st, int i) {
 }
 
 static const char *status_names[] = {
-    [STORE_SESSION_IDLE] = "idle",       [STORE_SESSION_QUEUED] = "queued", [STORE_SESSION_RUNNING] = "running",
-    [STORE_SESSION_DONE] = "done",       [STORE_SESSION_FAILED] = "failed", [STORE_SESSION_STOPPED] = "stopped",
+    [STORE_SESSION_IDLE] = "idle", [STORE_SESSION_QUEUED] = "queued", [STORE_SESSION_RUNNING] = "running",
+    [STORE_SESSION_DONE] = "done", [STORE_SESSION_FAILED] = "failed", [STORE_SESSION_STOPPED] = "stopped",
 };
 
 const char *store_status_name(store_status_t status) {
@@ -224,8 +223,7 @@ const char *store_status_name(store_status_t status) {
   case STORE_SESSION_RUNNING:
   case STORE_SESSION_DONE:
   case STORE_SESSION_FAILED:
-  case STORE_SESSION_STOPPED:
-    return status_names[status];
+  case STORE_SESSION_STOPPED: return status_names[status];
   }
   return "idle";
 }
@@ -241,9 +239,9 @@ int store_status_parse(const char *name, store_status_t *out) {
 }
 
 /* The columns a session row is read from, in the order read_row expects. */
-#define ROW_COLUMNS                                                                                                    \
-  "s.id, s.role, s.profile, s.status, s.parent, s.created_ms, s.prompt_tokens, s.completion_tokens, s.cost,"           \
-  " s.n_messages + CASE WHEN s.ctx_cleared THEN 0 ELSE s.ctx_count END, s.depth, s.turns, s.summary_asked,"            \
+#define ROW_COLUMNS                                                                                          \
+  "s.id, s.role, s.profile, s.status, s.parent, s.created_ms, s.prompt_tokens, s.completion_tokens, s.cost," \
+  " s.n_messages + CASE WHEN s.ctx_cleared THEN 0 ELSE s.ctx_count END, s.depth, s.turns, s.summary_asked,"  \
   " s.delivered, s.call_id, s.solo, s.wf_plan, s.wf_step, s.summary, s.task"
 
 static void copy_col(char *dst, size_t n, sqlite3_stmt *st, int i) {
@@ -393,7 +391,8 @@ json_t *store_session(store_t *self, const char *id) {
   if (r.call_id[0])
     json_object_set_new(out, "call_id", json_string(r.call_id));
   if (r.in_workflow)
-    json_object_set_new(out, "workflow", json_pack("{s:I, s:I}", "id", (json_int_t)r.wf_plan, "step", (json_int_t)r.wf_step));
+    json_object_set_new(out, "workflow",
+                        json_pack("{s:I, s:I}", "id", (json_int_t)r.wf_plan, "step", (json_int_t)r.wf_step));
   return out;
 }
 
@@ -439,8 +438,9 @@ static void read_segment(store_t *self, json_t *out, const char *src, int64_t fr
 
 /* Appends the session's inherited context (empty unless it is a sub-agent's, or once cleared). */
 static void read_context(store_t *self, json_t *out, const char *session, bool with_meta) {
-  sqlite3_stmt *st = prep(self, "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
-                                " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos");
+  sqlite3_stmt *st =
+      prep(self, "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
+                 " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos");
   if (!st)
     return;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
@@ -479,8 +479,9 @@ json_t *store_history_model(store_t *self, const char *session, json_t *seqs) {
     json_array_append_new(out, summary);
     json_array_append_new(seqs, json_integer(0));
   }
-  sqlite3_stmt *st = prep(self, "SELECT seq, body FROM messages WHERE session = ? AND cleared = 0 AND seq > ? AND "
-                                NOT_LEFT_OUT " AND json_type(body, '$.context_summary') IS NULL ORDER BY seq");
+  sqlite3_stmt *st =
+      prep(self, "SELECT seq, body FROM messages WHERE session = ? AND cleared = 0 AND seq > ? AND " NOT_LEFT_OUT
+                 " AND json_type(body, '$.context_summary') IS NULL ORDER BY seq");
   if (!st)
     return out;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
@@ -563,10 +564,11 @@ typedef struct {
 /* The parent's visible conversation as segments: its own inherited context
  * (unless cleared), then its own messages not set aside. */
 static int parent_segments(store_t *self, const char *parent, segment_t *seg, int *n) {
-  sqlite3_stmt *st = prep_bind(self,
-                               "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
-                               " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos",
-                               "t", parent);
+  sqlite3_stmt *st =
+      prep_bind(self,
+                "SELECT c.src, c.from_seq, c.upto_seq FROM contexts c JOIN sessions s ON s.id = c.session"
+                " WHERE c.session = ? AND s.ctx_cleared = 0 ORDER BY c.pos",
+                "t", parent);
   if (!st)
     return -1;
   *n = 0;
@@ -578,14 +580,15 @@ static int parent_segments(store_t *self, const char *parent, segment_t *seg, in
   }
   sqlite3_finalize(st);
   snprintf(seg[*n].src, sizeof seg[*n].src, "%s", parent);
-  seg[*n].from = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND cleared = 1", parent,
-                           0, 0);
+  seg[*n].from =
+      query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND cleared = 1", parent, 0, 0);
   seg[*n].upto = query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1", parent, 0, 0);
   (*n)++;
   return seg[*n - 1].from < 0 || seg[*n - 1].upto < 0 ? -1 : 0;
 }
 
-static const char *count_plain = "SELECT count(*) FROM messages WHERE session = ? AND seq > ? AND seq <= ? AND plain = 1";
+static const char *count_plain =
+    "SELECT count(*) FROM messages WHERE session = ? AND seq > ? AND seq <= ? AND plain = 1";
 
 /* Keeps only the last keep plain messages of the segments: moves the first
  * kept segment's start and returns its index. Writes the count kept. */
@@ -646,13 +649,12 @@ int64_t store_context_link(store_t *self, const char *child, const char *parent,
   return rc == 0 ? kept : -1;
 }
 
-int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,
-                     const char *thinking) {
+int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message, const char *thinking) {
   char *body = json_dumps(message, JSON_COMPACT);
-  sqlite3_stmt *st = prep(self,
-                          "INSERT INTO messages(session, seq, turn, body, thinking, created_ms, plain)"
-                          " VALUES(?1, (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session = ?1), ?2, ?3, ?4, ?5, ?6)"
-                          " RETURNING seq");
+  sqlite3_stmt *st =
+      prep(self, "INSERT INTO messages(session, seq, turn, body, thinking, created_ms, plain)"
+                 " VALUES(?1, (SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session = ?1), ?2, ?3, ?4, ?5, ?6)"
+                 " RETURNING seq");
   int64_t seq = -1;
   if (body && st) {
     sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
@@ -668,7 +670,8 @@ int64_t store_append(store_t *self, const char *session, int64_t turn, const jso
   }
   sqlite3_finalize(st);
   free(body);
-  if (seq > 0 && set_column(self, session, "UPDATE sessions SET n_messages = n_messages + ? WHERE id = ?", NULL, 1, false) < 0)
+  if (seq > 0 &&
+      set_column(self, session, "UPDATE sessions SET n_messages = n_messages + ? WHERE id = ?", NULL, 1, false) < 0)
     seq = -1;
   return seq;
 }
@@ -685,7 +688,8 @@ int64_t store_turn_new(store_t *self, const char *session) {
 }
 
 int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node) {
-  sqlite3_stmt *st = prep(self, "UPDATE turns SET status = 'running', attempt = ?, node = ?, started_ms = ? WHERE id = ?");
+  sqlite3_stmt *st =
+      prep(self, "UPDATE turns SET status = 'running', attempt = ?, node = ?, started_ms = ? WHERE id = ?");
   if (!st)
     return -1;
   sqlite3_bind_int(st, 1, attempt);
@@ -696,9 +700,8 @@ int store_turn_running(store_t *self, int64_t turn, int attempt, const char *nod
 }
 
 static int turn_finish_row(store_t *self, int64_t turn, const char *finish_reason, const store_usage_t *u) {
-  sqlite3_stmt *st = prep(self,
-                          "UPDATE turns SET status = 'done', finished_ms = ?, finish_reason = ?,"
-                          " prompt_tokens = ?, completion_tokens = ?, cost = ? WHERE id = ?");
+  sqlite3_stmt *st = prep(self, "UPDATE turns SET status = 'done', finished_ms = ?, finish_reason = ?,"
+                                " prompt_tokens = ?, completion_tokens = ?, cost = ? WHERE id = ?");
   if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, util_wall_ms());
@@ -712,9 +715,8 @@ static int turn_finish_row(store_t *self, int64_t turn, const char *finish_reaso
 }
 
 static int session_add_usage(store_t *self, const char *session, const store_usage_t *u) {
-  sqlite3_stmt *st = prep(self,
-                          "UPDATE sessions SET prompt_tokens = prompt_tokens + ?, completion_tokens ="
-                          " completion_tokens + ?, cost = cost + ? WHERE id = ?");
+  sqlite3_stmt *st = prep(self, "UPDATE sessions SET prompt_tokens = prompt_tokens + ?, completion_tokens ="
+                                " completion_tokens + ?, cost = cost + ? WHERE id = ?");
   if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, u->prompt_tokens);
@@ -737,8 +739,8 @@ static int append_all(store_t *self, const char *session, int64_t turn, const js
   return 0;
 }
 
-int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *messages,
-                    const char *thinking, const char *finish_reason, const store_usage_t *usage) {
+int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *messages, const char *thinking,
+                    const char *finish_reason, const store_usage_t *usage) {
   if (exec_sql(self, "BEGIN IMMEDIATE") < 0)
     return -1;
   if (append_all(self, session, turn, messages, thinking) < 0 ||
@@ -753,12 +755,12 @@ int store_turn_failed(store_t *self, int64_t turn, const char *status, const cha
   return store_turn_failed_with(self, turn, NULL, NULL, status, code, detail);
 }
 
-int store_turn_failed_with(store_t *self, int64_t turn, const char *session, const json_t *messages,
-                           const char *status, const char *code, const char *detail) {
+int store_turn_failed_with(store_t *self, int64_t turn, const char *session, const json_t *messages, const char *status,
+                           const char *code, const char *detail) {
   if (session && json_array_size(messages) > 0 && append_all(self, session, turn, messages, NULL) < 0)
     return -1;
-  sqlite3_stmt *st = prep(self,
-                          "UPDATE turns SET status = ?, finished_ms = ?, error_code = ?, error_detail = ? WHERE id = ?");
+  sqlite3_stmt *st =
+      prep(self, "UPDATE turns SET status = ?, finished_ms = ?, error_code = ?, error_detail = ? WHERE id = ?");
   if (!st)
     return -1;
   sqlite3_bind_text(st, 1, status, -1, SQLITE_TRANSIENT);
@@ -771,12 +773,13 @@ int store_turn_failed_with(store_t *self, int64_t turn, const char *session, con
 
 json_t *store_unfinished_turns(store_t *self) {
   json_t *out = json_array();
-  sqlite3_stmt *st = prep(self, "SELECT id, session, attempt FROM turns WHERE status IN ('queued', 'running') ORDER BY id");
+  sqlite3_stmt *st =
+      prep(self, "SELECT id, session, attempt FROM turns WHERE status IN ('queued', 'running') ORDER BY id");
   if (!st)
     return out;
   while (sqlite3_step(st) == SQLITE_ROW)
-    json_array_append_new(out, json_pack("{s:I, s:s, s:i}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-                                         "session", col_text(st, 1), "attempt", sqlite3_column_int(st, 2)));
+    json_array_append_new(out, json_pack("{s:I, s:s, s:i}", "id", (json_int_t)sqlite3_column_int64(st, 0), "session",
+                                         col_text(st, 1), "attempt", sqlite3_column_int(st, 2)));
   sqlite3_finalize(st);
   return out;
 }
@@ -808,7 +811,8 @@ int store_session_status(store_t *self, const char *id, const char *status) {
 
 int store_session_summary(store_t *self, const char *id, const json_t *summary) {
   char *text = json_dumps(summary, JSON_COMPACT);
-  int rc = text ? set_column(self, id, "UPDATE sessions SET summary = ?, delivered = 1 WHERE id = ?", text, 0, true) : -1;
+  int rc =
+      text ? set_column(self, id, "UPDATE sessions SET summary = ?, delivered = 1 WHERE id = ?", text, 0, true) : -1;
   free(text);
   return rc;
 }
@@ -869,7 +873,7 @@ int store_clear(store_t *self, const char *session) {
 
 int64_t store_proposal_new(store_t *self, const char *profile, const char *task, const char *keyword) {
   if (exec_done(prep_bind(self, "INSERT INTO proposals(profile, task, keyword, created_ms) VALUES(?, ?, ?, ?)", "tttw",
-                         profile, task, keyword)) < 0)
+                          profile, task, keyword)) < 0)
     return -1;
   return sqlite3_last_insert_rowid(self->db);
 }
@@ -881,7 +885,8 @@ json_t *store_proposal_take(store_t *self, int64_t id) {
     return NULL;
   sqlite3_bind_int64(st, 1, id);
   if (sqlite3_step(st) == SQLITE_ROW)
-    out = json_pack("{s:s, s:s, s:s?}", "profile", col_text(st, 0), "task", col_text(st, 1), "keyword", col_text(st, 2));
+    out =
+        json_pack("{s:s, s:s, s:s?}", "profile", col_text(st, 0), "task", col_text(st, 1), "keyword", col_text(st, 2));
   sqlite3_finalize(st);
   return out;
 }
@@ -963,9 +968,9 @@ json_t *store_workflows(store_t *self) {
 
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
                          const char *path, int existed, const char *content, const char *sha256, int mode) {
-  sqlite3_stmt *st = prep(self,
-                          "INSERT INTO checkpoints(workflow, step, attempt, seq, kind, path, existed, content, sha256,"
-                          " created_ms, mode) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  sqlite3_stmt *st =
+      prep(self, "INSERT INTO checkpoints(workflow, step, attempt, seq, kind, path, existed, content, sha256,"
+                 " created_ms, mode) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
   if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, workflow);
@@ -988,17 +993,18 @@ int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t 
 
 json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
   json_t *out = json_array();
-  sqlite3_stmt *st = prep(self, "SELECT id, step, attempt, seq, kind, path, existed, content, sha256, mode FROM checkpoints"
-                                " WHERE workflow = ? ORDER BY id");
+  sqlite3_stmt *st =
+      prep(self, "SELECT id, step, attempt, seq, kind, path, existed, content, sha256, mode FROM checkpoints"
+                 " WHERE workflow = ? ORDER BY id");
   if (!st)
     return out;
   sqlite3_bind_int64(st, 1, workflow);
   while (sqlite3_step(st) == SQLITE_ROW) {
-    json_t *c = json_pack("{s:I, s:I, s:I, s:I, s:s, s:s?, s:b, s:s?}", "id", (json_int_t)sqlite3_column_int64(st, 0),
-                          "step", (json_int_t)sqlite3_column_int64(st, 1), "attempt",
-                          (json_int_t)sqlite3_column_int64(st, 2), "seq", (json_int_t)sqlite3_column_int64(st, 3),
-                          "kind", col_text(st, 4), "path", col_text(st, 5), "existed", sqlite3_column_int(st, 6),
-                          "sha256", col_text(st, 8));
+    json_t *c =
+        json_pack("{s:I, s:I, s:I, s:I, s:s, s:s?, s:b, s:s?}", "id", (json_int_t)sqlite3_column_int64(st, 0), "step",
+                  (json_int_t)sqlite3_column_int64(st, 1), "attempt", (json_int_t)sqlite3_column_int64(st, 2), "seq",
+                  (json_int_t)sqlite3_column_int64(st, 3), "kind", col_text(st, 4), "path", col_text(st, 5), "existed",
+                  sqlite3_column_int(st, 6), "sha256", col_text(st, 8));
     if (c && with_content && col_text(st, 7))
       json_object_set_new(c, "content", json_string(col_text(st, 7)));
     if (c && sqlite3_column_type(st, 9) != SQLITE_NULL)

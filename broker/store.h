@@ -20,8 +20,8 @@ typedef struct {
 
 /* A session's status, as stored (and shown) by its name. */
 typedef enum {
-  STORE_SESSION_IDLE,    /* main or a solo session between turns */
-  STORE_SESSION_QUEUED,  /* a sub-agent waiting for admission or a slot */
+  STORE_SESSION_IDLE,   /* main or a solo session between turns */
+  STORE_SESSION_QUEUED, /* a sub-agent waiting for admission or a slot */
   STORE_SESSION_RUNNING,
   STORE_SESSION_DONE,
   STORE_SESSION_FAILED,
@@ -100,8 +100,7 @@ json_t *store_history_model(store_t *self, const char *session, json_t *seqs);
 /* Adds a model call's usage to the session (one not recorded as a turn's). */
 int store_session_usage(store_t *self, const char *session, const store_usage_t *usage);
 /* Appends one message; returns its seq (>0) or -1. */
-int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message,
-                     const char *thinking);
+int64_t store_append(store_t *self, const char *session, int64_t turn, const json_t *message, const char *thinking);
 
 /* New turn for session (status "queued"); returns its id or -1. */
 int64_t store_turn_new(store_t *self, const char *session);
@@ -110,14 +109,13 @@ int store_turn_running(store_t *self, int64_t turn, int attempt, const char *nod
 /* Ends a turn successfully: appends the turn's messages (assistant, tool
  * results, ..., final answer), records usage on the turn and the session, in
  * one transaction. */
-int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *messages,
-                    const char *thinking, const char *finish_reason, const store_usage_t *usage);
+int store_turn_done(store_t *self, int64_t turn, const char *session, const json_t *messages, const char *thinking,
+                    const char *finish_reason, const store_usage_t *usage);
 /* Ends a turn with an error (status "failed" or "cancelled"). */
-int store_turn_failed(store_t *self, int64_t turn, const char *status, const char *code,
-                      const char *detail);
+int store_turn_failed(store_t *self, int64_t turn, const char *status, const char *code, const char *detail);
 /* The same, keeping the messages the turn produced before it failed (tool loop). */
-int store_turn_failed_with(store_t *self, int64_t turn, const char *session, const json_t *messages,
-                           const char *status, const char *code, const char *detail);
+int store_turn_failed_with(store_t *self, int64_t turn, const char *session, const json_t *messages, const char *status,
+                           const char *code, const char *detail);
 /* Turns not finished (queued or running) when the broker stopped: array of
  * {id, session, attempt}. Caller owns. */
 json_t *store_unfinished_turns(store_t *self);

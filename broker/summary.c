@@ -41,18 +41,17 @@ typedef struct {
 typedef struct {
   sbuf_t status_b, rec_b, cur_b; /* capped: SUMMARY_MAX_STATUS, _TEXT, _TEXT */
   json_t *points;
-  bool cur_on;                 /* cur holds a key point being built */
-  int status_rank, rec_rank;   /* rank of the lines that count as the fields */
+  bool cur_on;               /* cur holds a key point being built */
+  int status_rank, rec_rank; /* rank of the lines that count as the fields */
   bool status_set, pending_status;
-  int state;                   /* ST_* */
-  span_t sec, sub;             /* label prefixes of the current section and bullet sub-section */
+  int state;       /* ST_* */
+  span_t sec, sub; /* label prefixes of the current section and bullet sub-section */
   bool sec_on, sub_on;
   size_t sub_indent;
-  long last_bullet;            /* indent of the previous line if it was a bullet, else -1 */
+  long last_bullet; /* indent of the previous line if it was a bullet, else -1 */
 } parser_t;
 
 /* ---- bytes and UTF-8 ---------------------------------------------------- */
-
 
 /* Length of a symbol or emoji sequence at s (U+2000..U+2FFF, U+1Fxxx, U+FE0F), else 0. */
 static size_t symbol_len(const unsigned char *s, size_t n) {
@@ -89,9 +88,13 @@ static void sb_restart(sbuf_t *b, size_t max) {
   b->max = max;
 }
 
-static void sb_span(sbuf_t *b, span_t s) { sbuf_add_utf8(b, s.p, s.n); }
+static void sb_span(sbuf_t *b, span_t s) {
+  sbuf_add_utf8(b, s.p, s.n);
+}
 
-static void sb_str(sbuf_t *b, const char *s) { sbuf_add_utf8(b, s, strlen(s)); }
+static void sb_str(sbuf_t *b, const char *s) {
+  sbuf_add_utf8(b, s, strlen(s));
+}
 
 /* ---- finding the block -------------------------------------------------- */
 
@@ -227,10 +230,10 @@ static int label_kind(span_t name, bool *strong) {
   static const char *const status_weak[] = {"review status", "test status", "verdict", NULL};
   static const char *const rec_strong[] = {"recommendation", "recommendations", NULL};
   static const char *const rec_weak[] = {"recommended action", "recommended next step", "next step", "next steps",
-                                         "next action", "suggested action", NULL};
-  static const char *const kp[] = {"key points", "key point", "key findings", "key finding", "findings",
-                                   "issues found", "issues", "key issues", "main points", "points", "highlights",
-                                   "key takeaways", "summary", "details", NULL};
+                                         "next action",        "suggested action",      NULL};
+  static const char *const kp[] = {"key points",   "key point",     "key findings", "key finding", "findings",
+                                   "issues found", "issues",        "key issues",   "main points", "points",
+                                   "highlights",   "key takeaways", "summary",      "details",     NULL};
   char norm[LABEL_MAX + 1];
   *strong = false;
   if (!span_label(name, norm, LABEL_MAX, SPAN_LABEL_PAREN_BLANK))
@@ -324,8 +327,8 @@ static void parse_label(line_t *ln) {
 
 /* Length of a bullet marker (-, *, +, •, ‣, ◦, ▪, ●, –, "1." or "1)") at the start of t, else 0. */
 static size_t bullet_len(span_t t) {
-  static const char *const marks[] = {"\xe2\x80\xa2", "\xe2\x80\xa3", "\xe2\x97\xa6", "\xe2\x96\xaa",
-                                      "\xe2\x97\x8f", "\xe2\x80\x93", NULL};
+  static const char *const marks[] = {
+      "\xe2\x80\xa2", "\xe2\x80\xa3", "\xe2\x97\xa6", "\xe2\x96\xaa", "\xe2\x97\x8f", "\xe2\x80\x93", NULL};
   if ((t.p[0] == '-' || t.p[0] == '*' || t.p[0] == '+') && t.n > 1 && is_blank(t.p[1]))
     return 1;
   size_t j = 0;
@@ -392,10 +395,10 @@ static void each_line(span_t block, parser_t *ps, void (*fn)(parser_t *, const l
 /* PASS / FAIL / PARTIAL for a status symbol at s, else NULL. */
 static const char *symbol_status(const unsigned char *s, size_t k) {
   static const char *const map[][2] = {
-      {"\xe2\x9c\x85", "PASS"},     {"\xe2\x9c\x94", "PASS"},     {"\xe2\x98\x91", "PASS"},
-      {"\xf0\x9f\x9f\xa2", "PASS"}, {"\xe2\x9d\x8c", "FAIL"},     {"\xe2\x9c\x96", "FAIL"},
-      {"\xe2\x9c\x97", "FAIL"},     {"\xe2\x9c\x98", "FAIL"},     {"\xe2\x9b\x94", "FAIL"},
-      {"\xf0\x9f\x94\xb4", "FAIL"}, {"\xf0\x9f\x9a\xab", "FAIL"}, {"\xe2\x9a\xa0", "PARTIAL"},
+      {"\xe2\x9c\x85", "PASS"},       {"\xe2\x9c\x94", "PASS"},     {"\xe2\x98\x91", "PASS"},
+      {"\xf0\x9f\x9f\xa2", "PASS"},   {"\xe2\x9d\x8c", "FAIL"},     {"\xe2\x9c\x96", "FAIL"},
+      {"\xe2\x9c\x97", "FAIL"},       {"\xe2\x9c\x98", "FAIL"},     {"\xe2\x9b\x94", "FAIL"},
+      {"\xf0\x9f\x94\xb4", "FAIL"},   {"\xf0\x9f\x9a\xab", "FAIL"}, {"\xe2\x9a\xa0", "PARTIAL"},
       {"\xf0\x9f\x9f\xa1", "PARTIAL"}};
   for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
     if (strlen(map[i][0]) == k && memcmp(s, map[i][0], k) == 0)
@@ -405,10 +408,10 @@ static const char *symbol_status(const unsigned char *s, size_t k) {
 
 /* PASS / FAIL / PARTIAL for a lowercase status word, else NULL. */
 static const char *word_status(const char *w) {
-  static const char *const pass[] = {"pass", "passed", "passes", "passing", "success", "successful",
-                                     "succeeded", "ok", "okay", "done", "complete", "completed", "approved", NULL};
-  static const char *const fail[] = {"fail", "failed", "fails", "failing", "failure", "error", "errors",
-                                     "blocked", "rejected", NULL};
+  static const char *const pass[] = {"pass", "passed", "passes", "passing",  "success",   "successful", "succeeded",
+                                     "ok",   "okay",   "done",   "complete", "completed", "approved",   NULL};
+  static const char *const fail[] = {"fail",  "failed", "fails",   "failing",  "failure",
+                                     "error", "errors", "blocked", "rejected", NULL};
   static const char *const partial[] = {"partial", "partially", "mixed", "warning", "warnings", NULL};
   return in_list(w, pass) ? "PASS" : in_list(w, fail) ? "FAIL" : in_list(w, partial) ? "PARTIAL" : NULL;
 }

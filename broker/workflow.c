@@ -144,7 +144,7 @@ workflow_t *propose(broker_t *b, const char *session, json_t *plan, const char *
 }
 
 void workflow_on_answer(broker_t *b, const char *session, const char *content) {
-  if (!content || !strstr(content, "[PLAN]") ) {
+  if (!content || !strstr(content, "[PLAN]")) {
     if (!content || !strcasestr(content, "[plan]"))
       return;
   }
@@ -179,9 +179,11 @@ static json_t *applied_check(broker_t *b, int64_t wf, int64_t step) {
   json_t *cps = store_checkpoints(b->store, wf, false), *found = NULL;
   size_t i;
   json_t *c;
-  json_array_foreach(cps, i, c) if (jx_int(c, "step", 0) == step && strcmp(jx_str(c, "kind", ""), "file") == 0) found = c;
-  json_t *out = found ? json_pack("{s:s?, s:s}", "path", jx_str(found, "path", NULL), "sha256",
-                                  jx_str(found, "sha256", "")) : NULL;
+  json_array_foreach(cps, i, c) if (jx_int(c, "step", 0) == step && strcmp(jx_str(c, "kind", ""), "file") == 0) found =
+      c;
+  json_t *out =
+      found ? json_pack("{s:s?, s:s}", "path", jx_str(found, "path", NULL), "sha256", jx_str(found, "sha256", ""))
+            : NULL;
   json_decref(cps);
   return out;
 }
@@ -251,8 +253,8 @@ static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
     send_failed(b, wf, s, node, attempt, rc);
     return -1;
   }
-  wf_event(b, "step_started", wf, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt,
-                                           "node", node->name));
+  wf_event(b, "step_started", wf,
+           json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "node", node->name));
   return 0;
 }
 
@@ -282,8 +284,8 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   s->started_ms = util_wall_ms();
   note(s, "started", id);
   wf_save(b, wf);
-  wf_event(b, "step_started", wf, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt,
-                                           "agent", id));
+  wf_event(b, "step_started", wf,
+           json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "agent", id));
   return 0;
 }
 
@@ -345,8 +347,9 @@ static void step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *d
   note(s, "failed", detail);
   bool retry = wf_step_fail(s, detail, retryable && wf->status == WF_RUNNING, util_now_ms());
   wf_save(b, wf);
-  wf_event(b, "step_failed", wf, json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts,
-                                          "will_retry", retry, "detail", detail));
+  wf_event(b, "step_failed", wf,
+           json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
+                     "detail", detail));
   if (wf->status == WF_RUNNING)
     advance(b, wf, util_now_ms());
 }
@@ -361,7 +364,8 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
                                   PROTO_HAS(m, existed) && m->existed, m->content, m->sha256,
                                   (int)jx_int(m->payload, "mode", 0)) == 0;
   else
-    stored = store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, NULL, 0, NULL, NULL, 0) == 0;
+    stored =
+        store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, NULL, 0, NULL, NULL, 0) == 0;
   if (!stored) {
     log_error("state: cannot store a checkpoint: %s", store_errmsg(b->store));
     return; /* no ack: the node does not change anything */
@@ -410,7 +414,8 @@ static void on_step_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
     return;
   char detail[600];
   snprintf(detail, sizeof detail, "%s: %s", m->code, m->detail);
-  step_failed(b, wf, s, detail, strcmp(m->code, PROTO_ERR_cancelled) != 0 && (!PROTO_HAS(m, retryable) || m->retryable));
+  step_failed(b, wf, s, detail,
+              strcmp(m->code, PROTO_ERR_cancelled) != 0 && (!PROTO_HAS(m, retryable) || m->retryable));
 }
 
 bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summary) {
@@ -618,8 +623,8 @@ static void rollback_end(broker_t *b, workflow_t *wf) {
   wf_rollback_t *rb = wf->rollback;
   wf->report.present = true;
   json_decref(wf->report.rollback);
-  wf->report.rollback = json_pack("{s:O, s:O, s:O}", "restored", rb->restored, "mismatches", rb->mismatches, "deleted",
-                                  rb->deleted);
+  wf->report.rollback =
+      json_pack("{s:O, s:O, s:O}", "restored", rb->restored, "mismatches", rb->mismatches, "deleted", rb->deleted);
   wf_status_t final = rb->final;
   char *why = rb->why ? strdup(rb->why) : NULL;
   wf_rollback_free(&wf->rollback);
@@ -663,7 +668,8 @@ static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const
   const json_t *deleted = jx_arr(payload, "deleted");
   const wf_restore_t *op = &rb->ops[rb->next];
   if (code) {
-    json_array_append_new(rb->mismatches, json_pack("{s:s?, s:s, s:s?}", "path", op->path, "error", code, "detail", detail));
+    json_array_append_new(rb->mismatches,
+                          json_pack("{s:s?, s:s, s:s?}", "path", op->path, "error", code, "detail", detail));
   } else if (op->prune) {
     if (deleted)
       json_array_extend(rb->deleted, (json_t *)deleted);

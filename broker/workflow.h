@@ -18,13 +18,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define WF_MAX_ATTEMPTS 3 /* tries of one step before the workflow fails */
+#define WF_MAX_ATTEMPTS 3     /* tries of one step before the workflow fails */
 #define WF_RETRY_BASE_MS 1000 /* wait before the 2nd try; doubles each time */
 
 /* A workflow's status. Stored and sent by name (wf_status_name). */
 typedef enum {
-  WF_PENDING,      /* a valid plan waiting for approval */
-  WF_INVALID,      /* a plan with errors: modify or reject it */
+  WF_PENDING, /* a valid plan waiting for approval */
+  WF_INVALID, /* a plan with errors: modify or reject it */
   WF_REJECTED,
   WF_RUNNING,
   WF_PAUSED,       /* running steps finish, no new step starts */
@@ -40,7 +40,7 @@ typedef enum {
   STEP_RUNNING,
   STEP_RETRYING, /* failed; runs again at next_try_ms */
   STEP_DONE,
-  STEP_FAILED,   /* failed for good */
+  STEP_FAILED,    /* failed for good */
   STEP_ABANDONED, /* was running when the workflow rolled back */
 } wf_step_status_t;
 
@@ -57,86 +57,86 @@ typedef struct {
 typedef struct {
   /* the definition, from the plan */
   int64_t number;
-  char *title, *agent;       /* agent: a role name, maybe "" */
-  char *tool;                /* NULL: an agent step (done by a sub-agent) */
-  json_t *arguments;         /* the tool's arguments (an object), or NULL */
-  char *arguments_text;      /* arguments as written when they are no JSON object, or NULL */
+  char *title, *agent;  /* agent: a role name, maybe "" */
+  char *tool;           /* NULL: an agent step (done by a sub-agent) */
+  json_t *arguments;    /* the tool's arguments (an object), or NULL */
+  char *arguments_text; /* arguments as written when they are no JSON object, or NULL */
   bool arguments_truncated;
-  int64_t *deps;             /* numbers of the steps this one waits for */
+  int64_t *deps; /* numbers of the steps this one waits for */
   size_t n_deps;
-  double estimated_seconds;  /* NAN when the plan gives none */
+  double estimated_seconds; /* NAN when the plan gives none */
   bool estimated_default;
-  char *description;         /* or NULL */
-  json_t *plan_extra;        /* plan fields this type does not know, kept as they came; or NULL */
+  char *description;  /* or NULL */
+  json_t *plan_extra; /* plan fields this type does not know, kept as they came; or NULL */
   /* the run */
-  bool has_state;            /* set once the workflow is approved */
+  bool has_state; /* set once the workflow is approved */
   wf_step_status_t status;
   int attempts;
-  char *node;                /* tool steps: the node running it */
-  char *agent_session;       /* agent steps: the sub-agent running it */
+  char *node;          /* tool steps: the node running it */
+  char *agent_session; /* agent steps: the sub-agent running it */
   char *result, *error;
   int64_t started_ms, finished_ms, next_try_ms; /* 0: not set */
-  bool was_running;          /* in flight when its node or the broker went away */
-  json_t *changed;           /* the node's list of changed files, as sent; or NULL */
+  bool was_running;                             /* in flight when its node or the broker went away */
+  json_t *changed;                              /* the node's list of changed files, as sent; or NULL */
   bool has_usage;
   int64_t usage_tokens;
   double usage_cost;
   wf_history_t *history;
   size_t n_history;
-  json_t *state_extra;       /* unknown state fields, kept; or NULL */
+  json_t *state_extra; /* unknown state fields, kept; or NULL */
 } wf_step_t;
 
 /* One operation of a rollback: restore a file, or prune a snapshot's new files. */
 typedef struct {
   bool prune;
-  char *path;           /* file */
+  char *path; /* file */
   bool existed;
-  char *content;        /* NULL: the file did not exist */
+  char *content; /* NULL: the file did not exist */
   char *sha256;
-  int mode;             /* -1: none recorded */
-  json_t *keep;         /* prune: paths to keep (array of str) */
+  int mode;     /* -1: none recorded */
+  json_t *keep; /* prune: paths to keep (array of str) */
 } wf_restore_t;
 
 /* A rollback in progress (not stored: a restarted broker starts it again). */
 typedef struct {
-  wf_restore_t *ops;    /* the checkpoint ledger in reverse */
+  wf_restore_t *ops; /* the checkpoint ledger in reverse */
   size_t n_ops, cap_ops, next;
   json_t *restored, *mismatches, *deleted; /* what the nodes answered (arrays) */
   char *why;
-  wf_status_t final;    /* WF_FAILED or WF_CANCELLED */
-  char *sent_to;        /* node the next op went to, or NULL: send (again) */
+  wf_status_t final; /* WF_FAILED or WF_CANCELLED */
+  char *sent_to;     /* node the next op went to, or NULL: send (again) */
   int64_t sent_ms;
 } wf_rollback_t;
 
 typedef struct {
   bool present;
-  json_t *rollback;     /* {restored, mismatches, deleted}, or NULL */
-  double seconds;       /* NAN when not set */
+  json_t *rollback; /* {restored, mismatches, deleted}, or NULL */
+  double seconds;   /* NAN when not set */
   bool has_usage;
   int64_t tokens;
   double cost;
-  char *reason;         /* or NULL */
+  char *reason; /* or NULL */
   json_t *extra;
 } wf_report_t;
 
 typedef struct workflow {
-  int64_t id;           /* 0 until stored */
+  int64_t id; /* 0 until stored */
   wf_status_t status;
-  char *session;        /* the agent whose answer held the plan; results go back there */
-  char *origin;         /* that session, or "template" */
+  char *session; /* the agent whose answer held the plan; results go back there */
+  char *origin;  /* that session, or "template" */
   char *title;
   double stated_seconds, stated_cost; /* as the plan states them; NAN when not */
-  bool truncated;       /* the plan had more steps than kept */
+  bool truncated;                     /* the plan had more steps than kept */
   wf_step_t *steps;
   size_t n_steps;
-  json_t *errors;       /* the checker's list ({step, message}), or NULL */
+  json_t *errors; /* the checker's list ({step, message}), or NULL */
   bool has_estimate;
   double est_seconds, est_cost, est_tokens;
-  char *text;           /* the plan as shown for approval, or NULL */
-  char *workspace;      /* set at approval */
+  char *text;                                  /* the plan as shown for approval, or NULL */
+  char *workspace;                             /* set at approval */
   int64_t created_ms, started_ms, finished_ms; /* wall ms; 0: not set */
   wf_report_t report;
-  wf_rollback_t *rollback; /* while rolling back, else NULL */
+  wf_rollback_t *rollback;    /* while rolling back, else NULL */
   json_t *plan_extra, *extra; /* unknown plan / document fields, kept */
   struct workflow *next;
 } workflow_t;

@@ -80,8 +80,10 @@ static void fields_write(json_t *o, const void *base, const field_t *f, size_t n
 }
 
 #define N_OF(a) (sizeof a / sizeof a[0])
-#define STR_FIELD(type, member) {#member, true, offsetof(type, member)}
-#define MS_FIELD(type, member) {#member, false, offsetof(type, member)}
+#define STR_FIELD(type, member) \
+  { #member, true, offsetof(type, member) }
+#define MS_FIELD(type, member) \
+  { #member, false, offsetof(type, member) }
 
 /* The members of obj not named in known, or NULL when there are none. Caller owns. */
 static json_t *extra_of(const json_t *obj, const char *const *known) {
@@ -108,11 +110,18 @@ static void add_extra(json_t *obj, const json_t *extra) {
 
 /* ---- the plan -------------------------------------------------------------- */
 
-static const char *const plan_step_keys[] = {"number",       "title",       "agent",
-                                             "tool",         "arguments",   "arguments_text",
-                                             "arguments_truncated",         "dependencies",
-                                             "estimated_seconds",           "estimated_seconds_default",
-                                             "description", NULL};
+static const char *const plan_step_keys[] = {"number",
+                                             "title",
+                                             "agent",
+                                             "tool",
+                                             "arguments",
+                                             "arguments_text",
+                                             "arguments_truncated",
+                                             "dependencies",
+                                             "estimated_seconds",
+                                             "estimated_seconds_default",
+                                             "description",
+                                             NULL};
 
 static void step_from_plan(wf_step_t *s, const json_t *j) {
   s->number = jx_int(j, "number", 0);
@@ -163,9 +172,10 @@ json_t *wf_plan_json(const workflow_t *wf) {
   for (size_t i = 0; i < wf->n_steps; i++)
     json_array_append_new(steps, step_to_plan(&wf->steps[i]));
   json_object_set_new(plan, "steps", steps);
-  json_object_set_new(plan, "stated", json_pack("{s:o, s:o}", "seconds",
-                                                isnan(wf->stated_seconds) ? json_null() : number_json(wf->stated_seconds),
-                                                "cost", isnan(wf->stated_cost) ? json_null() : number_json(wf->stated_cost)));
+  json_object_set_new(plan, "stated",
+                      json_pack("{s:o, s:o}", "seconds",
+                                isnan(wf->stated_seconds) ? json_null() : number_json(wf->stated_seconds), "cost",
+                                isnan(wf->stated_cost) ? json_null() : number_json(wf->stated_cost)));
   if (wf->truncated)
     json_object_set_new(plan, "truncated", json_true());
   add_extra(plan, wf->plan_extra);
@@ -200,9 +210,9 @@ int wf_set_plan(workflow_t *wf, const json_t *plan) {
 
 /* ---- a step's run state ------------------------------------------------------ */
 
-static const char *const state_keys[] = {"status", "attempts", "node", "agent_session", "started_ms", "finished_ms",
-                                         "next_try_ms", "result", "error", "changed", "usage", "was_running",
-                                         "history", NULL};
+static const char *const state_keys[] = {
+    "status", "attempts", "node",    "agent_session", "started_ms",  "finished_ms", "next_try_ms",
+    "result", "error",    "changed", "usage",         "was_running", "history",     NULL};
 
 /* The state's simple fields: the JSON key is the member's name. */
 /* {tokens, cost}, or NULL: none. */
@@ -212,9 +222,9 @@ static void usage_read(const json_t *u, bool *has, int64_t *tokens, double *cost
   *cost = jx_num(u, "cost", 0);
 }
 
-static const field_t state_fields[] = {STR_FIELD(wf_step_t, node),        STR_FIELD(wf_step_t, agent_session),
-                                       MS_FIELD(wf_step_t, started_ms),   MS_FIELD(wf_step_t, finished_ms),
-                                       MS_FIELD(wf_step_t, next_try_ms),  STR_FIELD(wf_step_t, result),
+static const field_t state_fields[] = {STR_FIELD(wf_step_t, node),       STR_FIELD(wf_step_t, agent_session),
+                                       MS_FIELD(wf_step_t, started_ms),  MS_FIELD(wf_step_t, finished_ms),
+                                       MS_FIELD(wf_step_t, next_try_ms), STR_FIELD(wf_step_t, result),
                                        STR_FIELD(wf_step_t, error)};
 
 static int state_from_stored(wf_step_t *s, const json_t *j, char *err, size_t errlen) {
@@ -234,7 +244,7 @@ static int state_from_stored(wf_step_t *s, const json_t *j, char *err, size_t er
   for (size_t i = 0; s->history && i < json_array_size(h); i++) {
     const json_t *e = json_array_get(h, i);
     s->history[s->n_history++] = (wf_history_t){(int)jx_int(e, "attempt", 0), jx_int(e, "at_ms", 0),
-                                              strdup(jx_str(e, "what", "")), dup_str(e, "detail")};
+                                                strdup(jx_str(e, "what", "")), dup_str(e, "detail")};
   }
   s->state_extra = extra_of(j, state_keys);
   return 0;
@@ -296,8 +306,9 @@ static json_t *report_json(const wf_report_t *r) {
 
 /* ---- the stored form ------------------------------------------------------- */
 
-static const char *const doc_keys[] = {"id", "session", "plan", "created_ms", "steps", "origin", "errors", "estimate",
-                                       "status", "text", "workspace", "started_ms", "finished_ms", "report", NULL};
+static const char *const doc_keys[] = {"id",        "session",    "plan",        "created_ms", "steps",
+                                       "origin",    "errors",     "estimate",    "status",     "text",
+                                       "workspace", "started_ms", "finished_ms", "report",     NULL};
 
 static json_t *estimate_json(const workflow_t *wf) {
   return json_pack("{s:f, s:f, s:f}", "seconds", wf->est_seconds, "cost", wf->est_cost, "tokens_per_agent_step",
@@ -305,10 +316,10 @@ static json_t *estimate_json(const workflow_t *wf) {
 }
 
 /* The document's simple fields, named as the members. */
-static const field_t doc_fields[] = {STR_FIELD(workflow_t, session),    MS_FIELD(workflow_t, created_ms),
-                                     STR_FIELD(workflow_t, origin),     STR_FIELD(workflow_t, text),
-                                     MS_FIELD(workflow_t, id),          STR_FIELD(workflow_t, workspace),
-                                     MS_FIELD(workflow_t, started_ms),  MS_FIELD(workflow_t, finished_ms)};
+static const field_t doc_fields[] = {STR_FIELD(workflow_t, session),   MS_FIELD(workflow_t, created_ms),
+                                     STR_FIELD(workflow_t, origin),    STR_FIELD(workflow_t, text),
+                                     MS_FIELD(workflow_t, id),         STR_FIELD(workflow_t, workspace),
+                                     MS_FIELD(workflow_t, started_ms), MS_FIELD(workflow_t, finished_ms)};
 
 json_t *wf_to_stored(const workflow_t *wf) {
   json_t *doc = json_object(), *states = json_object();

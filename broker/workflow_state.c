@@ -83,9 +83,9 @@ static const char *const wf_names[] = {
     [WF_PENDING] = "pending", [WF_INVALID] = "invalid", [WF_REJECTED] = "rejected",
     [WF_RUNNING] = "running", [WF_PAUSED] = "paused",   [WF_ROLLING_BACK] = "rolling_back",
     [WF_DONE] = "done",       [WF_FAILED] = "failed",   [WF_CANCELLED] = "cancelled"};
-static const char *const step_names[] = {[STEP_PENDING] = "pending", [STEP_RUNNING] = "running",
-                                         [STEP_RETRYING] = "retrying", [STEP_DONE] = "done",
-                                         [STEP_FAILED] = "failed", [STEP_ABANDONED] = "abandoned"};
+static const char *const step_names[] = {
+    [STEP_PENDING] = "pending", [STEP_RUNNING] = "running", [STEP_RETRYING] = "retrying",
+    [STEP_DONE] = "done",       [STEP_FAILED] = "failed",   [STEP_ABANDONED] = "abandoned"};
 _Static_assert(sizeof wf_names / sizeof wf_names[0] == WF_CANCELLED + 1, "a workflow status without a name");
 _Static_assert(sizeof step_names / sizeof step_names[0] == STEP_ABANDONED + 1, "a step status without a name");
 
@@ -103,9 +103,13 @@ static const char *name_of(const char *const *names, size_t n, int i) {
   return i >= 0 && (size_t)i < n ? names[i] : "?";
 }
 
-const char *wf_status_name(wf_status_t s) { return name_of(wf_names, N_OF(wf_names), (int)s); }
+const char *wf_status_name(wf_status_t s) {
+  return name_of(wf_names, N_OF(wf_names), (int)s);
+}
 
-const char *wf_step_status_name(wf_step_status_t s) { return name_of(step_names, N_OF(step_names), (int)s); }
+const char *wf_step_status_name(wf_step_status_t s) {
+  return name_of(step_names, N_OF(step_names), (int)s);
+}
 
 bool wf_status_parse(const char *s, wf_status_t *out) {
   int i = name_index(wf_names, N_OF(wf_names), s);

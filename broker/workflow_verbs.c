@@ -143,7 +143,8 @@ static void stop_running(broker_t *b, workflow_t *wf) {
 int workflow_cancel(broker_t *b, int64_t id, bool rollback, char *err, size_t errlen) {
   workflow_t *wf = wf_get(b, id);
   if (!wf || !wf_allows(wf->status, WF_CANCEL)) {
-    snprintf(err, errlen, wf ? "workflow %lld is %s; only a running or paused one can be cancelled" : "no workflow %lld",
+    snprintf(err, errlen,
+             wf ? "workflow %lld is %s; only a running or paused one can be cancelled" : "no workflow %lld",
              (long long)id, wf ? wf_status_name(wf->status) : "");
     return -1;
   }
@@ -206,8 +207,8 @@ json_t *workflow_template_save(broker_t *b, int64_t id, const char *name, char *
   json_t *v;
   json_object_foreach(set, k, v) json_array_append_new(params, json_string(k));
   json_decref(set);
-  json_t *t = json_pack("{s:o, s:o, s:I, s:I}", "plan", plan, "params", params, "from_plan",
-                        (json_int_t)id, "created_ms", (json_int_t)util_wall_ms());
+  json_t *t = json_pack("{s:o, s:o, s:I, s:I}", "plan", plan, "params", params, "from_plan", (json_int_t)id,
+                        "created_ms", (json_int_t)util_wall_ms());
   if (store_template_put(b->store, name, t) < 0) {
     snprintf(err, errlen, "cannot store the template: %s", store_errmsg(b->store));
     json_decref(t);

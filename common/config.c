@@ -45,24 +45,30 @@ typedef struct {
 
 /* The seed's models on a local Ollama; 120b priced 6x 20b. */
 static const default_profile_t DEFAULT_PROFILES[] = {
-  { "main_agent", "main", "gpt-oss:120b", 0.7, 4096, 0.60, 2.40 },
-  { "reviewer_agent", "reviewer", "gpt-oss:20b", 0.3, 2048, 0.10, 0.40 },
-  { "researcher_agent", "researcher", "gpt-oss:20b", 0.5, 2048, 0.10, 0.40 },
-  { "implementer_agent", "implementer", "gpt-oss:20b", 0.6, 2048, 0.10, 0.40 },
-  { "tester_agent", "tester", "gpt-oss:20b", 0.4, 2048, 0.10, 0.40 },
-  { "optimizer_agent", "optimizer", "gpt-oss:20b", 0.5, 2048, 0.10, 0.40 },
+    {"main_agent", "main", "gpt-oss:120b", 0.7, 4096, 0.60, 2.40},
+    {"reviewer_agent", "reviewer", "gpt-oss:20b", 0.3, 2048, 0.10, 0.40},
+    {"researcher_agent", "researcher", "gpt-oss:20b", 0.5, 2048, 0.10, 0.40},
+    {"implementer_agent", "implementer", "gpt-oss:20b", 0.6, 2048, 0.10, 0.40},
+    {"tester_agent", "tester", "gpt-oss:20b", 0.4, 2048, 0.10, 0.40},
+    {"optimizer_agent", "optimizer", "gpt-oss:20b", 0.5, 2048, 0.10, 0.40},
 };
 
-static const struct { const char *word, *profile; } DEFAULT_KEYWORDS[] = {
-  { "review", "reviewer_agent" }, { "test", "tester_agent" },
-  { "research", "researcher_agent" }, { "optimize", "optimizer_agent" },
+static const struct {
+  const char *word, *profile;
+} DEFAULT_KEYWORDS[] = {
+    {"review", "reviewer_agent"},
+    {"test", "tester_agent"},
+    {"research", "researcher_agent"},
+    {"optimize", "optimizer_agent"},
 };
 
 /* Providers whose URL may be left out. */
-static const struct { const char *provider, *url; } DEFAULT_URLS[] = {
-  { "ollama", DEFAULT_OLLAMA_URL },
-  { "lm_studio", "http://localhost:1234/v1" },
-  { "openai", "https://api.openai.com/v1" },
+static const struct {
+  const char *provider, *url;
+} DEFAULT_URLS[] = {
+    {"ollama", DEFAULT_OLLAMA_URL},
+    {"lm_studio", "http://localhost:1234/v1"},
+    {"openai", "https://api.openai.com/v1"},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -70,16 +76,14 @@ static const struct { const char *provider, *url; } DEFAULT_URLS[] = {
 /* ---- messages ---------------------------------------------------------- */
 
 /* Keeps a message on one line whatever the file held (values are echoed in it). */
-static void flatten_line(char *s)
-{
+static void flatten_line(char *s) {
   for (; *s; s++)
     if (iscntrl((unsigned char)*s))
       *s = '?';
 }
 
 /* Records "<file>: <key>: <what>" (key may be NULL) and returns -1. */
-static int loader_fail(loader_t *l, const char *key, const char *fmt, ...)
-{
+static int loader_fail(loader_t *l, const char *key, const char *fmt, ...) {
   char what[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -93,8 +97,7 @@ static int loader_fail(loader_t *l, const char *key, const char *fmt, ...)
 }
 
 /* A short, printable description of a JSON value for "got ..." messages. */
-static void describe(const json_t *v, char *buf, size_t len)
-{
+static void describe(const json_t *v, char *buf, size_t len) {
   if (json_is_string(v))
     snprintf(buf, len, "\"%.40s%s\"", json_string_value(v), json_string_length(v) > 40 ? "..." : "");
   else if (json_is_integer(v))
@@ -102,13 +105,16 @@ static void describe(const json_t *v, char *buf, size_t len)
   else if (json_is_real(v))
     snprintf(buf, len, "%g", json_real_value(v));
   else
-    snprintf(buf, len, "%s", json_is_true(v) ? "true" : json_is_false(v) ? "false"
-                             : json_is_null(v) ? "null" : json_is_object(v) ? "an object" : "an array");
+    snprintf(buf, len, "%s",
+             json_is_true(v)     ? "true"
+             : json_is_false(v)  ? "false"
+             : json_is_null(v)   ? "null"
+             : json_is_object(v) ? "an object"
+                                 : "an array");
 }
 
 /* The kind of a value without its content (for secrets). */
-static const char *type_name(const json_t *v)
-{
+static const char *type_name(const json_t *v) {
   if (json_is_string(v))
     return "a string";
   if (json_is_number(v))
@@ -119,8 +125,7 @@ static const char *type_name(const json_t *v)
 }
 
 /* "pfx.key" (or "key"); a path too long for buf is cut, which only shortens a message. */
-static const char *keypath(char *buf, size_t len, const char *pfx, const char *key)
-{
+static const char *keypath(char *buf, size_t len, const char *pfx, const char *key) {
   int n = pfx ? snprintf(buf, len, "%s.%s", pfx, key) : snprintf(buf, len, "%s", key);
   if (n < 0)
     buf[0] = '\0';
@@ -128,16 +133,14 @@ static const char *keypath(char *buf, size_t len, const char *pfx, const char *k
 }
 
 /* Records "<file>: <pfx.key>: expected <expected>, got <v>" and returns -1. */
-static int wrong(loader_t *l, const char *pfx, const char *key, const json_t *v, const char *expected)
-{
+static int wrong(loader_t *l, const char *pfx, const char *key, const json_t *v, const char *expected) {
   char kp[KEY_PATH_LEN], got[64];
   describe(v, got, sizeof got);
   return loader_fail(l, key ? keypath(kp, sizeof kp, pfx, key) : pfx, "expected %s, got %s", expected, got);
 }
 
 /* obj[key], or NULL when it is absent or null (null means "use the default"). */
-static json_t *field(const json_t *obj, const char *key)
-{
+static json_t *field(const json_t *obj, const char *key) {
   json_t *v = json_object_get(obj, key);
   return json_is_null(v) ? NULL : v;
 }
@@ -146,8 +149,7 @@ static json_t *field(const json_t *obj, const char *key)
 
 /* Reads at most cap bytes of path into a NUL-terminated malloc'd buffer.
  * Returns 0, -EFBIG when the file is larger, or another -errno. */
-static int read_capped(const char *path, size_t cap, char **out, size_t *outlen)
-{
+static int read_capped(const char *path, size_t cap, char **out, size_t *outlen) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -186,8 +188,7 @@ static int read_capped(const char *path, size_t cap, char **out, size_t *outlen)
 }
 
 /* Parses the config file (which may hold keys: its raw bytes are wiped). */
-static json_t *load_json_file(loader_t *l, const char *path)
-{
+static json_t *load_json_file(loader_t *l, const char *path) {
   char *buf = NULL, got[64];
   size_t n = 0;
   int rc = read_capped(path, CONFIG_MAX_BYTES, &buf, &n);
@@ -216,21 +217,18 @@ static json_t *load_json_file(loader_t *l, const char *path)
 }
 
 /* Overwrites a jansson string's bytes (it held a secret). */
-static void wipe_json_string(json_t *v)
-{
+static void wipe_json_string(json_t *v) {
   if (json_is_string(v))
     explicit_bzero((char *)json_string_value(v), json_string_length(v));
 }
 
-static bool is_dir(const char *path)
-{
+static bool is_dir(const char *path) {
   struct stat st;
   return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
 /* Joins dir and rel into out; 0 when that is a regular file. */
-static int try_path(const char *dir, const char *rel, char *out, size_t len)
-{
+static int try_path(const char *dir, const char *rel, char *out, size_t len) {
   int n = dir ? snprintf(out, len, "%s/%s", dir, rel) : snprintf(out, len, "%s", rel);
   if (n < 0 || (size_t)n >= len)
     return -ENAMETOOLONG;
@@ -239,8 +237,7 @@ static int try_path(const char *dir, const char *rel, char *out, size_t len)
 }
 
 /* -ENOENT when dir is not a directory, -ENAMETOOLONG when it does not fit. */
-static int copy_dir(const char *dir, char *buf, size_t len)
-{
+static int copy_dir(const char *dir, char *buf, size_t len) {
   if (!dir || !*dir || !is_dir(dir))
     return -ENOENT;
   if (strlen(dir) >= len)
@@ -250,8 +247,7 @@ static int copy_dir(const char *dir, char *buf, size_t len)
 }
 
 /* <prefix>/share/cadre/prompts for an executable installed as <prefix>/bin/x. */
-static int exe_share_dir(char *buf, size_t len)
-{
+static int exe_share_dir(char *buf, size_t len) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0)
@@ -269,8 +265,7 @@ static int exe_share_dir(char *buf, size_t len)
 }
 
 /* Finds the built-in prompts directory; see config.h for the order. */
-int config_find_prompts_dir(char *buf, size_t len)
-{
+int config_find_prompts_dir(char *buf, size_t len) {
   if (!buf || len == 0)
     return -EINVAL;
   buf[0] = '\0';
@@ -292,8 +287,7 @@ int config_find_prompts_dir(char *buf, size_t len)
 
 /* ---- field getters: absent or null keeps the default -------------------- */
 
-static int set_str(loader_t *l, char **dst, const char *s)
-{
+static int set_str(loader_t *l, char **dst, const char *s) {
   char *copy = strdup(s);
   if (!copy)
     return loader_fail(l, NULL, "out of memory");
@@ -302,8 +296,7 @@ static int set_str(loader_t *l, char **dst, const char *s)
   return 0;
 }
 
-static int get_string(loader_t *l, json_t *obj, const char *pfx, const char *key, char **out)
-{
+static int get_string(loader_t *l, json_t *obj, const char *pfx, const char *key, char **out) {
   json_t *v = field(obj, key);
   if (!v)
     return 0;
@@ -313,9 +306,8 @@ static int get_string(loader_t *l, json_t *obj, const char *pfx, const char *key
 }
 
 /* A number in [lo, hi]; range says so in words ("between 0 and 2"). */
-static int get_number(loader_t *l, json_t *obj, const char *pfx, const char *key, double lo,
-                      double hi, const char *range, double *out)
-{
+static int get_number(loader_t *l, json_t *obj, const char *pfx, const char *key, double lo, double hi,
+                      const char *range, double *out) {
   json_t *v = field(obj, key);
   if (!v)
     return 0;
@@ -328,9 +320,7 @@ static int get_number(loader_t *l, json_t *obj, const char *pfx, const char *key
   return 0;
 }
 
-static int get_int(loader_t *l, json_t *obj, const char *pfx, const char *key, int lo, int hi,
-                   int *out)
-{
+static int get_int(loader_t *l, json_t *obj, const char *pfx, const char *key, int lo, int hi, int *out) {
   json_t *v = field(obj, key);
   if (!v)
     return 0;
@@ -343,8 +333,7 @@ static int get_int(loader_t *l, json_t *obj, const char *pfx, const char *key, i
   return 0;
 }
 
-static int get_bool(loader_t *l, json_t *obj, const char *pfx, const char *key, bool *out)
-{
+static int get_bool(loader_t *l, json_t *obj, const char *pfx, const char *key, bool *out) {
   json_t *v = field(obj, key);
   if (v && !json_is_boolean(v))
     return wrong(l, pfx, key, v, "true or false");
@@ -354,8 +343,7 @@ static int get_bool(loader_t *l, json_t *obj, const char *pfx, const char *key, 
 }
 
 /* max_tokens_field: "max_tokens" or "max_completion_tokens" (absent: NULL). */
-static int get_max_tokens_field(loader_t *l, json_t *obj, const char *pfx, char **out)
-{
+static int get_max_tokens_field(loader_t *l, json_t *obj, const char *pfx, char **out) {
   json_t *v = field(obj, "max_tokens_field");
   const char *s = json_string_value(v);
   if (v && (!s || (strcmp(s, "max_tokens") != 0 && strcmp(s, "max_completion_tokens") != 0)))
@@ -364,8 +352,7 @@ static int get_max_tokens_field(loader_t *l, json_t *obj, const char *pfx, char 
 }
 
 /* think (Ollama): a bool or a level string such as "high" (absent: NULL). */
-static int get_think(loader_t *l, json_t *obj, const char *pfx, json_t **out)
-{
+static int get_think(loader_t *l, json_t *obj, const char *pfx, json_t **out) {
   json_t *v = field(obj, "think");
   if (v && !json_is_boolean(v) && !(json_is_string(v) && json_string_length(v) > 0))
     return wrong(l, pfx, "think", v, "true, false or a level such as \"high\"");
@@ -377,15 +364,13 @@ static int get_think(loader_t *l, json_t *obj, const char *pfx, json_t **out)
 }
 
 /* api_key: a string or null; the parsed copy is wiped once taken. */
-static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out)
-{
+static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out) {
   json_t *v = field(obj, "api_key");
   char kp[KEY_PATH_LEN];
   if (!v)
     return 0;
   if (!json_is_string(v)) /* not describe(): never echo what may be a key */
-    return loader_fail(l, keypath(kp, sizeof kp, pfx, "api_key"), "expected a string or null, got %s",
-                type_name(v));
+    return loader_fail(l, keypath(kp, sizeof kp, pfx, "api_key"), "expected a string or null, got %s", type_name(v));
   int rc = json_string_length(v) > 0 ? set_str(l, out, json_string_value(v)) : 0;
   wipe_json_string(v);
   return rc;
@@ -394,8 +379,7 @@ static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out)
 /* ---- profiles ---------------------------------------------------------- */
 
 /* True when s is 1 to max bytes long and every byte passes ok. */
-static bool valid_chars(const char *s, size_t max, bool (*ok)(unsigned char c))
-{
+static bool valid_chars(const char *s, size_t max, bool (*ok)(unsigned char c)) {
   size_t n = strlen(s);
   if (n == 0 || n > max)
     return false;
@@ -405,28 +389,23 @@ static bool valid_chars(const char *s, size_t max, bool (*ok)(unsigned char c))
   return true;
 }
 
-static bool role_char(unsigned char c)
-{
+static bool role_char(unsigned char c) {
   return islower(c) || isdigit(c) || c == '_' || c == '-';
 }
 
-static bool name_char(unsigned char c)
-{
+static bool name_char(unsigned char c) {
   return !iscntrl(c);
 }
 
-static bool valid_role(const char *s)
-{
+static bool valid_role(const char *s) {
   return valid_chars(s, ROLE_MAX_LEN, role_char);
 }
 
-static bool valid_name(const char *s)
-{
+static bool valid_name(const char *s) {
   return valid_chars(s, NAME_MAX_LEN, name_char);
 }
 
-static bool valid_url(const char *u)
-{
+static bool valid_url(const char *u) {
   size_t skip = strncmp(u, "http://", 7) == 0 ? 7 : strncmp(u, "https://", 8) == 0 ? 8 : 0;
   if (skip == 0 || u[skip] == '\0' || u[skip] == '/')
     return false;
@@ -436,23 +415,23 @@ static bool valid_url(const char *u)
   return true;
 }
 
-static const char *default_url(const char *provider)
-{
+static const char *default_url(const char *provider) {
   for (size_t i = 0; i < COUNT(DEFAULT_URLS); i++)
     if (strcmp(provider, DEFAULT_URLS[i].provider) == 0)
       return DEFAULT_URLS[i].url;
   return NULL;
 }
 
-static int check_url(loader_t *l, cadre_profile_t *p, const char *pfx)
-{
+static int check_url(loader_t *l, cadre_profile_t *p, const char *pfx) {
   char kp[KEY_PATH_LEN];
   keypath(kp, sizeof kp, pfx, "url");
   if (!p->url) {
     const char *def = default_url(p->provider);
     if (!def)
-      return loader_fail(l, kp, "missing; provider \"%s\" has no default URL, so give one "
-                  "(e.g. \"http://localhost:8000/v1\")", p->provider);
+      return loader_fail(l, kp,
+                         "missing; provider \"%s\" has no default URL, so give one "
+                         "(e.g. \"http://localhost:8000/v1\")",
+                         p->provider);
     return set_str(l, &p->url, def);
   }
   if (!valid_url(p->url))
@@ -460,8 +439,7 @@ static int check_url(loader_t *l, cadre_profile_t *p, const char *pfx)
   return 0;
 }
 
-static int check_required(loader_t *l, cadre_profile_t *p, const char *pfx)
-{
+static int check_required(loader_t *l, cadre_profile_t *p, const char *pfx) {
   char kp[KEY_PATH_LEN];
   if (!p->model)
     return loader_fail(l, keypath(kp, sizeof kp, pfx, "model"), "missing (required), e.g. \"gpt-oss:20b\"");
@@ -469,8 +447,8 @@ static int check_required(loader_t *l, cadre_profile_t *p, const char *pfx)
     return loader_fail(l, keypath(kp, sizeof kp, pfx, "role"), "missing (required), e.g. \"reviewer\"");
   if (!valid_role(p->role))
     return loader_fail(l, keypath(kp, sizeof kp, pfx, "role"),
-                "expected lowercase letters, digits, '_' or '-' (at most %d), got \"%.40s\"",
-                ROLE_MAX_LEN, p->role);
+                       "expected lowercase letters, digits, '_' or '-' (at most %d), got \"%.40s\"", ROLE_MAX_LEN,
+                       p->role);
   return 0;
 }
 
@@ -482,8 +460,7 @@ static const char *const node_tools[] = {
 #undef CONFIG_TOOL_NAME
 };
 
-static bool node_tool(const char *name)
-{
+static bool node_tool(const char *name) {
   for (size_t i = 0; i < COUNT(node_tools); i++)
     if (strcmp(node_tools[i], name) == 0)
       return true;
@@ -491,8 +468,7 @@ static bool node_tool(const char *name)
 }
 
 /* A list of known tool names ("*" alone means all of them). */
-static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *key, json_t **out)
-{
+static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *key, json_t **out) {
   char kp[KEY_PATH_LEN];
   if (!v || json_is_null(v))
     return 0;
@@ -513,8 +489,10 @@ static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *
       json_decref(list);
       char ik[KEY_PATH_LEN + 32];
       snprintf(ik, sizeof ik, "%s[%zu]", kp, i);
-      return loader_fail(l, ik, "unknown tool %s%.64s%s (known: execute_bash, read_file, write_file_tool, edit_file, "
-                  "list_files, grep, or \"*\")", name ? "\"" : "", name ? name : "(not a string)", name ? "\"" : "");
+      return loader_fail(l, ik,
+                         "unknown tool %s%.64s%s (known: execute_bash, read_file, write_file_tool, edit_file, "
+                         "list_files, grep, or \"*\")",
+                         name ? "\"" : "", name ? name : "(not a string)", name ? "\"" : "");
     }
     json_array_append_new(list, json_string(name));
   }
@@ -523,8 +501,7 @@ static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *
   return 0;
 }
 
-static json_t *names(const char *const *list)
-{
+static json_t *names(const char *const *list) {
   json_t *a = json_array();
   for (; *list; list++)
     json_array_append_new(a, json_string(*list));
@@ -532,15 +509,14 @@ static json_t *names(const char *const *list)
 }
 
 /* Read-only roles look; implementers and testers change things; see README. */
-static void default_tools(cadre_tools_config_t *t)
-{
-  static const char *const all[] = { "execute_bash", "read_file", "write_file_tool", "edit_file",
-                                     "list_files", "grep", NULL };
-  static const char *const look[] = { "read_file", "list_files", "grep", NULL };
-  static const char *const measure[] = { "read_file", "list_files", "grep", "execute_bash", NULL };
-  t->policy = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "main", names(all), "implementer", names(all),
-                        "tester", names(all), "optimizer", names(measure), "reviewer", names(look),
-                        "researcher", names(look), "*", names(look));
+static void default_tools(cadre_tools_config_t *t) {
+  static const char *const all[] = {"execute_bash", "read_file", "write_file_tool", "edit_file", "list_files",
+                                    "grep",         NULL};
+  static const char *const look[] = {"read_file", "list_files", "grep", NULL};
+  static const char *const measure[] = {"read_file", "list_files", "grep", "execute_bash", NULL};
+  t->policy = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "main", names(all), "implementer", names(all), "tester",
+                        names(all), "optimizer", names(measure), "reviewer", names(look), "researcher", names(look),
+                        "*", names(look));
   snprintf(t->approval, sizeof t->approval, "mutating");
   t->timeout_s = 120;
   t->max_iterations = 25;
@@ -549,16 +525,14 @@ static void default_tools(cadre_tools_config_t *t)
 }
 
 /* The top-level object root[key] into *out (NULL when absent); -1 when it is not an object. */
-static int section(loader_t *l, json_t *root, const char *key, json_t **out)
-{
+static int section(loader_t *l, json_t *root, const char *key, json_t **out) {
   *out = field(root, key);
   if (*out && !json_is_object(*out))
     return wrong(l, key, NULL, *out, "an object");
   return 0;
 }
 
-static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root)
-{
+static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root) {
   json_t *t;
   if (section(l, root, "tools", &t) < 0 || !t)
     return t ? -1 : 0;
@@ -595,8 +569,7 @@ static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root)
 }
 
 /* The node tools a profile may use. */
-json_t *config_tools_for(const cadre_config_t *self, const cadre_profile_t *p)
-{
+json_t *config_tools_for(const cadre_config_t *self, const cadre_profile_t *p) {
   if (p && p->tools)
     return json_incref(p->tools);
   json_t *list = p ? json_object_get(self->tools.policy, p->role) : NULL;
@@ -605,10 +578,8 @@ json_t *config_tools_for(const cadre_config_t *self, const cadre_profile_t *p)
   return list ? json_incref(list) : json_array();
 }
 
-static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *pfx)
-{
-  if (get_string(l, v, pfx, "provider", &p->provider) < 0 ||
-      (!p->provider && set_str(l, &p->provider, "ollama") < 0) ||
+static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *pfx) {
+  if (get_string(l, v, pfx, "provider", &p->provider) < 0 || (!p->provider && set_str(l, &p->provider, "ollama") < 0) ||
       get_string(l, v, pfx, "url", &p->url) < 0 || check_url(l, p, pfx) < 0 ||
       get_string(l, v, pfx, "model", &p->model) < 0 || get_api_key(l, v, pfx, &p->api_key) < 0 ||
       get_string(l, v, pfx, "role", &p->role) < 0 || check_required(l, p, pfx) < 0)
@@ -619,10 +590,8 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_bool(l, v, pfx, "stream", &p->stream) < 0 ||
       get_bool(l, v, pfx, "summarize_context", &p->summarize_context) < 0 ||
       get_string(l, v, pfx, "system_prompt_file", &p->system_prompt_file) < 0 ||
-      get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)",
-                 &p->cost_per_1m_input) < 0 ||
-      get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)",
-                 &p->cost_per_1m_output) < 0 ||
+      get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_input) < 0 ||
+      get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_output) < 0 ||
       parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0 ||
       get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0)
     return -1;
@@ -631,8 +600,7 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
 
 /* ---- prompts ----------------------------------------------------------- */
 
-static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const char *kp)
-{
+static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const char *kp) {
   char *buf = NULL;
   size_t n = 0;
   int rc = read_capped(path, PROMPT_MAX_BYTES, &buf, &n);
@@ -652,11 +620,10 @@ static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const 
 }
 
 /* Looks for rel (then its base name) in the prompts directories. */
-static int find_in_prompt_dirs(const loader_t *l, const char *rel, char *out, size_t len)
-{
+static int find_in_prompt_dirs(const loader_t *l, const char *rel, char *out, size_t len) {
   const char *slash = strrchr(rel, '/');
   const char *base = slash ? slash + 1 : rel;
-  const char *dirs[] = { l->prompts_dir, l->found_dir[0] ? l->found_dir : NULL };
+  const char *dirs[] = {l->prompts_dir, l->found_dir[0] ? l->found_dir : NULL};
   for (size_t i = 0; i < COUNT(dirs); i++) {
     if (!dirs[i] || !*dirs[i])
       continue;
@@ -666,8 +633,7 @@ static int find_in_prompt_dirs(const loader_t *l, const char *rel, char *out, si
   return -ENOENT;
 }
 
-static int load_named_prompt(loader_t *l, cadre_profile_t *p, const char *kp)
-{
+static int load_named_prompt(loader_t *l, cadre_profile_t *p, const char *kp) {
   const char *f = p->system_prompt_file;
   char path[PATH_MAX];
   bool found;
@@ -680,9 +646,9 @@ static int load_named_prompt(loader_t *l, cadre_profile_t *p, const char *kp)
     return read_prompt(l, p, path, kp);
   if (f[0] == '/')
     return loader_fail(l, kp, "prompt file \"%s\" not found", f);
-  return loader_fail(l, kp, "prompt file \"%s\" not found in %s%s%s%s%s", f,
-              l->config_dir[0] ? l->config_dir : "", l->prompts_dir ? ", " : "",
-              l->prompts_dir ? l->prompts_dir : "", l->found_dir[0] ? ", " : "", l->found_dir);
+  return loader_fail(l, kp, "prompt file \"%s\" not found in %s%s%s%s%s", f, l->config_dir[0] ? l->config_dir : "",
+                     l->prompts_dir ? ", " : "", l->prompts_dir ? l->prompts_dir : "", l->found_dir[0] ? ", " : "",
+                     l->found_dir);
 }
 
 /* The prompt of a sub-agent role that has no prompt file: without it the
@@ -704,8 +670,7 @@ static const char DEFAULT_ROLE_PROMPT[] =
     "\n"
     "Status: PASS if the task is done, FAIL if it is not (say why in Key Points).\n";
 
-static int default_prompt(loader_t *l, cadre_profile_t *p)
-{
+static int default_prompt(loader_t *l, cadre_profile_t *p) {
   int n = snprintf(NULL, 0, DEFAULT_ROLE_PROMPT, p->role);
   char *buf = n > 0 ? malloc((size_t)n + 1) : NULL;
   if (!buf)
@@ -717,8 +682,7 @@ static int default_prompt(loader_t *l, cadre_profile_t *p)
 
 /* The profile's prompt: its system_prompt_file, else <role>_prompt.txt if any,
  * else (roles other than main) a built-in one that asks for the [SUMMARY]. */
-static int load_prompt(loader_t *l, cadre_profile_t *p)
-{
+static int load_prompt(loader_t *l, cadre_profile_t *p) {
   char kp[KEY_PATH_LEN], fname[ROLE_MAX_LEN + 16], path[PATH_MAX];
   snprintf(kp, sizeof kp, "agents.%s.system_prompt_file", p->name);
   if (p->system_prompt_file)
@@ -729,13 +693,11 @@ static int load_prompt(loader_t *l, cadre_profile_t *p)
   return read_prompt(l, p, path, kp);
 }
 
-static int parse_profile(loader_t *l, const char *name, json_t *v, cadre_profile_t *p)
-{
+static int parse_profile(loader_t *l, const char *name, json_t *v, cadre_profile_t *p) {
   char pfx[KEY_PATH_LEN];
   snprintf(pfx, sizeof pfx, "agents.%s", name);
   if (!valid_name(name))
-    return loader_fail(l, "agents", "profile name \"%.80s\" must be 1 to %d printable characters", name,
-                NAME_MAX_LEN);
+    return loader_fail(l, "agents", "profile name \"%.80s\" must be 1 to %d printable characters", name, NAME_MAX_LEN);
   if (!json_is_object(v))
     return wrong(l, pfx, NULL, v, "an object (an agent profile)");
   p->temperature = 0.7;
@@ -747,8 +709,7 @@ static int parse_profile(loader_t *l, const char *name, json_t *v, cadre_profile
   return load_prompt(l, p);
 }
 
-static int check_main(loader_t *l, const cadre_config_t *c)
-{
+static int check_main(loader_t *l, const cadre_config_t *c) {
   const cadre_profile_t *main_p = NULL;
   for (size_t i = 0; i < c->n_profiles; i++) {
     const cadre_profile_t *p = &c->profiles[i];
@@ -756,7 +717,7 @@ static int check_main(loader_t *l, const cadre_config_t *c)
       continue;
     if (main_p)
       return loader_fail(l, "agents", "profiles \"%s\" and \"%s\" both have role \"main\"; exactly one may",
-                  main_p->name, p->name);
+                         main_p->name, p->name);
     main_p = p;
   }
   if (!main_p)
@@ -765,8 +726,7 @@ static int check_main(loader_t *l, const cadre_config_t *c)
 }
 
 /* calloc that records "out of memory" in the loader when it fails. */
-static void *loader_calloc(loader_t *l, size_t n, size_t size)
-{
+static void *loader_calloc(loader_t *l, size_t n, size_t size) {
   void *p = calloc(n, size);
   if (!p)
     loader_fail(l, NULL, "out of memory");
@@ -776,8 +736,7 @@ static void *loader_calloc(loader_t *l, size_t n, size_t size)
 /* For an object v at key: zeroed room for one element of size per member
  * plus one. NULL, with the error recorded, when v is not an object (what: what
  * it should be) or memory runs out. */
-static void *object_slots(loader_t *l, json_t *v, const char *key, const char *what, size_t size)
-{
+static void *object_slots(loader_t *l, json_t *v, const char *key, const char *what, size_t size) {
   if (!json_is_object(v)) {
     wrong(l, key, NULL, v, what);
     return NULL;
@@ -785,12 +744,12 @@ static void *object_slots(loader_t *l, json_t *v, const char *key, const char *w
   return loader_calloc(l, json_object_size(v) + 1, size);
 }
 
-static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root)
-{
+static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root) {
   json_t *agents = json_object_get(root, "agents");
   if (!agents)
-    return loader_fail(l, "agents", "missing; expected an object of agent profiles, "
-                "e.g. {\"main_agent\": {\"role\": \"main\", \"model\": \"...\"}}");
+    return loader_fail(l, "agents",
+                       "missing; expected an object of agent profiles, "
+                       "e.g. {\"main_agent\": {\"role\": \"main\", \"model\": \"...\"}}");
   if (!(c->profiles = object_slots(l, agents, "agents", "an object of agent profiles", sizeof *c->profiles)))
     return -1;
   const char *name;
@@ -804,16 +763,14 @@ static int parse_agents(loader_t *l, cadre_config_t *c, json_t *root)
 
 /* ---- spawning rules ---------------------------------------------------- */
 
-static int add_keyword(loader_t *l, cadre_config_t *c, const char *word, const char *profile)
-{
+static int add_keyword(loader_t *l, cadre_config_t *c, const char *word, const char *profile) {
   cadre_keyword_rule_t *r = &c->keywords[c->n_keywords++];
   if (set_str(l, &r->keyword, word) < 0 || set_str(l, &r->profile, profile) < 0)
     return -1;
   return 0;
 }
 
-static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw)
-{
+static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw) {
   char kp[KEY_PATH_LEN];
   if (!kw)
     return 0;
@@ -837,8 +794,7 @@ static int parse_keywords(loader_t *l, cadre_config_t *c, json_t *kw)
 }
 
 /* spawning_rules.context: "full", "none" or "last:N". */
-static int parse_context(loader_t *l, cadre_config_t *c, json_t *v)
-{
+static int parse_context(loader_t *l, cadre_config_t *c, json_t *v) {
   if (!v || json_is_null(v))
     return 0;
   const char *s = json_string_value(v);
@@ -855,8 +811,7 @@ static int parse_context(loader_t *l, cadre_config_t *c, json_t *v)
   return 0;
 }
 
-static int parse_spawning(loader_t *l, cadre_config_t *c, json_t *root)
-{
+static int parse_spawning(loader_t *l, cadre_config_t *c, json_t *root) {
   json_t *sr;
   if (section(l, root, "spawning_rules", &sr) < 0 || !sr)
     return sr ? -1 : 0;
@@ -871,8 +826,7 @@ static int parse_spawning(loader_t *l, cadre_config_t *c, json_t *root)
 
 /* ---- loading ----------------------------------------------------------- */
 
-static void set_config_dir(loader_t *l, const char *path)
-{
+static void set_config_dir(loader_t *l, const char *path) {
   const char *slash = strrchr(path, '/');
   if (!slash) {
     strcpy(l->config_dir, ".");
@@ -885,8 +839,7 @@ static void set_config_dir(loader_t *l, const char *path)
   l->config_dir[n] = '\0';
 }
 
-static int load_file(loader_t *l, cadre_config_t *c, const char *path)
-{
+static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
   set_config_dir(l, path);
   if (set_str(l, &c->path, path) < 0)
     return -1;
@@ -901,8 +854,7 @@ static int load_file(loader_t *l, cadre_config_t *c, const char *path)
   return rc;
 }
 
-static int default_profile(loader_t *l, const default_profile_t *d, cadre_profile_t *p)
-{
+static int default_profile(loader_t *l, const default_profile_t *d, cadre_profile_t *p) {
   if (set_str(l, &p->name, d->name) < 0 || set_str(l, &p->provider, "ollama") < 0 ||
       set_str(l, &p->url, DEFAULT_OLLAMA_URL) < 0 || set_str(l, &p->model, d->model) < 0 ||
       set_str(l, &p->role, d->role) < 0)
@@ -916,8 +868,7 @@ static int default_profile(loader_t *l, const default_profile_t *d, cadre_profil
   return load_prompt(l, p);
 }
 
-static int load_defaults(loader_t *l, cadre_config_t *c)
-{
+static int load_defaults(loader_t *l, cadre_config_t *c) {
   c->profiles = calloc(COUNT(DEFAULT_PROFILES), sizeof *c->profiles);
   c->keywords = calloc(COUNT(DEFAULT_KEYWORDS), sizeof *c->keywords);
   if (!c->profiles || !c->keywords)
@@ -933,10 +884,8 @@ static int load_defaults(loader_t *l, cadre_config_t *c)
 }
 
 /* Loads a config file, or the built-in defaults when path is NULL. */
-cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err, size_t errlen)
-{
-  loader_t l = { .file = path ? path : "(built-in defaults)", .prompts_dir = prompts_dir,
-                 .err = err, .errlen = errlen };
+cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err, size_t errlen) {
+  loader_t l = {.file = path ? path : "(built-in defaults)", .prompts_dir = prompts_dir, .err = err, .errlen = errlen};
   if (err && errlen)
     err[0] = '\0';
   (void)config_find_prompts_dir(l.found_dir, sizeof l.found_dir);
@@ -955,21 +904,27 @@ cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err
   return c;
 }
 
-static void profile_free(cadre_profile_t *p)
-{
+static void profile_free(cadre_profile_t *p) {
   if (p->api_key)
     explicit_bzero(p->api_key, strlen(p->api_key));
   json_decref(p->tools);
   json_decref(p->think);
-  char *fields[] = { p->api_key, p->name, p->provider, p->url, p->model, p->role,
-                     p->system_prompt_file, p->system_prompt_path, p->system_prompt, p->max_tokens_field };
+  char *fields[] = {p->api_key,
+                    p->name,
+                    p->provider,
+                    p->url,
+                    p->model,
+                    p->role,
+                    p->system_prompt_file,
+                    p->system_prompt_path,
+                    p->system_prompt,
+                    p->max_tokens_field};
   for (size_t i = 0; i < COUNT(fields); i++)
     free(fields[i]);
 }
 
 /* Frees the config (wiping API keys) and nulls the caller's pointer. */
-void config_destroy(cadre_config_t **self_p)
-{
+void config_destroy(cadre_config_t **self_p) {
   if (!self_p || !*self_p)
     return;
   cadre_config_t *c = *self_p;
@@ -990,8 +945,7 @@ void config_destroy(cadre_config_t **self_p)
 /* ---- lookups and JSON views -------------------------------------------- */
 
 /* Profile by name, or NULL. */
-const cadre_profile_t *config_profile(const cadre_config_t *self, const char *name)
-{
+const cadre_profile_t *config_profile(const cadre_config_t *self, const char *name) {
   for (size_t i = 0; self && name && i < self->n_profiles; i++)
     if (self->profiles[i].name && strcmp(self->profiles[i].name, name) == 0)
       return &self->profiles[i];
@@ -999,8 +953,7 @@ const cadre_profile_t *config_profile(const cadre_config_t *self, const char *na
 }
 
 /* First profile with this role, or NULL. */
-const cadre_profile_t *config_profile_for_role(const cadre_config_t *self, const char *role)
-{
+const cadre_profile_t *config_profile_for_role(const cadre_config_t *self, const char *role) {
   for (size_t i = 0; self && role && i < self->n_profiles; i++)
     if (self->profiles[i].role && strcmp(self->profiles[i].role, role) == 0)
       return &self->profiles[i];
@@ -1008,25 +961,21 @@ const cadre_profile_t *config_profile_for_role(const cadre_config_t *self, const
 }
 
 /* The main agent's profile. */
-const cadre_profile_t *config_main(const cadre_config_t *self)
-{
+const cadre_profile_t *config_main(const cadre_config_t *self) {
   return config_profile_for_role(self, "main");
 }
 
 /* The profile for a node: no api_key, no prompt. */
-json_t *config_profile_wire(const cadre_profile_t *p)
-{
+json_t *config_profile_wire(const cadre_profile_t *p) {
   if (!p)
     return NULL;
-  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:b, s:f, s:f}", "name", p->name,
-                   "provider", p->provider, "url", p->url, "model", p->model, "role", p->role,
-                   "temperature", p->temperature, "max_tokens", p->max_tokens, "stream",
-                   (int)p->stream, "cost_per_1m_input", p->cost_per_1m_input,
+  return json_pack("{s:s, s:s, s:s, s:s, s:s, s:f, s:i, s:b, s:f, s:f}", "name", p->name, "provider", p->provider,
+                   "url", p->url, "model", p->model, "role", p->role, "temperature", p->temperature, "max_tokens",
+                   p->max_tokens, "stream", (int)p->stream, "cost_per_1m_input", p->cost_per_1m_input,
                    "cost_per_1m_output", p->cost_per_1m_output);
 }
 
-static json_t *profile_display(const cadre_profile_t *p)
-{
+static json_t *profile_display(const cadre_profile_t *p) {
   json_t *o = config_profile_wire(p);
   if (!o)
     return NULL;
@@ -1048,8 +997,7 @@ static json_t *profile_display(const cadre_profile_t *p)
 }
 
 /* The whole config for display, with API keys masked. */
-json_t *config_to_json(const cadre_config_t *self)
-{
+json_t *config_to_json(const cadre_config_t *self) {
   if (!self)
     return NULL;
   json_t *agents = json_object(), *kw = json_object();
@@ -1065,8 +1013,8 @@ json_t *config_to_json(const cadre_config_t *self)
   else
     snprintf(context, sizeof context, "last:%d", self->spawn_context);
   return json_pack("{s:s?, s:o, s:{s:o, s:b, s:b, s:s, s:b, s:i}, s:i}", "path", self->path, "agents", agents,
-                   "spawning_rules", "keywords", kw, "auto_spawn_on_keywords",
-                   (int)self->auto_spawn_on_keywords, "require_confirmation",
-                   (int)self->require_confirmation, "context", context, "delegation", (int)self->delegation,
-                   "max_depth", self->max_spawn_depth, "max_concurrent_agents", self->max_concurrent_agents);
+                   "spawning_rules", "keywords", kw, "auto_spawn_on_keywords", (int)self->auto_spawn_on_keywords,
+                   "require_confirmation", (int)self->require_confirmation, "context", context, "delegation",
+                   (int)self->delegation, "max_depth", self->max_spawn_depth, "max_concurrent_agents",
+                   self->max_concurrent_agents);
 }

@@ -23,34 +23,34 @@
 #define CADRE_NODE_TOOLS(X) X(execute_bash) X(read_file) X(write_file_tool) X(edit_file) X(list_files) X(grep)
 
 typedef struct {
-  char *name;               /* profile name, e.g. "reviewer_agent" */
-  char *provider;           /* "ollama", "lm_studio", "openai", "vllm", "llamacpp", ... */
-  char *url;                /* base URL, e.g. http://localhost:11434/v1 */
+  char *name;     /* profile name, e.g. "reviewer_agent" */
+  char *provider; /* "ollama", "lm_studio", "openai", "vllm", "llamacpp", ... */
+  char *url;      /* base URL, e.g. http://localhost:11434/v1 */
   char *model;
-  char *api_key;            /* NULL when not in the file; never logged or sent */
-  char *role;               /* "main", "reviewer", ... */
+  char *api_key; /* NULL when not in the file; never logged or sent */
+  char *role;    /* "main", "reviewer", ... */
   double temperature;
   int max_tokens;
-  int context_tokens;       /* the model's context in tokens; 0: unknown (the node asks the server) */
-  bool summarize_context;   /* past the context, older turns are summarised by the model (default) or only left out */
+  int context_tokens;     /* the model's context in tokens; 0: unknown (the node asks the server) */
+  bool summarize_context; /* past the context, older turns are summarised by the model (default) or only left out */
   bool stream;
   char *system_prompt_file; /* as written in the file (NULL when absent) */
   char *system_prompt_path; /* the file actually read (resolved); NULL when none */
   char *system_prompt;      /* the file's text, loaded; NULL when no file */
   double cost_per_1m_input; /* USD */
   double cost_per_1m_output;
-  json_t *tools;            /* the profile's own "tools" list (names), or NULL: the role policy */
-  char *max_tokens_field;   /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
-  json_t *think;            /* Ollama's think option (bool or string), or NULL: not sent */
+  json_t *tools;          /* the profile's own "tools" list (names), or NULL: the role policy */
+  char *max_tokens_field; /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
+  json_t *think;          /* Ollama's think option (bool or string), or NULL: not sent */
 } cadre_profile_t;
 
 /* "tools": how agents use the node tools. */
 typedef struct {
-  json_t *policy;            /* role -> array of tool names; "*": any other role */
-  char approval[16];         /* "never", "mutating" (default: writes and commands ask), "always" */
-  int timeout_s;             /* execute_bash default timeout (120) */
-  int max_iterations;        /* model calls in one turn (25) */
-  int max_tool_calls;        /* tool calls in one turn (100) */
+  json_t *policy;                 /* role -> array of tool names; "*": any other role */
+  char approval[16];              /* "never", "mutating" (default: writes and commands ask), "always" */
+  int timeout_s;                  /* execute_bash default timeout (120) */
+  int max_iterations;             /* model calls in one turn (25) */
+  int max_tool_calls;             /* tool calls in one turn (100) */
   long long max_tokens_per_agent; /* an agent's total tokens; 0: no cap */
 } cadre_tools_config_t;
 
@@ -60,7 +60,7 @@ typedef struct {
 } cadre_keyword_rule_t;
 
 typedef struct {
-  char *path;               /* file read, or NULL for built-in defaults */
+  char *path; /* file read, or NULL for built-in defaults */
   cadre_profile_t *profiles;
   size_t n_profiles;
   cadre_keyword_rule_t *keywords;

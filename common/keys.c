@@ -99,8 +99,7 @@ int keys_load_public(const char *key_or_path, char out[KEYS_Z85_LEN + 1], char *
   }
   char *text = util_read_file(key_or_path, 4096, NULL);
   if (!text) {
-    snprintf(err, errlen, "%s: not a public key, and cannot read it as a file: %s", key_or_path,
-             strerror(errno));
+    snprintf(err, errlen, "%s: not a public key, and cannot read it as a file: %s", key_or_path, strerror(errno));
     return -1;
   }
   bool ok = find_key(text, "public-key", out);

@@ -40,8 +40,8 @@ void log_msg(log_level_t level, const char *fmt, ...) {
   va_end(ap);
   timestamp(ts, sizeof ts);
   if (log_cfg.json) {
-    json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "prog",
-                          log_cfg.program, "msg", text);
+    json_t *o =
+        json_pack("{s:s, s:s, s:s, s:s}", "ts", ts, "level", level_names[level], "prog", log_cfg.program, "msg", text);
     char *line = o ? json_dumps(o, JSON_COMPACT) : NULL;
     if (line)
       fprintf(stderr, "%s\n", line);

@@ -29,18 +29,21 @@ struct secrets {
 /* Lowercase, '-' '.' ' ' to '_', "lmstudio" to "lm_studio". Writes at most
  * dstlen bytes; false when it does not fit or is empty. */
 static bool normalise_provider(const char *in, size_t len, char *dst, size_t dstlen) {
-  if (len == 0 || len >= dstlen) return false;
+  if (len == 0 || len >= dstlen)
+    return false;
   for (size_t i = 0; i < len; i++) {
     char ch = (char)tolower((unsigned char)in[i]);
     dst[i] = (ch == '-' || ch == '.' || ch == ' ') ? '_' : ch;
   }
   dst[len] = '\0';
-  if (strcmp(dst, "lmstudio") == 0) snprintf(dst, dstlen, "lm_studio");
+  if (strcmp(dst, "lmstudio") == 0)
+    snprintf(dst, dstlen, "lm_studio");
   return true;
 }
 
 static void wipe_free(char *s) {
-  if (!s) return;
+  if (!s)
+    return;
   explicit_bzero(s, strlen(s));
   free(s);
 }
@@ -65,8 +68,10 @@ static char *read_file(const char *path, size_t *len, struct stat *st, char *err
   buf = malloc(cap);
   while (buf && n < cap - 1) {
     ssize_t r = read(fd, buf + n, cap - 1 - n);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
     n += (size_t)r;
   }
   close(fd);
@@ -81,20 +86,24 @@ static char *read_file(const char *path, size_t *len, struct stat *st, char *err
 }
 
 /* Adds "<provider>_api_key": value. Returns 0, or -1 with err set. */
-static int add_member(secrets_t *s, const char *path, const char *name, json_t *value, char *err,
-                      size_t errlen) {
+static int add_member(secrets_t *s, const char *path, const char *name, json_t *value, char *err, size_t errlen) {
   size_t nlen = strlen(name), slen = strlen(SUFFIX);
-  if (nlen <= slen || strcmp(name + nlen - slen, SUFFIX) != 0) return 0; /* not a key */
-  if (json_is_null(value)) return 0;
+  if (nlen <= slen || strcmp(name + nlen - slen, SUFFIX) != 0)
+    return 0; /* not a key */
+  if (json_is_null(value))
+    return 0;
   if (!json_is_string(value)) {
     snprintf(err, errlen, "secrets file %s: %s must be a string or null", path, name);
     return -1;
   }
-  if (json_string_length(value) == 0) return 0;
+  if (json_string_length(value) == 0)
+    return 0;
   char provider[64];
-  if (!normalise_provider(name, nlen - slen, provider, sizeof provider)) return 0;
+  if (!normalise_provider(name, nlen - slen, provider, sizeof provider))
+    return 0;
   secret_t *items = realloc(s->items, (s->n + 1) * sizeof *items);
-  if (!items) goto oom;
+  if (!items)
+    goto oom;
   s->items = items;
   char *p = strdup(provider), *k = strdup(json_string_value(value));
   if (!p || !k) {
@@ -116,7 +125,8 @@ static void wipe_json_strings(json_t *root) {
   const char *name;
   json_t *v;
   json_object_foreach(root, name, v) {
-    if (json_is_string(v)) explicit_bzero((char *)json_string_value(v), json_string_length(v));
+    if (json_is_string(v))
+      explicit_bzero((char *)json_string_value(v), json_string_length(v));
   }
 }
 
@@ -135,7 +145,8 @@ static int parse(secrets_t *s, const char *path, const char *buf, size_t len, ch
   const char *name;
   json_t *v;
   json_object_foreach(root, name, v) {
-    if (rc == 0) rc = add_member(s, path, name, v, err, errlen);
+    if (rc == 0)
+      rc = add_member(s, path, name, v, err, errlen);
   }
   wipe_json_strings(root);
   json_decref(root);
@@ -143,10 +154,11 @@ static int parse(secrets_t *s, const char *path, const char *buf, size_t len, ch
 }
 
 static void check_mode(secrets_t *s, const char *path, const struct stat *st) {
-  if ((st->st_mode & (S_IRWXG | S_IRWXO)) == 0) return;
+  if ((st->st_mode & (S_IRWXG | S_IRWXO)) == 0)
+    return;
   char msg[512];
-  snprintf(msg, sizeof msg, "secrets file %s is accessible by group or others (mode %04o); run chmod 600 %s",
-           path, (unsigned)(st->st_mode & 07777), path);
+  snprintf(msg, sizeof msg, "secrets file %s is accessible by group or others (mode %04o); run chmod 600 %s", path,
+           (unsigned)(st->st_mode & 07777), path);
   s->warning = strdup(msg);
 }
 
@@ -156,7 +168,8 @@ secrets_t *secrets_load(const char *path, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
-  if (!path) return s;
+  if (!path)
+    return s;
   struct stat st;
   size_t len = 0;
   char *buf = read_file(path, &len, &st, err, errlen);
@@ -178,32 +191,42 @@ secrets_t *secrets_load(const char *path, char *err, size_t errlen) {
   return s;
 }
 
-const char *secrets_warning(const secrets_t *self) { return self ? self->warning : NULL; }
+const char *secrets_warning(const secrets_t *self) {
+  return self ? self->warning : NULL;
+}
 
-size_t secrets_count(const secrets_t *self) { return self ? self->n : 0; }
+size_t secrets_count(const secrets_t *self) {
+  return self ? self->n : 0;
+}
 
 /* The environment's <PROVIDER>_API_KEY, or NULL when unset or empty. */
 static const char *env_key(const char *provider) {
   char name[96];
   size_t n = strlen(provider);
-  if (n + strlen(SUFFIX) >= sizeof name) return NULL;
-  for (size_t i = 0; i < n; i++) name[i] = (char)toupper((unsigned char)provider[i]);
+  if (n + strlen(SUFFIX) >= sizeof name)
+    return NULL;
+  for (size_t i = 0; i < n; i++)
+    name[i] = (char)toupper((unsigned char)provider[i]);
   snprintf(name + n, sizeof name - n, "_API_KEY");
   const char *v = getenv(name);
   return v && *v ? v : NULL;
 }
 
 const char *secrets_key_for(const secrets_t *self, const char *provider, const char *profile_api_key) {
-  if (profile_api_key && *profile_api_key) return profile_api_key;
+  if (profile_api_key && *profile_api_key)
+    return profile_api_key;
   char p[64];
-  if (!provider || !normalise_provider(provider, strlen(provider), p, sizeof p)) return NULL;
+  if (!provider || !normalise_provider(provider, strlen(provider), p, sizeof p))
+    return NULL;
   for (size_t i = 0; self && i < self->n; i++)
-    if (strcmp(self->items[i].provider, p) == 0) return self->items[i].key;
+    if (strcmp(self->items[i].provider, p) == 0)
+      return self->items[i].key;
   return env_key(p);
 }
 
 void secrets_destroy(secrets_t **self_p) {
-  if (!self_p || !*self_p) return;
+  if (!self_p || !*self_p)
+    return;
   secrets_t *s = *self_p;
   for (size_t i = 0; i < s->n; i++) {
     free(s->items[i].provider);

@@ -43,9 +43,11 @@ bool util_utf8_valid(const char *s, size_t len);
 volatile int *util_stop_signals(void);
 /* The long options every Cadre program takes, to end a getopt_long table with:
  * --log-json ('J'), --verbose ('v'), --version ('V'), --help ('h'). */
-#define UTIL_COMMON_LONGOPTS                                                                                     \
-  {"log-json", no_argument, 0, 'J'}, {"verbose", no_argument, 0, 'v'}, {"version", no_argument, 0, 'V'},        \
-      {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}
+#define UTIL_COMMON_LONGOPTS                                                                             \
+  {"log-json", no_argument, 0, 'J'}, {"verbose", no_argument, 0, 'v'}, {"version", no_argument, 0, 'V'}, \
+      {"help", no_argument, 0, 'h'}, {                                                                   \
+    0, 0, 0, 0                                                                                           \
+  }
 
 /* Handles an option of UTIL_COMMON_LONGOPTS (or an unknown one, '?') for
  * program prog: sets *log_json / *verbose (either may be NULL when the program

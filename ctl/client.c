@@ -22,8 +22,8 @@ typedef struct qitem {
 struct client {
   void *ctx;
   proto_link_t *link;
-  bool reconnected;      /* registered again since the caller last heard */
-  qitem_t *head, *tail;  /* deltas/events received while waiting for a reply */
+  bool reconnected;     /* registered again since the caller last heard */
+  qitem_t *head, *tail; /* deltas/events received while waiting for a reply */
   size_t queued;
 };
 

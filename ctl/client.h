@@ -14,10 +14,10 @@
 
 typedef struct {
   const char *endpoint;
-  const char *key_file;    /* our CURVE key pair */
-  const char *broker_key;  /* broker public key: Z85 or file */
-  const char *name;        /* controller name, default user@host */
-  const char *workspace;   /* the directory we work in, or NULL; the broker runs our turns there */
+  const char *key_file;   /* our CURVE key pair */
+  const char *broker_key; /* broker public key: Z85 or file */
+  const char *name;       /* controller name, default user@host */
+  const char *workspace;  /* the directory we work in, or NULL; the broker runs our turns there */
 } client_opts_t;
 
 typedef struct client client_t;

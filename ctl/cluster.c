@@ -196,15 +196,19 @@ static int check_files(const char *config, const char *secrets) {
   char err[1024];
   cadre_config_t *cfg = config ? config_load(config, NULL, err, sizeof err) : NULL;
   if (config && !cfg) {
-    fprintf(stderr, "cadre: %s\ncadre: nothing was started; fix the file, or start with another: cadre up "
-                    "--config FILE\n", err);
+    fprintf(stderr,
+            "cadre: %s\ncadre: nothing was started; fix the file, or start with another: cadre up "
+            "--config FILE\n",
+            err);
     return -1;
   }
   config_destroy(&cfg);
   secrets_t *sec = secrets ? secrets_load(secrets, err, sizeof err) : NULL;
   if (secrets && !sec) {
-    fprintf(stderr, "cadre: %s\ncadre: nothing was started; fix the file (a JSON object such as "
-                    "{\"openai_api_key\": \"...\"}), or give another: cadre up --secrets FILE\n", err);
+    fprintf(stderr,
+            "cadre: %s\ncadre: nothing was started; fix the file (a JSON object such as "
+            "{\"openai_api_key\": \"...\"}), or give another: cadre up --secrets FILE\n",
+            err);
     return -1;
   }
   secrets_destroy(&sec);
@@ -289,17 +293,26 @@ static void node_name(const json_t *agents, const char *ws, char *out, size_t le
   }
 }
 
-static int start_agentd(ctl_t *ctl, const json_t *info, const char *ws, const char *name, const char *log,
-                        pid_t *pid) {
+static int start_agentd(ctl_t *ctl, const json_t *info, const char *ws, const char *name, const char *log, pid_t *pid) {
   char prog[PATH_MAX];
   if (find_program("cadre-agentd", "CADRE_AGENTD_BIN", "agentd", prog, sizeof prog) < 0) {
     fprintf(stderr, "cadre: cannot find cadre-agentd (next to cadre, or on PATH)\n");
     return -1;
   }
   const char *config = jx_str(info, "config", NULL), *secrets = jx_str(info, "secrets", NULL);
-  char *argv[24] = {prog,           "--broker",    ctl->epbuf, "--key",  ctl->keybuf,
-                    "--broker-key", ctl->pubbuf,   "--name",   (char *)name, "--slots",
-                    (char *)jx_str(info, "slots", "4"), "--workspace", (char *)ws};
+  char *argv[24] = {prog,
+                    "--broker",
+                    ctl->epbuf,
+                    "--key",
+                    ctl->keybuf,
+                    "--broker-key",
+                    ctl->pubbuf,
+                    "--name",
+                    (char *)name,
+                    "--slots",
+                    (char *)jx_str(info, "slots", "4"),
+                    "--workspace",
+                    (char *)ws};
   int n = 13;
   if (config) {
     argv[n++] = "--config";
@@ -454,8 +467,8 @@ static json_t *start_cluster(ctl_t *ctl, const up_opts_t *o, const char *ws) {
     forget_cluster(ctl);
     return NULL;
   }
-  json_t *info = json_pack("{s:i, s:s, s:s?, s:s?, s:s, s:I, s:[]}", "broker_pid", (int)bpid, "endpoint",
-                           ctl->epbuf, "config", o->config, "secrets", o->secrets, "slots", o->slots, "started_ms",
+  json_t *info = json_pack("{s:i, s:s, s:s?, s:s?, s:s, s:I, s:[]}", "broker_pid", (int)bpid, "endpoint", ctl->epbuf,
+                           "config", o->config, "secrets", o->secrets, "slots", o->slots, "started_ms",
                            (json_int_t)util_wall_ms(), "agents");
   write_cluster(ctl, info);
   if (ensure_agent(ctl, info, ws) < 0) {
@@ -562,7 +575,8 @@ static bool check_agents(json_t *info, const json_t *nodes) {
   json_t *a, *n;
   json_array_foreach(json_object_get(info, "agents"), i, a) {
     bool registered = false;
-    json_array_foreach(nodes, k, n) registered = registered || strcmp(jx_str(n, "name", ""), jx_str(a, "name", "")) == 0;
+    json_array_foreach(nodes, k, n) registered =
+        registered || strcmp(jx_str(n, "name", ""), jx_str(a, "name", "")) == 0;
     bool running = pid_alive(a, "pid");
     json_object_set_new(a, "running", json_boolean(running));
     json_object_set_new(a, "registered", json_boolean(registered));
@@ -578,8 +592,10 @@ static void print_local(const json_t *info) {
   json_array_foreach(json_object_get(info, "agents"), i, a) {
     bool running = jx_bool(a, "running", false), registered = jx_bool(a, "registered", false);
     printf("          cadre-agentd  pid %lld, %s, node %s, workspace %s\n", (long long)jx_int(a, "pid", 0),
-           !running ? "NOT RUNNING" : registered ? "running" : "running but NOT REGISTERED", jx_str(a, "name", ""),
-           jx_str(a, "workspace", ""));
+           !running     ? "NOT RUNNING"
+           : registered ? "running"
+                        : "running but NOT REGISTERED",
+           jx_str(a, "name", ""), jx_str(a, "workspace", ""));
     if (!running)
       printf("          (see %s; `cadre up` in that directory starts it again)\n", jx_str(a, "log", "its log"));
   }
@@ -629,29 +645,24 @@ static int show_status(ctl_t *ctl) {
     json_object_set_new(st, "healthy", json_boolean(healthy));
     ctl_print_json(st);
   } else {
-    printf("broker    %s (cadre %s, up %lld s, epoch %s)\n", ctl->broker,
-           jx_str(st, "version", NULL),
-           (long long)jx_int(st, "uptime_ms", 0) / 1000,
-           jx_str(st, "epoch", NULL));
+    printf("broker    %s (cadre %s, up %lld s, epoch %s)\n", ctl->broker, jx_str(st, "version", NULL),
+           (long long)jx_int(st, "uptime_ms", 0) / 1000, jx_str(st, "epoch", NULL));
     printf("state     %s\n", jx_str(st, "state_dir", NULL));
     const char *cfg = jx_str(st, "config", NULL);
     printf("config    %s\n", cfg ? cfg : "(built-in defaults)");
     if (info)
       print_local(info);
     printf("nodes     %lld (%lld slots, %lld busy)\n", (long long)jx_int(st, "nodes", 0),
-           (long long)jx_int(st, "slots", 0),
-           (long long)jx_int(st, "busy", 0));
+           (long long)jx_int(st, "slots", 0), (long long)jx_int(st, "busy", 0));
     size_t i;
     json_t *n;
     json_array_foreach(nodes, i, n) printf("  %-20s %s  workspace %s\n", jx_str(n, "name", NULL),
-                                           jx_str(n, "host", NULL),
-                                           jx_str(n, "workspace", NULL));
-    printf("turns     %lld running, %lld queued; %lld sessions\n",
-           (long long)jx_int(st, "turns_running", 0),
-           (long long)jx_int(st, "turns_queued", 0),
-           (long long)jx_int(st, "sessions", 0));
+                                           jx_str(n, "host", NULL), jx_str(n, "workspace", NULL));
+    printf("turns     %lld running, %lld queued; %lld sessions\n", (long long)jx_int(st, "turns_running", 0),
+           (long long)jx_int(st, "turns_queued", 0), (long long)jx_int(st, "sessions", 0));
     if (!healthy)
-      printf("health    NOT HEALTHY: %s\n", info ? "an agent daemon is not up (see above)" : "no agent daemon is registered");
+      printf("health    NOT HEALTHY: %s\n",
+             info ? "an agent daemon is not up (see above)" : "no agent daemon is registered");
   }
   json_decref(info);
   json_decref(st);

@@ -42,8 +42,9 @@ static proto_msg_t *wait_event(ctl_t *ctl, client_t *c, const char *session,
     if (r == CLIENT_MSG && m->type == PROTO_EVENT && want(m, ud))
       return m;
     if (r == CLIENT_MSG && m->type == PROTO_EVENT && !ctl->json && strcmp(m->kind, "approval_needed") == 0)
-      fprintf(stderr, "[cadre: %s waits for your approval to run %s: answer it in the console (cadre), or allow "
-                      "such calls with \"tools\": {\"approval\": \"never\"} in the config]\n",
+      fprintf(stderr,
+              "[cadre: %s waits for your approval to run %s: answer it in the console (cadre), or allow "
+              "such calls with \"tools\": {\"approval\": \"never\"} in the config]\n",
               m->session, jx_str(jx_obj(jx_obj(m->payload, "call"), "function"), "name", "a tool"));
     proto_msg_destroy(&m);
   }
@@ -90,8 +91,7 @@ static int wait_summary(ctl_t *ctl, client_t *c, const char *id) {
     json_t *u = jx_obj(a, "usage");
     format_cost(cost, sizeof cost, jx_num(u, "cost", 0));
     out_agent_line(out, id, OUT_DIM, "%s · %lld tokens in, %lld out · %s", status ? status : "done",
-                   (long long)jx_int(u, "prompt_tokens", 0),
-                   (long long)jx_int(u, "completion_tokens", 0), cost);
+                   (long long)jx_int(u, "prompt_tokens", 0), (long long)jx_int(u, "completion_tokens", 0), cost);
     out_flush(out);
     out_free(&out);
   }
@@ -138,8 +138,7 @@ static int wait_answer(ctl_t *ctl, client_t *c, const char *id, int64_t turn) {
   } else if (done)
     printf("%s\n", json_string_value(text) ? json_string_value(text) : "");
   else
-    fprintf(stderr, "cadre: the turn %s: %s\n", status ? status : "failed",
-            jx_str(p, "detail", "?"));
+    fprintf(stderr, "cadre: the turn %s: %s\n", status ? status : "failed", jx_str(p, "detail", "?"));
   proto_msg_destroy(&m);
   return done ? 0 : 1;
 }
@@ -259,7 +258,10 @@ int cmd_approve_wait(ctl_t *ctl, client_t *c, const cmd_req_t *req, const json_t
     const json_t *p = m->payload;
     bool ours = m->type == PROTO_EVENT && jx_int(p, "id", 0) == id;
     if (ours && !ctl->json && strncmp(m->kind, "step_", 5) == 0)
-      printf("%s step %lld %s\n", strcmp(m->kind, "step_done") == 0 ? "✓" : strcmp(m->kind, "step_failed") == 0 ? "✗" : "⟳",
+      printf("%s step %lld %s\n",
+             strcmp(m->kind, "step_done") == 0     ? "✓"
+             : strcmp(m->kind, "step_failed") == 0 ? "✗"
+                                                   : "⟳",
              (long long)jx_int(p, "step", 0), m->kind + 5);
     if (ours && strcmp(m->kind, "workflow_finished") == 0) {
       int rc = strcmp(jx_str(p, "status", ""), "done") == 0 ? 0 : 1;

@@ -26,13 +26,13 @@ typedef struct {
   client_t *c;
   const char *session;
   int64_t turn;
-  int64_t attempt;     /* attempt whose deltas we print */
+  int64_t attempt; /* attempt whose deltas we print */
   bool show_thinking;
-  bool in_thinking;    /* last printed piece was thinking */
-  bool printed;        /* some answer text was printed */
+  bool in_thinking; /* last printed piece was thinking */
+  bool printed;     /* some answer text was printed */
   bool at_line_start;
-  bool delegated;      /* the turn ended in tool calls: follow the continuation */
-  bool yes;            /* --yes: tool calls run without asking */
+  bool delegated; /* the turn ended in tool calls: follow the continuation */
+  bool yes;       /* --yes: tool calls run without asking */
   int64_t started;
 } ask_t;
 
@@ -127,9 +127,10 @@ static void on_approval(ask_t *a, const json_t *p) {
     session_wide = got && (line[0] == 'a' || line[0] == 'A');
     a->at_line_start = true;
   } else {
-    fprintf(stderr, "%s[cadre: %s was not run: it needs your approval and there is no terminal to ask. Allow such "
-                    "calls with `cadre ask --yes`, or for good with \"tools\": {\"approval\": \"never\"} in the "
-                    "config]\n",
+    fprintf(stderr,
+            "%s[cadre: %s was not run: it needs your approval and there is no terminal to ask. Allow such "
+            "calls with `cadre ask --yes`, or for good with \"tools\": {\"approval\": \"never\"} in the "
+            "config]\n",
             a->at_line_start ? "" : "\n", name);
     a->at_line_start = true;
   }
@@ -157,10 +158,10 @@ static int on_done(ask_t *a, const json_t *p) {
   double secs = (double)(util_now_ms() - a->started) / 1000.0;
   if (a->ctl->json) {
     json_t *o = json_pack("{s:s, s:I, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:O?, s:f}", "session", a->session, "turn",
-                          (json_int_t)a->turn, "text", json_object_get(jx_obj(p, "message"), "content"),
-                          "thinking", json_object_get(p, "thinking"), "finish_reason", json_object_get(p, "finish_reason"),
-                          "usage", json_object_get(p, "usage"), "node", json_object_get(p, "node"), "model", json_object_get(p, "model"),
-                          "elapsed_ms", json_object_get(p, "elapsed_ms"), "seconds", secs);
+                          (json_int_t)a->turn, "text", json_object_get(jx_obj(p, "message"), "content"), "thinking",
+                          json_object_get(p, "thinking"), "finish_reason", json_object_get(p, "finish_reason"), "usage",
+                          json_object_get(p, "usage"), "node", json_object_get(p, "node"), "model",
+                          json_object_get(p, "model"), "elapsed_ms", json_object_get(p, "elapsed_ms"), "seconds", secs);
     json_event("done", o);
     return 0;
   }
@@ -269,7 +270,8 @@ static int on_event(ask_t *a, const proto_msg_t *m) {
 
 /* After a broker restart: follow the turn again, or fetch its answer. */
 static int follow_turn_again(ask_t *a) {
-  json_t *r = ctl_request(a->ctl, a->c, "subscribe", json_pack("{s:s, s:I}", "session", a->session, "turn", (json_int_t)a->turn));
+  json_t *r = ctl_request(a->ctl, a->c, "subscribe",
+                          json_pack("{s:s, s:I}", "session", a->session, "turn", (json_int_t)a->turn));
   const char *state = jx_str(r, "turn", NULL);
   int rc = -1;
   if (!a->ctl->json)
@@ -280,16 +282,17 @@ static int follow_turn_again(ask_t *a) {
     json_t *h = ctl_request(a->ctl, a->c, "history", json_pack("{s:s}", "session", a->session));
     size_t i;
     json_t *msg, *found = NULL;
-    json_array_foreach(jx_arr(h, "messages"), i, msg) if (jx_int(msg, "turn", 0) ==
-                                                                         a->turn &&
-                                                                     strcmp(jx_str(msg, "role", NULL), "assistant") == 0) found = msg;
+    json_array_foreach(jx_arr(h, "messages"), i, msg) if (jx_int(msg, "turn", 0) == a->turn &&
+                                                          strcmp(jx_str(msg, "role", NULL), "assistant") == 0) found =
+        msg;
     if (found) {
       a->printed = false;
       json_t *p = json_pack("{s:O, s:{}, s:s, s:s}", "message", found, "usage", "model", "?", "node", "?");
       rc = on_done(a, p);
       json_decref(p);
     } else {
-      rc = on_failed(a, json_pack("{s:s, s:s}", "code", PROTO_ERR_lost, "detail", "the turn ended while the broker was away"));
+      rc = on_failed(
+          a, json_pack("{s:s, s:s}", "code", PROTO_ERR_lost, "detail", "the turn ended while the broker was away"));
     }
     json_decref(h);
   }
@@ -305,7 +308,8 @@ static int follow(ask_t *a) {
       if (!a->ctl->json)
         fprintf(stderr, "%s[cadre: cancelling; Ctrl-C again to leave at once]\n", a->at_line_start ? "" : "\n");
       char err[256];
-      json_decref(client_request(a->c, "cancel", json_pack("{s:I}", "turn", (json_int_t)a->turn), 5000, err, sizeof err));
+      json_decref(
+          client_request(a->c, "cancel", json_pack("{s:I}", "turn", (json_int_t)a->turn), 5000, err, sizeof err));
     }
     if (interrupted > 1)
       return 130;

@@ -31,10 +31,10 @@ enum { CMD_OPT_WAIT = 1, CMD_OPT_NO_ROLLBACK = 2 };
 
 /* A request made from a command's words. */
 typedef struct {
-  const char *verb;   /* the broker verb: the entry's, or one its parser picked */
-  json_t *args;       /* its arguments (owned; NULL: none) */
-  unsigned opts;      /* CMD_OPT_ options given */
-  char error[256];    /* why the words were refused; "" to show the usage */
+  const char *verb; /* the broker verb: the entry's, or one its parser picked */
+  json_t *args;     /* its arguments (owned; NULL: none) */
+  unsigned opts;    /* CMD_OPT_ options given */
+  char error[256];  /* why the words were refused; "" to show the usage */
 } cmd_req_t;
 
 typedef struct cmd cmd_t;

@@ -100,9 +100,9 @@ static void ask_question(console_t *con, json_t *q) {
   if (con->ed)
     edit_update_prompt(con->ed);
   else
-    out_puts(con->out, plan ? CONSOLE_PLAN_PROMPT "answer a, r, m or v"
-                            : strcmp(jx_str(q, "q", ""), "tool") == 0 ? "answer y (once), a (this session) or n"
-                                                                      : "answer y or n");
+    out_puts(con->out, plan                                      ? CONSOLE_PLAN_PROMPT "answer a, r, m or v"
+                       : strcmp(jx_str(q, "q", ""), "tool") == 0 ? "answer y (once), a (this session) or n"
+                                                                 : "answer y or n");
 }
 
 /* The decision about plan id, when it is asked for. */
@@ -126,8 +126,9 @@ static void track_plans(console_t *con, const proto_msg_t *m) {
   const char *status = jx_str(p, "status", "");
   if (strcmp(status, "invalid") == 0) {
     drop_questions(con, of_plan, &id);
-    out_printf(con->out, "plan %lld is not valid yet: fix it with /modify %lld <op> <step> [value] (/modify lists the "
-                         "ops), or /reject %lld",
+    out_printf(con->out,
+               "plan %lld is not valid yet: fix it with /modify %lld <op> <step> [value] (/modify lists the "
+               "ops), or /reject %lld",
                (long long)id, (long long)id, (long long)id);
   } else if (strcmp(status, "pending") == 0) {
     bool asked = false;
@@ -203,8 +204,8 @@ static void on_reconnected(console_t *con) {
   subscribe_all(con);
   if (!con->main_turn)
     return;
-  json_t *r = console_request(con, "subscribe", json_pack("{s:s, s:I}", "session", "main", "turn",
-                                                          (json_int_t)con->main_turn));
+  json_t *r =
+      console_request(con, "subscribe", json_pack("{s:s, s:I}", "session", "main", "turn", (json_int_t)con->main_turn));
   if (strcmp(jx_str(r, "turn", ""), "finished") == 0) {
     out_printf(con->out, "turn %lld ended while the broker was away: /history shows its answer",
                (long long)con->main_turn);
@@ -372,8 +373,9 @@ static void banner(console_t *con) {
   const char *b = out_color(con->out) ? "\033[1m" : "", *d = out_color(con->out) ? "\033[2m" : "",
              *r = out_color(con->out) ? "\033[0m" : "";
   const char *ws = con->ctl->workspace;
-  out_printf(con->out, "%sCadre %s%s %s· %s%s%sbroker %s · /help lists the commands · /exit leaves (the cluster keeps "
-                       "running)%s",
+  out_printf(con->out,
+             "%sCadre %s%s %s· %s%s%sbroker %s · /help lists the commands · /exit leaves (the cluster keeps "
+             "running)%s",
              b, CADRE_VERSION, r, d, ws[0] ? "workspace " : "", ws, ws[0] ? " · " : "", con->ctl->broker, r);
 }
 

@@ -26,20 +26,20 @@ typedef struct console {
   client_t *c;
   out_t *out;
   view_t *view;
-  edit_t *ed;        /* the line editor; NULL when stdin or stdout is not a terminal */
+  edit_t *ed; /* the line editor; NULL when stdin or stdout is not a terminal */
   bool quit;
   int64_t main_turn; /* the main agent's running (or queued) turn, 0: none */
   bool cancel_sent;  /* for main_turn */
   int64_t chain;     /* our question's turn, followed through delegation; 0: answered */
   bool delegating;   /* the main agent waits for sub-agents' summaries */
   int64_t last_int_ms;
-  json_t *ids;       /* agent id -> role, for completion and prefixes */
-  json_t *roles;     /* role names the config offers */
-  json_t *status;    /* sub-agent id -> its last status (queued, running, idle, done, ...) */
-  json_t *questions; /* waiting for an answer: {"q": "spawn", proposal...}, {"q": "tool", turn, seq, call_id}
+  json_t *ids;        /* agent id -> role, for completion and prefixes */
+  json_t *roles;      /* role names the config offers */
+  json_t *status;     /* sub-agent id -> its last status (queued, running, idle, done, ...) */
+  json_t *questions;  /* waiting for an answer: {"q": "spawn", proposal...}, {"q": "tool", turn, seq, call_id}
                       * (y/n) or {"q": "plan", id} (a/r/m/v) */
-  json_t *mine;      /* sub-agents this console spawned that have not reported yet */
-  sbuf_t in;         /* stdin bytes not yet a whole line (no line editor) */
+  json_t *mine;       /* sub-agents this console spawned that have not reported yet */
+  sbuf_t in;          /* stdin bytes not yet a whole line (no line editor) */
   bool stream_chosen; /* /stream was used: each ask says whether the model streams */
   bool eof;
 } console_t;

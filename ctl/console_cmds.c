@@ -64,8 +64,8 @@ static void learn_from_reply(console_t *con, const cmd_req_t *req, const json_t 
   } else if (strcmp(verb, "agents") == 0) {
     size_t i;
     json_t *a;
-    json_array_foreach(r, i, a) if (jx_has_str(a, "id")) json_object_set(con->ids, jx_str(a, "id", NULL),
-                                                                         json_object_get(a, "role"));
+    json_array_foreach(r, i, a) if (jx_has_str(a, "id"))
+        json_object_set(con->ids, jx_str(a, "id", NULL), json_object_get(a, "role"));
   }
 }
 
@@ -106,8 +106,8 @@ void console_stream(console_t *con, const cmd_words_t *w) {
   (void)w;
   view_set_stream(con->view, !view_stream(con->view));
   con->stream_chosen = true;
-  out_printf(con->out, "streaming of the main agent: %s", view_stream(con->view) ? "on (token by token)"
-                                                                                 : "off (the model is asked for whole answers)");
+  out_printf(con->out, "streaming of the main agent: %s",
+             view_stream(con->view) ? "on (token by token)" : "off (the model is asked for whole answers)");
 }
 
 void console_thinking(console_t *con, const cmd_words_t *w) {
@@ -214,8 +214,8 @@ static void modify_in_editor(console_t *con, json_int_t id) {
   else if (same)
     out_printf(con->out, "plan %lld is unchanged", (long long)id);
   else
-    r = console_request(con, "modify", json_pack("{s:I, s:{s:s, s:s}}", "id", id, "edit", "op", "replace", "text",
-                                                 edited));
+    r = console_request(con, "modify",
+                        json_pack("{s:I, s:{s:s, s:s}}", "id", id, "edit", "op", "replace", "text", edited));
   free(edited);
   /* Still pending (edited and valid, unchanged, or the editor failed): the same question again. An
    * invalid result is said by its plan_modified event, with how to fix it. */
@@ -282,8 +282,8 @@ static void answer_question(console_t *con, const char *line) {
       out_puts(con->out, "please answer y (once), a (this tool for the rest of the session) or n: may the tool call "
                          "above run?");
     else
-      out_printf(con->out, "please answer y or n: spawn a %s for \"%.200s\"?",
-                 jx_str(q, "role", NULL), jx_str(q, "task", NULL));
+      out_printf(con->out, "please answer y or n: spawn a %s for \"%.200s\"?", jx_str(q, "role", NULL),
+                 jx_str(q, "task", NULL));
   } else {
     json_array_remove(con->questions, 0);
     if (tool)

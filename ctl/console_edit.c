@@ -36,7 +36,7 @@
 #define BLOCK_ROWS 8        /* rows the waiting block may take above the prompt */
 #define ECHO_WHOLE_MAX 2000 /* a message longer than this is echoed cut to the screen's width */
 #define ECHO_WHOLE_LINES 20 /* and one of more lines than this, shortened like the block */
-#define BURST_MIN 32         /* bytes waiting at once that no one types: taken as one insertion */
+#define BURST_MIN 32        /* bytes waiting at once that no one types: taken as one insertion */
 #define BRACKETED_PASTE_ON "\033[?2004h"
 #define BRACKETED_PASTE_OFF "\033[?2004l"
 
@@ -487,8 +487,7 @@ static void echo(edit_t *ed, const char *msg) {
     lines++;
   bool whole = strlen(msg) <= ECHO_WHOLE_MAX && lines <= ECHO_WHOLE_LINES;
   sbuf_t b = {0};
-  ml_preview(&b, msg, whole ? INT_MAX / 2 : out_columns(o), whole ? INT_MAX / 2 : BLOCK_ROWS, first, cont, true,
-             &rows);
+  ml_preview(&b, msg, whole ? INT_MAX / 2 : out_columns(o), whole ? INT_MAX / 2 : BLOCK_ROWS, first, cont, true, &rows);
   out_puts(o, sbuf_str(&b));
   sbuf_free(&b);
 }
@@ -542,7 +541,7 @@ static void read_key(edit_t *ed) {
   int count = 0;
   const char *buf = el_gets(ed->el, &count);
   if (!buf && !input_gone())
-    return; /* the line is empty now (e.g. Ctrl-U) */
+    return;                                  /* the line is empty now (e.g. Ctrl-U) */
   if (!buf || (count == 1 && buf[0] == 4)) { /* end of input, or Ctrl-D on an empty line */
     ed->con->eof = true;
     ed->con->quit = true;

@@ -9,13 +9,13 @@
 #include "client.h"
 
 typedef struct {
-  const char *broker;      /* endpoint, or NULL: the local cluster */
+  const char *broker; /* endpoint, or NULL: the local cluster */
   const char *key_file;
   const char *broker_key;
-  const char *config;      /* for cadre up / the local cluster */
+  const char *config; /* for cadre up / the local cluster */
   bool json;
-  bool color;              /* stdout is a TTY and NO_COLOR is unset */
-  int timeout_ms;          /* for requests */
+  bool color;               /* stdout is a TTY and NO_COLOR is unset */
+  int timeout_ms;           /* for requests */
   char workspace[PATH_MAX]; /* local cluster: the directory our turns run in ("" otherwise) */
   char state_dir[PATH_MAX];
   char keybuf[PATH_MAX + 32], pubbuf[PATH_MAX + 32], epbuf[PATH_MAX + 32];

@@ -111,8 +111,7 @@ void format_stop(sbuf_t *b, const json_t *r, const format_how_t *how) {
   if (how->console) { /* "stopped" is said once, on the agent's own line (its agent_status event) */
     if (strcmp(jx_str(r, "status", "stopped"), "stopped") != 0)
       sbuf_printf(b, "%s: %s\n", jx_str(how->args, "id", "?"), jx_str(r, "status", ""));
-  }
-  else
+  } else
     sbuf_printf(b, "%s: %s\n", jx_str(r, "id", "?"), jx_str(r, "status", "?"));
 }
 
@@ -146,10 +145,10 @@ void format_history(sbuf_t *b, const json_t *r, const format_how_t *how) {
   size_t i;
   json_t *m;
   /* A failed or cancelled turn's messages are shown, marked: the model no longer sees them. */
-  json_array_foreach(jx_arr(r, "messages"), i, m) sbuf_printf(b, "%s%s%s:%s %s\n", how->color ? "\033[1m" : "",
-                                                              jx_str(m, "role", "?"),
-                                                              jx_bool(m, "left_out", false) ? " (left out: its turn failed)" : "",
-                                                              how->color ? "\033[0m" : "", jx_str(m, "content", ""));
+  json_array_foreach(jx_arr(r, "messages"), i, m)
+      sbuf_printf(b, "%s%s%s:%s %s\n", how->color ? "\033[1m" : "", jx_str(m, "role", "?"),
+                  jx_bool(m, "left_out", false) ? " (left out: its turn failed)" : "", how->color ? "\033[0m" : "",
+                  jx_str(m, "content", ""));
 }
 
 /* Strings of a list joined by sep ("?" for what is not a string). */
@@ -224,7 +223,8 @@ void format_rollback(sbuf_t *b, const json_t *rb) {
       continue;
     json_t *f = json_object_get(files, path);
     bool changed = jx_bool(e, "changed", true) || jx_bool(f, "changed", false);
-    json_object_set_new(files, path, json_pack("{s:b, s:b}", "existed", jx_bool(e, "existed", true), "changed", changed));
+    json_object_set_new(files, path,
+                        json_pack("{s:b, s:b}", "existed", jx_bool(e, "existed", true), "changed", changed));
   }
   const char *path;
   json_object_foreach(files, path, e) {
@@ -268,7 +268,7 @@ static void step_deps(sbuf_t *b, const json_t *s, const char *first, const char 
   size_t j;
   json_t *d;
   json_array_foreach(jx_arr(s, "dependencies"), j, d)
-    sbuf_printf(b, "%s%lld", j ? sep : first, (long long)json_integer_value(d));
+      sbuf_printf(b, "%s%lld", j ? sep : first, (long long)json_integer_value(d));
 }
 
 void format_plan_doc(sbuf_t *b, const json_t *p) {

@@ -56,8 +56,7 @@ int main(int argc, char **argv) {
     case 'j': ctl.json = true; break;
     case 't': ctl.timeout_ms = atoi(optarg) * 1000; break;
     case 'N': no_color = true; break;
-    default:
-      return util_common_option(c, "cadre", usage, NULL, NULL);
+    default: return util_common_option(c, "cadre", usage, NULL, NULL);
     }
   }
   if (!ctl.broker)

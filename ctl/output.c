@@ -32,7 +32,7 @@ struct out {
   bool has_prompt, prompt_shown;
   agent_t *agents;
   size_t n, cap;
-  int idw;       /* widest id, for aligned prefixes */
+  int idw;        /* widest id, for aligned prefixes */
   sbuf_t pending; /* whole lines not yet written */
   char live[128]; /* the agent shown live ("" none) */
   int live_rows;  /* rows the live region occupies on screen */
@@ -41,8 +41,8 @@ struct out {
 
 static const struct {
   const char *role, *emoji, *color;
-} roles[] = {{"main", "🧠", "\033[1m"},        {"reviewer", "🔍", "\033[33m"}, {"researcher", "📚", "\033[34m"},
-             {"implementer", "🛠", "\033[32m"}, {"tester", "🧪", "\033[35m"},   {"optimizer", "⚡", "\033[36m"}};
+} roles[] = {{"main", "🧠", "\033[1m"},         {"reviewer", "🔍", "\033[33m"},  {"researcher", "📚", "\033[34m"},
+             {"implementer", "🛠", "\033[32m"}, {"tester", "🧪", "\033[35m"}, {"optimizer", "⚡", "\033[36m"}};
 
 /* Roles the config adds get one of these, picked by a hash of the name. */
 static const char *other_colors[] = {"\033[91m", "\033[92m", "\033[93m", "\033[94m", "\033[95m", "\033[96m"};

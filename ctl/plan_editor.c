@@ -11,8 +11,9 @@
 #include "jx.h"
 
 void plan_editor_text(sbuf_t *b, const json_t *p) {
-  sbuf_printf(b, "Plan %lld: edit the block below and save; text outside it is ignored,\n"
-                 "leaving the file as it is keeps the plan unchanged.\n\n[PLAN]\n## Workflow: %s\n",
+  sbuf_printf(b,
+              "Plan %lld: edit the block below and save; text outside it is ignored,\n"
+              "leaving the file as it is keeps the plan unchanged.\n\n[PLAN]\n## Workflow: %s\n",
               (long long)jx_int(p, "id", 0), jx_str(p, "title", ""));
   size_t i;
   json_t *s;

@@ -96,8 +96,8 @@ void render_turn_end(sbuf_t *b, const json_t *p, double seconds) {
   const char *finish = jx_str(p, "finish_reason", "");
   bool odd = finish[0] && strcmp(finish, "stop") != 0 && strcmp(finish, "tool_calls") != 0;
   sbuf_printf(b, "%lld tokens in, %lld out%s · %.2f s · %s on %s%s%s%s", (long long)jx_int(u, "prompt_tokens", 0),
-              (long long)jx_int(u, "completion_tokens", 0), jx_bool(u, "counted", false) ? " (estimated)" : "",
-              seconds, jx_str(p, "model", ""), jx_str(p, "node", ""),
+              (long long)jx_int(u, "completion_tokens", 0), jx_bool(u, "counted", false) ? " (estimated)" : "", seconds,
+              jx_str(p, "model", ""), jx_str(p, "node", ""),
               strcmp(finish, "tool_calls") == 0 ? " · delegating to sub-agents" : "", odd ? " · finish: " : "",
               odd ? finish : "");
 }

@@ -117,8 +117,11 @@ void view_summary(out_t *o, const char *id, const json_t *summary) {
   const char *status = jx_str(summary, "status", "");
   bool pass = strcmp(status, "PASS") == 0, fail = strcmp(status, "FAIL") == 0;
   const char *mark = pass ? "✓" : fail ? "✗" : "◐";
-  out_agent_line(o, id, pass ? OUT_GOOD : fail ? OUT_ERROR : OUT_WARN, "── summary: %s %s ──", mark,
-                 status[0] ? status : "?");
+  out_agent_line(o, id,
+                 pass   ? OUT_GOOD
+                 : fail ? OUT_ERROR
+                        : OUT_WARN,
+                 "── summary: %s %s ──", mark, status[0] ? status : "?");
   size_t i;
   json_t *kp;
   json_array_foreach(jx_arr(summary, "key_points"), i, kp) {
@@ -148,8 +151,7 @@ static void draw_answer(view_t *v, const char *session, const json_t *p, bool st
 
 static void on_turn_done(view_t *v, const proto_msg_t *m, const json_t *p) {
   json_t *r = turn_rec(v, m->session);
-  bool streamed = jx_int(r, "turn", 0) == m->turn && jx_bool(r, "text", false) &&
-                  (v->stream || !is_main(m->session));
+  bool streamed = jx_int(r, "turn", 0) == m->turn && jx_bool(r, "text", false) && (v->stream || !is_main(m->session));
   out_end_line(v->out, m->session);
   draw_answer(v, m->session, p, streamed);
   json_object_del(v->turns, m->session);
@@ -206,8 +208,8 @@ static bool on_agent_event(view_t *v, const char *kind, const json_t *p) {
   const char *id = jx_str(p, "id", "");
   if (strcmp(kind, "agent_spawned") == 0) {
     out_agent(v->out, id, jx_str(p, "role", ""));
-    out_agent_line(v->out, id, OUT_DIM, "spawned by %s · %s · task: %.300s", jx_str(p, "parent", ""), jx_str(p, "model", ""),
-                   jx_str(p, "task", ""));
+    out_agent_line(v->out, id, OUT_DIM, "spawned by %s · %s · task: %.300s", jx_str(p, "parent", ""),
+                   jx_str(p, "model", ""), jx_str(p, "task", ""));
   } else if (strcmp(kind, "summary") == 0) {
     out_agent(v->out, id, jx_str(p, "role", ""));
     out_end_line(v->out, id);
@@ -291,8 +293,7 @@ static void wf_finished(view_t *v, long long id, const char *title, const json_t
   char cost[32];
   format_cost(cost, sizeof cost, jx_num(u, "cost", 0));
   wf_line(v, ok ? "1;32" : "1;31", "%s plan %lld \"%s\" finished: %s · %.1f s · %lld tokens · %s", ok ? "✓" : "✗", id,
-          title, status, jx_num(rep, "seconds", 0),
-          (long long)jx_int(u, "tokens", 0), cost);
+          title, status, jx_num(rep, "seconds", 0), (long long)jx_int(u, "tokens", 0), cost);
   size_t i;
   json_t *s;
   json_array_foreach(jx_arr(p, "steps"), i, s) {
@@ -335,8 +336,8 @@ static void on_workflow(view_t *v, const char *kind, const json_t *p) {
   long long id = (long long)jx_int(p, "id", 0);
   long long step = (long long)jx_int(p, "step", 0);
   long long attempt = (long long)jx_int(p, "attempt", 0);
-  long long max = json_is_integer(json_object_get(p, "max_attempts")) ? jx_int(p, "max_attempts", 0)
-                                                                      : VIEW_MAX_ATTEMPTS;
+  long long max =
+      json_is_integer(json_object_get(p, "max_attempts")) ? jx_int(p, "max_attempts", 0) : VIEW_MAX_ATTEMPTS;
   const char *title = jx_str(p, "title", "");
   const json_t *s = plan_step(p, step);
   if (strcmp(kind, "plan_proposed") == 0 || strcmp(kind, "plan_modified") == 0) {
@@ -369,8 +370,8 @@ static void on_workflow(view_t *v, const char *kind, const json_t *p) {
     step_time(s, t, sizeof t);
     sbuf_t r = {0};
     format_step_result(&r, s, 160);
-    wf_line(v, "32", "✓ plan %lld step %lld done · %s · %s%s%s", id, step, jx_str(s, "title", ""), t, r.len ? " → " : "",
-            sbuf_str(&r));
+    wf_line(v, "32", "✓ plan %lld step %lld done · %s · %s%s%s", id, step, jx_str(s, "title", ""), t,
+            r.len ? " → " : "", sbuf_str(&r));
     sbuf_free(&r);
   } else if (strcmp(kind, "step_failed") == 0) {
     bool retry = jx_bool(p, "will_retry", false);

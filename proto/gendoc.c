@@ -94,9 +94,9 @@ static void envelope(FILE *out) {
 
 static void message_index(FILE *out) {
   fputs("## Messages\n\n| Message | Purpose |\n|---------|---------|\n", out);
-#define M(NAME, wire, doc)                                                                       \
-  fputs("| [`" wire "`](#" wire ") | ", out);                                                  \
-  cell(out, doc);                                                                              \
+#define M(NAME, wire, doc)                    \
+  fputs("| [`" wire "`](#" wire ") | ", out); \
+  cell(out, doc);                             \
   fputs(" |\n", out);
   PROTO_MESSAGES(M)
 #undef M
@@ -106,21 +106,18 @@ static void message_index(FILE *out) {
 /* What field f is, from PROTO_FIELDS. */
 static const char *field_doc(proto_field_t f) {
   switch (f) {
-#define F(name, KIND, doc)                                                                       \
-  case PROTO_F_##name:                                                                         \
-    return doc;
+#define F(name, KIND, doc) \
+  case PROTO_F_##name: return doc;
     PROTO_FIELDS(F)
 #undef F
-  case PROTO_FIELD_COUNT:
-    break;
+  case PROTO_FIELD_COUNT: break;
   }
   return "";
 }
 
 /* One row of a message's field table (f is one of its members). */
 static void member_row(FILE *out, proto_field_t f, const char *req) {
-  fprintf(out, "| `%s` | %s | %s | ", proto_field_name(f), proto_kind_name(proto_field_kind(f)),
-          req);
+  fprintf(out, "| `%s` | %s | %s | ", proto_field_name(f), proto_kind_name(proto_field_kind(f)), req);
   cell(out, field_doc(f));
   fputs(" |\n", out);
 }
@@ -130,13 +127,13 @@ static void message_section(FILE *out, proto_type_t t, const char *wire, const c
   fprintf(out, "### %s\n\n", wire);
   cell(out, doc);
   fputs("\n\n", out);
-#define X(M, f, R)                                                                               \
-  if (PROTO_##M == t) {                                                                        \
-    if (n++ == 0)                                                                              \
-      fputs("| Field | Kind | Required | Description |\n"                                     \
-            "|-------|------|----------|-------------|\n",                                     \
-            out);                                                                              \
-    member_row(out, PROTO_F_##f, REQ_TEXT_##R);                                                \
+#define X(M, f, R)                                         \
+  if (PROTO_##M == t) {                                    \
+    if (n++ == 0)                                          \
+      fputs("| Field | Kind | Required | Description |\n"  \
+            "|-------|------|----------|-------------|\n", \
+            out);                                          \
+    member_row(out, PROTO_F_##f, REQ_TEXT_##R);            \
   }
   PROTO_MEMBERS(X)
 #undef X
@@ -225,10 +222,10 @@ static void verbs(FILE *out) {
         out);
   /* Pass 0 writes the index, pass 1 a section per verb. */
   for (int pass = 0; pass < 2; pass++) {
-#define GENDOC_VERB(name, doc, result)                                                           \
-  if (pass == 0)                                                                               \
-    index_row(out, #name, doc);                                                                \
-  else                                                                                         \
+#define GENDOC_VERB(name, doc, result) \
+  if (pass == 0)                       \
+    index_row(out, #name, doc);        \
+  else                                 \
     verb_section(out, #name, doc, result);
     PROTO_VERBS(GENDOC_VERB)
 #undef GENDOC_VERB
@@ -291,9 +288,9 @@ static void profile(FILE *out) {
         "itself. Absent optional strings are left out.\n\n"
         "| Name | Kind | Description |\n|------|------|-------------|\n",
         out);
-#define GENDOC_P(name, KIND, doc)                                                                \
-  fprintf(out, "| `%s` | %s | ", #name, proto_kind_name(PROTO_KIND_##KIND));                   \
-  cell(out, doc);                                                                              \
+#define GENDOC_P(name, KIND, doc)                                            \
+  fprintf(out, "| `%s` | %s | ", #name, proto_kind_name(PROTO_KIND_##KIND)); \
+  cell(out, doc);                                                            \
   fputs(" |\n", out);
   PROTO_PROFILE_FIELDS(GENDOC_P)
   fputs("| `tool_settings` | map | The config's tools section, as a node needs it (below). |\n\n"
@@ -325,8 +322,7 @@ static void limits(FILE *out) {
           "| `PROTO_MAX_FRAME` | %d bytes (%d MiB); also set as `ZMQ_MAXMSGSIZE` on every "
           "socket, so a larger frame drops the connection |\n",
           PROTO_MAX_FRAME, PROTO_MAX_FRAME / (1024 * 1024));
-  fprintf(out, "| `PROTO_MAX_DEPTH` | %d levels of maps/arrays (the envelope map is level 1) |\n",
-          PROTO_MAX_DEPTH);
+  fprintf(out, "| `PROTO_MAX_DEPTH` | %d levels of maps/arrays (the envelope map is level 1) |\n", PROTO_MAX_DEPTH);
   fprintf(out,
           "| `PROTO_DECODE_BUDGET(len)` | %zu × len + %zu bytes of estimated decoded memory "
           "(msgpack objects + JSON values) |\n\n",

@@ -26,10 +26,9 @@ const proto_member_row_t proto_member_rows[] = {
 };
 const size_t proto_member_row_count = sizeof proto_member_rows / sizeof proto_member_rows[0];
 
-static const char *const type_names[PROTO_TYPE_COUNT] = {
-    [PROTO_NONE] = "?",
+static const char *const type_names[PROTO_TYPE_COUNT] = {[PROTO_NONE] = "?",
 #define M(NAME, wire, doc) [PROTO_##NAME] = wire,
-    PROTO_MESSAGES(M)
+                                                         PROTO_MESSAGES(M)
 #undef M
 };
 
@@ -77,9 +76,8 @@ static const char *const errcode_docs[] = {
 };
 
 static const char *const kind_names[] = {
-    [PROTO_KIND_STR] = "str", [PROTO_KIND_INT] = "int",   [PROTO_KIND_BOOL] = "bool",
-    [PROTO_KIND_NUM] = "num", [PROTO_KIND_MAP] = "map",   [PROTO_KIND_LIST] = "list",
-    [PROTO_KIND_ANY] = "any",
+    [PROTO_KIND_STR] = "str", [PROTO_KIND_INT] = "int",   [PROTO_KIND_BOOL] = "bool", [PROTO_KIND_NUM] = "num",
+    [PROTO_KIND_MAP] = "map", [PROTO_KIND_LIST] = "list", [PROTO_KIND_ANY] = "any",
 };
 
 /* ---- tables ------------------------------------------------------------ */
@@ -105,8 +103,8 @@ const char *proto_type_name(proto_type_t type) {
 /* Unrolled from the table: each length is a constant, so the compiler turns
  * every memcmp into a few word compares (this is on the decode hot path). */
 proto_type_t proto_type_by_namen(const char *s, size_t len) {
-#define M(NAME, wire, doc)                                                                        \
-  if (len == sizeof wire - 1 && memcmp(s, wire, sizeof wire - 1) == 0)                            \
+#define M(NAME, wire, doc)                                             \
+  if (len == sizeof wire - 1 && memcmp(s, wire, sizeof wire - 1) == 0) \
     return PROTO_##NAME;
   PROTO_MESSAGES(M)
 #undef M
@@ -163,8 +161,8 @@ void proto_member_masks(proto_type_t type, uint64_t *all, uint64_t *req) {
 }
 
 proto_field_t proto_field_by_namen(const char *s, size_t len) {
-#define F(name, KIND, doc)                                                                        \
-  if (len == sizeof #name - 1 && memcmp(s, #name, sizeof #name - 1) == 0)                         \
+#define F(name, KIND, doc)                                                \
+  if (len == sizeof #name - 1 && memcmp(s, #name, sizeof #name - 1) == 0) \
     return PROTO_F_##name;
   PROTO_FIELDS(F)
 #undef F
@@ -192,9 +190,9 @@ proto_msg_t *proto_msg_new(proto_type_t type) {
 /* Releases whatever field f holds and clears its bit. */
 static void clear_field(proto_msg_t *msg, proto_field_t f) {
   switch (f) {
-#define F(name, KIND, doc)                                                                        \
-  case PROTO_F_##name:                                                                            \
-    CLEAR_##KIND(msg->name);                                                                      \
+#define F(name, KIND, doc)   \
+  case PROTO_F_##name:       \
+    CLEAR_##KIND(msg->name); \
     break;
 #define CLEAR_STR(p) (free(p), (p) = NULL)
 #define CLEAR_INT(v) ((v) = 0)
@@ -205,8 +203,7 @@ static void clear_field(proto_msg_t *msg, proto_field_t f) {
 #define CLEAR_ANY(j) CLEAR_MAP(j)
     PROTO_FIELDS(F)
 #undef F
-  default:
-    break;
+  default: break;
   }
   msg->has &= ~(UINT64_C(1) << f);
 }
@@ -223,7 +220,9 @@ void proto_msg_destroy(proto_msg_t **msg_p) {
 /* Address of a STR field's pointer, or NULL when f is not a STR field. */
 static char **str_slot(proto_msg_t *msg, proto_field_t f) {
   switch (f) {
-#define F(name, KIND, doc) case PROTO_F_##name: return SLOT_##KIND(msg->name);
+#define F(name, KIND, doc) \
+  case PROTO_F_##name:     \
+    return SLOT_##KIND(msg->name);
 #define SLOT_STR(p) &(p)
 #define SLOT_INT(v) NULL
 #define SLOT_BOOL(v) NULL
@@ -233,15 +232,16 @@ static char **str_slot(proto_msg_t *msg, proto_field_t f) {
 #define SLOT_ANY(j) NULL
     PROTO_FIELDS(F)
 #undef F
-  default:
-    return NULL;
+  default: return NULL;
   }
 }
 
 /* Address of a MAP/LIST/ANY field's pointer, or NULL for other kinds. */
 static json_t **json_slot(proto_msg_t *msg, proto_field_t f) {
   switch (f) {
-#define F(name, KIND, doc) case PROTO_F_##name: return JSLOT_##KIND(msg->name);
+#define F(name, KIND, doc) \
+  case PROTO_F_##name:     \
+    return JSLOT_##KIND(msg->name);
 #define JSLOT_STR(p) NULL
 #define JSLOT_INT(v) NULL
 #define JSLOT_BOOL(v) NULL
@@ -251,8 +251,7 @@ static json_t **json_slot(proto_msg_t *msg, proto_field_t f) {
 #define JSLOT_ANY(j) &(j)
     PROTO_FIELDS(F)
 #undef F
-  default:
-    return NULL;
+  default: return NULL;
   }
 }
 
@@ -293,8 +292,8 @@ int proto_set_json(proto_msg_t *msg, proto_field_t field, json_t *value) {
 typedef struct {
   msgpack_packer pk;
   proto_err_t *err;
-  const char *type;   /* message wire name, for error text */
-  const char *field;  /* field being packed */
+  const char *type;  /* message wire name, for error text */
+  const char *field; /* field being packed */
 } enc_t;
 
 /* Negative errno for an encoder error code. */
@@ -380,15 +379,16 @@ __attribute__((unused)) static int pack_num(enc_t *e, double v) {
 
 static int pack_json_field(enc_t *e, proto_kind_t kind, const json_t *j) {
   if (!json_fits_kind(j, kind))
-    return enc_fail(e, PROTO_E_FIELD_TYPE,
-                    kind == PROTO_KIND_MAP ? "expected a json object" : "expected a json array");
+    return enc_fail(e, PROTO_E_FIELD_TYPE, kind == PROTO_KIND_MAP ? "expected a json object" : "expected a json array");
   return pack_json(e, j, 2);
 }
 
 /* Packs the value of field f (its key already packed). */
 static int pack_field(enc_t *e, const proto_msg_t *msg, proto_field_t f) {
   switch (f) {
-#define F(name, KIND, doc) case PROTO_F_##name: return PACK_##KIND(msg->name);
+#define F(name, KIND, doc) \
+  case PROTO_F_##name:     \
+    return PACK_##KIND(msg->name);
 #define PACK_STR(p) pack_str(e, (p), strlen(p))
 #define PACK_INT(v) pack_int(e, (v))
 #define PACK_BOOL(v) pack_bool(e, (v))
@@ -398,8 +398,7 @@ static int pack_field(enc_t *e, const proto_msg_t *msg, proto_field_t f) {
 #define PACK_ANY(j) pack_json_field(e, PROTO_KIND_ANY, (j))
     PROTO_FIELDS(F)
 #undef F
-  default:
-    return -EINVAL;
+  default: return -EINVAL;
   }
 }
 
@@ -424,8 +423,8 @@ static int count_fields(const proto_msg_t *msg, size_t *n, proto_err_t *err) {
     if (present(msg, proto_member_rows[i].field))
       (*n)++;
     else if (proto_member_rows[i].req == PROTO_MEMBER_REQ) {
-      proto_err_set(err, PROTO_E_MISSING, "%s: missing required field \"%s\"",
-                    type_names[msg->type], fields[proto_member_rows[i].field].name);
+      proto_err_set(err, PROTO_E_MISSING, "%s: missing required field \"%s\"", type_names[msg->type],
+                    fields[proto_member_rows[i].field].name);
       return -EINVAL;
     }
   }
@@ -435,10 +434,9 @@ static int count_fields(const proto_msg_t *msg, size_t *n, proto_err_t *err) {
 static int pack_envelope(enc_t *e, const proto_msg_t *msg, size_t nfields) {
   const char *t = type_names[msg->type];
   if (msgpack_pack_map(&e->pk, 3 + nfields) || msgpack_pack_str_with_body(&e->pk, "v", 1) ||
-      msgpack_pack_int64(&e->pk, PROTO_VERSION) ||
-      msgpack_pack_str_with_body(&e->pk, "type", 4) ||
-      msgpack_pack_str_with_body(&e->pk, t, strlen(t)) ||
-      msgpack_pack_str_with_body(&e->pk, "id", 2) || msgpack_pack_int64(&e->pk, msg->id)) {
+      msgpack_pack_int64(&e->pk, PROTO_VERSION) || msgpack_pack_str_with_body(&e->pk, "type", 4) ||
+      msgpack_pack_str_with_body(&e->pk, t, strlen(t)) || msgpack_pack_str_with_body(&e->pk, "id", 2) ||
+      msgpack_pack_int64(&e->pk, msg->id)) {
     proto_err_set(e->err, PROTO_E_NOMEM, "%s: out of memory", t);
     return -ENOMEM;
   }

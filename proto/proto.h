@@ -28,7 +28,7 @@ struct zmq_msg_t;
  * it (text ~1-10x, an array of small ints ~72x, 100k tiny {"a":1} maps ~112x);
  * a frame stuffed with tens of thousands of empty maps or arrays (~170-280x)
  * is rejected with PROTO_E_OVERSIZE. Worst case: ~1 GiB for an 8 MiB frame. */
-#define PROTO_DECODE_BUDGET(len) ((size_t)(len) * 128u + (size_t)1024 * 1024)
+#define PROTO_DECODE_BUDGET(len) ((size_t)(len)*128u + (size_t)1024 * 1024)
 
 typedef enum {
   PROTO_NONE = 0,
@@ -46,8 +46,15 @@ typedef enum {
       PROTO_FIELD_COUNT
 } proto_field_t;
 
-typedef enum { PROTO_KIND_STR, PROTO_KIND_INT, PROTO_KIND_BOOL, PROTO_KIND_NUM,
-               PROTO_KIND_MAP, PROTO_KIND_LIST, PROTO_KIND_ANY } proto_kind_t;
+typedef enum {
+  PROTO_KIND_STR,
+  PROTO_KIND_INT,
+  PROTO_KIND_BOOL,
+  PROTO_KIND_NUM,
+  PROTO_KIND_MAP,
+  PROTO_KIND_LIST,
+  PROTO_KIND_ANY
+} proto_kind_t;
 
 #define PROTO_CTYPE_STR char *
 #define PROTO_CTYPE_INT int64_t
@@ -59,8 +66,8 @@ typedef enum { PROTO_KIND_STR, PROTO_KIND_INT, PROTO_KIND_BOOL, PROTO_KIND_NUM,
 
 typedef struct proto_msg {
   proto_type_t type;
-  int64_t id;    /* sender's sequence number */
-  uint64_t has;  /* bit (1 << PROTO_F_x) set when field x is present */
+  int64_t id;   /* sender's sequence number */
+  uint64_t has; /* bit (1 << PROTO_F_x) set when field x is present */
 #define PROTO_F_MEMBER(name, KIND, doc) PROTO_CTYPE_##KIND name;
   PROTO_FIELDS(PROTO_F_MEMBER)
 #undef PROTO_F_MEMBER
@@ -75,16 +82,16 @@ typedef struct proto_msg {
 /* Decode/validation error codes. */
 typedef enum {
   PROTO_OK = 0,
-  PROTO_E_OVERSIZE,    /* frame larger than PROTO_MAX_FRAME */
-  PROTO_E_MALFORMED,   /* not valid msgpack, truncated, or trailing bytes */
-  PROTO_E_DEPTH,       /* nesting deeper than PROTO_MAX_DEPTH */
-  PROTO_E_COUNT,       /* an element count larger than the bytes that follow */
-  PROTO_E_NOT_MAP,     /* top level is not a map, or a map key is not a string */
-  PROTO_E_VERSION,     /* "v" missing or not PROTO_VERSION */
-  PROTO_E_TYPE,        /* "type" missing or not a known message */
-  PROTO_E_FIELD_TYPE,  /* a field has the wrong msgpack type */
-  PROTO_E_MISSING,     /* a required field is absent */
-  PROTO_E_VALUE,       /* a value is unusable: bad UTF-8, NUL in a string, int out of range, ext/bin */
+  PROTO_E_OVERSIZE,   /* frame larger than PROTO_MAX_FRAME */
+  PROTO_E_MALFORMED,  /* not valid msgpack, truncated, or trailing bytes */
+  PROTO_E_DEPTH,      /* nesting deeper than PROTO_MAX_DEPTH */
+  PROTO_E_COUNT,      /* an element count larger than the bytes that follow */
+  PROTO_E_NOT_MAP,    /* top level is not a map, or a map key is not a string */
+  PROTO_E_VERSION,    /* "v" missing or not PROTO_VERSION */
+  PROTO_E_TYPE,       /* "type" missing or not a known message */
+  PROTO_E_FIELD_TYPE, /* a field has the wrong msgpack type */
+  PROTO_E_MISSING,    /* a required field is absent */
+  PROTO_E_VALUE,      /* a value is unusable: bad UTF-8, NUL in a string, int out of range, ext/bin */
   PROTO_E_NOMEM,
 } proto_errcode_t;
 
@@ -303,8 +310,8 @@ int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *d
  * all read: more or fewer than one frame (err: PROTO_E_MALFORMED) or a frame
  * that does not decode (err says why), with the identity set; another negative
  * errno when the socket fails. *out is untouched unless 1 is returned. */
-int proto_recv(void *sock, void *identity, size_t *idlen, struct zmq_msg_t *raw, proto_msg_t **out,
-               proto_err_t *err, int flags);
+int proto_recv(void *sock, void *identity, size_t *idlen, struct zmq_msg_t *raw, proto_msg_t **out, proto_err_t *err,
+               int flags);
 
 /* The id a message leaves for someone else to stamp (a worker thread's
  * message that its daemon's link sends): proto_encode writes it in 9 bytes,

@@ -128,7 +128,7 @@ bool proto_verb_known(const char *verb) {
 
 /* A JSON value's type in the words of error texts. */
 static const char *const json_type_words[] = {
-    [JSON_OBJECT] = "a map",   [JSON_ARRAY] = "a list", [JSON_STRING] = "a string", [JSON_INTEGER] = "an int",
+    [JSON_OBJECT] = "a map",  [JSON_ARRAY] = "a list", [JSON_STRING] = "a string", [JSON_INTEGER] = "an int",
     [JSON_REAL] = "a number", [JSON_TRUE] = "a bool",  [JSON_FALSE] = "a bool",    [JSON_NULL] = "null",
 };
 
@@ -148,7 +148,8 @@ static int check_rows(const proto_key_t *rows, size_t n, const char *owner, cons
     }
     if (!proto_kind_fits(rows[i].kind, v)) {
       proto_err_set(err, PROTO_E_FIELD_TYPE, "%s: %s \"%s\" must be %s %s, not %s", label, what, rows[i].name,
-                    rows[i].kind == PROTO_KIND_INT ? "an" : "a", proto_kind_name(rows[i].kind), json_type_words[json_typeof(v)]);
+                    rows[i].kind == PROTO_KIND_INT ? "an" : "a", proto_kind_name(rows[i].kind),
+                    json_type_words[json_typeof(v)]);
       return -EINVAL;
     }
   }

@@ -18,11 +18,10 @@
 #include "proto_internal.h"
 #include "util.h"
 
-
 typedef struct {
   proto_err_t *err;
-  const char *type;   /* message wire name */
-  const char *field;  /* field being decoded */
+  const char *type;  /* message wire name */
+  const char *field; /* field being decoded */
 } dec_t;
 
 static const char *mp_kind(msgpack_object_type t) {
@@ -60,8 +59,7 @@ static proto_errcode_t dec_int(const dec_t *d, const msgpack_object *o, int64_t 
   if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
     return wrong_type(d, "int", o);
   if (o->via.u64 > INT64_MAX) {
-    snprintf(what, sizeof what, "integer %llu out of int64 range",
-             (unsigned long long)o->via.u64);
+    snprintf(what, sizeof what, "integer %llu out of int64 range", (unsigned long long)o->via.u64);
     return dec_fail(d, PROTO_E_VALUE, what);
   }
   *v = (int64_t)o->via.u64;
@@ -82,8 +80,7 @@ static proto_errcode_t get_num(const dec_t *d, const msgpack_object *o, double *
   return rc;
 }
 
-static proto_errcode_t check_text(const dec_t *d, const char *s, size_t len, bool allow_nul,
-                                  const char *what) {
+static proto_errcode_t check_text(const dec_t *d, const char *s, size_t len, bool allow_nul, const char *what) {
   char msg[96];
   if (!allow_nul && memchr(s, '\0', len)) {
     snprintf(msg, sizeof msg, "%s contains a NUL byte", what);
@@ -160,8 +157,7 @@ static proto_errcode_t to_json(const dec_t *d, const msgpack_object *o, json_t *
     if ((rc = check_text(d, o->via.str.ptr, o->via.str.size, true, "string")) == PROTO_OK)
       *out = json_stringn_nocheck(o->via.str.ptr, o->via.str.size);
     break;
-  default:
-    return dec_fail(d, PROTO_E_VALUE, "bin and ext values are not allowed");
+  default: return dec_fail(d, PROTO_E_VALUE, "bin and ext values are not allowed");
   }
   if (rc == PROTO_OK && !*out)
     rc = dec_fail(d, PROTO_E_NOMEM, "out of memory");
@@ -183,8 +179,7 @@ static proto_errcode_t decode_str(const dec_t *d, const msgpack_object *o, char 
   return PROTO_OK;
 }
 
-static proto_errcode_t decode_json(const dec_t *d, proto_kind_t kind, const msgpack_object *o,
-                                   json_t **out) {
+static proto_errcode_t decode_json(const dec_t *d, proto_kind_t kind, const msgpack_object *o, json_t **out) {
   if (kind == PROTO_KIND_MAP && o->type != MSGPACK_OBJECT_MAP)
     return wrong_type(d, "map", o);
   if (kind == PROTO_KIND_LIST && o->type != MSGPACK_OBJECT_ARRAY)
@@ -193,12 +188,14 @@ static proto_errcode_t decode_json(const dec_t *d, proto_kind_t kind, const msgp
 }
 
 /* Decodes o into field f of msg and marks it present. */
-static proto_errcode_t decode_field(dec_t *d, proto_msg_t *msg, proto_field_t f,
-                                    const msgpack_object *o) {
+static proto_errcode_t decode_field(dec_t *d, proto_msg_t *msg, proto_field_t f, const msgpack_object *o) {
   proto_errcode_t rc = PROTO_OK;
   d->field = proto_field_name(f);
   switch (f) {
-#define F(name, KIND, doc) case PROTO_F_##name: rc = DEC_##KIND(msg->name); break;
+#define F(name, KIND, doc)      \
+  case PROTO_F_##name:          \
+    rc = DEC_##KIND(msg->name); \
+    break;
 #define DEC_STR(p) decode_str(d, o, &(p))
 #define DEC_INT(v) dec_int(d, o, &(v))
 #define DEC_BOOL(v) (o->type == MSGPACK_OBJECT_BOOLEAN ? ((v) = o->via.boolean, PROTO_OK) : wrong_type(d, "bool", o))
@@ -208,8 +205,7 @@ static proto_errcode_t decode_field(dec_t *d, proto_msg_t *msg, proto_field_t f,
 #define DEC_ANY(j) decode_json(d, PROTO_KIND_ANY, o, &(j))
     PROTO_FIELDS(F)
 #undef F
-  default:
-    break;
+  default: break;
   }
   if (rc == PROTO_OK)
     msg->has |= UINT64_C(1) << f;
@@ -230,14 +226,13 @@ static bool key_is(const msgpack_object *k, const char *name) {
 static proto_errcode_t find_envelope(const msgpack_object *top, slots_t *s, proto_err_t *err) {
   static const char *const names[] = {"v", "type", "id"};
   if (top->type != MSGPACK_OBJECT_MAP)
-    return proto_err_set(err, PROTO_E_NOT_MAP, "message is a msgpack %s, expected a map",
-                         mp_kind(top->type));
+    return proto_err_set(err, PROTO_E_NOT_MAP, "message is a msgpack %s, expected a map", mp_kind(top->type));
   for (uint32_t i = 0; i < top->via.map.size; i++) {
     const msgpack_object_kv *kv = &top->via.map.ptr[i];
     const msgpack_object **slot[] = {&s->v, &s->type, &s->id};
     if (kv->key.type != MSGPACK_OBJECT_STR)
-      return proto_err_set(err, PROTO_E_NOT_MAP, "key %u of the message is not a string (got %s)",
-                           (unsigned)i, mp_kind(kv->key.type));
+      return proto_err_set(err, PROTO_E_NOT_MAP, "key %u of the message is not a string (got %s)", (unsigned)i,
+                           mp_kind(kv->key.type));
     for (int n = 0; n < 3; n++) {
       if (!key_is(&kv->key, names[n]))
         continue;
@@ -253,14 +248,12 @@ static proto_errcode_t check_version(const msgpack_object *v, proto_err_t *err) 
   if (!v)
     return proto_err_set(err, PROTO_E_VERSION, "missing \"v\" (protocol version)");
   if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
-    return proto_err_set(err, PROTO_E_VERSION,
-                         "protocol version %lld not supported (this side speaks %d)",
+    return proto_err_set(err, PROTO_E_VERSION, "protocol version %lld not supported (this side speaks %d)",
                          (long long)v->via.i64, PROTO_VERSION);
   if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
     return proto_err_set(err, PROTO_E_VERSION, "\"v\" must be an int, got %s", mp_kind(v->type));
   if (v->via.u64 != PROTO_VERSION)
-    return proto_err_set(err, PROTO_E_VERSION,
-                         "protocol version %llu not supported (this side speaks %d)",
+    return proto_err_set(err, PROTO_E_VERSION, "protocol version %llu not supported (this side speaks %d)",
                          (unsigned long long)v->via.u64, PROTO_VERSION);
   return PROTO_OK;
 }
@@ -279,8 +272,7 @@ static proto_errcode_t check_type(const msgpack_object *t, proto_type_t *type, p
 }
 
 /* Records where each member field of type sits; everything else is ignored. */
-static proto_errcode_t find_fields(const msgpack_object *top, proto_type_t type, slots_t *s,
-                                   proto_err_t *err) {
+static proto_errcode_t find_fields(const msgpack_object *top, proto_type_t type, slots_t *s, proto_err_t *err) {
   uint64_t member, req;
   proto_member_masks(type, &member, &req);
   for (uint32_t i = 0; i < top->via.map.size; i++) {
@@ -289,8 +281,8 @@ static proto_errcode_t find_fields(const msgpack_object *top, proto_type_t type,
     if (f == PROTO_FIELD_COUNT || !(member & (UINT64_C(1) << f)))
       continue;
     if (s->field[f])
-      return proto_err_set(err, PROTO_E_MALFORMED, "%s: field \"%s\" appears twice",
-                           proto_type_name(type), proto_field_name(f));
+      return proto_err_set(err, PROTO_E_MALFORMED, "%s: field \"%s\" appears twice", proto_type_name(type),
+                           proto_field_name(f));
     s->field[f] = &kv->val;
   }
   return PROTO_OK;
@@ -311,15 +303,13 @@ static proto_errcode_t fill_message(const slots_t *s, proto_msg_t *msg, proto_er
       if ((rc = decode_field(&d, msg, f, s->field[f])) != PROTO_OK)
         return rc;
     } else if (proto_member_rows[i].req == PROTO_MEMBER_REQ) {
-      return proto_err_set(err, PROTO_E_MISSING, "%s: missing required field \"%s\"", d.type,
-                           proto_field_name(f));
+      return proto_err_set(err, PROTO_E_MISSING, "%s: missing required field \"%s\"", d.type, proto_field_name(f));
     }
   }
   return PROTO_OK;
 }
 
-static proto_errcode_t decode_object(const msgpack_object *top, proto_msg_t **out,
-                                     proto_err_t *err) {
+static proto_errcode_t decode_object(const msgpack_object *top, proto_msg_t **out, proto_err_t *err) {
   slots_t s = {0};
   proto_type_t type = PROTO_NONE;
   proto_msg_t *msg;

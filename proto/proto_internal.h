@@ -37,7 +37,6 @@ proto_errcode_t proto_err_set(proto_err_t *err, proto_errcode_t code, const char
  * replacing anything but printable ASCII (and '"', '\\') by '?', "..." when cut. */
 void proto_quote(char *out, size_t outsz, const char *s, size_t len);
 
-
 /* Structural check of a raw frame before msgpack-c sees it: size, exactly one
  * msgpack object and nothing after it, every declared count/length fitting the
  * bytes that follow, nesting <= PROTO_MAX_DEPTH, no 0xc1, no bin/ext, and a

@@ -21,14 +21,14 @@ struct proto_link {
   void (*on_heartbeat)(proto_msg_t *heartbeat, void *arg);
   void *arg;
   int64_t next_id;
-  bool registered;    /* welcomed since our last hello */
-  bool welcomed;      /* welcomed at least once */
+  bool registered; /* welcomed since our last hello */
+  bool welcomed;   /* welcomed at least once */
   char epoch[64];
   char why[96];
   int heartbeat_ms;
   int64_t last_heard; /* monotonic ms of the last message from the broker */
   int64_t hello_sent;
-  int64_t next_hb;    /* when our next heartbeat is due */
+  int64_t next_hb; /* when our next heartbeat is due */
 };
 
 /* The DEALER, a CURVE client of the broker. 0, or -1 with err filled. */
@@ -73,8 +73,7 @@ static void say_hello(proto_link_t *l, const char *why) {
   l->registered = false;
 }
 
-proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *o, proto_msg_t **hello_p, char *err,
-                             size_t errlen) {
+proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *o, proto_msg_t **hello_p, char *err, size_t errlen) {
   if (!ctx || !o || !o->endpoint || !o->key_file || !o->broker_key || !hello_p || !*hello_p ||
       (*hello_p)->type != PROTO_HELLO) {
     snprintf(err, errlen, "proto_link_new: missing endpoint, keys or hello");

@@ -25,12 +25,12 @@
 typedef struct proto_link proto_link_t;
 
 typedef struct {
-  const char *endpoint;          /* the broker's endpoint */
-  const char *key_file;          /* our CURVE key pair (keys_load_pair) */
-  const char *broker_key;        /* the broker's public key: Z85, or a file (keys_load_public) */
-  int reconnect_ivl_ms;          /* 0: 100 */
-  int reconnect_ivl_max_ms;      /* 0: 1000 */
-  int sndhwm;                    /* messages queued for the broker; 0: libzmq's default */
+  const char *endpoint;     /* the broker's endpoint */
+  const char *key_file;     /* our CURVE key pair (keys_load_pair) */
+  const char *broker_key;   /* the broker's public key: Z85, or a file (keys_load_public) */
+  int reconnect_ivl_ms;     /* 0: 100 */
+  int reconnect_ivl_max_ms; /* 0: 1000 */
+  int sndhwm;               /* messages queued for the broker; 0: libzmq's default */
   /* Called before each heartbeat goes out, to add fields (e.g. busy); may be NULL. */
   void (*on_heartbeat)(proto_msg_t *heartbeat, void *arg);
   void *arg;
@@ -54,8 +54,7 @@ typedef enum {
  * on every registration) and nulls it; on failure returns NULL with err
  * filled, and the caller still owns it. Does not wait for the welcome: see
  * proto_link_recv. */
-proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *opts, proto_msg_t **hello_p, char *err,
-                             size_t errlen);
+proto_link_t *proto_link_new(void *ctx, const proto_link_opts_t *opts, proto_msg_t **hello_p, char *err, size_t errlen);
 /* Says bye when the broker ever welcomed us (once; the link may go on to
  * register again). */
 void proto_link_bye(proto_link_t *self);

@@ -47,9 +47,9 @@ static proto_errcode_t header(rd_t *r, mp_t *t, uint64_t *n, int64_t *i) {
   if (!need(r, 1))
     return rd_fail(r, PROTO_E_MALFORMED, "frame truncated");
   unsigned c = r->p[r->pos++];
-  static const unsigned char extra[] = {[0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2,
-                                        [0xd2] = 4, [0xd3] = 8, [0xd9] = 1, [0xda] = 2, [0xdb] = 4, [0xdc] = 2,
-                                        [0xdd] = 4, [0xde] = 2, [0xdf] = 4, [0xca] = 0, [0xcb] = 0};
+  static const unsigned char extra[] = {
+      [0xcc] = 1, [0xcd] = 2, [0xce] = 4, [0xcf] = 8, [0xd0] = 1, [0xd1] = 2, [0xd2] = 4, [0xd3] = 8, [0xd9] = 1,
+      [0xda] = 2, [0xdb] = 4, [0xdc] = 2, [0xdd] = 4, [0xde] = 2, [0xdf] = 4, [0xca] = 0, [0xcb] = 0};
   *n = 0;
   if (c <= 0x7f || c >= 0xe0) {
     *t = MP_INT, *i = (int8_t)c;
@@ -64,23 +64,27 @@ static proto_errcode_t header(rd_t *r, mp_t *t, uint64_t *n, int64_t *i) {
     return PROTO_OK;
   }
   switch (c) {
-  case 0xc0:
-    *t = MP_NIL;
-    return PROTO_OK;
+  case 0xc0: *t = MP_NIL; return PROTO_OK;
   case 0xc2:
-  case 0xc3:
-    *t = MP_BOOL;
-    return PROTO_OK;
+  case 0xc3: *t = MP_BOOL; return PROTO_OK;
   case 0xca:
-  case 0xcb:
-    *t = MP_FLOAT, *n = c == 0xca ? 4 : 8;
-    return PROTO_OK;
-  case 0xcc: case 0xcd: case 0xce: case 0xcf: case 0xd0: case 0xd1: case 0xd2: case 0xd3:
-  case 0xd9: case 0xda: case 0xdb: case 0xdc: case 0xdd: case 0xde: case 0xdf:
-    break;
-  default:
-    r->pos--;
-    return rd_fail(r, PROTO_E_VALUE, "bin, ext or reserved byte");
+  case 0xcb: *t = MP_FLOAT, *n = c == 0xca ? 4 : 8; return PROTO_OK;
+  case 0xcc:
+  case 0xcd:
+  case 0xce:
+  case 0xcf:
+  case 0xd0:
+  case 0xd1:
+  case 0xd2:
+  case 0xd3:
+  case 0xd9:
+  case 0xda:
+  case 0xdb:
+  case 0xdc:
+  case 0xdd:
+  case 0xde:
+  case 0xdf: break;
+  default: r->pos--; return rd_fail(r, PROTO_E_VALUE, "bin, ext or reserved byte");
   }
   size_t k = extra[c];
   if (!need(r, k))

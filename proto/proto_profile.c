@@ -70,14 +70,14 @@ void proto_profile_read(const json_t *wire, proto_profile_t *out) {
   memset(out, 0, sizeof *out);
   if (!json_is_object(wire))
     return;
-#define GET(name, KIND, doc)                                                                     \
-  if (get_##KIND(json_object_get(wire, #name), &out->name))                                    \
+#define GET(name, KIND, doc)                                \
+  if (get_##KIND(json_object_get(wire, #name), &out->name)) \
     out->has |= UINT32_C(1) << PROTO_P_##name;
   PROTO_PROFILE_FIELDS(GET)
 #undef GET
   const json_t *settings = json_object_get(wire, "tool_settings");
-#define GET(name, KIND, doc)                                                                     \
-  if (get_##KIND(json_object_get(settings, #name), &out->tool.name))                           \
+#define GET(name, KIND, doc)                                         \
+  if (get_##KIND(json_object_get(settings, #name), &out->tool.name)) \
     out->tool_has |= UINT32_C(1) << PROTO_T_##name;
   PROTO_TOOL_SETTINGS(GET)
 #undef GET

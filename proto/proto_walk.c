@@ -21,20 +21,20 @@
  * empty array 138, empty object 224, growth of a parent's table per element).
  * Map keys are charged as strings (jansson stores them in the hash pair). */
 #define COST_SCALAR 56u
-#define COST_STR 104u         /* plus the string's length */
+#define COST_STR 104u /* plus the string's length */
 #define COST_ARRAY 160u
-#define COST_ARRAY_ELEM 16u   /* per element, on top of the element itself */
+#define COST_ARRAY_ELEM 16u /* per element, on top of the element itself */
 #define COST_MAP 256u
-#define COST_MAP_ENTRY 16u    /* per entry, on top of key and value */
+#define COST_MAP_ENTRY 16u /* per entry, on top of key and value */
 
 typedef struct {
   const unsigned char *p;
   size_t len;
   size_t pos;
-  size_t cost;      /* estimated decoded size so far */
-  size_t budget;    /* PROTO_DECODE_BUDGET(len) */
+  size_t cost;   /* estimated decoded size so far */
+  size_t budget; /* PROTO_DECODE_BUDGET(len) */
   proto_err_t *err;
-  const char *key;  /* top-level key whose value is being walked, or NULL */
+  const char *key; /* top-level key whose value is being walked, or NULL */
   size_t keylen;
 } walker_t;
 
@@ -85,9 +85,8 @@ static proto_errcode_t charge(walker_t *w, uint64_t bytes) {
     w->cost += (size_t)bytes;
     return PROTO_OK;
   }
-  snprintf(what, sizeof what,
-           "frame of %zu bytes would decode to more than %zu bytes (too many small values)",
-           w->len, w->budget);
+  snprintf(what, sizeof what, "frame of %zu bytes would decode to more than %zu bytes (too many small values)", w->len,
+           w->budget);
   return walk_reject(w, PROTO_E_OVERSIZE, what);
 }
 
@@ -96,8 +95,8 @@ static proto_errcode_t fits(walker_t *w, uint64_t n, uint64_t per, const char *n
   char what[160];
   if (n <= (w->len - w->pos) / per)
     return PROTO_OK;
-  snprintf(what, sizeof what, "%s of %llu cannot fit in the %zu bytes that follow", noun,
-           (unsigned long long)n, w->len - w->pos);
+  snprintf(what, sizeof what, "%s of %llu cannot fit in the %zu bytes that follow", noun, (unsigned long long)n,
+           w->len - w->pos);
   return walk_reject(w, PROTO_E_COUNT, what);
 }
 
@@ -173,33 +172,37 @@ static proto_errcode_t reject_byte(walker_t *w, unsigned char b) {
 }
 
 /* Walks the header byte's variable part; depth = containers enclosing it. */
-static proto_errcode_t walk_tagged(walker_t *w, unsigned char b, int depth, const char **str,
-                                   size_t *slen) {
+static proto_errcode_t walk_tagged(walker_t *w, unsigned char b, int depth, const char **str, size_t *slen) {
   uint64_t n = 0;
   proto_errcode_t rc;
   switch (b) {
-  case 0xc0: case 0xc2: case 0xc3:
-    return charge(w, COST_SCALAR);
-  case 0xcc: case 0xd0: case 0xcd: case 0xd1: case 0xca: case 0xce: case 0xd2:
-  case 0xcb: case 0xcf: case 0xd3: {
-    static const size_t width[] = {[0xca - 0xca] = 4, [0xcb - 0xca] = 8, [0xcc - 0xca] = 1,
-                                   [0xcd - 0xca] = 2, [0xce - 0xca] = 4, [0xcf - 0xca] = 8,
-                                   [0xd0 - 0xca] = 1, [0xd1 - 0xca] = 2, [0xd2 - 0xca] = 4,
-                                   [0xd3 - 0xca] = 8};
+  case 0xc0:
+  case 0xc2:
+  case 0xc3: return charge(w, COST_SCALAR);
+  case 0xcc:
+  case 0xd0:
+  case 0xcd:
+  case 0xd1:
+  case 0xca:
+  case 0xce:
+  case 0xd2:
+  case 0xcb:
+  case 0xcf:
+  case 0xd3: {
+    static const size_t width[] = {[0xca - 0xca] = 4, [0xcb - 0xca] = 8, [0xcc - 0xca] = 1, [0xcd - 0xca] = 2,
+                                   [0xce - 0xca] = 4, [0xcf - 0xca] = 8, [0xd0 - 0xca] = 1, [0xd1 - 0xca] = 2,
+                                   [0xd2 - 0xca] = 4, [0xd3 - 0xca] = 8};
     rc = skip(w, width[b - 0xca]);
     return rc == PROTO_OK ? charge(w, COST_SCALAR) : rc;
   }
-  case 0xd9: case 0xda: case 0xdb:
-    rc = read_be(w, (size_t)1 << (b - 0xd9), &n);
-    return rc == PROTO_OK ? walk_str(w, n, str, slen) : rc;
-  case 0xdc: case 0xdd:
-    rc = read_be(w, b == 0xdc ? 2 : 4, &n);
-    return rc == PROTO_OK ? walk_array(w, n, depth) : rc;
-  case 0xde: case 0xdf:
-    rc = read_be(w, b == 0xde ? 2 : 4, &n);
-    return rc == PROTO_OK ? walk_map(w, n, depth) : rc;
-  default:
-    return reject_byte(w, b);
+  case 0xd9:
+  case 0xda:
+  case 0xdb: rc = read_be(w, (size_t)1 << (b - 0xd9), &n); return rc == PROTO_OK ? walk_str(w, n, str, slen) : rc;
+  case 0xdc:
+  case 0xdd: rc = read_be(w, b == 0xdc ? 2 : 4, &n); return rc == PROTO_OK ? walk_array(w, n, depth) : rc;
+  case 0xde:
+  case 0xdf: rc = read_be(w, b == 0xde ? 2 : 4, &n); return rc == PROTO_OK ? walk_map(w, n, depth) : rc;
+  default: return reject_byte(w, b);
   }
 }
 
@@ -225,14 +228,13 @@ proto_errcode_t proto_walk(const unsigned char *data, size_t len, proto_err_t *e
   if (len == 0)
     return proto_err_set(err, PROTO_E_MALFORMED, "empty frame");
   if (len > PROTO_MAX_FRAME)
-    return proto_err_set(err, PROTO_E_OVERSIZE, "frame of %zu bytes exceeds the limit of %d bytes",
-                         len, PROTO_MAX_FRAME);
+    return proto_err_set(err, PROTO_E_OVERSIZE, "frame of %zu bytes exceeds the limit of %d bytes", len,
+                         PROTO_MAX_FRAME);
   rc = walk_value(&w, 0, NULL, NULL);
   if (rc != PROTO_OK)
     return rc;
   if (w.pos != len)
-    return proto_err_set(err, PROTO_E_MALFORMED, "%zu trailing byte(s) after the message",
-                         len - w.pos);
+    return proto_err_set(err, PROTO_E_MALFORMED, "%zu trailing byte(s) after the message", len - w.pos);
   return PROTO_OK;
 }
 
@@ -260,5 +262,3 @@ void proto_quote(char *out, size_t outsz, const char *s, size_t len) {
       out[o++] = '.';
   out[o] = '\0';
 }
-
-

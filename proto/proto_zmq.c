@@ -32,8 +32,7 @@ static int send_rest(void *sock, const void *data, size_t len, int flags) {
   return 0;
 }
 
-int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *data, size_t len,
-                   int flags) {
+int proto_send_raw(void *sock, const void *identity, size_t idlen, const void *data, size_t len, int flags) {
   flags &= ~ZMQ_SNDMORE;
   if (!sock || (!data && len))
     return -EINVAL;
@@ -156,8 +155,8 @@ int proto_frame_set_id(void *frame, size_t len, int64_t id) {
   p += (*p & 0xf0) == 0x80 ? 1 : *p == 0xde ? 3 : *p == 0xdf ? 5 : len;
   /* proto_encode writes "v" (a positive fixint), "type" (a string), then "id"
    * (9 bytes for PROTO_ID_UNSTAMPED: uint64, or int64 when negative). */
-  if (!skip_str(&p, end, "v") || p >= end || *p++ > 0x7f || !skip_str(&p, end, "type") ||
-      !skip_str(&p, end, NULL) || !skip_str(&p, end, "id") || end - p < 9 || (*p != 0xcf && *p != 0xd3))
+  if (!skip_str(&p, end, "v") || p >= end || *p++ > 0x7f || !skip_str(&p, end, "type") || !skip_str(&p, end, NULL) ||
+      !skip_str(&p, end, "id") || end - p < 9 || (*p != 0xcf && *p != 0xd3))
     return -EINVAL;
   *p = 0xd3; /* int64: right for any id */
   uint64_t v = (uint64_t)id;

@@ -54,8 +54,8 @@ int main(int argc, char **argv) {
       printf("{\"type\":\"undecodable\"}\n");
       rc = 1;
     } else {
-      json_t *o = json_pack("{s:s, s:s?, s:s?}", "type", proto_type_name(msg->type), "code", msg->code, "detail",
-                            msg->detail);
+      json_t *o =
+          json_pack("{s:s, s:s?, s:s?}", "type", proto_type_name(msg->type), "code", msg->code, "detail", msg->detail);
       char *line = json_dumps(o, JSON_COMPACT);
       printf("%s\n", line);
       free(line);

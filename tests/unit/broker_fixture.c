@@ -10,7 +10,8 @@
 
 static const char *base_config =
     "{\"agents\": {"
-    " \"main_agent\": {\"provider\": \"openai\", \"url\": \"http://127.0.0.1:9/v1\", \"model\": \"big\", \"role\": \"main\"},"
+    " \"main_agent\": {\"provider\": \"openai\", \"url\": \"http://127.0.0.1:9/v1\", \"model\": \"big\", \"role\": "
+    "\"main\"},"
     " \"reviewer_agent\": {\"provider\": \"openai\", \"url\": \"http://127.0.0.1:9/v1\", \"model\": \"small\","
     "   \"role\": \"reviewer\"}}%s%s}";
 

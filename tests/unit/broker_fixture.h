@@ -20,8 +20,8 @@ typedef struct {
   cadre_config_t *config;
   fx_sent_t sent[FX_SENT_MAX];
   int n_sent;
-  int fail_rc;    /* the writer's answer while fail_count > 0 */
-  int fail_count; /* frames still to refuse */
+  int fail_rc;            /* the writer's answer while fail_count > 0 */
+  int fail_count;         /* frames still to refuse */
   proto_type_t fail_type; /* only frames of this type are refused (PROTO_NONE: all) */
   char dir[256];
 } fx_t;

@@ -46,8 +46,11 @@ typedef struct {
 static const answer_case_t answer_cases[] = {
     {"a summary goes to main, labelled", {SUMMARY, NULL}, STORE_SESSION_DONE, "[SUMMARY from reviewer-1", 1},
     {"no summary: asked once, then it comes", {"Looked.", SUMMARY}, STORE_SESSION_DONE, "ship it", 2},
-    {"no summary even when asked: a FAIL summary", {"Looked.", "Still nothing."}, STORE_SESSION_FAILED,
-     "even when asked", 2},
+    {"no summary even when asked: a FAIL summary",
+     {"Looked.", "Still nothing."},
+     STORE_SESSION_FAILED,
+     "even when asked",
+     2},
 };
 
 static void test_answers_become_summaries(void **state) {

@@ -19,11 +19,11 @@
 
 typedef struct {
   const char *name;
-  const char *dirs[4];  /* made under the temporary root; "x/.git" makes a repository at x */
-  const char *gitfile;  /* a .git file (a worktree's) at this directory, or NULL */
-  const char *link;     /* "name=target": a symlink under the root, or NULL */
-  const char *cwd;      /* where cadre runs */
-  const char *want;     /* the workspace, relative to the root ("" is the root) */
+  const char *dirs[4]; /* made under the temporary root; "x/.git" makes a repository at x */
+  const char *gitfile; /* a .git file (a worktree's) at this directory, or NULL */
+  const char *link;    /* "name=target": a symlink under the root, or NULL */
+  const char *cwd;     /* where cadre runs */
+  const char *want;    /* the workspace, relative to the root ("" is the root) */
 } ws_case_t;
 
 static const ws_case_t cases[] = {
@@ -31,8 +31,12 @@ static const ws_case_t cases[] = {
     {"inside a repository: its root", {"repo/.git", "repo/src/deep"}, NULL, NULL, "repo/src/deep", "repo"},
     {"the repository root itself", {"repo/.git"}, NULL, NULL, "repo", "repo"},
     {"a worktree's .git file counts", {"wt/src"}, "wt", NULL, "wt/src", "wt"},
-    {"nested repositories: the innermost", {"outer/.git", "outer/inner/.git", "outer/inner/x"}, NULL, NULL,
-     "outer/inner/x", "outer/inner"},
+    {"nested repositories: the innermost",
+     {"outer/.git", "outer/inner/.git", "outer/inner/x"},
+     NULL,
+     NULL,
+     "outer/inner/x",
+     "outer/inner"},
     {"a directory named like .git below does not count", {"p/q/.github"}, NULL, NULL, "p/q", "p/q"},
     {"through a symlink: the real path", {"real/.git", "real/sub"}, NULL, "alias=real", "alias/sub", "real"},
 };

@@ -139,17 +139,19 @@ static void console_and_cadre_find_the_same_entry(void **state) {
   /* The names users type today, in both places. */
   static const struct {
     const char *cli, *slash;
-  } same[] = {{"spawn", "spawn"},       {"agents", "agents"},   {"stop", "stop"},     {"stop-all", "stop_all"},
-              {"stop-all", "stop-all"}, {"stats", "stats"},     {"config", "config"}, {"reset", "reset"},
-              {"history", "history"},   {"nodes", "nodes"},     {"plans", "plans"},   {"plan", "plan"},
-              {"approve", "approve"},   {"reject", "reject"},   {"modify", "modify"}, {"pause", "pause"},
-              {"resume", "resume"},     {"cancel", "cancel_workflow"}, {"template", "template"}};
+  } same[] = {{"spawn", "spawn"},       {"agents", "agents"},     {"stop", "stop"},
+              {"stop-all", "stop_all"}, {"stop-all", "stop-all"}, {"stats", "stats"},
+              {"config", "config"},     {"reset", "reset"},       {"history", "history"},
+              {"nodes", "nodes"},       {"plans", "plans"},       {"plan", "plan"},
+              {"approve", "approve"},   {"reject", "reject"},     {"modify", "modify"},
+              {"pause", "pause"},       {"resume", "resume"},     {"cancel", "cancel_workflow"},
+              {"template", "template"}};
   for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
     assert_non_null(cmd_find(same[i].cli));
     assert_ptr_equal(cmd_find(same[i].cli), cmd_find_slash(same[i].slash));
   }
-  static const char *cli_only[] = {"ask", "chat", "call", "send", "watch", "sessions", "status", "up",
-                                   "down", "keygen", "console"};
+  static const char *cli_only[] = {"ask",    "chat", "call", "send",   "watch",  "sessions",
+                                   "status", "up",   "down", "keygen", "console"};
   for (size_t i = 0; i < sizeof cli_only / sizeof cli_only[0]; i++)
     assert_non_null(cmd_find(cli_only[i]));
   static const char *console_only[] = {"stream", "thinking", "help", "exit", "quit"};
@@ -194,8 +196,8 @@ static void help_lists_every_command(void **state) {
 
 static const struct {
   const char *name;
-  const char *line;   /* "NAME ..." for cadre, "/NAME ..." for the console */
-  const char *shown;  /* what the user is told (a substring) */
+  const char *line;  /* "NAME ..." for cadre, "/NAME ..." for the console */
+  const char *shown; /* what the user is told (a substring) */
 } bad_cases[] = {
     {"spawn without words", "spawn", "usage: cadre spawn [--wait] ROLE TASK"},
     {"spawn without a task", "spawn reviewer", "usage: cadre spawn [--wait] ROLE TASK"},
@@ -281,8 +283,8 @@ static const struct {
      "{\"id\":2,\"edit\":{\"op\":\"set_arguments\",\"step\":1,\"arguments\":{\"path\":\"a b.txt\"}}}", 0},
     {"modify set_tool none", "modify 1 set_tool 1 none", "modify",
      "{\"id\":1,\"edit\":{\"op\":\"set_tool\",\"step\":1,\"tool\":null}}", 0},
-    {"modify remove_step", "modify 1 remove_step 2", "modify", "{\"id\":1,\"edit\":{\"op\":\"remove_step\",\"step\":2}}",
-     0},
+    {"modify remove_step", "modify 1 remove_step 2", "modify",
+     "{\"id\":1,\"edit\":{\"op\":\"remove_step\",\"step\":2}}", 0},
     {"/modify add_step", "/modify 1 add_step {\"title\": \"T\", \"agent\": \"tester\"}", "modify",
      "{\"id\":1,\"edit\":{\"op\":\"add_step\",\"step\":{\"title\":\"T\",\"agent\":\"tester\"}}}", 0},
     {"modify --edit", "modify 1 --edit {\"op\":\"remove_step\",\"step\":1}", "modify",
@@ -372,7 +374,8 @@ static const struct {
   const char *line;        /* what every place shows ("" nothing) */
   out_style_t style;
 } tool_cases[] = {
-    {"a tool call", "tool_call", "{\"id\": \"c1\", \"name\": \"write_file_tool\", \"arguments\": \"{\\\"path\\\": \\\"a\\\"}\"}",
+    {"a tool call", "tool_call",
+     "{\"id\": \"c1\", \"name\": \"write_file_tool\", \"arguments\": \"{\\\"path\\\": \\\"a\\\"}\"}",
      "→ write_file_tool {\"path\": \"a\"}", OUT_DIM},
     {"an OpenAI call, whitespace folded", "tool_call",
      "{\"id\": \"c2\", \"function\": {\"name\": \"run\", \"arguments\": \"a\\n\\n  b\"}}", "→ run a b", OUT_DIM},
@@ -453,11 +456,12 @@ static void turn_ends_read_the_same_everywhere(void **state) {
   } failures[] = {
       {"{\"status\": \"cancelled\", \"code\": \"cancelled\", \"detail\": \"cancelled by the user\"}",
        "cancelled (cancelled by the user)", OUT_DIM},
-      {"{\"status\": \"failed\", \"code\": \"http_500\", \"detail\": \"server error\"}", "failed: server error (HTTP 500)",
-       OUT_ERROR},
+      {"{\"status\": \"failed\", \"code\": \"http_500\", \"detail\": \"server error\"}",
+       "failed: server error (HTTP 500)", OUT_ERROR},
       {"{\"code\": \"no_node\", \"detail\": \"no agent daemon serving model m joined within 5 s\"}",
        "failed: no agent daemon serving model m joined within 5 s", OUT_ERROR},
-      {"{\"code\": \"lost\"}", "failed: The turn ended while the controller was away from the broker (cadre only).", OUT_ERROR},
+      {"{\"code\": \"lost\"}", "failed: The turn ended while the controller was away from the broker (cadre only).",
+       OUT_ERROR},
       {"{\"code\": \"weird\"}", "failed: no reason given", OUT_ERROR},
   };
   for (size_t i = 0; i < sizeof failures / sizeof failures[0]; i++) {

@@ -22,13 +22,23 @@ typedef struct {
 
 static const utf8_case_t utf8_cases[] = {
     {"no limit keeps all", 0, {"héllo", " wörld"}, "héllo wörld", false},
-    {"invalid bytes become ?", 0, {"a\xff" "b\xc3"}, "a?b?", false},
+    {"invalid bytes become ?",
+     0,
+     {"a\xff"
+      "b\xc3"},
+     "a?b?",
+     false},
     {"a surrogate is three ?", 0, {"x\xed\xa0\x80y"}, "x???y", false},
     {"cut at the limit", 5, {"abcdefgh"}, "abcde", true},
     {"a cut never splits a character", 4, {"abcé"}, "abc", true},
     {"exactly at the limit is not full", 5, {"ab", "cde"}, "abcde", false},
     {"after full nothing more", 3, {"abcd", "e"}, "abc", true},
-    {"a ? counts against the limit", 2, {"a\xff" "b"}, "a?", true},
+    {"a ? counts against the limit",
+     2,
+     {"a\xff"
+      "b"},
+     "a?",
+     true},
 };
 
 static void test_sbuf_add_utf8_cases(void **state) {
@@ -39,8 +49,7 @@ static void test_sbuf_add_utf8_cases(void **state) {
     for (int k = 0; k < 3 && c->parts[k]; k++)
       sbuf_add_utf8(&b, c->parts[k], strlen(c->parts[k]));
     if (strcmp(sbuf_str(&b), c->want) != 0 || b.full != c->full || b.len != strlen(c->want))
-      fail_msg("case \"%s\": got \"%s\" full=%d, want \"%s\" full=%d", c->name, sbuf_str(&b), b.full, c->want,
-               c->full);
+      fail_msg("case \"%s\": got \"%s\" full=%d, want \"%s\" full=%d", c->name, sbuf_str(&b), b.full, c->want, c->full);
     assert_true(util_utf8_valid(sbuf_str(&b), b.len));
     sbuf_free(&b);
   }

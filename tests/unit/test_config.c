@@ -28,8 +28,7 @@ typedef struct {
 
 /* ---- fixtures ---------------------------------------------------------- */
 
-static int setup(void **state)
-{
+static int setup(void **state) {
   fx_t *fx = calloc(1, sizeof *fx);
   if (!fx)
     return -1;
@@ -41,14 +40,12 @@ static int setup(void **state)
   return 0;
 }
 
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;
   return remove(path);
 }
 
-static int teardown(void **state)
-{
+static int teardown(void **state) {
   fx_t *fx = *state;
   nftw(fx->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
   free(fx);
@@ -58,9 +55,7 @@ static int teardown(void **state)
 
 /* Writes text into dir/name (creating one level of subdirectory), with every
  * ' turned into " so that JSON in the tests stays readable. Returns the path. */
-static const char *put(const fx_t *fx, const char *name, const char *text, bool quotes,
-                       char *path, size_t len)
-{
+static const char *put(const fx_t *fx, const char *name, const char *text, bool quotes, char *path, size_t len) {
   snprintf(path, len, "%s/%s", fx->dir, name);
   char *slash = strrchr(path, '/');
   if (slash > path + strlen(fx->dir)) {
@@ -76,15 +71,13 @@ static const char *put(const fx_t *fx, const char *name, const char *text, bool 
   return path;
 }
 
-static const char *put_json(const fx_t *fx, const char *name, const char *json, char *path, size_t len)
-{
+static const char *put_json(const fx_t *fx, const char *name, const char *json, char *path, size_t len) {
   return put(fx, name, json, true, path, len);
 }
 
 /* ---- built-in defaults ------------------------------------------------- */
 
-static void test_defaults_have_the_seed_team(void **state)
-{
+static void test_defaults_have_the_seed_team(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = config_load(NULL, SRC_PROMPTS, fx->err, sizeof fx->err);
   assert_non_null(c);
@@ -102,8 +95,7 @@ static void test_defaults_have_the_seed_team(void **state)
   struct {
     const char *role;
     double temperature;
-  } subs[] = { { "reviewer", 0.3 }, { "researcher", 0.5 }, { "implementer", 0.6 },
-               { "tester", 0.4 }, { "optimizer", 0.5 } };
+  } subs[] = {{"reviewer", 0.3}, {"researcher", 0.5}, {"implementer", 0.6}, {"tester", 0.4}, {"optimizer", 0.5}};
   for (size_t i = 0; i < 5; i++) {
     const cadre_profile_t *p = config_profile_for_role(c, subs[i].role);
     assert_non_null(p);
@@ -124,14 +116,15 @@ static void test_defaults_have_the_seed_team(void **state)
   config_destroy(&c);
 }
 
-static void test_defaults_spawning_rules(void **state)
-{
+static void test_defaults_spawning_rules(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = config_load(NULL, SRC_PROMPTS, fx->err, sizeof fx->err);
   assert_non_null(c);
   assert_int_equal(c->n_keywords, 4);
-  const char *want[][2] = { { "review", "reviewer_agent" }, { "test", "tester_agent" },
-                            { "research", "researcher_agent" }, { "optimize", "optimizer_agent" } };
+  const char *want[][2] = {{"review", "reviewer_agent"},
+                           {"test", "tester_agent"},
+                           {"research", "researcher_agent"},
+                           {"optimize", "optimizer_agent"}};
   for (size_t i = 0; i < 4; i++) {
     assert_string_equal(c->keywords[i].keyword, want[i][0]);
     assert_string_equal(c->keywords[i].profile, want[i][1]);
@@ -145,8 +138,7 @@ static void test_defaults_spawning_rules(void **state)
   config_destroy(NULL);
 }
 
-static void test_defaults_without_prompts_have_no_prompt(void **state)
-{
+static void test_defaults_without_prompts_have_no_prompt(void **state) {
   fx_t *fx = *state;
   setenv("CADRE_PROMPTS_DIR", fx->dir, 1); /* an empty directory wins the search */
   cadre_config_t *c = config_load(NULL, NULL, fx->err, sizeof fx->err);
@@ -169,26 +161,26 @@ static void test_defaults_without_prompts_have_no_prompt(void **state)
 /* ---- a full valid file ------------------------------------------------- */
 
 static const char FULL[] =
-  "{ 'agents': {\n"
-  "    'boss': { 'provider': 'openai', 'model': 'gpt-4o', 'api_key': 'sk-SECRET-123',\n"
-  "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'summarize_context': false, 'stream': false,\n"
-  "              'system_prompt_file': 'mine/boss.txt', 'cost_per_1m_input': 2.5,\n"
-  "              'cost_per_1m_output': 10, 'future_field': {'x': 1} },\n"
-  "    'rev': { 'provider': 'lm_studio', 'model': 'qwen', 'role': 'reviewer', 'api_key': null,\n"
-  "             'temperature': null },\n"
-  "    'sec': { 'provider': 'vllm', 'url': 'http://gpu1:8000/v1', 'model': 'm', 'role': 'security-2',\n"
-  "             'api_key': '' },\n"
-  "    'loc': { 'model': 'llama3', 'role': 'tester', 'system_prompt_file': 'prompts/tester_prompt.txt' }\n"
-  "  },\n"
-  "  'spawning_rules': { 'keywords': { 'review': 'rev', 'audit': 'sec' },\n"
-  "                      'auto_spawn_on_keywords': true, 'require_confirmation': false,\n"
-  "                      'unknown': 1 },\n"
-  "  'max_concurrent_agents': 3,\n"
-  "  'some_future_section': [1, 2, 3]\n"
-  "}\n";
+    "{ 'agents': {\n"
+    "    'boss': { 'provider': 'openai', 'model': 'gpt-4o', 'api_key': 'sk-SECRET-123',\n"
+    "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'summarize_context': "
+    "false, 'stream': false,\n"
+    "              'system_prompt_file': 'mine/boss.txt', 'cost_per_1m_input': 2.5,\n"
+    "              'cost_per_1m_output': 10, 'future_field': {'x': 1} },\n"
+    "    'rev': { 'provider': 'lm_studio', 'model': 'qwen', 'role': 'reviewer', 'api_key': null,\n"
+    "             'temperature': null },\n"
+    "    'sec': { 'provider': 'vllm', 'url': 'http://gpu1:8000/v1', 'model': 'm', 'role': 'security-2',\n"
+    "             'api_key': '' },\n"
+    "    'loc': { 'model': 'llama3', 'role': 'tester', 'system_prompt_file': 'prompts/tester_prompt.txt' }\n"
+    "  },\n"
+    "  'spawning_rules': { 'keywords': { 'review': 'rev', 'audit': 'sec' },\n"
+    "                      'auto_spawn_on_keywords': true, 'require_confirmation': false,\n"
+    "                      'unknown': 1 },\n"
+    "  'max_concurrent_agents': 3,\n"
+    "  'some_future_section': [1, 2, 3]\n"
+    "}\n";
 
-static cadre_config_t *load_full(fx_t *fx)
-{
+static cadre_config_t *load_full(fx_t *fx) {
   char path[PATH_MAX], prompt[PATH_MAX];
   put(fx, "mine/boss.txt", "You are the boss. [PLAN]\n", false, prompt, sizeof prompt);
   put_json(fx, "full.json", FULL, path, sizeof path);
@@ -198,8 +190,7 @@ static cadre_config_t *load_full(fx_t *fx)
   return c;
 }
 
-static void test_full_file_fields(void **state)
-{
+static void test_full_file_fields(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
   assert_int_equal(c->n_profiles, 4);
@@ -221,8 +212,7 @@ static void test_full_file_fields(void **state)
   config_destroy(&c);
 }
 
-static void test_full_file_defaults_per_field(void **state)
-{
+static void test_full_file_defaults_per_field(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
   const cadre_profile_t *r = config_profile(c, "rev");
@@ -252,8 +242,7 @@ static void test_full_file_defaults_per_field(void **state)
   config_destroy(&c);
 }
 
-static void test_full_file_spawning_rules(void **state)
-{
+static void test_full_file_spawning_rules(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
   assert_int_equal(c->n_keywords, 2);
@@ -266,8 +255,7 @@ static void test_full_file_spawning_rules(void **state)
   config_destroy(&c);
 }
 
-static void test_minimal_file_uses_defaults(void **state)
-{
+static void test_minimal_file_uses_defaults(void **state) {
   fx_t *fx = *state;
   char path[PATH_MAX];
   put_json(fx, "min.json", "{'agents': {'m': {'model': 'x', 'role': 'main'}}}", path, sizeof path);
@@ -282,8 +270,7 @@ static void test_minimal_file_uses_defaults(void **state)
 
 /* ---- prompt lookup ----------------------------------------------------- */
 
-static void test_prompt_beside_config_file(void **state)
-{
+static void test_prompt_beside_config_file(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
   const cadre_profile_t *b = config_main(c);
@@ -295,8 +282,7 @@ static void test_prompt_beside_config_file(void **state)
   config_destroy(&c);
 }
 
-static void test_prompt_falls_back_to_prompts_dir(void **state)
-{
+static void test_prompt_falls_back_to_prompts_dir(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
   /* "prompts/tester_prompt.txt" is not beside full.json: found in SRC_PROMPTS by name. */
@@ -310,14 +296,15 @@ static void test_prompt_falls_back_to_prompts_dir(void **state)
   config_destroy(&c);
 }
 
-static void test_prompt_absolute_path_and_prompts_dir_env(void **state)
-{
+static void test_prompt_absolute_path_and_prompts_dir_env(void **state) {
   fx_t *fx = *state;
   char path[PATH_MAX], prompt[PATH_MAX], json[PATH_MAX + 128];
   put(fx, "abs/p.txt", "absolute", false, prompt, sizeof prompt);
   put(fx, "envdir/main_prompt.txt", "from env", false, path, sizeof path);
-  snprintf(json, sizeof json, "{'agents': {'m': {'model': 'x', 'role': 'main'},"
-           " 'r': {'model': 'x', 'role': 'reviewer', 'system_prompt_file': '%s'}}}", prompt);
+  snprintf(json, sizeof json,
+           "{'agents': {'m': {'model': 'x', 'role': 'main'},"
+           " 'r': {'model': 'x', 'role': 'reviewer', 'system_prompt_file': '%s'}}}",
+           prompt);
   put_json(fx, "abs.json", json, path, sizeof path);
   char envdir[PATH_MAX];
   snprintf(envdir, sizeof envdir, "%s/envdir", fx->dir);
@@ -329,8 +316,7 @@ static void test_prompt_absolute_path_and_prompts_dir_env(void **state)
   config_destroy(&c);
 }
 
-static void test_find_prompts_dir(void **state)
-{
+static void test_find_prompts_dir(void **state) {
   fx_t *fx = *state;
   char buf[PATH_MAX];
   setenv("CADRE_PROMPTS_DIR", fx->dir, 1);
@@ -345,10 +331,9 @@ static void test_find_prompts_dir(void **state)
   assert_true(S_ISDIR(st.st_mode));
 }
 
-static void test_example_configs_load(void **state)
-{
+static void test_example_configs_load(void **state) {
   fx_t *fx = *state;
-  const char *files[] = { "config.json", "config-openai.json", "config-lmstudio.json" };
+  const char *files[] = {"config.json", "config-openai.json", "config-lmstudio.json"};
   for (size_t i = 0; i < 3; i++) {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/examples/%s", CADRE_SOURCE_ROOT, files[i]);
@@ -373,108 +358,114 @@ typedef struct {
 #define MAIN_WITH(extra) "{'agents': {'main_agent': {'role': 'main', 'model': 'm'" extra "}}}"
 
 static const err_case_t ERR_CASES[] = {
-  { "syntax error with line and column", "{\n  'agents': {\n    'a': 1,\n  }\n}\n",
-    "c.json:4:3: JSON syntax error: " },
-  { "duplicate key", "{'agents': {}, 'agents': {}}", "c.json:1:23: JSON syntax error: duplicate object key" },
-  { "empty file", "", "c.json:1:0: JSON syntax error: " },
-  { "top level not an object", "[1]", "c.json: expected a JSON object at the top level, got an array" },
-  { "agents missing", "{'agent': {}}", "c.json: agents: missing; expected an object of agent profiles" },
-  { "agents not an object", "{'agents': []}", "c.json: agents: expected an object of agent profiles, got an array" },
-  { "profile not an object", "{'agents': {'main_agent': 'gpt'}}",
-    "c.json: agents.main_agent: expected an object (an agent profile), got \"gpt\"" },
-  { "empty profile name", "{'agents': {'': {}}}", "c.json: agents: profile name \"\" must be 1 to 64" },
-  { "no main", "{'agents': {'r': {'role': 'reviewer', 'model': 'm'}}}",
-    "c.json: agents: no profile has role \"main\"" },
-  { "no profiles", "{'agents': {}}", "c.json: agents: no profile has role \"main\"" },
-  { "two mains", "{'agents': {'a': {'role': 'main', 'model': 'm'}, 'b': {'role': 'main', 'model': 'm'}}}",
-    "c.json: agents: profiles \"a\" and \"b\" both have role \"main\"" },
-  { "provider not a string", MAIN_WITH(", 'provider': 5"),
-    "c.json: agents.main_agent.provider: expected a non-empty string, got 5" },
-  { "provider empty", MAIN_WITH(", 'provider': ''"),
-    "c.json: agents.main_agent.provider: expected a non-empty string, got \"\"" },
-  { "url missing for unknown provider", MAIN_WITH(", 'provider': 'vllm'"),
-    "c.json: agents.main_agent.url: missing; provider \"vllm\" has no default URL" },
-  { "url without scheme", MAIN_WITH(", 'url': 'localhost:11434/v1'"),
-    "c.json: agents.main_agent.url: expected an http:// or https:// URL, got \"localhost:11434/v1\"" },
-  { "url ftp", MAIN_WITH(", 'url': 'ftp://host/v1'"), "c.json: agents.main_agent.url: expected an http:// or https:// URL" },
-  { "url without host", MAIN_WITH(", 'url': 'http://'"), "c.json: agents.main_agent.url: expected an http:// or https:// URL" },
-  { "url with space", MAIN_WITH(", 'url': 'http://a b/v1'"), "c.json: agents.main_agent.url: expected an http:// or https:// URL" },
-  { "url not a string", MAIN_WITH(", 'url': 11434"), "c.json: agents.main_agent.url: expected a non-empty string, got 11434" },
-  { "model missing", "{'agents': {'main_agent': {'role': 'main'}}}", "c.json: agents.main_agent.model: missing (required)" },
-  { "model null", "{'agents': {'main_agent': {'role': 'main', 'model': null}}}", "c.json: agents.main_agent.model: missing (required)" },
-  { "model not a string", "{'agents': {'main_agent': {'role': 'main', 'model': true}}}",
-    "c.json: agents.main_agent.model: expected a non-empty string, got true" },
-  { "api_key not a string", MAIN_WITH(", 'api_key': 12345"),
-    "c.json: agents.main_agent.api_key: expected a string or null, got a number" },
-  { "role missing", "{'agents': {'main_agent': {'model': 'm'}}}", "c.json: agents.main_agent.role: missing (required)" },
-  { "role uppercase", "{'agents': {'main_agent': {'model': 'm', 'role': 'Main'}}}",
-    "c.json: agents.main_agent.role: expected lowercase letters, digits, '_' or '-'" },
-  { "role with space", "{'agents': {'main_agent': {'model': 'm', 'role': 'code review'}}}",
-    "c.json: agents.main_agent.role: expected lowercase letters" },
-  { "control characters are not echoed", MAIN_WITH(", 'url': 'http://a\\nb'"),
-    "c.json: agents.main_agent.url: expected an http:// or https:// URL, got \"http://a?b\"" },
-  { "role not a string", "{'agents': {'main_agent': {'model': 'm', 'role': ['main']}}}",
-    "c.json: agents.main_agent.role: expected a non-empty string, got an array" },
-  { "temperature a word", MAIN_WITH(", 'temperature': 'hot'"),
-    "c.json: agents.main_agent.temperature: expected a number between 0 and 2, got \"hot\"" },
-  { "temperature too high", MAIN_WITH(", 'temperature': 2.5"),
-    "c.json: agents.main_agent.temperature: expected a number between 0 and 2, got 2.5" },
-  { "temperature negative", MAIN_WITH(", 'temperature': -0.1"),
-    "c.json: agents.main_agent.temperature: expected a number between 0 and 2, got -0.1" },
-  { "context_tokens too small", MAIN_WITH(", 'context_tokens': 100"),
-    "c.json: agents.main_agent.context_tokens: expected an integer from 256 to 10000000, got 100" },
-  { "context_tokens a string", MAIN_WITH(", 'context_tokens': '8k'"),
-    "c.json: agents.main_agent.context_tokens: expected an integer from 256 to 10000000, got \"8k\"" },
-  { "max_tokens zero", MAIN_WITH(", 'max_tokens': 0"),
-    "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got 0" },
-  { "max_tokens real", MAIN_WITH(", 'max_tokens': 1.5"),
-    "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got 1.5" },
-  { "max_tokens string", MAIN_WITH(", 'max_tokens': '2048'"),
-    "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got \"2048\"" },
-  { "max_tokens huge", MAIN_WITH(", 'max_tokens': 99999999999"),
-    "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got 99999999999" },
-  { "stream a string", MAIN_WITH(", 'stream': 'yes'"),
-    "c.json: agents.main_agent.stream: expected true or false, got \"yes\"" },
-  { "stream a number", MAIN_WITH(", 'stream': 1"), "c.json: agents.main_agent.stream: expected true or false, got 1" },
-  { "summarize_context a string", MAIN_WITH(", 'summarize_context': 'no'"),
-    "c.json: agents.main_agent.summarize_context: expected true or false, got \"no\"" },
-  { "cost negative", MAIN_WITH(", 'cost_per_1m_input': -1"),
-    "c.json: agents.main_agent.cost_per_1m_input: expected a number of 0 or more (USD), got -1" },
-  { "cost a string", MAIN_WITH(", 'cost_per_1m_output': '$2'"),
-    "c.json: agents.main_agent.cost_per_1m_output: expected a number of 0 or more (USD), got \"$2\"" },
-  { "prompt file missing", MAIN_WITH(", 'system_prompt_file': 'nope.txt'"),
-    "c.json: agents.main_agent.system_prompt_file: prompt file \"nope.txt\" not found in " },
-  { "prompt file absolute missing", MAIN_WITH(", 'system_prompt_file': '/nonexistent/p.txt'"),
-    "c.json: agents.main_agent.system_prompt_file: prompt file \"/nonexistent/p.txt\" not found" },
-  { "prompt file not a string", MAIN_WITH(", 'system_prompt_file': {}"),
-    "c.json: agents.main_agent.system_prompt_file: expected a non-empty string, got an object" },
-  { "trailing garbage", MAIN_WITH("") "x", "c.json:1:" },
-  { "spawning_rules a string", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': 'x'}",
-    "c.json: spawning_rules: expected an object, got \"x\"" },
-  { "keyword names missing profile",
-    "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': {'review': 'nope'}}}",
-    "c.json: spawning_rules.keywords.review: names profile \"nope\", which is not in agents" },
-  { "keyword value not a string",
-    "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': {'review': 1}}}",
-    "c.json: spawning_rules.keywords.review: expected a profile name, got 1" },
-  { "keywords an array", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': ['m']}}",
-    "c.json: spawning_rules.keywords: expected an object mapping words to profile names, got an array" },
-  { "empty keyword", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': {'': 'm'}}}",
-    "c.json: spawning_rules.keywords.: a keyword must not be empty" },
-  { "auto_spawn not a bool",
-    "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'auto_spawn_on_keywords': 'no'}}",
-    "c.json: spawning_rules.auto_spawn_on_keywords: expected true or false, got \"no\"" },
-  { "require_confirmation not a bool",
-    "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'require_confirmation': 0}}",
-    "c.json: spawning_rules.require_confirmation: expected true or false, got 0" },
-  { "max_concurrent_agents zero", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'max_concurrent_agents': 0}",
-    "c.json: max_concurrent_agents: expected an integer from 1 to 1024, got 0" },
-  { "max_concurrent_agents string", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'max_concurrent_agents': 'five'}",
-    "c.json: max_concurrent_agents: expected an integer from 1 to 1024, got \"five\"" },
+    {"syntax error with line and column", "{\n  'agents': {\n    'a': 1,\n  }\n}\n", "c.json:4:3: JSON syntax error: "},
+    {"duplicate key", "{'agents': {}, 'agents': {}}", "c.json:1:23: JSON syntax error: duplicate object key"},
+    {"empty file", "", "c.json:1:0: JSON syntax error: "},
+    {"top level not an object", "[1]", "c.json: expected a JSON object at the top level, got an array"},
+    {"agents missing", "{'agent': {}}", "c.json: agents: missing; expected an object of agent profiles"},
+    {"agents not an object", "{'agents': []}", "c.json: agents: expected an object of agent profiles, got an array"},
+    {"profile not an object", "{'agents': {'main_agent': 'gpt'}}",
+     "c.json: agents.main_agent: expected an object (an agent profile), got \"gpt\""},
+    {"empty profile name", "{'agents': {'': {}}}", "c.json: agents: profile name \"\" must be 1 to 64"},
+    {"no main", "{'agents': {'r': {'role': 'reviewer', 'model': 'm'}}}",
+     "c.json: agents: no profile has role \"main\""},
+    {"no profiles", "{'agents': {}}", "c.json: agents: no profile has role \"main\""},
+    {"two mains", "{'agents': {'a': {'role': 'main', 'model': 'm'}, 'b': {'role': 'main', 'model': 'm'}}}",
+     "c.json: agents: profiles \"a\" and \"b\" both have role \"main\""},
+    {"provider not a string", MAIN_WITH(", 'provider': 5"),
+     "c.json: agents.main_agent.provider: expected a non-empty string, got 5"},
+    {"provider empty", MAIN_WITH(", 'provider': ''"),
+     "c.json: agents.main_agent.provider: expected a non-empty string, got \"\""},
+    {"url missing for unknown provider", MAIN_WITH(", 'provider': 'vllm'"),
+     "c.json: agents.main_agent.url: missing; provider \"vllm\" has no default URL"},
+    {"url without scheme", MAIN_WITH(", 'url': 'localhost:11434/v1'"),
+     "c.json: agents.main_agent.url: expected an http:// or https:// URL, got \"localhost:11434/v1\""},
+    {"url ftp", MAIN_WITH(", 'url': 'ftp://host/v1'"),
+     "c.json: agents.main_agent.url: expected an http:// or https:// URL"},
+    {"url without host", MAIN_WITH(", 'url': 'http://'"),
+     "c.json: agents.main_agent.url: expected an http:// or https:// URL"},
+    {"url with space", MAIN_WITH(", 'url': 'http://a b/v1'"),
+     "c.json: agents.main_agent.url: expected an http:// or https:// URL"},
+    {"url not a string", MAIN_WITH(", 'url': 11434"),
+     "c.json: agents.main_agent.url: expected a non-empty string, got 11434"},
+    {"model missing", "{'agents': {'main_agent': {'role': 'main'}}}",
+     "c.json: agents.main_agent.model: missing (required)"},
+    {"model null", "{'agents': {'main_agent': {'role': 'main', 'model': null}}}",
+     "c.json: agents.main_agent.model: missing (required)"},
+    {"model not a string", "{'agents': {'main_agent': {'role': 'main', 'model': true}}}",
+     "c.json: agents.main_agent.model: expected a non-empty string, got true"},
+    {"api_key not a string", MAIN_WITH(", 'api_key': 12345"),
+     "c.json: agents.main_agent.api_key: expected a string or null, got a number"},
+    {"role missing", "{'agents': {'main_agent': {'model': 'm'}}}",
+     "c.json: agents.main_agent.role: missing (required)"},
+    {"role uppercase", "{'agents': {'main_agent': {'model': 'm', 'role': 'Main'}}}",
+     "c.json: agents.main_agent.role: expected lowercase letters, digits, '_' or '-'"},
+    {"role with space", "{'agents': {'main_agent': {'model': 'm', 'role': 'code review'}}}",
+     "c.json: agents.main_agent.role: expected lowercase letters"},
+    {"control characters are not echoed", MAIN_WITH(", 'url': 'http://a\\nb'"),
+     "c.json: agents.main_agent.url: expected an http:// or https:// URL, got \"http://a?b\""},
+    {"role not a string", "{'agents': {'main_agent': {'model': 'm', 'role': ['main']}}}",
+     "c.json: agents.main_agent.role: expected a non-empty string, got an array"},
+    {"temperature a word", MAIN_WITH(", 'temperature': 'hot'"),
+     "c.json: agents.main_agent.temperature: expected a number between 0 and 2, got \"hot\""},
+    {"temperature too high", MAIN_WITH(", 'temperature': 2.5"),
+     "c.json: agents.main_agent.temperature: expected a number between 0 and 2, got 2.5"},
+    {"temperature negative", MAIN_WITH(", 'temperature': -0.1"),
+     "c.json: agents.main_agent.temperature: expected a number between 0 and 2, got -0.1"},
+    {"context_tokens too small", MAIN_WITH(", 'context_tokens': 100"),
+     "c.json: agents.main_agent.context_tokens: expected an integer from 256 to 10000000, got 100"},
+    {"context_tokens a string", MAIN_WITH(", 'context_tokens': '8k'"),
+     "c.json: agents.main_agent.context_tokens: expected an integer from 256 to 10000000, got \"8k\""},
+    {"max_tokens zero", MAIN_WITH(", 'max_tokens': 0"),
+     "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got 0"},
+    {"max_tokens real", MAIN_WITH(", 'max_tokens': 1.5"),
+     "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got 1.5"},
+    {"max_tokens string", MAIN_WITH(", 'max_tokens': '2048'"),
+     "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got \"2048\""},
+    {"max_tokens huge", MAIN_WITH(", 'max_tokens': 99999999999"),
+     "c.json: agents.main_agent.max_tokens: expected an integer from 1 to 10000000, got 99999999999"},
+    {"stream a string", MAIN_WITH(", 'stream': 'yes'"),
+     "c.json: agents.main_agent.stream: expected true or false, got \"yes\""},
+    {"stream a number", MAIN_WITH(", 'stream': 1"), "c.json: agents.main_agent.stream: expected true or false, got 1"},
+    {"summarize_context a string", MAIN_WITH(", 'summarize_context': 'no'"),
+     "c.json: agents.main_agent.summarize_context: expected true or false, got \"no\""},
+    {"cost negative", MAIN_WITH(", 'cost_per_1m_input': -1"),
+     "c.json: agents.main_agent.cost_per_1m_input: expected a number of 0 or more (USD), got -1"},
+    {"cost a string", MAIN_WITH(", 'cost_per_1m_output': '$2'"),
+     "c.json: agents.main_agent.cost_per_1m_output: expected a number of 0 or more (USD), got \"$2\""},
+    {"prompt file missing", MAIN_WITH(", 'system_prompt_file': 'nope.txt'"),
+     "c.json: agents.main_agent.system_prompt_file: prompt file \"nope.txt\" not found in "},
+    {"prompt file absolute missing", MAIN_WITH(", 'system_prompt_file': '/nonexistent/p.txt'"),
+     "c.json: agents.main_agent.system_prompt_file: prompt file \"/nonexistent/p.txt\" not found"},
+    {"prompt file not a string", MAIN_WITH(", 'system_prompt_file': {}"),
+     "c.json: agents.main_agent.system_prompt_file: expected a non-empty string, got an object"},
+    {"trailing garbage", MAIN_WITH("") "x", "c.json:1:"},
+    {"spawning_rules a string", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': 'x'}",
+     "c.json: spawning_rules: expected an object, got \"x\""},
+    {"keyword names missing profile",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': {'review': 'nope'}}}",
+     "c.json: spawning_rules.keywords.review: names profile \"nope\", which is not in agents"},
+    {"keyword value not a string",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': {'review': 1}}}",
+     "c.json: spawning_rules.keywords.review: expected a profile name, got 1"},
+    {"keywords an array", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': ['m']}}",
+     "c.json: spawning_rules.keywords: expected an object mapping words to profile names, got an array"},
+    {"empty keyword", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'keywords': {'': 'm'}}}",
+     "c.json: spawning_rules.keywords.: a keyword must not be empty"},
+    {"auto_spawn not a bool",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'auto_spawn_on_keywords': 'no'}}",
+     "c.json: spawning_rules.auto_spawn_on_keywords: expected true or false, got \"no\""},
+    {"require_confirmation not a bool",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'spawning_rules': {'require_confirmation': 0}}",
+     "c.json: spawning_rules.require_confirmation: expected true or false, got 0"},
+    {"max_concurrent_agents zero", "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'max_concurrent_agents': 0}",
+     "c.json: max_concurrent_agents: expected an integer from 1 to 1024, got 0"},
+    {"max_concurrent_agents string",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'max_concurrent_agents': 'five'}",
+     "c.json: max_concurrent_agents: expected an integer from 1 to 1024, got \"five\""},
 };
 
-static void expect_error(fx_t *fx, const char *path, const char *name, const char *want)
-{
+static void expect_error(fx_t *fx, const char *path, const char *name, const char *want) {
   cadre_config_t *c = config_load(path, SRC_PROMPTS, fx->err, sizeof fx->err);
   if (c) {
     config_destroy(&c);
@@ -486,8 +477,7 @@ static void expect_error(fx_t *fx, const char *path, const char *name, const cha
     fail_msg("case \"%s\": error does not start with the file name: %s", name, fx->err);
 }
 
-static void test_error_table(void **state)
-{
+static void test_error_table(void **state) {
   fx_t *fx = *state;
   for (size_t i = 0; i < sizeof ERR_CASES / sizeof ERR_CASES[0]; i++) {
     char path[PATH_MAX];
@@ -496,8 +486,7 @@ static void test_error_table(void **state)
   }
 }
 
-static void test_error_missing_file(void **state)
-{
+static void test_error_missing_file(void **state) {
   fx_t *fx = *state;
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/x.json", fx->dir);
@@ -505,8 +494,7 @@ static void test_error_missing_file(void **state)
   expect_error(fx, fx->dir, "a directory", ": cannot read: Is a directory");
 }
 
-static void test_error_file_too_large(void **state)
-{
+static void test_error_file_too_large(void **state) {
   fx_t *fx = *state;
   size_t n = 1024 * 1024 + 10;
   char *big = malloc(n + 1);
@@ -521,8 +509,7 @@ static void test_error_file_too_large(void **state)
   expect_error(fx, path, "big config", "big.json: file is larger than 1 MiB");
 }
 
-static void test_error_prompt_too_large_or_binary(void **state)
-{
+static void test_error_prompt_too_large_or_binary(void **state) {
   fx_t *fx = *state;
   char path[PATH_MAX], p[PATH_MAX];
   char *big = malloc(300 * 1024 + 1);
@@ -541,13 +528,12 @@ static void test_error_prompt_too_large_or_binary(void **state)
 
 /* ---- views ------------------------------------------------------------- */
 
-static void test_wire_profile_has_no_secrets(void **state)
-{
+static void test_wire_profile_has_no_secrets(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
   json_t *w = config_profile_wire(config_main(c));
   assert_non_null(w);
-  const char *want[] = { "name", "provider", "url", "model", "role", "temperature", "max_tokens", "stream" };
+  const char *want[] = {"name", "provider", "url", "model", "role", "temperature", "max_tokens", "stream"};
   for (size_t i = 0; i < 8; i++)
     assert_non_null(json_object_get(w, want[i]));
   assert_string_equal(json_string_value(json_object_get(w, "model")), "gpt-4o");
@@ -565,8 +551,7 @@ static void test_wire_profile_has_no_secrets(void **state)
   config_destroy(&c);
 }
 
-static void test_to_json_masks_keys(void **state)
-{
+static void test_to_json_masks_keys(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
   json_t *j = config_to_json(c);
@@ -590,8 +575,7 @@ static void test_to_json_masks_keys(void **state)
   config_destroy(&c);
 }
 
-static void test_to_json_of_defaults(void **state)
-{
+static void test_to_json_of_defaults(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = config_load(NULL, SRC_PROMPTS, fx->err, sizeof fx->err);
   json_t *j = config_to_json(c);
@@ -602,29 +586,28 @@ static void test_to_json_of_defaults(void **state)
   config_destroy(&c);
 }
 
-int main(void)
-{
+int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
-    T(test_defaults_have_the_seed_team),
-    T(test_defaults_spawning_rules),
-    T(test_defaults_without_prompts_have_no_prompt),
-    T(test_full_file_fields),
-    T(test_full_file_defaults_per_field),
-    T(test_full_file_spawning_rules),
-    T(test_minimal_file_uses_defaults),
-    T(test_prompt_beside_config_file),
-    T(test_prompt_falls_back_to_prompts_dir),
-    T(test_prompt_absolute_path_and_prompts_dir_env),
-    T(test_find_prompts_dir),
-    T(test_example_configs_load),
-    T(test_error_table),
-    T(test_error_missing_file),
-    T(test_error_file_too_large),
-    T(test_error_prompt_too_large_or_binary),
-    T(test_wire_profile_has_no_secrets),
-    T(test_to_json_masks_keys),
-    T(test_to_json_of_defaults),
+      T(test_defaults_have_the_seed_team),
+      T(test_defaults_spawning_rules),
+      T(test_defaults_without_prompts_have_no_prompt),
+      T(test_full_file_fields),
+      T(test_full_file_defaults_per_field),
+      T(test_full_file_spawning_rules),
+      T(test_minimal_file_uses_defaults),
+      T(test_prompt_beside_config_file),
+      T(test_prompt_falls_back_to_prompts_dir),
+      T(test_prompt_absolute_path_and_prompts_dir_env),
+      T(test_find_prompts_dir),
+      T(test_example_configs_load),
+      T(test_error_table),
+      T(test_error_missing_file),
+      T(test_error_file_too_large),
+      T(test_error_prompt_too_large_or_binary),
+      T(test_wire_profile_has_no_secrets),
+      T(test_to_json_masks_keys),
+      T(test_to_json_of_defaults),
 #undef T
   };
   return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -31,7 +31,8 @@ static const struct {
      "0 file(s) restored, 1 created file(s) removed, 0 deleted, 0 mismatch(es)"},
     {"restores that changed nothing are counted apart",
      "{\"restored\": [{\"path\": \"a\", \"existed\": true, \"changed\": false}, "
-     "{\"path\": \"b\", \"existed\": true, \"changed\": true}, {\"path\": \"a\", \"existed\": true, \"changed\": false}]}",
+     "{\"path\": \"b\", \"existed\": true, \"changed\": true}, {\"path\": \"a\", \"existed\": true, \"changed\": "
+     "false}]}",
      "1 file(s) restored, 1 already as they were, 0 deleted, 0 mismatch(es)"},
     {"one changing restore of a file is enough",
      "{\"restored\": [{\"path\": \"a\", \"existed\": true, \"changed\": true}, "
@@ -105,20 +106,22 @@ static void step_results(void **state) {
 
 static void plan_as_editable_text(void **state) {
   (void)state;
-  json_t *p = json_loads("{\"id\": 4, \"title\": \"Ship\", \"estimate\": {\"seconds\": 75, \"cost\": 0.02}, \"steps\": ["
-                         "{\"number\": 1, \"title\": \"Write\", \"agent\": \"\", \"tool\": \"write_file_tool\", "
-                         "\"arguments\": {\"path\": \"a\"}, \"dependencies\": [], \"estimated_seconds\": 30},"
-                         "{\"number\": 2, \"title\": \"Check\", \"agent\": \"tester\", \"tool\": null, \"arguments\": null,"
-                         " \"dependencies\": [1], \"estimated_seconds\": 45, \"description\": \"run it\"}]}",
-                         0, NULL);
+  json_t *p =
+      json_loads("{\"id\": 4, \"title\": \"Ship\", \"estimate\": {\"seconds\": 75, \"cost\": 0.02}, \"steps\": ["
+                 "{\"number\": 1, \"title\": \"Write\", \"agent\": \"\", \"tool\": \"write_file_tool\", "
+                 "\"arguments\": {\"path\": \"a\"}, \"dependencies\": [], \"estimated_seconds\": 30},"
+                 "{\"number\": 2, \"title\": \"Check\", \"agent\": \"tester\", \"tool\": null, \"arguments\": null,"
+                 " \"dependencies\": [1], \"estimated_seconds\": 45, \"description\": \"run it\"}]}",
+                 0, NULL);
   sbuf_t b = {0};
   plan_editor_text(&b, p);
-  const char *want = "[PLAN]\n## Workflow: Ship\n"
-                     "\n### Step 1: Write\n- Tool: write_file_tool\n- Arguments: {\"path\":\"a\"}\n- Dependencies: none\n"
-                     "- Estimated Time: 30s\n"
-                     "\n### Step 2: Check\n- Agent: tester\n- Dependencies: Step 1\n- Estimated Time: 45s\n"
-                     "- Description: run it\n"
-                     "\n## Total Estimated Time: 75s\n## Cost Estimate: $0.0200\n[/PLAN]\n";
+  const char *want =
+      "[PLAN]\n## Workflow: Ship\n"
+      "\n### Step 1: Write\n- Tool: write_file_tool\n- Arguments: {\"path\":\"a\"}\n- Dependencies: none\n"
+      "- Estimated Time: 30s\n"
+      "\n### Step 2: Check\n- Agent: tester\n- Dependencies: Step 1\n- Estimated Time: 45s\n"
+      "- Description: run it\n"
+      "\n## Total Estimated Time: 75s\n## Cost Estimate: $0.0200\n[/PLAN]\n";
   const char *block = strstr(sbuf_str(&b), "[PLAN]");
   assert_non_null(block);
   assert_string_equal(block, want);

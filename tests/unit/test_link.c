@@ -30,13 +30,13 @@ typedef struct {
   char dir[64], key_file[96]; /* the client's key pair file */
   char endpoint[64];
   proto_link_t *link;
-  uint8_t peer[256];    /* the link's identity at the ROUTER */
+  uint8_t peer[256]; /* the link's identity at the ROUTER */
   size_t peerlen;
-  int events[8];        /* notices the link returned, by kind */
-  int heartbeats;       /* heartbeats the broker received */
-  int64_t last_id;      /* the id of the last message the broker received */
+  int events[8];   /* notices the link returned, by kind */
+  int heartbeats;  /* heartbeats the broker received */
+  int64_t last_id; /* the id of the last message the broker received */
   int busy_calls;
-  const char *epoch;    /* the live broker heartbeats with it; NULL: silent */
+  const char *epoch; /* the live broker heartbeats with it; NULL: silent */
   int64_t next_beat;
 } fx_t;
 
@@ -134,9 +134,13 @@ static proto_link_t *open_link(fx_t *fx, const char *broker_key) {
   proto_set_str(hello, PROTO_F_role, "node");
   proto_set_str(hello, PROTO_F_name, "n1");
   proto_set_str(hello, PROTO_F_version, "test");
-  proto_link_opts_t o = {.endpoint = fx->endpoint, .key_file = fx->key_file, .broker_key = broker_key,
-                         .reconnect_ivl_ms = 20, .reconnect_ivl_max_ms = 100,
-                         .on_heartbeat = count_busy, .arg = fx};
+  proto_link_opts_t o = {.endpoint = fx->endpoint,
+                         .key_file = fx->key_file,
+                         .broker_key = broker_key,
+                         .reconnect_ivl_ms = 20,
+                         .reconnect_ivl_max_ms = 100,
+                         .on_heartbeat = count_busy,
+                         .arg = fx};
   char err[256];
   proto_link_t *l = proto_link_new(fx->ctx, &o, &hello, err, sizeof err);
   if (!l)
@@ -241,14 +245,14 @@ static void test_heartbeats_on_time(void **state) {
   int n = fx->heartbeats - before;
   /* every HB_MS: about 10 in a second, a little slack for a loaded machine */
   assert_true(n >= 7 && n <= (int)(took / HB_MS) + 2);
-  assert_true(fx->busy_calls >= n); /* the program filled each one */
+  assert_true(fx->busy_calls >= n);                        /* the program filled each one */
   assert_int_equal(fx->events[PROTO_LINK_RECONNECTED], 0); /* a live broker is not "gone" */
 }
 
 static void test_new_epoch_hello_again_reconnected(void **state) {
   fx_t *fx = welcomed(state);
   assert_null(broker_expect(fx, PROTO_HELLO, 6 * HB_MS)); /* same broker: nothing happens */
-  fx->epoch = "e2"; /* the broker restarted (and its heartbeats reach us) */
+  fx->epoch = "e2";                                       /* the broker restarted (and its heartbeats reach us) */
   proto_msg_t *h = broker_expect(fx, PROTO_HELLO, 2000);
   assert_non_null(h);
   assert_string_equal(h->name, "n1");
@@ -310,7 +314,8 @@ static void test_new_refusals(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     proto_msg_t *hello = proto_msg_new(PROTO_HELLO);
-    proto_link_opts_t o = {.endpoint = fx->endpoint, .key_file = cases[i].key_file ? cases[i].key_file : fx->key_file,
+    proto_link_opts_t o = {.endpoint = fx->endpoint,
+                           .key_file = cases[i].key_file ? cases[i].key_file : fx->key_file,
                            .broker_key = cases[i].broker_key ? cases[i].broker_key : fx->server.public_key};
     if (cases[i].no_broker_key)
       o.broker_key = NULL;
@@ -422,8 +427,8 @@ static void test_recv_framing_cases(void **state) {
   proto_msg_destroy(&hb);
   static const struct {
     const char *name;
-    int frames;         /* how many times the good frame is sent (multi-part) */
-    bool garbage;       /* send "\xc1" instead */
+    int frames;   /* how many times the good frame is sent (multi-part) */
+    bool garbage; /* send "\xc1" instead */
     int want;
     proto_errcode_t code;
   } cases[] = {

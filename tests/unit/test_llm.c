@@ -52,10 +52,12 @@ static void sleep_ms(long ms) {
 
 static const char *server_script_path(char *buf, size_t len) {
   const char *p = getenv("CADRE_MODEL_SERVER");
-  if (p && *p) return p;
+  if (p && *p)
+    return p;
   const char *root = getenv("CADRE_SOURCE_ROOT");
 #ifdef CADRE_SOURCE_ROOT
-  if (!root) root = CADRE_SOURCE_ROOT;
+  if (!root)
+    root = CADRE_SOURCE_ROOT;
 #endif
   snprintf(buf, len, "%s/tests/model_server.py", root ? root : ".");
   return buf;
@@ -63,9 +65,11 @@ static const char *server_script_path(char *buf, size_t len) {
 
 static int read_port_file(const char *path) {
   FILE *f = fopen(path, "r");
-  if (!f) return 0;
+  if (!f)
+    return 0;
   int port = 0;
-  if (fscanf(f, "%d", &port) != 1) port = 0;
+  if (fscanf(f, "%d", &port) != 1)
+    port = 0;
   fclose(f);
   return port;
 }
@@ -73,11 +77,13 @@ static int read_port_file(const char *path) {
 static int server_start(server_t *s) {
   char script[1024], portfile[128];
   snprintf(s->dir, sizeof s->dir, "/tmp/cadre-test-llm-XXXXXX");
-  if (!mkdtemp(s->dir)) return -1;
+  if (!mkdtemp(s->dir))
+    return -1;
   snprintf(portfile, sizeof portfile, "%s/port", s->dir);
   server_script_path(script, sizeof script);
   s->pid = fork();
-  if (s->pid < 0) return -1;
+  if (s->pid < 0)
+    return -1;
   if (s->pid == 0) {
     FILE *devnull = freopen("/dev/null", "w", stdout);
     (void)devnull;
@@ -87,7 +93,8 @@ static int server_start(server_t *s) {
   long deadline = now_ms() + 15000;
   while (now_ms() < deadline) {
     s->port = read_port_file(portfile);
-    if (s->port > 0) break;
+    if (s->port > 0)
+      break;
     int st;
     if (waitpid(s->pid, &st, WNOHANG) == s->pid) {
       fprintf(stderr, "model server %s exited early\n", script);
@@ -96,7 +103,8 @@ static int server_start(server_t *s) {
     }
     sleep_ms(20);
   }
-  if (s->port <= 0) return -1;
+  if (s->port <= 0)
+    return -1;
   snprintf(s->base, sizeof s->base, "http://127.0.0.1:%d", s->port);
   return 0;
 }
@@ -120,7 +128,8 @@ typedef struct {
 static size_t buf_write(char *p, size_t size, size_t n, void *ud) {
   buf_t *b = ud;
   char *q = realloc(b->data, b->len + size * n + 1);
-  if (!q) return 0;
+  if (!q)
+    return 0;
   memcpy(q + b->len, p, size * n);
   b->len += size * n;
   q[b->len] = '\0';
@@ -139,7 +148,8 @@ static json_t *ctl(const server_t *s, const char *path, const char *body) {
   curl_easy_setopt(h, CURLOPT_TIMEOUT, 10L);
   curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, buf_write);
   curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
-  if (body) curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+  if (body)
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
   CURLcode rc = curl_easy_perform(h);
   curl_easy_cleanup(h);
   json_t *j = rc == CURLE_OK && b.data ? json_loads(b.data, 0, NULL) : NULL;
@@ -179,13 +189,15 @@ typedef struct {
 
 static void on_text(void *ud, const char *s, size_t n) {
   collect_t *c = ud;
-  if (c->tlen + n < sizeof c->text) memcpy(c->text + c->tlen, s, n), c->tlen += n;
+  if (c->tlen + n < sizeof c->text)
+    memcpy(c->text + c->tlen, s, n), c->tlen += n;
   c->n_text++;
 }
 
 static void on_thinking(void *ud, const char *s, size_t n) {
   collect_t *c = ud;
-  if (c->klen + n < sizeof c->thinking) memcpy(c->thinking + c->klen, s, n), c->klen += n;
+  if (c->klen + n < sizeof c->thinking)
+    memcpy(c->thinking + c->klen, s, n), c->klen += n;
   c->n_thinking++;
 }
 
@@ -200,43 +212,52 @@ static void on_retry(void *ud, int next_try, const char *reason, long wait_ms) {
 static json_t *profile(const server_t *s, const char *provider, const char *path, bool stream) {
   char url[160];
   snprintf(url, sizeof url, "%s%s", s->base, path);
-  return json_pack("{s:s, s:s, s:s, s:f, s:i, s:b}", "provider", provider, "url", url, "model",
-                   "test-model", "temperature", 0.25, "max_tokens", 123, "stream", stream);
+  return json_pack("{s:s, s:s, s:s, s:f, s:i, s:b}", "provider", provider, "url", url, "model", "test-model",
+                   "temperature", 0.25, "max_tokens", 123, "stream", stream);
 }
 
 static json_t *messages(const char *user) {
-  return json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content", "You are a test.", "role",
-                   "user", "content", user);
+  return json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content", "You are a test.", "role", "user",
+                   "content", user);
 }
 
 static llm_call_t mkcall(const json_t *prof, const json_t *msgs, collect_t *col) {
-  llm_call_t c = {.profile = prof, .messages = msgs, .connect_timeout_ms = 2000,
-                  .stall_timeout_ms = 10000, .max_tries = 3, .backoff_base_ms = 20,
-                  .retry_after_cap_ms = 5000, .cb = {on_text, on_thinking}, .ud = col,
+  llm_call_t c = {.profile = prof,
+                  .messages = msgs,
+                  .connect_timeout_ms = 2000,
+                  .stall_timeout_ms = 10000,
+                  .max_tries = 3,
+                  .backoff_base_ms = 20,
+                  .retry_after_cap_ms = 5000,
+                  .cb = {on_text, on_thinking},
+                  .ud = col,
                   .on_retry = on_retry};
   return c;
 }
 
 /* out.code == want; on a mismatch the detail is shown too. */
-#define assert_code(out, want)                                                              \
-  do {                                                                                      \
-    if (strcmp((out).code, (want)) != 0) print_message("code %s: %s\n", (out).code, (out).detail); \
-    assert_string_equal((out).code, (want));                                                \
+#define assert_code(out, want)                                  \
+  do {                                                          \
+    if (strcmp((out).code, (want)) != 0)                        \
+      print_message("code %s: %s\n", (out).code, (out).detail); \
+    assert_string_equal((out).code, (want));                    \
   } while (0)
 
 /* llm_run succeeded; otherwise the code and detail are shown. */
-#define assert_run_ok(call, out)                                                            \
-  do {                                                                                      \
-    int rc_ = llm_run(&(call), &(out));                                                     \
-    if (rc_ != 0) print_message("code %s: %s\n", (out).code, (out).detail);                 \
-    assert_int_equal(rc_, 0);                                                               \
+#define assert_run_ok(call, out)                                \
+  do {                                                          \
+    int rc_ = llm_run(&(call), &(out));                         \
+    if (rc_ != 0)                                               \
+      print_message("code %s: %s\n", (out).code, (out).detail); \
+    assert_int_equal(rc_, 0);                                   \
   } while (0)
 
 static const char *req_header(json_t *req, const char *name) {
   const char *k;
   json_t *v;
   json_object_foreach(json_object_get(req, "headers"), k, v) {
-    if (strcasecmp(k, name) == 0) return json_string_value(v);
+    if (strcasecmp(k, name) == 0)
+      return json_string_value(v);
   }
   return NULL;
 }
@@ -244,7 +265,8 @@ static const char *req_header(json_t *req, const char *name) {
 static int setup_server(void **state) {
   server_t *srv = calloc(1, sizeof *srv);
   if (!srv || server_start(srv) != 0) {
-    if (srv) server_stop(srv);
+    if (srv)
+      server_stop(srv);
     free(srv);
     return -1;
   }
@@ -276,8 +298,8 @@ static void test_endpoint(void **state) {
   check_endpoint("ollama", "http://localhost:11434/v1", "http://localhost:11434/v1/chat/completions", false);
   check_endpoint("ollama", "http://localhost:11434/v1/", "http://localhost:11434/v1/chat/completions", false);
   check_endpoint("lm_studio", "http://localhost:1234/v1//", "http://localhost:1234/v1/chat/completions", false);
-  check_endpoint("openai", "https://api.openai.com/v1/chat/completions",
-                 "https://api.openai.com/v1/chat/completions", false);
+  check_endpoint("openai", "https://api.openai.com/v1/chat/completions", "https://api.openai.com/v1/chat/completions",
+                 false);
   check_endpoint("vllm", "http://gpu:8000", "http://gpu:8000/chat/completions", false);
   check_endpoint("ollama", "http://localhost:11434", "http://localhost:11434/api/chat", true);
   check_endpoint("ollama", "http://localhost:11434/", "http://localhost:11434/api/chat", true);
@@ -293,15 +315,17 @@ static void test_endpoint(void **state) {
 }
 
 static const char *max_field(const char *provider, const char *model, const char *field) {
-  json_t *p = json_pack("{s:s, s:s, s:s, s:i}", "provider", provider, "url", "http://h/v1", "model", model,
-                        "max_tokens", 50);
-  if (field) json_object_set_new(p, "max_tokens_field", json_string(field));
+  json_t *p =
+      json_pack("{s:s, s:s, s:s, s:i}", "provider", provider, "url", "http://h/v1", "model", model, "max_tokens", 50);
+  if (field)
+    json_object_set_new(p, "max_tokens_field", json_string(field));
   json_t *m = messages("hi");
   json_t *b = llm_build_body(p, m, NULL, false);
   const char *got = json_object_get(b, "max_completion_tokens") ? "max_completion_tokens"
                     : json_object_get(b, "max_tokens")          ? "max_tokens"
-                                                                 : "none";
-  if (json_object_get(b, "max_completion_tokens") && json_object_get(b, "max_tokens")) got = "both";
+                                                                : "none";
+  if (json_object_get(b, "max_completion_tokens") && json_object_get(b, "max_tokens"))
+    got = "both";
   json_decref(b);
   json_decref(m);
   json_decref(p);
@@ -322,12 +346,12 @@ static void test_build_body_max_tokens(void **state) {
 
 static void test_build_body_shapes(void **state) {
   (void)state;
-  json_t *p = json_pack("{s:s, s:s, s:s, s:f, s:i, s:b}", "provider", "ollama", "url", "http://h:11434",
-                        "model", "qwen3", "temperature", 0.5, "max_tokens", 77, "stream", 1);
-  json_t *m = json_pack("[{s:s,s:s},{s:s,s:n,s:[{s:s,s:s,s:{s:s,s:s}}]},{s:s,s:s,s:s}]", "role", "user",
-                        "content", "list files", "role", "assistant", "content", "tool_calls", "id", "c1",
-                        "type", "function", "function", "name", "ls", "arguments", "{\"path\":\".\"}", "role",
-                        "tool", "tool_call_id", "c1", "content", "a b");
+  json_t *p = json_pack("{s:s, s:s, s:s, s:f, s:i, s:b}", "provider", "ollama", "url", "http://h:11434", "model",
+                        "qwen3", "temperature", 0.5, "max_tokens", 77, "stream", 1);
+  json_t *m =
+      json_pack("[{s:s,s:s},{s:s,s:n,s:[{s:s,s:s,s:{s:s,s:s}}]},{s:s,s:s,s:s}]", "role", "user", "content",
+                "list files", "role", "assistant", "content", "tool_calls", "id", "c1", "type", "function", "function",
+                "name", "ls", "arguments", "{\"path\":\".\"}", "role", "tool", "tool_call_id", "c1", "content", "a b");
   json_t *tools = json_pack("[{s:s, s:{s:s}}]", "type", "function", "function", "name", "ls");
   /* OpenAI route */
   json_t *b = llm_build_body(p, m, tools, false);
@@ -348,13 +372,14 @@ static void test_build_body_shapes(void **state) {
   assert_true(json_number_value(json_object_get(opt, "temperature")) == 0.5);
   json_t *asst = json_array_get(json_object_get(b, "messages"), 1);
   assert_string_equal(json_string_value(json_object_get(asst, "content")), "");
-  json_t *args = json_object_get(json_object_get(json_array_get(json_object_get(asst, "tool_calls"), 0), "function"),
-                                 "arguments");
+  json_t *args =
+      json_object_get(json_object_get(json_array_get(json_object_get(asst, "tool_calls"), 0), "function"), "arguments");
   assert_true(json_is_object(args));
   assert_string_equal(json_string_value(json_object_get(args, "path")), ".");
   /* the caller's messages are untouched */
   assert_true(json_is_string(json_object_get(
-      json_object_get(json_array_get(json_object_get(json_array_get(m, 1), "tool_calls"), 0), "function"), "arguments")));
+      json_object_get(json_array_get(json_object_get(json_array_get(m, 1), "tool_calls"), 0), "function"),
+      "arguments")));
   json_decref(b);
   /* stream:false: no stream_options */
   json_object_set_new(p, "stream", json_false());
@@ -503,7 +528,7 @@ static void test_usage_counted(void **state) {
   assert_true(out.usage_counted);
   assert_true(out.result.has_usage);
   assert_int_equal(out.result.completion_tokens, 3); /* 12 bytes / 4 */
-  assert_true(out.result.prompt_tokens > 10);         /* the request is > 40 bytes */
+  assert_true(out.result.prompt_tokens > 10);        /* the request is > 40 bytes */
   assert_int_equal(out.result.total_tokens, out.result.prompt_tokens + out.result.completion_tokens);
   llm_outcome_free(&out);
   json_decref(p);
@@ -626,7 +651,8 @@ static void test_4xx_not_retried(void **state) {
   check_4xx(s, 400, "{\"error\":{\"message\":\"messages must not be empty\",\"type\":\"invalid_request_error\"}}",
             "model server answered 400: messages must not be empty");
   /* a server that echoes the key: it must not reach the detail */
-  check_4xx(s, 401, "{\"error\":{\"message\":\"Incorrect API key provided: " TEST_KEY "\",\"code\":\"invalid_api_key\"}}",
+  check_4xx(s, 401,
+            "{\"error\":{\"message\":\"Incorrect API key provided: " TEST_KEY "\",\"code\":\"invalid_api_key\"}}",
             "Incorrect API key provided: ***");
   /* ... even where the message is cut to fit the detail */
   char longmsg[512];
@@ -777,7 +803,8 @@ static void *canceller(void *arg) {
     json_t *reqs = requests(c->s);
     size_t n = json_array_size(reqs);
     json_decref(reqs);
-    if (n > 0) break;
+    if (n > 0)
+      break;
     sleep_ms(20);
   }
   sleep_ms(c->delay_ms);
@@ -1034,8 +1061,8 @@ static void test_secrets_order(void **state) {
   assert_string_equal(secrets_key_for(sec, "ollama", NULL), "file-ollama");
   assert_string_equal(secrets_key_for(sec, "lm_studio", NULL), "env-lmstudio"); /* null in the file */
   assert_string_equal(secrets_key_for(sec, "LM-Studio", NULL), "env-lmstudio");
-  assert_string_equal(secrets_key_for(sec, "groq", NULL), "env-groq");            /* "" in the file */
-  assert_null(secrets_key_for(sec, "vllm", NULL));                               /* no cross-provider key */
+  assert_string_equal(secrets_key_for(sec, "groq", NULL), "env-groq"); /* "" in the file */
+  assert_null(secrets_key_for(sec, "vllm", NULL));                     /* no cross-provider key */
   setenv("VLLM_API_KEY", "env-vllm", 1);
   assert_string_equal(secrets_key_for(sec, "vllm", NULL), "env-vllm");
   assert_string_equal(secrets_key_for(NULL, "openai", NULL), "env-openai");
@@ -1092,10 +1119,11 @@ static const struct {
     {"llama.cpp /props", "{\"default_generation_settings\": {\"n_ctx\": 2048}, \"total_slots\": 1}", 2048},
     {"older llama.cpp", "{\"n_ctx\": 4096}", 4096},
     {"ollama num_ctx wins over the trained length",
-     "{\"parameters\": \"num_ctx                        8192\\nstop x\", \"model_info\": {\"llama.context_length\": 131072}}",
+     "{\"parameters\": \"num_ctx                        8192\\nstop x\", \"model_info\": {\"llama.context_length\": "
+     "131072}}",
      8192},
-    {"ollama trained length only", "{\"model_info\": {\"general.architecture\": \"qwen2\", \"qwen2.context_length\": 32768}}",
-     32768},
+    {"ollama trained length only",
+     "{\"model_info\": {\"general.architecture\": \"qwen2\", \"qwen2.context_length\": 32768}}", 32768},
     {"nothing known", "{\"model_info\": {\"general.architecture\": \"x\"}}", 0},
     {"zero n_ctx", "{\"default_generation_settings\": {\"n_ctx\": 0}}", 0},
     {"not an object", "[1, 2]", 0},
@@ -1131,7 +1159,8 @@ static void test_ctx_configured_or_default(void **state) {
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
-  if (llm_global_init() != 0) return 1;
+  if (llm_global_init() != 0)
+    return 1;
   const struct CMUnitTest pure[] = {
       cmocka_unit_test(test_endpoint),
       cmocka_unit_test(test_ctx_parse),

@@ -22,10 +22,19 @@ static const struct {
     {"a lone CR (a terminal's Enter) becomes LF", "a\rb", 0, "a\nb"},
     {"tabs and indentation stay", "def f():\n\tif x:\n        return 1", 0, "def f():\n\tif x:\n        return 1"},
     {"escape sequences lose their ESC", "a\033[31mb", 0, "a[31mb"},
-    {"NUL and DEL are dropped", "a\0b\x7f" "c", 5, "abc"},
-    {"a C1 control character is dropped", "a\xc2\x9b" "b", 0, "ab"},
+    {"NUL and DEL are dropped",
+     "a\0b\x7f"
+     "c",
+     5, "abc"},
+    {"a C1 control character is dropped",
+     "a\xc2\x9b"
+     "b",
+     0, "ab"},
     {"UTF-8 stays", "héllo → 🧠", 0, "héllo → 🧠"},
-    {"bytes that are not UTF-8 are dropped", "a\xff\xfe" "b\xe2\x82", 0, "ab"},
+    {"bytes that are not UTF-8 are dropped",
+     "a\xff\xfe"
+     "b\xe2\x82",
+     0, "ab"},
 };
 
 static void clean_paste_cases(void **state) {
@@ -82,8 +91,7 @@ static void preview_cases_fit(void **state) {
   for (size_t i = 0; i < sizeof preview_cases / sizeof preview_cases[0]; i++) {
     sbuf_t out = {0};
     int rows = -1;
-    ml_preview(&out, preview_cases[i].text, preview_cases[i].cols, preview_cases[i].max_rows, "> ", ". ", true,
-               &rows);
+    ml_preview(&out, preview_cases[i].text, preview_cases[i].cols, preview_cases[i].max_rows, "> ", ". ", true, &rows);
     if (strcmp(sbuf_str(&out), preview_cases[i].want) != 0 || rows != preview_cases[i].rows)
       fail_msg("%s: got \"%s\" (%d rows)", preview_cases[i].name, sbuf_str(&out), rows);
     sbuf_free(&out);

@@ -42,7 +42,9 @@ static void frame_init(frame_t *fr) {
   msgpack_packer_init(&fr->pk, &fr->sb, msgpack_sbuffer_write);
 }
 
-static void frame_free(frame_t *fr) { msgpack_sbuffer_destroy(&fr->sb); }
+static void frame_free(frame_t *fr) {
+  msgpack_sbuffer_destroy(&fr->sb);
+}
 
 static void frame_raw(frame_t *fr, const void *bytes, size_t len) {
   if (len == 0)
@@ -71,9 +73,7 @@ static void pk_json(frame_t *fr, const json_t *v) {
     msgpack_pack_array(&fr->pk, json_array_size(v));
     json_array_foreach(v, i, item) pk_json(fr, item);
     break;
-  case JSON_STRING:
-    msgpack_pack_str_with_body(&fr->pk, json_string_value(v), json_string_length(v));
-    break;
+  case JSON_STRING: msgpack_pack_str_with_body(&fr->pk, json_string_value(v), json_string_length(v)); break;
   case JSON_INTEGER: msgpack_pack_int64(&fr->pk, json_integer_value(v)); break;
   case JSON_REAL: msgpack_pack_double(&fr->pk, json_real_value(v)); break;
   case JSON_TRUE: msgpack_pack_true(&fr->pk); break;
@@ -187,8 +187,8 @@ static proto_errcode_t decode_and_peek(const void *data, size_t len, proto_msg_t
 /* ---- building full messages from the tables ---------------------------- */
 
 static json_t *sample_map(int salt) {
-  return json_pack("{s:i, s:s, s:[i, f, n, b, s], s:{s:s}, s:s#}", "n", salt, "s", "väl", "l",
-                   -5, 2.5, true, "x", "o", "k", "v", "z", "a\0b", (size_t)3);
+  return json_pack("{s:i, s:s, s:[i, f, n, b, s], s:{s:s}, s:s#}", "n", salt, "s", "väl", "l", -5, 2.5, true, "x", "o",
+                   "k", "v", "z", "a\0b", (size_t)3);
 }
 
 static json_t *sample_list(int salt) {
@@ -199,8 +199,12 @@ static json_t *sample_list(int salt) {
 static void set_sample(proto_msg_t *m, proto_field_t f) {
   char buf[64];
   switch (f) {
-#define F(name, KIND, doc) case PROTO_F_##name: SET_##KIND(name); break;
-#define SET_STR(name) (snprintf(buf, sizeof buf, "%s-ü-✓", #name), assert_int_equal(proto_set_str(m, PROTO_F_##name, buf), 0))
+#define F(name, KIND, doc) \
+  case PROTO_F_##name:     \
+    SET_##KIND(name);      \
+    break;
+#define SET_STR(name) \
+  (snprintf(buf, sizeof buf, "%s-ü-✓", #name), assert_int_equal(proto_set_str(m, PROTO_F_##name, buf), 0))
 #define SET_INT(name) PROTO_SET(m, name, -(INT64_C(1) << 40) - (int64_t)f)
 #define SET_BOOL(name) PROTO_SET(m, name, true)
 #define SET_NUM(name) PROTO_SET(m, name, 3.25 + f)
@@ -209,15 +213,16 @@ static void set_sample(proto_msg_t *m, proto_field_t f) {
 #define SET_ANY(name) assert_int_equal(proto_set_json(m, PROTO_F_##name, sample_map((int)f)), 0)
     PROTO_FIELDS(F)
 #undef F
-  default:
-    fail();
+  default: fail();
   }
 }
 
 /* Bit mask of the member fields of type t. */
 static uint64_t member_mask(proto_type_t t) {
   uint64_t mask = 0;
-#define X(M, f, R) if (PROTO_##M == t) mask |= BIT(PROTO_F_##f);
+#define X(M, f, R)    \
+  if (PROTO_##M == t) \
+    mask |= BIT(PROTO_F_##f);
   PROTO_MEMBERS(X)
 #undef X
   return mask;
@@ -237,7 +242,10 @@ static proto_msg_t *full_message(proto_type_t t) {
 /* Asserts field f is equal in a and b. */
 static void assert_field_equal(const proto_msg_t *a, const proto_msg_t *b, proto_field_t f) {
   switch (f) {
-#define F(name, KIND, doc) case PROTO_F_##name: EQ_##KIND(name); break;
+#define F(name, KIND, doc) \
+  case PROTO_F_##name:     \
+    EQ_##KIND(name);       \
+    break;
 #define EQ_STR(name) assert_string_equal(a->name, b->name)
 #define EQ_INT(name) assert_true(a->name == b->name)
 #define EQ_BOOL(name) assert_true(a->name == b->name)
@@ -247,8 +255,7 @@ static void assert_field_equal(const proto_msg_t *a, const proto_msg_t *b, proto
 #define EQ_ANY(name) EQ_MAP(name)
     PROTO_FIELDS(F)
 #undef F
-  default:
-    fail();
+  default: fail();
   }
 }
 
@@ -291,7 +298,9 @@ static void test_minimal_messages_round_trip_with_only_required_fields(void **st
     proto_err_t err;
     char *buf;
     size_t len;
-#define X(M, f, R) if (PROTO_##M == t && PROTO_MEMBER_##R == PROTO_MEMBER_OPT) m->has &= ~BIT(PROTO_F_##f);
+#define X(M, f, R)                                            \
+  if (PROTO_##M == t && PROTO_MEMBER_##R == PROTO_MEMBER_OPT) \
+    m->has &= ~BIT(PROTO_F_##f);
     PROTO_MEMBERS(X)
 #undef X
     encode_ok(m, &buf, &len);
@@ -306,20 +315,20 @@ static void test_minimal_messages_round_trip_with_only_required_fields(void **st
 static void test_encode_fails_naming_each_missing_required_field(void **state) {
   (void)state;
   int checked = 0;
-#define X(M, f, R)                                                                                \
-  if (PROTO_MEMBER_##R == PROTO_MEMBER_REQ) {                                                     \
-    proto_msg_t *m = full_message(PROTO_##M);                                                     \
-    proto_err_t err = {0};                                                                        \
-    char *buf = NULL;                                                                             \
-    size_t len = 0;                                                                               \
-    m->has &= ~BIT(PROTO_F_##f);                                                                  \
-    assert_int_equal(proto_encode(m, &buf, &len, &err), -EINVAL);                                 \
-    assert_int_equal(err.code, PROTO_E_MISSING);                                                  \
-    assert_non_null(strstr(err.text, "\"" #f "\""));                                              \
-    assert_non_null(strstr(err.text, proto_type_name(PROTO_##M)));                                \
-    assert_null(buf);                                                                             \
-    proto_msg_destroy(&m);                                                                        \
-    checked++;                                                                                    \
+#define X(M, f, R)                                                 \
+  if (PROTO_MEMBER_##R == PROTO_MEMBER_REQ) {                      \
+    proto_msg_t *m = full_message(PROTO_##M);                      \
+    proto_err_t err = {0};                                         \
+    char *buf = NULL;                                              \
+    size_t len = 0;                                                \
+    m->has &= ~BIT(PROTO_F_##f);                                   \
+    assert_int_equal(proto_encode(m, &buf, &len, &err), -EINVAL);  \
+    assert_int_equal(err.code, PROTO_E_MISSING);                   \
+    assert_non_null(strstr(err.text, "\"" #f "\""));               \
+    assert_non_null(strstr(err.text, proto_type_name(PROTO_##M))); \
+    assert_null(buf);                                              \
+    proto_msg_destroy(&m);                                         \
+    checked++;                                                     \
   }
   PROTO_MEMBERS(X)
 #undef X
@@ -357,8 +366,8 @@ static void check_decode_missing(proto_type_t t, proto_field_t f) {
 
 static void test_decode_fails_naming_each_missing_required_field(void **state) {
   (void)state;
-#define X(M, f, R)                                                                                \
-  if (PROTO_MEMBER_##R == PROTO_MEMBER_REQ)                                                       \
+#define X(M, f, R)                          \
+  if (PROTO_MEMBER_##R == PROTO_MEMBER_REQ) \
     check_decode_missing(PROTO_##M, PROTO_F_##f);
   PROTO_MEMBERS(X)
 #undef X
@@ -481,9 +490,9 @@ static void test_setters_check_kinds_and_own_values(void **state) {
 
 static void test_tables_and_names(void **state) {
   (void)state;
-  static const char *const names[] = {"ok", "oversize", "malformed", "too_deep", "bad_count",
-                                      "not_map", "bad_version", "bad_type", "bad_field_type",
-                                      "missing_field", "bad_value", "nomem"};
+  static const char *const names[] = {"ok",        "oversize",    "malformed", "too_deep",       "bad_count",
+                                      "not_map",   "bad_version", "bad_type",  "bad_field_type", "missing_field",
+                                      "bad_value", "nomem"};
   for (int c = PROTO_OK; c <= PROTO_E_NOMEM; c++) {
     assert_string_equal(proto_errcode_name((proto_errcode_t)c), names[c]);
     assert_string_not_equal(proto_errcode_doc((proto_errcode_t)c), "?");
@@ -506,14 +515,14 @@ static void test_tables_and_names(void **state) {
 
 typedef struct {
   const char *name;
-  const char *json;        /* frame from JSON text, or NULL */
-  const char *patch_from;  /* optional same-length byte patch of the packed JSON */
+  const char *json;       /* frame from JSON text, or NULL */
+  const char *patch_from; /* optional same-length byte patch of the packed JSON */
   const char *patch_to;
-  const char *raw;         /* or raw bytes */
+  const char *raw; /* or raw bytes */
   size_t rawlen;
-  void (*build)(frame_t *);  /* or a builder */
+  void (*build)(frame_t *); /* or a builder */
   proto_errcode_t want;
-  const char *mention;     /* text err.text must contain, or NULL */
+  const char *mention; /* text err.text must contain, or NULL */
 } bad_case_t;
 
 #define HELLO_ENV "\"v\":1,\"type\":\"hello\",\"id\":1"
@@ -538,7 +547,10 @@ static void build_str32_in_field(frame_t *fr) {
   pk_str(fr, "version");
   pk_str(fr, "0.1");
   pk_str(fr, "name");
-  frame_raw(fr, "\xdb\xff\xff\xff\xff" "abc", 8);
+  frame_raw(fr,
+            "\xdb\xff\xff\xff\xff"
+            "abc",
+            8);
 }
 
 static void build_deep(frame_t *fr) {
@@ -546,7 +558,10 @@ static void build_deep(frame_t *fr) {
   pk_str(fr, "verb");
   pk_str(fr, "x");
   pk_str(fr, "args");
-  frame_raw(fr, "\x81\xa1" "a", 3);
+  frame_raw(fr,
+            "\x81\xa1"
+            "a",
+            3);
   for (int i = 0; i < 100; i++)
     frame_raw(fr, "\x91", 1);
   frame_raw(fr, "\x01", 1);
@@ -656,83 +671,82 @@ static void build_many_empty_maps(frame_t *fr) {
 static const bad_case_t bad_cases[] = {
     {"empty frame", .raw = "", .rawlen = 0, .want = PROTO_E_MALFORMED, .mention = "empty"},
     {"garbage byte 0xc1", .raw = "\xc1", .rawlen = 1, .want = PROTO_E_MALFORMED, .mention = "0xc1"},
-    {"truncated map", .raw = "\x83\xa1v\x01\xa4type\xa5hello", .rawlen = 15,
-     .want = PROTO_E_MALFORMED, .mention = "truncated"},
+    {"truncated map", .raw = "\x83\xa1v\x01\xa4type\xa5hello", .rawlen = 15, .want = PROTO_E_MALFORMED,
+     .mention = "truncated"},
     {"truncated int", .raw = "\x81\xa1v\xcd\x01", .rawlen = 5, .want = PROTO_E_MALFORMED},
     {"trailing bytes", .build = build_trailing, .want = PROTO_E_MALFORMED, .mention = "trailing"},
     {"top level array", .json = "[1, 2]", .want = PROTO_E_NOT_MAP},
     {"top level int", .json = "1", .want = PROTO_E_NOT_MAP},
     {"top level string", .json = "\"hello\"", .want = PROTO_E_NOT_MAP},
     {"map with int key", .raw = "\x81\x01\x01", .rawlen = 3, .want = PROTO_E_NOT_MAP},
-    {"map32 claiming 2^32-1 entries in 16 bytes",
-     .raw = "\xdf\xff\xff\xff\xff\0\0\0\0\0\0\0\0\0\0\0", .rawlen = 16, .want = PROTO_E_COUNT},
-    {"array16 claiming more than follows", .raw = "\xdc\x00\x05\x01\x01", .rawlen = 5,
+    {"map32 claiming 2^32-1 entries in 16 bytes", .raw = "\xdf\xff\xff\xff\xff\0\0\0\0\0\0\0\0\0\0\0", .rawlen = 16,
      .want = PROTO_E_COUNT},
-    {"array32 claiming a huge count in a field", .build = build_array32_in_field,
-     .want = PROTO_E_COUNT, .mention = "\"tools\""},
-    {"str32 claiming 4 GB", .build = build_str32_in_field, .want = PROTO_E_COUNT,
-     .mention = "\"name\""},
+    {"array16 claiming more than follows", .raw = "\xdc\x00\x05\x01\x01", .rawlen = 5, .want = PROTO_E_COUNT},
+    {"array32 claiming a huge count in a field", .build = build_array32_in_field, .want = PROTO_E_COUNT,
+     .mention = "\"tools\""},
+    {"str32 claiming 4 GB", .build = build_str32_in_field, .want = PROTO_E_COUNT, .mention = "\"name\""},
     {"nesting 100 deep", .build = build_deep, .want = PROTO_E_DEPTH, .mention = "\"args\""},
     {"frame over PROTO_MAX_FRAME", .build = build_oversize, .want = PROTO_E_OVERSIZE},
-    {"many empty maps (decode budget)", .build = build_many_empty_maps,
-     .want = PROTO_E_OVERSIZE, .mention = "\"args\""},
-    {"v missing", .json = "{\"type\":\"bye\",\"id\":1}", .want = PROTO_E_VERSION,
-     .mention = "missing \"v\""},
+    {"many empty maps (decode budget)", .build = build_many_empty_maps, .want = PROTO_E_OVERSIZE,
+     .mention = "\"args\""},
+    {"v missing", .json = "{\"type\":\"bye\",\"id\":1}", .want = PROTO_E_VERSION, .mention = "missing \"v\""},
     {"v=2", .json = "{\"v\":2,\"type\":\"bye\",\"id\":1}", .want = PROTO_E_VERSION,
      .mention = "protocol version 2 not supported (this side speaks 1)"},
     {"v negative", .json = "{\"v\":-1,\"type\":\"bye\",\"id\":1}", .want = PROTO_E_VERSION},
-    {"v as string", .json = "{\"v\":\"1\",\"type\":\"bye\",\"id\":1}", .want = PROTO_E_VERSION,
-     .mention = "string"},
+    {"v as string", .json = "{\"v\":\"1\",\"type\":\"bye\",\"id\":1}", .want = PROTO_E_VERSION, .mention = "string"},
     {"type unknown", .json = "{\"v\":1,\"type\":\"foo\",\"id\":1}", .want = PROTO_E_TYPE,
      .mention = "unknown message type \"foo\""},
     {"type missing", .json = "{\"v\":1,\"id\":1}", .want = PROTO_E_TYPE, .mention = "\"type\""},
     {"type int", .json = "{\"v\":1,\"type\":3,\"id\":1}", .want = PROTO_E_TYPE},
-    {"id missing", .json = "{\"v\":1,\"type\":\"bye\"}", .want = PROTO_E_MISSING,
-     .mention = "\"id\""},
+    {"id missing", .json = "{\"v\":1,\"type\":\"bye\"}", .want = PROTO_E_MISSING, .mention = "\"id\""},
     {"id as string", .json = "{\"v\":1,\"type\":\"bye\",\"id\":\"1\"}", .want = PROTO_E_FIELD_TYPE,
      .mention = "\"id\""},
     {"id above int64", .build = build_uint64_id, .want = PROTO_E_VALUE, .mention = "\"id\""},
-    {"hello with slots as string", .json = "{" HELLO_OK ",\"slots\":\"4\"}",
-     .want = PROTO_E_FIELD_TYPE, .mention = "field \"slots\" of hello: expected int, got string"},
-    {"hello without name", .json = "{" HELLO_ENV ",\"role\":\"node\",\"version\":\"1\"}",
-     .want = PROTO_E_MISSING, .mention = "hello: missing required field \"name\""},
-    {"invalid UTF-8 in a STR field", .json = "{" HELLO_OK ",\"host\":\"@@BAD@@\"}",
-     .patch_from = "@@BAD@@", .patch_to = "ab\xc3\x28" "cde", .want = PROTO_E_VALUE,
-     .mention = "\"host\""},
-    {"surrogate in a STR field", .json = "{" HELLO_OK ",\"host\":\"@@BAD@@\"}",
-     .patch_from = "@@BAD@@", .patch_to = "ab\xed\xa0\x80" "de", .want = PROTO_E_VALUE,
-     .mention = "\"host\""},
+    {"hello with slots as string", .json = "{" HELLO_OK ",\"slots\":\"4\"}", .want = PROTO_E_FIELD_TYPE,
+     .mention = "field \"slots\" of hello: expected int, got string"},
+    {"hello without name", .json = "{" HELLO_ENV ",\"role\":\"node\",\"version\":\"1\"}", .want = PROTO_E_MISSING,
+     .mention = "hello: missing required field \"name\""},
+    {"invalid UTF-8 in a STR field", .json = "{" HELLO_OK ",\"host\":\"@@BAD@@\"}", .patch_from = "@@BAD@@",
+     .patch_to = "ab\xc3\x28"
+                 "cde",
+     .want = PROTO_E_VALUE, .mention = "\"host\""},
+    {"surrogate in a STR field", .json = "{" HELLO_OK ",\"host\":\"@@BAD@@\"}", .patch_from = "@@BAD@@",
+     .patch_to = "ab\xed\xa0\x80"
+                 "de",
+     .want = PROTO_E_VALUE, .mention = "\"host\""},
     {"invalid UTF-8 in a nested map string", .json = "{" HELLO_OK ",\"labels\":{\"k\":\"@@BAD@@\"}}",
-     .patch_from = "@@BAD@@", .patch_to = "\xff\xfe" "abcde", .want = PROTO_E_VALUE,
-     .mention = "\"labels\""},
-    {"invalid UTF-8 in a nested map key", .json = "{" HELLO_OK ",\"labels\":{\"@@BAD@@\":1}}",
-     .patch_from = "@@BAD@@", .patch_to = "\xc0\xaf" "abcde", .want = PROTO_E_VALUE,
-     .mention = "\"labels\""},
-    {"NUL byte in a STR field", .json = "{" HELLO_ENV ",\"role\":\"node\",\"name\":\"a\\u0000b\","
-     "\"version\":\"1\"}", .want = PROTO_E_VALUE, .mention = "\"name\""},
-    {"NUL byte in a nested map key", .build = build_nul_in_nested_key, .want = PROTO_E_VALUE,
-     .mention = "\"labels\""},
+     .patch_from = "@@BAD@@",
+     .patch_to = "\xff\xfe"
+                 "abcde",
+     .want = PROTO_E_VALUE, .mention = "\"labels\""},
+    {"invalid UTF-8 in a nested map key", .json = "{" HELLO_OK ",\"labels\":{\"@@BAD@@\":1}}", .patch_from = "@@BAD@@",
+     .patch_to = "\xc0\xaf"
+                 "abcde",
+     .want = PROTO_E_VALUE, .mention = "\"labels\""},
+    {"NUL byte in a STR field",
+     .json = "{" HELLO_ENV ",\"role\":\"node\",\"name\":\"a\\u0000b\","
+             "\"version\":\"1\"}",
+     .want = PROTO_E_VALUE, .mention = "\"name\""},
+    {"NUL byte in a nested map key", .build = build_nul_in_nested_key, .want = PROTO_E_VALUE, .mention = "\"labels\""},
     {"uint64 above INT64_MAX in an INT field", .build = build_uint64_slots, .want = PROTO_E_VALUE,
      .mention = "\"slots\""},
     {"bin value", .build = build_bin, .want = PROTO_E_VALUE, .mention = "\"host\""},
     {"ext value", .build = build_ext, .want = PROTO_E_VALUE, .mention = "\"labels\""},
-    {"MAP field given an array", .json = "{" HELLO_OK ",\"labels\":[1]}",
-     .want = PROTO_E_FIELD_TYPE, .mention = "\"labels\""},
-    {"LIST field given a map", .json = "{" HELLO_OK ",\"models\":{}}",
-     .want = PROTO_E_FIELD_TYPE, .mention = "\"models\""},
-    {"BOOL field given an int", .json = "{\"v\":1,\"type\":\"turn_failed\",\"id\":1,"
-     "\"session\":\"s\",\"turn\":1,\"attempt\":1,\"code\":\"c\",\"detail\":\"d\",\"retryable\":1}",
-     .want = PROTO_E_FIELD_TYPE, .mention = "\"retryable\""},
-    {"map inside args with a non-string key", .build = build_int_key_in_args,
-     .want = PROTO_E_NOT_MAP, .mention = "\"args\""},
-    {"duplicate field", .build = build_duplicate_field, .want = PROTO_E_MALFORMED,
-     .mention = "\"name\""},
-    {"duplicate type", .build = build_duplicate_type, .want = PROTO_E_MALFORMED,
-     .mention = "\"type\""},
-    {"duplicate key in a nested map", .build = build_duplicate_nested_key,
-     .want = PROTO_E_MALFORMED, .mention = "\"labels\""},
-    {"NaN in a nested map", .build = build_nan_nested, .want = PROTO_E_VALUE,
+    {"MAP field given an array", .json = "{" HELLO_OK ",\"labels\":[1]}", .want = PROTO_E_FIELD_TYPE,
      .mention = "\"labels\""},
+    {"LIST field given a map", .json = "{" HELLO_OK ",\"models\":{}}", .want = PROTO_E_FIELD_TYPE,
+     .mention = "\"models\""},
+    {"BOOL field given an int",
+     .json = "{\"v\":1,\"type\":\"turn_failed\",\"id\":1,"
+             "\"session\":\"s\",\"turn\":1,\"attempt\":1,\"code\":\"c\",\"detail\":\"d\",\"retryable\":1}",
+     .want = PROTO_E_FIELD_TYPE, .mention = "\"retryable\""},
+    {"map inside args with a non-string key", .build = build_int_key_in_args, .want = PROTO_E_NOT_MAP,
+     .mention = "\"args\""},
+    {"duplicate field", .build = build_duplicate_field, .want = PROTO_E_MALFORMED, .mention = "\"name\""},
+    {"duplicate type", .build = build_duplicate_type, .want = PROTO_E_MALFORMED, .mention = "\"type\""},
+    {"duplicate key in a nested map", .build = build_duplicate_nested_key, .want = PROTO_E_MALFORMED,
+     .mention = "\"labels\""},
+    {"NaN in a nested map", .build = build_nan_nested, .want = PROTO_E_VALUE, .mention = "\"labels\""},
 };
 
 static void build_case(const bad_case_t *c, frame_t *fr) {
@@ -810,8 +824,7 @@ static void test_unknown_keys_and_foreign_fields_are_ignored(void **state) {
   assert_true(out->slots == 4);
   assert_false(PROTO_HAS(out, text));
   assert_false(PROTO_HAS(out, turn));
-  assert_true(out->has == (PROTO_BIT(role) | PROTO_BIT(name) | PROTO_BIT(version) |
-                           PROTO_BIT(slots)));
+  assert_true(out->has == (PROTO_BIT(role) | PROTO_BIT(name) | PROTO_BIT(version) | PROTO_BIT(slots)));
   proto_msg_destroy(&out);
   frame_free(&fr);
 }
@@ -881,7 +894,10 @@ static void build_nested_args(frame_t *fr, int levels) {
   pk_str(fr, "verb");
   pk_str(fr, "x");
   pk_str(fr, "args");
-  frame_raw(fr, "\x81\xa1" "a", 3);
+  frame_raw(fr,
+            "\x81\xa1"
+            "a",
+            3);
   for (int i = 1; i < levels; i++)
     frame_raw(fr, "\x91", 1);
   frame_raw(fr, "\x01", 1);
@@ -927,9 +943,8 @@ static void test_fuzz_mutated_and_truncated_frames_never_crash(void **state) {
   uint64_t seed = UINT64_C(0x9e3779b97f4a7c15);
   char *bufs[PROTO_TYPE_COUNT] = {0};
   size_t lens[PROTO_TYPE_COUNT] = {0};
-  static const unsigned char interesting[] = {0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf,
-                                              0xc0, 0xc1, 0xc4, 0xc7, 0xca, 0xcb, 0xcf, 0xd3,
-                                              0xd4, 0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xff};
+  static const unsigned char interesting[] = {0x00, 0x7f, 0x80, 0x8f, 0x90, 0x9f, 0xa0, 0xbf, 0xc0, 0xc1, 0xc4, 0xc7,
+                                              0xca, 0xcb, 0xcf, 0xd3, 0xd4, 0xd9, 0xdb, 0xdc, 0xdd, 0xde, 0xdf, 0xff};
   for (int t = PROTO_NONE + 1; t < PROTO_TYPE_COUNT; t++) {
     proto_msg_t *m = full_message((proto_type_t)t);
     encode_ok(m, &bufs[t], &lens[t]);
@@ -946,8 +961,7 @@ static void test_fuzz_mutated_and_truncated_frames_never_crash(void **state) {
     for (int k = 0; k < flips; k++) {
       uint64_t r = xorshift(&seed);
       size_t at = (size_t)(r % len);
-      copy[at] = (r >> 32) & 1 ? (char)interesting[(r >> 40) % sizeof interesting]
-                               : (char)(r >> 48);
+      copy[at] = (r >> 32) & 1 ? (char)interesting[(r >> 40) % sizeof interesting] : (char)(r >> 48);
     }
     if (xorshift(&seed) % 4 == 0)
       len = (size_t)(xorshift(&seed) % (len + 1));
@@ -1192,8 +1206,8 @@ static json_t *full_args(const char *verb) {
   return args;
 }
 
-static void expect_args(const char *what, const char *verb, const json_t *args, int want_rc,
-                        proto_errcode_t want_code, const char *mention) {
+static void expect_args(const char *what, const char *verb, const json_t *args, int want_rc, proto_errcode_t want_code,
+                        const char *mention) {
   proto_err_t err = {0};
   int rc = proto_args_check(verb, args, &err);
   if (rc != want_rc)
@@ -1249,21 +1263,18 @@ static const args_case_t args_cases[] = {
      "ask: argument \"solo\" must be a bool, not a string"},
     {"ask.session is a string", "ask", "{\"text\":\"hi\",\"session\":3}", -EINVAL, PROTO_E_FIELD_TYPE,
      "\"session\" must be a str, not an int"},
-    {"template_run.session is a string", "template_run", "{\"name\":\"t\",\"session\":[]}", -EINVAL,
-     PROTO_E_FIELD_TYPE, "template_run: argument \"session\""},
-    {"template_run.values is a map", "template_run", "{\"name\":\"t\",\"values\":[1]}", -EINVAL,
-     PROTO_E_FIELD_TYPE, "\"values\" must be a map, not a list"},
-    {"cancel.turn as a string", "cancel", "{\"turn\":\"5\"}", -EINVAL, PROTO_E_FIELD_TYPE,
-     "\"turn\" must be an int"},
+    {"template_run.session is a string", "template_run", "{\"name\":\"t\",\"session\":[]}", -EINVAL, PROTO_E_FIELD_TYPE,
+     "template_run: argument \"session\""},
+    {"template_run.values is a map", "template_run", "{\"name\":\"t\",\"values\":[1]}", -EINVAL, PROTO_E_FIELD_TYPE,
+     "\"values\" must be a map, not a list"},
+    {"cancel.turn as a string", "cancel", "{\"turn\":\"5\"}", -EINVAL, PROTO_E_FIELD_TYPE, "\"turn\" must be an int"},
     {"cancel.turn as a real", "cancel", "{\"turn\":5.5}", -EINVAL, PROTO_E_FIELD_TYPE, "not a number"},
-    {"approve_tool without allow", "approve_tool", "{\"turn\":1,\"seq\":2}", -EINVAL, PROTO_E_MISSING,
-     "\"allow\""},
+    {"approve_tool without allow", "approve_tool", "{\"turn\":1,\"seq\":2}", -EINVAL, PROTO_E_MISSING, "\"allow\""},
     {"null optional is absent", "cancel_workflow", "{\"id\":null,\"rollback\":null}", 0, PROTO_OK, NULL},
     {"unknown arguments are ignored", "nodes", "{\"whatever\":[1,2]}", 0, PROTO_OK, NULL},
     {"args must be a map", "status", "[1]", -EINVAL, PROTO_E_FIELD_TYPE, "args must be a map"},
     {"unknown verb", "frobnicate", "{}", -ENOENT, PROTO_E_VALUE, "unknown verb \"frobnicate\""},
-    {"spawn: task required, role optional", "spawn", "{\"role\":\"reviewer\"}", -EINVAL, PROTO_E_MISSING,
-     "\"task\""},
+    {"spawn: task required, role optional", "spawn", "{\"role\":\"reviewer\"}", -EINVAL, PROTO_E_MISSING, "\"task\""},
 };
 
 static void test_args_cases(void **state) {
@@ -1482,8 +1493,8 @@ static void test_profile_writer_and_reader_round_trip(void **state) {
   config_destroy(&c);
 
   /* A profile map with fields of the wrong kind reads as if they were absent. */
-  json_t *w = json_pack("{s:i, s:s, s:s, s:{s:s}}", "model", 5, "temperature", "hot", "stream", "no",
-                        "tool_settings", "timeout_s", "10");
+  json_t *w = json_pack("{s:i, s:s, s:s, s:{s:s}}", "model", 5, "temperature", "hot", "stream", "no", "tool_settings",
+                        "timeout_s", "10");
   proto_profile_read(w, &pp);
   assert_int_equal(pp.has, 0);
   assert_int_equal(pp.tool_has, 0);
@@ -1499,9 +1510,10 @@ static void test_config_rejects_bad_max_tokens_field_and_think(void **state) {
                        "\"think\": \"\""};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char text[512], path[] = "/tmp/cadre-test-proto-XXXXXX", err[512] = "";
-    snprintf(text, sizeof text,
-             "{\"agents\": {\"main_agent\": {\"url\": \"http://127.0.0.1:9\", \"model\": \"m\", \"role\": \"main\", %s}}}",
-             bad[i]);
+    snprintf(
+        text, sizeof text,
+        "{\"agents\": {\"main_agent\": {\"url\": \"http://127.0.0.1:9\", \"model\": \"m\", \"role\": \"main\", %s}}}",
+        bad[i]);
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));

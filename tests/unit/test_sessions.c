@@ -23,11 +23,11 @@ static int64_t ask(fx_t *fx, const char *text) {
 /* A node that does not take the turn: how the turn and the slot end up. */
 typedef struct {
   const char *name;
-  int rc;       /* what the writer answers for the turn frame */
-  int times;    /* how many times in a row */
-  int ticks;    /* retry ticks after the failure */
+  int rc;    /* what the writer answers for the turn frame */
+  int times; /* how many times in a row */
+  int ticks; /* retry ticks after the failure */
   int want_busy;
-  bool want_running; /* the turn is on the node at the end */
+  bool want_running;     /* the turn is on the node at the end */
   const char *want_code; /* the turn failed with this code, or NULL */
 } send_case_t;
 
@@ -125,8 +125,8 @@ static const struct {
 static void test_context_bytes(void **state) {
   (void)state;
   for (size_t i = 0; i < sizeof ctx_cases / sizeof ctx_cases[0]; i++) {
-    size_t got = sessions_context_bytes(ctx_cases[i].ctx, ctx_cases[i].tools, ctx_cases[i].max_tokens,
-                                        ctx_cases[i].bpt100);
+    size_t got =
+        sessions_context_bytes(ctx_cases[i].ctx, ctx_cases[i].tools, ctx_cases[i].max_tokens, ctx_cases[i].bpt100);
     if (got != ctx_cases[i].want)
       fail_msg("case \"%s\": %zu, want %zu", ctx_cases[i].name, got, ctx_cases[i].want);
   }
@@ -156,12 +156,13 @@ static peer_t *past_the_context(fx_t *fx, bool summarize) {
   proto_set_json(m, PROTO_F_messages,
                  json_pack("[{s:s, s:n, s:[{s:s, s:s, s:{s:s, s:s}}]}, {s:s, s:s, s:s}, {s:s, s:s}]", "role",
                            "assistant", "content", "tool_calls", "id", "c1", "type", "function", "function", "name",
-                           "read_file", "arguments", "{}", "role", "tool", "tool_call_id", "c1", "content", big,
-                           "role", "assistant", "content", "done"));
+                           "read_file", "arguments", "{}", "role", "tool", "tool_call_id", "c1", "content", big, "role",
+                           "assistant", "content", "done"));
   /* Room for the system prompt and about 1,000 bytes of history. */
   long long ctx = (long long)(sp + 1000) / 4 * 10 / 9 + mp->max_tokens + 50;
-  proto_set_json(m, PROTO_F_usage, json_pack("{s:i, s:i, s:I, s:i}", "prompt_tokens", 3, "completion_tokens", 4,
-                                             "context_tokens", (json_int_t)ctx, "tools_tokens", 50));
+  proto_set_json(m, PROTO_F_usage,
+                 json_pack("{s:i, s:i, s:I, s:i}", "prompt_tokens", 3, "completion_tokens", 4, "context_tokens",
+                           (json_int_t)ctx, "tools_tokens", 50));
   sessions_on_done(fx->b, node, m);
   proto_msg_destroy(&m);
   ask(fx, "second");
@@ -427,8 +428,8 @@ static void node_asks(fx_t *fx, peer_t *node, int64_t turn, int64_t attempt, int
   PROTO_SET(m, turn, turn);
   PROTO_SET(m, attempt, attempt);
   PROTO_SET(m, seq, seq);
-  json_t *call = json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", "c", "type", "function", "function", "name", tool,
-                           "arguments", "{}");
+  json_t *call =
+      json_pack("{s:s, s:s, s:{s:s, s:s}}", "id", "c", "type", "function", "function", "name", tool, "arguments", "{}");
   char *text = json_dumps(call, JSON_COMPACT);
   proto_set_str(m, PROTO_F_text, text);
   proto_set_json(m, PROTO_F_call, call);

@@ -50,10 +50,12 @@ static int setup(void **state) {
   fx_t *fx = calloc(1, sizeof *fx);
   char tmpl[PATH_MAX], real[PATH_MAX], err[256];
   snprintf(tmpl, sizeof tmpl, "%.200s/cadre-step-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!fx || !mkdtemp(tmpl) || !realpath(tmpl, real) || strlen(real) >= 240) return -1;
+  if (!fx || !mkdtemp(tmpl) || !realpath(tmpl, real) || strlen(real) >= 240)
+    return -1;
   snprintf(fx->base, sizeof fx->base, "%.240s", real);
   snprintf(fx->ws, sizeof fx->ws, "%.240s/ws", real);
-  if (mkdir(fx->ws, 0755) != 0 || ws_init(&fx->q.ws, fx->ws, err, sizeof err) != 0 || snap_init() != 0) return -1;
+  if (mkdir(fx->ws, 0755) != 0 || ws_init(&fx->q.ws, fx->ws, err, sizeof err) != 0 || snap_init() != 0)
+    return -1;
   tools_opts_t o = {.workspace = fx->ws};
   fx->q.tools = tools_new(&o, err, sizeof err);
   pthread_mutex_init(&fx->q.lock, NULL);
@@ -62,14 +64,16 @@ static int setup(void **state) {
   fx->q.ctx = zmq_ctx_new();
   fx->q.events_endpoint = "inproc://test-step";
   fx->pull = zmq_socket(fx->q.ctx, ZMQ_PULL);
-  if (!fx->q.tools || proto_socket_setup(fx->pull) < 0 || zmq_bind(fx->pull, fx->q.events_endpoint) != 0) return -1;
+  if (!fx->q.tools || proto_socket_setup(fx->pull) < 0 || zmq_bind(fx->pull, fx->q.events_endpoint) != 0)
+    return -1;
   *state = fx;
   return 0;
 }
 
 /* As setup, with the workspace's component-by-component walk instead of openat2. */
 static int setup_fallback(void **state) {
-  if (setup(state) != 0) return -1;
+  if (setup(state) != 0)
+    return -1;
   ((fx_t *)*state)->q.ws.openat2 = false;
   return 0;
 }
@@ -201,13 +205,15 @@ static void test_norm_table(void **state) {
   (void)state;
   static const struct {
     const char *in, *out;
-  } cases[] = {{"a/b", "a/b"},     {"./a//b/../c", "a/c"}, {".", ""},        {"a/./b/", "a/b"},
-               {"../x", NULL},     {"a/../../b", NULL},    {"a/..", ""},     {"//a///b", "a/b"},
-               {"a/b/../..", ""},  {"...", "..."},         {"a/.b/..c", "a/.b/..c"}};
+  } cases[] = {{"a/b", "a/b"},          {"./a//b/../c", "a/c"}, {".", ""},          {"a/./b/", "a/b"}, {"../x", NULL},
+               {"a/../../b", NULL},     {"a/..", ""},           {"//a///b", "a/b"}, {"a/b/../..", ""}, {"...", "..."},
+               {"a/.b/..c", "a/.b/..c"}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char *n = snap_norm(cases[i].in);
-    if (!cases[i].out) assert_null(n);
-    else assert_string_equal(n, cases[i].out);
+    if (!cases[i].out)
+      assert_null(n);
+    else
+      assert_string_equal(n, cases[i].out);
     free(n);
   }
 }
@@ -218,8 +224,8 @@ static void test_utf8_table(void **state) {
   assert_true(snap_utf8_ok("caf\xc3\xa9/\xe2\x82\xac/\xf0\x9f\x98\x80", 14));
   assert_false(snap_utf8_ok("a\xffz", 3));
   assert_false(snap_utf8_ok("\xc3", 1));
-  assert_false(snap_utf8_ok("\xc0\xaf", 2));         /* overlong '/' */
-  assert_false(snap_utf8_ok("\xed\xa0\x80", 3));     /* surrogate */
+  assert_false(snap_utf8_ok("\xc0\xaf", 2));     /* overlong '/' */
+  assert_false(snap_utf8_ok("\xed\xa0\x80", 3)); /* surrogate */
   assert_false(snap_utf8_ok("a\0b", 3));
 }
 
@@ -227,7 +233,8 @@ static void test_utf8_table(void **state) {
 
 static bool has_path(const snap_list_t *l, const char *path) {
   for (size_t i = 0; i < l->n; i++)
-    if (strcmp(l->files[i].path, path) == 0) return true;
+    if (strcmp(l->files[i].path, path) == 0)
+      return true;
   return false;
 }
 
@@ -305,7 +312,8 @@ static void test_list_cancel_and_bad_names(void **state) {
 static void test_list_depth_bound(void **state) {
   fx_t *fx = *state;
   char rel[PATH_MAX] = "", err[512];
-  for (int i = 0; i < SNAP_MAX_DEPTH + 1; i++) strcat(rel, "d/");
+  for (int i = 0; i < SNAP_MAX_DEPTH + 1; i++)
+    strcat(rel, "d/");
   strcat(rel, "f");
   put(fx, rel, "x");
   snap_list_t l;
@@ -326,8 +334,11 @@ static void test_target_names_the_real_file(void **state) {
   wsln(fx, "/etc/passwd", "evil");
   static const struct {
     const char *in, *out;
-  } ok[] = {{"x/../a.txt", "a.txt"},         {"./link.txt", "real/target.txt"}, {"dirlink/new.c", "real/new.c"},
-            {"new/dir/f.c", "new/dir/f.c"}, {"real/target.txt", "real/target.txt"}};
+  } ok[] = {{"x/../a.txt", "a.txt"},
+            {"./link.txt", "real/target.txt"},
+            {"dirlink/new.c", "real/new.c"},
+            {"new/dir/f.c", "new/dir/f.c"},
+            {"real/target.txt", "real/target.txt"}};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     assert_int_equal(snap_target(&fx->q.ws, ok[i].in, &canon, err, sizeof err), 0);
     assert_string_equal(canon, ok[i].out);
@@ -364,8 +375,8 @@ static void test_restore_file_writes_and_removes(void **state) {
   fx_t *fx = *state;
   char hex[SNAP_HEX_LEN + 1], err[512], path[PATH_MAX];
   bool refused;
-  assert_int_equal(snap_restore_file(&fx->q.ws, "new/deep/a.txt", true, "abc", 3, true, 0750, hex, &refused, err,
-                                     sizeof err), 0);
+  assert_int_equal(
+      snap_restore_file(&fx->q.ws, "new/deep/a.txt", true, "abc", 3, true, 0750, hex, &refused, err, sizeof err), 0);
   assert_string_equal(hex, SHA_ABC);
   char *got = slurp(fx, "new/deep/a.txt");
   assert_string_equal(got, "abc");
@@ -381,12 +392,12 @@ static void test_restore_file_writes_and_removes(void **state) {
   got = slurp(fx, "target.txt");
   assert_string_equal(got, "keep me");
   free(got);
-  assert_int_equal(snap_restore_file(&fx->q.ws, "./new/deep/a.txt", false, NULL, 0, false, 0, hex, &refused, err,
-                                     sizeof err), 0);
+  assert_int_equal(
+      snap_restore_file(&fx->q.ws, "./new/deep/a.txt", false, NULL, 0, false, 0, hex, &refused, err, sizeof err), 0);
   assert_string_equal(hex, "");
   assert_false(exists(fx, "new/deep/a.txt"));
-  assert_int_equal(snap_restore_file(&fx->q.ws, "nothing/here.txt", false, NULL, 0, false, 0, hex, &refused, err,
-                                     sizeof err), 0);
+  assert_int_equal(
+      snap_restore_file(&fx->q.ws, "nothing/here.txt", false, NULL, 0, false, 0, hex, &refused, err, sizeof err), 0);
 }
 
 static void test_restore_file_refuses_escapes(void **state) {
@@ -398,8 +409,7 @@ static void test_restore_file_refuses_escapes(void **state) {
   wsln(fx, outside, "out");
   const char *bad[] = {"../x.txt", "/etc/passwd", "a/../../x", ".", "out/x.txt"};
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    assert_int_equal(snap_restore_file(&fx->q.ws, bad[i], true, "x", 1, false, 0, hex, &refused, err, sizeof err),
-                     -1);
+    assert_int_equal(snap_restore_file(&fx->q.ws, bad[i], true, "x", 1, false, 0, hex, &refused, err, sizeof err), -1);
     assert_true(refused);
   }
   char probe[PATH_MAX];
@@ -436,8 +446,8 @@ static void test_prune_keeps_listed_files(void **state) {
   assert_int_equal(json_array_size(deleted), 4);
   assert_int_equal(json_integer_value(json_object_get(report, "count")), 4);
   assert_false(json_is_true(json_object_get(report, "truncated")));
-  assert_true(json_has(deleted, "b.txt") && json_has(deleted, "sub/d.txt") &&
-              json_has(deleted, "newdir/inner/e.txt") && json_has(deleted, "kept/f.txt"));
+  assert_true(json_has(deleted, "b.txt") && json_has(deleted, "sub/d.txt") && json_has(deleted, "newdir/inner/e.txt") &&
+              json_has(deleted, "kept/f.txt"));
   assert_true(json_has(dirs, "newdir") && json_has(dirs, "newdir/inner"));
   assert_int_equal(json_array_size(dirs), 2);
   assert_true(exists(fx, "a.txt") && exists(fx, "sub/c.txt") && exists(fx, ".git/config"));
@@ -455,8 +465,10 @@ static void *worker(void *arg) {
   proto_socket_setup(push);
   zmq_connect(push, fx->q.events_endpoint);
   run_t r = {&fx->q, fx->job, push, 0};
-  if (fx->restore) restore_run(&r);
-  else step_run(&r);
+  if (fx->restore)
+    restore_run(&r);
+  else
+    step_run(&r);
   zmq_close(push);
   return NULL;
 }
@@ -480,7 +492,8 @@ static proto_msg_t *step_msg(const char *tool, json_t *args, json_t *payload) {
   PROTO_SET(m, attempt, 1);
   proto_set_str(m, PROTO_F_kind, tool);
   proto_set_json(m, PROTO_F_args, args);
-  if (payload) proto_set_json(m, PROTO_F_payload, payload);
+  if (payload)
+    proto_set_json(m, PROTO_F_payload, payload);
   return m;
 }
 
@@ -505,7 +518,9 @@ static void ack(fx_t *fx, int64_t seq) {
   proto_msg_destroy(&m);
 }
 
-static void finish(fx_t *fx) { pthread_join(fx->worker, NULL); }
+static void finish(fx_t *fx) {
+  pthread_join(fx->worker, NULL);
+}
 
 static void test_step_write_checkpoints_then_writes(void **state) {
   fx_t *fx = *state;
@@ -554,11 +569,13 @@ static void put_size(fx_t *fx, const char *rel, size_t n) {
 static void test_step_checkpoint_of_the_largest_file_fits_a_frame(void **state) {
   fx_t *fx = *state;
   char rel[PATH_MAX] = "";
-  for (int i = 0; i < 15; i++) strcat(rel, "a-long-directory-name-of-some-length-to-make-the-path-long/");
+  for (int i = 0; i < 15; i++)
+    strcat(rel, "a-long-directory-name-of-some-length-to-make-the-path-long/");
   strcat(rel, "big.bin");
   put_size(fx, rel, SNAP_MAX_FILE);
-  start(fx, step_msg("edit_file", json_pack("{s:s, s:s, s:s}", "path", rel, "old_string", "xy", "new_string", "z"),
-                     NULL), false);
+  start(fx,
+        step_msg("edit_file", json_pack("{s:s, s:s, s:s}", "path", rel, "old_string", "xy", "new_string", "z"), NULL),
+        false);
   proto_msg_t *m = next(fx);
   assert_int_equal(m->type, PROTO_CHECKPOINT);
   assert_int_equal(strlen(m->content), (SNAP_MAX_FILE + 2) / 3 * 4);
@@ -580,8 +597,10 @@ static void test_step_checkpoint_of_the_largest_file_fits_a_frame(void **state) 
 static void test_step_edit_not_found_is_done_with_error(void **state) {
   fx_t *fx = *state;
   put(fx, "a.txt", "abc");
-  start(fx, step_msg("edit_file", json_pack("{s:s, s:s, s:s}", "path", "a.txt", "old_string", "zzz", "new_string", "y"),
-                     NULL), false);
+  start(fx,
+        step_msg("edit_file", json_pack("{s:s, s:s, s:s}", "path", "a.txt", "old_string", "zzz", "new_string", "y"),
+                 NULL),
+        false);
   proto_msg_t *m = next(fx);
   assert_int_equal(m->type, PROTO_CHECKPOINT);
   proto_msg_destroy(&m);
@@ -716,10 +735,14 @@ static proto_msg_t *restore_msg(int64_t seq, const char *kind, const char *path,
   PROTO_SET(m, workflow, 7);
   PROTO_SET(m, seq, seq);
   proto_set_str(m, PROTO_F_kind, kind);
-  if (path) proto_set_str(m, PROTO_F_path, path);
-  if (strcmp(kind, "file") == 0) PROTO_SET(m, existed, existed);
-  if (content) proto_set_str(m, PROTO_F_content, content);
-  if (payload) proto_set_json(m, PROTO_F_payload, payload);
+  if (path)
+    proto_set_str(m, PROTO_F_path, path);
+  if (strcmp(kind, "file") == 0)
+    PROTO_SET(m, existed, existed);
+  if (content)
+    proto_set_str(m, PROTO_F_content, content);
+  if (payload)
+    proto_set_json(m, PROTO_F_payload, payload);
   return m;
 }
 

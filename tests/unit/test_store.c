@@ -37,9 +37,9 @@ static void render(const json_t *hist, char *out, size_t n) {
   size_t i, used = 0;
   json_t *m;
   out[0] = '\0';
-  json_array_foreach(hist, i, m) used += (size_t)snprintf(out + used, n - used, "%s%s:%s", i ? "|" : "",
-                                                          json_string_value(json_object_get(m, "role")),
-                                                          json_string_value(json_object_get(m, "content")) ?: "-");
+  json_array_foreach(hist, i, m) used +=
+      (size_t)snprintf(out + used, n - used, "%s%s:%s", i ? "|" : "", json_string_value(json_object_get(m, "role")),
+                       json_string_value(json_object_get(m, "content")) ?: "-");
 }
 
 /* Each case builds main's history with steps, links child "c" with keep, and
@@ -154,8 +154,8 @@ static void test_status_names_round_trip(void **state) {
   static const struct {
     const char *name;
     int ok;
-  } cases[] = {{"idle", 1}, {"queued", 1}, {"running", 1}, {"done", 1}, {"failed", 1}, {"stopped", 1},
-               {"", 0},     {"Done", 0},   {"runnin", 0},  {NULL, 0}};
+  } cases[] = {{"idle", 1},    {"queued", 1}, {"running", 1}, {"done", 1},   {"failed", 1},
+               {"stopped", 1}, {"", 0},       {"Done", 0},    {"runnin", 0}, {NULL, 0}};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     store_status_t st = (store_status_t)99;
     int rc = store_status_parse(cases[i].name, &st);
@@ -212,8 +212,12 @@ typedef struct {
   const char *key, *sub; /* the member (sub-member) that must differ */
 } change_case_t;
 
-static void ch_status(store_t *s) { store_session_status(s, "r-1", "done"); }
-static void ch_append(store_t *s) { say(s, "r-1", "user", "more"); }
+static void ch_status(store_t *s) {
+  store_session_status(s, "r-1", "done");
+}
+static void ch_append(store_t *s) {
+  say(s, "r-1", "user", "more");
+}
 static void ch_summary(store_t *s) {
   json_t *sum = json_pack("{s:s}", "status", "DONE");
   store_session_summary(s, "r-1", sum);
@@ -226,13 +230,17 @@ static void ch_usage(store_t *s) {
   store_turn_done(s, t, "r-1", msgs, NULL, "stop", &u);
   json_decref(msgs);
 }
-static void ch_turns(store_t *s) { store_session_flag(s, "r-1", "turns", 1); }
-static void ch_clear(store_t *s) { store_clear(s, "r-1"); }
+static void ch_turns(store_t *s) {
+  store_session_flag(s, "r-1", "turns", 1);
+}
+static void ch_clear(store_t *s) {
+  store_clear(s, "r-1");
+}
 
 static const change_case_t change_cases[] = {
-    {"status", ch_status, "status", NULL},     {"a message", ch_append, "messages", NULL},
+    {"status", ch_status, "status", NULL},      {"a message", ch_append, "messages", NULL},
     {"a summary", ch_summary, "summary", NULL}, {"usage", ch_usage, "usage", "prompt_tokens"},
-    {"a turn", ch_turns, "turns", NULL},       {"a reset", ch_clear, "messages", NULL},
+    {"a turn", ch_turns, "turns", NULL},        {"a reset", ch_clear, "messages", NULL},
 };
 
 static json_t *member(store_t *s, const change_case_t *c) {
@@ -313,7 +321,8 @@ static void test_failed_turns_are_not_sent_again(void **state) {
     char marks[16] = "";
     size_t k;
     json_t *m;
-    json_array_foreach(shown, k, m) if (k < sizeof marks - 1) marks[k] = json_is_true(json_object_get(m, "left_out")) ? 'y' : '-';
+    json_array_foreach(shown, k, m) if (k < sizeof marks - 1) marks[k] =
+        json_is_true(json_object_get(m, "left_out")) ? 'y' : '-';
     marks[json_array_size(shown) < sizeof marks - 1 ? json_array_size(shown) : sizeof marks - 1] = '\0';
     if (strcmp(marks, c->want_shown_left_out) != 0)
       fail_msg("case \"%s\": left_out marks %s, want %s", c->name, marks, c->want_shown_left_out);

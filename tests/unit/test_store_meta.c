@@ -15,9 +15,9 @@ typedef struct {
   const char *name;
   const char *set_key, *set_value; /* set first, when set_key is not NULL */
   const char *get_key;
-  size_t len;                      /* buffer given to get */
+  size_t len; /* buffer given to get */
   int want_rc;
-  const char *want;                /* the value read, or "untouched" */
+  const char *want; /* the value read, or "untouched" */
 } meta_case_t;
 
 static const meta_case_t cases[] = {

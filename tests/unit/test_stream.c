@@ -21,7 +21,7 @@
 /* ---- expected results of the recorded fixtures -------------------------- */
 
 typedef struct {
-  const char *exact;            /* whole string, or NULL to use the three below */
+  const char *exact; /* whole string, or NULL to use the three below */
   const char *prefix, *suffix;
   size_t len;
 } expect_str_t;
@@ -49,230 +49,333 @@ typedef struct {
 } fixture_t;
 
 static const fixture_t FIXTURES[] = {
-  {
-    .file = "alibaba-qwen3max-tool-call.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = ""},
-    .n_calls = 1,
-    .calls = {
-      {0, "call_eee11723464a4b9eb8cee71d", "weather", "{\"location\": \"San Francisco\"}"},
+    {
+        .file = "alibaba-qwen3max-tool-call.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = ""},
+        .n_calls = 1,
+        .calls =
+            {
+                {0, "call_eee11723464a4b9eb8cee71d", "weather", "{\"location\": \"San Francisco\"}"},
+            },
+        .finish_reason = "tool_calls",
+        .has_usage = true,
+        .prompt = 295,
+        .completion = 22,
+        .total = 317,
+        .done = false,
+        .n_choices = 1,
     },
-    .finish_reason = "tool_calls",
-    .has_usage = true, .prompt = 295, .completion = 22, .total = 317,
-    .done = false,
-    .n_choices = 1,
-  },
-  {
-    .file = "anthropic-compat-tool-call-index1.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "Reading it."},
-    .thinking = {.exact = ""},
-    .n_calls = 1,
-    .calls = {
-      {1, "toolu_sanitized", "read_file", "{\"path\": \"a.txt\"}"},
+    {
+        .file = "anthropic-compat-tool-call-index1.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "Reading it."},
+        .thinking = {.exact = ""},
+        .n_calls = 1,
+        .calls =
+            {
+                {1, "toolu_sanitized", "read_file", "{\"path\": \"a.txt\"}"},
+            },
+        .finish_reason = "tool_calls",
+        .done = true,
+        .n_choices = 1,
     },
-    .finish_reason = "tool_calls",
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "azure-gpt5nano-content-filter.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "Capital of Denmark."},
-    .thinking = {.exact = ""},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 15, .completion = 78, .total = 93,
-    .done = false,
-    .n_choices = 1,
-  },
-  {
-    .file = "deepseek-reasoner-reasoning-content.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "Hello there! \xf0\x9f\x98\x8a How can I help you today?"},
-    .thinking = {.prefix = "Hmm, the user just said \"Hello\". It's a ", .suffix = "not reply further - and that's okay too.", .len = 882},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 6, .completion = 212, .total = 218,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "groq-gptoss-reasoning-error-event.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = "We need to call the tool with invalid parameters first, then second call with valid args. The user wants us to test error handling. So first call should have wrong parameters (e.g., missing required \"name\" or extra param). The tool expects only \"name\". If we send extra property, that might cause error. Or missing \"name\". We'll do a call with missing name: {}. Then second call with name: \"test\". Let's do that."},
-    .finish_reason = NULL,
-    .done = false,
-    .has_error = true, .error_code = "tool_use_failed", .error_message = "Tool call validation failed: tool call validation failed: parameters for tool get_something_by_name did not match schema: errors: [missing properties: 'name', additionalProperties 'invalid_param' not allowed]",
-    .n_choices = 1,
-  },
-  {
-    .file = "groq-llama33-tool-call-whole.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = ""},
-    .n_calls = 1,
-    .calls = {
-      {0, "tk85n1k4m", "weather", "{}"},
+    {
+        .file = "azure-gpt5nano-content-filter.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "Capital of Denmark."},
+        .thinking = {.exact = ""},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 15,
+        .completion = 78,
+        .total = 93,
+        .done = false,
+        .n_choices = 1,
     },
-    .finish_reason = "tool_calls",
-    .has_usage = true, .prompt = 210, .completion = 15, .total = 225,
-    .done = false,
-    .n_choices = 1,
-  },
-  {
-    .file = "mistral-glm-incremental-tool-call.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = ""},
-    .n_calls = 1,
-    .calls = {
-      {0, "chatcmpl-tool-9f149c74c42f265b", "webSearchTool", "{\"query\": \"current Berlin weather\"}"},
+    {
+        .file = "deepseek-reasoner-reasoning-content.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "Hello there! \xf0\x9f\x98\x8a How can I help you today?"},
+        .thinking = {.prefix = "Hmm, the user just said \"Hello\". It's a ",
+                     .suffix = "not reply further - and that's okay too.",
+                     .len = 882},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 6,
+        .completion = 212,
+        .total = 218,
+        .done = true,
+        .n_choices = 1,
     },
-    .finish_reason = "tool_calls",
-    .has_usage = true, .prompt = 171, .completion = 14, .total = 185,
-    .done = false,
-    .n_choices = 1,
-  },
-  {
-    .file = "mistral-magistral-thinking-content-parts.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "2 + 2 = 4"},
-    .thinking = {.exact = "The user is asking for 2+2. This is basic arithmetic. 2+2=4."},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 10, .completion = 46, .total = 56,
-    .done = false,
-    .n_choices = 1,
-  },
-  {
-    .file = "mistral-small-tool-call.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = ""},
-    .n_calls = 1,
-    .calls = {
-      {0, "gSIMJiOkT", "weather", "{\"location\": \"San Francisco\"}"},
+    {
+        .file = "groq-gptoss-reasoning-error-event.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = "We need to call the tool with invalid parameters first, then second call with valid "
+                              "args. The user wants us to test error handling. So first call should have wrong "
+                              "parameters (e.g., missing required \"name\" or extra param). The tool expects only "
+                              "\"name\". If we send extra property, that might cause error. Or missing \"name\". We'll "
+                              "do a call with missing name: {}. Then second call with name: \"test\". Let's do that."},
+        .finish_reason = NULL,
+        .done = false,
+        .has_error = true,
+        .error_code = "tool_use_failed",
+        .error_message =
+            "Tool call validation failed: tool call validation failed: parameters for tool get_something_by_name did "
+            "not match schema: errors: [missing properties: 'name', additionalProperties 'invalid_param' not allowed]",
+        .n_choices = 1,
     },
-    .finish_reason = "tool_calls",
-    .has_usage = true, .prompt = 124, .completion = 22, .total = 146,
-    .done = false,
-    .n_choices = 1,
-  },
-  {
-    .file = "ollama-cloud-gptoss-thinking-stream.ndjson", .format = LLM_FORMAT_OLLAMA_NDJSON,
-    .text = {.exact = "1  \n2  \n3  \n4  \n5"},
-    .thinking = {.exact = "User asks: \"Count from 1 to 5\". Simple. Respond with numbers: 1 2 3 4 5. Possibly each on separate line. Provide answer."},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 74, .completion = 57, .total = 131,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "ollama-cloud-gptoss-thinking-tool-call.ndjson", .format = LLM_FORMAT_OLLAMA_NDJSON,
-    .text = {.exact = ""},
-    .thinking = {.exact = "User asks about weather in San Francisco. Use function getWeather."},
-    .n_calls = 1,
-    .calls = {
-      {0, "call_mo1wm122", "getWeather", "{\"location\":\"San Francisco, CA\"}"},
+    {
+        .file = "groq-llama33-tool-call-whole.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = ""},
+        .n_calls = 1,
+        .calls =
+            {
+                {0, "tk85n1k4m", "weather", "{}"},
+            },
+        .finish_reason = "tool_calls",
+        .has_usage = true,
+        .prompt = 210,
+        .completion = 15,
+        .total = 225,
+        .done = false,
+        .n_choices = 1,
     },
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 145, .completion = 44, .total = 189,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "ollama-local-gemma3-content-stream.ndjson", .format = LLM_FORMAT_OLLAMA_NDJSON,
-    .text = {.exact = "Okay, here we go!\n\n1, 2, 3, 4, 5\n"},
-    .thinking = {.exact = ""},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 16, .completion = 22, .total = 38,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "openai-gpt4o-content-usage.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "The capital of Mexico is Mexico City."},
-    .thinking = {.exact = ""},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 14, .completion = 8, .total = 22,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "openai-gpt4o-finish-length.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "{\""},
-    .thinking = {.exact = ""},
-    .finish_reason = "length",
-    .has_usage = true, .prompt = 79, .completion = 1, .total = 80,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "openai-gpt4o-n3-choices.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "{\"city\":\"San Francisco\",\"temperature\":65,\"units\":\"f\"}"},
-    .thinking = {.exact = ""},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 79, .completion = 42, .total = 121,
-    .done = true,
-    .n_choices = 3,
-    .choice_text = {"{\"city\":\"San Francisco\",\"temperature\":65,\"units\":\"f\"}", "{\"city\":\"San Francisco\",\"temperature\":61,\"units\":\"f\"}", "{\"city\":\"San Francisco\",\"temperature\":59,\"units\":\"f\"}"},
-  },
-  {
-    .file = "openai-gpt4o-parallel-tool-calls.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = ""},
-    .n_calls = 2,
-    .calls = {
-      {0, "call_JMW1whyEaYG438VE1OIflxA2", "GetWeatherArgs", "{\"city\": \"Edinburgh\", \"country\": \"GB\", \"units\": \"c\"}"},
-      {1, "call_DNYTawLBoN8fj3KN6qU9N1Ou", "get_stock_price", "{\"ticker\": \"AAPL\", \"exchange\": \"NASDAQ\"}"},
+    {
+        .file = "mistral-glm-incremental-tool-call.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = ""},
+        .n_calls = 1,
+        .calls =
+            {
+                {0, "chatcmpl-tool-9f149c74c42f265b", "webSearchTool", "{\"query\": \"current Berlin weather\"}"},
+            },
+        .finish_reason = "tool_calls",
+        .has_usage = true,
+        .prompt = 171,
+        .completion = 14,
+        .total = 185,
+        .done = false,
+        .n_choices = 1,
     },
-    .finish_reason = "tool_calls",
-    .has_usage = true, .prompt = 149, .completion = 60, .total = 209,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "openai-gpt4o-refusal.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = ""},
-    .refusal = "I'm sorry, I can't assist with that request.",
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 79, .completion = 11, .total = 90,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "openrouter-claude-reasoning.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "2 + 2 = 4"},
-    .thinking = {.exact = "This is a simple arithmetic question. 2+2 equals 4."},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 43, .completion = 36, .total = 79,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "openrouter-minimax-reasoning-length-error.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = "We need to respond to a greeting. The user"},
-    .finish_reason = "length",
-    .has_usage = true, .prompt = 43, .completion = 10, .total = 53,
-    .done = true,
-    .has_error = true, .error_code = "400", .error_message = "Token limit reached",
-    .n_choices = 1,
-  },
-  {
-    .file = "perplexity-sonar-citations.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = "**EcoVista Day**[1][5]"},
-    .thinking = {.exact = ""},
-    .finish_reason = "stop",
-    .has_usage = true, .prompt = 11, .completion = 434, .total = 445,
-    .done = true,
-    .n_choices = 1,
-  },
-  {
-    .file = "xai-grok3mini-reasoning-tool-call.sse", .format = LLM_FORMAT_OPENAI_SSE,
-    .text = {.exact = ""},
-    .thinking = {.exact = "First, the user is"},
-    .n_calls = 1,
-    .calls = {
-      {0, "call_55117580", "weather", "{\"location\":\"San Francisco\"}"},
+    {
+        .file = "mistral-magistral-thinking-content-parts.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "2 + 2 = 4"},
+        .thinking = {.exact = "The user is asking for 2+2. This is basic arithmetic. 2+2=4."},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 10,
+        .completion = 46,
+        .total = 56,
+        .done = false,
+        .n_choices = 1,
     },
-    .finish_reason = "tool_calls",
-    .has_usage = true, .prompt = 291, .completion = 26, .total = 513,
-    .done = false,
-    .n_choices = 1,
-  },
+    {
+        .file = "mistral-small-tool-call.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = ""},
+        .n_calls = 1,
+        .calls =
+            {
+                {0, "gSIMJiOkT", "weather", "{\"location\": \"San Francisco\"}"},
+            },
+        .finish_reason = "tool_calls",
+        .has_usage = true,
+        .prompt = 124,
+        .completion = 22,
+        .total = 146,
+        .done = false,
+        .n_choices = 1,
+    },
+    {
+        .file = "ollama-cloud-gptoss-thinking-stream.ndjson",
+        .format = LLM_FORMAT_OLLAMA_NDJSON,
+        .text = {.exact = "1  \n2  \n3  \n4  \n5"},
+        .thinking = {.exact = "User asks: \"Count from 1 to 5\". Simple. Respond with numbers: 1 2 3 4 5. Possibly "
+                              "each on separate line. Provide answer."},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 74,
+        .completion = 57,
+        .total = 131,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "ollama-cloud-gptoss-thinking-tool-call.ndjson",
+        .format = LLM_FORMAT_OLLAMA_NDJSON,
+        .text = {.exact = ""},
+        .thinking = {.exact = "User asks about weather in San Francisco. Use function getWeather."},
+        .n_calls = 1,
+        .calls =
+            {
+                {0, "call_mo1wm122", "getWeather", "{\"location\":\"San Francisco, CA\"}"},
+            },
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 145,
+        .completion = 44,
+        .total = 189,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "ollama-local-gemma3-content-stream.ndjson",
+        .format = LLM_FORMAT_OLLAMA_NDJSON,
+        .text = {.exact = "Okay, here we go!\n\n1, 2, 3, 4, 5\n"},
+        .thinking = {.exact = ""},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 16,
+        .completion = 22,
+        .total = 38,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "openai-gpt4o-content-usage.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "The capital of Mexico is Mexico City."},
+        .thinking = {.exact = ""},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 14,
+        .completion = 8,
+        .total = 22,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "openai-gpt4o-finish-length.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "{\""},
+        .thinking = {.exact = ""},
+        .finish_reason = "length",
+        .has_usage = true,
+        .prompt = 79,
+        .completion = 1,
+        .total = 80,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "openai-gpt4o-n3-choices.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "{\"city\":\"San Francisco\",\"temperature\":65,\"units\":\"f\"}"},
+        .thinking = {.exact = ""},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 79,
+        .completion = 42,
+        .total = 121,
+        .done = true,
+        .n_choices = 3,
+        .choice_text = {"{\"city\":\"San Francisco\",\"temperature\":65,\"units\":\"f\"}",
+                        "{\"city\":\"San Francisco\",\"temperature\":61,\"units\":\"f\"}",
+                        "{\"city\":\"San Francisco\",\"temperature\":59,\"units\":\"f\"}"},
+    },
+    {
+        .file = "openai-gpt4o-parallel-tool-calls.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = ""},
+        .n_calls = 2,
+        .calls =
+            {
+                {0, "call_JMW1whyEaYG438VE1OIflxA2", "GetWeatherArgs",
+                 "{\"city\": \"Edinburgh\", \"country\": \"GB\", \"units\": \"c\"}"},
+                {1, "call_DNYTawLBoN8fj3KN6qU9N1Ou", "get_stock_price",
+                 "{\"ticker\": \"AAPL\", \"exchange\": \"NASDAQ\"}"},
+            },
+        .finish_reason = "tool_calls",
+        .has_usage = true,
+        .prompt = 149,
+        .completion = 60,
+        .total = 209,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "openai-gpt4o-refusal.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = ""},
+        .refusal = "I'm sorry, I can't assist with that request.",
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 79,
+        .completion = 11,
+        .total = 90,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "openrouter-claude-reasoning.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "2 + 2 = 4"},
+        .thinking = {.exact = "This is a simple arithmetic question. 2+2 equals 4."},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 43,
+        .completion = 36,
+        .total = 79,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "openrouter-minimax-reasoning-length-error.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = "We need to respond to a greeting. The user"},
+        .finish_reason = "length",
+        .has_usage = true,
+        .prompt = 43,
+        .completion = 10,
+        .total = 53,
+        .done = true,
+        .has_error = true,
+        .error_code = "400",
+        .error_message = "Token limit reached",
+        .n_choices = 1,
+    },
+    {
+        .file = "perplexity-sonar-citations.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = "**EcoVista Day**[1][5]"},
+        .thinking = {.exact = ""},
+        .finish_reason = "stop",
+        .has_usage = true,
+        .prompt = 11,
+        .completion = 434,
+        .total = 445,
+        .done = true,
+        .n_choices = 1,
+    },
+    {
+        .file = "xai-grok3mini-reasoning-tool-call.sse",
+        .format = LLM_FORMAT_OPENAI_SSE,
+        .text = {.exact = ""},
+        .thinking = {.exact = "First, the user is"},
+        .n_calls = 1,
+        .calls =
+            {
+                {0, "call_55117580", "weather", "{\"location\":\"San Francisco\"}"},
+            },
+        .finish_reason = "tool_calls",
+        .has_usage = true,
+        .prompt = 291,
+        .completion = 26,
+        .total = 513,
+        .done = false,
+        .n_choices = 1,
+    },
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -329,8 +432,8 @@ static size_t next_piece(feed_mode_t mode, const char *d, size_t left, uint32_t 
 }
 
 /* Feeds a body in pieces; returns the finish code and fills *out. */
-static int parse_mode(llm_format_t fmt, const char *d, size_t len, feed_mode_t mode, uint32_t seed,
-                      llm_result_t *out, collect_t *col) {
+static int parse_mode(llm_format_t fmt, const char *d, size_t len, feed_mode_t mode, uint32_t seed, llm_result_t *out,
+                      collect_t *col) {
   llm_stream_t *s = llm_stream_new(fmt, col ? &CB : NULL, col);
   assert_non_null(s);
   int rc = 0;
@@ -478,8 +581,8 @@ static char *convert_eol(const char *d, size_t len, const char *eol, size_t *out
 }
 
 /* Parses a fixture one way and checks it against the whole-body result. */
-static void assert_same_way(const fixture_t *f, const llm_result_t *ref, const char *d, size_t len,
-                            feed_mode_t mode, uint32_t seed) {
+static void assert_same_way(const fixture_t *f, const llm_result_t *ref, const char *d, size_t len, feed_mode_t mode,
+                            uint32_t seed) {
   llm_result_t r;
   collect_t col = {0};
   assert_int_equal(parse_mode(f->format, d, len, mode, seed, &r, &col), 0);
@@ -637,7 +740,7 @@ static void test_sse_crlf_split_between_pieces(void **state) {
   assert_int_equal(sse_parser_feed(p, "data: a\r", 8), 0);
   assert_int_equal(sse_parser_feed(p, "\ndata: b\r", 9), 0);
   assert_int_equal(sse_parser_feed(p, "\n\r", 2), 0);
-  assert_int_equal(e.n, 1); /* the blank line ended with the lone CR */
+  assert_int_equal(e.n, 1);                         /* the blank line ended with the lone CR */
   assert_int_equal(sse_parser_feed(p, "\n", 1), 0); /* the LF of that CRLF, not another line */
   assert_int_equal(sse_parser_feed(p, "data: c\r\r", 9), 0);
   assert_int_equal(sse_parser_finish(p), 0);
@@ -664,7 +767,9 @@ static void test_sse_multiline_data_and_event(void **state) {
 static void test_sse_bom(void **state) {
   (void)state;
   events_t e;
-  tokenize_all_ways("\xEF\xBB\xBF" "data: a\n\n", &e);
+  tokenize_all_ways("\xEF\xBB\xBF"
+                    "data: a\n\n",
+                    &e);
   assert_int_equal(e.n, 1);
   assert_string_equal(e.data[0], "a");
 }
@@ -866,10 +971,9 @@ static void test_think_splitter_direct(void **state) {
 
 static void test_cut_mid_event(void **state) {
   (void)state;
-  const char *body =
-      "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n"
-      "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n"
-      "data: {\"choices\":[{\"index\":0,\"delta\":{\"cont";
+  const char *body = "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"},\"finish_reason\":null}]}\n\n"
+                     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":null}]}\n\n"
+                     "data: {\"choices\":[{\"index\":0,\"delta\":{\"cont";
   llm_result_t r = parse_sse_bytes(body);
   assert_string_equal(r.text, "Hello");
   assert_false(r.done);
@@ -997,9 +1101,11 @@ static void test_ollama_index0_reuse(void **state) {
   (void)state;
   llm_result_t r = parse_sse_bytes(
       "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":["
-      "{\"id\":\"call_a\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"read\",\"arguments\":\"{\\\"p\\\":1}\"}}]}}]}\n\n"
+      "{\"id\":\"call_a\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"read\",\"arguments\":\"{\\\"p\\\":"
+      "1}\"}}]}}]}\n\n"
       "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":["
-      "{\"id\":\"call_b\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"write\",\"arguments\":\"{\\\"p\\\":2}\"}}]}}]}\n\n"
+      "{\"id\":\"call_b\",\"index\":0,\"type\":\"function\",\"function\":{\"name\":\"write\",\"arguments\":\"{"
+      "\\\"p\\\":2}\"}}]}}]}\n\n"
       "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n"
       "data: [DONE]\n\n");
   assert_int_equal(r.n_tool_calls, 2);
@@ -1017,9 +1123,15 @@ static void test_ollama_index0_reuse(void **state) {
 static void test_tool_calls_without_index(void **state) {
   (void)state;
   llm_result_t r = parse_sse_bytes(
-      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"A\",\"function\":{\"name\":\"f\",\"arguments\":\"{\\\"x\\\"\"}}]}}]}\n\n"
-      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"\",\"function\":{\"name\":\"\",\"arguments\":\":1}\"}}]}}]}\n\n"
-      "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"B\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}\n\n"
+      "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"A\",\"function\":{\"name\":\"f\",\"arguments\":\"{"
+      "\\\"x\\\"\"}}]}}]}\n\n"
+      "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"\",\"function\":{\"name\":\"\",\"arguments\":\":1}\"}}]}}]}"
+      "\n\n"
+      "data: "
+      "{\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"B\",\"function\":{\"name\":\"g\",\"arguments\":\"{}\"}}]}}]}"
+      "\n\n"
       "data: {\"choices\":[{\"delta\":{\"tool_calls\":[{\"id\":\"B\",\"function\":{\"arguments\":\"\"}}]}}]}\n\n");
   assert_int_equal(r.n_tool_calls, 2);
   assert_int_equal(r.tool_calls[0].index, 0);
@@ -1079,7 +1191,8 @@ static void test_choices_and_reasoning(void **state) {
   llm_result_t r = parse_sse_bytes(
       "data: {\"choices\":[{\"index\":1,\"delta\":{\"content\":\"<think>x</think>one\"}},"
       "{\"index\":0,\"delta\":{\"reasoning_content\":\"R\",\"reasoning\":\"R\",\"content\":null}}]}\n\n"
-      "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"S\",\"reasoning_content\":null,\"content\":\"zero\"}},"
+      "data: "
+      "{\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"S\",\"reasoning_content\":null,\"content\":\"zero\"}},"
       "{\"index\":9,\"delta\":{\"content\":\"ignored\"}},{\"index\":1,\"delta\":{},\"finish_reason\":\"length\"}]}\n\n"
       "data: {\"choices\":[{\"index\":0,\"delta\":{\"refusal\":\"no\"},\"finish_reason\":\"stop\"}]}\n\n");
   assert_int_equal(r.n_choices, 2);
@@ -1132,9 +1245,9 @@ static void test_openai_json_body(void **state) {
 
 static void test_openai_json_error_body(void **state) {
   (void)state;
-  llm_result_t r = parse_ok(LLM_FORMAT_OPENAI_JSON,
-                            "{\"error\":{\"message\":\"bad key\",\"type\":\"invalid_request_error\","
-                            "\"code\":\"invalid_api_key\"}}\n");
+  llm_result_t r =
+      parse_ok(LLM_FORMAT_OPENAI_JSON, "{\"error\":{\"message\":\"bad key\",\"type\":\"invalid_request_error\","
+                                       "\"code\":\"invalid_api_key\"}}\n");
   assert_true(r.has_error);
   assert_string_equal(r.error_code, "invalid_api_key");
   assert_string_equal(r.error_message, "bad key");
@@ -1171,9 +1284,10 @@ static void test_sse_given_json_body(void **state) {
 
 static void test_ollama_single_object_no_newline(void **state) {
   (void)state;
-  llm_result_t r = parse_ok(LLM_FORMAT_OLLAMA_NDJSON,
-                            "{\"message\":{\"role\":\"assistant\",\"content\":\"\\u003cthink\\u003ehm\\u003c/think\\u003e"
-                            "a \\u0026 b\"},\"done\":true,\"done_reason\":\"stop\",\"eval_count\":3}");
+  llm_result_t r =
+      parse_ok(LLM_FORMAT_OLLAMA_NDJSON,
+               "{\"message\":{\"role\":\"assistant\",\"content\":\"\\u003cthink\\u003ehm\\u003c/think\\u003e"
+               "a \\u0026 b\"},\"done\":true,\"done_reason\":\"stop\",\"eval_count\":3}");
   assert_string_equal(r.text, "a & b");
   assert_string_equal(r.thinking, "hm");
   assert_true(r.done);

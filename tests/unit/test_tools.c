@@ -22,14 +22,17 @@
 
 /* ---- fixture ------------------------------------------------------------------ */
 
-static void mkdir_or_fail(const char *path) { assert_int_equal(mkdir(path, 0755), 0); }
+static void mkdir_or_fail(const char *path) {
+  assert_int_equal(mkdir(path, 0755), 0);
+}
 
 // A fresh workspace, its siblings and tools for each test.
 int fx_setup(void **state) {
   fx_t *fx = calloc(1, sizeof *fx);
   char tmpl[PATH_MAX], real[PATH_MAX];
   snprintf(tmpl, sizeof tmpl, "%.200s/cadre-tools-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
-  if (!fx || !mkdtemp(tmpl) || !realpath(tmpl, real) || strlen(real) >= 240) return -1;
+  if (!fx || !mkdtemp(tmpl) || !realpath(tmpl, real) || strlen(real) >= 240)
+    return -1;
   snprintf(fx->base, sizeof fx->base, "%.240s", real);
   snprintf(fx->ws, sizeof fx->ws, "%s/ws", fx->base);
   snprintf(fx->evil, sizeof fx->evil, "%s/ws-evil", fx->base);
@@ -40,7 +43,8 @@ int fx_setup(void **state) {
   char err[256];
   tools_opts_t o = {.workspace = fx->ws};
   fx->t = tools_new(&o, err, sizeof err);
-  if (!fx->t) return -1;
+  if (!fx->t)
+    return -1;
   *state = fx;
   return 0;
 }
@@ -109,16 +113,20 @@ void fx_put(fx_t *fx, const char *rel, const char *content, size_t len) {
 // The content of an absolute path (NULL when missing).
 char *fx_slurp(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
-  if (!f) return NULL;
+  if (!f)
+    return NULL;
   size_t cap = 4096, n = 0;
   char *buf = malloc(cap + 1);
   for (size_t r; buf && (r = fread(buf + n, 1, cap - n, f)) > 0;) {
     n += r;
-    if (n == cap) buf = realloc(buf, (cap *= 2) + 1);
+    if (n == cap)
+      buf = realloc(buf, (cap *= 2) + 1);
   }
   fclose(f);
-  if (buf) buf[n] = '\0';
-  if (len) *len = n;
+  if (buf)
+    buf[n] = '\0';
+  if (len)
+    *len = n;
   return buf;
 }
 
@@ -133,7 +141,8 @@ int64_t fx_now_ms(void) {
 bool fx_wait_until(bool (*pred)(void *), void *arg, int timeout_ms) {
   int64_t until = fx_now_ms() + timeout_ms;
   while (!pred(arg)) {
-    if (fx_now_ms() > until) return false;
+    if (fx_now_ms() > until)
+      return false;
     struct timespec ts = {0, 5 * 1000000L};
     nanosleep(&ts, NULL);
   }
@@ -160,7 +169,8 @@ static void test_definitions(void **state) {
     assert_true(json_is_array(req));
     size_t k;
     json_t *r;
-    json_array_foreach(req, k, r) assert_non_null(json_object_get(json_object_get(p, "properties"), json_string_value(r)));
+    json_array_foreach(req, k, r)
+        assert_non_null(json_object_get(json_object_get(p, "properties"), json_string_value(r)));
     assert_true(tools_known(names[i]));
   }
   json_decref(all);
@@ -197,34 +207,41 @@ static void test_arguments(void **state) {
   struct {
     const char *tool, *args, *want;
   } cases[] = {
-    {"rm_rf", "{}", "unknown tool \"rm_rf\""},
-    {"read_file", "{\"path\": ", "arguments for read_file are not valid JSON"},
-    {"read_file", "[1,2]", "arguments for read_file must be a JSON object, got an array"},
-    {"read_file", "{}", "missing required argument \"path\" for read_file"},
-    {"read_file", "{\"path\": 7}", "argument \"path\" of read_file must be a string, got an integer"},
-    {"read_file", "{\"path\": \"a.txt\", \"limit\": \"5\"}", "argument \"limit\" of read_file must be an integer"},
-    {"read_file", "{\"path\": \"a.txt\", \"limit\": 0}", "argument \"limit\" of read_file must be between 1 and"},
-    {"write_file_tool", "{\"path\": \"b.txt\"}", "missing required argument \"content\" for write_file_tool"},
-    {"write_file_tool", "{\"path\": \"b.txt\", \"content\": 5}", "argument \"content\" of write_file_tool must be a string"},
-    {"edit_file", "{\"path\": \"a.txt\", \"old_string\": \"hi\"}", "missing required argument \"new_string\""},
-    {"edit_file", "{\"path\": \"a.txt\", \"old_string\": \"hi\", \"new_string\": \"x\", \"replace_all\": \"yes\"}",
-     "argument \"replace_all\" of edit_file must be true or false"},
-    {"grep", "{}", "missing required argument \"pattern\" for grep"},
-    {"execute_bash", "{\"cmd\": \"ls\"}", "missing required argument \"command\" for execute_bash"},
+      {"rm_rf", "{}", "unknown tool \"rm_rf\""},
+      {"read_file", "{\"path\": ", "arguments for read_file are not valid JSON"},
+      {"read_file", "[1,2]", "arguments for read_file must be a JSON object, got an array"},
+      {"read_file", "{}", "missing required argument \"path\" for read_file"},
+      {"read_file", "{\"path\": 7}", "argument \"path\" of read_file must be a string, got an integer"},
+      {"read_file", "{\"path\": \"a.txt\", \"limit\": \"5\"}", "argument \"limit\" of read_file must be an integer"},
+      {"read_file", "{\"path\": \"a.txt\", \"limit\": 0}", "argument \"limit\" of read_file must be between 1 and"},
+      {"write_file_tool", "{\"path\": \"b.txt\"}", "missing required argument \"content\" for write_file_tool"},
+      {"write_file_tool", "{\"path\": \"b.txt\", \"content\": 5}",
+       "argument \"content\" of write_file_tool must be a string"},
+      {"edit_file", "{\"path\": \"a.txt\", \"old_string\": \"hi\"}", "missing required argument \"new_string\""},
+      {"edit_file", "{\"path\": \"a.txt\", \"old_string\": \"hi\", \"new_string\": \"x\", \"replace_all\": \"yes\"}",
+       "argument \"replace_all\" of edit_file must be true or false"},
+      {"grep", "{}", "missing required argument \"pattern\" for grep"},
+      {"execute_bash", "{\"cmd\": \"ls\"}", "missing required argument \"command\" for execute_bash"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     tool_result_t r = fx_run(fx, cases[i].tool, cases[i].args);
     assert_true(r.is_error);
-    if (!strstr(r.text, cases[i].want)) fail_msg("%s %s: got \"%s\"", cases[i].tool, cases[i].args, r.text);
+    if (!strstr(r.text, cases[i].want))
+      fail_msg("%s %s: got \"%s\"", cases[i].tool, cases[i].args, r.text);
     assert_non_null(strstr(r.summary, "error"));
     tool_result_free(&r);
   }
   /* accepted forms: a JSON string holding the object, empty or null arguments, file_path */
-  const char *ok[][2] = {{"read_file", "\"{\\\"path\\\": \\\"a.txt\\\"}\""}, {"list_files", ""}, {"list_files", "null"},
-                         {"list_files", NULL}, {"read_file", "{\"file_path\": \"a.txt\"}"}, {"read_file", "{\"path\": \"a.txt\", \"offset\": null}"}};
+  const char *ok[][2] = {{"read_file", "\"{\\\"path\\\": \\\"a.txt\\\"}\""},
+                         {"list_files", ""},
+                         {"list_files", "null"},
+                         {"list_files", NULL},
+                         {"read_file", "{\"file_path\": \"a.txt\"}"},
+                         {"read_file", "{\"path\": \"a.txt\", \"offset\": null}"}};
   for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
     tool_result_t r = fx_run(fx, ok[i][0], ok[i][1]);
-    if (r.is_error) fail_msg("%s %s: %s", ok[i][0], ok[i][1] ? ok[i][1] : "NULL", r.text);
+    if (r.is_error)
+      fail_msg("%s %s: %s", ok[i][0], ok[i][1] ? ok[i][1] : "NULL", r.text);
     tool_result_free(&r);
   }
 }
@@ -284,7 +301,8 @@ static void test_read_file_limits(void **state) {
   free(line);
   /* 5000 lines of 30 bytes: more than the 32 KiB cap */
   char *big = malloc(5000 * 31 + 1);
-  for (int i = 0; i < 5000; i++) snprintf(big + i * 31, 32, "line %05u ...................\n", (unsigned)(i + 1) % 100000u);
+  for (int i = 0; i < 5000; i++)
+    snprintf(big + i * 31, 32, "line %05u ...................\n", (unsigned)(i + 1) % 100000u);
   PUT(fx, "big.txt", big);
   free(big);
   r = fx_runp(fx, "read_file", "{s:s}", "path", "big.txt");
@@ -356,7 +374,8 @@ static void test_edit_file(void **state) {
   char path[PATH_MAX];
   PUT(fx, "a.c", "int a;\nint b;\nint b;\nint b;\n");
   chmod(fx_path(fx, "a.c", path, sizeof path), 0640);
-  tool_result_t r = fx_runp(fx, "edit_file", "{s:s, s:s, s:s}", "path", "a.c", "old_string", "int a;", "new_string", "long a;");
+  tool_result_t r =
+      fx_runp(fx, "edit_file", "{s:s, s:s, s:s}", "path", "a.c", "old_string", "int a;", "new_string", "long a;");
   assert_false(r.is_error);
   assert_string_equal(r.text, "replaced 1 occurrence in a.c (line 1)");
   tool_result_free(&r);
@@ -408,7 +427,8 @@ static void make_tree(fx_t *fx) {
 
 static void expect_list(fx_t *fx, const char *args, const char *want) {
   tool_result_t r = fx_run(fx, "list_files", args);
-  if (r.is_error || strcmp(r.text, want) != 0) fail_msg("list_files %s:\n%s\nwanted:\n%s", args, r.text, want);
+  if (r.is_error || strcmp(r.text, want) != 0)
+    fail_msg("list_files %s:\n%s\nwanted:\n%s", args, r.text, want);
   tool_result_free(&r);
 }
 
@@ -447,7 +467,8 @@ static void test_list_files(void **state) {
 
 static void expect_grep(fx_t *fx, const char *args, const char *want) {
   tool_result_t r = fx_run(fx, "grep", args);
-  if (r.is_error || strcmp(r.text, want) != 0) fail_msg("grep %s:\n%s\nwanted:\n%s", args, r.text, want);
+  if (r.is_error || strcmp(r.text, want) != 0)
+    fail_msg("grep %s:\n%s\nwanted:\n%s", args, r.text, want);
   tool_result_free(&r);
 }
 
@@ -459,7 +480,8 @@ static void test_grep(void **state) {
               "src/x.c:2: // TODO fix\n[1 binary file skipped]\n");
   expect_grep(fx, "{\"pattern\": \"todo\", \"ignore_case\": true, \"glob\": \"*.c\"}",
               "src/deep/y.c:1: // todo: lower case\nsrc/x.c:2: // TODO fix\n");
-  expect_grep(fx, "{\"pattern\": \"TODO\", \"glob\": \"*.h\"}", "b.h:1: #define B 1 // TODO later\nsrc/deep/z.h:1: // TODO header\n");
+  expect_grep(fx, "{\"pattern\": \"TODO\", \"glob\": \"*.h\"}",
+              "b.h:1: #define B 1 // TODO later\nsrc/deep/z.h:1: // TODO header\n");
   expect_grep(fx, "{\"pattern\": \"TODO\", \"glob\": \"src/*.c\"}", "src/x.c:2: // TODO fix\n");
   expect_grep(fx, "{\"pattern\": \"^void [a-z]+\\\\(\", \"path\": \"src\"}", "src/x.c:1: void x(void) {}\n");
   expect_grep(fx, "{\"pattern\": \"TODO\", \"path\": \"src/x.c\"}", "src/x.c:2: // TODO fix\n");
@@ -469,7 +491,8 @@ static void test_grep(void **state) {
   ASSERT_HAS(r.text, "invalid regular expression \"(unclosed\"");
   tool_result_free(&r);
   char *many = malloc(600 * 8 + 1);
-  for (int i = 0; i < 600; i++) snprintf(many + i * 8, 9, "hit %03u\n", (unsigned)i % 1000u);
+  for (int i = 0; i < 600; i++)
+    snprintf(many + i * 8, 9, "hit %03u\n", (unsigned)i % 1000u);
   PUT(fx, "many.txt", many);
   free(many);
   r = fx_runp(fx, "grep", "{s:s, s:s}", "pattern", "hit", "path", "many.txt");
@@ -507,7 +530,8 @@ static void *writer_main(void *arg) {
   for (int i = 0; i < WRITES; i++) {
     tool_result_t r;
     tools_run(w->fx->t, "write_file_tool", args, NULL, &r);
-    if (r.is_error) w->bad++;
+    if (r.is_error)
+      w->bad++;
     tool_result_free(&r);
   }
   free(args);
@@ -517,9 +541,11 @@ static void *writer_main(void *arg) {
 
 /* True when data is one whole version: VERSION_SIZE bytes of one letter. */
 static bool whole_version(const char *data, size_t len) {
-  if (len != VERSION_SIZE || (data[0] != 'A' && data[0] != 'B')) return false;
+  if (len != VERSION_SIZE || (data[0] != 'A' && data[0] != 'B'))
+    return false;
   for (size_t i = 0; i < len; i++)
-    if (data[i] != data[0]) return false;
+    if (data[i] != data[0])
+      return false;
   return true;
 }
 
@@ -528,7 +554,8 @@ static void *reader_main(void *arg) {
   while (atomic_load(w->done) < 2) {
     size_t len;
     char *data = fx_slurp(w->path, &len);
-    if (!data || !whole_version(data, len)) w->bad++;
+    if (!data || !whole_version(data, len))
+      w->bad++;
     w->reads++;
     free(data);
   }
@@ -572,7 +599,8 @@ typedef struct {
 static void *editor_main(void *arg) {
   editor_t *e = arg;
   char args[256];
-  snprintf(args, sizeof args, "{\"path\": \"log.txt\", \"old_string\": \"END\", \"new_string\": \"%c\\nEND\"}", e->letter);
+  snprintf(args, sizeof args, "{\"path\": \"log.txt\", \"old_string\": \"END\", \"new_string\": \"%c\\nEND\"}",
+           e->letter);
   for (int i = 0; i < 25; i++) {
     tool_result_t r;
     tools_run(e->fx->t, "edit_file", args, NULL, &r);
@@ -587,13 +615,16 @@ static void test_concurrent_edits(void **state) {
   PUT(fx, "log.txt", "START\nEND\n");
   editor_t eds[4] = {{fx, 'a', 0}, {fx, 'b', 0}, {fx, 'c', 0}, {fx, 'd', 0}};
   pthread_t th[4];
-  for (int i = 0; i < 4; i++) pthread_create(&th[i], NULL, editor_main, &eds[i]);
-  for (int i = 0; i < 4; i++) pthread_join(th[i], NULL);
+  for (int i = 0; i < 4; i++)
+    pthread_create(&th[i], NULL, editor_main, &eds[i]);
+  for (int i = 0; i < 4; i++)
+    pthread_join(th[i], NULL);
   char path[PATH_MAX];
   char *got = fx_slurp(fx_path(fx, "log.txt", path, sizeof path), NULL);
   int counts[4] = {0};
   for (const char *p = got; *p; p++)
-    if (*p >= 'a' && *p <= 'd' && p[1] == '\n') counts[*p - 'a']++;
+    if (*p >= 'a' && *p <= 'd' && p[1] == '\n')
+      counts[*p - 'a']++;
   for (int i = 0; i < 4; i++) {
     assert_int_equal(eds[i].errors, 0);
     assert_int_equal(counts[i], 25); /* no edit lost */
@@ -612,29 +643,30 @@ static void test_preview(void **state) {
     size_t max_lines;
     const char *want; /* NULL: no preview */
   } cases[] = {
-    {"execute_bash", "{\"command\": \"make test && rm -rf build\"}", 40, "$ make test && rm -rf build"},
-    {"execute_bash", "\"{\\\"command\\\": \\\"ls\\\"}\"", 40, "$ ls"}, /* arguments as a JSON string */
-    {"edit_file", "{\"path\": \"three.txt\", \"old_string\": \"two\", \"new_string\": \"2\\n2b\"}", 40,
-     "edit three.txt\n- two\n+ 2\n+ 2b"},
-    {"edit_file", "{\"path\": \"three.txt\", \"old_string\": \"o\", \"new_string\": \"0\", \"replace_all\": true}", 40,
-     "edit three.txt (every match)\n- o\n+ 0"},
-    {"write_file_tool", "{\"path\": \"new.txt\", \"content\": \"x\\ny\\n\"}", 40, "new file new.txt (4 bytes)\n+ x\n+ y"},
-    {"write_file_tool", "{\"path\": \"new.txt\", \"content\": \"1\\n2\\n3\\n4\\n\"}", 2,
-     "new file new.txt (8 bytes)\n+ 1\n+ 2\n... 2 more lines"},
-    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\n2\\nthree\\n\"}", 40,
-     "replace three.txt\n@@ line 2\n- two\n+ 2"},
-    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\ntwo\\nthree\\nfour\\n\"}", 40,
-     "replace three.txt\n@@ line 4\n+ four"},
-    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"zero\\none\\ntwo\\nthree\\n\"}", 40,
-     "replace three.txt\n@@ line 1\n+ zero"},
-    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\nthree\\n\"}", 40,
-     "replace three.txt\n@@ line 2\n- two"},
-    {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\ntwo\\nthree\\n\"}", 40,
-     "replace three.txt\n(no change)"},
-    {"write_file_tool", "{\"path\": \"long.txt\", \"content\": \"A\\nB\\nC\\n\"}", 4,
-     "replace long.txt\n@@ line 1\n- a\n- b\n- c\n+ A\n... 2 more lines"},
-    {"read_file", "{\"path\": \"three.txt\"}", 40, NULL},
-    {"execute_bash", "not json", 40, NULL},
+      {"execute_bash", "{\"command\": \"make test && rm -rf build\"}", 40, "$ make test && rm -rf build"},
+      {"execute_bash", "\"{\\\"command\\\": \\\"ls\\\"}\"", 40, "$ ls"}, /* arguments as a JSON string */
+      {"edit_file", "{\"path\": \"three.txt\", \"old_string\": \"two\", \"new_string\": \"2\\n2b\"}", 40,
+       "edit three.txt\n- two\n+ 2\n+ 2b"},
+      {"edit_file", "{\"path\": \"three.txt\", \"old_string\": \"o\", \"new_string\": \"0\", \"replace_all\": true}",
+       40, "edit three.txt (every match)\n- o\n+ 0"},
+      {"write_file_tool", "{\"path\": \"new.txt\", \"content\": \"x\\ny\\n\"}", 40,
+       "new file new.txt (4 bytes)\n+ x\n+ y"},
+      {"write_file_tool", "{\"path\": \"new.txt\", \"content\": \"1\\n2\\n3\\n4\\n\"}", 2,
+       "new file new.txt (8 bytes)\n+ 1\n+ 2\n... 2 more lines"},
+      {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\n2\\nthree\\n\"}", 40,
+       "replace three.txt\n@@ line 2\n- two\n+ 2"},
+      {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\ntwo\\nthree\\nfour\\n\"}", 40,
+       "replace three.txt\n@@ line 4\n+ four"},
+      {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"zero\\none\\ntwo\\nthree\\n\"}", 40,
+       "replace three.txt\n@@ line 1\n+ zero"},
+      {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\nthree\\n\"}", 40,
+       "replace three.txt\n@@ line 2\n- two"},
+      {"write_file_tool", "{\"path\": \"three.txt\", \"content\": \"one\\ntwo\\nthree\\n\"}", 40,
+       "replace three.txt\n(no change)"},
+      {"write_file_tool", "{\"path\": \"long.txt\", \"content\": \"A\\nB\\nC\\n\"}", 4,
+       "replace long.txt\n@@ line 1\n- a\n- b\n- c\n+ A\n... 2 more lines"},
+      {"read_file", "{\"path\": \"three.txt\"}", 40, NULL},
+      {"execute_bash", "not json", 40, NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     char *got = tools_preview(fx->t, cases[i].tool, cases[i].args, cases[i].max_lines);
@@ -651,36 +683,36 @@ static void test_preview(void **state) {
 int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_definitions),
-    cmocka_unit_test(test_new_errors),
-    T(test_arguments),
-    T(test_read_file),
-    T(test_read_file_limits),
-    T(test_write_file),
-    T(test_edit_file),
-    T(test_list_files),
-    T(test_grep),
-    T(test_concurrent_writes),
-    T(test_concurrent_edits),
-    T(test_preview),
-    T(test_escape_corpus),
-    T(test_escape_corpus_fallback),
-    T(test_absolute_inside),
-    T(test_symlinks_inside),
-    T(test_hard_link),
-    T(test_fallback_walk_basics),
-    T(test_exec_basic),
-    T(test_exec_cwd_stdin_fds),
-    T(test_exec_env_scrub),
-    T(test_exec_rlimits),
-    T(test_exec_timeout_kills_all),
-    T(test_exec_background_after_exit),
-    T(test_exec_cancel),
-    T(test_exec_output_cap),
-    T(test_exec_default_timeout),
-    T(test_exec_concurrent),
-    T(test_exec_bad_args),
-    T(test_exec_signal_and_binary),
+      cmocka_unit_test(test_definitions),
+      cmocka_unit_test(test_new_errors),
+      T(test_arguments),
+      T(test_read_file),
+      T(test_read_file_limits),
+      T(test_write_file),
+      T(test_edit_file),
+      T(test_list_files),
+      T(test_grep),
+      T(test_concurrent_writes),
+      T(test_concurrent_edits),
+      T(test_preview),
+      T(test_escape_corpus),
+      T(test_escape_corpus_fallback),
+      T(test_absolute_inside),
+      T(test_symlinks_inside),
+      T(test_hard_link),
+      T(test_fallback_walk_basics),
+      T(test_exec_basic),
+      T(test_exec_cwd_stdin_fds),
+      T(test_exec_env_scrub),
+      T(test_exec_rlimits),
+      T(test_exec_timeout_kills_all),
+      T(test_exec_background_after_exit),
+      T(test_exec_cancel),
+      T(test_exec_output_cap),
+      T(test_exec_default_timeout),
+      T(test_exec_concurrent),
+      T(test_exec_bad_args),
+      T(test_exec_signal_and_binary),
   };
   return cmocka_run_group_tests_name("tools", tests, NULL, NULL);
 }

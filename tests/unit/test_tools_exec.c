@@ -34,7 +34,8 @@ static bool pid_dead(pid_t pid) {
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
   FILE *f = fopen(path, "r");
-  if (!f) return true;
+  if (!f)
+    return true;
   size_t n = fread(buf, 1, sizeof buf - 1, f);
   fclose(f);
   buf[n] = '\0';
@@ -48,7 +49,8 @@ static int assert_pids_dead(const char *text) {
   for (const char *p = text; (p = strstr(p, "pid=")); p += 4) {
     pid_t pid = (pid_t)atoi(p + 4);
     assert_true(pid > 1);
-    if (!pid_dead(pid)) fail_msg("process %d survived:\n%s", (int)pid, text);
+    if (!pid_dead(pid))
+      fail_msg("process %d survived:\n%s", (int)pid, text);
     n++;
   }
   return n;
@@ -83,7 +85,8 @@ void test_exec_cwd_stdin_fds(void **state) {
   fx_put(fx, "marker.txt", "m", 1);
   int leak = open("/dev/null", O_RDONLY); /* not O_CLOEXEC: must not reach the command */
   assert_true(leak >= 0);
-  tool_result_t r = fx_runp(fx, "execute_bash", "{s:s}", "command", "pwd; echo \"PWD=$PWD\"; ls; cat; ls /proc/self/fd | sort -n | tr '\\n' ' '");
+  tool_result_t r = fx_runp(fx, "execute_bash", "{s:s}", "command",
+                            "pwd; echo \"PWD=$PWD\"; ls; cat; ls /proc/self/fd | sort -n | tr '\\n' ' '");
   char want[PATH_MAX * 3];
   snprintf(want, sizeof want, "%s\nPWD=%s\nmarker.txt\n0 1 2 3 \n[exit 0]\n", fx->ws, fx->ws);
   assert_string_equal(r.text, want);
@@ -103,33 +106,45 @@ void test_exec_env_scrub(void **state) {
     const char *name, *value;
     bool kept;
   } vars[] = {
-    {"OPENAI_API_KEY", "k1", false}, {"FOO_API_KEY", "k2", false}, {"GITHUB_TOKEN", "k3", false},
-    {"CADRE_KEY", "k4", false}, {"CADRE_BROKER_KEY", "k5", false}, {"DB_PASSWORD", "k6", false},
-    {"APP_SECRET", "k7", false}, {"MY_CUSTOM", "k8", false}, {"INNOCENT", "sk-supersecretvalue123", false},
-    {"AUTH_HEADER", "Bearer sk-supersecretvalue123", false}, {"lm_studio_api_key", "k9", false},
-    {"KEEP_ME", "visible", true}, {"PATH", getenv("PATH"), true},
+      {"OPENAI_API_KEY", "k1", false},
+      {"FOO_API_KEY", "k2", false},
+      {"GITHUB_TOKEN", "k3", false},
+      {"CADRE_KEY", "k4", false},
+      {"CADRE_BROKER_KEY", "k5", false},
+      {"DB_PASSWORD", "k6", false},
+      {"APP_SECRET", "k7", false},
+      {"MY_CUSTOM", "k8", false},
+      {"INNOCENT", "sk-supersecretvalue123", false},
+      {"AUTH_HEADER", "Bearer sk-supersecretvalue123", false},
+      {"lm_studio_api_key", "k9", false},
+      {"KEEP_ME", "visible", true},
+      {"PATH", getenv("PATH"), true},
   };
   size_t n = sizeof vars / sizeof vars[0];
-  for (size_t i = 0; i < n; i++) setenv(vars[i].name, vars[i].value, 1);
+  for (size_t i = 0; i < n; i++)
+    setenv(vars[i].name, vars[i].value, 1);
   tool_result_t r;
   tools_run(t, "execute_bash", "{\"command\": \"env\"}", NULL, &r);
   for (size_t i = 0; i < n; i++) {
     char line[512];
     snprintf(line, sizeof line, "%s=%s\n", vars[i].name, vars[i].value);
-    if ((strstr(r.text, line) != NULL) != vars[i].kept) fail_msg("%s: kept %d wanted %d", vars[i].name, !vars[i].kept, vars[i].kept);
+    if ((strstr(r.text, line) != NULL) != vars[i].kept)
+      fail_msg("%s: kept %d wanted %d", vars[i].name, !vars[i].kept, vars[i].kept);
   }
   ASSERT_LACKS(r.text, "supersecret");
   ASSERT_HAS(r.text, "CADRE_RUN_ID=");
   tool_result_free(&r);
-  for (size_t i = 0; i < n - 1; i++) unsetenv(vars[i].name);
+  for (size_t i = 0; i < n - 1; i++)
+    unsetenv(vars[i].name);
   tools_destroy(&t);
 }
 
 void test_exec_rlimits(void **state) {
   fx_t *fx = *state;
-  tool_result_t r = fx_runp(fx, "execute_bash", "{s:s, s:i}", "command",
-                            "echo cpu=$(ulimit -t) hcpu=$(ulimit -Ht) fsize=$(ulimit -f) core=$(ulimit -c) nproc=$(ulimit -u)",
-                            "timeout", 10);
+  tool_result_t r =
+      fx_runp(fx, "execute_bash", "{s:s, s:i}", "command",
+              "echo cpu=$(ulimit -t) hcpu=$(ulimit -Ht) fsize=$(ulimit -f) core=$(ulimit -c) nproc=$(ulimit -u)",
+              "timeout", 10);
   ASSERT_HAS(r.text, "cpu=15 hcpu=20 fsize=1048576 core=0 nproc=");
   const char *np = strstr(r.text, "nproc=") + 6;
   assert_true(atol(np) >= 512); /* the uid's tasks + 512 */
@@ -142,14 +157,13 @@ void test_exec_rlimits(void **state) {
 
 void test_exec_timeout_kills_all(void **state) {
   fx_t *fx = *state;
-  const char *cmd =
-    "trap '' TERM\n"
-    "sleep 1000 & echo bg pid=$!\n"
-    "setsid sleep 1000 & echo setsid pid=$!\n"
-    "setsid sh -c 'exec sleep 1000' >/dev/null 2>&1 </dev/null & echo quiet-setsid pid=$!\n"
-    "( trap '' TERM; exec sleep 1000 ) & echo subshell pid=$!\n"
-    "echo shell pid=$$\n"
-    "while :; do sleep 0.05; done";
+  const char *cmd = "trap '' TERM\n"
+                    "sleep 1000 & echo bg pid=$!\n"
+                    "setsid sleep 1000 & echo setsid pid=$!\n"
+                    "setsid sh -c 'exec sleep 1000' >/dev/null 2>&1 </dev/null & echo quiet-setsid pid=$!\n"
+                    "( trap '' TERM; exec sleep 1000 ) & echo subshell pid=$!\n"
+                    "echo shell pid=$$\n"
+                    "while :; do sleep 0.05; done";
   int64_t t0 = fx_now_ms();
   tool_result_t r = fx_runp(fx, "execute_bash", "{s:s, s:i}", "command", cmd, "timeout", 2);
   int64_t took = fx_now_ms() - t0;
@@ -192,12 +206,15 @@ typedef struct {
 
 static void *cancel_run(void *arg) {
   canceller_t *c = arg;
-  tools_run(c->fx->t, "execute_bash", "{\"command\": \"trap '' TERM; echo pid=$$; sleep 1000 & echo pid=$!; touch started.flag; wait\"}",
+  tools_run(c->fx->t, "execute_bash",
+            "{\"command\": \"trap '' TERM; echo pid=$$; sleep 1000 & echo pid=$!; touch started.flag; wait\"}",
             &c->cancel, &c->r);
   return NULL;
 }
 
-static bool file_exists(void *path) { return access(path, F_OK) == 0; }
+static bool file_exists(void *path) {
+  return access(path, F_OK) == 0;
+}
 
 void test_exec_cancel(void **state) {
   fx_t *fx = *state;
@@ -272,7 +289,8 @@ static void *exec_worker(void *arg) {
     snprintf(want, sizeof want, "worker-%d-%d\n[exit %d]\n", w->id, i, w->id);
     tool_result_t r;
     tools_run(w->fx->t, "execute_bash", args, NULL, &r);
-    if (strcmp(r.text, want) != 0 || r.exit_code != w->id) w->bad++;
+    if (strcmp(r.text, want) != 0 || r.exit_code != w->id)
+      w->bad++;
     tool_result_free(&r);
   }
   return NULL;
@@ -296,18 +314,19 @@ void test_exec_concurrent(void **state) {
 void test_exec_bad_args(void **state) {
   fx_t *fx = *state;
   const char *cases[][2] = {
-    {"{\"command\": \"\"}", "command is empty"},
-    {"{\"command\": \"  \\n\"}", "command is empty"},
-    {"{\"command\": \"echo a\\u0000rm -rf /\"}", "command contains a NUL byte"},
-    {"{\"command\": [\"ls\"]}", "argument \"command\" of execute_bash must be a string, got an array"},
-    {"{\"command\": \"ls\", \"timeout\": \"10\"}", "argument \"timeout\" of execute_bash must be an integer"},
-    {"{\"command\": \"ls\", \"timeout\": 0}", "argument \"timeout\" of execute_bash must be between 1 and"},
+      {"{\"command\": \"\"}", "command is empty"},
+      {"{\"command\": \"  \\n\"}", "command is empty"},
+      {"{\"command\": \"echo a\\u0000rm -rf /\"}", "command contains a NUL byte"},
+      {"{\"command\": [\"ls\"]}", "argument \"command\" of execute_bash must be a string, got an array"},
+      {"{\"command\": \"ls\", \"timeout\": \"10\"}", "argument \"timeout\" of execute_bash must be an integer"},
+      {"{\"command\": \"ls\", \"timeout\": 0}", "argument \"timeout\" of execute_bash must be between 1 and"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     tool_result_t r = fx_run(fx, "execute_bash", cases[i][0]);
     assert_true(r.is_error);
     assert_int_equal(r.exit_code, -1);
-    if (!strstr(r.text, cases[i][1])) fail_msg("%s: %s", cases[i][0], r.text);
+    if (!strstr(r.text, cases[i][1]))
+      fail_msg("%s: %s", cases[i][0], r.text);
     tool_result_free(&r);
   }
   tool_result_t r = fx_runp(fx, "execute_bash", "{s:s, s:f}", "command", "echo ok", "timeout", 5.0);
@@ -326,6 +345,8 @@ void test_exec_signal_and_binary(void **state) {
   tool_result_free(&r);
   /* NUL bytes and invalid UTF-8 come back as U+FFFD (fx_run checks the text is valid UTF-8) */
   r = fx_runp(fx, "execute_bash", "{s:s}", "command", "printf 'a\\000b\\377c\\n'");
-  assert_string_equal(r.text, "a\xEF\xBF\xBD" "b\xEF\xBF\xBD" "c\n[exit 0]\n");
+  assert_string_equal(r.text, "a\xEF\xBF\xBD"
+                              "b\xEF\xBF\xBD"
+                              "c\n[exit 0]\n");
   tool_result_free(&r);
 }

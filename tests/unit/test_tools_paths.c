@@ -52,9 +52,11 @@ static void snap_dir(snap_t *s, const char *dir, bool deep) {
   struct dirent *de;
   char path[PATH_MAX];
   while ((de = readdir(d))) {
-    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+      continue;
     snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
-    if (deep) snap_add(s, path);
+    if (deep)
+      snap_add(s, path);
     else if (strcmp(de->d_name, "ws") != 0 && strcmp(de->d_name, "ws-evil") != 0 && strcmp(de->d_name, "outside") != 0)
       fail_msg("unexpected entry outside the workspace: %s", path);
   }
@@ -70,7 +72,8 @@ static void snap_take(fx_t *fx, snap_t *s) {
 }
 
 static void snap_free(snap_t *s) {
-  for (int i = 0; i < s->n; i++) free(s->e[i].content);
+  for (int i = 0; i < s->n; i++)
+    free(s->e[i].content);
 }
 
 static void snap_compare(const snap_t *a, const snap_t *b) {
@@ -89,7 +92,8 @@ static void snap_compare(const snap_t *a, const snap_t *b) {
 
 static void link_at(fx_t *fx, const char *target, const char *rel) {
   char path[PATH_MAX];
-  if (symlink(target, fx_path(fx, rel, path, sizeof path)) != 0) fail_msg("symlink %s: %s", rel, strerror(errno));
+  if (symlink(target, fx_path(fx, rel, path, sizeof path)) != 0)
+    fail_msg("symlink %s: %s", rel, strerror(errno));
 }
 
 static void make_traps(fx_t *fx) {
@@ -140,88 +144,94 @@ typedef struct {
 #define VIA_LINK "leaves the workspace through a symlink"
 
 static const attempt_t CORPUS[] = {
-  {"read_file", "{\"path\": \"../x\"}", "path \"../x\" is outside the workspace", NULL},
-  {"read_file", "{\"path\": \"../../etc/passwd\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"a/../../x\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"/etc/passwd\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"@E/s1\"}", OUTSIDE, NULL},
-  {"write_file_tool", "{\"path\": \"@E/new\", \"content\": \"x\"}", OUTSIDE, NULL},
-  {"write_file_tool", "{\"path\": \"@E\", \"content\": \"x\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"./../x\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"a/./../../x\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"lnk_etc/passwd\"}", "path \"lnk_etc/passwd\" leaves the workspace through a symlink", NULL},
-  {"read_file", "{\"path\": \"lnk_evil/s1\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"chain1/s1\"}", VIA_LINK, NULL},
-  {"edit_file", "{\"path\": \"chain1/s1\", \"old_string\": \"sentinel\", \"new_string\": \"pwned\"}", VIA_LINK, NULL},
-  {"write_file_tool", "{\"path\": \"dangling_out\", \"content\": \"pwned\"}", VIA_LINK, NULL},
-  {"write_file_tool", "{\"path\": \"dangling_abs\", \"content\": \"pwned\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"sub/up/outside/s1\"}", VIA_LINK, NULL},
-  {"write_file_tool", "{\"path\": \"sub/up/outside/pwned\", \"content\": \"x\"}", VIA_LINK, NULL},
-  {"grep", "{\"pattern\": \"x\", \"path\": \"sub/up\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"rel_up3/etc/passwd\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"lnk_out/../ws-evil/s1\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"proc_lnk/etc/passwd\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"/proc/self/root/etc/passwd\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"/proc/self/cwd\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"\"}", "path is empty", NULL},
-  {"read_file", "{\"path\": \".\"}", "is a directory", NULL},
-  {"read_file", "{\"path\": \"@W/\"}", "is a directory", NULL},
-  {"read_file", "{\"path\": \"a\\u0000/../../../etc/passwd\"}", "contains a NUL byte", NULL},
-  {"read_file", "{\"path\": \"@L\"}", "is too long", NULL},
-  {"write_file_tool", "{\"path\": \"new/../../x\", \"content\": \"x\"}", OUTSIDE, NULL},
-  {"edit_file", "{\"path\": \"out_file_lnk\", \"old_string\": \"sentinel\", \"new_string\": \"pwned\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"out_file_lnk\"}", VIA_LINK, NULL},
-  {"write_file_tool", "{\"path\": \"out_file_lnk\", \"content\": \"pwned\"}", VIA_LINK, NULL},
-  {"list_files", "{\"glob\": \"../*\"}", "glob \"../*\" reaches outside the workspace", NULL},
-  {"list_files", "{\"glob\": \"**/../../*\"}", "reaches outside the workspace", NULL},
-  {"list_files", "{\"glob\": \"/etc/*\"}", "glob \"/etc/*\" is outside the workspace", NULL},
-  {"list_files", "{\"path\": \"lnk_out\"}", VIA_LINK, NULL},
-  {"list_files", "{\"path\": \"/etc\"}", OUTSIDE, NULL},
-  {"grep", "{\"pattern\": \"root\", \"path\": \"..\"}", "path \"..\" is outside the workspace", NULL},
-  {"grep", "{\"pattern\": \"root\", \"path\": \"lnk_etc\"}", VIA_LINK, NULL},
-  {"grep", "{\"pattern\": \"root\", \"path\": \"/etc\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"fifo\"}", "path \"fifo\" is not a regular file", NULL},
-  {"write_file_tool", "{\"path\": \"fifo\", \"content\": \"x\"}", "is not a regular file", NULL},
-  {"edit_file", "{\"path\": \"fifo\", \"old_string\": \"a\", \"new_string\": \"b\"}", "is not a regular file", NULL},
-  {"grep", "{\"pattern\": \"a\", \"path\": \"fifo\"}", "is not a regular file or a directory", NULL},
-  {"write_file_tool", "{\"path\": \"sub/\", \"content\": \"x\"}", "does not name a file", NULL},
-  {"write_file_tool", "{\"path\": \".\", \"content\": \"x\"}", "does not name a file", NULL},
-  {"write_file_tool", "{\"path\": \"/\", \"content\": \"x\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"@W/../outside/s1\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"//etc/passwd\"}", OUTSIDE, NULL},
-  {"write_file_tool", "{\"path\": \"lnk_out/newfile\", \"content\": \"x\"}", VIA_LINK, NULL},
-  {"read_file", "{\"path\": \"sub/../../outside/s1\"}", OUTSIDE, NULL},
-  {"edit_file", "{\"path\": \"../outside/s1\", \"old_string\": \"s\", \"new_string\": \"p\"}", OUTSIDE, NULL},
-  {"read_file", "{\"path\": \"loop1\"}", "too many levels of symbolic links", NULL},
-  {"write_file_tool", "{\"path\": \"loop1\", \"content\": \"x\"}", "too many levels of symbolic links", NULL},
-  {"write_file_tool", "{\"path\": \"lnk_etc/cadre-pwned\", \"content\": \"x\"}", VIA_LINK, NULL},
-  /* these stay inside: allowed */
-  {"write_file_tool", "{\"path\": \"~/.ssh/id_rsa\", \"content\": \"k\"}", NULL, "~/.ssh/id_rsa"},
-  {"write_file_tool", "{\"path\": \"%2e%2e/x\", \"content\": \"k\"}", NULL, "%2e%2e/x"},
-  {"write_file_tool", "{\"path\": \"..\\\\x\", \"content\": \"k\"}", NULL, "..\\x"},
-  {"write_file_tool", "{\"path\": \"\\u2024\\u2024/x\", \"content\": \"k\"}", NULL, "\xE2\x80\xA4\xE2\x80\xA4/x"},
-  {"write_file_tool", "{\"path\": \"\\uff0e\\uff0e/x\", \"content\": \"k\"}", NULL, "\xEF\xBC\x8E\xEF\xBC\x8E/x"},
-  {"write_file_tool", "{\"path\": \"@W/abs_ok.txt\", \"content\": \"k\"}", NULL, "abs_ok.txt"},
-  {"write_file_tool", "{\"path\": \"a/../inside.txt\", \"content\": \"k\"}", NULL, "inside.txt"},
-  {"write_file_tool", "{\"path\": \"hl\", \"content\": \"replaced inside\"}", NULL, "hl"},
-  {"read_file", "{\"path\": \"~/.ssh/id_rsa\"}", NULL, NULL},
+    {"read_file", "{\"path\": \"../x\"}", "path \"../x\" is outside the workspace", NULL},
+    {"read_file", "{\"path\": \"../../etc/passwd\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"a/../../x\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"/etc/passwd\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"@E/s1\"}", OUTSIDE, NULL},
+    {"write_file_tool", "{\"path\": \"@E/new\", \"content\": \"x\"}", OUTSIDE, NULL},
+    {"write_file_tool", "{\"path\": \"@E\", \"content\": \"x\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"./../x\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"a/./../../x\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"lnk_etc/passwd\"}", "path \"lnk_etc/passwd\" leaves the workspace through a symlink",
+     NULL},
+    {"read_file", "{\"path\": \"lnk_evil/s1\"}", VIA_LINK, NULL},
+    {"read_file", "{\"path\": \"chain1/s1\"}", VIA_LINK, NULL},
+    {"edit_file", "{\"path\": \"chain1/s1\", \"old_string\": \"sentinel\", \"new_string\": \"pwned\"}", VIA_LINK, NULL},
+    {"write_file_tool", "{\"path\": \"dangling_out\", \"content\": \"pwned\"}", VIA_LINK, NULL},
+    {"write_file_tool", "{\"path\": \"dangling_abs\", \"content\": \"pwned\"}", VIA_LINK, NULL},
+    {"read_file", "{\"path\": \"sub/up/outside/s1\"}", VIA_LINK, NULL},
+    {"write_file_tool", "{\"path\": \"sub/up/outside/pwned\", \"content\": \"x\"}", VIA_LINK, NULL},
+    {"grep", "{\"pattern\": \"x\", \"path\": \"sub/up\"}", VIA_LINK, NULL},
+    {"read_file", "{\"path\": \"rel_up3/etc/passwd\"}", VIA_LINK, NULL},
+    {"read_file", "{\"path\": \"lnk_out/../ws-evil/s1\"}", VIA_LINK, NULL},
+    {"read_file", "{\"path\": \"proc_lnk/etc/passwd\"}", VIA_LINK, NULL},
+    {"read_file", "{\"path\": \"/proc/self/root/etc/passwd\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"/proc/self/cwd\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"\"}", "path is empty", NULL},
+    {"read_file", "{\"path\": \".\"}", "is a directory", NULL},
+    {"read_file", "{\"path\": \"@W/\"}", "is a directory", NULL},
+    {"read_file", "{\"path\": \"a\\u0000/../../../etc/passwd\"}", "contains a NUL byte", NULL},
+    {"read_file", "{\"path\": \"@L\"}", "is too long", NULL},
+    {"write_file_tool", "{\"path\": \"new/../../x\", \"content\": \"x\"}", OUTSIDE, NULL},
+    {"edit_file", "{\"path\": \"out_file_lnk\", \"old_string\": \"sentinel\", \"new_string\": \"pwned\"}", VIA_LINK,
+     NULL},
+    {"read_file", "{\"path\": \"out_file_lnk\"}", VIA_LINK, NULL},
+    {"write_file_tool", "{\"path\": \"out_file_lnk\", \"content\": \"pwned\"}", VIA_LINK, NULL},
+    {"list_files", "{\"glob\": \"../*\"}", "glob \"../*\" reaches outside the workspace", NULL},
+    {"list_files", "{\"glob\": \"**/../../*\"}", "reaches outside the workspace", NULL},
+    {"list_files", "{\"glob\": \"/etc/*\"}", "glob \"/etc/*\" is outside the workspace", NULL},
+    {"list_files", "{\"path\": \"lnk_out\"}", VIA_LINK, NULL},
+    {"list_files", "{\"path\": \"/etc\"}", OUTSIDE, NULL},
+    {"grep", "{\"pattern\": \"root\", \"path\": \"..\"}", "path \"..\" is outside the workspace", NULL},
+    {"grep", "{\"pattern\": \"root\", \"path\": \"lnk_etc\"}", VIA_LINK, NULL},
+    {"grep", "{\"pattern\": \"root\", \"path\": \"/etc\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"fifo\"}", "path \"fifo\" is not a regular file", NULL},
+    {"write_file_tool", "{\"path\": \"fifo\", \"content\": \"x\"}", "is not a regular file", NULL},
+    {"edit_file", "{\"path\": \"fifo\", \"old_string\": \"a\", \"new_string\": \"b\"}", "is not a regular file", NULL},
+    {"grep", "{\"pattern\": \"a\", \"path\": \"fifo\"}", "is not a regular file or a directory", NULL},
+    {"write_file_tool", "{\"path\": \"sub/\", \"content\": \"x\"}", "does not name a file", NULL},
+    {"write_file_tool", "{\"path\": \".\", \"content\": \"x\"}", "does not name a file", NULL},
+    {"write_file_tool", "{\"path\": \"/\", \"content\": \"x\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"@W/../outside/s1\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"//etc/passwd\"}", OUTSIDE, NULL},
+    {"write_file_tool", "{\"path\": \"lnk_out/newfile\", \"content\": \"x\"}", VIA_LINK, NULL},
+    {"read_file", "{\"path\": \"sub/../../outside/s1\"}", OUTSIDE, NULL},
+    {"edit_file", "{\"path\": \"../outside/s1\", \"old_string\": \"s\", \"new_string\": \"p\"}", OUTSIDE, NULL},
+    {"read_file", "{\"path\": \"loop1\"}", "too many levels of symbolic links", NULL},
+    {"write_file_tool", "{\"path\": \"loop1\", \"content\": \"x\"}", "too many levels of symbolic links", NULL},
+    {"write_file_tool", "{\"path\": \"lnk_etc/cadre-pwned\", \"content\": \"x\"}", VIA_LINK, NULL},
+    /* these stay inside: allowed */
+    {"write_file_tool", "{\"path\": \"~/.ssh/id_rsa\", \"content\": \"k\"}", NULL, "~/.ssh/id_rsa"},
+    {"write_file_tool", "{\"path\": \"%2e%2e/x\", \"content\": \"k\"}", NULL, "%2e%2e/x"},
+    {"write_file_tool", "{\"path\": \"..\\\\x\", \"content\": \"k\"}", NULL, "..\\x"},
+    {"write_file_tool", "{\"path\": \"\\u2024\\u2024/x\", \"content\": \"k\"}", NULL, "\xE2\x80\xA4\xE2\x80\xA4/x"},
+    {"write_file_tool", "{\"path\": \"\\uff0e\\uff0e/x\", \"content\": \"k\"}", NULL, "\xEF\xBC\x8E\xEF\xBC\x8E/x"},
+    {"write_file_tool", "{\"path\": \"@W/abs_ok.txt\", \"content\": \"k\"}", NULL, "abs_ok.txt"},
+    {"write_file_tool", "{\"path\": \"a/../inside.txt\", \"content\": \"k\"}", NULL, "inside.txt"},
+    {"write_file_tool", "{\"path\": \"hl\", \"content\": \"replaced inside\"}", NULL, "hl"},
+    {"read_file", "{\"path\": \"~/.ssh/id_rsa\"}", NULL, NULL},
 };
 
 /* Replaces @W, @E and @L in tmpl. Caller frees. */
 static char *expand(fx_t *fx, const char *tmpl) {
   size_t cap = strlen(tmpl) + 3 * PATH_MAX + 64, n = 0;
   char *out = calloc(1, cap);
-  if (!out) abort();
+  if (!out)
+    abort();
   for (const char *p = tmpl; *p; p++) {
     const char *add = NULL;
-    if (p[0] == '@' && p[1] == 'W') add = fx->ws;
-    else if (p[0] == '@' && p[1] == 'E') add = fx->evil;
+    if (p[0] == '@' && p[1] == 'W')
+      add = fx->ws;
+    else if (p[0] == '@' && p[1] == 'E')
+      add = fx->evil;
     if (add) {
       memcpy(out + n, add, strlen(add));
       n += strlen(add);
       p++;
     } else if (p[0] == '@' && p[1] == 'L') {
-      for (int i = 0; i < PATH_MAX / 2 + 8; i++, n += 2) memcpy(out + n, "a/", 2);
+      for (int i = 0; i < PATH_MAX / 2 + 8; i++, n += 2)
+        memcpy(out + n, "a/", 2);
       p++;
     } else {
       out[n++] = *p;
@@ -241,7 +251,8 @@ static void run_corpus(fx_t *fx) {
     tool_result_t r = fx_run(fx, c->tool, args);
     if (c->want && (!r.is_error || !strstr(r.text, c->want)))
       fail_msg("#%zu %s %.200s: wanted a refusal with \"%s\", got \"%s\"", i, c->tool, c->args, c->want, r.text);
-    if (!c->want && r.is_error) fail_msg("#%zu %s %.200s: wanted success, got \"%s\"", i, c->tool, c->args, r.text);
+    if (!c->want && r.is_error)
+      fail_msg("#%zu %s %.200s: wanted success, got \"%s\"", i, c->tool, c->args, r.text);
     refused += c->want != NULL;
     if (c->inside) {
       char path[PATH_MAX];
@@ -296,8 +307,8 @@ void test_symlinks_inside(void **state) {
   char path[PATH_MAX];
   mkdir(fx_path(fx, "d", path, sizeof path), 0755);
   mkdir(fx_path(fx, "d/e", path, sizeof path), 0755);
-  link_at(fx, "d/e", "deep");            /* a directory link inside */
-  link_at(fx, "../target.txt", "d/up");  /* a relative link with "..", still inside */
+  link_at(fx, "d/e", "deep");           /* a directory link inside */
+  link_at(fx, "../target.txt", "d/up"); /* a relative link with "..", still inside */
   link_at(fx, "d/new_by_link.txt", "dangling_in");
   for (int fallback = 0; fallback < 2; fallback++) {
     tools_test_force_fallback(fx->t, fallback);
@@ -370,7 +381,8 @@ void test_fallback_walk_basics(void **state) {
     tools_test_force_fallback(fx->t, fallback);
     for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
       tool_result_t r = fx_runp(fx, "read_file", "{s:s}", "path", paths[i]);
-      if (r.is_error || strcmp(r.text, "     1\tzz\n") != 0) fail_msg("%s (fallback %d): %s", paths[i], fallback, r.text);
+      if (r.is_error || strcmp(r.text, "     1\tzz\n") != 0)
+        fail_msg("%s (fallback %d): %s", paths[i], fallback, r.text);
       tool_result_free(&r);
     }
     tool_result_t r = fx_runp(fx, "read_file", "{s:s}", "path", "x/y/z.txt/");

@@ -31,8 +31,8 @@
 #define MAX_SEEN 64
 
 static struct {
-  int send_rc;       /* what broker_send returns (0 or -errno) */
-  int sends;         /* calls */
+  int send_rc; /* what broker_send returns (0 or -errno) */
+  int sends;   /* calls */
   proto_type_t last_type;
   char kinds[MAX_SEEN][32]; /* events, in order */
   json_t *payloads[MAX_SEEN];
@@ -117,13 +117,13 @@ typedef struct {
 } transition_case_t;
 
 static const transition_case_t transitions[] = {
-    {WF_PENDING, WF_APPROVE, true},       {WF_INVALID, WF_APPROVE, false},  {WF_RUNNING, WF_APPROVE, false},
-    {WF_REJECTED, WF_APPROVE, false},     {WF_PENDING, WF_REJECT, true},    {WF_INVALID, WF_REJECT, true},
-    {WF_RUNNING, WF_REJECT, false},       {WF_DONE, WF_REJECT, false},      {WF_PENDING, WF_MODIFY, true},
-    {WF_INVALID, WF_MODIFY, true},        {WF_PAUSED, WF_MODIFY, false},    {WF_RUNNING, WF_CANCEL, true},
-    {WF_PAUSED, WF_CANCEL, true},         {WF_PENDING, WF_CANCEL, false},   {WF_ROLLING_BACK, WF_CANCEL, false},
-    {WF_DONE, WF_CANCEL, false},          {WF_RUNNING, WF_PAUSE, true},     {WF_PAUSED, WF_PAUSE, false},
-    {WF_PAUSED, WF_RESUME, true},         {WF_RUNNING, WF_RESUME, false},   {WF_CANCELLED, WF_RESUME, false},
+    {WF_PENDING, WF_APPROVE, true},   {WF_INVALID, WF_APPROVE, false}, {WF_RUNNING, WF_APPROVE, false},
+    {WF_REJECTED, WF_APPROVE, false}, {WF_PENDING, WF_REJECT, true},   {WF_INVALID, WF_REJECT, true},
+    {WF_RUNNING, WF_REJECT, false},   {WF_DONE, WF_REJECT, false},     {WF_PENDING, WF_MODIFY, true},
+    {WF_INVALID, WF_MODIFY, true},    {WF_PAUSED, WF_MODIFY, false},   {WF_RUNNING, WF_CANCEL, true},
+    {WF_PAUSED, WF_CANCEL, true},     {WF_PENDING, WF_CANCEL, false},  {WF_ROLLING_BACK, WF_CANCEL, false},
+    {WF_DONE, WF_CANCEL, false},      {WF_RUNNING, WF_PAUSE, true},    {WF_PAUSED, WF_PAUSE, false},
+    {WF_PAUSED, WF_RESUME, true},     {WF_RUNNING, WF_RESUME, false},  {WF_CANCELLED, WF_RESUME, false},
     {WF_FAILED, WF_PAUSE, false},
 };
 
@@ -238,12 +238,16 @@ static const char *const OLD_DOC =
     "  \"stated\": {\"seconds\": 195, \"cost\": 0.06}},"
     " \"created_ms\": 1700000000000,"
     " \"steps\": {"
-    "   \"1\": {\"status\": \"done\", \"attempts\": 1, \"agent_session\": \"researcher-1\", \"started_ms\": 1700000001000,"
-    "         \"history\": [{\"attempt\": 1, \"at_ms\": 1700000001000, \"what\": \"started\", \"detail\": \"researcher-1\"},"
+    "   \"1\": {\"status\": \"done\", \"attempts\": 1, \"agent_session\": \"researcher-1\", \"started_ms\": "
+    "1700000001000,"
+    "         \"history\": [{\"attempt\": 1, \"at_ms\": 1700000001000, \"what\": \"started\", \"detail\": "
+    "\"researcher-1\"},"
     "                      {\"attempt\": 1, \"at_ms\": 1700000002000, \"what\": \"done\", \"detail\": null}],"
-    "         \"finished_ms\": 1700000002000, \"result\": \"[SUMMARY] ok\", \"usage\": {\"tokens\": 1234, \"cost\": 0.0012}},"
+    "         \"finished_ms\": 1700000002000, \"result\": \"[SUMMARY] ok\", \"usage\": {\"tokens\": 1234, \"cost\": "
+    "0.0012}},"
     "   \"2\": {\"status\": \"failed\", \"attempts\": 3, \"node\": \"n1\", \"started_ms\": 1700000003000,"
-    "         \"history\": [{\"attempt\": 3, \"at_ms\": 1700000004000, \"what\": \"failed\", \"detail\": \"tool_error: disk full\"}],"
+    "         \"history\": [{\"attempt\": 3, \"at_ms\": 1700000004000, \"what\": \"failed\", \"detail\": \"tool_error: "
+    "disk full\"}],"
     "         \"error\": \"tool_error: disk full\", \"next_try_ms\": 5000, \"changed\": [{\"path\": \"a.c\"}]},"
     "   \"3\": {\"status\": \"pending\", \"attempts\": 0, \"was_running\": true}},"
     " \"origin\": \"main\", \"errors\": [],"
@@ -537,9 +541,10 @@ static int rig_teardown(void **state) {
   return 0;
 }
 
-static const char *const TOOL_PLAN = "[PLAN]\n## Workflow: Write a file\n### Step 1: Write it\n- Agent: tester\n"
-                                     "- Tool: write_file_tool\n- Arguments: {\"path\": \"a.txt\", \"content\": \"hi\"}\n"
-                                     "[/PLAN]";
+static const char *const TOOL_PLAN =
+    "[PLAN]\n## Workflow: Write a file\n### Step 1: Write it\n- Agent: tester\n"
+    "- Tool: write_file_tool\n- Arguments: {\"path\": \"a.txt\", \"content\": \"hi\"}\n"
+    "[/PLAN]";
 
 /* Proposes and approves the one-step tool plan with the outbox answering rc. */
 static workflow_t *run_tool_plan(rig_t *r, int rc) {
@@ -566,11 +571,11 @@ static void a_sent_step_runs_on_its_node(void **state) {
 
 typedef struct {
   const char *name;
-  int rc;                    /* broker_send's answer */
-  wf_step_status_t step;     /* the step afterwards */
+  int rc;                /* broker_send's answer */
+  wf_step_status_t step; /* the step afterwards */
   wf_status_t workflow;
   bool will_retry;
-  const char *mention;       /* in the step's error; NULL: no error */
+  const char *mention; /* in the step's error; NULL: no error */
 } send_case_t;
 
 static const send_case_t send_cases[] = {
