@@ -54,20 +54,18 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: cadre-bench-verbs ENDPOINT KEYFILE BROKERPUB [ROUNDS] VERB...\n");
     return 2;
   }
-  char err[512], pub[KEYS_Z85_LEN + 1];
-  keys_pair_t kp;
-  if (keys_load_pair(argv[2], &kp, err, sizeof err) < 0 || keys_load_public(argv[3], pub, err, sizeof err) < 0) {
-    fprintf(stderr, "%s\n", err);
-    return 1;
-  }
+  char err[512];
   int first = 4, rounds = 20;
   if (atoi(argv[4]) > 0) {
     rounds = atoi(argv[4]);
     first = 5;
   }
-  void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+  void *ctx = zmq_ctx_new(), *s = keys_client_dealer(ctx, argv[2], argv[3], err, sizeof err);
+  if (!s) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
   proto_socket_setup(s);
-  keys_setup_client(s, &kp, pub);
   zmq_connect(s, argv[1]);
   proto_msg_t *hello = proto_msg_new(PROTO_HELLO);
   proto_set_str(hello, PROTO_F_role, "controller");

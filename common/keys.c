@@ -154,3 +154,22 @@ int keys_setup_client(void *sock, const keys_pair_t *kp, const char *server_publ
 void keys_wipe(keys_pair_t *kp) {
   explicit_bzero(kp, sizeof *kp);
 }
+
+void *keys_client_dealer(void *ctx, const char *key_file, const char *server_key, char *err, size_t errlen) {
+  char pub[KEYS_Z85_LEN + 1];
+  keys_pair_t kp;
+  void *s = NULL;
+  if (keys_load_pair(key_file, &kp, err, errlen) < 0)
+    return NULL;
+  if (keys_load_public(server_key, pub, err, errlen) == 0) {
+    s = zmq_socket(ctx, ZMQ_DEALER);
+    if (!s || keys_setup_client(s, &kp, pub) < 0) {
+      snprintf(err, errlen, "cannot make a CURVE client socket: %s", zmq_strerror(errno));
+      if (s)
+        zmq_close(s);
+      s = NULL;
+    }
+  }
+  keys_wipe(&kp);
+  return s;
+}

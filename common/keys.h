@@ -42,5 +42,10 @@ int keys_setup_client(void *sock, const keys_pair_t *kp, const char *server_publ
 
 /* Wipes a key pair from memory. */
 void keys_wipe(keys_pair_t *kp);
+/* A new DEALER on ctx that is a CURVE client of the server whose public key
+ * is server_key (Z85 or a file), with our key pair from key_file; the secret
+ * key is wiped from memory once set. Not connected: the caller sets its other
+ * options, then connects. NULL with err filled. */
+void *keys_client_dealer(void *ctx, const char *key_file, const char *server_key, char *err, size_t errlen);
 
 #endif

@@ -16,7 +16,6 @@
 
 struct proto_link {
   void *dealer;
-  keys_pair_t keys;
   proto_msg_t *hello;
   void (*on_heartbeat)(proto_msg_t *heartbeat, void *arg);
   void *arg;
@@ -33,18 +32,15 @@ struct proto_link {
 
 /* The DEALER, a CURVE client of the broker. 0, or -1 with err filled. */
 static int setup_socket(proto_link_t *l, void *ctx, const proto_link_opts_t *o, char *err, size_t errlen) {
-  char broker_pub[KEYS_Z85_LEN + 1];
-  if (keys_load_pair(o->key_file, &l->keys, err, errlen) < 0 ||
-      keys_load_public(o->broker_key, broker_pub, err, errlen) < 0)
-    return -1;
   int ivl = o->reconnect_ivl_ms > 0 ? o->reconnect_ivl_ms : 100;
   int ivl_max = o->reconnect_ivl_max_ms > 0 ? o->reconnect_ivl_max_ms : 1000;
-  l->dealer = zmq_socket(ctx, ZMQ_DEALER);
-  if (!l->dealer || proto_socket_setup(l->dealer) < 0 ||
+  if (!(l->dealer = keys_client_dealer(ctx, o->key_file, o->broker_key, err, errlen)))
+    return -1;
+  if (proto_socket_setup(l->dealer) < 0 ||
       (o->sndhwm > 0 && zmq_setsockopt(l->dealer, ZMQ_SNDHWM, &o->sndhwm, sizeof o->sndhwm) < 0) ||
       zmq_setsockopt(l->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) < 0 ||
       zmq_setsockopt(l->dealer, ZMQ_RECONNECT_IVL_MAX, &ivl_max, sizeof ivl_max) < 0 ||
-      keys_setup_client(l->dealer, &l->keys, broker_pub) < 0 || zmq_connect(l->dealer, o->endpoint) < 0) {
+      zmq_connect(l->dealer, o->endpoint) < 0) {
     snprintf(err, errlen, "cannot connect to %s: %s", o->endpoint, zmq_strerror(errno));
     return -1;
   }
@@ -118,7 +114,6 @@ void proto_link_destroy(proto_link_t **self_p) {
   if (l->dealer)
     zmq_close(l->dealer);
   proto_msg_destroy(&l->hello);
-  keys_wipe(&l->keys);
   free(l);
   *self_p = NULL;
 }

@@ -25,17 +25,15 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: cadre-probe ENDPOINT KEYFILE BROKERPUB HEX...\n");
     return 2;
   }
-  char err[512], pub[KEYS_Z85_LEN + 1];
-  keys_pair_t kp;
-  if (keys_load_pair(argv[2], &kp, err, sizeof err) < 0 || keys_load_public(argv[3], pub, err, sizeof err) < 0) {
+  char err[512];
+  void *ctx = zmq_ctx_new();
+  void *s = keys_client_dealer(ctx, argv[2], argv[3], err, sizeof err);
+  if (!s) {
     fprintf(stderr, "%s\n", err);
     return 1;
   }
-  void *ctx = zmq_ctx_new();
-  void *s = zmq_socket(ctx, ZMQ_DEALER);
   int linger = 0;
   zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
-  keys_setup_client(s, &kp, pub);
   zmq_connect(s, argv[1]);
   static unsigned char buf[PROTO_MAX_FRAME + 1024];
   int rc = 0;
