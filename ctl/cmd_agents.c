@@ -257,12 +257,17 @@ int cmd_approve_wait(ctl_t *ctl, client_t *c, const cmd_req_t *req, const json_t
       continue;
     const json_t *p = m->payload;
     bool ours = m->type == PROTO_EVENT && jx_int(p, "id", 0) == id;
-    if (ours && !ctl->json && strncmp(m->kind, "step_", 5) == 0)
-      printf("%s step %lld %s\n",
-             strcmp(m->kind, "step_done") == 0     ? "✓"
-             : strcmp(m->kind, "step_failed") == 0 ? "✗"
-                                                   : "⟳",
+    if (ours && !ctl->json && strncmp(m->kind, "step_", 5) == 0) {
+      bool failed = strcmp(m->kind, "step_failed") == 0;
+      printf("%s step %lld %s",
+             strcmp(m->kind, "step_done") == 0 ? "✓"
+             : failed                          ? "✗"
+                                               : "⟳",
              (long long)jx_int(p, "step", 0), m->kind + 5);
+      if (failed) /* why, so that a person need not look elsewhere */
+        printf("%s: %.300s", jx_bool(p, "will_retry", false) ? " (will retry)" : "", jx_str(p, "detail", "?"));
+      putchar('\n');
+    }
     if (ours && strcmp(m->kind, "workflow_finished") == 0) {
       int rc = strcmp(jx_str(p, "status", ""), "done") == 0 ? 0 : 1;
       cmd_print(ctl, cmd_find("approve"), req, p);
