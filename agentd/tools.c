@@ -113,6 +113,27 @@ json_t *tools_definitions(const char *const *names) {
   return arr;
 }
 
+// Short definitions for a small context: each description cut to its first
+// sentence, and no descriptions of parameters (their names and types stay).
+void tools_compact(json_t *defs) {
+  size_t i;
+  json_t *d;
+  json_array_foreach(defs, i, d) {
+    json_t *fn = json_object_get(d, "function");
+    const char *desc = json_string_value(json_object_get(fn, "description"));
+    const char *end = desc ? strstr(desc, ". ") : NULL;
+    const char *nl = desc ? strstr(desc, ".\n") : NULL;
+    if (nl && (!end || nl < end))
+      end = nl;
+    if (end)
+      json_object_set_new(fn, "description", json_stringn(desc, (size_t)(end - desc) + 1));
+    const char *k;
+    json_t *prop;
+    json_object_foreach(json_object_get(json_object_get(fn, "parameters"), "properties"), k, prop)
+        json_object_del(prop, "description");
+  }
+}
+
 // True when name is one of the tools.
 bool tools_known(const char *name) {
   return find_def(name) != NULL;

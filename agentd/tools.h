@@ -52,6 +52,10 @@ void tools_test_force_fallback(tools_t *self, bool on);
 /* OpenAI tool definitions (array of {"type":"function","function":{name,
  * description, parameters}}) for the named tools; NULL names: all. Caller owns. */
 json_t *tools_definitions(const char *const *names);
+
+/* Shortens definitions in place for a small context: each description cut to
+ * its first sentence, none for parameters. */
+void tools_compact(json_t *defs);
 /* True when name is one of the tools above. */
 bool tools_known(const char *name);
 /* True when the tool changes files or runs commands (for approval and read-only roles). */

@@ -174,6 +174,8 @@ static void setup_tools(loop_t *L) {
   }
   proto_profile_t pp;
   proto_profile_read(L->r->job->profile, &pp);
+  if (PROTO_PROFILE_HAS(&pp, compact) && pp.compact)
+    tools_compact(L->defs);
   L->approval = PROTO_TOOL_HAS(&pp, approval) ? pp.tool.approval : "never";
   L->timeout_s = setting(PROTO_TOOL_HAS(&pp, timeout_s), pp.tool.timeout_s, TOOLS_DEFAULT_TIMEOUT_S);
   L->max_iterations = setting(PROTO_TOOL_HAS(&pp, max_iterations), pp.tool.max_iterations, 25);
@@ -352,6 +354,13 @@ static void add_usage(loop_t *L, const llm_outcome_t *out) {
   L->finish_reason = out->result.finish_reason ? strdup(out->result.finish_reason) : NULL;
 }
 
+/* What the tool definitions take of the context (bytes / 4), for the broker's budget. */
+static void tools_tokens(const loop_t *L, json_t *usage) {
+  if (usage && json_array_size(L->defs) > 0)
+    json_object_set_new(usage, "tools_tokens",
+                        json_integer((json_int_t)(json_dumpb(L->defs, NULL, 0, JSON_COMPACT) / 4)));
+}
+
 static void report_turn_done(loop_t *L) {
   proto_msg_t *m = turn_msg(L->r, PROTO_TURN_DONE);
   if (!m)
@@ -370,10 +379,7 @@ static void report_turn_done(loop_t *L) {
       json_pack("{s:I, s:I, s:I, s:b, s:i}", "prompt_tokens", (json_int_t)L->prompt_tokens, "completion_tokens",
                 (json_int_t)L->completion_tokens, "total_tokens", (json_int_t)(L->prompt_tokens + L->completion_tokens),
                 "counted", L->counted, "context_tokens", ctx);
-  /* What the tool definitions take of it (bytes / 4), for the broker's budget. */
-  if (usage && json_array_size(L->defs) > 0)
-    json_object_set_new(usage, "tools_tokens",
-                        json_integer((json_int_t)(json_dumpb(L->defs, NULL, 0, JSON_COMPACT) / 4)));
+  tools_tokens(L, usage);
   /* Bytes per token of the first request, as its server counted them. */
   if (usage && L->first_tokens > 0)
     json_object_set_new(usage, "bytes_per_token", json_real((double)L->first_bytes / (double)L->first_tokens));
@@ -383,10 +389,16 @@ static void report_turn_done(loop_t *L) {
   proto_msg_destroy(&m);
 }
 
-static void report_turn_failed(loop_t *L, const char *code, const char *detail, bool retryable, int http_status) {
+/* turn_failed; usage (may be NULL, taken) tells the broker the model's context. */
+static void report_failed(loop_t *L, const char *code, const char *detail, bool retryable, int http_status,
+                          json_t *usage) {
   proto_msg_t *m = turn_msg(L->r, PROTO_TURN_FAILED);
-  if (!m)
+  if (!m) {
+    json_decref(usage);
     return;
+  }
+  if (usage)
+    proto_set_json(m, PROTO_F_usage, usage);
   proto_set_str(m, PROTO_F_code, code);
   proto_set_str(m, PROTO_F_detail, detail && detail[0] ? detail : "the turn failed");
   PROTO_SET(m, retryable, retryable);
@@ -400,19 +412,22 @@ static void report_turn_failed(loop_t *L, const char *code, const char *detail, 
   log_warn("turn %lld failed: %s: %s", (long long)L->r->job->turn, code, detail);
 }
 
-/* A request the server refused (HTTP 400) that may not fit the model's
- * context: says so in detail, with the figures and what to do. */
-static void context_hint(loop_t *L, const llm_call_t *call, char *detail, size_t len) {
-  bool from_server;
-  llm_ctx_forget(L->r->job->profile); /* the server may have restarted with another context: ask again */
-  int ctx = llm_context_tokens(L->r->job->profile, L->r->job->api_key, CTX_PROBE_TIMEOUT_MS, &from_server);
+static void report_turn_failed(loop_t *L, const char *code, const char *detail, bool retryable, int http_status) {
+  report_failed(L, code, detail, retryable, http_status, NULL);
+}
+
+/* The request's size in bytes: all of it, and its fixed part (the system
+ * message and the tool definitions). */
+static size_t request_bytes(const llm_call_t *call, size_t *fixed) {
   json_t *first = json_array_get(call->messages, 0);
   const char *role = json_string_value(json_object_get(first, "role"));
   size_t tools = call->tools ? json_dumpb(call->tools, NULL, 0, JSON_COMPACT) : 0;
-  size_t fixed = tools + (role && strcmp(role, "system") == 0 ? json_dumpb(first, NULL, 0, JSON_COMPACT) : 0);
-  size_t all = tools + json_dumpb(call->messages, NULL, 0, JSON_COMPACT);
-  if ((long long)all / 4 < (long long)ctx * 9 / 10)
-    return; /* it fits: the 400 is about something else */
+  *fixed = tools + (role && strcmp(role, "system") == 0 ? json_dumpb(first, NULL, 0, JSON_COMPACT) : 0);
+  return tools + json_dumpb(call->messages, NULL, 0, JSON_COMPACT);
+}
+
+/* Appends to detail why the request does not fit a context of ctx tokens and what to do. */
+static void context_explain(size_t all, size_t fixed, int ctx, bool from_server, char *detail, size_t len) {
   size_t used = strlen(detail);
   if ((long long)fixed / 4 >= (long long)ctx * 9 / 10)
     snprintf(detail + used, len - used,
@@ -423,6 +438,38 @@ static void context_hint(loop_t *L, const llm_call_t *call, char *detail, size_t
   else
     snprintf(detail + used, len - used, "; the request takes about %zu tokens and the model's context is %d%s", all / 4,
              ctx, from_server ? " (as its server says)" : " (assumed; set context_tokens)");
+}
+
+/* A request the server refused (HTTP 400) that may not fit the model's
+ * context: says so in detail, with the figures and what to do. */
+static void context_hint(loop_t *L, const llm_call_t *call, char *detail, size_t len) {
+  bool from_server;
+  llm_ctx_forget(L->r->job->profile); /* the server may have restarted with another context: ask again */
+  int ctx = llm_context_tokens(L->r->job->profile, L->r->job->api_key, CTX_PROBE_TIMEOUT_MS, &from_server);
+  size_t fixed, all = request_bytes(call, &fixed);
+  if ((long long)all / 4 >= (long long)ctx * 9 / 10) /* else the 400 is about something else */
+    context_explain(all, fixed, ctx, from_server, detail, len);
+}
+
+/* Before the first model call of a turn: a request larger than the model's
+ * context (as the config or its server says) is not sent. The failure tells
+ * the broker the context, and the broker sends the turn once more, built to
+ * fit it (short prompt and tool definitions, older turns summarised or left
+ * out). True when the turn failed so. */
+static bool exceeds_context(loop_t *L, const llm_call_t *call) {
+  proto_profile_t pp;
+  proto_profile_read(L->r->job->profile, &pp);
+  bool from_server;
+  int ctx = llm_context_tokens(L->r->job->profile, L->r->job->api_key, CTX_PROBE_TIMEOUT_MS, &from_server);
+  size_t fixed, all = request_bytes(call, &fixed);
+  if (!(from_server || (PROTO_PROFILE_HAS(&pp, context_tokens) && pp.context_tokens > 0)) || (long long)all / 4 <= ctx)
+    return false;
+  char detail[1024] = "the request was not sent: it does not fit the model's context";
+  context_explain(all, fixed, ctx, from_server, detail, sizeof detail);
+  json_t *usage = json_pack("{s:i}", "context_tokens", ctx);
+  tools_tokens(L, usage);
+  report_failed(L, PROTO_ERR_context_exceeded, detail, true, 0, usage);
+  return true;
 }
 
 /* One model call; LOOP_FAILED has been reported when it fails. */
@@ -443,6 +490,8 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
       .ud = r,
       .on_retry = on_retry,
   };
+  if (!L->first_done && exceeds_context(L, &call))
+    return LOOP_FAILED;
   llm_outcome_t out;
   size_t bytes = L->first_done ? 0
                                : json_dumpb(L->conversation, NULL, 0, JSON_COMPACT) +

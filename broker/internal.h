@@ -51,6 +51,7 @@ typedef struct turn {
   char approval_tool[64];
   int64_t compact_upto; /* on a node: a summary of the session's messages up to this seq (not the turn) */
   bool compact_failed;  /* that summary could not be had: the turn trims instead */
+  bool context_retried; /* sent once more after a node found it did not fit the model's context */
   struct turn *next;
 } turn_t;
 

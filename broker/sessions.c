@@ -153,10 +153,11 @@ static void system_append(json_t *msgs, const char *text) {
 /* System prompt, then the session's history; a summary of older messages
  * goes into the system message. seqs (an array) gets each message's seq (0:
  * the system message, inherited context). Caller owns. */
-static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t *p, json_t *seqs) {
+static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t *p, bool compact, json_t *seqs) {
   json_t *msgs = json_array();
-  if (p->system_prompt && p->system_prompt[0]) {
-    json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", p->system_prompt));
+  const char *prompt = compact && p->system_prompt_short ? p->system_prompt_short : p->system_prompt;
+  if (prompt && prompt[0]) {
+    json_array_append_new(msgs, json_pack("{s:s, s:s}", "role", "system", "content", prompt));
     json_array_append_new(seqs, json_integer(0));
   }
   json_t *hseqs = json_array(), *hist = store_history_model(b->store, t->session, hseqs);
@@ -356,7 +357,7 @@ static void mark_left_out(json_t *msgs, int dropped, long long ctx) {
  * summary is kept in the history (a message with "context_summary": the last
  * seq it covers) and goes into the system message of later requests. If that
  * call fails, the turn trims instead. */
-#define COMPACT_MSG_MAX 1500 /* bytes of one message in the transcript */
+#define COMPACT_MSG_MAX 1500 /* bytes of one message in the transcript (at most a quarter of it) */
 
 static const char COMPACT_PROMPT[] =
     "You summarise the earlier part of a conversation between a user and an AI coding agent, so that the agent "
@@ -367,8 +368,8 @@ static const char COMPACT_PROMPT[] =
 static const char SUMMARY_HEAD[] = "[Summary of the earlier conversation, written to fit the model's context]\n";
 
 /* One message of the transcript, capped. */
-static void transcript_line(sbuf_t *out, const json_t *m) {
-  sbuf_t line = {.max = COMPACT_MSG_MAX};
+static void transcript_line(sbuf_t *out, const json_t *m, size_t max) {
+  sbuf_t line = {.max = max};
   const char *role = jx_str(m, "role", "?");
   json_t *calls = json_object_get(m, "tool_calls");
   if (json_object_get(m, "tool_call_id"))
@@ -400,9 +401,10 @@ static void transcript_line(sbuf_t *out, const json_t *m) {
 static json_t *compact_messages(const json_t *msgs, size_t from, size_t upto, const char *earlier, size_t cap) {
   sbuf_t text = {0};
   size_t first = upto, used = earlier ? strlen(earlier) : 0;
+  size_t line_max = cap / 4 < COMPACT_MSG_MAX ? (cap / 4 > 80 ? cap / 4 : 80) : COMPACT_MSG_MAX;
   while (first > from) {
     sbuf_t line = {0};
-    transcript_line(&line, json_array_get(msgs, first - 1));
+    transcript_line(&line, json_array_get(msgs, first - 1), line_max);
     bool fits = used + line.len <= cap;
     used += line.len;
     sbuf_free(&line);
@@ -416,7 +418,7 @@ static json_t *compact_messages(const json_t *msgs, size_t from, size_t upto, co
   if (first > from)
     sbuf_printf(&text, "(%zu older messages omitted)\n", first - from);
   for (size_t i = first; i < upto; i++)
-    transcript_line(&text, json_array_get(msgs, i));
+    transcript_line(&text, json_array_get(msgs, i), line_max);
   json_t *out = json_pack("[{s:s, s:s}, {s:s, s:s}]", "role", "system", "content", COMPACT_PROMPT, "role", "user",
                           "content", sbuf_str(&text));
   sbuf_free(&text);
@@ -433,7 +435,7 @@ static const char *earlier_summary(const json_t *msgs) {
 /* When trimming msgs to fit would leave out some of the session's own
  * messages, the request that summarises them (t->compact_upto set); else NULL. */
 static json_t *compact_request(turn_t *t, const cadre_profile_t *p, const json_t *msgs, const json_t *seqs, size_t fit,
-                               size_t limit) {
+                               size_t room, size_t limit) {
   if (t->compact_failed || !p->summarize_context || fit == SIZE_MAX)
     return NULL;
   json_t *dry = json_copy((json_t *)msgs);
@@ -460,18 +462,28 @@ static json_t *compact_request(turn_t *t, const cadre_profile_t *p, const json_t
   if (last <= 0)
     return NULL; /* only inherited context would go: nothing of this session's to summarise */
   t->compact_upto = last;
-  return compact_messages(msgs, from, upto, earlier_summary(msgs), fit > 1024 ? fit - 1024 : fit);
+  /* The summary request has no tools: the transcript may use their room too. */
+  size_t cap = room > sizeof COMPACT_PROMPT + 512 ? room - sizeof COMPACT_PROMPT - 512 : fit;
+  return compact_messages(msgs, from, upto, earlier_summary(msgs), cap);
 }
+
+/* Below this context (in tokens) a turn goes out in its short form: the
+ * profile's short system prompt and short tool definitions, so that a model
+ * of 2,048 or 4,096 tokens keeps room for the conversation. */
+#define COMPACT_BELOW_TOKENS 6144
 
 /* The turn message for t's next attempt, its history trimmed to the frame
  * budget and to the model's context. NULL with detail when it cannot be built. */
 static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p, int *trimmed, char *detail,
                                size_t dlen) {
-  json_t *seqs = json_array(), *msgs = turn_messages(b, t, p, seqs);
   learned_t l;
   long long ctx = context_tokens(b, p, &l);
+  bool small = p->compact || (ctx > 0 && ctx < COMPACT_BELOW_TOKENS);
+  json_t *seqs = json_array(), *msgs = turn_messages(b, t, p, small, seqs);
   size_t fit = sessions_context_bytes(ctx, l.tools_tokens, p->max_tokens, l.bpt100);
-  json_t *compact = compact_request(t, p, msgs, seqs, fit, b->turn_budget);
+  size_t room = sessions_context_bytes(ctx, 0, p->max_tokens, l.bpt100);
+  json_t *compact =
+      compact_request(t, p, msgs, seqs, fit, room < b->turn_budget ? room : b->turn_budget, b->turn_budget);
   json_decref(seqs);
   if (compact) {
     json_decref(msgs);
@@ -504,6 +516,8 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
   json_t *stream = json_object_get(b->streaming, t->session); /* /stream off: whole answers */
   if (json_is_boolean(stream) && json_is_object(wire))
     json_object_set(wire, "stream", stream);
+  if (small && json_is_object(wire))
+    json_object_set_new(wire, "compact", json_true());
   proto_set_json(m, PROTO_F_profile, wire);
   proto_set_json(m, PROTO_F_messages, msgs);
   json_t *tools = b->hooks.tools_for && !compact ? b->hooks.tools_for(b, t->session) : NULL;
@@ -747,6 +761,18 @@ void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
     json_decref(extra);
     t->compact_upto = 0;
     t->compact_failed = true;
+    sessions_schedule(b);
+    return;
+  }
+  /* The node found the request too large for the model's context, which it
+   * reports: the turn goes once more, built to fit it. */
+  if (strcmp(m->code, PROTO_ERR_context_exceeded) == 0 && !t->context_retried &&
+      json_integer_value(json_object_get(m->usage, "context_tokens")) > 0) {
+    learn_context(b, session_profile(b, t->session), m->usage);
+    t->context_retried = true;
+    log_info("turn %lld (%s): too large for the model's context of %lld tokens; sent again, shortened",
+             (long long)t->id, t->session, (long long)json_integer_value(json_object_get(m->usage, "context_tokens")));
+    json_decref(extra);
     sessions_schedule(b);
     return;
   }

@@ -589,6 +589,7 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_int(l, v, pfx, "context_tokens", 256, MAX_TOKENS_CAP, &p->context_tokens) < 0 ||
       get_bool(l, v, pfx, "stream", &p->stream) < 0 ||
       get_bool(l, v, pfx, "summarize_context", &p->summarize_context) < 0 ||
+      get_bool(l, v, pfx, "compact", &p->compact) < 0 ||
       get_string(l, v, pfx, "system_prompt_file", &p->system_prompt_file) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_input) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_output) < 0 ||
@@ -600,7 +601,8 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
 
 /* ---- prompts ----------------------------------------------------------- */
 
-static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const char *kp) {
+/* Reads a prompt file into *text. */
+static int read_prompt_text(loader_t *l, const char *path, const char *kp, char **text) {
   char *buf = NULL;
   size_t n = 0;
   int rc = read_capped(path, PROMPT_MAX_BYTES, &buf, &n);
@@ -615,8 +617,26 @@ static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const 
   }
   json_decref(probe);
   char *shrunk = realloc(buf, n + 1);
-  p->system_prompt = shrunk ? shrunk : buf;
-  return set_str(l, &p->system_prompt_path, path);
+  *text = shrunk ? shrunk : buf;
+  return 0;
+}
+
+static int default_prompt(loader_t *l, cadre_profile_t *p, char **out);
+
+/* The profile's prompt from path, and its short form for a small context:
+ * path's "<base>.short.txt" twin when there is one, else (roles other than
+ * main) the built-in role prompt, which is short. */
+static int read_prompt(loader_t *l, cadre_profile_t *p, const char *path, const char *kp) {
+  if (read_prompt_text(l, path, kp, &p->system_prompt) < 0 || set_str(l, &p->system_prompt_path, path) < 0)
+    return -1;
+  char twin[PATH_MAX], found[PATH_MAX];
+  size_t n = strlen(path);
+  const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+  size_t base = dot && (!slash || dot > slash) ? (size_t)(dot - path) : n;
+  if (snprintf(twin, sizeof twin, "%.*s.short.txt", (int)base, path) < (int)sizeof twin &&
+      try_path(NULL, twin, found, sizeof found) == 0)
+    return read_prompt_text(l, found, kp, &p->system_prompt_short);
+  return strcmp(p->role, "main") == 0 ? 0 : default_prompt(l, p, &p->system_prompt_short);
 }
 
 /* Looks for rel (then its base name) in the prompts directories. */
@@ -670,13 +690,13 @@ static const char DEFAULT_ROLE_PROMPT[] =
     "\n"
     "Status: PASS if the task is done, FAIL if it is not (say why in Key Points).\n";
 
-static int default_prompt(loader_t *l, cadre_profile_t *p) {
+static int default_prompt(loader_t *l, cadre_profile_t *p, char **out) {
   int n = snprintf(NULL, 0, DEFAULT_ROLE_PROMPT, p->role);
   char *buf = n > 0 ? malloc((size_t)n + 1) : NULL;
   if (!buf)
     return loader_fail(l, "agents", "out of memory");
   snprintf(buf, (size_t)n + 1, DEFAULT_ROLE_PROMPT, p->role);
-  p->system_prompt = buf;
+  *out = buf;
   return 0;
 }
 
@@ -689,7 +709,7 @@ static int load_prompt(loader_t *l, cadre_profile_t *p) {
     return load_named_prompt(l, p, kp);
   snprintf(fname, sizeof fname, "%s_prompt.txt", p->role);
   if (find_in_prompt_dirs(l, fname, path, sizeof path) < 0)
-    return strcmp(p->role, "main") == 0 ? 0 : default_prompt(l, p);
+    return strcmp(p->role, "main") == 0 ? 0 : default_prompt(l, p, &p->system_prompt);
   return read_prompt(l, p, path, kp);
 }
 
@@ -918,6 +938,7 @@ static void profile_free(cadre_profile_t *p) {
                     p->system_prompt_file,
                     p->system_prompt_path,
                     p->system_prompt,
+                    p->system_prompt_short,
                     p->max_tokens_field};
   for (size_t i = 0; i < COUNT(fields); i++)
     free(fields[i]);
@@ -986,6 +1007,8 @@ static json_t *profile_display(const cadre_profile_t *p) {
     json_object_set_new(o, "context_tokens", json_integer(p->context_tokens));
   if (!p->summarize_context)
     json_object_set_new(o, "summarize_context", json_false());
+  if (p->compact)
+    json_object_set_new(o, "compact", json_true());
   if (p->think)
     json_object_set(o, "think", p->think);
   json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());

@@ -34,10 +34,13 @@ typedef struct {
   int context_tokens;     /* the model's context in tokens; 0: unknown (the node asks the server) */
   bool summarize_context; /* past the context, older turns are summarised by the model (default) or only left out */
   bool stream;
-  char *system_prompt_file; /* as written in the file (NULL when absent) */
-  char *system_prompt_path; /* the file actually read (resolved); NULL when none */
-  char *system_prompt;      /* the file's text, loaded; NULL when no file */
-  double cost_per_1m_input; /* USD */
+  bool compact;              /* always the short prompt and tool definitions (else: below 6,144 tokens of context) */
+  char *system_prompt_file;  /* as written in the file (NULL when absent) */
+  char *system_prompt_path;  /* the file actually read (resolved); NULL when none */
+  char *system_prompt;       /* the file's text, loaded; NULL when no file */
+  char *system_prompt_short; /* for a small context: <prompt>.short.txt beside the file, else (roles
+                                other than main) the built-in one; NULL: system_prompt serves */
+  double cost_per_1m_input;  /* USD */
   double cost_per_1m_output;
   json_t *tools;          /* the profile's own "tools" list (names), or NULL: the role policy */
   char *max_tokens_field; /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */

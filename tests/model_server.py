@@ -23,8 +23,8 @@ Control endpoints
                    (and the default when given)
   POST /_enqueue   R, or {"responses": [R, ...]}           appends to the queue
   POST /_reset     clears the queue, the recorded requests, the default and the context
-  POST /_context   {"n_ctx": N, "server": "llamacpp" | "ollama"}: the context the
-                   server reports (see /props, /api/show) and enforces: a model
+  POST /_context   {"n_ctx": N, "server": "llamacpp" | "ollama" | "none"}: the context the
+                   server reports (see /props, /api/show; "none": not reported) and enforces: a model
                    request whose messages and tools (JSON, bytes / 4) pass N tokens
                    gets HTTP 400 "the request exceeds the available context size"
   GET  /_probes    {"probes": [{"method", "path", "body"}, ...]}: /props and /api/show requests
@@ -419,8 +419,8 @@ class Handler(BaseHTTPRequestHandler):
                 st.set_script(obj)
             elif path == "/_context":
                 if not isinstance(obj, dict) or not isinstance(obj.get("n_ctx"), int) or \
-                        obj.get("server") not in ("llamacpp", "ollama"):
-                    raise ValueError('context must be {"n_ctx": N, "server": "llamacpp" or "ollama"}')
+                        obj.get("server") not in ("llamacpp", "ollama", "none"):
+                    raise ValueError('context must be {"n_ctx": N, "server": "llamacpp", "ollama" or "none"}')
                 with st.lock:
                     st.context = {"n_ctx": obj["n_ctx"], "server": obj["server"]}
             else:

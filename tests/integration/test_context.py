@@ -171,14 +171,24 @@ class TooSmall(unittest.TestCase):
     def test_a_prompt_larger_than_the_context_is_explained(self):
         c = Cluster(nodes=(("n1", 1),), config_extra=small_context)
         self.addCleanup(c.close)
-        # main's system prompt alone is about 1,000 tokens
-        c.model._call("POST", "/_context", {"n_ctx": 600, "server": "llamacpp"})
+        # main's short system prompt alone is about 230 tokens
+        c.model._call("POST", "/_context", {"n_ctx": 150, "server": "llamacpp"})
+        r = c.cadre("ask", "--session", "tiny", "hi")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("the request was not sent: it does not fit the model's context", r.stderr)
+        self.assertIn("the system prompt and the tool definitions alone take about", r.stderr)
+        self.assertIn("the model's context is 150 (as its server says)", r.stderr)
+        self.assertIn("--ctx-size", r.stderr)
+        self.assertEqual(c.model.requests(), [], "nothing that cannot fit is sent")
+
+    def test_a_server_that_refuses_is_explained(self):
+        """A server whose context was not known beforehand (no /props) and refuses with 400."""
+        c = Cluster(nodes=(("n1", 1),), config_extra=small_context)
+        self.addCleanup(c.close)
+        c.model._call("POST", "/_context", {"n_ctx": 150, "server": "none"})
         r = c.cadre("ask", "--session", "tiny", "hi")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("exceeds the available context size", r.stderr)
-        self.assertIn("the system prompt and the tool definitions alone take about", r.stderr)
-        self.assertIn("the model's context is 600 (as its server says)", r.stderr)
-        self.assertIn("--ctx-size", r.stderr)
 
 
 class Summaries(unittest.TestCase):
@@ -212,6 +222,100 @@ class Summaries(unittest.TestCase):
         msgs = lines[0]["messages"]
         self.assertEqual(sum(1 for m in msgs if m.get("content", "").startswith("question ")), 4)
         self.assertTrue(any(m.get("context_summary") for m in msgs), msgs)
+
+
+def short_prompt_plan():
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "prompts",
+                           "main_prompt.short.txt")) as f:
+        text = f.read()
+    return text[text.index("[PLAN]"):text.index("[/PLAN]") + len("[/PLAN]")]
+
+
+class SmallModel(unittest.TestCase):
+    """The default config (main with every tool and delegation) against a
+    llama.cpp server of 2,048 tokens: the full system prompt and tool
+    definitions alone are larger, so the first request is never sent as is;
+    the node finds the context first, the broker sends the turn short."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.c = Cluster(nodes=(("n1", 1),))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.c.close()
+
+    def setUp(self):
+        self.c.model.reset()
+        self.c.model._call("POST", "/_context", {"n_ctx": 2048, "server": "llamacpp"})
+
+    def test_plain_ask_fits_and_goes_short(self):
+        r = self.c.cadre("ask", "--session", "small1", "hi")
+        self.assertEqual(r.returncode, 0, r.stderr + self.c.logs())
+        reqs = self.c.model.requests()
+        self.assertEqual(len(reqs), 1, "the oversized request must not reach the server")
+        body = reqs[0]["body"]
+        self.assertLessEqual(reqs[0]["prompt_estimate"], 1024, "half the context stays for the conversation")
+        system = body["messages"][0]["content"]
+        self.assertIn("[PLAN]", system)
+        self.assertNotIn("Plan rules", system)  # the long prompt's section
+        names = [t["function"]["name"] for t in body["tools"]]
+        self.assertIn("execute_bash", names)
+        self.assertIn("spawn_agent", names)
+        for t in body["tools"]:
+            fn = t["function"]
+            self.assertNotIn(". ", fn["description"], fn)  # one sentence
+            for prop in fn["parameters"].get("properties", {}).values():
+                self.assertNotIn("description", prop, fn)
+            self.assertIn("type", fn["parameters"])
+        self.assertIn("too large for the model's context of 2048 tokens; sent again, shortened",
+                      self.c.logs())
+
+    def test_a_conversation_keeps_fitting(self):
+        for i in range(4):
+            self.c.model.script([{"text": f"{i}:" + "A" * 1500}])
+            r = self.c.cadre("ask", "--session", "small2", f"question {i}: " + "q" * 1500)
+            self.assertEqual(r.returncode, 0, f"turn {i}: {r.stderr}")
+        reqs = [q for q in self.c.model.requests() if q["body"].get("tools")]
+        self.assertGreaterEqual(len(reqs), 4)
+        for q in reqs:
+            self.assertLessEqual(q["prompt_estimate"], 2048)
+
+    def test_the_short_prompts_plan_example_is_a_valid_plan(self):
+        self.c.model.script([{"match": "Make a plan", "text": short_prompt_plan()}])
+        self.c.cadre("ask", "--session", "small3", "Make a plan", check=True)
+        r, out = self.c.cadre_json("plans")
+        plan = out[0][-1]
+        self.assertEqual(plan["status"], "pending", plan)
+        self.assertEqual([s["number"] for s in plan["steps"]], [1, 2])
+        self.assertEqual(plan["steps"][1]["dependencies"], [1])
+
+
+class ShortByConfig(unittest.TestCase):
+    """"compact": true sends the short forms whatever the context; a role
+    prompt file without a .short.txt twin falls back to the built-in one."""
+
+    def test_compact_profile(self):
+        def compact(cfg):
+            cfg["agents"]["main_agent"]["compact"] = True
+            cfg["agents"]["reviewer_agent"]["compact"] = True
+        c = Cluster(nodes=(("n1", 1),), config_extra=compact)
+        self.addCleanup(c.close)
+        c.cadre("ask", "--session", "big", "hi", check=True)
+        summary = "[SUMMARY]\nStatus: PASS\nKey Points:\n- ok\nRecommendation: none\n[/SUMMARY]"
+        c.model.script([{"match": "Audit", "text": summary}])
+        r, _ = c.cadre_json("spawn", "reviewer", "Audit it", "--wait")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        reqs = c.model.requests()
+        main_sys = reqs[0]["body"]["messages"][0]["content"]
+        self.assertNotIn("Plan rules", main_sys)
+        rev = [q for q in reqs if "Audit" in (q["body"]["messages"][-1].get("content") or "")][0]
+        rev_sys = rev["body"]["messages"][0]["content"]
+        self.assertIn("You are the reviewer agent in Cadre", rev_sys)  # the built-in short prompt
+        self.assertIn("[SUMMARY]", rev_sys)
+        for t in reqs[0]["body"]["tools"]:
+            for prop in t["function"]["parameters"].get("properties", {}).values():
+                self.assertNotIn("description", prop)
 
 
 class OllamaContext(unittest.TestCase):

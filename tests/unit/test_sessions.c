@@ -138,11 +138,16 @@ static void test_context_bytes(void **state) {
 /* Main's history past a reported context of room for its prompt and ~1,000
  * bytes: a first turn that added a tool call, a 2,000-byte result and an
  * answer, then a second question. */
+/* The system prompt of a turn in a small context (below 6,144 tokens): the short one when there is one. */
+static const char *small_prompt(const cadre_profile_t *mp) {
+  return mp->system_prompt_short ? mp->system_prompt_short : mp->system_prompt;
+}
+
 static peer_t *past_the_context(fx_t *fx, bool summarize) {
   peer_t *node = fx_node(fx, "n1", 1);
   cadre_profile_t *mp = (cadre_profile_t *)config_main(fx->config);
   mp->summarize_context = summarize;
-  size_t sp = mp->system_prompt ? strlen(mp->system_prompt) : 0;
+  size_t sp = small_prompt(mp) ? strlen(small_prompt(mp)) : 0;
   ask(fx, "first");
   const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
   proto_msg_t *m = proto_msg_new(PROTO_TURN_DONE);
@@ -175,7 +180,8 @@ static void test_history_fits_the_reported_context(void **state) {
   fx_controller(fx, "ctl");
   past_the_context(fx, false);
   const cadre_profile_t *mp = config_main(fx->config);
-  size_t sp = mp->system_prompt ? strlen(mp->system_prompt) : 0;
+  const char *prompt = small_prompt(mp);
+  size_t sp = prompt ? strlen(prompt) : 0;
   char big[2001];
   memset(big, 'z', sizeof big - 1);
   big[sizeof big - 1] = '\0';
@@ -185,8 +191,9 @@ static void test_history_fits_the_reported_context(void **state) {
   json_t *sys = json_array_get(msgs, 0);
   assert_string_equal(json_string_value(json_object_get(sys, "role")), "system");
   const char *text = json_string_value(json_object_get(sys, "content"));
-  if (mp->system_prompt)
-    assert_memory_equal(text, mp->system_prompt, sp);
+  if (prompt)
+    assert_memory_equal(text, prompt, sp);
+  assert_true(json_is_true(json_object_get(fx_last(fx, PROTO_TURN, NULL)->msg->profile, "compact")));
   assert_non_null(strstr(text, "were left out to fit the model's context of"));
   /* No tool result without its call. */
   for (size_t i = 1; i < n; i++) {

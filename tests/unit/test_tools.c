@@ -185,6 +185,42 @@ static void test_definitions(void **state) {
                tools_mutates("nope"));
 }
 
+/* Short definitions keep names, types and required fields; one sentence each. */
+static void test_compact_definitions(void **state) {
+  (void)state;
+  json_t *all = tools_definitions(NULL), *full = json_deep_copy(all);
+  json_array_append_new(all, json_pack("{s:s, s:{s:s, s:s, s:{s:s, s:{s:{s:s, s:s}}}}}", "type", "function", "function",
+                                       "name", "spawn_agent", "description", "One. Two.\nThree.", "parameters", "type",
+                                       "object", "properties", "role", "type", "string", "description", "Which kind"));
+  tools_compact(all);
+  assert_true(json_dumpb(all, NULL, 0, JSON_COMPACT) < json_dumpb(full, NULL, 0, JSON_COMPACT) * 3 / 5);
+  size_t i;
+  json_t *d;
+  json_array_foreach(all, i, d) {
+    json_t *f = json_object_get(d, "function"), *p = json_object_get(f, "parameters");
+    const char *desc = json_string_value(json_object_get(f, "description"));
+    assert_non_null(desc);
+    assert_null(strstr(desc, ". "));
+    assert_int_equal(desc[strlen(desc) - 1], '.');
+    assert_string_equal(json_string_value(json_object_get(p, "type")), "object");
+    const char *k;
+    json_t *prop;
+    json_object_foreach(json_object_get(p, "properties"), k, prop) {
+      assert_null(json_object_get(prop, "description"));
+      assert_non_null(json_object_get(prop, "type"));
+    }
+    if (i < json_array_size(full))
+      assert_true(json_equal(
+          json_object_get(p, "required"),
+          json_object_get(json_object_get(json_object_get(json_array_get(full, i), "function"), "parameters"),
+                          "required")));
+  }
+  assert_string_equal(
+      json_string_value(json_object_get(json_object_get(json_array_get(all, 6), "function"), "description")), "One.");
+  json_decref(all);
+  json_decref(full);
+}
+
 static void test_new_errors(void **state) {
   (void)state;
   char err[256] = "";
@@ -684,6 +720,7 @@ int main(void) {
 #define T(f) cmocka_unit_test_setup_teardown(f, fx_setup, fx_teardown)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_definitions),
+      cmocka_unit_test(test_compact_definitions),
       cmocka_unit_test(test_new_errors),
       T(test_arguments),
       T(test_read_file),
