@@ -171,6 +171,7 @@ static void on_turn(agentd_t *d, const proto_msg_t *m) {
   j->profile = json_incref(m->profile);
   j->messages = json_incref(m->messages);
   j->tools = m->tools ? json_incref(m->tools) : NULL;
+  j->rounds = PROTO_HAS(m, rounds) && m->rounds > 0 ? m->rounds : 0;
   j->api_key = resolve_key(d, m->profile);
   jobq_add(&d->q, j);
 }

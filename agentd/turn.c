@@ -537,10 +537,14 @@ void turn_run(run_t *r) {
   proto_profile_read(r->job->profile, &pp);
   log_info("turn %lld (%s, attempt %lld): %s, %zu tools", (long long)r->job->turn, r->job->session,
            (long long)r->job->attempt, pp.model ? pp.model : "?", json_array_size(L.defs));
-  for (int iteration = 0;; iteration++) {
+  /* The cap is per user request: earlier turns of it (the broker answered
+   * their tool calls) made r->job->rounds model calls already. */
+  int64_t before = r->job->rounds < L.max_iterations ? r->job->rounds : L.max_iterations;
+  for (int iteration = (int)before;; iteration++) {
     if (iteration >= L.max_iterations) {
-      char detail[160];
-      snprintf(detail, sizeof detail, "the turn reached its cap of %d model calls (tools.max_iterations)",
+      char detail[200];
+      snprintf(detail, sizeof detail,
+               "the request reached its cap of %d model calls (tools.max_iterations) without a final answer; stopped",
                L.max_iterations);
       report_turn_failed(&L, PROTO_ERR_iteration_cap, detail, false, 0);
       break;

@@ -456,12 +456,7 @@ int agents_stop(broker_t *b, const char *id, char *err, size_t errlen) {
   if (finished(row.status))
     return 0;
   status_event(b, id, row.role, STORE_SESSION_STOPPED);
-  turn_t *next;
-  for (turn_t *t = b->turns; t; t = next) {
-    next = t->next;
-    if (strcmp(t->session, id) == 0)
-      sessions_cancel(b, t->id, "the agent was stopped");
-  }
+  sessions_cancel_all(b, id, "the agent was stopped", NULL);
   /* Stopped before it ever ran: a delegating parent still needs an answer. */
   if (store_session_row(b->store, id, &row) == 0)
     fail_summary(b, &row, "stopped by the user", STORE_SESSION_STOPPED);

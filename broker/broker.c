@@ -197,6 +197,7 @@ void broker_destroy(broker_t **self_p) {
   keys_wipe(&b->keys);
   json_decref(b->allowed);
   json_decref(b->streaming);
+  json_decref(b->requests);
   free(b->authorized_path);
   free(b);
   *self_p = NULL;

@@ -45,6 +45,8 @@ typedef struct turn {
   bool warned_no_node;
   bool sub;             /* the session is a sub-agent (counts against max_concurrent_agents) */
   int64_t after;        /* continues the session after this turn (tool results), or 0 */
+  int64_t request;      /* the first turn of the user request this one answers (itself when it starts one) */
+  int rounds;           /* model calls the request made before this turn (see sessions_queue_turn) */
   int64_t retry_at;     /* a send failed (EAGAIN): not before this monotonic ms */
   int send_failures;    /* sends in a row that did not reach a node */
   int64_t approval_seq; /* the approval the node waits for (its call's tool: approval_tool) */
@@ -101,6 +103,7 @@ struct broker {
   size_t turn_budget; /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
   json_t *allowed;    /* {session: {tool: true}}: tools the user allowed for the whole session, or NULL */
   json_t *streaming;  /* {session: bool}: a controller's choice (ask's "stream") over the profile's, or NULL */
+  json_t *requests;   /* {session: {request, last, rounds, sig, repeats, cancelled}}: its last ended turn's request */
 };
 
 /* ---- the core (broker.c) ---- */
@@ -156,8 +159,15 @@ void sessions_schedule(broker_t *b);
  * one (a controller's; NULL or "" changes nothing). Sub-agents take their
  * parent's when first placed. */
 void sessions_set_workspace(broker_t *b, const char *session, const char *workspace);
+/* The same tool call this many times in a row, over the turns of a request, ends it as stuck. */
+#define SESSIONS_STUCK_REPEATS 3
 /* Queues a turn for a session without a new user message (follow-ups,
- * continuations after tool results). Returns the turn id or -1. */
+ * continuations after tool results). With after, the turn of the session's
+ * last ended turn, the new turn continues that turn's user request: it counts
+ * the request's model calls against tools.max_iterations, fails at once (and
+ * says so) past it or when the same tool call came SESSIONS_STUCK_REPEATS times in a
+ * row, and is not queued at all when the request was cancelled. Returns the
+ * turn id, or -1 when no turn was queued. */
 int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after);
 /* The profile a session runs with (main's when its own is gone). */
 const cadre_profile_t *session_profile(broker_t *b, const char *session);
@@ -181,8 +191,15 @@ void sessions_on_approval(broker_t *b, peer_t *from, const proto_msg_t *m);
 int sessions_approve(broker_t *b, int64_t turn, int64_t seq, bool allow, bool session_wide);
 /* A node went away: re-queue or fail its turns. */
 void sessions_node_lost(broker_t *b, peer_t *node);
-/* Cancels a turn by id. Returns 0, or -1 when unknown/finished. */
+/* Cancels a turn's whole user request: its running turn (on its node) and
+ * queued ones; no continuation of it is queued later. turn may also be the
+ * request's last ended turn (a continuation is queued or about to be).
+ * Returns how many turns were cancelled, or -1 when turn belongs to no live request. */
 int sessions_cancel(broker_t *b, int64_t turn, const char *why);
+/* No request of session (NULL: of any session) that has ended a turn is continued any more. */
+void sessions_close_requests(broker_t *b, const char *session);
+/* Closes session's requests and cancels every turn of session (NULL: of every session). Returns how many, and their ids in ids when not NULL. */
+int sessions_cancel_all(broker_t *b, const char *session, const char *why, json_t *ids);
 void sessions_tick(broker_t *b, int64_t now);
 /* The bytes of history (JSON) that fit a model context of ctx tokens, when
  * max_tokens are kept for the answer and tools_tokens (bytes / 4) go to tool

@@ -219,19 +219,36 @@ static void verb_stop(request_t *r) {
   json_decref(row);
 }
 
+/* Every sub-agent stops, and every turn ends, main's too: nothing continues a
+ * request (a stopped sub-agent's summary does not wake its parent). */
 static void verb_stop_all(request_t *r) {
-  reply(r, json_pack("{s:o}", "stopped", agents_stop_all(r->b)));
+  sessions_close_requests(r->b, NULL);
+  json_t *stopped = agents_stop_all(r->b), *cancelled = json_array();
+  sessions_cancel_all(r->b, NULL, "stopped by the user (stop_all)", cancelled);
+  json_t *res = json_pack("{s:o}", "stopped", stopped);
+  if (json_array_size(cancelled) > 0)
+    json_object_set(res, "cancelled", cancelled);
+  json_decref(cancelled);
+  reply(r, res);
 }
 
 static void verb_reset(request_t *r) {
   const char *session = arg_str(r, "session", "main");
-  int n = store_session_exists(r->b->store, session) ? store_clear(r->b->store, session) : -1;
+  if (!store_session_exists(r->b->store, session)) {
+    fail(r, PROTO_ERR_not_found, "reset: no such session");
+    return;
+  }
+  int cancelled = sessions_cancel_all(r->b, session, "the session was reset", NULL);
+  int n = store_clear(r->b->store, session);
   if (n < 0) {
     fail(r, PROTO_ERR_not_found, "reset: no such session");
     return;
   }
-  log_info("session %s reset (%d messages set aside)", session, n);
-  reply(r, json_pack("{s:s, s:i}", "session", session, "cleared", n));
+  log_info("session %s reset (%d messages set aside, %d turns cancelled)", session, n, cancelled);
+  json_t *res = json_pack("{s:s, s:i}", "session", session, "cleared", n);
+  if (cancelled > 0)
+    json_object_set_new(res, "cancelled", json_integer(cancelled));
+  reply(r, res);
 }
 
 static void verb_stats(request_t *r) {

@@ -42,6 +42,7 @@ static turn_t *turn_add(broker_t *b, int64_t id, const char *session, int attemp
   store_session_t row;
   t->sub = store_session_row(b->store, session, &row) == 0 && row.parent[0];
   t->id = id;
+  t->request = id;
   t->attempt = attempt;
   t->queued_at = util_now_ms();
   turn_t **pp = &b->turns;
@@ -123,7 +124,85 @@ int64_t sessions_ask(broker_t *b, const char *session, const char *text, char *e
   return turn;
 }
 
+static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail, json_t *extra,
+                      const json_t *messages);
+
+/* ---- user requests ----
+ * A user message (ask, send, a new sub-agent, a request for a summary) starts
+ * a request; a turn queued after the request's last ended turn (the broker
+ * answered its tool calls, or its delegated sub-agents their summaries)
+ * continues it. b->requests keeps, per session, the request of the session's
+ * last ended turn: its model calls so far, the last tool call and how many
+ * times in a row it came, and whether it was cancelled. Each new turn would
+ * otherwise start its counts at zero, and a model calling a tool nobody has
+ * would be answered and called again forever. */
+
+/* The signature of a tool call: its name and arguments. Caller frees. */
+static char *call_sig(const json_t *call) {
+  const json_t *fn = json_object_get(call, "function");
+  sbuf_t s = {0};
+  sbuf_printf(&s, "%s\n%s", jx_str(fn, "name", ""), jx_str(fn, "arguments", ""));
+  return s.s; /* the buffer's memory, now the caller's */
+}
+
+/* Records how t ended for its request: the model calls (assistant messages)
+ * and tool calls among the messages it added. */
+static void request_note(broker_t *b, const turn_t *t, const json_t *added, bool cancelled) {
+  if (!b->requests && !(b->requests = json_object()))
+    return;
+  const json_t *old = json_object_get(b->requests, t->session);
+  bool same = old && jx_int(old, "request", 0) == t->request;
+  char *sig = same && jx_str(old, "sig", NULL) ? strdup(jx_str(old, "sig", NULL)) : NULL;
+  json_int_t repeats = same ? jx_int(old, "repeats", 0) : 0, rounds = t->rounds;
+  size_t i, j;
+  json_t *m, *c;
+  json_array_foreach(added, i, m) {
+    if (strcmp(jx_str(m, "role", ""), "assistant") != 0)
+      continue;
+    rounds++;
+    json_array_foreach(jx_arr(m, "tool_calls"), j, c) {
+      char *now = call_sig(c);
+      repeats = sig && now && strcmp(sig, now) == 0 ? repeats + 1 : 1;
+      free(sig);
+      sig = now;
+    }
+  }
+  json_object_set_new(b->requests, t->session,
+                      json_pack("{s:I, s:I, s:I, s:s?, s:I, s:b}", "request", (json_int_t)t->request, "last",
+                                (json_int_t)t->id, "rounds", rounds, "sig", sig, "repeats", repeats, "cancelled",
+                                cancelled));
+  free(sig);
+}
+
+/* Why the request of rec may not go on (code and detail), or false. */
+static bool request_over(broker_t *b, const json_t *rec, const char **code, char *detail, size_t dlen) {
+  int cap = b->opts.config->tools.max_iterations;
+  if (jx_int(rec, "repeats", 0) >= SESSIONS_STUCK_REPEATS) {
+    const char *sig = jx_str(rec, "sig", "");
+    size_t name_len = strcspn(sig, "\n");
+    *code = PROTO_ERR_stuck;
+    snprintf(detail, dlen, "the model called %.*s with the same arguments %d times in a row; stopped",
+             (int)(name_len > 64 ? 64 : name_len), sig, SESSIONS_STUCK_REPEATS);
+    return true;
+  }
+  if (cap > 0 && jx_int(rec, "rounds", 0) >= cap) {
+    *code = PROTO_ERR_iteration_cap;
+    snprintf(detail, dlen,
+             "the request reached its cap of %d model calls (tools.max_iterations) without a final answer; stopped",
+             cap);
+    return true;
+  }
+  return false;
+}
+
 int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after) {
+  const json_t *rec = after > 0 ? json_object_get(b->requests, session) : NULL;
+  if (rec && jx_int(rec, "last", 0) != after)
+    rec = NULL; /* not the session's last turn (a broker restart, say): a request of its own */
+  if (rec && jx_bool(rec, "cancelled", false)) {
+    log_info("%s: no turn after %lld: its request was cancelled", session, (long long)after);
+    return -1;
+  }
   int64_t turn = store_turn_new(b->store, session);
   turn_t *t = turn > 0 ? turn_add(b, turn, session, 0) : NULL;
   if (!t) {
@@ -131,6 +210,16 @@ int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after) {
     return -1;
   }
   t->after = after;
+  const char *code = NULL;
+  char detail[200];
+  if (rec) {
+    t->request = jx_int(rec, "request", turn);
+    t->rounds = (int)jx_int(rec, "rounds", 0);
+    if (request_over(b, rec, &code, detail, sizeof detail)) {
+      turn_fail(b, t, "failed", code, detail, json_pack("{s:I}", "after", (json_int_t)after), NULL);
+      return -1;
+    }
+  }
   sessions_schedule(b);
   return turn;
 }
@@ -224,9 +313,6 @@ static bool session_running(broker_t *b, const turn_t *upto, const char *session
       return true;
   return false;
 }
-
-static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *code, const char *detail, json_t *extra,
-                      const json_t *messages);
 
 /* An agent past tools.max_tokens_per_agent gets no more turns (the turn fails). */
 static bool over_budget(broker_t *b, turn_t *t) {
@@ -520,6 +606,8 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
     json_object_set_new(wire, "compact", json_true());
   proto_set_json(m, PROTO_F_profile, wire);
   proto_set_json(m, PROTO_F_messages, msgs);
+  if (t->rounds > 0 && !t->compact_upto)
+    PROTO_SET(m, rounds, t->rounds);
   json_t *tools = b->hooks.tools_for && !compact ? b->hooks.tools_for(b, t->session) : NULL;
   if (tools)
     proto_set_json(m, PROTO_F_tools, tools);
@@ -620,6 +708,7 @@ void sessions_schedule(broker_t *b) {
 /* Removes a finished turn, tells the controllers (payload is taken), and lets
  * the next turn of its session (or another waiting one) start. */
 static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload, const json_t *added) {
+  request_note(b, t, added, strcmp(jx_str(payload, "status", ""), "cancelled") == 0);
   char *session = strdup(t->session);
   int64_t id = t->id;
   turn_drop(b, t);
@@ -802,12 +891,75 @@ void sessions_node_lost(broker_t *b, peer_t *node) {
   /* Scheduling waits for the caller to finish removing the node. */
 }
 
-int sessions_cancel(broker_t *b, int64_t id, const char *why) {
-  turn_t *t = turn_find(b, id);
-  if (!t)
-    return -1;
-  turn_fail(b, t, "cancelled", PROTO_ERR_cancelled, why, NULL, NULL);
+/* The first queued or running turn of session's request. */
+static turn_t *request_turn(broker_t *b, const char *session, int64_t request) {
+  for (turn_t *t = b->turns; t; t = t->next)
+    if (t->request == request && strcmp(t->session, session) == 0)
+      return t;
+  return NULL;
+}
+
+/* The request whose last ended turn, or first turn, is id: its session in
+ * session (size OUTBOX_SESSION_MAX + 1). 0 when there is none. */
+static int64_t request_of_ended(broker_t *b, int64_t id, char *session) {
+  const char *key;
+  json_t *rec;
+  json_object_foreach(b->requests, key, rec) {
+    if (jx_int(rec, "last", 0) == id || jx_int(rec, "request", 0) == id) {
+      snprintf(session, OUTBOX_SESSION_MAX + 1, "%s", key);
+      return jx_int(rec, "request", 0);
+    }
+  }
   return 0;
+}
+
+void sessions_close_requests(broker_t *b, const char *session) {
+  const char *key;
+  json_t *rec;
+  json_object_foreach(b->requests, key, rec) if (!session || strcmp(key, session) == 0)
+      json_object_set_new(rec, "cancelled", json_true());
+}
+
+int sessions_cancel(broker_t *b, int64_t id, const char *why) {
+  char session[OUTBOX_SESSION_MAX + 1];
+  turn_t *t = turn_find(b, id);
+  int64_t request = t ? t->request : request_of_ended(b, id, session);
+  if (!request)
+    return -1;
+  if (t)
+    snprintf(session, sizeof session, "%s", t->session);
+  json_t *rec = json_object_get(b->requests, session);
+  bool live = rec && jx_int(rec, "request", 0) == request && !jx_bool(rec, "cancelled", false);
+  if (live) /* nothing may continue it, not even a sub-agent's summary arriving later */
+    json_object_set_new(rec, "cancelled", json_true());
+  int n = 0;
+  while ((t = request_turn(b, session, request)) != NULL) {
+    turn_fail(b, t, "cancelled", PROTO_ERR_cancelled, why, NULL, NULL); /* removes t */
+    n++;
+  }
+  return n > 0 || live ? n : -1;
+}
+
+int sessions_cancel_all(broker_t *b, const char *session, const char *why, json_t *ids) {
+  sessions_close_requests(b, session);
+  json_t *live = json_array();
+  for (turn_t *t = b->turns; t; t = t->next)
+    if (!session || strcmp(t->session, session) == 0)
+      json_array_append_new(live, json_integer(t->id));
+  int n = 0;
+  size_t i;
+  json_t *v;
+  json_array_foreach(live, i, v) { /* by id: cancelling one turn may end or queue others */
+    turn_t *t = turn_find(b, json_integer_value(v));
+    if (!t)
+      continue;
+    turn_fail(b, t, "cancelled", PROTO_ERR_cancelled, why, NULL, NULL);
+    if (ids)
+      json_array_append(ids, v);
+    n++;
+  }
+  json_decref(live);
+  return n;
 }
 
 void sessions_tick(broker_t *b, int64_t now) {

@@ -213,6 +213,13 @@ static int on_delegation_event(ask_t *a, const proto_msg_t *m) {
     a->attempt = 0;
     return 1;
   }
+  /* The continuation failed before it started (the request's cap): it is ours. */
+  if (strcmp(m->kind, "turn_failed") == 0 && a->delegated && m->session && strcmp(m->session, a->session) == 0 &&
+      jx_int(p, "after", 0) == a->turn) {
+    a->turn = m->turn;
+    a->delegated = false;
+    return 0;
+  }
   if (a->ctl->json)
     return 0;
   if (strcmp(m->kind, "tool_call") == 0 && m->turn == a->turn) {

@@ -61,6 +61,8 @@ static void track_main(console_t *con, const proto_msg_t *m) {
   } else if (strcmp(k, "turn_done") == 0 || strcmp(k, "turn_failed") == 0) {
     if (con->main_turn == m->turn)
       con->main_turn = 0;
+    if (con->chain && jx_int(m->payload, "after", 0) == con->chain) /* failed before it started (a cap) */
+      con->chain = m->turn;
     bool delegated = strcmp(k, "turn_done") == 0 && strcmp(jx_str(m->payload, "finish_reason", ""), "tool_calls") == 0;
     con->delegating = delegated;
     if (con->chain == m->turn && !delegated)
@@ -253,11 +255,13 @@ static void on_interrupt(console_t *con) {
   char tail[96] = "";
   if (subs)
     snprintf(tail, sizeof tail, "; %zu sub-agent%s still running", subs, subs == 1 ? "" : "s");
-  if (con->main_turn && !con->cancel_sent) {
+  /* Between two turns of a request (the broker answered tool calls) the next
+   * one may not have started yet: cancelling the last one ends the request. */
+  int64_t turn = con->main_turn ? con->main_turn : (con->delegating && !subs ? con->chain : 0);
+  if (turn && !con->cancel_sent) {
     con->cancel_sent = true;
-    out_printf(con->out, "[cancelling the main agent's turn %lld; Ctrl-C again to leave%s]", (long long)con->main_turn,
-               tail);
-    json_decref(console_request(con, "cancel", json_pack("{s:I}", "turn", (json_int_t)con->main_turn)));
+    out_printf(con->out, "[cancelling the main agent's turn %lld; Ctrl-C again to leave%s]", (long long)turn, tail);
+    json_decref(console_request(con, "cancel", json_pack("{s:I}", "turn", (json_int_t)turn)));
   } else if (recent || !con->ed) { /* piped input (a script): no warning first */
     con->quit = true;
   } else if (edit_has_text(con->ed)) {

@@ -44,7 +44,9 @@ A response R (every key optional):
   thinking             reasoning text: delta.reasoning_content (SSE),
                        message.reasoning_content (JSON), message.thinking (Ollama)
   thinking_chunks      explicit thinking pieces
-  tool_calls           [{"name", "arguments" (string or object), "id"}]
+  tool_calls           [{"name", "arguments" (string or object), "id"}]; "{index}" in
+                       an arguments string becomes the request's index (a model
+                       that never makes the same call twice)
   finish_reason        ("tool_calls" when tool_calls, else "stop")
   usage                {"prompt_tokens", "completion_tokens", "total_tokens"};
                        counted when absent
@@ -64,6 +66,13 @@ A response R (every key optional):
   retry_after          value of a Retry-After header
   match                see above
   hang                 true: send the headers, then nothing until the client goes away
+  forever              SSE only, after the headers, until the client goes away, every
+                       "every_ms" (default 200): "ping" sends a keep-alive comment
+                       (": ping"), "empty" an empty event ("data: "), "trickle" one
+                       text delta ("x ")
+  every_ms             see forever
+  omit_finish          true: no event with a finish_reason (SSE); with omit_done, a
+                       stream that just ends (Ollama NDJSON: omit_done alone)
   hang_before_headers  true: send nothing at all until the client goes away
   raw                  exact body text, sent with Content-Length (Content-Type
                        from "headers", else application/json)
@@ -394,6 +403,7 @@ class Handler(BaseHTTPRequestHandler):
         idx, resp = st.pick(last_user_text(body))
         rec["response_index"] = idx
         st.record(rec)
+        self.request_index = rec["index"]
         try:
             if not isinstance(body, dict):
                 self._send_json(400, {"error": {"message": "request body is not a JSON object",
@@ -483,13 +493,13 @@ class Handler(BaseHTTPRequestHandler):
         kpieces = list(r["thinking_chunks"]) if "thinking_chunks" in r else split_words(thinking)
         return text, tpieces, thinking, kpieces
 
-    @staticmethod
-    def _calls(r):
+    def _calls(self, r):
         out = []
         for i, c in enumerate(r.get("tool_calls") or []):
             args = c.get("arguments", "{}")
             if not isinstance(args, str):
                 args = json.dumps(args)
+            args = args.replace("{index}", str(getattr(self, "request_index", 0)))
             out.append({"id": c.get("id", "call_%d" % i), "name": c.get("name", "tool"),
                         "arguments": args})
         return out
@@ -521,6 +531,8 @@ class Handler(BaseHTTPRequestHandler):
         self._start(status, hdrs, "text/event-stream", None)
         if r.get("hang"):
             self._hang()
+        if r.get("forever"):
+            self._forever(r["forever"], r.get("every_ms", 200), event)
         event({"role": "assistant", "content": ""})
         sent = 0
         cut = r.get("cut_after")
@@ -543,7 +555,7 @@ class Handler(BaseHTTPRequestHandler):
             event({"tool_calls": [{"index": i, "function": {"arguments": c["arguments"][half:]}}]})
         if r.get("error_in_stream") is not None:
             self._chunk("data: " + json.dumps({"error": r["error_in_stream"]}) + "\n\n")
-        else:
+        elif not r.get("omit_finish"):
             event({}, fin=finish)
             so = body.get("stream_options") or {}
             if so.get("include_usage") and r.get("send_usage", True):
@@ -551,6 +563,17 @@ class Handler(BaseHTTPRequestHandler):
         if not r.get("omit_done"):
             self._chunk("data: [DONE]\n\n")
         self._end_chunks()
+
+    def _forever(self, what, every_ms, event):
+        """Sends something that is not an answer, every every_ms, until the client goes away."""
+        while True:
+            if what == "ping":
+                self._chunk(": ping\n\n")
+            elif what == "empty":
+                self._chunk("data: \n\n")
+            else:
+                event({"content": "x "})
+            self._sleep(every_ms)
 
     def _openai_json(self, body, r, status, headers):
         text, _, thinking, _ = self._pieces(r)
