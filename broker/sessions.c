@@ -216,7 +216,7 @@ int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after) {
     t->request = jx_int(rec, "request", turn);
     t->rounds = (int)jx_int(rec, "rounds", 0);
     if (request_over(b, rec, &code, detail, sizeof detail)) {
-      turn_fail(b, t, "failed", code, detail, json_pack("{s:I}", "after", (json_int_t)after), NULL);
+      turn_fail(b, t, "failed", code, detail, NULL, NULL);
       return -1;
     }
   }
@@ -828,6 +828,8 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
   }
   store_turn_failed_with(b->store, t->id, t->session, messages, status, code, detail);
   json_t *payload = extra ? extra : json_object();
+  if (t->after > 0 && !t->node && t->attempt == 0) /* never started: say whose continuation it was */
+    json_object_set_new(payload, "after", json_integer(t->after));
   json_object_set_new(payload, "code", json_string(code));
   json_object_set_new(payload, "detail", json_string(detail));
   json_object_set_new(payload, "status", json_string(status));
@@ -899,18 +901,21 @@ static turn_t *request_turn(broker_t *b, const char *session, int64_t request) {
   return NULL;
 }
 
-/* The request whose last ended turn, or first turn, is id: its session in
- * session (size OUTBOX_SESSION_MAX + 1). 0 when there is none. */
+/* The request turn id (no longer queued or running) belonged to, when that
+ * request is the latest of its session: a controller may know only an earlier
+ * turn of it. Its session in session (size OUTBOX_SESSION_MAX + 1); 0: none. */
 static int64_t request_of_ended(broker_t *b, int64_t id, char *session) {
-  const char *key;
-  json_t *rec;
-  json_object_foreach(b->requests, key, rec) {
-    if (jx_int(rec, "last", 0) == id || jx_int(rec, "request", 0) == id) {
-      snprintf(session, OUTBOX_SESSION_MAX + 1, "%s", key);
-      return jx_int(rec, "request", 0);
-    }
-  }
-  return 0;
+  if (store_turn_session(b->store, id, session, OUTBOX_SESSION_MAX + 1) < 0)
+    return 0;
+  int64_t request = 0; /* the latest request of the session that started at or before id */
+  for (turn_t *t = b->turns; t; t = t->next)
+    if (strcmp(t->session, session) == 0 && t->request <= id && t->request > request)
+      request = t->request;
+  const json_t *rec = json_object_get(b->requests, session);
+  int64_t r = jx_int(rec, "request", 0);
+  if (rec && r <= id && id <= jx_int(rec, "last", 0) && r > request)
+    request = r;
+  return request;
 }
 
 void sessions_close_requests(broker_t *b, const char *session) {

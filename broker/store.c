@@ -891,6 +891,18 @@ json_t *store_proposal_take(store_t *self, int64_t id) {
   return out;
 }
 
+int store_turn_session(store_t *self, int64_t turn, char *session, size_t len) {
+  sqlite3_stmt *st = prep_bind(self, "SELECT session FROM turns WHERE id = ?", "i", turn);
+  if (!st)
+    return -1;
+  const char *v = sqlite3_step(st) == SQLITE_ROW ? col_text(st, 0) : NULL;
+  int rc = v && strlen(v) < len ? 0 : -1;
+  if (rc == 0)
+    memcpy(session, v, strlen(v) + 1);
+  sqlite3_finalize(st);
+  return rc;
+}
+
 int64_t store_last_turn(store_t *self, const char *session) {
   return one_int(prep_bind(self, "SELECT max(id) FROM turns WHERE session = ?", "t", session), 0);
 }

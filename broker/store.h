@@ -148,6 +148,8 @@ int64_t store_proposal_new(store_t *self, const char *profile, const char *task,
 /* Removes and returns {profile, task, keyword}, or NULL. Caller owns. */
 json_t *store_proposal_take(store_t *self, int64_t id);
 
+/* The session of a turn into session (len bytes); 0, or -1 when there is no such turn. */
+int store_turn_session(store_t *self, int64_t turn, char *session, size_t len);
 /* Id of the session's latest turn, or 0. */
 int64_t store_last_turn(store_t *self, const char *session);
 /* Ids of the parent's delegated sub-agents whose summary has not arrived. Caller owns. */

@@ -116,16 +116,22 @@ void format_stop(sbuf_t *b, const json_t *r, const format_how_t *how) {
 }
 
 void format_stopped(sbuf_t *b, const json_t *r, const format_how_t *how) {
-  json_t *ids = jx_arr(r, "stopped");
-  if (json_array_size(ids) == 0) {
-    sbuf_puts(b, "no sub-agent was running\n");
-    return;
-  }
+  json_t *ids = jx_arr(r, "stopped"), *turns = jx_arr(r, "cancelled");
   size_t i;
   json_t *v;
-  sbuf_puts(b, "stopped:");
-  json_array_foreach(ids, i, v) sbuf_printf(b, "%s%s", how->console && i ? ", " : " ", json_string_value(v));
-  sbuf_puts(b, "\n");
+  if (json_array_size(ids) == 0) {
+    sbuf_puts(b, "no sub-agent was running\n");
+  } else {
+    sbuf_puts(b, "stopped:");
+    json_array_foreach(ids, i, v) sbuf_printf(b, "%s%s", how->console && i ? ", " : " ", json_string_value(v));
+    sbuf_puts(b, "\n");
+  }
+  if (json_array_size(turns) > 0) { /* main's turns, and any other the sub-agents did not cover */
+    sbuf_puts(b, "cancelled turns:");
+    json_array_foreach(turns, i, v) sbuf_printf(b, "%s%lld", how->console && i ? ", " : " ",
+                                                (long long)json_integer_value(v));
+    sbuf_puts(b, "\n");
+  }
 }
 
 void format_reset(sbuf_t *b, const json_t *r, const format_how_t *how) {
