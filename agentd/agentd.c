@@ -105,6 +105,7 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
   d->q.events_endpoint = d->events_endpoint;
   d->q.connect_timeout_ms = opts->connect_timeout_ms;
   d->q.stall_timeout_ms = opts->stall_timeout_ms;
+  d->q.turn_timeout_ms = opts->turn_timeout_ms;
   d->threads = calloc((size_t)opts->slots + 1, sizeof *d->threads); /* + the restore worker */
   if (!d->threads || workers_start(&d->q, d->threads, opts->slots) < 0) {
     snprintf(err, errlen, "cannot start %d worker threads", opts->slots);

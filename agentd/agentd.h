@@ -29,6 +29,7 @@ typedef struct {
   cadre_config_t *config; /* borrowed, may be NULL: api keys of profiles */
   long connect_timeout_ms;
   long stall_timeout_ms;
+  long turn_timeout_ms; /* the deadline of every model call (--turn-timeout) */
 } agentd_opts_t;
 
 typedef struct agentd agentd_t;

@@ -57,6 +57,7 @@ typedef struct {
   void *ctx; /* for workers' PUSH sockets */
   const char *events_endpoint;
   long connect_timeout_ms, stall_timeout_ms;
+  long turn_timeout_ms; /* the deadline of every model call */
 } jobq_t;
 
 /* A worker's run of one job. */

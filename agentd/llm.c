@@ -11,11 +11,17 @@
  *                exhausted; a Retry-After longer than retry_after_cap_ms; a
  *                stall or a cut once text was delivered (never stream an
  *                answer twice); an error object in a 200 body; cancel
+ *   cut short    a stream that ends cleanly without [DONE] (Ollama: done:
+ *                true) and without a finish reason fails as "cut", retried
+ *                like a cut connection only when no text was delivered
  *   wait         Retry-After (or retry-after-ms) when the server sent one,
  *                else backoff_base_ms * 2^(try-1) capped at 30 s, with equal
  *                jitter; sliced so a cancel is noticed within 50 ms
- * Cancel, the first-byte timeout and the stall timeout are checked at least
- * every 100 ms during a try (llm_http.c drives curl's multi interface).
+ * Cancel, the first-byte timeout, the stall timeout and the call's deadline
+ * (deadline_ms: all tries and waits together; a call past it fails with
+ * "timeout" and is not retried) are checked at least every 100 ms during a
+ * try (llm_http.c drives curl's multi interface). Only progress of the answer
+ * resets the stall timer, not keep-alive comments or empty events.
  * Keys go only into the Authorization header; every detail is scrubbed of
  * the key in case a server echoes it.
  */
@@ -358,10 +364,16 @@ static void classify_abort(const llm_try_t *t, llm_outcome_t *out, classify_t *c
     fail(out, PROTO_ERR_cancelled, false);
     out->cancelled = true;
     set_detail(out, c->key, "model call cancelled");
+  } else if (t->abort == LLM_ABORT_DEADLINE) {
+    fail(out, PROTO_ERR_timeout, false);
+    set_detail(out, c->key,
+               "model server %s did not finish its answer within the deadline of %ld s for a model call "
+               "(%zu bytes of body; cadre-agentd --turn-timeout)",
+               c->url, t->call->deadline_ms / 1000, t->body_bytes);
   } else if (t->abort == LLM_ABORT_STALL) {
     fail(out, PROTO_ERR_stalled, true);
-    set_detail(out, c->key, "model server %s sent nothing for %ld ms (after %zu bytes of body)", c->url, t->stall_ms,
-               t->body_bytes);
+    set_detail(out, c->key, "model server %s sent nothing for %ld ms (no progress of the answer; %zu bytes of body)",
+               c->url, t->stall_ms, t->body_bytes);
   } else {
     fail(out, PROTO_ERR_timeout, true);
     set_detail(out, c->key, "no answer from model server %s within %ld ms", c->url, t->first_byte_ms);
@@ -489,6 +501,13 @@ static void classify_2xx(llm_try_t *t, llm_outcome_t *out, classify_t *c, size_t
   } else if (result_empty(r)) {
     fail(out, PROTO_ERR_bad_response, true);
     set_detail(out, c->key, "model server %s sent no answer (%zu bytes, no text, no finish)", c->url, t->body_bytes);
+  } else if (!r->done && !r->finish_reason) { /* the connection closed cleanly, but the answer is not all there */
+    fail(out, PROTO_ERR_cut, true);
+    set_detail(out, c->key,
+               "model server %s ended its answer after %zu bytes without %s or a finish reason: the answer was cut "
+               "short",
+               c->url, t->body_bytes, t->format == LLM_FORMAT_OLLAMA_NDJSON ? "done: true" : "[DONE]");
+    c->may_retry = !t->delivered;
   } else {
     out->ok = true;
     deliver_late(t, r);
@@ -601,6 +620,8 @@ static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *
     if (out->ok || !c->may_retry || try_no >= lim->max_tries)
       return;
     long wait = t->retry_after_ms >= 0 ? t->retry_after_ms : backoff_ms(lim->backoff_ms, try_no, &seed);
+    if (t->deadline_at > 0 && llm_now_ms() + wait >= t->deadline_at)
+      return; /* no time left for another try: the last failure stands */
     if (call->on_retry)
       call->on_retry(call->ud, try_no + 1, out->detail, wait);
     if (!wait_interruptible(wait, call->cancel)) {
@@ -638,7 +659,8 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
                    .native = native,
                    .streaming = streaming,
                    .stall_ms = lim.stall_ms,
-                   .first_byte_ms = lim.first_byte_ms};
+                   .first_byte_ms = lim.first_byte_ms,
+                   .deadline_at = call->deadline_ms > 0 ? llm_now_ms() + call->deadline_ms : 0};
     classify_t c = {.key = call->api_key, .url = shown};
     run_tries(call, multi, h, &t, &lim, &c, strlen(text), out);
   }

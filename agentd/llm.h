@@ -26,6 +26,9 @@ typedef struct {
    * max(stall_timeout_ms, 600000) when not (a non-streamed answer arrives
    * only when the whole generation is done). */
   long first_byte_timeout_ms;
+  /* The longest the whole call may take, every try, wait and byte included,
+   * however steadily bytes arrive (cadre-agentd --turn-timeout). 0: none. */
+  long deadline_ms;
   int max_tries;           /* default 3 */
   long backoff_base_ms;    /* default 500; doubled each retry, with jitter */
   long retry_after_cap_ms; /* longest Retry-After honoured, default 60000 */

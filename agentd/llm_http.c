@@ -138,9 +138,10 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
   const char *v;
   size_t vlen;
   t->got_any = true;
-  t->t_last = llm_now_ms();
-  if (len >= 5 && strncmp(data, "HTTP/", 5) == 0)
+  if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
+    t->t_last = llm_now_ms(); /* header lines after it are no progress: a server may send them forever */
     on_status_line(t, data, len);
+  }
   else if (header_is(data, len, "content-type:", &v, &vlen))
     copy_value(t->ctype, sizeof t->ctype, v, vlen);
   else if (header_is(data, len, "retry-after:", &v, &vlen))
@@ -216,11 +217,11 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
     return 0;
   }
   t->got_any = true;
-  t->t_last = llm_now_ms();
   t->body_bytes += len;
   if (t->body_bytes == len) /* first piece of the body */
     t->html = is_2xx(t->status) && !t->native && strncasecmp(t->ctype, "text/html", 9) == 0;
   if (!is_2xx(t->status) || t->html) {
+    t->t_last = llm_now_ms();
     keep_errbody(t, data, len);
     return len;
   }
@@ -233,11 +234,14 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
       return 0;
     }
   }
+  uint64_t before = llm_stream_progress(t->parser);
   int rc = llm_stream_feed(t->parser, data, len);
   if (rc < 0) {
     t->feed_rc = rc;
     return 0;
   }
+  if (llm_stream_progress(t->parser) != before)
+    t->t_last = llm_now_ms();
   return len;
 }
 
@@ -247,7 +251,11 @@ static bool should_abort(llm_try_t *t) {
     t->abort = LLM_ABORT_CANCEL;
     return true;
   }
-  long silent = llm_now_ms() - t->t_last;
+  long now = llm_now_ms(), silent = now - t->t_last;
+  if (t->deadline_at > 0 && now >= t->deadline_at) {
+    t->abort = LLM_ABORT_DEADLINE;
+    return true;
+  }
   if (!t->got_any && t->first_byte_ms > 0 && silent > t->first_byte_ms) {
     t->abort = LLM_ABORT_FIRST_BYTE;
     return true;
@@ -337,7 +345,8 @@ void llm_try_init(llm_try_t *t) {
                   .native = t->native,
                   .streaming = t->streaming,
                   .stall_ms = t->stall_ms,
-                  .first_byte_ms = t->first_byte_ms};
+                  .first_byte_ms = t->first_byte_ms,
+                  .deadline_at = t->deadline_at};
   *t = in;
   t->retry_after_ms = t->ra_header_ms = t->ra_ms_header_ms = -1;
 }

@@ -3,8 +3,10 @@
  * Sends the request with a prepared CURL easy handle and feeds a 2xx body to
  * a stream parser, passing text and thinking through to the call's callbacks.
  * A non-2xx body is kept aside (capped) for the error detail. Watches the
- * cancel flag, the first-byte timeout and the stall timeout at least every
- * LLM_POLL_MS.
+ * cancel flag, the first-byte timeout, the stall timeout and the call's
+ * deadline at least every LLM_POLL_MS. Only progress of the answer resets the
+ * stall timer: the status line, a non-2xx body, and what the parser counts
+ * (llm_stream_progress), not header lines, keep-alive comments or empty events.
  */
 #ifndef CADRE_LLM_HTTP_H
 #define CADRE_LLM_HTTP_H
@@ -19,7 +21,13 @@
 #define LLM_ERRBODY_CAP (64 * 1024)
 #define LLM_POLL_MS 100 /* longest sleep between cancel / timeout checks */
 
-typedef enum { LLM_ABORT_NONE, LLM_ABORT_CANCEL, LLM_ABORT_STALL, LLM_ABORT_FIRST_BYTE } llm_abort_t;
+typedef enum {
+  LLM_ABORT_NONE,
+  LLM_ABORT_CANCEL,
+  LLM_ABORT_STALL,
+  LLM_ABORT_FIRST_BYTE,
+  LLM_ABORT_DEADLINE
+} llm_abort_t;
 
 typedef struct {
   /* In. */
@@ -28,6 +36,7 @@ typedef struct {
   bool streaming;     /* the request asked for a stream */
   long stall_ms;      /* silence after the first byte */
   long first_byte_ms; /* silence before the first byte */
+  long deadline_at;   /* llm_now_ms() by which the whole call must be over; 0: none */
   /* Out. */
   CURLcode rc;
   CURLMcode mcode; /* CURLM_OK unless the multi interface itself failed */
@@ -46,7 +55,7 @@ typedef struct {
   bool got_any;      /* any response byte (status line included) */
   bool delivered;    /* text or thinking was passed to call->cb */
   llm_abort_t abort;
-  long t_start, t_last; /* llm_now_ms() at the start and at the last byte */
+  long t_start, t_last; /* llm_now_ms() at the start and at the last progress (see llm_stream_progress) */
   /* Retry-After parsing state. */
   long ra_header_ms, ra_ms_header_ms;
 } llm_try_t;

@@ -27,7 +27,10 @@ static void usage(FILE *out) {
                "  --models LIST         comma-separated models served (default: any)\n"
                "  --providers LIST      comma-separated providers served (default: any)\n"
                "  --connect-timeout S   model server connect timeout (default 10)\n"
-               "  --stall-timeout S     fail a response silent for S seconds (default 120)\n"
+               "  --stall-timeout S     fail a response that makes no progress for S seconds (default 120;\n"
+               "                        keep-alive comments and empty events are no progress)\n"
+               "  --turn-timeout S      the longest one model call may take, tries and every byte\n"
+               "                        included (default 600)\n"
                "  --log-json, -v/--verbose, --version, --help\n"
                "\n"
                "API keys come from the profile (--config), else --secrets, else OLLAMA_API_KEY /\n"
@@ -54,7 +57,8 @@ static const char *default_in_state(char *buf, size_t len, const char *file) {
 }
 
 int main(int argc, char **argv) {
-  agentd_opts_t o = {.slots = 4, .workspace = ".", .connect_timeout_ms = 10000, .stall_timeout_ms = 120000};
+  agentd_opts_t o = {.slots = 4, .workspace = ".", .connect_timeout_ms = 10000, .stall_timeout_ms = 120000,
+                     .turn_timeout_ms = 600000};
   const char *secrets_path = NULL, *config_path = NULL, *models = NULL, *providers = NULL;
   bool log_json = false, verbose = false;
   char host[256], keybuf[4200], pubbuf[4200];
@@ -66,6 +70,7 @@ int main(int argc, char **argv) {
       {"secrets", required_argument, 0, 'S'},   {"config", required_argument, 0, 'c'},
       {"models", required_argument, 0, 'm'},    {"providers", required_argument, 0, 'p'},
       {"connect-timeout", required_argument, 0, 'T'}, {"stall-timeout", required_argument, 0, 't'},
+      {"turn-timeout", required_argument, 0, 'D'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
   int c, status;
@@ -83,6 +88,7 @@ int main(int argc, char **argv) {
     case 'p': providers = optarg; break;
     case 'T': o.connect_timeout_ms = atol(optarg) * 1000; break;
     case 't': o.stall_timeout_ms = (long)(atof(optarg) * 1000); break;
+    case 'D': o.turn_timeout_ms = (long)(atof(optarg) * 1000); break;
     default:
       if ((status = util_common_option(c, "cadre-agentd", usage, &log_json, &verbose)) >= 0)
         return status;
@@ -99,7 +105,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cadre-agentd: --slots must be between 1 and 256\n");
     return 2;
   }
-  if (o.stall_timeout_ms < 100 || o.connect_timeout_ms < 100) {
+  if (o.stall_timeout_ms < 100 || o.connect_timeout_ms < 100 || o.turn_timeout_ms < 100) {
     fprintf(stderr, "cadre-agentd: timeouts must be positive\n");
     return 2;
   }

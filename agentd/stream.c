@@ -666,6 +666,11 @@ const llm_result_t *llm_stream_result(const llm_stream_t *self) {
 }
 
 /* Moves the result out and leaves an empty one. */
+uint64_t llm_stream_progress(const llm_stream_t *self) {
+  const llm_result_t *r = &self->r;
+  return (uint64_t)self->total + r->n_tool_calls + (r->finish_reason != NULL) + r->has_usage + r->done + r->has_error;
+}
+
 void llm_stream_take_result(llm_stream_t *self, llm_result_t *out) {
   if (!self || !out)
     return;

@@ -79,6 +79,11 @@ int llm_stream_feed(llm_stream_t *self, const char *data, size_t len);
  * last NDJSON line without LF). When that last piece is cut off mid-JSON it is
  * dropped, not an error: done stays false and the caller sees a cut stream. */
 int llm_stream_finish(llm_stream_t *self);
+/* What the stream has delivered so far, as a number that grows only with
+ * answer, thinking or refusal text, tool call pieces, a finish reason, usage,
+ * an error or the end marker: keep-alive comments (": ping"), empty events and
+ * empty deltas leave it as it was. The stall timer counts from its last change. */
+uint64_t llm_stream_progress(const llm_stream_t *self);
 /* The result so far (complete after finish). Owned by the parser. */
 const llm_result_t *llm_stream_result(const llm_stream_t *self);
 /* Moves the result out (caller frees with llm_result_free); the parser keeps an empty one. */

@@ -482,6 +482,7 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
       .api_key = r->job->api_key,
       .connect_timeout_ms = r->q->connect_timeout_ms,
       .stall_timeout_ms = r->q->stall_timeout_ms,
+      .deadline_ms = r->q->turn_timeout_ms,
       .max_tries = 3,
       .backoff_base_ms = 500,
       .retry_after_cap_ms = 60000,

@@ -770,6 +770,83 @@ static void test_stalled_stream(void **state) {
   json_decref(m);
 }
 
+/* Answers that never finish, or finish short: what llm_run makes of them. */
+typedef struct {
+  const char *name;
+  const char *provider, *path; /* the profile's (openai /v1, or ollama native) */
+  const char *script;          /* the model server's responses */
+  long stall_ms, deadline_ms;  /* the call's stall timeout and deadline (0: none) */
+  const char *code;            /* NULL: the call succeeds */
+  const char *in_detail;       /* text the detail must hold */
+  int tries;
+  long min_ms, max_ms; /* how long the call may take */
+} slow_case_t;
+
+static const slow_case_t slow_cases[] = {
+    {"headers then silence: the deadline fires before the stall timer", "openai", "/v1", "[{\"hang\":true}]", 10000,
+     1000, "timeout", "deadline of 1 s", 1, 900, 3000},
+    {"keep-alive comments are no progress: stalled", "openai", "/v1",
+     "[{\"forever\":\"ping\",\"every_ms\":100}]", 1000, 0, "stalled", "no progress", 1, 900, 3000},
+    {"empty events are no progress: stalled", "openai", "/v1", "[{\"forever\":\"empty\",\"every_ms\":100}]", 1000,
+     0, "stalled", "no progress", 1, 900, 3000},
+    {"comments forever: the deadline", "openai", "/v1", "[{\"forever\":\"ping\",\"every_ms\":100}]", 10000, 1000,
+     "timeout", "--turn-timeout", 1, 900, 3000},
+    {"a slow trickle of deltas: the deadline", "openai", "/v1", "[{\"forever\":\"trickle\",\"every_ms\":100}]",
+     10000, 1000, "timeout", "deadline", 1, 900, 3000},
+    {"a slow answer within the deadline succeeds", "openai", "/v1", "[{\"text\":\"a b c\",\"delay_ms\":100}]",
+     10000, 5000, NULL, NULL, 1, 0, 5000},
+    {"no [DONE] and no finish reason after text: cut short, not retried", "openai", "/v1",
+     "[{\"text\":\"half an\",\"omit_done\":true,\"omit_finish\":true},{\"text\":\"never\"}]", 10000, 0, "cut",
+     "cut short", 1, 0, 5000},
+    {"a finish reason without [DONE] is complete", "openai", "/v1", "[{\"text\":\"all here\",\"omit_done\":true}]",
+     10000, 0, NULL, NULL, 1, 0, 5000},
+    {"[DONE] without a finish reason is complete", "openai", "/v1", "[{\"text\":\"all here\",\"omit_finish\":true}]",
+     10000, 0, NULL, NULL, 1, 0, 5000},
+    {"a tool call cut short before any text is retried", "openai", "/v1",
+     "[{\"tool_calls\":[{\"name\":\"grep\",\"arguments\":\"{}\"}],\"omit_done\":true,\"omit_finish\":true},"
+     "{\"text\":\"second try\"}]",
+     10000, 0, NULL, NULL, 2, 0, 5000},
+    {"Ollama without done: true: cut short", "ollama", "", "[{\"text\":\"half an\",\"omit_done\":true}]", 10000, 0,
+     "cut", "done: true", 1, 0, 5000},
+};
+
+static void test_slow_and_short_answers(void **state) {
+  server_t *s = *state;
+  for (size_t i = 0; i < sizeof slow_cases / sizeof slow_cases[0]; i++) {
+    const slow_case_t *k = &slow_cases[i];
+    print_message("case: %s\n", k->name);
+    char sc[512];
+    snprintf(sc, sizeof sc, "{\"responses\":%s}", k->script);
+    script(s, sc);
+    json_t *p = profile(s, k->provider, k->path, true), *m = messages("hi");
+    collect_t col = {0};
+    llm_call_t call = mkcall(p, m, &col);
+    call.stall_timeout_ms = k->stall_ms;
+    call.deadline_ms = k->deadline_ms;
+    llm_outcome_t out;
+    long t0 = now_ms();
+    int rc = llm_run(&call, &out);
+    long took = now_ms() - t0;
+    if (k->code) {
+      assert_int_equal(rc, -1);
+      assert_code(out, k->code);
+      if (!strstr(out.detail, k->in_detail))
+        print_message("detail: %s\n", out.detail);
+      assert_non_null(strstr(out.detail, k->in_detail));
+    } else {
+      if (rc != 0)
+        print_message("code %s: %s\n", out.code, out.detail);
+      assert_int_equal(rc, 0);
+    }
+    assert_int_equal(out.tries, k->tries);
+    assert_true(took >= k->min_ms);
+    assert_true(took < k->max_ms);
+    llm_outcome_free(&out);
+    json_decref(p);
+    json_decref(m);
+  }
+}
+
 static void test_first_byte_timeout_retried(void **state) {
   server_t *s = *state;
   script(s, "{\"responses\":[{\"hang_before_headers\":true},{\"text\":\"second try works\"}]}");
@@ -1188,6 +1265,7 @@ int main(void) {
       cmocka_unit_test(test_html_page),
       cmocka_unit_test(test_stalled_stream),
       cmocka_unit_test(test_first_byte_timeout_retried),
+      cmocka_unit_test(test_slow_and_short_answers),
       cmocka_unit_test(test_cancel_hanging_stream),
       cmocka_unit_test(test_cancel_slow_stream),
       cmocka_unit_test(test_cancel_during_retry_wait),

@@ -604,6 +604,9 @@ static void test_fixture(void **state) {
   collect_t col = {0};
   assert_int_equal(parse_mode(f->format, d, len, FEED_WHOLE, 0, &ref, &col), 0);
   assert_fixture(f, &ref);
+  /* Every recorded answer is complete ([DONE], done: true or a finish reason),
+   * or reports an error: none of them may be taken for one cut short. */
+  assert_true(ref.done || ref.finish_reason || ref.has_error);
   assert_string_equal(sbuf_str(&col.text), ref.text);
   assert_string_equal(sbuf_str(&col.thinking), ref.thinking);
   free(col.text.data);
@@ -1380,6 +1383,59 @@ static void test_garbage_no_crash(void **state) {
   }
 }
 
+/* ---- progress (the stall timer's measure) ---------------------------- */
+
+typedef struct {
+  const char *name;
+  llm_format_t format;
+  const char *before; /* fed first */
+  const char *piece;  /* then this */
+  bool grows;         /* whether the piece is progress */
+} progress_case_t;
+
+#define ROLE_EVENT "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n"
+
+static const progress_case_t progress_cases[] = {
+    {"a keep-alive comment", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT, ": ping\n\n", false},
+    {"an empty data event", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT, "data: \n\n", false},
+    {"a role-only delta", LLM_FORMAT_OPENAI_SSE, "", ROLE_EVENT, false},
+    {"an empty content delta", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT,
+     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"}}]}\n\n", false},
+    {"blank lines", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT, "\n\n\n", false},
+    {"a text delta", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT,
+     "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hi\"}}]}\n\n", true},
+    {"a thinking delta", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT,
+     "data: {\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\"hm\"}}]}\n\n", true},
+    {"a tool call piece", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT,
+     "data: {\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"name\":\"grep\"}}]}}]}"
+     "\n\n",
+     true},
+    {"a finish reason", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT,
+     "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n", true},
+    {"[DONE]", LLM_FORMAT_OPENAI_SSE, ROLE_EVENT, "data: [DONE]\n\n", true},
+    {"an Ollama line without content", LLM_FORMAT_OLLAMA_NDJSON, "",
+     "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":false}\n", false},
+    {"an Ollama line with content", LLM_FORMAT_OLLAMA_NDJSON, "",
+     "{\"message\":{\"role\":\"assistant\",\"content\":\"hi\"},\"done\":false}\n", true},
+    {"Ollama's done line", LLM_FORMAT_OLLAMA_NDJSON, "",
+     "{\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true}\n", true},
+};
+
+static void test_progress(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof progress_cases / sizeof progress_cases[0]; i++) {
+    const progress_case_t *k = &progress_cases[i];
+    print_message("case: %s\n", k->name);
+    llm_stream_t *s = llm_stream_new(k->format, NULL, NULL);
+    assert_non_null(s);
+    assert_int_equal(llm_stream_feed(s, k->before, strlen(k->before)), 0);
+    uint64_t before = llm_stream_progress(s);
+    assert_int_equal(llm_stream_feed(s, k->piece, strlen(k->piece)), 0);
+    assert_int_equal(llm_stream_progress(s) != before, k->grows);
+    llm_stream_destroy(&s);
+  }
+}
+
 int main(void) {
   enum { NFIX = sizeof FIXTURES / sizeof FIXTURES[0] };
   struct CMUnitTest tests[NFIX + 40];
@@ -1390,6 +1446,7 @@ int main(void) {
       cmocka_unit_test(test_fixtures_truncated),
       cmocka_unit_test(test_sse_data_without_space),
       cmocka_unit_test(test_sse_comments),
+      cmocka_unit_test(test_progress),
       cmocka_unit_test(test_sse_lone_cr),
       cmocka_unit_test(test_sse_crlf_split_between_pieces),
       cmocka_unit_test(test_sse_multiline_data_and_event),
