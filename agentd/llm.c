@@ -367,9 +367,9 @@ static void classify_abort(const llm_try_t *t, llm_outcome_t *out, classify_t *c
   } else if (t->abort == LLM_ABORT_DEADLINE) {
     fail(out, PROTO_ERR_timeout, false);
     set_detail(out, c->key,
-               "model server %s did not finish its answer within the deadline of %ld s for a model call "
+               "model server %s did not finish its answer within the deadline of %g s for a model call "
                "(%zu bytes of body; cadre-agentd --turn-timeout)",
-               c->url, t->call->deadline_ms / 1000, t->body_bytes);
+               c->url, (double)t->call->deadline_ms / 1000.0, t->body_bytes);
   } else if (t->abort == LLM_ABORT_STALL) {
     fail(out, PROTO_ERR_stalled, true);
     set_detail(out, c->key, "model server %s sent nothing for %ld ms (no progress of the answer; %zu bytes of body)",

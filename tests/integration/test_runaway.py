@@ -105,13 +105,15 @@ class Stop(unittest.TestCase):
         wait_until(lambda: len(self.c.model.requests()) >= 5, 20, "the runaway to get going")
         return p
 
-    def assert_stopped(self, t_stop, what, session="main"):
-        """No model call of the runaway started after t_stop, and none comes later."""
+    def assert_stopped(self, t_stop, what, session="main", sessions=1):
+        """No model call of the runaway started after t_stop but the one a node may have had
+        on its way when the cancel came (at most one per session), and none comes later."""
         wait_until(lambda: all(q["t_end"] is not None for q in self.c.model.requests()), 10,
                    "the node to drop the model request in flight")
         n = len(self.runaway_calls())
         late = [q["t_start"] - t_stop for q in self.runaway_calls() if q["t_start"] > t_stop]
-        self.assertEqual(late, [], f"model calls after {what}")
+        self.assertLessEqual(len(late), sessions, f"model calls after {what}: {late}")
+        self.assertTrue(all(d < 0.5 for d in late), f"model calls after {what}: {late}")
         # Barrier: a turn of another session goes through the broker and the node after the stop.
         self.c.model.script([{"match": "ping", "text": "pong"}])
         r, ev = self.c.cadre_json("ask", "--session", "barrier", "ping")
@@ -135,7 +137,7 @@ class Stop(unittest.TestCase):
         self.assertTrue(out[-1].get("cancelled"), out)
         p.wait(timeout=10)  # the ask sees its turn cancelled
         self.assertEqual(p.returncode, 130, p.stderr.read())
-        n = self.assert_stopped(t_stop, "stop-all")
+        n = self.assert_stopped(t_stop, "stop-all", sessions=2)
         last = max(q["t_start"] for q in self.runaway_calls())
         print(f"\nstop-all: {n} model calls; last one {max(0.0, last - t0) * 1000:.1f} ms after stop-all began",
               file=sys.stderr)
@@ -194,6 +196,39 @@ class Stop(unittest.TestCase):
             self.assert_stopped(t_stop - 0.0, "Ctrl-C in the console")
         finally:
             t.close()
+
+
+class Deadline(unittest.TestCase):
+    """cadre-agentd --turn-timeout: a model call that never ends frees its slot."""
+
+    def setUp(self):
+        self.c = Cluster(nodes=())
+        self.c.start_node("d1", 1, extra=["--turn-timeout", "1.5"])
+        self.c.wait_nodes(1)
+
+    def tearDown(self):
+        self.c.close()
+
+    def test_the_deadline_fires_and_frees_the_slot(self):
+        cases = (("headers then silence", {"hang": True}),
+                 ("keep-alive comments forever", {"forever": "ping", "every_ms": 100}),
+                 ("empty events forever", {"forever": "empty", "every_ms": 100}),
+                 ("one delta every 100 ms", {"forever": "trickle", "every_ms": 100}))
+        for name, behaviour in cases:
+            with self.subTest(name):
+                self.c.model.script([dict(behaviour, match="never ends"), {"match": "after", "text": "Slot free."}])
+                t0 = time.monotonic()
+                r, ev = self.c.cadre_json("ask", "never ends", timeout=60)
+                took = time.monotonic() - t0
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertEqual(ev[-1]["event"], "error", ev[-1])
+                self.assertEqual(ev[-1]["code"], "timeout", ev[-1])
+                self.assertIn("deadline of 1.5 s", ev[-1]["detail"])
+                self.assertLess(took, 10)
+                # The node has one slot: the next ask runs only if the call gave it back.
+                r, ev = self.c.cadre_json("ask", "after that", timeout=30)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(ev[-1]["text"], "Slot free.")
 
 
 if __name__ == "__main__":
