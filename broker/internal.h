@@ -103,7 +103,7 @@ struct broker {
   size_t turn_budget; /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
   json_t *allowed;    /* {session: {tool: true}}: tools the user allowed for the whole session, or NULL */
   json_t *streaming;  /* {session: bool}: a controller's choice (ask's "stream") over the profile's, or NULL */
-  json_t *requests;   /* {session: {request, last, rounds, sig, repeats, cancelled}}: its last ended turn's request */
+  json_t *requests;   /* {session: {request, last, rounds, sig, repeats, closed}}: its last ended turn's request */
 };
 
 /* ---- the core (broker.c) ---- */
@@ -167,7 +167,8 @@ void sessions_set_workspace(broker_t *b, const char *session, const char *worksp
  * the request's model calls against tools.max_iterations, fails at once (and
  * says so) past it or when the same tool call came SESSIONS_STUCK_REPEATS times in a
  * row, and is not queued at all when the request was cancelled. Returns the
- * turn id, or -1 when no turn was queued. */
+ * turn id, or -1 when no turn was queued (the request is closed: cancelled,
+ * or stopped by a cap). */
 int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after);
 /* The profile a session runs with (main's when its own is gone). */
 const cadre_profile_t *session_profile(broker_t *b, const char *session);

@@ -133,7 +133,8 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
  * answered its tool calls, or its delegated sub-agents their summaries)
  * continues it. b->requests keeps, per session, the request of the session's
  * last ended turn: its model calls so far, the last tool call and how many
- * times in a row it came, and whether it was cancelled. Each new turn would
+ * times in a row it came, and whether it is closed (cancelled, or stopped by
+ * a cap). Each new turn would
  * otherwise start its counts at zero, and a model calling a tool nobody has
  * would be answered and called again forever. */
 
@@ -147,7 +148,7 @@ static char *call_sig(const json_t *call) {
 
 /* Records how t ended for its request: the model calls (assistant messages)
  * and tool calls among the messages it added. */
-static void request_note(broker_t *b, const turn_t *t, const json_t *added, bool cancelled) {
+static void request_note(broker_t *b, const turn_t *t, const json_t *added, bool closed) {
   if (!b->requests && !(b->requests = json_object()))
     return;
   const json_t *old = json_object_get(b->requests, t->session);
@@ -169,8 +170,8 @@ static void request_note(broker_t *b, const turn_t *t, const json_t *added, bool
   }
   json_object_set_new(b->requests, t->session,
                       json_pack("{s:I, s:I, s:I, s:s?, s:I, s:b}", "request", (json_int_t)t->request, "last",
-                                (json_int_t)t->id, "rounds", rounds, "sig", sig, "repeats", repeats, "cancelled",
-                                cancelled));
+                                (json_int_t)t->id, "rounds", rounds, "sig", sig, "repeats", repeats, "closed",
+                                closed));
   free(sig);
 }
 
@@ -199,8 +200,8 @@ int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after) {
   const json_t *rec = after > 0 ? json_object_get(b->requests, session) : NULL;
   if (rec && jx_int(rec, "last", 0) != after)
     rec = NULL; /* not the session's last turn (a broker restart, say): a request of its own */
-  if (rec && jx_bool(rec, "cancelled", false)) {
-    log_info("%s: no turn after %lld: its request was cancelled", session, (long long)after);
+  if (rec && jx_bool(rec, "closed", false)) {
+    log_info("%s: no turn after %lld: its request was cancelled or stopped", session, (long long)after);
     return -1;
   }
   int64_t turn = store_turn_new(b->store, session);
@@ -708,7 +709,11 @@ void sessions_schedule(broker_t *b) {
 /* Removes a finished turn, tells the controllers (payload is taken), and lets
  * the next turn of its session (or another waiting one) start. */
 static void turn_end(broker_t *b, turn_t *t, const char *kind, json_t *payload, const json_t *added) {
-  request_note(b, t, added, strcmp(jx_str(payload, "status", ""), "cancelled") == 0);
+  /* A cancelled request, or one stopped by its caps, is closed: nothing continues it. */
+  const char *code = jx_str(payload, "code", "");
+  request_note(b, t, added,
+               strcmp(jx_str(payload, "status", ""), "cancelled") == 0 || strcmp(code, PROTO_ERR_iteration_cap) == 0 ||
+                   strcmp(code, PROTO_ERR_stuck) == 0);
   char *session = strdup(t->session);
   int64_t id = t->id;
   turn_drop(b, t);
@@ -922,7 +927,7 @@ void sessions_close_requests(broker_t *b, const char *session) {
   const char *key;
   json_t *rec;
   json_object_foreach(b->requests, key, rec) if (!session || strcmp(key, session) == 0)
-      json_object_set_new(rec, "cancelled", json_true());
+      json_object_set_new(rec, "closed", json_true());
 }
 
 int sessions_cancel(broker_t *b, int64_t id, const char *why) {
@@ -934,9 +939,9 @@ int sessions_cancel(broker_t *b, int64_t id, const char *why) {
   if (t)
     snprintf(session, sizeof session, "%s", t->session);
   json_t *rec = json_object_get(b->requests, session);
-  bool live = rec && jx_int(rec, "request", 0) == request && !jx_bool(rec, "cancelled", false);
+  bool live = rec && jx_int(rec, "request", 0) == request && !jx_bool(rec, "closed", false);
   if (live) /* nothing may continue it, not even a sub-agent's summary arriving later */
-    json_object_set_new(rec, "cancelled", json_true());
+    json_object_set_new(rec, "closed", json_true());
   int n = 0;
   while ((t = request_turn(b, session, request)) != NULL) {
     turn_fail(b, t, "cancelled", PROTO_ERR_cancelled, why, NULL, NULL); /* removes t */

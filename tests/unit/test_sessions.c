@@ -323,6 +323,107 @@ static void test_turn_done_carries_the_answer_not_the_tool_outputs(void **state)
   fx_destroy(&fx);
 }
 
+/* ---- one user request over several turns (no runaway) ---------------- */
+
+/* The node's answer to the last turn: a call of a tool nobody has (the broker
+ * answers it and queues the next turn). 0, or -1 when no turn was running. */
+static int answer_unknown_call(fx_t *fx, peer_t *node, const char *args) {
+  const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
+  turn_t *live = t ? turn_find(fx->b, t->msg->turn) : NULL;
+  if (!live || live->node != node)
+    return -1;
+  proto_msg_t *m = proto_msg_new(PROTO_TURN_DONE);
+  proto_set_str(m, PROTO_F_session, t->msg->session);
+  PROTO_SET(m, turn, t->msg->turn);
+  PROTO_SET(m, attempt, t->msg->attempt);
+  proto_set_json(m, PROTO_F_message,
+                 json_pack("{s:s, s:s, s:[{s:s, s:s, s:{s:s, s:s}}]}", "role", "assistant", "content", "", "tool_calls",
+                           "id", "c1", "type", "function", "function", "name", "no_such_tool", "arguments", args));
+  proto_set_str(m, PROTO_F_finish_reason, "tool_calls");
+  sessions_on_done(fx->b, node, m);
+  proto_msg_destroy(&m);
+  return 0;
+}
+
+typedef enum { RQ_NOTHING, RQ_CANCEL_FIRST, RQ_CANCEL_LAST_ENDED, RQ_STOP_ALL, RQ_RESET } rq_action_t;
+
+typedef struct {
+  const char *name;
+  int cap;            /* tools.max_iterations */
+  bool same_args;     /* every answer makes the same call */
+  int answers;        /* answers given at most (each one a turn) */
+  rq_action_t action; /* then */
+  int want_turns;     /* turn frames sent in all */
+  int want_rounds;    /* rounds carried by the last turn frame */
+  const char *want_code; /* the last turn_failed's code (NULL: none) */
+  const char *want_detail;
+} request_case_t;
+
+static const request_case_t request_cases[] = {
+    {"new calls stop at the cap", 4, false, 10, RQ_NOTHING, 4, 3, "iteration_cap", "cap of 4 model calls"},
+    {"the same call three times in a row is stuck", 100, true, 10, RQ_NOTHING, 3, 2, "stuck",
+     "no_such_tool with the same arguments 3 times"},
+    {"cancel by the request's first turn ends it", 100, false, 3, RQ_CANCEL_FIRST, 4, 3, "cancelled", NULL},
+    {"cancel by its last ended turn ends it", 100, false, 3, RQ_CANCEL_LAST_ENDED, 4, 3, "cancelled", NULL},
+    {"stop-all ends main's request", 100, false, 3, RQ_STOP_ALL, 4, 3, "cancelled", NULL},
+    {"reset ends the session's request", 100, false, 3, RQ_RESET, 4, 3, "cancelled", NULL},
+};
+
+static void run_request_case(const request_case_t *c) {
+  char extra[96];
+  snprintf(extra, sizeof extra, "\"tools\": {\"max_iterations\": %d}", c->cap);
+  fx_t *fx = fx_new(extra);
+  fx_controller(fx, "ctl");
+  peer_t *node = fx_node(fx, "n1", 2);
+  int64_t first = ask(fx, "go on forever");
+  for (int i = 0; i < c->answers; i++) {
+    char args[32];
+    snprintf(args, sizeof args, "{\"n\": %d}", c->same_args ? 0 : i);
+    if (answer_unknown_call(fx, node, args) < 0)
+      break;
+  }
+  int64_t last_sent = fx_last(fx, PROTO_TURN, NULL)->msg->turn;
+  switch (c->action) {
+  case RQ_NOTHING: break;
+  case RQ_CANCEL_FIRST: assert_int_equal(sessions_cancel(fx->b, first, "by the user"), 1); break;
+  case RQ_CANCEL_LAST_ENDED: assert_int_equal(sessions_cancel(fx->b, last_sent - 1, "by the user"), 1); break;
+  case RQ_STOP_ALL: assert_int_equal(sessions_cancel_all(fx->b, NULL, "stop_all", NULL), 1); break;
+  case RQ_RESET: assert_int_equal(sessions_cancel_all(fx->b, "main", "reset", NULL), 1); break;
+  }
+  int turns = fx_count(fx, PROTO_TURN, NULL);
+  if (turns != c->want_turns)
+    fail_msg("case \"%s\": %d turns sent, want %d", c->name, turns, c->want_turns);
+  const fx_sent_t *t = fx_last(fx, PROTO_TURN, NULL);
+  if (t->msg->rounds != c->want_rounds)
+    fail_msg("case \"%s\": the last turn carried rounds %lld, want %d", c->name, (long long)t->msg->rounds,
+             c->want_rounds);
+  const fx_sent_t *failed = fx_last(fx, PROTO_EVENT, "turn_failed");
+  const char *code = failed ? json_string_value(json_object_get(failed->msg->payload, "code")) : NULL;
+  if (!code || strcmp(code, c->want_code) != 0)
+    fail_msg("case \"%s\": code %s, want %s", c->name, code ? code : "(none)", c->want_code);
+  const char *detail = json_string_value(json_object_get(failed->msg->payload, "detail"));
+  if (c->want_detail && !strstr(detail, c->want_detail))
+    fail_msg("case \"%s\": detail \"%s\" lacks \"%s\"", c->name, detail, c->want_detail);
+  /* Nothing runs or waits any more, and nothing continues the request. */
+  assert_null(fx->b->turns);
+  assert_int_equal(node->busy, 0);
+  int failures = fx_count(fx, PROTO_EVENT, "turn_failed");
+  assert_int_equal(sessions_queue_turn(fx->b, "main", store_last_turn(fx->b->store, "main")), -1);
+  assert_int_equal(fx_count(fx, PROTO_TURN, NULL), turns);
+  assert_int_equal(fx_count(fx, PROTO_EVENT, "turn_failed"), failures); /* refused quietly: it was said */
+  /* A new message starts a new count. */
+  ask(fx, "something else");
+  assert_int_equal(fx_count(fx, PROTO_TURN, NULL), turns + 1);
+  assert_false(PROTO_HAS(fx_last(fx, PROTO_TURN, NULL)->msg, rounds));
+  fx_destroy(&fx);
+}
+
+static void test_a_request_is_bounded_and_ends_when_cancelled(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof request_cases / sizeof request_cases[0]; i++)
+    run_request_case(&request_cases[i]);
+}
+
 /* Deltas: only the running attempt's, forwarded unchanged to watchers only. */
 typedef struct {
   const char *name;
@@ -501,6 +602,7 @@ int main(void) {
       cmocka_unit_test(test_an_unreachable_watcher_is_removed),
       cmocka_unit_test(test_a_lost_node_requeues_its_turn),
       cmocka_unit_test(test_allow_for_this_session_is_remembered_per_tool),
+      cmocka_unit_test(test_a_request_is_bounded_and_ends_when_cancelled),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
