@@ -140,7 +140,7 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
 
 /* The signature of a tool call: its name and arguments. Caller frees. */
 static char *call_sig(const json_t *call) {
-  const json_t *fn = json_object_get(call, "function");
+  const json_t *fn = jx_obj(call, "function");
   sbuf_t s = {0};
   sbuf_printf(&s, "%s\n%s", jx_str(fn, "name", ""), jx_str(fn, "arguments", ""));
   return s.s; /* the buffer's memory, now the caller's */
@@ -151,7 +151,7 @@ static char *call_sig(const json_t *call) {
 static void request_note(broker_t *b, const turn_t *t, const json_t *added, bool closed) {
   if (!b->requests && !(b->requests = json_object()))
     return;
-  const json_t *old = json_object_get(b->requests, t->session);
+  const json_t *old = jx_obj(b->requests, t->session);
   bool same = old && jx_int(old, "request", 0) == t->request;
   char *sig = same && jx_str(old, "sig", NULL) ? strdup(jx_str(old, "sig", NULL)) : NULL;
   json_int_t repeats = same ? jx_int(old, "repeats", 0) : 0, rounds = t->rounds;
@@ -197,7 +197,7 @@ static bool request_over(broker_t *b, const json_t *rec, const char **code, char
 }
 
 int64_t sessions_queue_turn(broker_t *b, const char *session, int64_t after) {
-  const json_t *rec = after > 0 ? json_object_get(b->requests, session) : NULL;
+  const json_t *rec = after > 0 ? jx_obj(b->requests, session) : NULL;
   if (rec && jx_int(rec, "last", 0) != after)
     rec = NULL; /* not the session's last turn (a broker restart, say): a request of its own */
   if (rec && jx_bool(rec, "closed", false)) {
@@ -916,7 +916,7 @@ static int64_t request_of_ended(broker_t *b, int64_t id, char *session) {
   for (turn_t *t = b->turns; t; t = t->next)
     if (strcmp(t->session, session) == 0 && t->request <= id && t->request > request)
       request = t->request;
-  const json_t *rec = json_object_get(b->requests, session);
+  const json_t *rec = jx_obj(b->requests, session);
   int64_t r = jx_int(rec, "request", 0);
   if (rec && r <= id && id <= jx_int(rec, "last", 0) && r > request)
     request = r;
@@ -938,7 +938,7 @@ int sessions_cancel(broker_t *b, int64_t id, const char *why) {
     return -1;
   if (t)
     snprintf(session, sizeof session, "%s", t->session);
-  json_t *rec = json_object_get(b->requests, session);
+  json_t *rec = jx_obj(b->requests, session);
   bool live = rec && jx_int(rec, "request", 0) == request && !jx_bool(rec, "closed", false);
   if (live) /* nothing may continue it, not even a sub-agent's summary arriving later */
     json_object_set_new(rec, "closed", json_true());

@@ -175,16 +175,21 @@ static int exec_sql(store_t *self, const char *sql) {
 
 static const char *col_text(sqlite3_stmt *st, int i);
 
-int store_meta_get(store_t *self, const char *key, char *value, size_t len) {
-  sqlite3_stmt *st = prep_bind(self, "SELECT value FROM meta WHERE key = ?", "t", key);
+/* The first column of the first row of st as text into out (len bytes), and
+ * finalizes st. 0, or -1 with no row, a NULL or a text that does not fit. */
+static int one_text(sqlite3_stmt *st, char *out, size_t len) {
   if (!st)
     return -1;
   const char *v = sqlite3_step(st) == SQLITE_ROW ? col_text(st, 0) : NULL;
   int rc = v && strlen(v) < len ? 0 : -1;
   if (rc == 0)
-    memcpy(value, v, strlen(v) + 1);
+    memcpy(out, v, strlen(v) + 1);
   sqlite3_finalize(st);
   return rc;
+}
+
+int store_meta_get(store_t *self, const char *key, char *value, size_t len) {
+  return one_text(prep_bind(self, "SELECT value FROM meta WHERE key = ?", "t", key), value, len);
 }
 
 int store_meta_set(store_t *self, const char *key, const char *value) {
@@ -892,15 +897,7 @@ json_t *store_proposal_take(store_t *self, int64_t id) {
 }
 
 int store_turn_session(store_t *self, int64_t turn, char *session, size_t len) {
-  sqlite3_stmt *st = prep_bind(self, "SELECT session FROM turns WHERE id = ?", "i", turn);
-  if (!st)
-    return -1;
-  const char *v = sqlite3_step(st) == SQLITE_ROW ? col_text(st, 0) : NULL;
-  int rc = v && strlen(v) < len ? 0 : -1;
-  if (rc == 0)
-    memcpy(session, v, strlen(v) + 1);
-  sqlite3_finalize(st);
-  return rc;
+  return one_text(prep_bind(self, "SELECT session FROM turns WHERE id = ?", "i", turn), session, len);
 }
 
 int64_t store_last_turn(store_t *self, const char *session) {
