@@ -34,6 +34,7 @@ typedef struct {
   json_t *node_tools;   /* names of the tools this node runs for this turn */
   const char *approval; /* "never", "mutating", "always" */
   int timeout_s, max_iterations, max_tool_calls;
+  long deadline_ms; /* of each model call: the profile's turn_timeout_s, else --turn-timeout */
   int calls;
   char *recent[STUCK_REPEATS]; /* signatures of the last calls, newest first */
   int64_t prompt_tokens, completion_tokens;
@@ -180,6 +181,9 @@ static void setup_tools(loop_t *L) {
   L->timeout_s = setting(PROTO_TOOL_HAS(&pp, timeout_s), pp.tool.timeout_s, TOOLS_DEFAULT_TIMEOUT_S);
   L->max_iterations = setting(PROTO_TOOL_HAS(&pp, max_iterations), pp.tool.max_iterations, 25);
   L->max_tool_calls = setting(PROTO_TOOL_HAS(&pp, max_tool_calls), pp.tool.max_tool_calls, 100);
+  L->deadline_ms = PROTO_PROFILE_HAS(&pp, turn_timeout_s) && pp.turn_timeout_s > 0 && pp.turn_timeout_s <= 86400
+                       ? (long)pp.turn_timeout_s * 1000
+                       : L->r->q->turn_timeout_ms;
 }
 
 static bool runs_here(loop_t *L, const char *name) {
@@ -482,7 +486,7 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
       .api_key = r->job->api_key,
       .connect_timeout_ms = r->q->connect_timeout_ms,
       .stall_timeout_ms = r->q->stall_timeout_ms,
-      .deadline_ms = r->q->turn_timeout_ms,
+      .deadline_ms = L->deadline_ms,
       .max_tries = 3,
       .backoff_base_ms = 500,
       .retry_after_cap_ms = 60000,

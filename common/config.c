@@ -587,6 +587,7 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
   if (get_number(l, v, pfx, "temperature", 0, 2, "between 0 and 2", &p->temperature) < 0 ||
       get_int(l, v, pfx, "max_tokens", 1, MAX_TOKENS_CAP, &p->max_tokens) < 0 ||
       get_int(l, v, pfx, "context_tokens", 256, MAX_TOKENS_CAP, &p->context_tokens) < 0 ||
+      get_int(l, v, pfx, "turn_timeout_s", 1, 86400, &p->turn_timeout_s) < 0 ||
       get_bool(l, v, pfx, "stream", &p->stream) < 0 ||
       get_bool(l, v, pfx, "summarize_context", &p->summarize_context) < 0 ||
       get_bool(l, v, pfx, "compact", &p->compact) < 0 ||
@@ -1005,6 +1006,8 @@ static json_t *profile_display(const cadre_profile_t *p) {
     json_object_set_new(o, "max_tokens_field", json_string(p->max_tokens_field));
   if (p->context_tokens)
     json_object_set_new(o, "context_tokens", json_integer(p->context_tokens));
+  if (p->turn_timeout_s)
+    json_object_set_new(o, "turn_timeout_s", json_integer(p->turn_timeout_s));
   if (!p->summarize_context)
     json_object_set_new(o, "summarize_context", json_false());
   if (p->compact)

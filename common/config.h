@@ -32,6 +32,7 @@ typedef struct {
   double temperature;
   int max_tokens;
   int context_tokens;     /* the model's context in tokens; 0: unknown (the node asks the server) */
+  int turn_timeout_s;     /* the deadline of each model call; 0: the node's --turn-timeout */
   bool summarize_context; /* past the context, older turns are summarised by the model (default) or only left out */
   bool stream;
   bool compact;              /* always the short prompt and tool definitions (else: below 6,144 tokens of context) */

@@ -231,5 +231,24 @@ class Deadline(unittest.TestCase):
                 self.assertEqual(ev[-1]["text"], "Slot free.")
 
 
+class DeadlinePerProfile(unittest.TestCase):
+    """A profile's turn_timeout_s stands over the node's --turn-timeout."""
+
+    def test_the_profile_deadline_wins(self):
+        def extra(cfg):
+            cfg["agents"]["main_agent"]["turn_timeout_s"] = 1
+        c = Cluster(nodes=(), config_extra=extra)
+        try:
+            c.start_node("d1", 1, extra=["--turn-timeout", "60"])
+            c.wait_nodes(1)
+            c.model.script([{"match": "never ends", "forever": "trickle", "every_ms": 100}])
+            r, ev = c.cadre_json("ask", "never ends", timeout=60)
+            self.assertEqual(r.returncode, 1, r.stdout)
+            self.assertEqual(ev[-1]["code"], "timeout", ev[-1])
+            self.assertIn("deadline of 1 s", ev[-1]["detail"])
+        finally:
+            c.close()
+
+
 if __name__ == "__main__":
     unittest.main()

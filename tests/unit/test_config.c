@@ -163,7 +163,7 @@ static void test_defaults_without_prompts_have_no_prompt(void **state) {
 static const char FULL[] =
     "{ 'agents': {\n"
     "    'boss': { 'provider': 'openai', 'model': 'gpt-4o', 'api_key': 'sk-SECRET-123',\n"
-    "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'summarize_context': "
+    "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'turn_timeout_s': 90, 'summarize_context': "
     "false, 'stream': false,\n"
     "              'system_prompt_file': 'mine/boss.txt', 'cost_per_1m_input': 2.5,\n"
     "              'cost_per_1m_output': 10, 'future_field': {'x': 1} },\n"
@@ -204,6 +204,7 @@ static void test_full_file_fields(void **state) {
   assert_float_equal(b->temperature, 1.0, 1e-9);
   assert_int_equal(b->max_tokens, 8000);
   assert_int_equal(b->context_tokens, 32768);
+  assert_int_equal(b->turn_timeout_s, 90);
   assert_false(b->summarize_context);
   assert_false(b->stream);
   assert_float_equal(b->cost_per_1m_input, 2.5, 1e-9);
@@ -221,6 +222,7 @@ static void test_full_file_defaults_per_field(void **state) {
   assert_float_equal(r->temperature, 0.7, 1e-9);
   assert_int_equal(r->max_tokens, 2048);
   assert_int_equal(r->context_tokens, 0); /* not said: the node asks the server */
+  assert_int_equal(r->turn_timeout_s, 0);  /* not said: the node's --turn-timeout */
   assert_true(r->summarize_context);
   assert_true(r->stream);
   assert_float_equal(r->cost_per_1m_input, 0, 0);
@@ -414,6 +416,8 @@ static const err_case_t ERR_CASES[] = {
      "c.json: agents.main_agent.temperature: expected a number between 0 and 2, got -0.1"},
     {"context_tokens too small", MAIN_WITH(", 'context_tokens': 100"),
      "c.json: agents.main_agent.context_tokens: expected an integer from 256 to 10000000, got 100"},
+    {"turn_timeout_s zero", MAIN_WITH(", 'turn_timeout_s': 0"),
+     "c.json: agents.main_agent.turn_timeout_s: expected an integer from 1 to 86400, got 0"},
     {"context_tokens a string", MAIN_WITH(", 'context_tokens': '8k'"),
      "c.json: agents.main_agent.context_tokens: expected an integer from 256 to 10000000, got \"8k\""},
     {"max_tokens zero", MAIN_WITH(", 'max_tokens': 0"),
