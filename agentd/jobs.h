@@ -32,7 +32,7 @@ typedef struct job {
   json_t *messages;
   json_t *tools;
   int64_t rounds; /* model calls the turn's user request made in earlier turns */
-  char *api_key; /* resolved on this host; wiped on free */
+  char *api_key;  /* resolved on this host; wiped on free */
   atomic_bool cancel;
   /* The user's answer to the approval this turn waits for (under jobq lock). */
   int64_t approval_seq; /* seq answered, 0: none yet */

@@ -141,8 +141,7 @@ static size_t header_cb(char *data, size_t size, size_t nitems, void *ud) {
   if (len >= 5 && strncmp(data, "HTTP/", 5) == 0) {
     t->t_last = llm_now_ms(); /* header lines after it are no progress: a server may send them forever */
     on_status_line(t, data, len);
-  }
-  else if (header_is(data, len, "content-type:", &v, &vlen))
+  } else if (header_is(data, len, "content-type:", &v, &vlen))
     copy_value(t->ctype, sizeof t->ctype, v, vlen);
   else if (header_is(data, len, "retry-after:", &v, &vlen))
     t->ra_header_ms = parse_retry_after(v, vlen);

@@ -134,9 +134,8 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
  * continues it. b->requests keeps, per session, the request of the session's
  * last ended turn: its model calls so far, the last tool call and how many
  * times in a row it came, and whether it is closed (cancelled, or stopped by
- * a cap). Each new turn would
- * otherwise start its counts at zero, and a model calling a tool nobody has
- * would be answered and called again forever. */
+ * a cap). Without it each new turn would start its counts at zero, and a
+ * model calling a tool nobody has would be answered and called again forever. */
 
 /* The signature of a tool call: its name and arguments. Caller frees. */
 static char *call_sig(const json_t *call) {
@@ -170,8 +169,7 @@ static void request_note(broker_t *b, const turn_t *t, const json_t *added, bool
   }
   json_object_set_new(b->requests, t->session,
                       json_pack("{s:I, s:I, s:I, s:s?, s:I, s:b}", "request", (json_int_t)t->request, "last",
-                                (json_int_t)t->id, "rounds", rounds, "sig", sig, "repeats", repeats, "closed",
-                                closed));
+                                (json_int_t)t->id, "rounds", rounds, "sig", sig, "repeats", repeats, "closed", closed));
   free(sig);
 }
 

@@ -128,8 +128,8 @@ void format_stopped(sbuf_t *b, const json_t *r, const format_how_t *how) {
   }
   if (json_array_size(turns) > 0) { /* main's turns, and any other the sub-agents did not cover */
     sbuf_puts(b, "cancelled turns:");
-    json_array_foreach(turns, i, v) sbuf_printf(b, "%s%lld", how->console && i ? ", " : " ",
-                                                (long long)json_integer_value(v));
+    json_array_foreach(turns, i, v)
+        sbuf_printf(b, "%s%lld", how->console && i ? ", " : " ", (long long)json_integer_value(v));
     sbuf_puts(b, "\n");
   }
 }

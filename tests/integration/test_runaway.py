@@ -59,6 +59,21 @@ class Cap(unittest.TestCase):
         self.assertIn("cap of 5 model calls (tools.max_iterations)", r.stderr)
         self.assertEqual(len(self.c.model.requests()), 5)
 
+    def test_the_console_says_why_the_request_stopped(self):
+        if not shutil.which("tmux"):
+            self.skipTest("tmux is not installed")
+        from test_console import Terminal
+        t = Terminal(self.c, "cap")
+        try:
+            t.wait_prompt()
+            self.c.model.script([], default=UNKNOWN)
+            t.type("go on forever")
+            t.wait_text("cap of 5 model calls (tools.max_iterations)")
+            t.wait_prompt()
+            self.assertEqual(len(self.c.model.requests()), 5)
+        finally:
+            t.close()
+
     def test_the_same_unknown_call_three_times_is_stuck(self):
         err = self.ask_runaway(SAME_UNKNOWN)
         self.assertEqual(err["code"], "stuck")

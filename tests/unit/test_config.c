@@ -163,8 +163,9 @@ static void test_defaults_without_prompts_have_no_prompt(void **state) {
 static const char FULL[] =
     "{ 'agents': {\n"
     "    'boss': { 'provider': 'openai', 'model': 'gpt-4o', 'api_key': 'sk-SECRET-123',\n"
-    "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'turn_timeout_s': 90, 'summarize_context': "
+    "              'role': 'main', 'temperature': 1, 'max_tokens': 8000, 'context_tokens': 32768, 'summarize_context': "
     "false, 'stream': false,\n"
+    "              'turn_timeout_s': 90,\n"
     "              'system_prompt_file': 'mine/boss.txt', 'cost_per_1m_input': 2.5,\n"
     "              'cost_per_1m_output': 10, 'future_field': {'x': 1} },\n"
     "    'rev': { 'provider': 'lm_studio', 'model': 'qwen', 'role': 'reviewer', 'api_key': null,\n"
@@ -222,7 +223,7 @@ static void test_full_file_defaults_per_field(void **state) {
   assert_float_equal(r->temperature, 0.7, 1e-9);
   assert_int_equal(r->max_tokens, 2048);
   assert_int_equal(r->context_tokens, 0); /* not said: the node asks the server */
-  assert_int_equal(r->turn_timeout_s, 0);  /* not said: the node's --turn-timeout */
+  assert_int_equal(r->turn_timeout_s, 0); /* not said: the node's --turn-timeout */
   assert_true(r->summarize_context);
   assert_true(r->stream);
   assert_float_equal(r->cost_per_1m_input, 0, 0);

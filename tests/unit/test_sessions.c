@@ -349,12 +349,12 @@ typedef enum { RQ_NOTHING, RQ_CANCEL_FIRST, RQ_CANCEL_LAST_ENDED, RQ_STOP_ALL, R
 
 typedef struct {
   const char *name;
-  int cap;            /* tools.max_iterations */
-  bool same_args;     /* every answer makes the same call */
-  int answers;        /* answers given at most (each one a turn) */
-  rq_action_t action; /* then */
-  int want_turns;     /* turn frames sent in all */
-  int want_rounds;    /* rounds carried by the last turn frame */
+  int cap;               /* tools.max_iterations */
+  bool same_args;        /* every answer makes the same call */
+  int answers;           /* answers given at most (each one a turn) */
+  rq_action_t action;    /* then */
+  int want_turns;        /* turn frames sent in all */
+  int want_rounds;       /* rounds carried by the last turn frame */
   const char *want_code; /* the last turn_failed's code (NULL: none) */
   const char *want_detail;
 } request_case_t;
