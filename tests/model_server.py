@@ -66,8 +66,9 @@ A response R (every key optional):
   retry_after          value of a Retry-After header
   match                see above
   hang                 true: send the headers, then nothing until the client goes away
-  forever              SSE only, after the headers, until the client goes away, every
-                       "every_ms" (default 200): "ping" sends a keep-alive comment
+  forever              until the client goes away, every "every_ms" (default 200):
+                       "headers" sends one more header line (the headers never end);
+                       SSE only, after the headers: "ping" a keep-alive comment
                        (": ping"), "empty" an empty event ("data: "), "trickle" one
                        text delta ("x ")
   every_ms             see forever
@@ -455,6 +456,8 @@ class Handler(BaseHTTPRequestHandler):
             self._sleep(r["first_byte_delay_ms"])
         if r.get("hang_before_headers"):
             self._hang()
+        if r.get("forever") == "headers":
+            self._headers_forever(r.get("every_ms", 200))
         status = int(r.get("status", 200))
         headers = dict(r.get("headers") or {})
         if r.get("retry_after") is not None:
@@ -563,6 +566,17 @@ class Handler(BaseHTTPRequestHandler):
         if not r.get("omit_done"):
             self._chunk("data: [DONE]\n\n")
         self._end_chunks()
+
+    def _headers_forever(self, every_ms):
+        """A status line, then one more header line every every_ms, never the blank line."""
+        self.send_response(200)
+        try:
+            while True:
+                self.send_header("X-Still-Thinking", "1")
+                self.flush_headers()
+                self._sleep(every_ms)
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, OSError) as e:
+            raise ClientGone() from e
 
     def _forever(self, what, every_ms, event):
         """Sends something that is not an answer, every every_ms, until the client goes away."""

@@ -226,6 +226,7 @@ class Deadline(unittest.TestCase):
 
     def test_the_deadline_fires_and_frees_the_slot(self):
         cases = (("headers then silence", {"hang": True}),
+                 ("header lines forever", {"forever": "headers", "every_ms": 100}),
                  ("keep-alive comments forever", {"forever": "ping", "every_ms": 100}),
                  ("empty events forever", {"forever": "empty", "every_ms": 100}),
                  ("one delta every 100 ms", {"forever": "trickle", "every_ms": 100}))
