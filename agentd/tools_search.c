@@ -289,7 +289,8 @@ void tools_list_files(tools_t *t, const targs_t *a, tool_result_t *out) {
     else
       free(es.v[i].path);
   es.n = m;
-  qsort(es.v, m, sizeof *es.v, cmp_entry);
+  if (m > 1) /* es.v is NULL when nothing was found */
+    qsort(es.v, m, sizeof *es.v, cmp_entry);
   sbuf_t b = {0};
   size_t printed = 0;
   for (; printed < m && printed < TOOLS_LIST_MAX && b.len < t->output_cap; printed++)
@@ -345,7 +346,8 @@ static void grep_fd(grep_t *g, int fd, const char *path) {
 static void grep_dir(grep_t *g, const tools_t *t, int fd, const char *prefix, const gpat_t *glob, bool by_name) {
   entries_t es = {0};
   walk_all(fd, &es);
-  qsort(es.v, es.n, sizeof *es.v, cmp_entry);
+  if (es.n > 1) /* es.v is NULL in an empty directory */
+    qsort(es.v, es.n, sizeof *es.v, cmp_entry);
   char path[PATH_MAX];
   for (size_t i = 0; i < es.n && !g->full; i++) {
     const char *rel = es.v[i].path, *base = strrchr(rel, '/') ? strrchr(rel, '/') + 1 : rel;

@@ -179,8 +179,8 @@ class Stop(unittest.TestCase):
         self.assert_stopped(t_stop, "reset")
 
     def test_stop_ends_a_sub_agent_runaway(self):
-        sub = self.c.cadre_json("spawn", "reviewer", "go on forever")[1][-1]["id"]
         self.c.model.script([], default=UNKNOWN)
+        sub = self.c.cadre_json("spawn", "reviewer", "go on forever")[1][-1]["id"]
         wait_until(lambda: len(self.c.model.requests()) >= 5, 20, "the runaway to get going")
         r = self.c.cadre("stop", sub)
         t_stop = time.monotonic()
