@@ -145,6 +145,9 @@ void format_reset(sbuf_t *b, const json_t *r, const format_how_t *how) {
     sbuf_printf(b, "the main agent's conversation is cleared (%lld messages set aside)\n", n);
   else
     sbuf_puts(b, "the main agent's conversation is cleared\n");
+  long long turns = (long long)jx_int(r, "cancelled", 0);
+  if (turns > 0)
+    sbuf_printf(b, "%lld turn%s cancelled\n", turns, turns == 1 ? "" : "s");
 }
 
 void format_history(sbuf_t *b, const json_t *r, const format_how_t *how) {

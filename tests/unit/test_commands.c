@@ -348,6 +348,16 @@ static void renderers_show_results_for_each_place(void **state) {
   format_stopped(&b, stopped, &con);
   assert_string_equal(sbuf_str(&b), "stopped: a-1, b-2\n");
   sbuf_reset(&b);
+  json_t *all = json_loads("{\"stopped\": [], \"cancelled\": [12, 14]}", 0, NULL);
+  format_stopped(&b, all, &cli);
+  assert_string_equal(sbuf_str(&b), "no sub-agent was running\ncancelled turns: 12 14\n");
+  sbuf_reset(&b);
+  json_t *reset = json_loads("{\"session\": \"main\", \"cleared\": 4, \"cancelled\": 1}", 0, NULL);
+  format_reset(&b, reset, &cli);
+  assert_string_equal(sbuf_str(&b), "main: conversation cleared (4 messages set aside)\n1 turn cancelled\n");
+  sbuf_reset(&b);
+  json_decref(reset);
+  json_decref(all);
   json_t *r = json_loads("{\"id\": 7, \"status\": \"paused\"}", 0, NULL);
   format_how_t pause = {.console = true, .verb = "pause"};
   format_decided(&b, r, &pause);
