@@ -282,6 +282,10 @@ static int serve_link(agentd_t *d) {
     int ev = proto_link_recv(d->link, 0, &m);
     if (ev == PROTO_LINK_MSG)
       on_broker(d, m);
+    else if (ev == PROTO_LINK_REFUSED)
+      log_error("the broker %s refused this node's key; add this line to its authorized_keys (the broker "
+                "re-reads it by itself): %s node %s",
+                d->opts.broker, proto_link_public_key(d->link), d->opts.name);
     else if (ev == PROTO_LINK_CONNECTED || ev == PROTO_LINK_RECONNECTED)
       log_info("registered with broker %s as %s (epoch %s%s%s)", d->opts.broker, d->opts.name,
                proto_link_epoch(d->link), ev == PROTO_LINK_RECONNECTED ? "; again after: " : "",

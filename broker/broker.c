@@ -159,6 +159,8 @@ broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot set up the ROUTER socket: %s", zmq_strerror(errno));
     goto fail;
   }
+  if (zap_monitor_start(b) < 0)
+    log_warn("no socket monitor (%s): refused handshakes will not be logged", zmq_strerror(errno));
   if (bind_all(b, err, errlen) < 0 || broker_core_start(b) < 0)
     goto fail;
   return b;
@@ -188,9 +190,10 @@ void broker_destroy(broker_t **self_p) {
   peer_free_all(b);
   workflow_stop(b);
   if (b->router)
+    zmq_socket_monitor(b->router, NULL, 0);
+  zap_stop(b);
+  if (b->router)
     zmq_close(b->router);
-  if (b->zap)
-    zmq_close(b->zap);
   if (b->ctx)
     zmq_ctx_term(b->ctx);
   store_close(&b->store);
@@ -216,12 +219,20 @@ static void send_welcome(broker_t *b, peer_t *p) {
 }
 
 static void on_hello(broker_t *b, const uint8_t *id, size_t idlen, const proto_msg_t *m) {
-  char err[256];
+  char err[400];
+  peer_role_t as = m->role && strcmp(m->role, "node") == 0 ? PEER_NODE : PEER_CONTROLLER;
+  if (!zap_admit_hello(b, b->frame_user, as, b->frame_addr, err, sizeof err)) {
+    broker_send_error(b, id, idlen, PROTO_ERR_key_refused, err, m->id);
+    return;
+  }
   peer_t *p = peer_hello(b, id, idlen, m, err, sizeof err);
   if (!p) {
     broker_send_error(b, id, idlen, PROTO_ERR_bad_hello, err, m->id);
     return;
   }
+  authkey_t k;
+  if (zap_user_parse(b->frame_user, &k) == 0)
+    memcpy(p->key, k.key, sizeof p->key);
   send_welcome(b, p);
   if (p->role == PEER_NODE) {
     broker_event(b, "node_joined", NULL, 0, peer_to_json(p, util_now_ms()));
@@ -351,8 +362,12 @@ static void on_router(broker_t *b) {
     log_warn("rejected a message: %s", perr.text);
     broker_send_error(b, id, idlen, proto_errcode_name(perr.code), perr.text, 0);
   }
-  if (rc == 1)
+  if (rc == 1) {
+    b->frame_user = zmq_msg_gets(&frame, "User-Id");
+    b->frame_addr = zmq_msg_gets(&frame, "Peer-Address");
     broker_handle_frame(b, id, idlen, zmq_msg_data(&frame), zmq_msg_size(&frame));
+    b->frame_user = b->frame_addr = NULL;
+  }
   zmq_msg_close(&frame);
 }
 
@@ -389,12 +404,20 @@ int broker_run(broker_t *b, volatile int *stop) {
       expire_peers(b, now);
       sessions_tick(b, now);
       workflow_timer(b, now);
+      zap_check(b, false);
       peers_sweep(b);
       next_hb = now + b->opts.heartbeat_ms;
     }
-    zmq_pollitem_t items[] = {{b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}};
+    if (b->opts.reload && *b->opts.reload) {
+      *b->opts.reload = 0;
+      log_info("SIGHUP: reading %s again", b->authorized_path);
+      zap_check(b, true);
+      peers_sweep(b);
+    }
+    zmq_pollitem_t items[] = {
+        {b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}, {zap_monitor_socket(b), 0, ZMQ_POLLIN, 0}};
     long timeout = (long)(next_hb - util_now_ms());
-    int rc = zmq_poll(items, 2, timeout < 0 ? 0 : timeout);
+    int rc = zmq_poll(items, items[2].socket ? 3 : 2, timeout < 0 ? 0 : timeout);
     if (rc < 0) {
       if (errno == EINTR)
         continue;
@@ -403,6 +426,8 @@ int broker_run(broker_t *b, volatile int *stop) {
     }
     if (items[1].revents & ZMQ_POLLIN)
       zap_handle(b);
+    if (items[2].revents & ZMQ_POLLIN)
+      zap_monitor_handle(b);
     /* Bounded batch so heartbeats keep their rhythm under load. */
     for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN) && proto_readable(b->router); i++) {
       on_router(b);

@@ -19,6 +19,15 @@ typedef struct peer peer_t;
 
 typedef enum { PEER_NODE, PEER_CONTROLLER } peer_role_t;
 
+/* A line of the broker's authorized_keys (zap.c). */
+#define AUTHKEY_NAME_MAX 64
+typedef enum { AUTHKEY_ANY, AUTHKEY_NODE, AUTHKEY_CONTROLLER } authkey_role_t;
+typedef struct {
+  char key[KEYS_Z85_LEN + 1];
+  authkey_role_t role;
+  char name[AUTHKEY_NAME_MAX]; /* "" for a bare key */
+} authkey_t;
+
 struct peer {
   uint8_t id[PEER_ID_MAX]; /* ROUTER routing id */
   size_t idlen;
@@ -26,12 +35,13 @@ struct peer {
   char *name, *host, *version, *workspace;
   json_t *models, *providers, *tools, *labels;
   int slots;
-  int busy;          /* turns assigned by us */
-  int64_t last_seen; /* monotonic ms */
-  int64_t joined;    /* wall ms */
-  bool watch_all;    /* controller: receives every session's events */
-  json_t *watch;     /* controller: object used as a set of watched session ids */
-  bool dead;         /* removed; freed by peers_sweep() once no caller can hold it */
+  int busy;                   /* turns assigned by us */
+  int64_t last_seen;          /* monotonic ms */
+  int64_t joined;             /* wall ms */
+  bool watch_all;             /* controller: receives every session's events */
+  json_t *watch;              /* controller: object used as a set of watched session ids */
+  bool dead;                  /* removed; freed by peers_sweep() once no caller can hold it */
+  char key[KEYS_Z85_LEN + 1]; /* its CURVE public key ("" without ZAP) */
   struct peer *next;
 };
 
@@ -88,6 +98,9 @@ struct broker {
   outbox_write_fn write; /* outbox.c's writer: the ROUTER, or a test's recorder */
   void *write_ctx;
   void *ctx, *router, *zap;
+  struct zap_state *zs;   /* zap.c: the authorized keys, the monitor, refusals logged */
+  const char *frame_user; /* while a frame is handled: its connection's ZAP User-Id, or NULL */
+  const char *frame_addr; /* and its Peer-Address, or NULL */
   keys_pair_t keys;
   char *authorized_path;
   store_t *store;
@@ -266,6 +279,22 @@ void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m);
 
 /* ---- ZAP (zap.c) ---- */
 int zap_start(broker_t *b);
+void zap_stop(broker_t *b);
 void zap_handle(broker_t *b);
+/* One line of authorized_keys: 1 (out set), 0 (blank or comment), or -1 with err. */
+int zap_parse_line(const char *line, authkey_t *out, char *err, size_t errlen);
+/* The entry of a Z85 key, or NULL. */
+const authkey_t *zap_find(broker_t *b, const char *key);
+/* Reads authorized_keys when it changed (or force) and drops peers whose key left it. */
+void zap_check(broker_t *b, bool force);
+/* A User-Id of ours ("ROLE KEY NAME") read back. 0, or -1. */
+int zap_user_parse(const char *user, authkey_t *out);
+/* Whether a connection with ZAP User-Id user (NULL: no ZAP) may say hello as
+ * role as now; else err says why (and the refusal is logged). */
+bool zap_admit_hello(broker_t *b, const char *user, peer_role_t as, const char *addr, char *err, size_t errlen);
+/* The ROUTER's socket monitor: handshakes refused before ZAP, logged. */
+int zap_monitor_start(broker_t *b);
+void *zap_monitor_socket(broker_t *b);
+void zap_monitor_handle(broker_t *b);
 
 #endif

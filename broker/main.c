@@ -79,6 +79,7 @@ int main(int argc, char **argv) {
   }
   opts.config = cfg;
   volatile int *stop_flag = util_stop_signals();
+  opts.reload = util_hup_signal();
   broker_t *b = broker_new(&opts, err, sizeof err);
   if (!b) {
     log_error("%s", err);

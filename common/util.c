@@ -215,6 +215,19 @@ static void on_stop_signal(int sig) {
   stop_requested = 1;
 }
 
+static volatile int hup_requested;
+
+static void on_hup_signal(int sig) {
+  (void)sig;
+  hup_requested = 1;
+}
+
+volatile int *util_hup_signal(void) {
+  struct sigaction sa = {.sa_handler = on_hup_signal};
+  sigaction(SIGHUP, &sa, NULL);
+  return &hup_requested;
+}
+
 volatile int *util_stop_signals(void) {
   struct sigaction sa = {.sa_handler = on_stop_signal};
   struct sigaction ign = {.sa_handler = SIG_IGN};

@@ -40,6 +40,8 @@ bool util_utf8_valid(const char *s, size_t len);
 /* Daemon signal set-up: SIGINT and SIGTERM set the flag whose address this
  * returns (the program's one signal-handler state), SIGPIPE is ignored, so a
  * peer that went away is an error return, not a death. */
+/* Installs a SIGHUP handler; the flag it returns becomes 1 at each SIGHUP (the caller clears it). */
+volatile int *util_hup_signal(void);
 volatile int *util_stop_signals(void);
 /* The long options every Cadre program takes, to end a getopt_long table with:
  * --log-json ('J'), --verbose ('v'), --version ('V'), --help ('h'). */

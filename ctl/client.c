@@ -47,6 +47,23 @@ static proto_msg_t *controller_hello(const char *name, const char *workspace) {
   return m;
 }
 
+#define AUTH_NAME_CAP 64 /* a name in authorized_keys: at most 63 characters */
+
+/* The broker's ZAP handler said no to our key: what to add, and where. */
+static void refused_hint(client_t *c, const client_opts_t *o, char *err, size_t errlen) {
+  char host[256], name[AUTH_NAME_CAP];
+  util_hostname(host, sizeof host);
+  struct passwd *pw = getpwuid(getuid());
+  snprintf(name, sizeof name, "%.20s@%.40s", pw ? pw->pw_name : "user", host);
+  for (char *p = name; *p; p++)
+    if (!strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@-", *p))
+      *p = '-';
+  snprintf(err, errlen,
+           "the broker at %s refused this key (%s); add this line to its authorized_keys, then try again:\n%s "
+           "controller %s",
+           o->endpoint, o->key_file, proto_link_public_key(c->link), name);
+}
+
 /* Waits for the first welcome; 0, or -1 with err. */
 static int wait_welcome(client_t *c, const client_opts_t *o, int timeout_ms, char *err, size_t errlen) {
   int64_t deadline = util_now_ms() + timeout_ms;
@@ -55,6 +72,10 @@ static int wait_welcome(client_t *c, const client_opts_t *o, int timeout_ms, cha
     int rc = proto_link_recv(c->link, (int)left, &m);
     if (rc == PROTO_LINK_CONNECTED)
       return 0;
+    if (rc == PROTO_LINK_REFUSED) {
+      refused_hint(c, o, err, errlen);
+      return -1;
+    }
     if (rc < 0)
       break;
     if (rc == PROTO_LINK_MSG && m->type == PROTO_ERROR) {

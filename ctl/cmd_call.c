@@ -1,4 +1,6 @@
 /* cmd_call.c: commands that are no fixed verb: cadre call VERB [JSON], cadre keygen FILE. */
+#include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,24 +28,60 @@ int cmd_call(ctl_t *ctl, int argc, char **argv) {
   return 0;
 }
 
+/* A name in the broker's authorized_keys: 1 to 63 of letters, digits, . _ @ -. */
+static bool key_name_ok(const char *s) {
+  size_t n = strlen(s);
+  return n > 0 && n < 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._@-") == n;
+}
+
 int cmd_keygen(ctl_t *ctl, int argc, char **argv) {
-  if (argc < 2) {
-    ctl_error(ctl, "usage: cadre keygen FILE");
+  static const struct option longopts[] = {
+      {"role", required_argument, 0, 'r'}, {"name", required_argument, 0, 'n'}, {0, 0, 0, 0}};
+  const char *role = NULL, *name = NULL, *usage = "usage: cadre keygen FILE [--role node|controller --name NAME]";
+  optind = 0; /* 0, not 1: GNU getopt starts afresh (main's parse stopped at the command) */
+  int c;
+  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'r': role = optarg; break;
+    case 'n': name = optarg; break;
+    default: ctl_error(ctl, "%s", usage); return 2;
+    }
+  }
+  if (optind + 1 != argc) {
+    ctl_error(ctl, "%s", usage);
     return 2;
   }
-  if (access(argv[1], F_OK) == 0) {
-    ctl_error(ctl, "%s exists; not overwriting it", argv[1]);
+  const char *file = argv[optind];
+  if (role && strcmp(role, "node") != 0 && strcmp(role, "controller") != 0) {
+    ctl_error(ctl, "keygen: --role is node or controller, not \"%s\"", role);
+    return 2;
+  }
+  if ((role && !name) || (name && !role) || (name && !key_name_ok(name))) {
+    ctl_error(ctl, "keygen: --role and --name go together; NAME is 1 to 63 letters, digits, '.', '_', '@' or '-'");
+    return 2;
+  }
+  if (access(file, F_OK) == 0) {
+    ctl_error(ctl, "%s exists; not overwriting it", file);
     return 1;
   }
   keys_pair_t kp;
-  if (keys_generate(&kp) < 0 || keys_save_pair(argv[1], &kp) < 0) {
-    ctl_error(ctl, "cannot write %s", argv[1]);
+  if (keys_generate(&kp) < 0 || keys_save_pair(file, &kp) < 0) {
+    ctl_error(ctl, "cannot write %s", file);
     return 1;
   }
-  if (ctl->json)
-    printf("{\"file\":\"%s\",\"public_key\":\"%s\"}\n", argv[1], kp.public_key);
-  else
-    printf("%s\n# add this line to the broker's authorized_keys to let the key in\n", kp.public_key);
+  char line[160];
+  snprintf(line, sizeof line, "%s%s%s%s%s", kp.public_key, role ? " " : "", role ? role : "", name ? " " : "",
+           name ? name : "");
+  if (ctl->json) {
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s?}", "file", file, "public_key", kp.public_key, "line", line,
+                          "role", role, "name", name);
+    ctl_print_json(o);
+    json_decref(o);
+  } else {
+    printf("%s\n# add this line to the broker's authorized_keys (then it lets the key in as %s;\n"
+           "# the broker reads the file again by itself, or at once on SIGHUP)\n",
+           line, role ? role : "a node or a controller");
+  }
   keys_wipe(&kp);
   return 0;
 }

@@ -28,6 +28,9 @@ struct proto_link {
   int64_t last_heard; /* monotonic ms of the last message from the broker */
   int64_t hello_sent;
   int64_t next_hb; /* when our next heartbeat is due */
+  void *monitor;   /* PAIR on the DEALER's socket monitor: the broker refusing our key */
+  bool refused;    /* said PROTO_LINK_REFUSED since the last welcome */
+  char public_key[KEYS_Z85_LEN + 1];
 };
 
 /* The DEALER, a CURVE client of the broker. 0, or -1 with err filled. */
@@ -36,6 +39,20 @@ static int setup_socket(proto_link_t *l, void *ctx, const proto_link_opts_t *o, 
   int ivl_max = o->reconnect_ivl_max_ms > 0 ? o->reconnect_ivl_max_ms : 1000;
   if (!(l->dealer = keys_client_dealer(ctx, o->key_file, o->broker_key, err, errlen)))
     return -1;
+  keys_pair_t kp;
+  char kerr[256];
+  if (keys_load_pair(o->key_file, &kp, kerr, sizeof kerr) == 0) {
+    memcpy(l->public_key, kp.public_key, sizeof l->public_key);
+    keys_wipe(&kp);
+  }
+  /* libzmq tells a socket monitor when the server refused our key (ZAP said no). */
+  char ep[64];
+  snprintf(ep, sizeof ep, "inproc://cadre-link-monitor-%p", (void *)l);
+  if (zmq_socket_monitor(l->dealer, ep, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0 &&
+      (l->monitor = zmq_socket(ctx, ZMQ_PAIR)) && zmq_connect(l->monitor, ep) < 0) {
+    zmq_close(l->monitor);
+    l->monitor = NULL;
+  }
   if (proto_socket_setup(l->dealer) < 0 ||
       (o->sndhwm > 0 && zmq_setsockopt(l->dealer, ZMQ_SNDHWM, &o->sndhwm, sizeof o->sndhwm) < 0) ||
       zmq_setsockopt(l->dealer, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl) < 0 ||
@@ -111,6 +128,10 @@ void proto_link_destroy(proto_link_t **self_p) {
     return;
   proto_link_t *l = *self_p;
   proto_link_bye(l);
+  if (l->dealer && l->monitor)
+    zmq_socket_monitor(l->dealer, NULL, 0);
+  if (l->monitor)
+    zmq_close(l->monitor);
   if (l->dealer)
     zmq_close(l->dealer);
   proto_msg_destroy(&l->hello);
@@ -163,6 +184,7 @@ static int on_welcome(proto_link_t *l, const proto_msg_t *m) {
   if (l->next_hb > util_now_ms() + l->heartbeat_ms)
     l->next_hb = util_now_ms() + l->heartbeat_ms;
   l->registered = true;
+  l->refused = false;
   if (!notice)
     return PROTO_LINK_TIMEOUT; /* the answer to a repeated hello */
   bool first = !l->welcomed;
@@ -196,16 +218,47 @@ static int wait_readable(proto_link_t *l, int64_t ms) {
   int64_t due = l->next_hb - util_now_ms();
   if (due < ms)
     ms = due;
-  zmq_pollitem_t item = {l->dealer, 0, ZMQ_POLLIN, 0};
-  if (zmq_poll(&item, 1, ms < 0 ? 0 : (long)ms) < 0)
+  zmq_pollitem_t items[] = {{l->dealer, 0, ZMQ_POLLIN, 0}, {l->monitor, 0, ZMQ_POLLIN, 0}};
+  if (zmq_poll(items, l->monitor ? 2 : 1, ms < 0 ? 0 : (long)ms) < 0)
     return -zmq_errno();
   return 0;
+}
+
+/* True once per refusal streak when the monitor saw the broker refuse our key. */
+static bool key_refused(proto_link_t *l) {
+  bool seen = false;
+  for (int i = 0; l->monitor && i < 16; i++) {
+    zmq_msg_t head;
+    zmq_msg_init(&head);
+    if (zmq_msg_recv(&head, l->monitor, ZMQ_DONTWAIT) < 0) {
+      zmq_msg_close(&head);
+      break;
+    }
+    uint16_t event = 0;
+    if (zmq_msg_size(&head) >= 2)
+      memcpy(&event, zmq_msg_data(&head), 2);
+    while (zmq_msg_more(&head)) { /* the endpoint frame */
+      zmq_msg_close(&head);
+      zmq_msg_init(&head);
+      if (zmq_msg_recv(&head, l->monitor, 0) < 0)
+        break;
+    }
+    zmq_msg_close(&head);
+    seen |= event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH;
+  }
+  if (!seen || l->refused)
+    return false;
+  l->refused = true;
+  snprintf(l->why, sizeof l->why, "the broker refused this key");
+  return true;
 }
 
 int proto_link_recv(proto_link_t *l, int timeout_ms, proto_msg_t **out) {
   int64_t deadline = util_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
   for (;;) {
     tick(l);
+    if (key_refused(l))
+      return PROTO_LINK_REFUSED;
     proto_msg_t *m = NULL;
     proto_err_t err;
     int rc = proto_recv(l->dealer, NULL, NULL, NULL, &m, &err, ZMQ_DONTWAIT);
@@ -247,6 +300,10 @@ int proto_link_due_ms(const proto_link_t *l) {
 
 const char *proto_link_epoch(const proto_link_t *l) {
   return l->epoch;
+}
+
+const char *proto_link_public_key(const proto_link_t *l) {
+  return l->public_key;
 }
 
 const char *proto_link_why(const proto_link_t *l) {

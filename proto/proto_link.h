@@ -41,6 +41,8 @@ typedef enum {
   PROTO_LINK_MSG = 1,         /* *out is an application message (caller destroys it) */
   PROTO_LINK_CONNECTED = 2,   /* the broker welcomed us for the first time */
   PROTO_LINK_RECONNECTED = 3, /* welcomed again after the registration was lost */
+  PROTO_LINK_REFUSED = 4,     /* the broker refused our CURVE key (once per streak; the
+                                 link goes on trying, and a later welcome ends the streak) */
 } proto_link_event_t;
 
 /* Heartbeat interval until the broker's welcome says otherwise. */
@@ -86,6 +88,8 @@ int proto_link_due_ms(const proto_link_t *self);
 const char *proto_link_epoch(const proto_link_t *self);
 /* Why the link last said hello again ("" before it had to): for logs. */
 const char *proto_link_why(const proto_link_t *self);
+/* Our CURVE public key (Z85), for the line a broker's authorized_keys needs. */
+const char *proto_link_public_key(const proto_link_t *self);
 /* The heartbeat interval in use, in ms. */
 int proto_link_heartbeat_ms(const proto_link_t *self);
 

@@ -113,9 +113,60 @@ static void test_frames_reach_their_handler_or_are_refused(void **state) {
     run_frame_case(&frame_cases[i]);
 }
 
+/* Lines of authorized_keys: what each gives, or why it is refused. */
+#define K40 "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
+#define H40 "rq:rM>}U?@Lns47E1%kR.o@n%Fcm#sL/@{H8]yf7" /* '#' is a Z85 digit (never a key's first) */
+static const struct {
+  const char *name, *line;
+  int rc;
+  authkey_role_t role;
+  const char *key_name, *err;
+} key_lines[] = {
+    {"bare key", K40, 1, AUTHKEY_ANY, "", NULL},
+    {"bare key, spaces", "  " K40 " \r", 1, AUTHKEY_ANY, "", NULL},
+    {"node", K40 " node gpu-1", 1, AUTHKEY_NODE, "gpu-1", NULL},
+    {"controller", K40 "\tcontroller alice@laptop", 1, AUTHKEY_CONTROLLER, "alice@laptop", NULL},
+    {"key with #", H40 " node n2", 1, AUTHKEY_NODE, "n2", NULL},
+    {"comment", "# Cadre authorised client keys", 0, AUTHKEY_ANY, "", NULL},
+    {"blank", "   ", 0, AUTHKEY_ANY, "", NULL},
+    {"short key", "abc node x", -1, AUTHKEY_ANY, "", "is not a CURVE public key"},
+    {"not z85", "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf\"", -1, AUTHKEY_ANY, "", "is not a CURVE public key"},
+    {"unknown role", K40 " admin x", -1, AUTHKEY_ANY, "", "must be node or controller"},
+    {"role without name", K40 " node", -1, AUTHKEY_ANY, "", "one name"},
+    {"two names", K40 " node a b", -1, AUTHKEY_ANY, "", "one name"},
+    {"bad name", K40 " node a/b", -1, AUTHKEY_ANY, "", "one name"},
+    {"trailing comment", K40 " # mine", -1, AUTHKEY_ANY, "", "must be node or controller"},
+};
+
+static void test_authorized_keys_lines(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof key_lines / sizeof key_lines[0]; i++) {
+    authkey_t k;
+    char err[200] = "";
+    int rc = zap_parse_line(key_lines[i].line, &k, err, sizeof err);
+    if (rc != key_lines[i].rc)
+      fail_msg("case \"%s\": rc %d, want %d (%s)", key_lines[i].name, rc, key_lines[i].rc, err);
+    if (rc == 1 && (k.role != key_lines[i].role || strcmp(k.name, key_lines[i].key_name) != 0 || strlen(k.key) != 40))
+      fail_msg("case \"%s\": role %d name \"%s\"", key_lines[i].name, k.role, k.name);
+    if (key_lines[i].err && !strstr(err, key_lines[i].err))
+      fail_msg("case \"%s\": error \"%s\", want \"%s\"", key_lines[i].name, err, key_lines[i].err);
+  }
+  /* The User-Id the broker's ZAP answer gives, read back. */
+  authkey_t u;
+  assert_int_equal(zap_user_parse("node " K40 " gpu-1", &u), 0);
+  assert_int_equal(u.role, AUTHKEY_NODE);
+  assert_string_equal(u.name, "gpu-1");
+  assert_int_equal(zap_user_parse("any " K40 " -", &u), 0);
+  assert_int_equal(u.role, AUTHKEY_ANY);
+  assert_string_equal(u.name, "");
+  assert_int_equal(zap_user_parse("node short x", &u), -1);
+  assert_int_equal(zap_user_parse(NULL, &u), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frames_reach_their_handler_or_are_refused),
+      cmocka_unit_test(test_authorized_keys_lines),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
