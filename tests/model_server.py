@@ -5,7 +5,7 @@ Standard library only.
 
     python3 tests/model_server.py --port 0 [--port-file FILE] [--script FILE]
 
-Binds 127.0.0.1, prints "LISTENING <port>" on stdout and, with --port-file,
+Binds 127.0.0.1 (--host: another address), prints "LISTENING <port>" on stdout and, with --port-file,
 writes the port there atomically. Exits when its parent process goes away.
 
 Model endpoints
@@ -700,11 +700,12 @@ def watch_parent(ppid):
 def main():
     ap = argparse.ArgumentParser(description="Scripted OpenAI-compatible model server for tests")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     ap.add_argument("--port-file")
     ap.add_argument("--script", help="JSON file with an initial {responses, default}")
     args = ap.parse_args()
 
-    srv = Server(("127.0.0.1", args.port), Handler)
+    srv = Server((args.host, args.port), Handler)
     srv.state = State()
     if args.script:
         with open(args.script) as f:

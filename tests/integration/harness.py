@@ -49,19 +49,21 @@ def wait_until(fn, timeout=10.0, what="condition", interval=0.02):
 
 
 class ModelServer:
-    def __init__(self, tmp):
+    def __init__(self, tmp, host="127.0.0.1", url_host=None):
+        """Listens on host; agents reach it at url_host (default host)."""
         self.port_file = os.path.join(tmp, "model.port")
         with open(os.path.join(tmp, "model.log"), "w") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, os.path.join(SOURCE_ROOT, "tests", "model_server.py"), "--port", "0",
-                 "--port-file", self.port_file], stdout=subprocess.DEVNULL, stderr=log)
+                 "--host", host, "--port-file", self.port_file], stdout=subprocess.DEVNULL, stderr=log)
         self.port = int(wait_until(lambda: os.path.exists(self.port_file) and read_text(self.port_file).strip(),
                                    what="model server port"))
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.control = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{url_host or host}:{self.port}"
 
     def _call(self, method, path, obj=None):
         data = json.dumps(obj).encode() if obj is not None else None
-        req = urllib.request.Request(self.url + path, data=data, method=method,
+        req = urllib.request.Request(self.control + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"{}")
@@ -111,12 +113,12 @@ class Cluster:
     """A broker, some agent daemons and a model server, all on 127.0.0.1."""
 
     def __init__(self, nodes=(("n1", 2), ("n2", 2)), stream=True, heartbeat_ms=200, config_extra=None,
-                 agentd_env=None, secrets=None):
+                 agentd_env=None, secrets=None, bind="tcp://127.0.0.1:*", model_host="127.0.0.1", model_url_host=None):
         self.tmp = tempfile.mkdtemp(prefix="cadre-test-")
         self.state = os.path.join(self.tmp, "state")
         self.workspace = os.path.join(self.tmp, "ws")
         os.makedirs(self.workspace)
-        self.model = ModelServer(self.tmp)
+        self.model = ModelServer(self.tmp, model_host, model_url_host)
         self.config = make_config(os.path.join(self.tmp, "config.json"), self.model.url, stream, config_extra)
         self.heartbeat_ms = heartbeat_ms
         self.agentd_env = agentd_env or {}
@@ -124,7 +126,7 @@ class Cluster:
         self.broker = None
         self.endpoint = None
         self.daemons = {}
-        self.start_broker("tcp://127.0.0.1:*")
+        self.start_broker(bind)
         for name, slots in nodes:
             self.start_node(name, slots)
         if nodes:
@@ -152,10 +154,11 @@ class Cluster:
         self.broker.send_signal(sig)
         self.broker.wait(timeout=10)
 
-    def start_node(self, name, slots=2, extra=()):
+    def start_node(self, name, slots=2, extra=(), prefix=(), endpoint=None):
+        """prefix: a command the daemon runs under (e.g. ip netns exec NS); endpoint: the broker as it sees it."""
         env = dict(os.environ)
         env.update(self.agentd_env)
-        args = [AGENTD(), "--broker", self.endpoint, "--name", name, "--slots", str(slots),
+        args = [*prefix, AGENTD(), "--broker", endpoint or self.endpoint, "--name", name, "--slots", str(slots),
                 "--workspace", self.workspace, "--key", self.key, "--broker-key", self.broker_pub,
                 "--stall-timeout", "3", "--verbose"]
         if self.secrets:
