@@ -7,6 +7,7 @@
 #include <zmq.h>
 
 #include "internal.h"
+#include "obs.h"
 #include "log.h"
 #include "util.h"
 
@@ -149,6 +150,7 @@ broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
   b->store = store_open(opts->state_dir, err, errlen);
   if (!b->store)
     goto fail;
+  b->obs = obs_new();
   b->ctx = zmq_ctx_new();
   /* The ZAP handler must be bound before the first CURVE handshake can happen. */
   if (!b->ctx || zap_start(b) < 0) {
@@ -159,6 +161,8 @@ broker_t *broker_new(const broker_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot set up the ROUTER socket: %s", zmq_strerror(errno));
     goto fail;
   }
+  if (opts->metrics && http_start(b, opts->metrics, err, errlen) < 0)
+    goto fail;
   if (zap_monitor_start(b) < 0)
     log_warn("no socket monitor (%s): refused handshakes will not be logged", zmq_strerror(errno));
   if (bind_all(b, err, errlen) < 0 || broker_core_start(b) < 0)
@@ -192,6 +196,8 @@ void broker_destroy(broker_t **self_p) {
   if (b->router)
     zmq_socket_monitor(b->router, NULL, 0);
   zap_stop(b);
+  http_stop(b);
+  obs_destroy(&b->obs);
   if (b->router)
     zmq_close(b->router);
   if (b->ctx)
@@ -414,10 +420,14 @@ int broker_run(broker_t *b, volatile int *stop) {
       zap_check(b, true);
       peers_sweep(b);
     }
-    zmq_pollitem_t items[] = {
-        {b->router, 0, ZMQ_POLLIN, 0}, {b->zap, 0, ZMQ_POLLIN, 0}, {zap_monitor_socket(b), 0, ZMQ_POLLIN, 0}};
-    long timeout = (long)(next_hb - util_now_ms());
-    int rc = zmq_poll(items, items[2].socket ? 3 : 2, timeout < 0 ? 0 : timeout);
+    zmq_pollitem_t items[] = {{b->router, 0, ZMQ_POLLIN, 0},
+                              {b->zap, 0, ZMQ_POLLIN, 0},
+                              {zap_monitor_socket(b), -1, ZMQ_POLLIN, 0},
+                              {NULL, http_fd(b), ZMQ_POLLIN, 0}};
+    long timeout = (long)(next_hb - util_now_ms()), http_due = http_timeout_ms(b);
+    if (http_due >= 0 && http_due < timeout)
+      timeout = http_due;
+    int rc = zmq_poll(items, 4, timeout < 0 ? 0 : timeout); /* a NULL socket with fd -1 is left out */
     if (rc < 0) {
       if (errno == EINTR)
         continue;
@@ -428,6 +438,8 @@ int broker_run(broker_t *b, volatile int *stop) {
       zap_handle(b);
     if (items[2].revents & ZMQ_POLLIN)
       zap_monitor_handle(b);
+    if ((items[3].revents & ZMQ_POLLIN) || (http_due >= 0 && http_timeout_ms(b) == 0))
+      http_run(b);
     /* Bounded batch so heartbeats keep their rhythm under load. */
     for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN) && proto_readable(b->router); i++) {
       on_router(b);

@@ -19,6 +19,7 @@ typedef struct {
   int queue_timeout_ms;        /* a turn no node can serve fails after this, default 60000 */
   int max_turn_attempts;       /* node lost mid-turn: re-run up to this many attempts, default 3 */
   volatile int *reload;        /* set (by SIGHUP): read authorized_keys again at once; may be NULL */
+  const char *metrics;         /* HOST:PORT for /metrics and /healthz, or NULL: none */
 } broker_opts_t;
 
 typedef struct broker broker_t;

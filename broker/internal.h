@@ -11,6 +11,7 @@
 #include "config.h"
 #include "keys.h"
 #include "proto.h"
+#include "sbuf.h"
 #include "store.h"
 
 #define PEER_ID_MAX 256
@@ -61,9 +62,10 @@ typedef struct turn {
   int send_failures;    /* sends in a row that did not reach a node */
   int64_t approval_seq; /* the approval the node waits for (its call's tool: approval_tool) */
   char approval_tool[64];
-  int64_t compact_upto; /* on a node: a summary of the session's messages up to this seq (not the turn) */
-  bool compact_failed;  /* that summary could not be had: the turn trims instead */
-  bool context_retried; /* sent once more after a node found it did not fit the model's context */
+  int64_t compact_upto;   /* on a node: a summary of the session's messages up to this seq (not the turn) */
+  bool compact_failed;    /* that summary could not be had: the turn trims instead */
+  bool context_retried;   /* sent once more after a node found it did not fit the model's context */
+  int64_t first_delta_at; /* monotonic ms of this attempt's first delta; 0: none yet */
   struct turn *next;
 } turn_t;
 
@@ -99,6 +101,8 @@ struct broker {
   void *write_ctx;
   void *ctx, *router, *zap;
   struct zap_state *zs;   /* zap.c: the authorized keys, the monitor, refusals logged */
+  struct obs *obs;        /* obs.c: latency histograms and counters, for the metrics */
+  struct http *http;      /* http.c: the --metrics listener, or NULL */
   const char *frame_user; /* while a frame is handled: its connection's ZAP User-Id, or NULL */
   const char *frame_addr; /* and its Peer-Address, or NULL */
   keys_pair_t keys;
@@ -276,6 +280,18 @@ json_t *workflow_template_run(broker_t *b, const char *name, const json_t *value
 
 /* ---- requests (requests.c) ---- */
 void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m);
+
+/* ---- HTTP: /metrics and /healthz (http.c, metrics.c) ---- */
+/* Listens on HOST:PORT (--metrics); writes <state>/metrics with its URL. 0, or -1 with err. */
+int http_start(broker_t *b, const char *addr, char *err, size_t errlen);
+/* The descriptor to poll (-1: no listener), how long at most until http_run is due (-1: no limit). */
+int http_fd(const broker_t *b);
+long http_timeout_ms(const broker_t *b);
+/* Serves what is ready; never blocks. */
+void http_run(broker_t *b);
+void http_stop(broker_t *b);
+/* The Prometheus text of the broker's state. */
+void metrics_render(broker_t *b, sbuf_t *out);
 
 /* ---- ZAP (zap.c) ---- */
 int zap_start(broker_t *b);

@@ -22,6 +22,8 @@ static void usage(FILE *out) {
                "  --authorized-keys FILE client public keys allowed in (default DIR/authorized_keys)\n"
                "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
                "  --queue-timeout S      fail a turn no daemon can serve after S seconds (default 60)\n"
+               "  --metrics HOST:PORT    serve /metrics (Prometheus) and /healthz over HTTP there\n"
+               "                         (off by default; PORT 0: any, written to DIR/metrics)\n"
                "  --log-json             log lines as JSON\n"
                "  -v, --verbose          debug logging\n"
                "  --version, --help\n"
@@ -39,6 +41,7 @@ int main(int argc, char **argv) {
       {"bind", required_argument, 0, 'b'},        {"state", required_argument, 0, 's'},
       {"config", required_argument, 0, 'c'},      {"authorized-keys", required_argument, 0, 'a'},
       {"heartbeat-ms", required_argument, 0, 'H'}, {"queue-timeout", required_argument, 0, 'Q'},
+      {"metrics", required_argument, 0, 'M'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
   int c, status;
@@ -56,6 +59,7 @@ int main(int argc, char **argv) {
     case 'a': opts.authorized_keys = optarg; break;
     case 'H': opts.heartbeat_ms = atoi(optarg); break;
     case 'Q': opts.queue_timeout_ms = atoi(optarg) * 1000; break;
+    case 'M': opts.metrics = optarg; break;
     default:
       if ((status = util_common_option(c, "cadre-broker", usage, &log_json, &verbose)) >= 0)
         return status;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "obs.h"
 #include "jx.h"
 #include "log.h"
 #include "sbuf.h"
@@ -652,6 +653,7 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   t->attempt++;
   t->node = node;
   t->started_at = util_now_ms();
+  t->first_delta_at = 0;
   t->send_failures = 0;
   node->busy++;
   store_turn_running(b->store, t->id, t->attempt, node->name);
@@ -744,6 +746,8 @@ void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, con
   if (!t || t->node != from || t->attempt != r->attempt || strlen(t->session) != r->session_len ||
       memcmp(t->session, r->session, r->session_len) != 0 || t->compact_upto)
     return; /* stale: an old attempt, or a cancelled turn; or a summary being written */
+  if (!t->first_delta_at)
+    t->first_delta_at = util_now_ms();
   broker_forward(b, t->session, r->session_len, raw, len);
 }
 
@@ -813,6 +817,9 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   json_decref(message);
   log_info("turn %lld (%s) done on %s: %lld+%lld tokens", (long long)t->id, t->session, from->name,
            (long long)u.prompt_tokens, (long long)u.completion_tokens);
+  int64_t now = util_now_ms();
+  obs_turn(b->obs, p->model, p->role, (double)(now - t->started_at) / 1000.0,
+           t->first_delta_at ? (double)(t->first_delta_at - t->started_at) / 1000.0 : -1.0);
   turn_end(b, t, "turn_done", payload, added);
   json_decref(added);
 }

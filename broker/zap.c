@@ -31,6 +31,7 @@
 #include <zmq.h>
 
 #include "internal.h"
+#include "obs.h"
 #include "log.h"
 #include "util.h"
 
@@ -171,6 +172,7 @@ static void refusal(broker_t *b, const char *addr, const char *why, const char *
 
 static void refusal(broker_t *b, const char *addr, const char *why, const char *fmt, ...) {
   struct zap_state *z = b->zs;
+  obs_refused(b->obs, why);
   int64_t now = util_now_ms();
   refusal_t *slot = NULL, *oldest = &z->log[0];
   for (int i = 0; i < ZAP_LOG_SLOTS && !slot; i++) {
@@ -284,13 +286,13 @@ void zap_handle(broker_t *b) {
       text = "OK";
       snprintf(user, sizeof user, "%s %s %s", role_name(k->role), k->key, k->name[0] ? k->name : "-");
     } else {
-      refusal(b, addr, "unknown key",
+      refusal(b, addr, "unknown_key",
               "refused a client at %s: its CURVE key %s is not in %s (add a line \"%s node NAME\" "
               "or \"%s controller NAME\" to let it in)",
               addr, z85, b->authorized_path, z85, z85);
     }
   } else {
-    refusal(b, addr, "mechanism", "refused a client at %s: it does not use CURVE", addr);
+    refusal(b, addr, "no_curve", "refused a client at %s: it does not use CURVE", addr);
   }
   send_frame(b->zap, "1.0", 3, true);
   send_frame(b->zap, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), true);
@@ -340,7 +342,7 @@ bool zap_admit_hello(broker_t *b, const char *user, peer_role_t as, const char *
   key_label(&k, label, sizeof label);
   if (!now) {
     snprintf(err, errlen, "the key %s is no longer in the broker's authorized_keys", label);
-    refusal(b, addr ? addr : "?", "removed key", "refused a hello from %s: key %s was removed from %s",
+    refusal(b, addr ? addr : "?", "removed_key", "refused a hello from %s: key %s was removed from %s",
             addr ? addr : "?", label, b->authorized_path);
     return false;
   }
@@ -351,7 +353,7 @@ bool zap_admit_hello(broker_t *b, const char *user, peer_role_t as, const char *
              "the key %s is a %s key: it may not connect as a %s (its line in the broker's "
              "authorized_keys says \"%s\")",
              label, role_name(now->role), want == PEER_NODE ? "node" : "controller", role_name(now->role));
-    refusal(b, addr ? addr : "?", "role", "refused a hello as %s from %s: key %s is a %s key",
+    refusal(b, addr ? addr : "?", "wrong_role", "refused a hello as %s from %s: key %s is a %s key",
             want == PEER_NODE ? "node" : "controller", addr ? addr : "?", label, role_name(now->role));
     return false;
   }
@@ -428,12 +430,14 @@ static void fd_addr(int fd, char *out, size_t len) {
   }
 }
 
-static const char *protocol_why(int value) {
+/* What a failed handshake means, and its label (for the rate limit and the metric). */
+static const char *protocol_why(int value, const char **label) {
   switch (value) {
-  case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: return "it does not use CURVE";
+  case ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH: *label = "no_curve"; return "it does not use CURVE";
   case ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC:
+    *label = "wrong_broker_key";
     return "its CURVE handshake did not decrypt (it has a wrong broker public key?)";
-  default: return "its handshake broke the protocol";
+  default: *label = "bad_handshake"; return "its handshake broke the protocol";
   }
 }
 
@@ -472,8 +476,8 @@ void zap_monitor_handle(broker_t *b) {
       const char *addr =
           z->fds[slot].fd == (int)value && z->fds[slot].addr[0] ? z->fds[slot].addr : "an unknown address";
       int code = atoi(z->failed_why);
-      const char *why = code < 0 ? "its handshake failed" : protocol_why(code);
-      refusal(b, addr, why, "refused a client at %s: %s", addr, why);
+      const char *label = "bad_handshake", *why = code < 0 ? "its handshake failed" : protocol_why(code, &label);
+      refusal(b, addr, label, "refused a client at %s: %s", addr, why);
       z->failed_fd_pending = 0;
     }
   }

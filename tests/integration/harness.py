@@ -113,7 +113,8 @@ class Cluster:
     """A broker, some agent daemons and a model server, all on 127.0.0.1."""
 
     def __init__(self, nodes=(("n1", 2), ("n2", 2)), stream=True, heartbeat_ms=200, config_extra=None,
-                 agentd_env=None, secrets=None, bind="tcp://127.0.0.1:*", model_host="127.0.0.1", model_url_host=None):
+                 agentd_env=None, secrets=None, bind="tcp://127.0.0.1:*", model_host="127.0.0.1", model_url_host=None,
+                 broker_args=()):
         self.tmp = tempfile.mkdtemp(prefix="cadre-test-")
         self.state = os.path.join(self.tmp, "state")
         self.workspace = os.path.join(self.tmp, "ws")
@@ -121,6 +122,7 @@ class Cluster:
         self.model = ModelServer(self.tmp, model_host, model_url_host)
         self.config = make_config(os.path.join(self.tmp, "config.json"), self.model.url, stream, config_extra)
         self.heartbeat_ms = heartbeat_ms
+        self.broker_args = tuple(broker_args)
         self.agentd_env = agentd_env or {}
         self.secrets = secrets
         self.broker = None
@@ -144,7 +146,7 @@ class Cluster:
         with self.log("broker") as log:
             self.broker = subprocess.Popen(
                 [BROKER(), "--bind", bind or self.endpoint, "--state", self.state, "--config", self.config,
-                 "--heartbeat-ms", str(self.heartbeat_ms), "--verbose"],
+                 "--heartbeat-ms", str(self.heartbeat_ms), "--verbose", *self.broker_args],
                 stdout=subprocess.DEVNULL, stderr=log)
         self.endpoint = wait_until(lambda: os.path.exists(ep_file) and read_text(ep_file).split("\n")[0],
                                    what="broker endpoint file")

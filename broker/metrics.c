@@ -1,0 +1,128 @@
+/* metrics.c: the broker's state in the Prometheus text format (version
+ * 0.0.4): nodes, turns, agents, tokens and cost by model, workflow steps,
+ * and what obs.c observed (latency and time-to-first-token histograms,
+ * refused connections). Served by http.c at /metrics. */
+#include <string.h>
+
+#include "internal.h"
+#include "jx.h"
+#include "obs.h"
+#include "workflow.h"
+
+/* One label value, escaped as the text format asks. */
+static void put_label(sbuf_t *out, const char *v) {
+  for (; v && *v; v++) {
+    if (*v == '\\' || *v == '"')
+      sbuf_printf(out, "\\%c", *v);
+    else if (*v == '\n')
+      sbuf_puts(out, "\\n");
+    else
+      sbuf_add(out, v, 1);
+  }
+}
+
+static void head(sbuf_t *out, const char *name, const char *type, const char *help) {
+  sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void nodes_part(broker_t *b, sbuf_t *out) {
+  int nodes = 0, controllers = 0;
+  for (peer_t *p = b->peers; p; p = p->next)
+    if (!p->dead)
+      p->role == PEER_NODE ? nodes++ : controllers++;
+  head(out, "cadre_nodes", "gauge", "Agent daemons connected.");
+  sbuf_printf(out, "cadre_nodes %d\n", nodes);
+  head(out, "cadre_controllers", "gauge", "Controllers (cadre) connected.");
+  sbuf_printf(out, "cadre_controllers %d\n", controllers);
+  head(out, "cadre_node_slots", "gauge", "Turn slots of each node.");
+  for (peer_t *p = b->peers; p; p = p->next)
+    if (!p->dead && p->role == PEER_NODE) {
+      sbuf_puts(out, "cadre_node_slots{node=\"");
+      put_label(out, p->name);
+      sbuf_printf(out, "\"} %d\n", p->slots);
+    }
+  head(out, "cadre_node_busy_slots", "gauge", "Slots of each node running a turn or step.");
+  for (peer_t *p = b->peers; p; p = p->next)
+    if (!p->dead && p->role == PEER_NODE) {
+      sbuf_puts(out, "cadre_node_busy_slots{node=\"");
+      put_label(out, p->name);
+      sbuf_printf(out, "\"} %d\n", p->busy);
+    }
+}
+
+static void turns_part(broker_t *b, sbuf_t *out) {
+  int queued = 0, running = 0;
+  for (turn_t *t = b->turns; t; t = t->next)
+    t->node ? running++ : queued++;
+  head(out, "cadre_turns", "gauge", "Turns waiting for a node (queued) and on one (running).");
+  sbuf_printf(out, "cadre_turns{state=\"queued\"} %d\ncadre_turns{state=\"running\"} %d\n", queued, running);
+}
+
+/* Agents by status, and tokens and cost by model, from the store. */
+static void agents_part(broker_t *b, sbuf_t *out) {
+  json_t *stats = agents_stats(b), *agents = json_object_get(stats, "agents");
+  json_t *by_status = json_object(), *by_model = json_object();
+  size_t i;
+  json_t *a;
+  json_array_foreach(agents, i, a) {
+    const char *st = jx_str(a, "status", "?"), *model = jx_str(a, "model", "?");
+    json_object_set_new(by_status, st, json_integer(jx_int(by_status, st, 0) + 1));
+    json_t *m = json_object_get(by_model, model);
+    if (!m)
+      json_object_set_new(by_model, model, m = json_pack("{s:I, s:I, s:f}", "p", 0, "c", 0, "cost", 0.0));
+    json_object_set_new(m, "p", json_integer(jx_int(m, "p", 0) + jx_int(a, "prompt_tokens", 0)));
+    json_object_set_new(m, "c", json_integer(jx_int(m, "c", 0) + jx_int(a, "completion_tokens", 0)));
+    json_object_set_new(m, "cost", json_real(jx_num(m, "cost", 0) + jx_num(a, "cost", 0)));
+  }
+  const char *k;
+  json_t *v;
+  head(out, "cadre_agents", "gauge", "Agents (the main agent and sub-agents) by status.");
+  json_object_foreach(by_status, k, v) {
+    sbuf_puts(out, "cadre_agents{status=\"");
+    put_label(out, k);
+    sbuf_printf(out, "\"} %lld\n", (long long)json_integer_value(v));
+  }
+  head(out, "cadre_tokens_total", "counter", "Tokens used, by model and kind (prompt, completion).");
+  json_object_foreach(by_model, k, v) {
+    for (int kind = 0; kind < 2; kind++) {
+      sbuf_puts(out, "cadre_tokens_total{model=\"");
+      put_label(out, k);
+      sbuf_printf(out, "\",kind=\"%s\"} %lld\n", kind ? "completion" : "prompt",
+                  (long long)jx_int(v, kind ? "c" : "p", 0));
+    }
+  }
+  head(out, "cadre_cost_usd_total", "counter", "Cost in USD, by model (the config's prices).");
+  json_object_foreach(by_model, k, v) {
+    sbuf_puts(out, "cadre_cost_usd_total{model=\"");
+    put_label(out, k);
+    sbuf_printf(out, "\"} %.6f\n", jx_num(v, "cost", 0));
+  }
+  json_decref(by_status);
+  json_decref(by_model);
+  json_decref(stats);
+}
+
+static void steps_part(broker_t *b, sbuf_t *out) {
+  json_t *by = json_object();
+  for (workflow_t *w = b->workflows; w; w = w->next)
+    for (size_t i = 0; i < w->n_steps; i++) {
+      const char *st = wf_step_status_name(w->steps[i].status);
+      json_object_set_new(by, st, json_integer(jx_int(by, st, 0) + 1));
+    }
+  head(out, "cadre_workflow_steps", "gauge", "Steps of every workflow the broker holds, by status.");
+  const char *k;
+  json_t *v;
+  json_object_foreach(by, k, v) sbuf_printf(out, "cadre_workflow_steps{status=\"%s\"} %lld\n", k,
+                                            (long long)json_integer_value(v));
+  json_decref(by);
+}
+
+void metrics_render(broker_t *b, sbuf_t *out) {
+  head(out, "cadre_build_info", "gauge", "The broker's version.");
+  sbuf_printf(out, "cadre_build_info{version=\"%s\"} 1\n", CADRE_VERSION);
+  nodes_part(b, out);
+  turns_part(b, out);
+  agents_part(b, out);
+  steps_part(b, out);
+  obs_render(b->obs, out);
+}
