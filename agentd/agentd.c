@@ -28,6 +28,7 @@ struct agentd {
   char workspace[PATH_MAX];
   jobq_t q;
   pthread_t *threads;
+  int64_t drain_started; /* monotonic ms; 0: not draining */
 };
 
 static proto_msg_t *node_hello(agentd_t *d) {
@@ -49,6 +50,8 @@ static proto_msg_t *node_hello(agentd_t *d) {
 #undef AGENTD_TOOL_NAME
   proto_set_json(m, PROTO_F_tools, names);
   proto_set_str(m, PROTO_F_workspace, d->workspace);
+  if (json_object_size(d->opts.labels) > 0)
+    proto_set_json(m, PROTO_F_labels, json_incref(d->opts.labels));
   return m;
 }
 
@@ -56,6 +59,36 @@ static proto_msg_t *node_hello(agentd_t *d) {
 static void fill_heartbeat(proto_msg_t *hb, void *arg) {
   agentd_t *d = arg;
   PROTO_SET(hb, busy, jobq_reap(&d->q));
+  if (d->drain_started)
+    PROTO_SET(hb, draining, true);
+}
+
+/* SIGTERM: the broker hears at once that we take no new work. */
+static void start_drain(agentd_t *d) {
+  d->drain_started = util_now_ms();
+  int busy = jobq_reap(&d->q);
+  log_info("draining: %d running job%s to finish (at most %ld s), then exit", busy, busy == 1 ? "" : "s",
+           d->opts.drain_timeout_ms / 1000);
+  proto_msg_t *hb = proto_msg_new(PROTO_HEARTBEAT);
+  if (hb) {
+    fill_heartbeat(hb, d);
+    proto_link_send(d->link, hb);
+    proto_msg_destroy(&hb);
+  }
+}
+
+/* While draining: true once the running work is done or the time is up. */
+static bool drained(agentd_t *d) {
+  int busy = jobq_reap(&d->q);
+  int64_t took = util_now_ms() - d->drain_started;
+  if (busy > 0 && took < d->opts.drain_timeout_ms)
+    return false;
+  if (busy > 0)
+    log_warn("drain timeout after %lld ms: %d job%s still running are cut (the broker runs them again)",
+             (long long)took, busy, busy == 1 ? "" : "s");
+  else
+    log_info("drained in %lld ms", (long long)took);
+  return true;
 }
 
 static int connect_broker(agentd_t *d, char *err, size_t errlen) {
@@ -298,8 +331,15 @@ static int serve_link(agentd_t *d) {
 
 int agentd_run(agentd_t *d, volatile int *stop) {
   while (!*stop) {
+    if (d->opts.drain && *d->opts.drain && !d->drain_started)
+      start_drain(d);
+    if (d->drain_started && drained(d))
+      break;
     zmq_pollitem_t items[] = {{proto_link_socket(d->link), 0, ZMQ_POLLIN, 0}, {d->pull, 0, ZMQ_POLLIN, 0}};
-    if (zmq_poll(items, 2, proto_link_due_ms(d->link)) < 0) {
+    int due = proto_link_due_ms(d->link);
+    if (d->drain_started && due > 100)
+      due = 100; /* look at the running jobs often */
+    if (zmq_poll(items, 2, due) < 0) {
       if (errno == EINTR)
         continue;
       log_error("poll failed: %s", zmq_strerror(errno));
@@ -313,6 +353,11 @@ int agentd_run(agentd_t *d, volatile int *stop) {
       return -1;
     }
   }
+  /* What the workers last handed over (a drained turn's end) goes out before the bye. */
+  for (int i = 0; i < 4096 && proto_readable(d->pull); i++)
+    on_worker(d);
+  int linger = 2000;
+  zmq_setsockopt(proto_link_socket(d->link), ZMQ_LINGER, &linger, sizeof linger);
   proto_link_bye(d->link);
   return 0;
 }

@@ -30,6 +30,9 @@ typedef struct {
   long connect_timeout_ms;
   long stall_timeout_ms;
   long turn_timeout_ms; /* the deadline of every model call (--turn-timeout) */
+  json_t *labels;        /* {key: value} advertised in the hello, or NULL */
+  volatile int *drain;   /* set (SIGTERM): take no new work, finish what runs, then stop; may be NULL */
+  long drain_timeout_ms; /* how long a drain waits for running work before it stops anyway */
 } agentd_opts_t;
 
 typedef struct agentd agentd_t;
@@ -37,7 +40,9 @@ typedef struct agentd agentd_t;
 /* Connects to the broker (registration goes on in agentd_run) and starts the
  * workers. NULL with err. */
 agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen);
-/* Serves the broker until *stop is set; says bye. 0, or -1 when polling fails. */
+/* Serves the broker until *stop is set, or until a drain (*opts.drain) has
+ * seen the running work finish or its timeout pass; says bye. 0, or -1 when
+ * polling fails. */
 int agentd_run(agentd_t *self, volatile int *stop);
 /* Stops and joins the workers, closes the link. Accepts NULL; nulls *self_p. */
 void agentd_destroy(agentd_t **self_p);

@@ -31,6 +31,10 @@ static void usage(FILE *out) {
                "                        keep-alive comments and empty events are no progress)\n"
                "  --turn-timeout S      the longest one model call may take, tries and every byte\n"
                "                        included (default 600)\n"
+               "  --label KEY=VALUE     a label the broker places work by (repeatable; e.g. gpu=1,\n"
+               "                        workspace=shared-nfs: nodes with the same workspace label share files)\n"
+               "  --drain-timeout S     on SIGTERM, finish running work for at most S seconds, then exit\n"
+               "                        (default 60; SIGINT exits at once)\n"
                "  --log-json, -v/--verbose, --version, --help\n"
                "\n"
                "API keys come from the profile (--config), else --secrets, else OLLAMA_API_KEY /\n"
@@ -47,6 +51,26 @@ static json_t *split_list(const char *s) {
   return out;
 }
 
+/* KEY=VALUE into labels; -1 when it is not one. */
+static int add_label(json_t *labels, const char *kv) {
+  const char *eq = strchr(kv, '=');
+  char key[64];
+  if (!eq || (size_t)(eq - kv) >= sizeof key)
+    return -1;
+  memcpy(key, kv, (size_t)(eq - kv));
+  key[eq - kv] = '\0';
+  if (!config_label_ok(key) || !config_label_ok(eq + 1))
+    return -1;
+  return json_object_set_new(labels, key, json_string(eq + 1));
+}
+
+static volatile int drain_requested;
+
+static void on_sigterm(int sig) {
+  (void)sig;
+  drain_requested = 1;
+}
+
 /* Default key files come from the local cluster's state directory. */
 static const char *default_in_state(char *buf, size_t len, const char *file) {
   char dir[4096];
@@ -58,7 +82,13 @@ static const char *default_in_state(char *buf, size_t len, const char *file) {
 
 int main(int argc, char **argv) {
   agentd_opts_t o = {
-      .slots = 4, .workspace = ".", .connect_timeout_ms = 10000, .stall_timeout_ms = 120000, .turn_timeout_ms = 600000};
+      .slots = 4,
+      .workspace = ".",
+      .connect_timeout_ms = 10000,
+      .stall_timeout_ms = 120000,
+      .turn_timeout_ms = 600000,
+      .drain_timeout_ms = 60000};
+  json_t *labels = json_object();
   const char *secrets_path = NULL, *config_path = NULL, *models = NULL, *providers = NULL;
   bool log_json = false, verbose = false;
   char host[256], keybuf[4200], pubbuf[4200];
@@ -71,6 +101,7 @@ int main(int argc, char **argv) {
       {"models", required_argument, 0, 'm'},    {"providers", required_argument, 0, 'p'},
       {"connect-timeout", required_argument, 0, 'T'}, {"stall-timeout", required_argument, 0, 't'},
       {"turn-timeout", required_argument, 0, 'D'},
+      {"label", required_argument, 0, 'L'},     {"drain-timeout", required_argument, 0, 'R'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
   int c, status;
@@ -89,6 +120,17 @@ int main(int argc, char **argv) {
     case 'T': o.connect_timeout_ms = atol(optarg) * 1000; break;
     case 't': o.stall_timeout_ms = (long)(atof(optarg) * 1000); break;
     case 'D': o.turn_timeout_ms = (long)(atof(optarg) * 1000); break;
+    case 'L':
+      if (add_label(labels, optarg) < 0) {
+        fprintf(stderr,
+                "cadre-agentd: --label \"%s\": give KEY=VALUE, each 1 to 63 letters, digits, '.', '_', "
+                "'-' or '/'\n",
+                optarg);
+        json_decref(labels);
+        return 2;
+      }
+      break;
+    case 'R': o.drain_timeout_ms = (long)(atof(optarg) * 1000); break;
     default:
       if ((status = util_common_option(c, "cadre-agentd", usage, &log_json, &verbose)) >= 0)
         return status;
@@ -138,6 +180,13 @@ int main(int argc, char **argv) {
   o.models = split_list(models);
   o.providers = split_list(providers);
   volatile int *stop_flag = util_stop_signals();
+  /* SIGTERM drains (SIGINT still stops at once). */
+  struct sigaction term = {.sa_handler = on_sigterm};
+  sigaction(SIGTERM, &term, NULL);
+  o.drain = &drain_requested;
+  if (o.drain_timeout_ms < 0)
+    o.drain_timeout_ms = 0;
+  o.labels = labels;
   llm_global_init();
   int rc = 1;
   agentd_t *d = agentd_new(&o, err, sizeof err);
@@ -151,6 +200,7 @@ int main(int argc, char **argv) {
   llm_global_cleanup();
   json_decref(o.models);
   json_decref(o.providers);
+  json_decref(labels);
   secrets_destroy(&secrets);
   config_destroy(&cfg);
   return rc;

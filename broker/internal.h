@@ -43,6 +43,8 @@ struct peer {
   json_t *watch;              /* controller: object used as a set of watched session ids */
   bool dead;                  /* removed; freed by peers_sweep() once no caller can hold it */
   char key[KEYS_Z85_LEN + 1]; /* its CURVE public key ("" without ZAP) */
+  bool stopping;              /* node: it drains itself (SIGTERM): no new work */
+  bool drained;               /* node: cadre drain: no new work (kept in the store by name) */
   struct peer *next;
 };
 
@@ -144,6 +146,19 @@ void peer_remove(broker_t *b, peer_t *p, const char *why);
 void peers_sweep(broker_t *b);
 /* Frees one peer's memory. */
 void peer_free(peer_t *p);
+/* True when node p takes new work (it is neither draining nor drained). */
+static inline bool peer_takes_work(const peer_t *p) {
+  return !p->dead && !p->stopping && !p->drained;
+}
+/* True when p has every label of want ({key: value}; NULL: none needed). */
+bool peer_has_labels(const peer_t *p, const json_t *want);
+/* The name of the workspace p's files live in: its "workspace" label (nodes
+ * sharing storage say the same), else its own name. */
+const char *peer_workspace_id(const peer_t *p);
+/* cadre drain / undrain: the node by name, or NULL. */
+peer_t *nodes_set_drain(broker_t *b, const char *name, bool on);
+/* A node's own drain (its heartbeats say draining). */
+void nodes_set_stopping(broker_t *b, peer_t *p, bool on);
 /* True when node p can run a turn for this profile. */
 bool peer_serves(const peer_t *p, const char *model, const char *provider);
 json_t *peer_to_json(const peer_t *p, int64_t now);

@@ -112,8 +112,8 @@ static void steps_part(broker_t *b, sbuf_t *out) {
   head(out, "cadre_workflow_steps", "gauge", "Steps of every workflow the broker holds, by status.");
   const char *k;
   json_t *v;
-  json_object_foreach(by, k, v) sbuf_printf(out, "cadre_workflow_steps{status=\"%s\"} %lld\n", k,
-                                            (long long)json_integer_value(v));
+  json_object_foreach(by, k, v)
+      sbuf_printf(out, "cadre_workflow_steps{status=\"%s\"} %lld\n", k, (long long)json_integer_value(v));
   json_decref(by);
 }
 

@@ -64,6 +64,58 @@ void peer_remove(broker_t *b, peer_t *p, const char *why) {
   }
 }
 
+bool peer_has_labels(const peer_t *p, const json_t *want) {
+  const char *k;
+  json_t *v;
+  json_object_foreach((json_t *)want, k, v) {
+    const char *have = json_string_value(json_object_get(p->labels, k));
+    if (!have || !json_is_string(v) || strcmp(have, json_string_value(v)) != 0)
+      return false;
+  }
+  return true;
+}
+
+const char *peer_workspace_id(const peer_t *p) {
+  const char *label = json_string_value(json_object_get(p->labels, "workspace"));
+  return label && label[0] ? label : peer_label(p);
+}
+
+static const char *drain_reason(const peer_t *p) {
+  return p->drained ? "admin" : p->stopping ? "stopping" : NULL;
+}
+
+static void draining_event(broker_t *b, peer_t *p) {
+  const char *why = drain_reason(p);
+  json_t *payload = json_pack("{s:s, s:b}", "name", peer_label(p), "draining", why != NULL);
+  if (why)
+    json_object_set_new(payload, "reason", json_string(why));
+  log_info("node %s %s", peer_label(p),
+           why ? (p->drained ? "drained (cadre drain)" : "draining (stopping)") : "takes work again");
+  broker_event(b, "node_draining", NULL, 0, payload);
+}
+
+peer_t *nodes_set_drain(broker_t *b, const char *name, bool on) {
+  char key[200];
+  snprintf(key, sizeof key, "drain:%s", name);
+  peer_t *p = peer_find_name(b, PEER_NODE, name);
+  if (!p)
+    return NULL;
+  if (on ? store_meta_set(b->store, key, "1") < 0 : store_meta_delete(b->store, key) < 0)
+    log_error("state: cannot keep the drain of %s: %s", name, store_errmsg(b->store));
+  if (p->drained != on) {
+    p->drained = on;
+    draining_event(b, p);
+  }
+  return p;
+}
+
+void nodes_set_stopping(broker_t *b, peer_t *p, bool on) {
+  if (p->role != PEER_NODE || p->stopping == on)
+    return;
+  p->stopping = on;
+  draining_event(b, p);
+}
+
 /* Copies a list of strings from a hello, keeping only strings. */
 static json_t *string_list(const json_t *in, const char *dflt) {
   json_t *out = json_array();
@@ -132,6 +184,9 @@ peer_t *peer_hello(broker_t *b, const void *id, size_t idlen, const proto_msg_t 
     peer_remove(b, same, "replaced by a new connection");
   p->last_seen = util_now_ms();
   p->joined = util_wall_ms();
+  char key[200], val[8];
+  snprintf(key, sizeof key, "drain:%s", p->name);
+  p->drained = p->role == PEER_NODE && store_meta_get(b->store, key, val, sizeof val) == 0;
   p->next = b->peers;
   b->peers = p;
   if (p->role == PEER_NODE)
@@ -157,8 +212,12 @@ bool peer_serves(const peer_t *p, const char *model, const char *provider) {
 }
 
 json_t *peer_to_json(const peer_t *p, int64_t now) {
-  return json_pack("{s:s, s:s, s:s, s:i, s:i, s:O, s:O, s:O, s:s, s:O, s:I, s:I}", "name", p->name, "host", p->host,
-                   "version", p->version, "slots", p->slots, "busy", p->busy, "models", p->models, "providers",
-                   p->providers, "tools", p->tools, "workspace", p->workspace, "labels", p->labels, "joined_ms",
-                   (json_int_t)p->joined, "last_seen_ms_ago", (json_int_t)(now - p->last_seen));
+  json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:i, s:O, s:O, s:O, s:s, s:O, s:I, s:I, s:b}", "name", p->name, "host",
+                        p->host, "version", p->version, "slots", p->slots, "busy", p->busy, "models", p->models,
+                        "providers", p->providers, "tools", p->tools, "workspace", p->workspace, "labels", p->labels,
+                        "joined_ms", (json_int_t)p->joined, "last_seen_ms_ago", (json_int_t)(now - p->last_seen),
+                        "draining", drain_reason(p) != NULL);
+  if (o && drain_reason(p))
+    json_object_set_new(o, "drain_reason", json_string(drain_reason(p)));
+  return o;
 }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define OBS_SERIES_MAX 64  /* model x role pairs kept; later ones are counted as "other" */
+#define OBS_SERIES_MAX 64 /* model x role pairs kept; later ones are counted as "other" */
 #define OBS_REASONS_MAX 16
 
 static const double LATENCY_BOUNDS[] = {0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
@@ -107,8 +107,8 @@ static void label(sbuf_t *out, const char *v) {
   }
 }
 
-static void render_hist(sbuf_t *out, const char *name, const char *help, const double *bounds, size_t n,
-                        const obs_t *o, size_t off) {
+static void render_hist(sbuf_t *out, const char *name, const char *help, const double *bounds, size_t n, const obs_t *o,
+                        size_t off) {
   sbuf_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
   for (size_t i = 0; i < o->n; i++) {
     const series_t *s = &o->series[i];

@@ -207,6 +207,35 @@ static void verb_agents(request_t *r) {
   reply(r, agents_list(r->b));
 }
 
+static void set_drain(request_t *r, bool on) {
+  const char *name = arg_str(r, "node", "");
+  peer_t *p = nodes_set_drain(r->b, name, on);
+  if (!p) {
+    json_t *names = json_array();
+    for (peer_t *n = r->b->peers; n; n = n->next)
+      if (!n->dead && n->role == PEER_NODE)
+        json_array_append_new(names, json_string(n->name));
+    char *list = json_dumps(names, JSON_COMPACT);
+    char detail[512];
+    snprintf(detail, sizeof detail, "no node named \"%.100s\" is connected (nodes: %.300s)", name, list ? list : "[]");
+    free(list);
+    json_decref(names);
+    fail(r, PROTO_ERR_not_found, detail);
+    return;
+  }
+  if (!on)
+    sessions_schedule(r->b); /* its slots are free for what waits */
+  reply(r, peer_to_json(p, util_now_ms()));
+}
+
+static void verb_drain(request_t *r) {
+  set_drain(r, true);
+}
+
+static void verb_undrain(request_t *r) {
+  set_drain(r, false);
+}
+
 static void verb_stop(request_t *r) {
   const char *id = arg_str(r, "id", "");
   char err[256];

@@ -292,19 +292,79 @@ static const char *session_workspace(broker_t *b, const char *session, char *ws,
   return ws;
 }
 
-/* The node with the most free slots that serves the profile (in the session's
- * workspace, when it has one), or NULL. */
-static peer_t *pick_node(broker_t *b, const cadre_profile_t *p, const char *workspace, bool *any_capable) {
+/* Where a session's turns may run: the controller's workspace (a path a
+ * node serves), or the workspace its files were written in (a node's
+ * workspace id, once a turn of it changed files), or anywhere. */
+typedef struct {
+  char path[PATH_MAX];
+  char pin[160];
+} place_t;
+
+static void session_place(broker_t *b, const char *session, place_t *pl) {
+  char key[SESSION_ID_MAX + 16];
+  if (!session_workspace(b, session, pl->path, sizeof pl->path))
+    pl->path[0] = '\0';
+  snprintf(key, sizeof key, "pin:%s", session);
+  if (pl->path[0] || store_meta_get(b->store, key, pl->pin, sizeof pl->pin) < 0)
+    pl->pin[0] = '\0';
+}
+
+/* After a turn that changed files through tools, its session stays in that
+ * node's workspace (or one with the same workspace label): the next turn
+ * must find those files. A session in a controller's workspace has one. */
+static void pin_session(broker_t *b, const turn_t *t, const peer_t *node, const json_t *added) {
+  place_t pl;
+  session_place(b, t->session, &pl);
+  if (pl.path[0] || pl.pin[0])
+    return;
+  size_t i, k;
+  json_t *m, *c;
+  json_array_foreach(added, i, m) {
+    json_array_foreach(json_object_get(m, "tool_calls"), k, c) {
+      const char *name = json_string_value(json_object_get(json_object_get(c, "function"), "name"));
+      if (name && (strcmp(name, "execute_bash") == 0 || strcmp(name, "write_file_tool") == 0 ||
+                   strcmp(name, "edit_file") == 0)) {
+        char key[SESSION_ID_MAX + 16];
+        snprintf(key, sizeof key, "pin:%s", t->session);
+        if (store_meta_set(b->store, key, peer_workspace_id(node)) == 0)
+          log_info("%s: its files are in workspace %s (node %s): its turns stay there", t->session,
+                   peer_workspace_id(node), peer_label(node));
+        return;
+      }
+    }
+  }
+}
+
+/* The node with the most free slots that serves the profile, has its labels
+ * and takes work, in the session's place; or NULL. any_capable: some node
+ * could, once it has a free slot or takes work again. */
+static peer_t *pick_node(broker_t *b, const cadre_profile_t *p, const place_t *pl, bool *any_capable,
+                         bool *all_draining) {
   peer_t *best = NULL;
   *any_capable = false;
+  bool working = false;
   for (peer_t *n = b->peers; n; n = n->next) {
-    if (!peer_serves(n, p->model, p->provider) || (workspace && strcmp(n->workspace, workspace) != 0))
+    if (n->dead || !peer_serves(n, p->model, p->provider) || !peer_has_labels(n, p->labels) ||
+        (pl->path[0] && strcmp(n->workspace, pl->path) != 0) ||
+        (pl->pin[0] && strcmp(peer_workspace_id(n), pl->pin) != 0))
       continue;
     *any_capable = true;
-    if (n->busy < n->slots && (!best || n->slots - n->busy > best->slots - best->busy))
+    working |= peer_takes_work(n);
+    if (peer_takes_work(n) && n->busy < n->slots && (!best || n->slots - n->busy > best->slots - best->busy))
       best = n;
   }
+  if (all_draining)
+    *all_draining = *any_capable && !working;
   return best;
+}
+
+/* Why no node can take a profile's turn, for a person. */
+static void no_node_detail(const cadre_profile_t *p, const place_t *pl, char *out, size_t len) {
+  char *labels = json_object_size(p->labels) ? json_dumps(p->labels, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+  snprintf(out, len, "no agent daemon serves model %s%s%s%s%s%s%s", p->model, labels ? " with labels " : "",
+           labels ? labels : "", pl->path[0] ? " in workspace " : "", pl->path, pl->pin[0] ? " in workspace " : "",
+           pl->pin[0] ? pl->pin : "");
+  free(labels);
 }
 
 static bool session_running(broker_t *b, const turn_t *upto, const char *session) {
@@ -684,16 +744,16 @@ void sessions_schedule(broker_t *b) {
         progress = true;
         break;
       }
-      bool capable;
-      char wsbuf[PATH_MAX];
-      const char *ws = session_workspace(b, t->session, wsbuf, sizeof wsbuf);
-      peer_t *node = pick_node(b, p, ws, &capable);
+      bool capable, draining;
+      place_t pl;
+      session_place(b, t->session, &pl);
+      peer_t *node = pick_node(b, p, &pl, &capable, &draining);
       if (!node) {
-        if (!capable && !t->warned_no_node) {
+        if ((!capable || draining) && !t->warned_no_node) {
           t->warned_no_node = true;
-          char detail[PATH_MAX + 256];
-          snprintf(detail, sizeof detail, "no agent daemon serves model %s%s%s yet; waiting for one", p->model,
-                   ws ? " in workspace " : "", ws ? ws : "");
+          char detail[PATH_MAX + 512];
+          no_node_detail(p, &pl, detail, sizeof detail - 64);
+          strcat(detail, draining ? " but a draining one; waiting until one takes work" : " yet; waiting for one");
           broker_event(b, "turn_waiting", t->session, t->id, json_pack("{s:s}", "detail", detail));
         }
         continue;
@@ -804,6 +864,7 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
                                                                                  : json_pack("[O]", message);
   if (store_turn_done(b->store, t->id, t->session, added, m->thinking, m->finish_reason, &u) < 0)
     log_error("state: cannot record turn %lld: %s", (long long)t->id, store_errmsg(b->store));
+  pin_session(b, t, from, added);
   /* Watchers saw the tool calls and results stream by: the event carries the
    * answer and how many messages the turn added, not every tool output again. */
   json_t *payload =
@@ -985,13 +1046,15 @@ void sessions_tick(broker_t *b, int64_t now) {
       continue;
     const cadre_profile_t *p = session_profile(b, t->session);
     bool capable;
-    char wsbuf[PATH_MAX];
-    pick_node(b, p, session_workspace(b, t->session, wsbuf, sizeof wsbuf), &capable);
+    place_t pl;
+    session_place(b, t->session, &pl);
+    pick_node(b, p, &pl, &capable, NULL);
     if (capable)
       continue;
-    char detail[256];
-    snprintf(detail, sizeof detail, "no agent daemon serving model %s joined within %d s; start one (cadre-agentd)",
-             p->model, b->opts.queue_timeout_ms / 1000);
+    char detail[PATH_MAX + 600];
+    no_node_detail(p, &pl, detail, sizeof detail - 100);
+    snprintf(detail + strlen(detail), 100, "; none joined within %d s: start one (cadre-agentd)",
+             b->opts.queue_timeout_ms / 1000);
     turn_fail(b, t, "failed", PROTO_ERR_no_node, detail, NULL, NULL);
   }
   sessions_schedule(b);

@@ -196,6 +196,10 @@ int store_meta_set(store_t *self, const char *key, const char *value) {
   return exec_done(prep_bind(self, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", "tt", key, value));
 }
 
+int store_meta_delete(store_t *self, const char *key) {
+  return exec_done(prep_bind(self, "DELETE FROM meta WHERE key = ?", "t", key));
+}
+
 int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile) {
   return exec_done(prep_bind(self, "INSERT OR IGNORE INTO sessions(id, role, profile, created_ms) VALUES(?,?,?,?)",
                              "tttw", id, role, profile));

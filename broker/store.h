@@ -62,6 +62,7 @@ const char *store_errmsg(store_t *self);
 int store_meta_get(store_t *self, const char *key, char *value, size_t len);
 /* Sets (replaces) a value of the meta table. Returns 0 or -1. */
 int store_meta_set(store_t *self, const char *key, const char *value);
+int store_meta_delete(store_t *self, const char *key);
 
 /* Creates the session when absent. Returns 0 or -1. */
 int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile);

@@ -162,7 +162,7 @@ void workflow_on_answer(broker_t *b, const char *session, const char *content) {
 static peer_t *pick_workspace_node(broker_t *b, const char *workspace) {
   peer_t *best = NULL;
   for (peer_t *n = b->peers; n; n = n->next) {
-    if (n->dead || n->role != PEER_NODE || !workspace || strcmp(n->workspace, workspace) != 0)
+    if (n->role != PEER_NODE || !peer_takes_work(n) || !workspace || strcmp(n->workspace, workspace) != 0)
       continue;
     if (n->busy < n->slots && (!best || n->slots - n->busy > best->slots - best->busy))
       best = n;

@@ -363,6 +363,30 @@ static int get_think(loader_t *l, json_t *obj, const char *pfx, json_t **out) {
   return 0;
 }
 
+/* labels: {"key": "value", ...}, strings only: the node labels a turn needs. */
+static int get_labels(loader_t *l, json_t *obj, const char *pfx, json_t **out) {
+  json_t *v = field(obj, "labels");
+  if (!v)
+    return 0;
+  if (!json_is_object(v))
+    return wrong(l, pfx, "labels", v, "an object of strings, e.g. {\"gpu\": \"1\"}");
+  const char *k;
+  json_t *x;
+  json_object_foreach(v, k, x) {
+    if (!json_is_string(x) || !config_label_ok(k) || !config_label_ok(json_string_value(x)))
+      return wrong(l, pfx, "labels", v,
+                   "an object of strings (keys and values: 1 to 63 letters, digits, '.', '_', '-', '/')");
+  }
+  json_decref(*out);
+  *out = json_deep_copy(v);
+  return 0;
+}
+
+bool config_label_ok(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  return n > 0 && n < 64 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-/") == n;
+}
+
 /* api_key: a string or null; the parsed copy is wiped once taken. */
 static int get_api_key(loader_t *l, json_t *obj, const char *pfx, char **out) {
   json_t *v = field(obj, "api_key");
@@ -595,7 +619,8 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_input) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_output) < 0 ||
       parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0 ||
-      get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0)
+      get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0 ||
+      get_labels(l, v, pfx, &p->labels) < 0)
     return -1;
   return 0;
 }
@@ -930,6 +955,7 @@ static void profile_free(cadre_profile_t *p) {
     explicit_bzero(p->api_key, strlen(p->api_key));
   json_decref(p->tools);
   json_decref(p->think);
+  json_decref(p->labels);
   char *fields[] = {p->api_key,
                     p->name,
                     p->provider,
@@ -1012,6 +1038,8 @@ static json_t *profile_display(const cadre_profile_t *p) {
     json_object_set_new(o, "summarize_context", json_false());
   if (p->compact)
     json_object_set_new(o, "compact", json_true());
+  if (json_object_size(p->labels) > 0)
+    json_object_set(o, "labels", p->labels);
   if (p->think)
     json_object_set(o, "think", p->think);
   json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());

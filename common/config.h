@@ -46,6 +46,7 @@ typedef struct {
   json_t *tools;          /* the profile's own "tools" list (names), or NULL: the role policy */
   char *max_tokens_field; /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
   json_t *think;          /* Ollama's think option (bool or string), or NULL: not sent */
+  json_t *labels;         /* node labels its turns need ({"gpu": "1"}), or NULL: any node */
 } cadre_profile_t;
 
 /* "tools": how agents use the node tools. */
@@ -119,5 +120,8 @@ json_t *config_to_json(const cadre_config_t *self);
  * -ENOENT when none exists, or -ENAMETOOLONG when the first that exists does
  * not fit in len (buf then holds ""). */
 int config_find_prompts_dir(char *buf, size_t len);
+
+/* A node label's key or value: 1 to 63 of letters, digits, '.', '_', '-', '/'. */
+bool config_label_ok(const char *s);
 
 #endif

@@ -135,6 +135,14 @@ static int parse_agent_id(const cmd_words_t *w, cmd_req_t *req) {
   return 0;
 }
 
+/* drain, undrain NODE */
+static int parse_node(const cmd_words_t *w, cmd_req_t *req) {
+  if (w->n < 1)
+    return -1;
+  req->args = json_pack("{s:s}", "node", w->w[0]);
+  return 0;
+}
+
 /* reset, history [SESSION] (default main) */
 static int parse_session(const cmd_words_t *w, cmd_req_t *req) {
   req->args = json_pack("{s:s}", "session", w->n ? w->w[0] : "main");
@@ -316,8 +324,15 @@ static const cmd_t commands[] = {
     {.name = "history", .slash = "history", .verb = "history", .usage = "[SESSION]", .args = "[agent id]",
      .help = "show a conversation (default: the main agent's)", .parse = parse_session, .show = format_history},
     {.name = "watch", .help = "follow every agent's output and events (JSON lines with --json)", .run = cmd_watch},
-    {.name = "nodes", .slash = "nodes", .verb = "nodes", .help = "list the agent daemons registered with the broker",
-     .parse = parse_none, .show = format_nodes},
+    {.name = "nodes", .slash = "nodes", .verb = "nodes",
+     .help = "the agent daemons: labels, slots in use, draining, last heartbeat", .parse = parse_none,
+     .show = format_nodes},
+    {.name = "drain", .slash = "drain", .verb = "drain", .usage = "NODE", .args = "<node>",
+     .help = "let a node finish its work and take no new turns or steps", .hint = "   (/nodes lists them)",
+     .parse = parse_node, .show = format_drain},
+    {.name = "undrain", .slash = "undrain", .verb = "undrain", .usage = "NODE", .args = "<node>",
+     .help = "let a drained node take work again", .hint = "   (/nodes lists them)", .parse = parse_node,
+     .show = format_drain},
     {.name = "sessions", .verb = "sessions", .help = "all sessions with their usage", .parse = parse_none,
      .show = format_sessions},
     {.name = "status", .help = "what runs where", .run = run_status},

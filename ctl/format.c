@@ -167,28 +167,66 @@ static void join_list(sbuf_t *b, const json_t *list, const char *sep) {
   json_array_foreach(list, i, v) sbuf_printf(b, "%s%s", i ? sep : "", json_string_value(v) ?: "?");
 }
 
+/* "gpu=1,zone=a", or "-". */
+static void join_labels(sbuf_t *b, const json_t *labels) {
+  const char *k;
+  json_t *v;
+  bool first = true;
+  json_object_foreach((json_t *)labels, k, v) {
+    sbuf_printf(b, "%s%s=%s", first ? "" : ",", k, json_string_value(v) ? json_string_value(v) : "?");
+    first = false;
+  }
+  if (first)
+    sbuf_puts(b, "-");
+}
+
+/* "ready", "draining (admin)", "draining (stopping)". */
+static const char *node_state(const json_t *n, char *buf, size_t len) {
+  if (!json_is_true(json_object_get(n, "draining")))
+    return "ready";
+  snprintf(buf, len, "draining (%s)", jx_str(n, "drain_reason", "?"));
+  return buf;
+}
+
 void format_nodes(sbuf_t *b, const json_t *nodes, const format_how_t *how) {
   if (json_array_size(nodes) == 0) {
     sbuf_puts(b, "no agent daemons are registered\n");
     return;
   }
   if (!how->console)
-    sbuf_printf(b, "%-20s %-16s %5s %4s  %-24s %s\n", "NAME", "HOST", "SLOTS", "BUSY", "MODELS", "WORKSPACE");
+    sbuf_printf(b, "%-16s %-14s %-20s %5s %-20s %9s  %-22s %s\n", "NAME", "HOST", "STATE", "SLOTS", "LABELS",
+                "HEARTBEAT", "MODELS", "WORKSPACE");
   size_t i;
   json_t *n;
   json_array_foreach(nodes, i, n) {
     const char *name = jx_str(n, "name", ""), *host = jx_str(n, "host", "");
     long long slots = (long long)jx_int(n, "slots", 0), busy = (long long)jx_int(n, "busy", 0);
+    char state[48], used[32], beat[32];
+    snprintf(used, sizeof used, "%lld/%lld", busy, slots);
+    snprintf(beat, sizeof beat, "%.1fs ago", (double)jx_int(n, "last_seen_ms_ago", 0) / 1000.0);
+    sbuf_t labels = {0};
+    join_labels(&labels, jx_obj(n, "labels"));
     if (how->console) {
-      sbuf_printf(b, "%-20s %-16s slots %lld, busy %lld\n", name, host, slots, busy);
+      sbuf_printf(b, "%-16s %-14s %s, slots %s in use, labels %s, heard %s\n", name, host,
+                  node_state(n, state, sizeof state), used, sbuf_str(&labels), beat);
+      sbuf_free(&labels);
       continue;
     }
     sbuf_t models = {0};
     join_list(&models, jx_arr(n, "models"), ",");
-    sbuf_printf(b, "%-20s %-16s %5lld %4lld  %-24.255s %s\n", name, host, slots, busy, sbuf_str(&models),
+    sbuf_printf(b, "%-16s %-14s %-20s %5s %-20.255s %9s  %-22.255s %s\n", name, host,
+                node_state(n, state, sizeof state), used, sbuf_str(&labels), beat, sbuf_str(&models),
                 jx_str(n, "workspace", ""));
     sbuf_free(&models);
+    sbuf_free(&labels);
   }
+}
+
+void format_drain(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  (void)how;
+  char state[48];
+  sbuf_printf(b, "%s: %s, %lld of %lld slots in use\n", jx_str(r, "name", "?"), node_state(r, state, sizeof state),
+              (long long)jx_int(r, "busy", 0), (long long)jx_int(r, "slots", 0));
 }
 
 void format_sessions(sbuf_t *b, const json_t *sessions, const format_how_t *how) {

@@ -199,6 +199,12 @@ static void on_node(view_t *v, const char *kind, const json_t *p) {
   if (strcmp(kind, "node_joined") == 0)
     out_printf(v->out, "%s· node %s joined (%lld slots)%s", dim, jx_str(p, "name", ""),
                (long long)jx_int(p, "slots", 0), reset);
+  else if (strcmp(kind, "node_draining") == 0)
+    out_printf(v->out, "%s· node %s %s%s", dim, jx_str(p, "name", ""),
+               !json_is_true(json_object_get(p, "draining"))   ? "takes work again"
+               : strcmp(jx_str(p, "reason", ""), "admin") == 0 ? "is drained: it finishes its work and takes no more"
+                                                               : "is stopping: it finishes its work, then leaves",
+               reset);
   else
     out_printf(v->out, "%s· node %s left: %s%s", dim, jx_str(p, "name", ""), jx_str(p, "reason", ""), reset);
 }
@@ -433,7 +439,10 @@ void view_event(view_t *v, const proto_msg_t *m) {
     out_agent_line(v->out, session, OUT_DIM, "waiting: %s", jx_str(p, "detail", ""));
   } else if (strcmp(kind, "turn_requeued") == 0) {
     out_end_line(v->out, session);
-    out_agent_line(v->out, session, OUT_DIM, "node %s was lost; the turn runs again", jx_str(p, "node", ""));
+    out_agent_line(v->out, session, OUT_WARN, "node %s lost, retrying", jx_str(p, "node", ""));
+  } else if (strcmp(kind, "turn_started") == 0 && jx_int(p, "attempt", 1) > 1) {
+    out_agent_line(v->out, session, OUT_WARN, "retrying on %s (attempt %lld)", jx_str(p, "node", ""),
+                   (long long)jx_int(p, "attempt", 1));
   } else if (strcmp(kind, "turn_started") == 0 && jx_int(p, "after", 0) > 0) {
     out_agent_line(v->out, session, OUT_DIM, "continues with the sub-agents' summaries");
   }
