@@ -339,7 +339,8 @@ void broker_handle_frame(broker_t *b, const uint8_t *id, size_t idlen, const voi
   proto_msg_t *m = NULL;
   proto_err_t perr;
   if (proto_decode(data, len, &m, &perr) != PROTO_OK) {
-    log_warn("rejected a message: %s", perr.text);
+    log_limited(&b->rejected_log, LOG_WARN, "rejected a message: %s", perr.text);
+    obs_rejected(b->obs);
     broker_send_error(b, id, idlen, proto_errcode_name(perr.code), perr.text, 0);
     return;
   }
@@ -365,7 +366,8 @@ static void on_router(broker_t *b) {
   proto_err_t perr;
   int rc = proto_recv(b->router, id, &idlen, &frame, NULL, &perr, ZMQ_DONTWAIT);
   if (rc == -EPROTO) {
-    log_warn("rejected a message: %s", perr.text);
+    log_limited(&b->rejected_log, LOG_WARN, "rejected a message: %s", perr.text);
+    obs_rejected(b->obs);
     broker_send_error(b, id, idlen, proto_errcode_name(perr.code), perr.text, 0);
   }
   if (rc == 1) {

@@ -10,6 +10,7 @@
 #include "broker.h"
 #include "config.h"
 #include "keys.h"
+#include "log.h"
 #include "proto.h"
 #include "sbuf.h"
 #include "store.h"
@@ -102,11 +103,12 @@ struct broker {
   outbox_write_fn write; /* outbox.c's writer: the ROUTER, or a test's recorder */
   void *write_ctx;
   void *ctx, *router, *zap;
-  struct zap_state *zs;   /* zap.c: the authorized keys, the monitor, refusals logged */
-  struct obs *obs;        /* obs.c: latency histograms and counters, for the metrics */
-  struct http *http;      /* http.c: the --metrics listener, or NULL */
-  const char *frame_user; /* while a frame is handled: its connection's ZAP User-Id, or NULL */
-  const char *frame_addr; /* and its Peer-Address, or NULL */
+  struct zap_state *zs;     /* zap.c: the authorized keys, the monitor, refusals logged */
+  struct obs *obs;          /* obs.c: latency histograms and counters, for the metrics */
+  struct http *http;        /* http.c: the --metrics listener, or NULL */
+  log_limit_t rejected_log; /* "rejected a message" lines, rate-limited */
+  const char *frame_user;   /* while a frame is handled: its connection's ZAP User-Id, or NULL */
+  const char *frame_addr;   /* and its Peer-Address, or NULL */
   keys_pair_t keys;
   char *authorized_path;
   store_t *store;

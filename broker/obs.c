@@ -32,6 +32,7 @@ struct obs {
     unsigned long long count;
   } refused[OBS_REASONS_MAX];
   size_t n_refused;
+  unsigned long long rejected;
 };
 
 obs_t *obs_new(void) {
@@ -95,6 +96,11 @@ void obs_refused(obs_t *o, const char *reason) {
   }
 }
 
+void obs_rejected(obs_t *o) {
+  if (o)
+    o->rejected++;
+}
+
 /* A label value with \, " and newlines escaped (the text format's rule). */
 static void label(sbuf_t *out, const char *v) {
   for (; *v; v++) {
@@ -151,4 +157,8 @@ void obs_render(const obs_t *o, sbuf_t *out) {
   for (size_t i = 0; i < o->n_refused; i++)
     sbuf_printf(out, "cadre_refused_connections_total{reason=\"%s\"} %llu\n", o->refused[i].reason,
                 o->refused[i].count);
+  sbuf_printf(out,
+              "# HELP cadre_rejected_frames_total Frames the broker could not decode, answered with an error.\n"
+              "# TYPE cadre_rejected_frames_total counter\ncadre_rejected_frames_total %llu\n",
+              o->rejected);
 }

@@ -14,6 +14,8 @@ void obs_destroy(obs_t **self_p);
 void obs_turn(obs_t *self, const char *model, const char *role, double latency_s, double ttft_s);
 /* A refused connection or hello; reason is a short label ("unknown_key", ...). */
 void obs_refused(obs_t *self, const char *reason);
+/* A frame the broker could not decode (or that broke the protocol). */
+void obs_rejected(obs_t *self);
 /* Appends the histograms and counters in the Prometheus text format. */
 void obs_render(const obs_t *self, sbuf_t *out);
 

@@ -51,3 +51,28 @@ void log_msg(log_level_t level, const char *fmt, ...) {
     fprintf(stderr, "%s %s %s: %s\n", ts, log_cfg.program, level_names[level], text);
   }
 }
+
+void log_limited(log_limit_t *lim, log_level_t level, const char *fmt, ...) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  long long ms = (long long)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  if (ms - lim->window_start >= LOG_LIMIT_WINDOW_MS) {
+    lim->window_start = ms;
+    lim->in_window = 0;
+  }
+  if (lim->in_window >= LOG_LIMIT_BURST) {
+    lim->suppressed++;
+    return;
+  }
+  lim->in_window++;
+  char text[1800];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  if (lim->suppressed > 0)
+    log_msg(level, "%s (and %ld more like it not logged)", text, lim->suppressed);
+  else
+    log_msg(level, "%s", text);
+  lim->suppressed = 0;
+}
