@@ -29,7 +29,7 @@ typedef struct {
   cadre_config_t *config; /* borrowed, may be NULL: api keys of profiles */
   long connect_timeout_ms;
   long stall_timeout_ms;
-  long turn_timeout_ms; /* the deadline of every model call (--turn-timeout) */
+  long turn_timeout_ms;  /* the deadline of every model call (--turn-timeout) */
   json_t *labels;        /* {key: value} advertised in the hello, or NULL */
   volatile int *drain;   /* set (SIGTERM): take no new work, finish what runs, then stop; may be NULL */
   long drain_timeout_ms; /* how long a drain waits for running work before it stops anyway */

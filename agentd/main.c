@@ -81,13 +81,12 @@ static const char *default_in_state(char *buf, size_t len, const char *file) {
 }
 
 int main(int argc, char **argv) {
-  agentd_opts_t o = {
-      .slots = 4,
-      .workspace = ".",
-      .connect_timeout_ms = 10000,
-      .stall_timeout_ms = 120000,
-      .turn_timeout_ms = 600000,
-      .drain_timeout_ms = 60000};
+  agentd_opts_t o = {.slots = 4,
+                     .workspace = ".",
+                     .connect_timeout_ms = 10000,
+                     .stall_timeout_ms = 120000,
+                     .turn_timeout_ms = 600000,
+                     .drain_timeout_ms = 60000};
   json_t *labels = json_object();
   const char *secrets_path = NULL, *config_path = NULL, *models = NULL, *providers = NULL;
   bool log_json = false, verbose = false;

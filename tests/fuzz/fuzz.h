@@ -24,12 +24,12 @@ static inline char *fuzz_cstr(const uint8_t *data, size_t size) {
 }
 
 /* Stops the program: a broken invariant is a finding like a crash. */
-#define FUZZ_CHECK(cond)                                                                     \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
+#define FUZZ_CHECK(cond)                                                                   \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
       fprintf(stderr, "fuzz: invariant broken at %s:%d: %s\n", __FILE__, __LINE__, #cond); \
-      abort();                                                                               \
-    }                                                                                        \
+      abort();                                                                             \
+    }                                                                                      \
   } while (0)
 
 #endif
