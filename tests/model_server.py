@@ -57,6 +57,8 @@ A response R (every key optional):
   wait_for_requests    N: answer only once N model requests have been recorded
                        since the last reset (or after wait_timeout_ms, default
                        10000); proves that requests are in flight together
+  reset_after          like cut_after, but the connection is reset (TCP RST)
+  raw_b64              like raw, the body given in base64 (any bytes: invalid UTF-8, say)
   cut_after            close the socket after this many answer/thinking pieces,
                        without [DONE] and without the terminating 0-chunk
   omit_done            true: no "data: [DONE]" / no done:true line
@@ -89,12 +91,14 @@ A request record:
 """
 
 import argparse
+import base64
 import hashlib
 import json
 import os
 import re
 import select
 import socket
+import struct
 import sys
 import threading
 import time
@@ -259,6 +263,19 @@ class Handler(BaseHTTPRequestHandler):
         while not self._client_gone(0.1):
             pass
         raise ClientGone()
+
+    def _reset(self):
+        """Resets the connection (SO_LINGER 0, then close: the peer gets a TCP RST)."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+        except OSError:
+            pass
+        try:
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+        except OSError:
+            pass
 
     def _cut(self):
         """Closes the connection abruptly: no terminating chunk."""
@@ -462,8 +479,8 @@ class Handler(BaseHTTPRequestHandler):
         headers = dict(r.get("headers") or {})
         if r.get("retry_after") is not None:
             headers["Retry-After"] = str(r["retry_after"])
-        if "raw" in r:
-            data = r["raw"].encode()
+        if "raw" in r or "raw_b64" in r:
+            data = base64.b64decode(r["raw_b64"]) if "raw_b64" in r else r["raw"].encode()
             ctype = headers.pop("Content-Type", headers.pop("content-type", "application/json"))
             self._start(status, headers, ctype, len(data))
             if r.get("hang"):
@@ -539,8 +556,12 @@ class Handler(BaseHTTPRequestHandler):
         event({"role": "assistant", "content": ""})
         sent = 0
         cut = r.get("cut_after")
+        reset = r.get("reset_after")
         for kind, pieces in (("reasoning_content", kpieces), ("content", tpieces)):
             for p in pieces:
+                if reset is not None and sent >= reset:
+                    self._reset()
+                    return
                 if cut is not None and sent >= cut:
                     self._cut()
                     return
