@@ -33,10 +33,7 @@ static void status_event(broker_t *b, const char *id, const char *role, store_st
 }
 
 static bool active_turn(broker_t *b, const char *session) {
-  for (turn_t *t = b->turns; t; t = t->next)
-    if (strcmp(t->session, session) == 0)
-      return true;
-  return false;
+  return turns_session_first(b, session) != NULL;
 }
 
 /* Opens the child's history with the parent's conversation per the context
@@ -104,15 +101,7 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
 }
 
 static int running_subagents(broker_t *b) {
-  int n = 0;
-  json_t *seen = json_object();
-  for (turn_t *t = b->turns; t; t = t->next)
-    if (t->sub && !json_object_get(seen, t->session)) {
-      json_object_set_new(seen, t->session, json_true());
-      n++;
-    }
-  json_decref(seen);
-  return n;
+  return turns_sub_sessions(b);
 }
 
 void agents_admit(broker_t *b) {

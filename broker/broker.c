@@ -185,12 +185,7 @@ void broker_destroy(broker_t **self_p) {
   if (!self_p || !*self_p)
     return;
   broker_t *b = *self_p;
-  while (b->turns) {
-    turn_t *t = b->turns;
-    b->turns = t->next;
-    free(t->session);
-    free(t);
-  }
+  turns_free_all(b);
   peer_free_all(b);
   workflow_stop(b);
   if (b->router)

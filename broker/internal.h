@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uthash.h>
 
 #include "broker.h"
 #include "config.h"
@@ -69,7 +70,12 @@ typedef struct turn {
   bool compact_failed;    /* that summary could not be had: the turn trims instead */
   bool context_retried;   /* sent once more after a node found it did not fit the model's context */
   int64_t first_delta_at; /* monotonic ms of this attempt's first delta; 0: none yet */
-  struct turn *next;
+  struct turn *next, *prev;   /* every turn, in arrival order (b->turns) */
+  struct turn *snext;         /* the next turn of the same session (turns.c) */
+  struct turn *hnext, *hprev; /* the first turns of sessions, in id order (b->heads) */
+  struct turn *rnext;         /* in b->recheck */
+  bool in_recheck;
+  UT_hash_handle hh; /* b->turn_ids, by id */
 } turn_t;
 
 /* Notices from a lower module to the ones above it. The broker's modules
@@ -117,7 +123,13 @@ struct broker {
   int64_t next_msg_id;
   int64_t event_seq;
   peer_t *peers;
-  turn_t *turns;              /* queued and running, in arrival order */
+  turn_t *turns;              /* queued and running, in arrival order (turns.c keeps the indexes below) */
+  turn_t *turns_tail;
+  turn_t *turn_ids;                    /* uthash: every turn by id */
+  struct turn_session *turn_sessions;  /* uthash: each session's turns in order */
+  turn_t *heads, *heads_tail;          /* each session's first turn, in id order */
+  turn_t *recheck, *recheck_tail;      /* heads that scheduling has not looked at since they became one */
+  int n_sub_sessions;                  /* sessions in turn_sessions that are sub-agents */
   struct workflow *workflows; /* every workflow, oldest first (workflow.c) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
@@ -243,6 +255,22 @@ void sessions_tick(broker_t *b, int64_t now);
 size_t sessions_context_bytes(long long ctx, long long tools_tokens, int max_tokens, int bpt100);
 turn_t *turn_find(broker_t *b, int64_t id);
 int sessions_count_turns(broker_t *b, bool running);
+
+/* ---- the turn table (turns.c): O(1) per turn, whatever the number queued ---- */
+/* Appends a turn (b->turns, its session's queue, the heads when first). NULL when out of memory. */
+turn_t *turns_add(broker_t *b, int64_t id, const char *session, int attempt, bool sub);
+/* Unlinks a turn everywhere and frees it (its node's slot is the caller's business). */
+void turns_remove(broker_t *b, turn_t *t);
+void turns_free_all(broker_t *b);
+/* The session's first turn (running or next to run), or NULL when it has none. */
+turn_t *turns_session_first(broker_t *b, const char *session);
+/* How many sub-agent sessions have a turn queued or running. */
+int turns_sub_sessions(const broker_t *b);
+/* A head that scheduling must look at even when no node has a free slot
+ * (new, or back in the queue); popped by sessions_schedule. */
+void turns_recheck(broker_t *b, turn_t *t);
+turn_t *turns_recheck_pop(broker_t *b);
+void turns_recheck_clear(broker_t *b);
 
 /* ---- sub-agents, summaries, delegation (agents.c) ---- */
 /* Opens a sub-agent session seeded with its parent's context and the task,

@@ -20,13 +20,6 @@
 
 #define SESSION_ID_MAX 64
 
-turn_t *turn_find(broker_t *b, int64_t id) {
-  for (turn_t *t = b->turns; t; t = t->next)
-    if (t->id == id)
-      return t;
-  return NULL;
-}
-
 int sessions_count_turns(broker_t *b, bool running) {
   int n = 0;
   for (turn_t *t = b->turns; t; t = t->next)
@@ -35,35 +28,20 @@ int sessions_count_turns(broker_t *b, bool running) {
 }
 
 static turn_t *turn_add(broker_t *b, int64_t id, const char *session, int attempt) {
-  turn_t *t = calloc(1, sizeof *t);
-  if (!t || !(t->session = strdup(session))) {
-    free(t);
-    return NULL;
-  }
   store_session_t row;
-  t->sub = store_session_row(b->store, session, &row) == 0 && row.parent[0];
-  t->id = id;
-  t->request = id;
-  t->attempt = attempt;
-  t->queued_at = util_now_ms();
-  turn_t **pp = &b->turns;
-  while (*pp)
-    pp = &(*pp)->next;
-  *pp = t;
+  bool sub = store_session_row(b->store, session, &row) == 0 && row.parent[0];
+  turn_t *t = turns_add(b, id, session, attempt, sub);
+  if (t) {
+    t->request = id;
+    t->queued_at = util_now_ms();
+  }
   return t;
 }
 
 static void turn_drop(broker_t *b, turn_t *t) {
-  for (turn_t **pp = &b->turns; *pp; pp = &(*pp)->next) {
-    if (*pp == t) {
-      *pp = t->next;
-      break;
-    }
-  }
   if (t->node && t->node->busy > 0)
     t->node->busy--;
-  free(t->session);
-  free(t);
+  turns_remove(b, t);
 }
 
 const cadre_profile_t *session_profile(broker_t *b, const char *session) {
@@ -367,9 +345,11 @@ static void no_node_detail(const cadre_profile_t *p, const place_t *pl, char *ou
   free(labels);
 }
 
-static bool session_running(broker_t *b, const turn_t *upto, const char *session) {
-  for (turn_t *t = b->turns; t && t != upto; t = t->next)
-    if (strcmp(t->session, session) == 0)
+/* Whether a pass must look at every session's first turn: a node has a free
+ * slot, or one does not take work (a turn whose nodes all drain is told so). */
+static bool walk_all(broker_t *b) {
+  for (peer_t *p = b->peers; p; p = p->next)
+    if (!p->dead && p->role == PEER_NODE && (!peer_takes_work(p) || p->busy < p->slots))
       return true;
   return false;
 }
@@ -732,36 +712,51 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   return 0;
 }
 
+/* One look at the first queued turn of a session: true when the lists
+ * changed (it was dispatched or failed), false when it waits. */
+static bool consider(broker_t *b, turn_t *t) {
+  if (t->node || t->retry_at > util_now_ms() || awaiting_children(b, t))
+    return false;
+  if (over_budget(b, t))
+    return true;
+  const cadre_profile_t *p = session_profile(b, t->session);
+  bool capable, draining;
+  place_t pl;
+  session_place(b, t->session, &pl);
+  peer_t *node = pick_node(b, p, &pl, &capable, &draining);
+  if (!node) {
+    if ((!capable || draining) && !t->warned_no_node) {
+      t->warned_no_node = true;
+      char detail[PATH_MAX + 512];
+      no_node_detail(p, &pl, detail, sizeof detail - 64);
+      strcat(detail, draining ? " but a draining one; waiting until one takes work" : " yet; waiting for one");
+      broker_event(b, "turn_waiting", t->session, t->id, json_pack("{s:s}", "detail", detail));
+    }
+    return false;
+  }
+  return dispatch(b, t, node, p) >= 0;
+}
+
+/* Only a session's first turn may start, so only those are looked at, oldest
+ * first. With every node busy (and none draining), only the ones not looked
+ * at since they came first (new, or back from a lost node) are: they may need
+ * a warning or fail their budget. So such a pass costs O(new turns), not
+ * O(queued). */
 void sessions_schedule(broker_t *b) {
-  bool progress = true;
-  while (progress) {
-    progress = false;
-    for (turn_t *t = b->turns; t; t = t->next) {
-      if (t->node || t->retry_at > util_now_ms() || session_running(b, t, t->session) || awaiting_children(b, t))
-        continue;
-      const cadre_profile_t *p = session_profile(b, t->session);
-      if (over_budget(b, t)) {
-        progress = true;
-        break;
+  for (;;) {
+    if (walk_all(b)) {
+      bool changed = false;
+      for (turn_t *t = b->heads; t && !changed; t = t->hnext)
+        changed = consider(b, t);
+      if (!changed) {
+        turns_recheck_clear(b); /* every head was looked at */
+        return;
       }
-      bool capable, draining;
-      place_t pl;
-      session_place(b, t->session, &pl);
-      peer_t *node = pick_node(b, p, &pl, &capable, &draining);
-      if (!node) {
-        if ((!capable || draining) && !t->warned_no_node) {
-          t->warned_no_node = true;
-          char detail[PATH_MAX + 512];
-          no_node_detail(p, &pl, detail, sizeof detail - 64);
-          strcat(detail, draining ? " but a draining one; waiting until one takes work" : " yet; waiting for one");
-          broker_event(b, "turn_waiting", t->session, t->id, json_pack("{s:s}", "detail", detail));
-        }
-        continue;
-      }
-      if (dispatch(b, t, node, p) >= 0) {
-        progress = true; /* the lists changed: start over */
-        break;
-      }
+    } else {
+      turn_t *t = turns_recheck_pop(b);
+      if (!t)
+        return;
+      consider(b, t);
     }
   }
 }
@@ -820,6 +815,7 @@ static int64_t usage_int(const json_t *usage, const char *key) {
 static void compact_done(broker_t *b, turn_t *t, peer_t *from, const proto_msg_t *m, const store_usage_t *u) {
   const char *text = jx_str(m->message, "content", NULL);
   t->node = NULL;
+  turns_recheck(b, t);
   if (from->busy > 0)
     from->busy--;
   if (text && text[0]) {
@@ -915,6 +911,7 @@ void sessions_on_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
   json_t *extra = json_pack("{s:s, s:b, s:I}", "node", from->name, "retryable", PROTO_HAS(m, retryable) && m->retryable,
                             "http_status", (json_int_t)(PROTO_HAS(m, status) ? m->status : 0));
   t->node = NULL; /* the node has already let go of it */
+  turns_recheck(b, t);
   if (from->busy > 0)
     from->busy--;
   if (t->compact_upto && strcmp(m->code, PROTO_ERR_cancelled) != 0) {
@@ -949,6 +946,7 @@ void sessions_node_lost(broker_t *b, peer_t *node) {
     if (t->node != node)
       continue;
     t->node = NULL;
+    turns_recheck(b, t);
     t->compact_upto = 0;
     if (t->attempt >= b->opts.max_turn_attempts) {
       char detail[256];
