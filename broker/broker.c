@@ -126,6 +126,7 @@ int broker_core_start(broker_t *b) {
     outbox_set_writer(b, NULL, NULL);
   if (!b->turn_budget)
     b->turn_budget = SESSIONS_TURN_BUDGET;
+  b->event_seq = store_event_last(b->store); /* seqs go on across restarts: controllers resume by them */
   return sessions_start(b) < 0 || workflow_start(b) < 0 ? -1 : 0;
 }
 
@@ -424,6 +425,9 @@ int broker_run(broker_t *b, volatile int *stop) {
     long timeout = (long)(next_hb - util_now_ms()), http_due = http_timeout_ms(b);
     if (http_due >= 0 && http_due < timeout)
       timeout = http_due;
+    int catch_up = outbox_catch_up(b, util_now_ms());
+    if (catch_up >= 0 && catch_up < timeout)
+      timeout = catch_up;
     int rc = zmq_poll(items, 4, timeout < 0 ? 0 : timeout); /* a NULL socket with fd -1 is left out */
     if (rc < 0) {
       if (errno == EINTR)

@@ -47,6 +47,14 @@ struct peer {
   char key[KEYS_Z85_LEN + 1]; /* its CURVE public key ("" without ZAP) */
   bool stopping;              /* node: it drains itself (SIGTERM): no new work */
   bool drained;               /* node: cadre drain: no new work (kept in the store by name) */
+  /* controller that could not keep up, or asked to resume (outbox.c): it gets
+   * no live traffic until it has caught up from the event log */
+  bool behind;
+  int64_t cursor;        /* behind: the last event seq it was sent, or need not get */
+  int64_t behind_from;   /* behind: the seq it was at when it fell behind */
+  int64_t next_try;      /* behind: monotonic ms of the next catch-up try */
+  int64_t missed_deltas; /* deltas not sent to it while behind */
+  json_t *missed_turns;  /* their turns (ids, capped), or NULL */
   struct peer *next;
 };
 
@@ -190,9 +198,23 @@ int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *cod
 /* Sends an event to every controller watching the session (NULL: all),
  * encoded once. Takes payload. */
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload);
-/* Forwards an encoded frame unchanged to the controllers watching session
- * (session_len bytes, not NUL-terminated). */
-void broker_forward(broker_t *b, const char *session, size_t session_len, const void *data, size_t len);
+/* Forwards a delta's encoded frame unchanged to the controllers watching
+ * session (session_len bytes, not NUL-terminated); turn: the delta's turn. */
+void broker_forward(broker_t *b, const char *session, size_t session_len, int64_t turn, const void *data, size_t len);
+/* No event lost: every event is kept in the store's event log before it is
+ * sent. A controller whose send fails with EAGAIN (its queue is past the
+ * high-water mark) falls behind: it gets nothing live (deltas are counted,
+ * not queued) and is sent the events it missed from the log, in order, as
+ * fast as it takes them; once caught up, a gap event tells it how many
+ * deltas (of which turns) it did not get, and live traffic resumes. */
+#define OUTBOX_REPLAY_BATCH 256 /* events read from the log per try */
+#define OUTBOX_RETRY_MS 20      /* a controller that is still full is tried again after this */
+/* A controller resumes after event seq since (subscribe's since): the events
+ * after it are replayed, or a gap event says which are gone. */
+void outbox_resume(broker_t *b, peer_t *p, int64_t since);
+/* Sends what the controllers that are behind can take now. Returns the ms
+ * until it wants to run again (0: at once), or -1 when none is behind. */
+int outbox_catch_up(broker_t *b, int64_t now);
 /* True when controller p receives events of session (NULL: every event). */
 bool outbox_watches(const peer_t *p, const char *session, size_t session_len);
 

@@ -47,6 +47,7 @@ void peer_free(peer_t *p) {
   json_decref(p->tools);
   json_decref(p->labels);
   json_decref(p->watch);
+  json_decref(p->missed_turns);
   free(p);
 }
 

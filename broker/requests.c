@@ -143,7 +143,12 @@ static void verb_subscribe(request_t *r) {
   const char *state = NULL;
   if (json_is_integer(turn))
     state = turn_find(r->b, json_integer_value(turn)) ? "active" : "finished";
-  reply(r, json_pack("{s:s?, s:b, s:s?}", "session", session, "all", session == NULL, "turn", state));
+  /* Resuming: what it missed follows the reply, from the event log. */
+  json_t *since = json_object_get(r->args, "since");
+  if (json_is_integer(since))
+    outbox_resume(r->b, r->from, json_integer_value(since));
+  reply(r, json_pack("{s:s?, s:b, s:s?, s:I}", "session", session, "all", session == NULL, "turn", state, "seq",
+                     (json_int_t)r->b->event_seq));
 }
 
 static void verb_cancel(request_t *r) {

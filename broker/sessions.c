@@ -803,7 +803,7 @@ void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, con
     return; /* stale: an old attempt, or a cancelled turn; or a summary being written */
   if (!t->first_delta_at)
     t->first_delta_at = util_now_ms();
-  broker_forward(b, t->session, r->session_len, raw, len);
+  broker_forward(b, t->session, r->session_len, t->id, raw, len);
 }
 
 static int64_t usage_int(const json_t *usage, const char *key) {

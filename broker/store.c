@@ -99,6 +99,8 @@ store_t *store_open(const char *dir, char *err, size_t errlen) {
   }
   if (rc == SQLITE_OK)
     rc = migrate(self->db, &emsg);
+  if (rc == SQLITE_OK && store_events_init(self) < 0)
+    rc = SQLITE_ERROR;
   if (rc != SQLITE_OK) {
     snprintf(err, errlen, "%s: %s", path, emsg ? emsg : sqlite3_errmsg(self->db));
     sqlite3_free(emsg);
@@ -110,6 +112,10 @@ store_t *store_open(const char *dir, char *err, size_t errlen) {
   free(path);
   self->rows = json_object();
   return self;
+}
+
+struct sqlite3 *store_sqlite(store_t *self) {
+  return self->db;
 }
 
 void store_close(store_t **self_p) {

@@ -176,4 +176,22 @@ int store_template_put(store_t *self, const char *name, const json_t *doc);
 /* Every template ({name, plan, params}). Caller owns. */
 json_t *store_templates(store_t *self);
 
+/* ---- the event log (store_events.c) ---- */
+/* Events kept (the newest); older ones are pruned every STORE_EVENTS_PRUNE_EVERY. */
+#define STORE_EVENTS_KEEP 100000
+#define STORE_EVENTS_PRUNE_EVERY 1000
+/* The database handle, for the store's own files. */
+struct sqlite3 *store_sqlite(store_t *self);
+/* Creates the log's table (store_open does). 0 or -1. */
+int store_events_init(store_t *self);
+/* Keeps an event's encoded frame under its seq (session: its session, or NULL). 0 or -1. */
+int store_event_put(store_t *self, int64_t seq, const char *session, const void *frame, size_t len);
+/* The largest / smallest seq kept, 0 when the log is empty. */
+int64_t store_event_last(store_t *self);
+int64_t store_event_first(store_t *self);
+/* Calls fn for the events after seq after, oldest first, at most limit;
+ * fn returns non-zero to stop. Returns how many fn saw, or -1. */
+typedef int (*store_event_fn)(void *arg, int64_t seq, const char *session, const void *frame, size_t len);
+int store_events_after(store_t *self, int64_t after, int limit, store_event_fn fn, void *arg);
+
 #endif
