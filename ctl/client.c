@@ -10,8 +10,11 @@
 #include <zmq.h>
 
 #include "proto_link.h"
+#include "resume.h"
 #include "util.h"
 
+/* Deltas kept while the caller is busy (past it they are dropped, and a gap
+ * event says so); events are always kept. */
 #define CLIENT_QUEUE_MAX 100000
 
 typedef struct qitem {
@@ -23,8 +26,9 @@ struct client {
   void *ctx;
   proto_link_t *link;
   bool reconnected;     /* registered again since the caller last heard */
-  qitem_t *head, *tail; /* deltas/events received while waiting for a reply */
+  qitem_t *head, *tail; /* deltas/events received, not yet handed out */
   size_t queued;
+  resume_t *resume; /* event seqs seen (subscribe resumes after the last), delta gaps */
 };
 
 static proto_msg_t *controller_hello(const char *name, const char *workspace) {
@@ -96,10 +100,11 @@ client_t *client_connect(const client_opts_t *o, int timeout_ms, char *err, size
   if (!c)
     return NULL;
   c->ctx = zmq_ctx_new();
+  c->resume = resume_new();
   proto_msg_t *hello = controller_hello(o->name, o->workspace);
   proto_link_opts_t lo = {.endpoint = o->endpoint, .key_file = o->key_file, .broker_key = o->broker_key};
   c->link = c->ctx && hello ? proto_link_new(c->ctx, &lo, &hello, err, errlen) : NULL;
-  if (!c->ctx || !hello)
+  if (!c->ctx || !hello || !c->resume)
     snprintf(err, errlen, "out of memory");
   proto_msg_destroy(&hello);
   if (c->link && wait_welcome(c, o, timeout_ms, err, errlen) == 0)
@@ -108,17 +113,28 @@ client_t *client_connect(const client_opts_t *o, int timeout_ms, char *err, size
   return NULL;
 }
 
+/* The first queued message, or NULL. */
+static proto_msg_t *dequeue(client_t *c) {
+  qitem_t *q = c->head;
+  if (!q)
+    return NULL;
+  c->head = q->next;
+  if (!c->head)
+    c->tail = NULL;
+  c->queued--;
+  proto_msg_t *m = q->msg;
+  free(q);
+  return m;
+}
+
 void client_destroy(client_t **self_p) {
   if (!self_p || !*self_p)
     return;
   client_t *c = *self_p;
-  while (c->head) {
-    qitem_t *q = c->head;
-    c->head = q->next;
-    proto_msg_destroy(&q->msg);
-    free(q);
-  }
+  for (proto_msg_t *m; (m = dequeue(c));)
+    proto_msg_destroy(&m);
   proto_link_destroy(&c->link);
+  resume_destroy(&c->resume);
   if (c->ctx)
     zmq_ctx_term(c->ctx);
   free(c);
@@ -127,8 +143,7 @@ void client_destroy(client_t **self_p) {
 
 static void enqueue(client_t *c, proto_msg_t *m) {
   qitem_t *q = calloc(1, sizeof *q);
-  if (!q || c->queued >= CLIENT_QUEUE_MAX) {
-    free(q);
+  if (!q) {
     proto_msg_destroy(&m);
     return;
   }
@@ -141,6 +156,35 @@ static void enqueue(client_t *c, proto_msg_t *m) {
   c->queued++;
 }
 
+/* A delta or event from the broker, queued for client_next: a replayed
+ * event we have is dropped, a gap in a turn's deltas is told first. */
+static void receive(client_t *c, proto_msg_t *m) {
+  if (m->type == PROTO_DELTA && c->queued >= CLIENT_QUEUE_MAX) {
+    resume_dropped(c->resume, m);
+    proto_msg_destroy(&m);
+    return;
+  }
+  proto_msg_t *gap = NULL;
+  if (!resume_accept(c->resume, m, &gap)) {
+    proto_msg_destroy(&m);
+    return;
+  }
+  if (gap)
+    enqueue(c, gap);
+  enqueue(c, m);
+}
+
+/* A subscribe after events were seen resumes after the last one: the broker
+ * replays what came meanwhile (or says what is gone). */
+static json_t *resume_args(client_t *c, const char *verb, json_t *args) {
+  if (strcmp(verb, "subscribe") != 0 || resume_seq(c->resume) <= 0 || json_object_get(args, "since"))
+    return args;
+  if (!args)
+    args = json_object();
+  json_object_set_new(args, "since", json_integer(resume_seq(c->resume)));
+  return args;
+}
+
 json_t *client_request(client_t *c, const char *verb, json_t *args, int timeout_ms, char *err, size_t errlen) {
   proto_msg_t *req = proto_msg_new(PROTO_REQUEST);
   if (!req) {
@@ -149,6 +193,7 @@ json_t *client_request(client_t *c, const char *verb, json_t *args, int timeout_
     return NULL;
   }
   proto_set_str(req, PROTO_F_verb, verb);
+  args = resume_args(c, verb, args);
   if (args)
     proto_set_json(req, PROTO_F_args, args);
   int rc = proto_link_send(c->link, req);
@@ -177,7 +222,7 @@ json_t *client_request(client_t *c, const char *verb, json_t *args, int timeout_
       return NULL;
     }
     if (m->type == PROTO_DELTA || m->type == PROTO_EVENT)
-      enqueue(c, m);
+      receive(c, m);
     else
       proto_msg_destroy(&m);
   }
@@ -186,18 +231,10 @@ json_t *client_request(client_t *c, const char *verb, json_t *args, int timeout_
 }
 
 client_next_t client_next(client_t *c, int timeout_ms, proto_msg_t **out) {
-  if (c->head) {
-    qitem_t *q = c->head;
-    c->head = q->next;
-    if (!c->head)
-      c->tail = NULL;
-    c->queued--;
-    *out = q->msg;
-    free(q);
-    return CLIENT_MSG;
-  }
   int64_t deadline = util_now_ms() + timeout_ms;
   for (;;) {
+    if ((*out = dequeue(c)))
+      return CLIENT_MSG;
     if (c->reconnected) {
       c->reconnected = false;
       return CLIENT_RECONNECTED;
@@ -215,11 +252,10 @@ client_next_t client_next(client_t *c, int timeout_ms, proto_msg_t **out) {
       c->reconnected = true;
     if (ev != PROTO_LINK_MSG)
       continue;
-    if (m->type == PROTO_DELTA || m->type == PROTO_EVENT) {
-      *out = m;
-      return CLIENT_MSG;
-    }
-    proto_msg_destroy(&m);
+    if (m->type == PROTO_DELTA || m->type == PROTO_EVENT)
+      receive(c, m);
+    else
+      proto_msg_destroy(&m);
   }
 }
 

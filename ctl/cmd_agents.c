@@ -187,7 +187,7 @@ static int watch_loop(ctl_t *ctl, client_t *c, out_t *out, view_t *view) {
         json_decref(o);
       } else {
         view_end_all(view);
-        out_puts(out, "[the broker restarted; following every agent again]");
+        out_puts(out, "[the broker restarted, or lost us; following every agent again from where we were]");
       }
     }
     if (r != CLIENT_MSG)
@@ -205,12 +205,19 @@ static int watch_loop(ctl_t *ctl, client_t *c, out_t *out, view_t *view) {
 }
 
 int cmd_watch(ctl_t *ctl, int argc, char **argv) {
+  long long since = -1;
   for (int i = 1; i < argc; i++) {
-    if (strcmp(argv[i], "--json") != 0 && strcmp(argv[i], "-j") != 0) {
-      ctl_error(ctl, "usage: cadre watch [--json]");
+    char *end = NULL;
+    if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0) {
+      ctl->json = true, ctl->color = false;
+    } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc && (since = strtoll(argv[++i], &end, 10)) >= 0 &&
+               end && !*end && end != argv[i]) {
+      continue;
+    } else {
+      ctl_error(ctl, "usage: cadre watch [--json] [--since SEQ]   (SEQ: the last event seq seen; what came after "
+                     "is replayed)");
       return 2;
     }
-    ctl->json = true, ctl->color = false;
   }
   client_t *c = ctl_connect(ctl);
   if (!c)
@@ -218,7 +225,7 @@ int cmd_watch(ctl_t *ctl, int argc, char **argv) {
   on_sigint_stop();
   struct sigaction sa = {.sa_handler = stop_on_sigint};
   sigaction(SIGTERM, &sa, NULL);
-  json_t *r = ctl_request(ctl, c, "subscribe", NULL);
+  json_t *r = ctl_request(ctl, c, "subscribe", since >= 0 ? json_pack("{s:I}", "since", (json_int_t)since) : NULL);
   int rc = 1;
   if (r) {
     /* A first line once subscribed: scripts know from here on nothing is missed. */

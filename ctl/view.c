@@ -19,6 +19,7 @@ struct view {
   bool stream, thinking;
   json_t *turns; /* session -> {turn, attempt, text: something was drawn} */
   json_t *shown; /* agent id -> the status last shown (the broker may say it more than once) */
+  json_t *gapped; /* turn id -> true: some of its deltas were missed; its answer is drawn whole */
 };
 
 view_t *view_new(out_t *out) {
@@ -29,6 +30,7 @@ view_t *view_new(out_t *out) {
   v->stream = true;
   v->turns = json_object();
   v->shown = json_object();
+  v->gapped = json_object();
   out_set_live(out, "main");
   return v;
 }
@@ -38,6 +40,7 @@ void view_free(view_t **self_p) {
     return;
   json_decref((*self_p)->turns);
   json_decref((*self_p)->shown);
+  json_decref((*self_p)->gapped);
   free(*self_p);
   *self_p = NULL;
 }
@@ -151,7 +154,14 @@ static void draw_answer(view_t *v, const char *session, const json_t *p, bool st
 
 static void on_turn_done(view_t *v, const proto_msg_t *m, const json_t *p) {
   json_t *r = turn_rec(v, m->session);
-  bool streamed = jx_int(r, "turn", 0) == m->turn && jx_bool(r, "text", false) && (v->stream || !is_main(m->session));
+  char key[24];
+  snprintf(key, sizeof key, "%lld", (long long)m->turn);
+  bool gapped = json_object_get(v->gapped, key) != NULL;
+  json_object_del(v->gapped, key);
+  if (gapped)
+    out_agent_line(v->out, m->session, OUT_DIM, "(some of this answer's stream was missed; here it is whole)");
+  bool streamed = !gapped && jx_int(r, "turn", 0) == m->turn && jx_bool(r, "text", false) &&
+                  (v->stream || !is_main(m->session));
   out_end_line(v->out, m->session);
   draw_answer(v, m->session, p, streamed);
   json_object_del(v->turns, m->session);
@@ -192,6 +202,26 @@ static void on_agent_status(view_t *v, const json_t *p) {
     out_agent_line(v->out, id, OUT_DIM, "■ stopped");
   else if (strcmp(status, "failed") == 0)
     out_agent_line(v->out, id, OUT_ERROR, "✗ failed");
+}
+
+/* Missed events or deltas (the broker's gap event, or one the client made). */
+static void on_gap(view_t *v, const json_t *p) {
+  const char *dim = out_color(v->out) ? "\033[2m" : "", *reset = out_color(v->out) ? "\033[0m" : "";
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(p, "turns"), i, t) {
+    char key[24];
+    snprintf(key, sizeof key, "%lld", (long long)json_integer_value(t));
+    if (json_object_size(v->gapped) < 1024)
+      json_object_set_new(v->gapped, key, json_true());
+  }
+  if (jx_int(p, "count", 0) > 0)
+    out_printf(v->out, "%s· missed %lld events (%lld to %lld), older than the broker keeps%s",
+               dim, (long long)jx_int(p, "count", 0), (long long)jx_int(p, "from", 0), (long long)jx_int(p, "to", 0),
+               reset);
+  if (jx_int(p, "deltas", 0) > 0)
+    out_printf(v->out, "%s· missed %lld streamed pieces; the answers they belong to are shown whole%s", dim,
+               (long long)jx_int(p, "deltas", 0), reset);
 }
 
 static void on_node(view_t *v, const char *kind, const json_t *p) {
@@ -417,6 +447,10 @@ void view_event(view_t *v, const proto_msg_t *m) {
   }
   if (strncmp(kind, "node_", 5) == 0) {
     on_node(v, kind, p);
+    return;
+  }
+  if (strcmp(kind, "gap") == 0) {
+    on_gap(v, p);
     return;
   }
   if (!session)

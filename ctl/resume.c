@@ -1,0 +1,98 @@
+/* resume.c: event seqs and delta seqs as a controller sees them (resume.h). */
+#include "resume.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+#define RESUME_TURNS_MAX 4096 /* turns followed at once; past it, forgotten (a gap may go unseen, never a dup) */
+
+struct resume {
+  int64_t seq;  /* largest event seq seen */
+  json_t *turns; /* "turn" -> [attempt, last delta seq, deltas dropped here] */
+};
+
+resume_t *resume_new(void) {
+  resume_t *r = calloc(1, sizeof *r);
+  if (r && !(r->turns = json_object())) {
+    free(r);
+    return NULL;
+  }
+  return r;
+}
+
+void resume_destroy(resume_t **self_p) {
+  if (!self_p || !*self_p)
+    return;
+  json_decref((*self_p)->turns);
+  free(*self_p);
+  *self_p = NULL;
+}
+
+int64_t resume_seq(const resume_t *self) {
+  return self->seq;
+}
+
+static proto_msg_t *gap_event(const resume_t *r, int64_t turn, int64_t deltas) {
+  proto_msg_t *g = proto_msg_new(PROTO_EVENT);
+  if (!g)
+    return NULL;
+  proto_set_str(g, PROTO_F_kind, "gap");
+  proto_set_json(g, PROTO_F_payload,
+                 json_pack("{s:I, s:I, s:i, s:I, s:[I]}", "from", (json_int_t)r->seq, "to", (json_int_t)r->seq, "count",
+                           0, "deltas", (json_int_t)deltas, "turns", (json_int_t)turn));
+  return g;
+}
+
+/* The record of the turn's attempt (made, reset for a new attempt). */
+static json_t *turn_rec(resume_t *r, int64_t turn, int64_t attempt) {
+  char key[24];
+  snprintf(key, sizeof key, "%lld", (long long)turn);
+  json_t *rec = json_object_get(r->turns, key);
+  if (rec && json_integer_value(json_array_get(rec, 0)) == attempt)
+    return rec;
+  if (json_object_size(r->turns) >= RESUME_TURNS_MAX)
+    json_object_clear(r->turns);
+  rec = json_pack("[I, i, i]", (json_int_t)attempt, 0, 0);
+  json_object_set_new(r->turns, key, rec);
+  return rec;
+}
+
+static bool on_event(resume_t *r, const proto_msg_t *m, proto_msg_t **gap_p) {
+  if (PROTO_HAS(m, seq)) {
+    if (m->seq <= r->seq)
+      return false; /* a replay we already have */
+    r->seq = m->seq;
+  }
+  if (!PROTO_HAS(m, turn) || (strcmp(m->kind, "turn_done") != 0 && strcmp(m->kind, "turn_failed") != 0))
+    return true;
+  char key[24];
+  snprintf(key, sizeof key, "%lld", (long long)m->turn);
+  json_int_t dropped = json_integer_value(json_array_get(json_object_get(r->turns, key), 2));
+  if (dropped > 0)
+    *gap_p = gap_event(r, m->turn, dropped);
+  json_object_del(r->turns, key);
+  return true;
+}
+
+bool resume_accept(resume_t *self, const proto_msg_t *m, proto_msg_t **gap_p) {
+  *gap_p = NULL;
+  if (m->type == PROTO_EVENT)
+    return on_event(self, m, gap_p);
+  if (m->type != PROTO_DELTA)
+    return true;
+  json_t *rec = turn_rec(self, m->turn, m->attempt);
+  json_int_t last = json_integer_value(json_array_get(rec, 1));
+  if (m->seq > last + 1)
+    *gap_p = gap_event(self, m->turn, m->seq - last - 1);
+  if (m->seq > last)
+    json_array_set_new(rec, 1, json_integer(m->seq));
+  json_array_set_new(rec, 2, json_integer(0)); /* counted in the jump, if any */
+  return true;
+}
+
+void resume_dropped(resume_t *self, const proto_msg_t *delta) {
+  json_t *rec = turn_rec(self, delta->turn, delta->attempt);
+  json_array_set_new(rec, 2, json_integer(json_integer_value(json_array_get(rec, 2)) + 1));
+}

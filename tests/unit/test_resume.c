@@ -1,0 +1,107 @@
+/* resume (ctl/resume.c): duplicates of replayed events dropped, gaps in a
+ * turn's deltas told, deltas dropped by the client told at the turn's end. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jx.h"
+#include "resume.h"
+
+/* A script of arrivals, space-separated:
+ *   eN       event seq N (turn_started of turn 1)
+ *   dT.A.S   delta of turn T, attempt A, seq S
+ *   xT.A.S   the same delta, dropped by the client (queue full)
+ *   fT       turn_done of turn T (with seq: the next after the largest seen)
+ * and what came out: the kept ones as written, "-" for a dropped duplicate,
+ * "g(T,N)" for a gap of N deltas of turn T before it. */
+typedef struct {
+  const char *name;
+  const char *script;
+  const char *want;
+  int64_t seq; /* resume_seq at the end */
+} resume_case_t;
+
+static const resume_case_t cases[] = {
+    {"nothing yet", "", "", 0},
+    {"events in order", "e1 e2 e5", "e1 e2 e5", 5},
+    {"a replayed event already seen is dropped", "e1 e2 e3 e2 e3 e4", "e1 e2 e3 - - e4", 4},
+    {"deltas in order", "d1.1.1 d1.1.2 d1.1.3", "d1.1.1 d1.1.2 d1.1.3", 0},
+    {"a jump in a turn's deltas is a gap", "d1.1.1 d1.1.4", "d1.1.1 g(1,2) d1.1.4", 0},
+    {"joining mid-turn: the first pieces were missed", "d3.1.5", "g(3,4) d3.1.5", 0},
+    {"a new attempt starts again at 1", "d1.1.1 d1.1.2 d1.2.1 d1.2.2", "d1.1.1 d1.1.2 d1.2.1 d1.2.2", 0},
+    {"turns are followed apart", "d1.1.1 d2.1.1 d1.1.2 d2.1.2", "d1.1.1 d2.1.1 d1.1.2 d2.1.2", 0},
+    {"dropped here, then the next one: one gap", "d1.1.1 x1.1.2 x1.1.3 d1.1.4", "d1.1.1 - - g(1,2) d1.1.4", 0},
+    {"dropped here at the end: told at turn_done", "e1 d1.1.1 x1.1.2 f1", "e1 d1.1.1 - g(1,1) f1", 2},
+    {"turn_done with nothing missed: no gap", "e1 d1.1.1 d1.1.2 f1", "e1 d1.1.1 d1.1.2 f1", 2},
+};
+
+static proto_msg_t *make(const char *tok, int64_t *last) {
+  long long t = 0, a = 0, s = 0;
+  proto_msg_t *m = NULL;
+  if (tok[0] == 'e' || tok[0] == 'f') {
+    m = proto_msg_new(PROTO_EVENT);
+    proto_set_str(m, PROTO_F_kind, tok[0] == 'e' ? "turn_started" : "turn_done");
+    sscanf(tok + 1, "%lld", tok[0] == 'e' ? &s : &t);
+    PROTO_SET(m, seq, tok[0] == 'e' ? s : *last + 1);
+    PROTO_SET(m, turn, tok[0] == 'e' ? 1 : t);
+    if (m->seq > *last)
+      *last = m->seq;
+  } else if (sscanf(tok + 1, "%lld.%lld.%lld", &t, &a, &s) == 3) {
+    m = proto_msg_new(PROTO_DELTA);
+    PROTO_SET(m, turn, t);
+    PROTO_SET(m, attempt, a);
+    PROTO_SET(m, seq, s);
+  }
+  assert_non_null(m);
+  return m;
+}
+
+static void test_cases(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const resume_case_t *c = &cases[i];
+    resume_t *r = resume_new();
+    char script[256], got[512] = "";
+    size_t n = 0;
+    int64_t last = 0;
+    snprintf(script, sizeof script, "%s", c->script);
+    for (char *save = NULL, *tok = strtok_r(script, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+      proto_msg_t *m = make(tok, &last), *gap = NULL;
+      const char *sep = n ? " " : "";
+      if (tok[0] == 'x') {
+        resume_dropped(r, m);
+        n += (size_t)snprintf(got + n, sizeof got - n, "%s-", sep);
+      } else if (!resume_accept(r, m, &gap)) {
+        n += (size_t)snprintf(got + n, sizeof got - n, "%s-", sep);
+      } else {
+        if (gap) {
+          const json_t *p = gap->payload;
+          assert_string_equal(gap->kind, "gap");
+          n += (size_t)snprintf(got + n, sizeof got - n, "%sg(%lld,%lld)", sep,
+                                (long long)json_integer_value(json_array_get(json_object_get(p, "turns"), 0)),
+                                (long long)jx_int(p, "deltas", 0));
+          sep = " ";
+        }
+        n += (size_t)snprintf(got + n, sizeof got - n, "%s%s", sep, tok);
+      }
+      proto_msg_destroy(&gap);
+      proto_msg_destroy(&m);
+    }
+    if (strcmp(got, c->want) != 0)
+      fail_msg("%s: got \"%s\", want \"%s\"", c->name, got, c->want);
+    assert_int_equal(resume_seq(r), c->seq);
+    resume_destroy(&r);
+    assert_null(r);
+    resume_destroy(&r);
+  }
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {cmocka_unit_test(test_cases)};
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
