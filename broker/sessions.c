@@ -692,6 +692,7 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   /* The node has it: only now does it hold a slot. */
   t->attempt++;
   t->node = node;
+  t->deltas = 0;
   t->started_at = util_now_ms();
   t->first_delta_at = 0;
   t->send_failures = 0;
@@ -803,6 +804,7 @@ void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, con
     return; /* stale: an old attempt, or a cancelled turn; or a summary being written */
   if (!t->first_delta_at)
     t->first_delta_at = util_now_ms();
+  t->deltas++;
   broker_forward(b, t->session, r->session_len, t->id, raw, len);
 }
 
@@ -864,10 +866,10 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   /* Watchers saw the tool calls and results stream by: the event carries the
    * answer and how many messages the turn added, not every tool output again. */
   json_t *payload =
-      json_pack("{s:O, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message, "added",
-                (json_int_t)json_array_size(added), "thinking", m->thinking ? m->thinking : "", "finish_reason",
-                m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model, "attempt", t->attempt,
-                "elapsed_ms", (json_int_t)m->elapsed_ms, "usage", "prompt_tokens", (json_int_t)u.prompt_tokens,
+      json_pack("{s:O, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
+                "added", (json_int_t)json_array_size(added), "thinking", m->thinking ? m->thinking : "",
+                "finish_reason", m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model,
+                "attempt", t->attempt, "elapsed_ms", (json_int_t)m->elapsed_ms, "deltas", (json_int_t)t->deltas, "usage", "prompt_tokens", (json_int_t)u.prompt_tokens,
                 "completion_tokens", (json_int_t)u.completion_tokens, "total_tokens",
                 (json_int_t)(u.prompt_tokens + u.completion_tokens), "counted",
                 json_is_true(json_object_get(m->usage, "counted")), "cost", u.cost);

@@ -160,8 +160,7 @@ static void enqueue(client_t *c, proto_msg_t *m) {
  * event we have is dropped, a gap in a turn's deltas is told first. */
 static void receive(client_t *c, proto_msg_t *m) {
   if (m->type == PROTO_DELTA && c->queued >= CLIENT_QUEUE_MAX) {
-    resume_dropped(c->resume, m);
-    proto_msg_destroy(&m);
+    proto_msg_destroy(&m); /* told as a gap: the next delta's seq, or the turn_done's count */
     return;
   }
   proto_msg_t *gap = NULL;

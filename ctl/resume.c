@@ -10,7 +10,7 @@
 
 struct resume {
   int64_t seq;  /* largest event seq seen */
-  json_t *turns; /* "turn" -> [attempt, last delta seq, deltas dropped here] */
+  json_t *turns; /* "turn" -> [attempt, last delta seq, deltas received, deltas already told missing] */
 };
 
 resume_t *resume_new(void) {
@@ -54,9 +54,13 @@ static json_t *turn_rec(resume_t *r, int64_t turn, int64_t attempt) {
     return rec;
   if (json_object_size(r->turns) >= RESUME_TURNS_MAX)
     json_object_clear(r->turns);
-  rec = json_pack("[I, i, i]", (json_int_t)attempt, 0, 0);
+  rec = json_pack("[I, i, i, i]", (json_int_t)attempt, 0, 0, 0);
   json_object_set_new(r->turns, key, rec);
   return rec;
+}
+
+static json_int_t at(const json_t *rec, size_t i) {
+  return json_integer_value(json_array_get(rec, i));
 }
 
 static bool on_event(resume_t *r, const proto_msg_t *m, proto_msg_t **gap_p) {
@@ -65,13 +69,16 @@ static bool on_event(resume_t *r, const proto_msg_t *m, proto_msg_t **gap_p) {
       return false; /* a replay we already have */
     r->seq = m->seq;
   }
-  if (!PROTO_HAS(m, turn) || (strcmp(m->kind, "turn_done") != 0 && strcmp(m->kind, "turn_failed") != 0))
+  if (!PROTO_HAS(m, turn) || strcmp(m->kind, "turn_done") != 0)
     return true;
+  /* The broker says how many deltas it forwarded: fewer got here, some were missed. */
+  json_t *sent = json_object_get(m->payload, "deltas");
+  json_t *rec = turn_rec(r, m->turn, json_integer_value(json_object_get(m->payload, "attempt")));
+  json_int_t missed = json_integer_value(sent) - at(rec, 2) - at(rec, 3);
+  if (json_is_integer(sent) && missed > 0)
+    *gap_p = gap_event(r, m->turn, missed);
   char key[24];
   snprintf(key, sizeof key, "%lld", (long long)m->turn);
-  json_int_t dropped = json_integer_value(json_array_get(json_object_get(r->turns, key), 2));
-  if (dropped > 0)
-    *gap_p = gap_event(r, m->turn, dropped);
   json_object_del(r->turns, key);
   return true;
 }
@@ -83,16 +90,13 @@ bool resume_accept(resume_t *self, const proto_msg_t *m, proto_msg_t **gap_p) {
   if (m->type != PROTO_DELTA)
     return true;
   json_t *rec = turn_rec(self, m->turn, m->attempt);
-  json_int_t last = json_integer_value(json_array_get(rec, 1));
-  if (m->seq > last + 1)
+  json_int_t last = at(rec, 1);
+  if (m->seq > last + 1) {
     *gap_p = gap_event(self, m->turn, m->seq - last - 1);
+    json_array_set_new(rec, 3, json_integer(at(rec, 3) + m->seq - last - 1));
+  }
   if (m->seq > last)
     json_array_set_new(rec, 1, json_integer(m->seq));
-  json_array_set_new(rec, 2, json_integer(0)); /* counted in the jump, if any */
+  json_array_set_new(rec, 2, json_integer(at(rec, 2) + 1));
   return true;
-}
-
-void resume_dropped(resume_t *self, const proto_msg_t *delta) {
-  json_t *rec = turn_rec(self, delta->turn, delta->attempt);
-  json_array_set_new(rec, 2, json_integer(json_integer_value(json_array_get(rec, 2)) + 1));
 }

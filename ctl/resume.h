@@ -5,9 +5,11 @@
  * resumes after a reconnect (client.c adds it as since), and an event at or
  * below it (a replay that overlaps) is a duplicate. Deltas carry their turn
  * attempt's own seq (1, 2, ...): a jump means deltas were lost on the way
- * (or dropped here, the client's queue being full), and a gap event is made
- * for the caller, as the broker sends one. A turn's turn_done carries its
- * whole answer, so the caller can show it whole.
+ * (or dropped here, the client's queue being full), and a turn_done that
+ * says the broker forwarded more deltas than arrived means the same (those at
+ * the end, or all, e.g. across a reconnect): then a gap event is made for the
+ * caller, as the broker sends one. A turn's turn_done carries its whole
+ * answer, so the caller can show it whole.
  */
 #ifndef CADRE_RESUME_H
 #define CADRE_RESUME_H
@@ -25,8 +27,6 @@ void resume_destroy(resume_t **self_p);
  * duplicate (drop it). *gap_p: NULL, or a gap event (caller owns) to hand out
  * before it, when deltas of its turn were missed. */
 bool resume_accept(resume_t *self, const proto_msg_t *m, proto_msg_t **gap_p);
-/* A delta dropped by the caller: told as a gap later (next delta or turn end). */
-void resume_dropped(resume_t *self, const proto_msg_t *delta);
 /* The largest event seq seen; 0: none yet. */
 int64_t resume_seq(const resume_t *self);
 
