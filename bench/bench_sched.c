@@ -6,9 +6,12 @@
  * every turn it is sent (turn_done), which lets the next queued turn start,
  * until all N are done. Reported per turn: the time to queue it (ask) and the
  * time to run the queue through (dispatch + done + the next dispatch), in
- * microseconds. Flat figures across N mean linear scheduling.
+ * microseconds. Flat figures across N mean linear scheduling. With --agents,
+ * the N turns are N sub-agents spawned from main (agents_spawn), at most
+ * max_concurrent_agents (5) running, each answering with a [SUMMARY].
  * See bench/README.md. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,13 +53,15 @@ static double now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+static const char SUMMARY[] = "Done.\n[SUMMARY]\nStatus: PASS\nKey Points:\n- ok\nRecommendation: none\n[/SUMMARY]";
+
 static void answer(fx_t *fx, peer_t *node, pending_t *q) {
   size_t i = q->head++;
   proto_msg_t *m = proto_msg_new(PROTO_TURN_DONE);
   proto_set_str(m, PROTO_F_session, q->session[i]);
   PROTO_SET(m, turn, q->turn[i]);
   PROTO_SET(m, attempt, q->attempt[i]);
-  proto_set_json(m, PROTO_F_message, json_pack("{s:s, s:s}", "role", "assistant", "content", "ok"));
+  proto_set_json(m, PROTO_F_message, json_pack("{s:s, s:s}", "role", "assistant", "content", SUMMARY));
   proto_set_json(m, PROTO_F_usage, json_pack("{s:i, s:i}", "prompt_tokens", 10, "completion_tokens", 5));
   proto_set_str(m, PROTO_F_finish_reason, "stop");
   sessions_on_done(fx->b, node, m);
@@ -64,7 +69,7 @@ static void answer(fx_t *fx, peer_t *node, pending_t *q) {
 }
 
 /* Queues n turns, then runs them all; writes microseconds per turn. */
-static int run(size_t n, double *queue_us, double *run_us) {
+static int run(size_t n, bool agents, double *queue_us, double *run_us) {
   pending_t q = {.cap = n + SLOTS};
   q.turn = calloc(q.cap, sizeof *q.turn);
   q.attempt = calloc(q.cap, sizeof *q.attempt);
@@ -73,13 +78,16 @@ static int run(size_t n, double *queue_us, double *run_us) {
   outbox_set_writer(fx->b, count_turns, &q);
   peer_t *node = fx_node(fx, "n1", SLOTS);
   free(node->models);
-  node->models = json_pack("[s]", "big");
+  node->models = json_pack("[s, s]", "big", "small");
   char session[32], err[256];
   double t0 = now_s();
   for (size_t i = 0; i < n; i++) {
     snprintf(session, sizeof session, "s%zu", i);
-    if (sessions_ask(fx->b, session, "hello", err, sizeof err) < 0) {
-      fprintf(stderr, "ask: %s\n", err);
+    int rc = agents ? agents_spawn(fx->b, "reviewer", false, "look", "main", NULL, session, sizeof session, err,
+                                   sizeof err)
+                    : (int)sessions_ask(fx->b, session, "hello", err, sizeof err);
+    if (rc < 0) {
+      fprintf(stderr, "%s: %s\n", agents ? "spawn" : "ask", err);
       return -1;
     }
   }
@@ -100,17 +108,22 @@ static int run(size_t n, double *queue_us, double *run_us) {
 }
 
 int main(int argc, char **argv) {
-  size_t sizes[16] = {100, 1000, 10000}, n_sizes = 3;
-  if (argc > 1) {
-    n_sizes = 0;
-    for (int i = 1; i < argc && n_sizes < 16; i++)
+  size_t sizes[16] = {100, 1000, 10000}, n_sizes = 0;
+  bool agents = false;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--agents") == 0)
+      agents = true;
+    else if (n_sizes < 16)
       sizes[n_sizes++] = strtoul(argv[i], NULL, 10);
   }
+  if (n_sizes == 0)
+    n_sizes = 3;
   log_setup("cadre-bench-sched", false, LOG_ERROR);
-  printf("queued turns  queue us/turn  run us/turn  total s\n");
+  printf("%s\nqueued turns  queue us/turn  run us/turn  total s\n",
+         agents ? "sub-agents spawned from main (5 at a time)" : "asks in as many sessions");
   for (size_t i = 0; i < n_sizes; i++) {
     double qu = 0, ru = 0;
-    if (sizes[i] == 0 || run(sizes[i], &qu, &ru) < 0)
+    if (sizes[i] == 0 || run(sizes[i], agents, &qu, &ru) < 0)
       return 1;
     printf("%12zu  %13.1f  %11.1f  %7.2f\n", sizes[i], qu, ru, (qu + ru) * (double)sizes[i] / 1e6);
     fflush(stdout);

@@ -105,14 +105,19 @@ static int running_subagents(broker_t *b) {
 }
 
 void agents_admit(broker_t *b) {
-  json_t *queued = store_queued_agents(b->store);
+  int max = b->opts.config->max_concurrent_agents;
+  if (running_subagents(b) >= max)
+    return;
+  /* Of the oldest max queued, at most the running ones already have a turn:
+   * the rest fill the room left (so the cost does not grow with the queue). */
+  json_t *queued = store_queued_agents(b->store, max);
   size_t i;
   json_t *v;
   json_array_foreach(queued, i, v) {
     const char *id = json_string_value(v);
     if (active_turn(b, id))
       continue;
-    if (running_subagents(b) >= b->opts.config->max_concurrent_agents)
+    if (running_subagents(b) >= max)
       break;
     sessions_queue_turn(b, id, 0);
   }

@@ -858,12 +858,13 @@ int store_next_number(store_t *self, const char *role) {
   return next;
 }
 
-json_t *store_queued_agents(store_t *self) {
+json_t *store_queued_agents(store_t *self, int limit) {
   json_t *out = json_array();
   sqlite3_stmt *st = prep(self, "SELECT id FROM sessions WHERE status = 'queued' AND parent IS NOT NULL"
-                                " ORDER BY created_ms, rowid");
+                                " ORDER BY created_ms, rowid LIMIT ?");
   if (!st)
     return out;
+  sqlite3_bind_int(st, 1, limit);
   while (sqlite3_step(st) == SQLITE_ROW)
     json_array_append_new(out, json_string(col_text(st, 0)));
   sqlite3_finalize(st);

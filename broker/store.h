@@ -140,8 +140,8 @@ int store_session_summary(store_t *self, const char *id, const json_t *summary);
 int store_session_flag(store_t *self, const char *id, const char *flag, int value);
 /* The next free N for an id "<role>-N". */
 int store_next_number(store_t *self, const char *role);
-/* Ids of sub-agents waiting for admission, oldest first. Caller owns. */
-json_t *store_queued_agents(store_t *self);
+/* Ids of sub-agents waiting for admission, oldest first, at most limit. Caller owns. */
+json_t *store_queued_agents(store_t *self, int limit);
 /* Sets a session's messages aside (reset); returns how many, or -1. */
 int store_clear(store_t *self, const char *session);
 /* Keyword spawn proposals waiting for the user's confirmation. */

@@ -103,17 +103,24 @@ static void test_many_turns_found(void **state) {
   fx_destroy(&fx);
 }
 
-/* With every slot taken, a new turn whose model no node serves is still
- * looked at (it is told it waits), and one behind it is not dispatched. */
-static void test_full_nodes_still_warn(void **state) {
-  (void)state;
-  fx_t *fx = fx_new(NULL);
+/* A node of one slot serving main's model, a controller, and main's turn on the node. */
+static peer_t *one_turn_running(fx_t *fx) {
   peer_t *n = fx_node(fx, "n1", 1);
   free(n->models);
   n->models = json_pack("[s]", "big");
   fx_controller(fx, "c1");
   char err[256];
   assert_true(sessions_ask(fx->b, "main", "one", err, sizeof err) > 0);
+  return n;
+}
+
+/* With every slot taken, a new turn whose model no node serves is still
+ * looked at (it is told it waits), and one behind it is not dispatched. */
+static void test_full_nodes_still_warn(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  peer_t *n = one_turn_running(fx);
+  char err[256];
   assert_int_equal(fx_count(fx, PROTO_TURN, NULL), 1);
   char id[64];
   assert_int_equal(agents_spawn(fx->b, "reviewer", false, "look", "main", NULL, id, sizeof id, err, sizeof err), 0);
@@ -133,12 +140,7 @@ static void test_full_nodes_still_warn(void **state) {
 static void test_requeued_turn_warned(void **state) {
   (void)state;
   fx_t *fx = fx_new(NULL);
-  peer_t *n = fx_node(fx, "n1", 1);
-  free(n->models);
-  n->models = json_pack("[s]", "big");
-  fx_controller(fx, "c1");
-  char err[256];
-  assert_true(sessions_ask(fx->b, "main", "one", err, sizeof err) > 0);
+  peer_t *n = one_turn_running(fx);
   assert_int_equal(fx_count(fx, PROTO_EVENT, "turn_waiting"), 0);
   peer_remove(fx->b, n, "test");
   sessions_schedule(fx->b);
