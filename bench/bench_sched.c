@@ -77,7 +77,7 @@ static int run(size_t n, bool agents, double *queue_us, double *run_us) {
   fx_t *fx = fx_new(NULL);
   outbox_set_writer(fx->b, count_turns, &q);
   peer_t *node = fx_node(fx, "n1", SLOTS);
-  free(node->models);
+  json_decref(node->models);
   node->models = json_pack("[s, s]", "big", "small");
   char session[32], err[256];
   double t0 = now_s();

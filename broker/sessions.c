@@ -747,8 +747,9 @@ void sessions_schedule(broker_t *b) {
   for (;;) {
     if (walk_all(b)) {
       bool changed = false;
-      for (turn_t *t = b->heads; t && !changed; t = t->hnext)
-        changed = consider(b, t);
+      for (turn_t *t = b->heads; t; t = t->hnext)
+        if ((changed = consider(b, t)))
+          break; /* t may be gone */
       if (!changed) {
         turns_recheck_clear(b); /* every head was looked at */
         return;

@@ -106,7 +106,7 @@ static void test_many_turns_found(void **state) {
 /* A node of one slot serving main's model, a controller, and main's turn on the node. */
 static peer_t *one_turn_running(fx_t *fx) {
   peer_t *n = fx_node(fx, "n1", 1);
-  free(n->models);
+  json_decref(n->models);
   n->models = json_pack("[s]", "big");
   fx_controller(fx, "c1");
   char err[256];
