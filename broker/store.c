@@ -842,7 +842,8 @@ int store_session_flag(store_t *self, const char *id, const char *flag, int valu
   return -1;
 }
 
-int store_next_number(store_t *self, const char *role) {
+/* The scan of every session of the role: once per role, then meta's counter. */
+static int scan_next_number(store_t *self, const char *role) {
   sqlite3_stmt *st = prep(self, "SELECT id FROM sessions WHERE role = ?");
   int next = 1;
   if (!st)
@@ -855,6 +856,24 @@ int store_next_number(store_t *self, const char *role) {
       next = atoi(id + rl + 1) + 1;
   }
   sqlite3_finalize(st);
+  return next;
+}
+
+int store_next_number(store_t *self, const char *role) {
+  char key[160], val[32];
+  snprintf(key, sizeof key, "next_number:%s", role);
+  int next = store_meta_get(self, key, val, sizeof val) == 0 ? atoi(val) : 0;
+  if (next < 1)
+    next = scan_next_number(self, role);
+  for (;;) { /* an id made some other way is never taken twice */
+    snprintf(key, sizeof key, "%s-%d", role, next);
+    if (!store_session_exists(self, key))
+      break;
+    next++;
+  }
+  snprintf(key, sizeof key, "next_number:%s", role);
+  snprintf(val, sizeof val, "%d", next + 1);
+  store_meta_set(self, key, val);
   return next;
 }
 

@@ -168,6 +168,21 @@ static void test_status_names_round_trip(void **state) {
   }
 }
 
+/* Numbers for "<role>-N" ids: from the sessions the first time (an older
+ * state), then a counter; an id that exists already is never given. */
+static void test_next_numbers(void **state) {
+  (void)state;
+  store_t *s = open_mem();
+  store_session_ensure(s, "main", "main", "main_agent");
+  assert_int_equal(store_session_create(s, "reviewer-4", "reviewer", "reviewer_agent", "main", "t", 1, NULL), 0);
+  assert_int_equal(store_next_number(s, "reviewer"), 5);
+  assert_int_equal(store_next_number(s, "reviewer"), 6);
+  assert_int_equal(store_next_number(s, "tester"), 1);
+  assert_int_equal(store_session_create(s, "reviewer-7", "reviewer", "reviewer_agent", "main", "t", 1, NULL), 0);
+  assert_int_equal(store_next_number(s, "reviewer"), 8);
+  store_close(&s);
+}
+
 static void test_row_of_an_absent_session_is_untouched(void **state) {
   (void)state;
   store_t *s = open_mem();
@@ -338,6 +353,7 @@ int main(void) {
       cmocka_unit_test(test_children_refer_to_the_parent_instead_of_copying),
       cmocka_unit_test(test_status_names_round_trip),
       cmocka_unit_test(test_row_of_an_absent_session_is_untouched),
+      cmocka_unit_test(test_next_numbers),
       cmocka_unit_test(test_counts_follow_appends_and_resets),
       cmocka_unit_test(test_listings_show_every_change),
       cmocka_unit_test(test_failed_turns_are_not_sent_again),
