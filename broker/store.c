@@ -67,6 +67,8 @@ static const char *upgrade =
     "  BEGIN UPDATE sessions SET rev = OLD.rev + 1 WHERE rowid = NEW.rowid; END;"
     "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent);"
     "CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);"
+    /* Admission reads the oldest few queued sub-agents: in index order, no sort of them all. */
+    "CREATE INDEX IF NOT EXISTS sessions_queue ON sessions(status, created_ms);"
     "CREATE INDEX IF NOT EXISTS turns_session ON turns(session);"
     "CREATE INDEX IF NOT EXISTS turns_status ON turns(status);"
     "UPDATE messages SET plain = (json_extract(body, '$.role') IN ('user', 'assistant')"
