@@ -69,6 +69,19 @@ static bool on_event(resume_t *r, const proto_msg_t *m, proto_msg_t **gap_p) {
       return false; /* a replay we already have */
     r->seq = m->seq;
   }
+  if (strcmp(m->kind, "gap") == 0) {
+    /* The broker told of these turns: not told again at their turn_done. */
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(m->payload, "turns"), i, t) {
+      char key[24];
+      snprintf(key, sizeof key, "%lld", (long long)json_integer_value(t));
+      json_t *rec = json_object_get(r->turns, key);
+      if (rec)
+        json_array_set_new(rec, 3, json_integer(INT32_MAX));
+    }
+    return true;
+  }
   if (!PROTO_HAS(m, turn) || strcmp(m->kind, "turn_done") != 0)
     return true;
   /* The broker says how many deltas it forwarded: fewer got here, some were missed. */

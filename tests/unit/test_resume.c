@@ -17,6 +17,7 @@
  *   eN       event seq N (turn_started of turn 1)
  *   dT.A.S   delta of turn T, attempt A, seq S
  *   xT.A.S   the same delta, dropped by the client (queue full): not seen
+ *   gT       a gap event from the broker naming turn T
  *   fT.A.D   turn_done of turn T, attempt A, the broker forwarded D deltas
  *            (fT.A: no count, as from an older broker); its seq: the next
  *            after the largest seen
@@ -45,12 +46,20 @@ static const resume_case_t cases[] = {
     {"none of a turn's deltas seen (a reconnect): told at turn_done", "e1 f2.1.5", "e1 g(2,5) f2.1.5", 2},
     {"only the last attempt's deltas count", "d1.1.1 d1.1.2 d1.2.1 f1.2.1", "d1.1.1 d1.1.2 d1.2.1 f1.2.1", 1},
     {"a turn_done without a count: nothing to compare", "d1.1.1 f1.1", "d1.1.1 f1.1", 1},
+    {"a gap the broker told is not told again", "d1.1.1 g1 f1.1.9", "d1.1.1 g1 f1.1.9", 1},
+    {"a broker's gap for another turn changes nothing", "d1.1.1 g2 f1.1.3", "d1.1.1 g2 g(1,2) f1.1.3", 1},
 };
 
 static proto_msg_t *make(const char *tok, int64_t *last) {
   long long t = 0, a = 0, s = 0;
   proto_msg_t *m = NULL;
-  if (tok[0] == 'e' || tok[0] == 'f') {
+  if (tok[0] == 'g') {
+    m = proto_msg_new(PROTO_EVENT);
+    proto_set_str(m, PROTO_F_kind, "gap");
+    sscanf(tok + 1, "%lld", &t);
+    proto_set_json(m, PROTO_F_payload, json_pack("{s:i, s:i, s:i, s:[I]}", "from", 1, "to", 1, "count", 0, "turns",
+                                                 (json_int_t)t));
+  } else if (tok[0] == 'e' || tok[0] == 'f') {
     m = proto_msg_new(PROTO_EVENT);
     proto_set_str(m, PROTO_F_kind, tok[0] == 'e' ? "turn_started" : "turn_done");
     long long d = -1;
