@@ -83,9 +83,9 @@ static int run(size_t n, bool agents, double *queue_us, double *run_us) {
   double t0 = now_s();
   for (size_t i = 0; i < n; i++) {
     snprintf(session, sizeof session, "s%zu", i);
-    int rc = agents ? agents_spawn(fx->b, "reviewer", false, "look", "main", NULL, session, sizeof session, err,
-                                   sizeof err)
-                    : (int)sessions_ask(fx->b, session, "hello", err, sizeof err);
+    int rc =
+        agents ? agents_spawn(fx->b, "reviewer", false, "look", "main", NULL, session, sizeof session, err, sizeof err)
+               : (int)sessions_ask(fx->b, session, "hello", err, sizeof err);
     if (rc < 0) {
       fprintf(stderr, "%s: %s\n", agents ? "spawn" : "ask", err);
       return -1;

@@ -132,14 +132,14 @@ struct broker {
   int64_t next_msg_id;
   int64_t event_seq;
   peer_t *peers;
-  turn_t *turns;              /* queued and running, in arrival order (turns.c keeps the indexes below) */
+  turn_t *turns; /* queued and running, in arrival order (turns.c keeps the indexes below) */
   turn_t *turns_tail;
-  turn_t *turn_ids;                    /* uthash: every turn by id */
-  struct turn_session *turn_sessions;  /* uthash: each session's turns in order */
-  turn_t *heads, *heads_tail;          /* each session's first turn, in id order */
-  turn_t *recheck, *recheck_tail;      /* heads that scheduling has not looked at since they became one */
-  int n_sub_sessions;                  /* sessions in turn_sessions that are sub-agents */
-  struct workflow *workflows; /* every workflow, oldest first (workflow.c) */
+  turn_t *turn_ids;                   /* uthash: every turn by id */
+  struct turn_session *turn_sessions; /* uthash: each session's turns in order */
+  turn_t *heads, *heads_tail;         /* each session's first turn, in id order */
+  turn_t *recheck, *recheck_tail;     /* heads that scheduling has not looked at since they became one */
+  int n_sub_sessions;                 /* sessions in turn_sessions that are sub-agents */
+  struct workflow *workflows;         /* every workflow, oldest first (workflow.c) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
   size_t turn_budget; /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */

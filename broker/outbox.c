@@ -190,8 +190,8 @@ void broker_forward(broker_t *b, const char *session, size_t session_len, int64_
 
 /* Tells one controller what it missed and will not get (a gap event, no seq). */
 static int send_gap(broker_t *b, peer_t *p, int64_t from, int64_t to, int64_t count) {
-  json_t *payload = json_pack("{s:I, s:I, s:I}", "from", (json_int_t)from, "to", (json_int_t)to, "count",
-                              (json_int_t)count);
+  json_t *payload =
+      json_pack("{s:I, s:I, s:I}", "from", (json_int_t)from, "to", (json_int_t)to, "count", (json_int_t)count);
   if (p->missed_deltas > 0) {
     json_object_set_new(payload, "deltas", json_integer(p->missed_deltas));
     json_object_set(payload, "turns", p->missed_turns ? p->missed_turns : json_array());

@@ -870,10 +870,10 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
       json_pack("{s:O, s:I, s:s, s:s, s:s, s:s, s:i, s:I, s:I, s:{s:I, s:I, s:I, s:b, s:f}}", "message", message,
                 "added", (json_int_t)json_array_size(added), "thinking", m->thinking ? m->thinking : "",
                 "finish_reason", m->finish_reason ? m->finish_reason : "", "node", from->name, "model", p->model,
-                "attempt", t->attempt, "elapsed_ms", (json_int_t)m->elapsed_ms, "deltas", (json_int_t)t->deltas, "usage", "prompt_tokens", (json_int_t)u.prompt_tokens,
-                "completion_tokens", (json_int_t)u.completion_tokens, "total_tokens",
-                (json_int_t)(u.prompt_tokens + u.completion_tokens), "counted",
-                json_is_true(json_object_get(m->usage, "counted")), "cost", u.cost);
+                "attempt", t->attempt, "elapsed_ms", (json_int_t)m->elapsed_ms, "deltas", (json_int_t)t->deltas,
+                "usage", "prompt_tokens", (json_int_t)u.prompt_tokens, "completion_tokens",
+                (json_int_t)u.completion_tokens, "total_tokens", (json_int_t)(u.prompt_tokens + u.completion_tokens),
+                "counted", json_is_true(json_object_get(m->usage, "counted")), "cost", u.cost);
   json_decref(message);
   log_info("turn %lld (%s) done on %s: %lld+%lld tokens", (long long)t->id, t->session, from->name,
            (long long)u.prompt_tokens, (long long)u.completion_tokens);

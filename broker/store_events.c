@@ -12,7 +12,8 @@
 
 #include "store.h"
 
-static const char *schema = "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, session TEXT, frame BLOB NOT NULL);";
+static const char *schema =
+    "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, session TEXT, frame BLOB NOT NULL);";
 
 int store_events_init(store_t *self) {
   return sqlite3_exec(store_sqlite(self), schema, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;

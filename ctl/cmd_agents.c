@@ -210,8 +210,8 @@ int cmd_watch(ctl_t *ctl, int argc, char **argv) {
     char *end = NULL;
     if (strcmp(argv[i], "--json") == 0 || strcmp(argv[i], "-j") == 0) {
       ctl->json = true, ctl->color = false;
-    } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc && (since = strtoll(argv[++i], &end, 10)) >= 0 &&
-               end && !*end && end != argv[i]) {
+    } else if (strcmp(argv[i], "--since") == 0 && i + 1 < argc && (since = strtoll(argv[++i], &end, 10)) >= 0 && end &&
+               !*end && end != argv[i]) {
       continue;
     } else {
       ctl_error(ctl, "usage: cadre watch [--json] [--since SEQ]   (SEQ: the last event seq seen; what came after "

@@ -33,6 +33,7 @@ typedef struct {
   bool at_line_start;
   bool delegated; /* the turn ended in tool calls: follow the continuation */
   bool yes;       /* --yes: tool calls run without asking */
+  bool gapped;    /* some of the answer's deltas were missed: it is printed whole at the end */
   int64_t started;
 } ask_t;
 
@@ -165,7 +166,13 @@ static int on_done(ask_t *a, const json_t *p) {
     json_event("done", o);
     return 0;
   }
-  if (!a->printed) { /* nothing streamed (e.g. stream:false, or we reconnected late) */
+  if (a->gapped && a->printed) {
+    end_line(a);
+    fprintf(stderr, "%s[cadre: some of the stream was missed; the whole answer follows]%s\n", a->ctl->color ? DIM : "",
+            a->ctl->color ? RESET : "");
+    a->printed = false;
+  }
+  if (!a->printed) { /* nothing streamed (e.g. stream:false, or we reconnected late), or not all of it */
     const char *content = jx_str(jx_obj(p, "message"), "content", NULL);
     if (a->in_thinking && a->ctl->color)
       fputs(RESET, stdout);
@@ -239,8 +246,23 @@ static int on_delegation_event(ask_t *a, const proto_msg_t *m) {
 }
 
 /* Handles an event; returns -1 to keep waiting or the exit status. */
+/* A gap event that names our turn: deltas of it were missed. */
+static bool on_gap(ask_t *a, const proto_msg_t *m) {
+  if (strcmp(m->kind, "gap") != 0)
+    return false;
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(m->payload, "turns"), i, t) {
+    a->gapped |= json_integer_value(t) == a->turn;
+  }
+  if (a->ctl->json && a->gapped)
+    json_event("gap", json_deep_copy(m->payload));
+  return true;
+}
+
 static int on_event(ask_t *a, const proto_msg_t *m) {
-  if (on_delegation_event(a, m) || (a->ctl->json && strcmp(m->kind, "turn_started") == 0 && a->delegated))
+  if (on_gap(a, m) || on_delegation_event(a, m) ||
+      (a->ctl->json && strcmp(m->kind, "turn_started") == 0 && a->delegated))
     return -1;
   if (!PROTO_HAS(m, turn) || m->turn != a->turn)
     return -1;

@@ -5,11 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 #define RESUME_TURNS_MAX 4096 /* turns followed at once; past it, forgotten (a gap may go unseen, never a dup) */
 
 struct resume {
-  int64_t seq;  /* largest event seq seen */
+  int64_t seq;   /* largest event seq seen */
   json_t *turns; /* "turn" -> [attempt, last delta seq, deltas received, deltas already told missing] */
 };
 

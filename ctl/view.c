@@ -17,8 +17,8 @@
 struct view {
   out_t *out;
   bool stream, thinking;
-  json_t *turns; /* session -> {turn, attempt, text: something was drawn} */
-  json_t *shown; /* agent id -> the status last shown (the broker may say it more than once) */
+  json_t *turns;  /* session -> {turn, attempt, text: something was drawn} */
+  json_t *shown;  /* agent id -> the status last shown (the broker may say it more than once) */
   json_t *gapped; /* turn id -> true: some of its deltas were missed; its answer is drawn whole */
 };
 
@@ -160,8 +160,8 @@ static void on_turn_done(view_t *v, const proto_msg_t *m, const json_t *p) {
   json_object_del(v->gapped, key);
   if (gapped)
     out_agent_line(v->out, m->session, OUT_DIM, "(some of this answer's stream was missed; here it is whole)");
-  bool streamed = !gapped && jx_int(r, "turn", 0) == m->turn && jx_bool(r, "text", false) &&
-                  (v->stream || !is_main(m->session));
+  bool streamed =
+      !gapped && jx_int(r, "turn", 0) == m->turn && jx_bool(r, "text", false) && (v->stream || !is_main(m->session));
   out_end_line(v->out, m->session);
   draw_answer(v, m->session, p, streamed);
   json_object_del(v->turns, m->session);
@@ -216,9 +216,8 @@ static void on_gap(view_t *v, const json_t *p) {
       json_object_set_new(v->gapped, key, json_true());
   }
   if (jx_int(p, "count", 0) > 0)
-    out_printf(v->out, "%s· missed %lld events (%lld to %lld), older than the broker keeps%s",
-               dim, (long long)jx_int(p, "count", 0), (long long)jx_int(p, "from", 0), (long long)jx_int(p, "to", 0),
-               reset);
+    out_printf(v->out, "%s· missed %lld events (%lld to %lld), older than the broker keeps%s", dim,
+               (long long)jx_int(p, "count", 0), (long long)jx_int(p, "from", 0), (long long)jx_int(p, "to", 0), reset);
   if (jx_int(p, "deltas", 0) > 0)
     out_printf(v->out, "%s· missed %lld streamed pieces; the answers they belong to are shown whole%s", dim,
                (long long)jx_int(p, "deltas", 0), reset);

@@ -60,9 +60,9 @@ static void got_text(const fx_t *fx, const peer_t *c, char *out, size_t len) {
     if (m->type == PROTO_DELTA)
       n += (size_t)snprintf(out + n, len - n, "%sd", sep);
     else if (m->type == PROTO_EVENT && strcmp(m->kind, "gap") == 0)
-      n += (size_t)snprintf(out + n, len - n, "%sg(%lld,%lld,%lld,%lld)", sep, (long long)jx_int(m->payload, "from", -1),
-                            (long long)jx_int(m->payload, "to", -1), (long long)jx_int(m->payload, "count", -1),
-                            (long long)jx_int(m->payload, "deltas", 0));
+      n += (size_t)snprintf(out + n, len - n, "%sg(%lld,%lld,%lld,%lld)", sep,
+                            (long long)jx_int(m->payload, "from", -1), (long long)jx_int(m->payload, "to", -1),
+                            (long long)jx_int(m->payload, "count", -1), (long long)jx_int(m->payload, "deltas", 0));
     else if (m->type == PROTO_EVENT)
       n += (size_t)snprintf(out + n, len - n, "%se%lld", sep, (long long)m->seq);
   }

@@ -57,8 +57,8 @@ static proto_msg_t *make(const char *tok, int64_t *last) {
     m = proto_msg_new(PROTO_EVENT);
     proto_set_str(m, PROTO_F_kind, "gap");
     sscanf(tok + 1, "%lld", &t);
-    proto_set_json(m, PROTO_F_payload, json_pack("{s:i, s:i, s:i, s:[I]}", "from", 1, "to", 1, "count", 0, "turns",
-                                                 (json_int_t)t));
+    proto_set_json(m, PROTO_F_payload,
+                   json_pack("{s:i, s:i, s:i, s:[I]}", "from", 1, "to", 1, "count", 0, "turns", (json_int_t)t));
   } else if (tok[0] == 'e' || tok[0] == 'f') {
     m = proto_msg_new(PROTO_EVENT);
     proto_set_str(m, PROTO_F_kind, tok[0] == 'e' ? "turn_started" : "turn_done");
