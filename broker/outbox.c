@@ -99,14 +99,13 @@ bool outbox_watches(const peer_t *p, const char *session, size_t session_len) {
 
 /* A controller's queue is full: from now on it catches up from the log,
  * starting after cursor. */
-static void fall_behind(broker_t *b, peer_t *p, int64_t cursor) {
+static void fall_behind(peer_t *p, int64_t cursor) {
   if (p->behind)
     return;
   p->behind = true;
   p->cursor = p->behind_from = cursor;
   p->next_try = util_now_ms() + OUTBOX_RETRY_MS;
   log_warn("controller %s cannot keep up (its queue is full); it gets the events it misses from the log", label(p));
-  (void)b;
 }
 
 static void missed_delta(peer_t *p, int64_t turn) {
@@ -134,7 +133,7 @@ static void write_watchers(broker_t *b, const char *session, size_t session_len,
     if (!outbox_watches(p, session, session_len))
       continue;
     if (!p->behind && write_peer(b, p, data, len) == -EAGAIN)
-      fall_behind(b, p, seq > 0 ? seq - 1 : b->event_seq);
+      fall_behind(p, seq > 0 ? seq - 1 : b->event_seq);
     if (p->behind && seq == 0)
       missed_delta(p, turn);
   }
