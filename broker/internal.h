@@ -74,11 +74,11 @@ typedef struct turn {
   int send_failures;    /* sends in a row that did not reach a node */
   int64_t approval_seq; /* the approval the node waits for (its call's tool: approval_tool) */
   char approval_tool[64];
-  int64_t compact_upto;   /* on a node: a summary of the session's messages up to this seq (not the turn) */
-  bool compact_failed;    /* that summary could not be had: the turn trims instead */
-  bool context_retried;   /* sent once more after a node found it did not fit the model's context */
-  int64_t first_delta_at; /* monotonic ms of this attempt's first delta; 0: none yet */
-  int64_t deltas;         /* deltas of this attempt forwarded to the watchers (turn_done says how many) */
+  int64_t compact_upto;       /* on a node: a summary of the session's messages up to this seq (not the turn) */
+  bool compact_failed;        /* that summary could not be had: the turn trims instead */
+  bool context_retried;       /* sent once more after a node found it did not fit the model's context */
+  int64_t first_delta_at;     /* monotonic ms of this attempt's first delta; 0: none yet */
+  int64_t deltas;             /* deltas of this attempt forwarded to the watchers (turn_done says how many) */
   struct turn *next, *prev;   /* every turn, in arrival order (b->turns) */
   struct turn *snext;         /* the next turn of the same session (turns.c) */
   struct turn *hnext, *hprev; /* the first turns of sessions, in id order (b->heads) */

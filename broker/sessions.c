@@ -967,8 +967,8 @@ void sessions_node_lost(broker_t *b, peer_t *node) {
 
 /* The first queued or running turn of session's request. */
 static turn_t *request_turn(broker_t *b, const char *session, int64_t request) {
-  for (turn_t *t = b->turns; t; t = t->next)
-    if (t->request == request && strcmp(t->session, session) == 0)
+  for (turn_t *t = turns_session_first(b, session); t; t = t->snext)
+    if (t->request == request)
       return t;
   return NULL;
 }
@@ -980,8 +980,8 @@ static int64_t request_of_ended(broker_t *b, int64_t id, char *session) {
   if (store_turn_session(b->store, id, session, OUTBOX_SESSION_MAX + 1) < 0)
     return 0;
   int64_t request = 0; /* the latest request of the session that started at or before id */
-  for (turn_t *t = b->turns; t; t = t->next)
-    if (strcmp(t->session, session) == 0 && t->request <= id && t->request > request)
+  for (turn_t *t = turns_session_first(b, session); t; t = t->snext)
+    if (t->request <= id && t->request > request)
       request = t->request;
   const json_t *rec = jx_obj(b->requests, session);
   int64_t r = jx_int(rec, "request", 0);
@@ -1020,9 +1020,8 @@ int sessions_cancel(broker_t *b, int64_t id, const char *why) {
 int sessions_cancel_all(broker_t *b, const char *session, const char *why, json_t *ids) {
   sessions_close_requests(b, session);
   json_t *live = json_array();
-  for (turn_t *t = b->turns; t; t = t->next)
-    if (!session || strcmp(t->session, session) == 0)
-      json_array_append_new(live, json_integer(t->id));
+  for (turn_t *t = session ? turns_session_first(b, session) : b->turns; t; t = session ? t->snext : t->next)
+    json_array_append_new(live, json_integer(t->id));
   int n = 0;
   size_t i;
   json_t *v;
