@@ -103,9 +103,11 @@ class Events(unittest.TestCase):
         return self.c.cadre_bg("--json", "ask", "--session", session, text)
 
     def test_stopped_watcher_gets_every_turn_done(self):
-        # Long heartbeats: the stopped watcher stays registered, so its queue fills
-        # past the high-water mark (not a reconnect: that is the test below).
-        self.c = Cluster(nodes=(("n1", 3),), heartbeat_ms=5000)
+        # Long heartbeats: the stopped watcher stays registered (it is dropped only
+        # after 3.5 of them, 105 s, longer than the streams take even under ASan on
+        # a loaded machine), so its queue fills past the high-water mark (not a
+        # reconnect: that is the test below).
+        self.c = Cluster(nodes=(("n1", 3),), heartbeat_ms=30000)
         pieces = 60000
         answers = {}
         script = []
