@@ -55,12 +55,16 @@ static proto_msg_t *node_hello(agentd_t *d) {
   return m;
 }
 
-/* Our heartbeats say how many slots are busy (and finished jobs are reaped then). */
+/* Our heartbeats say how many slots are busy (and finished jobs are reaped
+ * then), whether we drain, and which workflow steps we hold: a broker that
+ * restarted, or lost us for a while, learns from them which steps still run
+ * here. */
 static void fill_heartbeat(proto_msg_t *hb, void *arg) {
   agentd_t *d = arg;
   PROTO_SET(hb, busy, jobq_reap(&d->q));
   if (d->drain_started)
     PROTO_SET(hb, draining, true);
+  proto_set_json(hb, PROTO_F_steps, jobq_held_steps(&d->q));
 }
 
 /* SIGTERM: the broker hears at once that we take no new work. */
@@ -240,17 +244,23 @@ static void on_step_cancel(agentd_t *d, const proto_msg_t *m) {
            (long long)m->step, (long long)m->attempt, rc >= 0 ? "" : " for a step not running here (ignored)");
 }
 
+/* Sends a held step result again (the link stamps a new id). */
+static void send_again(proto_msg_t *m, void *arg) {
+  send_msg(arg, m);
+}
+
 /* step_run: queued for a slot worker; takes over *mp. A repeat of a step that
- * is still queued or running here is ignored. */
+ * is here already is not run again: its checkpoint, or its result, goes again. */
 static void on_step_run(agentd_t *d, proto_msg_t **mp) {
   proto_msg_t *m = *mp;
   if (json_is_true(json_object_get(m->payload, "cancel"))) {
     on_step_cancel(d, m);
     return;
   }
-  if (jobq_has_step(&d->q, m)) {
-    log_warn("workflow %lld step %lld (attempt %lld) is already here; ignored the repeat", (long long)m->workflow,
-             (long long)m->step, (long long)m->attempt);
+  int here = jobq_repeat_step(&d->q, m, send_again, d);
+  if (here) {
+    log_warn("workflow %lld step %lld (attempt %lld) is already here (%s); not run again", (long long)m->workflow,
+             (long long)m->step, (long long)m->attempt, here == 1 ? "running" : "finished");
     return;
   }
   job_t *j = calloc(1, sizeof *j);
@@ -287,6 +297,7 @@ static void on_broker(agentd_t *d, proto_msg_t *m) {
   case PROTO_APPROVAL_REPLY: jobq_answer_approval(&d->q, m); break;
   case PROTO_STEP_RUN: on_step_run(d, &m); break;
   case PROTO_CHECKPOINT_ACK: on_checkpoint_ack(d, m); break;
+  case PROTO_STEP_ACK: jobq_step_acked(&d->q, m); break;
   case PROTO_RESTORE: on_restore(d, &m); break;
   case PROTO_BYE: log_info("broker says bye (%s); will reconnect", m->detail ? m->detail : ""); break;
   case PROTO_ERROR: log_warn("broker error: %s: %s", m->code, m->detail); break;
@@ -320,7 +331,7 @@ static int serve_link(agentd_t *d) {
                 "re-reads it by itself): %s node %s",
                 d->opts.broker, proto_link_public_key(d->link), d->opts.name);
     else if (ev == PROTO_LINK_CONNECTED || ev == PROTO_LINK_RECONNECTED)
-      log_info("registered with broker %s as %s (epoch %s%s%s)", d->opts.broker, d->opts.name,
+      jobq_relinked(&d->q, send_again, d), log_info("registered with broker %s as %s (epoch %s%s%s)", d->opts.broker, d->opts.name,
                proto_link_epoch(d->link), ev == PROTO_LINK_RECONNECTED ? "; again after: " : "",
                ev == PROTO_LINK_RECONNECTED ? proto_link_why(d->link) : "");
     else

@@ -20,6 +20,7 @@ void job_free(job_t *j) {
   json_decref(j->messages);
   json_decref(j->tools);
   proto_msg_destroy(&j->msg);
+  proto_msg_destroy(&j->result);
   free(j);
 }
 
@@ -72,12 +73,26 @@ void jobq_finish(jobq_t *q, job_t *j) {
   pthread_mutex_unlock(&q->lock);
 }
 
+/* Lock held: true when a finished job still holds a result for the broker. */
+static bool holds_result(const job_t *j) {
+  return j->kind == JOB_STEP && j->finished && j->result && !j->acked;
+}
+
 int jobq_reap(jobq_t *q) {
   int busy = 0;
+  size_t held = 0;
   pthread_mutex_lock(&q->lock);
+  for (job_t *j = q->jobs; j; j = j->next)
+    held += holds_result(j);
   for (job_t **pp = &q->jobs; *pp;) {
     job_t *j = *pp;
-    if (j->finished) {
+    bool keep = holds_result(j) && held <= JOBQ_HELD_MAX;
+    if (holds_result(j) && !keep) {
+      held--; /* the oldest held results go first */
+      log_warn("workflow %lld step %lld: %d results wait for the broker; this one is dropped",
+               (long long)j->msg->workflow, (long long)j->msg->step, JOBQ_HELD_MAX);
+    }
+    if (j->finished && !keep) {
       *pp = j->next;
       job_free(j);
       continue;
@@ -137,21 +152,20 @@ void jobq_answer_approval(jobq_t *q, const proto_msg_t *m) {
   pthread_mutex_unlock(&q->lock);
 }
 
-/* Lock held: the unfinished step job for workflow/step/attempt of m. */
-static job_t *find_step(jobq_t *q, const proto_msg_t *m) {
+/* Lock held: the step job for workflow/step/attempt of m (finished ones too when asked). */
+static job_t *find_any_step(jobq_t *q, const proto_msg_t *m, bool finished) {
   for (job_t *j = q->jobs; j; j = j->next)
-    if (j->kind == JOB_STEP && !j->finished && j->msg->workflow == m->workflow && j->msg->step == m->step &&
-        j->msg->attempt == m->attempt)
+    if (j->kind == JOB_STEP && (finished || !j->finished) && j->msg->workflow == m->workflow &&
+        j->msg->step == m->step && j->msg->attempt == m->attempt)
       return j;
   return NULL;
 }
 
-bool jobq_has_step(jobq_t *q, const proto_msg_t *m) {
-  pthread_mutex_lock(&q->lock);
-  bool found = find_step(q, m) != NULL;
-  pthread_mutex_unlock(&q->lock);
-  return found;
+/* Lock held: the unfinished step job for workflow/step/attempt of m. */
+static job_t *find_step(jobq_t *q, const proto_msg_t *m) {
+  return find_any_step(q, m, false);
 }
+
 
 int jobq_cancel_step(jobq_t *q, const proto_msg_t *m) {
   pthread_mutex_lock(&q->lock);
@@ -169,6 +183,62 @@ bool jobq_ack_checkpoint(jobq_t *q, const proto_msg_t *m) {
   pthread_cond_broadcast(&q->approval);
   pthread_mutex_unlock(&q->lock);
   return j != NULL;
+}
+
+void jobq_keep_result(jobq_t *q, job_t *j, proto_msg_t **m_p) {
+  pthread_mutex_lock(&q->lock);
+  proto_msg_destroy(&j->result);
+  j->result = *m_p;
+  *m_p = NULL;
+  pthread_mutex_unlock(&q->lock);
+}
+
+bool jobq_step_acked(jobq_t *q, const proto_msg_t *ack) {
+  pthread_mutex_lock(&q->lock);
+  job_t *j = find_any_step(q, ack, true);
+  bool held = j && j->result && !j->acked;
+  if (j)
+    j->acked = true; /* a result still to come is not held either (the broker has one) */
+  pthread_mutex_unlock(&q->lock);
+  return held;
+}
+
+int jobq_repeat_step(jobq_t *q, const proto_msg_t *m, void (*send)(proto_msg_t *m, void *arg), void *arg) {
+  pthread_mutex_lock(&q->lock);
+  job_t *j = find_any_step(q, m, true);
+  int rc = !j ? 0 : j->finished ? 2 : 1;
+  if (rc == 1) {
+    j->repeat = true;
+    pthread_cond_broadcast(&q->approval);
+  } else if (rc == 2 && holds_result(j)) {
+    send(j->result, arg);
+  }
+  pthread_mutex_unlock(&q->lock);
+  return rc;
+}
+
+void jobq_relinked(jobq_t *q, void (*send)(proto_msg_t *m, void *arg), void *arg) {
+  pthread_mutex_lock(&q->lock);
+  q->link_gen++;
+  for (job_t *j = q->jobs; j; j = j->next)
+    if (holds_result(j))
+      send(j->result, arg);
+  pthread_cond_broadcast(&q->approval);
+  pthread_mutex_unlock(&q->lock);
+}
+
+json_t *jobq_held_steps(jobq_t *q) {
+  json_t *out = json_array();
+  pthread_mutex_lock(&q->lock);
+  for (job_t *j = q->jobs; j; j = j->next) {
+    bool running = j->kind == JOB_STEP && !j->finished && !atomic_load(&j->cancel);
+    if (running || holds_result(j))
+      json_array_append_new(out, json_pack("{s:I, s:I, s:I, s:b}", "workflow", (json_int_t)j->msg->workflow, "step",
+                                           (json_int_t)j->msg->step, "attempt", (json_int_t)j->msg->attempt, "done",
+                                           j->finished));
+  }
+  pthread_mutex_unlock(&q->lock);
+  return out;
 }
 
 int run_push(run_t *r, proto_msg_t *m) {

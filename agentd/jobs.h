@@ -41,6 +41,11 @@ typedef struct job {
   proto_msg_t *msg;
   /* JOB_STEP: the highest checkpoint seq the broker acknowledged (under jobq lock). */
   int64_t ack_seq;
+  /* JOB_STEP (under jobq lock): its step_done / step_failed, kept (and sent
+   * again after every reconnection) until the broker's step_ack; repeat: the
+   * broker sent the step_run again, so unacknowledged checkpoints go again. */
+  proto_msg_t *result;
+  bool acked, repeat;
   bool taken; /* a worker runs it */
   bool finished;
   struct job *next;
@@ -54,6 +59,7 @@ typedef struct {
   tools_t *tools; /* the workspace's tools, shared by the workers */
   ws_t ws;        /* the workspace, for checkpoints and restores (read-only after setup) */
   bool stopping;
+  uint64_t link_gen; /* counts registrations with a broker (under lock): checkpoints go again */
   void *ctx; /* for workers' PUSH sockets */
   const char *events_endpoint;
   long connect_timeout_ms, stall_timeout_ms;
@@ -66,7 +72,11 @@ typedef struct {
   job_t *job;
   void *push;  /* this worker's PUSH socket to the main thread */
   int64_t seq; /* delta sequence of this turn attempt */
+  uint64_t gen; /* JOB_STEP: q->link_gen when its checkpoint was sent */
 } run_t;
+
+/* Step results held for the broker's step_ack at most; past it the oldest goes. */
+#define JOBQ_HELD_MAX 1024
 
 /* Frees a job (its message, its key wiped). Accepts NULL. */
 void job_free(job_t *j);
@@ -94,14 +104,27 @@ void jobq_wait_slice(jobq_t *q, long ms);
 int jobq_cancel_turn(jobq_t *q, const proto_msg_t *cancel);
 /* approval_reply: records the user's answer for the turn attempt it names. */
 void jobq_answer_approval(jobq_t *q, const proto_msg_t *reply);
-/* True when the step (workflow, step, attempt of m) is queued or running. */
-bool jobq_has_step(jobq_t *q, const proto_msg_t *m);
 /* step_run {cancel: true}: sets the step's cancel flag. Returns 1 when the step
  * had not started (it is dropped: the caller reports it), 0 when a worker runs
  * it, -1 when there is no such step. */
 int jobq_cancel_step(jobq_t *q, const proto_msg_t *m);
 /* checkpoint_ack: records the acknowledged seq for the step. False when there is no such step. */
 bool jobq_ack_checkpoint(jobq_t *q, const proto_msg_t *ack);
+
+/* Keeps the step job's result (step_done / step_failed; takes *m_p) until step_ack. */
+void jobq_keep_result(jobq_t *q, job_t *j, proto_msg_t **m_p);
+/* step_ack: the step's result is on the broker's disk; it is forgotten. False when none was held. */
+bool jobq_step_acked(jobq_t *q, const proto_msg_t *ack);
+/* A step_run for a step that is here already: 1 when it runs (its unacknowledged
+ * checkpoint goes again), 2 when it finished (its held result goes again through
+ * send), 0 when there is no such step. */
+int jobq_repeat_step(jobq_t *q, const proto_msg_t *m, void (*send)(proto_msg_t *m, void *arg), void *arg);
+/* After a (re)registration: every held result goes again through send (lock
+ * held while it runs; send stamps m's id), and steps waiting for a checkpoint
+ * ack send their checkpoint again. */
+void jobq_relinked(jobq_t *q, void (*send)(proto_msg_t *m, void *arg), void *arg);
+/* The steps this node holds for a heartbeat: [{workflow, step, attempt, done}]. Caller owns. */
+json_t *jobq_held_steps(jobq_t *q);
 
 /* Hands a message to the main thread, whose link stamps its id and sends it
  * to the broker; m stays the caller's (its id is set to PROTO_ID_UNSTAMPED).

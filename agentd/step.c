@@ -35,6 +35,17 @@ static int push(run_t *r, proto_msg_t **m) {
   return rc;
 }
 
+/* Hands the step's result to the main thread and keeps it until the broker's
+ * step_ack (a result that does not encode is not kept). 0 or -errno. */
+static int push_result(run_t *r, proto_msg_t **m) {
+  int rc = *m ? run_push(r, *m) : -ENOMEM;
+  if (rc == -EINVAL || rc == -EMSGSIZE || !*m)
+    proto_msg_destroy(m);
+  else
+    jobq_keep_result(r->q, r->job, m);
+  return rc;
+}
+
 /* step_failed {code, detail, retryable}. */
 static void report_failed(run_t *r, const char *code, const char *detail, bool retryable) {
   proto_msg_t *m = step_msg(r, PROTO_STEP_FAILED);
@@ -43,7 +54,7 @@ static void report_failed(run_t *r, const char *code, const char *detail, bool r
     proto_set_str(m, PROTO_F_detail, detail && *detail ? detail : "the step failed");
     PROTO_SET(m, retryable, retryable);
   }
-  push(r, &m);
+  push_result(r, &m);
   const proto_msg_t *run = r->job->msg;
   log_warn("workflow %lld step %lld (attempt %lld) failed: %s: %s", (long long)run->workflow, (long long)run->step,
            (long long)run->attempt, code, detail);
@@ -59,7 +70,7 @@ static void report_done(run_t *r, const char *text, json_t *payload) {
   } else {
     json_decref(payload);
   }
-  int rc = push(r, &m);
+  int rc = push_result(r, &m);
   if (rc == -EINVAL || rc == -EMSGSIZE || rc == -ENOMEM) {
     char detail[160];
     snprintf(detail, sizeof detail, "the step's result could not be sent: %s", strerror(-rc));
@@ -67,18 +78,37 @@ static void report_done(run_t *r, const char *text, json_t *payload) {
   }
 }
 
+/* Notes the link generation before a checkpoint is sent: when the node
+ * registers again (the broker restarted, say) before the ack came, or the
+ * broker sends the step again, the checkpoint goes again at once. */
+static void checkpoint_begins(run_t *r) {
+  pthread_mutex_lock(&r->q->lock);
+  r->gen = r->q->link_gen;
+  r->job->repeat = false;
+  r->job->ack_seq = 0;
+  pthread_mutex_unlock(&r->q->lock);
+}
+
 /* Waits for the broker's ack of checkpoint seq (or a later one): 0,
- * -ECANCELED or -ETIMEDOUT. */
+ * -ECANCELED, -ETIMEDOUT, or -EAGAIN: send the checkpoint again (see
+ * checkpoint_begins). */
 static int wait_ack(run_t *r, int64_t seq) {
   jobq_t *q = r->q;
   job_t *job = r->job;
   int64_t deadline = util_now_ms() + STEP_ACK_TIMEOUT_MS;
   pthread_mutex_lock(&q->lock);
-  while (job->ack_seq < seq && !atomic_load(&job->cancel) && util_now_ms() < deadline) {
+  while (job->ack_seq < seq && !atomic_load(&job->cancel) && util_now_ms() < deadline && q->link_gen == r->gen &&
+         !job->repeat) {
     jobq_wait_slice(q, 100);
   }
-  int rc = job->ack_seq >= seq ? 0 : atomic_load(&job->cancel) ? -ECANCELED : -ETIMEDOUT;
+  int rc = job->ack_seq >= seq              ? 0
+           : atomic_load(&job->cancel)      ? -ECANCELED
+           : q->link_gen != r->gen || job->repeat ? -EAGAIN
+                                                  : -ETIMEDOUT;
   pthread_mutex_unlock(&q->lock);
+  if (rc == -EAGAIN)
+    log_info("workflow %lld step %lld: the broker came back before it acknowledged the checkpoint; sent again",
+             (long long)job->msg->workflow, (long long)job->msg->step);
   return rc;
 }
 
@@ -189,10 +219,19 @@ static int checkpoint_file(run_t *r, char **canon) {
   } else if (rc < 0) {
     snprintf(err, sizeof err, "cannot read \"%.160s\" for its checkpoint: %s", *canon, strerror(-rc));
     report_failed(r, PROTO_ERR_checkpoint_failed, err, false);
-  } else if ((rc = send_checkpoint(r, 1, "file", *canon, &f, NULL)) < 0) {
-    report_failed(r, PROTO_ERR_internal, "the checkpoint could not be sent", true);
-  } else if ((rc = wait_ack(r, 1)) < 0) {
-    report_wait(r, rc);
+  } else {
+    rc = -EAGAIN;
+    for (int tries = 0; rc == -EAGAIN && tries < STEP_CHECKPOINT_TRIES; tries++) {
+      checkpoint_begins(r);
+      if (send_checkpoint(r, 1, "file", *canon, &f, NULL) < 0) {
+        report_failed(r, PROTO_ERR_internal, "the checkpoint could not be sent", true);
+        rc = -1;
+        break;
+      }
+      rc = wait_ack(r, 1);
+    }
+    if (rc < -1)
+      report_wait(r, rc == -EAGAIN ? -ETIMEDOUT : rc);
   }
   snap_file_free(&f);
   return rc < 0 ? -1 : 0;
@@ -238,8 +277,10 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
   return seq;
 }
 
-/* The snapshot before execute_bash. 0: run the tool; -1: reported. */
-static int checkpoint_workspace(run_t *r) {
+/* One try at the snapshot before execute_bash: 0: acknowledged; -EAGAIN: try
+ * again (the broker came back before it acknowledged); -1: reported. */
+static int snapshot_once(run_t *r) {
+  checkpoint_begins(r);
   snap_list_t l;
   snap_limits_t lim = snap_default_limits();
   char err[512];
@@ -251,12 +292,24 @@ static int checkpoint_workspace(run_t *r) {
   else if (rc < 0)
     report_failed(r, PROTO_ERR_snapshot_failed, err, false);
   int64_t end = rc < 0 ? -1 : send_snapshot(r, &l);
-  if (end > 0 && (rc = wait_ack(r, end)) < 0)
+  if (end > 0 && (rc = wait_ack(r, end)) < 0 && rc != -EAGAIN)
     report_wait(r, rc);
   log_info("workflow %lld step %lld: snapshot of %zu files (%.1f MiB) %s", (long long)r->job->msg->workflow,
-           (long long)r->job->msg->step, l.n, MIB(l.bytes), end > 0 && rc == 0 ? "acknowledged" : "not made");
+           (long long)r->job->msg->step, l.n, MIB(l.bytes),
+           end > 0 && rc == 0 ? "acknowledged" : rc == -EAGAIN ? "to be sent again" : "not made");
   snap_list_free(&l);
-  return end > 0 && rc == 0 ? 0 : -1;
+  return end > 0 && rc == 0 ? 0 : rc == -EAGAIN ? -EAGAIN : -1;
+}
+
+/* The snapshot before execute_bash. 0: run the tool; -1: reported. */
+static int checkpoint_workspace(run_t *r) {
+  for (int tries = 0; tries < STEP_CHECKPOINT_TRIES; tries++) {
+    int rc = snapshot_once(r);
+    if (rc != -EAGAIN)
+      return rc;
+  }
+  report_wait(r, -ETIMEDOUT);
+  return -1;
 }
 
 /* ---- the step ------------------------------------------------------------------------- */

@@ -23,6 +23,9 @@
 /* How long a step waits for the broker's checkpoint_ack before it fails
  * (code "checkpoint_timeout", retryable). */
 #define STEP_ACK_TIMEOUT_MS (300 * 1000)
+/* Times a checkpoint is sent again because the broker came back (or sent the
+ * step again) before it acknowledged it. */
+#define STEP_CHECKPOINT_TRIES 20
 
 /* Runs the job's step_run (r->job->msg) and reports step_done or step_failed. */
 void step_run(run_t *r);

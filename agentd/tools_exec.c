@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -226,6 +227,9 @@ static void limit(spawn_t *s, int i, int res, rlim_t soft, rlim_t hard) {
 static void __attribute__((noreturn)) child_exec(const spawn_t *s) {
   static const char msg[] = "cadre: cannot run /bin/bash or /bin/sh\n";
   setsid();
+  /* The shell dies with the daemon (kill -9 included): a step that must run
+   * again after the daemon died is not also finished by an orphan. */
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (dup2(s->null_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->out_fd, 2) < 0)
     _exit(126);
   if (fchdir(s->root_fd) != 0)

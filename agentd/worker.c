@@ -39,7 +39,7 @@ static void worker_loop(jobq_t *q, bool restores) {
     pthread_mutex_unlock(&q->lock);
     if (!job)
       break;
-    run_t r = {q, job, push, 0};
+    run_t r = {q, job, push, 0, 0};
     run_job(&r);
     jobq_finish(q, job);
   }

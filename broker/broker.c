@@ -244,6 +244,8 @@ static void on_hello(broker_t *b, const uint8_t *id, size_t idlen, const proto_m
 
 static void on_heartbeat(broker_t *b, peer_t *p, const proto_msg_t *m) {
   nodes_set_stopping(b, p, PROTO_HAS(m, draining) && m->draining);
+  if (p->role == PEER_NODE && m->steps)
+    workflow_on_heartbeat(b, p, m->steps);
   if (PROTO_HAS(m, busy) && p->role == PEER_NODE && m->busy > p->busy)
     log_debug("%s reports %lld busy slots, we assigned %d", peer_label(p), (long long)m->busy, p->busy);
 }

@@ -333,6 +333,10 @@ void workflow_timer(broker_t *b, int64_t now);
 /* checkpoint, step_done, step_failed, restored from a node. */
 void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m);
 void workflow_node_lost(broker_t *b, peer_t *node);
+/* A node's heartbeat listed the steps it holds (steps: its `steps` field, or
+ * NULL): steps waiting for that node go on or run again; results it holds
+ * that nothing waits for are acknowledged again. */
+void workflow_on_heartbeat(broker_t *b, peer_t *from, const json_t *steps);
 /* A sub-agent's summary: true when it was a workflow step's (then it is the step's result). */
 bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summary);
 json_t *workflow_list(broker_t *b);

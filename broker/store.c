@@ -1032,6 +1032,16 @@ int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t 
   return exec_done(st);
 }
 
+int store_checkpoints_forget(store_t *self, int64_t workflow, int64_t step, int64_t attempt) {
+  sqlite3_stmt *st = prep(self, "DELETE FROM checkpoints WHERE workflow = ? AND step = ? AND attempt = ?");
+  if (!st)
+    return -1;
+  sqlite3_bind_int64(st, 1, workflow);
+  sqlite3_bind_int64(st, 2, step);
+  sqlite3_bind_int64(st, 3, attempt);
+  return exec_done(st);
+}
+
 json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
   json_t *out = json_array();
   sqlite3_stmt *st =

@@ -170,6 +170,8 @@ json_t *store_workflows(store_t *self);
 /* The checkpoint ledger: pre-images saved before a step may change anything. */
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
                          const char *path, int existed, const char *content, const char *sha256, int mode);
+/* Forgets the checkpoints of one attempt of a step (its node sends them again). 0 or -1. */
+int store_checkpoints_forget(store_t *self, int64_t workflow, int64_t step, int64_t attempt);
 /* A workflow's checkpoints, oldest first (content, base64, only when asked). Caller owns. */
 json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content);
 int store_template_put(store_t *self, const char *name, const json_t *doc);

@@ -39,11 +39,13 @@ workflow_t *wf_get(broker_t *b, int64_t id) {
   return wf;
 }
 
-void wf_save(broker_t *b, workflow_t *wf) {
+int wf_save(broker_t *b, workflow_t *wf) {
   json_t *doc = wf_to_stored(wf);
-  if (store_workflow_update(b->store, wf->id, doc) < 0)
+  int rc = doc ? store_workflow_update(b->store, wf->id, doc) : -1;
+  if (rc < 0)
     log_error("state: cannot save workflow %lld: %s", (long long)wf->id, store_errmsg(b->store));
   json_decref(doc);
+  return rc < 0 ? -1 : 0;
 }
 
 void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {
@@ -188,8 +190,6 @@ static json_t *applied_check(broker_t *b, int64_t wf, int64_t step) {
   return out;
 }
 
-static void step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detail, bool retryable);
-
 static void release_node(peer_t *node) {
   if (node->busy > 0)
     node->busy--;
@@ -204,6 +204,12 @@ static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node,
   release_node(node);
   if (s->status != STEP_RUNNING || s->attempts != attempt || !s->node || strcmp(s->node, node->name) != 0)
     return;
+  if (s->lost_ms) { /* the node went away on this send: it never had the step */
+    s->lost_ms = 0;
+    s->status = STEP_PENDING;
+    wf_save(b, wf);
+    return;
+  }
   char detail[300];
   if (rc == -EMSGSIZE)
     snprintf(detail, sizeof detail, "step_run for step %lld is larger than the %d MiB frame limit; it cannot be sent",
@@ -213,7 +219,7 @@ static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node,
              node->name, strerror(-rc));
   log_warn("workflow %lld: %s", (long long)wf->id, detail);
   wf_set_str(&s->node, NULL);
-  step_failed(b, wf, s, detail, rc != -EMSGSIZE);
+  wf_step_failed(b, wf, s, detail, rc != -EMSGSIZE, NULL);
 }
 
 proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int64_t attempt) {
@@ -227,6 +233,10 @@ proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int6
 }
 
 static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
+  if (wf->rollback)
+    return -1; /* a step is restored to its checkpoint before it runs again */
+  if (s->was_running && wf_restore_before_rerun(b, wf, s))
+    return -1;
   peer_t *node = pick_workspace_node(b, wf->workspace);
   if (!node)
     return -1; /* waits for a free slot */
@@ -332,21 +342,25 @@ static wf_step_t *running_step(broker_t *b, peer_t *from, const proto_msg_t *m, 
   return s;
 }
 
-static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *result) {
+/* The step is done; once that is on disk, ack_to (when not NULL) may forget its result. */
+static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *result, peer_t *ack_to) {
   s->status = STEP_DONE;
   s->finished_ms = util_wall_ms();
   wf_set_str(&s->result, result ? result : "");
   note(s, "done", NULL);
-  wf_save(b, wf);
+  if (wf_save(b, wf) == 0 && ack_to)
+    wf_step_ack(b, ack_to, wf->id, s->number, s->attempts);
   wf_event(b, "step_done", wf, json_pack("{s:I}", "step", (json_int_t)s->number));
   advance(b, wf, util_now_ms());
 }
 
-static void step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detail, bool retryable) {
+void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detail, bool retryable, peer_t *ack_to) {
   int attempts = s->attempts;
   note(s, "failed", detail);
+  s->lost_ms = 0;
   bool retry = wf_step_fail(s, detail, retryable && wf->status == WF_RUNNING, util_now_ms());
-  wf_save(b, wf);
+  if (wf_save(b, wf) == 0 && ack_to)
+    wf_step_ack(b, ack_to, wf->id, s->number, attempts);
   wf_event(b, "step_failed", wf,
            json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
                      "detail", detail));
@@ -359,6 +373,8 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
   if (!running_step(b, from, m, &wf))
     return;
   bool stored = true;
+  if (m->seq == 1) /* a checkpoint sent again (the node reconnected) starts afresh */
+    store_checkpoints_forget(b->store, m->workflow, m->step, m->attempt);
   if (strcmp(m->kind, "snapshot_end") != 0)
     stored = store_checkpoint_add(b->store, m->workflow, m->step, m->attempt, m->seq, m->kind, m->path,
                                   PROTO_HAS(m, existed) && m->existed, m->content, m->sha256,
@@ -380,11 +396,15 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
   proto_msg_destroy(&ack);
 }
 
-/* The step a node's step_done / step_failed ends (its slot is free again), or NULL when stale. */
+/* The step a node's step_done / step_failed ends (its slot is free again), or
+ * NULL when stale: a repeat of a result already recorded, or of an attempt
+ * given up; the node is told to forget it (step_ack). */
 static wf_step_t *ended_step(broker_t *b, peer_t *from, const proto_msg_t *m, workflow_t **wf_out) {
   wf_step_t *s = running_step(b, from, m, wf_out);
   if (s)
     release_node(from);
+  else
+    wf_step_ack(b, from, m->workflow, m->step, m->attempt);
   return s;
 }
 
@@ -396,7 +416,7 @@ static void on_step_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   if (jx_bool(m->payload, "is_error", false)) {
     char detail[600];
     snprintf(detail, sizeof detail, "%.500s", m->text);
-    step_failed(b, wf, s, detail, true);
+    wf_step_failed(b, wf, s, detail, true, from);
     return;
   }
   json_t *changed = json_object_get(m->payload, "changed"); /* the node's list, kept as sent */
@@ -404,7 +424,7 @@ static void on_step_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
     json_decref(s->changed);
     s->changed = json_incref(changed);
   }
-  step_done(b, wf, s, m->text);
+  step_done(b, wf, s, m->text, from);
 }
 
 static void on_step_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
@@ -414,8 +434,8 @@ static void on_step_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
     return;
   char detail[600];
   snprintf(detail, sizeof detail, "%s: %s", m->code, m->detail);
-  step_failed(b, wf, s, detail,
-              strcmp(m->code, PROTO_ERR_cancelled) != 0 && (!PROTO_HAS(m, retryable) || m->retryable));
+  wf_step_failed(b, wf, s, detail, strcmp(m->code, PROTO_ERR_cancelled) != 0 && (!PROTO_HAS(m, retryable) || m->retryable),
+                 from);
 }
 
 bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summary) {
@@ -430,9 +450,9 @@ bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summar
   char *text = summary_render(id, jx_str(row, "role", NULL), summary);
   const char *status = jx_str(summary, "status", NULL);
   if (status && strcmp(status, "FAIL") == 0)
-    step_failed(b, wf, s, text, true);
+    wf_step_failed(b, wf, s, text, true, NULL);
   else
-    step_done(b, wf, s, text);
+    step_done(b, wf, s, text, NULL);
   free(text);
   return true;
 }
@@ -546,8 +566,7 @@ static bool push_op(wf_rollback_t *rb, wf_restore_t op) {
   return true;
 }
 
-/* A snapshot's prune (keep what it saw) followed by its files' restores, onto rb. */
-static void add_snapshot_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end) {
+void wf_add_snapshot_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end) {
   int64_t step = jx_int(end, "step", 0), attempt = jx_int(end, "attempt", 0);
   json_t *keep = json_array();
   if (!push_op(rb, (wf_restore_t){.prune = true, .keep = keep, .mode = -1}))
@@ -573,7 +592,7 @@ static void rollback_ops(broker_t *b, wf_rollback_t *rb, int64_t wf) {
     if (strcmp(kind, "file") == 0)
       push_op(rb, restore_of(c, jx_bool(c, "existed", false)));
     else if (strcmp(kind, "snapshot_end") == 0)
-      add_snapshot_ops(rb, cps, c);
+      wf_add_snapshot_ops(rb, cps, c);
   }
   json_decref(cps);
 }
@@ -581,7 +600,7 @@ static void rollback_ops(broker_t *b, wf_rollback_t *rb, int64_t wf) {
 static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const char *detail, const char *sha256,
                             const json_t *payload);
 
-static void rollback_send(broker_t *b, workflow_t *wf) {
+void wf_rollback_send(broker_t *b, workflow_t *wf) {
   wf_rollback_t *rb = wf->rollback;
   if (!rb || rb->next >= rb->n_ops)
     return;
@@ -621,6 +640,10 @@ static void rollback_send(broker_t *b, workflow_t *wf) {
 /* The end of a rollback: its results into the report, then the workflow ends. */
 static void rollback_end(broker_t *b, workflow_t *wf) {
   wf_rollback_t *rb = wf->rollback;
+  if (rb->rerun_step) { /* restores before a step runs again: not the workflow's end */
+    wf_rerun_restored(b, wf);
+    return;
+  }
   wf->report.present = true;
   json_decref(wf->report.rollback);
   wf->report.rollback =
@@ -657,7 +680,7 @@ void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
     rollback_end(b, wf);
     return;
   }
-  rollback_send(b, wf);
+  wf_rollback_send(b, wf);
 }
 
 /* A node's answer to the current restore (code set: it failed); payload: deleted (a prune's), changed
@@ -682,7 +705,7 @@ static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const
   rb->next++;
   wf_set_str(&rb->sent_to, NULL);
   if (rb->next < rb->n_ops)
-    rollback_send(b, wf);
+    wf_rollback_send(b, wf);
   else
     rollback_end(b, wf);
 }
@@ -710,10 +733,9 @@ void workflow_node_lost(broker_t *b, peer_t *node) {
     bool changed = false;
     for (size_t i = 0; i < wf->n_steps; i++) {
       wf_step_t *s = &wf->steps[i];
-      if (s->status == STEP_RUNNING && s->node && strcmp(s->node, node->name) == 0) {
-        /* Runs again elsewhere; the ledger tells whether a file change already happened. */
-        s->status = STEP_PENDING;
-        s->was_running = true;
+      if (s->status == STEP_RUNNING && s->node && strcmp(s->node, node->name) == 0 && !s->lost_ms) {
+        /* It may come back with the step (see workflow_once.c); else the step runs again. */
+        s->lost_ms = util_now_ms();
         note(s, "node lost", node->name);
         changed = true;
       }
@@ -730,12 +752,14 @@ static bool node_alive(broker_t *b, const char *name) {
   return false;
 }
 
-/* Timer: retries, steps waiting for a slot, restores waiting for a node. */
+/* Timer: retries, steps waiting for a slot, restores waiting for a node,
+ * steps whose node did not come back. */
 void workflow_timer(broker_t *b, int64_t now) {
+  wf_lost_steps_due(b);
   workflow_tick(b, now);
   for (workflow_t *wf = b->workflows; wf; wf = wf->next)
     if (wf->rollback && !node_alive(b, wf->rollback->sent_to))
-      rollback_send(b, wf);
+      wf_rollback_send(b, wf);
 }
 
 /* A workflow as the last broker left it: steps in flight run again (agent
@@ -743,7 +767,11 @@ void workflow_timer(broker_t *b, int64_t now) {
 static void resume(broker_t *b, workflow_t *wf) {
   for (size_t i = 0; i < wf->n_steps; i++) {
     wf_step_t *s = &wf->steps[i];
-    if (s->status == STEP_RUNNING && !s->agent_session) {
+    if (s->status == STEP_RUNNING && !s->agent_session && s->node) {
+      s->lost_ms = util_now_ms(); /* its node says whether it still has it (workflow_once.c) */
+      log_info("workflow %lld step %lld was running on %s at the last stop; waiting for that node", (long long)wf->id,
+               (long long)s->number, s->node);
+    } else if (s->status == STEP_RUNNING && !s->agent_session) {
       s->status = STEP_PENDING;
       s->was_running = true;
       log_info("workflow %lld step %lld was running at the last stop; it runs again", (long long)wf->id,

@@ -77,6 +77,8 @@ typedef struct {
   char *result, *error;
   int64_t started_ms, finished_ms, next_try_ms; /* 0: not set */
   bool was_running;                             /* in flight when its node or the broker went away */
+  int64_t lost_ms; /* running, its node gone (or the broker restarted) since then (monotonic ms): it
+                    * waits for the node to say whether it still has the step; 0: not; not stored */
   json_t *changed;                              /* the node's list of changed files, as sent; or NULL */
   bool has_usage;
   int64_t usage_tokens;
@@ -105,6 +107,7 @@ typedef struct {
   char *why;
   wf_status_t final; /* WF_FAILED or WF_CANCELLED */
   char *sent_to;     /* node the next op went to, or NULL: send (again) */
+  int64_t rerun_step; /* >0: not a rollback: this step is restored to its checkpoint before it runs again */
   int64_t sent_ms;
 } wf_rollback_t;
 

@@ -11,8 +11,8 @@
 
 /* The workflow with this id, or NULL (borrowed). */
 workflow_t *wf_get(broker_t *b, int64_t id);
-/* Persists the workflow (before anything is acted on). */
-void wf_save(broker_t *b, workflow_t *wf);
+/* Persists the workflow (before anything is acted on). 0, or -1 (logged). */
+int wf_save(broker_t *b, workflow_t *wf);
 /* Announces a change of the workflow (its wire form; extra is merged in and taken). */
 void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra);
 /* A message about one attempt of a step (workflow, step, attempt set), or NULL. Caller owns. */
@@ -25,6 +25,26 @@ workflow_t *propose(broker_t *b, const char *session, json_t *plan, const char *
 void advance(broker_t *b, workflow_t *wf, int64_t now);
 /* Undoes the workflow's changes in reverse order, then finishes it. */
 void rollback_start(broker_t *b, workflow_t *wf, const char *why);
+/* A step's attempt failed (retried when retryable and attempts remain); once
+ * that is on disk, ack_to (when not NULL) may forget the node's result. */
+void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detail, bool retryable, peer_t *ack_to);
+/* A snapshot's prune (keep what it saw) followed by its files' restores, onto rb
+ * (cps: the ledger with contents, end: the snapshot_end row). */
+void wf_add_snapshot_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end);
+/* Sends the rollback's next restore to a node of the workspace (or waits for one). */
+void wf_rollback_send(broker_t *b, workflow_t *wf);
+
+/* ---- exactly once (workflow_once.c) ---- */
+/* step_ack: the node may forget the step's result. */
+void wf_step_ack(broker_t *b, peer_t *to, int64_t workflow, int64_t step, int64_t attempt);
+/* A step that ran (was_running) with a workspace snapshot: its restores start
+ * (wf->rollback with rerun_step) and true; false: it may start now. */
+bool wf_restore_before_rerun(broker_t *b, workflow_t *wf, wf_step_t *s);
+/* The restores before a rerun ended (wf->rollback is freed): the step starts, or fails. */
+void wf_rerun_restored(broker_t *b, workflow_t *wf);
+/* Steps whose node did not come back within the grace period run again. */
+void wf_lost_steps_due(broker_t *b);
+
 /* Ends a workflow: report, results back to the originating session, event. */
 void finish(broker_t *b, workflow_t *wf, wf_status_t status, const char *why);
 

@@ -253,12 +253,14 @@ class NodeLoss(unittest.TestCase):
         try:
             text = plan_text("Survive a node", [
                 {"title": "Long command", "agent": "tester", "tool": "execute_bash",
-                 "args": {"command": "if [ -f started ]; then echo second run; else touch started; sleep 30; fi"}}])
+                 "args": {"command": "mkdir -p .git; if [ -f .git/started ]; then echo second run; "
+                                     "else touch .git/started; sleep 30; fi"}}])
             c.model.script([{"match": "Make a plan", "text": text}])
             c.cadre("ask", "Make a plan", check=True)
             pid = str(c.cadre_json("plans")[1][0][-1]["id"])
             c.cadre("approve", pid, check=True)
-            wait_until(lambda: os.path.exists(os.path.join(c.workspace, "started")), what="the step to start")
+            # (the marker is in .git, which the restore before the step runs again leaves alone)
+            wait_until(lambda: os.path.exists(os.path.join(c.workspace, ".git/started")), what="the step to start")
             c.start_node("second", 2)
             c.wait_nodes(2)
             c.kill_node("first")
@@ -268,7 +270,7 @@ class NodeLoss(unittest.TestCase):
             self.assertEqual(step["node"], "second")
             self.assertIn("second run", step["result"])
         finally:
-            subprocess.run(["pkill", "-f", "touch started; sleep 30"], capture_output=True)
+            subprocess.run(["pkill", "-f", "touch .git/started; sleep 30"], capture_output=True)
             c.close()
 
 

@@ -25,6 +25,7 @@
 #include "internal.h"
 #include "plan.h"
 #include "workflow.h"
+#include "workflow_int.h"
 
 /* ---- the fake outbox -------------------------------------------------------- */
 
@@ -740,9 +741,17 @@ static void a_restart_on_an_old_state_dir_carries_on(void **state) {
   assert_int_equal(a->status, WF_FAILED);
   assert_int_equal(b->status, WF_INVALID);
   assert_int_equal(c->id, run_id);
-  /* step 2 was in flight on a node: it runs again, checking the ledger first */
-  assert_int_equal(c->steps[1].status, STEP_PENDING);
-  assert_true(c->steps[1].was_running);
+  /* step 2 was in flight on node n1: it waits for n1 to say whether it still has it */
+  assert_int_equal(c->steps[1].status, STEP_RUNNING);
+  assert_true(c->steps[1].lost_ms > 0);
+  peer_t n1 = {.role = PEER_NODE, .name = "n1", .workspace = "/tmp/ws", .slots = 1};
+  json_t *none = json_array();
+  workflow_on_heartbeat(&r->b, &n1, none); /* n1 came back without it */
+  json_decref(none);
+  /* so it runs again (on node-a, the workflow being running), checking the ledger first */
+  assert_int_equal(c->steps[1].status, STEP_RUNNING);
+  assert_false(c->steps[1].was_running);
+  assert_int_equal(c->steps[1].attempts, 2);
   json_t *list = workflow_list(&r->b);
   assert_int_equal(json_array_size(list), 3);
   json_decref(list);
@@ -752,6 +761,89 @@ static void a_restart_on_an_old_state_dir_carries_on(void **state) {
   assert_int_equal(c->steps[1].status, STEP_RUNNING);
   assert_int_equal(c->steps[1].attempts, 2);
   assert_int_equal(r->node.busy, 1);
+}
+
+/* ---- exactly once: a node's heartbeat after it (or the broker) came back ----------------- */
+
+typedef struct {
+  const char *name;
+  const char *held; /* the heartbeat's steps, JSON ("%d": the step's attempt) */
+  bool lost;        /* the step waited for its node */
+  wf_step_status_t step;
+  int attempts;  /* of the step afterwards (2: it ran again) */
+  int busy;      /* the node's slots afterwards */
+  bool ack;      /* a step_ack went out */
+} heartbeat_case_t;
+
+static const heartbeat_case_t heartbeat_cases[] = {
+    {"still running there: it goes on", "[{\"workflow\": 1, \"step\": 1, \"attempt\": 1, \"done\": false}]", true,
+     STEP_RUNNING, 1, 1, false},
+    {"finished there: its result comes again", "[{\"workflow\": 1, \"step\": 1, \"attempt\": 1, \"done\": true}]",
+     true, STEP_RUNNING, 1, 1, false},
+    {"came back without it: runs again", "[]", true, STEP_RUNNING, 2, 1, false},
+    {"an older attempt held: runs again", "[{\"workflow\": 1, \"step\": 1, \"attempt\": 7, \"done\": false}]", true,
+     STEP_RUNNING, 2, 1, false},
+    {"not waiting: a list without it changes nothing", "[]", false, STEP_RUNNING, 1, 0, false},
+    {"a held result nothing waits for is acknowledged again",
+     "[{\"workflow\": 1, \"step\": 1, \"attempt\": 7, \"done\": true}]", false, STEP_RUNNING, 1, 0, true},
+};
+
+static void a_node_that_comes_back_says_what_it_holds(void **state) {
+  for (size_t i = 0; i < sizeof heartbeat_cases / sizeof heartbeat_cases[0]; i++) {
+    const heartbeat_case_t *c = &heartbeat_cases[i];
+    rig_setup(state);
+    rig_t *r = *state;
+    workflow_t *wf = run_tool_plan(r, 0);
+    wf_step_t *s = &wf->steps[0];
+    r->node.busy = 0; /* as a node that registered again */
+    s->lost_ms = c->lost ? 1 : 0;
+    json_t *held = load(c->held);
+    out.sends = 0;
+    out.last_type = PROTO_HELLO;
+    workflow_on_heartbeat(&r->b, &r->node, held);
+    json_decref(held);
+    if (s->status != c->step || s->attempts != c->attempts)
+      fail_msg("%s: step %s, attempts %d", c->name, wf_step_status_name(s->status), s->attempts);
+    if (s->status == STEP_RUNNING && s->lost_ms)
+      fail_msg("%s: the step still waits for its node", c->name);
+    if (r->node.busy != c->busy)
+      fail_msg("%s: busy %d, want %d", c->name, r->node.busy, c->busy);
+    if ((out.last_type == PROTO_STEP_ACK) != c->ack)
+      fail_msg("%s: step_ack %s", c->name, c->ack ? "not sent" : "sent");
+    rig_teardown(state);
+  }
+}
+
+/* A node that does not come back within the grace period: the step runs again. */
+static void a_node_that_stays_away_gives_the_step_up(void **state) {
+  rig_t *r = *state;
+  workflow_t *wf = run_tool_plan(r, 0);
+  r->node.dead = true;
+  workflow_node_lost(&r->b, &r->node);
+  assert_int_equal(wf->steps[0].status, STEP_RUNNING); /* waits for it */
+  workflow_timer(&r->b, 0);
+  assert_int_equal(wf->steps[0].status, STEP_RUNNING); /* not yet */
+  wf->steps[0].lost_ms -= 3600 * 1000;
+  workflow_timer(&r->b, 0);
+  assert_int_equal(wf->steps[0].status, STEP_PENDING);
+  assert_true(wf->steps[0].was_running);
+}
+
+/* step_done is acknowledged once it is on disk, and a repeat again (the node forgets it). */
+static void a_result_is_acknowledged_and_a_repeat_too(void **state) {
+  rig_t *r = *state;
+  workflow_t *wf = run_tool_plan(r, 0);
+  for (int i = 0; i < 2; i++) {
+    proto_msg_t *m = wf_step_msg(PROTO_STEP_DONE, wf->id, 1, 1);
+    proto_set_str(m, PROTO_F_text, "ok");
+    out.last_type = PROTO_HELLO;
+    workflow_on_node_msg(&r->b, &r->node, m);
+    proto_msg_destroy(&m);
+    assert_int_equal(out.last_type, PROTO_STEP_ACK);
+    assert_int_equal(wf->steps[0].status, STEP_DONE);
+  }
+  assert_int_equal(wf->status, WF_DONE);
+  assert_int_equal(r->node.busy, 0);
 }
 
 int main(void) {
@@ -775,6 +867,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(a_restore_the_node_did_not_get_is_sent_again, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_restore_too_large_to_send_is_reported, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_restart_on_an_old_state_dir_carries_on, rig_setup, rig_teardown),
+      cmocka_unit_test(a_node_that_comes_back_says_what_it_holds),
+      cmocka_unit_test_setup_teardown(a_node_that_stays_away_gives_the_step_up, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_result_is_acknowledged_and_a_repeat_too, rig_setup, rig_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,172 @@
+/* workflow_once.c: a workflow step's effect lands once across crashes.
+ *
+ * A node keeps a step's step_done / step_failed until the broker has it on
+ * disk (step_ack) and sends it again after every reconnection; its heartbeats
+ * list the steps it holds (running, or finished and not yet acknowledged).
+ *
+ * When a step's node goes away, or the broker restarts while a step runs, the
+ * step stays running and waits for that node (lost_ms): the node's first
+ * heartbeat after it registers says whether it still has the step (it goes
+ * on, and its result comes when it ends or was sent again) or not (the daemon
+ * restarted, or never got the step_run). A step its node no longer has, or
+ * whose node did not come back within the grace period, runs again; when it
+ * ran with a workspace snapshot, the snapshot's restores go first (a file
+ * step's applied_check tells on the node whether its write happened).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "jx.h"
+#include "log.h"
+#include "util.h"
+#include "workflow_int.h"
+
+#define WF_LOST_GRACE_BEATS 15    /* heartbeats a lost node has to come back */
+#define WF_LOST_GRACE_MIN_MS 3000 /* and at least this */
+
+static int64_t grace_ms(const broker_t *b) {
+  int64_t g = (int64_t)b->opts.heartbeat_ms * WF_LOST_GRACE_BEATS;
+  return g < WF_LOST_GRACE_MIN_MS ? WF_LOST_GRACE_MIN_MS : g;
+}
+
+void wf_step_ack(broker_t *b, peer_t *to, int64_t workflow, int64_t step, int64_t attempt) {
+  proto_msg_t *m = wf_step_msg(PROTO_STEP_ACK, workflow, step, attempt);
+  if (m)
+    broker_send(b, to, m);
+  proto_msg_destroy(&m);
+}
+
+/* The step must run again: pending, was_running (restored first). */
+static void run_again(broker_t *b, workflow_t *wf, wf_step_t *s, const char *why) {
+  log_info("workflow %lld step %lld (attempt %d): %s; it runs again", (long long)wf->id, (long long)s->number,
+           s->attempts, why);
+  s->lost_ms = 0;
+  s->status = STEP_PENDING;
+  s->was_running = true;
+  wf_step_note(s, util_wall_ms(), "lost", why);
+  wf_save(b, wf);
+}
+
+/* The entry of steps (a heartbeat's list) for step s of workflow id, or NULL. */
+static const json_t *held(const json_t *steps, int64_t id, const wf_step_t *s) {
+  size_t i;
+  const json_t *h;
+  json_array_foreach(steps, i, h) {
+    if (jx_int(h, "workflow", 0) == id && jx_int(h, "step", 0) == s->number && jx_int(h, "attempt", 0) == s->attempts)
+      return h;
+  }
+  return NULL;
+}
+
+/* True when step s of wf runs on node `name` and waits for its result. */
+static bool waits_on(const wf_step_t *s, const char *name) {
+  return s->status == STEP_RUNNING && !s->agent_session && s->node && strcmp(s->node, name) == 0;
+}
+
+/* The steps of wf that wait for node `from` to come back: resolved by its list. */
+static void settle(broker_t *b, workflow_t *wf, peer_t *from, const json_t *steps) {
+  bool again = false;
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    wf_step_t *s = &wf->steps[i];
+    if (!s->lost_ms || !waits_on(s, from->name))
+      continue;
+    const json_t *h = held(steps, wf->id, s);
+    if (h) {
+      s->lost_ms = 0;
+      from->busy++; /* given back with its result */
+      wf_step_note(s, util_wall_ms(), "node back", jx_bool(h, "done", false) ? "finished" : "still running");
+      log_info("workflow %lld step %lld: %s has it (%s)", (long long)wf->id, (long long)s->number, from->name,
+               jx_bool(h, "done", false) ? "finished; its result comes again" : "still running");
+    } else {
+      run_again(b, wf, s, "its node came back without it");
+      again = true;
+    }
+  }
+  if (again && wf->status == WF_RUNNING)
+    advance(b, wf, util_now_ms());
+}
+
+void workflow_on_heartbeat(broker_t *b, peer_t *from, const json_t *steps) {
+  if (!json_is_array(steps))
+    return;
+  for (workflow_t *wf = b->workflows; wf; wf = wf->next)
+    settle(b, wf, from, steps);
+  size_t i;
+  const json_t *h;
+  json_array_foreach(steps, i, h) { /* a result nothing waits for: its ack was lost, or it is of no use */
+    if (!jx_bool(h, "done", false))
+      continue;
+    int64_t id = jx_int(h, "workflow", 0), step = jx_int(h, "step", 0), attempt = jx_int(h, "attempt", 0);
+    workflow_t *wf = wf_get(b, id);
+    wf_step_t *s = wf ? wf_step(wf, step) : NULL;
+    if (!s || !waits_on(s, from->name) || s->attempts != attempt)
+      wf_step_ack(b, from, id, step, attempt);
+  }
+}
+
+void wf_lost_steps_due(broker_t *b) {
+  int64_t now = util_now_ms(), grace = grace_ms(b);
+  for (workflow_t *wf = b->workflows; wf; wf = wf->next) {
+    bool again = false;
+    for (size_t i = 0; i < wf->n_steps; i++) {
+      wf_step_t *s = &wf->steps[i];
+      if (s->status == STEP_RUNNING && s->lost_ms && now - s->lost_ms >= grace) {
+        char why[200];
+        snprintf(why, sizeof why, "its node %.100s did not come back within %lld s", s->node ? s->node : "?",
+                 (long long)(grace / 1000));
+        run_again(b, wf, s, why);
+        again = true;
+      }
+    }
+    if (again && wf->status == WF_RUNNING)
+      advance(b, wf, now);
+  }
+}
+
+bool wf_restore_before_rerun(broker_t *b, workflow_t *wf, wf_step_t *s) {
+  json_t *cps = store_checkpoints(b->store, wf->id, true), *end = NULL;
+  size_t i;
+  json_t *c;
+  json_array_foreach(cps, i, c) {
+    if (jx_int(c, "step", 0) == s->number && strcmp(jx_str(c, "kind", ""), "snapshot_end") == 0)
+      end = c; /* the last attempt's */
+  }
+  wf_rollback_t *rb = end ? calloc(1, sizeof *rb) : NULL;
+  if (!rb) {
+    json_decref(cps);
+    return false;
+  }
+  rb->rerun_step = s->number;
+  rb->restored = json_array(), rb->mismatches = json_array(), rb->deleted = json_array();
+  rb->why = strdup("restored to its checkpoint before it runs again");
+  rb->final = WF_FAILED;
+  wf_add_snapshot_ops(rb, cps, end);
+  json_decref(cps);
+  wf->rollback = rb;
+  log_info("workflow %lld step %lld runs again: first %zu restore(s) to the snapshot of attempt %lld",
+           (long long)wf->id, (long long)s->number, rb->n_ops, (long long)jx_int(end, "attempt", 0));
+  wf_rollback_send(b, wf);
+  return true;
+}
+
+void wf_rerun_restored(broker_t *b, workflow_t *wf) {
+  wf_rollback_t *rb = wf->rollback;
+  wf_step_t *s = wf_step(wf, rb->rerun_step);
+  size_t bad = json_array_size(rb->mismatches), gone = json_array_size(rb->deleted);
+  wf_rollback_free(&wf->rollback);
+  if (!s)
+    return;
+  s->was_running = false; /* restored: it runs as if for the first time */
+  char detail[200];
+  snprintf(detail, sizeof detail, "restored to its checkpoint (%zu file(s) removed, %zu not restored)", gone, bad);
+  wf_step_note(s, util_wall_ms(), "restored", detail);
+  if (bad) {
+    wf_step_failed(b, wf, s, "it could not be restored to its checkpoint before running again", false, NULL);
+    return;
+  }
+  wf_save(b, wf);
+  if (wf->status == WF_RUNNING)
+    advance(b, wf, util_now_ms());
+}

@@ -1,0 +1,210 @@
+"""Workflow effects exactly once: a step in flight when the broker or the agent
+daemon is killed (kill -9) lands its effect once.
+
+Real broker and daemon. The step appends a line to f.txt; it counts its runs in
+.git/runs and waits for .git/go before it appends, so that the test can kill a
+program before the step starts, while it runs, or after it finished but before
+the broker recorded it (the broker stopped with SIGSTOP). The markers live in
+.git, which checkpoints and restores leave alone. Everything waits on state
+(files, `cadre --json plan N`), never on a sleep.
+"""
+import json
+import os
+import signal
+import sys
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Cluster, wait_until  # noqa: E402
+from test_workflow import PASS, plan_text  # noqa: E402
+
+APPEND = ("echo run >> .git/runs; while [ ! -f .git/go ]; do sleep 0.05; done; "
+          "echo x >> f.txt; touch .git/done")
+
+
+class Once(unittest.TestCase):
+    def setUp(self):
+        self.c = Cluster(nodes=(("o1", 2),))
+        self.ws = self.c.workspace
+        os.makedirs(os.path.join(self.ws, ".git"))
+
+    def tearDown(self):
+        if self.c.broker and self.c.broker.poll() is None:
+            self.c.broker.send_signal(signal.SIGCONT)
+        self.c.close()
+
+    # -- helpers ----------------------------------------------------------
+    def path(self, name):
+        return os.path.join(self.ws, name)
+
+    def runs(self):
+        p = self.path(".git/runs")
+        return len(open(p).read().splitlines()) if os.path.exists(p) else 0
+
+    def lines(self):
+        p = self.path("f.txt")
+        return open(p).read() if os.path.exists(p) else ""
+
+    def approve(self, steps=None):
+        text = plan_text("Once", steps or [
+            {"title": "Append", "agent": "implementer", "tool": "execute_bash", "args": {"command": APPEND}}])
+        self.c.model.script([{"match": "Make a plan", "text": text}], default={"text": PASS})
+        self.c.cadre("ask", "Make a plan", check=True)
+        pid = str(self.c.cadre_json("plans")[1][0][-1]["id"])
+        self.c.cadre("approve", pid, check=True)
+        return pid
+
+    def plan(self, pid):
+        r, out = self.c.cadre_json("plan", pid)
+        return out[-1] if r.returncode == 0 and out else {}
+
+    def kill_broker(self):
+        self.c.broker.send_signal(signal.SIGKILL)
+        self.c.broker.wait(timeout=10)
+
+    def restart_broker(self):
+        self.kill_broker()
+        self.c.start_broker()
+        self.c.wait_nodes(1)
+
+    def restart_node(self, wait=True):
+        self.c.kill_node("o1")
+        self.c.start_node("o1", 2)
+        if wait:
+            self.c.wait_nodes(1)
+
+    def wait_runs(self, n):
+        wait_until(lambda: self.runs() >= n, timeout=30, what=f"run {n} of the step")
+
+    def stop_after_finish(self):
+        """The broker stopped, the step let go and finished: its result is not recorded."""
+        self.c.broker.send_signal(signal.SIGSTOP)
+        open(self.path(".git/go"), "w").close()
+        wait_until(lambda: os.path.exists(self.path(".git/done")), what="the step to finish")
+
+    def finish(self, pid):
+        open(self.path(".git/go"), "w").close()
+        done = wait_until(lambda: self.plan(pid).get("status") in ("done", "failed") and self.plan(pid),
+                          timeout=60, what="the workflow to end")
+        self.assertEqual(done["status"], "done", json.dumps(done)[:2000] + self.c.logs())
+        self.assertEqual(self.lines(), "x\n", "the line is appended exactly once\n" + self.c.logs())
+        if os.environ.get("CADRE_SHOW_ONCE"):
+            print(f"\n[{self.id()}: the command ran {self.runs()} time(s), the line landed "
+                  f"{self.lines().count('x')} time(s)]", file=sys.stderr)
+        return done
+
+    # -- the broker killed --------------------------------------------------
+    def test_broker_killed_while_the_step_runs(self):
+        pid = self.approve()
+        self.wait_runs(1)
+        self.restart_broker()
+        self.finish(pid)
+        self.assertEqual(self.runs(), 1, "the step went on where it ran; it did not run again")
+
+    def test_broker_killed_after_the_step_finished_before_it_was_recorded(self):
+        pid = self.approve()
+        self.wait_runs(1)
+        self.stop_after_finish()
+        self.kill_broker()
+        self.c.start_broker()
+        self.finish(pid)
+        self.assertEqual(self.runs(), 1)
+
+    def test_broker_killed_before_the_step_starts(self):
+        pid = self.approve()
+        self.restart_broker()
+        self.finish(pid)
+
+    # -- the agent daemon killed -------------------------------------------
+    def test_agentd_killed_while_the_step_runs(self):
+        pid = self.approve()
+        self.wait_runs(1)
+        self.restart_node()
+        self.finish(pid)
+
+    def test_agentd_killed_after_the_step_finished_before_it_was_recorded(self):
+        pid = self.approve()
+        self.wait_runs(1)
+        self.stop_after_finish()
+        self.restart_node(wait=False)
+        self.c.broker.send_signal(signal.SIGCONT)
+        self.finish(pid)
+
+    # -- several kills in a row --------------------------------------------
+    def test_several_kills_in_a_row(self):
+        pid = self.approve()
+        self.restart_broker()  # before the step starts (or just as it does)
+        self.wait_runs(1)
+        self.restart_broker()  # while it runs
+        self.restart_node()  # while it runs: it runs again, restored first
+        self.wait_runs(2)
+        self.restart_broker()
+        self.restart_node()
+        self.wait_runs(3)
+        self.stop_after_finish()  # after it finished, before the broker recorded it
+        self.kill_broker()
+        self.c.start_broker()
+        self.c.wait_nodes(1)
+        self.restart_broker()
+        self.finish(pid)
+
+    def test_a_second_step_after_kills_lands_once_too(self):
+        """Kills around a file step and a shell step of one workflow: each change once."""
+        pid = self.approve([
+            {"title": "Write", "agent": "implementer", "tool": "write_file_tool",
+             "args": {"path": "w.txt", "content": "w\n"}},
+            {"title": "Append", "agent": "implementer", "tool": "execute_bash", "deps": [1],
+             "args": {"command": APPEND}}])
+        self.wait_runs(1)
+        self.restart_node()
+        self.restart_broker()
+        self.finish(pid)
+        self.assertEqual(open(self.path("w.txt")).read(), "w\n")
+
+
+class SlotAfterRestart(unittest.TestCase):
+    """A step waiting for its checkpoint's acknowledgement when the broker is
+    killed sends the checkpoint again at once after reconnecting, instead of
+    holding its slot until the acknowledgement times out."""
+
+    def test_unrelated_ask_completes_soon_after_a_broker_restart(self):
+        c = Cluster(nodes=(("s1", 1),))
+        try:
+            ws = c.workspace
+            # A workspace big enough that its snapshot takes a while to store.
+            blob = os.urandom(12 * 1024)
+            for i in range(1500):
+                d = os.path.join(ws, f"d{i % 30}")
+                os.makedirs(d, exist_ok=True)
+                with open(os.path.join(d, f"f{i}.bin"), "wb") as f:
+                    f.write(blob + i.to_bytes(4, "big"))
+            text = plan_text("Big", [{"title": "Append", "agent": "implementer", "tool": "execute_bash",
+                                      "args": {"command": "echo x >> f.txt"}}])
+            c.model.script([{"match": "Make a plan", "text": text}], default={"text": "fine"})
+            c.cadre("ask", "Make a plan", check=True)
+            pid = str(c.cadre_json("plans")[1][0][-1]["id"])
+            c.cadre("approve", pid, check=True)
+            log = os.path.join(c.tmp, "agentd-s1.log")
+            wait_until(lambda: "(attempt 1): execute_bash" in open(log).read(), what="the step to start")
+            c.stop_broker(signal.SIGKILL)  # while the snapshot is sent or waits for its ack
+            c.start_broker()
+            c.wait_nodes(1)
+            t0 = time.monotonic()
+            r = c.cadre("ask", "hello there", timeout=120)
+            took = time.monotonic() - t0
+            self.assertEqual(r.returncode, 0, r.stderr)
+            if os.environ.get("CADRE_SHOW_ONCE"):
+                print(f"\n[an unrelated ask took {took:.1f} s after the broker restart]", file=sys.stderr)
+            self.assertLess(took, 15, "the slot is free again within seconds\n" + c.logs())
+            done = wait_until(lambda: c.cadre_json("plan", pid)[1][-1]["status"] in ("done", "failed") and
+                              c.cadre_json("plan", pid)[1][-1], timeout=60, what="the workflow to end")
+            self.assertEqual(done["status"], "done")
+            with open(os.path.join(ws, "f.txt")) as f:
+                self.assertEqual(f.read(), "x\n")
+        finally:
+            c.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
