@@ -318,6 +318,14 @@ static void on_worker(agentd_t *d) {
   zmq_msg_close(&frame);
 }
 
+/* Registered with a broker (again): results and checkpoints the broker may not have go again. */
+static void relinked(agentd_t *d, int ev) {
+  jobq_relinked(&d->q, send_again, d);
+  log_info("registered with broker %s as %s (epoch %s%s%s)", d->opts.broker, d->opts.name, proto_link_epoch(d->link),
+           ev == PROTO_LINK_RECONNECTED ? "; again after: " : "",
+           ev == PROTO_LINK_RECONNECTED ? proto_link_why(d->link) : "");
+}
+
 /* Serves the link (up to 256 messages, so that workers get their turn):
  * registration notices are logged, application messages handled. */
 static int serve_link(agentd_t *d) {
@@ -331,9 +339,7 @@ static int serve_link(agentd_t *d) {
                 "re-reads it by itself): %s node %s",
                 d->opts.broker, proto_link_public_key(d->link), d->opts.name);
     else if (ev == PROTO_LINK_CONNECTED || ev == PROTO_LINK_RECONNECTED)
-      jobq_relinked(&d->q, send_again, d), log_info("registered with broker %s as %s (epoch %s%s%s)", d->opts.broker, d->opts.name,
-               proto_link_epoch(d->link), ev == PROTO_LINK_RECONNECTED ? "; again after: " : "",
-               ev == PROTO_LINK_RECONNECTED ? proto_link_why(d->link) : "");
+      relinked(d, ev);
     else
       return ev; /* nothing more now, or the socket failed */
   }

@@ -166,7 +166,6 @@ static job_t *find_step(jobq_t *q, const proto_msg_t *m) {
   return find_any_step(q, m, false);
 }
 
-
 int jobq_cancel_step(jobq_t *q, const proto_msg_t *m) {
   pthread_mutex_lock(&q->lock);
   job_t *j = find_step(q, m);

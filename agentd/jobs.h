@@ -60,7 +60,7 @@ typedef struct {
   ws_t ws;        /* the workspace, for checkpoints and restores (read-only after setup) */
   bool stopping;
   uint64_t link_gen; /* counts registrations with a broker (under lock): checkpoints go again */
-  void *ctx; /* for workers' PUSH sockets */
+  void *ctx;         /* for workers' PUSH sockets */
   const char *events_endpoint;
   long connect_timeout_ms, stall_timeout_ms;
   long turn_timeout_ms; /* the deadline of every model call */
@@ -70,8 +70,8 @@ typedef struct {
 typedef struct {
   jobq_t *q;
   job_t *job;
-  void *push;  /* this worker's PUSH socket to the main thread */
-  int64_t seq; /* delta sequence of this turn attempt */
+  void *push;   /* this worker's PUSH socket to the main thread */
+  int64_t seq;  /* delta sequence of this turn attempt */
   uint64_t gen; /* JOB_STEP: q->link_gen when its checkpoint was sent */
 } run_t;
 

@@ -1,5 +1,6 @@
 /* snapshot: checkpoints and rollback on the workspace's files (see snapshot.h). */
 #include "snapshot.h"
+#include "jx.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -65,16 +66,24 @@ static int open_existing(const ws_t *ws, const char *rel, struct stat *st, int *
   return 0;
 }
 
-// Hex SHA-256 of the regular file rel ("" when absent).
-int snap_sha256_file(const ws_t *ws, const char *rel, char *hex) {
+// Hex SHA-256 and mode of the regular file rel ("" and 0 when absent).
+int snap_state_file(const ws_t *ws, const char *rel, char *hex, mode_t *mode) {
   struct stat st = {0};
   int fd, rc = open_existing(ws, rel, &st, &fd);
   hex[0] = '\0';
+  *mode = 0;
   if (rc < 0 || fd < 0)
     return rc;
   rc = sha256_fd(fd, hex);
+  *mode = st.st_mode & 07777;
   close(fd);
   return rc;
+}
+
+// Hex SHA-256 of the regular file rel ("" when absent).
+int snap_sha256_file(const ws_t *ws, const char *rel, char *hex) {
+  mode_t mode;
+  return snap_state_file(ws, rel, hex, &mode);
 }
 
 // Base64 of data.
@@ -493,6 +502,55 @@ void snap_list_free(snap_list_t *l) {
   free(l->biggest);
   json_decref(l->skipped);
   memset(l, 0, sizeof *l);
+}
+
+/* ---- what a step changed ------------------------------------------------------------ */
+
+/* {sha256, mode} of a regular file, for snap_changes' maps. */
+static json_t *file_state(const char *sha256, mode_t mode) {
+  return json_pack("{s:s, s:i}", "sha256", sha256, "mode", (int)(mode & 07777));
+}
+
+// Notes a snapshot file's state in pre.
+void snap_note(json_t *pre, const char *rel, const char *sha256, mode_t mode) {
+  json_object_set_new(pre, rel, file_state(sha256, mode));
+}
+
+/* Appends {path, sha256, mode} to changed when now differs from was (either may be NULL: absent). */
+static void compare(json_t *changed, const char *rel, const json_t *was, const json_t *now) {
+  const char *a = jx_str(was, "sha256", ""), *b = jx_str(now, "sha256", "");
+  if (strcmp(a, b) == 0 && jx_int(was, "mode", 0) == jx_int(now, "mode", 0))
+    return;
+  json_array_append_new(changed,
+                        json_pack("{s:s, s:s, s:I}", "path", rel, "sha256", b, "mode", jx_int(now, "mode", 0)));
+}
+
+// What changed since pre.
+int snap_changes(const ws_t *ws, const json_t *pre, json_t **changed, char *err, size_t errlen) {
+  snap_list_t l;
+  snap_limits_t lim = snap_default_limits();
+  *changed = NULL;
+  int rc = snap_list(ws, &lim, NULL, &l, err, errlen);
+  if (rc == 0 && l.seen > l.n)
+    rc = -EFBIG;
+  json_t *now = json_object(), *out = json_array();
+  for (size_t i = 0; rc == 0 && i < l.n; i++) {
+    char hex[SNAP_HEX_LEN + 1];
+    if (snap_sha256_file(ws, l.files[i].path, hex) == 0 && hex[0])
+      json_object_set_new(now, l.files[i].path, file_state(hex, l.files[i].mode));
+  }
+  const char *path;
+  json_t *v;
+  json_object_foreach(now, path, v) compare(out, path, json_object_get(pre, path), v);
+  json_object_foreach((json_t *)pre, path, v) if (!json_object_get(now, path)) compare(out, path, v, NULL);
+  snap_list_free(&l);
+  json_decref(now);
+  if (rc < 0) {
+    json_decref(out);
+    return rc;
+  }
+  *changed = out;
+  return 0;
 }
 
 /* ---- restores ------------------------------------------------------------------------ */

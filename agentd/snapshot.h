@@ -42,6 +42,8 @@ void snap_sha256(const void *data, size_t len, char *hex);
 /* Hex SHA-256 of the regular file rel beneath the workspace into hex; ""
  * when it is absent. 0, or -errno (-EINVAL: not a regular file). */
 int snap_sha256_file(const ws_t *ws, const char *rel, char *hex);
+/* snap_sha256_file, and the file's permission bits into *mode (0 when absent). */
+int snap_state_file(const ws_t *ws, const char *rel, char *hex, mode_t *mode);
 
 /* Base64 (standard alphabet, padded) of data. Caller frees; NULL on ENOMEM. */
 char *snap_b64_encode(const void *data, size_t len);
@@ -109,6 +111,14 @@ snap_limits_t snap_default_limits(void);
 int snap_list(const ws_t *ws, const snap_limits_t *lim, atomic_bool *cancel, snap_list_t *out, char *err,
               size_t errlen);
 void snap_list_free(snap_list_t *l);
+
+/* Notes a snapshot file's state (sha256, mode) in pre, an object keyed by path. */
+void snap_note(json_t *pre, const char *rel, const char *sha256, mode_t mode);
+/* What changed in the workspace since pre (see snap_note): *changed gets
+ * [{path, sha256, mode}] with the state now (sha256 "": removed), for every
+ * regular file created, removed, or changed in content or mode (caller owns).
+ * 0, or -errno with err (-EFBIG: past the snapshot bounds; nothing reported). */
+int snap_changes(const ws_t *ws, const json_t *pre, json_t **changed, char *err, size_t errlen);
 
 /* Rollback of one file: existed -> write data atomically at rel (missing
  * parents made; a symlink or file there is replaced; mode applied when

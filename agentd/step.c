@@ -101,8 +101,8 @@ static int wait_ack(run_t *r, int64_t seq) {
          !job->repeat) {
     jobq_wait_slice(q, 100);
   }
-  int rc = job->ack_seq >= seq              ? 0
-           : atomic_load(&job->cancel)      ? -ECANCELED
+  int rc = job->ack_seq >= seq                    ? 0
+           : atomic_load(&job->cancel)            ? -ECANCELED
            : q->link_gen != r->gen || job->repeat ? -EAGAIN
                                                   : -ETIMEDOUT;
   pthread_mutex_unlock(&q->lock);
@@ -237,8 +237,9 @@ static int checkpoint_file(run_t *r, char **canon) {
   return rc < 0 ? -1 : 0;
 }
 
-/* Sends the files of list, then snapshot_end. The seq of snapshot_end, or -1 (reported). */
-static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
+/* Sends the files of list, then snapshot_end, noting each file's state in pre.
+ * The seq of snapshot_end, or -1 (reported). */
+static int64_t send_snapshot(run_t *r, const snap_list_t *l, json_t *pre) {
   int64_t seq = 0;
   uint64_t bytes = 0;
   char err[512];
@@ -259,7 +260,8 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
     } else if (rc < 0) {
       snprintf(err, sizeof err, "cannot read \"%.160s\" for the snapshot: %s", l->files[i].path, strerror(-rc));
       report_failed(r, PROTO_ERR_snapshot_failed, err, false);
-    } else if (send_checkpoint(r, ++seq, "snapshot_file", l->files[i].path, &f, NULL) < 0) {
+    } else if (snap_note(pre, l->files[i].path, f.sha256, f.mode),
+               send_checkpoint(r, ++seq, "snapshot_file", l->files[i].path, &f, NULL) < 0) {
       report_failed(r, PROTO_ERR_internal, "the snapshot could not be sent", true);
       rc = -1;
     }
@@ -279,8 +281,9 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l) {
 
 /* One try at the snapshot before execute_bash: 0: acknowledged; -EAGAIN: try
  * again (the broker came back before it acknowledged); -1: reported. */
-static int snapshot_once(run_t *r) {
+static int snapshot_once(run_t *r, json_t *pre) {
   checkpoint_begins(r);
+  json_object_clear(pre);
   snap_list_t l;
   snap_limits_t lim = snap_default_limits();
   char err[512];
@@ -291,20 +294,22 @@ static int snapshot_once(run_t *r) {
     report_failed(r, PROTO_ERR_snapshot_too_large, err, false);
   else if (rc < 0)
     report_failed(r, PROTO_ERR_snapshot_failed, err, false);
-  int64_t end = rc < 0 ? -1 : send_snapshot(r, &l);
+  int64_t end = rc < 0 ? -1 : send_snapshot(r, &l, pre);
   if (end > 0 && (rc = wait_ack(r, end)) < 0 && rc != -EAGAIN)
     report_wait(r, rc);
   log_info("workflow %lld step %lld: snapshot of %zu files (%.1f MiB) %s", (long long)r->job->msg->workflow,
            (long long)r->job->msg->step, l.n, MIB(l.bytes),
-           end > 0 && rc == 0 ? "acknowledged" : rc == -EAGAIN ? "to be sent again" : "not made");
+           end > 0 && rc == 0 ? "acknowledged"
+           : rc == -EAGAIN    ? "to be sent again"
+                              : "not made");
   snap_list_free(&l);
   return end > 0 && rc == 0 ? 0 : rc == -EAGAIN ? -EAGAIN : -1;
 }
 
-/* The snapshot before execute_bash. 0: run the tool; -1: reported. */
-static int checkpoint_workspace(run_t *r) {
+/* The snapshot before execute_bash (each file's state into pre). 0: run the tool; -1: reported. */
+static int checkpoint_workspace(run_t *r, json_t *pre) {
   for (int tries = 0; tries < STEP_CHECKPOINT_TRIES; tries++) {
-    int rc = snapshot_once(r);
+    int rc = snapshot_once(r, pre);
     if (rc != -EAGAIN)
       return rc;
   }
@@ -314,8 +319,11 @@ static int checkpoint_workspace(run_t *r) {
 
 /* ---- the step ------------------------------------------------------------------------- */
 
-/* Runs the tool and reports its result; canon names the file a file tool changed. */
-static void run_tool(run_t *r, const char *canon, int64_t started) {
+/* Runs the tool and reports its result; canon names the file a file tool
+ * changed, pre (when not NULL) holds the snapshot's file states: the files
+ * the command changed go in the result's changed, with their state after it
+ * (what a rollback expects to find: anything else is someone else's work). */
+static void run_tool(run_t *r, const char *canon, const json_t *pre, int64_t started) {
   const proto_msg_t *run = r->job->msg;
   char *args = json_dumps(run->args, JSON_COMPACT);
   tool_result_t res = {0};
@@ -335,10 +343,14 @@ static void run_tool(run_t *r, const char *canon, int64_t started) {
   json_t *payload =
       json_pack("{s:i, s:b, s:b, s:s, s:I}", "exit_code", res.exit_code, "is_error", res.is_error, "timed_out",
                 res.timed_out, "summary", res.summary, "elapsed_ms", (json_int_t)(util_now_ms() - started));
+  json_t *since = NULL;
+  char err[256];
   if (canon)
     json_object_set_new(payload, "changed", changed);
   else
     json_decref(changed);
+  if (pre && snap_changes(&r->q->ws, pre, &since, err, sizeof err) == 0)
+    json_object_set_new(payload, "changed", since);
   report_done(r, res.text ? res.text : "", payload);
   log_info("workflow %lld step %lld (attempt %lld): %s: %s", (long long)run->workflow, (long long)run->step,
            (long long)run->attempt, run->kind, res.summary);
@@ -346,12 +358,12 @@ static void run_tool(run_t *r, const char *canon, int64_t started) {
 }
 
 /* The checkpoint the tool needs: 0 to go on (*canon set for file tools), -1 reported. */
-static int checkpoint(run_t *r, const char *tool, char **canon) {
+static int checkpoint(run_t *r, const char *tool, char **canon, json_t *pre) {
   *canon = NULL;
   if (strcmp(tool, "write_file_tool") == 0 || strcmp(tool, "edit_file") == 0)
     return checkpoint_file(r, canon);
   if (strcmp(tool, "execute_bash") == 0)
-    return checkpoint_workspace(r);
+    return checkpoint_workspace(r, pre);
   if (!tools_mutates(tool))
     return 0;
   char detail[200];
@@ -380,8 +392,11 @@ void step_run(run_t *r) {
     return;
   }
   char *canon = NULL;
-  if (checkpoint(r, run->kind, &canon) == 0)
-    run_tool(r, canon, started);
+  json_t *pre = json_object();
+  bool snapshot = strcmp(run->kind, "execute_bash") == 0;
+  if (checkpoint(r, run->kind, &canon, pre) == 0)
+    run_tool(r, canon, snapshot ? pre : NULL, started);
+  json_decref(pre);
   free(canon);
 }
 
@@ -436,8 +451,21 @@ static void restore_file(run_t *r) {
   mode_t mode = 0644;
   bool mode_given = payload_mode(m->payload, &mode), refused = false;
   char hex[SNAP_HEX_LEN + 1], err[512], before[SNAP_HEX_LEN + 1] = "";
-  if (snap_sha256_file(&r->q->ws, m->path, before) < 0)
+  mode_t had_mode = 0;
+  int had = snap_state_file(&r->q->ws, m->path, before, &had_mode);
+  if (had < 0)
     before[0] = '\0'; /* what the file held, to tell whether the restore changed it */
+  const char *expect = json_string_value(json_object_get(m->payload, "expect"));
+  if (expect && (had < 0 || strcmp(before, expect) != 0)) {
+    free(data); /* not what the workflow left there: someone else's work, kept */
+    proto_msg_t *out = restored_msg(r);
+    if (out) {
+      proto_set_str(out, PROTO_F_sha256, had == -EINVAL ? "(not a regular file)" : before);
+      proto_set_json(out, PROTO_F_payload, json_pack("{s:b, s:b}", "changed", false, "conflict", true));
+    }
+    push(r, &out);
+    return;
+  }
   int rc =
       snap_restore_file(&r->q->ws, m->path, m->existed, data, len, mode_given, mode, hex, &refused, err, sizeof err);
   free(data);
@@ -446,7 +474,7 @@ static void restore_file(run_t *r) {
     return;
   }
   proto_msg_t *out = restored_msg(r);
-  bool changed = m->existed ? strcmp(before, hex) != 0 : before[0] != '\0';
+  bool changed = m->existed ? strcmp(before, hex) != 0 || (mode_given && had_mode != mode) : before[0] != '\0';
   if (out) {
     proto_set_str(out, PROTO_F_sha256, hex);
     proto_set_json(out, PROTO_F_payload, json_pack("{s:b}", "changed", changed));

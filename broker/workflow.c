@@ -413,6 +413,7 @@ static void on_step_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   wf_step_t *s = ended_step(b, from, m, &wf);
   if (!s)
     return;
+  wf_note_changes(b, wf, s, m);
   if (jx_bool(m->payload, "is_error", false)) {
     char detail[600];
     snprintf(detail, sizeof detail, "%.500s", m->text);
@@ -434,8 +435,8 @@ static void on_step_failed(broker_t *b, peer_t *from, const proto_msg_t *m) {
     return;
   char detail[600];
   snprintf(detail, sizeof detail, "%s: %s", m->code, m->detail);
-  wf_step_failed(b, wf, s, detail, strcmp(m->code, PROTO_ERR_cancelled) != 0 && (!PROTO_HAS(m, retryable) || m->retryable),
-                 from);
+  wf_step_failed(b, wf, s, detail,
+                 strcmp(m->code, PROTO_ERR_cancelled) != 0 && (!PROTO_HAS(m, retryable) || m->retryable), from);
 }
 
 bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summary) {
@@ -515,9 +516,11 @@ static void results_back(broker_t *b, workflow_t *wf) {
   if (len < n - 256)
     len += (size_t)snprintf(text + len, n - len, "Time: %.1f s; tokens: %lld; cost: $%.4f\n",
                             isnan(r->seconds) ? 0 : r->seconds, (long long)r->tokens, r->cost);
+  size_t conflicts = r->rollback ? json_array_size(jx_arr(r->rollback, "conflicts")) : 0;
   if (r->rollback && len < n - 256)
-    snprintf(text + len, n - len, "Rolled back: %zu file(s) changed back, %zu mismatch(es)\n",
-             files_changed(jx_arr(r->rollback, "restored")), json_array_size(jx_arr(r->rollback, "mismatches")));
+    snprintf(text + len, n - len, "Rolled back: %zu file(s) changed back, %zu mismatch(es)%s%.0zu%s\n",
+             files_changed(jx_arr(r->rollback, "restored")), json_array_size(jx_arr(r->rollback, "mismatches")),
+             conflicts ? ", " : "", conflicts, conflicts ? " changed by others since, kept (conflicts)" : "");
   json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
   if (wf->session && store_session_exists(b->store, wf->session))
     store_append(b->store, wf->session, 0, msg, NULL);
@@ -539,8 +542,7 @@ void finish(broker_t *b, workflow_t *wf, wf_status_t status, const char *why) {
   wf_event(b, "workflow_finished", wf, NULL);
 }
 
-/* One restore from a checkpoint row of the store. */
-static wf_restore_t restore_of(const json_t *c, bool existed) {
+wf_restore_t wf_restore_of(const json_t *c, bool existed) {
   const char *content = jx_str(c, "content", NULL);
   return (wf_restore_t){false,
                         strdup(jx_str(c, "path", "")),
@@ -548,16 +550,16 @@ static wf_restore_t restore_of(const json_t *c, bool existed) {
                         content ? strdup(content) : NULL,
                         strdup(jx_str(c, "sha256", "")),
                         json_is_integer(json_object_get(c, "mode")) ? (int)jx_int(c, "mode", 0) : -1,
+                        NULL,
                         NULL};
 }
 
-/* Appends op to the rollback's list; false (op freed) when out of memory. */
-static bool push_op(wf_rollback_t *rb, wf_restore_t op) {
+bool wf_push_op(wf_rollback_t *rb, wf_restore_t op) {
   if (rb->n_ops == rb->cap_ops) {
     size_t cap = rb->cap_ops ? 2 * rb->cap_ops : 16;
     wf_restore_t *ops = realloc(rb->ops, cap * sizeof *ops);
     if (!ops) {
-      free(op.path), free(op.content), free(op.sha256), json_decref(op.keep);
+      free(op.path), free(op.content), free(op.sha256), free(op.expect), json_decref(op.keep);
       return false;
     }
     rb->ops = ops, rb->cap_ops = cap;
@@ -569,7 +571,7 @@ static bool push_op(wf_rollback_t *rb, wf_restore_t op) {
 void wf_add_snapshot_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end) {
   int64_t step = jx_int(end, "step", 0), attempt = jx_int(end, "attempt", 0);
   json_t *keep = json_array();
-  if (!push_op(rb, (wf_restore_t){.prune = true, .keep = keep, .mode = -1}))
+  if (!wf_push_op(rb, (wf_restore_t){.prune = true, .keep = keep, .mode = -1}))
     return;
   size_t j;
   json_t *f;
@@ -579,19 +581,21 @@ void wf_add_snapshot_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end
       continue;
     if (jx_str(f, "path", NULL))
       json_array_append_new(keep, json_string(jx_str(f, "path", NULL)));
-    push_op(rb, restore_of(f, true));
+    wf_push_op(rb, wf_restore_of(f, true));
   }
 }
 
-/* Rollback: the checkpoint ledger in reverse, one restore at a time. */
-static void rollback_ops(broker_t *b, wf_rollback_t *rb, int64_t wf) {
-  json_t *cps = store_checkpoints(b->store, wf, true);
+/* Rollback: the checkpoint ledger in reverse, one restore at a time; where
+ * the ledger knows what a step left behind, only that is restored (and only
+ * when it is still there: see wf_restore_t.expect). */
+static void rollback_ops(broker_t *b, wf_rollback_t *rb, workflow_t *wf) {
+  json_t *cps = store_checkpoints(b->store, wf->id, true);
   for (size_t i = json_array_size(cps); i-- > 0;) {
     json_t *c = json_array_get(cps, i);
     const char *kind = jx_str(c, "kind", "");
     if (strcmp(kind, "file") == 0)
-      push_op(rb, restore_of(c, jx_bool(c, "existed", false)));
-    else if (strcmp(kind, "snapshot_end") == 0)
+      wf_add_file_op(rb, wf, c);
+    else if (strcmp(kind, "snapshot_end") == 0 && !wf_add_changed_ops(rb, cps, c))
       wf_add_snapshot_ops(rb, cps, c);
   }
   json_decref(cps);
@@ -622,8 +626,15 @@ void wf_rollback_send(broker_t *b, workflow_t *wf) {
     PROTO_SET(m, existed, op->existed);
     if (op->content)
       proto_set_str(m, PROTO_F_content, op->content);
+    json_t *payload = json_object();
     if (op->mode >= 0) /* e.g. a deleted script comes back executable */
-      proto_set_json(m, PROTO_F_payload, json_pack("{s:i}", "mode", op->mode));
+      json_object_set_new(payload, "mode", json_integer(op->mode));
+    if (op->expect)
+      json_object_set_new(payload, "expect", json_string(op->expect));
+    if (json_object_size(payload))
+      proto_set_json(m, PROTO_F_payload, payload);
+    else
+      json_decref(payload);
   } else {
     proto_set_json(m, PROTO_F_payload, json_pack("{s:O}", "keep", op->keep));
   }
@@ -646,8 +657,8 @@ static void rollback_end(broker_t *b, workflow_t *wf) {
   }
   wf->report.present = true;
   json_decref(wf->report.rollback);
-  wf->report.rollback =
-      json_pack("{s:O, s:O, s:O}", "restored", rb->restored, "mismatches", rb->mismatches, "deleted", rb->deleted);
+  wf->report.rollback = json_pack("{s:O, s:O, s:O, s:O}", "restored", rb->restored, "mismatches", rb->mismatches,
+                                  "deleted", rb->deleted, "conflicts", rb->conflicts);
   wf_status_t final = rb->final;
   char *why = rb->why ? strdup(rb->why) : NULL;
   wf_rollback_free(&wf->rollback);
@@ -659,8 +670,9 @@ void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
   wf_rollback_t *rb = calloc(1, sizeof *rb);
   if (!rb)
     return;
-  rollback_ops(b, rb, wf->id);
+  rollback_ops(b, rb, wf);
   rb->restored = json_array(), rb->mismatches = json_array(), rb->deleted = json_array();
+  rb->conflicts = json_array();
   rb->why = strdup(why);
   rb->final = wf->status == WF_CANCELLED ? WF_CANCELLED : WF_FAILED;
   /* Running steps are abandoned: their late results are ignored. */
@@ -693,6 +705,9 @@ static void rollback_answer(broker_t *b, workflow_t *wf, const char *code, const
   if (code) {
     json_array_append_new(rb->mismatches,
                           json_pack("{s:s?, s:s, s:s?}", "path", op->path, "error", code, "detail", detail));
+  } else if (!op->prune && jx_bool(payload, "conflict", false)) {
+    json_array_append_new(rb->conflicts, json_pack("{s:s, s:s, s:s}", "path", op->path, "sha256", sha256 ? sha256 : "",
+                                                   "expected", op->expect ? op->expect : ""));
   } else if (op->prune) {
     if (deleted)
       json_array_extend(rb->deleted, (json_t *)deleted);

@@ -79,7 +79,7 @@ typedef struct {
   bool was_running;                             /* in flight when its node or the broker went away */
   int64_t lost_ms; /* running, its node gone (or the broker restarted) since then (monotonic ms): it
                     * waits for the node to say whether it still has the step; 0: not; not stored */
-  json_t *changed;                              /* the node's list of changed files, as sent; or NULL */
+  json_t *changed; /* the node's list of changed files, as sent; or NULL */
   bool has_usage;
   int64_t usage_tokens;
   double usage_cost;
@@ -97,6 +97,8 @@ typedef struct {
   char *sha256;
   int mode;     /* -1: none recorded */
   json_t *keep; /* prune: paths to keep (array of str) */
+  char *expect; /* file: the sha256 the workflow left there ("": none); anything else is kept
+                 * as a conflict. NULL: restored whatever is there */
 } wf_restore_t;
 
 /* A rollback in progress (not stored: a restarted broker starts it again). */
@@ -104,9 +106,10 @@ typedef struct {
   wf_restore_t *ops; /* the checkpoint ledger in reverse */
   size_t n_ops, cap_ops, next;
   json_t *restored, *mismatches, *deleted; /* what the nodes answered (arrays) */
+  json_t *conflicts; /* files other work changed after the workflow: kept [{path, sha256, expected}] */
   char *why;
-  wf_status_t final; /* WF_FAILED or WF_CANCELLED */
-  char *sent_to;     /* node the next op went to, or NULL: send (again) */
+  wf_status_t final;  /* WF_FAILED or WF_CANCELLED */
+  char *sent_to;      /* node the next op went to, or NULL: send (again) */
   int64_t rerun_step; /* >0: not a rollback: this step is restored to its checkpoint before it runs again */
   int64_t sent_ms;
 } wf_rollback_t;

@@ -31,6 +31,18 @@ void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detai
 /* A snapshot's prune (keep what it saw) followed by its files' restores, onto rb
  * (cps: the ledger with contents, end: the snapshot_end row). */
 void wf_add_snapshot_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end);
+/* One restore from a checkpoint row of the store (strings copied). */
+wf_restore_t wf_restore_of(const json_t *c, bool existed);
+/* Appends op to the rollback's list; false (op freed) when out of memory. */
+bool wf_push_op(wf_rollback_t *rb, wf_restore_t op);
+/* A file checkpoint's restore, expecting what its step left there (workflow_once.c). */
+void wf_add_file_op(wf_rollback_t *rb, workflow_t *wf, const json_t *c);
+/* A snapshot's restores of only what its attempt changed (its snapshot_post row),
+ * each expecting what the step left there; false when the ledger has no such row. */
+bool wf_add_changed_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end);
+/* An execute_bash step's step_done: what it changed (payload.changed) goes in
+ * the ledger (kind snapshot_post, the list as JSON in content) for its rollback. */
+void wf_note_changes(broker_t *b, workflow_t *wf, const wf_step_t *s, const proto_msg_t *m);
 /* Sends the rollback's next restore to a node of the workspace (or waits for one). */
 void wf_rollback_send(broker_t *b, workflow_t *wf);
 

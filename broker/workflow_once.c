@@ -140,6 +140,7 @@ bool wf_restore_before_rerun(broker_t *b, workflow_t *wf, wf_step_t *s) {
   }
   rb->rerun_step = s->number;
   rb->restored = json_array(), rb->mismatches = json_array(), rb->deleted = json_array();
+  rb->conflicts = json_array();
   rb->why = strdup("restored to its checkpoint before it runs again");
   rb->final = WF_FAILED;
   wf_add_snapshot_ops(rb, cps, end);
@@ -169,4 +170,72 @@ void wf_rerun_restored(broker_t *b, workflow_t *wf) {
   wf_save(b, wf);
   if (wf->status == WF_RUNNING)
     advance(b, wf, util_now_ms());
+}
+
+/* ---- rollback: only what the workflow changed ------------------------------------------ */
+
+void wf_note_changes(broker_t *b, workflow_t *wf, const wf_step_t *s, const proto_msg_t *m) {
+  const json_t *changed = json_object_get(m->payload, "changed");
+  if (!s->tool || strcmp(s->tool, "execute_bash") != 0 || !json_is_array(changed))
+    return;
+  char *text = json_dumps(changed, JSON_COMPACT);
+  if (!text ||
+      store_checkpoint_add(b->store, wf->id, s->number, m->attempt, 0, "snapshot_post", NULL, 0, text, NULL, 0) < 0)
+    log_error("state: cannot store what workflow %lld step %lld changed: %s (its rollback restores its whole "
+              "snapshot)",
+              (long long)wf->id, (long long)s->number, store_errmsg(b->store));
+  free(text);
+}
+
+/* The entry for path in a step's changed list ([{path, sha256}]), or NULL. */
+static const json_t *change_of(const json_t *changed, const char *path) {
+  size_t i;
+  const json_t *e;
+  json_array_foreach(changed, i, e) if (strcmp(jx_str(e, "path", ""), path) == 0) return e;
+  return NULL;
+}
+
+void wf_add_file_op(wf_rollback_t *rb, workflow_t *wf, const json_t *c) {
+  const wf_step_t *s = wf_step(wf, jx_int(c, "step", 0));
+  const json_t *post = s && s->status == STEP_DONE ? change_of(s->changed, jx_str(c, "path", "")) : NULL;
+  if (post && jx_int(c, "attempt", 0) != s->attempts)
+    return; /* an earlier attempt of a step that is done: the change is the last attempt's */
+  wf_restore_t op = wf_restore_of(c, jx_bool(c, "existed", false));
+  if (post)
+    op.expect = strdup(jx_str(post, "sha256", ""));
+  wf_push_op(rb, op);
+}
+
+/* True when row c of the ledger belongs to the attempt of end and has this kind. */
+static bool same_attempt(const json_t *c, const json_t *end, const char *kind) {
+  return jx_int(c, "step", 0) == jx_int(end, "step", 0) && jx_int(c, "attempt", 0) == jx_int(end, "attempt", 0) &&
+         strcmp(jx_str(c, "kind", ""), kind) == 0;
+}
+
+bool wf_add_changed_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end) {
+  json_t *files = json_object(), *changed = NULL;
+  size_t i;
+  json_t *c;
+  json_array_foreach(cps, i, c) {
+    if (same_attempt(c, end, "snapshot_file") && jx_str(c, "path", NULL))
+      json_object_set(files, jx_str(c, "path", ""), c);
+    else if (same_attempt(c, end, "snapshot_post") && jx_str(c, "content", NULL)) {
+      json_decref(changed);
+      changed = json_loads(jx_str(c, "content", ""), 0, NULL);
+    }
+  }
+  bool known = json_is_array(changed);
+  json_array_foreach(known ? changed : NULL, i, c) {
+    const char *path = jx_str(c, "path", NULL);
+    const json_t *pre = path ? json_object_get(files, path) : NULL;
+    if (!path)
+      continue;
+    wf_restore_t op = pre ? wf_restore_of(pre, true)
+                          : (wf_restore_t){.path = strdup(path), .sha256 = strdup(""), .mode = -1}; /* created */
+    op.expect = strdup(jx_str(c, "sha256", ""));
+    wf_push_op(rb, op);
+  }
+  json_decref(changed);
+  json_decref(files);
+  return known;
 }

@@ -44,11 +44,11 @@ void wf_rollback_free(wf_rollback_t **rb_p) {
   if (!rb)
     return;
   for (size_t i = 0; i < rb->n_ops; i++) {
-    free(rb->ops[i].path), free(rb->ops[i].content), free(rb->ops[i].sha256);
+    free(rb->ops[i].path), free(rb->ops[i].content), free(rb->ops[i].sha256), free(rb->ops[i].expect);
     json_decref(rb->ops[i].keep);
   }
   free(rb->ops);
-  json_decref(rb->restored), json_decref(rb->mismatches), json_decref(rb->deleted);
+  json_decref(rb->restored), json_decref(rb->mismatches), json_decref(rb->deleted), json_decref(rb->conflicts);
   free(rb->why), free(rb->sent_to);
   free(rb);
   *rb_p = NULL;

@@ -288,6 +288,10 @@ void format_rollback(sbuf_t *b, const json_t *rb) {
     sbuf_printf(b, ", %zu created file(s) removed", nc);
   if (same)
     sbuf_printf(b, ", %zu already as they were", same);
+  size_t kept = distinct_paths(jx_arr(rb, "conflicts"));
+  if (kept) /* changed by other work after the workflow wrote them: left as they are */
+    sbuf_printf(b, ", %zu conflict(s) kept as others left them (%s%s)", kept,
+                jx_str(json_array_get(jx_arr(rb, "conflicts"), 0), "path", "?"), kept > 1 ? ", ..." : "");
   sbuf_printf(b, ", %zu deleted, %zu mismatch(es)", distinct_paths(jx_arr(rb, "deleted")),
               distinct_paths(jx_arr(rb, "mismatches")));
 }

@@ -206,5 +206,113 @@ class SlotAfterRestart(unittest.TestCase):
             c.close()
 
 
+class RollbackOnlyWhatTheWorkflowChanged(unittest.TestCase):
+    """A rollback restores what the workflow changed and nothing else: other
+    work done meanwhile (here while an agent step of the workflow runs) is left
+    alone, and a file that other work changed after the workflow wrote it is
+    kept and reported as a conflict. What a shell step changed is what differs
+    between its snapshot and the workspace when it ended."""
+
+    def setUp(self):
+        self.c = Cluster(nodes=(("r1", 2),))
+        self.ws = self.c.workspace
+
+    def tearDown(self):
+        self.c.close()
+
+    def path(self, name):
+        return os.path.join(self.ws, name)
+
+    def write(self, name, text, mode=None):
+        os.makedirs(os.path.dirname(self.path(name)) or self.ws, exist_ok=True)
+        with open(self.path(name), "w") as f:
+            f.write(text)
+        if mode is not None:
+            os.chmod(self.path(name), mode)
+
+    def read(self, name):
+        with open(self.path(name)) as f:
+            return f.read()
+
+    def plan(self, pid):
+        r, out = self.c.cadre_json("plan", pid)
+        return out[-1] if r.returncode == 0 and out else {}
+
+    def run_and_cancel(self, steps, meanwhile):
+        """Runs steps, then an agent step; while it runs, meanwhile(); then cancel (rollback)."""
+        steps = steps + [{"title": "Think it over", "agent": "researcher", "deps": [len(steps)]}]
+        self.c.model.script([{"match": "Make a plan", "text": plan_text("Undo", steps)},
+                             {"match": "Think it over", "hang": True}], default={"text": PASS})
+        self.c.cadre("ask", "Make a plan", check=True)
+        pid = str(self.c.cadre_json("plans")[1][0][-1]["id"])
+        self.c.cadre("approve", pid, check=True)
+        wait_until(lambda: self.plan(pid).get("steps", [{}])[-1].get("status") == "running", timeout=30,
+                   what="the agent step to run")
+        meanwhile()
+        self.c.cadre("cancel", pid, check=True)
+        done = wait_until(lambda: self.plan(pid).get("status") in ("cancelled", "failed") and self.plan(pid),
+                          timeout=60, what="the rollback")
+        self.assertEqual(done["status"], "cancelled")
+        text = self.c.cadre("plan", pid, check=True).stdout
+        return done, text[text.find("rolled back"):]
+
+    def test_work_done_meanwhile_is_left_alone(self):
+        self.write("a.txt", "a0\n")
+        self.write("u1.txt", "u1\n")
+        self.write("u2.txt", "u2\n")
+        self.write("m.sh", "#!/bin/sh\n", 0o755)
+        self.write("gone.txt", "keep me\n", 0o640)
+        shell = {"title": "Shell", "agent": "tester", "tool": "execute_bash", "args": {"command":
+                 "echo a1 >> a.txt; chmod 600 m.sh; rm -f gone.txt; echo b > b.txt"}}
+
+        def user():
+            self.write("user.txt", "mine\n")
+            self.write("userdir/x.txt", "mine\n")
+            self.write("u1.txt", "u1 edited by the user\n")
+            self.write("u2.txt", "u2 edited by the user\n")
+        done, text = self.run_and_cancel([shell], user)
+        rb = done["report"]["rollback"]
+        self.assertEqual(self.read("a.txt"), "a0\n", "the workflow's append is undone")
+        self.assertEqual(os.stat(self.path("m.sh")).st_mode & 0o777, 0o755, "the mode is restored")
+        self.assertEqual(self.read("gone.txt"), "keep me\n", "the removed file is back")
+        self.assertEqual(os.stat(self.path("gone.txt")).st_mode & 0o777, 0o640)
+        self.assertFalse(os.path.exists(self.path("b.txt")), "the file the workflow made is removed")
+        self.assertEqual(self.read("user.txt"), "mine\n", "the user's new file is left alone")
+        self.assertEqual(self.read("userdir/x.txt"), "mine\n", "and the user's new directory")
+        self.assertEqual(self.read("u1.txt"), "u1 edited by the user\n", "the user's edits are kept")
+        self.assertEqual(self.read("u2.txt"), "u2 edited by the user\n")
+        self.assertEqual(rb["mismatches"], [])
+        self.assertEqual(rb.get("conflicts"), [])
+        restored = sorted({e["path"] for e in rb["restored"]})
+        self.assertEqual(restored, ["a.txt", "b.txt", "gone.txt", "m.sh"], "exactly what the workflow changed")
+        self.assertIn("rolled back: 3 file(s) restored, 1 created file(s) removed, 0 deleted", text)
+
+    def test_a_file_changed_after_the_workflow_wrote_it_is_kept_as_a_conflict(self):
+        self.write("c.txt", "c0\n")
+        self.write("d.txt", "d0\n")
+        self.write("f.txt", "f0\n")
+        steps = [{"title": "Write", "agent": "implementer", "tool": "write_file_tool",
+                  "args": {"path": "c.txt", "content": "c1\n"}},
+                 {"title": "Shell", "agent": "tester", "tool": "execute_bash", "deps": [1],
+                  "args": {"command": "echo d1 >> d.txt; echo f1 >> f.txt; echo e > e.txt; echo g > g.txt"}}]
+
+        def user():
+            self.write("c.txt", "c edited by the user\n")
+            self.write("d.txt", "d edited by the user\n")
+            os.unlink(self.path("g.txt"))
+        done, text = self.run_and_cancel(steps, user)
+        rb = done["report"]["rollback"]
+        self.assertEqual(self.read("c.txt"), "c edited by the user\n", "other work is kept")
+        self.assertEqual(self.read("d.txt"), "d edited by the user\n")
+        self.assertFalse(os.path.exists(self.path("g.txt")), "removed by the user: stays removed")
+        self.assertEqual(sorted(e["path"] for e in rb["conflicts"]), ["c.txt", "d.txt", "g.txt"])
+        self.assertEqual(self.read("f.txt"), "f0\n", "what nobody touched since is restored")
+        self.assertFalse(os.path.exists(self.path("e.txt")))
+        self.assertIn("3 conflict(s) kept as others left them (", text)
+        restored = sorted({e["path"] for e in rb["restored"]})
+        self.assertEqual(restored, ["e.txt", "f.txt"], "conflicts are not reported as restored")
+        self.assertIn("rolled back: 1 file(s) restored, 1 created file(s) removed, 3 conflict(s)", text)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -188,9 +188,11 @@ class Workflows(unittest.TestCase):
         # cadre plan N counts the files the rollback really changed, each once
         rb = done["report"]["rollback"]
         text = self.c.cadre("plan", str(p["id"]), check=True).stdout
-        want = {1: "0 file(s) restored, 2 already as they were",  # the failing step changed nothing
-                2: "1 file(s) restored, 1 already as they were",  # keep.txt (run.sh was untouched)
-                3: "1 file(s) restored, 1 created file(s) removed, 1 already as they were"}[fail_at]
+        # (exactly what was restored: the failing step changed nothing, so the files its snapshots
+        # saw and it left alone, keep.txt and run.sh, are not restored nor counted)
+        want = {1: "0 file(s) restored, 0 deleted",  # the failing step changed nothing
+                2: "1 file(s) restored, 0 deleted",  # keep.txt
+                3: "1 file(s) restored, 1 created file(s) removed, 0 deleted"}[fail_at]
         self.assertIn(f"rolled back: {want}, ", text, text[text.find("rolled back"):])
         # and the report in the main agent's history says as much
         changed = {1: 0, 2: 1, 3: 2}[fail_at]

@@ -767,19 +767,19 @@ static void a_restart_on_an_old_state_dir_carries_on(void **state) {
 
 typedef struct {
   const char *name;
-  const char *held; /* the heartbeat's steps, JSON ("%d": the step's attempt) */
+  const char *held; /* the heartbeat's steps, as JSON (the step runs as workflow 1, step 1, attempt 1) */
   bool lost;        /* the step waited for its node */
   wf_step_status_t step;
-  int attempts;  /* of the step afterwards (2: it ran again) */
-  int busy;      /* the node's slots afterwards */
-  bool ack;      /* a step_ack went out */
+  int attempts; /* of the step afterwards (2: it ran again) */
+  int busy;     /* the node's slots afterwards */
+  bool ack;     /* a step_ack went out */
 } heartbeat_case_t;
 
 static const heartbeat_case_t heartbeat_cases[] = {
     {"still running there: it goes on", "[{\"workflow\": 1, \"step\": 1, \"attempt\": 1, \"done\": false}]", true,
      STEP_RUNNING, 1, 1, false},
-    {"finished there: its result comes again", "[{\"workflow\": 1, \"step\": 1, \"attempt\": 1, \"done\": true}]",
-     true, STEP_RUNNING, 1, 1, false},
+    {"finished there: its result comes again", "[{\"workflow\": 1, \"step\": 1, \"attempt\": 1, \"done\": true}]", true,
+     STEP_RUNNING, 1, 1, false},
     {"came back without it: runs again", "[]", true, STEP_RUNNING, 2, 1, false},
     {"an older attempt held: runs again", "[{\"workflow\": 1, \"step\": 1, \"attempt\": 7, \"done\": false}]", true,
      STEP_RUNNING, 2, 1, false},
