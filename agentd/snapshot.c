@@ -297,7 +297,7 @@ struct walker {
   /* A regular file: >0 when it was removed, 0, or -errno to stop. */
   int (*file)(snap_walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st);
   /* A symlink or special file (never followed). */
-  void (*skip)(snap_walker_t *w, const char *rel, const struct stat *st);
+  void (*skip)(snap_walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st);
   /* A directory walked, `removed` of its entries removed: >0 when it was removed itself. */
   int (*dir_done)(snap_walker_t *w, int dirfd, const char *name, const char *rel, long removed);
   atomic_bool *cancel;
@@ -328,7 +328,7 @@ static long walk_entry(snap_walker_t *w, DIR *d, const char *name, char *rel, si
     return w->file(w, dirfd(d), name, rel, &st);
   if (!S_ISDIR(st.st_mode)) {
     if (w->skip)
-      w->skip(w, rel, &st);
+      w->skip(w, dirfd(d), name, rel, &st);
     return 0;
   }
   if (strcmp(name, ".git") == 0)
@@ -450,14 +450,36 @@ static int list_file(snap_walker_t *w, int dirfd, const char *name, const char *
   return 0;
 }
 
-static void list_skip(snap_walker_t *w, const char *rel, const struct stat *st) {
+/* A symlink's target (UTF-8, within the bounds) into l->links. */
+static void list_link(snap_list_t *l, int dirfd, const char *name, const char *rel) {
+  char target[PATH_MAX];
+  ssize_t n = readlinkat(dirfd, name, target, sizeof target - 1);
+  if (n < 0 || json_array_size(l->links) >= SNAP_MAX_FILES || !snap_utf8_ok(rel, strlen(rel)))
+    return;
+  target[n] = '\0';
+  if (snap_utf8_ok(target, (size_t)n))
+    json_array_append_new(l->links, json_pack("{s:s, s:s}", "path", rel, "target", target));
+}
+
+static void list_skip(snap_walker_t *w, int dirfd, const char *name, const char *rel, const struct stat *st) {
   snap_list_t *l = ((listing_t *)w->ud)->l;
   if (S_ISLNK(st->st_mode))
-    l->symlinks++;
+    l->symlinks++, list_link(l, dirfd, name, rel);
   else
     l->others++;
   if (json_array_size(l->skipped) < SNAP_NAMED_SKIPS)
     json_array_append_new(l->skipped, lossy_string(rel));
+}
+
+/* A directory walked: its path and mode into l->dirs (they come back on a rollback, empty or not). */
+static int list_dir(snap_walker_t *w, int dirfd, const char *name, const char *rel, long removed) {
+  (void)removed;
+  snap_list_t *l = ((listing_t *)w->ud)->l;
+  struct stat st;
+  if (json_array_size(l->dirs) < SNAP_MAX_FILES && snap_utf8_ok(rel, strlen(rel)) &&
+      fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    json_array_append_new(l->dirs, json_pack("{s:s, s:i}", "path", rel, "mode", (int)(st.st_mode & 07777)));
+  return 0;
 }
 
 /* err for a passed bound: -EFBIG, or 0 when every bound holds. */
@@ -483,8 +505,16 @@ int snap_list(const ws_t *ws, const snap_limits_t *lim, atomic_bool *cancel, sna
               size_t errlen) {
   memset(out, 0, sizeof *out);
   out->skipped = json_array();
+  out->links = json_array();
+  out->dirs = json_array();
   listing_t ls = {out, lim};
-  snap_walker_t w = {.file = list_file, .skip = list_skip, .cancel = cancel, .err = err, .errlen = errlen, .ud = &ls};
+  snap_walker_t w = {.file = list_file,
+                     .skip = list_skip,
+                     .dir_done = list_dir,
+                     .cancel = cancel,
+                     .err = err,
+                     .errlen = errlen,
+                     .ud = &ls};
   err[0] = '\0';
   int rc = walk_workspace(ws, &w);
   if (rc == 0 || rc == -EFBIG)
@@ -501,28 +531,54 @@ void snap_list_free(snap_list_t *l) {
   free(l->files);
   free(l->biggest);
   json_decref(l->skipped);
+  json_decref(l->links);
+  json_decref(l->dirs);
   memset(l, 0, sizeof *l);
 }
 
 /* ---- what a step changed ------------------------------------------------------------ */
 
-/* {sha256, mode} of a regular file, for snap_changes' maps. */
-static json_t *file_state(const char *sha256, mode_t mode) {
-  return json_pack("{s:s, s:i}", "sha256", sha256, "mode", (int)(mode & 07777));
+/* {state, mode} of a path, for snap_changes' maps. */
+static json_t *path_state(const char *state, mode_t mode) {
+  return json_pack("{s:s, s:i}", "state", state, "mode", (int)(mode & 07777));
 }
 
-// Notes a snapshot file's state in pre.
-void snap_note(json_t *pre, const char *rel, const char *sha256, mode_t mode) {
-  json_object_set_new(pre, rel, file_state(sha256, mode));
+// Notes a path's state in pre.
+void snap_note(json_t *pre, const char *rel, const char *state, mode_t mode) {
+  json_object_set_new(pre, rel, path_state(state, mode));
 }
 
-/* Appends {path, sha256, mode} to changed when now differs from was (either may be NULL: absent). */
+// The state string of a symlink.
+char *snap_link_state(const char *target) {
+  size_t len = strlen(SNAP_LINK_PREFIX) + strlen(target) + 1;
+  char *out = malloc(len);
+  if (out)
+    snprintf(out, len, "%s%s", SNAP_LINK_PREFIX, target);
+  return out;
+}
+
+/* Appends {path, state, sha256, mode} to changed when now differs from was (either may be NULL: absent). */
 static void compare(json_t *changed, const char *rel, const json_t *was, const json_t *now) {
-  const char *a = jx_str(was, "sha256", ""), *b = jx_str(now, "sha256", "");
-  if (strcmp(a, b) == 0 && jx_int(was, "mode", 0) == jx_int(now, "mode", 0))
+  const char *a = jx_str(was, "state", ""), *b = jx_str(now, "state", "");
+  bool link = strncmp(b, SNAP_LINK_PREFIX, strlen(SNAP_LINK_PREFIX)) == 0;
+  if (strcmp(a, b) == 0 && (link || jx_int(was, "mode", 0) == jx_int(now, "mode", 0)))
     return;
-  json_array_append_new(changed,
-                        json_pack("{s:s, s:s, s:I}", "path", rel, "sha256", b, "mode", jx_int(now, "mode", 0)));
+  bool file = *b && !link && strcmp(b, SNAP_DIR_STATE) != 0;
+  json_array_append_new(changed, json_pack("{s:s, s:s, s:s, s:I}", "path", rel, "state", b, "sha256", file ? b : "",
+                                           "mode", jx_int(now, "mode", 0)));
+}
+
+/* The links and directories of a listing into the map now. */
+static void note_others(json_t *now, const snap_list_t *l) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(l->links, i, e) {
+    char *state = snap_link_state(jx_str(e, "target", ""));
+    if (state)
+      snap_note(now, jx_str(e, "path", ""), state, 0);
+    free(state);
+  }
+  json_array_foreach(l->dirs, i, e) snap_note(now, jx_str(e, "path", ""), SNAP_DIR_STATE, (mode_t)jx_int(e, "mode", 0));
 }
 
 // What changed since pre.
@@ -537,8 +593,10 @@ int snap_changes(const ws_t *ws, const json_t *pre, json_t **changed, char *err,
   for (size_t i = 0; rc == 0 && i < l.n; i++) {
     char hex[SNAP_HEX_LEN + 1];
     if (snap_sha256_file(ws, l.files[i].path, hex) == 0 && hex[0])
-      json_object_set_new(now, l.files[i].path, file_state(hex, l.files[i].mode));
+      snap_note(now, l.files[i].path, hex, l.files[i].mode);
   }
+  if (rc == 0)
+    note_others(now, &l);
   const char *path;
   json_t *v;
   json_object_foreach(now, path, v) compare(out, path, json_object_get(pre, path), v);
@@ -551,6 +609,42 @@ int snap_changes(const ws_t *ws, const json_t *pre, json_t **changed, char *err,
   }
   *changed = out;
   return 0;
+}
+
+// The state of rel now.
+int snap_state(const ws_t *ws, const char *rel, char *out, size_t outlen, mode_t *mode) {
+  char err[256], dir[PATH_MAX], target[PATH_MAX];
+  char *norm = checked_path(ws, rel, err, sizeof err);
+  out[0] = '\0';
+  *mode = 0;
+  if (!norm)
+    return -EINVAL;
+  const char *base;
+  split(norm, dir, sizeof dir, &base);
+  int fd = ws_open_dir(ws, dir, false), rc = 0;
+  struct stat st;
+  if (fd == -ENOENT || fd == -ENOTDIR)
+    rc = 0; /* absent */
+  else if (fd < 0)
+    rc = fd;
+  else if (fstatat(fd, base, &st, AT_SYMLINK_NOFOLLOW) != 0)
+    rc = errno == ENOENT ? 0 : -errno;
+  else if (S_ISDIR(st.st_mode))
+    snprintf(out, outlen, "%s", SNAP_DIR_STATE), *mode = st.st_mode & 07777;
+  else if (S_ISLNK(st.st_mode)) {
+    ssize_t n = readlinkat(fd, base, target, sizeof target - 1);
+    if (n < 0)
+      rc = -errno;
+    else
+      target[n] = '\0', snprintf(out, outlen, "%s%s", SNAP_LINK_PREFIX, target);
+  } else if (S_ISREG(st.st_mode))
+    rc = snap_state_file(ws, norm, out, mode);
+  else
+    snprintf(out, outlen, "special"), *mode = st.st_mode & 07777;
+  if (fd >= 0)
+    close(fd);
+  free(norm);
+  return rc;
 }
 
 /* ---- restores ------------------------------------------------------------------------ */
@@ -600,6 +694,47 @@ int snap_restore_file(const ws_t *ws, const char *rel, bool existed, const void 
     *refused = rc == -EXDEV;
   } else if (existed) {
     snap_sha256(data, len, hex);
+  }
+  free(norm);
+  return rc < 0 ? -1 : 0;
+}
+
+/* Makes a symlink (data: its target) or a directory at base in dirfd, replacing a file, a
+ * symlink or an empty directory there; an existing directory only gets mode. 0 or -errno. */
+static int make_other(int dirfd, const char *base, const char *type, const char *target, mode_t mode) {
+  struct stat st;
+  bool is_dir = fstatat(dirfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+  if (strcmp(type, "dir") == 0 && is_dir)
+    return fchmodat(dirfd, base, mode & 07777, 0) == 0 ? 0 : -errno;
+  int rc = remove_entry(dirfd, base);
+  if (rc < 0)
+    return rc;
+  if (strcmp(type, "dir") == 0)
+    return mkdirat(dirfd, base, mode & 07777) == 0 && fchmodat(dirfd, base, mode & 07777, 0) == 0 ? 0 : -errno;
+  return symlinkat(target, dirfd, base) == 0 ? 0 : -errno;
+}
+
+// Rollback of a symlink or a directory.
+int snap_restore_other(const ws_t *ws, const char *rel, const char *type, const char *target, mode_t mode,
+                       bool *refused, char *err, size_t errlen) {
+  *refused = false;
+  char *norm = checked_path(ws, rel, err, errlen), dir[PATH_MAX];
+  if (!norm) {
+    *refused = true;
+    return -1;
+  }
+  const char *base;
+  split(norm, dir, sizeof dir, &base);
+  int fd = ws_open_dir(ws, dir, true), rc = fd;
+  if (fd >= 0) {
+    rc = make_other(fd, base, type, target ? target : "", mode);
+    close(fd);
+  }
+  if (rc < 0) {
+    char shown[200];
+    ws_shown(rel, strlen(rel), shown, sizeof shown);
+    ws_strerror(-rc, shown, err, errlen);
+    *refused = rc == -EXDEV;
   }
   free(norm);
   return rc < 0 ? -1 : 0;

@@ -92,8 +92,10 @@ typedef struct {
   uint64_t bytes; /* their total size */
   char *biggest;  /* the largest file seen and its size */
   uint64_t biggest_size;
-  size_t symlinks, others; /* skipped: symlinks, and fifos, sockets, devices */
-  json_t *skipped;         /* the first SNAP_NAMED_SKIPS skipped paths */
+  size_t symlinks, others; /* not followed: symlinks, and fifos, sockets, devices (skipped) */
+  json_t *skipped;         /* the first SNAP_NAMED_SKIPS of those paths */
+  json_t *links;           /* the symlinks, kept as links: [{path, target}] (UTF-8 ones, at most SNAP_MAX_FILES) */
+  json_t *dirs;            /* the directories: [{path, mode}] (at most SNAP_MAX_FILES) */
 } snap_list_t;
 
 typedef struct {
@@ -112,12 +114,24 @@ int snap_list(const ws_t *ws, const snap_limits_t *lim, atomic_bool *cancel, sna
               size_t errlen);
 void snap_list_free(snap_list_t *l);
 
-/* Notes a snapshot file's state (sha256, mode) in pre, an object keyed by path. */
-void snap_note(json_t *pre, const char *rel, const char *sha256, mode_t mode);
+/* A path's state, as checkpoints, restores and a step's list of changes name
+ * it: a regular file's hex SHA-256, SNAP_LINK_PREFIX + a symlink's target,
+ * SNAP_DIR_STATE for a directory, "" when absent. */
+#define SNAP_LINK_PREFIX "symlink:"
+#define SNAP_DIR_STATE "dir"
+/* The state of rel now (a final symlink is not followed), its mode into *mode
+ * (0 for links and absent paths). 0 or -errno. */
+int snap_state(const ws_t *ws, const char *rel, char *out, size_t outlen, mode_t *mode);
+/* SNAP_LINK_PREFIX + target. Caller frees; NULL on ENOMEM. */
+char *snap_link_state(const char *target);
+/* Notes a path's state and mode in pre, an object keyed by path. */
+void snap_note(json_t *pre, const char *rel, const char *state, mode_t mode);
 /* What changed in the workspace since pre (see snap_note): *changed gets
- * [{path, sha256, mode}] with the state now (sha256 "": removed), for every
- * regular file created, removed, or changed in content or mode (caller owns).
- * 0, or -errno with err (-EFBIG: past the snapshot bounds; nothing reported). */
+ * [{path, state, sha256, mode}] with the state now ("": removed; sha256 is
+ * the state of a regular file, else ""), for every file, symlink or
+ * directory created, removed, or changed in content, target or mode (caller
+ * owns). 0, or -errno with err (-EFBIG: past the snapshot bounds; nothing
+ * reported). */
 int snap_changes(const ws_t *ws, const json_t *pre, json_t **changed, char *err, size_t errlen);
 
 /* Rollback of one file: existed -> write data atomically at rel (missing
@@ -129,6 +143,13 @@ int snap_changes(const ws_t *ws, const json_t *pre, json_t **changed, char *err,
  * names no file). */
 int snap_restore_file(const ws_t *ws, const char *rel, bool existed, const void *data, size_t len, bool mode_given,
                       mode_t mode, char *hex, bool *refused, char *err, size_t errlen);
+
+/* Rollback of a symlink (type "symlink", target) or a directory (type "dir",
+ * mode) at rel: missing parents made; a file, symlink or empty directory there
+ * is replaced (a directory that is there keeps its entries and gets mode).
+ * 0, or -1 with err (*refused as for snap_restore_file). */
+int snap_restore_other(const ws_t *ws, const char *rel, const char *type, const char *target, mode_t mode,
+                       bool *refused, char *err, size_t errlen);
 
 /* Rollback of an execute_bash step: removes every regular file of the
  * workspace (outside .git) whose path is not in keep (an array of strings),

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "jx.h"
 #include "log.h"
 #include "snapshot.h"
 #include "util.h"
@@ -237,7 +238,53 @@ static int checkpoint_file(run_t *r, char **canon) {
   return rc < 0 ? -1 : 0;
 }
 
-/* Sends the files of list, then snapshot_end, noting each file's state in pre.
+/* A snapshot's symlink (content: its target) or directory (payload: its mode),
+ * sha256 its state (see SNAP_LINK_PREFIX). 0 or -errno. */
+static int send_entry(run_t *r, int64_t seq, const char *kind, const char *path, const char *target, const char *state,
+                      int mode) {
+  proto_msg_t *m = step_msg(r, PROTO_CHECKPOINT);
+  if (!m)
+    return -ENOMEM;
+  PROTO_SET(m, seq, seq);
+  proto_set_str(m, PROTO_F_kind, kind);
+  proto_set_str(m, PROTO_F_path, path);
+  PROTO_SET(m, existed, true);
+  proto_set_str(m, PROTO_F_sha256, state);
+  if (target) {
+    m->content = snap_b64_encode(target, strlen(target));
+    m->has |= m->content ? PROTO_BIT(content) : 0;
+  } else {
+    proto_set_json(m, PROTO_F_payload, json_pack("{s:i}", "mode", mode));
+  }
+  return push(r, &m);
+}
+
+/* The symlinks and directories of list after its files (seq: the last sent),
+ * each noted in pre. The last seq sent, or -1. */
+static int64_t send_others(run_t *r, const snap_list_t *l, json_t *pre, int64_t seq) {
+  size_t i;
+  json_t *e;
+  json_array_foreach(l->links, i, e) {
+    const char *path = jx_str(e, "path", ""), *target = jx_str(e, "target", "");
+    char *state = snap_link_state(target);
+    int rc = state ? send_entry(r, ++seq, "snapshot_link", path, target, state, 0) : -ENOMEM;
+    if (rc == 0)
+      snap_note(pre, path, state, 0);
+    free(state);
+    if (rc < 0)
+      return -1;
+  }
+  json_array_foreach(l->dirs, i, e) {
+    const char *path = jx_str(e, "path", "");
+    int mode = (int)jx_int(e, "mode", 0755);
+    if (send_entry(r, ++seq, "snapshot_dir", path, NULL, SNAP_DIR_STATE, mode) < 0)
+      return -1;
+    snap_note(pre, path, SNAP_DIR_STATE, (mode_t)mode);
+  }
+  return seq;
+}
+
+/* Sends the files of list, its symlinks and directories, then snapshot_end, noting each one's state in pre.
  * The seq of snapshot_end, or -1 (reported). */
 static int64_t send_snapshot(run_t *r, const snap_list_t *l, json_t *pre) {
   int64_t seq = 0;
@@ -269,9 +316,16 @@ static int64_t send_snapshot(run_t *r, const snap_list_t *l, json_t *pre) {
     if (rc < 0 || bytes > SNAP_MAX_TOTAL)
       return -1;
   }
+  int64_t files = seq;
+  size_t links = json_array_size(l->links);
+  if ((seq = send_others(r, l, pre, seq)) < 0) {
+    report_failed(r, PROTO_ERR_internal, "the snapshot could not be sent", true);
+    return -1;
+  }
   json_t *end =
-      json_pack("{s:I, s:I, s:I, s:I, s:O}", "files", (json_int_t)seq, "bytes", (json_int_t)bytes, "symlinks_skipped",
-                (json_int_t)l->symlinks, "others_skipped", (json_int_t)l->others, "skipped", l->skipped);
+      json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:O}", "files", (json_int_t)files, "bytes", (json_int_t)bytes,
+                "symlinks", (json_int_t)links, "dirs", (json_int_t)json_array_size(l->dirs), "symlinks_skipped",
+                (json_int_t)(l->symlinks - links), "others_skipped", (json_int_t)l->others, "skipped", l->skipped);
   if (send_checkpoint(r, ++seq, "snapshot_end", NULL, NULL, end) < 0) {
     report_failed(r, PROTO_ERR_internal, "the snapshot could not be sent", true);
     return -1;
@@ -435,51 +489,71 @@ static bool payload_mode(const json_t *payload, mode_t *mode) {
   return true;
 }
 
-/* kind "file": write the pre-image, or remove the file. */
+/* restored {sha256: what is there now, payload {changed, conflict}}. */
+static void restore_answer(run_t *r, const char *now, bool changed, bool conflict) {
+  proto_msg_t *out = restored_msg(r);
+  if (out) {
+    proto_set_str(out, PROTO_F_sha256, now);
+    proto_set_json(out, PROTO_F_payload,
+                   conflict ? json_pack("{s:b, s:b}", "changed", false, "conflict", true)
+                            : json_pack("{s:b}", "changed", changed));
+  }
+  push(r, &out);
+}
+
+/* Writes the pre-image (a file, or payload.type "symlink" / "dir"), or removes what is there. 0 or -1 with err. */
+static int restore_path(run_t *r, const void *data, size_t len, bool mode_given, mode_t mode, bool *refused, char *err,
+                        size_t errlen) {
+  const proto_msg_t *m = r->job->msg;
+  const char *type = json_string_value(json_object_get(m->payload, "type"));
+  char hex[SNAP_HEX_LEN + 1];
+  *refused = false;
+  if (m->existed && type && (strcmp(type, "symlink") == 0 || strcmp(type, "dir") == 0))
+    return snap_restore_other(&r->q->ws, m->path, type, data, mode_given ? mode : 0755, refused, err, errlen);
+  return snap_restore_file(&r->q->ws, m->path, m->existed, data, len, mode_given, mode, hex, refused, err, errlen);
+}
+
+/* kind "file": write the pre-image, or remove the file. With payload.expect
+ * (the state the workflow left there), anything else there is someone
+ * else's work: it is kept and reported as a conflict. */
 static void restore_file(run_t *r) {
   const proto_msg_t *m = r->job->msg;
   void *data = NULL;
   size_t len = 0;
-  if (!m->path || !PROTO_HAS(m, existed) || (m->existed && !m->content)) {
+  const char *type = json_string_value(json_object_get(m->payload, "type"));
+  bool dir = type && strcmp(type, "dir") == 0;
+  if (!m->path || !PROTO_HAS(m, existed) || (m->existed && !m->content && !dir)) {
     restore_failed(r, PROTO_ERR_bad_request, "a file restore needs path and existed (and content when existed)");
     return;
   }
-  if (m->existed && snap_b64_decode(m->content, &data, &len) != 0) {
+  if (m->existed && m->content && snap_b64_decode(m->content, &data, &len) != 0) {
     restore_failed(r, PROTO_ERR_bad_content, "the restore's content is not base64");
     return;
   }
-  mode_t mode = 0644;
+  mode_t mode = 0644, had_mode = 0, now_mode = 0;
   bool mode_given = payload_mode(m->payload, &mode), refused = false;
-  char hex[SNAP_HEX_LEN + 1], err[512], before[SNAP_HEX_LEN + 1] = "";
-  mode_t had_mode = 0;
-  int had = snap_state_file(&r->q->ws, m->path, before, &had_mode);
-  if (had < 0)
-    before[0] = '\0'; /* what the file held, to tell whether the restore changed it */
+  char err[512], before[PATH_MAX + 16] = "", now[PATH_MAX + 16] = "";
+  if (snap_state(&r->q->ws, m->path, before, sizeof before, &had_mode) < 0)
+    before[0] = '\0'; /* what was there, to tell whether the restore changed it */
   const char *expect = json_string_value(json_object_get(m->payload, "expect"));
-  if (expect && (had < 0 || strcmp(before, expect) != 0)) {
-    free(data); /* not what the workflow left there: someone else's work, kept */
-    proto_msg_t *out = restored_msg(r);
-    if (out) {
-      proto_set_str(out, PROTO_F_sha256, had == -EINVAL ? "(not a regular file)" : before);
-      proto_set_json(out, PROTO_F_payload, json_pack("{s:b, s:b}", "changed", false, "conflict", true));
-    }
-    push(r, &out);
+  if (expect && strcmp(before, expect) != 0) {
+    free(data);
+    restore_answer(r, before, false, true);
     return;
   }
-  int rc =
-      snap_restore_file(&r->q->ws, m->path, m->existed, data, len, mode_given, mode, hex, &refused, err, sizeof err);
+  int rc = restore_path(r, data, len, mode_given, mode, &refused, err, sizeof err);
   free(data);
+  if (rc != 0 && !m->existed && expect && strcmp(before, SNAP_DIR_STATE) == 0) {
+    restore_answer(r, before, false, true); /* a directory the workflow made holds other work now */
+    return;
+  }
   if (rc != 0) {
     restore_failed(r, refused ? PROTO_ERR_refused : PROTO_ERR_restore_failed, err);
     return;
   }
-  proto_msg_t *out = restored_msg(r);
-  bool changed = m->existed ? strcmp(before, hex) != 0 || (mode_given && had_mode != mode) : before[0] != '\0';
-  if (out) {
-    proto_set_str(out, PROTO_F_sha256, hex);
-    proto_set_json(out, PROTO_F_payload, json_pack("{s:b}", "changed", changed));
-  }
-  push(r, &out);
+  if (snap_state(&r->q->ws, m->path, now, sizeof now, &now_mode) < 0)
+    now[0] = '\0';
+  restore_answer(r, now, strcmp(before, now) != 0 || had_mode != now_mode, false);
 }
 
 /* kind "prune": remove the files not kept. */

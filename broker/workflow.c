@@ -386,8 +386,8 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
     log_error("state: cannot store a checkpoint: %s", store_errmsg(b->store));
     return; /* no ack: the node does not change anything */
   }
-  if (strcmp(m->kind, "snapshot_file") == 0)
-    return; /* acked once, at snapshot_end */
+  if (strcmp(m->kind, "file") != 0 && strcmp(m->kind, "snapshot_end") != 0)
+    return; /* a snapshot's files, symlinks and directories: acked once, at snapshot_end */
   proto_msg_t *ack = wf_step_msg(PROTO_CHECKPOINT_ACK, m->workflow, m->step, m->attempt);
   if (!ack)
     return;
@@ -551,6 +551,7 @@ wf_restore_t wf_restore_of(const json_t *c, bool existed) {
                         strdup(jx_str(c, "sha256", "")),
                         json_is_integer(json_object_get(c, "mode")) ? (int)jx_int(c, "mode", 0) : -1,
                         NULL,
+                        NULL,
                         NULL};
 }
 
@@ -631,6 +632,8 @@ void wf_rollback_send(broker_t *b, workflow_t *wf) {
       json_object_set_new(payload, "mode", json_integer(op->mode));
     if (op->expect)
       json_object_set_new(payload, "expect", json_string(op->expect));
+    if (op->type)
+      json_object_set_new(payload, "type", json_string(op->type));
     if (json_object_size(payload))
       proto_set_json(m, PROTO_F_payload, payload);
     else

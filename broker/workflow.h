@@ -95,10 +95,11 @@ typedef struct {
   bool existed;
   char *content; /* NULL: the file did not exist */
   char *sha256;
-  int mode;     /* -1: none recorded */
-  json_t *keep; /* prune: paths to keep (array of str) */
-  char *expect; /* file: the sha256 the workflow left there ("": none); anything else is kept
+  int mode;         /* -1: none recorded */
+  json_t *keep;     /* prune: paths to keep (array of str) */
+  char *expect;     /* file: the state the workflow left there ("": none); anything else is kept
                  * as a conflict. NULL: restored whatever is there */
+  const char *type; /* NULL: a file; "symlink" (content: its target) or "dir" (static strings) */
 } wf_restore_t;
 
 /* A rollback in progress (not stored: a restarted broker starts it again). */

@@ -212,30 +212,59 @@ static bool same_attempt(const json_t *c, const json_t *end, const char *kind) {
          strcmp(jx_str(c, "kind", ""), kind) == 0;
 }
 
-bool wf_add_changed_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end) {
-  json_t *files = json_object(), *changed = NULL;
+/* The snapshot rows of end's attempt by path (files, symlinks, directories), and its list of changes. */
+static json_t *snapshot_rows(const json_t *cps, const json_t *end, json_t **changed) {
+  static const char *const kinds[] = {"snapshot_file", "snapshot_link", "snapshot_dir"};
+  json_t *rows = json_object();
   size_t i;
   json_t *c;
+  *changed = NULL;
   json_array_foreach(cps, i, c) {
-    if (same_attempt(c, end, "snapshot_file") && jx_str(c, "path", NULL))
-      json_object_set(files, jx_str(c, "path", ""), c);
-    else if (same_attempt(c, end, "snapshot_post") && jx_str(c, "content", NULL)) {
-      json_decref(changed);
-      changed = json_loads(jx_str(c, "content", ""), 0, NULL);
+    for (size_t k = 0; k < 3; k++)
+      if (same_attempt(c, end, kinds[k]) && jx_str(c, "path", NULL))
+        json_object_set(rows, jx_str(c, "path", ""), c);
+    if (same_attempt(c, end, "snapshot_post") && jx_str(c, "content", NULL)) {
+      json_decref(*changed);
+      *changed = json_loads(jx_str(c, "content", ""), 0, NULL);
     }
   }
+  return rows;
+}
+
+/* The restore of one changed path: its snapshot row (pre), or its removal. */
+static wf_restore_t change_op(const json_t *pre, const json_t *change) {
+  const char *kind = jx_str(pre, "kind", "");
+  wf_restore_t op = pre ? wf_restore_of(pre, true)
+                        : (wf_restore_t){.path = strdup(jx_str(change, "path", "")), .sha256 = strdup(""), .mode = -1};
+  op.type = strcmp(kind, "snapshot_link") == 0 ? "symlink" : strcmp(kind, "snapshot_dir") == 0 ? "dir" : NULL;
+  op.expect = strdup(jx_str(change, "state", jx_str(change, "sha256", "")));
+  return op;
+}
+
+static int by_path(const void *a, const void *b) {
+  return strcmp(jx_str(*(json_t *const *)a, "path", ""), jx_str(*(json_t *const *)b, "path", ""));
+}
+
+bool wf_add_changed_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end) {
+  json_t *changed, *rows = snapshot_rows(cps, end, &changed);
   bool known = json_is_array(changed);
-  json_array_foreach(known ? changed : NULL, i, c) {
-    const char *path = jx_str(c, "path", NULL);
-    const json_t *pre = path ? json_object_get(files, path) : NULL;
-    if (!path)
-      continue;
-    wf_restore_t op = pre ? wf_restore_of(pre, true)
-                          : (wf_restore_t){.path = strdup(path), .sha256 = strdup(""), .mode = -1}; /* created */
-    op.expect = strdup(jx_str(c, "sha256", ""));
-    wf_push_op(rb, op);
+  size_t n = known ? json_array_size(changed) : 0;
+  json_t **sorted = calloc(n + 1, sizeof *sorted);
+  for (size_t i = 0; sorted && i < n; i++)
+    sorted[i] = json_array_get(changed, i);
+  if (sorted)
+    qsort(sorted, n, sizeof *sorted, by_path);
+  /* what the step made goes first, deepest first; then what it changed or removed comes back, parents first */
+  for (size_t i = n; sorted && i-- > 0;)
+    if (!json_object_get(rows, jx_str(sorted[i], "path", "")))
+      wf_push_op(rb, change_op(NULL, sorted[i]));
+  for (size_t i = 0; sorted && i < n; i++) {
+    const json_t *pre = json_object_get(rows, jx_str(sorted[i], "path", ""));
+    if (pre)
+      wf_push_op(rb, change_op(pre, sorted[i]));
   }
+  free(sorted);
   json_decref(changed);
-  json_decref(files);
+  json_decref(rows);
   return known;
 }

@@ -287,6 +287,38 @@ class RollbackOnlyWhatTheWorkflowChanged(unittest.TestCase):
         self.assertEqual(restored, ["a.txt", "b.txt", "gone.txt", "m.sh"], "exactly what the workflow changed")
         self.assertIn("rolled back: 3 file(s) restored, 1 created file(s) removed, 0 deleted", text)
 
+    def test_symlinks_modes_and_empty_directories_come_back_as_they_were(self):
+        self.write("a.txt", "a\n")
+        self.write("x.sh", "#!/bin/sh\n", 0o755)
+        os.symlink("a.txt", self.path("ln"))
+        os.symlink("missing", self.path("dangling"))
+        os.makedirs(self.path("empty"))
+        os.makedirs(self.path("tree/sub"))
+        os.chmod(self.path("tree"), 0o750)
+        shell = {"title": "Shell", "agent": "tester", "tool": "execute_bash", "args": {"command":
+                 "rm ln; ln -s a.txt newlink; ln -sfn a.txt dangling; rm -r empty tree; chmod 700 x.sh; "
+                 "mkdir -p made/deeper emptynew"}}
+
+        def user():
+            os.makedirs(self.path("userempty"))
+            self.write("made/user.txt", "mine\n")
+        done, text = self.run_and_cancel([shell], user)
+        rb = done["report"]["rollback"]
+        self.assertEqual(os.readlink(self.path("ln")), "a.txt", "a removed symlink comes back as a link")
+        self.assertEqual(os.readlink(self.path("dangling")), "missing", "a retargeted one points back")
+        self.assertFalse(os.path.lexists(self.path("newlink")), "a symlink the workflow made goes")
+        self.assertTrue(os.path.isdir(self.path("empty")) and not os.listdir(self.path("empty")),
+                        "a removed empty directory comes back")
+        self.assertTrue(os.path.isdir(self.path("tree/sub")))
+        self.assertEqual(os.stat(self.path("tree")).st_mode & 0o777, 0o750, "with its mode")
+        self.assertEqual(os.stat(self.path("x.sh")).st_mode & 0o777, 0o755)
+        self.assertFalse(os.path.exists(self.path("emptynew")), "a directory the workflow made goes")
+        self.assertFalse(os.path.exists(self.path("made/deeper")))
+        self.assertEqual(self.read("made/user.txt"), "mine\n", "a made directory that holds other work stays")
+        self.assertTrue(os.path.isdir(self.path("userempty")), "the user's empty directory is left alone")
+        self.assertEqual(rb["mismatches"], [], json.dumps(rb))
+        self.assertEqual([e["path"] for e in rb["conflicts"]], ["made"])
+
     def test_a_file_changed_after_the_workflow_wrote_it_is_kept_as_a_conflict(self):
         self.write("c.txt", "c0\n")
         self.write("d.txt", "d0\n")

@@ -648,20 +648,45 @@ static void test_step_bash_snapshot_then_runs(void **state) {
     proto_msg_destroy(&m);
   }
   assert_int_equal(files, 2);
-  assert_string_equal(m->kind, "snapshot_end");
+  /* the symlink is kept as a link (its target), the directory with its mode: a rollback restores them */
+  assert_string_equal(m->kind, "snapshot_link");
   assert_int_equal(m->seq, 3);
+  assert_string_equal(m->path, "l");
+  assert_string_equal(m->sha256, "symlink:a.txt");
+  void *target = NULL;
+  size_t tlen = 0;
+  assert_int_equal(snap_b64_decode(m->content, &target, &tlen), 0);
+  assert_string_equal(target, "a.txt");
+  free(target);
+  proto_msg_destroy(&m);
+  m = next(fx);
+  assert_string_equal(m->kind, "snapshot_dir");
+  assert_int_equal(m->seq, 4);
+  assert_string_equal(m->path, "d");
+  assert_string_equal(m->sha256, "dir");
+  assert_true(json_is_integer(json_object_get(m->payload, "mode")));
+  proto_msg_destroy(&m);
+  m = next(fx);
+  assert_string_equal(m->kind, "snapshot_end");
+  assert_int_equal(m->seq, 5);
   assert_int_equal(json_integer_value(json_object_get(m->payload, "files")), 2);
   assert_int_equal(json_integer_value(json_object_get(m->payload, "bytes")), 3);
-  assert_int_equal(json_integer_value(json_object_get(m->payload, "symlinks_skipped")), 1);
+  assert_int_equal(json_integer_value(json_object_get(m->payload, "symlinks")), 1);
+  assert_int_equal(json_integer_value(json_object_get(m->payload, "dirs")), 1);
+  assert_int_equal(json_integer_value(json_object_get(m->payload, "symlinks_skipped")), 0);
   proto_msg_destroy(&m);
   assert_false(exists(fx, "out.txt"));
-  ack(fx, 3);
+  ack(fx, 5);
   m = next(fx);
   finish(fx);
   assert_int_equal(m->type, PROTO_STEP_DONE);
   assert_int_equal(json_integer_value(json_object_get(m->payload, "exit_code")), 0);
   assert_non_null(strstr(m->text, "abc"));
   assert_true(exists(fx, "out.txt"));
+  /* what the command changed, with its state after it: the file it made */
+  json_t *changed = json_object_get(m->payload, "changed");
+  assert_int_equal(json_array_size(changed), 1);
+  assert_string_equal(json_string_value(json_object_get(json_array_get(changed, 0), "path")), "out.txt");
   proto_msg_destroy(&m);
 }
 
