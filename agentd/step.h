@@ -12,8 +12,13 @@
  *     snapshot of the workspace (kind "snapshot_file" per file, then
  *     "snapshot_end"); read-only tools send none. The step waits for the
  *     checkpoint_ack of the last one (or a cancel, or STEP_ACK_TIMEOUT_MS).
- *  3. The tool runs (tools_run); step_done carries its result, step_failed a
- *     cancel or a checkpoint that could not be made.
+ *     A node that registers with the broker again (it restarted) before the
+ *     ack, or gets the step_run again, sends the checkpoint again at once.
+ *  3. The tool runs (tools_run); step_done carries its result (for
+ *     execute_bash, every path that differs from the snapshot, with its state
+ *     after the command: what a rollback expects to find), step_failed a
+ *     cancel or a checkpoint that could not be made. The result is kept (the
+ *     job) until the broker's step_ack, and sent again after reconnecting.
  */
 #ifndef CADRE_STEP_H
 #define CADRE_STEP_H
