@@ -599,8 +599,8 @@ int snap_changes(const ws_t *ws, const json_t *pre, json_t **changed, char *err,
     note_others(now, &l);
   const char *path;
   json_t *v;
-  json_object_foreach(now, path, v) compare(out, path, json_object_get(pre, path), v);
-  json_object_foreach((json_t *)pre, path, v) if (!json_object_get(now, path)) compare(out, path, v, NULL);
+  json_object_foreach(now, path, v) compare(out, path, jx_obj(pre, path), v);
+  json_object_foreach((json_t *)pre, path, v) if (!jx_obj(now, path)) compare(out, path, v, NULL);
   snap_list_free(&l);
   json_decref(now);
   if (rc < 0) {

@@ -505,7 +505,7 @@ static void restore_answer(run_t *r, const char *now, bool changed, bool conflic
 static int restore_path(run_t *r, const void *data, size_t len, bool mode_given, mode_t mode, bool *refused, char *err,
                         size_t errlen) {
   const proto_msg_t *m = r->job->msg;
-  const char *type = json_string_value(json_object_get(m->payload, "type"));
+  const char *type = jx_str(m->payload, "type", NULL);
   char hex[SNAP_HEX_LEN + 1];
   *refused = false;
   if (m->existed && type && (strcmp(type, "symlink") == 0 || strcmp(type, "dir") == 0))
@@ -520,7 +520,7 @@ static void restore_file(run_t *r) {
   const proto_msg_t *m = r->job->msg;
   void *data = NULL;
   size_t len = 0;
-  const char *type = json_string_value(json_object_get(m->payload, "type"));
+  const char *type = jx_str(m->payload, "type", NULL);
   bool dir = type && strcmp(type, "dir") == 0;
   if (!m->path || !PROTO_HAS(m, existed) || (m->existed && !m->content && !dir)) {
     restore_failed(r, PROTO_ERR_bad_request, "a file restore needs path and existed (and content when existed)");
@@ -535,7 +535,7 @@ static void restore_file(run_t *r) {
   char err[512], before[PATH_MAX + 16] = "", now[PATH_MAX + 16] = "";
   if (snap_state(&r->q->ws, m->path, before, sizeof before, &had_mode) < 0)
     before[0] = '\0'; /* what was there, to tell whether the restore changed it */
-  const char *expect = json_string_value(json_object_get(m->payload, "expect"));
+  const char *expect = jx_str(m->payload, "expect", NULL);
   if (expect && strcmp(before, expect) != 0) {
     free(data);
     restore_answer(r, before, false, true);

@@ -175,7 +175,7 @@ void wf_rerun_restored(broker_t *b, workflow_t *wf) {
 /* ---- rollback: only what the workflow changed ------------------------------------------ */
 
 void wf_note_changes(broker_t *b, workflow_t *wf, const wf_step_t *s, const proto_msg_t *m) {
-  const json_t *changed = json_object_get(m->payload, "changed");
+  const json_t *changed = jx_arr(m->payload, "changed");
   if (!s->tool || strcmp(s->tool, "execute_bash") != 0 || !json_is_array(changed))
     return;
   char *text = json_dumps(changed, JSON_COMPACT);
@@ -256,10 +256,10 @@ bool wf_add_changed_ops(wf_rollback_t *rb, const json_t *cps, const json_t *end)
     qsort(sorted, n, sizeof *sorted, by_path);
   /* what the step made goes first, deepest first; then what it changed or removed comes back, parents first */
   for (size_t i = n; sorted && i-- > 0;)
-    if (!json_object_get(rows, jx_str(sorted[i], "path", "")))
+    if (!jx_obj(rows, jx_str(sorted[i], "path", "")))
       wf_push_op(rb, change_op(NULL, sorted[i]));
   for (size_t i = 0; sorted && i < n; i++) {
-    const json_t *pre = json_object_get(rows, jx_str(sorted[i], "path", ""));
+    const json_t *pre = jx_obj(rows, jx_str(sorted[i], "path", ""));
     if (pre)
       wf_push_op(rb, change_op(pre, sorted[i]));
   }

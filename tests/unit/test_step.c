@@ -809,6 +809,91 @@ static void test_restore_messages(void **state) {
   proto_msg_destroy(&m);
 }
 
+/* ---- a restore that expects what the workflow left there --------------------------------- */
+
+typedef struct {
+  const char *name;
+  const char *before; /* p before: "file:TEXT", "link:TARGET", "dir", "dir+" (holding a file), "" (absent) */
+  bool existed;       /* the restore: write the pre-image (type, content: TEXT) or remove */
+  const char *type, *content;
+  const char *expect; /* "sha:TEXT", a state, or NULL: none */
+  bool conflict;      /* kept and reported */
+  const char *after;  /* p's state afterwards: "sha:TEXT" or a state */
+} expect_case_t;
+
+static const expect_case_t expect_cases[] = {
+    {"what the workflow wrote is still there: restored", "file:abc", true, NULL, "xyz", "sha:abc", false, "sha:xyz"},
+    {"other work changed it since: kept, a conflict", "file:abc", true, NULL, "xyz", "sha:mine", true, "sha:abc"},
+    {"a file the workflow made, as it made it: removed", "file:abc", false, NULL, NULL, "sha:abc", false, ""},
+    {"removed by other work since: stays removed", "", true, NULL, "xyz", "sha:abc", true, ""},
+    {"a symlink the workflow removed comes back", "", true, "symlink", "a.txt", "", false, "symlink:a.txt"},
+    {"a retargeted symlink points back", "link:b.txt", true, "symlink", "a.txt", "symlink:b.txt", false,
+     "symlink:a.txt"},
+    {"a symlink the workflow made goes (not followed)", "link:a.txt", false, NULL, NULL, "symlink:a.txt", false, ""},
+    {"a directory the workflow removed comes back", "", true, "dir", NULL, "", false, "dir"},
+    {"an empty directory the workflow made goes", "dir", false, NULL, NULL, "dir", false, ""},
+    {"a directory the workflow made that holds other work stays", "dir+", false, NULL, NULL, "dir", true, "dir"},
+    {"no expect: restored whatever is there", "file:other", true, NULL, "xyz", NULL, false, "sha:xyz"},
+};
+
+/* A case's state notation as snap_state says it ("sha:TEXT": the hash of TEXT). */
+static void case_state(const char *spec, char *out, size_t outlen) {
+  if (strncmp(spec, "sha:", 4) == 0)
+    snap_sha256(spec + 4, strlen(spec + 4), out);
+  else
+    snprintf(out, outlen, "%s", spec);
+}
+
+/* Makes p as a case's before says. */
+static void make_before(fx_t *fx, const char *before) {
+  char path[PATH_MAX];
+  snprintf(path, sizeof path, "%s/p", fx->ws);
+  put(fx, "a.txt", "a");
+  if (strncmp(before, "file:", 5) == 0)
+    put(fx, "p", before + 5);
+  else if (strncmp(before, "link:", 5) == 0)
+    wsln(fx, before + 5, "p");
+  else if (strncmp(before, "dir", 3) == 0)
+    assert_int_equal(mkdir(path, 0755), 0);
+  if (strcmp(before, "dir+") == 0)
+    put(fx, "p/other.txt", "mine");
+}
+
+static void test_restore_expects_what_the_workflow_left(void **state) {
+  for (size_t i = 0; i < sizeof expect_cases / sizeof expect_cases[0]; i++) {
+    const expect_case_t *c = &expect_cases[i];
+    setup(state);
+    fx_t *fx = *state;
+    make_before(fx, c->before);
+    char want[PATH_MAX + 16], expect[PATH_MAX + 16], now[PATH_MAX + 16];
+    json_t *payload = json_object();
+    if (c->expect) {
+      case_state(c->expect, expect, sizeof expect);
+      json_object_set_new(payload, "expect", json_string(expect));
+    }
+    if (c->type)
+      json_object_set_new(payload, "type", json_string(c->type));
+    char *b64 = c->content ? snap_b64_encode(c->content, strlen(c->content)) : NULL;
+    proto_msg_t *m = restore(fx, restore_msg(1, "file", "p", c->existed, b64, payload));
+    free(b64);
+    if (PROTO_HAS(m, code))
+      fail_msg("%s: failed: %s: %s", c->name, m->code, m->detail);
+    if (json_is_true(json_object_get(m->payload, "conflict")) != c->conflict)
+      fail_msg("%s: conflict %s", c->name, c->conflict ? "not reported" : "reported");
+    mode_t mode;
+    case_state(c->after, want, sizeof want);
+    assert_int_equal(snap_state(&fx->q.ws, "p", now, sizeof now, &mode), 0);
+    if (strcmp(now, want) != 0)
+      fail_msg("%s: p is \"%s\", want \"%s\"", c->name, now, want);
+    if (!c->conflict && strcmp(m->sha256, now) != 0)
+      fail_msg("%s: the answer says \"%s\", p is \"%s\"", c->name, m->sha256, now);
+    if (strcmp(c->before, "dir+") == 0 && !exists(fx, "p/other.txt"))
+      fail_msg("%s: the other work is gone", c->name);
+    proto_msg_destroy(&m);
+    teardown(state);
+  }
+}
+
 int main(void) {
   log_setup("test_step", false, LOG_ERROR);
   const struct CMUnitTest tests[] = {
@@ -828,6 +913,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_restore_file_writes_and_removes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restore_file_writes_and_removes, setup_fallback, teardown),
       cmocka_unit_test_setup_teardown(test_restore_file_refuses_escapes, setup, teardown),
+      cmocka_unit_test(test_restore_expects_what_the_workflow_left),
       cmocka_unit_test_setup_teardown(test_restore_file_refuses_escapes, setup_fallback, teardown),
       cmocka_unit_test_setup_teardown(test_prune_keeps_listed_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_step_write_checkpoints_then_writes, setup, teardown),
