@@ -150,10 +150,12 @@ int workflow_cancel(broker_t *b, int64_t id, bool rollback, char *err, size_t er
   }
   stop_running(b, wf);
   wf->status = WF_CANCELLED;
-  if (rollback)
+  if (rollback) {
     rollback_start(b, wf, "cancelled by the user");
-  else
+  } else {
+    wf_rollback_free(&wf->rollback); /* restores before a step runs again, if any */
     finish(b, wf, WF_CANCELLED, "cancelled by the user (no rollback)");
+  }
   return 0;
 }
 

@@ -834,6 +834,10 @@ static const expect_case_t expect_cases[] = {
     {"an empty directory the workflow made goes", "dir", false, NULL, NULL, "dir", false, ""},
     {"a directory the workflow made that holds other work stays", "dir+", false, NULL, NULL, "dir", true, "dir"},
     {"no expect: restored whatever is there", "file:other", true, NULL, "xyz", NULL, false, "sha:xyz"},
+    {"restored already (a rollback started again): no conflict", "file:xyz", true, NULL, "xyz", "sha:abc", false,
+     "sha:xyz"},
+    {"removed already: no conflict", "", false, NULL, NULL, "sha:abc", false, ""},
+    {"a symlink back already: no conflict", "link:a.txt", true, "symlink", "a.txt", "", false, "symlink:a.txt"},
 };
 
 /* A case's state notation as snap_state says it ("sha:TEXT": the hash of TEXT). */
