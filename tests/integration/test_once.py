@@ -336,14 +336,15 @@ class RollbackOnlyWhatTheWorkflowChanged(unittest.TestCase):
         rb = done["report"]["rollback"]
         self.assertEqual(self.read("c.txt"), "c edited by the user\n", "other work is kept")
         self.assertEqual(self.read("d.txt"), "d edited by the user\n")
-        self.assertFalse(os.path.exists(self.path("g.txt")), "removed by the user: stays removed")
-        self.assertEqual(sorted(e["path"] for e in rb["conflicts"]), ["c.txt", "d.txt", "g.txt"])
+        self.assertFalse(os.path.exists(self.path("g.txt")), "made by the workflow, removed by the user: gone")
+        self.assertEqual(sorted(e["path"] for e in rb["conflicts"]), ["c.txt", "d.txt"])
         self.assertEqual(self.read("f.txt"), "f0\n", "what nobody touched since is restored")
         self.assertFalse(os.path.exists(self.path("e.txt")))
-        self.assertIn("3 conflict(s) kept as others left them (", text)
+        self.assertIn("2 conflict(s) kept as others left them (", text)
         restored = sorted({e["path"] for e in rb["restored"]})
-        self.assertEqual(restored, ["e.txt", "f.txt"], "conflicts are not reported as restored")
-        self.assertIn("rolled back: 1 file(s) restored, 1 created file(s) removed, 3 conflict(s)", text)
+        self.assertEqual(restored, ["e.txt", "f.txt", "g.txt"], "conflicts are not reported as restored")
+        self.assertIn("rolled back: 1 file(s) restored, 1 created file(s) removed, 1 already as they were, "
+                      "2 conflict(s)", text)
 
 
 if __name__ == "__main__":
