@@ -251,6 +251,7 @@ static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
     proto_set_json(m, PROTO_F_payload, json_pack("{s:o}", "applied_check", check));
   s->attempts = attempt;
   s->status = STEP_RUNNING;
+  s->lost_ms = 0;
   wf_set_str(&s->node, node->name);
   s->started_ms = util_wall_ms();
   s->was_running = false;
@@ -345,6 +346,7 @@ static wf_step_t *running_step(broker_t *b, peer_t *from, const proto_msg_t *m, 
 /* The step is done; once that is on disk, ack_to (when not NULL) may forget its result. */
 static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *result, peer_t *ack_to) {
   s->status = STEP_DONE;
+  s->lost_ms = 0;
   s->finished_ms = util_wall_ms();
   wf_set_str(&s->result, result ? result : "");
   note(s, "done", NULL);

@@ -846,6 +846,26 @@ static void a_result_is_acknowledged_and_a_repeat_too(void **state) {
   assert_int_equal(r->node.busy, 0);
 }
 
+/* A result sent again by a node that came back ends the step that waited for it, before any heartbeat. */
+static void a_result_sent_again_ends_a_step_that_waits_for_its_node(void **state) {
+  rig_t *r = *state;
+  workflow_t *wf = run_tool_plan(r, 0);
+  workflow_node_lost(&r->b, &r->node);
+  assert_true(wf->steps[0].lost_ms > 0);
+  r->node.busy = 0; /* registered again */
+  proto_msg_t *m = wf_step_msg(PROTO_STEP_FAILED, wf->id, 1, 1);
+  proto_set_str(m, PROTO_F_code, "tool_error");
+  proto_set_str(m, PROTO_F_detail, "boom");
+  workflow_on_node_msg(&r->b, &r->node, m);
+  proto_msg_destroy(&m);
+  assert_int_equal(wf->steps[0].status, STEP_RETRYING);
+  assert_int_equal(wf->steps[0].lost_ms, 0);
+  assert_int_equal(out.last_type, PROTO_STEP_ACK);
+  workflow_tick(&r->b, wf->steps[0].next_try_ms); /* the retry runs normally: nothing waits for a node */
+  assert_int_equal(wf->steps[0].status, STEP_RUNNING);
+  assert_int_equal(wf->steps[0].lost_ms, 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(status_names_round_trip),
@@ -870,6 +890,7 @@ int main(void) {
       cmocka_unit_test(a_node_that_comes_back_says_what_it_holds),
       cmocka_unit_test_setup_teardown(a_node_that_stays_away_gives_the_step_up, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_result_is_acknowledged_and_a_repeat_too, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_result_sent_again_ends_a_step_that_waits_for_its_node, rig_setup, rig_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
