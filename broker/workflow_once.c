@@ -144,10 +144,11 @@ bool wf_restore_before_rerun(broker_t *b, workflow_t *wf, wf_step_t *s) {
   rb->why = strdup("restored to its checkpoint before it runs again");
   rb->final = WF_FAILED;
   wf_add_snapshot_ops(rb, cps, end);
-  json_decref(cps);
+  int64_t attempt = jx_int(end, "attempt", 0);
+  json_decref(cps); /* end with it */
   wf->rollback = rb;
   log_info("workflow %lld step %lld runs again: first %zu restore(s) to the snapshot of attempt %lld",
-           (long long)wf->id, (long long)s->number, rb->n_ops, (long long)jx_int(end, "attempt", 0));
+           (long long)wf->id, (long long)s->number, rb->n_ops, (long long)attempt);
   wf_rollback_send(b, wf);
   return true;
 }

@@ -16,7 +16,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, wait_until  # noqa: E402
+from harness import Cluster, read_text, wait_until  # noqa: E402
 from test_workflow import PASS, plan_text  # noqa: E402
 
 APPEND = ("echo run >> .git/runs; while [ ! -f .git/go ]; do sleep 0.05; done; "
@@ -174,7 +174,7 @@ class SlotAfterRestart(unittest.TestCase):
             ws = c.workspace
             # A workspace big enough that its snapshot takes a while to store.
             blob = os.urandom(12 * 1024)
-            for i in range(1500):
+            for i in range(1200):
                 d = os.path.join(ws, f"d{i % 30}")
                 os.makedirs(d, exist_ok=True)
                 with open(os.path.join(d, f"f{i}.bin"), "wb") as f:
@@ -186,8 +186,9 @@ class SlotAfterRestart(unittest.TestCase):
             pid = str(c.cadre_json("plans")[1][0][-1]["id"])
             c.cadre("approve", pid, check=True)
             log = os.path.join(c.tmp, "agentd-s1.log")
-            wait_until(lambda: "(attempt 1): execute_bash" in open(log).read(), what="the step to start")
-            c.stop_broker(signal.SIGKILL)  # while the snapshot is sent or waits for its ack
+            wait_until(lambda: "(attempt 1): execute_bash" in read_text(log), what="the step to start")
+            c.broker.send_signal(signal.SIGSTOP)  # it gets the snapshot, never acknowledges it
+            c.stop_broker(signal.SIGKILL)
             c.start_broker()
             c.wait_nodes(1)
             t0 = time.monotonic()
@@ -197,6 +198,7 @@ class SlotAfterRestart(unittest.TestCase):
             if os.environ.get("CADRE_SHOW_ONCE"):
                 print(f"\n[an unrelated ask took {took:.1f} s after the broker restart]", file=sys.stderr)
             self.assertLess(took, 15, "the slot is free again within seconds\n" + c.logs())
+            self.assertIn("before it acknowledged the checkpoint; sent again", read_text(log))
             done = wait_until(lambda: c.cadre_json("plan", pid)[1][-1]["status"] in ("done", "failed") and
                               c.cadre_json("plan", pid)[1][-1], timeout=60, what="the workflow to end")
             self.assertEqual(done["status"], "done")
