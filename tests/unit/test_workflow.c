@@ -866,6 +866,36 @@ static void a_result_sent_again_ends_a_step_that_waits_for_its_node(void **state
   assert_int_equal(wf->steps[0].lost_ms, 0);
 }
 
+/* A step that ran with a snapshot and must run again: its snapshot's restores go first, then the step. */
+static void a_step_that_ran_is_restored_to_its_snapshot_before_it_runs_again(void **state) {
+  rig_t *r = *state;
+  workflow_t *wf = run_tool_plan(r, 0);
+  assert_int_equal(
+      store_checkpoint_add(r->b.store, wf->id, 1, 1, 1, "snapshot_file", "a.txt", 1, "b2xk", "sha-a", 0644), 0);
+  assert_int_equal(store_checkpoint_add(r->b.store, wf->id, 1, 1, 2, "snapshot_end", NULL, 0, NULL, NULL, 0), 0);
+  workflow_node_lost(&r->b, &r->node);
+  r->node.busy = 0;
+  json_t *none = json_array();
+  workflow_on_heartbeat(&r->b, &r->node, none); /* it came back without the step */
+  json_decref(none);
+  wf_step_t *s = &wf->steps[0];
+  assert_int_equal(s->status, STEP_PENDING);
+  assert_non_null(wf->rollback);
+  assert_int_equal(wf->rollback->rerun_step, 1);
+  assert_int_equal(wf->rollback->n_ops, 2); /* the prune, then a.txt */
+  assert_int_equal(out.last_type, PROTO_RESTORE);
+  workflow_tick(&r->b, 0);
+  assert_int_equal(s->status, STEP_PENDING); /* not while it is restored */
+  restored(r, wf, 1, NULL);
+  restored(r, wf, 2, "sha-a");
+  assert_null(wf->rollback);
+  assert_int_equal(wf->status, WF_RUNNING);
+  assert_int_equal(s->status, STEP_RUNNING);
+  assert_int_equal(s->attempts, 2);
+  assert_false(s->was_running);
+  assert_int_equal(out.last_type, PROTO_STEP_RUN);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(status_names_round_trip),
@@ -891,6 +921,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(a_node_that_stays_away_gives_the_step_up, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_result_is_acknowledged_and_a_repeat_too, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_result_sent_again_ends_a_step_that_waits_for_its_node, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_step_that_ran_is_restored_to_its_snapshot_before_it_runs_again, rig_setup,
+                                      rig_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
