@@ -39,6 +39,8 @@
 #include <time.h>
 
 #include "llm_http.h"
+#include "llm_record.h"
+#include "log.h"
 #include "proto.h"
 
 #define BACKOFF_CAP_MS 30000L
@@ -604,18 +606,34 @@ static void set_cancelled(llm_outcome_t *out, const char *when) {
 
 /* The tries, with the waits between them. */
 static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *t, const limits_t *lim, classify_t *c,
-                      size_t request_bytes, llm_outcome_t *out) {
+                      const char *request, llm_outcome_t *out) {
   unsigned seed = (unsigned)llm_now_ms() ^ (unsigned)(uintptr_t)out ^ (unsigned)((uintptr_t)t >> 4);
+  size_t request_bytes = strlen(request);
   for (int try_no = 1;; try_no++) {
     if (call->cancel && atomic_load(call->cancel)) {
       set_cancelled(out, try_no == 1 ? " before it started" : " while waiting to retry");
       return;
     }
     llm_try_init(t);
+    if (t->tee)
+      sbuf_reset(t->tee);
     out->tries = try_no;
-    llm_http_try(multi, h, t);
+    if (llm_replaying()) { /* --replay: the recorded answer, played as if it came now */
+      char err[sizeof out->detail];
+      if (llm_replay_play(request, t, err, sizeof err) < 0) {
+        llm_try_clear(t);
+        fail(out, PROTO_ERR_replay_missing, false);
+        snprintf(out->detail, sizeof out->detail, "%s", err);
+        return;
+      }
+    } else {
+      llm_http_try(multi, h, t);
+    }
     llm_result_free(&out->result);
     classify(t, out, c, lim->retry_cap_ms, request_bytes);
+    int saved = out->ok && llm_recording() ? llm_record_save(request, c->url, t) : 0;
+    if (saved < 0)
+      log_warn("cannot record a model exchange (--record): %s", strerror(-saved));
     llm_try_clear(t);
     if (out->ok || !c->may_retry || try_no >= lim->max_tries)
       return;
@@ -662,7 +680,11 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
                    .first_byte_ms = lim.first_byte_ms,
                    .deadline_at = call->deadline_ms > 0 ? llm_now_ms() + call->deadline_ms : 0};
     classify_t c = {.key = call->api_key, .url = shown};
-    run_tries(call, multi, h, &t, &lim, &c, strlen(text), out);
+    sbuf_t tee = {.max = 256 << 20};
+    if (llm_recording())
+      t.tee = &tee;
+    run_tries(call, multi, h, &t, &lim, &c, text, out);
+    sbuf_free(&tee);
   }
   if (multi)
     curl_multi_cleanup(multi);

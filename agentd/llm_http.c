@@ -217,6 +217,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud) {
   }
   t->got_any = true;
   t->body_bytes += len;
+  if (t->tee)
+    sbuf_add(t->tee, data, len);
   if (t->body_bytes == len) /* first piece of the body */
     t->html = is_2xx(t->status) && !t->native && strncasecmp(t->ctype, "text/html", 9) == 0;
   if (!is_2xx(t->status) || t->html) {
@@ -339,13 +341,30 @@ int llm_http_setup(CURL *h, const char *url, const char *body, size_t bodylen, s
   return rc == CURLE_OK ? 0 : -1;
 }
 
+void llm_http_play(llm_try_t *t, long status, const char *ctype, const char *body, size_t len) {
+  enum { PIECE = 256 }; /* a streamed answer arrives in pieces: so does a replayed one */
+  t->t_start = t->t_last = llm_now_ms();
+  t->got_any = true;
+  t->status = status;
+  snprintf(t->ctype, sizeof t->ctype, "%s", ctype ? ctype : "");
+  for (size_t at = 0; at < len; at += PIECE) {
+    size_t n = len - at < PIECE ? len - at : PIECE;
+    if (write_cb((char *)body + at, 1, n, t) != n) {
+      t->rc = CURLE_WRITE_ERROR;
+      return;
+    }
+  }
+  t->rc = CURLE_OK;
+}
+
 void llm_try_init(llm_try_t *t) {
   llm_try_t in = {.call = t->call,
                   .native = t->native,
                   .streaming = t->streaming,
                   .stall_ms = t->stall_ms,
                   .first_byte_ms = t->first_byte_ms,
-                  .deadline_at = t->deadline_at};
+                  .deadline_at = t->deadline_at,
+                  .tee = t->tee};
   *t = in;
   t->retry_after_ms = t->ra_header_ms = t->ra_ms_header_ms = -1;
 }

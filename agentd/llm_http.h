@@ -16,6 +16,7 @@
 #include <stddef.h>
 
 #include "llm.h"
+#include "sbuf.h"
 #include "stream.h"
 
 #define LLM_ERRBODY_CAP (64 * 1024)
@@ -58,6 +59,8 @@ typedef struct {
   long t_start, t_last; /* llm_now_ms() at the start and at the last progress (see llm_stream_progress) */
   /* Retry-After parsing state. */
   long ra_header_ms, ra_ms_header_ms;
+  /* When recording (cadre-agentd --record): every body byte, as it came; else NULL. */
+  sbuf_t *tee;
 } llm_try_t;
 
 /* Monotonic clock in milliseconds. */
@@ -80,6 +83,10 @@ CURLcode llm_http_try(CURLM *multi, CURL *h, llm_try_t *t);
 
 /* Resets t for a new try, keeping the "in" fields. */
 void llm_try_init(llm_try_t *t);
+/* A recorded response played into t as if it arrived from the server: the
+ * status and Content-Type, then the body in small pieces through the same
+ * path as a real one (callbacks, parser, caps). */
+void llm_http_play(llm_try_t *t, long status, const char *ctype, const char *body, size_t len);
 /* Frees what a try holds (parser, error body). */
 void llm_try_clear(llm_try_t *t);
 

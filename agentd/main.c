@@ -7,6 +7,7 @@
 
 #include "agentd.h"
 #include "llm.h"
+#include "llm_record.h"
 #include "log.h"
 #include "util.h"
 
@@ -35,6 +36,9 @@ static void usage(FILE *out) {
                "                        workspace=shared-nfs: nodes with the same workspace label share files)\n"
                "  --drain-timeout S     on SIGTERM, finish running work for at most S seconds, then exit\n"
                "                        (default 60; SIGINT exits at once)\n"
+               "  --record DIR          write every model exchange (request, raw answer; no keys) to DIR\n"
+               "  --replay DIR          answer model requests from DIR's recordings, not the server:\n"
+               "                        a rerun offline, exactly as recorded (see cadre replay-diff)\n"
                "  --log-json, -v/--verbose, --version, --help\n"
                "\n"
                "API keys come from the profile (--config), else --secrets, else OLLAMA_API_KEY /\n"
@@ -89,6 +93,7 @@ int main(int argc, char **argv) {
                      .drain_timeout_ms = 60000};
   json_t *labels = json_object();
   const char *secrets_path = NULL, *config_path = NULL, *models = NULL, *providers = NULL;
+  const char *record_dir = NULL, *replay_dir = NULL;
   bool log_json = false, verbose = false;
   char host[256], keybuf[4200], pubbuf[4200];
   /* clang-format off */
@@ -100,6 +105,7 @@ int main(int argc, char **argv) {
       {"models", required_argument, 0, 'm'},    {"providers", required_argument, 0, 'p'},
       {"connect-timeout", required_argument, 0, 'T'}, {"stall-timeout", required_argument, 0, 't'},
       {"turn-timeout", required_argument, 0, 'D'},
+      {"record", required_argument, 0, 'C'},    {"replay", required_argument, 0, 'P'},
       {"label", required_argument, 0, 'L'},     {"drain-timeout", required_argument, 0, 'R'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
@@ -130,6 +136,8 @@ int main(int argc, char **argv) {
       }
       break;
     case 'R': o.drain_timeout_ms = (long)(atof(optarg) * 1000); break;
+    case 'C': record_dir = optarg; break;
+    case 'P': replay_dir = optarg; break;
     default:
       if ((status = util_common_option(c, "cadre-agentd", usage, &log_json, &verbose)) >= 0)
         return status;
@@ -161,6 +169,12 @@ int main(int argc, char **argv) {
         getenv("CADRE_BROKER_KEY") ? getenv("CADRE_BROKER_KEY") : default_in_state(pubbuf, sizeof pubbuf, "broker.pub");
   log_setup("cadre-agentd", log_json, verbose ? LOG_DEBUG : LOG_INFO);
   char err[1024];
+  if ((record_dir || replay_dir) && llm_record_setup(record_dir, replay_dir, err, sizeof err) < 0) {
+    log_error("%s", err);
+    return 1;
+  }
+  if (replay_dir)
+    log_info("replaying model answers from %s (no model server is called)", replay_dir);
   secrets_t *secrets = NULL;
   cadre_config_t *cfg = NULL;
   if (secrets_path && !(secrets = secrets_load(secrets_path, err, sizeof err))) {

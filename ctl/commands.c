@@ -379,6 +379,9 @@ static const cmd_t commands[] = {
     {.name = "keygen", .usage = "FILE [--role node|controller --name NAME]",
      .help = "write a new CURVE key pair (for a remote node or controller) and print its authorized_keys line",
      .run = cmd_keygen},
+    {.name = "replay-diff", .usage = "DIR-A DIR-B",
+     .help = "compare what two recorded runs (cadre-agentd --record) answered, request by request",
+     .run = cmd_replay_diff},
     {.slash = "help", .help = "show this help", .local = console_help},
     {.slash = "exit", .alias = "quit", .help = "leave the console (the cluster keeps running)", .local = console_exit},
 };
