@@ -49,8 +49,8 @@ static json_t *answer_of(const json_t *rec) {
   }
   const char *ctype = jx_str(rec, "content_type", "");
   llm_format_t f = json_is_true(json_object_get(rec, "native")) ? LLM_FORMAT_OLLAMA_NDJSON
-                   : strstr(ctype, "event-stream")                 ? LLM_FORMAT_OPENAI_SSE
-                                                                   : LLM_FORMAT_OPENAI_JSON;
+                   : strstr(ctype, "event-stream")              ? LLM_FORMAT_OPENAI_SSE
+                                                                : LLM_FORMAT_OPENAI_JSON;
   llm_stream_cb_t cb = {0};
   llm_stream_t *st = llm_stream_new(f, &cb, NULL);
   int rc = st ? llm_stream_feed(st, (const char *)body, len) : -1;
@@ -109,7 +109,8 @@ int cmd_replay_diff(ctl_t *ctl, int argc, char **argv) {
       char where[200];
       char *ta = json_dumps(xa, JSON_INDENT(1) | JSON_SORT_KEYS), *tb = json_dumps(xb, JSON_INDENT(1) | JSON_SORT_KEYS);
       first_difference(ta ? ta : "", tb ? tb : "", where, sizeof where);
-      json_array_append_new(differ, json_pack("{s:s, s:s, s:O, s:O}", "recording", name, "where", where, "a", xa, "b", xb));
+      json_array_append_new(differ,
+                            json_pack("{s:s, s:s, s:O, s:O}", "recording", name, "where", where, "a", xa, "b", xb));
       free(ta);
       free(tb);
     }
