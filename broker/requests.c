@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "internal.h"
 #include "jx.h"
 #include "log.h"
@@ -286,7 +287,44 @@ static void verb_reset(request_t *r) {
 }
 
 static void verb_stats(request_t *r) {
-  reply(r, agents_stats(r->b));
+  json_t *stats = agents_stats(r->b);
+  json_object_set_new(stats, "budgets", budget_all(r->b));
+  reply(r, stats);
+}
+
+static void verb_budget(request_t *r) {
+  const char *scope = arg_str(r, "session", "");
+  json_t *t = json_object_get(r->args, "tokens"), *c = json_object_get(r->args, "cost");
+  if ((t && json_integer_value(t) < 0) || (c && json_number_value(c) < 0)) {
+    fail(r, PROTO_ERR_bad_args, "budget: tokens and cost are 0 (no limit) or more");
+    return;
+  }
+  json_t *now = budget_report(r->b, scope);
+  if (!now && strncmp(scope, "workflow:", 9) != 0) {
+    char detail[300];
+    snprintf(detail, sizeof detail, "no session \"%.100s\" (cadre agents lists them; workflow:N names a workflow)",
+             scope);
+    fail(r, PROTO_ERR_not_found, detail);
+    return;
+  }
+  if (t || c) {
+    int64_t tokens = 0;
+    double cost = 0;
+    store_budget_get(r->b->store, scope, &tokens, &cost);
+    if (t)
+      tokens = json_integer_value(t);
+    if (c)
+      cost = json_number_value(c);
+    if (store_budget_set(r->b->store, scope, tokens, cost) < 0) {
+      fail(r, PROTO_ERR_internal, store_errmsg(r->b->store));
+      json_decref(now);
+      return;
+    }
+    json_decref(now);
+    now = budget_report(r->b, scope);
+    sessions_schedule(r->b); /* a raised budget lets waiting turns go */
+  }
+  reply(r, now);
 }
 
 static void verb_approve_tool(request_t *r) {
@@ -356,6 +394,13 @@ static void verb_approve(request_t *r) {
     fail(r, PROTO_ERR_approve_failed, err);
     return;
   }
+  /* A budget for the workflow's steps and their sub-agents, given at approval. */
+  json_int_t tokens = jx_int(r->args, "budget_tokens", 0);
+  double cost = jx_num(r->args, "budget_cost", 0);
+  char scope[64];
+  snprintf(scope, sizeof scope, "workflow:%lld", (long long)id);
+  if ((tokens > 0 || cost > 0) && store_budget_set(r->b->store, scope, tokens, cost) < 0)
+    log_error("state: cannot keep the budget of %s: %s", scope, store_errmsg(r->b->store));
   reply(r, workflow_show(r->b, id, err, sizeof err));
 }
 

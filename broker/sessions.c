@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "internal.h"
 #include "obs.h"
 #include "jx.h"
@@ -685,6 +686,21 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
     turn_fail(b, t, "failed", PROTO_ERR_too_large, detail, NULL, NULL);
     return 1;
   }
+  /* Budgets: the request's prompt (bytes / 4) must fit in what is left, and
+   * its answer is capped to the rest, so a budget is overshot by no more than
+   * the estimate of one prompt is off. */
+  char why[512];
+  int cap;
+  int64_t prompt = (int64_t)(json_dumpb(m->messages, NULL, 0, JSON_COMPACT) +
+                             (m->tools ? json_dumpb(m->tools, NULL, 0, JSON_COMPACT) : 0)) /
+                   4;
+  if (!budget_allows(b, t->session, p, prompt, &cap, why, sizeof why)) {
+    proto_msg_destroy(&m);
+    turn_fail(b, t, "failed", PROTO_ERR_budget_spent, why, NULL, NULL);
+    return 1;
+  }
+  if (cap < p->max_tokens && json_is_object(m->profile))
+    json_object_set_new(m->profile, "max_tokens", json_integer(cap)); /* what the budget still allows */
   int rc = broker_send(b, node, m);
   proto_msg_destroy(&m);
   if (rc < 0)

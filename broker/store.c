@@ -65,6 +65,9 @@ static const char *upgrade =
     /* Every change of a session row moves its rev (listings rebuild only such rows). */
     "CREATE TRIGGER IF NOT EXISTS sessions_rev AFTER UPDATE ON sessions WHEN NEW.rev = OLD.rev"
     "  BEGIN UPDATE sessions SET rev = OLD.rev + 1 WHERE rowid = NEW.rowid; END;"
+    /* Spending limits: scope is a session (with its whole tree of sub-agents) or "workflow:N". */
+    "CREATE TABLE IF NOT EXISTS budgets(scope TEXT PRIMARY KEY, tokens INTEGER NOT NULL DEFAULT 0,"
+    "  cost REAL NOT NULL DEFAULT 0, set_ms INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent);"
     "CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);"
     /* Admission reads the oldest few queued sub-agents: in index order, no sort of them all. */
@@ -1083,4 +1086,66 @@ int store_session_set_step(store_t *self, const char *id, int64_t workflow, int6
   sqlite3_bind_int64(st, 2, step);
   sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
   return exec_done(st);
+}
+
+/* ---- budgets ------------------------------------------------------------- */
+
+int store_budget_set(store_t *self, const char *scope, int64_t tokens, double cost) {
+  if (tokens <= 0 && cost <= 0)
+    return exec_done(prep_bind(self, "DELETE FROM budgets WHERE scope = ?", "t", scope));
+  sqlite3_stmt *st = prep_bind(self, "INSERT OR REPLACE INTO budgets(scope, tokens, cost, set_ms) VALUES(?, ?, ?, ?)",
+                               "ti", scope, (int64_t)(tokens > 0 ? tokens : 0));
+  if (!st)
+    return -1;
+  sqlite3_bind_double(st, 3, cost > 0 ? cost : 0);
+  sqlite3_bind_int64(st, 4, util_wall_ms());
+  return exec_done(st);
+}
+
+int store_budget_get(store_t *self, const char *scope, int64_t *tokens, double *cost) {
+  sqlite3_stmt *st = prep_bind(self, "SELECT tokens, cost FROM budgets WHERE scope = ?", "t", scope);
+  int rc = -1;
+  if (st && sqlite3_step(st) == SQLITE_ROW) {
+    *tokens = sqlite3_column_int64(st, 0);
+    *cost = sqlite3_column_double(st, 1);
+    rc = 0;
+  }
+  if (st)
+    sqlite3_finalize(st);
+  return rc;
+}
+
+/* What a session and all its sub-agents used, or (workflow > 0) what every
+ * session of the workflow's steps and their sub-agents used. */
+int store_spent(store_t *self, const char *session, int64_t workflow, int64_t *tokens, double *cost) {
+  static const char sql_session[] =
+      "WITH RECURSIVE tree(id) AS (SELECT ? UNION SELECT s.id FROM sessions s JOIN tree t ON s.parent = t.id)"
+      " SELECT coalesce(sum(prompt_tokens + completion_tokens), 0), coalesce(sum(cost), 0) FROM sessions"
+      " WHERE id IN (SELECT id FROM tree)";
+  static const char sql_workflow[] =
+      "WITH RECURSIVE tree(id) AS (SELECT id FROM sessions WHERE wf_plan = ?"
+      "  UNION SELECT s.id FROM sessions s JOIN tree t ON s.parent = t.id)"
+      " SELECT coalesce(sum(prompt_tokens + completion_tokens), 0), coalesce(sum(cost), 0) FROM sessions"
+      " WHERE id IN (SELECT id FROM tree)";
+  sqlite3_stmt *st =
+      workflow > 0 ? prep_bind(self, sql_workflow, "i", (int64_t)workflow) : prep_bind(self, sql_session, "t", session);
+  int rc = -1;
+  if (st && sqlite3_step(st) == SQLITE_ROW) {
+    *tokens = sqlite3_column_int64(st, 0);
+    *cost = sqlite3_column_double(st, 1);
+    rc = 0;
+  }
+  if (st)
+    sqlite3_finalize(st);
+  return rc;
+}
+
+json_t *store_budget_scopes(store_t *self) {
+  json_t *out = json_array();
+  sqlite3_stmt *st = prep(self, "SELECT scope FROM budgets ORDER BY set_ms");
+  while (st && sqlite3_step(st) == SQLITE_ROW)
+    json_array_append_new(out, json_string((const char *)sqlite3_column_text(st, 0)));
+  if (st)
+    sqlite3_finalize(st);
+  return out;
 }

@@ -195,5 +195,15 @@ int64_t store_event_first(store_t *self);
  * fn returns non-zero to stop. Returns how many fn saw, or -1. */
 typedef int (*store_event_fn)(void *arg, int64_t seq, const char *session, const void *frame, size_t len);
 int store_events_after(store_t *self, int64_t after, int limit, store_event_fn fn, void *arg);
+/* Budgets: a limit of tokens and/or cost (0: none) for a scope, a session id
+ * (its whole tree of sub-agents) or "workflow:N". Setting both to 0 removes it. */
+int store_budget_set(store_t *self, const char *scope, int64_t tokens, double cost);
+/* 0 and the limit, or -1 when the scope has none. */
+int store_budget_get(store_t *self, const char *scope, int64_t *tokens, double *cost);
+/* Tokens and cost used by a session and its sub-agents (workflow 0), or by a
+ * workflow's step sessions and their sub-agents. 0, or -1. */
+int store_spent(store_t *self, const char *session, int64_t workflow, int64_t *tokens, double *cost);
+/* Every scope with a budget (strings), oldest first. */
+json_t *store_budget_scopes(store_t *self);
 
 #endif

@@ -885,6 +885,30 @@ static void set_config_dir(loader_t *l, const char *path) {
   l->config_dir[n] = '\0';
 }
 
+/* budgets: {"role": {"tokens": N, "cost": USD}}: each session of that role,
+ * with its sub-agents, may use at most that (0 or absent: no limit). */
+static int parse_budgets(loader_t *l, cadre_config_t *c, json_t *root) {
+  json_t *b;
+  if (section(l, root, "budgets", &b) < 0 || !b)
+    return 0;
+  const char *role;
+  json_t *v;
+  json_object_foreach(b, role, v) {
+    char pfx[KEY_PATH_LEN];
+    int tokens = 0;
+    double cost = 0;
+    keypath(pfx, sizeof pfx, "budgets", role);
+    if (!json_is_object(v))
+      return wrong(l, pfx, NULL, v, "an object such as {\"tokens\": 50000, \"cost\": 0.50}");
+    if (get_int(l, v, pfx, "tokens", 0, 2000000000, &tokens) < 0 ||
+        get_number(l, v, pfx, "cost", 0, DBL_MAX, "of 0 or more (USD)", &cost) < 0)
+      return -1;
+  }
+  json_decref(c->budgets);
+  c->budgets = json_deep_copy(b);
+  return 0;
+}
+
 static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
   set_config_dir(l, path);
   if (set_str(l, &c->path, path) < 0)
@@ -894,6 +918,7 @@ static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
     return -1;
   int rc = -1;
   if (parse_agents(l, c, root) == 0 && parse_spawning(l, c, root) == 0 && parse_tools(l, c, root) == 0 &&
+      parse_budgets(l, c, root) == 0 &&
       get_int(l, root, NULL, "max_concurrent_agents", 1, MAX_AGENTS_CAP, &c->max_concurrent_agents) == 0)
     rc = 0;
   json_decref(root);
@@ -984,6 +1009,7 @@ void config_destroy(cadre_config_t **self_p) {
   }
   free(c->profiles);
   free(c->keywords);
+  json_decref(c->budgets);
   json_decref(c->tools.policy);
   free(c->path);
   free(c);

@@ -83,6 +83,7 @@ typedef struct {
   bool delegation;
   int max_spawn_depth;
   cadre_tools_config_t tools;
+  json_t *budgets; /* {"role": {"tokens": N, "cost": USD}} (config "budgets"), or NULL */
 } cadre_config_t;
 
 /* Loads path (NULL: built-in defaults). A relative system_prompt_file is looked

@@ -135,6 +135,36 @@ static int parse_agent_id(const cmd_words_t *w, cmd_req_t *req) {
   return 0;
 }
 
+/* budget SESSION [tokens N] [cost USD]: words, as the console takes them (cadre's --tokens/--cost become them). */
+static int parse_budget(const cmd_words_t *w, cmd_req_t *req) {
+  if (w->n < 1 || w->n % 2 == 0)
+    return -1;
+  req->args = json_pack("{s:s}", "session", w->w[0]);
+  for (int i = 1; i + 1 < w->n; i += 2) {
+    const char *k = w->w[i], *v = w->w[i + 1];
+    char *end = NULL;
+    if (strcmp(k, "tokens") == 0) {
+      long long n = strtoll(v, &end, 10);
+      if (*end || n < 0)
+        break;
+      json_object_set_new(req->args, "tokens", json_integer(n));
+    } else if (strcmp(k, "cost") == 0) {
+      double x = strtod(v[0] == '$' ? v + 1 : v, &end);
+      if (*end || x < 0)
+        break;
+      json_object_set_new(req->args, "cost", json_real(x));
+    } else {
+      break;
+    }
+    if (i + 2 >= w->n)
+      return 0;
+  }
+  if (w->n == 1)
+    return 0;
+  snprintf(req->error, sizeof req->error, "budget: give tokens N and/or cost USD (0: no limit)");
+  return -1;
+}
+
 /* drain, undrain NODE */
 static int parse_node(const cmd_words_t *w, cmd_req_t *req) {
   if (w->n < 1)
@@ -329,6 +359,10 @@ static const cmd_t commands[] = {
     {.name = "nodes", .slash = "nodes", .verb = "nodes",
      .help = "the agent daemons: labels, slots in use, draining, last heartbeat", .parse = parse_none,
      .show = format_nodes},
+    {.name = "budget", .slash = "budget", .verb = "budget", .usage = "SESSION [--tokens N] [--cost USD]",
+     .args = "<agent id> [tokens N] [cost USD]",
+     .help = "show or set a budget for an agent and all its sub-agents (workflow:N for a workflow); 0: no limit",
+     .parse = parse_budget, .show = format_budget, .run = cmd_budget},
     {.name = "drain", .slash = "drain", .verb = "drain", .usage = "NODE", .args = "<node>",
      .help = "let a node finish its work and take no new turns or steps", .hint = "   (/nodes lists them)",
      .parse = parse_node, .show = format_drain},
@@ -488,6 +522,34 @@ static int ask_broker(ctl_t *ctl, const cmd_t *c, const cmd_req_t *req) {
     cmd_print(ctl, c, req, r);
   json_decref(r);
   client_destroy(&cl);
+  return rc;
+}
+
+/* cadre budget SESSION [--tokens N] [--cost USD]: the options become the console's words. */
+int cmd_budget(ctl_t *ctl, int argc, char **argv) {
+  const cmd_t *c = cmd_find("budget");
+  cmd_words_t w = {0};
+  cmd_req_t req = {0};
+  int rc = 2;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--json") == 0 || strcmp(a, "-j") == 0) {
+      ctl->json = true;
+      ctl->color = false;
+    } else if ((strcmp(a, "--tokens") == 0 || strcmp(a, "--cost") == 0) && i + 1 < argc) {
+      words_add(&w, strdup(a + 2), NULL);
+      words_add(&w, strdup(argv[++i]), NULL);
+    } else {
+      words_add(&w, strdup(a), NULL);
+    }
+  }
+  req.verb = c->verb;
+  if (parse_budget(&w, &req) == 0)
+    rc = ask_broker(ctl, c, &req);
+  else
+    ctl_error(ctl, "%s", req.error[0] ? req.error : "usage: cadre budget SESSION [--tokens N] [--cost USD]");
+  cmd_words_free(&w);
+  cmd_req_clear(&req);
   return rc;
 }
 

@@ -60,6 +60,8 @@ void format_agents(sbuf_t *b, const json_t *agents, const format_how_t *how) {
   json_array_foreach(agents, i, a) agent_row(b, a, jx_obj(a, "usage"), w, true);
 }
 
+static void budget_line(sbuf_t *b, const json_t *r);
+
 void format_stats(sbuf_t *b, const json_t *stats, const format_how_t *how) {
   (void)how;
   const json_t *agents = jx_arr(stats, "agents");
@@ -82,6 +84,38 @@ void format_stats(sbuf_t *b, const json_t *stats, const format_how_t *how) {
   const char *mm = jx_str(stats, "main_model", NULL);
   sbuf_printf(b, "The same tokens on the main model%s%s%s: %s; the team cost %s: savings %.1f%%\n", mm ? " (" : "",
               mm ? mm : "", mm ? ")" : "", equiv, total, 100.0 * jx_num(stats, "savings", 0));
+  json_t *r;
+  if (json_array_size(jx_arr(stats, "budgets")))
+    sbuf_puts(b, "Budgets:\n");
+  json_array_foreach(jx_arr(stats, "budgets"), i, r) {
+    sbuf_puts(b, "  ");
+    budget_line(b, r);
+  }
+}
+
+/* One budget: "main: 1,234 of 10,000 tokens used (8,766 left); $0.0120 of $0.5000 (...)". */
+static void budget_line(sbuf_t *b, const json_t *r) {
+  const json_t *lim = jx_obj(r, "limit"), *sp = jx_obj(r, "spent"), *left = jx_obj(r, "left");
+  sbuf_printf(b, "%s: ", jx_str(r, "scope", "?"));
+  if (!lim) {
+    sbuf_printf(b, "no budget; used %lld tokens, $%.4f\n", (long long)jx_int(sp, "tokens", 0), jx_num(sp, "cost", 0));
+    return;
+  }
+  bool first = true;
+  if (jx_int(lim, "tokens", 0) > 0) {
+    sbuf_printf(b, "%lld of %lld tokens used (%lld left)", (long long)jx_int(sp, "tokens", 0),
+                (long long)jx_int(lim, "tokens", 0), (long long)jx_int(left, "tokens", 0));
+    first = false;
+  }
+  if (jx_num(lim, "cost", 0) > 0)
+    sbuf_printf(b, "%s$%.4f of $%.4f used ($%.4f left)", first ? "" : "; ", jx_num(sp, "cost", 0),
+                jx_num(lim, "cost", 0), jx_num(left, "cost", 0));
+  sbuf_puts(b, "\n");
+}
+
+void format_budget(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  (void)how;
+  budget_line(b, r);
 }
 
 void format_json(sbuf_t *b, const json_t *v, const format_how_t *how) {

@@ -34,7 +34,8 @@ Control endpoints
 Each model request takes the first queued R whose "match" is a substring of
 the last user message, else the first queued R without "match", else the
 default. The initial default answers "Hello from the scripted model."
-streamed word by word.
+streamed word by word. An answer's "text" longer than the request's
+max_tokens is cut there (tokens counted as bytes / 4), as real servers do.
 
 A response R (every key optional):
   status               HTTP status (200)
@@ -208,6 +209,22 @@ def last_user_text(body):
 
 def split_words(text):
     return re.findall(r"\s*\S+\s*|\s+", text) if text else []
+
+
+def limit_to_max_tokens(body, r):
+    """As a real server does: an answer ("text") longer than the request's
+    max_tokens (max_completion_tokens, Ollama's options.num_predict) is cut
+    there, bytes / 4, with finish_reason "length"."""
+    if not isinstance(body, dict) or "text" not in r or "chunks" in r:
+        return r
+    cap = body.get("max_completion_tokens") or body.get("max_tokens") or \
+        (body.get("options") or {}).get("num_predict")
+    if not isinstance(cap, int) or cap <= 0 or count_tokens(r["text"]) <= cap:
+        return r
+    r = dict(r)
+    r["text"] = r["text"][:cap * 4]
+    r.setdefault("finish_reason", "length")
+    return r
 
 
 def count_tokens(s):
@@ -464,6 +481,7 @@ class Handler(BaseHTTPRequestHandler):
     # ---- model responses ----------------------------------------------------
 
     def _respond(self, body, r, ollama):
+        r = limit_to_max_tokens(body, r)
         if r.get("wait_for_requests"):
             end = time.monotonic() + r.get("wait_timeout_ms", 10000) / 1000.0
             while not self.server.state.wait_for_requests(int(r["wait_for_requests"]), 0.05):
