@@ -45,11 +45,11 @@ json_t *budget_report(broker_t *b, const char *scope) {
   json_t *o = json_pack("{s:s, s:o, s:o}", "scope", scope, "limit", has ? pair(lim.tokens, lim.cost) : json_null(),
                         "spent", pair(used.tokens, used.cost));
   if (has)
-    json_object_set_new(o, "left",
-                        json_pack("{s:o, s:o}", "tokens",
-                                  lim.tokens > 0 ? json_integer(lim.tokens > used.tokens ? lim.tokens - used.tokens : 0)
-                                                 : json_null(),
-                                  "cost", lim.cost > 0 ? json_real(lim.cost > used.cost ? lim.cost - used.cost : 0) : json_null()));
+    json_object_set_new(
+        o, "left",
+        json_pack("{s:o, s:o}", "tokens",
+                  lim.tokens > 0 ? json_integer(lim.tokens > used.tokens ? lim.tokens - used.tokens : 0) : json_null(),
+                  "cost", lim.cost > 0 ? json_real(lim.cost > used.cost ? lim.cost - used.cost : 0) : json_null()));
   return o;
 }
 
