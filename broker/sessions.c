@@ -655,6 +655,21 @@ static proto_msg_t *build_turn(broker_t *b, turn_t *t, const cadre_profile_t *p,
   return m;
 }
 
+/* What a turn's tools take of its prompt: as a node last reported for the
+ * profile (it expands the names of its own tools into definitions), else the
+ * broker's own definitions plus about 150 tokens per named node tool. */
+static int64_t tools_estimate(broker_t *b, const cadre_profile_t *p, const json_t *tools) {
+  learned_t l;
+  learned_get(b, p, &l);
+  if (l.tools_tokens > 0)
+    return l.tools_tokens;
+  int64_t est = 0;
+  size_t i;
+  json_t *t;
+  json_array_foreach(tools, i, t) est += json_is_string(t) ? 150 : (int64_t)json_dumpb(t, NULL, 0, JSON_COMPACT) / 4;
+  return est;
+}
+
 /* A send that did not reach the node: the turn stays queued (its slot is
  * free), and is tried again on the next tick; after max_turn_attempts such
  * failures, or when it can never fit, it fails. Returns true when the list of
@@ -691,9 +706,7 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
    * the estimate of one prompt is off. */
   char why[512];
   int cap;
-  int64_t prompt = (int64_t)(json_dumpb(m->messages, NULL, 0, JSON_COMPACT) +
-                             (m->tools ? json_dumpb(m->tools, NULL, 0, JSON_COMPACT) : 0)) /
-                   4;
+  int64_t prompt = (int64_t)json_dumpb(m->messages, NULL, 0, JSON_COMPACT) / 4 + tools_estimate(b, p, m->tools);
   if (!budget_allows(b, t->session, p, prompt, &cap, why, sizeof why)) {
     proto_msg_destroy(&m);
     turn_fail(b, t, "failed", PROTO_ERR_budget_spent, why, NULL, NULL);

@@ -545,7 +545,9 @@ class Handler(BaseHTTPRequestHandler):
     def _usage(self, body, r, text, thinking, calls):
         if "usage" in r:
             return r["usage"]
-        p = count_tokens(json.dumps(body.get("messages", [])))
+        # The prompt as a real server counts it: the messages and the tool definitions.
+        p = count_tokens(json.dumps(body.get("messages", []))) + \
+            (count_tokens(json.dumps(body["tools"])) if body.get("tools") else 0)
         c = count_tokens(text + thinking + "".join(x["arguments"] for x in calls))
         return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
