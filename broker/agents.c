@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "memory.h"
 #include "jx.h"
 #include "log.h"
 #include "sbuf.h"
@@ -153,6 +154,7 @@ static bool step_summary(broker_t *b, const store_session_t *row, const json_t *
 static void deliver(broker_t *b, const store_session_t *r, json_t *summary, store_status_t status) {
   store_session_t row = *r;
   row.status = status;
+  memory_record_summary(b, &row, summary);
   if (step_summary(b, &row, summary)) /* a workflow step's result, not the parent's */
     return;
   /* The first summary of a delegated agent answers the parent's tool call;

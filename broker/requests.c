@@ -1,10 +1,12 @@
 /* requests.c: one handler per verb a controller can ask for. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "budget.h"
 #include "internal.h"
+#include "memory.h"
 #include "jx.h"
 #include "log.h"
 #include "util.h"
@@ -240,6 +242,40 @@ static void verb_drain(request_t *r) {
 
 static void verb_undrain(request_t *r) {
   set_drain(r, false);
+}
+
+static void verb_memory(request_t *r) {
+  const char *action = arg_str(r, "action", "list"), *ws = arg_str(r, "workspace", NULL);
+  if (strcmp(action, "list") == 0) {
+    reply(r, store_memories(r->b->store, ws, NULL, 500));
+    return;
+  }
+  if (strcmp(action, "search") == 0) {
+    char *q = memory_query(arg_str(r, "text", ""));
+    if (!q) {
+      fail(r, PROTO_ERR_bad_args, "memory search: give some words to look for (3 letters or more)");
+      return;
+    }
+    reply(r, store_memories(r->b->store, ws, q, 50));
+    free(q);
+    return;
+  }
+  json_int_t id = jx_int(r->args, "id", 0);
+  bool pin = strcmp(action, "pin") == 0, unpin = strcmp(action, "unpin") == 0, forget = strcmp(action, "forget") == 0;
+  if (!(pin || unpin || forget) || id <= 0) {
+    fail(r, PROTO_ERR_bad_args, "memory: action is list, search, pin, unpin or forget (the last three with an id)");
+    return;
+  }
+  int rc = forget ? store_memory_forget(r->b->store, id) : store_memory_pin(r->b->store, id, pin);
+  if (rc == -ENOENT) {
+    char detail[120];
+    snprintf(detail, sizeof detail, "no memory %lld (cadre memory lists them)", (long long)id);
+    fail(r, PROTO_ERR_not_found, detail);
+  } else if (rc < 0) {
+    fail(r, PROTO_ERR_internal, store_errmsg(r->b->store));
+  } else {
+    reply(r, json_pack("{s:I, s:s}", "id", id, "done", action));
+  }
 }
 
 static void verb_stop(request_t *r) {

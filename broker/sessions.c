@@ -13,6 +13,7 @@
 
 #include "budget.h"
 #include "internal.h"
+#include "memory.h"
 #include "obs.h"
 #include "jx.h"
 #include "log.h"
@@ -241,8 +242,22 @@ static json_t *turn_messages(broker_t *b, const turn_t *t, const cadre_profile_t
     json_array_append(msgs, m);
     json_array_append(seqs, json_array_get(hseqs, i));
   }
-  json_decref(hist);
   json_decref(hseqs);
+  /* A top-level session gets its workspace's most relevant memories (sub-agents get their parent's context). */
+  if (!t->sub) {
+    const char *query = NULL;
+    for (size_t k = json_array_size(hist); k-- > 0 && !query;)
+      if (strcmp(jx_str(json_array_get(hist, k), "role", ""), "user") == 0)
+        query = jx_str(json_array_get(hist, k), "content", NULL);
+    char *mem = memory_context(b, t->session, query);
+    if (mem) {
+      if (strcmp(jx_str(json_array_get(msgs, 0), "role", ""), "system") != 0)
+        json_array_insert_new(seqs, 0, json_integer(0)); /* system_append makes one */
+      system_append(msgs, mem);
+      free(mem);
+    }
+  }
+  json_decref(hist);
   return msgs;
 }
 

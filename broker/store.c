@@ -3,6 +3,8 @@
 
 #include <sqlite3.h>
 #include <stdarg.h>
+#include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@ static const char *schema =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=NORMAL;"
     "PRAGMA foreign_keys=ON;"
+    "PRAGMA secure_delete=ON;" /* a deleted memory (or message) leaves no readable trace in the file */
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);"
     "CREATE TABLE IF NOT EXISTS sessions("
     "  id TEXT PRIMARY KEY, role TEXT NOT NULL, profile TEXT NOT NULL,"
@@ -68,6 +71,9 @@ static const char *upgrade =
     /* Spending limits: scope is a session (with its whole tree of sub-agents) or "workflow:N". */
     "CREATE TABLE IF NOT EXISTS budgets(scope TEXT PRIMARY KEY, tokens INTEGER NOT NULL DEFAULT 0,"
     "  cost REAL NOT NULL DEFAULT 0, set_ms INTEGER NOT NULL);"
+    /* Project memory: what sub-agents and workflows found, per workspace, searchable (FTS5). */
+    "CREATE VIRTUAL TABLE IF NOT EXISTS memories USING fts5(text, source UNINDEXED, workspace UNINDEXED,"
+    "  outcome UNINDEXED, created_ms UNINDEXED, pinned UNINDEXED);"
     "CREATE INDEX IF NOT EXISTS sessions_parent ON sessions(parent);"
     "CREATE INDEX IF NOT EXISTS sessions_status ON sessions(status);"
     /* Admission reads the oldest few queued sub-agents: in index order, no sort of them all. */
@@ -1148,4 +1154,75 @@ json_t *store_budget_scopes(store_t *self) {
   if (st)
     sqlite3_finalize(st);
   return out;
+}
+
+/* ---- project memory ---------------------------------------------------- */
+
+int64_t store_memory_add(store_t *self, const char *text, const char *source, const char *workspace,
+                         const char *outcome) {
+  sqlite3_stmt *st = prep_bind(self,
+                               "INSERT INTO memories(text, source, workspace, outcome, created_ms, pinned)"
+                               " VALUES(?, ?, ?, ?, ?, 0)",
+                               "ttttw", text, source, workspace, outcome);
+  if (exec_done(st) < 0)
+    return -1;
+  return sqlite3_last_insert_rowid(self->db);
+}
+
+static json_t *memory_row(sqlite3_stmt *st) {
+  int64_t ms = sqlite3_column_int64(st, 5);
+  time_t secs = (time_t)(ms / 1000);
+  struct tm tm;
+  char date[32] = "";
+  if (gmtime_r(&secs, &tm))
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:I, s:b}", "id", (json_int_t)sqlite3_column_int64(st, 0), "text",
+                   col_text(st, 1), "source", col_text(st, 2), "date", date, "workspace", col_text(st, 3), "outcome",
+                   col_text(st, 4), "date_ms", (json_int_t)ms, "pinned", sqlite3_column_int(st, 6) != 0);
+}
+
+json_t *store_memories(store_t *self, const char *workspace, const char *match, int limit) {
+  json_t *out = json_array();
+  char sql[512];
+  snprintf(sql, sizeof sql,
+           "SELECT rowid, text, source, workspace, outcome, created_ms, pinned%s FROM memories WHERE 1%s%s%s"
+           " ORDER BY %s LIMIT ?",
+           match ? ", bm25(memories)" : "", workspace ? " AND workspace = ?" : "", match ? " AND memories MATCH ?" : "",
+           limit < 0 ? " AND pinned = 1" : "", match ? "pinned DESC, bm25(memories)" : "created_ms DESC");
+  sqlite3_stmt *st = prep(self, sql);
+  int i = 1;
+  if (st && workspace)
+    sqlite3_bind_text(st, i++, workspace, -1, SQLITE_TRANSIENT);
+  if (st && match)
+    sqlite3_bind_text(st, i++, match, -1, SQLITE_TRANSIENT);
+  if (st)
+    sqlite3_bind_int(st, i, limit < 0 ? -limit : limit);
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    json_t *m = memory_row(st);
+    if (match)
+      json_object_set_new(m, "rank", json_real(sqlite3_column_double(st, 7)));
+    json_array_append_new(out, m);
+  }
+  if (st)
+    sqlite3_finalize(st);
+  return out;
+}
+
+int store_memory_pin(store_t *self, int64_t id, bool pinned) {
+  sqlite3_stmt *st = prep_bind(self, "UPDATE memories SET pinned = ? WHERE rowid = ?", "ii", (int64_t)pinned, id);
+  if (exec_done(st) < 0)
+    return -1;
+  return sqlite3_changes(self->db) > 0 ? 0 : -ENOENT;
+}
+
+int store_memory_forget(store_t *self, int64_t id) {
+  if (exec_done(prep_bind(self, "DELETE FROM memories WHERE rowid = ?", "i", id)) < 0)
+    return -1;
+  if (sqlite3_changes(self->db) == 0)
+    return -ENOENT;
+  /* Really gone: the index merged (no segment keeps its words), the freed pages zeroed
+   * (secure_delete), and the write-ahead log, which still holds the old pages, emptied. */
+  sqlite3_exec(self->db, "INSERT INTO memories(memories) VALUES('optimize')", NULL, NULL, NULL);
+  sqlite3_wal_checkpoint_v2(self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
+  return 0;
 }

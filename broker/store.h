@@ -205,5 +205,14 @@ int store_budget_get(store_t *self, const char *scope, int64_t *tokens, double *
 int store_spent(store_t *self, const char *session, int64_t workflow, int64_t *tokens, double *cost);
 /* Every scope with a budget (strings), oldest first. */
 json_t *store_budget_scopes(store_t *self);
+/* Project memory (an FTS5 table). A memory: {id, text, source, workspace, outcome, date_ms, pinned}. */
+int64_t store_memory_add(store_t *self, const char *text, const char *source, const char *workspace,
+                         const char *outcome);
+/* Newest first, or (match: an FTS5 query) pinned first, then by relevance (each with its bm25 "rank");
+ * workspace NULL: every workspace; limit < 0: only pinned ones, at most -limit. */
+json_t *store_memories(store_t *self, const char *workspace, const char *match, int limit);
+int store_memory_pin(store_t *self, int64_t id, bool pinned);
+/* Deletes it for good (the index merged, secure_delete on); -ENOENT when there is none. */
+int store_memory_forget(store_t *self, int64_t id);
 
 #endif

@@ -165,6 +165,26 @@ static int parse_budget(const cmd_words_t *w, cmd_req_t *req) {
   return -1;
 }
 
+/* memory [search TEXT | pin ID | unpin ID | forget ID] */
+static int parse_memory(const cmd_words_t *w, cmd_req_t *req) {
+  if (w->n == 0) {
+    req->args = json_pack("{s:s}", "action", "list");
+    return 0;
+  }
+  const char *a = w->w[0];
+  if (strcmp(a, "search") == 0 && w->n >= 2) {
+    req->args = json_pack("{s:s, s:s}", "action", "search", "text", w->rest[1]);
+    return 0;
+  }
+  char *end = NULL;
+  long long id = w->n == 2 ? strtoll(w->w[1], &end, 10) : 0;
+  if ((strcmp(a, "pin") == 0 || strcmp(a, "unpin") == 0 || strcmp(a, "forget") == 0) && id > 0 && end && !*end) {
+    req->args = json_pack("{s:s, s:I}", "action", a, "id", (json_int_t)id);
+    return 0;
+  }
+  return -1;
+}
+
 /* drain, undrain NODE */
 static int parse_node(const cmd_words_t *w, cmd_req_t *req) {
   if (w->n < 1)
@@ -363,6 +383,10 @@ static const cmd_t commands[] = {
      .args = "<agent id> [tokens N] [cost USD]",
      .help = "show or set a budget for an agent and all its sub-agents (workflow:N for a workflow); 0: no limit",
      .parse = parse_budget, .show = format_budget, .run = cmd_budget},
+    {.name = "memory", .slash = "memory", .verb = "memory", .usage = "[search TEXT | pin ID | unpin ID | forget ID]",
+     .args = "[search <text> | pin <id> | unpin <id> | forget <id>]",
+     .help = "the project memory: what sub-agents found, kept per workspace and given to new sessions",
+     .parse = parse_memory, .show = format_memory},
     {.name = "drain", .slash = "drain", .verb = "drain", .usage = "NODE", .args = "<node>",
      .help = "let a node finish its work and take no new turns or steps", .hint = "   (/nodes lists them)",
      .parse = parse_node, .show = format_drain},

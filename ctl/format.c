@@ -118,6 +118,29 @@ void format_budget(sbuf_t *b, const json_t *r, const format_how_t *how) {
   budget_line(b, r);
 }
 
+void format_memory(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  (void)how;
+  if (json_is_object(r)) { /* pin, unpin, forget */
+    sbuf_printf(b, "memory %lld: %s\n", (long long)jx_int(r, "id", 0),
+                strcmp(jx_str(r, "done", ""), "forget") == 0 ? "forgotten (deleted from the broker's state)"
+                : strcmp(jx_str(r, "done", ""), "pin") == 0  ? "pinned (always in new sessions' context)"
+                                                             : "unpinned");
+    return;
+  }
+  if (json_array_size(r) == 0) {
+    sbuf_puts(b, "no memories yet (a sub-agent's summary becomes one)\n");
+    return;
+  }
+  size_t i;
+  json_t *m;
+  json_array_foreach(r, i, m) {
+    sbuf_printf(b, "%4lld  %.10s  %-7s %s%s%s\n      %s\n", (long long)jx_int(m, "id", 0), jx_str(m, "date", ""),
+                jx_str(m, "outcome", ""), jx_str(m, "source", ""),
+                json_is_true(json_object_get(m, "pinned")) ? "  (pinned)" : "", jx_str(m, "workspace", "")[0] ? "" : "",
+                jx_str(m, "text", ""));
+  }
+}
+
 void format_json(sbuf_t *b, const json_t *v, const format_how_t *how) {
   (void)how;
   char *s = json_dumps(v, JSON_INDENT(2) | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6) | JSON_PRESERVE_ORDER);

@@ -29,7 +29,7 @@ format_fn format_stats;
 /* Any value (config): indented, reals with 6 significant digits. */
 format_fn format_json;
 format_fn format_spawn, format_send, format_stop, format_stopped, format_reset, format_history, format_nodes,
-    format_drain, format_budget, format_sessions;
+    format_drain, format_budget, format_memory, format_sessions;
 /* Plans: the list, one plan, a decision taken (approve, reject, pause, resume, cancel), templates. */
 format_fn format_plans, format_plan, format_approved, format_decided, format_modified, format_template;
 

@@ -6,7 +6,9 @@
 #include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "memory.h"
 #include "store.h"
 
 static store_t *open_mem(void) {
@@ -346,9 +348,45 @@ static void test_failed_turns_are_not_sent_again(void **state) {
   }
 }
 
+/* Project memory at 10,000 memories: ranked search stays cheap per turn (the
+ * figure is printed, not asserted: timings belong to benchmarks), and the
+ * query builder quotes every word so no input is an FTS5 operator. */
+static void test_memory_search_at_scale(void **state) {
+  (void)state;
+  char err[256];
+  store_t *s = store_open(STORE_MEMORY, err, sizeof err);
+  assert_non_null(s);
+  const char *topics[] = {"cache eviction", "database index", "login token", "parser error", "build flags"};
+  for (int i = 0; i < 10000; i++) {
+    char text[200];
+    snprintf(text, sizeof text, "reviewer r-%d was asked about the %s number %d. Outcome PASS.", i, topics[i % 5], i);
+    assert_true(store_memory_add(s, text, "summary", i % 2 ? "/ws/a" : "/ws/b", "PASS") > 0);
+  }
+  char *q = memory_query("How does the cache evict its entries? AND OR NOT \"quotes\" (x)*");
+  assert_non_null(q);
+  assert_string_equal(q, "\"cache\" OR \"evict\" OR \"entries\" OR \"quotes\"");
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  json_t *found = NULL;
+  for (int i = 0; i < 100; i++) {
+    json_decref(found);
+    found = store_memories(s, "/ws/a", q, 8);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) / 100;
+  fprintf(stderr, "memory search, 10,000 memories: %.3f ms per query\n", ms);
+  assert_int_equal(json_array_size(found), 8);
+  assert_non_null(strstr(json_string_value(json_object_get(json_array_get(found, 0), "text")), "cache"));
+  assert_null(memory_query("a an to ?! ..."));
+  json_decref(found);
+  free(q);
+  store_close(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_context_cases),
+      cmocka_unit_test(test_memory_search_at_scale),
       cmocka_unit_test(test_grandchild_inherits_the_childs_context),
       cmocka_unit_test(test_children_refer_to_the_parent_instead_of_copying),
       cmocka_unit_test(test_status_names_round_trip),
