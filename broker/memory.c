@@ -69,13 +69,14 @@ void memory_record_summary(broker_t *b, const store_session_t *row, const json_t
 /* Words that match nearly everything and say nothing of a topic. */
 static bool stopword(const char *w, size_t n) {
   static const char *const words[] = {
-      "the",  "and",  "for",  "are",  "but",  "not",  "you",  "all",   "any",   "can",  "had",  "her",   "was",
-      "one",  "our",  "out",  "has",  "him",  "his",  "how",  "its",   "may",   "new",  "now",  "see",   "two",
-      "way",  "who",  "did",  "get",  "let",  "say",  "she",  "too",   "use",   "that", "with", "have",  "this",
-      "will", "your", "from", "they", "know", "want", "been", "good",  "much",  "some", "time", "very",  "when",
-      "come", "here", "just", "like", "long", "make", "many", "more",  "only",  "over", "such", "take",  "than",
-      "them", "well", "were", "what", "does", "into", "then", "there", "these", "which", "would", "about", "could",
-      "should", "their", "other", "where", "please", "tell", "also", "each", "how"};
+      "the",   "and",    "for",   "are",   "but",   "not",    "you",   "all",   "any",   "can",   "had",
+      "her",   "was",    "one",   "our",   "out",   "has",    "him",   "his",   "how",   "its",   "may",
+      "new",   "now",    "see",   "two",   "way",   "who",    "did",   "get",   "let",   "say",   "she",
+      "too",   "use",    "that",  "with",  "have",  "this",   "will",  "your",  "from",  "they",  "know",
+      "want",  "been",   "good",  "much",  "some",  "time",   "very",  "when",  "come",  "here",  "just",
+      "like",  "long",   "make",  "many",  "more",  "only",   "over",  "such",  "take",  "than",  "them",
+      "well",  "were",   "what",  "does",  "into",  "then",   "there", "these", "which", "would", "about",
+      "could", "should", "their", "other", "where", "please", "tell",  "also",  "each",  "how"};
   for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
     if (strlen(words[i]) == n && strncasecmp(words[i], w, n) == 0)
       return true;
@@ -120,7 +121,8 @@ char *memory_context(broker_t *b, const char *session, const char *query) {
   char ws[4096];
   memory_workspace(b, session, ws, sizeof ws);
   char *match = memory_query(query);
-  json_t *pinned = store_memories(b->store, ws, NULL, -MEMORY_CONTEXT_MAX), *found = match ? store_memories(b->store, ws, match, 8) : NULL;
+  json_t *pinned = store_memories(b->store, ws, NULL, -MEMORY_CONTEXT_MAX),
+         *found = match ? store_memories(b->store, ws, match, 8) : NULL;
   free(match);
   sbuf_t out = {0};
   sbuf_puts(&out, "[Project memory: notes kept from earlier work in this workspace, most relevant first. They may be "
