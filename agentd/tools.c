@@ -185,11 +185,19 @@ tools_t *tools_new(const tools_opts_t *opts, char *err, size_t errlen) {
   t->output_cap = opts->output_cap ? opts->output_cap : TOOLS_OUTPUT_CAP;
   if (t->output_cap < 256)
     t->output_cap = 256;
-  t->scrub_env = copy_list(opts->scrub_env);
-  t->secret_values = copy_list(opts->secret_values);
   for (size_t i = 0; i < TOOLS_LOCK_STRIPES; i++)
     pthread_mutex_init(&t->locks[i], NULL);
   atomic_init(&t->run_seq, 0);
+  t->scrub_env = copy_list(opts->scrub_env);
+  t->secret_values = tools_exec_secrets(t, opts->secret_values);
+  t->sandbox = opts->sandbox;
+  t->no_commands = opts->no_commands ? strdup(opts->no_commands) : NULL;
+  if (!t->scrub_env || !t->secret_values || (opts->no_commands && !t->no_commands) ||
+      tools_hidden_init(t, opts->hidden) < 0) {
+    snprintf(err, errlen, "out of memory");
+    tools_destroy(&t);
+    return NULL;
+  }
   return t;
 }
 
@@ -201,6 +209,8 @@ void tools_destroy(tools_t **self_p) {
   ws_fini(&t->ws);
   free_list(t->scrub_env, false);
   free_list(t->secret_values, true);
+  free(t->no_commands);
+  tools_hidden_free(t);
   for (size_t i = 0; i < TOOLS_LOCK_STRIPES; i++)
     pthread_mutex_destroy(&t->locks[i]);
   free(t);
@@ -228,8 +238,20 @@ void tools_test_force_fallback(tools_t *self, bool on) {
   }
 }
 
-// Runs one call.
+// True when commands run in the sandbox.
+bool tools_sandboxed(const tools_t *self) {
+  return self && self->sandbox && !self->no_commands;
+}
+
+// Runs one call with the default call options.
 void tools_run(tools_t *self, const char *name, const char *arguments, atomic_bool *cancel, tool_result_t *out) {
+  tools_run_with(self, name, arguments, NULL, cancel, out);
+}
+
+// Runs one call.
+void tools_run_with(tools_t *self, const char *name, const char *arguments, const tools_call_opts_t *opts,
+                    atomic_bool *cancel, tool_result_t *out) {
+  static const tools_call_opts_t defaults = {0};
   memset(out, 0, sizeof *out);
   out->exit_code = name && strcmp(name, "execute_bash") == 0 ? -1 : 0;
   const tool_def_t *d = find_def(name);
@@ -248,7 +270,7 @@ void tools_run(tools_t *self, const char *name, const char *arguments, atomic_bo
     return;
   targs_t a = {args, d->name};
   if (strcmp(d->name, "execute_bash") == 0)
-    tools_execute_bash(self, &a, cancel, out);
+    tools_execute_bash(self, &a, opts ? opts : &defaults, cancel, out);
   else if (strcmp(d->name, "read_file") == 0)
     tools_read_file(self, &a, out);
   else if (strcmp(d->name, "write_file_tool") == 0)
@@ -262,6 +284,7 @@ void tools_run(tools_t *self, const char *name, const char *arguments, atomic_bo
   json_decref(args);
   if (!out->text)
     tr_error(out, "%s produced no result", d->name);
+  tools_scrub_secrets(self, out);
 }
 
 // Frees a result's text.

@@ -26,6 +26,7 @@
 #define TOOLS_MAX_TIMEOUT_S 3600
 
 typedef struct tools tools_t;
+struct sandbox;
 
 typedef struct {
   const char *workspace; /* directory; must exist */
@@ -34,9 +35,22 @@ typedef struct {
   /* Names of environment variables never passed to commands (besides the
    * built-in list: *_API_KEY, *_TOKEN, *_SECRET, CADRE_KEY, ...). May be NULL. */
   const char *const *scrub_env;
-  /* Secret values (API keys) that must not appear in a command's environment
-   * under any name. May be NULL; NULL-terminated. */
+  /* Secret values (API keys, the node's CURVE secret key) that must not
+   * appear in a command's environment under any name, and are replaced by
+   * "[secret removed]" in every tool result (values of 8 bytes or more; the
+   * environment's values of the scrubbed names count too). May be NULL;
+   * NULL-terminated. */
   const char *const *secret_values;
+  /* The sandbox commands run in (borrowed; sandbox.h). NULL: commands run
+   * unconfined (tests, and cadre-agentd --no-sandbox). */
+  const struct sandbox *sandbox;
+  /* Non-NULL: execute_bash runs nothing and answers with this reason (the
+   * sandbox could not be made and --no-sandbox was not given). */
+  const char *no_commands;
+  /* The node's own files and directories (secrets, keys, config, state): the
+   * file tools refuse them, and what lies in them, even inside the
+   * workspace. NULL-terminated; missing ones are skipped. May be NULL. */
+  const char *const *hidden;
 } tools_opts_t;
 
 /* Opens the workspace (keeps a directory fd). NULL with err on failure. */
@@ -74,6 +88,17 @@ typedef struct {
  * (the whole process group is killed). Thread-safe: several slot workers may
  * call it at once; writes to the same file are serialised, never interleaved. */
 void tools_run(tools_t *self, const char *name, const char *arguments, atomic_bool *cancel, tool_result_t *out);
+
+/* What a call may do besides its arguments (from the agent's role, never from the model). */
+typedef struct {
+  bool network; /* execute_bash keeps the host's network (the role's tool policy says "network": true) */
+} tools_call_opts_t;
+
+/* tools_run with call options (NULL: the defaults, no network). */
+void tools_run_with(tools_t *self, const char *name, const char *arguments, const tools_call_opts_t *opts,
+                    atomic_bool *cancel, tool_result_t *out);
+/* True when commands run in the sandbox; false: unconfined or refused. */
+bool tools_sandboxed(const tools_t *self);
 void tool_result_free(tool_result_t *r);
 
 /* What a call that changes things would do, for the user asked to allow it:

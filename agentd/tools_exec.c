@@ -15,6 +15,7 @@
  * SIGCHLD handler), and detected as exited with WNOWAIT first so that its pid,
  * the group id, cannot be recycled while the group is signalled.
  */
+#include "sandbox.h"
 #include "tools_internal.h"
 #include "tools_proc.h"
 
@@ -174,6 +175,35 @@ static bool holds_secret(const tools_t *t, const char *value) {
   return false;
 }
 
+/* True when the variable's value is a secret to scrub from results too (not PWD and the like). */
+static bool secret_name(const tools_t *t, const char *name, size_t n) {
+  static const char *const plain[] = {"PWD", "OLDPWD", MARKER_NAME, NULL};
+  for (size_t i = 0; plain[i]; i++)
+    if (strlen(plain[i]) == n && strncasecmp(name, plain[i], n) == 0)
+      return false;
+  return scrub_name(t, name, n);
+}
+
+// The secret values: a copy of given plus the environment's values of scrubbed names.
+char **tools_exec_secrets(const tools_t *t, const char *const *given) {
+  size_t n = 0, e = 0;
+  while (given && given[n])
+    n++;
+  while (environ && environ[e])
+    e++;
+  char **list = calloc(n + e + 1, sizeof *list);
+  size_t k = 0;
+  for (size_t i = 0; list && i < n; i++)
+    if (!(list[k++] = strdup(given[i])))
+      k--;
+  for (size_t i = 0; list && i < e; i++) {
+    const char *v = environ[i], *eq = strchr(v, '=');
+    if (eq && eq[1] && secret_name(t, v, (size_t)(eq - v)) && !(list[k++] = strdup(eq + 1)))
+      k--;
+  }
+  return list;
+}
+
 static void free_env(char **env) {
   for (size_t i = 0; env && env[i]; i++)
     free(env[i]);
@@ -205,12 +235,17 @@ static char **build_env(const tools_t *t, const char *marker) {
 
 /* ---- the child ----------------------------------------------------------------------- */
 
+#define EXEC_LIMITS 5
+
 typedef struct {
   char **envp;
   char *argv_bash[4], *argv_sh[4];
-  struct rlimit lim[4];
-  int res[4];
+  char **argv; /* the sandbox's (bwrap ... -- shell -c command), or NULL: argv_bash, then argv_sh */
+  struct rlimit lim[EXEC_LIMITS];
+  int res[EXEC_LIMITS];
   int null_fd, out_fd, root_fd;
+  int cgroup_fd; /* the command's pids cgroup's cgroup.procs, or -1 */
+  char *cgroup_dir;
 } spawn_t;
 
 /* Lowers resource res to soft / hard (never raises a current limit; soft <= hard). */
@@ -234,7 +269,9 @@ static void __attribute__((noreturn)) child_exec(const spawn_t *s) {
     _exit(126);
   if (fchdir(s->root_fd) != 0)
     _exit(126);
-  for (int i = 0; i < 4; i++)
+  if (s->cgroup_fd >= 0 && write(s->cgroup_fd, "0", 1) != 1)
+    _exit(126); /* the process limit could not be applied */
+  for (int i = 0; i < EXEC_LIMITS; i++)
     setrlimit(s->res[i], &s->lim[i]);
   sigset_t none;
   sigemptyset(&none);
@@ -247,6 +284,13 @@ static void __attribute__((noreturn)) child_exec(const spawn_t *s) {
   if (syscall(SYS_close_range, 3u, ~0u, 0u) != 0)
     for (int fd = 3; fd < 4096; fd++)
       close(fd);
+  if (s->argv) {
+    execve(s->argv[0], s->argv, s->envp);
+    static const char no_bwrap[] = "cadre: cannot run the sandbox (bwrap)\n";
+    ssize_t w = write(2, no_bwrap, sizeof no_bwrap - 1);
+    (void)w;
+    _exit(127);
+  }
   execve("/bin/bash", s->argv_bash, s->envp);
   execve("/bin/sh", s->argv_sh, s->envp);
   ssize_t w = write(2, msg, sizeof msg - 1);
@@ -270,6 +314,7 @@ typedef struct {
   int leftovers; /* processes still running after the shell exited */
   char *buf;     /* EXEC_READ_BUF bytes for reading the pipe */
   bool pipe_stuck;
+  bool sandboxed; /* bwrap reports a command killed by signal N as exit 128+N */
 } bash_run_t;
 
 /* True when the shell has exited (not reaped: WNOWAIT keeps its pid, the group id, taken). */
@@ -380,9 +425,38 @@ static void finish(bash_run_t *r, end_t end) {
 
 /* ---- execute_bash ----------------------------------------------------------------------- */
 
+/* Frees what prepare made (not the pipe). */
+static void spawn_free(spawn_t *s) {
+  if (s->null_fd >= 0)
+    close(s->null_fd);
+  if (s->cgroup_fd >= 0)
+    close(s->cgroup_fd);
+  sandbox_cgroup_remove(s->cgroup_dir);
+  s->cgroup_dir = NULL;
+  sandbox_argv_free(s->argv);
+  free_env(s->envp);
+}
+
+/* The sandbox's argv and limits. 0 or -errno. */
+static int prepare_sandbox(tools_t *t, const char *command, bool network, long tasks, spawn_t *s) {
+  const char *shell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+  s->argv = sandbox_argv(t->sandbox, shell, command, network);
+  if (!s->argv)
+    return -ENOMEM;
+  unsigned long long mem = sandbox_memory(t->sandbox);
+  limit(s, 4, RLIMIT_AS, mem ? (rlim_t)mem : RLIM_INFINITY, mem ? (rlim_t)mem : RLIM_INFINITY);
+  long procs = sandbox_procs(t->sandbox);
+  s->cgroup_fd = sandbox_cgroup_new(t->sandbox, (unsigned long)atomic_load(&t->run_seq), &s->cgroup_dir);
+  if (procs > 0)
+    limit(s, 2, RLIMIT_NPROC, (rlim_t)(tasks + procs), (rlim_t)(tasks + procs));
+  return 0;
+}
+
 /* Everything the child needs, made before fork. 0 or -errno. */
-static int prepare(tools_t *t, const char *command, int timeout_s, const char *marker, int pipefd[2], spawn_t *s) {
+static int prepare(tools_t *t, const char *command, int timeout_s, bool network, const char *marker, int pipefd[2],
+                   spawn_t *s) {
   memset(s, 0, sizeof *s);
+  s->cgroup_fd = -1;
   s->envp = build_env(t, marker);
   s->null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   if (!s->envp || s->null_fd < 0 || pipe2(pipefd, O_CLOEXEC) != 0) {
@@ -399,10 +473,17 @@ static int prepare(tools_t *t, const char *command, int timeout_s, const char *m
   s->argv_sh[0] = sh, s->argv_sh[1] = c, s->argv_sh[2] = (char *)command;
   limit(s, 0, RLIMIT_CPU, (rlim_t)timeout_s + 5, (rlim_t)timeout_s + 10);
   limit(s, 1, RLIMIT_FSIZE, EXEC_FSIZE, EXEC_FSIZE);
-  rlim_t nproc = (rlim_t)proc_user_tasks(getuid()) + EXEC_NPROC_HEADROOM;
-  limit(s, 2, RLIMIT_NPROC, nproc, nproc);
+  long tasks = proc_user_tasks(getuid());
+  limit(s, 2, RLIMIT_NPROC, (rlim_t)(tasks + EXEC_NPROC_HEADROOM), (rlim_t)(tasks + EXEC_NPROC_HEADROOM));
   limit(s, 3, RLIMIT_CORE, 0, 0);
-  return 0;
+  limit(s, 4, RLIMIT_AS, RLIM_INFINITY, RLIM_INFINITY);
+  int rc = t->sandbox ? prepare_sandbox(t, command, network, tasks, s) : 0;
+  if (rc < 0) {
+    close(pipefd[0]);
+    close(pipefd[1]);
+    spawn_free(s);
+  }
+  return rc;
 }
 
 /* The status line: "[exit 0]", "[killed by signal 9 after timeout of 2 s]", ... */
@@ -416,6 +497,10 @@ static void status_line(const bash_run_t *r, end_t end, int timeout_s, sbuf_t *b
   }
   bool sig = WIFSIGNALED(r->status);
   int code = sig ? WTERMSIG(r->status) : WEXITSTATUS(r->status);
+  if (r->sandboxed && !sig && code > 128 && code < 128 + NSIG) {
+    sig = true; /* bwrap's own exit status for a command killed by a signal */
+    code -= 128;
+  }
   const char *name = sig ? sigabbrev_np(code) : NULL;
   out->exit_code = sig ? -1 : code;
   out->timed_out = end == END_TIMEOUT;
@@ -451,7 +536,7 @@ static void status_line(const bash_run_t *r, end_t end, int timeout_s, sbuf_t *b
 /* Forks and runs the prepared command, then builds the result. */
 static void run_command(tools_t *t, spawn_t *s, int pipefd[2], const char *marker, int timeout_s, atomic_bool *cancel,
                         tool_result_t *out) {
-  bash_run_t r = {.fd = pipefd[0], .pidfd = -1, .buf = malloc(EXEC_READ_BUF)};
+  bash_run_t r = {.fd = pipefd[0], .pidfd = -1, .buf = malloc(EXEC_READ_BUF), .sandboxed = s->argv != NULL};
   if (!capture_init(&r.cap, t->output_cap) || !r.buf) {
     close(pipefd[0]);
     close(pipefd[1]);
@@ -497,8 +582,13 @@ static void run_command(tools_t *t, spawn_t *s, int pipefd[2], const char *marke
   free(r.buf);
 }
 
-// execute_bash {command, timeout?}: runs a command in the workspace.
-void tools_execute_bash(tools_t *t, const targs_t *a, atomic_bool *cancel, tool_result_t *out) {
+// execute_bash {command, timeout?}: runs a command in the workspace (in the sandbox when there is one).
+void tools_execute_bash(tools_t *t, const targs_t *a, const tools_call_opts_t *opts, atomic_bool *cancel,
+                        tool_result_t *out) {
+  if (t->no_commands) {
+    tr_error(out, "this node does not run commands: %s", t->no_commands);
+    return;
+  }
   const char *command = NULL;
   size_t len = 0;
   long long timeout = t->default_timeout_s;
@@ -522,12 +612,11 @@ void tools_execute_bash(tools_t *t, const targs_t *a, atomic_bool *cancel, tool_
            (unsigned long)atomic_fetch_add(&t->run_seq, 1), (unsigned long long)rnd);
   spawn_t s;
   int pipefd[2];
-  int rc = prepare(t, command, (int)timeout, marker, pipefd, &s);
+  int rc = prepare(t, command, (int)timeout, opts->network, marker, pipefd, &s);
   if (rc < 0) {
     tr_error(out, "cannot start the command: %s", strerror(-rc));
     return;
   }
   run_command(t, &s, pipefd, marker, (int)timeout, cancel, out);
-  close(s.null_fd);
-  free_env(s.envp);
+  spawn_free(&s);
 }

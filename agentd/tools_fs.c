@@ -29,6 +29,14 @@ static int open_regular(tools_t *t, const char *rel, const char *shown, struct s
              dir ? "a directory; use list_files to see its files" : "not a regular file");
     return -1;
   }
+  if (tools_is_hidden(t, fd, NULL) || st->st_nlink > 1) {
+    close(fd);
+    if (st->st_nlink > 1 && !tools_is_hidden(t, fd, NULL))
+      tools_nlink_error(out, shown, st->st_nlink);
+    else
+      tools_hidden_error(out, shown);
+    return -1;
+  }
   return fd;
 }
 
@@ -143,6 +151,11 @@ void tools_write_file(tools_t *t, const targs_t *a, tool_result_t *out) {
     tr_error(out, "%s", err);
     return;
   }
+  if (tools_is_hidden(t, tg.dirfd, tg.name)) {
+    ws_target_close(&tg);
+    tools_hidden_error(out, shown);
+    return;
+  }
   pthread_mutex_t *m = lock_target(t, &tg);
   struct stat st;
   bool exists = fstatat(tg.dirfd, tg.name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode);
@@ -169,6 +182,8 @@ static char *read_whole(int dirfd, const char *name, size_t *len, struct stat *s
     *err = errno;
   else if (!S_ISREG(st->st_mode))
     *err = EINVAL;
+  else if (st->st_nlink > 1)
+    *err = EMLINK; /* swapped for a hard link since it was looked at */
   else if ((unsigned long long)st->st_size > TOOLS_EDIT_MAX)
     *err = EFBIG;
   else if (!(buf = malloc((size_t)st->st_size + 1)))
@@ -238,6 +253,8 @@ static int edit_locked(ws_target_t *tg, const char *shown, edit_t *e, tool_resul
       tr_error(out, "\"%s\" is too large to edit (more than %u MiB)", shown, TOOLS_EDIT_MAX >> 20);
     else if (err == EINVAL)
       tr_error(out, "path \"%s\" is not a regular file", shown);
+    else if (err == EMLINK)
+      tools_nlink_error(out, shown, st.st_nlink);
     else {
       ws_strerror(err, shown, msg, sizeof msg);
       tr_error(out, "%s", msg);
@@ -283,8 +300,13 @@ void tools_edit_file(tools_t *t, const targs_t *a, tool_result_t *out) {
     tr_error(out, "old_string and new_string are the same; nothing to change");
   else if (ws_target(&t->ws, rel, false, shown, &tg, err, sizeof err) != 0)
     tr_error(out, "%s", err);
-  else if (!tg.exists) {
-    tr_error(out, "no such file: \"%s\" (to create it use write_file_tool)", shown);
+  else if (!tg.exists || tools_is_hidden(t, tg.dirfd, tg.name) || tg.st.st_nlink > 1) {
+    if (!tg.exists)
+      tr_error(out, "no such file: \"%s\" (to create it use write_file_tool)", shown);
+    else if (tools_is_hidden(t, tg.dirfd, tg.name))
+      tools_hidden_error(out, shown);
+    else
+      tools_nlink_error(out, shown, tg.st.st_nlink);
     ws_target_close(&tg);
   } else {
     pthread_mutex_t *m = lock_target(t, &tg);

@@ -14,7 +14,12 @@
 #define TOOLS_EDIT_MAX (64u << 20) /* edit_file: largest file */
 
 /* The tools (tools_exec.c, tools_fs.c, tools_search.c): see tools.h for their arguments. */
-void tools_execute_bash(tools_t *t, const targs_t *a, atomic_bool *cancel, tool_result_t *out);
+void tools_execute_bash(tools_t *t, const targs_t *a, const tools_call_opts_t *opts, atomic_bool *cancel,
+                        tool_result_t *out);
+/* The secret values to keep out of commands and results: a copy of given
+ * plus the values of the environment's variables that commands never see
+ * (tools_exec.c). NULL-terminated; NULL on ENOMEM. */
+char **tools_exec_secrets(const tools_t *t, const char *const *given);
 void tools_read_file(tools_t *t, const targs_t *a, tool_result_t *out);
 void tools_write_file(tools_t *t, const targs_t *a, tool_result_t *out);
 void tools_edit_file(tools_t *t, const targs_t *a, tool_result_t *out);

@@ -154,6 +154,7 @@ typedef struct {
   size_t n, cap;
   size_t scanned;
   bool stopped;
+  const tools_t *t; /* the node's own files are left out */
 } entries_t;
 
 static void entries_add(entries_t *es, const char *path, bool is_link) {
@@ -189,9 +190,13 @@ static void walk_dir(int dirfd, char *path, size_t len, int depth, entries_t *es
     return;
   }
   struct dirent *de;
+  struct stat dst;
+  dev_t dev = fstat(dirfd, &dst) == 0 ? dst.st_dev : 0;
   while (!es->stopped && (de = readdir(d))) {
     const char *name = de->d_name;
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strncmp(name, WS_TMP_PREFIX, strlen(WS_TMP_PREFIX)) == 0)
+      continue;
+    if (es->t && tools_hidden_ino(es->t, dev, de->d_ino))
       continue;
     if (++es->scanned > WALK_MAX_ENTRIES) {
       es->stopped = true;
@@ -249,6 +254,11 @@ static void display_prefix(const char *rel, char *buf, size_t len) {
 /* Opens the directory rel for a walk: fd, or -1 after an error in out. */
 static int open_walk_dir(const tools_t *t, const char *rel, const char *shown, tool_result_t *out) {
   int fd = ws_open_dir(&t->ws, rel, false);
+  if (fd >= 0 && tools_is_hidden(t, fd, NULL)) {
+    close(fd);
+    tools_hidden_error(out, shown);
+    return -1;
+  }
   if (fd >= 0)
     return fd;
   char err[512];
@@ -279,7 +289,7 @@ void tools_list_files(tools_t *t, const targs_t *a, tool_result_t *out) {
     gpat_free(&g);
     return;
   }
-  entries_t es = {0};
+  entries_t es = {.t = t};
   walk_all(fd, &es);
   close(fd);
   size_t m = 0;
@@ -312,7 +322,7 @@ void tools_list_files(tools_t *t, const targs_t *a, tool_result_t *out) {
 typedef struct {
   regex_t re;
   size_t cap;
-  size_t matches, files, binary;
+  size_t matches, files, binary, refused;
   bool full;
   sbuf_t b;
 } grep_t;
@@ -344,7 +354,7 @@ static void grep_fd(grep_t *g, int fd, const char *path) {
 
 /* Searches the files under the directory fd whose names match the glob (or all). */
 static void grep_dir(grep_t *g, const tools_t *t, int fd, const char *prefix, const gpat_t *glob, bool by_name) {
-  entries_t es = {0};
+  entries_t es = {.t = t};
   walk_all(fd, &es);
   if (es.n > 1) /* es.v is NULL in an empty directory */
     qsort(es.v, es.n, sizeof *es.v, cmp_entry);
@@ -358,7 +368,10 @@ static void grep_dir(grep_t *g, const tools_t *t, int fd, const char *prefix, co
     snprintf(path, sizeof path, "%s%s", prefix, rel);
     int f = ws_open(&t->ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
     struct stat st;
-    if (f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode))
+    bool refused = f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode) && (st.st_nlink > 1 || tools_is_hidden(t, f, NULL));
+    if (refused)
+      g->refused++;
+    else if (f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode))
       grep_fd(g, f, path);
     if (f >= 0)
       close(f);
@@ -379,7 +392,18 @@ static void grep_run(grep_t *g, tools_t *t, const char *rel, const char *shown, 
     tr_error(out, "%s", err);
     return;
   }
-  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+  bool ok = fstat(fd, &st) == 0;
+  if (ok && tools_is_hidden(t, fd, NULL)) {
+    close(fd);
+    tools_hidden_error(out, shown);
+    return;
+  }
+  if (ok && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+    close(fd);
+    tools_nlink_error(out, shown, st.st_nlink);
+    return;
+  }
+  if (ok && S_ISREG(st.st_mode)) {
     grep_fd(g, fd, shown);
   } else if (S_ISDIR(st.st_mode)) {
     display_prefix(rel, prefix, sizeof prefix);
@@ -396,6 +420,9 @@ static void grep_run(grep_t *g, tools_t *t, const char *rel, const char *shown, 
     sbuf_printf(&g->b, "[stopped at %zu matches; narrow the pattern, the path or the glob]\n", g->matches);
   if (g->binary)
     sbuf_printf(&g->b, "[%zu binary file%s skipped]\n", g->binary, g->binary == 1 ? "" : "s");
+  if (g->refused)
+    sbuf_printf(&g->b, "[%zu file%s with more than one hard link, or of the node's own, skipped]\n", g->refused,
+                g->refused == 1 ? "" : "s");
   tr_text(out, &g->b, false);
   tr_summary(out, "%zu match%s in %zu file%s", g->matches, g->matches == 1 ? "" : "es", g->files,
              g->files == 1 ? "" : "s");

@@ -4,10 +4,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- text buffers and results ------------------------------------------------ */
 
@@ -226,4 +229,118 @@ pthread_mutex_t *tools_file_lock(tools_t *t, const struct stat *dir_st, const ch
   for (p = (const unsigned char *)name; *p; p++)
     h = (h ^ *p) * 1099511628211ULL;
   return &t->locks[h % TOOLS_LOCK_STRIPES];
+}
+
+/* ---- the node's own files and secrets ---------------------------------------------- */
+
+#define SECRET_MIN 8
+#define SECRET_MARK "[secret removed]"
+
+// Records the node's own files that exist.
+int tools_hidden_init(tools_t *t, const char *const *paths) {
+  size_t n = 0;
+  while (paths && paths[n])
+    n++;
+  t->hidden = calloc(n + 1, sizeof *t->hidden);
+  if (!t->hidden)
+    return -ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    struct stat st;
+    char *real = realpath(paths[i], NULL);
+    if (!real || stat(real, &st) != 0) {
+      free(real);
+      continue;
+    }
+    t->hidden[t->n_hidden++] = (hidden_t){.dev = st.st_dev, .ino = st.st_ino, .dir = S_ISDIR(st.st_mode), .real = real};
+  }
+  return 0;
+}
+
+void tools_hidden_free(tools_t *t) {
+  for (size_t i = 0; i < t->n_hidden; i++)
+    free(t->hidden[i].real);
+  free(t->hidden);
+  t->hidden = NULL;
+  t->n_hidden = 0;
+}
+
+// True when an entry (dev, ino) is one of the node's own files or directories.
+bool tools_hidden_ino(const tools_t *t, dev_t dev, ino_t ino) {
+  for (size_t i = 0; i < t->n_hidden; i++)
+    if (t->hidden[i].ino == ino && t->hidden[i].dev == dev)
+      return true;
+  return false;
+}
+
+/* True when path is one of the hidden paths or beneath a hidden directory. */
+static bool hidden_path(const tools_t *t, const char *path) {
+  for (size_t i = 0; i < t->n_hidden; i++) {
+    size_t n = strlen(t->hidden[i].real);
+    if (strncmp(path, t->hidden[i].real, n) == 0 && (path[n] == '\0' || (t->hidden[i].dir && path[n] == '/')))
+      return true;
+  }
+  return false;
+}
+
+// True when the file at fd (or dirfd/name) is one of the node's own.
+bool tools_is_hidden(const tools_t *t, int fd, const char *name) {
+  if (!t->n_hidden)
+    return false;
+  struct stat st;
+  int rc = name ? fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) : fstat(fd, &st);
+  if (rc == 0 && tools_hidden_ino(t, st.st_dev, st.st_ino))
+    return true;
+  char link[64], path[PATH_MAX + NAME_MAX + 2];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(link, path, PATH_MAX);
+  if (n <= 0)
+    return false; /* no /proc: the inode check above is what there is */
+  path[n] = '\0';
+  if (name)
+    snprintf(path + n, sizeof path - (size_t)n, "/%s", name);
+  return hidden_path(t, path);
+}
+
+void tools_hidden_error(tool_result_t *out, const char *shown) {
+  tr_error(out, "\"%s\" is one of this node's own files (secrets, keys, config or state); the tools do not touch it",
+           shown);
+}
+
+void tools_nlink_error(tool_result_t *out, const char *shown, nlink_t nlink) {
+  tr_error(out,
+           "\"%s\" has %lu hard links; a file with more than one may be a link to a file outside the workspace, "
+           "so the file tools do not read or edit it (write_file_tool may replace it)",
+           shown, (unsigned long)nlink);
+}
+
+/* Replaces every occurrence of the secrets in s (NUL-terminated, malloc'd) and returns the new string. */
+static char *scrub_text(const tools_t *t, char *s) {
+  for (size_t i = 0; s && t->secret_values && t->secret_values[i]; i++) {
+    const char *v = t->secret_values[i];
+    size_t vl = strlen(v);
+    if (vl < SECRET_MIN || !strstr(s, v))
+      continue;
+    sbuf_t b = {0};
+    const char *p = s, *m;
+    while ((m = strstr(p, v))) {
+      sbuf_add(&b, p, (size_t)(m - p));
+      sbuf_puts(&b, SECRET_MARK);
+      p = m + vl;
+    }
+    sbuf_puts(&b, p);
+    free(s);
+    s = b.s ? b.s : strdup("");
+  }
+  return s;
+}
+
+// Replaces every secret value in out's text and summary.
+void tools_scrub_secrets(const tools_t *t, tool_result_t *out) {
+  if (!t || !t->secret_values)
+    return;
+  out->text = scrub_text(t, out->text);
+  char *sum = scrub_text(t, strdup(out->summary));
+  if (sum)
+    snprintf(out->summary, sizeof out->summary, "%s", sum);
+  free(sum);
 }

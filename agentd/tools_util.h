@@ -15,6 +15,14 @@
 
 #define TOOLS_LOCK_STRIPES 64
 
+/* One of the node's own files or directories (tools_opts_t.hidden), as it was at start-up. */
+typedef struct {
+  dev_t dev;
+  ino_t ino;
+  bool dir;
+  char *real; /* its real path */
+} hidden_t;
+
 struct tools {
   ws_t ws;
   int default_timeout_s;
@@ -23,6 +31,10 @@ struct tools {
   char **secret_values; /* NULL-terminated copies (wiped at destroy) */
   pthread_mutex_t locks[TOOLS_LOCK_STRIPES];
   atomic_ulong run_seq; /* numbers execute_bash runs (their environment marker) */
+  const struct sandbox *sandbox; /* NULL: commands unconfined */
+  char *no_commands;             /* non-NULL: execute_bash refuses, with this reason */
+  hidden_t *hidden;
+  size_t n_hidden;
 };
 
 /* One call's arguments. */
@@ -57,6 +69,23 @@ char *tools_utf8_clean(const char *s, size_t len);
 size_t tools_utf8_cut(const char *s, size_t len, size_t n);
 /* len without an incomplete UTF-8 sequence at the end of s (one cut by a size limit). */
 size_t tools_utf8_complete(const char *s, size_t len);
+
+/* Records the node's own files (those of paths that exist) in t->hidden. 0 or -ENOMEM. */
+int tools_hidden_init(tools_t *t, const char *const *paths);
+void tools_hidden_free(tools_t *t);
+/* True when the file open at fd, or with name the entry dirfd/name, is one of
+ * the node's own files or lies in one of its directories (by device and inode,
+ * and by the real path the kernel has for the fd). */
+bool tools_is_hidden(const tools_t *t, int fd, const char *name);
+/* True when an entry with inode ino on device dev (of a directory walk) is one of them. */
+bool tools_hidden_ino(const tools_t *t, dev_t dev, ino_t ino);
+/* The error for a file that is one of the node's own. */
+void tools_hidden_error(tool_result_t *out, const char *shown);
+/* The error for a regular file with more than one hard link (which may be a
+ * link to a file outside the workspace). */
+void tools_nlink_error(tool_result_t *out, const char *shown, nlink_t nlink);
+/* Replaces every secret value (8 bytes or more) in out's text and summary by "[secret removed]". */
+void tools_scrub_secrets(const tools_t *t, tool_result_t *out);
 
 /* Parses a call's arguments: a JSON object, or a JSON string holding one;
  * empty or null is {}. NULL after writing an error into out. Caller owns. */

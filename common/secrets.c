@@ -199,6 +199,10 @@ size_t secrets_count(const secrets_t *self) {
   return self ? self->n : 0;
 }
 
+const char *secrets_value(const secrets_t *self, size_t i) {
+  return self && i < self->n ? self->items[i].key : NULL;
+}
+
 /* The environment's <PROVIDER>_API_KEY, or NULL when unset or empty. */
 static const char *env_key(const char *provider) {
   char name[96];

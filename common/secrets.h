@@ -48,6 +48,10 @@ const char *secrets_key_for(const secrets_t *self, const char *provider, const c
 /* Number of keys loaded from the file (for a startup log line). */
 size_t secrets_count(const secrets_t *self);
 
+/* The i-th key loaded from the file (i < secrets_count), or NULL: for the
+ * agent daemon's scrubbing of tool output. Borrowed; never log it. */
+const char *secrets_value(const secrets_t *self, size_t i);
+
 /* Wipes the keys and frees; sets *self_p to NULL. */
 void secrets_destroy(secrets_t **self_p);
 

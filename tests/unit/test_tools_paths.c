@@ -341,8 +341,10 @@ void test_symlinks_inside(void **state) {
   }
 }
 
-/* A hard link to an outside file cannot be told from a file: reading it reads
- * the outside file (documented); writing replaces the link, never the file. */
+/* A hard link may be a link to an outside file: read_file, edit_file and grep
+ * refuse a regular file with more than one link (issue 11: through such a
+ * link read_file returned the outside file); write_file_tool replaces the
+ * link by rename, never the outside file. */
 void test_hard_link(void **state) {
   fx_t *fx = *state;
   char out[PATH_MAX + 16], path[PATH_MAX];
@@ -352,16 +354,29 @@ void test_hard_link(void **state) {
   fclose(f);
   assert_int_equal(link(out, fx_path(fx, "hl", path, sizeof path)), 0);
   tool_result_t r = fx_runp(fx, "read_file", "{s:s}", "path", "hl");
-  assert_string_equal(r.text, "     1\toutside content\n");
+  assert_true(r.is_error);
+  ASSERT_HAS(r.text, "has 2 hard links");
+  assert_null(strstr(r.text, "outside content"));
   tool_result_free(&r);
   r = fx_runp(fx, "edit_file", "{s:s, s:s, s:s}", "path", "hl", "old_string", "outside", "new_string", "edited");
+  assert_true(r.is_error);
+  ASSERT_HAS(r.text, "hard links");
+  tool_result_free(&r);
+  r = fx_runp(fx, "grep", "{s:s, s:s}", "pattern", "outside", "path", "hl");
+  assert_true(r.is_error);
+  tool_result_free(&r);
+  r = fx_runp(fx, "grep", "{s:s}", "pattern", "outside");
+  assert_null(strstr(r.text, "outside content"));
+  ASSERT_HAS(r.text, "skipped");
+  tool_result_free(&r);
+  r = fx_runp(fx, "write_file_tool", "{s:s, s:s}", "path", "hl", "content", "replaced\n");
   assert_false(r.is_error);
   tool_result_free(&r);
   char *got = fx_slurp(out, NULL);
   assert_string_equal(got, "outside content\n");
   free(got);
   got = fx_slurp(path, NULL);
-  assert_string_equal(got, "edited content\n");
+  assert_string_equal(got, "replaced\n");
   free(got);
 }
 
