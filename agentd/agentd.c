@@ -13,6 +13,7 @@
 #include "log.h"
 #include "proto.h"
 #include "proto_link.h"
+#include "sandbox.h"
 #include "snapshot.h"
 #include "tools.h"
 #include "util.h"
@@ -29,6 +30,8 @@ struct agentd {
   jobq_t q;
   pthread_t *threads;
   int64_t drain_started; /* monotonic ms; 0: not draining */
+  sandbox_t *sandbox;
+  char sandbox_state[512]; /* "on", "off" (--no-sandbox), "unavailable: why" */
 };
 
 static proto_msg_t *node_hello(agentd_t *d) {
@@ -52,6 +55,7 @@ static proto_msg_t *node_hello(agentd_t *d) {
   proto_set_str(m, PROTO_F_workspace, d->workspace);
   if (json_object_size(d->opts.labels) > 0)
     proto_set_json(m, PROTO_F_labels, json_incref(d->opts.labels));
+  proto_set_str(m, PROTO_F_sandbox, d->sandbox_state);
   return m;
 }
 
@@ -112,6 +116,32 @@ static int connect_broker(agentd_t *d, char *err, size_t errlen) {
   return d->link ? 0 : -1;
 }
 
+/* Makes the command sandbox (unless --no-sandbox); where it cannot be made,
+ * commands are refused with the reason written into refuse. */
+static void setup_sandbox(agentd_t *d, char *refuse, size_t len) {
+  if (d->opts.no_sandbox) {
+    snprintf(d->sandbox_state, sizeof d->sandbox_state, "off");
+    log_warn("--no-sandbox: commands run unconfined, as this daemon's user, with its view of the host");
+    return;
+  }
+  char why[400];
+  sandbox_opts_t so = {.workspace = d->workspace,
+                       .hidden = d->opts.hidden,
+                       .memory = d->opts.sandbox_memory,
+                       .procs = d->opts.sandbox_procs};
+  d->sandbox = sandbox_new(&so, why, sizeof why);
+  if (d->sandbox) {
+    snprintf(d->sandbox_state, sizeof d->sandbox_state, "on");
+    return;
+  }
+  snprintf(d->sandbox_state, sizeof d->sandbox_state, "unavailable: %s", why);
+  snprintf(refuse, len,
+           "the command sandbox cannot be made (%s); install bubblewrap and allow user namespaces, or start "
+           "cadre-agentd with --no-sandbox to run commands unconfined",
+           why);
+  log_error("commands will be refused: %s", refuse);
+}
+
 agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
   agentd_t *d = calloc(1, sizeof *d);
   if (!d)
@@ -129,7 +159,13 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "cannot set up the worker socket: %s", zmq_strerror(errno));
     goto fail;
   }
-  tools_opts_t to = {.workspace = d->workspace};
+  char refuse[600];
+  setup_sandbox(d, refuse, sizeof refuse);
+  tools_opts_t to = {.workspace = d->workspace,
+                     .sandbox = d->sandbox,
+                     .no_commands = strcmp(d->sandbox_state, "on") && !opts->no_sandbox ? refuse : NULL,
+                     .hidden = opts->hidden,
+                     .secret_values = opts->secret_values};
   d->q.tools = tools_new(&to, err, errlen);
   if (!d->q.tools || ws_init(&d->q.ws, d->workspace, err, errlen) < 0)
     goto fail;
@@ -166,6 +202,7 @@ void agentd_destroy(agentd_t **self_p) {
     jobq_fini(&d->q);
   }
   tools_destroy(&d->q.tools);
+  sandbox_destroy(&d->sandbox);
   ws_fini(&d->q.ws);
   proto_link_destroy(&d->link);
   if (d->pull)

@@ -33,6 +33,14 @@ typedef struct {
   json_t *labels;        /* {key: value} advertised in the hello, or NULL */
   volatile int *drain;   /* set (SIGTERM): take no new work, finish what runs, then stop; may be NULL */
   long drain_timeout_ms; /* how long a drain waits for running work before it stops anyway */
+  /* Commands: in the sandbox (sandbox.h) unless no_sandbox; hidden are the
+   * node's own files (masked in the sandbox, refused by the file tools);
+   * secret_values are scrubbed from tool results. Borrowed, NULL-terminated. */
+  bool no_sandbox;
+  const char *const *hidden;
+  const char *const *secret_values;
+  unsigned long long sandbox_memory; /* 0: the default; ULLONG_MAX: none */
+  long sandbox_procs;                /* 0: the default; -1: none */
 } agentd_opts_t;
 
 typedef struct agentd agentd_t;

@@ -1,11 +1,15 @@
 /* cadre-agentd: runs model turns for a broker. */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
+#include <sys/prctl.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "agentd.h"
+#include "keys.h"
 #include "llm.h"
 #include "llm_record.h"
 #include "log.h"
@@ -39,10 +43,48 @@ static void usage(FILE *out) {
                "  --record DIR          write every model exchange (request, raw answer; no keys) to DIR\n"
                "  --replay DIR          answer model requests from DIR's recordings, not the server:\n"
                "                        a rerun offline, exactly as recorded (see cadre replay-diff)\n"
+               "  --no-sandbox          run commands unconfined (default: in a bubblewrap sandbox; see\n"
+               "                        docs/SANDBOX.md); without it, a node that cannot make the\n"
+               "                        sandbox refuses commands\n"
+               "  --hide PATH           a file or directory commands and file tools must not see (repeatable;\n"
+               "                        the secrets, key, config files and the state directory always are)\n"
+               "  --sandbox-memory MIB  address space per command process (default 4096; 0: no limit)\n"
+               "  --sandbox-procs N     processes per command (default 512; 0: no limit)\n"
                "  --log-json, -v/--verbose, --version, --help\n"
                "\n"
                "API keys come from the profile (--config), else --secrets, else OLLAMA_API_KEY /\n"
                "OPENAI_API_KEY / LM_STUDIO_API_KEY. They never leave this host except to the model server.\n");
+}
+
+#define MAX_HIDE 64
+
+/* The node's own files: what the sandbox masks and the file tools refuse. */
+static int own_files(const char **list, const char *const *given, size_t n_given, char *state, size_t statelen) {
+  int n = 0;
+  for (size_t i = 0; i < n_given; i++)
+    if (given[i])
+      list[n++] = given[i];
+  if (util_state_dir(state, statelen) == 0)
+    list[n++] = state;
+  list[n] = NULL;
+  return n;
+}
+
+/* The secret values the daemon knows (API keys, the CURVE secret key), for
+ * scrubbing tool results. kp receives the key pair (wiped by the caller). */
+static void own_secrets(const char **list, size_t max, const secrets_t *secrets, const cadre_config_t *cfg,
+                        const char *key_file, keys_pair_t *kp) {
+  size_t n = 0;
+  for (size_t i = 0; n + 1 < max && i < secrets_count(secrets); i++)
+    if (secrets_value(secrets, i))
+      list[n++] = secrets_value(secrets, i);
+  for (size_t i = 0; cfg && n + 1 < max && i < cfg->n_profiles; i++)
+    if (cfg->profiles[i].api_key && *cfg->profiles[i].api_key)
+      list[n++] = cfg->profiles[i].api_key;
+  char err[256];
+  if (key_file && keys_load_pair(key_file, kp, err, sizeof err) == 0 && n + 1 < max)
+    list[n++] = kp->secret_key;
+  list[n] = NULL;
 }
 
 static json_t *split_list(const char *s) {
@@ -105,11 +147,18 @@ int main(int argc, char **argv) {
       {"models", required_argument, 0, 'm'},    {"providers", required_argument, 0, 'p'},
       {"connect-timeout", required_argument, 0, 'T'}, {"stall-timeout", required_argument, 0, 't'},
       {"turn-timeout", required_argument, 0, 'D'},
-      {"record", required_argument, 0, 'C'},    {"replay", required_argument, 0, 'P'},
+      {"record", required_argument, 0, 'C'},    {"replay", required_argument, 0, 'Y'},
       {"label", required_argument, 0, 'L'},     {"drain-timeout", required_argument, 0, 'R'},
+      {"no-sandbox", no_argument, 0, 'N'},      {"hide", required_argument, 0, 'H'},
+      {"sandbox-memory", required_argument, 0, 'M'}, {"sandbox-procs", required_argument, 0, 'P'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
+  const char *hide[MAX_HIDE + 8] = {0};
+  size_t n_hide = 0;
   int c, status;
+  /* Not dumpable: no core file, and other processes of our user (a command
+   * run with --no-sandbox, say) cannot read /proc/PID/environ or mem. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
     switch (c) {
     case 'b': o.broker = optarg; break;
@@ -137,7 +186,17 @@ int main(int argc, char **argv) {
       break;
     case 'R': o.drain_timeout_ms = (long)(atof(optarg) * 1000); break;
     case 'C': record_dir = optarg; break;
-    case 'P': replay_dir = optarg; break;
+    case 'Y': replay_dir = optarg; break;
+    case 'N': o.no_sandbox = true; break;
+    case 'H':
+      if (n_hide >= MAX_HIDE) {
+        fprintf(stderr, "cadre-agentd: at most %d --hide paths\n", MAX_HIDE);
+        return 2;
+      }
+      hide[n_hide++] = optarg;
+      break;
+    case 'M': o.sandbox_memory = atoll(optarg) > 0 ? (unsigned long long)atoll(optarg) << 20 : ~0ull; break;
+    case 'P': o.sandbox_procs = atol(optarg) > 0 ? atol(optarg) : -1; break;
     default:
       if ((status = util_common_option(c, "cadre-agentd", usage, &log_json, &verbose)) >= 0)
         return status;
@@ -190,6 +249,18 @@ int main(int argc, char **argv) {
   }
   o.secrets = secrets;
   o.config = cfg;
+  const char *hidden[MAX_HIDE + 8], *secret_values[256];
+  char state[PATH_MAX];
+  const char *given[] = {secrets_path, config_path, o.key_file,
+                         o.broker_key && access(o.broker_key, F_OK) == 0 ? o.broker_key : NULL};
+  for (size_t i = 0; i < sizeof given / sizeof given[0]; i++)
+    hide[n_hide++] = given[i];
+  own_files(hidden, hide, n_hide, state, sizeof state);
+  keys_pair_t kp;
+  memset(&kp, 0, sizeof kp);
+  own_secrets(secret_values, 256, secrets, cfg, o.key_file, &kp);
+  o.hidden = hidden;
+  o.secret_values = secret_values;
   o.models = split_list(models);
   o.providers = split_list(providers);
   volatile int *stop_flag = util_stop_signals();
@@ -203,6 +274,7 @@ int main(int argc, char **argv) {
   llm_global_init();
   int rc = 1;
   agentd_t *d = agentd_new(&o, err, sizeof err);
+  keys_wipe(&kp); /* the tools keep their own copy for scrubbing */
   if (!d) {
     log_error("%s", err);
   } else {

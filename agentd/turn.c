@@ -281,7 +281,10 @@ static void run_call(loop_t *L, const json_t *call) {
       with_timeout = json_dumps(parsed, JSON_COMPACT);
     }
     json_decref(parsed);
-    tools_run(L->r->q->tools, name, with_timeout ? with_timeout : args, &L->r->job->cancel, &res);
+    proto_profile_t pp;
+    proto_profile_read(L->r->job->profile, &pp);
+    tools_call_opts_t co = {.network = PROTO_PROFILE_HAS(&pp, network) && pp.network};
+    tools_run_with(L->r->q->tools, name, with_timeout ? with_timeout : args, &co, &L->r->job->cancel, &res);
     free(with_timeout);
   }
   /* A preview of the output for the user (the model gets all of it), cut at a character. */

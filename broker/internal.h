@@ -36,6 +36,7 @@ struct peer {
   size_t idlen;
   peer_role_t role;
   char *name, *host, *version, *workspace;
+  char *sandbox; /* node: "on", "off", "unavailable: ..."; "unknown" from an older node */
   json_t *models, *providers, *tools, *labels;
   int slots;
   int busy;                   /* turns assigned by us */

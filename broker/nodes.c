@@ -42,6 +42,7 @@ void peer_free(peer_t *p) {
   free(p->host);
   free(p->version);
   free(p->workspace);
+  free(p->sandbox);
   json_decref(p->models);
   json_decref(p->providers);
   json_decref(p->tools);
@@ -150,6 +151,7 @@ static int fill_peer(peer_t *p, const proto_msg_t *m, char *err, size_t errlen) 
   p->version = strdup(m->version);
   p->host = strdup(m->host ? m->host : "");
   p->workspace = strdup(m->workspace ? m->workspace : "");
+  p->sandbox = strdup(m->sandbox ? m->sandbox : "unknown");
   p->slots = PROTO_HAS(m, slots) ? (int)m->slots : 0;
   p->models = string_list(m->models, "*");
   p->providers = string_list(m->providers, "*");
@@ -218,6 +220,8 @@ json_t *peer_to_json(const peer_t *p, int64_t now) {
                         "providers", p->providers, "tools", p->tools, "workspace", p->workspace, "labels", p->labels,
                         "joined_ms", (json_int_t)p->joined, "last_seen_ms_ago", (json_int_t)(now - p->last_seen),
                         "draining", drain_reason(p) != NULL);
+  if (o)
+    json_object_set_new(o, "sandbox", json_string(p->sandbox ? p->sandbox : "unknown"));
   if (o && drain_reason(p))
     json_object_set_new(o, "drain_reason", json_string(drain_reason(p)));
   return o;

@@ -541,6 +541,7 @@ static void default_tools(cadre_tools_config_t *t) {
   t->policy = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o}", "main", names(all), "implementer", names(all), "tester",
                         names(all), "optimizer", names(measure), "reviewer", names(look), "researcher", names(look),
                         "*", names(look));
+  t->network = json_object();
   snprintf(t->approval, sizeof t->approval, "mutating");
   t->timeout_s = 120;
   t->max_iterations = 25;
@@ -556,6 +557,33 @@ static int section(loader_t *l, json_t *root, const char *key, json_t **out) {
   return 0;
 }
 
+/* One role's policy: a list of tools, or {"tools": [...], "network": bool}. */
+static int parse_policy(loader_t *l, cadre_config_t *c, const char *role, json_t *v, json_t **list) {
+  if (!json_is_object(v))
+    return parse_tool_list(l, v, "tools.policy", role, list);
+  char kp[KEY_PATH_LEN];
+  keypath(kp, sizeof kp, "tools.policy", role);
+  bool network = false;
+  if (parse_tool_list(l, field(v, "tools"), kp, "tools", list) < 0 || get_bool(l, v, kp, "network", &network) < 0)
+    return -1;
+  if (network)
+    json_object_set_new(c->tools.network, role, json_true());
+  else
+    json_object_del(c->tools.network, role);
+  return 0;
+}
+
+/* Each profile's network switch: its own, else its role's, else "*"'s. */
+static void resolve_network(cadre_config_t *c) {
+  for (size_t i = 0; i < c->n_profiles; i++) {
+    cadre_profile_t *p = &c->profiles[i];
+    if (p->network_given)
+      continue;
+    json_t *v = p->role ? json_object_get(c->tools.policy, p->role) : NULL;
+    p->network = json_is_true(json_object_get(c->tools.network, v ? p->role : "*"));
+  }
+}
+
 static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root) {
   json_t *t;
   if (section(l, root, "tools", &t) < 0 || !t)
@@ -567,7 +595,7 @@ static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root) {
   json_t *v;
   json_object_foreach(policy, role, v) {
     json_t *list = NULL;
-    if (parse_tool_list(l, v, "tools.policy", role, &list) < 0)
+    if (parse_policy(l, c, role, v, &list) < 0)
       return -1;
     json_object_set_new(c->tools.policy, role, list ? list : json_array());
   }
@@ -620,8 +648,9 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_output) < 0 ||
       parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0 ||
       get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0 ||
-      get_labels(l, v, pfx, &p->labels) < 0)
+      get_labels(l, v, pfx, &p->labels) < 0 || get_bool(l, v, pfx, "network", &p->network) < 0)
     return -1;
+  p->network_given = field(v, "network") != NULL;
   return 0;
 }
 
@@ -921,6 +950,8 @@ static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
       parse_budgets(l, c, root) == 0 &&
       get_int(l, root, NULL, "max_concurrent_agents", 1, MAX_AGENTS_CAP, &c->max_concurrent_agents) == 0)
     rc = 0;
+  if (rc == 0)
+    resolve_network(c);
   json_decref(root);
   return rc;
 }
@@ -1011,6 +1042,7 @@ void config_destroy(cadre_config_t **self_p) {
   free(c->keywords);
   json_decref(c->budgets);
   json_decref(c->tools.policy);
+  json_decref(c->tools.network);
   free(c->path);
   free(c);
   *self_p = NULL;
@@ -1066,6 +1098,8 @@ static json_t *profile_display(const cadre_profile_t *p) {
     json_object_set_new(o, "compact", json_true());
   if (json_object_size(p->labels) > 0)
     json_object_set(o, "labels", p->labels);
+  if (p->network)
+    json_object_set_new(o, "network", json_true());
   if (p->think)
     json_object_set(o, "think", p->think);
   json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());

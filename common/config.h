@@ -47,11 +47,17 @@ typedef struct {
   char *max_tokens_field; /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
   json_t *think;          /* Ollama's think option (bool or string), or NULL: not sent */
   json_t *labels;         /* node labels its turns need ({"gpu": "1"}), or NULL: any node */
+  /* execute_bash keeps the host's network: the profile's own "network", else
+   * its role's tool policy's (tools.policy.ROLE {"tools": [...], "network":
+   * true}), else false (the sandbox has no network). */
+  bool network;
+  bool network_given; /* the profile said it itself */
 } cadre_profile_t;
 
 /* "tools": how agents use the node tools. */
 typedef struct {
   json_t *policy;                 /* role -> array of tool names; "*": any other role */
+  json_t *network;                /* role -> true: its commands keep the network (policy {"network": true}) */
   char approval[16];              /* "never", "mutating" (default: writes and commands ask), "always" */
   int timeout_s;                  /* execute_bash default timeout (120) */
   int max_iterations;             /* model calls in one turn (25) */

@@ -245,14 +245,27 @@ static const char *node_state(const json_t *n, char *buf, size_t len) {
   return buf;
 }
 
+/* Nodes that do not run commands in a sandbox are named after the table. */
+static void nodes_unsandboxed(sbuf_t *b, const json_t *nodes) {
+  size_t i;
+  json_t *n;
+  json_array_foreach(nodes, i, n) {
+    const char *sb = jx_str(n, "sandbox", "unknown");
+    if (strcmp(sb, "off") == 0)
+      sbuf_printf(b, "warning: %s runs commands without a sandbox (--no-sandbox)\n", jx_str(n, "name", ""));
+    else if (strncmp(sb, "unavailable", 11) == 0)
+      sbuf_printf(b, "warning: %s refuses commands: sandbox %s\n", jx_str(n, "name", ""), sb);
+  }
+}
+
 void format_nodes(sbuf_t *b, const json_t *nodes, const format_how_t *how) {
   if (json_array_size(nodes) == 0) {
     sbuf_puts(b, "no agent daemons are registered\n");
     return;
   }
   if (!how->console)
-    sbuf_printf(b, "%-16s %-14s %-20s %5s %-20s %9s  %-22s %s\n", "NAME", "HOST", "STATE", "SLOTS", "LABELS",
-                "HEARTBEAT", "MODELS", "WORKSPACE");
+    sbuf_printf(b, "%-16s %-14s %-20s %5s %-20s %9s  %-11s %-22s %s\n", "NAME", "HOST", "STATE", "SLOTS", "LABELS",
+                "HEARTBEAT", "SANDBOX", "MODELS", "WORKSPACE");
   size_t i;
   json_t *n;
   json_array_foreach(nodes, i, n) {
@@ -264,19 +277,24 @@ void format_nodes(sbuf_t *b, const json_t *nodes, const format_how_t *how) {
     sbuf_t labels = {0};
     join_labels(&labels, jx_obj(n, "labels"));
     if (how->console) {
-      sbuf_printf(b, "%-16s %-14s %s, slots %s in use, labels %s, heard %s\n", name, host,
-                  node_state(n, state, sizeof state), used, sbuf_str(&labels), beat);
+      const char *sb = jx_str(n, "sandbox", "unknown");
+      sbuf_printf(b, "%-16s %-14s %s, slots %s in use, labels %s, heard %s%s%s\n", name, host,
+                  node_state(n, state, sizeof state), used, sbuf_str(&labels), beat,
+                  strcmp(sb, "on") ? ", sandbox " : "", strcmp(sb, "on") ? sb : "");
       sbuf_free(&labels);
       continue;
     }
     sbuf_t models = {0};
     join_list(&models, jx_arr(n, "models"), ",");
-    sbuf_printf(b, "%-16s %-14s %-20s %5s %-20.255s %9s  %-22.255s %s\n", name, host,
-                node_state(n, state, sizeof state), used, sbuf_str(&labels), beat, sbuf_str(&models),
-                jx_str(n, "workspace", ""));
+    const char *sandbox = jx_str(n, "sandbox", "unknown");
+    sbuf_printf(b, "%-16s %-14s %-20s %5s %-20.255s %9s  %-11.*s %-22.255s %s\n", name, host,
+                node_state(n, state, sizeof state), used, sbuf_str(&labels), beat, (int)strcspn(sandbox, ":"), sandbox,
+                sbuf_str(&models), jx_str(n, "workspace", ""));
     sbuf_free(&models);
     sbuf_free(&labels);
   }
+  if (!how->console)
+    nodes_unsandboxed(b, nodes);
 }
 
 void format_drain(sbuf_t *b, const json_t *r, const format_how_t *how) {
