@@ -193,7 +193,12 @@ static int run_probe(char **argv, char *err, size_t errlen) {
   close(p[0]);
   out[len] = '\0';
   int status = 0;
-  if (pid > 0 && waitpid(pid, &status, WNOHANG) == 0) {
+  pid_t w = 0;
+  while (pid > 0 && (w = waitpid(pid, &status, WNOHANG)) == 0 && mono_ms() < until) {
+    struct timespec ts = {0, 5 * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  if (pid > 0 && w == 0) {
     kill(pid, SIGKILL);
     waitpid(pid, &status, 0);
     snprintf(err, errlen, "bwrap did not finish within %d s", PROBE_TIMEOUT_MS / 1000);
