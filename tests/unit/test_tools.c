@@ -750,6 +750,11 @@ int main(void) {
       T(test_exec_concurrent),
       T(test_exec_bad_args),
       T(test_exec_signal_and_binary),
+      T(test_own_files_refused),
+      T(test_secrets_scrubbed),
+      T(test_sandbox_argv),
+      T(test_sandboxed_exec),
+      T(test_commands_refused),
   };
   return cmocka_run_group_tests_name("tools", tests, NULL, NULL);
 }

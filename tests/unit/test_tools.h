@@ -59,4 +59,10 @@ void test_exec_concurrent(void **state);
 void test_exec_bad_args(void **state);
 void test_exec_signal_and_binary(void **state);
 
+void test_own_files_refused(void **state);
+void test_secrets_scrubbed(void **state);
+void test_sandbox_argv(void **state);
+void test_sandboxed_exec(void **state);
+void test_commands_refused(void **state);
+
 #endif
