@@ -361,6 +361,14 @@ typedef struct {
 #define MAIN_WITH(extra) "{'agents': {'main_agent': {'role': 'main', 'model': 'm'" extra "}}}"
 
 static const err_case_t ERR_CASES[] = {
+    {"network not a boolean", MAIN_WITH(", 'network': 'yes'"),
+     "c.json: agents.main_agent.network: expected true or false, got \"yes\""},
+    {"policy network not a boolean",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'tools': {'policy': {'tester': {'network': 1}}}}",
+     "c.json: tools.policy.tester.network: expected true or false, got 1"},
+    {"policy object with an unknown tool",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}}, 'tools': {'policy': {'tester': {'tools': ['rm']}}}}",
+     "c.json: tools.policy.tester.tools[0]: unknown tool \"rm\""},
     {"syntax error with line and column", "{\n  'agents': {\n    'a': 1,\n  }\n}\n", "c.json:4:3: JSON syntax error: "},
     {"duplicate key", "{'agents': {}, 'agents': {}}", "c.json:1:23: JSON syntax error: duplicate object key"},
     {"empty file", "", "c.json:1:0: JSON syntax error: "},
@@ -531,6 +539,51 @@ static void test_error_prompt_too_large_or_binary(void **state) {
   expect_error(fx, path, "binary prompt", "bin.txt\" is not UTF-8 text");
 }
 
+/* ---- the network switch -------------------------------------------------- */
+
+static const struct {
+  const char *name, *json; /* ' stands for " */
+  bool main_net, tester_net;
+  size_t tester_tools; /* how many tools the tester's policy names */
+} NET_CASES[] = {
+    {"off by default", "{'agents': {'m': {'role': 'main', 'model': 'm'}, 't': {'role': 'tester', 'model': 'm'}}}",
+     false, false, 6},
+    {"a role's policy turns it on",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}, 't': {'role': 'tester', 'model': 'm'}},"
+     " 'tools': {'policy': {'tester': {'tools': ['execute_bash'], 'network': true}}}}",
+     false, true, 1},
+    {"a profile's own switch wins over its role's",
+     "{'agents': {'m': {'role': 'main', 'model': 'm', 'network': true}, 't': {'role': 'tester', 'model': 'm',"
+     " 'network': false}}, 'tools': {'policy': {'tester': {'tools': ['*'], 'network': true}}}}",
+     true, false, 6},
+    {"the '*' policy covers roles without their own",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}, 't': {'role': 'tester', 'model': 'm'}},"
+     " 'tools': {'policy': {'*': {'tools': ['read_file'], 'network': true}, 'main': ['read_file']}}}",
+     false, false, 6},
+    {"a list policy keeps the network off",
+     "{'agents': {'m': {'role': 'main', 'model': 'm'}, 't': {'role': 'tester', 'model': 'm'}},"
+     " 'tools': {'policy': {'tester': ['grep']}}}",
+     false, false, 1},
+};
+
+static void test_network_switch(void **state) {
+  fx_t *fx = *state;
+  for (size_t i = 0; i < sizeof NET_CASES / sizeof NET_CASES[0]; i++) {
+    char path[PATH_MAX];
+    put_json(fx, "c.json", NET_CASES[i].json, path, sizeof path);
+    cadre_config_t *c = config_load(path, NULL, fx->err, sizeof fx->err);
+    if (!c)
+      fail_msg("case \"%s\": %s", NET_CASES[i].name, fx->err);
+    const cadre_profile_t *m = config_profile(c, "m"), *t = config_profile(c, "t");
+    if (m->network != NET_CASES[i].main_net || t->network != NET_CASES[i].tester_net)
+      fail_msg("case \"%s\": main %d tester %d", NET_CASES[i].name, m->network, t->network);
+    json_t *tools = config_tools_for(c, t);
+    assert_int_equal(json_array_size(tools), NET_CASES[i].tester_tools);
+    json_decref(tools);
+    config_destroy(&c);
+  }
+}
+
 /* ---- views ------------------------------------------------------------- */
 
 static void test_wire_profile_has_no_secrets(void **state) {
@@ -607,6 +660,7 @@ int main(void) {
       T(test_find_prompts_dir),
       T(test_example_configs_load),
       T(test_error_table),
+      T(test_network_switch),
       T(test_error_missing_file),
       T(test_error_file_too_large),
       T(test_error_prompt_too_large_or_binary),

@@ -1451,7 +1451,7 @@ static void test_profile_writer_and_reader_round_trip(void **state) {
       "{\"agents\": {\"main_agent\": {\"provider\": \"openai\", \"url\": \"http://127.0.0.1:9/v1\", "
       "\"model\": \"o3-mini\", \"role\": \"main\", \"api_key\": \"SECRET\", \"temperature\": 0.25, "
       "\"max_tokens\": 321, \"stream\": false, \"max_tokens_field\": \"max_completion_tokens\", "
-      "\"think\": \"high\", \"cost_per_1m_input\": 1.5, \"cost_per_1m_output\": 6}},"
+      "\"think\": \"high\", \"network\": true, \"cost_per_1m_input\": 1.5, \"cost_per_1m_output\": 6}},"
       " \"tools\": {\"approval\": \"mutating\", \"timeout_s\": 33, \"max_iterations\": 7, \"max_tool_calls\": 9}}");
   proto_profile_t pp;
   proto_msg_t *back;
@@ -1472,6 +1472,7 @@ static void test_profile_writer_and_reader_round_trip(void **state) {
   assert_true(pp.cost_per_1m_input == 1.5 && pp.cost_per_1m_output == 6);
   assert_string_equal(pp.max_tokens_field, "max_completion_tokens");
   assert_string_equal(json_string_value(pp.think), "high");
+  assert_true(pp.network);
   assert_string_equal(pp.tool.approval, "mutating");
   assert_int_equal(pp.tool.timeout_s, 33);
   assert_int_equal(pp.tool.max_iterations, 7);
@@ -1487,6 +1488,7 @@ static void test_profile_writer_and_reader_round_trip(void **state) {
                        "\"model\": \"qwen3\", \"role\": \"main\", \"think\": false}}}");
   profile_through_the_wire(c, &pp, &back);
   assert_true(PROTO_PROFILE_HAS(&pp, think) && json_is_false(pp.think));
+  assert_true(PROTO_PROFILE_HAS(&pp, network) && !pp.network); /* off by default, and said so */
   assert_false(PROTO_PROFILE_HAS(&pp, max_tokens_field));
   assert_null(json_object_get(back->profile, "max_tokens_field"));
   proto_msg_destroy(&back);
