@@ -1,10 +1,12 @@
 /* sandbox: the bubblewrap command line every command runs under (see sandbox.h). */
 #include "sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +18,7 @@
 
 #define SANDBOX_MAX_ARGS 512
 #define PROBE_TIMEOUT_MS 10000
+#define SANDBOX_POOL 64
 
 struct sandbox {
   char *bwrap;
@@ -27,6 +30,10 @@ struct sandbox {
   unsigned long long memory;
   long procs;
   char *cgroup_base; /* a directory where per-command pids cgroups can be made, or NULL */
+  pthread_mutex_t lock; /* guards the pool below */
+  char *pool[SANDBOX_POOL]; /* cgroups of finished commands, for the next ones */
+  size_t n_pool;
+  unsigned long made;
 };
 
 /* ---- building the argument list ---------------------------------------------------- */
@@ -270,21 +277,63 @@ static int write_file(const char *dir, const char *name, const char *value) {
   return n == (ssize_t)strlen(value) ? 0 : -1;
 }
 
+/* The fd of dir's cgroup.procs for writing, or -1. */
+static int open_procs(const char *dir) {
+  char procs[PATH_MAX + 64];
+  snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+  return open(procs, O_WRONLY | O_CLOEXEC);
+}
+
+/* Removes a cgroup, waiting a little for its last processes to be torn down. */
+static void cgroup_remove(char *dir) {
+  for (int i = 0; dir && i < 200 && rmdir(dir) != 0 && errno == EBUSY; i++) {
+    struct timespec ts = {0, 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  free(dir);
+}
+
+/* Removes the empty cgroups that daemons killed before they could clean up left behind. */
+static void cgroup_sweep(const char *base) {
+  DIR *d = opendir(base);
+  struct dirent *de;
+  while (d && (de = readdir(d))) {
+    int pid = 0;
+    if (sscanf(de->d_name, "cadre-%d-", &pid) != 1 || pid <= 0 || (kill(pid, 0) != 0 && errno != ESRCH))
+      continue;
+    if (kill(pid, 0) == 0)
+      continue; /* a live daemon's */
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/%s", base, de->d_name) < (int)sizeof path)
+      rmdir(path); /* fails, and stays, while processes are in it */
+  }
+  if (d)
+    closedir(d);
+}
+
 // A per-command pids cgroup: the fd of its cgroup.procs, or -1.
-int sandbox_cgroup_new(const sandbox_t *self, unsigned long seq, char **dir) {
+int sandbox_cgroup_new(sandbox_t *self, char **dir) {
   *dir = NULL;
   if (!self || !self->cgroup_base || self->procs <= 0)
     return -1;
+  pthread_mutex_lock(&self->lock);
+  char *d = self->n_pool ? self->pool[--self->n_pool] : NULL;
+  unsigned long seq = self->made++;
+  pthread_mutex_unlock(&self->lock);
+  int fd = d ? open_procs(d) : -1;
+  if (fd >= 0) {
+    *dir = d;
+    return fd;
+  }
+  cgroup_remove(d);
   size_t n = strlen(self->cgroup_base) + 64;
-  char *d = malloc(n), max[32], procs[PATH_MAX + 64];
-  if (!d)
+  char max[32];
+  if (!(d = malloc(n)))
     return -1;
   snprintf(d, n, "%s/cadre-%d-%lu", self->cgroup_base, (int)getpid(), seq);
   snprintf(max, sizeof max, "%ld", self->procs);
-  snprintf(procs, sizeof procs, "%s/cgroup.procs", d);
-  int fd = -1;
   if (mkdir(d, 0755) == 0 && write_file(d, "pids.max", max) == 0)
-    fd = open(procs, O_WRONLY | O_CLOEXEC);
+    fd = open_procs(d);
   if (fd < 0) {
     rmdir(d);
     free(d);
@@ -294,13 +343,17 @@ int sandbox_cgroup_new(const sandbox_t *self, unsigned long seq, char **dir) {
   return fd;
 }
 
-// Removes a command's cgroup (best effort).
-void sandbox_cgroup_remove(char *dir) {
-  for (int i = 0; dir && i < 50 && rmdir(dir) != 0 && errno == EBUSY; i++) {
-    struct timespec ts = {0, 20 * 1000000L};
-    nanosleep(&ts, NULL); /* the last processes are still being torn down */
-  }
-  free(dir);
+// Gives a command's cgroup back for the next command (or removes it when the pool is full).
+void sandbox_cgroup_release(sandbox_t *self, char *dir) {
+  if (!dir)
+    return;
+  pthread_mutex_lock(&self->lock);
+  bool kept = self->n_pool < SANDBOX_POOL;
+  if (kept)
+    self->pool[self->n_pool++] = dir;
+  pthread_mutex_unlock(&self->lock);
+  if (!kept)
+    cgroup_remove(dir);
 }
 
 /* ---- the object ------------------------------------------------------------------------ */
@@ -312,6 +365,7 @@ sandbox_t *sandbox_new(const sandbox_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "out of memory");
     return NULL;
   }
+  pthread_mutex_init(&s->lock, NULL);
   s->memory = opts->memory == 0 ? SANDBOX_MEMORY_DEFAULT : opts->memory == ~0ull ? 0 : opts->memory;
   s->procs = opts->procs == 0 ? SANDBOX_PROCS_DEFAULT : opts->procs < 0 ? 0 : opts->procs;
   s->bwrap = find_program(opts->bwrap ? opts->bwrap : "bwrap");
@@ -340,9 +394,9 @@ sandbox_t *sandbox_new(const sandbox_opts_t *opts, char *err, size_t errlen) {
   sandbox_argv_free(probe);
   if (rc < 0)
     goto fail;
-  s->cgroup_base = getuid() == 0 || geteuid() == 0 ? cgroup_base() : NULL;
-  if (!s->cgroup_base && getuid() != 0)
-    s->cgroup_base = cgroup_base();
+  s->cgroup_base = cgroup_base();
+  if (s->cgroup_base)
+    cgroup_sweep(s->cgroup_base);
   return s;
 fail:
   sandbox_destroy(&s);
@@ -360,6 +414,9 @@ void sandbox_destroy(sandbox_t **self_p) {
   free(s->bwrap);
   free(s->workspace);
   free(s->cgroup_base);
+  for (size_t i = 0; i < s->n_pool; i++)
+    cgroup_remove(s->pool[i]);
+  pthread_mutex_destroy(&s->lock);
   free(s);
   *self_p = NULL;
 }

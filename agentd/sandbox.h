@@ -59,9 +59,10 @@ long sandbox_procs(const sandbox_t *self);
 /* A per-command pids cgroup (root, or a delegated cgroup v2 subtree): fd of
  * its cgroup.procs to write "0" into from the child before exec, or -1 when
  * none can be made (RLIMIT_NPROC is then the limit). *dir is set to the
- * cgroup's path (caller frees, after sandbox_cgroup_remove). */
-int sandbox_cgroup_new(const sandbox_t *self, unsigned long seq, char **dir);
-/* Removes a command's cgroup after its processes are gone (best effort); frees dir. */
-void sandbox_cgroup_remove(char *dir);
+ * cgroup's path, to give back with sandbox_cgroup_release. Thread-safe:
+ * cgroups are kept for the next command (made and removed ones cost ~20 ms). */
+int sandbox_cgroup_new(sandbox_t *self, char **dir);
+/* Gives a command's cgroup back once its processes are gone; takes dir. */
+void sandbox_cgroup_release(sandbox_t *self, char *dir);
 
 #endif

@@ -43,7 +43,7 @@ typedef struct {
   const char *const *secret_values;
   /* The sandbox commands run in (borrowed; sandbox.h). NULL: commands run
    * unconfined (tests, and cadre-agentd --no-sandbox). */
-  const struct sandbox *sandbox;
+  struct sandbox *sandbox;
   /* Non-NULL: execute_bash runs nothing and answers with this reason (the
    * sandbox could not be made and --no-sandbox was not given). */
   const char *no_commands;

@@ -246,6 +246,7 @@ typedef struct {
   int null_fd, out_fd, root_fd;
   int cgroup_fd; /* the command's pids cgroup's cgroup.procs, or -1 */
   char *cgroup_dir;
+  sandbox_t *sandbox;
 } spawn_t;
 
 /* Lowers resource res to soft / hard (never raises a current limit; soft <= hard). */
@@ -431,7 +432,7 @@ static void spawn_free(spawn_t *s) {
     close(s->null_fd);
   if (s->cgroup_fd >= 0)
     close(s->cgroup_fd);
-  sandbox_cgroup_remove(s->cgroup_dir);
+  sandbox_cgroup_release(s->sandbox, s->cgroup_dir);
   s->cgroup_dir = NULL;
   sandbox_argv_free(s->argv);
   free_env(s->envp);
@@ -446,7 +447,8 @@ static int prepare_sandbox(tools_t *t, const char *command, bool network, long t
   unsigned long long mem = sandbox_memory(t->sandbox);
   limit(s, 4, RLIMIT_AS, mem ? (rlim_t)mem : RLIM_INFINITY, mem ? (rlim_t)mem : RLIM_INFINITY);
   long procs = sandbox_procs(t->sandbox);
-  s->cgroup_fd = sandbox_cgroup_new(t->sandbox, (unsigned long)atomic_load(&t->run_seq), &s->cgroup_dir);
+  s->sandbox = t->sandbox;
+  s->cgroup_fd = sandbox_cgroup_new(t->sandbox, &s->cgroup_dir);
   if (procs > 0)
     limit(s, 2, RLIMIT_NPROC, (rlim_t)(tasks + procs), (rlim_t)(tasks + procs));
   return 0;

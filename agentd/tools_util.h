@@ -31,7 +31,7 @@ struct tools {
   char **secret_values; /* NULL-terminated copies (wiped at destroy) */
   pthread_mutex_t locks[TOOLS_LOCK_STRIPES];
   atomic_ulong run_seq; /* numbers execute_bash runs (their environment marker) */
-  const struct sandbox *sandbox; /* NULL: commands unconfined */
+  struct sandbox *sandbox; /* NULL: commands unconfined */
   char *no_commands;             /* non-NULL: execute_bash refuses, with this reason */
   hidden_t *hidden;
   size_t n_hidden;
