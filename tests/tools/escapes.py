@@ -442,6 +442,19 @@ class Run:
             self.record("loopback listener saw no connection", True, f"{self.listener.accepted} connections")
         del accepted
 
+    def dumpable_attempt(self):
+        """A process of the daemon's own user outside the sandbox (what a command of a
+        --no-sandbox node is) reads the daemon's environment: refused, the daemon is not dumpable.
+        As root the reader has CAP_SYS_PTRACE, so only the unprivileged run tries it."""
+        if not self.user:
+            return
+        pw = pwd.getpwnam(self.user)
+        r = subprocess.run(["setpriv", f"--reuid={self.user}", f"--regid={pw.pw_gid}", "--clear-groups", "--",
+                            "cat", f"/proc/{self.agentd_pid()}/environ"], capture_output=True, text=True)
+        leak = self.leaked(r.stdout, outside_too=False)
+        self.record("same user reads /proc/<daemon>/environ", bool(leak) or r.returncode == 0,
+                    f"leaked {leak}" if leak else self.short(r.stderr))
+
     def network_control(self):
         """Not an attempt: the tester role (policy "network": true) does connect."""
         self.c.model.reset()
@@ -530,6 +543,7 @@ class Run:
         self.write_attempts()
         self.race_attempts()
         self.bash_attempts()
+        self.dumpable_attempt()
         self.process_attempts()
         self.network_ok = self.network_control()
         self.kill_daemon_attempt()
