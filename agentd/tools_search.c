@@ -197,7 +197,7 @@ static void walk_dir(int dirfd, char *path, size_t len, int depth, entries_t *es
     if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || strncmp(name, WS_TMP_PREFIX, strlen(WS_TMP_PREFIX)) == 0)
       continue;
     if (es->t && tools_hidden_ino(es->t, dev, de->d_ino))
-      continue;
+      continue; /* (a directory is looked at by its stat below too: d_ino may differ on overlayfs) */
     if (++es->scanned > WALK_MAX_ENTRIES) {
       es->stopped = true;
       break;
@@ -209,6 +209,11 @@ static void walk_dir(int dirfd, char *path, size_t len, int depth, entries_t *es
     int n = snprintf(path + len, PATH_MAX - len, "%s%s", len ? "/" : "", name);
     if (n < 0 || (size_t)n >= PATH_MAX - len)
       continue;
+    if (type == DT_DIR && es->t && es->t->n_hidden && fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        tools_hidden_ino(es->t, st.st_dev, st.st_ino)) {
+      path[len] = '\0';
+      continue;
+    }
     if (type == DT_DIR) {
       int sub = strcmp(name, ".git") == 0 || depth >= WALK_MAX_DEPTH
                     ? -1
