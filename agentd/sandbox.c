@@ -29,8 +29,8 @@ struct sandbox {
   size_t n_owned;
   unsigned long long memory;
   long procs;
-  char *cgroup_base; /* a directory where per-command pids cgroups can be made, or NULL */
-  pthread_mutex_t lock; /* guards the pool below */
+  char *cgroup_base;        /* a directory where per-command pids cgroups can be made, or NULL */
+  pthread_mutex_t lock;     /* guards the pool below */
   char *pool[SANDBOX_POOL]; /* cgroups of finished commands, for the next ones */
   size_t n_pool;
   unsigned long made;
@@ -105,9 +105,12 @@ static int add_masks(sandbox_t *s, const char *const *hidden, bool ancestors) {
 }
 
 static int build_args(sandbox_t *s, const char *const *hidden) {
-  static const char *const head[] = {"--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
-                                     "--unshare-uts", "--unshare-cgroup-try", "--cap-drop", "ALL", "--ro-bind", "/",
-                                     "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", NULL};
+  /* clang-format off */
+  static const char *const head[] = {
+      "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+      "--unshare-cgroup-try", "--cap-drop", "ALL", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+      "--tmpfs", "/tmp", NULL};
+  /* clang-format on */
   int rc = add(s, s->bwrap);
   for (size_t i = 0; rc == 0 && head[i]; i++)
     rc = add(s, head[i]);

@@ -14,6 +14,14 @@
  * outlive the command. The shell is reaped with waitpid on its own pid (no
  * SIGCHLD handler), and detected as exited with WNOWAIT first so that its pid,
  * the group id, cannot be recycled while the group is signalled.
+ *
+ * With a sandbox (sandbox.h; cadre-agentd's default) the child execs bwrap
+ * instead of the shell, with the same limits plus RLIMIT_AS, after joining
+ * the command's pids cgroup when there is one: the command then runs in its
+ * own PID namespace, which dies with bwrap (the end of the shell, a kill
+ * above, or the daemon's death), so nothing it started can outlive it.
+ * Without one (tests; --no-sandbox) commands run as described above. With
+ * no_commands set (the sandbox could not be made) nothing runs.
  */
 #include "sandbox.h"
 #include "tools_internal.h"

@@ -373,7 +373,8 @@ static void grep_dir(grep_t *g, const tools_t *t, int fd, const char *prefix, co
     snprintf(path, sizeof path, "%s%s", prefix, rel);
     int f = ws_open(&t->ws, path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_NOFOLLOW);
     struct stat st;
-    bool refused = f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode) && (st.st_nlink > 1 || tools_is_hidden(t, f, NULL));
+    bool refused =
+        f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode) && (st.st_nlink > 1 || tools_is_hidden(t, f, NULL));
     if (refused)
       g->refused++;
     else if (f >= 0 && fstat(f, &st) == 0 && S_ISREG(st.st_mode))

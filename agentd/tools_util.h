@@ -30,9 +30,9 @@ struct tools {
   char **scrub_env;     /* NULL-terminated copies of opts->scrub_env */
   char **secret_values; /* NULL-terminated copies (wiped at destroy) */
   pthread_mutex_t locks[TOOLS_LOCK_STRIPES];
-  atomic_ulong run_seq; /* numbers execute_bash runs (their environment marker) */
+  atomic_ulong run_seq;    /* numbers execute_bash runs (their environment marker) */
   struct sandbox *sandbox; /* NULL: commands unconfined */
-  char *no_commands;             /* non-NULL: execute_bash refuses, with this reason */
+  char *no_commands;       /* non-NULL: execute_bash refuses, with this reason */
   hidden_t *hidden;
   size_t n_hidden;
 };

@@ -150,8 +150,12 @@ void test_sandbox_argv(void **state) {
   snprintf(key, sizeof key, "%s/node.key", fx->outside);
   FILE *f = fopen(key, "w");
   fclose(f);
-  const char *hidden[] = {fx_path(fx, "cfg.json", in_ws, sizeof in_ws), fx_path(fx, "private", ws_dir, sizeof ws_dir),
-                          key, fx->base, "/nonexistent", NULL};
+  const char *hidden[] = {fx_path(fx, "cfg.json", in_ws, sizeof in_ws),
+                          fx_path(fx, "private", ws_dir, sizeof ws_dir),
+                          key,
+                          fx->base,
+                          "/nonexistent",
+                          NULL};
   sandbox_t *sb = make_sandbox(fx, hidden);
   if (!sb)
     skip();
