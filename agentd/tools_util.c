@@ -247,8 +247,11 @@ int tools_hidden_init(tools_t *t, const char *const *paths) {
   for (size_t i = 0; i < n; i++) {
     struct stat st;
     char *real = realpath(paths[i], NULL);
-    if (!real || stat(real, &st) != 0) {
-      free(real);
+    size_t n = real ? strlen(real) : 0;
+    const char *ws = t->ws.root_real;
+    bool holds_ws = real && ws && strncmp(ws, real, n) == 0 && (ws[n] == '\0' || ws[n] == '/' || n == 1);
+    if (!real || stat(real, &st) != 0 || (S_ISDIR(st.st_mode) && holds_ws)) {
+      free(real); /* a directory that holds the workspace: the tools are confined beneath it anyway */
       continue;
     }
     t->hidden[t->n_hidden++] = (hidden_t){.dev = st.st_dev, .ino = st.st_ino, .dir = S_ISDIR(st.st_mode), .real = real};

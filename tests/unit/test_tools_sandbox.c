@@ -67,7 +67,8 @@ void test_own_files_refused(void **state) {
   assert_int_equal(symlink("secrets.json", fx_path(fx, "ln_secrets", path, sizeof path)), 0);
   assert_int_equal(symlink("state", fx_path(fx, "ln_state", path, sizeof path)), 0);
   const char *hidden[] = {fx_path(fx, "secrets.json", secrets, sizeof secrets), fx_path(fx, "state", st, sizeof st),
-                          "/nonexistent/is/skipped", NULL};
+                          "/nonexistent/is/skipped", fx->base /* holds the workspace: not hidden from the tools */,
+                          NULL};
   retool(fx, (tools_opts_t){.hidden = hidden});
   for (size_t i = 0; i < sizeof own_cases / sizeof own_cases[0]; i++) {
     char args[1024];
