@@ -159,7 +159,7 @@ class Run:
         links = {"ln_abs": p["outside"], "ln_rel": "../outside.txt", "ln_up": "..", "ln_root": "/",
                  "ln_proc": "/proc/self/root", "ln_secrets": p["secrets"], "ln_key": "../node.key",
                  "sub/ln_up2": "../..", "ln_outdir": p["outdir"], "ln_cfg": "node-config.json",
-                 "ln_private": "private"}
+                 "ln_private": "private", "ln_fd": "/proc/self/fd/0", "ln_cwd": "/proc/self/cwd"}
         for name, target in links.items():
             os.symlink(target, os.path.join(ws, name))
         os.link(p["outside"], os.path.join(ws, "hl_outside"))
@@ -261,6 +261,9 @@ class Run:
             ("read /proc/self/environ", "read_file", {"path": "/proc/self/environ"}),
             ("read /proc/<agentd>/environ", "read_file", {"path": f"/proc/{self.agentd_pid()}/environ"}),
             ("read symlink to secrets", "read_file", {"path": "ln_secrets"}),
+            ("read through a magic link /proc/self/cwd", "read_file", {"path": "ln_cwd/../outside.txt"}),
+            ("read a magic link /proc/self/fd/0", "read_file", {"path": "ln_fd"}),
+            ("read /proc/self/cwd/../outside.txt", "read_file", {"path": "/proc/self/cwd/../outside.txt"}),
             ("read symlink to key", "read_file", {"path": "ln_key"}),
             ("read symlinked outside dir", "read_file", {"path": "ln_outdir/o.txt"}),
             ("read hard link to outside file", "read_file", {"path": "hl_outside"}),
@@ -308,6 +311,8 @@ class Run:
                                                                 "new_string": "PWNED"}, None),
             ("edit through symlink to outside", "edit_file", {"path": "ln_rel", "old_string": "CANARY",
                                                               "new_string": "PWNED"}, None),
+            ("write over a hard link to outside", "write_file_tool", {"path": "hl_outside", "content": "PWNED"},
+             None),
             ("overwrite node config inside ws", "write_file_tool", {"path": "node-config.json", "content": "{}"},
              None),
             ("write into --hide dir", "write_file_tool", {"path": "private/new.txt", "content": "x"}, None),
@@ -394,6 +399,11 @@ class Run:
             ("umount the secrets mask", f"umount {p['secrets']} 2>&1; umount /tmp 2>&1; cat {p['secrets']}", None),
             ("nested user ns + umount", f"unshare -Urm sh -c 'umount -l {p['secrets']}; cat {p['secrets']}' 2>&1",
              None),
+            ("nsenter the host's namespaces", f"nsenter -t 1 -a cat {p['secrets']} 2>&1", None),
+            ("mount a fresh /proc (host processes)", f"mkdir -p m && mount -t proc proc m 2>&1; ls m | wc -l; "
+             f"cat m/{pid}/environ 2>&1; umount m 2>/dev/null", None),
+            ("inherited file descriptors", "ls -l /proc/self/fd; for f in /proc/self/fd/*; do head -c 300 $f "
+             "2>/dev/null; done", None),
             ("hard link from inside to outside file", f"ln {p['secrets']} mylink 2>&1; cat mylink 2>&1", None),
             ("write ../pwned", f"echo x > ../pwned-{tag}; echo rc=$?", ("exists", os.path.join(self.tmp,
                                                                                           f"pwned-{tag}"))),
@@ -571,6 +581,9 @@ class Run:
                     os.kill(int(pid), signal.SIGKILL)
                 except OSError:
                     pass
+        with open("/proc/self/mounts") as f:  # what an escaped mount left (only without the sandbox)
+            for mnt in [line.split()[1] for line in f if line.split()[1].startswith(self.tmp + "/")]:
+                subprocess.run(["umount", "-l", mnt], capture_output=True)
         self.c.close()
 
 
