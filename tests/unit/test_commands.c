@@ -376,6 +376,43 @@ static void renderers_show_results_for_each_place(void **state) {
   json_decref(stopped);
 }
 
+/* cadre nodes: the SANDBOX column, and a warning for each node that does not run commands in one. */
+static void nodes_show_their_sandbox(void **state) {
+  (void)state;
+  static const struct {
+    const char *sandbox; /* NULL: an older node that does not say */
+    const char *column, *warning, *console;
+  } cases[] = {
+      {"on", " on ", NULL, ""},
+      {"off", " off ", "warning: n runs commands without a sandbox (--no-sandbox)", ", sandbox off"},
+      {"unavailable: bubblewrap (bwrap) is not installed", " unavailable ",
+       "warning: n refuses commands: sandbox unavailable: bubblewrap (bwrap) is not installed",
+       ", sandbox unavailable: bubblewrap"},
+      {NULL, " unknown ", NULL, ", sandbox unknown"},
+  };
+  format_how_t cli = {.console = false}, con = {.console = true};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_t *nodes = json_pack("[{s:s, s:s, s:i, s:i, s:[s], s:s}]", "name", "n", "host", "h", "slots", 2, "busy", 0,
+                              "models", "*", "workspace", "/ws");
+    if (cases[i].sandbox)
+      json_object_set_new(json_array_get(nodes, 0), "sandbox", json_string(cases[i].sandbox));
+    sbuf_t b = {0};
+    format_nodes(&b, nodes, &cli);
+    assert_non_null(strstr(sbuf_str(&b), "SANDBOX"));
+    if (!strstr(sbuf_str(&b), cases[i].column))
+      fail_msg("%s: no column \"%s\" in:\n%s", cases[i].column, cases[i].column, sbuf_str(&b));
+    if (cases[i].warning ? !strstr(sbuf_str(&b), cases[i].warning) : strstr(sbuf_str(&b), "warning") != NULL)
+      fail_msg("%s: warning wrong in:\n%s", cases[i].column, sbuf_str(&b));
+    sbuf_reset(&b);
+    format_nodes(&b, nodes, &con);
+    assert_non_null(strstr(sbuf_str(&b), cases[i].console));
+    if (!*cases[i].console)
+      assert_null(strstr(sbuf_str(&b), "sandbox"));
+    sbuf_free(&b);
+    json_decref(nodes);
+  }
+}
+
 /* ---- the stream renderer (render.c: the console, cadre watch and cadre ask) ---- */
 
 static const struct {
@@ -515,6 +552,7 @@ int main(void) {
       cmocka_unit_test(parsers_make_the_request),
       cmocka_unit_test(json_option_after_the_command),
       cmocka_unit_test(renderers_show_results_for_each_place),
+      cmocka_unit_test(nodes_show_their_sandbox),
       cmocka_unit_test(tool_deltas_read_as_one_line),
       cmocka_unit_test(long_arguments_are_cut_on_a_character),
       cmocka_unit_test(turn_ends_read_the_same_everywhere),
