@@ -127,6 +127,7 @@ static void setup_sandbox(agentd_t *d, char *refuse, size_t len) {
   char why[400];
   sandbox_opts_t so = {.workspace = d->workspace,
                        .hidden = d->opts.hidden,
+                       .writable = d->opts.writable,
                        .memory = d->opts.sandbox_memory,
                        .procs = d->opts.sandbox_procs};
   d->sandbox = sandbox_new(&so, why, sizeof why);

@@ -38,6 +38,7 @@ typedef struct {
    * secret_values are scrubbed from tool results. Borrowed, NULL-terminated. */
   bool no_sandbox;
   const char *const *hidden;
+  const char *const *writable; /* more directories commands may write (--writable) */
   const char *const *secret_values;
   unsigned long long sandbox_memory; /* 0: the default; ULLONG_MAX: none */
   long sandbox_procs;                /* 0: the default; -1: none */

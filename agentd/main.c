@@ -48,6 +48,7 @@ static void usage(FILE *out) {
                "                        sandbox refuses commands\n"
                "  --hide PATH           a file or directory commands and file tools must not see (repeatable;\n"
                "                        the secrets, key, config files and the state directory always are)\n"
+               "  --writable DIR        another directory commands may write, e.g. ~/.cache (repeatable)\n"
                "  --sandbox-memory MIB  address space per command process (default 4096; 0: no limit)\n"
                "  --sandbox-procs N     processes per command (default 512; 0: no limit)\n"
                "  --log-json, -v/--verbose, --version, --help\n"
@@ -150,11 +151,12 @@ int main(int argc, char **argv) {
       {"record", required_argument, 0, 'C'},    {"replay", required_argument, 0, 'Y'},
       {"label", required_argument, 0, 'L'},     {"drain-timeout", required_argument, 0, 'R'},
       {"no-sandbox", no_argument, 0, 'N'},      {"hide", required_argument, 0, 'H'},
+      {"writable", required_argument, 0, 'W'},
       {"sandbox-memory", required_argument, 0, 'M'}, {"sandbox-procs", required_argument, 0, 'P'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
-  const char *hide[MAX_HIDE + 8] = {0};
-  size_t n_hide = 0;
+  const char *hide[MAX_HIDE + 8] = {0}, *writable[MAX_HIDE + 1] = {0};
+  size_t n_hide = 0, n_writable = 0;
   int c, status;
   /* Not dumpable: no core file, and other processes of our user (a command
    * run with --no-sandbox, say) cannot read /proc/PID/environ or mem. */
@@ -194,6 +196,13 @@ int main(int argc, char **argv) {
         return 2;
       }
       hide[n_hide++] = optarg;
+      break;
+    case 'W':
+      if (n_writable >= MAX_HIDE) {
+        fprintf(stderr, "cadre-agentd: at most %d --writable directories\n", MAX_HIDE);
+        return 2;
+      }
+      writable[n_writable++] = optarg;
       break;
     case 'M': o.sandbox_memory = atoll(optarg) > 0 ? (unsigned long long)atoll(optarg) << 20 : ~0ull; break;
     case 'P': o.sandbox_procs = atol(optarg) > 0 ? atol(optarg) : -1; break;
@@ -260,6 +269,7 @@ int main(int argc, char **argv) {
   memset(&kp, 0, sizeof kp);
   own_secrets(secret_values, 256, secrets, cfg, o.key_file, &kp);
   o.hidden = hidden;
+  o.writable = writable;
   o.secret_values = secret_values;
   o.models = split_list(models);
   o.providers = split_list(providers);

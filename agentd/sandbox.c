@@ -104,7 +104,7 @@ static int add_masks(sandbox_t *s, const char *const *hidden, bool ancestors) {
   return 0;
 }
 
-static int build_args(sandbox_t *s, const char *const *hidden) {
+static int build_args(sandbox_t *s, const char *const *hidden, const char *const *writable) {
   /* clang-format off */
   static const char *const head[] = {
       "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -118,6 +118,16 @@ static int build_args(sandbox_t *s, const char *const *hidden) {
     rc = add_masks(s, hidden, true);
   if (rc == 0 && (rc = add(s, "--bind")) == 0 && (rc = add(s, s->workspace)) == 0)
     rc = add(s, s->workspace);
+  for (size_t i = 0; rc == 0 && writable && writable[i]; i++) {
+    char *real = realpath(writable[i], NULL);
+    struct stat st;
+    if (!real || stat(real, &st) != 0 || !S_ISDIR(st.st_mode) || beneath(real, "/proc") || beneath(real, "/dev")) {
+      free(real);
+      continue;
+    }
+    if ((rc = add(s, "--bind")) == 0 && (rc = add_owned(s, real)) == 0)
+      rc = add(s, real);
+  }
   if (rc == 0)
     rc = add_masks(s, hidden, false);
   if (rc == 0 && (rc = add(s, "--chdir")) == 0)
@@ -382,7 +392,7 @@ sandbox_t *sandbox_new(const sandbox_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "workspace %s: %s", opts->workspace ? opts->workspace : "(none)", strerror(errno));
     goto fail;
   }
-  if (build_args(s, opts->hidden) < 0) {
+  if (build_args(s, opts->hidden, opts->writable) < 0) {
     snprintf(err, errlen, "too many paths to hide");
     goto fail;
   }

@@ -126,9 +126,9 @@ void test_secrets_scrubbed(void **state) {
 /* ---- the sandbox ---------------------------------------------------------------------------- */
 
 /* A sandbox for the fixture's workspace, hiding hidden; NULL (test skipped) when it cannot be made. */
-static sandbox_t *make_sandbox(fx_t *fx, const char *const *hidden) {
+static sandbox_t *make_sandbox(fx_t *fx, const char *const *hidden, const char *const *writable) {
   char err[512];
-  sandbox_opts_t so = {.workspace = fx->ws, .hidden = hidden, .procs = 32};
+  sandbox_opts_t so = {.workspace = fx->ws, .hidden = hidden, .writable = writable, .procs = 32};
   sandbox_t *sb = sandbox_new(&so, err, sizeof err);
   if (!sb)
     print_message("sandbox not available here (%s): test skipped\n", err);
@@ -157,7 +157,8 @@ void test_sandbox_argv(void **state) {
                           fx->base,
                           "/nonexistent",
                           NULL};
-  sandbox_t *sb = make_sandbox(fx, hidden);
+  const char *writable[] = {fx->outside, "/nonexistent-writable", NULL};
+  sandbox_t *sb = make_sandbox(fx, hidden, writable);
   if (!sb)
     skip();
   char **argv = sandbox_argv(sb, "/bin/bash", "echo hi", false);
@@ -174,6 +175,11 @@ void test_sandbox_argv(void **state) {
       fail_msg("%s should %sbe in the command line", want[i].arg, want[i].present ? "" : "not ");
   /* Masks inside the workspace come after its bind; an ancestor of it (base),
    * when it is not in /tmp, comes before; the key file is masked with /dev/null. */
+  int out = arg_at(argv, fx->outside, 0); /* --writable: bound read-write after the workspace */
+  assert_true(out > bind + 2);
+  assert_string_equal(argv[out - 1], "--bind");
+  assert_string_equal(argv[out + 1], fx->outside);
+  assert_int_equal(arg_at(argv, "/nonexistent-writable", 0), -1);
   int cfg = arg_at(argv, in_ws, 0), priv = arg_at(argv, ws_dir, 0);
   assert_true(cfg > bind && priv > bind);
   assert_string_equal(argv[cfg - 1], "/dev/null");
@@ -211,8 +217,8 @@ void test_sandboxed_exec(void **state) {
   FILE *f = fopen(key, "w");
   fputs("secret-key = \"x\"\n", f);
   fclose(f);
-  const char *hidden[] = {key, NULL};
-  sandbox_t *sb = make_sandbox(fx, hidden);
+  const char *hidden[] = {key, NULL}, *writable[] = {fx->outside, NULL};
+  sandbox_t *sb = make_sandbox(fx, hidden, writable);
   if (!sb)
     skip();
   retool(fx, (tools_opts_t){.sandbox = sb, .hidden = hidden});
@@ -232,6 +238,7 @@ void test_sandboxed_exec(void **state) {
       {"no network by default", cmd, false, "[exit 1]"},
       {"network when the role allows it", cmd, true, "CONNECTED\n[exit 0]"},
       {"the root is read-only", "touch /usr/cadre-unit-x", false, "Read-only file system"},
+      {"... but for --writable directories", "echo w > ../outside/w.txt && cat ../outside/w.txt", false, "w\n[exit 0]"},
       {"limits are in force", "ulimit -v; ulimit -f", false, "4194304\n1048576\n[exit 0]"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
