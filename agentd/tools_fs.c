@@ -134,6 +134,25 @@ static void unlock_target(pthread_mutex_t *m, ws_target_t *tg) {
   pthread_mutex_unlock(m);
 }
 
+/* True when the deepest directory of rel that exists is one of the node's own
+ * (or in one): checked before missing parents are made, so that none is made there. */
+static bool parent_hidden(tools_t *t, const char *rel) {
+  char *dir = strdup(rel);
+  bool hidden = false;
+  for (char *slash; dir && (slash = strrchr(dir, '/'));) {
+    *slash = '\0';
+    int fd = ws_open(&t->ws, *dir ? dir : ".", O_RDONLY | O_DIRECTORY);
+    if (fd == -ENOENT)
+      continue;
+    hidden = fd >= 0 && tools_is_hidden(t, fd, NULL);
+    if (fd >= 0)
+      close(fd);
+    break;
+  }
+  free(dir);
+  return hidden;
+}
+
 // write_file_tool {path, content}: create or replace a file atomically.
 void tools_write_file(tools_t *t, const targs_t *a, tool_result_t *out) {
   char *rel = NULL, shown[200], err[512];
@@ -145,6 +164,11 @@ void tools_write_file(tools_t *t, const targs_t *a, tool_result_t *out) {
     return;
   }
   ws_target_t tg;
+  if (parent_hidden(t, rel)) {
+    free(rel);
+    tools_hidden_error(out, shown);
+    return;
+  }
   int rc = ws_target(&t->ws, rel, true, shown, &tg, err, sizeof err);
   free(rel);
   if (rc != 0) {

@@ -50,6 +50,8 @@ static const struct {
      "node's own files"},
     {"create a file in the state directory", "write_file_tool", "{\"path\": \"state/new\", \"content\": \"x\"}",
      "node's own files"},
+    {"create directories in it", "write_file_tool", "{\"path\": \"ln_state/a/b/new\", \"content\": \"x\"}",
+     "node's own files"},
     {"edit the secrets file", "edit_file",
      "{\"path\": \"secrets.json\", \"old_string\": \"KEY\", \"new_string\": \"x\"}", "node's own files"},
     {"read an ordinary file", "read_file", "{\"path\": \"plain.txt\"}", NULL},
@@ -101,6 +103,7 @@ void test_own_files_refused(void **state) {
   free(got);
   struct stat sb;
   assert_int_not_equal(stat(fx_path(fx, "state/new", path, sizeof path), &sb), 0);
+  assert_int_not_equal(stat(fx_path(fx, "state/a", path, sizeof path), &sb), 0);
 }
 
 /* ---- secrets in results --------------------------------------------------------------- */
