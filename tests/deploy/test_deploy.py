@@ -29,7 +29,7 @@ from harness import AGENTD, BROKER, CTL, read_text, wait_until  # noqa: E402
 
 try:
     import yaml
-except ImportError:  # python3-yaml (scripts/install-deps)
+except ImportError:  # python3-yaml (scripts/install-deps --test)
     yaml = None
 
 PROGRAMS = {"cadre-broker": BROKER, "cadre-agentd": AGENTD, "cadre": CTL}
