@@ -82,7 +82,7 @@ class TestContainer(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         if getattr(cls, "names", None):
-            podman("rm", "-f", "-t", "5", *cls.names, check=False)
+            podman("rm", "-f", "-v", "-t", "5", *cls.names, check=False)
         if getattr(cls, "model", None):
             cls.model.stop()
         if "--keep" not in sys.argv and getattr(cls, "tmp", None):

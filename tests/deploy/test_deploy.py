@@ -260,7 +260,9 @@ class TestKubernetes(unittest.TestCase, FlagsMixin):
     def test_agents_reach_the_broker_service(self):
         dep = self.one("Deployment", "cadre-agent-pool")
         (c,) = self.cadre_containers(dep)
-        ep = parse_args(c["args"][1:])["--broker"]
+        args = parse_args(c["args"][1:])
+        self.assertIn("--broker-key", args)
+        ep = args["--broker"]
         m = re.fullmatch(r"tcp://([a-z0-9-]+):(\d+)", ep)
         self.assertIsNotNone(m, ep)
         svc = self.one("Service", m.group(1))
@@ -336,6 +338,8 @@ class TestCompose(unittest.TestCase, FlagsMixin):
             cmd = svc["command"]
             self.assert_real_flags(cmd[0], cmd[1:], f"compose service {name}")
             mounts = [v.split(":")[1] for v in svc.get("volumes", [])]
+            if cmd[0] == "cadre-agentd":  # its default broker key is the local cluster's, not beside --key
+                self.assertIn("--broker-key", cmd, name)
             for flag, path in parse_args(cmd[1:]).items():
                 if flag in PATH_FLAGS:
                     self.assertTrue(under(path, mounts), f"{name}: {flag} {path} is on no volume")
