@@ -197,6 +197,36 @@ class TestContainer(unittest.TestCase):
         st = os.stat(os.path.join(self.state, "broker.pub"))
         self.assertEqual(st.st_uid, UID)
 
+    def test_5_stopped_agent_daemons_drain_then_exit(self):
+        """podman stop: the daemons (PID 1) drain on SIGTERM and exit once the running turn is done.
+
+        PID 1 has no default action for SIGTERM: a daemon that did not handle it would be killed only
+        by podman's SIGKILL, after the timeout, and its turn lost."""
+        wait_until(lambda: self.nodes() == ["c1", "c2"], timeout=30, what="nodes c1 and c2", interval=0.5)
+        self.model.reset()
+        self.model.script([{"chunks": [f"w{i} " for i in range(12)], "delay_ms": 250}])
+        ask = subprocess.Popen(["podman", "run", "--rm", "--network", "host", "--health-cmd", "none", "-v",
+                                self.keys + ":/keys", IMAGE, "cadre", "--broker", self.endpoint, "--key",
+                                "/keys/me.key", "--broker-key", "/keys/broker.pub", "--json", "ask", "slow"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_until(lambda: self.model.requests(), timeout=30, what="the model request")
+            t = time.monotonic()
+            stop = podman("stop", "-t", "60", *self.agents, timeout=90)
+            took = time.monotonic() - t
+            out, err = ask.communicate(timeout=60)
+        finally:
+            if ask.poll() is None:
+                ask.kill()
+        events = [json.loads(line) for line in out.splitlines() if line.strip()]
+        self.assertEqual(events[-1]["event"], "done", f"{events[-3:]} {err}\n{self.logs()}")
+        self.assertEqual(events[-1]["text"].split(), [f"w{i}" for i in range(12)])
+        print(f"SIGTERM to exit of draining agent daemons (a turn running): {took:.1f} s", flush=True)
+        self.assertLess(took, 30, stop.stderr)
+        for name in self.agents:
+            code = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
+            self.assertEqual(code, "0", name)
+
 
 if __name__ == "__main__":
     started = time.monotonic()

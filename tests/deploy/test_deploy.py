@@ -146,6 +146,16 @@ class TestSystemd(unittest.TestCase, FlagsMixin):
             self.assert_real_flags(program, argv[1:] + extra, unit)
 
 
+    def test_stop_waits_for_the_drain(self):
+        text = read_text(os.path.join(DEPLOY, "systemd", "cadre-agentd@.service"))
+        drain = int(re.search(r"CADRE_DRAIN_TIMEOUT=(\d+)", text).group(1))
+        stop = int(re.search(r"(?m)^TimeoutStopSec=(\d+)s?$", text).group(1))
+        self.assertIn("--drain-timeout ${CADRE_DRAIN_TIMEOUT}", text)
+        self.assertGreater(stop, drain)
+        # SIGTERM to the daemon only: the commands its running turns started go on until it exits
+        self.assertRegex(text, r"(?m)^KillMode=mixed$")
+
+
 def kustomize(path):
     r = subprocess.run(["kubectl", "kustomize", path], capture_output=True, text=True, timeout=120)
     if r.returncode != 0:
@@ -272,6 +282,12 @@ class TestKubernetes(unittest.TestCase, FlagsMixin):
         containerfile = read_text(os.path.join(DEPLOY, "container", "Containerfile"))
         self.assertIn("COPY deploy/container/healthcheck /usr/bin/cadre-healthcheck", containerfile)
 
+    def test_grace_period_outlasts_the_drain(self):
+        dep = self.one("Deployment", "cadre-agent-pool")
+        (c,) = self.cadre_containers(dep)
+        drain = int(parse_args(c["args"][1:])["--drain-timeout"])
+        self.assertGreater(pod_spec(dep)["terminationGracePeriodSeconds"], drain)
+
     def test_probe_path_answers_on_a_real_broker(self):
         (c,) = self.cadre_containers(self.one("StatefulSet", "cadre-broker"))
         path = c["livenessProbe"]["httpGet"]["path"]
@@ -346,6 +362,13 @@ class TestCompose(unittest.TestCase, FlagsMixin):
                     if flag == "--config":
                         src = [v.split(":")[0] for v in svc["volumes"] if v.split(":")[1] == path][0]
                         json.loads(read_text(os.path.join(DEPLOY, "compose", src)))
+
+    def test_stop_grace_outlasts_the_drain(self):
+        for name, svc in self.services.items():
+            if name.startswith("agent-"):
+                drain = int(parse_args(svc["command"][1:])["--drain-timeout"])
+                grace = int(re.fullmatch(r"(\d+)s", svc["stop_grace_period"]).group(1))
+                self.assertGreater(grace, drain, name)
 
     def test_agents_reach_the_broker(self):
         broker = parse_args(self.services["broker"]["command"][1:])
