@@ -3,7 +3,9 @@
 runs a broker and two agent daemons from it on the host's loopback network (--network host), keys made
 with the image's own `cadre keygen` (one node key, one controller key, roles in authorized_keys); the
 image's `cadre` then asks the main agent, answered by the scripted model server on 127.0.0.1, and each
-container's HEALTHCHECK passes.
+container's HEALTHCHECK passes. Then the systemd units for real: systemd as PID 1 in a container of the
+image, deploy/README.md's "One host" block run as written (keys, settings, systemctl reload, enable
+--now), a turn whose command runs under bubblewrap inside the hardened unit, and a draining stop.
 
     tests/deploy/test_container.py [--keep]      (root; podman, runc, debootstrap installed)
 
@@ -14,7 +16,9 @@ time taken; exits 0 when skipped (not root), with the reason.
 """
 import json
 import os
+import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -49,23 +53,47 @@ def skip_reason():
     return None
 
 
+_built = []
+
+
+def build_image():
+    """localhost/cadre:ci from deploy/container/Containerfile (once per run)."""
+    if _built:
+        return
+    os.environ.setdefault("CONTAINERS_CONF", os.path.join(CONTAINER, "containers.conf"))
+    t = time.monotonic()
+    r = subprocess.run([os.path.join(CONTAINER, "make-base-image")], capture_output=True, text=True, timeout=1200)
+    if r.returncode != 0:
+        raise AssertionError("make-base-image failed:\n" + r.stdout + r.stderr)
+    print(r.stdout.strip(), f"({time.monotonic() - t:.0f} s)", flush=True)
+    t = time.monotonic()
+    podman("build", "-q", "--format", "docker", "-f", os.path.join(CONTAINER, "Containerfile"),
+           "--ignorefile", os.path.join(CONTAINER, "containerignore"), "--build-arg", "BASE=" + BASE,
+           "-t", IMAGE, ROOT, timeout=1800)
+    # the build cache of earlier runs (about 1 GB per build stage) goes; this run's stays
+    podman("image", "prune", "-f", "--filter", "until=2h", check=False)
+    size = int(podman("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout.strip())
+    print(f"image {IMAGE} built in {time.monotonic() - t:.0f} s: {size / 1e6:.0f} MB", flush=True)
+    _built.append(True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def readme_block(after):
+    """The first ```sh block of deploy/README.md after the text `after`."""
+    text = read_text(os.path.join(ROOT, "deploy", "README.md"))
+    rest = text[text.index(after):]
+    return rest.split("```sh\n", 1)[1].split("```\n", 1)[0]
+
+
 class TestContainer(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        os.environ.setdefault("CONTAINERS_CONF", os.path.join(CONTAINER, "containers.conf"))
-        t = time.monotonic()
-        r = subprocess.run([os.path.join(CONTAINER, "make-base-image")], capture_output=True, text=True, timeout=1200)
-        if r.returncode != 0:
-            raise AssertionError("make-base-image failed:\n" + r.stdout + r.stderr)
-        print(r.stdout.strip(), f"({time.monotonic() - t:.0f} s)", flush=True)
-        t = time.monotonic()
-        podman("build", "-q", "--format", "docker", "-f", os.path.join(CONTAINER, "Containerfile"),
-               "--ignorefile", os.path.join(CONTAINER, "containerignore"), "--build-arg", "BASE=" + BASE,
-               "-t", IMAGE, ROOT, timeout=1800)
-        # the build cache of earlier runs (about 1 GB per build stage) goes; this run's stays
-        podman("image", "prune", "-f", "--filter", "until=2h", check=False)
-        size = int(podman("image", "inspect", IMAGE, "--format", "{{.Size}}").stdout.strip())
-        print(f"image {IMAGE} built in {time.monotonic() - t:.0f} s: {size / 1e6:.0f} MB", flush=True)
+        build_image()
         cls.tmp = tempfile.mkdtemp(prefix="cadre-container-")
         os.chmod(cls.tmp, 0o755)
         cls.names = []
@@ -226,6 +254,98 @@ class TestContainer(unittest.TestCase):
         for name in self.agents:
             code = podman("inspect", name, "--format", "{{.State.ExitCode}}").stdout.strip()
             self.assertEqual(code, "0", name)
+
+
+UNITS_IMAGE = "localhost/cadre:ci-systemd"
+
+
+class TestSystemdUnits(unittest.TestCase):
+    """deploy/systemd under systemd as PID 1 (a privileged container of the image, host network)."""
+
+    @classmethod
+    def setUpClass(cls):
+        build_image()
+        cls.name = None
+        cls.tmp = tempfile.mkdtemp(prefix="cadre-units-")
+        for unit in ("cadre-broker.service", "cadre-agentd@.service"):
+            shutil.copy(os.path.join(ROOT, "deploy", "systemd", unit), cls.tmp)
+        with open(os.path.join(cls.tmp, "Containerfile"), "w") as f:
+            f.write(f"FROM {IMAGE}\nUSER root\n"
+                    "RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends systemd systemd-sysv "
+                    ">/dev/null && rm -rf /var/lib/apt/lists/* && mkdir -p /etc/cadre\n"
+                    "RUN ln -s /usr/bin/cadre-broker /usr/bin/cadre-agentd /usr/bin/cadre /usr/local/bin/\n"
+                    "COPY cadre-broker.service cadre-agentd@.service /etc/systemd/system/\n"
+                    'CMD ["/lib/systemd/systemd"]\n')
+        podman("build", "-q", "-t", UNITS_IMAGE, cls.tmp, timeout=900)
+        cls.model = ModelServer(cls.tmp)
+        cls.port = free_port()
+        config = make_config(os.path.join(cls.tmp, "config.json"), cls.model.url)
+        cls.name = f"{TAG}-systemd"
+        podman("run", "-d", "--name", cls.name, "--privileged", "--systemd=always", "--network", "host",
+               "--health-cmd", "none", UNITS_IMAGE)
+        wait_until(lambda: cls.sh("systemctl is-system-running", check=False).stdout.strip() in
+                   ("running", "degraded"), timeout=60, what="systemd up", interval=0.5)
+        podman("cp", config, cls.name + ":/etc/cadre/config.json")
+        # deploy/README.md "One host", the broker's part (its settings: a free port here)
+        cls.sh("chmod 644 /etc/cadre/config.json && printf '%s\\n' "
+               f"CADRE_BIND=tcp://127.0.0.1:{cls.port} CADRE_METRICS=127.0.0.1:0 "
+               "'CADRE_BROKER_ARGS=--config /etc/cadre/config.json' > /etc/cadre/broker.env "
+               "&& systemctl enable --now cadre-broker")
+        wait_until(lambda: cls.sh("test -s /var/lib/cadre/authorized_keys", check=False).returncode == 0,
+                   timeout=20, what="the broker's first start")
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.name:
+            podman("rm", "-f", "-v", "-t", "5", cls.name, check=False)
+        if getattr(cls, "model", None):
+            cls.model.stop()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def sh(cls, script, check=True, timeout=60):
+        return podman("exec", cls.name, "bash", "-c", script, timeout=timeout, check=check)
+
+    def cadre(self, *args, timeout=60):
+        return self.sh("cadre --broker tcp://127.0.0.1:%d --key /root/me.key --broker-key /etc/cadre/broker.pub "
+                       "%s" % (self.port, " ".join(shlex.quote(a) for a in args)), check=False, timeout=timeout)
+
+    def journal(self):
+        return self.sh("journalctl --no-pager -n 60 -u cadre-broker -u 'cadre-agentd@*'", check=False).stdout
+
+    def test_readme_one_host_then_a_turn_a_sandbox_and_a_drain(self):
+        block = readme_block("Then the agent daemons, two here").replace("7700", str(self.port))
+        r = self.sh("set -e\n" + block, check=False)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + self.journal())
+        self.sh("cadre keygen /root/me.key --role controller --name root | head -n 1 "
+                ">> /var/lib/cadre/authorized_keys && systemctl reload cadre-broker")
+        for n in ("n1", "n2"):
+            self.assertEqual(self.sh(f"systemctl is-active cadre-agentd@{n}", check=False).stdout.strip(), "active",
+                             self.journal())
+        wait_until(lambda: "n2" in self.cadre("nodes").stdout and "n1" in self.cadre("nodes").stdout, timeout=20,
+                   what="n1 and n2 registered", interval=0.5)
+        # a command of the agent's, under bubblewrap, inside the hardened unit; the workspace is writable
+        self.model.reset()
+        cmd = ("bwrap --ro-bind / / --unshare-all --dev /dev --proc /proc --bind $PWD $PWD --chdir $PWD "
+               "sh -c 'echo sandboxed > s.txt; cat s.txt'; touch /etc/cadre/x 2>&1 | grep -c Read-only")
+        self.model.script([{"tool_calls": [{"name": "execute_bash", "arguments": {"command": cmd}}]},
+                           {"text": "ran it"}])
+        r = self.cadre("--json", "ask", "--yes", "run it")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr + self.journal())
+        result = json.dumps([json.loads(l) for l in r.stdout.splitlines() if l.strip()])
+        self.assertIn("sandboxed", result)
+        self.assertNotIn("bwrap:", result)
+        node = json.loads(r.stdout.splitlines()[-1])["node"]
+        self.assertEqual(self.sh(f"cat /srv/cadre/{node}/s.txt").stdout, "sandboxed\n")
+        # systemctl stop during a turn: the daemons drain (KillMode=mixed), the turn finishes
+        self.model.reset()
+        self.model.script([{"chunks": [f"w{i} " for i in range(10)], "delay_ms": 250}])
+        self.sh(f"(sleep 1; systemctl stop cadre-agentd@n1 cadre-agentd@n2) >/dev/null 2>&1 &")
+        r = self.cadre("--json", "ask", "slow")
+        done = json.loads(r.stdout.splitlines()[-1])
+        self.assertEqual(done.get("text", "").split(), [f"w{i}" for i in range(10)], r.stdout + self.journal())
+        wait_until(lambda: "drained in" in self.journal(), timeout=30, what="drained in the journal")
+        self.assertEqual(self.sh("systemctl is-active cadre-broker").stdout.strip(), "active")
 
 
 if __name__ == "__main__":
