@@ -406,6 +406,14 @@ class TestContainerfile(unittest.TestCase, FlagsMixin):
         found = set(re.findall(r"^Package: (\S+)$", r.stdout, re.M))
         self.assertEqual(sorted(set(pkgs) - found), [], "not Debian packages")
 
+    def test_build_stage_has_every_build_dependency(self):
+        # scripts/install-deps (the main job's list) names what the build needs: the image's too
+        deps = read_text(os.path.join(ROOT, "scripts", "install-deps")).split("apt-get install", 1)[1]
+        needed = set(re.findall(r"\b[a-z0-9.+-]+-dev\b", deps.split("$test_pkgs")[0]))
+        build = self.text.split("\nFROM ${BASE}\n", 1)[0]
+        self.assertTrue(needed)
+        self.assertEqual(sorted(p for p in needed if p not in build.split()), [], "missing in the build stage")
+
     def test_healthcheck_script_parses(self):
         r = subprocess.run(["sh", "-n", os.path.join(DEPLOY, "container", "healthcheck")], capture_output=True,
                            text=True)
