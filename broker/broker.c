@@ -65,8 +65,18 @@ static int write_endpoints(broker_t *b) {
   return rc;
 }
 
+/* Without CURVE anyone who reaches the socket is in: loopback and local sockets only. */
+static bool local_endpoint(const char *ep) {
+  return strncmp(ep, "tcp://127.", 10) == 0 || strncmp(ep, "tcp://[::1]", 11) == 0 || strncmp(ep, "ipc://", 6) == 0 ||
+         strncmp(ep, "inproc://", 9) == 0;
+}
+
 static int bind_all(broker_t *b, char *err, size_t errlen) {
   for (int i = 0; i < b->opts.n_binds; i++) {
+    if (b->opts.no_curve && !local_endpoint(b->opts.binds[i])) {
+      snprintf(err, errlen, "--no-curve: %s is not a loopback endpoint (tcp://127.x.x.x, ipc://)", b->opts.binds[i]);
+      return -1;
+    }
     if (zmq_bind(b->router, b->opts.binds[i]) < 0) {
       snprintf(err, errlen, "cannot bind %s: %s", b->opts.binds[i], zmq_strerror(errno));
       return -1;
@@ -93,7 +103,7 @@ static int setup_router(broker_t *b) {
       zmq_setsockopt(b->router, ZMQ_SNDHWM, &hwm, sizeof hwm) < 0 ||
       zmq_setsockopt(b->router, ZMQ_RCVHWM, &hwm, sizeof hwm) < 0 || proto_socket_setup(b->router) < 0)
     return -1;
-  return keys_setup_server(b->router, &b->keys);
+  return b->opts.no_curve ? 0 : keys_setup_server(b->router, &b->keys);
 }
 
 /* nodes: a node left; sessions and workflows give its work to others. */

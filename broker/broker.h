@@ -20,6 +20,7 @@ typedef struct {
   int max_turn_attempts;       /* node lost mid-turn: re-run up to this many attempts, default 3 */
   volatile int *reload;        /* set (by SIGHUP): read authorized_keys again at once; may be NULL */
   const char *metrics;         /* HOST:PORT for /metrics and /healthz, or NULL: none */
+  bool no_curve;               /* benchmarks only: no CURVE, loopback binds only (bench/run) */
 } broker_opts_t;
 
 typedef struct broker broker_t;

@@ -24,6 +24,8 @@ static void usage(FILE *out) {
                "  --queue-timeout S      fail a turn no daemon can serve after S seconds (default 60)\n"
                "  --metrics HOST:PORT    serve /metrics (Prometheus) and /healthz over HTTP there\n"
                "                         (off by default; PORT 0: any, written to DIR/metrics)\n"
+               "  --no-curve             benchmarks only (bench/run): no encryption or keys checked;\n"
+               "                         refused unless every --bind is loopback or ipc://\n"
                "  --log-json             log lines as JSON\n"
                "  -v, --verbose          debug logging\n"
                "  --version, --help\n"
@@ -41,7 +43,7 @@ int main(int argc, char **argv) {
       {"bind", required_argument, 0, 'b'},        {"state", required_argument, 0, 's'},
       {"config", required_argument, 0, 'c'},      {"authorized-keys", required_argument, 0, 'a'},
       {"heartbeat-ms", required_argument, 0, 'H'}, {"queue-timeout", required_argument, 0, 'Q'},
-      {"metrics", required_argument, 0, 'M'},
+      {"metrics", required_argument, 0, 'M'},    {"no-curve", no_argument, 0, 'N'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
   int c, status;
@@ -60,6 +62,7 @@ int main(int argc, char **argv) {
     case 'H': opts.heartbeat_ms = atoi(optarg); break;
     case 'Q': opts.queue_timeout_ms = atoi(optarg) * 1000; break;
     case 'M': opts.metrics = optarg; break;
+    case 'N': opts.no_curve = true; break;
     default:
       if ((status = util_common_option(c, "cadre-broker", usage, &log_json, &verbose)) >= 0)
         return status;
@@ -75,6 +78,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   log_setup("cadre-broker", log_json, verbose ? LOG_DEBUG : LOG_INFO);
+  if (opts.no_curve)
+    log_warn("--no-curve: connections are neither encrypted nor authenticated (benchmarks only)");
   char err[1024];
   cadre_config_t *cfg = config_load(config_path, NULL, err, sizeof err);
   if (!cfg) {

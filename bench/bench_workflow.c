@@ -1,0 +1,154 @@
+/* cadre-bench-workflow: the workflow engine's time per step on a large DAG of
+ * no-op tool steps, without nodes or sockets (bench/run drives it).
+ *
+ *   cadre-bench-workflow --steps N --shape chain|fan [--seconds S] [--slots K]
+ *
+ * The engine runs as in the broker, on a real store (SQLite in a temp dir): a
+ * plan of N tool steps (chain: step i waits for step i-1; fan: every step
+ * after the first waits for step 1) is proposed, approved and run on one node
+ * of K slots (default 64) whose step_done is delivered at once for every
+ * step_run the engine sends. As in tests/unit/test_workflow.c, the outbox is
+ * a stand-in (broker_send records the step_run, broker_event drops the event),
+ * and so are agents_spawn / agents_stop (no agent steps here). Plans from
+ * models are capped at PLAN_MAX_STEPS steps; this one is made here and its
+ * "too many steps" verdict is lifted, to measure the engine alone. Stops after
+ * S seconds (default 60) and reports over the steps done by then.
+ * Prints {"shape","steps","done","seconds","us_per_step","finished"}. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "workflow.h"
+#include "workflow_int.h"
+
+typedef struct {
+  int64_t workflow, step, attempt;
+} sent_t;
+
+static sent_t *queue;
+static size_t n_queue, cap_queue;
+
+int broker_send(broker_t *b, peer_t *p, proto_msg_t *msg) {
+  (void)b, (void)p;
+  if (msg->type == PROTO_STEP_RUN) {
+    if (n_queue == cap_queue && !(queue = realloc(queue, (cap_queue = cap_queue * 2 + 1024) * sizeof *queue)))
+      return -ENOMEM;
+    queue[n_queue++] = (sent_t){msg->workflow, msg->step, msg->attempt};
+  }
+  return 0;
+}
+
+void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload) {
+  (void)b, (void)kind, (void)session, (void)turn;
+  json_decref(payload);
+}
+
+int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
+                 const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
+  (void)b, (void)role_or_profile, (void)by_profile, (void)task, (void)parent, (void)call_id, (void)id, (void)idlen;
+  snprintf(err, errlen, "no agent steps in this benchmark");
+  return -1;
+}
+
+int agents_stop(broker_t *b, const char *id, char *err, size_t errlen) {
+  (void)b, (void)id, (void)err, (void)errlen;
+  return 0;
+}
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static json_t *make_plan(long n, bool chain) {
+  json_t *steps = json_array();
+  for (long i = 1; i <= n; i++) {
+    json_t *deps = json_array();
+    if (i > 1)
+      json_array_append_new(deps, json_integer(chain ? i - 1 : 1));
+    json_array_append_new(steps, json_pack("{s:I, s:s, s:s, s:s, s:{s:s}, s:o}", "number", (json_int_t)i, "title",
+                                           "no-op", "agent", "tester", "tool", "read_file_tool", "arguments", "path",
+                                           "a.txt", "dependencies", deps));
+  }
+  return json_pack("{s:s, s:o}", "title", "bench", "steps", steps);
+}
+
+int main(int argc, char **argv) {
+  long n = 10000, slots = 64;
+  double budget = 60;
+  bool chain = true;
+  static const struct option lo[] = {{"steps", 1, 0, 'n'}, {"shape", 1, 0, 's'}, {"seconds", 1, 0, 't'},
+                                     {"slots", 1, 0, 'k'}, {0, 0, 0, 0}};
+  int c;
+  while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    switch (c) {
+    case 'n': n = atol(optarg); break;
+    case 's': chain = strcmp(optarg, "fan") != 0; break;
+    case 't': budget = atof(optarg); break;
+    case 'k': slots = atol(optarg); break;
+    default: return 2;
+    }
+  }
+  log_setup("cadre-bench-workflow", false, LOG_ERROR);
+  char dir[] = "/tmp/cadre-bench-wf-XXXXXX", err[256];
+  if (!mkdtemp(dir))
+    return 1;
+  broker_t b;
+  memset(&b, 0, sizeof b);
+  b.store = store_open(dir, err, sizeof err);
+  cadre_config_t *config = config_load(NULL, NULL, err, sizeof err);
+  if (!b.store || !config) {
+    fprintf(stderr, "%s\n", err);
+    return 1;
+  }
+  b.opts.config = config;
+  peer_t node;
+  memset(&node, 0, sizeof node);
+  node.role = PEER_NODE;
+  node.name = strdup("node-a");
+  node.workspace = strdup("/tmp/ws");
+  node.slots = (int)slots;
+  b.peers = &node;
+
+  double t_plan = now_s();
+  workflow_t *wf = propose(&b, "main", make_plan(n, chain), "bench");
+  if (!wf) {
+    fprintf(stderr, "the plan was not taken\n");
+    return 1;
+  }
+  t_plan = now_s() - t_plan;
+  wf->status = WF_PENDING; /* lifts the cap on a model's plans (see above) */
+  double t0 = now_s();
+  if (workflow_approve(&b, wf->id, NULL, err, sizeof err) < 0) {
+    fprintf(stderr, "approve: %s\n", err);
+    return 1;
+  }
+  long done = 0;
+  size_t head = 0;
+  while (head < n_queue && now_s() - t0 < budget) {
+    sent_t s = queue[head++];
+    proto_msg_t *m = wf_step_msg(PROTO_STEP_DONE, s.workflow, s.step, s.attempt);
+    proto_set_str(m, PROTO_F_text, "ok");
+    workflow_on_node_msg(&b, &node, m);
+    proto_msg_destroy(&m);
+    done++;
+  }
+  double secs = now_s() - t0;
+  printf("{\"shape\": \"%s\", \"steps\": %ld, \"done\": %ld, \"seconds\": %.3f, \"us_per_step\": %.2f, "
+         "\"finished\": %s, \"propose_seconds\": %.3f}\n",
+         chain ? "chain" : "fan", n, done, secs, done ? secs * 1e6 / (double)done : 0.0,
+         wf->status == WF_DONE ? "true" : "false", t_plan);
+  workflow_stop(&b);
+  store_close(&b.store);
+  config_destroy(&config);
+  free(node.name), free(node.workspace), free(queue);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  return system(cmd) == 0 ? 0 : 1;
+}
