@@ -486,18 +486,22 @@ static int cmd_ask(void) {
   wait_welcome(ctl);
   char session[32];
   int64_t *ttft = calloc((size_t)opt.rounds, sizeof *ttft), *gaps = NULL;
+  int64_t *asked = calloc((size_t)opt.rounds, sizeof *asked); /* when each ask went out (monotonic) */
   size_t ngaps = 0, capgaps = 0;
   for (long r = 0; r < opt.rounds; r++) {
     snprintf(session, sizeof session, "e2e%ld", r);
     int64_t t0 = now_ns(), prev = 0;
+    asked[r] = t0;
     ask(ctl, r + 2, session);
     for (;;) {
       proto_msg_t *m = recv_msg(ctl, 20000);
       if (!m)
         die("a turn did not finish within 20 s");
       int64_t t = now_ns();
-      bool end = m->type == PROTO_EVENT && m->kind &&
-                 (strcmp(m->kind, "turn_done") == 0 || strcmp(m->kind, "turn_failed") == 0);
+      bool failed = m->type == PROTO_EVENT && m->kind && strcmp(m->kind, "turn_failed") == 0;
+      bool end = failed || (m->type == PROTO_EVENT && m->kind && strcmp(m->kind, "turn_done") == 0);
+      if (failed || (end && !prev))
+        die("a turn failed, or ended without text");
       if (m->type == PROTO_DELTA && m->kind && strcmp(m->kind, "text") == 0) {
         if (!prev) {
           ttft[r] = t - t0;
@@ -513,6 +517,15 @@ static int cmd_ask(void) {
         break;
     }
   }
+  /* per round: ask sent and first delta received, seconds of CLOCK_MONOTONIC (to match with the model server's log) */
+  printf("{\"asked_s\": [");
+  for (long r = 0; r < opt.rounds; r++)
+    printf("%s%.6f", r ? ", " : "", (double)asked[r] / 1e9);
+  printf("], \"first_s\": [");
+  for (long r = 0; r < opt.rounds; r++)
+    printf("%s%.6f", r ? ", " : "", (double)(asked[r] + ttft[r]) / 1e9);
+  printf("]}\n");
+  free(asked);
   qsort(ttft, (size_t)opt.rounds, sizeof *ttft, cmp_i64);
   if (ngaps)
     qsort(gaps, ngaps, sizeof *gaps, cmp_i64);

@@ -171,5 +171,39 @@ class KeyRoles(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
 
 
+# cadre-broker --no-curve (for bench/run only): every bind must be loopback or local.
+NO_CURVE_BINDS = [
+    # (bind, started)
+    ("tcp://127.0.0.1:*", True),
+    ("ipc://{tmp}/broker.sock", True),
+    ("tcp://0.0.0.0:*", False),
+    ("tcp://*:*", False),
+    ("tcp://eth0:*", False),
+]
+
+
+class NoCurve(unittest.TestCase):
+    def test_only_loopback_binds_without_curve(self):
+        import subprocess
+        import tempfile
+        from harness import BROKER
+        for bind, started in NO_CURVE_BINDS:
+            with self.subTest(bind=bind), tempfile.TemporaryDirectory() as tmp:
+                state = os.path.join(tmp, "state")
+                p = subprocess.Popen([BROKER(), "--no-curve", "--bind", bind.format(tmp=tmp), "--state", state],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                try:
+                    if started:
+                        wait_until(lambda: os.path.exists(os.path.join(state, "endpoint")), 10, "the endpoint file")
+                        self.assertIsNone(p.poll())
+                    else:
+                        self.assertEqual(p.wait(timeout=10), 1)
+                        self.assertIn("--no-curve", p.stderr.read())
+                        self.assertFalse(os.path.exists(os.path.join(state, "endpoint")))
+                finally:
+                    p.terminate()
+                    p.wait(timeout=10)
+
+
 if __name__ == "__main__":
     unittest.main()
