@@ -319,8 +319,7 @@ static int cmd_fwd(void) {
     for (int k = 0; k < 4096 && zmq_msg_recv(&f, ctl, ZMQ_DONTWAIT) >= 0; k++) {
       long node, seq;
       int64_t sent;
-      if (!parse_delta(zmq_msg_data(&f), zmq_msg_size(&f), json, &node, &seq, &sent) || node < 0 ||
-          node >= opt.nodes) {
+      if (!parse_delta(zmq_msg_data(&f), zmq_msg_size(&f), json, &node, &seq, &sent) || node < 0 || node >= opt.nodes) {
         bad++; /* events (the broker's turn_started) are not deltas */
         continue;
       }
@@ -544,11 +543,13 @@ int main(int argc, char **argv) {
     return 2;
   }
   const char *cmd = argv[1];
-  static const struct option lo[] = {
-      {"endpoint", 1, 0, 'e'}, {"bind", 1, 0, 'b'},   {"target", 1, 0, 't'},     {"key", 1, 0, 'k'},
-      {"broker-key", 1, 0, 'B'}, {"server-key", 1, 0, 'S'}, {"nodes", 1, 0, 'n'}, {"deltas", 1, 0, 'd'},
-      {"window", 1, 0, 'w'},   {"count", 1, 0, 'c'},  {"rounds", 1, 0, 'r'},     {"pid", 1, 0, 'p'},
-      {"no-node", 0, 0, 'N'},  {0, 0, 0, 0}};
+  static const struct option lo[] = {{"endpoint", 1, 0, 'e'},   {"bind", 1, 0, 'b'},
+                                     {"target", 1, 0, 't'},     {"key", 1, 0, 'k'},
+                                     {"broker-key", 1, 0, 'B'}, {"server-key", 1, 0, 'S'},
+                                     {"nodes", 1, 0, 'n'},      {"deltas", 1, 0, 'd'},
+                                     {"window", 1, 0, 'w'},     {"count", 1, 0, 'c'},
+                                     {"rounds", 1, 0, 'r'},     {"pid", 1, 0, 'p'},
+                                     {"no-node", 0, 0, 'N'},    {0, 0, 0, 0}};
   int c;
   optind = 2;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {

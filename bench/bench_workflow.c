@@ -83,8 +83,8 @@ int main(int argc, char **argv) {
   long n = 10000, slots = 64;
   double budget = 60;
   bool chain = true;
-  static const struct option lo[] = {{"steps", 1, 0, 'n'}, {"shape", 1, 0, 's'}, {"seconds", 1, 0, 't'},
-                                     {"slots", 1, 0, 'k'}, {0, 0, 0, 0}};
+  static const struct option lo[] = {
+      {"steps", 1, 0, 'n'}, {"shape", 1, 0, 's'}, {"seconds", 1, 0, 't'}, {"slots", 1, 0, 'k'}, {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     switch (c) {
