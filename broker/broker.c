@@ -127,6 +127,7 @@ static void set_hooks(broker_t *b) {
       .tools_for = agents_tools_for,
       .answer = workflow_on_answer,
       .summary = workflow_agent_summary,
+      .tap = http_tap,
   };
 }
 

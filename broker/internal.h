@@ -79,6 +79,7 @@ typedef struct turn {
   bool compact_failed;        /* that summary could not be had: the turn trims instead */
   bool context_retried;       /* sent once more after a node found it did not fit the model's context */
   int64_t first_delta_at;     /* monotonic ms of this attempt's first delta; 0: none yet */
+  int tool_calls, tool_errors; /* this attempt's, from its tool_result deltas (the performance figures) */
   int64_t deltas;             /* deltas of this attempt forwarded to the watchers (turn_done says how many) */
   struct turn *next, *prev;   /* every turn, in arrival order (b->turns) */
   struct turn *snext;         /* the next turn of the same session (turns.c) */
@@ -108,6 +109,8 @@ typedef struct {
   void (*answer)(broker_t *b, const char *session, const char *content);
   /* agents: a sub-agent's summary; true when it was consumed (a workflow step's result). */
   bool (*summary)(broker_t *b, const json_t *row, const json_t *summary);
+  /* outbox: an encoded event or delta on its way to the controllers (the dashboard's live view). */
+  void (*tap)(broker_t *b, const void *data, size_t len);
 } broker_hooks_t;
 
 /* Writes one encoded frame to a routing id. Returns 0 or -errno (-EHOSTUNREACH, -EAGAIN, -EMSGSIZE). */
@@ -121,7 +124,8 @@ struct broker {
   void *ctx, *router, *zap;
   struct zap_state *zs;     /* zap.c: the authorized keys, the monitor, refusals logged */
   struct obs *obs;          /* obs.c: latency histograms and counters, for the metrics */
-  struct http *http;        /* http.c: the --metrics listener, or NULL */
+  struct http *http;        /* http.c: the --metrics (--http) listener, or NULL */
+  char *dashboard_url;      /* http.c: the dashboard's address with its access token, or NULL */
   log_limit_t rejected_log; /* "rejected a message" lines, rate-limited */
   const char *frame_user;   /* while a frame is handled: its connection's ZAP User-Id, or NULL */
   const char *frame_addr;   /* and its Peer-Address, or NULL */
@@ -353,6 +357,9 @@ json_t *workflow_template_run(broker_t *b, const char *name, const json_t *value
 
 /* ---- requests (requests.c) ---- */
 void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m);
+/* Runs verb as a controller would, for the broker's own HTTP API: the reply's
+ * result (caller owns), or NULL with *code (a PROTO_ERR_*) and detail set. */
+json_t *requests_local(broker_t *b, const char *verb, json_t *args, const char **code, char *detail, size_t len);
 
 /* ---- HTTP: /metrics and /healthz (http.c, metrics.c) ---- */
 /* Listens on HOST:PORT (--metrics); writes <state>/metrics with its URL. 0, or -1 with err. */
@@ -363,6 +370,8 @@ long http_timeout_ms(const broker_t *b);
 /* Serves what is ready; never blocks. */
 void http_run(broker_t *b);
 void http_stop(broker_t *b);
+/* An encoded event or delta for the dashboard's event streams (hooks.tap). */
+void http_tap(broker_t *b, const void *data, size_t len);
 /* The Prometheus text of the broker's state. */
 void metrics_render(broker_t *b, sbuf_t *out);
 

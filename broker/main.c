@@ -22,8 +22,10 @@ static void usage(FILE *out) {
                "  --authorized-keys FILE client public keys allowed in (default DIR/authorized_keys)\n"
                "  --heartbeat-ms N       heartbeat interval (default 1000)\n"
                "  --queue-timeout S      fail a turn no daemon can serve after S seconds (default 60)\n"
-               "  --metrics HOST:PORT    serve /metrics (Prometheus) and /healthz over HTTP there\n"
-               "                         (off by default; PORT 0: any, written to DIR/metrics)\n"
+               "  --http HOST:PORT       serve the dashboard, /metrics (Prometheus) and /healthz over\n"
+               "                         HTTP there (off by default; PORT 0: any, written to DIR/metrics;\n"
+               "                         the access token is in DIR/dashboard.token)\n"
+               "  --metrics HOST:PORT    the same as --http\n"
                "  --no-curve             benchmarks only (bench/run): no encryption or keys checked;\n"
                "                         refused unless every --bind is loopback or ipc://\n"
                "  --log-json             log lines as JSON\n"
@@ -44,6 +46,7 @@ int main(int argc, char **argv) {
       {"config", required_argument, 0, 'c'},      {"authorized-keys", required_argument, 0, 'a'},
       {"heartbeat-ms", required_argument, 0, 'H'}, {"queue-timeout", required_argument, 0, 'Q'},
       {"metrics", required_argument, 0, 'M'},    {"no-curve", no_argument, 0, 'N'},
+      {"http", required_argument, 0, 'M'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
   int c, status;

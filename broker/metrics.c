@@ -7,6 +7,7 @@
 #include "internal.h"
 #include "jx.h"
 #include "obs.h"
+#include "perf.h"
 #include "workflow.h"
 
 /* One label value, escaped as the text format asks. */
@@ -117,6 +118,57 @@ static void steps_part(broker_t *b, sbuf_t *out) {
   json_decref(by);
 }
 
+/* The rows of one figure of perf_stats, for both groupings: name{role="..."} and name{model="..."};
+ * {p50, p95} as quantile="0.5"|"0.95"; with status, that count of the group's summaries. */
+static void perf_rows(sbuf_t *out, const json_t *perf, const char *name, const char *key, const char *status) {
+  static const char *const bys[] = {"role", "model"}, *const qs[] = {"p50", "p95"}, *const ql[] = {"0.5", "0.95"};
+  for (size_t i = 0; i < 2; i++) {
+    const char *k;
+    json_t *f;
+    json_object_foreach(jx_obj(perf, i ? "by_model" : "by_role"), k, f) {
+      json_t *v = json_object_get(f, key);
+      bool quantiles = json_is_object(v) && !status;
+      for (size_t q = 0; q < (quantiles ? 2u : 1u); q++) {
+        sbuf_printf(out, "%s{%s=\"", name, bys[i]);
+        put_label(out, k);
+        if (quantiles)
+          sbuf_printf(out, "\",quantile=\"%s\"} %g\n", ql[q], jx_num(v, qs[q], 0));
+        else if (status)
+          sbuf_printf(out, "\",status=\"%s\"} %g\n", status, jx_num(v, status, 0));
+        else
+          sbuf_printf(out, "\"} %g\n", json_number_value(v));
+      }
+    }
+  }
+}
+
+/* The agents' performance per role and per model, from the store (kept across restarts). */
+static void perf_part(broker_t *b, sbuf_t *out) {
+  json_t *p = perf_stats(b->store, b->opts.config, 0);
+  static const struct {
+    const char *name, *key, *help;
+  } g[] = {
+      {"cadre_agent_turns", "turns", "Turns ended, by role and by model."},
+      {"cadre_agent_success_rate", "success_rate", "Share of turns that ended well."},
+      {"cadre_agent_retries", "retries", "Attempts beyond the first, over all turns."},
+      {"cadre_agent_ttft_ms", "ttft_ms", "Time to first token in ms (quantiles 0.5 and 0.95)."},
+      {"cadre_agent_latency_ms", "latency_ms", "Turn latency in ms (quantiles 0.5 and 0.95)."},
+      {"cadre_agent_tokens_per_second", "tokens_per_s", "Completion tokens per second of turn time."},
+      {"cadre_agent_cost_per_turn_usd", "cost_per_turn", "Mean cost of a turn in USD."},
+      {"cadre_agent_tool_calls", "tool_calls", "Tool calls made in turns."},
+      {"cadre_agent_tool_errors", "tool_errors", "Tool calls that failed."},
+  };
+  for (size_t i = 0; i < sizeof g / sizeof g[0]; i++) {
+    head(out, g[i].name, "gauge", g[i].help);
+    perf_rows(out, p, g[i].name, g[i].key, NULL);
+  }
+  static const char *const st[] = {"PASS", "FAIL", "PARTIAL"};
+  head(out, "cadre_agent_summaries", "gauge", "Summaries delivered, by status.");
+  for (size_t s = 0; s < 3; s++)
+    perf_rows(out, p, "cadre_agent_summaries", "summaries", st[s]);
+  json_decref(p);
+}
+
 void metrics_render(broker_t *b, sbuf_t *out) {
   head(out, "cadre_build_info", "gauge", "The broker's version.");
   sbuf_printf(out, "cadre_build_info{version=\"%s\"} 1\n", CADRE_VERSION);
@@ -124,5 +176,6 @@ void metrics_render(broker_t *b, sbuf_t *out) {
   turns_part(b, out);
   agents_part(b, out);
   steps_part(b, out);
+  perf_part(b, out);
   obs_render(b->obs, out);
 }

@@ -127,6 +127,8 @@ static void missed_delta(peer_t *p, int64_t turn) {
  * delta, counted). */
 static void write_watchers(broker_t *b, const char *session, size_t session_len, int64_t seq, int64_t turn,
                            const void *data, size_t len) {
+  if (b->hooks.tap)
+    b->hooks.tap(b, data, len);
   peer_t *next;
   for (peer_t *p = b->peers; p; p = next) {
     next = p->next; /* an unreachable peer is removed (marked dead, freed later) */

@@ -9,6 +9,7 @@
 #include "memory.h"
 #include "jx.h"
 #include "log.h"
+#include "perf.h"
 #include "util.h"
 
 typedef struct {
@@ -16,10 +17,23 @@ typedef struct {
   peer_t *from;
   const proto_msg_t *req;
   json_t *args; /* never NULL */
+  struct local *local; /* requests_local: the reply is kept here, not sent */
 } request_t;
+
+struct local {
+  json_t *result;
+  const char *code;
+  char *detail;
+  size_t len;
+};
 
 /* Sends a reply carrying result (taken). */
 static void reply(request_t *r, json_t *result) {
+  if (r->local) {
+    json_decref(r->local->result);
+    r->local->result = result ? result : json_object();
+    return;
+  }
   proto_msg_t *m = proto_msg_new(PROTO_REPLY);
   if (!m) {
     json_decref(result);
@@ -32,6 +46,11 @@ static void reply(request_t *r, json_t *result) {
 }
 
 static void fail(request_t *r, const char *code, const char *detail) {
+  if (r->local) {
+    r->local->code = code;
+    snprintf(r->local->detail, r->local->len, "%s", detail);
+    return;
+  }
   broker_send_error(r->b, r->from->id, r->from->idlen, code, detail, r->req->id);
 }
 
@@ -325,6 +344,8 @@ static void verb_reset(request_t *r) {
 static void verb_stats(request_t *r) {
   json_t *stats = agents_stats(r->b);
   json_object_set_new(stats, "budgets", budget_all(r->b));
+  json_object_set_new(stats, "performance",
+                      perf_stats(r->b->store, r->b->opts.config, jx_int(r->args, "window_s", 0)));
   reply(r, stats);
 }
 
@@ -361,6 +382,10 @@ static void verb_budget(request_t *r) {
     sessions_schedule(r->b); /* a raised budget lets waiting turns go */
   }
   reply(r, now);
+}
+
+static void verb_dashboard(request_t *r) {
+  reply(r, json_pack("{s:s?}", "url", r->b->dashboard_url));
 }
 
 static void verb_approve_tool(request_t *r) {
@@ -559,23 +584,42 @@ static const struct {
 #undef REQUESTS_VERB
 };
 
-void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m) {
-  json_t *empty = json_object();
-  request_t r = {b, from, m, m->args ? m->args : empty};
+/* Dispatches r: its verb's handler, once its arguments are checked. */
+static void dispatch(request_t *r) {
+  const proto_msg_t *m = r->req;
   for (size_t i = 0; i < sizeof verbs / sizeof verbs[0]; i++) {
     if (strcmp(verbs[i].verb, m->verb) == 0) {
       /* Handlers trust the kinds of the arguments PROTO_ARGS declares. */
       proto_err_t perr;
       if (proto_args_check(m->verb, m->args, &perr) < 0)
-        fail(&r, PROTO_ERR_bad_args, perr.text);
+        fail(r, PROTO_ERR_bad_args, perr.text);
       else
-        verbs[i].fn(&r);
-      json_decref(empty);
+        verbs[i].fn(r);
       return;
     }
   }
   char detail[128];
   snprintf(detail, sizeof detail, "unknown verb \"%.32s\"", m->verb);
-  fail(&r, PROTO_ERR_unknown_verb, detail);
+  fail(r, PROTO_ERR_unknown_verb, detail);
+}
+
+void requests_handle(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  json_t *empty = json_object();
+  request_t r = {b, from, m, m->args ? m->args : empty, NULL};
+  dispatch(&r);
   json_decref(empty);
+}
+
+json_t *requests_local(broker_t *b, const char *verb, json_t *args, const char **code, char *detail, size_t len) {
+  /* A controller of the broker's own: in no list, so no event is sent to it. */
+  peer_t self = {.role = PEER_CONTROLLER, .name = "http", .watch = json_object()};
+  proto_msg_t m = {.type = PROTO_REQUEST, .verb = (char *)verb, .args = args};
+  json_t *empty = json_object();
+  struct local out = {NULL, NULL, detail, len};
+  request_t r = {b, &self, &m, args ? args : empty, &out};
+  dispatch(&r);
+  json_decref(empty);
+  json_decref(self.watch);
+  *code = out.code;
+  return out.result;
 }

@@ -739,6 +739,7 @@ static int dispatch(broker_t *b, turn_t *t, peer_t *node, const cadre_profile_t 
   t->deltas = 0;
   t->started_at = util_now_ms();
   t->first_delta_at = 0;
+  t->tool_calls = t->tool_errors = 0;
   t->send_failures = 0;
   node->busy++;
   store_turn_running(b->store, t->id, t->attempt, node->name);
@@ -842,6 +843,20 @@ static turn_t *current_turn(broker_t *b, peer_t *from, const proto_msg_t *m) {
   return t;
 }
 
+/* Tool calls and their failures, from the tool_result deltas (few: one a call). */
+static void count_tool_result(turn_t *t, const void *raw, size_t len) {
+  if (!memmem(raw, len, "tool_result", 11))
+    return;
+  proto_msg_t *m = NULL;
+  proto_err_t err;
+  if (proto_decode(raw, len, &m, &err) == PROTO_OK && m->kind && strcmp(m->kind, "tool_result") == 0) {
+    t->tool_calls++;
+    json_t *call = PROTO_HAS(m, call) ? m->call : NULL;
+    t->tool_errors += json_is_false(json_object_get(call, "ok"));
+  }
+  proto_msg_destroy(&m);
+}
+
 void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, const void *raw, size_t len) {
   turn_t *t = turn_find(b, r->turn);
   if (!t || t->node != from || t->attempt != r->attempt || strlen(t->session) != r->session_len ||
@@ -850,7 +865,19 @@ void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, con
   if (!t->first_delta_at)
     t->first_delta_at = util_now_ms();
   t->deltas++;
+  count_tool_result(t, raw, len);
   broker_forward(b, t->session, r->session_len, t->id, raw, len);
+}
+
+/* A turn's end in the store's performance records (cancellations are no verdict on the model). */
+static void record_perf(broker_t *b, const turn_t *t, bool ok, int64_t tokens, double cost) {
+  const cadre_profile_t *p = session_profile(b, t->session);
+  int64_t now = util_now_ms();
+  store_perf_t r = {p->model, p->role, ok, t->attempt > 1 ? t->attempt - 1 : 0,
+                    t->started_at ? now - t->started_at : 0, t->first_delta_at ? t->first_delta_at - t->started_at : -1,
+                    tokens, cost, t->tool_calls, t->tool_errors};
+  if (store_perf_turn(b->store, &r) < 0)
+    log_warn("state: cannot record turn %lld's figures: %s", (long long)t->id, store_errmsg(b->store));
 }
 
 static int64_t usage_int(const json_t *usage, const char *key) {
@@ -924,6 +951,7 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   int64_t now = util_now_ms();
   obs_turn(b->obs, p->model, p->role, (double)(now - t->started_at) / 1000.0,
            t->first_delta_at ? (double)(t->first_delta_at - t->started_at) / 1000.0 : -1.0);
+  record_perf(b, t, true, u.completion_tokens, u.cost);
   turn_end(b, t, "turn_done", payload, added);
   json_decref(added);
 }
@@ -948,6 +976,8 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
   json_object_set_new(payload, "detail", json_string(detail));
   json_object_set_new(payload, "status", json_string(status));
   log_info("turn %lld (%s) %s: %s: %s", (long long)t->id, t->session, status, code, detail);
+  if (t->started_at && strcmp(code, PROTO_ERR_cancelled) != 0)
+    record_perf(b, t, false, 0, 0);
   turn_end(b, t, "turn_failed", payload, NULL);
 }
 

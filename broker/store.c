@@ -85,7 +85,12 @@ static const char *upgrade =
     "  AND json_type(body, '$.tool_calls') IS NULL) WHERE plain IS NULL;"
     "UPDATE sessions SET n_messages = (SELECT count(*) FROM messages m WHERE m.session = sessions.id"
     "  AND m.cleared = 0) WHERE (SELECT value FROM meta WHERE key = 'counts') IS NULL;"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('counts', '1');";
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('counts', '1');"
+    /* One row per ended turn or delivered summary: the agents' performance (store_perf.c). */
+    "CREATE TABLE IF NOT EXISTS perf(ts INTEGER NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL,"
+    "  role TEXT NOT NULL, ok INTEGER, retries INTEGER, latency_ms INTEGER, ttft_ms INTEGER, tokens INTEGER,"
+    "  cost REAL, tool_calls INTEGER, tool_errors INTEGER, verdict TEXT);"
+    "CREATE INDEX IF NOT EXISTS perf_ts ON perf(ts);";
 
 static int migrate(sqlite3 *db, char **emsg) {
   for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++)
@@ -840,6 +845,8 @@ int store_session_summary(store_t *self, const char *id, const json_t *summary) 
   int rc =
       text ? set_column(self, id, "UPDATE sessions SET summary = ?, delivered = 1 WHERE id = ?", text, 0, true) : -1;
   free(text);
+  if (rc == 0)
+    store_perf_summary(self, id, json_string_value(json_object_get(summary, "status")));
   return rc;
 }
 

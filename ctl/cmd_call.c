@@ -3,7 +3,12 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include "jx.h"
 
 #include "commands.h"
 #include "keys.h"
@@ -26,6 +31,53 @@ int cmd_call(ctl_t *ctl, int argc, char **argv) {
   ctl_print_json(r);
   json_decref(r);
   return 0;
+}
+
+/* Opens url with xdg-open, detached, when a display is there; never fails the command. */
+static void open_url(const char *url) {
+  const char *x = getenv("DISPLAY"), *w = getenv("WAYLAND_DISPLAY");
+  if ((!x || !x[0]) && (!w || !w[0]))
+    return;
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (fork() == 0) { /* a grandchild: nobody has to wait for the browser */
+      int null = open("/dev/null", O_RDWR);
+      if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        dup2(null, STDERR_FILENO);
+      }
+      execlp("xdg-open", "xdg-open", url, (char *)NULL);
+    }
+    _exit(0);
+  }
+  if (pid > 0)
+    waitpid(pid, NULL, 0);
+}
+
+int cmd_dashboard(ctl_t *ctl, int argc, char **argv) {
+  (void)argv;
+  if (argc > 1) {
+    ctl_error(ctl, "usage: cadre dashboard");
+    return 2;
+  }
+  json_t *r = ctl_once(ctl, "dashboard", NULL);
+  if (!r)
+    return 1;
+  const char *url = jx_str(r, "url", NULL);
+  int rc = 0;
+  if (ctl->json) {
+    ctl_print_json(r);
+  } else if (!url) {
+    fprintf(stderr, "cadre: the broker serves no dashboard: start it with --http 127.0.0.1:PORT\n");
+    rc = 1;
+  } else {
+    printf("%s\n", url);
+    fflush(stdout);
+    open_url(url);
+  }
+  json_decref(r);
+  return rc;
 }
 
 /* A name in the broker's authorized_keys: 1 to 63 of letters, digits, . _ @ -. */

@@ -346,6 +346,8 @@ static const cmd_t commands[] = {
     {.name = "chat", .usage = "[--session ID] [--yes] [--thinking|--no-thinking] [TEXT]",
      .help = "single-agent mode: one agent with every tool, no sub-agents", .run = cmd_chat},
     {.name = "call", .usage = "VERB [JSON]", .help = "any broker verb; the reply as JSON", .run = cmd_call},
+    {.name = "dashboard", .help = "the web dashboard's address, with its access token (opened in a browser when "
+                                  "there is a display)", .run = cmd_dashboard},
     {.name = "spawn", .slash = "spawn", .verb = "spawn", .opts = CMD_OPT_WAIT, .usage = "[--wait] ROLE TASK",
      .args = "<role> <task>",
      .help = "spawn a sub-agent (reviewer, researcher, implementer, tester, optimizer, ...)",

@@ -97,6 +97,8 @@ int cmd_approve_wait(ctl_t *ctl, client_t *c, const cmd_req_t *req, const json_t
 int cmd_keygen(ctl_t *ctl, int argc, char **argv);
 int cmd_replay_diff(ctl_t *ctl, int argc, char **argv);
 int cmd_budget(ctl_t *ctl, int argc, char **argv);
+/* cadre dashboard: the web dashboard's address with its token (opened when a display is there). */
+int cmd_dashboard(ctl_t *ctl, int argc, char **argv);
 void console_stream(console_t *con, const cmd_words_t *w);
 void console_thinking(console_t *con, const cmd_words_t *w);
 void console_help(console_t *con, const cmd_words_t *w);

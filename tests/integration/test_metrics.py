@@ -1,5 +1,8 @@
 """cadre-broker --metrics: /metrics in the Prometheus text format, and /healthz.
 
+/metrics needs the dashboard's token (STATE/dashboard.token) as a bearer
+token, as a Prometheus scraper sends it (bearer_token_file); /healthz does not.
+
 A real broker and agent daemon on 127.0.0.1 with the scripted model server;
 the metrics are read over HTTP and parsed by the Prometheus project's own
 parser (Debian's python3-prometheus-client), so a format error fails here.
@@ -47,26 +50,40 @@ class Metrics(unittest.TestCase):
         cls.c = Cluster(nodes=(("n1", 2),), broker_args=("--metrics", "127.0.0.1:0"))
         path = os.path.join(cls.c.state, "metrics")
         cls.url = wait_until(lambda: os.path.exists(path) and read_text(path).strip(), what="the metrics file")
+        cls.token = read_text(os.path.join(cls.c.state, "dashboard.token")).strip()
 
     @classmethod
     def tearDownClass(cls):
         cls.c.close()
 
-    def get(self, path):
+    def get(self, path, token=True):
+        req = urllib.request.Request(self.url + path)
+        if token:
+            req.add_header("Authorization", "Bearer " + (self.token if token is True else token))
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=10) as r:
                 return r.status, r.headers.get("Content-Type"), r.read().decode()
         except urllib.error.HTTPError as e:
             return e.code, e.headers.get("Content-Type"), e.read().decode()
 
     def test_health(self):
         self.assertTrue(self.url.startswith("http://127.0.0.1:"), self.url)
-        self.assertEqual(self.get("/healthz")[:3:2], (200, "ok\n"))
+        self.assertEqual(self.get("/healthz", token=False)[:3:2], (200, "ok\n"))
         self.assertEqual(self.get("/nope")[0], 404)
-        req = urllib.request.Request(self.url + "/metrics", data=b"x", method="POST")
+        req = urllib.request.Request(self.url + "/metrics", data=b"x", method="POST",
+                                     headers={"Authorization": "Bearer " + self.token})
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
         self.assertEqual(e.exception.code, 405)
+
+    def test_the_token_is_needed(self):
+        st = os.stat(os.path.join(self.c.state, "dashboard.token"))
+        self.assertEqual(st.st_mode & 0o777, 0o600)
+        self.assertEqual(len(self.token), 64)
+        for path in ("/metrics", "/", "/api/nodes", "/api/events"):
+            self.assertEqual(self.get(path, token=False)[0], 401, path)
+            self.assertEqual(self.get(path, token="0" * 64)[0], 401, path)
+        self.assertEqual(self.get("/metrics?token=" + self.token, token=False)[0], 200)
 
     def test_metrics_follow_the_work(self):
         self.c.model.script([{"text": "one two three", "delay_ms": 20}])
@@ -91,6 +108,14 @@ class Metrics(unittest.TestCase):
         self.assertGreater(value(s, "cadre_tokens_total", model="big-model", kind="prompt"), 0)
         self.assertGreater(value(s, "cadre_cost_usd_total", model="big-model"), 0)
         self.assertGreaterEqual(value(s, "cadre_agents", status="idle"), 1)
+        # The agents' performance, per role and per model, from the store.
+        self.assertGreaterEqual(value(s, "cadre_agent_turns", role="main"), 1)
+        self.assertGreaterEqual(value(s, "cadre_agent_turns", model="big-model"), 1)
+        self.assertEqual(value(s, "cadre_agent_success_rate", model="big-model"), 1)
+        self.assertGreater(value(s, "cadre_agent_latency_ms", role="main", quantile="0.95"), 0)
+        self.assertGreaterEqual(value(s, "cadre_agent_latency_ms", role="main", quantile="0.95"),
+                                value(s, "cadre_agent_latency_ms", role="main", quantile="0.5"))
+        self.assertEqual(value(s, "cadre_agent_summaries", role="main", status="PASS"), 0)
 
     def test_refused_connections_are_counted(self):
         path = os.path.join(self.c.tmp, "stranger.key")
