@@ -228,6 +228,8 @@ int http_fd(const broker_t *b) {
 
 long http_timeout_ms(const broker_t *b) {
   MHD_UNSIGNED_LONG_LONG t;
+  if (b->http && b->http->kick)
+    return 0;
   if (!b->http || MHD_get_timeout(b->http->d, &t) != MHD_YES)
     return -1;
   return t > 60000 ? 60000 : (long)t;
@@ -236,6 +238,7 @@ long http_timeout_ms(const broker_t *b) {
 void http_run(broker_t *b) {
   if (b->http) {
     http_sse_tick(b->http, util_now_ms());
+    b->http->kick = false;
     MHD_run(b->http->d);
   }
 }

@@ -7,6 +7,7 @@
 
 #include "http_int.h"
 #include "jx.h"
+#include "perf.h"
 #include "util.h"
 
 /* A route: method, path (a trailing "/N" is the plan id, "/N/approve" its action) and verb. */
@@ -85,6 +86,10 @@ static json_t *args_of(struct MHD_Connection *c, const route_t *rt, int64_t id) 
 }
 
 enum MHD_Result http_api(broker_t *b, struct MHD_Connection *c, const char *path, bool post) {
+  if (strcmp(path, "costs") == 0 && !post) { /* no verb: the store's records as they are */
+    const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "window_s");
+    return json_reply(c, MHD_HTTP_OK, perf_costs(b->store, b->opts.config, w ? strtoll(w, NULL, 10) : 0));
+  }
   char name[32];
   int64_t id;
   const char *action;

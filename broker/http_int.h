@@ -17,6 +17,7 @@ struct http {
   sse_client_t *clients;
   int n_clients;
   int64_t last_ping; /* monotonic ms */
+  bool kick;         /* a stream was resumed: MHD_run is due at once (the broker's loop asks http_timeout_ms) */
 };
 
 /* Queues body (copied) with status and type. */

@@ -33,6 +33,7 @@ static void unlink_client(struct http *h, sse_client_t *cl) {
 static void wake(sse_client_t *cl) {
   if (cl->suspended) {
     cl->suspended = false;
+    cl->h->kick = true;
     MHD_resume_connection(cl->c);
   }
 }

@@ -56,6 +56,7 @@ struct peer {
   int64_t next_try;      /* behind: monotonic ms of the next catch-up try */
   int64_t missed_deltas; /* deltas not sent to it while behind */
   json_t *missed_turns;  /* their turns (ids, capped), or NULL */
+  int64_t turns_served;       /* node: turns it answered since it joined */
   struct peer *next;
 };
 

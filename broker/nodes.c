@@ -224,5 +224,6 @@ json_t *peer_to_json(const peer_t *p, int64_t now) {
     json_object_set_new(o, "sandbox", json_string(p->sandbox ? p->sandbox : "unknown"));
   if (o && drain_reason(p))
     json_object_set_new(o, "drain_reason", json_string(drain_reason(p)));
+  json_object_set_new(o, "turns_served", json_integer(p->turns_served));
   return o;
 }

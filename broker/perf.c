@@ -8,7 +8,10 @@
 #include "jx.h"
 #include "util.h"
 
-enum { R_KIND, R_MODEL, R_ROLE, R_OK, R_RETRIES, R_LATENCY, R_TTFT, R_TOKENS, R_COST, R_CALLS, R_ERRORS, R_VERDICT };
+enum {
+  R_KIND, R_MODEL, R_ROLE, R_OK, R_RETRIES, R_LATENCY, R_TTFT, R_TOKENS, R_COST, R_CALLS, R_ERRORS, R_VERDICT,
+  R_PROMPT, R_TS
+};
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -133,4 +136,25 @@ json_t *perf_stats(store_t *store, const cadre_config_t *config, int64_t window_
   json_decref(rows);
   return json_pack("{s:I, s:o, s:o}", "window_s", (json_int_t)window_s, "by_role", finish(by_role), "by_model",
                    finish(by_model));
+}
+
+json_t *perf_costs(store_t *store, const cadre_config_t *config, int64_t window_s) {
+  const cadre_profile_t *mp = config_main(config);
+  json_t *rows = store_perf_rows(store, window_s > 0 ? util_wall_ms() - window_s * 1000 : 0);
+  json_t *points = json_array();
+  size_t i;
+  json_t *row;
+  json_array_foreach(rows, i, row) {
+    const char *kind = json_string_value(json_array_get(row, R_KIND));
+    if (!kind || strcmp(kind, "turn") != 0)
+      continue;
+    double pt = (double)json_integer_value(json_array_get(row, R_PROMPT));
+    double ct = (double)json_integer_value(json_array_get(row, R_TOKENS));
+    double main_cost = (pt * mp->cost_per_1m_input + ct * mp->cost_per_1m_output) / 1e6;
+    json_array_append_new(points, json_pack("[O, O, O, f, f]", json_array_get(row, R_TS), json_array_get(row, R_MODEL),
+                                            json_array_get(row, R_ROLE),
+                                            json_number_value(json_array_get(row, R_COST)), main_cost));
+  }
+  json_decref(rows);
+  return json_pack("{s:s, s:o}", "main_model", mp->model, "points", points);
 }

@@ -870,12 +870,13 @@ void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, con
 }
 
 /* A turn's end in the store's performance records (cancellations are no verdict on the model). */
-static void record_perf(broker_t *b, const turn_t *t, bool ok, int64_t tokens, double cost) {
+static void record_perf(broker_t *b, const turn_t *t, bool ok, const store_usage_t *u) {
   const cadre_profile_t *p = session_profile(b, t->session);
   int64_t now = util_now_ms();
   store_perf_t r = {p->model, p->role, ok, t->attempt > 1 ? t->attempt - 1 : 0,
                     t->started_at ? now - t->started_at : 0, t->first_delta_at ? t->first_delta_at - t->started_at : -1,
-                    tokens, cost, t->tool_calls, t->tool_errors};
+                    u ? u->completion_tokens : 0, u ? u->prompt_tokens : 0, u ? u->cost : 0, t->tool_calls,
+                    t->tool_errors};
   if (store_perf_turn(b->store, &r) < 0)
     log_warn("state: cannot record turn %lld's figures: %s", (long long)t->id, store_errmsg(b->store));
 }
@@ -951,7 +952,8 @@ void sessions_on_done(broker_t *b, peer_t *from, const proto_msg_t *m) {
   int64_t now = util_now_ms();
   obs_turn(b->obs, p->model, p->role, (double)(now - t->started_at) / 1000.0,
            t->first_delta_at ? (double)(t->first_delta_at - t->started_at) / 1000.0 : -1.0);
-  record_perf(b, t, true, u.completion_tokens, u.cost);
+  record_perf(b, t, true, &u);
+  from->turns_served++;
   turn_end(b, t, "turn_done", payload, added);
   json_decref(added);
 }
@@ -977,7 +979,7 @@ static void turn_fail(broker_t *b, turn_t *t, const char *status, const char *co
   json_object_set_new(payload, "status", json_string(status));
   log_info("turn %lld (%s) %s: %s: %s", (long long)t->id, t->session, status, code, detail);
   if (t->started_at && strcmp(code, PROTO_ERR_cancelled) != 0)
-    record_perf(b, t, false, 0, 0);
+    record_perf(b, t, false, NULL);
   turn_end(b, t, "turn_failed", payload, NULL);
 }
 

@@ -89,7 +89,7 @@ static const char *upgrade =
     /* One row per ended turn or delivered summary: the agents' performance (store_perf.c). */
     "CREATE TABLE IF NOT EXISTS perf(ts INTEGER NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL,"
     "  role TEXT NOT NULL, ok INTEGER, retries INTEGER, latency_ms INTEGER, ttft_ms INTEGER, tokens INTEGER,"
-    "  cost REAL, tool_calls INTEGER, tool_errors INTEGER, verdict TEXT);"
+    "  cost REAL, tool_calls INTEGER, tool_errors INTEGER, verdict TEXT, prompt_tokens INTEGER);"
     "CREATE INDEX IF NOT EXISTS perf_ts ON perf(ts);";
 
 static int migrate(sqlite3 *db, char **emsg) {

@@ -223,6 +223,7 @@ typedef struct {
   int retries;
   int64_t latency_ms, ttft_ms; /* ttft_ms < 0: no token came */
   int64_t tokens;              /* completion tokens */
+  int64_t prompt_tokens;
   double cost;
   int tool_calls, tool_errors;
 } store_perf_t;
@@ -230,7 +231,8 @@ int store_perf_turn(store_t *self, const store_perf_t *turn);
 /* A summary delivered by session id: its status (PASS, FAIL, PARTIAL, ...), kept under its role and profile. */
 int store_perf_summary(store_t *self, const char *id, const char *status);
 /* The records since since_ms (wall clock; 0: all), oldest first, at most STORE_PERF_MAX: an array of
- * [kind, model, role, ok, retries, latency_ms, ttft_ms, tokens, cost, tool_calls, tool_errors, verdict].
+ * [kind, model, role, ok, retries, latency_ms, ttft_ms, tokens, cost, tool_calls, tool_errors, verdict,
+ * prompt_tokens, ts].
  * A summary's model is its profile's name. Caller owns. */
 #define STORE_PERF_MAX 200000
 json_t *store_perf_rows(store_t *self, int64_t since_ms);

@@ -11,7 +11,7 @@ int store_perf_turn(store_t *self, const store_perf_t *t) {
   sqlite3_stmt *st = NULL;
   if (sqlite3_prepare_v2(store_sqlite(self),
                          "INSERT INTO perf(ts, kind, model, role, ok, retries, latency_ms, ttft_ms, tokens, cost,"
-                         " tool_calls, tool_errors) VALUES(?, 'turn', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         " tool_calls, tool_errors, prompt_tokens) VALUES(?, 'turn', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          -1, &st, NULL) != SQLITE_OK)
     return -1;
   sqlite3_bind_int64(st, 1, util_wall_ms());
@@ -26,6 +26,7 @@ int store_perf_turn(store_t *self, const store_perf_t *t) {
   sqlite3_bind_double(st, 9, t->cost);
   sqlite3_bind_int(st, 10, t->tool_calls);
   sqlite3_bind_int(st, 11, t->tool_errors);
+  sqlite3_bind_int64(st, 12, t->prompt_tokens);
   int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
   sqlite3_finalize(st);
   return rc;
@@ -60,7 +61,7 @@ json_t *store_perf_rows(store_t *self, int64_t since_ms) {
   json_t *rows = json_array();
   if (sqlite3_prepare_v2(store_sqlite(self),
                          "SELECT kind, model, role, ok, retries, latency_ms, ttft_ms, tokens, cost, tool_calls,"
-                         " tool_errors, verdict FROM (SELECT rowid AS r, * FROM perf WHERE ts >= ?"
+                         " tool_errors, verdict, prompt_tokens, ts FROM (SELECT rowid AS r, * FROM perf WHERE ts >= ?"
                          " ORDER BY ts DESC LIMIT ?) ORDER BY r",
                          -1, &st, NULL) != SQLITE_OK)
     return rows;
@@ -68,7 +69,7 @@ json_t *store_perf_rows(store_t *self, int64_t since_ms) {
   sqlite3_bind_int(st, 2, STORE_PERF_MAX);
   while (sqlite3_step(st) == SQLITE_ROW) {
     json_t *row = json_array();
-    for (int i = 0; i < 12; i++)
+    for (int i = 0; i < 14; i++)
       json_array_append_new(row, column(st, i));
     json_array_append_new(rows, row);
   }
