@@ -254,8 +254,9 @@ static int start_broker(ctl_t *ctl, const up_opts_t *o, pid_t *pid) {
   state_path(ctl, "endpoint", ep, sizeof ep);
   snprintf(bind, sizeof bind, "ipc://%s/broker.sock", ctl->state_dir);
   unlink(ep);
-  char *argv[12] = {prog, "--bind", bind, "--state", ctl->state_dir};
-  int n = 5;
+  /* The dashboard on loopback, any free port (cadre dashboard says where, with its token). */
+  char *argv[12] = {prog, "--bind", bind, "--state", ctl->state_dir, "--http", "127.0.0.1:0"};
+  int n = 7;
   if (o->config) {
     argv[n++] = "--config";
     argv[n++] = (char *)o->config;
