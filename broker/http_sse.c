@@ -93,7 +93,7 @@ enum MHD_Result http_sse_open(struct http *h, struct MHD_Connection *c) {
   cl->h = h;
   cl->c = c;
   sbuf_puts(&cl->buf, "retry: 2000\nevent: hello\ndata: {}\n\n");
-  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16384, reader, cl, on_free);
+  struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 65536, reader, cl, on_free);
   if (!r) {
     sbuf_free(&cl->buf);
     free(cl);

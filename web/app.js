@@ -130,10 +130,23 @@ function onDelta(d) {
   const list = (S.streams[id] = S.streams[id] || []);
   list.push(c);
   if (list.length > STREAM_CHUNKS) list.splice(0, list.length - STREAM_CHUNKS);
-  const pre = document.getElementById("stream-" + id);
-  if (pre) {
-    pre.append(chunkEl(c));
-    while (pre.childNodes.length > STREAM_CHUNKS) pre.firstChild.remove();
+  (pending[id] = pending[id] || []).push(c);
+  if (!flushing) flushing = requestAnimationFrame(flushStreams);
+}
+// Deltas reach the page once a frame: one layout for many tokens.
+const pending = {};
+let flushing = 0;
+function flushStreams() {
+  flushing = 0;
+  for (const [id, chunks] of Object.entries(pending)) {
+    delete pending[id];
+    const pre = document.getElementById("stream-" + id);
+    if (!pre) continue;
+    const frag = document.createDocumentFragment();
+    for (const c of chunks.slice(-STREAM_CHUNKS)) frag.append(chunkEl(c));
+    pre.append(frag);
+    let extra = pre.childNodes.length - STREAM_CHUNKS;
+    while (extra-- > 0) pre.firstChild.remove();
     pre.scrollTop = pre.scrollHeight;
   }
 }

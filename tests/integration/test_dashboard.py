@@ -14,6 +14,7 @@ chromium-driver: scripts/install-deps --test), so this file runs under
 """
 import json
 import os
+import socket
 import sys
 import time
 import unittest
@@ -181,6 +182,77 @@ class Dashboard(unittest.TestCase):
             urllib.request.urlopen(req, timeout=10)
         self.assertEqual(e.exception.code, 409)
         self.assertIn("no plan 999", json.loads(e.exception.read())["detail"])
+
+    def test_6_a_client_that_falls_behind_is_dropped(self):
+        tok = read_text(os.path.join(self.c.state, "dashboard.token")).strip()
+        host, port = self.base[len("http://"):].split(":")
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the broker's buffer fills
+        slow.connect((host, int(port)))
+        slow.sendall(f"GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tok}\r\n\r\n".encode())
+        slow.settimeout(10)
+        head = slow.recv(4096)
+        self.assertIn(b"200", head.split(b"\r\n")[0])
+        # About 4 MB of deltas that the slow client does not read.
+        self.c.model.script([{"chunks": ["y" * 1000] * 4000}])
+        self.c.cadre("ask", "--session", "big", "say a lot", check=True, timeout=120)
+        got = b""
+        while True:
+            data = slow.recv(1 << 16)
+            if not data:
+                break
+            got += data
+        slow.close()
+        self.assertIn(b"event: dropped", got)
+        self.assertIn(b"fell behind", got)
+        # The broker is well and a new stream works.
+        with urllib.request.urlopen(self.base + "/healthz", timeout=10) as r:
+            self.assertEqual(r.status, 200)
+        self.assertIn("an event stream fell behind", self.c.logs())
+
+    def test_7_pages_stay_responsive(self):
+        """200 agents and 10,000 history messages, rendered and searched in the page: the figures are printed."""
+        self.b.get(self.link)
+        self.open("agents")
+        took = self.b.execute_script("""
+          const sessions = [{id: "main", role: "main", status: "running", usage: {}, messages: 10000}];
+          for (let i = 1; i <= 200; i++)
+            sessions.push({id: "worker-" + i, role: "tester", parent: i > 20 ? "worker-" + (i % 20 + 1) : "main",
+                           status: i % 3 ? "running" : "idle", usage: {prompt_tokens: i, completion_tokens: i,
+                           cost: i / 1000}, messages: i, task: "task " + i});
+          S.sessions = sessions;
+          let t = performance.now();
+          renderAgents();
+          const agents = performance.now() - t;
+          t = performance.now();
+          for (let k = 0; k < 2000; k++)
+            onDelta({type: "delta", session: "worker-" + (k % 200 + 1), kind: k % 5 ? "text" : "thinking",
+                     text: "token " + k + " "});
+          flushStreams(); // what the next animation frame does
+          document.body.offsetHeight; // and its layout
+          const deltas = performance.now() - t;
+          S.history = [];
+          for (let i = 0; i < 10000; i++)
+            S.history.push({role: i % 2 ? "assistant" : "user", content: "message number " + i + " about things"});
+          S.historyId = "main";
+          location.hash = "history";
+          t = performance.now();
+          renderMessages();
+          const history = performance.now() - t;
+          document.getElementById("search").value = "number 9999";
+          t = performance.now();
+          renderMessages();
+          const search = performance.now() - t;
+          return {agents, deltas, history, search, shown: document.querySelectorAll("#messages .msg").length,
+                  rows: document.querySelectorAll("#agents li").length};
+        """)
+        print(f"\n200 agents rendered in {took['agents']:.0f} ms; 2000 deltas appended in {took['deltas']:.0f} ms; "
+              f"10,000 messages: rendered (the last 500) in {took['history']:.0f} ms, searched in "
+              f"{took['search']:.0f} ms", file=sys.stderr)
+        self.assertEqual(took["rows"], 201)
+        self.assertEqual(took["shown"], 1)
+        for k in ("agents", "deltas", "history", "search"):
+            self.assertLess(took[k], 1000, k)
 
 
 if __name__ == "__main__":
