@@ -52,8 +52,7 @@ static int parse_addr(const char *s, struct sockaddr_in *sa, char *err, size_t e
   return 0;
 }
 
-enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
-                           size_t len) {
+enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *type, const char *body, size_t len) {
   struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
   if (!r)
     return MHD_NO;
@@ -120,8 +119,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
   }
   int auth = authorized(b->http, c);
   if (!auth)
-    return text(c, MHD_HTTP_UNAUTHORIZED, "401: the dashboard's token is needed (cadre dashboard prints the address "
-                                          "with it; or send Authorization: Bearer TOKEN)\n");
+    return text(c, MHD_HTTP_UNAUTHORIZED,
+                "401: the dashboard's token is needed (cadre dashboard prints the address "
+                "with it; or send Authorization: Bearer TOKEN)\n");
   if (auth == 2 && get && strncmp(url, "/api/", 5) != 0 && strcmp(url, "/metrics") != 0)
     return set_cookie(b->http, c, url);
   if (strcmp(url, "/metrics") == 0) {
@@ -189,10 +189,10 @@ int http_start(broker_t *b, const char *addr, char *err, size_t errlen) {
     free(h);
     return -1;
   }
-  h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, b, MHD_OPTION_SOCK_ADDR,
-                          (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT, (unsigned)HTTP_MAX_CONNECTIONS,
-                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_EXTERNAL_LOGGER,
-                          on_mhd_log, NULL, MHD_OPTION_END);
+  h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME, 0, NULL, NULL, on_request, b,
+                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_CONNECTION_LIMIT,
+                          (unsigned)HTTP_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)HTTP_TIMEOUT_S,
+                          MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL, MHD_OPTION_END);
   const union MHD_DaemonInfo *fd = h->d ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD) : NULL;
   const union MHD_DaemonInfo *port = h->d ? MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT) : NULL;
   if (!fd || !port) {

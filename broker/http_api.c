@@ -14,11 +14,12 @@
 typedef struct {
   bool post;
   const char *path, *verb;
-  int id; /* 0: none; 1: /path/N; 2: /path/N/<action> */
-  const char *arg; /* a query argument passed on as a string, or NULL */
+  int id;              /* 0: none; 1: /path/N; 2: /path/N/<action> */
+  const char *arg;     /* a query argument passed on as a string, or NULL */
   const char *int_arg; /* one passed on as an integer, or NULL */
 } route_t;
 
+/* clang-format off */
 static const route_t routes[] = {
     {false, "nodes", "nodes", 0, NULL, NULL},
     {false, "agents", "agents", 0, NULL, NULL},
@@ -31,6 +32,7 @@ static const route_t routes[] = {
     {true, "plans", "approve", 2, NULL, NULL},
     {true, "plans", "reject", 2, NULL, NULL},
 };
+/* clang-format on */
 
 static unsigned status_of(const char *code) {
   if (strcmp(code, PROTO_ERR_not_found) == 0)
@@ -101,16 +103,15 @@ enum MHD_Result http_api(broker_t *b, struct MHD_Connection *c, const char *path
     if (strcmp(rt->path, name) != 0 || rt->id != shape || (shape == 2 && strcmp(action, rt->verb) != 0))
       continue;
     if (rt->post != post)
-      return json_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED,
-                        json_pack("{s:s}", "error", rt->post ? "use POST" : "use GET"));
+      return json_reply(c, MHD_HTTP_METHOD_NOT_ALLOWED, json_pack("{s:s}", "error", rt->post ? "use POST" : "use GET"));
     json_t *args = args_of(c, rt, id);
     const char *code = NULL;
     char detail[512] = "";
     json_t *result = requests_local(b, rt->verb, args, &code, detail, sizeof detail);
     json_decref(args);
     if (!result)
-      return json_reply(c, status_of(code ? code : ""), json_pack("{s:s, s:s}", "error", code ? code : "failed",
-                                                                  "detail", detail));
+      return json_reply(c, status_of(code ? code : ""),
+                        json_pack("{s:s, s:s}", "error", code ? code : "failed", "detail", detail));
     return json_reply(c, MHD_HTTP_OK, result);
   }
   return json_reply(c, MHD_HTTP_NOT_FOUND, json_pack("{s:s}", "error", "no such route"));

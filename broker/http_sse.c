@@ -14,10 +14,10 @@
 struct sse_client {
   struct http *h;
   struct MHD_Connection *c;
-  sbuf_t buf;       /* what is not sent yet, from off */
+  sbuf_t buf; /* what is not sent yet, from off */
   size_t off;
-  bool suspended;   /* waits for data */
-  bool ending;      /* dropped (fell behind) or the daemon stops: end once buf is sent */
+  bool suspended; /* waits for data */
+  bool ending;    /* dropped (fell behind) or the daemon stops: end once buf is sent */
   sse_client_t *next;
 };
 
@@ -127,8 +127,8 @@ static json_t *field_json_ANY(json_t *v) {
 
 json_t *http_msg_json(const proto_msg_t *m) {
   json_t *o = json_pack("{s:s}", "type", proto_type_name(m->type));
-#define HTTP_FIELD(name, KIND, doc)                                                                                    \
-  if (PROTO_HAS(m, name))                                                                                              \
+#define HTTP_FIELD(name, KIND, doc) \
+  if (PROTO_HAS(m, name))           \
     json_object_set_new(o, #name, field_json_##KIND(m->name));
   PROTO_FIELDS(HTTP_FIELD)
 #undef HTTP_FIELD

@@ -80,7 +80,8 @@ typedef struct turn {
   bool compact_failed;        /* that summary could not be had: the turn trims instead */
   bool context_retried;       /* sent once more after a node found it did not fit the model's context */
   int64_t first_delta_at;     /* monotonic ms of this attempt's first delta; 0: none yet */
-  int tool_calls, tool_errors; /* this attempt's, from its tool_result deltas (the performance figures) */
+  int tool_calls;             /* this attempt's tool calls, from its tool_result deltas (performance) */
+  int tool_errors;            /* and those that failed */
   int64_t deltas;             /* deltas of this attempt forwarded to the watchers (turn_done says how many) */
   struct turn *next, *prev;   /* every turn, in arrival order (b->turns) */
   struct turn *snext;         /* the next turn of the same session (turns.c) */

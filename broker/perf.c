@@ -9,8 +9,20 @@
 #include "util.h"
 
 enum {
-  R_KIND, R_MODEL, R_ROLE, R_OK, R_RETRIES, R_LATENCY, R_TTFT, R_TOKENS, R_COST, R_CALLS, R_ERRORS, R_VERDICT,
-  R_PROMPT, R_TS
+  R_KIND,
+  R_MODEL,
+  R_ROLE,
+  R_OK,
+  R_RETRIES,
+  R_LATENCY,
+  R_TTFT,
+  R_TOKENS,
+  R_COST,
+  R_CALLS,
+  R_ERRORS,
+  R_VERDICT,
+  R_PROMPT,
+  R_TS
 };
 
 static int cmp_double(const void *a, const void *b) {
@@ -152,8 +164,8 @@ json_t *perf_costs(store_t *store, const cadre_config_t *config, int64_t window_
     double ct = (double)json_integer_value(json_array_get(row, R_TOKENS));
     double main_cost = (pt * mp->cost_per_1m_input + ct * mp->cost_per_1m_output) / 1e6;
     json_array_append_new(points, json_pack("[O, O, O, f, f]", json_array_get(row, R_TS), json_array_get(row, R_MODEL),
-                                            json_array_get(row, R_ROLE),
-                                            json_number_value(json_array_get(row, R_COST)), main_cost));
+                                            json_array_get(row, R_ROLE), json_number_value(json_array_get(row, R_COST)),
+                                            main_cost));
   }
   json_decref(rows);
   return json_pack("{s:s, s:o}", "main_model", mp->model, "points", points);

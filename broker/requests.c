@@ -16,7 +16,7 @@ typedef struct {
   broker_t *b;
   peer_t *from;
   const proto_msg_t *req;
-  json_t *args; /* never NULL */
+  json_t *args;        /* never NULL */
   struct local *local; /* requests_local: the reply is kept here, not sent */
 } request_t;
 
@@ -344,8 +344,7 @@ static void verb_reset(request_t *r) {
 static void verb_stats(request_t *r) {
   json_t *stats = agents_stats(r->b);
   json_object_set_new(stats, "budgets", budget_all(r->b));
-  json_object_set_new(stats, "performance",
-                      perf_stats(r->b->store, r->b->opts.config, jx_int(r->args, "window_s", 0)));
+  json_object_set_new(stats, "performance", perf_stats(r->b->store, r->b->opts.config, jx_int(r->args, "window_s", 0)));
   reply(r, stats);
 }
 

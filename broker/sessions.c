@@ -873,10 +873,14 @@ void sessions_on_delta(broker_t *b, peer_t *from, const sessions_route_t *r, con
 static void record_perf(broker_t *b, const turn_t *t, bool ok, const store_usage_t *u) {
   const cadre_profile_t *p = session_profile(b, t->session);
   int64_t now = util_now_ms();
-  store_perf_t r = {p->model, p->role, ok, t->attempt > 1 ? t->attempt - 1 : 0,
-                    t->started_at ? now - t->started_at : 0, t->first_delta_at ? t->first_delta_at - t->started_at : -1,
-                    u ? u->completion_tokens : 0, u ? u->prompt_tokens : 0, u ? u->cost : 0, t->tool_calls,
-                    t->tool_errors};
+  store_perf_t r = {.model = p->model, .role = p->role, .ok = ok, .retries = t->attempt > 1 ? t->attempt - 1 : 0};
+  r.latency_ms = t->started_at ? now - t->started_at : 0;
+  r.ttft_ms = t->first_delta_at ? t->first_delta_at - t->started_at : -1;
+  r.tokens = u ? u->completion_tokens : 0;
+  r.prompt_tokens = u ? u->prompt_tokens : 0;
+  r.cost = u ? u->cost : 0;
+  r.tool_calls = t->tool_calls;
+  r.tool_errors = t->tool_errors;
   if (store_perf_turn(b->store, &r) < 0)
     log_warn("state: cannot record turn %lld's figures: %s", (long long)t->id, store_errmsg(b->store));
 }

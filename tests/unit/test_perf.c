@@ -52,19 +52,54 @@ typedef struct {
   const char *name;
   store_perf_t turns[4];
   size_t n;
-  const char *role;                       /* the group checked */
+  const char *role; /* the group checked */
   long long turns_want, retries_want, calls_want, errors_want;
   double success_want, p50_want, p95_want, ttft_p50_want, tps_want, cost_want;
 } figures_case_t;
 
 static const figures_case_t figure_cases[] = {
-    {"one good turn", {{"m", "reviewer", true, 0, 2000, 100, 50, 0, 0.02, 3, 1}}, 1, "reviewer", 1, 0, 3, 1, 1.0,
-     2000, 2000, 100, 25.0, 0.02},
+    {"one good turn",
+     {{"m", "reviewer", true, 0, 2000, 100, 50, 0, 0.02, 3, 1}},
+     1,
+     "reviewer",
+     1,
+     0,
+     3,
+     1,
+     1.0,
+     2000,
+     2000,
+     100,
+     25.0,
+     0.02},
     {"a failure and a retry halve the success rate",
-     {{"m", "tester", true, 1, 1000, 50, 10, 0, 0.01, 0, 0}, {"m", "tester", false, 0, 3000, -1, 0, 0, 0, 0, 0}}, 2,
-     "tester", 2, 1, 0, 0, 0.5, 1000, 3000, 50, 10 / 4.0, 0.005},
-    {"no first token: no TTFT", {{"m", "main", true, 0, 500, -1, 5, 0, 0.001, 0, 0}}, 1, "main", 1, 0, 0, 0, 1.0, 500,
-     500, 0, 10.0, 0.001},
+     {{"m", "tester", true, 1, 1000, 50, 10, 0, 0.01, 0, 0}, {"m", "tester", false, 0, 3000, -1, 0, 0, 0, 0, 0}},
+     2,
+     "tester",
+     2,
+     1,
+     0,
+     0,
+     0.5,
+     1000,
+     3000,
+     50,
+     10 / 4.0,
+     0.005},
+    {"no first token: no TTFT",
+     {{"m", "main", true, 0, 500, -1, 5, 0, 0.001, 0, 0}},
+     1,
+     "main",
+     1,
+     0,
+     0,
+     0,
+     1.0,
+     500,
+     500,
+     0,
+     10.0,
+     0.001},
 };
 
 static void check_figures(const figures_case_t *c, const json_t *f) {
