@@ -7,16 +7,31 @@
 #include "store.h"
 #include "util.h"
 
-int store_perf_turn(store_t *self, const store_perf_t *t) {
+static sqlite3_stmt *prepare(store_t *self, const char *sql) {
   sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(store_sqlite(self),
-                         "INSERT INTO perf(ts, kind, model, role, ok, retries, latency_ms, ttft_ms, tokens, cost,"
-                         " tool_calls, tool_errors, prompt_tokens) VALUES(?, 'turn', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                         -1, &st, NULL) != SQLITE_OK)
+  return sqlite3_prepare_v2(store_sqlite(self), sql, -1, &st, NULL) == SQLITE_OK ? st : NULL;
+}
+
+/* Runs st to its end and finalizes it: 0, or -1. */
+static int run(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static const char *or_unknown(const char *s) {
+  return s && s[0] ? s : "?";
+}
+
+int store_perf_turn(store_t *self, const store_perf_t *t) {
+  sqlite3_stmt *st = prepare(self, "INSERT INTO perf(ts, kind, model, role, ok, retries, latency_ms, ttft_ms, tokens,"
+                                   " cost, tool_calls, tool_errors, prompt_tokens)"
+                                   " VALUES(?, 'turn', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, util_wall_ms());
-  sqlite3_bind_text(st, 2, t->model && t->model[0] ? t->model : "?", -1, SQLITE_TRANSIENT);
-  sqlite3_bind_text(st, 3, t->role && t->role[0] ? t->role : "?", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, or_unknown(t->model), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, or_unknown(t->role), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int(st, 4, t->ok);
   sqlite3_bind_int(st, 5, t->retries);
   sqlite3_bind_int64(st, 6, t->latency_ms);
@@ -27,24 +42,18 @@ int store_perf_turn(store_t *self, const store_perf_t *t) {
   sqlite3_bind_int(st, 10, t->tool_calls);
   sqlite3_bind_int(st, 11, t->tool_errors);
   sqlite3_bind_int64(st, 12, t->prompt_tokens);
-  int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-  sqlite3_finalize(st);
-  return rc;
+  return run(st);
 }
 
 int store_perf_summary(store_t *self, const char *id, const char *status) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(store_sqlite(self),
-                         "INSERT INTO perf(ts, kind, model, role, verdict)"
-                         " SELECT ?, 'summary', profile, role, ? FROM sessions WHERE id = ?",
-                         -1, &st, NULL) != SQLITE_OK)
+  sqlite3_stmt *st = prepare(self, "INSERT INTO perf(ts, kind, model, role, verdict)"
+                                   " SELECT ?, 'summary', profile, role, ? FROM sessions WHERE id = ?");
+  if (!st)
     return -1;
   sqlite3_bind_int64(st, 1, util_wall_ms());
-  sqlite3_bind_text(st, 2, status && status[0] ? status : "?", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, or_unknown(status), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
-  int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-  sqlite3_finalize(st);
-  return rc;
+  return run(st);
 }
 
 static json_t *column(sqlite3_stmt *st, int i) {
@@ -57,13 +66,12 @@ static json_t *column(sqlite3_stmt *st, int i) {
 }
 
 json_t *store_perf_rows(store_t *self, int64_t since_ms) {
-  sqlite3_stmt *st = NULL;
   json_t *rows = json_array();
-  if (sqlite3_prepare_v2(store_sqlite(self),
-                         "SELECT kind, model, role, ok, retries, latency_ms, ttft_ms, tokens, cost, tool_calls,"
-                         " tool_errors, verdict, prompt_tokens, ts FROM (SELECT rowid AS r, * FROM perf WHERE ts >= ?"
-                         " ORDER BY ts DESC LIMIT ?) ORDER BY r",
-                         -1, &st, NULL) != SQLITE_OK)
+  sqlite3_stmt *st =
+      prepare(self, "SELECT kind, model, role, ok, retries, latency_ms, ttft_ms, tokens, cost, tool_calls,"
+                    " tool_errors, verdict, prompt_tokens, ts FROM (SELECT rowid AS r, * FROM perf WHERE ts >= ?"
+                    " ORDER BY ts DESC LIMIT ?) ORDER BY r");
+  if (!st)
     return rows;
   sqlite3_bind_int64(st, 1, since_ms);
   sqlite3_bind_int(st, 2, STORE_PERF_MAX);

@@ -239,6 +239,12 @@ class Cluster:
         lines = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
         return r, lines
 
+    def http(self):
+        """The broker's HTTP listener (--http or --metrics): its base URL and the access token."""
+        path = os.path.join(self.state, "metrics")
+        url = wait_until(lambda: os.path.exists(path) and read_text(path).strip(), what="the metrics file")
+        return url, read_text(os.path.join(self.state, "dashboard.token")).strip()
+
     def nodes(self):
         r, lines = self.cadre_json("nodes")
         return lines[0] if r.returncode == 0 and lines else []

@@ -16,7 +16,6 @@ import json
 import os
 import socket
 import sys
-import time
 import unittest
 import urllib.error
 import urllib.request
@@ -28,7 +27,7 @@ if __name__ == "__main__" and sys.executable != "/usr/bin/python3" and os.path.e
         os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, SOURCE_ROOT, read_text, wait_until  # noqa: E402
+from harness import Cluster, SOURCE_ROOT, wait_until  # noqa: E402
 from test_workflow import PASS, plan_text  # noqa: E402
 
 from selenium import webdriver  # noqa: E402
@@ -48,8 +47,7 @@ class Dashboard(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster(nodes=(("n1", 4),), broker_args=("--http", "127.0.0.1:0"))
-        path = os.path.join(cls.c.state, "metrics")
-        cls.base = wait_until(lambda: os.path.exists(path) and read_text(path).strip(), what="the http file")
+        cls.base, cls.token = cls.c.http()
         r = cls.c.cadre("dashboard", check=True)
         cls.link = r.stdout.strip()
         cls.shots = os.environ.get("CADRE_SCREENSHOTS") or os.path.join(cls.c.tmp, "shots")
@@ -171,7 +169,7 @@ class Dashboard(unittest.TestCase):
         self.shot("costs")
 
     def test_5_api_writes_need_post_and_the_token(self):
-        tok = read_text(os.path.join(self.c.state, "dashboard.token")).strip()
+        tok = self.token
         req = urllib.request.Request(self.base + "/api/plans/1/approve", headers={"Authorization": "Bearer " + tok})
         with self.assertRaises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=10)
@@ -184,7 +182,7 @@ class Dashboard(unittest.TestCase):
         self.assertIn("no plan 999", json.loads(e.exception.read())["detail"])
 
     def test_6_a_client_that_falls_behind_is_dropped(self):
-        tok = read_text(os.path.join(self.c.state, "dashboard.token")).strip()
+        tok = self.token
         host, port = self.base[len("http://"):].split(":")
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # a small window: the broker's buffer fills

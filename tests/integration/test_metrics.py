@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Cluster, read_text, wait_until  # noqa: E402
+from harness import Cluster  # noqa: E402
 
 PARSE = r"""
 import json, sys
@@ -48,9 +48,7 @@ class Metrics(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.c = Cluster(nodes=(("n1", 2),), broker_args=("--metrics", "127.0.0.1:0"))
-        path = os.path.join(cls.c.state, "metrics")
-        cls.url = wait_until(lambda: os.path.exists(path) and read_text(path).strip(), what="the metrics file")
-        cls.token = read_text(os.path.join(cls.c.state, "dashboard.token")).strip()
+        cls.url, cls.token = cls.c.http()
 
     @classmethod
     def tearDownClass(cls):
