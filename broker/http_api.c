@@ -88,9 +88,14 @@ static json_t *args_of(struct MHD_Connection *c, const route_t *rt, int64_t id) 
 }
 
 enum MHD_Result http_api(broker_t *b, struct MHD_Connection *c, const char *path, bool post) {
-  if (strcmp(path, "costs") == 0 && !post) { /* no verb: the store's records as they are */
+  /* No verb for these: the store's records as they are. */
+  if (strcmp(path, "costs") == 0 && !post) {
     const char *w = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "window_s");
     return json_reply(c, MHD_HTTP_OK, perf_costs(b->store, b->opts.config, w ? strtoll(w, NULL, 10) : 0));
+  }
+  if (strcmp(path, "search") == 0 && !post) {
+    const char *q = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "q");
+    return json_reply(c, MHD_HTTP_OK, store_search(b->store, q, HTTP_SEARCH_MAX));
   }
   char name[32];
   int64_t id;

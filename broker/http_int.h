@@ -20,6 +20,8 @@ struct http {
   bool kick;         /* a stream was resumed: MHD_run is due at once (the broker's loop asks http_timeout_ms) */
 };
 
+/* Most messages /api/search?q= answers with (the newest). */
+#define HTTP_SEARCH_MAX 200
 /* Queues body (copied) with status and type. */
 enum MHD_Result http_reply(struct MHD_Connection *c, unsigned status, const char *type, const char *body, size_t len);
 /* /api/<path>: the JSON API over the broker's verbs (post: a POST). */

@@ -236,5 +236,8 @@ int store_perf_summary(store_t *self, const char *id, const char *status);
  * A summary's model is its profile's name. Caller owns. */
 #define STORE_PERF_MAX 200000
 json_t *store_perf_rows(store_t *self, int64_t since_ms);
+/* The newest messages (not set aside) of any session whose JSON holds text, case aside, at most limit:
+ * [{session, seq, role, content}]. Caller owns. */
+json_t *store_search(store_t *self, const char *text, int limit);
 
 #endif

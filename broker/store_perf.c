@@ -1,6 +1,7 @@
 /* store_perf.c: the agents' performance records (see store.h): one row per
  * ended turn and per delivered summary, kept with the rest of the state so
- * the figures survive restarts; perf.c turns them into figures. */
+ * the figures survive restarts; perf.c turns them into figures. And the
+ * dashboard's search through every conversation. */
 #include <sqlite3.h>
 #include <string.h>
 
@@ -83,4 +84,24 @@ json_t *store_perf_rows(store_t *self, int64_t since_ms) {
   }
   sqlite3_finalize(st);
   return rows;
+}
+
+json_t *store_search(store_t *self, const char *text, int limit) {
+  json_t *hits = json_array();
+  sqlite3_stmt *st = prepare(self, "SELECT session, seq, json_extract(body, '$.role'), json_extract(body, '$.content')"
+                                   " FROM messages WHERE cleared = 0 AND instr(lower(body), lower(?)) > 0"
+                                   " ORDER BY created_ms DESC, rowid DESC LIMIT ?");
+  if (!st || !text || !text[0]) {
+    sqlite3_finalize(st);
+    return hits;
+  }
+  sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 2, limit);
+  while (sqlite3_step(st) == SQLITE_ROW) {
+    json_t *hit = json_pack("{s:o, s:o, s:o, s:o}", "session", column(st, 0), "seq", column(st, 1), "role",
+                            column(st, 2), "content", column(st, 3));
+    json_array_append_new(hits, hit);
+  }
+  sqlite3_finalize(st);
+  return hits;
 }

@@ -272,6 +272,18 @@ function renderMessages() {
     (shown.length < hits.length ? ` (the last ${shown.length} shown)` : "") : "";
 }
 
+// Matches in every conversation (the broker searches its store).
+async function searchAll() {
+  const q = $("#search").value.trim();
+  if (q.length < 3) { $("#found").replaceChildren(); return; }
+  const hits = (await api("search?q=" + encodeURIComponent(q))).filter((h) => h.session !== S.historyId);
+  const low = q.toLowerCase();
+  $("#found").replaceChildren(el("h2", {}, `In other conversations: ${hits.length}${hits.length >= 200 ? "+" : ""}`),
+    ...hits.map((h) => el("div", { class: "msg hit", onclick: () => openHistory(h.session) },
+      el("span", { class: "who" }, `${h.session} · ${h.role || ""}`),
+      ...highlight(typeof h.content === "string" ? h.content.slice(0, 300) : JSON.stringify(h.content || ""), low))));
+}
+
 // ---- costs ----
 async function loadCosts() { S.costs = await api("costs"); renderCosts(); }
 const COLORS = ["#2563eb", "#16a34a", "#d97706", "#7c3aed", "#dc2626", "#0891b2", "#be185d", "#4d7c0f"];
@@ -355,7 +367,7 @@ function connect() {
 }
 
 window.addEventListener("hashchange", () => show(location.hash.slice(1)));
-$("#search").addEventListener("input", debounce(() => { renderSessions(); renderMessages(); }, 150));
+$("#search").addEventListener("input", debounce(() => { renderSessions(); renderMessages(); searchAll(); }, 250));
 $("#cost-by").addEventListener("change", renderCosts);
 show(location.hash.slice(1) || "agents");
 connect();

@@ -160,6 +160,10 @@ class Dashboard(unittest.TestCase):
         box.send_keys("forty")
         self.wait(lambda: self.texts("#messages mark") == ["forty"], "a match")
         self.assertEqual(len(self.texts("#messages .msg")), 1)
+        # The other conversations are searched too (by the broker, in its store).
+        box.clear()
+        box.send_keys("auth module")
+        self.wait(lambda: any(t.startswith("reviewer-1") for t in self.texts("#found .msg .who")), "a match elsewhere")
         self.shot("history")
         self.open("costs")
         self.wait(lambda: len(self.texts("#costs-svg polyline")) >= 2, "the cost plot")

@@ -133,6 +133,10 @@ class Off(unittest.TestCase):
         self.addCleanup(c.close)
         self.assertFalse(os.path.exists(os.path.join(c.state, "metrics")))
         self.assertNotIn("metrics at", c.logs())
+        self.assertFalse(os.path.exists(os.path.join(c.state, "dashboard.token")))
+        r = c.cadre("dashboard")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("--http", r.stderr)
 
 
 if __name__ == "__main__":

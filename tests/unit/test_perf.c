@@ -206,12 +206,49 @@ static void test_summaries_survive_reopening(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* The dashboard's search through every conversation: case aside, newest first, capped, cleared ones left out. */
+static const struct {
+  const char *name, *text;
+  int limit;
+  size_t want;
+  const char *first; /* the newest hit's session */
+} search_cases[] = {
+    {"a word in two sessions", "deploy", 10, 2, "b"}, {"case does not matter", "DEPLOY", 10, 2, "b"},
+    {"the cap holds", "deploy", 1, 1, "b"},           {"nothing found", "kubernetes", 10, 0, NULL},
+    {"empty text finds nothing", "", 10, 0, NULL},    {"a cleared conversation is not searched", "secret", 10, 0, NULL},
+};
+
+static void test_search(void **state) {
+  (void)state;
+  char err[256];
+  store_t *s = store_open(STORE_MEMORY, err, sizeof err);
+  assert_non_null(s);
+  static const char *const rows[][2] = {{"a", "Please deploy the app"}, {"c", "a secret"}, {"b", "Deploy done"}};
+  for (size_t i = 0; i < 3; i++) {
+    store_session_ensure(s, rows[i][0], "main", "main_agent");
+    json_t *m = json_pack("{s:s, s:s}", "role", "user", "content", rows[i][1]);
+    assert_true(store_append(s, rows[i][0], 0, m, NULL) > 0);
+    json_decref(m);
+  }
+  assert_true(store_clear(s, "c") >= 0);
+  for (size_t i = 0; i < sizeof search_cases / sizeof search_cases[0]; i++) {
+    json_t *hits = store_search(s, search_cases[i].text, search_cases[i].limit);
+    if (json_array_size(hits) != search_cases[i].want)
+      fail_msg("%s: %zu hits, want %zu", search_cases[i].name, json_array_size(hits), search_cases[i].want);
+    if (search_cases[i].first && strcmp(jx_str(json_array_get(hits, 0), "session", ""), search_cases[i].first) != 0)
+      fail_msg("%s: the first hit is not %s's", search_cases[i].name, search_cases[i].first);
+    json_decref(hits);
+  }
+  store_close(&s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_quantiles),
       cmocka_unit_test(test_figures),
       cmocka_unit_test(test_groups_and_window),
       cmocka_unit_test(test_summaries_survive_reopening),
+      cmocka_unit_test(test_search),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
