@@ -90,6 +90,11 @@ class Dashboard(unittest.TestCase):
             self.assertEqual(e.exception.code, 401, path)
         self.b.get(self.base + "/")
         self.assertIn("401", self.b.find_element(By.TAG_NAME, "body").text)
+        # The page may reach nothing but the broker.
+        req = urllib.request.Request(self.base + "/", headers={"Authorization": "Bearer " + self.token})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertIn("default-src 'self'", r.headers["Content-Security-Policy"])
+            self.assertIn(b"/app.js", r.read())
         # With it, the page loads and its own requests carry the cookie it set.
         self.b.get(self.link)
         self.assertNotIn("token=", self.b.current_url)  # it moved into an HttpOnly cookie
