@@ -94,6 +94,7 @@ function renderAgents() {
     if (sub) li.append(el("ul", {}, ...sub.map(item)));
     return li;
   };
+  for (const k of Object.keys(pending)) delete pending[k]; // the streams are rebuilt whole below
   const ids = new Set(S.sessions.map((s) => s.id));
   const roots = S.sessions.filter((s) => !s.parent || !ids.has(s.parent));
   $("#agents").replaceChildren(...roots.map(item));
