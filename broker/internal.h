@@ -48,6 +48,7 @@ struct peer {
   char key[KEYS_Z85_LEN + 1]; /* its CURVE public key ("" without ZAP) */
   bool stopping;              /* node: it drains itself (SIGTERM): no new work */
   bool drained;               /* node: cadre drain: no new work (kept in the store by name) */
+  int64_t turns_served;       /* node: turns it answered since it joined */
   /* controller that could not keep up, or asked to resume (outbox.c): it gets
    * no live traffic until it has caught up from the event log */
   bool behind;
@@ -56,7 +57,6 @@ struct peer {
   int64_t next_try;      /* behind: monotonic ms of the next catch-up try */
   int64_t missed_deltas; /* deltas not sent to it while behind */
   json_t *missed_turns;  /* their turns (ids, capped), or NULL */
-  int64_t turns_served;       /* node: turns it answered since it joined */
   struct peer *next;
 };
 
