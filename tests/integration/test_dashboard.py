@@ -77,6 +77,10 @@ class Dashboard(unittest.TestCase):
             "return [...document.querySelectorAll(arguments[0])].map(e => arguments[1] ? e.getAttribute(arguments[1])"
             " : e.textContent)", sel, attr)
 
+    def click(self, sel):
+        """Clicks the element sel matches now (found and clicked at once: pages re-render live)."""
+        return self.b.execute_script("const e = document.querySelector(arguments[0]); if (e) e.click(); return !!e", sel)
+
     def open(self, page):
         self.b.execute_script(f"location.hash = '{page}'")
         self.wait(lambda: self.css(f"#page-{page}.on"), f"the {page} page")
@@ -139,12 +143,12 @@ class Dashboard(unittest.TestCase):
         self.c.cadre("ask", "Make a plan", check=True)
         self.b.get(self.link)
         self.open("plans")
-        pid = self.wait(lambda: [e.get_attribute("data-plan") for e in self.css("#plans tr[data-plan]")], "a plan")[0]
-        self.css(f"#plans tr[data-plan='{pid}'] a")[0].click()
+        pid = self.wait(lambda: self.texts("#plans tr[data-plan]", "data-plan"), "a plan")[0]
+        self.wait(lambda: self.click(f"#plans tr[data-plan='{pid}'] a"), "the plan's link")
         self.wait(lambda: len(self.css("#dag g.step")) == 4, "the DAG")
         self.assertTrue(all("○" in t for t in self.texts("#dag g.step")))
         self.shot("plan-pending")
-        self.css("#plan button.approve")[0].click()
+        self.wait(lambda: self.click("#plan button.approve"), "the approve button")
         self.wait(lambda: self.texts("#dag g.step", "data-status") == ["done"] * 4, "every step done", timeout=60)
         self.assertTrue(all("✓" in t for t in self.texts("#dag g.step")))
         self.assertEqual(len(self.texts("#dag path.edge")), 4)
@@ -159,7 +163,9 @@ class Dashboard(unittest.TestCase):
         self.c.cadre("ask", "--session", "h1", "what is the answer?", check=True)
         self.b.get(self.link)
         self.open("history")
-        self.wait(lambda: [e for e in self.css("#sessions li") if e.text.startswith("h1 ")], "session h1")[0].click()
+        self.wait(lambda: self.b.execute_script(
+            "const e = [...document.querySelectorAll('#sessions li')].find(e => e.textContent.startsWith('h1 '));"
+            " if (e) e.click(); return !!e"), "session h1")
         self.wait(lambda: "forty-two" in self.b.find_element(By.ID, "messages").text, "its messages")
         box = self.b.find_element(By.ID, "search")
         box.send_keys("forty")
