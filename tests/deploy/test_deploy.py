@@ -304,7 +304,10 @@ class TestKubernetes(unittest.TestCase, FlagsMixin):
             url = wait_until(lambda: os.path.exists(f) and read_text(f).strip(), what="the metrics file")
             with urllib.request.urlopen(url + path, timeout=5) as r:
                 self.assertEqual(r.status, 200)
-            with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+            # /metrics needs the dashboard token (a scraper sends it as a bearer token).
+            token = read_text(os.path.join(state, "dashboard.token")).strip()
+            req = urllib.request.Request(url + "/metrics", headers={"Authorization": "Bearer " + token})
+            with urllib.request.urlopen(req, timeout=5) as r:
                 metrics = r.read().decode()
         finally:
             p.terminate()
