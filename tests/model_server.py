@@ -281,28 +281,20 @@ class Handler(BaseHTTPRequestHandler):
             pass
         raise ClientGone()
 
-    def _reset(self):
-        """Resets the connection (SO_LINGER 0, then close: the peer gets a TCP RST)."""
+    def _cut(self, reset=False):
+        """Closes the connection abruptly: no terminating chunk; with reset, a TCP RST
+        (SO_LINGER 0, then close) instead of an orderly shutdown."""
         self.close_connection = True
         try:
             self.wfile.flush()
         except OSError:
             pass
         try:
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.connection.close()
-        except OSError:
-            pass
-
-    def _cut(self):
-        """Closes the connection abruptly: no terminating chunk."""
-        self.close_connection = True
-        try:
-            self.wfile.flush()
-        except OSError:
-            pass
-        try:
-            self.connection.shutdown(socket.SHUT_RDWR)
+            if reset:
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+            else:
+                self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
 
@@ -580,7 +572,7 @@ class Handler(BaseHTTPRequestHandler):
         for kind, pieces in (("reasoning_content", kpieces), ("content", tpieces)):
             for p in pieces:
                 if reset is not None and sent >= reset:
-                    self._reset()
+                    self._cut(reset=True)
                     return
                 if cut is not None and sent >= cut:
                     self._cut()
