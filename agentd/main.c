@@ -127,18 +127,27 @@ static const char *default_in_state(char *buf, size_t len, const char *file) {
   return buf;
 }
 
-int main(int argc, char **argv) {
-  agentd_opts_t o = {.slots = 4,
-                     .workspace = ".",
-                     .connect_timeout_ms = 10000,
-                     .stall_timeout_ms = 120000,
-                     .turn_timeout_ms = 600000,
-                     .drain_timeout_ms = 60000};
-  json_t *labels = json_object();
-  const char *secrets_path = NULL, *config_path = NULL, *models = NULL, *providers = NULL;
-  const char *record_dir = NULL, *replay_dir = NULL;
-  bool log_json = false, verbose = false;
-  char host[256], keybuf[4200], pubbuf[4200];
+/* What the command line gives beside agentd_opts_t. */
+typedef struct {
+  json_t *labels;
+  const char *secrets_path, *config_path, *models, *providers, *record_dir, *replay_dir;
+  bool log_json, verbose;
+  const char *hide[MAX_HIDE + 8], *writable[MAX_HIDE + 1];
+  size_t n_hide, n_writable;
+} cli_t;
+
+/* Appends a repeatable path option; -1 (said) past MAX_HIDE. */
+static int add_path(const char **list, size_t *n, const char *what, const char *path) {
+  if (*n >= MAX_HIDE) {
+    fprintf(stderr, "cadre-agentd: at most %d %s\n", MAX_HIDE, what);
+    return -1;
+  }
+  list[(*n)++] = path;
+  return 0;
+}
+
+/* Reads the options into o and cli; -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, agentd_opts_t *o, cli_t *cli) {
   /* clang-format off */
   static const struct option longopts[] = {
       {"broker", required_argument, 0, 'b'},    {"broker-key", required_argument, 0, 'B'},
@@ -155,76 +164,110 @@ int main(int argc, char **argv) {
       {"sandbox-memory", required_argument, 0, 'M'}, {"sandbox-procs", required_argument, 0, 'P'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
-  const char *hide[MAX_HIDE + 8] = {0}, *writable[MAX_HIDE + 1] = {0};
-  size_t n_hide = 0, n_writable = 0;
   int c, status;
-  /* Not dumpable: no core file, and other processes of our user (a command
-   * run with --no-sandbox, say) cannot read /proc/PID/environ or mem. */
-  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   while ((c = getopt_long(argc, argv, "vh", longopts, NULL)) != -1) {
     switch (c) {
-    case 'b': o.broker = optarg; break;
-    case 'B': o.broker_key = optarg; break;
-    case 'k': o.key_file = optarg; break;
-    case 'n': o.name = optarg; break;
-    case 's': o.slots = atoi(optarg); break;
-    case 'w': o.workspace = optarg; break;
-    case 'S': secrets_path = optarg; break;
-    case 'c': config_path = optarg; break;
-    case 'm': models = optarg; break;
-    case 'p': providers = optarg; break;
-    case 'T': o.connect_timeout_ms = atol(optarg) * 1000; break;
-    case 't': o.stall_timeout_ms = (long)(atof(optarg) * 1000); break;
-    case 'D': o.turn_timeout_ms = (long)(atof(optarg) * 1000); break;
+    case 'b': o->broker = optarg; break;
+    case 'B': o->broker_key = optarg; break;
+    case 'k': o->key_file = optarg; break;
+    case 'n': o->name = optarg; break;
+    case 's': o->slots = atoi(optarg); break;
+    case 'w': o->workspace = optarg; break;
+    case 'S': cli->secrets_path = optarg; break;
+    case 'c': cli->config_path = optarg; break;
+    case 'm': cli->models = optarg; break;
+    case 'p': cli->providers = optarg; break;
+    case 'T': o->connect_timeout_ms = atol(optarg) * 1000; break;
+    case 't': o->stall_timeout_ms = (long)(atof(optarg) * 1000); break;
+    case 'D': o->turn_timeout_ms = (long)(atof(optarg) * 1000); break;
     case 'L':
-      if (add_label(labels, optarg) < 0) {
+      if (add_label(cli->labels, optarg) < 0) {
         fprintf(stderr,
                 "cadre-agentd: --label \"%s\": give KEY=VALUE, each 1 to 63 letters, digits, '.', '_', "
                 "'-' or '/'\n",
                 optarg);
-        json_decref(labels);
         return 2;
       }
       break;
-    case 'R': o.drain_timeout_ms = (long)(atof(optarg) * 1000); break;
-    case 'C': record_dir = optarg; break;
-    case 'Y': replay_dir = optarg; break;
-    case 'N': o.no_sandbox = true; break;
+    case 'R': o->drain_timeout_ms = (long)(atof(optarg) * 1000); break;
+    case 'C': cli->record_dir = optarg; break;
+    case 'Y': cli->replay_dir = optarg; break;
+    case 'N': o->no_sandbox = true; break;
     case 'H':
-      if (n_hide >= MAX_HIDE) {
-        fprintf(stderr, "cadre-agentd: at most %d --hide paths\n", MAX_HIDE);
+      if (add_path(cli->hide, &cli->n_hide, "--hide paths", optarg) < 0)
         return 2;
-      }
-      hide[n_hide++] = optarg;
       break;
     case 'W':
-      if (n_writable >= MAX_HIDE) {
-        fprintf(stderr, "cadre-agentd: at most %d --writable directories\n", MAX_HIDE);
+      if (add_path(cli->writable, &cli->n_writable, "--writable directories", optarg) < 0)
         return 2;
-      }
-      writable[n_writable++] = optarg;
       break;
-    case 'M': o.sandbox_memory = atoll(optarg) > 0 ? (unsigned long long)atoll(optarg) << 20 : ~0ull; break;
-    case 'P': o.sandbox_procs = atol(optarg) > 0 ? atol(optarg) : -1; break;
+    case 'M': o->sandbox_memory = atoll(optarg) > 0 ? (unsigned long long)atoll(optarg) << 20 : ~0ull; break;
+    case 'P': o->sandbox_procs = atol(optarg) > 0 ? atol(optarg) : -1; break;
     default:
-      if ((status = util_common_option(c, "cadre-agentd", usage, &log_json, &verbose)) >= 0)
+      if ((status = util_common_option(c, "cadre-agentd", usage, &cli->log_json, &cli->verbose)) >= 0)
         return status;
     }
   }
-  if (!o.broker)
-    o.broker = getenv("CADRE_BROKER");
-  if (!o.broker) {
+  if (!o->broker)
+    o->broker = getenv("CADRE_BROKER");
+  if (!o->broker) {
     fprintf(stderr, "cadre-agentd: --broker is required\n\n");
     usage(stderr);
     return 2;
   }
-  if (o.slots < 1 || o.slots > 256) {
+  if (o->slots < 1 || o->slots > 256) {
     fprintf(stderr, "cadre-agentd: --slots must be between 1 and 256\n");
     return 2;
   }
-  if (o.stall_timeout_ms < 100 || o.connect_timeout_ms < 100 || o.turn_timeout_ms < 100) {
+  if (o->stall_timeout_ms < 100 || o->connect_timeout_ms < 100 || o->turn_timeout_ms < 100) {
     fprintf(stderr, "cadre-agentd: timeouts must be positive\n");
     return 2;
+  }
+  if (o->drain_timeout_ms < 0)
+    o->drain_timeout_ms = 0;
+  return -1;
+}
+
+/* Runs the daemon with its options complete; the exit status. kp is wiped
+ * once the daemon has its own copy of the secrets for scrubbing. */
+static int run(agentd_opts_t *o, keys_pair_t *kp) {
+  char err[1024];
+  volatile int *stop_flag = util_stop_signals();
+  /* SIGTERM drains (SIGINT still stops at once). */
+  struct sigaction term = {.sa_handler = on_sigterm};
+  sigaction(SIGTERM, &term, NULL);
+  o->drain = &drain_requested;
+  llm_global_init();
+  int rc = 1;
+  agentd_t *d = agentd_new(o, err, sizeof err);
+  keys_wipe(kp);
+  if (!d) {
+    log_error("%s", err);
+  } else {
+    log_info("agent daemon %s: %d slots, broker %s", o->name, o->slots, o->broker);
+    rc = agentd_run(d, stop_flag) == 0 ? 0 : 1;
+    agentd_destroy(&d);
+  }
+  llm_global_cleanup();
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  agentd_opts_t o = {.slots = 4,
+                     .workspace = ".",
+                     .connect_timeout_ms = 10000,
+                     .stall_timeout_ms = 120000,
+                     .turn_timeout_ms = 600000,
+                     .drain_timeout_ms = 60000};
+  cli_t cli = {.labels = json_object()};
+  char host[256], keybuf[4200], pubbuf[4200];
+  /* Not dumpable: no core file, and other processes of our user (a command
+   * run with --no-sandbox, say) cannot read /proc/PID/environ or mem. */
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  int status = parse_options(argc, argv, &o, &cli);
+  if (status >= 0) {
+    json_decref(cli.labels);
+    return status;
   }
   if (!o.name) {
     util_hostname(host, sizeof host);
@@ -235,67 +278,52 @@ int main(int argc, char **argv) {
   if (!o.broker_key)
     o.broker_key =
         getenv("CADRE_BROKER_KEY") ? getenv("CADRE_BROKER_KEY") : default_in_state(pubbuf, sizeof pubbuf, "broker.pub");
-  log_setup("cadre-agentd", log_json, verbose ? LOG_DEBUG : LOG_INFO);
+  log_setup("cadre-agentd", cli.log_json, cli.verbose ? LOG_DEBUG : LOG_INFO);
   char err[1024];
-  if ((record_dir || replay_dir) && llm_record_setup(record_dir, replay_dir, err, sizeof err) < 0) {
+  if ((cli.record_dir || cli.replay_dir) && llm_record_setup(cli.record_dir, cli.replay_dir, err, sizeof err) < 0) {
     log_error("%s", err);
+    json_decref(cli.labels);
     return 1;
   }
-  if (replay_dir)
-    log_info("replaying model answers from %s (no model server is called)", replay_dir);
+  if (cli.replay_dir)
+    log_info("replaying model answers from %s (no model server is called)", cli.replay_dir);
   secrets_t *secrets = NULL;
   cadre_config_t *cfg = NULL;
-  if (secrets_path && !(secrets = secrets_load(secrets_path, err, sizeof err))) {
+  if (cli.secrets_path && !(secrets = secrets_load(cli.secrets_path, err, sizeof err))) {
     log_error("%s", err);
+    json_decref(cli.labels);
     return 1;
   }
   if (secrets && secrets_warning(secrets))
     log_warn("%s", secrets_warning(secrets));
-  if (config_path && !(cfg = config_load(config_path, NULL, err, sizeof err))) {
+  if (cli.config_path && !(cfg = config_load(cli.config_path, NULL, err, sizeof err))) {
     log_error("%s", err);
     secrets_destroy(&secrets);
+    json_decref(cli.labels);
     return 1;
   }
   o.secrets = secrets;
   o.config = cfg;
   const char *hidden[MAX_HIDE + 8], *secret_values[256];
   char state[PATH_MAX];
-  const char *given[] = {secrets_path, config_path, o.key_file,
+  const char *given[] = {cli.secrets_path, cli.config_path, o.key_file,
                          o.broker_key && access(o.broker_key, F_OK) == 0 ? o.broker_key : NULL};
   for (size_t i = 0; i < sizeof given / sizeof given[0]; i++)
-    hide[n_hide++] = given[i];
-  own_files(hidden, hide, n_hide, state, sizeof state);
+    cli.hide[cli.n_hide++] = given[i];
+  own_files(hidden, cli.hide, cli.n_hide, state, sizeof state);
   keys_pair_t kp;
   memset(&kp, 0, sizeof kp);
   own_secrets(secret_values, 256, secrets, cfg, o.key_file, &kp);
   o.hidden = hidden;
-  o.writable = writable;
+  o.writable = cli.writable;
   o.secret_values = secret_values;
-  o.models = split_list(models);
-  o.providers = split_list(providers);
-  volatile int *stop_flag = util_stop_signals();
-  /* SIGTERM drains (SIGINT still stops at once). */
-  struct sigaction term = {.sa_handler = on_sigterm};
-  sigaction(SIGTERM, &term, NULL);
-  o.drain = &drain_requested;
-  if (o.drain_timeout_ms < 0)
-    o.drain_timeout_ms = 0;
-  o.labels = labels;
-  llm_global_init();
-  int rc = 1;
-  agentd_t *d = agentd_new(&o, err, sizeof err);
-  keys_wipe(&kp); /* the tools keep their own copy for scrubbing */
-  if (!d) {
-    log_error("%s", err);
-  } else {
-    log_info("agent daemon %s: %d slots, broker %s", o.name, o.slots, o.broker);
-    rc = agentd_run(d, stop_flag) == 0 ? 0 : 1;
-    agentd_destroy(&d);
-  }
-  llm_global_cleanup();
+  o.models = split_list(cli.models);
+  o.providers = split_list(cli.providers);
+  o.labels = cli.labels;
+  int rc = run(&o, &kp);
   json_decref(o.models);
   json_decref(o.providers);
-  json_decref(labels);
+  json_decref(cli.labels);
   secrets_destroy(&secrets);
   config_destroy(&cfg);
   return rc;

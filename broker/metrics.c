@@ -10,20 +10,19 @@
 #include "perf.h"
 #include "workflow.h"
 
-/* One label value, escaped as the text format asks. */
-static void put_label(sbuf_t *out, const char *v) {
-  for (; v && *v; v++) {
-    if (*v == '\\' || *v == '"')
-      sbuf_printf(out, "\\%c", *v);
-    else if (*v == '\n')
-      sbuf_puts(out, "\\n");
-    else
-      sbuf_add(out, v, 1);
-  }
-}
-
 static void head(sbuf_t *out, const char *name, const char *type, const char *help) {
   sbuf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* One gauge per connected node: its slots, or (busy) the slots in use. */
+static void node_gauge(broker_t *b, sbuf_t *out, const char *name, const char *help, bool busy) {
+  head(out, name, "gauge", help);
+  for (peer_t *p = b->peers; p; p = p->next)
+    if (!p->dead && p->role == PEER_NODE) {
+      sbuf_printf(out, "%s{node=\"", name);
+      obs_label(out, p->name);
+      sbuf_printf(out, "\"} %d\n", busy ? p->busy : p->slots);
+    }
 }
 
 static void nodes_part(broker_t *b, sbuf_t *out) {
@@ -35,20 +34,8 @@ static void nodes_part(broker_t *b, sbuf_t *out) {
   sbuf_printf(out, "cadre_nodes %d\n", nodes);
   head(out, "cadre_controllers", "gauge", "Controllers (cadre) connected.");
   sbuf_printf(out, "cadre_controllers %d\n", controllers);
-  head(out, "cadre_node_slots", "gauge", "Turn slots of each node.");
-  for (peer_t *p = b->peers; p; p = p->next)
-    if (!p->dead && p->role == PEER_NODE) {
-      sbuf_puts(out, "cadre_node_slots{node=\"");
-      put_label(out, p->name);
-      sbuf_printf(out, "\"} %d\n", p->slots);
-    }
-  head(out, "cadre_node_busy_slots", "gauge", "Slots of each node running a turn or step.");
-  for (peer_t *p = b->peers; p; p = p->next)
-    if (!p->dead && p->role == PEER_NODE) {
-      sbuf_puts(out, "cadre_node_busy_slots{node=\"");
-      put_label(out, p->name);
-      sbuf_printf(out, "\"} %d\n", p->busy);
-    }
+  node_gauge(b, out, "cadre_node_slots", "Turn slots of each node.", false);
+  node_gauge(b, out, "cadre_node_busy_slots", "Slots of each node running a turn or step.", true);
 }
 
 static void turns_part(broker_t *b, sbuf_t *out) {
@@ -80,14 +67,14 @@ static void agents_part(broker_t *b, sbuf_t *out) {
   head(out, "cadre_agents", "gauge", "Agents (the main agent and sub-agents) by status.");
   json_object_foreach(by_status, k, v) {
     sbuf_puts(out, "cadre_agents{status=\"");
-    put_label(out, k);
+    obs_label(out, k);
     sbuf_printf(out, "\"} %lld\n", (long long)json_integer_value(v));
   }
   head(out, "cadre_tokens_total", "counter", "Tokens used, by model and kind (prompt, completion).");
   json_object_foreach(by_model, k, v) {
     for (int kind = 0; kind < 2; kind++) {
       sbuf_puts(out, "cadre_tokens_total{model=\"");
-      put_label(out, k);
+      obs_label(out, k);
       sbuf_printf(out, "\",kind=\"%s\"} %lld\n", kind ? "completion" : "prompt",
                   (long long)jx_int(v, kind ? "c" : "p", 0));
     }
@@ -95,7 +82,7 @@ static void agents_part(broker_t *b, sbuf_t *out) {
   head(out, "cadre_cost_usd_total", "counter", "Cost in USD, by model (the config's prices).");
   json_object_foreach(by_model, k, v) {
     sbuf_puts(out, "cadre_cost_usd_total{model=\"");
-    put_label(out, k);
+    obs_label(out, k);
     sbuf_printf(out, "\"} %.6f\n", jx_num(v, "cost", 0));
   }
   json_decref(by_status);
@@ -130,7 +117,7 @@ static void perf_rows(sbuf_t *out, const json_t *perf, const char *name, const c
       bool quantiles = json_is_object(v) && !status;
       for (size_t q = 0; q < (quantiles ? 2u : 1u); q++) {
         sbuf_printf(out, "%s{%s=\"", name, bys[i]);
-        put_label(out, k);
+        obs_label(out, k);
         if (quantiles)
           sbuf_printf(out, "\",quantile=\"%s\"} %g\n", ql[q], jx_num(v, qs[q], 0));
         else if (status)

@@ -102,8 +102,8 @@ void obs_rejected(obs_t *o) {
 }
 
 /* A label value with \, " and newlines escaped (the text format's rule). */
-static void label(sbuf_t *out, const char *v) {
-  for (; *v; v++) {
+void obs_label(sbuf_t *out, const char *v) {
+  for (; v && *v; v++) {
     if (*v == '\\' || *v == '"')
       sbuf_printf(out, "\\%c", *v);
     else if (*v == '\n')
@@ -123,9 +123,9 @@ static void render_hist(sbuf_t *out, const char *name, const char *help, const d
     for (size_t k = 0; k <= n; k++) {
       cum += h->buckets[k];
       sbuf_printf(out, "%s_bucket{model=\"", name);
-      label(out, s->model);
+      obs_label(out, s->model);
       sbuf_puts(out, "\",role=\"");
-      label(out, s->role);
+      obs_label(out, s->role);
       if (k < n)
         sbuf_printf(out, "\",le=\"%g\"} %llu\n", bounds[k], cum);
       else
@@ -134,9 +134,9 @@ static void render_hist(sbuf_t *out, const char *name, const char *help, const d
     const char *parts[] = {"sum", "count"};
     for (size_t k = 0; k < 2; k++) {
       sbuf_printf(out, "%s_%s{model=\"", name, parts[k]);
-      label(out, s->model);
+      obs_label(out, s->model);
       sbuf_puts(out, "\",role=\"");
-      label(out, s->role);
+      obs_label(out, s->role);
       if (k == 0)
         sbuf_printf(out, "\"} %.6f\n", h->sum);
       else

@@ -16,6 +16,8 @@ void obs_turn(obs_t *self, const char *model, const char *role, double latency_s
 void obs_refused(obs_t *self, const char *reason);
 /* A frame the broker could not decode (or that broke the protocol). */
 void obs_rejected(obs_t *self);
+/* Appends v as a label value of the Prometheus text format (\, " and newlines escaped). */
+void obs_label(sbuf_t *out, const char *v);
 /* Appends the histograms and counters in the Prometheus text format. */
 void obs_render(const obs_t *self, sbuf_t *out);
 

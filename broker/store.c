@@ -1115,8 +1115,8 @@ int store_budget_set(store_t *self, const char *scope, int64_t tokens, double co
   return exec_done(st);
 }
 
-int store_budget_get(store_t *self, const char *scope, int64_t *tokens, double *cost) {
-  sqlite3_stmt *st = prep_bind(self, "SELECT tokens, cost FROM budgets WHERE scope = ?", "t", scope);
+/* Reads (tokens, cost) from the one row st gives and finalises it; -1 when there is none. */
+static int read_tokens_cost(sqlite3_stmt *st, int64_t *tokens, double *cost) {
   int rc = -1;
   if (st && sqlite3_step(st) == SQLITE_ROW) {
     *tokens = sqlite3_column_int64(st, 0);
@@ -1126,6 +1126,11 @@ int store_budget_get(store_t *self, const char *scope, int64_t *tokens, double *
   if (st)
     sqlite3_finalize(st);
   return rc;
+}
+
+int store_budget_get(store_t *self, const char *scope, int64_t *tokens, double *cost) {
+  sqlite3_stmt *st = prep_bind(self, "SELECT tokens, cost FROM budgets WHERE scope = ?", "t", scope);
+  return read_tokens_cost(st, tokens, cost);
 }
 
 /* What a session and all its sub-agents used, or (workflow > 0) what every
@@ -1142,15 +1147,7 @@ int store_spent(store_t *self, const char *session, int64_t workflow, int64_t *t
       " WHERE id IN (SELECT id FROM tree)";
   sqlite3_stmt *st =
       workflow > 0 ? prep_bind(self, sql_workflow, "i", (int64_t)workflow) : prep_bind(self, sql_session, "t", session);
-  int rc = -1;
-  if (st && sqlite3_step(st) == SQLITE_ROW) {
-    *tokens = sqlite3_column_int64(st, 0);
-    *cost = sqlite3_column_double(st, 1);
-    rc = 0;
-  }
-  if (st)
-    sqlite3_finalize(st);
-  return rc;
+  return read_tokens_cost(st, tokens, cost);
 }
 
 json_t *store_budget_scopes(store_t *self) {
