@@ -235,6 +235,8 @@ int store_perf_summary(store_t *self, const char *id, const char *status);
  * prompt_tokens, ts].
  * A summary's model is its profile's name. Caller owns. */
 #define STORE_PERF_MAX 200000
+/* Older records are deleted every this many new ones, so the table stays near STORE_PERF_MAX rows. */
+#define STORE_PERF_PRUNE_EVERY 1024
 json_t *store_perf_rows(store_t *self, int64_t since_ms);
 /* The newest messages (not set aside) of any session whose JSON holds text, case aside, at most limit:
  * [{session, seq, role, content}]. Caller owns. */

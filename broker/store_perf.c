@@ -20,6 +20,22 @@ static int run(sqlite3_stmt *st) {
   return rc;
 }
 
+/* Runs an insert into perf; every STORE_PERF_PRUNE_EVERY rows, the rows
+ * older than the newest STORE_PERF_MAX go (nothing reads them any more). */
+static int insert(store_t *self, sqlite3_stmt *st) {
+  if (run(st) < 0)
+    return -1;
+  sqlite3_int64 last = sqlite3_last_insert_rowid(store_sqlite(self));
+  if (last % STORE_PERF_PRUNE_EVERY == 0 && last > STORE_PERF_MAX) {
+    sqlite3_stmt *del = prepare(self, "DELETE FROM perf WHERE rowid <= ?");
+    if (del) {
+      sqlite3_bind_int64(del, 1, last - STORE_PERF_MAX);
+      run(del);
+    }
+  }
+  return 0;
+}
+
 static const char *or_unknown(const char *s) {
   return s && s[0] ? s : "?";
 }
@@ -43,7 +59,7 @@ int store_perf_turn(store_t *self, const store_perf_t *t) {
   sqlite3_bind_int(st, 10, t->tool_calls);
   sqlite3_bind_int(st, 11, t->tool_errors);
   sqlite3_bind_int64(st, 12, t->prompt_tokens);
-  return run(st);
+  return insert(self, st);
 }
 
 int store_perf_summary(store_t *self, const char *id, const char *status) {
@@ -54,7 +70,7 @@ int store_perf_summary(store_t *self, const char *id, const char *status) {
   sqlite3_bind_int64(st, 1, util_wall_ms());
   sqlite3_bind_text(st, 2, or_unknown(status), -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
-  return run(st);
+  return insert(self, st);
 }
 
 static json_t *column(sqlite3_stmt *st, int i) {

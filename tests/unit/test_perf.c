@@ -206,6 +206,39 @@ static void test_summaries_survive_reopening(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* Records older than the newest STORE_PERF_MAX are deleted as new ones come (the
+ * rowids are set so that the next record is a pruning one, without 200,000 inserts). */
+static void test_old_records_pruned(void **state) {
+  (void)state;
+  char err[256], sql[256];
+  store_t *s = store_open(STORE_MEMORY, err, sizeof err);
+  assert_non_null(s);
+  long long next = ((STORE_PERF_MAX + 10) / STORE_PERF_PRUNE_EVERY + 1) * STORE_PERF_PRUNE_EVERY;
+  long long rows[] = {5, next - STORE_PERF_MAX, next - STORE_PERF_MAX + 1, next - 1};
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    snprintf(sql, sizeof sql,
+             "INSERT INTO perf(rowid, ts, kind, model, role, ok, retries, latency_ms, tokens, cost)"
+             " VALUES(%lld, 1000, 'turn', 'small', 'tester', 1, 0, 10, 1, 0)",
+             rows[i]);
+    assert_int_equal(sqlite3_exec(store_sqlite(s), sql, NULL, NULL, NULL), SQLITE_OK);
+  }
+  store_perf_t t = {"small", "reviewer", true, 0, 100, 10, 1, 0, 0, 0, 0};
+  assert_int_equal(store_perf_turn(s, &t), 0);
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_prepare_v2(store_sqlite(s), "SELECT min(rowid), count(*) FROM perf", -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int64(st, 0), next - STORE_PERF_MAX + 1); /* the two oldest went */
+  assert_int_equal(sqlite3_column_int64(st, 1), 3);
+  sqlite3_finalize(st);
+  /* Not a pruning insert: nothing goes. */
+  assert_int_equal(store_perf_turn(s, &t), 0);
+  json_t *r = store_perf_rows(s, 0);
+  assert_int_equal(json_array_size(r), 4);
+  json_decref(r);
+  store_close(&s);
+}
+
 /* The dashboard's search through every conversation: case aside, newest first, capped, cleared ones left out. */
 static const struct {
   const char *name, *text;
@@ -249,6 +282,7 @@ int main(void) {
       cmocka_unit_test(test_groups_and_window),
       cmocka_unit_test(test_summaries_survive_reopening),
       cmocka_unit_test(test_search),
+      cmocka_unit_test(test_old_records_pruned),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
