@@ -43,8 +43,7 @@ static void join(sbuf_t *out, const json_t *list) {
 }
 
 void memory_record_summary(broker_t *b, const store_session_t *row, const json_t *summary) {
-  char ws[4096], source[STORE_ID_MAX + 96];
-  memory_workspace(b, row->id, ws, sizeof ws);
+  char source[STORE_ID_MAX + 96];
   json_t *full = store_session(b->store, row->id);
   const char *task = jx_str(full, "task", "");
   sbuf_t text = {.max = 4000};
@@ -60,10 +59,16 @@ void memory_record_summary(broker_t *b, const store_session_t *row, const json_t
              row->id);
   else
     snprintf(source, sizeof source, "summary of %s", row->id);
-  if (store_memory_add(b->store, sbuf_str(&text), source, ws, jx_str(summary, "status", "?")) < 0)
-    log_error("state: cannot keep a memory of %s: %s", row->id, store_errmsg(b->store));
+  memory_record(b, row->id, sbuf_str(&text), source, jx_str(summary, "status", "?"));
   sbuf_free(&text);
   json_decref(full);
+}
+
+void memory_record(broker_t *b, const char *session, const char *text, const char *source, const char *outcome) {
+  char ws[4096];
+  memory_workspace(b, session, ws, sizeof ws);
+  if (store_memory_add(b->store, text, source, ws, outcome) < 0)
+    log_error("state: cannot keep a memory of %s: %s", source, store_errmsg(b->store));
 }
 
 /* Words that match nearly everything and say nothing of a topic. */

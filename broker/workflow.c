@@ -26,6 +26,7 @@
 #include "summary.h"
 #include "util.h"
 #include "workflow_int.h"
+#include "memory.h"
 
 #define AGENT_STEP_TOKENS_IN 4000
 #define AGENT_STEP_TOKENS_OUT 1000
@@ -496,13 +497,13 @@ static size_t files_changed(const json_t *restored) {
   return count;
 }
 
-/* The summary of a finished workflow, into the originating agent's history. */
-static void results_back(broker_t *b, workflow_t *wf) {
+/* The summary of a finished workflow (caller frees; NULL when out of memory). */
+static char *results_text(const workflow_t *wf) {
   const wf_report_t *r = &wf->report;
   size_t n = 8192, len = 0;
   char *text = malloc(n);
   if (!text)
-    return;
+    return NULL;
   len += (size_t)snprintf(text + len, n - len, "[WORKFLOW %lld \"%s\": %s]\n", (long long)wf->id,
                           wf->title ? wf->title : "", wf_status_name(wf->status));
   for (size_t i = 0; i < wf->n_steps; i++) {
@@ -523,10 +524,21 @@ static void results_back(broker_t *b, workflow_t *wf) {
     snprintf(text + len, n - len, "Rolled back: %zu file(s) changed back, %zu mismatch(es)%s%.0zu%s\n",
              files_changed(jx_arr(r->rollback, "restored")), json_array_size(jx_arr(r->rollback, "mismatches")),
              conflicts ? ", " : "", conflicts, conflicts ? " changed by others since, kept (conflicts)" : "");
+  return text;
+}
+
+/* The summary of a finished workflow, into the originating agent's history
+ * and the project's memory of its workspace. */
+static void results_back(broker_t *b, workflow_t *wf) {
+  char *text = results_text(wf), source[64];
+  if (!text)
+    return;
   json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
   if (wf->session && store_session_exists(b->store, wf->session))
     store_append(b->store, wf->session, 0, msg, NULL);
   json_decref(msg);
+  snprintf(source, sizeof source, "workflow %lld", (long long)wf->id);
+  memory_record(b, wf->session ? wf->session : "", text, source, wf_status_name(wf->status));
   free(text);
 }
 

@@ -639,6 +639,16 @@ static void a_queue_that_stays_full_fails_the_workflow(void **state) {
   assert_int_equal(wf->status, WF_FAILED);
   assert_int_equal(r->node.busy, 0);
   assert_non_null(event("workflow_finished"));
+  /* The result is also a memory of the project, with its outcome. */
+  json_t *mem = store_memories(r->b.store, NULL, NULL, 10);
+  assert_int_equal(json_array_size(mem), 1);
+  json_t *m = json_array_get(mem, 0);
+  char source[64];
+  snprintf(source, sizeof source, "workflow %lld", (long long)wf->id);
+  assert_string_equal(json_string_value(json_object_get(m, "source")), source);
+  assert_string_equal(json_string_value(json_object_get(m, "outcome")), "failed");
+  assert_non_null(strstr(json_string_value(json_object_get(m, "text")), "✗ Step 1"));
+  json_decref(mem);
 }
 
 /* The running step fails for good after it changed a.txt (its checkpoint is in the ledger). */
