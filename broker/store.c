@@ -90,7 +90,14 @@ static const char *upgrade =
     "CREATE TABLE IF NOT EXISTS perf(ts INTEGER NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL,"
     "  role TEXT NOT NULL, ok INTEGER, retries INTEGER, latency_ms INTEGER, ttft_ms INTEGER, tokens INTEGER,"
     "  cost REAL, tool_calls INTEGER, tool_errors INTEGER, verdict TEXT, prompt_tokens INTEGER);"
-    "CREATE INDEX IF NOT EXISTS perf_ts ON perf(ts);";
+    "CREATE INDEX IF NOT EXISTS perf_ts ON perf(ts);"
+    /* The pinned memories by workspace: read on every turn, so an index rather than a scan of the FTS5
+     * table's content (its UNINDEXED columns have none). Filled from the memories once. */
+    "CREATE TABLE IF NOT EXISTS memory_pinned(id INTEGER PRIMARY KEY, workspace TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS memory_pinned_ws ON memory_pinned(workspace);"
+    "INSERT OR IGNORE INTO memory_pinned(id, workspace) SELECT rowid, workspace FROM memories"
+    "  WHERE pinned = 1 AND (SELECT value FROM meta WHERE key = 'memory_pinned') IS NULL;"
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('memory_pinned', '1');";
 
 static int migrate(sqlite3 *db, char **emsg) {
   for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++)
@@ -1187,23 +1194,32 @@ static json_t *memory_row(sqlite3_stmt *st) {
 
 json_t *store_memories(store_t *self, const char *workspace, const char *match, int limit) {
   json_t *out = json_array();
-  char sql[512];
-  snprintf(sql, sizeof sql,
-           "SELECT rowid, text, source, workspace, outcome, created_ms, pinned%s FROM memories WHERE 1%s%s%s"
-           " ORDER BY %s LIMIT ?",
-           match ? ", bm25(memories)" : "", workspace ? " AND workspace = ?" : "", match ? " AND memories MATCH ?" : "",
-           limit < 0 ? " AND pinned = 1" : "", match ? "pinned DESC, bm25(memories)" : "created_ms DESC");
+  char sql[1024];
+  static const char cols[] = "m.rowid, m.text, m.source, m.workspace, m.outcome, m.created_ms, m.pinned";
+  if (limit < 0) /* pinned ones: through their index */
+    snprintf(sql, sizeof sql,
+             "SELECT %s FROM memories m WHERE m.rowid IN (SELECT id FROM memory_pinned%s)"
+             " ORDER BY m.created_ms DESC LIMIT ?",
+             cols, workspace ? " WHERE workspace = ?" : "");
+  else if (match) /* pinned first, then by relevance */
+    snprintf(sql, sizeof sql,
+             "SELECT %s, bm25(memories) FROM memories m WHERE memories MATCH ?%s"
+             " ORDER BY m.pinned DESC, bm25(memories) LIMIT ?",
+             cols, workspace ? " AND m.workspace = ?" : "");
+  else
+    snprintf(sql, sizeof sql, "SELECT %s FROM memories m%s ORDER BY m.created_ms DESC LIMIT ?", cols,
+             workspace ? " WHERE m.workspace = ?" : "");
   sqlite3_stmt *st = prep(self, sql);
   int i = 1;
+  if (st && match && limit >= 0)
+    sqlite3_bind_text(st, i++, match, -1, SQLITE_TRANSIENT);
   if (st && workspace)
     sqlite3_bind_text(st, i++, workspace, -1, SQLITE_TRANSIENT);
-  if (st && match)
-    sqlite3_bind_text(st, i++, match, -1, SQLITE_TRANSIENT);
   if (st)
     sqlite3_bind_int(st, i, limit < 0 ? -limit : limit);
   while (st && sqlite3_step(st) == SQLITE_ROW) {
     json_t *m = memory_row(st);
-    if (match)
+    if (match && limit >= 0)
       json_object_set_new(m, "rank", json_real(sqlite3_column_double(st, 7)));
     json_array_append_new(out, m);
   }
@@ -1216,7 +1232,14 @@ int store_memory_pin(store_t *self, int64_t id, bool pinned) {
   sqlite3_stmt *st = prep_bind(self, "UPDATE memories SET pinned = ? WHERE rowid = ?", "ii", (int64_t)pinned, id);
   if (exec_done(st) < 0)
     return -1;
-  return sqlite3_changes(self->db) > 0 ? 0 : -ENOENT;
+  if (sqlite3_changes(self->db) == 0)
+    return -ENOENT;
+  st = pinned ? prep_bind(self,
+                          "INSERT OR REPLACE INTO memory_pinned(id, workspace) SELECT rowid, workspace FROM memories"
+                          " WHERE rowid = ?",
+                          "i", id)
+              : prep_bind(self, "DELETE FROM memory_pinned WHERE id = ?", "i", id);
+  return exec_done(st);
 }
 
 int store_memory_forget(store_t *self, int64_t id) {
@@ -1224,6 +1247,7 @@ int store_memory_forget(store_t *self, int64_t id) {
     return -1;
   if (sqlite3_changes(self->db) == 0)
     return -ENOENT;
+  exec_done(prep_bind(self, "DELETE FROM memory_pinned WHERE id = ?", "i", id));
   /* Really gone: the index merged (no segment keeps its words), the freed pages zeroed
    * (secure_delete), and the write-ahead log, which still holds the old pages, emptied. */
   sqlite3_exec(self->db, "INSERT INTO memories(memories) VALUES('optimize')", NULL, NULL, NULL);

@@ -209,7 +209,8 @@ json_t *store_budget_scopes(store_t *self);
 int64_t store_memory_add(store_t *self, const char *text, const char *source, const char *workspace,
                          const char *outcome);
 /* Newest first, or (match: an FTS5 query) pinned first, then by relevance (each with its bm25 "rank");
- * workspace NULL: every workspace; limit < 0: only pinned ones, at most -limit. */
+ * workspace NULL: every workspace; limit < 0: only pinned ones, newest first, at most -limit (match
+ * ignored). */
 json_t *store_memories(store_t *self, const char *workspace, const char *match, int limit);
 int store_memory_pin(store_t *self, int64_t id, bool pinned);
 /* Deletes it for good (the index merged, secure_delete on); -ENOENT when there is none. */

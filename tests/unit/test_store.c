@@ -1,4 +1,5 @@
 /* store: sessions, histories and sub-agent context by reference, on an in-memory SQLite. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -380,6 +381,31 @@ static void test_memory_search_at_scale(void **state) {
   assert_null(memory_query("a an to ?! ..."));
   json_decref(found);
   free(q);
+  /* Pinned ones of a workspace (read on every turn): through an index, kept right by pin, unpin, forget. */
+  assert_int_equal(store_memory_pin(s, 1, true), 0);    /* /ws/b (rowid 1 is i = 0) */
+  assert_int_equal(store_memory_pin(s, 2, true), 0);    /* /ws/a */
+  assert_int_equal(store_memory_pin(s, 9002, true), 0); /* /ws/a */
+  assert_int_equal(store_memory_pin(s, 20001, true), -ENOENT);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  json_t *pinned = NULL;
+  for (int i = 0; i < 100; i++) {
+    json_decref(pinned);
+    pinned = store_memories(s, "/ws/a", NULL, -3);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  ms = ((double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6) / 100;
+  fprintf(stderr, "pinned memories of a workspace, 10,000 memories: %.3f ms per query\n", ms);
+  assert_int_equal(json_array_size(pinned), 2);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(pinned, 0), "id")), 9002); /* newest first */
+  json_decref(pinned);
+  assert_int_equal(store_memory_pin(s, 9002, false), 0);
+  assert_int_equal(store_memory_forget(s, 2), 0);
+  pinned = store_memories(s, "/ws/a", NULL, -3);
+  assert_int_equal(json_array_size(pinned), 0);
+  json_decref(pinned);
+  pinned = store_memories(s, NULL, NULL, -3);
+  assert_int_equal(json_array_size(pinned), 1); /* /ws/b's */
+  json_decref(pinned);
   store_close(&s);
 }
 
