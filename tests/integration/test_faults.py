@@ -146,7 +146,7 @@ class FullDisk(unittest.TestCase):
         c.start_broker()
         c.wait_nodes(1)
         filler = os.path.join(c.state, "filler")
-        with open(filler, "wb") as f:
+        with open(filler, "wb", buffering=0) as f:  # unbuffered: nothing left over for close() to flush
             try:
                 while True:
                     f.write(b"\0" * 65536)
