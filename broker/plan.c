@@ -327,11 +327,21 @@ static void read_estimate(json_t *step, span_t v) {
     json_object_set_new(step, "estimated_seconds", plan_number_json(s));
 }
 
+/* "- Profile: name": the profile that runs the step, as written (profile names keep their case). */
+static void plan_set_profile(json_t *step, span_t v) {
+  json_t *name = plan_text_json(plan_strip_decor(v), PLAN_NAME_MAX, PLAN_NAME_MAX);
+  if (json_string_length(name) && !strchr(json_string_value(name), ' '))
+    json_object_set_new(step, "profile", name);
+  else
+    json_decref(name);
+}
+
 /* A field line inside a step. */
 static void step_field(parser_t *ps, const line_t *ln) {
   json_t *st = ps->step;
   switch (ln->field) {
   case F_AGENT: json_object_set_new(st, "agent", plan_name_json(ln->value)); break;
+  case F_PROFILE: plan_set_profile(st, ln->value); break;
   case F_TOOL:
     json_object_set_new(st, "tool", plan_is_no_tool(ln->value) ? json_null() : plan_name_json(ln->value));
     if (json_is_string(json_object_get(st, "tool")) && !json_string_length(json_object_get(st, "tool")))

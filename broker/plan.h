@@ -3,6 +3,7 @@
  * A plan is a JSON object (so it is stored, sent and shown as is):
  *   {"title": str,
  *    "steps": [{"number": int, "title": str, "agent": str (role),
+ *               "profile": str (optional: the config profile that runs it, else the role's first),
  *               "tool": str or null (null: an agent step, done by a sub-agent of that role),
  *               "arguments": object or null, "arguments_text": str (as written, when not valid JSON),
  *               "dependencies": [int...], "estimated_seconds": number}],
@@ -12,6 +13,7 @@
  *   ## Workflow: Implement and Test Feature
  *   ### Step 1: Research best practices
  *   - Agent: researcher
+ *   - Profile: big_researcher        (optional; the model the step runs on)
  *   - Tool: execute_bash
  *   - Arguments: {"command": "grep -r 'pattern' ./docs"}
  *   - Dependencies: none
@@ -54,7 +56,8 @@ double plan_critical_seconds(const json_t *plan);
 
 /* Applies one edit to a pending plan (a copy is returned; the input is not
  * changed), or NULL with err set. Edits:
- *   {"op":"set_agent","step":N,"agent":"role"}
+ *   {"op":"set_agent","step":N,"agent":"role"}      (drops the step's profile: the role's own runs it)
+ *   {"op":"set_profile","step":N,"profile":"name" or null,"role":"its role" (optional: set as agent)}
  *   {"op":"set_arguments","step":N,"arguments":{...}}
  *   {"op":"set_tool","step":N,"tool":"name" or null}
  *   {"op":"set_dependencies","step":N,"dependencies":[...]}

@@ -74,10 +74,35 @@ static bool set_text(json_t *step, const char *key, json_t *v, const char *why, 
   return true;
 }
 
+/* A new role runs on its own profile: a profile the step named goes. */
 static bool set_agent(json_t *step, const json_t *src, char *err, size_t errlen) {
   const char *a = jx_str(src, "agent", NULL);
   json_t *v = a ? clean_string(a, PLAN_NAME_MAX, true) : NULL;
-  return set_text(step, "agent", v, "\"agent\" must be a role name", err, errlen);
+  if (!set_text(step, "agent", v, "\"agent\" must be a role name", err, errlen))
+    return false;
+  json_object_del(step, "profile");
+  return true;
+}
+
+/* The profile (a name; null, "" or "default": the role's own) and, when given, its role as the step's agent. */
+static bool set_profile(json_t *step, const json_t *src, char *err, size_t errlen) {
+  const json_t *p = json_object_get(src, "profile");
+  if (!json_is_null(p) && !json_is_string(p))
+    return fail(err, errlen, "\"profile\" must be a profile name, or null for the role's own");
+  json_t *v = json_is_string(p) ? clean_string(json_string_value(p), PLAN_NAME_MAX, false) : NULL;
+  if (!v || !json_string_length(v) || strcmp(json_string_value(v), "default") == 0) {
+    json_decref(v);
+    json_object_del(step, "profile");
+    return true;
+  }
+  const char *role = jx_str(src, "role", NULL);
+  json_t *r = role ? clean_string(role, PLAN_NAME_MAX, true) : NULL;
+  if (r && !set_text(step, "agent", r, "\"role\" must be a role name", err, errlen)) {
+    json_decref(v);
+    return false;
+  }
+  json_object_set_new(step, "profile", v);
+  return true;
 }
 
 static bool set_tool(json_t *step, const json_t *src, char *err, size_t errlen) {
@@ -219,7 +244,7 @@ static bool fill_step(json_t *step, const json_t *src, char *err, size_t errlen)
   static const struct {
     const char *key;
     setter_fn fn;
-  } fields[] = {{"agent", set_agent},         {"tool", set_tool},
+  } fields[] = {{"agent", set_agent},         {"profile", set_profile},       {"tool", set_tool},
                 {"arguments", set_arguments}, {"dependencies", set_dependencies},
                 {"seconds", set_estimate},    {"estimated_seconds", set_estimate}};
   if (!set_title(step, src, err, errlen))
@@ -264,7 +289,7 @@ static bool apply(json_t *plan, const json_t *edit, const char *op, char *err, s
   static const struct {
     const char *op;
     setter_fn fn;
-  } ops[] = {{"set_agent", set_agent}, {"set_arguments", set_arguments},
+  } ops[] = {{"set_agent", set_agent}, {"set_profile", set_profile}, {"set_arguments", set_arguments},
              {"set_tool", set_tool},   {"set_dependencies", set_dependencies},
              {"set_title", set_title}, {"set_estimate", set_estimate},
              {"remove_step", NULL}};
@@ -276,8 +301,8 @@ static bool apply(json_t *plan, const json_t *edit, const char *op, char *err, s
     k++;
   if (k == sizeof ops / sizeof ops[0])
     return fail(err, errlen,
-                "unknown edit op \"%.64s\" (known: set_agent, set_arguments, set_tool, set_dependencies, "
-                "set_title, set_estimate, remove_step, add_step)",
+                "unknown edit op \"%.64s\" (known: set_agent, set_profile, set_arguments, set_tool, "
+                "set_dependencies, set_title, set_estimate, remove_step, add_step)",
                 op);
   const json_t *n = json_object_get(edit, "step");
   if (!json_is_integer(n))

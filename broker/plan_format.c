@@ -58,6 +58,14 @@ static void write_summary(FILE *f, const json_t *plan, const json_t *estimate) {
   }
 }
 
+/* A step's seconds as the seed shows them: "45s" below an hour, else "1h 2m". */
+static void step_duration(double secs, char *out, size_t size) {
+  if (secs < 3600)
+    snprintf(out, size, "%llds", secs > 0 ? llround(secs) : 0LL);
+  else
+    format_duration(secs, out, size);
+}
+
 /* "   2. Implement auth module (implementer, write_file_tool, 180s) ← 1" */
 static void write_step(FILE *f, const json_t *step) {
   const char *title = jx_str(step, "title", NULL);
@@ -65,13 +73,12 @@ static void write_step(FILE *f, const json_t *step) {
   const char *tool = jx_str(step, "tool", NULL);
   const json_t *deps = jx_arr(step, "dependencies");
   char d[32];
-  double secs = jx_num(step, "estimated_seconds", 0);
-  if (secs < 3600)
-    snprintf(d, sizeof d, "%llds", secs > 0 ? llround(secs) : 0LL); /* the seed shows steps in seconds */
-  else
-    format_duration(secs, d, sizeof d);
+  step_duration(jx_num(step, "estimated_seconds", 0), d, sizeof d); /* the seed shows steps in seconds */
+  const char *profile = jx_str(step, "profile", NULL);
   fprintf(f, "   %lld. %s (%s", (long long)jx_int(step, "number", 0), title ? title : "",
           agent && *agent ? agent : "no agent");
+  if (profile)
+    fprintf(f, " on %s", profile);
   if (tool)
     fprintf(f, ", %s", tool);
   fprintf(f, ", %s%s)", d, jx_bool(step, "estimated_seconds_default", false) ? " default" : "");
@@ -80,7 +87,28 @@ static void write_step(FILE *f, const json_t *step) {
   fputc('\n', f);
 }
 
-/* The plan as the seed shows it for approval; estimate may be NULL or {"seconds","cost"}. Caller frees. */
+/* "   2. big              qwen2.5:72b        5000   120s  $0.0300": what each step takes on its profile, and the total. */
+static void write_estimates(FILE *f, const json_t *estimate) {
+  const json_t *steps = jx_arr(estimate, "steps");
+  if (!json_array_size(steps))
+    return;
+  char t[32], c[32];
+  fprintf(f, "\n Estimate by step (profile, model, tokens, time, cost):\n");
+  for (size_t i = 0; i < json_array_size(steps); i++) {
+    const json_t *e = json_array_get(steps, i);
+    const char *profile = jx_str(e, "profile", NULL);
+    step_duration(jx_num(e, "seconds", 0), t, sizeof t);
+    format_cost(jx_num(e, "cost", 0), c, sizeof c);
+    fprintf(f, "   %lld. %-18s %-20s %7lld %7s  %s\n", (long long)jx_int(e, "number", 0),
+            profile ? profile : "(tool step)", jx_str(e, "model", ""), (long long)jx_int(e, "tokens", 0), t, c);
+  }
+  format_duration(jx_num(estimate, "seconds", 0), t, sizeof t);
+  format_cost(jx_num(estimate, "cost", 0), c, sizeof c);
+  fprintf(f, "   %-42s %7lld %7s  %s\n", "Total (time: the critical path)", (long long)jx_int(estimate, "tokens", 0), t,
+          c);
+}
+
+/* The plan as the seed shows it for approval; estimate may be NULL or {"seconds","cost"[,"tokens","steps"]}. Caller frees. */
 char *plan_format(const json_t *plan, const json_t *estimate) {
   char *out = NULL;
   size_t len = 0;
@@ -94,6 +122,7 @@ char *plan_format(const json_t *plan, const json_t *estimate) {
   fprintf(f, "\n Steps:\n");
   for (size_t i = 0; i < json_array_size(steps); i++)
     write_step(f, json_array_get(steps, i));
+  write_estimates(f, estimate);
   fprintf(f, "\n" RULE "\n");
   if (fclose(f) != 0) {
     free(out);

@@ -70,6 +70,7 @@ static int label_field(span_t name) {
       "estimated time",     "estimate",      "time", "duration",          "est time",
       "estimated duration", "time estimate", "eta",  "estimated seconds", "expected time",
       "expected duration",  "estimated",     NULL};
+  static const char *const profile[] = {"profile", "agent profile", "model profile", NULL};
   static const char *const desc[] = {"description", "task", "details", "task description", NULL};
   static const char *const title[] = {"workflow",      "workflow plan", "plan",      "title", "workflow title",
                                       "workflow name", "plan title",    "plan name", "name",  NULL};
@@ -80,6 +81,8 @@ static int label_field(span_t name) {
     return F_COST;
   if (strstr(norm, "total"))
     return F_TOTAL;
+  if (plan_in_list(norm, profile))
+    return F_PROFILE;
   const char *const *lists[] = {agent, tool, args, deps, time, desc, title};
   for (int f = 0; f < 7; f++)
     if (plan_in_list(norm, lists[f]))

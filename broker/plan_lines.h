@@ -6,7 +6,7 @@
 #include "plan_span.h"
 
 enum { LN_BLANK, LN_SKIP, LN_STEP, LN_FIELD, LN_TEXT };
-enum { F_AGENT, F_TOOL, F_ARGS, F_DEPS, F_TIME, F_DESC, F_TITLE, F_TOTAL, F_COST };
+enum { F_AGENT, F_TOOL, F_ARGS, F_DEPS, F_TIME, F_DESC, F_TITLE, F_TOTAL, F_COST, F_PROFILE };
 
 /* One line of a block, classified. */
 typedef struct {

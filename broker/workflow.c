@@ -22,14 +22,13 @@
 #include "jx.h"
 #include "log.h"
 #include "plan.h"
+#include "plan_estimate.h"
 #include "sbuf.h"
 #include "summary.h"
 #include "util.h"
 #include "workflow_int.h"
 #include "memory.h"
 
-#define AGENT_STEP_TOKENS_IN 4000
-#define AGENT_STEP_TOKENS_OUT 1000
 
 /* ---- workflows ------------------------------------------------------------ */
 
@@ -82,33 +81,77 @@ static json_t *known_tools(void) {
                    "grep", "pattern");
 }
 
+/* The estimate of the plan on the config's profiles (plan_estimate.h), kept in wf. */
 static void estimate(broker_t *b, workflow_t *wf, const json_t *plan) {
-  double cost = 0;
-  for (size_t i = 0; i < wf->n_steps; i++) {
-    if (wf->steps[i].tool)
-      continue; /* a tool step calls no model */
-    const cadre_profile_t *p = config_profile_for_role(b->opts.config, wf->steps[i].agent ? wf->steps[i].agent : "");
-    if (p)
-      cost += (AGENT_STEP_TOKENS_IN * p->cost_per_1m_input + AGENT_STEP_TOKENS_OUT * p->cost_per_1m_output) / 1e6;
-  }
-  double secs = plan_critical_seconds(plan);
+  json_t *e = plan_estimate(plan, b->opts.config);
+  double secs = jx_num(e, "seconds", -1);
   wf->has_estimate = true;
   wf->est_seconds = secs < 0 ? 0 : secs;
-  wf->est_cost = cost;
-  wf->est_tokens = (double)(AGENT_STEP_TOKENS_IN + AGENT_STEP_TOKENS_OUT);
+  wf->est_cost = jx_num(e, "cost", 0);
+  wf->est_tokens = (double)(PLAN_STEP_TOKENS_IN + PLAN_STEP_TOKENS_OUT);
+  wf->est_total_tokens = jx_int(e, "tokens", 0);
+  json_decref(wf->est_steps);
+  wf->est_steps = json_incref(jx_arr(e, "steps"));
+  json_decref(e);
+}
+
+/* "a, b, c": the profiles a step may run on (every one but the main agent's). */
+void wf_step_profiles(broker_t *b, sbuf_t *out) {
+  const cadre_config_t *c = b->opts.config;
+  for (size_t i = 0; i < c->n_profiles; i++)
+    if (strcmp(c->profiles[i].role, "main") != 0)
+      sbuf_printf(out, "%s%s (%s, %s)", out->len ? ", " : "", c->profiles[i].name, c->profiles[i].role,
+                  c->profiles[i].model);
+}
+
+/* Why step s cannot run on profile name, or NULL when it can; p: that profile. */
+const char *wf_profile_problem(broker_t *b, const wf_step_t *s, const char *name, const cadre_profile_t **p) {
+  *p = config_profile(b->opts.config, name);
+  if (s->tool)
+    return "is a tool step: it calls no model, so it runs on no profile";
+  if (!*p)
+    return "names a profile that is not in the config";
+  if (strcmp((*p)->role, "main") == 0)
+    return "cannot run on the main agent's profile (a step runs as a sub-agent)";
+  return NULL;
+}
+
+/* Steps that name a profile: one without a role takes the profile's; a profile that cannot run it is an error. */
+static void check_profiles(broker_t *b, workflow_t *wf, json_t *errors) {
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    wf_step_t *s = &wf->steps[i];
+    const cadre_profile_t *p;
+    const char *why = s->profile ? wf_profile_problem(b, s, s->profile, &p) : NULL;
+    if (s->profile && !why && (!s->agent || !s->agent[0]))
+      wf_set_str(&s->agent, p->role);
+    if (!why)
+      continue;
+    sbuf_t known = {.max = 600};
+    wf_step_profiles(b, &known);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "Step %lld %s: \"%.64s\" (profiles: %s)", (long long)s->number, why, s->profile,
+             known.len ? sbuf_str(&known) : "none");
+    sbuf_free(&known);
+    json_array_append_new(errors, json_pack("{s:I, s:s}", "step", (json_int_t)s->number, "message", msg));
+  }
 }
 
 /* Validates and estimates the workflow's plan; status pending or invalid. */
 void assess(broker_t *b, workflow_t *wf) {
+  json_t *errors = json_array();
+  check_profiles(b, wf, errors);
   json_t *plan = wf_plan_json(wf), *roles = known_roles(b), *tools = known_tools();
-  json_t *errors = plan_validate(plan, roles, tools);
+  json_t *found = plan_validate(plan, roles, tools);
+  json_array_extend(errors, found);
+  json_decref(found);
   json_decref(roles);
   json_decref(tools);
   json_decref(wf->errors);
-  wf->errors = errors ? errors : json_array();
+  wf->errors = errors;
   estimate(b, wf, plan);
   wf->status = json_array_size(wf->errors) ? WF_INVALID : WF_PENDING;
-  json_t *est = json_pack("{s:f, s:f}", "seconds", wf->est_seconds, "cost", wf->est_cost);
+  json_t *est = json_pack("{s:f, s:f, s:I, s:O}", "seconds", wf->est_seconds, "cost", wf->est_cost, "tokens",
+                          (json_int_t)wf->est_total_tokens, "steps", wf->est_steps);
   char *text = plan_format(plan, est);
   wf_set_str(&wf->text, text ? text : "");
   free(text);
@@ -278,7 +321,8 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
               s->description ? "\n" : "", s->description ? s->description : "", args ? "\nArguments: " : "",
               args ? args : "");
   char id[128], err[256];
-  int rc = agents_spawn(b, s->agent ? s->agent : "", false, sbuf_str(&task), wf->session, NULL, id, sizeof id, err,
+  const char *who = s->profile ? s->profile : s->agent ? s->agent : ""; /* a profile the user chose runs it */
+  int rc = agents_spawn(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err,
                         sizeof err);
   sbuf_free(&task);
   free(args);

@@ -58,6 +58,7 @@ typedef struct {
   /* the definition, from the plan */
   int64_t number;
   char *title, *agent;  /* agent: a role name, maybe "" */
+  char *profile;        /* the config profile that runs an agent step, or NULL: the role's first */
   char *tool;           /* NULL: an agent step (done by a sub-agent) */
   json_t *arguments;    /* the tool's arguments (an object), or NULL */
   char *arguments_text; /* arguments as written when they are no JSON object, or NULL */
@@ -138,7 +139,9 @@ typedef struct workflow {
   size_t n_steps;
   json_t *errors; /* the checker's list ({step, message}), or NULL */
   bool has_estimate;
-  double est_seconds, est_cost, est_tokens;
+  double est_seconds, est_cost, est_tokens; /* est_tokens: per agent step */
+  int64_t est_total_tokens;
+  json_t *est_steps; /* each step's {number, profile, model, tokens, seconds, cost}, or NULL */
   char *text;                                  /* the plan as shown for approval, or NULL */
   char *workspace;                             /* set at approval */
   int64_t created_ms, started_ms, finished_ms; /* wall ms; 0: not set */

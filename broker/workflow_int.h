@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "internal.h"
+#include "sbuf.h"
 #include "workflow.h"
 
 /* The workflow with this id, or NULL (borrowed). */
@@ -19,6 +20,14 @@ void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra
 proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int64_t attempt);
 /* Validates and estimates the workflow's plan (status pending or invalid). */
 void assess(broker_t *b, workflow_t *wf);
+/* "name (role, model), ...": the profiles a step may run on, appended to out. */
+void wf_step_profiles(broker_t *b, sbuf_t *out);
+/* Why step s cannot run on the profile named name ("is a tool step: ..."), or NULL; *p: that profile or NULL. */
+const char *wf_profile_problem(broker_t *b, const wf_step_t *s, const char *name, const cadre_profile_t **p);
+/* The budgets a workflow runs under, for its approval screen: {"workflow": report or null,
+ * "sessions": [reports of its session and the sessions above it that have a limit],
+ * "warnings": [str]: the estimate against what each has left}. Caller owns. */
+json_t *wf_budget_json(broker_t *b, const workflow_t *wf);
 /* Stores a new plan (taken) and announces it; the workflow (borrowed) or NULL. */
 workflow_t *propose(broker_t *b, const char *session, json_t *plan, const char *origin);
 /* Starts every step whose dependencies are done; ends the workflow when all are. */

@@ -113,6 +113,7 @@ static void add_extra(json_t *obj, const json_t *extra) {
 static const char *const plan_step_keys[] = {"number",
                                              "title",
                                              "agent",
+                                             "profile",
                                              "tool",
                                              "arguments",
                                              "arguments_text",
@@ -127,6 +128,7 @@ static void step_from_plan(wf_step_t *s, const json_t *j) {
   s->number = jx_int(j, "number", 0);
   s->title = dup_str(j, "title");
   s->agent = dup_str(j, "agent");
+  s->profile = dup_str(j, "profile");
   s->tool = dup_str(j, "tool");
   s->arguments = copy_of(jx_obj(j, "arguments"));
   s->arguments_text = dup_str(j, "arguments_text");
@@ -149,6 +151,7 @@ static json_t *step_to_plan(const wf_step_t *s) {
   json_object_set_new(o, "number", json_integer(s->number));
   set_str(o, "title", s->title);
   set_str(o, "agent", s->agent);
+  set_str(o, "profile", s->profile);
   json_object_set_new(o, "tool", s->tool ? json_string(s->tool) : json_null());
   json_object_set_new(o, "arguments", s->arguments ? json_deep_copy(s->arguments) : json_null());
   for (size_t i = 0; i < s->n_deps; i++)
@@ -310,9 +313,15 @@ static const char *const doc_keys[] = {"id",        "session",    "plan",       
                                        "origin",    "errors",     "estimate",    "status",     "text",
                                        "workspace", "started_ms", "finished_ms", "report",     NULL};
 
+/* {seconds, cost, tokens_per_agent_step} and, when known, the total tokens and each step's estimate. */
 static json_t *estimate_json(const workflow_t *wf) {
-  return json_pack("{s:f, s:f, s:f}", "seconds", wf->est_seconds, "cost", wf->est_cost, "tokens_per_agent_step",
-                   wf->est_tokens);
+  json_t *o = json_pack("{s:f, s:f, s:f}", "seconds", wf->est_seconds, "cost", wf->est_cost, "tokens_per_agent_step",
+                        wf->est_tokens);
+  if (wf->est_steps) {
+    json_object_set_new(o, "tokens", json_integer(wf->est_total_tokens));
+    json_object_set(o, "steps", wf->est_steps);
+  }
+  return o;
 }
 
 /* The document's simple fields, named as the members. */
@@ -375,6 +384,8 @@ workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen) {
     wf->est_seconds = jx_num(est, "seconds", 0);
     wf->est_cost = jx_num(est, "cost", 0);
     wf->est_tokens = jx_num(est, "tokens_per_agent_step", 0);
+    wf->est_total_tokens = jx_int(est, "tokens", 0);
+    wf->est_steps = copy_of(jx_arr(est, "steps"));
     report_from_stored(&wf->report, jx_obj(doc, "report"));
     wf->extra = extra_of(doc, doc_keys);
     return wf;

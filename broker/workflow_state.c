@@ -33,7 +33,7 @@ static void step_clear_run(wf_step_t *s) {
 
 void wf_step_clear(wf_step_t *s) {
   step_clear_run(s);
-  free(s->title), free(s->agent), free(s->tool), free(s->arguments_text), free(s->description);
+  free(s->title), free(s->agent), free(s->profile), free(s->tool), free(s->arguments_text), free(s->description);
   free(s->deps);
   json_decref(s->arguments), json_decref(s->plan_extra);
   memset(s, 0, sizeof *s);
@@ -62,7 +62,7 @@ void workflow_destroy(workflow_t **self_p) {
     wf_step_clear(&wf->steps[i]);
   free(wf->steps);
   free(wf->session), free(wf->origin), free(wf->title), free(wf->text), free(wf->workspace);
-  json_decref(wf->errors), json_decref(wf->plan_extra), json_decref(wf->extra);
+  json_decref(wf->errors), json_decref(wf->plan_extra), json_decref(wf->extra), json_decref(wf->est_steps);
   json_decref(wf->report.rollback), json_decref(wf->report.extra);
   free(wf->report.reason);
   wf_rollback_free(&wf->rollback);

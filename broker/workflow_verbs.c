@@ -4,12 +4,56 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "budget.h"
 #include "internal.h"
 #include "jx.h"
 #include "log.h"
 #include "plan.h"
 #include "util.h"
 #include "workflow_int.h"
+
+/* ---- budgets beside the estimate ------------------------------------------------ */
+
+/* A warning when the estimate needs more than report r has left. */
+static void warn_if_short(json_t *warnings, const json_t *r, const workflow_t *wf) {
+  const json_t *left = jx_obj(r, "left");
+  const json_t *t = json_object_get(left, "tokens"), *c = json_object_get(left, "cost");
+  char msg[300];
+  if (json_is_integer(t) && wf->est_total_tokens > json_integer_value(t)) {
+    snprintf(msg, sizeof msg, "the estimate (%lld tokens) is more than the %lld tokens left in the budget of %.100s",
+             (long long)wf->est_total_tokens, (long long)json_integer_value(t), jx_str(r, "scope", "?"));
+    json_array_append_new(warnings, json_string(msg));
+  }
+  if (json_is_number(c) && wf->est_cost > json_number_value(c)) {
+    snprintf(msg, sizeof msg, "the estimate ($%.4f) is more than the $%.4f left in the budget of %.100s", wf->est_cost,
+             json_number_value(c), jx_str(r, "scope", "?"));
+    json_array_append_new(warnings, json_string(msg));
+  }
+}
+
+json_t *wf_budget_json(broker_t *b, const workflow_t *wf) {
+  char scope[STORE_ID_MAX + 16];
+  snprintf(scope, sizeof scope, "workflow:%lld", (long long)wf->id);
+  json_t *own = budget_report(b, scope), *sessions = json_array(), *warnings = json_array();
+  warn_if_short(warnings, own, wf);
+  snprintf(scope, sizeof scope, "%s", wf->session ? wf->session : "");
+  for (int depth = 0; depth < 32 && scope[0]; depth++) { /* the scopes budget_allows checks, upwards */
+    store_session_t row;
+    json_t *r = store_session_row(b->store, scope, &row) == 0 ? budget_report(b, scope) : NULL;
+    if (!r)
+      break;
+    if (depth == 0 || !json_is_null(json_object_get(r, "limit"))) {
+      warn_if_short(warnings, r, wf);
+      json_array_append_new(sessions, r);
+    } else {
+      json_decref(r);
+    }
+    if (!row.parent[0] || strcmp(row.parent, scope) == 0)
+      break;
+    snprintf(scope, sizeof scope, "%s", row.parent);
+  }
+  return json_pack("{s:o, s:o, s:o}", "workflow", own ? own : json_null(), "sessions", sessions, "warnings", warnings);
+}
 
 /* ---- verbs ------------------------------------------------------------------- */
 
@@ -30,6 +74,7 @@ json_t *workflow_show(broker_t *b, int64_t id, char *err, size_t errlen) {
   if (wf->text)
     json_object_set_new(v, "text", json_string(wf->text));
   json_object_set_new(v, "checkpoints", store_checkpoints(b->store, id, false));
+  json_object_set_new(v, "budget", wf_budget_json(b, wf));
   return v;
 }
 
@@ -82,6 +127,34 @@ int workflow_reject(broker_t *b, int64_t id, char *err, size_t errlen) {
   return 0;
 }
 
+/* A set_profile edit checked against the config, with the profile's role added
+ * (the step runs as that role); NULL with err set when the step or profile cannot be. */
+static json_t *profile_edit(broker_t *b, workflow_t *wf, const json_t *edit, char *err, size_t errlen) {
+  const json_t *n = json_object_get(edit, "step"), *name = json_object_get(edit, "profile");
+  wf_step_t *s = json_is_integer(n) ? wf_step(wf, json_integer_value(n)) : NULL;
+  sbuf_t known = {.max = 600};
+  const char *why = NULL;
+  const cadre_profile_t *p = NULL;
+  if (!s) {
+    for (size_t i = 0; i < wf->n_steps; i++)
+      sbuf_printf(&known, "%s%lld", known.len ? ", " : "", (long long)wf->steps[i].number);
+    snprintf(err, errlen, "plan %lld has no step %lld (its steps: %s)", (long long)wf->id,
+             (long long)json_integer_value(n), known.len ? sbuf_str(&known) : "none");
+  } else if (json_is_string(name) && strcmp(json_string_value(name), "default") != 0 &&
+             (why = wf_profile_problem(b, s, json_string_value(name), &p))) {
+    wf_step_profiles(b, &known);
+    snprintf(err, errlen, "step %lld %s: \"%.64s\" (profiles: %s)", (long long)s->number, why,
+             json_string_value(name), known.len ? sbuf_str(&known) : "none");
+  }
+  sbuf_free(&known);
+  if (!s || why)
+    return NULL;
+  json_t *e = json_deep_copy(edit);
+  if (p)
+    json_object_set_new(e, "role", json_string(p->role));
+  return e;
+}
+
 json_t *workflow_modify(broker_t *b, int64_t id, const json_t *edit, char *err, size_t errlen) {
   workflow_t *wf = wf_get(b, id);
   if (!wf || !wf_allows(wf->status, WF_MODIFY)) {
@@ -89,21 +162,33 @@ json_t *workflow_modify(broker_t *b, int64_t id, const json_t *edit, char *err, 
              wf ? wf_status_name(wf->status) : "");
     return NULL;
   }
-  json_t *old = wf_plan_json(wf);
-  json_t *plan = plan_edit(old, edit, err, errlen);
-  json_decref(old);
-  if (!plan)
+  bool swap = strcmp(jx_str(edit, "op", ""), "set_profile") == 0;
+  json_t *checked = swap ? profile_edit(b, wf, edit, err, errlen) : json_incref((json_t *)edit);
+  if (!checked)
     return NULL;
+  json_t *old = wf_plan_json(wf), *before = wf_to_wire(wf);
+  json_t *plan = plan_edit(old, checked, err, errlen);
+  json_decref(old);
+  json_decref(checked);
+  if (!plan) {
+    json_decref(before);
+    return NULL;
+  }
   int rc = wf_set_plan(wf, plan);
   json_decref(plan);
   if (rc < 0) {
     snprintf(err, errlen, "the edited plan cannot be read");
+    json_decref(before);
     return NULL;
   }
   assess(b, wf);
   wf_save(b, wf);
-  wf_event(b, "plan_modified", wf, json_pack("{s:s}", "text", wf->text));
-  return wf_to_wire(wf);
+  wf_event(b, "plan_modified", wf, json_pack("{s:s, s:o}", "text", wf->text, "budget", wf_budget_json(b, wf)));
+  json_t *v = wf_to_wire(wf);
+  json_object_set(v, "before", json_object_get(before, "estimate")); /* the estimate the edit replaced */
+  json_object_set_new(v, "budget", wf_budget_json(b, wf));
+  json_decref(before);
+  return v;
 }
 
 /* Tells a step's node to stop it; its slot is free again. */

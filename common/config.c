@@ -646,6 +646,7 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_string(l, v, pfx, "system_prompt_file", &p->system_prompt_file) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_input) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_output) < 0 ||
+      get_number(l, v, pfx, "tokens_per_second", 0, 1e6, "between 0 and 1000000", &p->tokens_per_second) < 0 ||
       parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0 ||
       get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0 ||
       get_labels(l, v, pfx, &p->labels) < 0 || get_bool(l, v, pfx, "network", &p->network) < 0)

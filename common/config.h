@@ -3,7 +3,7 @@
  *   {
  *     "agents": { "<profile name>": { provider, url, model, api_key, role,
  *                 temperature, max_tokens, stream, system_prompt_file,
- *                 cost_per_1m_input, cost_per_1m_output }, ... },
+ *                 cost_per_1m_input, cost_per_1m_output, tokens_per_second }, ... },
  *     "spawning_rules": { "keywords": { "<word>": "<profile name>" },
  *                         "auto_spawn_on_keywords": bool, "require_confirmation": bool },
  *     "max_concurrent_agents": int
@@ -43,6 +43,7 @@ typedef struct {
                                 other than main) the built-in one; NULL: system_prompt serves */
   double cost_per_1m_input;  /* USD */
   double cost_per_1m_output;
+  double tokens_per_second; /* the model's answer speed, for plan estimates; 0: unknown */
   json_t *tools;          /* the profile's own "tools" list (names), or NULL: the role policy */
   char *max_tokens_field; /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
   json_t *think;          /* Ollama's think option (bool or string), or NULL: not sent */
