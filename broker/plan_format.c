@@ -25,10 +25,14 @@ static void format_cost(double cost, char *out, size_t size) {
   snprintf(out, size, cost > 0 && cost < 0.01 ? "$%.4f" : "$%.2f", cost);
 }
 
-static double work_seconds(const json_t *steps) {
+/* The sum of the steps' times (the estimate's, when it has them per step). */
+static double work_seconds(const json_t *steps, const json_t *estimate) {
   double sum = 0;
+  if (json_array_size(jx_arr(estimate, "steps")))
+    steps = jx_arr(estimate, "steps");
   for (size_t i = 0; i < json_array_size(steps); i++) {
-    double s = jx_num(json_array_get(steps, i), "estimated_seconds", 0);
+    const json_t *st = json_array_get(steps, i);
+    double s = jx_num(st, "seconds", jx_num(st, "estimated_seconds", 0));
     sum += s > 0 ? s : 0;
   }
   return sum;
@@ -37,7 +41,7 @@ static double work_seconds(const json_t *steps) {
 /* The summary: step count, time (critical path, and the sum when steps run side by side), cost. */
 static void write_summary(FILE *f, const json_t *plan, const json_t *estimate) {
   const json_t *steps = jx_arr(plan, "steps"), *stated = jx_obj(plan, "stated");
-  double sum = work_seconds(steps), crit = plan_critical_seconds(plan);
+  double sum = work_seconds(steps, estimate), crit = plan_critical_seconds(plan);
   double secs = crit < 0 ? sum : jx_num(estimate, "seconds", crit);
   double cost = jx_num(estimate, "cost", jx_num(stated, "cost", -1));
   char t[32], w[32], c[32];
@@ -98,12 +102,12 @@ static void write_estimates(FILE *f, const json_t *estimate) {
     const json_t *e = json_array_get(steps, i);
     const char *profile = jx_str(e, "profile", NULL);
     step_duration(jx_num(e, "seconds", 0), t, sizeof t);
-    format_cost(jx_num(e, "cost", 0), c, sizeof c);
+    snprintf(c, sizeof c, "$%.4f", jx_num(e, "cost", 0));
     fprintf(f, "   %lld. %-18s %-20s %7lld %7s  %s\n", (long long)jx_int(e, "number", 0),
             profile ? profile : "(tool step)", jx_str(e, "model", ""), (long long)jx_int(e, "tokens", 0), t, c);
   }
   format_duration(jx_num(estimate, "seconds", 0), t, sizeof t);
-  format_cost(jx_num(estimate, "cost", 0), c, sizeof c);
+  snprintf(c, sizeof c, "$%.4f", jx_num(estimate, "cost", 0));
   fprintf(f, "   %-42s %7lld %7s  %s\n", "Total (time: the critical path)", (long long)jx_int(estimate, "tokens", 0), t,
           c);
 }

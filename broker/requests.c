@@ -444,23 +444,35 @@ static void verb_plan(request_t *r) {
   reply_or_fail(r, workflow_show(r->b, id, err, sizeof err), PROTO_ERR_not_found, err);
 }
 
+/* A budget for the workflow's steps and their sub-agents, given at approval: kept before
+ * the first step starts (so its first turn is already held to it), put back as it was when
+ * the approval fails. */
 static void verb_approve(request_t *r) {
   int64_t id;
   char err[512];
   if (!arg_id(r, &id))
     return;
+  json_int_t tokens = jx_int(r->args, "budget_tokens", 0);
+  double cost = jx_num(r->args, "budget_cost", 0);
+  if (tokens < 0 || cost < 0) {
+    fail(r, PROTO_ERR_bad_args, "approve: budget_tokens and budget_cost are 0 (no limit) or more");
+    return;
+  }
+  char scope[64];
+  snprintf(scope, sizeof scope, "workflow:%lld", (long long)id);
+  int64_t old_tokens = 0;
+  double old_cost = 0;
+  store_budget_get(r->b->store, scope, &old_tokens, &old_cost);
+  bool set = tokens > 0 || cost > 0;
+  if (set && store_budget_set(r->b->store, scope, tokens, cost) < 0)
+    log_error("state: cannot keep the budget of %s: %s", scope, store_errmsg(r->b->store));
   const char *ws = arg_str(r, "workspace", r->from->workspace && r->from->workspace[0] ? r->from->workspace : NULL);
   if (workflow_approve(r->b, id, ws, err, sizeof err) < 0) {
+    if (set)
+      store_budget_set(r->b->store, scope, old_tokens, old_cost);
     fail(r, PROTO_ERR_approve_failed, err);
     return;
   }
-  /* A budget for the workflow's steps and their sub-agents, given at approval. */
-  json_int_t tokens = jx_int(r->args, "budget_tokens", 0);
-  double cost = jx_num(r->args, "budget_cost", 0);
-  char scope[64];
-  snprintf(scope, sizeof scope, "workflow:%lld", (long long)id);
-  if ((tokens > 0 || cost > 0) && store_budget_set(r->b->store, scope, tokens, cost) < 0)
-    log_error("state: cannot keep the budget of %s: %s", scope, store_errmsg(r->b->store));
   reply(r, workflow_show(r->b, id, err, sizeof err));
 }
 

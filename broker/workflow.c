@@ -185,7 +185,7 @@ workflow_t *propose(broker_t *b, const char *session, json_t *plan, const char *
   wf_append(b, wf);
   log_info("plan %lld from %s: \"%s\", %zu steps, %s", (long long)id, origin, wf->title ? wf->title : "", wf->n_steps,
            wf_status_name(wf->status));
-  wf_event(b, "plan_proposed", wf, json_pack("{s:s}", "text", wf->text));
+  wf_event(b, "plan_proposed", wf, json_pack("{s:s, s:o}", "text", wf->text, "budget", wf_budget_json(b, wf)));
   return wf;
 }
 

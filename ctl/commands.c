@@ -51,12 +51,34 @@ static int take_option(const cmd_t *c, const char *arg, cmd_req_t *req, bool *js
   return -1;
 }
 
+/* --budget-tokens N or --budget-tokens=N (a command with CMD_OPT_BUDGET): the two words
+ * budget_tokens N; the argv entries it took (0: not such an option). */
+static int budget_option(cmd_words_t *w, const cmd_t *c, int argc, char **argv, int i) {
+  static const char *const names[] = {"--budget-tokens", "--budget-cost"};
+  for (size_t k = 0; (c->opts & CMD_OPT_BUDGET) && k < sizeof names / sizeof names[0]; k++) {
+    size_t n = strlen(names[k]);
+    if (strncmp(argv[i], names[k], n) != 0 || (argv[i][n] != '\0' && argv[i][n] != '='))
+      continue;
+    if (argv[i][n] == '\0' && i + 1 >= argc)
+      return 0; /* no value: refused as an unknown option */
+    words_add(w, strdup(k ? "budget_cost" : "budget_tokens"), NULL);
+    words_add(w, strdup(argv[i][n] ? argv[i] + n + 1 : argv[i + 1]), NULL);
+    return argv[i][n] ? 1 : 2;
+  }
+  return 0;
+}
+
 int cmd_words_argv(cmd_words_t *w, const cmd_t *c, int argc, char **argv, cmd_req_t *req, bool *json) {
   memset(w, 0, sizeof *w);
   bool words_only = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     bool option = !words_only && a[0] == '-' && a[1] == '-' && strcmp(a, "--edit") != 0;
+    int took = option ? budget_option(w, c, argc, argv, i) : 0;
+    if (took) {
+      i += took - 1;
+      continue;
+    }
     if (option && a[2] == '\0')
       words_only = true;
     else if (option || (!words_only && strcmp(a, "-j") == 0)) {
@@ -135,27 +157,33 @@ static int parse_agent_id(const cmd_words_t *w, cmd_req_t *req) {
   return 0;
 }
 
+/* A budget's tokens (tokens: a count) or cost (USD, "$" allowed) from v into args[key]; false when v is neither. */
+static bool limit_value(bool tokens, const char *v, json_t *args, const char *key) {
+  char *end = NULL;
+  if (tokens) {
+    long long n = strtoll(v, &end, 10);
+    if (end == v || *end || n < 0)
+      return false;
+    json_object_set_new(args, key, json_integer(n));
+    return true;
+  }
+  double x = strtod(v[0] == '$' ? v + 1 : v, &end);
+  if (end == v || *end || !(x >= 0))
+    return false;
+  json_object_set_new(args, key, json_real(x));
+  return true;
+}
+
 /* budget SESSION [tokens N] [cost USD]: words, as the console takes them (cadre's --tokens/--cost become them). */
 static int parse_budget(const cmd_words_t *w, cmd_req_t *req) {
   if (w->n < 1 || w->n % 2 == 0)
     return -1;
   req->args = json_pack("{s:s}", "session", w->w[0]);
   for (int i = 1; i + 1 < w->n; i += 2) {
-    const char *k = w->w[i], *v = w->w[i + 1];
-    char *end = NULL;
-    if (strcmp(k, "tokens") == 0) {
-      long long n = strtoll(v, &end, 10);
-      if (*end || n < 0)
-        break;
-      json_object_set_new(req->args, "tokens", json_integer(n));
-    } else if (strcmp(k, "cost") == 0) {
-      double x = strtod(v[0] == '$' ? v + 1 : v, &end);
-      if (*end || x < 0)
-        break;
-      json_object_set_new(req->args, "cost", json_real(x));
-    } else {
+    const char *k = w->w[i];
+    bool tokens = strcmp(k, "tokens") == 0;
+    if ((!tokens && strcmp(k, "cost") != 0) || !limit_value(tokens, w->w[i + 1], req->args, k))
       break;
-    }
     if (i + 2 >= w->n)
       return 0;
   }
@@ -208,6 +236,35 @@ static int parse_plan_id(const cmd_words_t *w, cmd_req_t *req) {
   return 0;
 }
 
+/* approve ID [budget_tokens N] [budget_cost USD] (cadre: --budget-tokens N --budget-cost USD) */
+static int parse_approve(const cmd_words_t *w, cmd_req_t *req) {
+  json_int_t id = 0;
+  json_t *args = json_object();
+  for (int i = 0; i < w->n; i++) {
+    const char *k = w->w[i];
+    bool tokens = strcmp(k, "budget_tokens") == 0 || strcmp(k, "budget-tokens") == 0;
+    bool cost = strcmp(k, "budget_cost") == 0 || strcmp(k, "budget-cost") == 0;
+    if ((tokens || cost) && i + 1 < w->n &&
+        limit_value(tokens, w->w[i + 1], args, tokens ? "budget_tokens" : "budget_cost")) {
+      i++;
+      continue;
+    }
+    if (tokens || cost)
+      snprintf(req->error, sizeof req->error, "approve: %s takes %s", k, tokens ? "a number of tokens" : "an amount in USD");
+    if (tokens || cost || id || plan_id(k, &id, req) < 0) {
+      json_decref(args);
+      return -1;
+    }
+  }
+  if (!id) {
+    json_decref(args);
+    return -1;
+  }
+  json_object_set_new(args, "id", json_integer(id));
+  req->args = args;
+  return 0;
+}
+
 /* cancel [ID] [--no-rollback] */
 static int parse_cancel(const cmd_words_t *w, cmd_req_t *req) {
   json_int_t id;
@@ -243,6 +300,8 @@ static json_t *step_edit(const char *op, const char *step_word, const char *v) {
   json_t *edit = json_pack("{s:s, s:I}", "op", op, "step", (json_int_t)step);
   if (strcmp(op, "set_agent") == 0 && v)
     json_object_set_new(edit, "agent", json_string(v));
+  else if (strcmp(op, "set_profile") == 0 && v)
+    json_object_set_new(edit, "profile", json_string(v));
   else if (strcmp(op, "set_tool") == 0)
     json_object_set_new(edit, "tool", v && strcmp(v, "none") ? json_string(v) : json_null());
   else if (strcmp(op, "set_title") == 0 && v)
@@ -402,17 +461,20 @@ static const cmd_t commands[] = {
      .parse = parse_none, .show = format_plans},
     {.name = "plan", .slash = "plan", .verb = "plan", .usage = "ID", .args = "<plan id>",
      .help = "show a plan with its steps", .hint = PLANS_HINT, .parse = parse_plan_id, .show = format_plan},
-    {.name = "approve", .slash = "approve", .verb = "approve", .opts = CMD_OPT_WAIT, .usage = "ID [--wait]",
-     .args = "<plan id>", .help = "run a plan as a workflow", .hint = PLANS_HINT,
-     .parse = parse_plan_id, .show = format_approved, .wait = cmd_approve_wait},
+    {.name = "approve", .slash = "approve", .verb = "approve", .opts = CMD_OPT_WAIT | CMD_OPT_BUDGET,
+     .usage = "ID [--wait] [--budget-tokens N] [--budget-cost USD]",
+     .args = "<plan id> [budget_tokens N] [budget_cost USD]",
+     .help = "run a plan as a workflow (with a budget for its steps and their sub-agents)", .hint = PLANS_HINT,
+     .parse = parse_approve, .show = format_approved, .wait = cmd_approve_wait},
     {.name = "reject", .slash = "reject", .verb = "reject", .usage = "ID", .args = "<plan id>",
      .help = "discard a plan", .hint = PLANS_HINT, .parse = parse_plan_id, .show = format_decided},
     {.name = "modify", .slash = "modify", .verb = "modify",
-     .usage = "ID (set_agent|set_tool|set_title|set_estimate|set_arguments|set_dependencies|remove_step) STEP "
-              "[VALUE] | cadre modify ID add_step JSON | cadre modify ID --edit JSON",
+     .usage = "ID (set_agent|set_profile|set_tool|set_title|set_estimate|set_arguments|set_dependencies|remove_step) "
+              "STEP [VALUE] | cadre modify ID add_step JSON | cadre modify ID --edit JSON",
      .args = "<plan id> <op> <step> [value]", .help = "edit a pending plan (/modify alone lists the ops)",
      .hint = ", op one of:\n"
              "  set_agent <step> <role>            (the role's model runs the step)\n"
+             "  set_profile <step> <profile>       (that profile's model runs it; default: the role's)\n"
              "  set_arguments <step> <json>        e.g. {\"path\": \"notes.txt\"}\n"
              "  set_dependencies <step> <1,2|none>\n"
              "  set_tool <step> <tool|none> · set_title <step> <text> · set_estimate <step> <seconds>\n"

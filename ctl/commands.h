@@ -27,7 +27,11 @@ typedef struct {
 } cmd_words_t;
 
 /* Options a command takes on cadre's command line (--json always). */
-enum { CMD_OPT_WAIT = 1, CMD_OPT_NO_ROLLBACK = 2 };
+enum {
+  CMD_OPT_WAIT = 1,
+  CMD_OPT_NO_ROLLBACK = 2,
+  CMD_OPT_BUDGET = 4, /* --budget-tokens N, --budget-cost USD: the words budget_tokens N, budget_cost USD */
+};
 
 /* A request made from a command's words. */
 typedef struct {

@@ -383,10 +383,10 @@ void format_step_result(sbuf_t *b, const json_t *s, size_t max) {
 
 /* "<indent>○ 2. title (agent<tool_sep>tool": a step's mark, number, title, agent and tool. */
 static void step_head(sbuf_t *b, const json_t *s, const char *indent, const char *no_agent, const char *tool_sep) {
-  const char *tool = jx_str(s, "tool", NULL);
-  sbuf_printf(b, "%s%s %lld. %s (%s%s%s", indent, view_step_mark(jx_str(s, "status", NULL)),
+  const char *tool = jx_str(s, "tool", NULL), *profile = jx_str(s, "profile", NULL);
+  sbuf_printf(b, "%s%s %lld. %s (%s%s%s%s%s", indent, view_step_mark(jx_str(s, "status", NULL)),
               (long long)jx_int(s, "number", 0), jx_str(s, "title", ""), jx_str(s, "agent", no_agent),
-              tool ? tool_sep : "", tool ? tool : "");
+              profile ? " on " : "", profile ? profile : "", tool ? tool_sep : "", tool ? tool : "");
 }
 
 /* A step's dependencies: first, then the numbers joined by sep (nothing when it has none). */
@@ -401,7 +401,10 @@ void format_plan_doc(sbuf_t *b, const json_t *p) {
   const json_t *est = jx_obj(p, "estimate");
   sbuf_printf(b, "Plan %lld: %s [%s]\n", (long long)jx_int(p, "id", 0), jx_str(p, "title", "(untitled)"),
               jx_str(p, "status", "?"));
-  if (est)
+  if (est && json_is_integer(json_object_get(est, "tokens")))
+    sbuf_printf(b, "  estimate: %.0f s (critical path), $%.4f, %lld tokens\n", jx_num(est, "seconds", 0),
+                jx_num(est, "cost", 0), (long long)jx_int(est, "tokens", 0));
+  else if (est)
     sbuf_printf(b, "  estimate: %.0f s (critical path), $%.4f\n", jx_num(est, "seconds", 0), jx_num(est, "cost", 0));
   size_t i;
   json_t *s;
@@ -482,14 +485,76 @@ void format_plans(sbuf_t *b, const json_t *plans, const format_how_t *how) {
   }
 }
 
+/* The budgets a plan runs under, beside its estimate, and a warning where the estimate does not fit. */
+void format_plan_budget(sbuf_t *b, const json_t *p) {
+  const json_t *bud = jx_obj(p, "budget"), *est = jx_obj(p, "estimate"), *own = jx_obj(bud, "workflow");
+  if (!bud)
+    return;
+  char cost[32];
+  format_cost(cost, sizeof cost, jx_num(est, "cost", 0));
+  sbuf_printf(b, "Budget (the estimate: %lld tokens, %s):\n", (long long)jx_int(est, "tokens", 0), cost);
+  if (own && jx_obj(own, "limit")) {
+    sbuf_puts(b, "  ");
+    budget_line(b, own);
+  } else {
+    long long id = (long long)jx_int(p, "id", 0);
+    sbuf_printf(b, "  workflow:%lld: none of its own (approve %lld --budget-tokens N --budget-cost USD sets one)\n", id,
+                id);
+  }
+  size_t i;
+  json_t *r;
+  json_array_foreach(jx_arr(bud, "sessions"), i, r) {
+    sbuf_puts(b, "  ");
+    budget_line(b, r);
+  }
+  json_array_foreach(jx_arr(bud, "warnings"), i, r) sbuf_printf(b, "  \xe2\x9a\xa0 %s\n", json_string_value(r));
+}
+
+/* "tokens, time, cost" of an estimate (a step's or the whole plan's). */
+static void estimate_cells(sbuf_t *b, const json_t *e) {
+  char cost[32];
+  format_cost(cost, sizeof cost, jx_num(e, "cost", 0));
+  sbuf_printf(b, "%lld tokens, %.0fs, %s", (long long)jx_int(e, "tokens", 0), jx_num(e, "seconds", 0), cost);
+}
+
+/* Each step whose estimate changed, and the total: before -> after. */
+static void estimate_change(sbuf_t *b, const json_t *before, const json_t *after) {
+  const json_t *old = jx_arr(before, "steps");
+  sbuf_puts(b, "Estimate before -> after:\n");
+  size_t i, k;
+  json_t *e, *o;
+  json_array_foreach(jx_arr(after, "steps"), i, e) {
+    const json_t *was = NULL;
+    json_array_foreach(old, k, o) if (jx_int(o, "number", -1) == jx_int(e, "number", 0)) was = o;
+    if (was && json_equal((json_t *)was, e))
+      continue;
+    sbuf_printf(b, "  step %lld: ", (long long)jx_int(e, "number", 0));
+    if (was) {
+      sbuf_printf(b, "%s (%s) ", jx_str(was, "profile", "tool step"), jx_str(was, "model", "no model"));
+      estimate_cells(b, was);
+      sbuf_puts(b, " -> ");
+    }
+    sbuf_printf(b, "%s (%s) ", jx_str(e, "profile", "tool step"), jx_str(e, "model", "no model"));
+    estimate_cells(b, e);
+    sbuf_puts(b, "\n");
+  }
+  sbuf_puts(b, "  total: ");
+  estimate_cells(b, before);
+  sbuf_puts(b, " -> ");
+  estimate_cells(b, after);
+  sbuf_puts(b, "\n");
+}
+
 void format_plan(sbuf_t *b, const json_t *p, const format_how_t *how) {
   if (how->console) {
     format_plan_line(b, p);
     format_plan_steps(b, p);
+    format_plan_budget(b, p);
     return;
   }
   sbuf_puts(b, jx_str(p, "text", ""));
   format_plan_doc(b, p);
+  format_plan_budget(b, p);
 }
 
 void format_approved(sbuf_t *b, const json_t *r, const format_how_t *how) {
@@ -520,10 +585,16 @@ void format_decided(sbuf_t *b, const json_t *r, const format_how_t *how) {
   sbuf_printf(b, "%s %lld: %s\n", done[i].what, id, status ? status : done[i].status);
 }
 
-/* The console shows the plan as it is now when the plan_modified event comes. */
+/* The estimate before and after the edit; the console shows the plan as it is now when the plan_modified
+ * event comes, cadre shows it here with its budget. */
 void format_modified(sbuf_t *b, const json_t *r, const format_how_t *how) {
+  const json_t *before = jx_obj(r, "before"), *after = jx_obj(r, "estimate");
   if (!how->console)
     format_plan_doc(b, r);
+  if (before && after && jx_arr(after, "steps"))
+    estimate_change(b, before, after);
+  if (!how->console)
+    format_plan_budget(b, r);
 }
 
 static void params_text(sbuf_t *b, const json_t *params) {

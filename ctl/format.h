@@ -39,6 +39,9 @@ void format_plan_doc(sbuf_t *b, const json_t *plan);
 void format_plan_line(sbuf_t *b, const json_t *plan);
 /* A plan for deciding: its text (or its line), then each step's arguments and description. */
 void format_plan_steps(sbuf_t *b, const json_t *plan);
+/* The budgets a plan runs under (its "budget": the workflow's own, its session's and those above),
+ * beside the estimate, with a warning where the estimate needs more than is left. */
+void format_plan_budget(sbuf_t *b, const json_t *plan);
 /* A rollback's report {restored, mismatches, deleted} as "2 file(s) restored, 1 created file(s) removed,
  * 0 deleted, 0 mismatch(es)": files counted once each, however many checkpoints they had. */
 void format_rollback(sbuf_t *b, const json_t *rollback);

@@ -320,6 +320,15 @@ static void plan_errors(view_t *v, const json_t *p) {
   }
 }
 
+/* The budgets beside the estimate on the approval screen (payload budget). */
+static void plan_budget(view_t *v, const json_t *p) {
+  sbuf_t b = {0};
+  format_plan_budget(&b, p);
+  if (b.len)
+    out_puts(v->out, sbuf_str(&b));
+  sbuf_free(&b);
+}
+
 /* The end of a workflow: each step's mark, time and cost, the totals, the rollback. */
 static void wf_finished(view_t *v, long long id, const char *title, const json_t *p) {
   const char *status = jx_str(p, "status", "");
@@ -381,6 +390,7 @@ static void on_workflow(view_t *v, const char *kind, const json_t *p) {
             modified ? "now " : "", modified ? jx_str(p, "status", "") : "");
     if (jx_str(p, "text", "")[0])
       out_puts(v->out, jx_str(p, "text", ""));
+    plan_budget(v, p);
     plan_errors(v, p);
   } else if (strcmp(kind, "plan_rejected") == 0) {
     if (!id)

@@ -15,6 +15,7 @@
 #include <math.h>
 
 #include "plan.h"
+#include "plan_estimate.h"
 
 #ifndef CADRE_SOURCE_ROOT
 #define CADRE_SOURCE_ROOT "."
@@ -703,6 +704,133 @@ static void test_edit_set_agent(void **state) {
   json_decref(plan);
 }
 
+static void test_edit_set_profile(void **state) {
+  (void)state;
+  json_t *plan = parse_ok(SEED_PLAN);
+  json_t *out = edit_ok(plan, "{\"op\": \"set_profile\", \"step\": 2, \"profile\": \" Big_Coder \", \"role\": \"Implementer\"}");
+  expect_matches(out, "{\"steps\": [{}, {\"agent\": \"implementer\", \"profile\": \"Big_Coder\"}, {}]}");
+  json_t *back = edit_ok(out, "{\"op\": \"set_profile\", \"step\": 2, \"profile\": \"default\"}");
+  assert_null(json_object_get(json_array_get(json_object_get(back, "steps"), 1), "profile"));
+  json_decref(back);
+  back = edit_ok(out, "{\"op\": \"set_agent\", \"step\": 2, \"agent\": \"tester\"}"); /* a new role: its own profile */
+  assert_null(json_object_get(json_array_get(json_object_get(back, "steps"), 1), "profile"));
+  json_decref(back);
+  back = edit_ok(out, "{\"op\": \"set_profile\", \"step\": 2, \"profile\": null}");
+  assert_null(json_object_get(json_array_get(json_object_get(back, "steps"), 1), "profile"));
+  json_decref(back);
+  json_decref(out);
+  expect_edit_error(plan, "{\"op\": \"set_profile\", \"step\": 2, \"profile\": 7}",
+                    "\"profile\" must be a profile name, or null for the role's own");
+  expect_edit_error(plan, "{\"op\": \"set_profile\", \"step\": 9, \"profile\": \"big\"}", "Step 9 does not exist");
+  json_decref(plan);
+  plan = parse_ok("[PLAN]\n### Step 1: Hard part\n- Agent: implementer\n- Profile: **Big_Coder**\n- Estimated Time: 60s\n"
+                  "[/PLAN]\n");
+  expect_matches(plan, "{\"steps\": [{\"agent\": \"implementer\", \"profile\": \"Big_Coder\"}]}");
+  char *text = plan_format(plan, NULL);
+  assert_non_null(strstr(text, "   1. Hard part (implementer on Big_Coder, 60s)"));
+  free(text);
+  json_decref(plan);
+}
+
+/* ---- estimates on profiles: table ------------------------------------------ */
+
+/* name, role, model, $/1M in, $/1M out, tokens per second */
+static cadre_profile_t est_profiles[] = {
+    {.name = "main_agent", .role = "main", .model = "m-main", .cost_per_1m_input = 10, .cost_per_1m_output = 30,
+     .tokens_per_second = 20},
+    {.name = "researcher_agent", .role = "researcher", .model = "m-small", .cost_per_1m_input = 0.1,
+     .cost_per_1m_output = 0.4, .tokens_per_second = 100},
+    {.name = "big", .role = "researcher", .model = "m-large", .cost_per_1m_input = 2, .cost_per_1m_output = 8,
+     .tokens_per_second = 25},
+    {.name = "coder", .role = "implementer", .model = "m-code", .cost_per_1m_input = 0.5, .cost_per_1m_output = 1.5},
+    {.name = "fast_coder", .role = "implementer", .model = "m-fast", .cost_per_1m_input = 1, .cost_per_1m_output = 2,
+     .tokens_per_second = 200},
+};
+
+static const struct {
+  const char *name;
+  const char *plan;  /* JSON */
+  double seconds;    /* the critical path */
+  double cost;       /* USD */
+  long long tokens;  /* in all */
+  const char *steps; /* each step: "profile seconds cost;" ("-" for no profile) */
+} estimate_cases[] = {
+    {"the role's first profile", "[{\"number\":1,\"agent\":\"researcher\",\"estimated_seconds\":30}]", 30,
+     (4000 * 0.1 + 1000 * 0.4) / 1e6, 5000, "researcher_agent 30 0.000800;"},
+    {"a slower profile takes longer, at its prices",
+     "[{\"number\":1,\"agent\":\"researcher\",\"profile\":\"big\",\"estimated_seconds\":30}]", 120,
+     (4000 * 2 + 1000 * 8) / 1e6, 5000, "big 120 0.016000;"},
+    {"an unknown speed keeps the planned time",
+     "[{\"number\":1,\"agent\":\"implementer\",\"profile\":\"fast_coder\",\"estimated_seconds\":50}]", 50,
+     (4000 * 1 + 1000 * 2) / 1e6, 5000, "fast_coder 50 0.006000;"},
+    {"a tool step calls no model",
+     "[{\"number\":1,\"agent\":\"tester\",\"tool\":\"execute_bash\",\"profile\":\"big\",\"estimated_seconds\":45}]",
+     45, 0, 0, "- 45 0.000000;"},
+    {"an unknown profile costs nothing (the checker refuses it)",
+     "[{\"number\":1,\"agent\":\"researcher\",\"profile\":\"nope\",\"estimated_seconds\":10}]", 10, 0, 0,
+     "- 10 0.000000;"},
+    {"the swapped step lengthens the critical path",
+     "[{\"number\":1,\"agent\":\"researcher\",\"estimated_seconds\":30},"
+     "{\"number\":2,\"agent\":\"researcher\",\"profile\":\"big\",\"estimated_seconds\":30,\"dependencies\":[1]},"
+     "{\"number\":3,\"agent\":\"tester\",\"tool\":\"read_file\",\"estimated_seconds\":100,\"dependencies\":[1]}]",
+     150, (4000 * 0.1 + 1000 * 0.4 + 4000 * 2 + 1000 * 8) / 1e6, 10000,
+     "researcher_agent 30 0.000800;big 120 0.016000;- 100 0.000000;"},
+    {"the role's own profile named: no scaling",
+     "[{\"number\":1,\"agent\":\"researcher\",\"profile\":\"researcher_agent\",\"estimated_seconds\":30}]", 30,
+     0.0008, 5000, "researcher_agent 30 0.000800;"},
+    {"a cycle has no time",
+     "[{\"number\":1,\"agent\":\"researcher\",\"dependencies\":[2]},{\"number\":2,\"agent\":\"researcher\","
+     "\"dependencies\":[1]}]",
+     -1, 0.0016, 10000, "researcher_agent 0 0.000800;researcher_agent 0 0.000800;"},
+};
+
+static void test_estimate_cases(void **state) {
+  (void)state;
+  cadre_config_t config = {.profiles = est_profiles, .n_profiles = ARRAY_LEN(est_profiles)};
+  for (size_t i = 0; i < ARRAY_LEN(estimate_cases); i++) {
+    json_t *plan = json_pack("{s:o}", "steps", load(estimate_cases[i].plan)), *before = json_deep_copy(plan);
+    json_t *e = plan_estimate(plan, &config);
+    char steps[512] = "";
+    size_t k;
+    json_t *st;
+    json_array_foreach(json_object_get(e, "steps"), k, st) {
+      const char *p = json_string_value(json_object_get(st, "profile"));
+      snprintf(steps + strlen(steps), sizeof steps - strlen(steps), "%s %.0f %.6f;", p ? p : "-",
+               json_number_value(json_object_get(st, "seconds")), json_number_value(json_object_get(st, "cost")));
+    }
+    double secs = json_number_value(json_object_get(e, "seconds")), cost = json_number_value(json_object_get(e, "cost"));
+    long long tokens = (long long)json_integer_value(json_object_get(e, "tokens"));
+    if (fabs(secs - estimate_cases[i].seconds) > 1e-9 || fabs(cost - estimate_cases[i].cost) > 1e-12 ||
+        tokens != estimate_cases[i].tokens || strcmp(steps, estimate_cases[i].steps) != 0 || !json_equal(plan, before))
+      fail_msg("%s: seconds %g cost %.9f tokens %lld steps \"%s\"; want %g %.9f %lld \"%s\"", estimate_cases[i].name,
+               secs, cost, tokens, steps, estimate_cases[i].seconds, estimate_cases[i].cost,
+               estimate_cases[i].tokens, estimate_cases[i].steps);
+    assert_int_equal(json_integer_value(json_object_get(e, "tokens_per_agent_step")), 5000);
+    json_decref(e);
+    json_decref(plan);
+    json_decref(before);
+  }
+}
+
+/* The approval screen lists each step's profile, model, tokens, time and cost, and the total. */
+static void test_format_estimate_by_step(void **state) {
+  (void)state;
+  cadre_config_t config = {.profiles = est_profiles, .n_profiles = ARRAY_LEN(est_profiles)};
+  json_t *plan = json_pack("{s:s, s:o}", "title", "T", "steps", load(estimate_cases[5].plan));
+  json_t *e = plan_estimate(plan, &config);
+  char *text = plan_format(plan, e);
+  assert_non_null(strstr(text, " Estimate by step (profile, model, tokens, time, cost):\n"));
+  assert_non_null(strstr(text, "   1. researcher_agent   m-small                 5000     30s  $0.0008\n"));
+  assert_non_null(strstr(text, "   2. big                m-large                 5000    120s  $0.0160\n"));
+  assert_non_null(strstr(text, "   3. (tool step)                                   0    100s  $0.0000\n"));
+  assert_non_null(strstr(text, "   Total (time: the critical path)              10000  2m 30s  $0.0168\n"));
+  assert_non_null(strstr(text, "Estimated Time: 2m 30s (critical path; 4m 10s of work in all)\n"));
+  assert_non_null(strstr(text, "(researcher on big, 30s) \xe2\x86\x90 1\n"));
+  free(text);
+  json_decref(e);
+  json_decref(plan);
+}
+
 static void test_edit_set_arguments(void **state) {
   (void)state;
   json_t *plan = parse_ok(SEED_PLAN);
@@ -848,8 +976,8 @@ static void test_edit_errors(void **state) {
   expect_edit_error(plan, "{\"op\": \"remove_step\"}", "remove_step needs \"step\" (a step number)");
   expect_edit_error(plan, "{\"step\": 1}", "an edit needs \"op\"");
   expect_edit_error(plan, "{\"op\": \"rename\", \"step\": 1}",
-                    "unknown edit op \"rename\" (known: set_agent, set_arguments, set_tool, set_dependencies, "
-                    "set_title, set_estimate, remove_step, add_step)");
+                    "unknown edit op \"rename\" (known: set_agent, set_profile, set_arguments, set_tool, "
+                    "set_dependencies, set_title, set_estimate, remove_step, add_step)");
   json_t *junk = load("{\"steps\": 3}"), *edit = load("{\"op\": \"remove_step\", \"step\": 1}");
   char err[64];
   assert_null(plan_edit(junk, edit, err, sizeof err));
@@ -1108,6 +1236,9 @@ int main(void) {
       cmocka_unit_test(test_order_cycle_is_null),
       cmocka_unit_test(test_critical_path_diamond),
       cmocka_unit_test(test_edit_set_agent),
+      cmocka_unit_test(test_edit_set_profile),
+      cmocka_unit_test(test_estimate_cases),
+      cmocka_unit_test(test_format_estimate_by_step),
       cmocka_unit_test(test_edit_set_arguments),
       cmocka_unit_test(test_edit_set_tool_and_title),
       cmocka_unit_test(test_edit_set_dependencies),
