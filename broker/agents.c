@@ -54,6 +54,14 @@ static const cadre_profile_t *find_profile(broker_t *b, const char *name, bool b
 
 int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
                  const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
+  int rc = agents_spawn_held(b, role_or_profile, by_profile, task, parent, call_id, id, idlen, err, errlen);
+  if (rc == 0)
+    agents_admit(b);
+  return rc;
+}
+
+int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task,
+                      const char *parent, const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
   const cadre_profile_t *p = find_profile(b, role_or_profile, by_profile);
   if (!p || strcmp(p->role, "main") == 0) {
     sbuf_t roles = {.max = 400};
@@ -97,7 +105,6 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
   broker_event(b, "agent_spawned", NULL, 0,
                json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", id, "role", p->role, "profile", p->name, "model",
                          p->model, "parent", parent, "task", task, "status", "queued"));
-  agents_admit(b);
   return 0;
 }
 

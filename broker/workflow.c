@@ -322,7 +322,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
               args ? args : "");
   char id[128], err[256];
   const char *who = s->profile ? s->profile : s->agent ? s->agent : ""; /* a profile the user chose runs it */
-  int rc = agents_spawn(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err,
+  int rc = agents_spawn_held(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err,
                         sizeof err);
   sbuf_free(&task);
   free(args);
@@ -334,7 +334,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
     wf_save(b, wf);
     return 0;
   }
-  store_session_set_step(b->store, id, wf->id, s->number);
+  store_session_set_step(b->store, id, wf->id, s->number); /* before its first turn: the workflow's budget holds */
   s->status = STEP_RUNNING;
   wf_set_str(&s->agent_session, id);
   s->started_ms = util_wall_ms();
@@ -342,6 +342,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   wf_save(b, wf);
   wf_event(b, "step_started", wf,
            json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "agent", id));
+  agents_admit(b); /* its first turn may go now (and may end it at once: its state is saved) */
   return 0;
 }
 
