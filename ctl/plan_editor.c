@@ -21,6 +21,8 @@ void plan_editor_text(sbuf_t *b, const json_t *p) {
     sbuf_printf(b, "\n### Step %lld: %s\n", (long long)jx_int(s, "number", 0), jx_str(s, "title", ""));
     if (jx_str(s, "agent", "")[0])
       sbuf_printf(b, "- Agent: %s\n", jx_str(s, "agent", ""));
+    if (jx_str(s, "profile", "")[0]) /* the model the user moved the step to stays when the text comes back */
+      sbuf_printf(b, "- Profile: %s\n", jx_str(s, "profile", ""));
     if (jx_str(s, "tool", "")[0])
       sbuf_printf(b, "- Tool: %s\n", jx_str(s, "tool", ""));
     const json_t *args = json_object_get(s, "arguments");

@@ -799,6 +799,33 @@ class Approval(ConsoleTest):
         t.type("/reject 1")
         t.wait_text("plan 1: rejected")
 
+    def test_modify_set_profile_shows_the_estimate_before_and_after_and_approve_takes_a_budget(self):
+        self.c.model.script([{"match": "Plan the audit", "text": plan_text("Audit", [
+            {"title": "Look around", "agent": "researcher", "time": "30s"}])}],
+            default={"text": summary_text("PASS", ["ok"], "go on")})
+        t = self.term()
+        t.type("Plan the audit")
+        t.wait_text("WORKFLOW PLAN: Audit")
+        t.wait("the decision", lambda: t.last_line() == DECISION.rstrip())
+        screen = t.history()
+        self.assertIn(" Estimate by step (profile, model, tokens, time, cost):", screen)
+        self.assertIn("   1. researcher_agent   small-model             5000     30s  $0.0060", screen)
+        self.assertIn("Budget (the estimate: 5000 tokens, $0.006000):", screen)
+        self.assertIn("  workflow:1: none of its own (approve 1 --budget-tokens N --budget-cost USD sets one)", screen)
+        t.type("/modify 1 set_profile 1 implementer_agent")
+        t.wait_text("Estimate before -> after:")
+        t.wait_text("  step 1: researcher_agent (small-model) 5000 tokens, 30s, $0.006000 -> implementer_agent "
+                    "(small-model) 5000 tokens, 30s, $0.006000")
+        t.wait_text("   1. Look around (implementer on implementer_agent, 30s)")
+        t.type("/modify 1 set_profile 1 nobody")
+        t.wait_text('step 1 names a profile that is not in the config: "nobody"')
+        t.type("/approve 1 budget_tokens 90000 budget_cost $0.5")
+        t.wait_text("plan 1 approved")
+        t.wait_text('✓ plan 1 "Audit" finished: done')
+        t.type("/budget workflow:1")
+        t.wait("the workflow's budget", lambda: re.search(
+            r"workflow:1: \d+ of 90000 tokens used \(\d+ left\); \$[\d.]+ of \$0\.5000 used", t.history()))
+
 
 class Tools(ConsoleTest):
     @staticmethod

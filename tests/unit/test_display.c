@@ -110,7 +110,7 @@ static void plan_as_editable_text(void **state) {
       json_loads("{\"id\": 4, \"title\": \"Ship\", \"estimate\": {\"seconds\": 75, \"cost\": 0.02}, \"steps\": ["
                  "{\"number\": 1, \"title\": \"Write\", \"agent\": \"\", \"tool\": \"write_file_tool\", "
                  "\"arguments\": {\"path\": \"a\"}, \"dependencies\": [], \"estimated_seconds\": 30},"
-                 "{\"number\": 2, \"title\": \"Check\", \"agent\": \"tester\", \"tool\": null, \"arguments\": null,"
+                 "{\"number\": 2, \"title\": \"Check\", \"agent\": \"tester\", \"profile\": \"Big_Tester\", \"tool\": null, \"arguments\": null,"
                  " \"dependencies\": [1], \"estimated_seconds\": 45, \"description\": \"run it\"}]}",
                  0, NULL);
   sbuf_t b = {0};
@@ -119,7 +119,7 @@ static void plan_as_editable_text(void **state) {
       "[PLAN]\n## Workflow: Ship\n"
       "\n### Step 1: Write\n- Tool: write_file_tool\n- Arguments: {\"path\":\"a\"}\n- Dependencies: none\n"
       "- Estimated Time: 30s\n"
-      "\n### Step 2: Check\n- Agent: tester\n- Dependencies: Step 1\n- Estimated Time: 45s\n"
+      "\n### Step 2: Check\n- Agent: tester\n- Profile: Big_Tester\n- Dependencies: Step 1\n- Estimated Time: 45s\n"
       "- Description: run it\n"
       "\n## Total Estimated Time: 75s\n## Cost Estimate: $0.0200\n[/PLAN]\n";
   const char *block = strstr(sbuf_str(&b), "[PLAN]");
