@@ -274,6 +274,16 @@ static const char *const OLD_PENDING =
     " \"estimate\": {\"seconds\": 60.0, \"cost\": 0.0, \"tokens_per_agent_step\": 5000.0},"
     " \"status\": \"invalid\", \"text\": \"x\"}";
 
+/* A step moved to another profile, with the estimate of each step. */
+static const char *const SWAPPED =
+    "{\"session\": \"main\", \"plan\": {\"title\": \"S\", \"steps\": [{\"number\": 1, \"title\": \"a\","
+    " \"agent\": \"researcher\", \"profile\": \"Big\", \"tool\": null, \"arguments\": null, \"dependencies\": [],"
+    " \"estimated_seconds\": 60}], \"stated\": {\"seconds\": null, \"cost\": null}},"
+    " \"created_ms\": 1, \"steps\": {}, \"origin\": \"main\", \"errors\": [],"
+    " \"estimate\": {\"seconds\": 240.0, \"cost\": 0.027, \"tokens_per_agent_step\": 5000.0, \"tokens\": 5000,"
+    " \"steps\": [{\"number\": 1, \"profile\": \"Big\", \"model\": \"huge\", \"tokens\": 5000, \"seconds\": 240,"
+    " \"cost\": 0.027}]}, \"status\": \"pending\", \"text\": \"x\"}";
+
 static json_t *load(const char *text) {
   json_error_t e;
   json_t *j = json_loads(text, 0, &e);
@@ -330,12 +340,15 @@ static void old_document_loads_typed(void **state) {
 
 static void stored_form_round_trips_losslessly(void **state) {
   (void)state;
-  const char *const docs[] = {OLD_DOC, OLD_PENDING};
+  const char *const docs[] = {OLD_DOC, OLD_PENDING, SWAPPED};
   for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
     json_t *doc = load(docs[i]);
     char err[200] = "";
     workflow_t *wf = wf_from_stored(doc, err, sizeof err);
     assert_non_null(wf);
+    if (docs[i] == SWAPPED) /* the profile is typed, the estimate's steps kept */
+      assert_true(strcmp(wf->steps[0].profile, "Big") == 0 && wf->est_total_tokens == 5000 &&
+                  json_array_size(wf->est_steps) == 1);
     json_t *again = wf_to_stored(wf);
     assert_json_equal(again, doc);
     /* and once more through the types: a fixed point */
@@ -412,7 +425,7 @@ static json_t *todays_view(const json_t *doc) {
 
 static void wire_form_is_what_controllers_got(void **state) {
   (void)state;
-  const char *const docs[] = {OLD_DOC, OLD_PENDING};
+  const char *const docs[] = {OLD_DOC, OLD_PENDING, SWAPPED};
   for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
     json_t *doc = load(docs[i]);
     char err[200];
