@@ -113,6 +113,16 @@ bool budget_allows(broker_t *b, const char *session, const cadre_profile_t *p, i
   return true;
 }
 
+/* True when out already has a report for scope. */
+static bool listed(const json_t *out, const char *scope) {
+  size_t i;
+  json_t *r;
+  json_array_foreach(out, i, r) if (strcmp(jx_str(r, "scope", ""), scope) == 0) return true;
+  return false;
+}
+
+#define BUDGET_ROLE_SHOWN 100 /* sessions listed for their role's budget from the config */
+
 json_t *budget_all(broker_t *b) {
   json_t *out = json_array(), *scopes = store_budget_scopes(b->store);
   size_t i;
@@ -123,5 +133,21 @@ json_t *budget_all(broker_t *b) {
       json_array_append_new(out, r);
   }
   json_decref(scopes);
+  if (!json_object_size(b->opts.config->budgets))
+    return out;
+  /* Sessions held to their role's budget from the config (none set for them): what they spent and have left. */
+  json_t *sessions = store_sessions(b->store);
+  size_t shown = 0;
+  json_array_foreach(sessions, i, s) {
+    const char *id = jx_str(s, "id", ""), *role = jx_str(s, "role", "");
+    if (shown >= BUDGET_ROLE_SHOWN || !json_object_get(b->opts.config->budgets, role) || listed(out, id))
+      continue;
+    json_t *r = budget_report(b, id);
+    if (r && !json_is_null(json_object_get(r, "limit")))
+      json_array_append_new(out, r), shown++;
+    else
+      json_decref(r);
+  }
+  json_decref(sessions);
   return out;
 }

@@ -102,6 +102,13 @@ class Budgets(unittest.TestCase):
         r = self.c.cadre("send", rid, "again", "--wait")
         r = self.c.cadre("send", rid, "and again", "--wait")
         self.assertGreaterEqual(self.budget(rid)["spent"]["tokens"], 0)
+        # cadre stats lists it too, with what it spent and has left of its role's budget.
+        r, stats = self.c.cadre_json("stats")
+        mine = [x for x in stats[-1]["budgets"] if x["scope"] == rid]
+        self.assertEqual(len(mine), 1, stats[-1]["budgets"])
+        self.assertEqual(mine[0]["limit"]["tokens"], 700)
+        self.assertEqual(mine[0]["left"]["tokens"], max(0, 700 - mine[0]["spent"]["tokens"]))
+        self.assertRegex(self.c.cadre("stats").stdout, rf"  {rid}: \d+ of 700 tokens used \(\d+ left\)")
 
 
 if __name__ == "__main__":
