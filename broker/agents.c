@@ -60,8 +60,8 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
   return rc;
 }
 
-int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task,
-                      const char *parent, const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
+int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
+                      const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
   const cadre_profile_t *p = find_profile(b, role_or_profile, by_profile);
   if (!p || strcmp(p->role, "main") == 0) {
     sbuf_t roles = {.max = 400};

@@ -312,8 +312,8 @@ int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, cons
 /* agents_spawn without the admission: the caller marks the session (a workflow
  * step, so that the workflow's budget holds from its first turn) and then calls
  * agents_admit. */
-int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task,
-                      const char *parent, const char *call_id, char *id, size_t idlen, char *err, size_t errlen);
+int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
+                      const char *call_id, char *id, size_t idlen, char *err, size_t errlen);
 /* Starts queued sub-agents while fewer than max_concurrent_agents run. */
 void agents_admit(broker_t *b);
 void agents_turn_started(broker_t *b, const char *session);

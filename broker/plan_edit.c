@@ -244,9 +244,13 @@ static bool fill_step(json_t *step, const json_t *src, char *err, size_t errlen)
   static const struct {
     const char *key;
     setter_fn fn;
-  } fields[] = {{"agent", set_agent},         {"profile", set_profile},       {"tool", set_tool},
-                {"arguments", set_arguments}, {"dependencies", set_dependencies},
-                {"seconds", set_estimate},    {"estimated_seconds", set_estimate}};
+  } fields[] = {{"agent", set_agent},
+                {"profile", set_profile},
+                {"tool", set_tool},
+                {"arguments", set_arguments},
+                {"dependencies", set_dependencies},
+                {"seconds", set_estimate},
+                {"estimated_seconds", set_estimate}};
   if (!set_title(step, src, err, errlen))
     return false;
   for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
@@ -289,9 +293,13 @@ static bool apply(json_t *plan, const json_t *edit, const char *op, char *err, s
   static const struct {
     const char *op;
     setter_fn fn;
-  } ops[] = {{"set_agent", set_agent}, {"set_profile", set_profile}, {"set_arguments", set_arguments},
-             {"set_tool", set_tool},   {"set_dependencies", set_dependencies},
-             {"set_title", set_title}, {"set_estimate", set_estimate},
+  } ops[] = {{"set_agent", set_agent},
+             {"set_profile", set_profile},
+             {"set_arguments", set_arguments},
+             {"set_tool", set_tool},
+             {"set_dependencies", set_dependencies},
+             {"set_title", set_title},
+             {"set_estimate", set_estimate},
              {"remove_step", NULL}};
   json_t *steps = jx_arr(plan, "steps");
   if (strcmp(op, "add_step") == 0)

@@ -28,8 +28,8 @@ static json_t *step_estimate(const json_t *step, const cadre_config_t *config, j
   const cadre_profile_t *p = plan_step_profile(step, config);
   double secs = step_seconds(step, p, config);
   json_int_t tokens = p ? PLAN_STEP_TOKENS_IN + PLAN_STEP_TOKENS_OUT : 0;
-  double cost = p ? (PLAN_STEP_TOKENS_IN * p->cost_per_1m_input + PLAN_STEP_TOKENS_OUT * p->cost_per_1m_output) / 1e6
-                  : 0;
+  double cost =
+      p ? (PLAN_STEP_TOKENS_IN * p->cost_per_1m_input + PLAN_STEP_TOKENS_OUT * p->cost_per_1m_output) / 1e6 : 0;
   json_object_set_new(timed, "estimated_seconds", plan_number_json(secs));
   return json_pack("{s:I, s:o, s:o, s:I, s:o, s:f}", "number", (json_int_t)jx_int(step, "number", 0), "profile",
                    p ? json_string(p->name) : json_null(), "model", p ? json_string(p->model) : json_null(), "tokens",

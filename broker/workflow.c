@@ -29,7 +29,6 @@
 #include "workflow_int.h"
 #include "memory.h"
 
-
 /* ---- workflows ------------------------------------------------------------ */
 
 workflow_t *wf_get(broker_t *b, int64_t id) {
@@ -322,8 +321,8 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
               args ? args : "");
   char id[128], err[256];
   const char *who = s->profile ? s->profile : s->agent ? s->agent : ""; /* a profile the user chose runs it */
-  int rc = agents_spawn_held(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err,
-                        sizeof err);
+  int rc =
+      agents_spawn_held(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err, sizeof err);
   sbuf_free(&task);
   free(args);
   int attempt = ++s->attempts;

@@ -142,8 +142,8 @@ typedef struct workflow {
   double est_seconds, est_cost, est_tokens; /* est_tokens: per agent step */
   int64_t est_total_tokens;
   json_t *est_steps; /* each step's {number, profile, model, tokens, seconds, cost}, or NULL */
-  char *text;                                  /* the plan as shown for approval, or NULL */
-  char *workspace;                             /* set at approval */
+  char *text;        /* the plan as shown for approval, or NULL */
+  char *workspace;   /* set at approval */
   int64_t created_ms, started_ms, finished_ms; /* wall ms; 0: not set */
   wf_report_t report;
   wf_rollback_t *rollback;    /* while rolling back, else NULL */

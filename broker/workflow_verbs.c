@@ -143,8 +143,8 @@ static json_t *profile_edit(broker_t *b, workflow_t *wf, const json_t *edit, cha
   } else if (json_is_string(name) && strcmp(json_string_value(name), "default") != 0 &&
              (why = wf_profile_problem(b, s, json_string_value(name), &p))) {
     wf_step_profiles(b, &known);
-    snprintf(err, errlen, "step %lld %s: \"%.64s\" (profiles: %s)", (long long)s->number, why,
-             json_string_value(name), known.len ? sbuf_str(&known) : "none");
+    snprintf(err, errlen, "step %lld %s: \"%.64s\" (profiles: %s)", (long long)s->number, why, json_string_value(name),
+             known.len ? sbuf_str(&known) : "none");
   }
   sbuf_free(&known);
   if (!s || why)

@@ -44,10 +44,10 @@ typedef struct {
   double cost_per_1m_input;  /* USD */
   double cost_per_1m_output;
   double tokens_per_second; /* the model's answer speed, for plan estimates; 0: unknown */
-  json_t *tools;          /* the profile's own "tools" list (names), or NULL: the role policy */
-  char *max_tokens_field; /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
-  json_t *think;          /* Ollama's think option (bool or string), or NULL: not sent */
-  json_t *labels;         /* node labels its turns need ({"gpu": "1"}), or NULL: any node */
+  json_t *tools;            /* the profile's own "tools" list (names), or NULL: the role policy */
+  char *max_tokens_field;   /* "max_tokens" or "max_completion_tokens"; NULL: by provider and model */
+  json_t *think;            /* Ollama's think option (bool or string), or NULL: not sent */
+  json_t *labels;           /* node labels its turns need ({"gpu": "1"}), or NULL: any node */
   /* execute_bash keeps the host's network: the profile's own "network", else
    * its role's tool policy's (tools.policy.ROLE {"tools": [...], "network":
    * true}), else false (the sandbox has no network). */

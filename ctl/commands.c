@@ -250,7 +250,8 @@ static int parse_approve(const cmd_words_t *w, cmd_req_t *req) {
       continue;
     }
     if (tokens || cost)
-      snprintf(req->error, sizeof req->error, "approve: %s takes %s", k, tokens ? "a number of tokens" : "an amount in USD");
+      snprintf(req->error, sizeof req->error, "approve: %s takes %s", k,
+               tokens ? "a number of tokens" : "an amount in USD");
     if (tokens || cost || id || plan_id(k, &id, req) < 0) {
       json_decref(args);
       return -1;

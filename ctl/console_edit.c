@@ -55,8 +55,8 @@ struct edit {
   char stop_key;     /* the control key that ended a burst (read, not yet handled); 0: none */
 };
 
-static const char *modify_ops[] = {"set_agent", "set_profile", "set_arguments", "set_dependencies", "set_tool",
-                                   "set_title", "set_estimate",  "remove_step",      "add_step"};
+static const char *modify_ops[] = {"set_agent", "set_profile",  "set_arguments", "set_dependencies", "set_tool",
+                                   "set_title", "set_estimate", "remove_step",   "add_step"};
 static const char *template_subs[] = {"save", "list", "run"};
 
 static char *prompt_fn(EditLine *el) {

@@ -110,7 +110,8 @@ static void plan_as_editable_text(void **state) {
       json_loads("{\"id\": 4, \"title\": \"Ship\", \"estimate\": {\"seconds\": 75, \"cost\": 0.02}, \"steps\": ["
                  "{\"number\": 1, \"title\": \"Write\", \"agent\": \"\", \"tool\": \"write_file_tool\", "
                  "\"arguments\": {\"path\": \"a\"}, \"dependencies\": [], \"estimated_seconds\": 30},"
-                 "{\"number\": 2, \"title\": \"Check\", \"agent\": \"tester\", \"profile\": \"Big_Tester\", \"tool\": null, \"arguments\": null,"
+                 "{\"number\": 2, \"title\": \"Check\", \"agent\": \"tester\", \"profile\": \"Big_Tester\", \"tool\": "
+                 "null, \"arguments\": null,"
                  " \"dependencies\": [1], \"estimated_seconds\": 45, \"description\": \"run it\"}]}",
                  0, NULL);
   sbuf_t b = {0};

@@ -707,7 +707,8 @@ static void test_edit_set_agent(void **state) {
 static void test_edit_set_profile(void **state) {
   (void)state;
   json_t *plan = parse_ok(SEED_PLAN);
-  json_t *out = edit_ok(plan, "{\"op\": \"set_profile\", \"step\": 2, \"profile\": \" Big_Coder \", \"role\": \"Implementer\"}");
+  json_t *out =
+      edit_ok(plan, "{\"op\": \"set_profile\", \"step\": 2, \"profile\": \" Big_Coder \", \"role\": \"Implementer\"}");
   expect_matches(out, "{\"steps\": [{}, {\"agent\": \"implementer\", \"profile\": \"Big_Coder\"}, {}]}");
   json_t *back = edit_ok(out, "{\"op\": \"set_profile\", \"step\": 2, \"profile\": \"default\"}");
   assert_null(json_object_get(json_array_get(json_object_get(back, "steps"), 1), "profile"));
@@ -723,8 +724,9 @@ static void test_edit_set_profile(void **state) {
                     "\"profile\" must be a profile name, or null for the role's own");
   expect_edit_error(plan, "{\"op\": \"set_profile\", \"step\": 9, \"profile\": \"big\"}", "Step 9 does not exist");
   json_decref(plan);
-  plan = parse_ok("[PLAN]\n### Step 1: Hard part\n- Agent: implementer\n- Profile: **Big_Coder**\n- Estimated Time: 60s\n"
-                  "[/PLAN]\n");
+  plan =
+      parse_ok("[PLAN]\n### Step 1: Hard part\n- Agent: implementer\n- Profile: **Big_Coder**\n- Estimated Time: 60s\n"
+               "[/PLAN]\n");
   expect_matches(plan, "{\"steps\": [{\"agent\": \"implementer\", \"profile\": \"Big_Coder\"}]}");
   char *text = plan_format(plan, NULL);
   assert_non_null(strstr(text, "   1. Hard part (implementer on Big_Coder, 60s)"));
@@ -736,14 +738,30 @@ static void test_edit_set_profile(void **state) {
 
 /* name, role, model, $/1M in, $/1M out, tokens per second */
 static cadre_profile_t est_profiles[] = {
-    {.name = "main_agent", .role = "main", .model = "m-main", .cost_per_1m_input = 10, .cost_per_1m_output = 30,
+    {.name = "main_agent",
+     .role = "main",
+     .model = "m-main",
+     .cost_per_1m_input = 10,
+     .cost_per_1m_output = 30,
      .tokens_per_second = 20},
-    {.name = "researcher_agent", .role = "researcher", .model = "m-small", .cost_per_1m_input = 0.1,
-     .cost_per_1m_output = 0.4, .tokens_per_second = 100},
-    {.name = "big", .role = "researcher", .model = "m-large", .cost_per_1m_input = 2, .cost_per_1m_output = 8,
+    {.name = "researcher_agent",
+     .role = "researcher",
+     .model = "m-small",
+     .cost_per_1m_input = 0.1,
+     .cost_per_1m_output = 0.4,
+     .tokens_per_second = 100},
+    {.name = "big",
+     .role = "researcher",
+     .model = "m-large",
+     .cost_per_1m_input = 2,
+     .cost_per_1m_output = 8,
      .tokens_per_second = 25},
     {.name = "coder", .role = "implementer", .model = "m-code", .cost_per_1m_input = 0.5, .cost_per_1m_output = 1.5},
-    {.name = "fast_coder", .role = "implementer", .model = "m-fast", .cost_per_1m_input = 1, .cost_per_1m_output = 2,
+    {.name = "fast_coder",
+     .role = "implementer",
+     .model = "m-fast",
+     .cost_per_1m_input = 1,
+     .cost_per_1m_output = 2,
      .tokens_per_second = 200},
 };
 
@@ -764,8 +782,8 @@ static const struct {
      "[{\"number\":1,\"agent\":\"implementer\",\"profile\":\"fast_coder\",\"estimated_seconds\":50}]", 50,
      (4000 * 1 + 1000 * 2) / 1e6, 5000, "fast_coder 50 0.006000;"},
     {"a tool step calls no model",
-     "[{\"number\":1,\"agent\":\"tester\",\"tool\":\"execute_bash\",\"profile\":\"big\",\"estimated_seconds\":45}]",
-     45, 0, 0, "- 45 0.000000;"},
+     "[{\"number\":1,\"agent\":\"tester\",\"tool\":\"execute_bash\",\"profile\":\"big\",\"estimated_seconds\":45}]", 45,
+     0, 0, "- 45 0.000000;"},
     {"an unknown profile costs nothing (the checker refuses it)",
      "[{\"number\":1,\"agent\":\"researcher\",\"profile\":\"nope\",\"estimated_seconds\":10}]", 10, 0, 0,
      "- 10 0.000000;"},
@@ -776,8 +794,8 @@ static const struct {
      150, (4000 * 0.1 + 1000 * 0.4 + 4000 * 2 + 1000 * 8) / 1e6, 10000,
      "researcher_agent 30 0.000800;big 120 0.016000;- 100 0.000000;"},
     {"the role's own profile named: no scaling",
-     "[{\"number\":1,\"agent\":\"researcher\",\"profile\":\"researcher_agent\",\"estimated_seconds\":30}]", 30,
-     0.0008, 5000, "researcher_agent 30 0.000800;"},
+     "[{\"number\":1,\"agent\":\"researcher\",\"profile\":\"researcher_agent\",\"estimated_seconds\":30}]", 30, 0.0008,
+     5000, "researcher_agent 30 0.000800;"},
     {"a cycle has no time",
      "[{\"number\":1,\"agent\":\"researcher\",\"dependencies\":[2]},{\"number\":2,\"agent\":\"researcher\","
      "\"dependencies\":[1]}]",
@@ -798,13 +816,14 @@ static void test_estimate_cases(void **state) {
       snprintf(steps + strlen(steps), sizeof steps - strlen(steps), "%s %.0f %.6f;", p ? p : "-",
                json_number_value(json_object_get(st, "seconds")), json_number_value(json_object_get(st, "cost")));
     }
-    double secs = json_number_value(json_object_get(e, "seconds")), cost = json_number_value(json_object_get(e, "cost"));
+    double secs = json_number_value(json_object_get(e, "seconds")),
+           cost = json_number_value(json_object_get(e, "cost"));
     long long tokens = (long long)json_integer_value(json_object_get(e, "tokens"));
     if (fabs(secs - estimate_cases[i].seconds) > 1e-9 || fabs(cost - estimate_cases[i].cost) > 1e-12 ||
         tokens != estimate_cases[i].tokens || strcmp(steps, estimate_cases[i].steps) != 0 || !json_equal(plan, before))
       fail_msg("%s: seconds %g cost %.9f tokens %lld steps \"%s\"; want %g %.9f %lld \"%s\"", estimate_cases[i].name,
-               secs, cost, tokens, steps, estimate_cases[i].seconds, estimate_cases[i].cost,
-               estimate_cases[i].tokens, estimate_cases[i].steps);
+               secs, cost, tokens, steps, estimate_cases[i].seconds, estimate_cases[i].cost, estimate_cases[i].tokens,
+               estimate_cases[i].steps);
     assert_int_equal(json_integer_value(json_object_get(e, "tokens_per_agent_step")), 5000);
     json_decref(e);
     json_decref(plan);

@@ -75,8 +75,8 @@ static json_t *event(const char *kind) {
   return NULL;
 }
 
-int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task,
-                      const char *parent, const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
+int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
+                      const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
   (void)b, (void)by_profile, (void)task, (void)parent, (void)call_id, (void)err, (void)errlen;
   snprintf(id, idlen, "%s-1", role_or_profile);
   return 0;
