@@ -84,13 +84,21 @@ static bool set_agent(json_t *step, const json_t *src, char *err, size_t errlen)
   return true;
 }
 
+/* src[key] as a cleaned name in *out (NULL: null, absent, or blank); false when it is neither a string nor null. */
+static bool name_or_null(const json_t *src, const char *key, json_t **out) {
+  const json_t *t = json_object_get(src, key);
+  *out = json_is_string(t) ? clean_string(json_string_value(t), PLAN_NAME_MAX, false) : NULL;
+  if (*out && !json_string_length(*out))
+    json_decref(*out), *out = NULL;
+  return json_is_null(t) || json_is_string(t);
+}
+
 /* The profile (a name; null, "" or "default": the role's own) and, when given, its role as the step's agent. */
 static bool set_profile(json_t *step, const json_t *src, char *err, size_t errlen) {
-  const json_t *p = json_object_get(src, "profile");
-  if (!json_is_null(p) && !json_is_string(p))
+  json_t *v;
+  if (!name_or_null(src, "profile", &v))
     return fail(err, errlen, "\"profile\" must be a profile name, or null for the role's own");
-  json_t *v = json_is_string(p) ? clean_string(json_string_value(p), PLAN_NAME_MAX, false) : NULL;
-  if (!v || !json_string_length(v) || strcmp(json_string_value(v), "default") == 0) {
+  if (!v || strcmp(json_string_value(v), "default") == 0) {
     json_decref(v);
     json_object_del(step, "profile");
     return true;
@@ -106,11 +114,10 @@ static bool set_profile(json_t *step, const json_t *src, char *err, size_t errle
 }
 
 static bool set_tool(json_t *step, const json_t *src, char *err, size_t errlen) {
-  const json_t *t = json_object_get(src, "tool");
-  if (!json_is_null(t) && !json_is_string(t))
+  json_t *v;
+  if (!name_or_null(src, "tool", &v))
     return fail(err, errlen, "\"tool\" must be a tool name or null");
-  json_t *v = json_is_string(t) ? clean_string(json_string_value(t), PLAN_NAME_MAX, false) : NULL;
-  if (v && (!json_string_length(v) || strcasecmp(json_string_value(v), "none") == 0))
+  if (v && strcasecmp(json_string_value(v), "none") == 0)
     json_decref(v), v = NULL;
   json_object_set_new(step, "tool", v ? v : json_null());
   return true;
