@@ -249,8 +249,10 @@ static void answer_plan(console_t *con, const json_t *q, const char *line) {
   if (c == 'v') {
     json_t *r = console_request(con, "plan", json_pack("{s:I}", "id", id));
     sbuf_t b = {0};
-    if (r)
+    if (r) {
       format_plan_steps(&b, r);
+      format_plan_budget(&b, r); /* what it may spend beside what it is estimated at */
+    }
     out_puts(con->out, sbuf_str(&b));
     sbuf_free(&b);
     json_decref(r);
