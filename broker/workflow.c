@@ -94,7 +94,7 @@ static void estimate(broker_t *b, workflow_t *wf, const json_t *plan) {
   json_decref(e);
 }
 
-/* "a, b, c": the profiles a step may run on (every one but the main agent's). */
+/* "name (role, model), ...": the profiles a step may run on (every one but the main agent's). */
 void wf_step_profiles(broker_t *b, sbuf_t *out) {
   const cadre_config_t *c = b->opts.config;
   for (size_t i = 0; i < c->n_profiles; i++)
@@ -115,13 +115,13 @@ const char *wf_profile_problem(broker_t *b, const wf_step_t *s, const char *name
   return NULL;
 }
 
-/* Steps that name a profile: one without a role takes the profile's; a profile that cannot run it is an error. */
+/* Steps that name a profile run as its role (the step's agent says so); a profile that cannot run it is an error. */
 static void check_profiles(broker_t *b, workflow_t *wf, json_t *errors) {
   for (size_t i = 0; i < wf->n_steps; i++) {
     wf_step_t *s = &wf->steps[i];
-    const cadre_profile_t *p;
+    const cadre_profile_t *p = NULL;
     const char *why = s->profile ? wf_profile_problem(b, s, s->profile, &p) : NULL;
-    if (s->profile && !why && (!s->agent || !s->agent[0]))
+    if (s->profile && !why && (!s->agent || strcmp(s->agent, p->role) != 0))
       wf_set_str(&s->agent, p->role);
     if (!why)
       continue;

@@ -157,6 +157,15 @@ class Swap(unittest.TestCase):
         self.assertIn('Step 1 names a profile that is not in the config: "nope"', named["errors"][0]["message"])
         fixed = self.modify(named["id"], "set_profile", "1", "big_researcher")
         self.assertEqual((fixed["status"], fixed["steps"][0]["profile"]), ("pending", "big_researcher"))
+        # A profile of another role than the step's: the step runs as the profile's role, and says so.
+        text = plan_text("Other role", [{"title": "Check", "agent": "tester"}]).replace(
+            "- Agent: tester\n", "- Agent: tester\n- Profile: big_researcher\n")
+        self.c.model.script([{"match": "Make a plan", "text": text}])
+        self.c.cadre("ask", "Make a plan", check=True)
+        other = [x for x in self.c.cadre_json("plans")[1][0] if x["title"] == "Other role"][-1]
+        self.assertEqual((other["status"], other["steps"][0]["agent"], other["steps"][0]["profile"]),
+                         ("pending", "researcher", "big_researcher"))
+        self.assertEqual(other["estimate"]["steps"][0]["model"], "huge-model")
         # Once it runs, its steps stay where they are.
         self.c.model.script([], default={"chunks": ["working "] * 20 + [PASS], "delay_ms": 200})
         self.c.cadre("approve", pid, check=True)
