@@ -222,7 +222,8 @@ function renderPlan() {
   }
   const table = el("table", {}, el("thead", {}, el("tr", {}, ...["step", "agent", "status", "estimate", "actual",
     "attempts", "cost"].map((h) => el("th", {}, h)))),
-    el("tbody", {}, ...steps.map((s) => el("tr", {}, el("td", {}, `${s.number}. ${s.title}`), el("td", {}, s.agent || ""),
+    el("tbody", {}, ...steps.map((s) => el("tr", {}, el("td", {}, `${s.number}. ${s.title}`),
+      el("td", {}, (s.agent || "") + (s.profile ? ` on ${s.profile}` : "")),
       el("td", {}, `${MARK[s.status] || "○"} ${s.status}`), el("td", {}, secs(s.estimated_seconds)),
       el("td", {}, s.started_ms && s.finished_ms ? secs((s.finished_ms - s.started_ms) / 1000) : "—"),
       el("td", {}, s.attempts), el("td", {}, s.usage ? money(s.usage.cost) : "—")))));
