@@ -95,7 +95,7 @@ static const struct {
   const char *scope[2]; /* budgets set (NULL: none) */
   long long tokens[2];
   double cost[2];
-  size_t sessions; /* session reports shown */
+  size_t sessions;      /* session reports shown */
   const char *warnings; /* joined by " | " */
 } budget_cases[] = {
     {"none", {NULL, NULL}, {0, 0}, {0, 0}, 1, ""},
@@ -112,7 +112,11 @@ static const struct {
      {0, 0},
      1,
      "the estimate (10000 tokens) is more than the 100 tokens left in the budget of workflow:1"},
-    {"both", {"workflow:1", "main"}, {100, 200}, {0, 0}, 1,
+    {"both",
+     {"workflow:1", "main"},
+     {100, 200},
+     {0, 0},
+     1,
      "the estimate (10000 tokens) is more than the 100 tokens left in the budget of workflow:1 | the estimate "
      "(10000 tokens) is more than the 200 tokens left in the budget of main"},
     {"a cost limit the free estimate fits", {"main", NULL}, {0, 0}, {0.5, 0}, 1, ""},
