@@ -1,6 +1,7 @@
 /* agentd.c: the daemon's main thread: the broker link, handing turns, steps
  * and restores to the workers, forwarding what they produce. */
 #include "agentd.h"
+#include "mcp.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -180,6 +181,10 @@ agentd_t *agentd_new(const agentd_opts_t *opts, char *err, size_t errlen) {
   d->q.connect_timeout_ms = opts->connect_timeout_ms;
   d->q.stall_timeout_ms = opts->stall_timeout_ms;
   d->q.turn_timeout_ms = opts->turn_timeout_ms;
+  if (!(d->q.mcp = mcp_new(d->q.tools, opts->config))) {
+    snprintf(err, errlen, "out of memory");
+    goto fail;
+  }
   d->threads = calloc((size_t)opts->slots + 1, sizeof *d->threads); /* + the restore worker */
   if (!d->threads || workers_start(&d->q, d->threads, opts->slots) < 0) {
     snprintf(err, errlen, "cannot start %d worker threads", opts->slots);
@@ -202,6 +207,7 @@ void agentd_destroy(agentd_t **self_p) {
     free(d->threads);
     jobq_fini(&d->q);
   }
+  mcp_destroy(&d->q.mcp); /* stops the MCP servers; after the workers, before the tools */
   tools_destroy(&d->q.tools);
   sandbox_destroy(&d->sandbox);
   ws_fini(&d->q.ws);

@@ -82,6 +82,10 @@ static void own_secrets(const char **list, size_t max, const secrets_t *secrets,
   for (size_t i = 0; cfg && n + 1 < max && i < cfg->n_profiles; i++)
     if (cfg->profiles[i].api_key && *cfg->profiles[i].api_key)
       list[n++] = cfg->profiles[i].api_key;
+  for (size_t i = 0; cfg && i < cfg->n_mcp_servers; i++) /* keys in MCP servers' env */
+    for (char **e = cfg->mcp_servers[i].env; e && *e && n + 1 < max; e++)
+      if (strchr(*e, '=')[1])
+        list[n++] = strchr(*e, '=') + 1;
   char err[256];
   if (key_file && keys_load_pair(key_file, kp, err, sizeof err) == 0 && n + 1 < max)
     list[n++] = kp->secret_key;

@@ -287,6 +287,16 @@ void tools_run_with(tools_t *self, const char *name, const char *arguments, cons
   tools_scrub_secrets(self, out);
 }
 
+// The cap on a result's text.
+size_t tools_output_cap(const tools_t *self) {
+  return self ? self->output_cap : TOOLS_OUTPUT_CAP;
+}
+
+// Replaces every secret value in out's text and summary.
+void tools_scrub_result(const tools_t *self, tool_result_t *out) {
+  tools_scrub_secrets(self, out);
+}
+
 // Frees a result's text.
 void tool_result_free(tool_result_t *r) {
   if (!r)

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define TOOLS_OUTPUT_CAP (32 * 1024) /* result text: head and tail kept beyond this */
 #define TOOLS_DEFAULT_TIMEOUT_S 120  /* execute_bash, unless the call or the config says otherwise */
@@ -100,6 +101,33 @@ void tools_run_with(tools_t *self, const char *name, const char *arguments, cons
 /* True when commands run in the sandbox; false: unconfined or refused. */
 bool tools_sandboxed(const tools_t *self);
 void tool_result_free(tool_result_t *r);
+
+/* The cap on a result's text (tools_opts_t.output_cap). */
+size_t tools_output_cap(const tools_t *self);
+/* Replaces every secret value the node knows in out's text and summary. */
+void tools_scrub_result(const tools_t *self, tool_result_t *out);
+
+/* A long-lived program (an MCP server) started as execute_bash starts its
+ * commands: in the sandbox (network as asked), with the same environment
+ * without secrets (env, NULL-terminated "NAME=value", added after that
+ * filter), limits but no CPU-time cap, in the workspace; with pipes to its
+ * stdin (in_fd, blocking), stdout and stderr (out_fd, err_fd, non-blocking). */
+typedef struct {
+  pid_t pid; /* -1 once reaped */
+  int in_fd, out_fd, err_fd;
+  int exit_status; /* waitpid's, once reaped */
+  unsigned long long start;
+  char marker[96];
+  char *cgroup_dir;
+} tools_child_t;
+
+/* 0, or -1 with err (no commands on this node, fork failed, ...). */
+int tools_child_start(tools_t *self, const char *command, const char *const *env, bool network, tools_child_t *c,
+                      char *err, size_t errlen);
+/* True while the child runs; reaps it once it has exited. */
+bool tools_child_alive(tools_child_t *c);
+/* SIGTERM, a grace period, SIGKILL: the child and all it started; closes the pipes. */
+void tools_child_stop(tools_t *self, tools_child_t *c);
 
 /* What a call that changes things would do, for the user asked to allow it:
  * execute_bash "$ command"; edit_file the old lines (-) and the new (+);

@@ -252,6 +252,7 @@ typedef struct {
   struct rlimit lim[EXEC_LIMITS];
   int res[EXEC_LIMITS];
   int null_fd, out_fd, root_fd;
+  int in_fd, err_fd; /* the child's stdin and stderr: null_fd and out_fd for commands */
   int cgroup_fd; /* the command's pids cgroup's cgroup.procs, or -1 */
   char *cgroup_dir;
   sandbox_t *sandbox;
@@ -274,7 +275,7 @@ static void __attribute__((noreturn)) child_exec(const spawn_t *s) {
   /* The shell dies with the daemon (kill -9 included): a step that must run
    * again after the daemon died is not also finished by an orphan. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (dup2(s->null_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->out_fd, 2) < 0)
+  if (dup2(s->in_fd, 0) < 0 || dup2(s->out_fd, 1) < 0 || dup2(s->err_fd, 2) < 0)
     _exit(126);
   if (fchdir(s->root_fd) != 0)
     _exit(126);
@@ -476,12 +477,14 @@ static int prepare(tools_t *t, const char *command, int timeout_s, bool network,
     free_env(s->envp);
     return -e;
   }
-  s->out_fd = pipefd[1];
+  s->out_fd = s->err_fd = pipefd[1];
+  s->in_fd = s->null_fd;
   s->root_fd = t->ws.root_fd;
   char *bash = (char *)"bash", *sh = (char *)"sh", *c = (char *)"-c";
   s->argv_bash[0] = bash, s->argv_bash[1] = c, s->argv_bash[2] = (char *)command;
   s->argv_sh[0] = sh, s->argv_sh[1] = c, s->argv_sh[2] = (char *)command;
-  limit(s, 0, RLIMIT_CPU, (rlim_t)timeout_s + 5, (rlim_t)timeout_s + 10);
+  limit(s, 0, RLIMIT_CPU, timeout_s > 0 ? (rlim_t)timeout_s + 5 : RLIM_INFINITY,
+        timeout_s > 0 ? (rlim_t)timeout_s + 10 : RLIM_INFINITY);
   limit(s, 1, RLIMIT_FSIZE, EXEC_FSIZE, EXEC_FSIZE);
   long tasks = proc_user_tasks(getuid());
   limit(s, 2, RLIMIT_NPROC, (rlim_t)(tasks + EXEC_NPROC_HEADROOM), (rlim_t)(tasks + EXEC_NPROC_HEADROOM));
@@ -592,6 +595,15 @@ static void run_command(tools_t *t, spawn_t *s, int pipefd[2], const char *marke
   free(r.buf);
 }
 
+/* The environment marker of one run: CADRE_RUN_ID=pid-seq-random. */
+static void make_marker(tools_t *t, char *marker, size_t len) {
+  uint64_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
+    rnd = (uint64_t)now_ms();
+  snprintf(marker, len, MARKER_NAME "=%d-%lu-%016llx", (int)getpid(), (unsigned long)atomic_fetch_add(&t->run_seq, 1),
+           (unsigned long long)rnd);
+}
+
 // execute_bash {command, timeout?}: runs a command in the workspace (in the sandbox when there is one).
 void tools_execute_bash(tools_t *t, const targs_t *a, const tools_call_opts_t *opts, atomic_bool *cancel,
                         tool_result_t *out) {
@@ -615,11 +627,7 @@ void tools_execute_bash(tools_t *t, const targs_t *a, const tools_call_opts_t *o
     return;
   }
   char marker[96];
-  uint64_t rnd = 0;
-  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
-    rnd = (uint64_t)now_ms();
-  snprintf(marker, sizeof marker, MARKER_NAME "=%d-%lu-%016llx", (int)getpid(),
-           (unsigned long)atomic_fetch_add(&t->run_seq, 1), (unsigned long long)rnd);
+  make_marker(t, marker, sizeof marker);
   spawn_t s;
   int pipefd[2];
   int rc = prepare(t, command, (int)timeout, opts->network, marker, pipefd, &s);
@@ -629,4 +637,126 @@ void tools_execute_bash(tools_t *t, const targs_t *a, const tools_call_opts_t *o
   }
   run_command(t, &s, pipefd, marker, (int)timeout, cancel, out);
   spawn_free(&s);
+}
+
+/* ---- long-lived children (MCP servers) --------------------------------------------------- */
+
+/* envp with the entries of add appended (envp grows; add's strings copied). 0 or -ENOMEM. */
+static int env_append(char ***envp, const char *const *add) {
+  size_t n = 0, k = 0;
+  while ((*envp)[n])
+    n++;
+  while (add && add[k])
+    k++;
+  char **env = realloc(*envp, (n + k + 1) * sizeof *env);
+  if (!env)
+    return -ENOMEM;
+  *envp = env;
+  for (size_t i = 0; i < k; i++) {
+    if (!(env[n] = strdup(add[i])))
+      break;
+    env[++n] = NULL;
+  }
+  env[n] = NULL;
+  return n == 0 || k == 0 || env[n - 1] ? 0 : -ENOMEM;
+}
+
+// Starts a long-lived program with pipes to its stdin, stdout and stderr.
+int tools_child_start(tools_t *t, const char *command, const char *const *env, bool network, tools_child_t *c,
+                      char *err, size_t errlen) {
+  memset(c, 0, sizeof *c);
+  c->pid = -1;
+  c->in_fd = c->out_fd = c->err_fd = -1;
+  if (t->no_commands) {
+    snprintf(err, errlen, "this node does not run commands: %s", t->no_commands);
+    return -1;
+  }
+  make_marker(t, c->marker, sizeof c->marker);
+  spawn_t s;
+  int outp[2], inp[2] = {-1, -1}, errp[2] = {-1, -1};
+  int rc = prepare(t, command, 0, network, c->marker, outp, &s);
+  if (rc < 0) {
+    snprintf(err, errlen, "cannot start the server: %s", strerror(-rc));
+    return -1;
+  }
+  if (pipe2(inp, O_CLOEXEC) != 0 || pipe2(errp, O_CLOEXEC) != 0 || env_append(&s.envp, env) < 0) {
+    snprintf(err, errlen, "cannot start the server: %s", strerror(errno ? errno : ENOMEM));
+    int fds[] = {inp[0], inp[1], errp[0], errp[1], outp[0], outp[1]};
+    for (size_t i = 0; i < 6; i++)
+      if (fds[i] >= 0)
+        close(fds[i]);
+    spawn_free(&s);
+    return -1;
+  }
+  s.in_fd = inp[0];
+  s.err_fd = errp[1];
+  c->pid = fork();
+  if (c->pid == 0)
+    child_exec(&s);
+  int fork_errno = errno;
+  close(inp[0]);
+  close(outp[1]);
+  close(errp[1]);
+  c->cgroup_dir = s.cgroup_dir; /* released when the child is stopped */
+  s.cgroup_dir = NULL;
+  spawn_free(&s);
+  c->in_fd = inp[1];
+  c->out_fd = outp[0];
+  c->err_fd = errp[0];
+  if (c->pid < 0) {
+    snprintf(err, errlen, "cannot start the server: %s", strerror(fork_errno));
+    tools_child_stop(t, c);
+    return -1;
+  }
+  c->start = proc_start_time(c->pid);
+  fcntl(c->out_fd, F_SETFL, O_NONBLOCK);
+  fcntl(c->err_fd, F_SETFL, O_NONBLOCK);
+  return 0;
+}
+
+/* True once pid has been reaped (WNOHANG). */
+static bool child_reaped(tools_child_t *c) {
+  int status;
+  pid_t r = waitpid(c->pid, &status, WNOHANG);
+  if (r == c->pid || (r < 0 && errno == ECHILD)) {
+    c->exit_status = status;
+    c->pid = -1;
+    return true;
+  }
+  return false;
+}
+
+// True while the child runs (reaps it once it exited).
+bool tools_child_alive(tools_child_t *c) {
+  return c && c->pid > 0 && !child_reaped(c);
+}
+
+// Stops the child and everything it started; closes its pipes.
+void tools_child_stop(tools_t *t, tools_child_t *c) {
+  int *fds[] = {&c->in_fd, &c->out_fd, &c->err_fd};
+  for (size_t i = 0; i < 3; i++)
+    if (*fds[i] >= 0) {
+      close(*fds[i]);
+      *fds[i] = -1;
+    }
+  if (c->pid > 0) {
+    proc_job_t job = {.leader = c->pid, .start = c->start, .marker = c->marker};
+    kill(-c->pid, SIGTERM);
+    proc_job_signal(&job, SIGTERM, false);
+    int64_t until = now_ms() + EXEC_GRACE_MS;
+    while (now_ms() < until && !child_reaped(c)) {
+      struct timespec ts = {0, 20 * 1000000L};
+      nanosleep(&ts, NULL);
+    }
+    if (c->pid > 0) {
+      kill(-c->pid, SIGKILL);
+      proc_job_signal(&job, SIGKILL, false);
+      while (waitpid(c->pid, &c->exit_status, 0) < 0 && errno == EINTR)
+        ;
+      c->pid = -1;
+    }
+    proc_job_signal(&job, SIGKILL, false); /* what the leader left behind */
+  }
+  sandbox_cgroup_release(t ? t->sandbox : NULL, c->cgroup_dir);
+  c->cgroup_dir = NULL;
 }

@@ -18,6 +18,7 @@
 
 #include "llm.h"
 #include "llm_ctx.h"
+#include "mcp.h"
 #include "log.h"
 #include "util.h"
 
@@ -32,6 +33,7 @@ typedef struct {
   json_t *added;        /* messages this turn added, in order */
   json_t *defs;         /* tool definitions offered to the model */
   json_t *node_tools;   /* names of the tools this node runs for this turn */
+  json_t *mcp_offered;  /* MCP tools offered: name -> {server, tool, read_only} (mcp.h) */
   const char *approval; /* "never", "mutating", "always" */
   int timeout_s, max_iterations, max_tool_calls;
   long deadline_ms; /* of each model call: the profile's turn_timeout_s, else --turn-timeout */
@@ -154,6 +156,15 @@ static int setting(bool has, int64_t v, int dflt) {
   return has && v > 0 && v <= INT32_MAX ? (int)v : dflt;
 }
 
+/* How this turn's MCP requests run: its network switch, timeout and cancel. */
+static mcp_call_opts_t mcp_opts(loop_t *L) {
+  proto_profile_t pp;
+  proto_profile_read(L->r->job->profile, &pp);
+  return (mcp_call_opts_t){.network = PROTO_PROFILE_HAS(&pp, network) && pp.network,
+                           .timeout_s = L->timeout_s,
+                           .cancel = &L->r->job->cancel};
+}
+
 /* Splits the turn's tools: names the node runs, definitions for the model. */
 static void setup_tools(loop_t *L) {
   const json_t *tools = L->r->job->tools;
@@ -175,10 +186,16 @@ static void setup_tools(loop_t *L) {
   }
   proto_profile_t pp;
   proto_profile_read(L->r->job->profile, &pp);
-  if (PROTO_PROFILE_HAS(&pp, compact) && pp.compact)
-    tools_compact(L->defs);
   L->approval = PROTO_TOOL_HAS(&pp, approval) ? pp.tool.approval : "never";
   L->timeout_s = setting(PROTO_TOOL_HAS(&pp, timeout_s), pp.tool.timeout_s, TOOLS_DEFAULT_TIMEOUT_S);
+  L->mcp_offered = json_object();
+  if (tools && PROTO_PROFILE_HAS(&pp, mcp_servers)) { /* no tools at all: a summary turn */
+    mcp_call_opts_t o = mcp_opts(L);
+    mcp_offer(L->r->q->mcp, pp.mcp_servers, PROTO_PROFILE_HAS(&pp, mcp_tools) ? pp.mcp_tools : NULL, &o, L->defs,
+              L->mcp_offered);
+  }
+  if (PROTO_PROFILE_HAS(&pp, compact) && pp.compact)
+    tools_compact(L->defs);
   L->max_iterations = setting(PROTO_TOOL_HAS(&pp, max_iterations), pp.tool.max_iterations, 25);
   L->max_tool_calls = setting(PROTO_TOOL_HAS(&pp, max_tool_calls), pp.tool.max_tool_calls, 100);
   L->deadline_ms = PROTO_PROFILE_HAS(&pp, turn_timeout_s) && pp.turn_timeout_s > 0 && pp.turn_timeout_s <= 86400
@@ -190,7 +207,7 @@ static bool runs_here(loop_t *L, const char *name) {
   size_t i;
   json_t *v;
   json_array_foreach(L->node_tools, i, v) if (name && strcmp(json_string_value(v), name) == 0) return true;
-  return false;
+  return name && json_object_get(L->mcp_offered, name);
 }
 
 static void add_message(loop_t *L, json_t *msg) {
@@ -223,9 +240,11 @@ static bool stuck(loop_t *L, const char *name, const char *args) {
 /* Asks the user (through the broker) whether a call may run; waits for the
  * answer or a cancel. */
 static bool approved(loop_t *L, const json_t *call) {
-  bool ask = strcmp(L->approval, "always") == 0 ||
-             (strcmp(L->approval, "mutating") == 0 &&
-              tools_mutates(json_string_value(json_object_get(json_object_get(call, "function"), "name"))));
+  const char *name = json_string_value(json_object_get(json_object_get(call, "function"), "name"));
+  const json_t *mcp = name ? json_object_get(L->mcp_offered, name) : NULL;
+  /* An MCP tool counts as changing things unless its server says it only reads (readOnlyHint). */
+  bool mutates = mcp ? !json_is_true(json_object_get(mcp, "read_only")) : tools_mutates(name);
+  bool ask = strcmp(L->approval, "always") == 0 || (strcmp(L->approval, "mutating") == 0 && mutates);
   if (!ask)
     return true;
   run_t *r = L->r;
@@ -273,6 +292,9 @@ static void run_call(loop_t *L, const json_t *call) {
                                                       : "not run: the user did not allow this call");
     res.is_error = true;
     snprintf(res.summary, sizeof res.summary, "not allowed");
+  } else if (json_object_get(L->mcp_offered, name)) {
+    mcp_call_opts_t o = mcp_opts(L);
+    mcp_call(L->r->q->mcp, json_object_get(L->mcp_offered, name), args, &o, &res);
   } else {
     char *with_timeout = NULL;
     json_t *parsed = strcmp(name, "execute_bash") == 0 ? json_loads(args, 0, NULL) : NULL;
@@ -530,6 +552,7 @@ static void loop_free(loop_t *L) {
   json_decref(L->added);
   json_decref(L->defs);
   json_decref(L->node_tools);
+  json_decref(L->mcp_offered);
   for (int i = 0; i < STUCK_REPEATS; i++)
     free(L->recent[i]);
   free(L->thinking);

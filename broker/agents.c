@@ -365,13 +365,14 @@ static json_t *spawn_tool(broker_t *b, const char *session) {
 json_t *agents_tools_for(broker_t *b, const char *session) {
   /* Node tools travel as names (the node has their definitions and runs only
    * those named); tools the broker runs travel as full definitions. */
-  json_t *tools = config_tools_for(b->opts.config, session_profile(b, session));
+  const cadre_profile_t *p = session_profile(b, session);
+  json_t *tools = config_tools_for(b->opts.config, p);
   json_t *out = json_deep_copy(tools);
   json_decref(tools);
   json_t *spawn = spawn_tool(b, session);
   if (spawn)
     json_array_append_new(out, spawn);
-  if (json_array_size(out) == 0) {
+  if (json_array_size(out) == 0 && !(p && p->mcp_servers)) { /* MCP tools only: an empty list, not none */
     json_decref(out);
     return NULL;
   }

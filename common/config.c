@@ -34,6 +34,7 @@ typedef struct {
   char found_dir[PATH_MAX];  /* config_find_prompts_dir(), "" when none */
   char *err;
   size_t errlen;
+  const cadre_config_t *cfg; /* the config being read: its MCP servers name tools */
 } loader_t;
 
 typedef struct {
@@ -491,15 +492,30 @@ static bool node_tool(const char *name) {
   return false;
 }
 
-/* A list of known tool names ("*" alone means all of them). */
-static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *key, json_t **out) {
+/* True when name is "<server>__<tool>" or "<server>__*" for a configured MCP server. */
+static bool mcp_tool_entry(const loader_t *l, const char *name) {
+  const char *sep = strstr(name, "__");
+  if (!sep || !sep[2] || !l->cfg)
+    return false;
+  for (size_t i = 0; i < l->cfg->n_mcp_servers; i++) {
+    const char *s = l->cfg->mcp_servers[i].name;
+    if (strlen(s) == (size_t)(sep - name) && strncmp(s, name, (size_t)(sep - name)) == 0)
+      return true;
+  }
+  return false;
+}
+
+/* A list of known tool names ("*" alone means all of them): node tools into
+ * *out, MCP tools ("<server>__<tool>", "<server>__*") into *mcp (absent when
+ * none is named; mcp may be NULL only where MCP names are not allowed). */
+static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *key, json_t **out, json_t **mcp) {
   char kp[KEY_PATH_LEN];
   if (!v || json_is_null(v))
     return 0;
   keypath(kp, sizeof kp, pfx, key);
   if (!json_is_array(v))
     return wrong(l, kp, NULL, v, "an array of tool names");
-  json_t *list = json_array();
+  json_t *list = json_array(), *mcp_list = json_array();
   size_t i;
   json_t *t;
   json_array_foreach(v, i, t) {
@@ -509,19 +525,30 @@ static int parse_tool_list(loader_t *l, json_t *v, const char *pfx, const char *
         json_array_append_new(list, json_string(node_tools[k]));
       continue;
     }
+    if (name && mcp && mcp_tool_entry(l, name)) {
+      json_array_append_new(mcp_list, json_string(name));
+      continue;
+    }
     if (!name || !node_tool(name)) {
       json_decref(list);
+      json_decref(mcp_list);
       char ik[KEY_PATH_LEN + 32];
       snprintf(ik, sizeof ik, "%s[%zu]", kp, i);
       return loader_fail(l, ik,
                          "unknown tool %s%.64s%s (known: execute_bash, read_file, write_file_tool, edit_file, "
-                         "list_files, grep, or \"*\")",
+                         "list_files, grep, \"*\", or \"<mcp server>__<tool>\" of a server in mcp_servers)",
                          name ? "\"" : "", name ? name : "(not a string)", name ? "\"" : "");
     }
     json_array_append_new(list, json_string(name));
   }
   json_decref(*out);
   *out = list;
+  if (mcp && json_array_size(mcp_list) > 0) {
+    json_decref(*mcp);
+    *mcp = mcp_list;
+  } else {
+    json_decref(mcp_list);
+  }
   return 0;
 }
 
@@ -542,6 +569,7 @@ static void default_tools(cadre_tools_config_t *t) {
                         names(all), "optimizer", names(measure), "reviewer", names(look), "researcher", names(look),
                         "*", names(look));
   t->network = json_object();
+  t->mcp_policy = json_object();
   snprintf(t->approval, sizeof t->approval, "mutating");
   t->timeout_s = 120;
   t->max_iterations = 25;
@@ -558,13 +586,13 @@ static int section(loader_t *l, json_t *root, const char *key, json_t **out) {
 }
 
 /* One role's policy: a list of tools, or {"tools": [...], "network": bool}. */
-static int parse_policy(loader_t *l, cadre_config_t *c, const char *role, json_t *v, json_t **list) {
+static int parse_policy(loader_t *l, cadre_config_t *c, const char *role, json_t *v, json_t **list, json_t **mcp) {
   if (!json_is_object(v))
-    return parse_tool_list(l, v, "tools.policy", role, list);
+    return parse_tool_list(l, v, "tools.policy", role, list, mcp);
   char kp[KEY_PATH_LEN];
   keypath(kp, sizeof kp, "tools.policy", role);
   bool network = false;
-  if (parse_tool_list(l, field(v, "tools"), kp, "tools", list) < 0 || get_bool(l, v, kp, "network", &network) < 0)
+  if (parse_tool_list(l, field(v, "tools"), kp, "tools", list, mcp) < 0 || get_bool(l, v, kp, "network", &network) < 0)
     return -1;
   if (network)
     json_object_set_new(c->tools.network, role, json_true());
@@ -584,6 +612,20 @@ static void resolve_network(cadre_config_t *c) {
   }
 }
 
+/* Each profile's MCP tool list: its own tools' MCP entries, else its role's
+ * policy's, else "*"'s (none: every tool of its servers). */
+static void resolve_mcp_tools(cadre_config_t *c) {
+  for (size_t i = 0; i < c->n_profiles; i++) {
+    cadre_profile_t *p = &c->profiles[i];
+    if (p->tools || !p->mcp_servers)
+      continue;
+    json_t *role = p->role ? json_object_get(c->tools.policy, p->role) : NULL;
+    json_t *mcp = json_object_get(c->tools.mcp_policy, role ? p->role : "*");
+    if (mcp)
+      p->mcp_tools = json_incref(mcp);
+  }
+}
+
 static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root) {
   json_t *t;
   if (section(l, root, "tools", &t) < 0 || !t)
@@ -594,10 +636,15 @@ static int parse_tools(loader_t *l, cadre_config_t *c, json_t *root) {
   const char *role;
   json_t *v;
   json_object_foreach(policy, role, v) {
-    json_t *list = NULL;
-    if (parse_policy(l, c, role, v, &list) < 0)
+    json_t *list = NULL, *mcp = NULL;
+    if (parse_policy(l, c, role, v, &list, &mcp) < 0) {
+      json_decref(list);
+      json_decref(mcp);
       return -1;
+    }
     json_object_set_new(c->tools.policy, role, list ? list : json_array());
+    if (mcp)
+      json_object_set_new(c->tools.mcp_policy, role, mcp);
   }
   char *approval = NULL;
   if (get_string(l, t, "tools", "approval", &approval) < 0)
@@ -630,6 +677,30 @@ json_t *config_tools_for(const cadre_config_t *self, const cadre_profile_t *p) {
   return list ? json_incref(list) : json_array();
 }
 
+/* A profile's mcp_servers: names of servers in the top-level mcp_servers. */
+static int get_profile_mcp(loader_t *l, json_t *obj, const char *pfx, json_t **out) {
+  json_t *v = field(obj, "mcp_servers");
+  char kp[KEY_PATH_LEN], ik[KEY_PATH_LEN + 32];
+  if (!v)
+    return 0;
+  keypath(kp, sizeof kp, pfx, "mcp_servers");
+  if (!json_is_array(v))
+    return wrong(l, kp, NULL, v, "an array of MCP server names (keys of the top-level mcp_servers)");
+  size_t i;
+  json_t *s;
+  json_array_foreach(v, i, s) {
+    snprintf(ik, sizeof ik, "%s[%zu]", kp, i);
+    if (!json_is_string(s))
+      return wrong(l, ik, NULL, s, "the name of an MCP server");
+    if (!config_mcp_server(l->cfg, json_string_value(s)))
+      return loader_fail(l, ik, "unknown MCP server \"%.64s\"; define it in the top-level mcp_servers",
+                         json_string_value(s));
+  }
+  json_decref(*out);
+  *out = json_array_size(v) ? json_deep_copy(v) : NULL;
+  return 0;
+}
+
 static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *pfx) {
   if (get_string(l, v, pfx, "provider", &p->provider) < 0 || (!p->provider && set_str(l, &p->provider, "ollama") < 0) ||
       get_string(l, v, pfx, "url", &p->url) < 0 || check_url(l, p, pfx) < 0 ||
@@ -647,7 +718,8 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_number(l, v, pfx, "cost_per_1m_input", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_input) < 0 ||
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_output) < 0 ||
       get_number(l, v, pfx, "tokens_per_second", 0, 1e6, "between 0 and 1000000", &p->tokens_per_second) < 0 ||
-      parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools) < 0 ||
+      parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools, &p->mcp_tools) < 0 ||
+      get_profile_mcp(l, v, pfx, &p->mcp_servers) < 0 ||
       get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0 ||
       get_labels(l, v, pfx, &p->labels) < 0 || get_bool(l, v, pfx, "network", &p->network) < 0)
     return -1;
@@ -939,6 +1011,121 @@ static int parse_budgets(loader_t *l, cadre_config_t *c, json_t *root) {
   return 0;
 }
 
+/* ---- MCP servers ------------------------------------------------------- */
+
+/* A server name: 1 to 32 of letters, digits, '-' and '_', without "__" (the
+ * separator of "<server>__<tool>"). */
+static bool valid_mcp_name(const char *s) {
+  size_t n = strlen(s);
+  return n > 0 && n <= 32 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-") == n &&
+         !strstr(s, "__");
+}
+
+/* A NULL-terminated copy of an array of strings (v may be NULL: empty). */
+static int string_list(loader_t *l, json_t *v, const char *kp, char ***out) {
+  if (v && !json_is_array(v))
+    return wrong(l, kp, NULL, v, "an array of strings");
+  char **list = loader_calloc(l, json_array_size(v) + 1, sizeof *list);
+  if (!list)
+    return -1;
+  *out = list;
+  size_t i;
+  json_t *s;
+  json_array_foreach(v, i, s) {
+    if (!json_is_string(s)) {
+      char ik[KEY_PATH_LEN + 32];
+      snprintf(ik, sizeof ik, "%s[%zu]", kp, i);
+      return wrong(l, ik, NULL, s, "a string");
+    }
+    if (set_str(l, &list[i], json_string_value(s)) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+/* env: {"NAME": "value"}, as "NAME=value" strings. Values are never echoed. */
+static int mcp_env(loader_t *l, json_t *v, const char *pfx, char ***out) {
+  char kp[KEY_PATH_LEN];
+  keypath(kp, sizeof kp, pfx, "env");
+  if (v && !json_is_object(v))
+    return loader_fail(l, kp, "expected an object of strings, got %s", type_name(v));
+  char **list = loader_calloc(l, json_object_size(v) + 1, sizeof *list);
+  if (!list)
+    return -1;
+  *out = list;
+  const char *k;
+  json_t *x;
+  size_t n = 0;
+  json_object_foreach(v, k, x) {
+    char ik[KEY_PATH_LEN + 80];
+    keypath(ik, sizeof ik, kp, k);
+    if (!*k || strchr(k, '='))
+      return loader_fail(l, ik, "not a valid environment variable name");
+    if (!json_is_string(x))
+      return loader_fail(l, ik, "expected a string, got %s", type_name(x));
+    size_t len = strlen(k) + json_string_length(x) + 2;
+    if (!(list[n] = malloc(len)))
+      return loader_fail(l, NULL, "out of memory");
+    snprintf(list[n++], len, "%s=%s", k, json_string_value(x));
+    wipe_json_string(x);
+  }
+  return 0;
+}
+
+static int parse_mcp_server(loader_t *l, const char *name, json_t *v, cadre_mcp_server_t *m) {
+  char pfx[KEY_PATH_LEN], kp[KEY_PATH_LEN];
+  keypath(pfx, sizeof pfx, "mcp_servers", name);
+  if (!valid_mcp_name(name))
+    return loader_fail(l, pfx, "a server name is 1 to 32 letters, digits, '-' or '_', without \"__\"");
+  if (!json_is_object(v))
+    return wrong(l, pfx, NULL, v, "an object: {\"command\": ..., \"args\": [...]} or {\"url\": ...}");
+  if (set_str(l, &m->name, name) < 0 || get_string(l, v, pfx, "command", &m->command) < 0 ||
+      get_string(l, v, pfx, "url", &m->url) < 0 ||
+      string_list(l, field(v, "args"), keypath(kp, sizeof kp, pfx, "args"), &m->args) < 0 ||
+      mcp_env(l, field(v, "env"), pfx, &m->env) < 0 || get_int(l, v, pfx, "timeout_s", 1, 3600, &m->timeout_s) < 0)
+    return -1;
+  if (!m->command == !m->url)
+    return loader_fail(l, pfx, m->command ? "give either command (stdio) or url (streamable HTTP), not both"
+                                          : "needs a command (a stdio server) or a url (streamable HTTP)");
+  if (m->url && strncmp(m->url, "http://", 7) != 0 && strncmp(m->url, "https://", 8) != 0)
+    return loader_fail(l, keypath(kp, sizeof kp, pfx, "url"), "expected an http:// or https:// URL");
+  if (m->url && (m->args[0] || m->env[0]))
+    return loader_fail(l, pfx, "args and env are for a command; a url server takes neither");
+  return 0;
+}
+
+static int parse_mcp_servers(loader_t *l, cadre_config_t *c, json_t *root) {
+  json_t *ms;
+  if (section(l, root, "mcp_servers", &ms) < 0 || !ms)
+    return ms ? -1 : 0;
+  if (!(c->mcp_servers = loader_calloc(l, json_object_size(ms) + 1, sizeof *c->mcp_servers)))
+    return -1;
+  const char *name;
+  json_t *v;
+  json_object_foreach(ms, name, v) {
+    if (parse_mcp_server(l, name, v, &c->mcp_servers[c->n_mcp_servers++]) < 0)
+      return -1;
+  }
+  return 0;
+}
+
+// The MCP server of that name, or NULL.
+const cadre_mcp_server_t *config_mcp_server(const cadre_config_t *self, const char *name) {
+  for (size_t i = 0; self && name && i < self->n_mcp_servers; i++)
+    if (strcmp(self->mcp_servers[i].name, name) == 0)
+      return &self->mcp_servers[i];
+  return NULL;
+}
+
+static void free_strings(char **list, bool wipe) {
+  for (size_t i = 0; list && list[i]; i++) {
+    if (wipe)
+      explicit_bzero(list[i], strlen(list[i]));
+    free(list[i]);
+  }
+  free(list);
+}
+
 static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
   set_config_dir(l, path);
   if (set_str(l, &c->path, path) < 0)
@@ -947,12 +1134,15 @@ static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
   if (!root)
     return -1;
   int rc = -1;
-  if (parse_agents(l, c, root) == 0 && parse_spawning(l, c, root) == 0 && parse_tools(l, c, root) == 0 &&
+  if (parse_mcp_servers(l, c, root) == 0 && parse_agents(l, c, root) == 0 && parse_spawning(l, c, root) == 0 &&
+      parse_tools(l, c, root) == 0 &&
       parse_budgets(l, c, root) == 0 &&
       get_int(l, root, NULL, "max_concurrent_agents", 1, MAX_AGENTS_CAP, &c->max_concurrent_agents) == 0)
     rc = 0;
-  if (rc == 0)
+  if (rc == 0) {
     resolve_network(c);
+    resolve_mcp_tools(c);
+  }
   json_decref(root);
   return rc;
 }
@@ -997,6 +1187,7 @@ cadre_config_t *config_load(const char *path, const char *prompts_dir, char *err
     loader_fail(&l, NULL, "out of memory");
     return NULL;
   }
+  l.cfg = c;
   c->max_concurrent_agents = 5;
   c->spawn_context = -1;
   c->delegation = true;
@@ -1011,6 +1202,8 @@ static void profile_free(cadre_profile_t *p) {
   if (p->api_key)
     explicit_bzero(p->api_key, strlen(p->api_key));
   json_decref(p->tools);
+  json_decref(p->mcp_servers);
+  json_decref(p->mcp_tools);
   json_decref(p->think);
   json_decref(p->labels);
   char *fields[] = {p->api_key,
@@ -1039,11 +1232,21 @@ void config_destroy(cadre_config_t **self_p) {
     free(c->keywords[i].keyword);
     free(c->keywords[i].profile);
   }
+  for (size_t i = 0; i < c->n_mcp_servers; i++) {
+    cadre_mcp_server_t *m = &c->mcp_servers[i];
+    free(m->name);
+    free(m->command);
+    free(m->url);
+    free_strings(m->args, false);
+    free_strings(m->env, true);
+  }
+  free(c->mcp_servers);
   free(c->profiles);
   free(c->keywords);
   json_decref(c->budgets);
   json_decref(c->tools.policy);
   json_decref(c->tools.network);
+  json_decref(c->tools.mcp_policy);
   free(c->path);
   free(c);
   *self_p = NULL;
@@ -1103,11 +1306,30 @@ static json_t *profile_display(const cadre_profile_t *p) {
     json_object_set_new(o, "network", json_true());
   if (p->think)
     json_object_set(o, "think", p->think);
+  if (p->mcp_servers)
+    json_object_set(o, "mcp_servers", p->mcp_servers);
   json_object_set_new(o, "api_key", p->api_key ? json_string("***") : json_null());
   json_object_set_new(o, "system_prompt_file",
                       p->system_prompt_file ? json_string(p->system_prompt_file) : json_null());
   json_object_set_new(o, "system_prompt_path",
                       p->system_prompt_path ? json_string(p->system_prompt_path) : json_null());
+  return o;
+}
+
+/* The MCP servers for display: env values left out (they may be keys). */
+static json_t *mcp_display(const cadre_config_t *self) {
+  json_t *o = json_object();
+  for (size_t i = 0; o && i < self->n_mcp_servers; i++) {
+    const cadre_mcp_server_t *m = &self->mcp_servers[i];
+    json_t *args = json_array(), *env = json_array();
+    for (size_t k = 0; m->args && m->args[k]; k++)
+      json_array_append_new(args, json_string(m->args[k]));
+    for (size_t k = 0; m->env && m->env[k]; k++)
+      json_array_append_new(env, json_stringn(m->env[k], strcspn(m->env[k], "=")));
+    json_object_set_new(o, m->name,
+                        json_pack("{s:s?, s:s?, s:o, s:o, s:i}", "command", m->command, "url", m->url, "args", args,
+                                  "env_names", env, "timeout_s", m->timeout_s));
+  }
   return o;
 }
 
@@ -1127,9 +1349,12 @@ json_t *config_to_json(const cadre_config_t *self) {
     snprintf(context, sizeof context, "none");
   else
     snprintf(context, sizeof context, "last:%d", self->spawn_context);
-  return json_pack("{s:s?, s:o, s:{s:o, s:b, s:b, s:s, s:b, s:i}, s:i}", "path", self->path, "agents", agents,
+  json_t *o = json_pack("{s:s?, s:o, s:{s:o, s:b, s:b, s:s, s:b, s:i}, s:i}", "path", self->path, "agents", agents,
                    "spawning_rules", "keywords", kw, "auto_spawn_on_keywords", (int)self->auto_spawn_on_keywords,
                    "require_confirmation", (int)self->require_confirmation, "context", context, "delegation",
                    (int)self->delegation, "max_depth", self->max_spawn_depth, "max_concurrent_agents",
                    self->max_concurrent_agents);
+  if (o && self->n_mcp_servers)
+    json_object_set_new(o, "mcp_servers", mcp_display(self));
+  return o;
 }

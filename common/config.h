@@ -6,8 +6,14 @@
  *                 cost_per_1m_input, cost_per_1m_output, tokens_per_second }, ... },
  *     "spawning_rules": { "keywords": { "<word>": "<profile name>" },
  *                         "auto_spawn_on_keywords": bool, "require_confirmation": bool },
- *     "max_concurrent_agents": int
+ *     "max_concurrent_agents": int,
+ *     "mcp_servers": { "<server>": { "command": "...", "args": [...], "env": {...} }   (stdio)
+ *                    | { "url": "http://..." }                                     (streamable HTTP)
+ *                    , optional "timeout_s" }
  *   }
+ * A profile's "mcp_servers": ["<server>", ...] names the servers whose tools
+ * its agent gets (as "<server>__<tool>"); its tool policy may narrow them by
+ * those names ("<server>__<tool>" or "<server>__*").
  *
  * The profile whose role is "main" is the main agent. With no file, built-in
  * defaults: the seed's models on a local Ollama.
@@ -53,12 +59,31 @@ typedef struct {
    * true}), else false (the sandbox has no network). */
   bool network;
   bool network_given; /* the profile said it itself */
+  /* MCP: the servers (names in cadre_config_t.mcp_servers) whose tools the
+   * agent gets, or NULL: none; mcp_tools: the MCP entries of its tool list
+   * (its own "tools", else its role's policy: "<server>__<tool>" or
+   * "<server>__*"), or NULL: every tool of those servers. A server no entry
+   * names keeps all its tools. */
+  json_t *mcp_servers;
+  json_t *mcp_tools;
 } cadre_profile_t;
+
+/* An MCP server (config "mcp_servers"): a command run over stdio, or a
+ * streamable HTTP url. */
+typedef struct {
+  char *name;
+  char *command; /* stdio: the program (NULL for url) */
+  char **args;   /* NULL-terminated, never NULL */
+  char **env;    /* "NAME=value" added to the server's environment; NULL-terminated; values never logged */
+  char *url;     /* streamable HTTP endpoint (NULL for command) */
+  int timeout_s; /* each request; 0: tools.timeout_s */
+} cadre_mcp_server_t;
 
 /* "tools": how agents use the node tools. */
 typedef struct {
   json_t *policy;                 /* role -> array of tool names; "*": any other role */
   json_t *network;                /* role -> true: its commands keep the network (policy {"network": true}) */
+  json_t *mcp_policy;             /* role -> its MCP tool entries ("<server>__<tool>"), when it names any */
   char approval[16];              /* "never", "mutating" (default: writes and commands ask), "always" */
   int timeout_s;                  /* execute_bash default timeout (120) */
   int max_iterations;             /* model calls in one turn (25) */
@@ -91,6 +116,8 @@ typedef struct {
   int max_spawn_depth;
   cadre_tools_config_t tools;
   json_t *budgets; /* {"role": {"tokens": N, "cost": USD}} (config "budgets"), or NULL */
+  cadre_mcp_server_t *mcp_servers;
+  size_t n_mcp_servers;
 } cadre_config_t;
 
 /* Loads path (NULL: built-in defaults). A relative system_prompt_file is looked
@@ -111,6 +138,8 @@ const cadre_profile_t *config_profile(const cadre_config_t *self, const char *na
 const cadre_profile_t *config_profile_for_role(const cadre_config_t *self, const char *role);
 /* The main agent's profile (role "main"); never NULL for a loaded config. */
 const cadre_profile_t *config_main(const cadre_config_t *self);
+/* The MCP server of that name, or NULL. */
+const cadre_mcp_server_t *config_mcp_server(const cadre_config_t *self, const char *name);
 
 /* Names of the node tools a profile may use (its own list, else its role's
  * policy, else the "*" policy). Caller owns. */

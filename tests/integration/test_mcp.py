@@ -1,0 +1,250 @@
+"""MCP servers as agent tools, against the real servers from npm.
+
+@modelcontextprotocol/server-filesystem and @modelcontextprotocol/server-everything
+(pinned in tests/mcp/npm/package.json) are installed by `scripts/install-deps --test`
+into tests/mcp/npm/node_modules (or $CADRE_MCP_NODE_MODULES). The agent daemon starts
+them in its sandbox, lists their tools, offers them to the scripted model as
+<server>__<tool>, and runs its calls. tests/mcp/fake_server.py is a server that
+crashes, hangs or writes garbage on purpose.
+"""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import AGENTD, BROKER, Cluster, wait_until  # noqa: E402
+
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODULES = os.environ.get("CADRE_MCP_NODE_MODULES") or os.path.join(SRC, "tests", "mcp", "npm", "node_modules")
+FS_JS = os.path.join(MODULES, "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
+EVERYTHING_JS = os.path.join(MODULES, "@modelcontextprotocol", "server-everything", "dist", "index.js")
+FAKE = os.path.join(SRC, "tests", "mcp", "fake_server.py")
+NODE = shutil.which("node") or shutil.which("nodejs")
+SECRET = "sk-mcp-test-secret-0123456789"
+
+if not NODE:
+    print("test_mcp: skipped: node is not installed (scripts/install-deps --test installs it)", file=sys.stderr)
+    sys.exit(77)
+if not (os.path.exists(FS_JS) and os.path.exists(EVERYTHING_JS)):
+    print(f"test_mcp: the MCP servers are not installed in {MODULES}: run scripts/install-deps --test "
+          "(or npm ci --prefix tests/mcp/npm)", file=sys.stderr)
+    sys.exit(1)
+
+
+def call(name, args, cid):
+    return {"tool_calls": [{"id": cid, "name": name, "arguments": json.dumps(args)}]}
+
+
+def tool_results(req):
+    return {m["tool_call_id"]: m["content"] for m in req["body"]["messages"] if m["role"] == "tool"}
+
+
+def offered(req):
+    return {t["function"]["name"]: t["function"] for t in req["body"].get("tools", [])}
+
+
+SUMMARY = ("[SUMMARY]\nStatus: PASS\nKey Points:\n- the workspace holds a.txt and sub\n"
+           "Recommendation: none\n[/SUMMARY]")
+
+
+class Mcp(unittest.TestCase):
+    def setUp(self):
+        starts = "WORKSPACE/.mcp-starts"  # the servers write only in the workspace (the sandbox)
+
+        def config(cfg):
+            fake = lambda mode, **kw: dict({"command": sys.executable, "args": [FAKE, mode]}, **kw)  # noqa: E731
+            cfg["mcp_servers"] = {
+                "fs": {"command": NODE, "args": [FS_JS, "WORKSPACE"]},
+                "everything": {"command": NODE, "args": [EVERYTHING_JS, "stdio"], "env": {"EVERYTHING_API_KEY": SECRET}},
+                "crash": fake("crash", env={"FAKE_MCP_STARTS": starts}),
+                "hang": fake("hang", timeout_s=2),
+                "garbage": fake("garbage"),
+            }
+            cfg["agents"]["reviewer_agent"]["mcp_servers"] = ["fs"]
+            cfg["agents"]["main_agent"]["mcp_servers"] = ["everything", "crash", "hang", "garbage"]
+            cfg["agents"]["tester_agent"]["mcp_servers"] = ["everything"]
+            cfg.setdefault("tools", {})["policy"] = {"tester": {"tools": ["read_file", "everything__echo"]}}
+        self.c = Cluster(nodes=(), config_extra=config)
+        self.ws = os.path.realpath(self.c.workspace)
+        with open(self.c.config) as f:  # the filesystem server's one directory: the workspace
+            text = f.read().replace("WORKSPACE", self.ws)
+        with open(self.c.config, "w") as f:
+            f.write(text)
+        self.starts = starts.replace("WORKSPACE", self.ws)
+        self.c.start_node("m1", 2, extra=("--config", self.c.config))
+        self.c.wait_nodes(1)
+
+    def tearDown(self):
+        self.c.close()
+
+    def test_sub_agent_lists_a_directory_through_the_filesystem_server(self):
+        os.makedirs(os.path.join(self.ws, "sub"))
+        with open(os.path.join(self.ws, "a.txt"), "w") as f:
+            f.write("hello\n")
+        self.c.model.script([call("fs__list_directory", {"path": self.ws}, "l1"), {"text": SUMMARY}])
+        t0 = time.monotonic()
+        r, out = self.c.cadre_json("spawn", "reviewer", "What is in the workspace?", "--wait", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr + self.c.logs())
+        print(f"test_mcp: sub-agent with the filesystem server (start, initialize, tools/list, one call, two "
+              f"model calls): {time.monotonic() - t0:.2f} s", file=sys.stderr)
+        self.assertEqual(out[-1]["summary"]["status"], "PASS")
+        reqs = self.c.model.requests()
+        tools = offered(reqs[0])
+        # Beside the role's built-in tools, the server's, prefixed, with their input schemas.
+        self.assertTrue({"read_file", "list_files", "grep", "fs__list_directory", "fs__read_text_file"} <= set(tools))
+        self.assertNotIn("fs__write_file", set(tools) - set(tools))  # offered, but it would ask (not read-only)
+        self.assertEqual(tools["fs__list_directory"]["parameters"]["required"], ["path"])
+        self.assertIn("[MCP server fs]", tools["fs__list_directory"]["description"])
+        listing = tool_results(reqs[-1])["l1"]
+        self.assertIn("[FILE] a.txt", listing)
+        self.assertIn("[DIR] sub", listing)
+        # The summary came back to the main session.
+        r, h = self.c.cadre_json("history")
+        self.assertIn("the workspace holds a.txt and sub", json.dumps(h))
+
+    def test_everything_server_echo_and_sum_round_trip(self):
+        self.c.model.script([
+            call("everything__echo", {"message": "hello, MCP ✓"}, "e1"),
+            call("everything__get-sum", {"a": 2, "b": 40}, "s1"),
+            call("everything__get-env", {}, "v1"),
+            {"text": "done"},
+        ])
+        r, ev = self.c.cadre_json("ask", "echo and add", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr + self.c.logs())
+        self.assertEqual(ev[-1]["text"], "done")
+        reqs = self.c.model.requests()
+        tools = offered(reqs[0])
+        self.assertEqual(tools["everything__get-sum"]["parameters"]["properties"]["a"]["type"], "number")
+        self.assertNotIn("$schema", tools["everything__echo"]["parameters"])
+        res = tool_results(reqs[-1])
+        self.assertEqual(res["e1"], "Echo: hello, MCP ✓")
+        self.assertEqual(res["s1"], "The sum of 2 and 40 is 42.")
+        # The server got its key in its environment; the model never sees it, nor does the log.
+        self.assertIn("EVERYTHING_API_KEY", res["v1"])
+        self.assertNotIn(SECRET, res["v1"])
+        self.assertNotIn(SECRET, self.c.logs())
+        results = [e for e in ev if e["event"] == "delta" and e["kind"] == "tool_result"]
+        self.assertTrue(all(e["call"]["ok"] for e in results), results)
+
+    def test_crashing_hanging_and_garbage_servers_give_tool_errors_and_the_turn_goes_on(self):
+        self.c.model.script([
+            call("crash__act", {}, "c1"),
+            call("hang__act", {}, "h1"),
+            call("garbage__act", {}, "g1"),
+            call("crash__act", {"again": True}, "c2"),
+            {"text": "carried on"},
+        ])
+        t0 = time.monotonic()
+        r, ev = self.c.cadre_json("ask", "try the broken servers", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr + self.c.logs())
+        self.assertEqual(ev[-1]["text"], "carried on")
+        self.assertLess(time.monotonic() - t0, 60)
+        res = tool_results(self.c.model.requests()[-1])
+        self.assertIn("MCP server crash", res["c1"])
+        self.assertIn("exited with status 3", res["c1"])
+        self.assertIn("crashing on purpose", res["c1"])
+        self.assertIn("did not answer tools/call within 2 s", res["h1"])
+        self.assertIn("not JSON-RPC", res["g1"])
+        self.assertIn("exited with status 3", res["c2"])  # started again for the second call
+        with open(self.starts) as f:
+            self.assertEqual(f.read().count("start"), 2)
+        failed = [e["call"] for e in ev if e["event"] == "delta" and e["kind"] == "tool_result"]
+        self.assertEqual([f["ok"] for f in failed], [False] * 4)
+
+    def test_tool_policy_narrows_the_servers_tools(self):
+        self.c.model.script([call("everything__get-sum", {"a": 1, "b": 1}, "x1"),
+                             {"text": SUMMARY.replace("PASS", "PARTIAL")}])
+        r, out = self.c.cadre_json("spawn", "tester", "add", "--wait", timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr + self.c.logs())
+        reqs = self.c.model.requests()
+        self.assertEqual(set(offered(reqs[0])), {"read_file", "everything__echo"})
+        # A tool the policy leaves out is not run.
+        self.assertNotIn("The sum", json.dumps(reqs[-1]["body"]["messages"]))
+
+
+class McpHttp(unittest.TestCase):
+    """The everything server over streamable HTTP (its SSE answers and Mcp-Session-Id)."""
+
+    def test_streamable_http(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        env = dict(os.environ, PORT=str(port))
+        server = subprocess.Popen([NODE, EVERYTHING_JS, "streamableHttp"], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+
+        def config(cfg):
+            cfg["mcp_servers"] = {"web": {"url": f"http://127.0.0.1:{port}/mcp"}}
+            cfg["agents"]["main_agent"]["mcp_servers"] = ["web"]
+        c = Cluster(nodes=(), config_extra=config)
+        try:
+            def up():
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    return True
+                except OSError:
+                    return False
+            wait_until(up, 20, "the everything server's HTTP port")
+            c.start_node("h1", 1, extra=("--config", c.config))
+            c.wait_nodes(1)
+            c.model.script([call("web__echo", {"message": "over http"}, "w1"),
+                            call("web__get-sum", {"a": 0.5, "b": 2}, "w2"), {"text": "ok"}])
+            r, ev = c.cadre_json("ask", "echo over http", timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr + c.logs())
+            res = tool_results(c.model.requests()[-1])
+            self.assertEqual(res["w1"], "Echo: over http")
+            self.assertEqual(res["w2"], "The sum of 0.5 and 2 is 2.5.")
+        finally:
+            c.close()
+            server.kill()
+            server.wait()
+
+
+class McpConfig(unittest.TestCase):
+    """A broken mcp_servers section stops the programs with a message naming the key."""
+
+    def check(self, cfg_extra, *expected):
+        tmp = tempfile.mkdtemp(prefix="cadre-mcp-cfg-")
+        try:
+            from harness import make_config
+            path = make_config(os.path.join(tmp, "c.json"), "http://127.0.0.1:9", extra=cfg_extra)
+            for prog in (BROKER(), AGENTD()):
+                args = [prog, "--config", path]
+                args += ["--state", tmp, "--bind", "tcp://127.0.0.1:*"] if prog == BROKER() else ["--broker",
+                                                                                                  "tcp://127.0.0.1:9"]
+                r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+                self.assertNotEqual(r.returncode, 0)
+                for e in expected:
+                    self.assertIn(e, r.stderr)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def test_unknown_server_named_by_a_profile(self):
+        def cfg(c):
+            c["agents"]["main_agent"]["mcp_servers"] = ["nope"]
+        self.check(cfg, "agents.main_agent.mcp_servers[0]", "unknown MCP server \"nope\"")
+
+    def test_server_without_command_or_url(self):
+        def cfg(c):
+            c["mcp_servers"] = {"x": {"args": ["a"]}}
+        self.check(cfg, "mcp_servers.x", "needs a command")
+
+    def test_wrong_types(self):
+        def cfg(c):
+            c["mcp_servers"] = {"x": {"command": "srv", "args": "not-a-list"}}
+        self.check(cfg, "mcp_servers.x.args", "expected an array of strings")
+
+    def test_policy_names_an_unknown_mcp_tool(self):
+        def cfg(c):
+            c["tools"] = {"policy": {"main": ["read_file", "nowhere__tool"]}}
+        self.check(cfg, "tools.policy.main[1]", "unknown tool \"nowhere__tool\"")
+
+
+if __name__ == "__main__":
+    unittest.main()
