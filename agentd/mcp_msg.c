@@ -240,7 +240,7 @@ static void content_item(const json_t *c, sbuf_t *text) {
   } else if (strcmp(type, "resource") == 0) {
     json_t *r = json_object_get(c, "resource");
     const char *t = jx_str(r, "text", NULL);
-    sbuf_printf(text, "[resource %.300s%s]", jx_str(r, "uri", "?"), t ? ":" : " (binary, not shown)");
+    sbuf_printf(text, "[resource %.300s%s]", jx_str(r, "uri", "?"), t ? "" : " (binary, not shown)");
     if (t) {
       sbuf_puts(text, "\n");
       sbuf_puts(text, t);

@@ -359,8 +359,33 @@ typedef struct {
 } err_case_t;
 
 #define MAIN_WITH(extra) "{'agents': {'main_agent': {'role': 'main', 'model': 'm'" extra "}}}"
+#define MCP_WITH(servers, extra) "{'mcp_servers': " servers ", 'agents': {'main_agent': {'role': 'main', 'model': 'm'" extra "}}}"
 
 static const err_case_t ERR_CASES[] = {
+    {"mcp server unknown to a profile", MAIN_WITH(", 'mcp_servers': ['fs']"),
+     "c.json: agents.main_agent.mcp_servers[0]: unknown MCP server \"fs\"; define it in the top-level mcp_servers"},
+    {"profile mcp_servers not a list", MCP_WITH("{'fs': {'command': 'x'}}", ", 'mcp_servers': 'fs'"),
+     "c.json: agents.main_agent.mcp_servers: expected an array of MCP server names"},
+    {"mcp_servers not an object", MCP_WITH("[]", ""), "c.json: mcp_servers: expected an object"},
+    {"mcp server with neither command nor url", MCP_WITH("{'fs': {'args': []}}", ""),
+     "c.json: mcp_servers.fs: needs a command (a stdio server) or a url (streamable HTTP)"},
+    {"mcp server with both", MCP_WITH("{'fs': {'command': 'a', 'url': 'http://h'}}", ""),
+     "c.json: mcp_servers.fs: give either command (stdio) or url (streamable HTTP), not both"},
+    {"mcp args not strings", MCP_WITH("{'fs': {'command': 'a', 'args': ['x', 2]}}", ""),
+     "c.json: mcp_servers.fs.args[1]: expected a string, got 2"},
+    {"mcp env value not a string (not echoed)",
+     MCP_WITH("{'fs': {'command': 'a', 'env': {'K': 12345}}}", ""),
+     "c.json: mcp_servers.fs.env.K: expected a string, got a number"},
+    {"mcp url not http", MCP_WITH("{'fs': {'url': 'ftp://h'}}", ""),
+     "c.json: mcp_servers.fs.url: expected an http:// or https:// URL"},
+    {"mcp timeout out of range", MCP_WITH("{'fs': {'command': 'a', 'timeout_s': 0}}", ""),
+     "c.json: mcp_servers.fs.timeout_s: expected an integer from 1 to 3600, got 0"},
+    {"mcp server name with the separator", MCP_WITH("{'a__b': {'command': 'a'}}", ""),
+     "c.json: mcp_servers.a__b: a server name is 1 to 32 letters"},
+    {"policy names a tool of an unknown mcp server",
+     "{'mcp_servers': {'fs': {'command': 'a'}}, 'agents': {'m': {'role': 'main', 'model': 'm'}}, "
+     "'tools': {'policy': {'main': ['other__x']}}}",
+     "c.json: tools.policy.main[0]: unknown tool \"other__x\""},
     {"network not a boolean", MAIN_WITH(", 'network': 'yes'"),
      "c.json: agents.main_agent.network: expected true or false, got \"yes\""},
     {"policy network not a boolean",
@@ -609,6 +634,48 @@ static void test_wire_profile_has_no_secrets(void **state) {
   config_destroy(&c);
 }
 
+/* MCP servers: both kinds read, profiles name them, a role's policy narrows
+ * them for its profiles only, env values never shown. */
+static void test_mcp_servers(void **state) {
+  fx_t *fx = *state;
+  char path[PATH_MAX];
+  put_json(fx, "mcp.json",
+           "{'mcp_servers': {'fs': {'command': 'node', 'args': ['srv.js', '/ws'], 'env': {'FS_TOKEN': 'tok-123456789'}},"
+           " 'web': {'url': 'http://127.0.0.1:3001/mcp', 'timeout_s': 9}},"
+           " 'agents': {'m': {'role': 'main', 'model': 'm', 'mcp_servers': ['fs', 'web']},"
+           "            't': {'role': 'tester', 'model': 'm', 'mcp_servers': ['web']},"
+           "            'r': {'role': 'reviewer', 'model': 'm'}},"
+           " 'tools': {'policy': {'tester': {'tools': ['read_file', 'web__echo', 'fs__*']}}}}",
+           path, sizeof path);
+  cadre_config_t *c = config_load(path, NULL, fx->err, sizeof fx->err);
+  assert_non_null(c);
+  assert_int_equal(c->n_mcp_servers, 2);
+  const cadre_mcp_server_t *fs = config_mcp_server(c, "fs"), *web = config_mcp_server(c, "web");
+  assert_string_equal(fs->command, "node");
+  assert_string_equal(fs->args[1], "/ws");
+  assert_null(fs->args[2]);
+  assert_string_equal(fs->env[0], "FS_TOKEN=tok-123456789");
+  assert_string_equal(web->url, "http://127.0.0.1:3001/mcp");
+  assert_int_equal(web->timeout_s, 9);
+  assert_null(config_mcp_server(c, "nope"));
+  const cadre_profile_t *m = config_profile(c, "m"), *t = config_profile(c, "t"), *r = config_profile(c, "r");
+  assert_int_equal(json_array_size(m->mcp_servers), 2);
+  assert_null(m->mcp_tools); /* the main role's policy names none: all */
+  assert_int_equal(json_array_size(t->mcp_tools), 2);
+  assert_string_equal(json_string_value(json_array_get(t->mcp_tools, 0)), "web__echo");
+  json_t *tt = config_tools_for(c, t); /* the node tools stay node tools */
+  assert_int_equal(json_array_size(tt), 1);
+  json_decref(tt);
+  assert_null(r->mcp_servers);
+  json_t *j = config_to_json(c);
+  char *dump = json_dumps(j, 0);
+  assert_null(strstr(dump, "tok-123456789"));
+  assert_non_null(strstr(dump, "FS_TOKEN"));
+  free(dump);
+  json_decref(j);
+  config_destroy(&c);
+}
+
 static void test_to_json_masks_keys(void **state) {
   fx_t *fx = *state;
   cadre_config_t *c = load_full(fx);
@@ -665,6 +732,7 @@ int main(void) {
       T(test_error_file_too_large),
       T(test_error_prompt_too_large_or_binary),
       T(test_wire_profile_has_no_secrets),
+      T(test_mcp_servers),
       T(test_to_json_masks_keys),
       T(test_to_json_of_defaults),
 #undef T
