@@ -140,13 +140,15 @@ static int list_tools(server_t *s, const mcp_call_opts_t *o, char *err, size_t e
   return 0;
 }
 
-/* True when the policy lets the agent use name (a tool of server): no entry
- * names the server, or one names the tool or "<server>__*". */
-static bool allowed(const json_t *allow, const char *server, const char *name) {
+/* True when the policy lets the agent use tool t (offered as name) of
+ * server: an entry names the tool or "<server>__*"; else, when no entry
+ * names the server, any of its tools, but for a read-only agent only those
+ * the server marks read-only. */
+static bool allowed(const mcp_call_opts_t *o, const char *server, const char *name, const json_t *t) {
   size_t i, plen = strlen(server);
   json_t *v;
   bool named = false;
-  json_array_foreach(allow, i, v) {
+  json_array_foreach(o->allow, i, v) {
     const char *e = json_string_value(v);
     if (!e || strncmp(e, server, plen) != 0 || strncmp(e + plen, "__", 2) != 0)
       continue;
@@ -154,12 +156,11 @@ static bool allowed(const json_t *allow, const char *server, const char *name) {
       return true;
     named = true;
   }
-  return !named;
+  return !named && (!o->read_only || jx_bool(t, "read_only", false));
 }
 
 /* One server's tools into defs and offered. */
-static void offer_server(mcp_t *m, const char *name, const json_t *allow, const mcp_call_opts_t *o, json_t *defs,
-                         json_t *offered) {
+static void offer_server(mcp_t *m, const char *name, const mcp_call_opts_t *o, json_t *defs, json_t *offered) {
   server_t *s = server_get(m, name, o->network);
   if (!s) {
     log_warn("mcp server %s: not in this node's config (cadre-agentd --config, mcp_servers); its tools are left out",
@@ -181,7 +182,7 @@ static void offer_server(mcp_t *m, const char *name, const json_t *allow, const 
   json_t *t;
   json_array_foreach(tools, i, t) {
     const char *tname = jx_str(t, "name", "");
-    if (!allowed(allow, name, tname) || json_object_get(offered, tname))
+    if (!allowed(o, name, tname, t) || json_object_get(offered, tname))
       continue;
     json_array_append(defs, json_object_get(t, "def"));
     json_object_set_new(offered, tname,
@@ -191,13 +192,12 @@ static void offer_server(mcp_t *m, const char *name, const json_t *allow, const 
   json_decref(tools);
 }
 
-void mcp_offer(mcp_t *self, const json_t *servers, const json_t *allow, const mcp_call_opts_t *opts, json_t *defs,
-               json_t *offered) {
+void mcp_offer(mcp_t *self, const json_t *servers, const mcp_call_opts_t *opts, json_t *defs, json_t *offered) {
   size_t i;
   json_t *v;
   json_array_foreach(servers, i, v) {
     if (self && json_is_string(v) && !(opts->cancel && atomic_load(opts->cancel)))
-      offer_server(self, json_string_value(v), allow, opts, defs, offered);
+      offer_server(self, json_string_value(v), opts, defs, offered);
   }
 }
 

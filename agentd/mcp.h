@@ -31,6 +31,8 @@ typedef struct mcp mcp_t;
 
 typedef struct {
   bool network;        /* the turn's profile keeps the network */
+  const json_t *allow; /* mcp_offer: the profile's mcp_tools, or NULL */
+  bool read_only;      /* mcp_offer: the agent's node tools change nothing (a reviewer's) */
   int timeout_s;       /* a request's deadline unless the server sets timeout_s */
   atomic_bool *cancel; /* may be NULL */
 } mcp_call_opts_t;
@@ -41,13 +43,15 @@ mcp_t *mcp_new(tools_t *tools, const cadre_config_t *config);
 /* Stops every server. Accepts NULL; nulls *self_p. */
 void mcp_destroy(mcp_t **self_p);
 
-/* The tools of the named servers (servers: array of names; allow: the
- * profile's mcp_tools or NULL) for a turn: OpenAI definitions appended to
- * defs, and offered[name] = {"server", "tool", "read_only"} for each. A
- * server that cannot be started or listed is left out with a line in notes
- * (an array of strings) and in the log. */
-void mcp_offer(mcp_t *self, const json_t *servers, const json_t *allow, const mcp_call_opts_t *opts, json_t *defs,
-               json_t *offered);
+/* The tools of the named servers (servers: array of names) for a turn:
+ * OpenAI definitions appended to defs, and offered[name] = {"server",
+ * "tool", "read_only"} for each. The policy (opts->allow) narrows a server's
+ * tools when it names any of them ("<server>__<tool>", "<server>__*"); a
+ * server it does not name keeps all its tools, or, for a read-only agent
+ * (opts->read_only), those the server marks read-only (readOnlyHint). A
+ * server that cannot be started or listed is left out, with a warning in
+ * the log. */
+void mcp_offer(mcp_t *self, const json_t *servers, const mcp_call_opts_t *opts, json_t *defs, json_t *offered);
 
 /* Runs one offered tool (entry: offered[name]) with the model's arguments
  * (JSON text). The result is capped like the built-in tools' and scrubbed of

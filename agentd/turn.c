@@ -191,8 +191,10 @@ static void setup_tools(loop_t *L) {
   L->mcp_offered = json_object();
   if (tools && PROTO_PROFILE_HAS(&pp, mcp_servers)) { /* no tools at all: a summary turn */
     mcp_call_opts_t o = mcp_opts(L);
-    mcp_offer(L->r->q->mcp, pp.mcp_servers, PROTO_PROFILE_HAS(&pp, mcp_tools) ? pp.mcp_tools : NULL, &o, L->defs,
-              L->mcp_offered);
+    o.allow = PROTO_PROFILE_HAS(&pp, mcp_tools) ? pp.mcp_tools : NULL;
+    o.read_only = true;
+    json_array_foreach(L->node_tools, i, t) o.read_only = o.read_only && !tools_mutates(json_string_value(t));
+    mcp_offer(L->r->q->mcp, pp.mcp_servers, &o, L->defs, L->mcp_offered);
   }
   if (PROTO_PROFILE_HAS(&pp, compact) && pp.compact)
     tools_compact(L->defs);

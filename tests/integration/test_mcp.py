@@ -98,7 +98,9 @@ class Mcp(unittest.TestCase):
         tools = offered(reqs[0])
         # Beside the role's built-in tools, the server's, prefixed, with their input schemas.
         self.assertTrue({"read_file", "list_files", "grep", "fs__list_directory", "fs__read_text_file"} <= set(tools))
-        self.assertNotIn("fs__write_file", set(tools) - set(tools))  # offered, but it would ask (not read-only)
+        # A reviewer reads only: the server's tools that it does not mark read-only are left out.
+        self.assertNotIn("fs__write_file", tools)
+        self.assertNotIn("fs__edit_file", tools)
         self.assertEqual(tools["fs__list_directory"]["parameters"]["required"], ["path"])
         self.assertIn("[MCP server fs]", tools["fs__list_directory"]["description"])
         listing = tool_results(reqs[-1])["l1"]
@@ -166,6 +168,51 @@ class Mcp(unittest.TestCase):
         self.assertEqual(set(offered(reqs[0])), {"read_file", "everything__echo"})
         # A tool the policy leaves out is not run.
         self.assertNotIn("The sum", json.dumps(reqs[-1]["body"]["messages"]))
+
+
+class McpApproval(unittest.TestCase):
+    """tools.approval "mutating": a call of a tool the server does not mark read-only asks first; the short
+    tool definitions (compact) apply to MCP tools too."""
+
+    def test_mutating_mcp_calls_ask_and_compact_definitions(self):
+        def config(cfg):
+            cfg["mcp_servers"] = {"fs": {"command": NODE, "args": [FS_JS, "WORKSPACE"]},
+                                  "everything": {"command": NODE, "args": [EVERYTHING_JS, "stdio"]}}
+            cfg["agents"]["main_agent"].update({"mcp_servers": ["fs", "everything"], "compact": True})
+            cfg["tools"] = {"approval": "mutating"}
+        c = Cluster(nodes=(), config_extra=config)
+        try:
+            ws = os.path.realpath(c.workspace)
+            with open(c.config) as f:
+                text = f.read().replace("WORKSPACE", ws)
+            with open(c.config, "w") as f:
+                f.write(text)
+            c.start_node("a1", 1, extra=("--config", c.config))
+            c.wait_nodes(1)
+            target = os.path.join(ws, "new.txt")
+            c.model.script([call("fs__write_file", {"path": target, "content": "x"}, "w1"),
+                            call("fs__list_directory", {"path": ws}, "l1"), {"text": "asked"}])
+            # Without a terminal and without --yes, cadre ask cannot ask: the write is refused, the listing runs.
+            r = c.cadre("ask", "--session", "s1", "write and list", stdin=subprocess.DEVNULL, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr + c.logs())
+            self.assertIn("fs__write_file was not run", r.stderr)
+            reqs = c.model.requests()
+            res = tool_results(reqs[-1])
+            self.assertIn("did not allow", res["w1"])
+            self.assertFalse(os.path.exists(target))
+            self.assertNotIn("did not allow", res["l1"])
+            # Short definitions: the first sentence, no parameter descriptions.
+            echo = offered(reqs[0])["everything__echo"]
+            self.assertEqual(echo["description"], "[MCP server everything] Echoes back the input string")
+            self.assertNotIn("description", echo["parameters"]["properties"]["message"])
+            # --yes allows it.
+            c.model.script([call("fs__write_file", {"path": target, "content": "x"}, "w2"), {"text": "wrote"}])
+            r = c.cadre("ask", "--session", "s2", "--yes", "write", stdin=subprocess.DEVNULL, timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr + c.logs())
+            with open(target) as f:
+                self.assertEqual(f.read(), "x")
+        finally:
+            c.close()
 
 
 class McpHttp(unittest.TestCase):
