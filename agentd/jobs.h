@@ -56,9 +56,9 @@ typedef struct {
   pthread_cond_t cond;
   pthread_cond_t approval; /* broadcast when an approval answer, a checkpoint ack or a cancel arrives */
   job_t *jobs;
-  tools_t *tools; /* the workspace's tools, shared by the workers */
+  tools_t *tools;  /* the workspace's tools, shared by the workers */
   struct mcp *mcp; /* the MCP servers (mcp.h), shared by the workers; may be NULL */
-  ws_t ws;        /* the workspace, for checkpoints and restores (read-only after setup) */
+  ws_t ws;         /* the workspace, for checkpoints and restores (read-only after setup) */
   bool stopping;
   uint64_t link_gen; /* counts registrations with a broker (under lock): checkpoints go again */
   void *ctx;         /* for workers' PUSH sockets */

@@ -113,6 +113,7 @@ static int list_tools(server_t *s, const mcp_call_opts_t *o, char *err, size_t e
   char *cursor = NULL;
   size_t skipped = 0;
   int rc = 0;
+  int64_t t0 = util_now_ms();
   for (int page = 0; rc == 0 && page < MCP_PAGES_MAX; page++) {
     json_t *params = cursor ? json_pack("{s:s}", "cursor", cursor) : NULL, *resp = NULL;
     const json_t *result = NULL;
@@ -135,6 +136,8 @@ static int list_tools(server_t *s, const mcp_call_opts_t *o, char *err, size_t e
   if (skipped)
     log_warn("mcp server %s: %zu tools left out (no usable name or input schema, a duplicate, or over %d)",
              s->def->name, skipped, MCP_TOOLS_MAX);
+  log_info("mcp server %s: %zu tools listed in %lld ms", s->def->name, json_array_size(tools),
+           (long long)(util_now_ms() - t0));
   json_decref(s->tools);
   s->tools = tools;
   return 0;

@@ -56,7 +56,6 @@ void mcp_offer(mcp_t *self, const json_t *servers, const mcp_call_opts_t *opts, 
 /* Runs one offered tool (entry: offered[name]) with the model's arguments
  * (JSON text). The result is capped like the built-in tools' and scrubbed of
  * the node's secrets; failures are results with is_error set. */
-void mcp_call(mcp_t *self, const json_t *entry, const char *arguments, const mcp_call_opts_t *opts,
-              tool_result_t *out);
+void mcp_call(mcp_t *self, const json_t *entry, const char *arguments, const mcp_call_opts_t *opts, tool_result_t *out);
 
 #endif

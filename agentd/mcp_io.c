@@ -215,8 +215,7 @@ static got_t handle_message(mcp_conn_t *c, json_t *msg, int64_t id, json_t **res
     json_decref(a);
     return rc < 0 ? GOT_FAILURE : GOT_NOTHING;
   }
-  default:
-    return GOT_FAILURE;
+  default: return GOT_FAILURE;
   }
 }
 
@@ -266,8 +265,8 @@ static int read_stdout(mcp_conn_t *c) {
 
 typedef enum { WAIT_OK, WAIT_FAILED, WAIT_TIMEOUT, WAIT_CANCELLED } wait_t;
 
-static wait_t stdio_wait(mcp_conn_t *c, int64_t id, int64_t deadline, atomic_bool *cancel, json_t **response,
-                         char *err, size_t errlen) {
+static wait_t stdio_wait(mcp_conn_t *c, int64_t id, int64_t deadline, atomic_bool *cancel, json_t **response, char *err,
+                         size_t errlen) {
   for (;;) {
     got_t g;
     while ((g = next_line(c, id, response, deadline, err, errlen)) == GOT_NOTHING && c->line.len &&
@@ -304,8 +303,8 @@ static int stdio_open(mcp_conn_t *c, char *err, size_t errlen) {
   for (size_t i = 0; c->def->args && c->def->args[i]; i++)
     shell_word(&cmd, c->def->args[i]);
   c->err_tail[0] = '\0';
-  int rc = tools_child_start(c->tools, sbuf_str(&cmd), (const char *const *)c->def->env, c->network, &c->child, err,
-                             errlen);
+  int rc =
+      tools_child_start(c->tools, sbuf_str(&cmd), (const char *const *)c->def->env, c->network, &c->child, err, errlen);
   sbuf_free(&cmd);
   if (rc == 0)
     fcntl(c->child.in_fd, F_SETFL, O_NONBLOCK);
@@ -493,8 +492,8 @@ static int exchange(mcp_conn_t *c, const char *method, json_t *msg, int64_t id, 
     return 0;
   if (w == WAIT_CANCELLED) {
     snprintf(err, errlen, "the call was cancelled");
-    json_t *n = mcp_request(-1, "notifications/cancelled", json_pack("{s:I, s:s}", "requestId", (json_int_t)id,
-                                                                      "reason", "the turn was cancelled"));
+    json_t *n = mcp_request(-1, "notifications/cancelled",
+                            json_pack("{s:I, s:s}", "requestId", (json_int_t)id, "reason", "the turn was cancelled"));
     char ignored[64];
     if (n && c->open && c->def->command)
       stdio_send(c, n, util_now_ms() + 1000, ignored, sizeof ignored);

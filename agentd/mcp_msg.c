@@ -201,8 +201,8 @@ static bool add_tool(const json_t *tool, const char *server, json_t *tools) {
                           sbuf_str(&d), "parameters", schema);
   sbuf_free(&d);
   bool ro = jx_bool(json_object_get(tool, "annotations"), "readOnlyHint", false);
-  json_t *entry = def ? json_pack("{s:s, s:s, s:b, s:o}", "name", name, "tool", tname, "read_only", ro, "def", def)
-                      : NULL;
+  json_t *entry =
+      def ? json_pack("{s:s, s:s, s:b, s:o}", "name", name, "tool", tname, "read_only", ro, "def", def) : NULL;
   return entry && json_array_append_new(tools, entry) == 0;
 }
 

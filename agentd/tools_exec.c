@@ -253,7 +253,7 @@ typedef struct {
   int res[EXEC_LIMITS];
   int null_fd, out_fd, root_fd;
   int in_fd, err_fd; /* the child's stdin and stderr: null_fd and out_fd for commands */
-  int cgroup_fd; /* the command's pids cgroup's cgroup.procs, or -1 */
+  int cgroup_fd;     /* the command's pids cgroup's cgroup.procs, or -1 */
   char *cgroup_dir;
   sandbox_t *sandbox;
 } spawn_t;

@@ -719,9 +719,9 @@ static int parse_fields(loader_t *l, json_t *v, cadre_profile_t *p, const char *
       get_number(l, v, pfx, "cost_per_1m_output", 0, DBL_MAX, "of 0 or more (USD)", &p->cost_per_1m_output) < 0 ||
       get_number(l, v, pfx, "tokens_per_second", 0, 1e6, "between 0 and 1000000", &p->tokens_per_second) < 0 ||
       parse_tool_list(l, field(v, "tools"), pfx, "tools", &p->tools, &p->mcp_tools) < 0 ||
-      get_profile_mcp(l, v, pfx, &p->mcp_servers) < 0 ||
-      get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 || get_think(l, v, pfx, &p->think) < 0 ||
-      get_labels(l, v, pfx, &p->labels) < 0 || get_bool(l, v, pfx, "network", &p->network) < 0)
+      get_profile_mcp(l, v, pfx, &p->mcp_servers) < 0 || get_max_tokens_field(l, v, pfx, &p->max_tokens_field) < 0 ||
+      get_think(l, v, pfx, &p->think) < 0 || get_labels(l, v, pfx, &p->labels) < 0 ||
+      get_bool(l, v, pfx, "network", &p->network) < 0)
     return -1;
   p->network_given = field(v, "network") != NULL;
   return 0;
@@ -1085,8 +1085,9 @@ static int parse_mcp_server(loader_t *l, const char *name, json_t *v, cadre_mcp_
       mcp_env(l, field(v, "env"), pfx, &m->env) < 0 || get_int(l, v, pfx, "timeout_s", 1, 3600, &m->timeout_s) < 0)
     return -1;
   if (!m->command == !m->url)
-    return loader_fail(l, pfx, m->command ? "give either command (stdio) or url (streamable HTTP), not both"
-                                          : "needs a command (a stdio server) or a url (streamable HTTP)");
+    return loader_fail(l, pfx,
+                       m->command ? "give either command (stdio) or url (streamable HTTP), not both"
+                                  : "needs a command (a stdio server) or a url (streamable HTTP)");
   if (m->url && strncmp(m->url, "http://", 7) != 0 && strncmp(m->url, "https://", 8) != 0)
     return loader_fail(l, keypath(kp, sizeof kp, pfx, "url"), "expected an http:// or https:// URL");
   if (m->url && (m->args[0] || m->env[0]))
@@ -1135,8 +1136,7 @@ static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
     return -1;
   int rc = -1;
   if (parse_mcp_servers(l, c, root) == 0 && parse_agents(l, c, root) == 0 && parse_spawning(l, c, root) == 0 &&
-      parse_tools(l, c, root) == 0 &&
-      parse_budgets(l, c, root) == 0 &&
+      parse_tools(l, c, root) == 0 && parse_budgets(l, c, root) == 0 &&
       get_int(l, root, NULL, "max_concurrent_agents", 1, MAX_AGENTS_CAP, &c->max_concurrent_agents) == 0)
     rc = 0;
   if (rc == 0) {
@@ -1350,10 +1350,10 @@ json_t *config_to_json(const cadre_config_t *self) {
   else
     snprintf(context, sizeof context, "last:%d", self->spawn_context);
   json_t *o = json_pack("{s:s?, s:o, s:{s:o, s:b, s:b, s:s, s:b, s:i}, s:i}", "path", self->path, "agents", agents,
-                   "spawning_rules", "keywords", kw, "auto_spawn_on_keywords", (int)self->auto_spawn_on_keywords,
-                   "require_confirmation", (int)self->require_confirmation, "context", context, "delegation",
-                   (int)self->delegation, "max_depth", self->max_spawn_depth, "max_concurrent_agents",
-                   self->max_concurrent_agents);
+                        "spawning_rules", "keywords", kw, "auto_spawn_on_keywords", (int)self->auto_spawn_on_keywords,
+                        "require_confirmation", (int)self->require_confirmation, "context", context, "delegation",
+                        (int)self->delegation, "max_depth", self->max_spawn_depth, "max_concurrent_agents",
+                        self->max_concurrent_agents);
   if (o && self->n_mcp_servers)
     json_object_set_new(o, "mcp_servers", mcp_display(self));
   return o;

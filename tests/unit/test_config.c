@@ -359,7 +359,8 @@ typedef struct {
 } err_case_t;
 
 #define MAIN_WITH(extra) "{'agents': {'main_agent': {'role': 'main', 'model': 'm'" extra "}}}"
-#define MCP_WITH(servers, extra) "{'mcp_servers': " servers ", 'agents': {'main_agent': {'role': 'main', 'model': 'm'" extra "}}}"
+#define MCP_WITH(servers, extra) \
+  "{'mcp_servers': " servers ", 'agents': {'main_agent': {'role': 'main', 'model': 'm'" extra "}}}"
 
 static const err_case_t ERR_CASES[] = {
     {"mcp server unknown to a profile", MAIN_WITH(", 'mcp_servers': ['fs']"),
@@ -373,8 +374,7 @@ static const err_case_t ERR_CASES[] = {
      "c.json: mcp_servers.fs: give either command (stdio) or url (streamable HTTP), not both"},
     {"mcp args not strings", MCP_WITH("{'fs': {'command': 'a', 'args': ['x', 2]}}", ""),
      "c.json: mcp_servers.fs.args[1]: expected a string, got 2"},
-    {"mcp env value not a string (not echoed)",
-     MCP_WITH("{'fs': {'command': 'a', 'env': {'K': 12345}}}", ""),
+    {"mcp env value not a string (not echoed)", MCP_WITH("{'fs': {'command': 'a', 'env': {'K': 12345}}}", ""),
      "c.json: mcp_servers.fs.env.K: expected a string, got a number"},
     {"mcp url not http", MCP_WITH("{'fs': {'url': 'ftp://h'}}", ""),
      "c.json: mcp_servers.fs.url: expected an http:// or https:// URL"},
@@ -639,14 +639,15 @@ static void test_wire_profile_has_no_secrets(void **state) {
 static void test_mcp_servers(void **state) {
   fx_t *fx = *state;
   char path[PATH_MAX];
-  put_json(fx, "mcp.json",
-           "{'mcp_servers': {'fs': {'command': 'node', 'args': ['srv.js', '/ws'], 'env': {'FS_TOKEN': 'tok-123456789'}},"
-           " 'web': {'url': 'http://127.0.0.1:3001/mcp', 'timeout_s': 9}},"
-           " 'agents': {'m': {'role': 'main', 'model': 'm', 'mcp_servers': ['fs', 'web']},"
-           "            't': {'role': 'tester', 'model': 'm', 'mcp_servers': ['web']},"
-           "            'r': {'role': 'reviewer', 'model': 'm'}},"
-           " 'tools': {'policy': {'tester': {'tools': ['read_file', 'web__echo', 'fs__*']}}}}",
-           path, sizeof path);
+  put_json(
+      fx, "mcp.json",
+      "{'mcp_servers': {'fs': {'command': 'node', 'args': ['srv.js', '/ws'], 'env': {'FS_TOKEN': 'tok-123456789'}},"
+      " 'web': {'url': 'http://127.0.0.1:3001/mcp', 'timeout_s': 9}},"
+      " 'agents': {'m': {'role': 'main', 'model': 'm', 'mcp_servers': ['fs', 'web']},"
+      "            't': {'role': 'tester', 'model': 'm', 'mcp_servers': ['web']},"
+      "            'r': {'role': 'reviewer', 'model': 'm'}},"
+      " 'tools': {'policy': {'tester': {'tools': ['read_file', 'web__echo', 'fs__*']}}}}",
+      path, sizeof path);
   cadre_config_t *c = config_load(path, NULL, fx->err, sizeof fx->err);
   assert_non_null(c);
   assert_int_equal(c->n_mcp_servers, 2);
