@@ -158,15 +158,6 @@ static char **copy_list(const char *const *list) {
   return copy;
 }
 
-static void free_list(char **list, bool wipe) {
-  for (size_t i = 0; list && list[i]; i++) {
-    if (wipe)
-      explicit_bzero(list[i], strlen(list[i]));
-    free(list[i]);
-  }
-  free(list);
-}
-
 // Opens the workspace.
 tools_t *tools_new(const tools_opts_t *opts, char *err, size_t errlen) {
   tools_t *t = calloc(1, sizeof *t);
@@ -207,8 +198,8 @@ void tools_destroy(tools_t **self_p) {
   if (!t)
     return;
   ws_fini(&t->ws);
-  free_list(t->scrub_env, false);
-  free_list(t->secret_values, true);
+  util_strv_free(t->scrub_env, false);
+  util_strv_free(t->secret_values, true);
   free(t->no_commands);
   tools_hidden_free(t);
   for (size_t i = 0; i < TOOLS_LOCK_STRIPES; i++)

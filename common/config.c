@@ -5,6 +5,7 @@
  * they are no longer needed (the file buffer, jansson's copy, the profile).
  */
 #include "config.h"
+#include "util.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -1118,15 +1119,6 @@ const cadre_mcp_server_t *config_mcp_server(const cadre_config_t *self, const ch
   return NULL;
 }
 
-static void free_strings(char **list, bool wipe) {
-  for (size_t i = 0; list && list[i]; i++) {
-    if (wipe)
-      explicit_bzero(list[i], strlen(list[i]));
-    free(list[i]);
-  }
-  free(list);
-}
-
 static int load_file(loader_t *l, cadre_config_t *c, const char *path) {
   set_config_dir(l, path);
   if (set_str(l, &c->path, path) < 0)
@@ -1237,8 +1229,8 @@ void config_destroy(cadre_config_t **self_p) {
     free(m->name);
     free(m->command);
     free(m->url);
-    free_strings(m->args, false);
-    free_strings(m->env, true);
+    util_strv_free(m->args, false);
+    util_strv_free(m->env, true);
   }
   free(c->mcp_servers);
   free(c->profiles);

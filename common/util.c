@@ -272,3 +272,13 @@ ssize_t util_read_full(int fd, void *buf, size_t n) {
   }
   return (ssize_t)got;
 }
+
+// Frees a NULL-terminated array of strings (wiped first when asked).
+void util_strv_free(char **list, bool wipe) {
+  for (size_t i = 0; list && list[i]; i++) {
+    if (wipe)
+      explicit_bzero(list[i], strlen(list[i]));
+    free(list[i]);
+  }
+  free(list);
+}

@@ -23,6 +23,9 @@ int util_write_file(const char *path, const void *data, size_t len, mode_t mode)
 /* Reads a whole file (NUL-terminated, at most max bytes). Caller frees. NULL with errno on failure
  * (EFBIG when larger than max). */
 char *util_read_file(const char *path, size_t max, size_t *len);
+/* Frees a NULL-terminated array of strings and its strings (wipe: zeroed
+ * first, for secrets). Accepts NULL. */
+void util_strv_free(char **list, bool wipe);
 /* "a/b" from a and b. Caller frees. */
 char *util_path_join(const char *a, const char *b);
 /* The default state directory ($XDG_STATE_HOME/cadre or ~/.local/state/cadre) into buf. */
