@@ -162,6 +162,16 @@ static bool allowed(const mcp_call_opts_t *o, const char *server, const char *na
   return !named && (!o->read_only || jx_bool(t, "read_only", false));
 }
 
+/* Replaces the node's secret values in err (a server's stderr may show its keys). */
+static void scrub(mcp_t *m, char *err, size_t len) {
+  tool_result_t r = {.text = strdup(err)};
+  if (!r.text)
+    return;
+  tools_scrub_result(m->tools, &r);
+  snprintf(err, len, "%s", r.text ? r.text : "");
+  tool_result_free(&r);
+}
+
 /* One server's tools into defs and offered. */
 static void offer_server(mcp_t *m, const char *name, const mcp_call_opts_t *o, json_t *defs, json_t *offered) {
   server_t *s = server_get(m, name, o->network);
@@ -178,6 +188,7 @@ static void offer_server(mcp_t *m, const char *name, const mcp_call_opts_t *o, j
   json_t *tools = rc == 0 ? json_incref(s->tools) : NULL;
   pthread_mutex_unlock(&s->lock);
   if (rc < 0) {
+    scrub(m, err, sizeof err);
     log_warn("mcp server %s: %s; its tools are left out of this turn", name, err);
     return;
   }

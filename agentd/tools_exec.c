@@ -716,7 +716,7 @@ int tools_child_start(tools_t *t, const char *command, const char *const *env, b
 
 /* True once pid has been reaped (WNOHANG). */
 static bool child_reaped(tools_child_t *c) {
-  int status;
+  int status = 0;
   pid_t r = waitpid(c->pid, &status, WNOHANG);
   if (r == c->pid || (r < 0 && errno == ECHILD)) {
     c->exit_status = status;

@@ -62,7 +62,7 @@ class Mcp(unittest.TestCase):
             cfg["mcp_servers"] = {
                 "fs": {"command": NODE, "args": [FS_JS, "WORKSPACE"]},
                 "everything": {"command": NODE, "args": [EVERYTHING_JS, "stdio"], "env": {"EVERYTHING_API_KEY": SECRET}},
-                "crash": fake("crash", env={"FAKE_MCP_STARTS": starts}),
+                "crash": fake("crash", env={"FAKE_MCP_STARTS": starts, "FAKE_API_KEY": SECRET}),
                 "hang": fake("hang", timeout_s=2),
                 "garbage": fake("garbage"),
             }
@@ -150,7 +150,7 @@ class Mcp(unittest.TestCase):
         res = tool_results(self.c.model.requests()[-1])
         self.assertIn("MCP server crash", res["c1"])
         self.assertIn("exited with status 3", res["c1"])
-        self.assertIn("crashing on purpose", res["c1"])
+        self.assertIn("crashing on purpose (key [secret removed])", res["c1"])  # its key scrubbed
         self.assertIn("did not answer tools/call within 2 s", res["h1"])
         self.assertIn("not JSON-RPC", res["g1"])
         self.assertIn("exited with status 3", res["c2"])  # started again for the second call

@@ -3,7 +3,7 @@
 
   fake_server.py MODE
 MODE says what its one tool, "act", does when called:
-  crash    the process exits at once (status 3, a last line on stderr)
+  crash    the process exits at once (status 3, a last line on stderr that shows $FAKE_API_KEY)
   hang     never answers
   garbage  writes a line that is not JSON-RPC
   ok       answers "fine" (and counts its starts in $FAKE_MCP_STARTS, a file)
@@ -37,7 +37,7 @@ for line in sys.stdin:
             {"name": "act", "description": "Does the thing.", "inputSchema": {"type": "object", "properties": {}}}]}})
     elif method == "tools/call":
         if mode == "crash":
-            sys.stderr.write("fake server: crashing on purpose\n")
+            sys.stderr.write(f"fake server: crashing on purpose (key {os.environ.get('FAKE_API_KEY', '-')})\n")
             sys.stderr.flush()
             os._exit(3)
         elif mode == "hang":

@@ -1448,11 +1448,14 @@ static void profile_through_the_wire(const cadre_config_t *c, proto_profile_t *o
 static void test_profile_writer_and_reader_round_trip(void **state) {
   (void)state;
   cadre_config_t *c = load_config_text(
-      "{\"agents\": {\"main_agent\": {\"provider\": \"openai\", \"url\": \"http://127.0.0.1:9/v1\", "
+      "{\"mcp_servers\": {\"fs\": {\"command\": \"srv\", \"env\": {\"K\": \"MCPSECRET\"}}}, "
+      "\"agents\": {\"main_agent\": {\"provider\": \"openai\", \"url\": \"http://127.0.0.1:9/v1\", "
       "\"model\": \"o3-mini\", \"role\": \"main\", \"api_key\": \"SECRET\", \"temperature\": 0.25, "
       "\"max_tokens\": 321, \"stream\": false, \"max_tokens_field\": \"max_completion_tokens\", "
-      "\"think\": \"high\", \"network\": true, \"cost_per_1m_input\": 1.5, \"cost_per_1m_output\": 6}},"
-      " \"tools\": {\"approval\": \"mutating\", \"timeout_s\": 33, \"max_iterations\": 7, \"max_tool_calls\": 9}}");
+      "\"think\": \"high\", \"network\": true, \"cost_per_1m_input\": 1.5, \"cost_per_1m_output\": 6, "
+      "\"mcp_servers\": [\"fs\"]}},"
+      " \"tools\": {\"approval\": \"mutating\", \"timeout_s\": 33, \"max_iterations\": 7, \"max_tool_calls\": 9, "
+      "\"policy\": {\"main\": [\"read_file\", \"fs__read\"]}}}");
   proto_profile_t pp;
   proto_msg_t *back;
   profile_through_the_wire(c, &pp, &back);
@@ -1462,6 +1465,14 @@ static void test_profile_writer_and_reader_round_trip(void **state) {
   for (int t = 0; t < PROTO_T_COUNT; t++)
     assert_true(pp.tool_has & (UINT32_C(1) << t));
   assert_string_equal(pp.name, "main_agent");
+  /* MCP: the server names and the policy's MCP entries, never the server's command or env. */
+  assert_string_equal(json_string_value(json_array_get(pp.mcp_servers, 0)), "fs");
+  assert_int_equal(json_array_size(pp.mcp_tools), 1);
+  assert_string_equal(json_string_value(json_array_get(pp.mcp_tools, 0)), "fs__read");
+  char *wire = json_dumps(back->profile, 0);
+  assert_null(strstr(wire, "MCPSECRET"));
+  assert_null(strstr(wire, "srv"));
+  free(wire);
   assert_string_equal(pp.provider, "openai");
   assert_string_equal(pp.url, "http://127.0.0.1:9/v1");
   assert_string_equal(pp.model, "o3-mini");
