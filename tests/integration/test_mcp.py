@@ -65,9 +65,10 @@ class Mcp(unittest.TestCase):
                 "crash": fake("crash", env={"FAKE_MCP_STARTS": starts, "FAKE_API_KEY": SECRET}),
                 "hang": fake("hang", timeout_s=2),
                 "garbage": fake("garbage"),
+                "slow": fake("hang", timeout_s=120),
             }
             cfg["agents"]["reviewer_agent"]["mcp_servers"] = ["fs"]
-            cfg["agents"]["main_agent"]["mcp_servers"] = ["everything", "crash", "hang", "garbage"]
+            cfg["agents"]["main_agent"]["mcp_servers"] = ["everything", "crash", "hang", "garbage", "slow"]
             cfg["agents"]["tester_agent"]["mcp_servers"] = ["everything"]
             cfg.setdefault("tools", {})["policy"] = {"tester": {"tools": ["read_file", "everything__echo"]}}
         self.c = Cluster(nodes=(), config_extra=config)
@@ -158,6 +159,19 @@ class Mcp(unittest.TestCase):
             self.assertEqual(f.read().count("start"), 2)
         failed = [e["call"] for e in ev if e["event"] == "delta" and e["kind"] == "tool_result"]
         self.assertEqual([f["ok"] for f in failed], [False] * 4)
+
+    def test_stop_all_ends_a_turn_waiting_for_a_server(self):
+        self.c.model.script([call("slow__act", {}, "w1"), {"text": "not reached"}])
+        p = self.c.cadre_bg("ask", "wait for the slow server")
+        wait_until(lambda: len(self.c.model.requests()) >= 1, 60, "the model to call slow__act")
+        time.sleep(1)  # the call is in flight: the server never answers it
+        t0 = time.monotonic()
+        r = self.c.cadre("stop-all")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p.wait(timeout=15)
+        self.assertEqual(p.returncode, 130, p.stderr.read())
+        self.assertLess(time.monotonic() - t0, 5)  # within the 100 ms polls, not the server's 120 s
+        self.assertEqual(len(self.c.model.requests()), 1)
 
     def test_tool_policy_narrows_the_servers_tools(self):
         self.c.model.script([call("everything__get-sum", {"a": 1, "b": 1}, "x1"),
