@@ -21,7 +21,8 @@ typedef struct server {
   bool network;
   pthread_mutex_t lock; /* one request at a time */
   mcp_conn_t *conn;
-  json_t *tools; /* tools/list as mcp_tools_page entries, or NULL: to be listed */
+  json_t *tools;     /* tools/list as mcp_tools_page entries, or NULL: to be listed */
+  int64_t failed_at; /* when a turn last could not start or list it (0: it worked) */
   struct server *next;
 } server_t;
 
@@ -172,6 +173,8 @@ static void scrub(mcp_t *m, char *err, size_t len) {
   tool_result_free(&r);
 }
 
+#define MCP_RETRY_MS 30000 /* a server that could not be started is left out of turns this long */
+
 /* One server's tools into defs and offered. */
 static void offer_server(mcp_t *m, const char *name, const mcp_call_opts_t *o, json_t *defs, json_t *offered) {
   server_t *s = server_get(m, name, o->network);
@@ -182,14 +185,21 @@ static void offer_server(mcp_t *m, const char *name, const mcp_call_opts_t *o, j
   }
   char err[512] = "";
   pthread_mutex_lock(&s->lock);
+  /* Not every turn waits for a server that failed a moment ago (one that
+   * hangs at start would cost each turn its timeout). */
+  if (s->failed_at && util_now_ms() - s->failed_at < MCP_RETRY_MS) {
+    pthread_mutex_unlock(&s->lock);
+    return;
+  }
   int rc = ensure_open(s, o, err, sizeof err);
   if (rc == 0 && (!s->tools || mcp_conn_tools_changed(s->conn)))
     rc = list_tools(s, o, err, sizeof err);
+  s->failed_at = rc == 0 ? 0 : util_now_ms();
   json_t *tools = rc == 0 ? json_incref(s->tools) : NULL;
   pthread_mutex_unlock(&s->lock);
   if (rc < 0) {
     scrub(m, err, sizeof err);
-    log_warn("mcp server %s: %s; its tools are left out of this turn", name, err);
+    log_warn("mcp server %s: %s; its tools are left out of turns for %d s", name, err, MCP_RETRY_MS / 1000);
     return;
   }
   size_t i;

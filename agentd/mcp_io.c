@@ -61,10 +61,32 @@ void mcp_conn_close(mcp_conn_t *self) {
   self->version[0] = '\0';
 }
 
+/* Ends an HTTP session: DELETE with its Mcp-Session-Id (a server may refuse; that is fine). */
+static void http_end_session(mcp_conn_t *c) {
+  CURL *curl = c->session ? curl_easy_init() : NULL;
+  if (!curl)
+    return;
+  char line[320];
+  snprintf(line, sizeof line, "Mcp-Session-Id: %s", c->session);
+  struct curl_slist *hd = curl_slist_append(NULL, line);
+  curl_easy_setopt(curl, CURLOPT_URL, c->def->url);
+  curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "DELETE");
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, hd);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_NOBODY, 1L);
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, 1000L);
+  curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_perform(curl);
+  curl_slist_free_all(hd);
+  curl_easy_cleanup(curl);
+}
+
 void mcp_conn_destroy(mcp_conn_t **self_p) {
   mcp_conn_t *c = self_p ? *self_p : NULL;
   if (!c)
     return;
+  if (c->def->url && c->open)
+    http_end_session(c);
   mcp_conn_close(c);
   free(c);
   *self_p = NULL;

@@ -25,7 +25,8 @@ MODULES = os.environ.get("CADRE_MCP_NODE_MODULES") or os.path.join(SRC, "tests",
 FS_JS = os.path.join(MODULES, "@modelcontextprotocol", "server-filesystem", "dist", "index.js")
 EVERYTHING_JS = os.path.join(MODULES, "@modelcontextprotocol", "server-everything", "dist", "index.js")
 FAKE = os.path.join(SRC, "tests", "mcp", "fake_server.py")
-NODE = shutil.which("node") or shutil.which("nodejs")
+WEBCRYPTO = os.path.join(SRC, "tests", "mcp", "webcrypto.cjs")  # node 18 (Debian 12's) lacks the global
+NODE = os.environ.get("CADRE_MCP_NODE") or shutil.which("node") or shutil.which("nodejs")
 SECRET = "sk-mcp-test-secret-0123456789"
 
 if not NODE:
@@ -237,7 +238,7 @@ class McpHttp(unittest.TestCase):
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         env = dict(os.environ, PORT=str(port))
-        server = subprocess.Popen([NODE, EVERYTHING_JS, "streamableHttp"], env=env, stdout=subprocess.DEVNULL,
+        server = subprocess.Popen([NODE, "-r", WEBCRYPTO, EVERYTHING_JS, "streamableHttp"], env=env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL)
 
         def config(cfg):
