@@ -675,6 +675,15 @@ static void test_mcp_servers(void **state) {
   free(dump);
   json_decref(j);
   config_destroy(&c);
+  /* The example (npx runs the servers from the npm registry). */
+  snprintf(path, sizeof path, "%s/examples/config-mcp.json", CADRE_SOURCE_ROOT);
+  c = config_load(path, SRC_PROMPTS, fx->err, sizeof fx->err);
+  if (!c)
+    fail_msg("%s", fx->err);
+  assert_int_equal(c->n_mcp_servers, 2);
+  assert_int_equal(json_array_size(config_profile(c, "researcher_agent")->mcp_tools), 4);
+  assert_null(config_profile(c, "main_agent")->mcp_tools);
+  config_destroy(&c);
 }
 
 static void test_to_json_masks_keys(void **state) {
