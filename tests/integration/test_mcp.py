@@ -117,6 +117,8 @@ class Mcp(unittest.TestCase):
             call("everything__echo", {"message": "hello, MCP ✓"}, "e1"),
             call("everything__get-sum", {"a": 2, "b": 40}, "s1"),
             call("everything__get-env", {}, "v1"),
+            call("everything__get-tiny-image", {}, "i1"),
+            call("everything__get-sum", {"a": "not a number", "b": 1}, "x1"),
             {"text": "done"},
         ])
         r, ev = self.c.cadre_json("ask", "echo and add", timeout=120)
@@ -133,8 +135,12 @@ class Mcp(unittest.TestCase):
         self.assertIn("EVERYTHING_API_KEY", res["v1"])
         self.assertNotIn(SECRET, res["v1"])
         self.assertNotIn(SECRET, self.c.logs())
-        results = [e for e in ev if e["event"] == "delta" and e["kind"] == "tool_result"]
-        self.assertTrue(all(e["call"]["ok"] for e in results), results)
+        # Other content is marked, not dumped; the server's isError makes the result an error.
+        self.assertIn("[image: image/png, ", res["i1"])
+        self.assertIn("bytes of base64 not shown]", res["i1"])
+        self.assertIn("Invalid arguments for tool get-sum", res["x1"])
+        results = [e["call"]["ok"] for e in ev if e["event"] == "delta" and e["kind"] == "tool_result"]
+        self.assertEqual(results, [True, True, True, True, False])
 
     def test_crashing_hanging_and_garbage_servers_give_tool_errors_and_the_turn_goes_on(self):
         self.c.model.script([
@@ -149,7 +155,10 @@ class Mcp(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr + self.c.logs())
         self.assertEqual(ev[-1]["text"], "carried on")
         self.assertLess(time.monotonic() - t0, 60)
-        res = tool_results(self.c.model.requests()[-1])
+        reqs = self.c.model.requests()
+        # tools/list in two pages (nextCursor): both tools offered.
+        self.assertTrue({"crash__act", "crash__other", "hang__act", "garbage__other"} <= set(offered(reqs[0])))
+        res = tool_results(reqs[-1])
         self.assertIn("MCP server crash", res["c1"])
         self.assertIn("exited with status 3", res["c1"])
         self.assertIn("crashing on purpose (key [secret removed])", res["c1"])  # its key scrubbed
@@ -262,6 +271,35 @@ class McpHttp(unittest.TestCase):
             res = tool_results(c.model.requests()[-1])
             self.assertEqual(res["w1"], "Echo: over http")
             self.assertEqual(res["w2"], "The sum of 0.5 and 2 is 2.5.")
+        finally:
+            c.close()
+            server.kill()
+            server.wait()
+
+
+class McpHttpJson(unittest.TestCase):
+    """A streamable HTTP server that answers plain JSON (tests/mcp/fake_server.py http) and wants its
+    Mcp-Session-Id back on every request after initialize."""
+
+    def test_json_answers_and_the_session_id(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        server = subprocess.Popen([sys.executable, FAKE, "http", str(port)])
+
+        def config(cfg):
+            cfg["mcp_servers"] = {"plain": {"url": f"http://127.0.0.1:{port}/mcp"}}
+            cfg["agents"]["main_agent"]["mcp_servers"] = ["plain"]
+        c = Cluster(nodes=(), config_extra=config)
+        try:
+            c.start_node("j1", 1, extra=("--config", c.config))
+            c.wait_nodes(1)
+            c.model.script([call("plain__act", {}, "p1"), {"text": "ok"}])
+            r, ev = c.cadre_json("ask", "call the plain server", timeout=120)
+            self.assertEqual(r.returncode, 0, r.stderr + c.logs())
+            reqs = c.model.requests()
+            self.assertEqual({"plain__act", "plain__other"}, set(offered(reqs[0])) & {"plain__act", "plain__other"})
+            self.assertEqual(tool_results(reqs[-1])["p1"], "fine")
         finally:
             c.close()
             server.kill()
