@@ -167,8 +167,8 @@ static int exited(mcp_conn_t *c, const char *doing, char *err, size_t errlen) {
     last = strrchr(tail, '\n');
     last = last ? last + 1 : tail;
   }
-  snprintf(err, errlen, "the server exited%s %s%s%.300s%s", status, doing, last ? " (its last words: " : "",
-           last ? last : "", last ? ")" : "");
+  snprintf(err, errlen, "the server %s%s %s%s%.300s%s", c->child.pid < 0 ? "exited" : "closed its output", status,
+           doing, last ? " (its last words: " : "", last ? last : "", last ? ")" : "");
   mcp_conn_close(c);
   return -1;
 }
