@@ -156,12 +156,17 @@ class Cluster:
         self.broker.send_signal(sig)
         self.broker.wait(timeout=10)
 
-    def start_node(self, name, slots=2, extra=(), prefix=(), endpoint=None):
-        """prefix: a command the daemon runs under (e.g. ip netns exec NS); endpoint: the broker as it sees it."""
+    def kill_broker(self):
+        """kill -9 of the broker (also when it is stopped with SIGSTOP)."""
+        self.stop_broker(signal.SIGKILL)
+
+    def start_node(self, name, slots=2, extra=(), prefix=(), endpoint=None, workspace=None):
+        """prefix: a command the daemon runs under (e.g. ip netns exec NS); endpoint: the broker as it sees it;
+        workspace: its own directory (default: the cluster's one workspace)."""
         env = dict(os.environ)
         env.update(self.agentd_env)
         args = [*prefix, AGENTD(), "--broker", endpoint or self.endpoint, "--name", name, "--slots", str(slots),
-                "--workspace", self.workspace, "--key", self.key, "--broker-key", self.broker_pub,
+                "--workspace", workspace or self.workspace, "--key", self.key, "--broker-key", self.broker_pub,
                 "--stall-timeout", "3", "--verbose"]
         if self.secrets:
             args += ["--secrets", self.secrets]
@@ -244,6 +249,11 @@ class Cluster:
         path = os.path.join(self.state, "metrics")
         url = wait_until(lambda: os.path.exists(path) and read_text(path).strip(), what="the metrics file")
         return url, read_text(os.path.join(self.state, "dashboard.token")).strip()
+
+    def plan(self, pid):
+        """cadre --json plan ID: the workflow, or {} when the broker does not answer."""
+        r, out = self.cadre_json("plan", str(pid))
+        return out[-1] if r.returncode == 0 and out else {}
 
     def nodes(self):
         r, lines = self.cadre_json("nodes")

@@ -56,12 +56,10 @@ class Once(unittest.TestCase):
         return pid
 
     def plan(self, pid):
-        r, out = self.c.cadre_json("plan", pid)
-        return out[-1] if r.returncode == 0 and out else {}
+        return self.c.plan(pid)
 
     def kill_broker(self):
-        self.c.broker.send_signal(signal.SIGKILL)
-        self.c.broker.wait(timeout=10)
+        self.c.kill_broker()
 
     def restart_broker(self):
         self.kill_broker()
