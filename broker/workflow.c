@@ -345,11 +345,15 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   return 0;
 }
 
+static void rollback_restores(broker_t *b, workflow_t *wf);
+
 /* Starts every step whose dependencies are done; ends the workflow when all
  * are done, rolls it back when one failed for good. Steps that end while it
  * runs (a send that fails) may advance the workflow from inside: the loop
  * stops as soon as the workflow is no longer running. */
 void advance(broker_t *b, workflow_t *wf, int64_t now) {
+  if (wf->status == WF_ROLLING_BACK)
+    rollback_restores(b, wf); /* once the steps still running ended */
   for (size_t i = 0; i < wf->n_steps && wf->status == WF_RUNNING; i++) {
     wf_step_t *s = &wf->steps[i];
     if (!wf_step_ready(wf, s, now))
@@ -411,7 +415,7 @@ void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detai
   wf_event(b, "step_failed", wf,
            json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
                      "detail", detail));
-  if (wf->status == WF_RUNNING)
+  if (wf->status == WF_RUNNING || wf->status == WF_ROLLING_BACK)
     advance(b, wf, util_now_ms());
 }
 
@@ -727,25 +731,19 @@ static void rollback_end(broker_t *b, workflow_t *wf) {
   free(why);
 }
 
-void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
-  wf_rollback_t *rb = calloc(1, sizeof *rb);
-  if (!rb)
+/* The restores of a rollback, once none of the workflow's tool steps runs:
+ * a step still running when the rollback began changes the workspace until
+ * it ends, and what it changed is known only then (its result). */
+static void rollback_restores(broker_t *b, workflow_t *wf) {
+  wf_rollback_t *rb = wf->rollback;
+  if (!rb || !rb->waiting)
     return;
-  rollback_ops(b, rb, wf);
-  rb->restored = json_array(), rb->mismatches = json_array(), rb->deleted = json_array();
-  rb->conflicts = json_array();
-  rb->why = strdup(why);
-  rb->final = wf->status == WF_CANCELLED ? WF_CANCELLED : WF_FAILED;
-  /* Running steps are abandoned: their late results are ignored. */
   for (size_t i = 0; i < wf->n_steps; i++)
     if (wf->steps[i].status == STEP_RUNNING)
-      wf->steps[i].status = STEP_ABANDONED;
-  wf->status = WF_ROLLING_BACK;
-  wf_save(b, wf);
-  wf_rollback_free(&wf->rollback);
-  wf->rollback = rb;
-  log_info("workflow %lld: rolling back %zu change(s): %s", (long long)wf->id, rb->n_ops, why);
-  wf_event(b, "workflow_rolling_back", wf, json_pack("{s:s}", "reason", why));
+      return; /* its step_done / step_failed (or the lost-node grace) comes back here */
+  rb->waiting = false;
+  rollback_ops(b, rb, wf);
+  log_info("workflow %lld: rolling back %zu change(s): %s", (long long)wf->id, rb->n_ops, rb->why);
   if (rb->n_ops == 0) {
     wf_report_t *r = &wf->report; /* a fresh report holding only the (empty) rollback */
     json_decref(r->rollback), json_decref(r->extra), free(r->reason);
@@ -754,6 +752,28 @@ void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
     return;
   }
   wf_rollback_send(b, wf);
+}
+
+/* Sub-agents of agent steps are abandoned (their late answers ignored); tool
+ * steps still running are waited for (rollback_restores). */
+void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
+  wf_rollback_t *rb = calloc(1, sizeof *rb);
+  if (!rb)
+    return;
+  rb->restored = json_array(), rb->mismatches = json_array(), rb->deleted = json_array();
+  rb->conflicts = json_array();
+  rb->why = strdup(why);
+  rb->final = wf->status == WF_CANCELLED ? WF_CANCELLED : WF_FAILED;
+  rb->waiting = true;
+  for (size_t i = 0; i < wf->n_steps; i++)
+    if (wf->steps[i].status == STEP_RUNNING && !wf->steps[i].tool)
+      wf->steps[i].status = STEP_ABANDONED;
+  wf->status = WF_ROLLING_BACK;
+  wf_save(b, wf);
+  wf_rollback_free(&wf->rollback);
+  wf->rollback = rb;
+  wf_event(b, "workflow_rolling_back", wf, json_pack("{s:s}", "reason", why));
+  rollback_restores(b, wf);
 }
 
 /* A node's answer to the current restore (code set: it failed); payload: deleted (a prune's), changed

@@ -113,6 +113,7 @@ typedef struct {
   wf_status_t final;  /* WF_FAILED or WF_CANCELLED */
   char *sent_to;      /* node the next op went to, or NULL: send (again) */
   int64_t rerun_step; /* >0: not a rollback: this step is restored to its checkpoint before it runs again */
+  bool waiting;       /* the restores wait for the workflow's running tool steps to end */
   int64_t sent_ms;
 } wf_rollback_t;
 

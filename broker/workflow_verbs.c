@@ -191,7 +191,8 @@ json_t *workflow_modify(broker_t *b, int64_t id, const json_t *edit, char *err, 
   return v;
 }
 
-/* Tells a step's node to stop it; its slot is free again. */
+/* Tells a step's node to stop it; its slot is free again when its result
+ * (step_failed cancelled, or a step_done already on its way) comes. */
 static void cancel_on_node(broker_t *b, const workflow_t *wf, const wf_step_t *s, peer_t *n) {
   proto_msg_t *m = wf_step_msg(PROTO_STEP_RUN, wf->id, s->number, s->attempts);
   if (!m)
@@ -201,8 +202,6 @@ static void cancel_on_node(broker_t *b, const workflow_t *wf, const wf_step_t *s
   proto_set_json(m, PROTO_F_payload, json_pack("{s:b}", "cancel", 1));
   broker_send(b, n, m);
   proto_msg_destroy(&m);
-  if (n->busy > 0)
-    n->busy--;
 }
 
 /* Stops the steps in flight: tool steps on their nodes, agent steps' sub-agents. */

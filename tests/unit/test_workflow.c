@@ -668,19 +668,21 @@ static void a_queue_that_stays_full_fails_the_workflow(void **state) {
   json_decref(mem);
 }
 
+/* The node says step (attempt 1) failed for good with code. */
+static void step_failed_for_good(rig_t *r, workflow_t *wf, int64_t step, const char *code) {
+  proto_msg_t *m = wf_step_msg(PROTO_STEP_FAILED, wf->id, step, 1);
+  PROTO_SET(m, retryable, false);
+  proto_set_str(m, PROTO_F_code, code);
+  proto_set_str(m, PROTO_F_detail, "disk full");
+  workflow_on_node_msg(&r->b, &r->node, m);
+  proto_msg_destroy(&m);
+}
+
 /* The running step fails for good after it changed a.txt (its checkpoint is in the ledger). */
 static workflow_t *fail_after_a_change(rig_t *r) {
   workflow_t *wf = run_tool_plan(r, 0);
   assert_int_equal(store_checkpoint_add(r->b.store, wf->id, 1, 1, 1, "file", "a.txt", 1, "old", "sha-old", 0644), 0);
-  proto_msg_t *m = proto_msg_new(PROTO_STEP_FAILED);
-  PROTO_SET(m, workflow, wf->id);
-  PROTO_SET(m, step, 1);
-  PROTO_SET(m, attempt, 1);
-  PROTO_SET(m, retryable, false);
-  proto_set_str(m, PROTO_F_code, "tool_error");
-  proto_set_str(m, PROTO_F_detail, "disk full");
-  workflow_on_node_msg(&r->b, &r->node, m);
-  proto_msg_destroy(&m);
+  step_failed_for_good(r, wf, 1, "tool_error");
   return wf;
 }
 
@@ -709,14 +711,63 @@ static void a_rollback_undoes_the_change(void **state) {
   assert_string_equal(json_string_value(json_object_get(json_array_get(restored_list, 0), "path")), "a.txt");
 }
 
-/* The workflow runs, changes a.txt, and is cancelled with rollback while sends answer rc. */
+/* The workflow runs, changes a.txt, and is cancelled with rollback while sends
+ * answer rc; the rollback waits for the step to end (here: the node stopped it). */
 static workflow_t *cancel_after_a_change(rig_t *r, int rc) {
   workflow_t *wf = run_tool_plan(r, 0);
   char err[256];
   assert_int_equal(store_checkpoint_add(r->b.store, wf->id, 1, 1, 1, "file", "a.txt", 1, "old", "sha-old", 0644), 0);
   out.send_rc = rc;
   assert_int_equal(workflow_cancel(&r->b, wf->id, true, err, sizeof err), 0);
+  assert_int_equal(wf->status, WF_ROLLING_BACK);
+  assert_int_equal(r->node.busy, 1); /* the step holds its slot until it ends */
+  assert_true(wf->rollback->waiting);
+  step_failed_for_good(r, wf, 1, "cancelled");
+  assert_int_equal(r->node.busy, 0);
   return wf;
+}
+
+static const char *const FAN_PLAN =
+    "[PLAN]\n## Workflow: Two at once\n### Step 1: Write a\n- Agent: tester\n"
+    "- Tool: write_file_tool\n- Arguments: {\"path\": \"a.txt\", \"content\": \"a\"}\n"
+    "### Step 2: Write b\n- Agent: tester\n"
+    "- Tool: write_file_tool\n- Arguments: {\"path\": \"b.txt\", \"content\": \"b\"}\n"
+    "[/PLAN]";
+
+/* Step 1 fails for good while step 2 still runs: the rollback waits for step
+ * 2 to end, then undoes its change too (before, it was abandoned and its
+ * change landed after the rollback). */
+static void a_rollback_waits_for_a_step_still_running(void **state) {
+  rig_t *r = *state;
+  workflow_on_answer(&r->b, "main", FAN_PLAN);
+  workflow_t *wf = r->b.workflows;
+  char err[256] = "";
+  assert_int_equal(workflow_approve(&r->b, wf->id, NULL, err, sizeof err), 0);
+  assert_int_equal(wf->steps[0].status, STEP_RUNNING);
+  assert_int_equal(wf->steps[1].status, STEP_RUNNING);
+  assert_int_equal(r->node.busy, 2);
+  step_failed_for_good(r, wf, 1, "tool_error");
+  assert_int_equal(wf->status, WF_ROLLING_BACK);
+  assert_non_null(event("workflow_rolling_back"));
+  assert_int_equal(wf->steps[1].status, STEP_RUNNING);
+  assert_int_equal(out.last_type, PROTO_STEP_ACK); /* no restore yet */
+  workflow_timer(&r->b, 0);
+  assert_int_equal(out.last_type, PROTO_STEP_ACK);
+  /* step 2 writes b.txt (its checkpoint), then ends */
+  assert_int_equal(store_checkpoint_add(r->b.store, wf->id, 2, 1, 1, "file", "b.txt", 0, NULL, "", 0), 0);
+  proto_msg_t *m = wf_step_msg(PROTO_STEP_DONE, wf->id, 2, 1);
+  proto_set_str(m, PROTO_F_text, "written");
+  workflow_on_node_msg(&r->b, &r->node, m);
+  proto_msg_destroy(&m);
+  assert_int_equal(wf->steps[1].status, STEP_DONE);
+  assert_int_equal(r->node.busy, 0);
+  assert_int_equal(out.last_type, PROTO_RESTORE); /* b.txt is removed */
+  assert_int_equal(wf->rollback->n_ops, 1);
+  assert_string_equal(wf->rollback->ops[0].path, "b.txt");
+  restored(r, wf, 1, "");
+  assert_int_equal(wf->status, WF_FAILED);
+  json_t *done = json_object_get(wf->report.rollback, "restored");
+  assert_int_equal(json_array_size(done), 1);
 }
 
 static void a_restore_the_node_did_not_get_is_sent_again(void **state) {
@@ -942,6 +993,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(a_queue_that_stays_full_fails_the_workflow, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_rollback_undoes_the_change, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_restore_the_node_did_not_get_is_sent_again, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_rollback_waits_for_a_step_still_running, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_restore_too_large_to_send_is_reported, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(a_restart_on_an_old_state_dir_carries_on, rig_setup, rig_teardown),
       cmocka_unit_test(a_node_that_comes_back_says_what_it_holds),
