@@ -184,6 +184,8 @@ static json_t *resume_args(client_t *c, const char *verb, json_t *args) {
   return args;
 }
 
+static json_t *wait_reply(client_t *c, const char *verb, int64_t id, int timeout_ms, char *err, size_t errlen);
+
 json_t *client_request(client_t *c, const char *verb, json_t *args, int timeout_ms, char *err, size_t errlen) {
   proto_msg_t *req = proto_msg_new(PROTO_REQUEST);
   if (!req) {
@@ -193,6 +195,7 @@ json_t *client_request(client_t *c, const char *verb, json_t *args, int timeout_
   }
   proto_set_str(req, PROTO_F_verb, verb);
   args = resume_args(c, verb, args);
+  bool resuming = strcmp(verb, "subscribe") == 0 && json_object_get(args, "since");
   if (args)
     proto_set_json(req, PROTO_F_args, args);
   int rc = proto_link_send(c->link, req);
@@ -202,6 +205,15 @@ json_t *client_request(client_t *c, const char *verb, json_t *args, int timeout_
     snprintf(err, errlen, "cannot send to the broker: %s", strerror(-rc));
     return NULL;
   }
+  resume_replaying(c->resume, resuming);
+  json_t *result = wait_reply(c, verb, id, timeout_ms, err, errlen);
+  resume_replaying(c->resume, false);
+  return result;
+}
+
+/* The reply to request id (NULL and err: an error, or none within timeout_ms);
+ * deltas and events that come meanwhile are queued. */
+static json_t *wait_reply(client_t *c, const char *verb, int64_t id, int timeout_ms, char *err, size_t errlen) {
   int64_t deadline = util_now_ms() + timeout_ms;
   while (util_now_ms() < deadline) {
     proto_msg_t *m = NULL;

@@ -8,7 +8,8 @@
 #define RESUME_TURNS_MAX 4096 /* turns followed at once; past it, forgotten (a gap may go unseen, never a dup) */
 
 struct resume {
-  int64_t seq;   /* largest event seq seen */
+  int64_t seq;    /* largest event seq seen */
+  bool replaying; /* a resuming subscribe waits for its reply (resume_replaying) */
   json_t *turns; /* "turn" -> [attempt, last delta seq, deltas received, deltas already told missing] */
 };
 
@@ -31,6 +32,10 @@ void resume_destroy(resume_t **self_p) {
 
 int64_t resume_seq(const resume_t *self) {
   return self->seq;
+}
+
+void resume_replaying(resume_t *self, bool on) {
+  self->replaying = on;
 }
 
 static proto_msg_t *gap_event(const resume_t *r, int64_t turn, int64_t deltas) {
@@ -64,8 +69,8 @@ static json_int_t at(const json_t *rec, size_t i) {
 
 static bool on_event(resume_t *r, const proto_msg_t *m, proto_msg_t **gap_p) {
   if (PROTO_HAS(m, seq)) {
-    if (m->seq <= r->seq)
-      return false; /* a replay we already have */
+    if (m->seq <= r->seq || r->replaying)
+      return false; /* a replay we already have, or one that comes after the subscribe's reply */
     r->seq = m->seq;
   }
   if (strcmp(m->kind, "gap") == 0) {

@@ -29,5 +29,12 @@ void resume_destroy(resume_t **self_p);
 bool resume_accept(resume_t *self, const proto_msg_t *m, proto_msg_t **gap_p);
 /* The largest event seq seen; 0: none yet. */
 int64_t resume_seq(const resume_t *self);
+/* on: a subscribe that resumes (since) is on its way, and until its reply
+ * every event with a seq is dropped, not counted: the broker sent it before
+ * the subscribe (an event for every controller, once it registered again after
+ * a restart) and replays it after the reply, in order with those it missed
+ * (counted, it would hide them: they are older). off: the reply came, or no
+ * reply will come. */
+void resume_replaying(resume_t *self, bool on);
 
 #endif

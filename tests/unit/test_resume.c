@@ -18,6 +18,7 @@
  *   dT.A.S   delta of turn T, attempt A, seq S
  *   xT.A.S   the same delta, dropped by the client (queue full): not seen
  *   gT       a gap event from the broker naming turn T
+ *   [ ]      a subscribe with since sent; its reply came (resume_replaying)
  *   fT.A.D   turn_done of turn T, attempt A, the broker forwarded D deltas
  *            (fT.A: no count, as from an older broker); its seq: the next
  *            after the largest seen
@@ -48,6 +49,11 @@ static const resume_case_t cases[] = {
     {"a turn_done without a count: nothing to compare", "d1.1.1 f1.1", "d1.1.1 f1.1", 1},
     {"a gap the broker told is not told again", "d1.1.1 g1 f1.1.9", "d1.1.1 g1 f1.1.9", 1},
     {"a broker's gap for another turn changes nothing", "d1.1.1 g2 f1.1.3", "d1.1.1 g2 g(1,2) f1.1.3", 1},
+    /* [ a subscribe with since sent, ] its reply: events before the reply are replayed after it */
+    {"an event before a resuming subscribe's reply is not counted", "e1 [ e9 ] e2 e3 e9 e10",
+     "e1 - e2 e3 e9 e10", 10},
+    {"deltas still pass while it waits", "[ d1.1.1 e4 ] e4", "d1.1.1 - e4", 4},
+    {"a duplicate while it waits is dropped too", "e5 [ e5 ] e6", "e5 - e6", 6},
 };
 
 static proto_msg_t *make(const char *tok, int64_t *last) {
@@ -93,6 +99,10 @@ static void test_cases(void **state) {
     int64_t last = 0;
     snprintf(script, sizeof script, "%s", c->script);
     for (char *save = NULL, *tok = strtok_r(script, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+      if (tok[0] == '[' || tok[0] == ']') {
+        resume_replaying(r, tok[0] == '[');
+        continue;
+      }
       proto_msg_t *m = make(tok, &last), *gap = NULL;
       const char *sep = n ? " " : "";
       if (tok[0] == 'x') {
