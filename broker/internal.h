@@ -138,6 +138,8 @@ struct broker {
   int64_t started_ms;
   int64_t next_msg_id;
   int64_t event_seq;
+  struct outbox_held *held, *held_tail; /* events kept back while the outbox is held (outbox_hold) */
+  int hold;
   peer_t *peers;
   turn_t *turns; /* queued and running, in arrival order (turns.c keeps the indexes below) */
   turn_t *turns_tail;
@@ -206,6 +208,13 @@ int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *cod
 /* Sends an event to every controller watching the session (NULL: all),
  * encoded once. Takes payload. */
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload);
+/* While held (calls nest), an event is put in the log at once and sent to
+ * its watchers only at the last release: a caller writes a state change and
+ * the event that tells of it in one transaction, and sends the event once
+ * both are on disk (a broker killed in between would else leave a change
+ * no watcher is told of, or an event of a change that did not happen). */
+void outbox_hold(broker_t *b);
+void outbox_release(broker_t *b);
 /* Forwards a delta's encoded frame unchanged to the controllers watching
  * session (session_len bytes, not NUL-terminated); turn: the delta's turn. */
 void broker_forward(broker_t *b, const char *session, size_t session_len, int64_t turn, const void *data, size_t len);

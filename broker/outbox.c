@@ -152,6 +152,46 @@ static void check_event(const char *kind, const json_t *payload) {
     abort();
 }
 
+struct outbox_held {
+  char *session;
+  int64_t seq, turn;
+  char *frame;
+  size_t len;
+  struct outbox_held *next;
+};
+
+void outbox_hold(broker_t *b) {
+  b->hold++;
+}
+
+void outbox_release(broker_t *b) {
+  if (b->hold <= 0 || --b->hold > 0)
+    return;
+  while (b->held) {
+    struct outbox_held *h = b->held;
+    b->held = h->next;
+    write_watchers(b, h->session, h->session ? strlen(h->session) : 0, h->seq, h->turn, h->frame, h->len);
+    free(h->session), free(h->frame), free(h);
+  }
+  b->held_tail = NULL;
+}
+
+/* Keeps an event's frame (taken) back until the release; false when out of memory. */
+static bool keep_back(broker_t *b, const char *session, int64_t seq, int64_t turn, char *frame, size_t len) {
+  struct outbox_held *h = calloc(1, sizeof *h);
+  if (!h || (session && !(h->session = strdup(session)))) {
+    free(h);
+    return false;
+  }
+  *h = (struct outbox_held){h->session, seq, turn, frame, len, NULL};
+  if (b->held_tail)
+    b->held_tail->next = h;
+  else
+    b->held = h;
+  b->held_tail = h;
+  return true;
+}
+
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload) {
   proto_msg_t *m = proto_msg_new(PROTO_EVENT);
   if (!m) {
@@ -176,7 +216,10 @@ void broker_event(broker_t *b, const char *kind, const char *session, int64_t tu
     /* Kept before it is sent: a controller that misses it gets it from the log. */
     if (b->store && store_event_put(b->store, m->seq, session, buf, len) < 0)
       log_error("state: cannot keep event %lld in the log: %s", (long long)m->seq, store_errmsg(b->store));
-    write_watchers(b, session, session ? strlen(session) : 0, m->seq, turn, buf, len);
+    if (b->hold > 0 && keep_back(b, session, m->seq, turn, buf, len))
+      buf = NULL; /* sent at the release */
+    else
+      write_watchers(b, session, session ? strlen(session) : 0, m->seq, turn, buf, len);
   } else
     log_warn("event %s does not encode: %s", kind, err.text);
   free(buf);

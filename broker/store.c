@@ -202,6 +202,17 @@ static int exec_sql(store_t *self, const char *sql) {
   return sqlite3_exec(self->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
 }
 
+int store_begin(store_t *self) {
+  return exec_sql(self, "BEGIN IMMEDIATE");
+}
+
+int store_end(store_t *self, bool commit) {
+  if (commit && exec_sql(self, "COMMIT") == 0)
+    return 0;
+  exec_sql(self, "ROLLBACK");
+  return -1;
+}
+
 static const char *col_text(sqlite3_stmt *st, int i);
 
 /* The first column of the first row of st as text into out (len bytes), and

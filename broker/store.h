@@ -56,6 +56,11 @@ store_t *store_open(const char *dir, char *err, size_t errlen);
 void store_close(store_t **self_p);
 /* Last SQLite error text (for logs). */
 const char *store_errmsg(store_t *self);
+/* One transaction around several writes (BEGIN IMMEDIATE ... COMMIT; not
+ * nested, and not around store calls that make their own). store_end commits,
+ * or rolls back when commit is false or the commit fails; 0 or -1. */
+int store_begin(store_t *self);
+int store_end(store_t *self, bool commit);
 
 /* A value of the meta table (small named settings that survive a restart):
  * 0 with value filled, or -1 when absent or longer than len. */

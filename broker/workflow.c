@@ -392,6 +392,23 @@ static wf_step_t *running_step(broker_t *b, peer_t *from, const proto_msg_t *m, 
   return s;
 }
 
+/* A change of a workflow's state and the events that tell of it go to disk in
+ * one transaction, and the events out once they are (outbox_hold): a broker
+ * killed between the state and its event would leave, say, a step done that
+ * no watcher is ever told of. Between tx_begin and tx_end: plain store writes. */
+static bool tx_begin(broker_t *b) {
+  outbox_hold(b);
+  return store_begin(b->store) == 0;
+}
+
+static int tx_end(broker_t *b, bool tx) {
+  int rc = tx ? store_end(b->store, true) : 0;
+  if (rc < 0)
+    log_error("state: cannot commit a workflow change: %s", store_errmsg(b->store));
+  outbox_release(b);
+  return rc;
+}
+
 /* The step is done; once that is on disk, ack_to (when not NULL) may forget its result. */
 static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *result, peer_t *ack_to) {
   s->status = STEP_DONE;
@@ -399,9 +416,11 @@ static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *res
   s->finished_ms = util_wall_ms();
   wf_set_str(&s->result, result ? result : "");
   note(s, "done", NULL);
-  if (wf_save(b, wf) == 0 && ack_to)
-    wf_step_ack(b, ack_to, wf->id, s->number, s->attempts);
+  bool tx = tx_begin(b);
+  int saved = wf_save(b, wf);
   wf_event(b, "step_done", wf, json_pack("{s:I}", "step", (json_int_t)s->number));
+  if (tx_end(b, tx) == 0 && saved == 0 && ack_to)
+    wf_step_ack(b, ack_to, wf->id, s->number, s->attempts);
   advance(b, wf, util_now_ms());
 }
 
@@ -410,11 +429,13 @@ void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detai
   note(s, "failed", detail);
   s->lost_ms = 0;
   bool retry = wf_step_fail(s, detail, retryable && wf->status == WF_RUNNING, util_now_ms());
-  if (wf_save(b, wf) == 0 && ack_to)
-    wf_step_ack(b, ack_to, wf->id, s->number, attempts);
+  bool tx = tx_begin(b);
+  int saved = wf_save(b, wf);
   wf_event(b, "step_failed", wf,
            json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
                      "detail", detail));
+  if (tx_end(b, tx) == 0 && saved == 0 && ack_to)
+    wf_step_ack(b, ack_to, wf->id, s->number, attempts);
   if (wf->status == WF_RUNNING || wf->status == WF_ROLLING_BACK)
     advance(b, wf, util_now_ms());
 }
@@ -598,10 +619,12 @@ void finish(broker_t *b, workflow_t *wf, wf_status_t status, const char *why) {
   usage_of_steps(b, wf);
   if (why)
     wf_set_str(&wf->report.reason, why);
+  bool tx = tx_begin(b);
   wf_save(b, wf);
   results_back(b, wf);
   log_info("workflow %lld %s%s%s", (long long)wf->id, wf_status_name(status), why ? ": " : "", why ? why : "");
   wf_event(b, "workflow_finished", wf, NULL);
+  tx_end(b, tx);
 }
 
 wf_restore_t wf_restore_of(const json_t *c, bool existed) {
@@ -769,10 +792,12 @@ void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
     if (wf->steps[i].status == STEP_RUNNING && !wf->steps[i].tool)
       wf->steps[i].status = STEP_ABANDONED;
   wf->status = WF_ROLLING_BACK;
+  bool tx = tx_begin(b);
   wf_save(b, wf);
+  wf_event(b, "workflow_rolling_back", wf, json_pack("{s:s}", "reason", why));
+  tx_end(b, tx);
   wf_rollback_free(&wf->rollback);
   wf->rollback = rb;
-  wf_event(b, "workflow_rolling_back", wf, json_pack("{s:s}", "reason", why));
   rollback_restores(b, wf);
 }
 
