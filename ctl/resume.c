@@ -10,7 +10,7 @@
 struct resume {
   int64_t seq;    /* largest event seq seen */
   bool replaying; /* a resuming subscribe waits for its reply (resume_replaying) */
-  json_t *turns; /* "turn" -> [attempt, last delta seq, deltas received, deltas already told missing] */
+  json_t *turns;  /* "turn" -> [attempt, last delta seq, deltas received, deltas already told missing] */
 };
 
 resume_t *resume_new(void) {

@@ -67,6 +67,11 @@ class Flow:
         if fail:
             self.fail = rng.randint(2, len(self.steps))
             self.steps[self.fail - 1]["kind"] = "fail"
+            # A branch beside it still runs when the workflow starts to roll back.
+            slow = [s["n"] for s in self.steps if s["kind"] == "shell" and s["deps"] == self.steps[self.fail - 1]["deps"]
+                    and s["n"] != self.fail]
+            if slow:
+                self.pause[rng.choice(slow) - 1] = 4
 
     def eff(self):
         return f"eff_{self.tag}.txt"
@@ -297,10 +302,12 @@ class KillBroker(unittest.TestCase):
         self.assertEqual(kinds[-1], "workflow_finished", self.fail_msg(f"{where}: events after the end {kinds}"))
         self.assertEqual(mine[-1]["payload"]["status"], p["status"], self.fail_msg(f"{where}: the end event"))
         done_events = [e["payload"]["step"] for e in mine if e["kind"] == "step_done"]
-        runs = sum(len((self.read(f.marker("runs", s["n"])) or "").splitlines()) for s in f.steps
-                   if s["kind"] == "shell")
-        self.shell_runs += runs
-        self.shell_steps += sum(1 for s in f.steps if s["kind"] == "shell")
+        ran = [s["n"] for s in f.steps if s["kind"] == "shell" and steps[s["n"]]["status"] == "done"]
+        self.shell_runs += sum(len((self.read(f.marker("runs", i)) or "").splitlines()) for i in ran)
+        self.shell_steps += len(ran)
+        for i in ran:  # a broker restart never makes a step's command run again (its node kept it)
+            self.assertEqual(len(self.read(f.marker("runs", i)).splitlines()), 1,
+                             self.fail_msg(f"{where}: step {i}'s command ran more than once"))
         if f.fail is None:
             self.assertEqual(p["status"], "done", self.fail_msg(f"{where}: {json.dumps(p)[:3000]}"))
             want = sorted(f.line(s["n"]) for s in f.steps if s["kind"] == "shell")
@@ -322,7 +329,9 @@ class KillBroker(unittest.TestCase):
             self.assertEqual(steps[i]["status"], "pending", self.fail_msg(f"{where}: step {i} after the failure"))
         rb = p["report"]["rollback"]
         self.assertEqual(rb["mismatches"], [], self.fail_msg(f"{where}: {rb}"))
-        self.conflicts += len(rb.get("conflicts") or [])  # TODO
+        # (counted, not failed: parallel branches of one workflow appending to one file can be reported as
+        # conflicts, one branch's end state being gone under the other's; the file still ends as it was)
+        self.conflicts += len(rb.get("conflicts") or [])
         self.assertIsNone(self.read(f.eff()), self.fail_msg(f"{where}: the appends are rolled back"))
         for s in f.steps:
             self.assertIsNone(self.read(f"out_{f.tag}_{s['n']}.txt"), self.fail_msg(f"{where}: the write is undone"))
@@ -383,8 +392,8 @@ class KillBroker(unittest.TestCase):
         self.shell_runs = self.shell_steps = self.conflicts = 0
         for f in flows:
             self.check_flow(f, log)
-        print(f"[test_killbroker: {WORKFLOWS} workflows, {len(self.kills)} kills, {self.shell_steps} shell steps "
-              f"ran {self.shell_runs} times, {self.conflicts} conflicts, {time.monotonic() - t0:.0f} s; kills: {self.kills}]", file=sys.stderr)
+        print(f"[test_killbroker: {WORKFLOWS} workflows, {len(self.kills)} kills, {self.shell_steps} shell steps done, "
+              f"their commands ran {self.shell_runs} times, {self.conflicts} conflicts, {time.monotonic() - t0:.0f} s; kills: {self.kills}]", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -50,8 +50,7 @@ static const resume_case_t cases[] = {
     {"a gap the broker told is not told again", "d1.1.1 g1 f1.1.9", "d1.1.1 g1 f1.1.9", 1},
     {"a broker's gap for another turn changes nothing", "d1.1.1 g2 f1.1.3", "d1.1.1 g2 g(1,2) f1.1.3", 1},
     /* [ a subscribe with since sent, ] its reply: events before the reply are replayed after it */
-    {"an event before a resuming subscribe's reply is not counted", "e1 [ e9 ] e2 e3 e9 e10",
-     "e1 - e2 e3 e9 e10", 10},
+    {"an event before a resuming subscribe's reply is not counted", "e1 [ e9 ] e2 e3 e9 e10", "e1 - e2 e3 e9 e10", 10},
     {"deltas still pass while it waits", "[ d1.1.1 e4 ] e4", "d1.1.1 - e4", 4},
     {"a duplicate while it waits is dropped too", "e5 [ e5 ] e6", "e5 - e6", 6},
 };

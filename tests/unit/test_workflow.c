@@ -733,12 +733,11 @@ static workflow_t *cancel_after_a_change(rig_t *r, int rc) {
   return wf;
 }
 
-static const char *const FAN_PLAN =
-    "[PLAN]\n## Workflow: Two at once\n### Step 1: Write a\n- Agent: tester\n"
-    "- Tool: write_file_tool\n- Arguments: {\"path\": \"a.txt\", \"content\": \"a\"}\n"
-    "### Step 2: Write b\n- Agent: tester\n"
-    "- Tool: write_file_tool\n- Arguments: {\"path\": \"b.txt\", \"content\": \"b\"}\n"
-    "[/PLAN]";
+static const char *const FAN_PLAN = "[PLAN]\n## Workflow: Two at once\n### Step 1: Write a\n- Agent: tester\n"
+                                    "- Tool: write_file_tool\n- Arguments: {\"path\": \"a.txt\", \"content\": \"a\"}\n"
+                                    "### Step 2: Write b\n- Agent: tester\n"
+                                    "- Tool: write_file_tool\n- Arguments: {\"path\": \"b.txt\", \"content\": \"b\"}\n"
+                                    "[/PLAN]";
 
 /* Step 1 fails for good while step 2 still runs: the rollback waits for step
  * 2 to end, then undoes its change too (before, it was abandoned and its
