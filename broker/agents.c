@@ -315,6 +315,24 @@ static void after_failed(broker_t *b, const char *session, const char *code, con
   }
 }
 
+void agents_resume(broker_t *b, const char *id) {
+  store_session_t row;
+  if (active_turn(b, id) || store_session_row(b->store, id, &row) < 0 || row.status != STORE_SESSION_RUNNING ||
+      !row.parent[0])
+    return;
+  json_t *h = store_history(b->store, id, false);
+  const json_t *last = json_array_get(h, json_array_size(h) - 1);
+  bool answer = last && strcmp(jx_str(last, "role", ""), "assistant") == 0 &&
+                json_array_size(json_object_get(last, "tool_calls")) == 0;
+  log_info("%s: its last turn ended at the last stop without being acted on; %s", id,
+           answer ? "its answer is taken now" : "it goes on");
+  if (answer)
+    subagent_answered(b, &row, jx_str(last, "content", NULL));
+  else if (last)
+    sessions_queue_turn(b, id, 0);
+  json_decref(h);
+}
+
 void agents_turn_done(broker_t *b, const char *session, int64_t turn, const json_t *message, const json_t *added) {
   after_done(b, session, turn, message, added);
   agents_admit(b); /* a slot under max_concurrent_agents may have come free */

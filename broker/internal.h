@@ -335,6 +335,12 @@ json_t *agents_tools_for(broker_t *b, const char *session);
 /* A user message to the main agent: keyword rules may spawn or propose. */
 void agents_on_user_text(broker_t *b, const char *text);
 int agents_stop(broker_t *b, const char *id, char *err, size_t errlen);
+/* After a restart, a running sub-agent (a workflow's agent step) with no turn
+ * queued or running: the broker stopped after its last turn was stored and
+ * before that turn's answer was acted on. The answer is acted on now (its
+ * summary becomes the step's result); after a tool result, it takes its next
+ * turn. */
+void agents_resume(broker_t *b, const char *id);
 /* Stops every sub-agent still at work; returns their ids. Caller owns. */
 json_t *agents_stop_all(broker_t *b);
 json_t *agents_stats(broker_t *b);

@@ -903,6 +903,9 @@ static void resume(broker_t *b, workflow_t *wf) {
     wf->status = WF_RUNNING;
     rollback_start(b, wf, "rollback interrupted by a broker restart; started again");
   }
+  for (size_t i = 0; i < wf->n_steps && wf->status == WF_RUNNING; i++)
+    if (wf->steps[i].status == STEP_RUNNING && wf->steps[i].agent_session)
+      agents_resume(b, wf->steps[i].agent_session); /* its answer may be stored and not acted on */
 }
 
 int workflow_start(broker_t *b) {

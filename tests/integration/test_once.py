@@ -161,6 +161,51 @@ class Once(unittest.TestCase):
         self.assertEqual(open(self.path("w.txt")).read(), "w\n")
 
 
+class AgentAnswerStoredNotActedOn(unittest.TestCase):
+    """The broker dies right after it stored an agent step's answer and before
+    it acted on it (made here by writing that answer into the stopped broker's
+    database, as the broker would have): after the restart the stored answer
+    is taken as the step's result, and the workflow goes on (before, the step
+    stayed running for ever: its sub-agent had no turn left to finish)."""
+
+    def test_the_stored_answer_ends_the_step(self):
+        import sqlite3
+        c = Cluster(nodes=(("a1", 2),))
+        self.addCleanup(c.close)
+        stored = PASS.replace("- ok", "- stored before the crash")
+        text = plan_text("Think then act", [
+            {"title": "Think it over", "agent": "researcher"},
+            {"title": "Append", "agent": "implementer", "tool": "execute_bash", "deps": [1],
+             "args": {"command": "echo x >> f.txt"}}])
+        c.model.script([{"match": "Make a plan", "text": text}, {"match": "Think it over", "hang": True}],
+                       default={"text": PASS})
+        c.cadre("ask", "Make a plan", check=True)
+        pid = str(c.cadre_json("plans")[1][0][-1]["id"])
+        c.cadre("approve", pid, check=True)
+        wait_until(lambda: any("Think it over" in json.dumps(q["body"]) for q in c.model.requests()),
+                   what="the agent step's model call")
+        agent = c.plan(pid)["steps"][0]["agent_session"]
+        c.kill_broker()
+        db = sqlite3.connect(os.path.join(c.state, "state.db"))
+        with db:
+            turn = db.execute("SELECT id FROM turns WHERE session = ? AND status IN ('queued', 'running')",
+                              (agent,)).fetchone()[0]
+            db.execute("UPDATE turns SET status = 'done', finished_ms = ? WHERE id = ?", (int(time.time() * 1000), turn))
+            db.execute("INSERT INTO messages(session, seq, turn, body, created_ms) VALUES(?, "
+                       "(SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session = ?), ?, ?, ?)",
+                       (agent, agent, turn, json.dumps({"role": "assistant", "content": stored}),
+                        int(time.time() * 1000)))
+        db.close()
+        c.model.script([], default={"text": PASS.replace("- ok", "- asked again")})
+        c.start_broker()
+        done = wait_until(lambda: c.plan(pid).get("status") in ("done", "failed") and c.plan(pid), timeout=60,
+                          what="the workflow to end")
+        self.assertEqual(done["status"], "done", json.dumps(done)[:2000] + c.logs())
+        self.assertIn("stored before the crash", done["steps"][0]["result"])
+        with open(os.path.join(c.workspace, "f.txt")) as f:
+            self.assertEqual(f.read(), "x\n")
+
+
 class SlotAfterRestart(unittest.TestCase):
     """A step waiting for its checkpoint's acknowledgement when the broker is
     killed sends the checkpoint again at once after reconnecting, instead of
