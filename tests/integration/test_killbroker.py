@@ -8,7 +8,7 @@ by a seeded generator (the seed is printed; CADRE_KILL_SEED=N runs one again):
 chains and fans, with shell steps that append a line of their own to the
 workflow's file (the branches of a fan to the same file), write_file steps and
 agent steps; some are meant to fail (a step exits 1: retried, then the
-workflow rolls back). They run in rounds (a round of workflows meant to
+workflow rolls back, while a branch beside the failing one may still run). They run in rounds (a round of workflows meant to
 succeed runs at the same time; one meant to fail runs alone, since its rollback
 undoes what its shell steps saw change). Each round kills the broker at points
 chosen by events: while plans are approved, after step N started, after a
@@ -21,8 +21,8 @@ a kill lands.
 
 Checked for every workflow: its final state (done, or failed at the failing
 step and rolled back), each step's state in `cadre plan ID --json` against the
-files (every line exactly once, every written file whole; after a rollback,
-nothing left), and its events (one workflow_started, one workflow_finished
+files (every line exactly once, every written file whole, each done shell
+step's command run once; after a rollback, nothing left), and its events (one workflow_started, one workflow_finished
 with the final state, one step_done per done step, nothing after the end);
 and for the whole run: the event log replayed from seq 0 (watch --since 0)
 agrees with what the live watch saw across the restarts.
