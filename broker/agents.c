@@ -317,8 +317,13 @@ static void after_failed(broker_t *b, const char *session, const char *code, con
 
 void agents_resume(broker_t *b, const char *id) {
   store_session_t row;
-  if (active_turn(b, id) || store_session_row(b->store, id, &row) < 0 || row.status != STORE_SESSION_RUNNING ||
-      !row.parent[0])
+  if (active_turn(b, id) || store_session_row(b->store, id, &row) < 0 || !row.parent[0])
+    return;
+  if (row.status == STORE_SESSION_QUEUED) { /* spawned held, and the broker stopped before it was admitted */
+    agents_admit(b);
+    return;
+  }
+  if (row.status != STORE_SESSION_RUNNING)
     return;
   json_t *h = store_history(b->store, id, false);
   const json_t *last = json_array_get(h, json_array_size(h) - 1);

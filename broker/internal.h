@@ -339,7 +339,7 @@ int agents_stop(broker_t *b, const char *id, char *err, size_t errlen);
  * queued or running: the broker stopped after its last turn was stored and
  * before that turn's answer was acted on. The answer is acted on now (its
  * summary becomes the step's result); after a tool result, it takes its next
- * turn. */
+ * turn. One still queued (spawned held, not yet admitted) is admitted. */
 void agents_resume(broker_t *b, const char *id);
 /* Stops every sub-agent still at work; returns their ids. Caller owns. */
 json_t *agents_stop_all(broker_t *b);
