@@ -168,15 +168,9 @@ class AgentAnswerStoredNotActedOn(unittest.TestCase):
     is taken as the step's result, and the workflow goes on (before, the step
     stayed running for ever: its sub-agent had no turn left to finish)."""
 
-    def test_the_stored_answer_ends_the_step(self):
-        import sqlite3
-        c = Cluster(nodes=(("a1", 2),))
-        self.addCleanup(c.close)
-        stored = PASS.replace("- ok", "- stored before the crash")
-        text = plan_text("Think then act", [
-            {"title": "Think it over", "agent": "researcher"},
-            {"title": "Append", "agent": "implementer", "tool": "execute_bash", "deps": [1],
-             "args": {"command": "echo x >> f.txt"}}])
+    def run_until_killed(self, c, steps):
+        """Proposes and approves steps; kills the broker while the first one's model call hangs."""
+        text = plan_text("Think then act", steps)
         c.model.script([{"match": "Make a plan", "text": text}, {"match": "Think it over", "hang": True}],
                        default={"text": PASS})
         c.cadre("ask", "Make a plan", check=True)
@@ -184,8 +178,13 @@ class AgentAnswerStoredNotActedOn(unittest.TestCase):
         c.cadre("approve", pid, check=True)
         wait_until(lambda: any("Think it over" in json.dumps(q["body"]) for q in c.model.requests()),
                    what="the agent step's model call")
-        agent = c.plan(pid)["steps"][0]["agent_session"]
+        plan = c.plan(pid)
         c.kill_broker()
+        return pid, plan
+
+    def store_answer(self, c, agent, text):
+        """What the broker would have stored of the sub-agent's turn, had it stopped just after."""
+        import sqlite3
         db = sqlite3.connect(os.path.join(c.state, "state.db"))
         with db:
             turn = db.execute("SELECT id FROM turns WHERE session = ? AND status IN ('queued', 'running')",
@@ -193,17 +192,41 @@ class AgentAnswerStoredNotActedOn(unittest.TestCase):
             db.execute("UPDATE turns SET status = 'done', finished_ms = ? WHERE id = ?", (int(time.time() * 1000), turn))
             db.execute("INSERT INTO messages(session, seq, turn, body, created_ms) VALUES(?, "
                        "(SELECT coalesce(max(seq), 0) + 1 FROM messages WHERE session = ?), ?, ?, ?)",
-                       (agent, agent, turn, json.dumps({"role": "assistant", "content": stored}),
+                       (agent, agent, turn, json.dumps({"role": "assistant", "content": text}),
                         int(time.time() * 1000)))
         db.close()
+
+    def restart_until_done(self, c, pid):
         c.model.script([], default={"text": PASS.replace("- ok", "- asked again")})
         c.start_broker()
         done = wait_until(lambda: c.plan(pid).get("status") in ("done", "failed") and c.plan(pid), timeout=60,
                           what="the workflow to end")
         self.assertEqual(done["status"], "done", json.dumps(done)[:2000] + c.logs())
+        return done
+
+    def test_the_stored_answer_ends_the_step(self):
+        c = Cluster(nodes=(("a1", 2),))
+        self.addCleanup(c.close)
+        pid, plan = self.run_until_killed(c, [
+            {"title": "Think it over", "agent": "researcher"},
+            {"title": "Append", "agent": "implementer", "tool": "execute_bash", "deps": [1],
+             "args": {"command": "echo x >> f.txt"}}])
+        self.store_answer(c, plan["steps"][0]["agent_session"], PASS.replace("- ok", "- stored before the crash"))
+        done = self.restart_until_done(c, pid)
         self.assertIn("stored before the crash", done["steps"][0]["result"])
         with open(os.path.join(c.workspace, "f.txt")) as f:
             self.assertEqual(f.read(), "x\n")
+
+    def test_a_step_still_queued_for_admission_is_admitted(self):
+        """One sub-agent at a time: the second agent step waits for admission when the broker stops."""
+        c = Cluster(nodes=(("a1", 2),), config_extra=lambda cfg: cfg.update(max_concurrent_agents=1))
+        self.addCleanup(c.close)
+        pid, plan = self.run_until_killed(c, [{"title": "Think it over", "agent": "researcher"},
+                                              {"title": "Review it", "agent": "reviewer"}])
+        self.assertEqual([s["status"] for s in plan["steps"]], ["running", "running"])
+        self.store_answer(c, plan["steps"][0]["agent_session"], PASS)
+        done = self.restart_until_done(c, pid)
+        self.assertIn("asked again", done["steps"][1]["result"])
 
 
 class SlotAfterRestart(unittest.TestCase):
