@@ -13,7 +13,8 @@
 
 struct store {
   sqlite3 *db;
-  json_t *rows; /* session id -> [rev, listing row]: a listing builds only the rows that changed */
+  json_t *rows;              /* session id -> [rev, listing row]: a listing builds only the rows that changed */
+  sqlite3_stmt *step_put;    /* store_workflow_step_put's, prepared once (it runs twice per workflow step) */
 };
 
 static const char *schema =
@@ -97,7 +98,10 @@ static const char *upgrade =
     "CREATE INDEX IF NOT EXISTS memory_pinned_ws ON memory_pinned(workspace);"
     "INSERT OR IGNORE INTO memory_pinned(id, workspace) SELECT rowid, workspace FROM memories"
     "  WHERE pinned = 1 AND (SELECT value FROM meta WHERE key = 'memory_pinned') IS NULL;"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('memory_pinned', '1');";
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('memory_pinned', '1');"
+    /* A workflow step's state written since its workflow's document (store_workflow_step_put). */
+    "CREATE TABLE IF NOT EXISTS workflow_steps(workflow INTEGER NOT NULL, step INTEGER NOT NULL,"
+    "  state TEXT NOT NULL, PRIMARY KEY(workflow, step)) WITHOUT ROWID;";
 
 static int migrate(sqlite3 *db, char **emsg) {
   for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++)
@@ -144,6 +148,7 @@ struct sqlite3 *store_sqlite(store_t *self) {
 void store_close(store_t **self_p) {
   if (!self_p || !*self_p)
     return;
+  sqlite3_finalize((*self_p)->step_put);
   sqlite3_close((*self_p)->db);
   json_decref((*self_p)->rows);
   free(*self_p);
@@ -1022,12 +1027,65 @@ int64_t store_workflow_insert(store_t *self, const json_t *doc) {
   return sqlite3_last_insert_rowid(self->db);
 }
 
+/* The whole document; the step rows written since the last one are in it now, and go. */
 int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
-  return write_doc(self, "UPDATE workflows SET doc = ?1 WHERE id = ?2", doc, NULL, id);
+  if (exec_sql(self, "SAVEPOINT wf_doc") < 0)
+    return -1;
+  int rc = write_doc(self, "UPDATE workflows SET doc = ?1 WHERE id = ?2", doc, NULL, id);
+  if (rc == 0)
+    rc = exec_done(prep_bind(self, "DELETE FROM workflow_steps WHERE workflow = ?", "i", id));
+  if (rc < 0)
+    exec_sql(self, "ROLLBACK TO wf_doc");
+  exec_sql(self, "RELEASE wf_doc");
+  return rc;
 }
 
+int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_t *state) {
+  if (!self->step_put)
+    self->step_put = prep(self, "INSERT OR REPLACE INTO workflow_steps(workflow, step, state) VALUES(?, ?, ?)");
+  char *text = json_dumps(state, JSON_COMPACT);
+  sqlite3_stmt *st = self->step_put;
+  int rc = -1;
+  if (st && text) {
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, step);
+    sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
+  free(text);
+  return rc;
+}
+
+int store_batch(store_t *self, bool begin) {
+  return exec_sql(self, begin ? "SAVEPOINT batch" : "RELEASE batch");
+}
+
+/* Each workflow's document with the step rows written since laid over its steps ("N": state). */
 json_t *store_workflows(store_t *self) {
-  return read_docs(self, "SELECT id, doc FROM workflows ORDER BY id", "id", true);
+  json_t *docs = read_docs(self, "SELECT id, doc FROM workflows ORDER BY id", "id", true), *by_id = json_object();
+  size_t i;
+  json_t *doc;
+  char key[32];
+  json_array_foreach(docs, i, doc) {
+    snprintf(key, sizeof key, "%lld", (long long)jx_int(doc, "id", 0));
+    json_object_set(by_id, key, doc);
+  }
+  sqlite3_stmt *st = prep(self, "SELECT workflow, step, state FROM workflow_steps ORDER BY workflow, step");
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 0));
+    json_t *steps = json_object_get(json_object_get(by_id, key), "steps"), *state = json_loads(col_text(st, 2), 0, NULL);
+    if (!json_is_object(steps) || !json_is_object(state)) {
+      json_decref(state);
+      continue;
+    }
+    snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 1));
+    json_object_set_new(steps, key, state);
+  }
+  sqlite3_finalize(st);
+  json_decref(by_id);
+  return docs;
 }
 
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,

@@ -162,11 +162,20 @@ int store_session_set_solo(store_t *self, const char *id, bool solo);
 /* ---- workflows ---- */
 /* Marks a sub-agent as the runner of a workflow's agent step. */
 int store_session_set_step(store_t *self, const char *id, int64_t workflow, int64_t step);
-/* A workflow is one JSON document (plan, status, steps), rewritten on every change. */
+/* A workflow is one JSON document (plan, status, steps: {"N": state}), rewritten when the
+ * workflow changes as a whole; a change of one step's state is one row of its own
+ * (store_workflow_step_put), laid over the document's on load and folded into it by the
+ * next store_workflow_update. A state directory written before the rows existed loads as
+ * it was (no rows), and the table is made on open. */
 int64_t store_workflow_insert(store_t *self, const json_t *doc);
 int store_workflow_update(store_t *self, int64_t id, const json_t *doc);
-/* Every workflow document, each with its "id". Caller owns. */
+/* Step `step`'s state (the document's steps."step" member) of workflow id. 0 or -1. */
+int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_t *state);
+/* Every workflow document (step rows laid over it), each with its "id". Caller owns. */
 json_t *store_workflows(store_t *self);
+/* Writes between store_batch(self, true) and store_batch(self, false) are committed as one
+ * (a savepoint: it nests in a transaction already open). 0 or -1. */
+int store_batch(store_t *self, bool begin);
 /* The checkpoint ledger: pre-images saved before a step may change anything. */
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
                          const char *path, int existed, const char *content, const char *sha256, int mode);

@@ -47,13 +47,32 @@ int wf_save(broker_t *b, workflow_t *wf) {
   return rc < 0 ? -1 : 0;
 }
 
-void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {
-  json_t *payload = wf_to_wire(wf);
+int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s) {
+  if (wf_step(wf, s->number) != s)
+    return wf_save(b, wf); /* a second step of that number: stored as the document has it */
+  json_t *state = wf_step_to_stored(s);
+  int rc = state ? store_workflow_step_put(b->store, wf->id, s->number, state) : -1;
+  if (rc < 0)
+    log_error("state: cannot save workflow %lld step %lld: %s", (long long)wf->id, (long long)s->number,
+              store_errmsg(b->store));
+  json_decref(state);
+  return rc < 0 ? -1 : 0;
+}
+
+static void send_event(broker_t *b, const char *kind, json_t *payload, json_t *extra) {
   if (extra) {
     json_object_update(payload, extra);
     json_decref(extra);
   }
   broker_event(b, kind, NULL, 0, payload);
+}
+
+void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {
+  send_event(b, kind, wf_to_wire(wf), extra);
+}
+
+void wf_step_event(broker_t *b, const char *kind, const workflow_t *wf, const wf_step_t *s, json_t *extra) {
+  send_event(b, kind, wf_to_wire_step(wf, s), extra);
 }
 
 /* Appends wf to the broker's list (ids grow, so the list stays oldest first). */
@@ -250,7 +269,8 @@ static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node,
   if (s->lost_ms) { /* the node went away on this send: it never had the step */
     s->lost_ms = 0;
     s->status = STEP_PENDING;
-    wf_save(b, wf);
+    wf_sched_note(wf, s);
+    wf_save_step(b, wf, s);
     return;
   }
   char detail[300];
@@ -275,6 +295,8 @@ proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int6
   return m;
 }
 
+/* 0: started, or ended otherwise (a send that failed is an attempt); -1: it cannot start now
+ * (no free slot, restores first), and no tool step of this workflow can. */
 static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   if (wf->rollback)
     return -1; /* a step is restored to its checkpoint before it runs again */
@@ -299,16 +321,17 @@ static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   s->started_ms = util_wall_ms();
   s->was_running = false;
   note(s, "started", node->name);
-  wf_save(b, wf); /* persisted before it is acted on */
+  wf_sched_note(wf, s);
+  wf_save_step(b, wf, s); /* persisted before it is acted on */
   node->busy++;
   int rc = broker_send(b, node, m);
   proto_msg_destroy(&m);
   if (rc < 0) {
     send_failed(b, wf, s, node, attempt, rc);
-    return -1;
+    return 0;
   }
-  wf_event(b, "step_started", wf,
-           json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "node", node->name));
+  wf_step_event(b, "step_started", wf, s,
+                json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "node", node->name));
   return 0;
 }
 
@@ -330,7 +353,8 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
     s->status = STEP_FAILED;
     wf_set_str(&s->error, err);
     note(s, "failed", err);
-    wf_save(b, wf);
+    wf_sched_note(wf, s);
+    wf_save_step(b, wf, s);
     return 0;
   }
   store_session_set_step(b->store, id, wf->id, s->number); /* before its first turn: the workflow's budget holds */
@@ -338,31 +362,34 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   wf_set_str(&s->agent_session, id);
   s->started_ms = util_wall_ms();
   note(s, "started", id);
-  wf_save(b, wf);
-  wf_event(b, "step_started", wf,
-           json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "agent", id));
+  wf_sched_note(wf, s);
+  wf_save_step(b, wf, s);
+  wf_step_event(b, "step_started", wf, s,
+                json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "agent", id));
   agents_admit(b); /* its first turn may go now (and may end it at once: its state is saved) */
   return 0;
 }
 
-/* Starts every step whose dependencies are done; ends the workflow when all
- * are done, rolls it back when one failed for good. Steps that end while it
- * runs (a send that fails) may advance the workflow from inside: the loop
- * stops as soon as the workflow is no longer running. */
+/* Starts every step whose dependencies are done, in plan order (taken from
+ * the ready queue: no walk of the plan); ends the workflow when all are done,
+ * rolls it back when one failed for good. Once a tool step cannot start (no
+ * free slot), the other tool steps wait too; agent steps go on. Steps that
+ * end while it runs (a send that fails) may advance the workflow from inside:
+ * the loop stops as soon as the workflow is no longer running. */
 void advance(broker_t *b, workflow_t *wf, int64_t now) {
-  for (size_t i = 0; i < wf->n_steps && wf->status == WF_RUNNING; i++) {
-    wf_step_t *s = &wf->steps[i];
-    if (!wf_step_ready(wf, s, now))
-      continue;
-    if (s->tool)
-      start_tool_step(b, wf, s);
-    else
+  bool tools = true;
+  size_t at;
+  while (wf->status == WF_RUNNING && wf_sched_next(wf, now, tools, &at)) {
+    wf_step_t *s = &wf->steps[at];
+    if (!s->tool)
       start_agent_step(b, wf, s);
+    else if (start_tool_step(b, wf, s) < 0)
+      wf_sched_again(wf, at), tools = false;
   }
   if (wf->status != WF_RUNNING)
     return;
   size_t done, failed;
-  wf_tally(wf, &done, &failed);
+  wf_sched_counts(wf, &done, &failed);
   if (failed)
     rollback_start(b, wf, "a step failed after all its attempts");
   else if (done == wf->n_steps)
@@ -395,9 +422,10 @@ static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *res
   s->finished_ms = util_wall_ms();
   wf_set_str(&s->result, result ? result : "");
   note(s, "done", NULL);
-  if (wf_save(b, wf) == 0 && ack_to)
+  wf_sched_note(wf, s);
+  if (wf_save_step(b, wf, s) == 0 && ack_to)
     wf_step_ack(b, ack_to, wf->id, s->number, s->attempts);
-  wf_event(b, "step_done", wf, json_pack("{s:I}", "step", (json_int_t)s->number));
+  wf_step_event(b, "step_done", wf, s, json_pack("{s:I}", "step", (json_int_t)s->number));
   advance(b, wf, util_now_ms());
 }
 
@@ -406,10 +434,11 @@ void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detai
   note(s, "failed", detail);
   s->lost_ms = 0;
   bool retry = wf_step_fail(s, detail, retryable && wf->status == WF_RUNNING, util_now_ms());
-  if (wf_save(b, wf) == 0 && ack_to)
+  wf_sched_note(wf, s);
+  if (wf_save_step(b, wf, s) == 0 && ack_to)
     wf_step_ack(b, ack_to, wf->id, s->number, attempts);
-  wf_event(b, "step_failed", wf,
-           json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
+  wf_step_event(b, "step_failed", wf, s,
+                json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
                      "detail", detail));
   if (wf->status == WF_RUNNING)
     advance(b, wf, util_now_ms());
@@ -740,6 +769,7 @@ void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
   for (size_t i = 0; i < wf->n_steps; i++)
     if (wf->steps[i].status == STEP_RUNNING)
       wf->steps[i].status = STEP_ABANDONED;
+  wf_sched_stale(wf);
   wf->status = WF_ROLLING_BACK;
   wf_save(b, wf);
   wf_rollback_free(&wf->rollback);
@@ -854,6 +884,7 @@ static void resume(broker_t *b, workflow_t *wf) {
                (long long)s->number);
     }
   }
+  wf_sched_stale(wf);
   if (wf->status == WF_ROLLING_BACK) {
     wf->status = WF_RUNNING;
     rollback_start(b, wf, "rollback interrupted by a broker restart; started again");

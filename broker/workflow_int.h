@@ -14,8 +14,12 @@
 workflow_t *wf_get(broker_t *b, int64_t id);
 /* Persists the workflow (before anything is acted on). 0, or -1 (logged). */
 int wf_save(broker_t *b, workflow_t *wf);
+/* Persists one step's state (its row; the whole workflow when its number is not unique). 0, or -1 (logged). */
+int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s);
 /* Announces a change of the workflow (its wire form; extra is merged in and taken). */
 void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra);
+/* Announces a change of step s: the wire form with s alone in steps (extra merged in and taken). */
+void wf_step_event(broker_t *b, const char *kind, const workflow_t *wf, const wf_step_t *s, json_t *extra);
 /* A message about one attempt of a step (workflow, step, attempt set), or NULL. Caller owns. */
 proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int64_t attempt);
 /* Validates and estimates the workflow's plan (status pending or invalid). */

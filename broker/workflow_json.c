@@ -14,7 +14,10 @@
  *   fields + status, attempts, result, error, node, agent_session,
  *   started_ms, finished_ms, usage], errors, session, workspace, created_ms,
  *   started_ms, finished_ms, report}; the workflow's keys are always there
- *   (null when not set), a step's state keys only when set.
+ *   (null when not set), a step's state keys only when set. In a step_*
+ *   event, steps holds only the step the event is about (wf_to_wire_step).
+ * A step's state is also stored alone (wf_step_to_stored: one row per step,
+ *   see store_workflow_step_put), as the document's steps."N" member.
  * Fields this module does not know are kept and written back as they came. */
 #include "workflow.h"
 
@@ -200,6 +203,7 @@ int wf_set_plan(workflow_t *wf, const json_t *plan) {
   for (size_t i = 0; i < wf->n_steps; i++)
     wf_step_clear(&wf->steps[i]);
   free(wf->steps);
+  wf_sched_free(wf);
   wf->steps = v, wf->n_steps = n;
   wf_set_str(&wf->title, jx_str(plan, "title", NULL));
   const json_t *stated = jx_obj(plan, "stated");
@@ -416,15 +420,25 @@ static json_t *ms_or_null(int64_t ms) {
   return ms ? json_integer(ms) : json_null();
 }
 
-/* Every key is there; what is not known yet is null (as controllers have always seen it). */
+json_t *wf_step_to_stored(const wf_step_t *s) {
+  return state_to_stored(s);
+}
+
 json_t *wf_to_wire(const workflow_t *wf) {
+  return wf_to_wire_step(wf, NULL);
+}
+
+/* Every key is there; what is not known yet is null (as controllers have always seen it). */
+json_t *wf_to_wire_step(const workflow_t *wf, const wf_step_t *only) {
   json_t *v = json_object(), *steps = json_array(), *report = report_json(&wf->report);
   json_object_set_new(v, "id", json_integer(wf->id));
   json_object_set_new(v, "title", str_or_null(wf->title));
   json_object_set_new(v, "status", json_string(wf_status_name(wf->status)));
   json_object_set_new(v, "estimate", wf->has_estimate ? estimate_json(wf) : json_null());
-  for (size_t i = 0; i < wf->n_steps; i++)
+  for (size_t i = 0; !only && i < wf->n_steps; i++)
     json_array_append_new(steps, step_to_wire(&wf->steps[i]));
+  if (only)
+    json_array_append_new(steps, step_to_wire(only));
   json_object_set_new(v, "steps", steps);
   json_object_set_new(v, "errors", wf->errors ? json_incref(wf->errors) : json_null());
   json_object_set_new(v, "session", str_or_null(wf->session));

@@ -46,7 +46,8 @@ static void run_again(broker_t *b, workflow_t *wf, wf_step_t *s, const char *why
   s->status = STEP_PENDING;
   s->was_running = true;
   wf_step_note(s, util_wall_ms(), "lost", why);
-  wf_save(b, wf);
+  wf_sched_note(wf, s);
+  wf_save_step(b, wf, s);
 }
 
 /* The entry of steps (a heartbeat's list) for step s of workflow id, or NULL. */
