@@ -147,6 +147,8 @@ struct broker {
   turn_t *recheck, *recheck_tail;     /* heads that scheduling has not looked at since they became one */
   int n_sub_sessions;                 /* sessions in turn_sessions that are sub-agents */
   struct workflow *workflows;         /* every workflow, oldest first (workflow.c) */
+  struct wf_held *wf_held, *wf_held_tail; /* workflow.c: what goes out once its batch is committed */
+  int wf_batch;                           /* workflow.c: depth of open batches (wf_batch_begin) */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
   size_t turn_budget; /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */

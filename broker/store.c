@@ -1059,7 +1059,15 @@ int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_
 }
 
 int store_batch(store_t *self, bool begin) {
-  return exec_sql(self, begin ? "SAVEPOINT batch" : "RELEASE batch");
+  if (begin)
+    return exec_sql(self, "SAVEPOINT batch");
+  if (sqlite3_get_autocommit(self->db))
+    return 0; /* none open (it could not begin): each write was committed by itself */
+  if (exec_sql(self, "RELEASE batch") == 0)
+    return 0;
+  exec_sql(self, "ROLLBACK TO batch"); /* the commit failed (a full disk): nothing of it is kept */
+  exec_sql(self, "RELEASE batch");
+  return -1;
 }
 
 /* Each workflow's document with the step rows written since laid over its steps ("N": state). */

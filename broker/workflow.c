@@ -59,12 +59,127 @@ int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s) {
   return rc < 0 ? -1 : 0;
 }
 
+/* ---- one commit per scheduling pass ------------------------------------------ */
+
+typedef struct wf_held {
+  peer_t *to;       /* NULL: an event alone */
+  proto_msg_t *msg; /* taken */
+  char kind[32];    /* the event, or "" */
+  json_t *payload;  /* taken */
+  struct wf_held *next;
+} wf_held_t;
+
+static void hold(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *payload) {
+  wf_held_t *h = calloc(1, sizeof *h);
+  if (!h) { /* out of memory: at once, as outside a batch */
+    if (to)
+      broker_send(b, to, m);
+    proto_msg_destroy(&m);
+    if (kind)
+      broker_event(b, kind, NULL, 0, payload);
+    else
+      json_decref(payload);
+    return;
+  }
+  *h = (wf_held_t){to, m, "", payload, NULL};
+  if (kind)
+    snprintf(h->kind, sizeof h->kind, "%s", kind);
+  if (b->wf_held_tail)
+    b->wf_held_tail->next = h;
+  else
+    b->wf_held = h;
+  b->wf_held_tail = h;
+}
+
+void wf_batch_begin(broker_t *b) {
+  if (b->wf_batch++ == 0 && store_batch(b->store, true) < 0)
+    log_error("state: cannot open a transaction: %s", store_errmsg(b->store));
+}
+
+static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node, int attempt, int rc);
+static void restore_send_failed(broker_t *b, workflow_t *wf, int64_t seq, int rc);
+
+/* A held step_run or restore that could not be sent: as when it fails at once. */
+static void held_failed(broker_t *b, peer_t *node, const proto_msg_t *m, int rc) {
+  workflow_t *wf = wf_get(b, m->workflow);
+  wf_step_t *s = wf && m->type == PROTO_STEP_RUN ? wf_step(wf, m->step) : NULL;
+  if (s)
+    send_failed(b, wf, s, node, (int)m->attempt, rc);
+  else if (m->type == PROTO_STEP_RUN)
+    node->busy -= node->busy > 0;
+  else if (wf && m->type == PROTO_RESTORE)
+    restore_send_failed(b, wf, m->seq, rc);
+}
+
+/* Commits the batch's writes, then sends and announces what it held. */
+static void commit_and_send(broker_t *b) {
+  bool committed = store_batch(b->store, false) == 0;
+  if (!committed)
+    log_error("state: cannot commit the workflows' changes: %s (acknowledgements held back)",
+              store_errmsg(b->store));
+  while (b->wf_held) { /* sends and events in order; what they set off is not batched */
+    wf_held_t *h = b->wf_held;
+    b->wf_held = h->next;
+    if (!b->wf_held)
+      b->wf_held_tail = NULL;
+    int rc = 0;
+    if (h->to && (committed || h->msg->type == PROTO_STEP_RUN)) /* a step_run goes anyway, as before batches */
+      rc = broker_send(b, h->to, h->msg);
+    else if (h->to)
+      rc = -EIO;
+    if (h->kind[0] && rc == 0)
+      broker_event(b, h->kind, NULL, 0, h->payload);
+    else
+      json_decref(h->payload);
+    if (rc < 0 && h->to)
+      held_failed(b, h->to, h->msg, rc);
+    proto_msg_destroy(&h->msg);
+    free(h);
+  }
+}
+
+void wf_batch_end(broker_t *b) {
+  if (b->wf_batch <= 0 || --b->wf_batch > 0)
+    return;
+  commit_and_send(b);
+}
+
+/* Inside a batch: what it holds is committed and goes out now, and a new batch goes on (other
+ * modules' writes, which may open their own transaction, then run outside it). */
+static void batch_flush(broker_t *b) {
+  int depth = b->wf_batch;
+  if (depth <= 0)
+    return;
+  b->wf_batch = 0;
+  commit_and_send(b);
+  b->wf_batch = depth;
+  if (store_batch(b->store, true) < 0)
+    log_error("state: cannot open a transaction: %s", store_errmsg(b->store));
+}
+
+int wf_send(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *event) {
+  if (b->wf_batch > 0) {
+    hold(b, to, m, kind, event);
+    return 0;
+  }
+  int rc = broker_send(b, to, m);
+  proto_msg_destroy(&m);
+  if (kind && rc == 0)
+    broker_event(b, kind, NULL, 0, event);
+  else
+    json_decref(event);
+  return rc;
+}
+
 static void send_event(broker_t *b, const char *kind, json_t *payload, json_t *extra) {
   if (extra) {
     json_object_update(payload, extra);
     json_decref(extra);
   }
-  broker_event(b, kind, NULL, 0, payload);
+  if (b->wf_batch > 0)
+    hold(b, NULL, NULL, kind, payload);
+  else
+    broker_event(b, kind, NULL, 0, payload);
 }
 
 void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {
@@ -322,16 +437,14 @@ static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   s->was_running = false;
   note(s, "started", node->name);
   wf_sched_note(wf, s);
-  wf_save_step(b, wf, s); /* persisted before it is acted on */
+  wf_save_step(b, wf, s); /* persisted before it is acted on (a batch's sends wait for its commit) */
   node->busy++;
-  int rc = broker_send(b, node, m);
-  proto_msg_destroy(&m);
-  if (rc < 0) {
+  json_t *started = wf_to_wire_step(wf, s);
+  json_object_update_new(started, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt,
+                                            "node", node->name));
+  int rc = wf_send(b, node, m, "step_started", started); /* announced once sent */
+  if (rc < 0)
     send_failed(b, wf, s, node, attempt, rc);
-    return 0;
-  }
-  wf_step_event(b, "step_started", wf, s,
-                json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "node", node->name));
   return 0;
 }
 
@@ -343,6 +456,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
               s->description ? "\n" : "", s->description ? s->description : "", args ? "\nArguments: " : "",
               args ? args : "");
   char id[128], err[256];
+  batch_flush(b); /* the sub-agents module writes with transactions of its own */
   const char *who = s->profile ? s->profile : s->agent ? s->agent : ""; /* a profile the user chose runs it */
   int rc =
       agents_spawn_held(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err, sizeof err);
@@ -397,8 +511,10 @@ void advance(broker_t *b, workflow_t *wf, int64_t now) {
 }
 
 void workflow_tick(broker_t *b, int64_t now) {
+  wf_batch_begin(b);
   for (workflow_t *wf = b->workflows; wf; wf = wf->next)
     advance(b, wf, now);
+  wf_batch_end(b);
 }
 
 /* ---- step results -------------------------------------------------------- */
@@ -468,8 +584,7 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
   if (!ack)
     return;
   PROTO_SET(ack, seq, m->seq);
-  broker_send(b, from, ack);
-  proto_msg_destroy(&ack);
+  wf_send(b, from, ack, NULL, NULL);
 }
 
 /* The step a node's step_done / step_failed ends (its slot is free again), or
@@ -730,12 +845,21 @@ void wf_rollback_send(broker_t *b, workflow_t *wf) {
   }
   wf_set_str(&rb->sent_to, node->name);
   rb->sent_ms = util_now_ms();
-  int rc = broker_send(b, node, m);
-  proto_msg_destroy(&m);
+  int64_t seq = m->seq;
+  int rc = wf_send(b, node, m, NULL, NULL); /* in order with the batch's acknowledgements */
+  if (rc < 0)
+    restore_send_failed(b, wf, seq, rc);
+}
+
+/* Restore seq of wf's rollback could not be sent. */
+static void restore_send_failed(broker_t *b, workflow_t *wf, int64_t seq, int rc) {
+  wf_rollback_t *rb = wf->rollback;
+  if (!rb || rb->next >= rb->n_ops || (size_t)seq != rb->next + 1)
+    return; /* answered, or another rollback since */
   if (rc == -EMSGSIZE) /* never fits: recorded as not restored, and the rollback goes on */
     rollback_answer(b, wf, "too_large", "the restore is larger than the frame limit", NULL, NULL);
-  else if (rc < 0 && wf->rollback)
-    wf_set_str(&wf->rollback->sent_to, NULL); /* the timer sends it again */
+  else
+    wf_set_str(&rb->sent_to, NULL); /* the timer sends it again */
 }
 
 /* The end of a rollback: its results into the report, then the workflow ends. */
@@ -825,6 +949,7 @@ static void on_restored(broker_t *b, const proto_msg_t *m) {
 }
 
 void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  wf_batch_begin(b); /* the step's end and the steps it lets start: one commit */
   switch (m->type) {
   case PROTO_CHECKPOINT: on_checkpoint(b, from, m); break;
   case PROTO_STEP_DONE: on_step_done(b, from, m); break;
@@ -832,6 +957,7 @@ void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m) {
   case PROTO_RESTORED: on_restored(b, m); break;
   default: break;
   }
+  wf_batch_end(b);
 }
 
 void workflow_node_lost(broker_t *b, peer_t *node) {

@@ -34,8 +34,7 @@ static int64_t grace_ms(const broker_t *b) {
 void wf_step_ack(broker_t *b, peer_t *to, int64_t workflow, int64_t step, int64_t attempt) {
   proto_msg_t *m = wf_step_msg(PROTO_STEP_ACK, workflow, step, attempt);
   if (m)
-    broker_send(b, to, m);
-  proto_msg_destroy(&m);
+    wf_send(b, to, m, NULL, NULL); /* after the batch's commit */
 }
 
 /* The step must run again: pending, was_running (restored first). */

@@ -109,8 +109,10 @@ int workflow_approve(broker_t *b, int64_t id, const char *workspace, char *err, 
   wf->started_ms = util_wall_ms();
   wf_save(b, wf);
   log_info("plan %lld approved; running in %s", (long long)id, ws);
+  wf_batch_begin(b);
   wf_event(b, "workflow_started", wf, NULL);
   advance(b, wf, util_now_ms());
+  wf_batch_end(b);
   return 0;
 }
 
