@@ -62,6 +62,8 @@ static const char *migrations[] = {
     "ALTER TABLE sessions ADD COLUMN n_messages INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE messages ADD COLUMN plain INTEGER",
     "ALTER TABLE sessions ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
+    /* A workflow's top-level members written since its document (store_workflow_head). */
+    "ALTER TABLE workflows ADD COLUMN head TEXT",
 };
 
 /* Indexes and derived values, for new and old databases alike. */
@@ -1031,7 +1033,7 @@ int64_t store_workflow_insert(store_t *self, const json_t *doc) {
 int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
   if (exec_sql(self, "SAVEPOINT wf_doc") < 0)
     return -1;
-  int rc = write_doc(self, "UPDATE workflows SET doc = ?1 WHERE id = ?2", doc, NULL, id);
+  int rc = write_doc(self, "UPDATE workflows SET doc = ?1, head = NULL WHERE id = ?2", doc, NULL, id);
   if (rc == 0)
     rc = exec_done(prep_bind(self, "DELETE FROM workflow_steps WHERE workflow = ?", "i", id));
   if (rc < 0)
@@ -1058,6 +1060,10 @@ int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_
   return rc;
 }
 
+int store_workflow_head(store_t *self, int64_t id, const json_t *head) {
+  return write_doc(self, "UPDATE workflows SET head = ?1 WHERE id = ?2", head, NULL, id);
+}
+
 int store_batch(store_t *self, bool begin) {
   if (begin)
     return exec_sql(self, "SAVEPOINT batch");
@@ -1070,7 +1076,7 @@ int store_batch(store_t *self, bool begin) {
   return -1;
 }
 
-/* Each workflow's document with the step rows written since laid over its steps ("N": state). */
+/* Each workflow's document with its head's members and the step rows written since laid over it. */
 json_t *store_workflows(store_t *self) {
   json_t *docs = read_docs(self, "SELECT id, doc FROM workflows ORDER BY id", "id", true), *by_id = json_object();
   size_t i;
@@ -1080,7 +1086,17 @@ json_t *store_workflows(store_t *self) {
     snprintf(key, sizeof key, "%lld", (long long)jx_int(doc, "id", 0));
     json_object_set(by_id, key, doc);
   }
-  sqlite3_stmt *st = prep(self, "SELECT workflow, step, state FROM workflow_steps ORDER BY workflow, step");
+  sqlite3_stmt *st = prep(self, "SELECT id, head FROM workflows WHERE head IS NOT NULL");
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 0));
+    json_t *head = json_loads(col_text(st, 1), 0, NULL);
+    doc = json_object_get(by_id, key);
+    if (json_is_object(head) && doc)
+      json_object_update(doc, head);
+    json_decref(head);
+  }
+  sqlite3_finalize(st);
+  st = prep(self, "SELECT workflow, step, state FROM workflow_steps ORDER BY workflow, step");
   while (st && sqlite3_step(st) == SQLITE_ROW) {
     snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 0));
     json_t *steps = json_object_get(json_object_get(by_id, key), "steps"), *state = json_loads(col_text(st, 2), 0, NULL);

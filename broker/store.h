@@ -164,14 +164,18 @@ int store_session_set_solo(store_t *self, const char *id, bool solo);
 int store_session_set_step(store_t *self, const char *id, int64_t workflow, int64_t step);
 /* A workflow is one JSON document (plan, status, steps: {"N": state}), rewritten when the
  * workflow changes as a whole; a change of one step's state is one row of its own
- * (store_workflow_step_put), laid over the document's on load and folded into it by the
- * next store_workflow_update. A state directory written before the rows existed loads as
- * it was (no rows), and the table is made on open. */
+ * (store_workflow_step_put), and a change of its top-level members alone (status, report,
+ * timings: not the plan, not the steps) is its head (store_workflow_head). On load the
+ * head's members and then the rows are laid over the document; the next
+ * store_workflow_update folds them in. A state directory written before the rows and
+ * heads existed loads as it was (no rows, no head): the table and column are made on open. */
 int64_t store_workflow_insert(store_t *self, const json_t *doc);
 int store_workflow_update(store_t *self, int64_t id, const json_t *doc);
 /* Step `step`'s state (the document's steps."step" member) of workflow id. 0 or -1. */
 int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_t *state);
-/* Every workflow document (step rows laid over it), each with its "id". Caller owns. */
+/* The workflow's head: top-level members of its document (not plan, not steps), replacing the last head. */
+int store_workflow_head(store_t *self, int64_t id, const json_t *head);
+/* Every workflow document (head and step rows laid over it), each with its "id". Caller owns. */
 json_t *store_workflows(store_t *self);
 /* Writes between store_batch(self, true) and store_batch(self, false) are committed as one
  * (a savepoint: it nests in a transaction already open). 0 or -1. */

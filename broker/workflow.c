@@ -47,6 +47,15 @@ int wf_save(broker_t *b, workflow_t *wf) {
   return rc < 0 ? -1 : 0;
 }
 
+int wf_save_head(broker_t *b, workflow_t *wf) {
+  json_t *head = wf_head_to_stored(wf);
+  int rc = head ? store_workflow_head(b->store, wf->id, head) : -1;
+  if (rc < 0)
+    log_error("state: cannot save workflow %lld: %s", (long long)wf->id, store_errmsg(b->store));
+  json_decref(head);
+  return rc < 0 ? -1 : 0;
+}
+
 int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s) {
   if (wf_step(wf, s->number) != s)
     return wf_save(b, wf); /* a second step of that number: stored as the document has it */
@@ -662,8 +671,10 @@ static void usage_of_steps(broker_t *b, workflow_t *wf) {
     int64_t t = jx_int(u, "prompt_tokens", 0) + jx_int(u, "completion_tokens", 0);
     cost += jx_num(u, "cost", 0);
     tokens += t;
-    if (u) /* each step's share, for the finished summary */
+    if (u) { /* each step's share, for the finished summary */
       s->has_usage = true, s->usage_tokens = t, s->usage_cost = jx_num(u, "cost", 0);
+      wf_save_step(b, wf, s);
+    }
     json_decref(row);
   }
   wf->report.has_usage = true;
@@ -738,7 +749,7 @@ void finish(broker_t *b, workflow_t *wf, wf_status_t status, const char *why) {
   usage_of_steps(b, wf);
   if (why)
     wf_set_str(&wf->report.reason, why);
-  wf_save(b, wf);
+  wf_save_head(b, wf); /* the steps are stored as they changed */
   results_back(b, wf);
   log_info("workflow %lld %s%s%s", (long long)wf->id, wf_status_name(status), why ? ": " : "", why ? why : "");
   wf_event(b, "workflow_finished", wf, NULL);

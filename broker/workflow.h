@@ -222,6 +222,8 @@ json_t *wf_plan_json(const workflow_t *wf);
 int wf_set_plan(workflow_t *wf, const json_t *plan);
 /* The stored document (as store_workflow_insert/update keep it). Caller owns. */
 json_t *wf_to_stored(const workflow_t *wf);
+/* The stored document's top-level members but the plan and the steps (store_workflow_head). Caller owns. */
+json_t *wf_head_to_stored(const workflow_t *wf);
 /* A workflow from a stored document, today's or older; NULL with err set when
  * it cannot be read (an unknown status, no plan). Caller owns. */
 workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen);

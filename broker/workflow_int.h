@@ -28,6 +28,9 @@ int wf_send(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *e
 workflow_t *wf_get(broker_t *b, int64_t id);
 /* Persists the workflow (before anything is acted on). 0, or -1 (logged). */
 int wf_save(broker_t *b, workflow_t *wf);
+/* Persists the workflow's top-level members alone (status, timings, report: not the plan, not the
+ * steps), at a cost that does not grow with the plan. 0, or -1 (logged). */
+int wf_save_head(broker_t *b, workflow_t *wf);
 /* Persists one step's state (its row; the whole workflow when its number is not unique). 0, or -1 (logged). */
 int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s);
 /* Announces a change of the workflow (its wire form; extra is merged in and taken). */

@@ -334,16 +334,8 @@ static const field_t doc_fields[] = {STR_FIELD(workflow_t, session),   MS_FIELD(
                                      MS_FIELD(workflow_t, id),         STR_FIELD(workflow_t, workspace),
                                      MS_FIELD(workflow_t, started_ms), MS_FIELD(workflow_t, finished_ms)};
 
-json_t *wf_to_stored(const workflow_t *wf) {
-  json_t *doc = json_object(), *states = json_object();
-  json_object_set_new(doc, "plan", wf_plan_json(wf));
-  for (size_t i = 0; i < wf->n_steps; i++) {
-    char key[32];
-    snprintf(key, sizeof key, "%lld", (long long)wf->steps[i].number);
-    if (wf->steps[i].has_state && !json_object_get(states, key))
-      json_object_set_new(states, key, state_to_stored(&wf->steps[i]));
-  }
-  json_object_set_new(doc, "steps", states);
+json_t *wf_head_to_stored(const workflow_t *wf) {
+  json_t *doc = json_object();
   if (wf->errors)
     json_object_set(doc, "errors", wf->errors);
   if (wf->has_estimate)
@@ -354,6 +346,22 @@ json_t *wf_to_stored(const workflow_t *wf) {
   if (report)
     json_object_set_new(doc, "report", report);
   add_extra(doc, wf->extra);
+  return doc;
+}
+
+json_t *wf_to_stored(const workflow_t *wf) {
+  json_t *doc = json_object(), *states = json_object();
+  json_object_set_new(doc, "plan", wf_plan_json(wf));
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "%lld", (long long)wf->steps[i].number);
+    if (wf->steps[i].has_state && !json_object_get(states, key))
+      json_object_set_new(states, key, state_to_stored(&wf->steps[i]));
+  }
+  json_object_set_new(doc, "steps", states);
+  json_t *head = wf_head_to_stored(wf);
+  json_object_update(doc, head);
+  json_decref(head);
   return doc;
 }
 
@@ -400,15 +408,19 @@ workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen) {
 
 /* ---- the wire form ------------------------------------------------------------- */
 
-/* The plan step, then these of its state (as the engine always showed them). */
+/* The plan step, then these of its state (as the engine always showed them): status, attempts,
+ * result, error, node, agent_session, started_ms, finished_ms, usage; written as state_to_stored
+ * writes them (history left out: it is not shown, and as long as the step's life). */
 static json_t *step_to_wire(const wf_step_t *s) {
-  static const char *const shown[] = {"status",        "attempts",   "result",      "error", "node",
-                                      "agent_session", "started_ms", "finished_ms", "usage"};
-  json_t *v = step_to_plan(s), *st = state_to_stored(s);
-  for (size_t k = 0; k < sizeof shown / sizeof shown[0]; k++)
-    if (json_object_get(st, shown[k]))
-      json_object_set(v, shown[k], json_object_get(st, shown[k]));
-  json_decref(st);
+  json_t *v = step_to_plan(s);
+  json_object_set_new(v, "status", json_string(wf_step_status_name(s->status)));
+  json_object_set_new(v, "attempts", json_integer(s->attempts));
+  static const field_t shown[] = {STR_FIELD(wf_step_t, result),        STR_FIELD(wf_step_t, error),
+                                  STR_FIELD(wf_step_t, node),          STR_FIELD(wf_step_t, agent_session),
+                                  MS_FIELD(wf_step_t, started_ms),     MS_FIELD(wf_step_t, finished_ms)};
+  fields_write(v, s, shown, N_OF(shown));
+  if (s->has_usage)
+    json_object_set_new(v, "usage", usage_json(s->usage_tokens, s->usage_cost));
   return v;
 }
 
