@@ -982,7 +982,7 @@ int store_session_set_solo(store_t *self, const char *id, bool solo) {
   return set_column(self, id, "UPDATE sessions SET solo = ? WHERE id = ?", NULL, solo, false);
 }
 
-/* ---- workflows: one JSON document each, rewritten on every change ---- */
+/* ---- workflows: one JSON document each, a head and a row per step written since (see store.h) ---- */
 
 /* Runs sql with doc (as compact JSON) bound to ?1 and, when key is not NULL, the
  * text key (else the id) to ?2. 0 or -1. */

@@ -11,6 +11,13 @@
  * each change is persisted (its stored form, workflow_json.c) before it is
  * acted on. A step_run that cannot be sent gives the node's slot back and
  * fails the attempt (a frame too large fails the step for good).
+ *
+ * What a step costs does not grow with the plan: ready steps come from a
+ * queue kept as steps end (workflow_ready.c), a step's change is stored as
+ * one row of its own (wf_save_step) and announced with that step alone
+ * (wf_step_event), the approval and the end store the workflow's head only
+ * (wf_save_head), and one scheduling pass (a node's message, a tick, an
+ * approval) is one commit, its messages held until it is on disk (batches).
  */
 #include <errno.h>
 #include <math.h>
