@@ -1099,7 +1099,10 @@ json_t *store_workflows(store_t *self) {
   st = prep(self, "SELECT workflow, step, state FROM workflow_steps ORDER BY workflow, step");
   while (st && sqlite3_step(st) == SQLITE_ROW) {
     snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 0));
-    json_t *steps = json_object_get(json_object_get(by_id, key), "steps"), *state = json_loads(col_text(st, 2), 0, NULL);
+    json_t *doc_of = json_object_get(by_id, key), *steps = json_object_get(doc_of, "steps");
+    json_t *state = json_loads(col_text(st, 2), 0, NULL);
+    if (doc_of && !json_is_object(steps)) /* an older document without step states */
+      json_object_set_new(doc_of, "steps", steps = json_object());
     if (!json_is_object(steps) || !json_is_object(state)) {
       json_decref(state);
       continue;

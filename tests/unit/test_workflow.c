@@ -1128,12 +1128,63 @@ static void a_partly_run_dag_carries_on_from_the_store(void **state) {
     assert_int_equal(wf_step(wf, k)->status, STEP_DONE);
 }
 
+
+/* A step's row lies over whatever the document says of the step, and a head over its top level. */
+typedef struct {
+  const char *name;
+  const char *steps; /* the document's steps member, as JSON; NULL: none (an older document) */
+  bool row;          /* step 1 has a row saying done */
+  const char *want;  /* step 1's status once loaded */
+} overlay_case_t;
+
+static const overlay_case_t overlay_cases[] = {
+    {"no states in the document", "{}", true, "done"},
+    {"no steps member at all", NULL, true, "done"},
+    {"the document says running", "{\"1\": {\"status\": \"running\", \"attempts\": 1}}", true, "done"},
+    {"no row: the document's", "{\"1\": {\"status\": \"running\", \"attempts\": 1}}", false, "running"},
+};
+
+static void step_rows_and_heads_lie_over_the_document(void **state) {
+  rig_t *r = *state;
+  for (size_t i = 0; i < sizeof overlay_cases / sizeof overlay_cases[0]; i++) {
+    const overlay_case_t *c = &overlay_cases[i];
+    json_t *doc = load(OLD_PENDING);
+    json_object_del(doc, "steps");
+    if (c->steps)
+      json_object_set_new(doc, "steps", load(c->steps));
+    int64_t id = store_workflow_insert(r->b.store, doc);
+    json_decref(doc);
+    json_t *row = load("{\"status\": \"done\", \"attempts\": 1, \"result\": \"ok\"}");
+    if (c->row)
+      assert_int_equal(store_workflow_step_put(r->b.store, id, 1, row), 0);
+    json_decref(row);
+    json_t *head = load("{\"status\": \"running\", \"workspace\": \"/tmp/ws\"}");
+    assert_int_equal(store_workflow_head(r->b.store, id, head), 0);
+    json_decref(head);
+    json_t *all = store_workflows(r->b.store), *got = NULL;
+    size_t k;
+    json_t *d;
+    json_array_foreach(all, k, d) if (json_integer_value(json_object_get(d, "id")) == id) got = d;
+    char err[200];
+    workflow_t *wf = wf_from_stored(got, err, sizeof err);
+    if (!wf)
+      fail_msg("%s: %s", c->name, err);
+    if (strcmp(wf_step_status_name(wf->steps[0].status), c->want) != 0 || wf->status != WF_RUNNING ||
+        strcmp(wf->workspace, "/tmp/ws") != 0)
+      fail_msg("%s: step 1 %s, workflow %s", c->name, wf_step_status_name(wf->steps[0].status),
+               wf_status_name(wf->status));
+    workflow_destroy(&wf);
+    json_decref(all);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(status_names_round_trip),
       cmocka_unit_test(the_ready_queue_follows_each_change),
       cmocka_unit_test(the_ready_queue_agrees_with_the_plan_on_a_random_dag),
       cmocka_unit_test_setup_teardown(a_partly_run_dag_carries_on_from_the_store, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(step_rows_and_heads_lie_over_the_document, rig_setup, rig_teardown),
       cmocka_unit_test(transitions_follow_the_table),
       cmocka_unit_test(readiness_follows_dependencies),
       cmocka_unit_test(a_missing_dependency_is_never_done),
