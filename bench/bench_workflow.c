@@ -1,7 +1,7 @@
 /* cadre-bench-workflow: the workflow engine's time per step on a large DAG of
  * no-op tool steps, without nodes or sockets (bench/run drives it).
  *
- *   cadre-bench-workflow --steps N --shape chain|fan [--seconds S] [--slots K] [--memory]
+ *   cadre-bench-workflow --steps N --shape chain|fan [--seconds S] [--slots K] [--memory] [--group G]
  *
  * The engine runs as in the broker, on a real store (SQLite in a temp dir): a
  * plan of N tool steps (chain: step i waits for step i-1; fan: every step
@@ -23,6 +23,10 @@
  * in-memory store (no durability: the engine's own cost); commit_us is what
  * one durable one-row commit costs on the same kind of store, the floor of a
  * step that must be on disk before its step_run and its step_ack go out.
+ * --group G hands the engine up to G results waiting at once inside one batch
+ * (wf_batch_begin/end: one commit), as a broker that read them in one wake of
+ * its loop could (it does not yet: each node message is its own batch); a
+ * chain never has more than one waiting.
  * steady_cpu_us_per_step leaves out the approval and the last step_done (which
  * ends the workflow: its report, the whole document and the workflow_finished
  * event, each as large as the plan), given as approve_ms and finish_ms.
@@ -129,11 +133,11 @@ static json_t *make_plan(long n, bool chain) {
 }
 
 int main(int argc, char **argv) {
-  long n = 10000, slots = 64;
+  long n = 10000, slots = 64, group = 1;
   double budget = 60;
   bool chain = true, memory = false;
   static const struct option lo[] = {{"steps", 1, 0, 'n'}, {"shape", 1, 0, 's'},  {"seconds", 1, 0, 't'},
-                                     {"slots", 1, 0, 'k'}, {"memory", 0, 0, 'm'}, {0, 0, 0, 0}};
+                                     {"slots", 1, 0, 'k'}, {"memory", 0, 0, 'm'}, {"group", 1, 0, 'g'}, {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     switch (c) {
@@ -142,6 +146,7 @@ int main(int argc, char **argv) {
     case 't': budget = atof(optarg); break;
     case 'k': slots = atol(optarg); break;
     case 'm': memory = true; break;
+    case 'g': group = atol(optarg); break;
     default: return 2;
     }
   }
@@ -183,14 +188,21 @@ int main(int argc, char **argv) {
   long done = 0;
   size_t head = 0;
   while (head < n_queue && now_s() - t0 < budget) {
-    sent_t s = queue[head++];
-    if (done == n - 1)
-      c_last = cpu_s(); /* the last step_done ends the workflow too */
-    proto_msg_t *m = wf_step_msg(PROTO_STEP_DONE, s.workflow, s.step, s.attempt);
-    proto_set_str(m, PROTO_F_text, "ok");
-    workflow_on_node_msg(&b, &node, m);
-    proto_msg_destroy(&m);
-    done++;
+    size_t end = n_queue; /* the results waiting now (what they set off waits for the next round) */
+    if (group > 1)
+      wf_batch_begin(&b);
+    for (long g = 0; g < group && head < end; g++) {
+      sent_t s = queue[head++];
+      if (done == n - 1)
+        c_last = cpu_s(); /* the last step_done ends the workflow too */
+      proto_msg_t *m = wf_step_msg(PROTO_STEP_DONE, s.workflow, s.step, s.attempt);
+      proto_set_str(m, PROTO_F_text, "ok");
+      workflow_on_node_msg(&b, &node, m);
+      proto_msg_destroy(&m);
+      done++;
+    }
+    if (group > 1)
+      wf_batch_end(&b);
   }
   double secs = now_s() - t0, c_end = cpu_s(), cpu = c_end - c0;
   if (!c_last)
