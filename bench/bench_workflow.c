@@ -137,7 +137,8 @@ int main(int argc, char **argv) {
   double budget = 60;
   bool chain = true, memory = false;
   static const struct option lo[] = {{"steps", 1, 0, 'n'}, {"shape", 1, 0, 's'},  {"seconds", 1, 0, 't'},
-                                     {"slots", 1, 0, 'k'}, {"memory", 0, 0, 'm'}, {"group", 1, 0, 'g'}, {0, 0, 0, 0}};
+                                     {"slots", 1, 0, 'k'}, {"memory", 0, 0, 'm'}, {"group", 1, 0, 'g'},
+                                     {0, 0, 0, 0}};
   int c;
   while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     switch (c) {

@@ -141,12 +141,12 @@ struct broker {
   peer_t *peers;
   turn_t *turns; /* queued and running, in arrival order (turns.c keeps the indexes below) */
   turn_t *turns_tail;
-  turn_t *turn_ids;                   /* uthash: every turn by id */
-  struct turn_session *turn_sessions; /* uthash: each session's turns in order */
-  turn_t *heads, *heads_tail;         /* each session's first turn, in id order */
-  turn_t *recheck, *recheck_tail;     /* heads that scheduling has not looked at since they became one */
-  int n_sub_sessions;                 /* sessions in turn_sessions that are sub-agents */
-  struct workflow *workflows;         /* every workflow, oldest first (workflow.c) */
+  turn_t *turn_ids;                       /* uthash: every turn by id */
+  struct turn_session *turn_sessions;     /* uthash: each session's turns in order */
+  turn_t *heads, *heads_tail;             /* each session's first turn, in id order */
+  turn_t *recheck, *recheck_tail;         /* heads that scheduling has not looked at since they became one */
+  int n_sub_sessions;                     /* sessions in turn_sessions that are sub-agents */
+  struct workflow *workflows;             /* every workflow, oldest first (workflow.c) */
   struct wf_held *wf_held, *wf_held_tail; /* workflow.c: what goes out once its batch is committed */
   int wf_batch;                           /* workflow.c: depth of open batches (wf_batch_begin) */
   char endpoints[BROKER_MAX_BINDS][256];

@@ -13,8 +13,8 @@
 
 struct store {
   sqlite3 *db;
-  json_t *rows;              /* session id -> [rev, listing row]: a listing builds only the rows that changed */
-  sqlite3_stmt *step_put;    /* store_workflow_step_put's, prepared once (it runs twice per workflow step) */
+  json_t *rows;           /* session id -> [rev, listing row]: a listing builds only the rows that changed */
+  sqlite3_stmt *step_put; /* store_workflow_step_put's, prepared once (it runs twice per workflow step) */
 };
 
 static const char *schema =

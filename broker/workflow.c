@@ -131,8 +131,7 @@ static void held_failed(broker_t *b, peer_t *node, const proto_msg_t *m, int rc)
 static void commit_and_send(broker_t *b) {
   bool committed = store_batch(b->store, false) == 0;
   if (!committed)
-    log_error("state: cannot commit the workflows' changes: %s (acknowledgements held back)",
-              store_errmsg(b->store));
+    log_error("state: cannot commit the workflows' changes: %s (acknowledgements held back)", store_errmsg(b->store));
   while (b->wf_held) { /* sends and events in order; what they set off is not batched */
     wf_held_t *h = b->wf_held;
     b->wf_held = h->next;
@@ -456,8 +455,8 @@ static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   wf_save_step(b, wf, s); /* persisted before it is acted on (a batch's sends wait for its commit) */
   node->busy++;
   json_t *started = wf_to_wire_step(wf, s);
-  json_object_update_new(started, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt,
-                                            "node", node->name));
+  json_object_update_new(
+      started, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "node", node->name));
   int rc = wf_send(b, node, m, "step_started", started); /* announced once sent */
   if (rc < 0)
     send_failed(b, wf, s, node, attempt, rc);
@@ -570,8 +569,8 @@ void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detai
   if (wf_save_step(b, wf, s) == 0 && ack_to)
     wf_step_ack(b, ack_to, wf->id, s->number, attempts);
   wf_step_event(b, "step_failed", wf, s,
-                json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
-                     "detail", detail));
+                json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry",
+                          retry, "detail", detail));
   if (wf->status == WF_RUNNING)
     advance(b, wf, util_now_ms());
 }
@@ -873,7 +872,7 @@ void wf_rollback_send(broker_t *b, workflow_t *wf) {
 static void restore_send_failed(broker_t *b, workflow_t *wf, int64_t seq, int rc) {
   wf_rollback_t *rb = wf->rollback;
   if (!rb || rb->next >= rb->n_ops || (size_t)seq != rb->next + 1)
-    return; /* answered, or another rollback since */
+    return;            /* answered, or another rollback since */
   if (rc == -EMSGSIZE) /* never fits: recorded as not restored, and the rollback goes on */
     rollback_answer(b, wf, "too_large", "the restore is larger than the frame limit", NULL, NULL);
   else

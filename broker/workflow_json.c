@@ -415,9 +415,9 @@ static json_t *step_to_wire(const wf_step_t *s) {
   json_t *v = step_to_plan(s);
   json_object_set_new(v, "status", json_string(wf_step_status_name(s->status)));
   json_object_set_new(v, "attempts", json_integer(s->attempts));
-  static const field_t shown[] = {STR_FIELD(wf_step_t, result),        STR_FIELD(wf_step_t, error),
-                                  STR_FIELD(wf_step_t, node),          STR_FIELD(wf_step_t, agent_session),
-                                  MS_FIELD(wf_step_t, started_ms),     MS_FIELD(wf_step_t, finished_ms)};
+  static const field_t shown[] = {STR_FIELD(wf_step_t, result),    STR_FIELD(wf_step_t, error),
+                                  STR_FIELD(wf_step_t, node),      STR_FIELD(wf_step_t, agent_session),
+                                  MS_FIELD(wf_step_t, started_ms), MS_FIELD(wf_step_t, finished_ms)};
   fields_write(v, s, shown, N_OF(shown));
   if (s->has_usage)
     json_object_set_new(v, "usage", usage_json(s->usage_tokens, s->usage_cost));

@@ -24,14 +24,14 @@ typedef struct {
 } heap_t;
 
 struct wf_sched {
-  size_t n;                              /* steps it was built for */
-  size_t *by_number;                     /* step positions by (number, position) */
-  size_t *dep_first, *dependents;        /* the steps waiting for step i: dependents[dep_first[i] .. dep_first[i+1]) */
-  bool live;                             /* the run's part below matches the steps */
-  uint32_t *waiting;                     /* dependencies not done (a missing one never is) */
-  unsigned char *seen;                   /* each step's status when last noted */
-  bool *queued;                          /* in a heap or in later */
-  heap_t tools, agents, later;           /* later: retrying, not due yet (unordered) */
+  size_t n;                       /* steps it was built for */
+  size_t *by_number;              /* step positions by (number, position) */
+  size_t *dep_first, *dependents; /* the steps waiting for step i: dependents[dep_first[i] .. dep_first[i+1]) */
+  bool live;                      /* the run's part below matches the steps */
+  uint32_t *waiting;              /* dependencies not done (a missing one never is) */
+  unsigned char *seen;            /* each step's status when last noted */
+  bool *queued;                   /* in a heap or in later */
+  heap_t tools, agents, later;    /* later: retrying, not due yet (unordered) */
   size_t n_done, n_failed;
 };
 

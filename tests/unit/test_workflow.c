@@ -924,7 +924,6 @@ static void a_step_that_ran_is_restored_to_its_snapshot_before_it_runs_again(voi
   assert_int_equal(out.last_type, PROTO_STEP_RUN);
 }
 
-
 /* ---- the ready queue and its bookkeeping (workflow_ready.c) ---------------------------- */
 
 typedef struct {
@@ -935,9 +934,9 @@ typedef struct {
 typedef struct {
   const char *name;
   size_t n;
-  int64_t deps[6][4]; /* of steps 1..n, 0-terminated */
-  const char *agents; /* 'a': that step is an agent step, else a tool step ("" : all tool steps) */
-  sched_op_t ops[6];  /* noted one after another, on a queue built before them */
+  int64_t deps[6][4];       /* of steps 1..n, 0-terminated */
+  const char *agents;       /* 'a': that step is an agent step, else a tool step ("" : all tool steps) */
+  sched_op_t ops[6];        /* noted one after another, on a queue built before them */
   int64_t next_try_ms, now; /* of every retrying step; the time asked at */
   bool tools;               /* tool steps may start */
   int64_t ready[7];         /* the steps taken, in order (0-terminated) */
@@ -948,17 +947,44 @@ typedef struct {
 static const sched_case_t sched_cases[] = {
     {"a chain starts at its head", 3, {{0}, {1}, {2}}, "", {{0, P}}, 0, 0, true, {1}, 0, 0},
     {"a chain's next step once the one before is done",
-     3, {{0}, {1}, {2}}, "", {{1, STEP_RUNNING}, {1, STEP_DONE}}, 0, 0, true, {2}, 1, 0},
+     3,
+     {{0}, {1}, {2}},
+     "",
+     {{1, STEP_RUNNING}, {1, STEP_DONE}},
+     0,
+     0,
+     true,
+     {2},
+     1,
+     0},
     {"a fan opens at once", 4, {{0}, {1}, {1}, {1}}, "", {{1, STEP_DONE}}, 0, 0, true, {2, 3, 4}, 1, 0},
     {"a join waits for both", 4, {{0}, {1}, {1}, {2, 3}}, "", {{1, STEP_DONE}, {2, STEP_DONE}}, 0, 0, true, {3}, 2, 0},
     {"a join once both are done",
-     4, {{0}, {1}, {1}, {2, 3}}, "", {{1, STEP_DONE}, {2, STEP_DONE}, {3, STEP_DONE}}, 0, 0, true, {4}, 3, 0},
+     4,
+     {{0}, {1}, {1}, {2, 3}},
+     "",
+     {{1, STEP_DONE}, {2, STEP_DONE}, {3, STEP_DONE}},
+     0,
+     0,
+     true,
+     {4},
+     3,
+     0},
     {"a missing dependency never is done", 2, {{0}, {9}}, "", {{1, STEP_DONE}}, 0, 0, true, {0}, 1, 0},
     {"a failed step blocks and is counted", 2, {{0}, {1}}, "", {{1, STEP_FAILED}}, 0, 0, true, {0}, 0, 1},
     {"a retry not yet due waits", 2, {{0}, {1}}, "", {{1, STEP_RETRYING}}, 5000, 4999, true, {0}, 0, 0},
     {"a retry that is due runs", 2, {{0}, {1}}, "", {{1, STEP_RETRYING}}, 5000, 5000, true, {1}, 0, 0},
     {"a step done again undone: its dependents wait again",
-     3, {{0}, {1}, {2}}, "", {{1, STEP_DONE}, {1, P}}, 0, 0, true, {1}, 0, 0},
+     3,
+     {{0}, {1}, {2}},
+     "",
+     {{1, STEP_DONE}, {1, P}},
+     0,
+     0,
+     true,
+     {1},
+     0,
+     0},
     {"no slot: agent steps still start", 3, {{0}, {0}, {0}}, " a ", {{0, P}}, 0, 0, false, {2}, 0, 0},
     {"plan order across tool and agent steps", 3, {{0}, {0}, {0}}, " a ", {{0, P}}, 0, 0, true, {1, 2, 3}, 0, 0},
     {"a started step is not taken again", 2, {{0}, {0}}, "", {{1, STEP_RUNNING}}, 0, 0, true, {2}, 0, 0},
@@ -1112,8 +1138,10 @@ static void a_partly_run_dag_carries_on_from_the_store(void **state) {
   assert_int_equal(r->node.busy, 0);
   /* neither the approval nor the end rewrote the document: its plan has no step states */
   sqlite3_stmt *q = NULL;
-  assert_int_equal(sqlite3_prepare_v2(store_sqlite(r->b.store), "SELECT json_extract(doc, '$.steps'), "
-                                      "(SELECT count(*) FROM workflow_steps) FROM workflows", -1, &q, NULL),
+  assert_int_equal(sqlite3_prepare_v2(store_sqlite(r->b.store),
+                                      "SELECT json_extract(doc, '$.steps'), "
+                                      "(SELECT count(*) FROM workflow_steps) FROM workflows",
+                                      -1, &q, NULL),
                    SQLITE_OK);
   assert_int_equal(sqlite3_step(q), SQLITE_ROW);
   assert_string_equal((const char *)sqlite3_column_text(q, 0), "{}");
@@ -1127,7 +1155,6 @@ static void a_partly_run_dag_carries_on_from_the_store(void **state) {
   for (int64_t k = 1; k <= 4; k++)
     assert_int_equal(wf_step(wf, k)->status, STEP_DONE);
 }
-
 
 /* A step's row lies over whatever the document says of the step, and a head over its top level. */
 typedef struct {
