@@ -45,22 +45,24 @@ workflow_t *wf_get(broker_t *b, int64_t id) {
   return wf;
 }
 
-int wf_save(broker_t *b, workflow_t *wf) {
-  json_t *doc = wf_to_stored(wf);
-  int rc = doc ? store_workflow_update(b->store, wf->id, doc) : -1;
+/* Stores the workflow's document (whole) or its head: 0, or -1 (logged). */
+static int save_as(broker_t *b, workflow_t *wf, bool whole) {
+  json_t *doc = whole ? wf_to_stored(wf) : wf_head_to_stored(wf);
+  int rc = !doc    ? -1
+           : whole ? store_workflow_update(b->store, wf->id, doc)
+                   : store_workflow_head(b->store, wf->id, doc);
   if (rc < 0)
     log_error("state: cannot save workflow %lld: %s", (long long)wf->id, store_errmsg(b->store));
   json_decref(doc);
   return rc < 0 ? -1 : 0;
 }
 
+int wf_save(broker_t *b, workflow_t *wf) {
+  return save_as(b, wf, true);
+}
+
 int wf_save_head(broker_t *b, workflow_t *wf) {
-  json_t *head = wf_head_to_stored(wf);
-  int rc = head ? store_workflow_head(b->store, wf->id, head) : -1;
-  if (rc < 0)
-    log_error("state: cannot save workflow %lld: %s", (long long)wf->id, store_errmsg(b->store));
-  json_decref(head);
-  return rc < 0 ? -1 : 0;
+  return save_as(b, wf, false);
 }
 
 int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s) {

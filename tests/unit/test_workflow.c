@@ -944,52 +944,26 @@ typedef struct {
 } sched_case_t;
 
 #define P STEP_PENDING
+#define R STEP_RUNNING
+#define D STEP_DONE
 static const sched_case_t sched_cases[] = {
     {"a chain starts at its head", 3, {{0}, {1}, {2}}, "", {{0, P}}, 0, 0, true, {1}, 0, 0},
-    {"a chain's next step once the one before is done",
-     3,
-     {{0}, {1}, {2}},
-     "",
-     {{1, STEP_RUNNING}, {1, STEP_DONE}},
-     0,
-     0,
-     true,
-     {2},
-     1,
-     0},
-    {"a fan opens at once", 4, {{0}, {1}, {1}, {1}}, "", {{1, STEP_DONE}}, 0, 0, true, {2, 3, 4}, 1, 0},
-    {"a join waits for both", 4, {{0}, {1}, {1}, {2, 3}}, "", {{1, STEP_DONE}, {2, STEP_DONE}}, 0, 0, true, {3}, 2, 0},
-    {"a join once both are done",
-     4,
-     {{0}, {1}, {1}, {2, 3}},
-     "",
-     {{1, STEP_DONE}, {2, STEP_DONE}, {3, STEP_DONE}},
-     0,
-     0,
-     true,
-     {4},
-     3,
-     0},
-    {"a missing dependency never is done", 2, {{0}, {9}}, "", {{1, STEP_DONE}}, 0, 0, true, {0}, 1, 0},
+    {"a chain: next once one is done", 3, {{0}, {1}, {2}}, "", {{1, R}, {1, D}}, 0, 0, true, {2}, 1, 0},
+    {"a fan opens at once", 4, {{0}, {1}, {1}, {1}}, "", {{1, D}}, 0, 0, true, {2, 3, 4}, 1, 0},
+    {"a join waits for both", 4, {{0}, {1}, {1}, {2, 3}}, "", {{1, D}, {2, D}}, 0, 0, true, {3}, 2, 0},
+    {"a join once both are", 4, {{0}, {1}, {1}, {2, 3}}, "", {{1, D}, {2, D}, {3, D}}, 0, 0, true, {4}, 3, 0},
+    {"a missing dependency never is done", 2, {{0}, {9}}, "", {{1, D}}, 0, 0, true, {0}, 1, 0},
     {"a failed step blocks and is counted", 2, {{0}, {1}}, "", {{1, STEP_FAILED}}, 0, 0, true, {0}, 0, 1},
     {"a retry not yet due waits", 2, {{0}, {1}}, "", {{1, STEP_RETRYING}}, 5000, 4999, true, {0}, 0, 0},
     {"a retry that is due runs", 2, {{0}, {1}}, "", {{1, STEP_RETRYING}}, 5000, 5000, true, {1}, 0, 0},
-    {"a step done again undone: its dependents wait again",
-     3,
-     {{0}, {1}, {2}},
-     "",
-     {{1, STEP_DONE}, {1, P}},
-     0,
-     0,
-     true,
-     {1},
-     0,
-     0},
+    {"done, then undone: dependents wait", 3, {{0}, {1}, {2}}, "", {{1, D}, {1, P}}, 0, 0, true, {1}, 0, 0},
     {"no slot: agent steps still start", 3, {{0}, {0}, {0}}, " a ", {{0, P}}, 0, 0, false, {2}, 0, 0},
     {"plan order across tool and agent steps", 3, {{0}, {0}, {0}}, " a ", {{0, P}}, 0, 0, true, {1, 2, 3}, 0, 0},
-    {"a started step is not taken again", 2, {{0}, {0}}, "", {{1, STEP_RUNNING}}, 0, 0, true, {2}, 0, 0},
+    {"a started step is not taken again", 2, {{0}, {0}}, "", {{1, R}}, 0, 0, true, {2}, 0, 0},
     {"an abandoned step never starts", 2, {{0}, {0}}, "", {{2, STEP_ABANDONED}}, 0, 0, true, {1}, 0, 0},
 };
+#undef D
+#undef R
 #undef P
 
 static void the_ready_queue_follows_each_change(void **state) {
