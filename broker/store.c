@@ -15,6 +15,7 @@ struct store {
   sqlite3 *db;
   json_t *rows;           /* session id -> [rev, listing row]: a listing builds only the rows that changed */
   sqlite3_stmt *step_put; /* store_workflow_step_put's, prepared once (it runs twice per workflow step) */
+  sqlite3_stmt *batch[2]; /* store_batch's SAVEPOINT and RELEASE, prepared once (once per scheduling pass) */
 };
 
 static const char *schema =
@@ -151,6 +152,7 @@ void store_close(store_t **self_p) {
   if (!self_p || !*self_p)
     return;
   sqlite3_finalize((*self_p)->step_put);
+  sqlite3_finalize((*self_p)->batch[0]), sqlite3_finalize((*self_p)->batch[1]);
   sqlite3_close((*self_p)->db);
   json_decref((*self_p)->rows);
   free(*self_p);
@@ -1064,12 +1066,23 @@ int store_workflow_head(store_t *self, int64_t id, const json_t *head) {
   return write_doc(self, "UPDATE workflows SET head = ?1 WHERE id = ?2", head, NULL, id);
 }
 
+/* Runs a statement kept in *st (prepared from sql the first time). 0 or -1. */
+static int exec_kept(store_t *self, sqlite3_stmt **st, const char *sql) {
+  if (!*st)
+    *st = prep(self, sql);
+  if (!*st)
+    return -1;
+  int rc = sqlite3_step(*st);
+  sqlite3_reset(*st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int store_batch(store_t *self, bool begin) {
   if (begin)
-    return exec_sql(self, "SAVEPOINT batch");
+    return exec_kept(self, &self->batch[0], "SAVEPOINT batch");
   if (sqlite3_get_autocommit(self->db))
     return 0; /* none open (it could not begin): each write was committed by itself */
-  if (exec_sql(self, "RELEASE batch") == 0)
+  if (exec_kept(self, &self->batch[1], "RELEASE batch") == 0)
     return 0;
   exec_sql(self, "ROLLBACK TO batch"); /* the commit failed (a full disk): nothing of it is kept */
   exec_sql(self, "RELEASE batch");

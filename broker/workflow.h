@@ -87,6 +87,7 @@ typedef struct {
   wf_history_t *history;
   size_t n_history;
   json_t *state_extra; /* unknown state fields, kept; or NULL */
+  json_t *wire_plan;   /* the definition's wire form, made once (workflow_json.c); or NULL */
 } wf_step_t;
 
 /* One operation of a rollback: restore a file, or prune a snapshot's new files. */

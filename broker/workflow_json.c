@@ -412,7 +412,10 @@ workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen) {
  * result, error, node, agent_session, started_ms, finished_ms, usage; written as state_to_stored
  * writes them (history left out: it is not shown, and as long as the step's life). */
 static json_t *step_to_wire(const wf_step_t *s) {
-  json_t *v = step_to_plan(s);
+  wf_step_t *cache = (wf_step_t *)s; /* the definition does not change: its JSON is made once, then shared */
+  if (!cache->wire_plan)
+    cache->wire_plan = step_to_plan(s);
+  json_t *v = json_copy(cache->wire_plan);
   json_object_set_new(v, "status", json_string(wf_step_status_name(s->status)));
   json_object_set_new(v, "attempts", json_integer(s->attempts));
   static const field_t shown[] = {STR_FIELD(wf_step_t, result),    STR_FIELD(wf_step_t, error),

@@ -35,7 +35,7 @@ void wf_step_clear(wf_step_t *s) {
   step_clear_run(s);
   free(s->title), free(s->agent), free(s->profile), free(s->tool), free(s->arguments_text), free(s->description);
   free(s->deps);
-  json_decref(s->arguments), json_decref(s->plan_extra);
+  json_decref(s->arguments), json_decref(s->plan_extra), json_decref(s->wire_plan);
   memset(s, 0, sizeof *s);
 }
 
