@@ -161,17 +161,23 @@ void wf_batch_end(broker_t *b) {
   commit_and_send(b);
 }
 
-/* Inside a batch: what it holds is committed and goes out now, and a new batch goes on (other
- * modules' writes, which may open their own transaction, then run outside it). */
-static void batch_flush(broker_t *b) {
+/* Inside a batch: what it holds is committed and goes out now, and no transaction is open until
+ * batch_resume (for other modules' writes, which may open transactions of their own). The depth. */
+static int batch_pause(broker_t *b) {
   int depth = b->wf_batch;
-  if (depth <= 0)
-    return;
-  b->wf_batch = 0;
-  commit_and_send(b);
-  b->wf_batch = depth;
-  if (store_batch(b->store, true) < 0)
-    log_error("state: cannot open a transaction: %s", store_errmsg(b->store));
+  if (depth > 0) {
+    b->wf_batch = 0;
+    commit_and_send(b);
+  }
+  return depth;
+}
+
+static void batch_resume(broker_t *b, int depth) {
+  if (depth > 0 && b->wf_batch == 0) {
+    b->wf_batch = depth;
+    if (store_batch(b->store, true) < 0)
+      log_error("state: cannot open a transaction: %s", store_errmsg(b->store));
+  }
 }
 
 int wf_send(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *event) {
@@ -473,7 +479,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
               s->description ? "\n" : "", s->description ? s->description : "", args ? "\nArguments: " : "",
               args ? args : "");
   char id[128], err[256];
-  batch_flush(b); /* the sub-agents module writes with transactions of its own */
+  int depth = batch_pause(b); /* the sub-agents module (the spawn, its first turn) opens transactions of its own */
   const char *who = s->profile ? s->profile : s->agent ? s->agent : ""; /* a profile the user chose runs it */
   int rc =
       agents_spawn_held(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err, sizeof err);
@@ -486,6 +492,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
     note(s, "failed", err);
     wf_sched_note(wf, s);
     wf_save_step(b, wf, s);
+    batch_resume(b, depth);
     return 0;
   }
   store_session_set_step(b->store, id, wf->id, s->number); /* before its first turn: the workflow's budget holds */
@@ -498,6 +505,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   wf_step_event(b, "step_started", wf, s,
                 json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "agent", id));
   agents_admit(b); /* its first turn may go now (and may end it at once: its state is saved) */
+  batch_resume(b, depth);
   return 0;
 }
 

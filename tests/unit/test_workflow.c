@@ -78,7 +78,9 @@ static json_t *event(const char *kind) {
 
 int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
                       const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
-  (void)b, (void)by_profile, (void)task, (void)parent, (void)call_id, (void)err, (void)errlen;
+  (void)by_profile, (void)task, (void)parent, (void)call_id, (void)err, (void)errlen;
+  /* the sub-agents module opens transactions of its own: never inside a workflow batch's */
+  assert_true(!b->store || sqlite3_get_autocommit(store_sqlite(b->store)));
   snprintf(id, idlen, "%s-1", role_or_profile);
   return 0;
 }
@@ -1179,6 +1181,24 @@ static void step_rows_and_heads_lie_over_the_document(void **state) {
   }
 }
 
+/* An agent step that a node's result lets start: its sub-agent is spawned outside the batch's transaction
+ * (the stand-in agents_spawn checks), after what the batch held went out. */
+static void an_agent_step_after_a_tool_step_spawns_outside_the_batch(void **state) {
+  rig_t *r = *state;
+  workflow_on_answer(&r->b, "main",
+                     "[PLAN]\n### Step 1: a\n- Agent: tester\n- Tool: read_file\n- Arguments: {\"path\": \"a\"}\n"
+                     "### Step 2: b\n- Agent: tester\n- Dependencies: Step 1\n[/PLAN]");
+  workflow_t *wf = r->b.workflows;
+  char err[256];
+  assert_int_equal(workflow_approve(&r->b, wf->id, NULL, err, sizeof err), 0);
+  step_done_from(r, wf, 1);
+  assert_int_equal(wf_step(wf, 2)->status, STEP_RUNNING);
+  assert_string_equal(wf_step(wf, 2)->agent_session, "tester-1");
+  assert_int_equal(out.last_type, PROTO_STEP_ACK); /* step 1's result was acknowledged (before the spawn) */
+  assert_true(sqlite3_get_autocommit(store_sqlite(r->b.store)));
+  assert_true(wf_sched_consistent(wf));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(status_names_round_trip),
@@ -1186,6 +1206,8 @@ int main(void) {
       cmocka_unit_test(the_ready_queue_agrees_with_the_plan_on_a_random_dag),
       cmocka_unit_test_setup_teardown(a_partly_run_dag_carries_on_from_the_store, rig_setup, rig_teardown),
       cmocka_unit_test_setup_teardown(step_rows_and_heads_lie_over_the_document, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(an_agent_step_after_a_tool_step_spawns_outside_the_batch, rig_setup,
+                                      rig_teardown),
       cmocka_unit_test(transitions_follow_the_table),
       cmocka_unit_test(readiness_follows_dependencies),
       cmocka_unit_test(a_missing_dependency_is_never_done),
