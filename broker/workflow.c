@@ -80,20 +80,20 @@ int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s) {
 /* ---- one commit per scheduling pass ------------------------------------------ */
 
 typedef struct wf_held {
-  peer_t *to;       /* NULL: an event alone */
+  peer_t *to;
   proto_msg_t *msg; /* taken */
-  char kind[32];    /* the event, or "" */
+  char kind[32];    /* the event announced once it went, or "" */
   json_t *payload;  /* taken */
   struct wf_held *next;
 } wf_held_t;
 
+/* Keeps message m (taken) for to, and the event announced once it went (payload taken; kind NULL: none). */
 static void hold(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *payload) {
   wf_held_t *h = calloc(1, sizeof *h);
   if (!h) { /* out of memory: at once, as outside a batch */
-    if (to)
-      broker_send(b, to, m);
+    int rc = broker_send(b, to, m);
     proto_msg_destroy(&m);
-    if (kind)
+    if (kind && rc == 0)
       broker_event(b, kind, NULL, 0, payload);
     else
       json_decref(payload);
@@ -109,9 +109,16 @@ static void hold(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json
   b->wf_held_tail = h;
 }
 
-void wf_batch_begin(broker_t *b) {
-  if (b->wf_batch++ == 0 && store_batch(b->store, true) < 0)
+/* Opens the batch's transaction; events are logged in it and sent once it is committed. */
+static void batch_open(broker_t *b) {
+  if (store_batch(b->store, true) < 0)
     log_error("state: cannot open a transaction: %s", store_errmsg(b->store));
+  broker_events_hold(b);
+}
+
+void wf_batch_begin(broker_t *b) {
+  if (b->wf_batch++ == 0)
+    batch_open(b);
 }
 
 static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node, int attempt, int rc);
@@ -134,21 +141,20 @@ static void commit_and_send(broker_t *b) {
   bool committed = store_batch(b->store, false) == 0;
   if (!committed)
     log_error("state: cannot commit the workflows' changes: %s (acknowledgements held back)", store_errmsg(b->store));
-  while (b->wf_held) { /* sends and events in order; what they set off is not batched */
+  broker_events_release(b); /* the batch's events, in order */
+  while (b->wf_held) {      /* sends and events in order; what they set off is not batched */
     wf_held_t *h = b->wf_held;
     b->wf_held = h->next;
     if (!b->wf_held)
       b->wf_held_tail = NULL;
-    int rc = 0;
-    if (h->to && (committed || h->msg->type == PROTO_STEP_RUN)) /* a step_run goes anyway, as before batches */
-      rc = broker_send(b, h->to, h->msg);
-    else if (h->to)
-      rc = -EIO;
+    int rc = committed || h->msg->type == PROTO_STEP_RUN /* a step_run goes anyway, as before batches */
+                 ? broker_send(b, h->to, h->msg)
+                 : -EIO;
     if (h->kind[0] && rc == 0)
       broker_event(b, h->kind, NULL, 0, h->payload);
     else
       json_decref(h->payload);
-    if (rc < 0 && h->to)
+    if (rc < 0)
       held_failed(b, h->to, h->msg, rc);
     proto_msg_destroy(&h->msg);
     free(h);
@@ -175,8 +181,7 @@ static int batch_pause(broker_t *b) {
 static void batch_resume(broker_t *b, int depth) {
   if (depth > 0 && b->wf_batch == 0) {
     b->wf_batch = depth;
-    if (store_batch(b->store, true) < 0)
-      log_error("state: cannot open a transaction: %s", store_errmsg(b->store));
+    batch_open(b);
   }
 }
 
@@ -199,10 +204,7 @@ static void send_event(broker_t *b, const char *kind, json_t *payload, json_t *e
     json_object_update(payload, extra);
     json_decref(extra);
   }
-  if (b->wf_batch > 0)
-    hold(b, NULL, NULL, kind, payload);
-  else
-    broker_event(b, kind, NULL, 0, payload);
+  broker_event(b, kind, NULL, 0, payload); /* in a batch: logged in its transaction, sent after it */
 }
 
 void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {

@@ -24,6 +24,7 @@
  *   c  a catch-up try (clock far ahead)
  *   r  resume: subscribe since the seq given in the case
  *   p  the log forgets events up to 2 (as retention would)
+ *   h  events held (a workflow batch opens); l  released (it was committed)
  * then what the controller got: "e1 e2 d g(from,to,count,deltas)" in order. */
 typedef struct {
   const char *name;
@@ -45,6 +46,10 @@ static const outbox_case_t cases[] = {
     {"resume since 0 with the oldest events gone: a gap with their count", "eeeeprc", 0,
      "e1 e2 e3 e4 g(1,2,2,0) e3 e4"},
     {"resume while behind: from the older seq", "eFeerc", 0, "e1 e1 e2 e3"},
+    {"held: logged, sent at the release, in order", "ehedel", 0, "e1 d e2 e3"},
+    {"holds nest: sent at the last release", "heheldl", 0, "d e1 e2"},
+    {"held, then a full queue: caught up from the log", "heeFlc", 0, "e1 e2"},
+    {"held and never released: nothing sent, all logged", "heerc", 0, "e1 e2"},
 };
 
 /* What the controller got, as the case's want string. */
@@ -96,6 +101,8 @@ static void step(fx_t *fx, peer_t *c, char op, int64_t since, int64_t *clock) {
     break;
   case 'c': outbox_catch_up(fx->b, *clock += 1000); break;
   case 'r': outbox_resume(fx->b, c, since); break;
+  case 'h': broker_events_hold(fx->b); break;
+  case 'l': broker_events_release(fx->b); break;
   case 'p':
     assert_int_equal(sqlite3_exec(store_sqlite(fx->b->store), "DELETE FROM events WHERE seq <= 2", NULL, NULL, NULL),
                      SQLITE_OK);

@@ -68,6 +68,18 @@ void broker_event(broker_t *b, const char *kind, const char *session, int64_t tu
   }
 }
 
+/* As outbox.c's: while held, events are sent later, in order (here: recorded at once, in order; what
+ * matters to the engine is that the hold is released once its batch is committed). */
+void broker_events_hold(broker_t *b) {
+  b->events_hold++;
+}
+
+void broker_events_release(broker_t *b) {
+  assert_true(b->events_hold > 0);
+  b->events_hold--;
+  assert_true(!b->store || sqlite3_get_autocommit(store_sqlite(b->store))); /* after the commit */
+}
+
 /* The last event of this kind, or NULL. */
 static json_t *event(const char *kind) {
   for (int i = out.n_events; i-- > 0;)
