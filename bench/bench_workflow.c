@@ -9,7 +9,7 @@
  * of K slots (default 64) whose step_done is delivered at once for every
  * step_run the engine sends. As in tests/unit/test_workflow.c, the outbox is
  * a stand-in (broker_send records the step_run, broker_event drops the event),
- * and so are agents_spawn / agents_stop (no agent steps here). Plans from
+ * and so are agents_spawn_held / agents_admit / agents_stop (no agent steps here). Plans from
  * models are capped at PLAN_MAX_STEPS steps; this one is made here and its
  * "too many steps" verdict is lifted, to measure the engine alone. Stops after
  * S seconds (default 60) and reports over the steps done by then.
@@ -76,11 +76,15 @@ void broker_events_release(broker_t *b) {
   (void)b;
 }
 
-int agents_spawn(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
-                 const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
+int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
+                      const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
   (void)b, (void)role_or_profile, (void)by_profile, (void)task, (void)parent, (void)call_id, (void)id, (void)idlen;
   snprintf(err, errlen, "no agent steps in this benchmark");
   return -1;
+}
+
+void agents_admit(broker_t *b) {
+  (void)b;
 }
 
 int agents_stop(broker_t *b, const char *id, char *err, size_t errlen) {
