@@ -444,12 +444,30 @@ json_t *wf_to_wire(const workflow_t *wf) {
 }
 
 /* Every key is there; what is not known yet is null (as controllers have always seen it). */
+/* The entry of the per-step estimates for step s, as a list of it alone (or none): the entries follow the
+ * plan's steps, so it is looked for at s's place first. */
+static json_t *one_estimate(const workflow_t *wf, const wf_step_t *s) {
+  json_t *out = json_array(), *e = json_array_get(wf->est_steps, (size_t)(s - wf->steps));
+  if (jx_int(e, "number", 0) != s->number) {
+    size_t i;
+    json_t *x;
+    e = NULL;
+    json_array_foreach(wf->est_steps, i, x) if (!e && jx_int(x, "number", 0) == s->number) e = x;
+  }
+  if (e)
+    json_array_append(out, e);
+  return out;
+}
+
 json_t *wf_to_wire_step(const workflow_t *wf, const wf_step_t *only) {
   json_t *v = json_object(), *steps = json_array(), *report = report_json(&wf->report);
   json_object_set_new(v, "id", json_integer(wf->id));
   json_object_set_new(v, "title", str_or_null(wf->title));
   json_object_set_new(v, "status", json_string(wf_status_name(wf->status)));
-  json_object_set_new(v, "estimate", wf->has_estimate ? estimate_json(wf) : json_null());
+  json_t *est = wf->has_estimate ? estimate_json(wf) : json_null();
+  if (only && json_object_get(est, "steps")) /* as steps: that step's alone (the list is as long as the plan) */
+    json_object_set_new(est, "steps", one_estimate(wf, only));
+  json_object_set_new(v, "estimate", est);
   for (size_t i = 0; !only && i < wf->n_steps; i++)
     json_array_append_new(steps, step_to_wire(&wf->steps[i]));
   if (only)

@@ -1092,6 +1092,12 @@ static void a_partly_run_dag_carries_on_from_the_store(void **state) {
   assert_non_null(ev);
   assert_int_equal(json_array_size(json_object_get(ev, "steps")), 1);
   assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(ev, "steps"), 0), "number")), 1);
+  json_t *whole = wf_to_wire(wf); /* the per-step estimates too: the plans verb has all four, the event its own */
+  assert_int_equal(json_array_size(json_object_get(json_object_get(whole, "estimate"), "steps")), 4);
+  json_decref(whole);
+  const json_t *est = json_object_get(json_object_get(ev, "estimate"), "steps");
+  assert_int_equal(json_array_size(est), 1);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(est, 0), "number")), 1);
   step_done_from(r, wf, 4);
   /* each change was one row, laid over the document (which has none) on load */
   json_t *docs = store_workflows(r->b.store);
