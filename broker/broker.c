@@ -199,6 +199,7 @@ void broker_destroy(broker_t **self_p) {
   broker_t *b = *self_p;
   turns_free_all(b);
   peer_free_all(b);
+  broker_events_drop(b);
   workflow_stop(b);
   if (b->router)
     zmq_socket_monitor(b->router, NULL, 0);

@@ -138,17 +138,19 @@ struct broker {
   int64_t started_ms;
   int64_t next_msg_id;
   int64_t event_seq;
-  struct outbox_held *held, *held_tail; /* events kept back while the outbox is held (outbox_hold) */
-  int hold;
   peer_t *peers;
   turn_t *turns; /* queued and running, in arrival order (turns.c keeps the indexes below) */
   turn_t *turns_tail;
-  turn_t *turn_ids;                   /* uthash: every turn by id */
-  struct turn_session *turn_sessions; /* uthash: each session's turns in order */
-  turn_t *heads, *heads_tail;         /* each session's first turn, in id order */
-  turn_t *recheck, *recheck_tail;     /* heads that scheduling has not looked at since they became one */
-  int n_sub_sessions;                 /* sessions in turn_sessions that are sub-agents */
-  struct workflow *workflows;         /* every workflow, oldest first (workflow.c) */
+  turn_t *turn_ids;                                  /* uthash: every turn by id */
+  struct turn_session *turn_sessions;                /* uthash: each session's turns in order */
+  turn_t *heads, *heads_tail;                        /* each session's first turn, in id order */
+  turn_t *recheck, *recheck_tail;                    /* heads that scheduling has not looked at since they became one */
+  int n_sub_sessions;                                /* sessions in turn_sessions that are sub-agents */
+  struct workflow *workflows;                        /* every workflow, oldest first (workflow.c) */
+  struct wf_held *wf_held, *wf_held_tail;            /* workflow.c: what goes out once its batch is committed */
+  int wf_batch;                                      /* workflow.c: depth of open batches (wf_batch_begin) */
+  struct held_event *events_held, *events_held_tail; /* outbox.c: logged, sent at broker_events_release */
+  int events_hold;                                   /* outbox.c: depth of broker_events_hold */
   char endpoints[BROKER_MAX_BINDS][256];
   int n_endpoints;
   size_t turn_budget; /* bytes of history a turn may carry (JSON size; default SESSIONS_TURN_BUDGET) */
@@ -208,13 +210,13 @@ int broker_send_error(broker_t *b, const void *id, size_t idlen, const char *cod
 /* Sends an event to every controller watching the session (NULL: all),
  * encoded once. Takes payload. */
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload);
-/* While held (calls nest), an event is put in the log at once and sent to
- * its watchers only at the last release: a caller writes a state change and
- * the event that tells of it in one transaction, and sends the event once
- * both are on disk (a broker killed in between would else leave a change
- * no watcher is told of, or an event of a change that did not happen). */
-void outbox_hold(broker_t *b);
-void outbox_release(broker_t *b);
+/* While held (a workflow batch, whose writes are one transaction), events are kept in the log as
+ * always, in that transaction, and go to the watchers at the matching broker_events_release, in
+ * order, once the caller committed it. Holds nest. */
+void broker_events_hold(broker_t *b);
+void broker_events_release(broker_t *b);
+/* Forgets held events without sending them (they are in the log): when the broker goes. */
+void broker_events_drop(broker_t *b);
 /* Forwards a delta's encoded frame unchanged to the controllers watching
  * session (session_len bytes, not NUL-terminated); turn: the delta's turn. */
 void broker_forward(broker_t *b, const char *session, size_t session_len, int64_t turn, const void *data, size_t len);

@@ -152,44 +152,57 @@ static void check_event(const char *kind, const json_t *payload) {
     abort();
 }
 
-struct outbox_held {
-  char *session;
+typedef struct held_event {
+  char *session; /* or NULL */
   int64_t seq, turn;
-  char *frame;
+  char *buf;
   size_t len;
-  struct outbox_held *next;
-};
+  struct held_event *next;
+} held_event_t;
 
-void outbox_hold(broker_t *b) {
-  b->hold++;
-}
-
-void outbox_release(broker_t *b) {
-  if (b->hold <= 0 || --b->hold > 0)
-    return;
-  while (b->held) {
-    struct outbox_held *h = b->held;
-    b->held = h->next;
-    write_watchers(b, h->session, h->session ? strlen(h->session) : 0, h->seq, h->turn, h->frame, h->len);
-    free(h->session), free(h->frame), free(h);
-  }
-  b->held_tail = NULL;
-}
-
-/* Keeps an event's frame (taken) back until the release; false when out of memory. */
-static bool keep_back(broker_t *b, const char *session, int64_t seq, int64_t turn, char *frame, size_t len) {
-  struct outbox_held *h = calloc(1, sizeof *h);
-  if (!h || (session && !(h->session = strdup(session)))) {
-    free(h);
+/* Keeps an encoded event (buf taken) until broker_events_release; false when out of memory. */
+static bool keep_event(broker_t *b, const char *session, int64_t seq, int64_t turn, char *buf, size_t len) {
+  held_event_t *h = calloc(1, sizeof *h);
+  char *s = session ? strdup(session) : NULL;
+  if (!h || (session && !s)) {
+    free(h), free(s);
     return false;
   }
-  *h = (struct outbox_held){h->session, seq, turn, frame, len, NULL};
-  if (b->held_tail)
-    b->held_tail->next = h;
+  *h = (held_event_t){s, seq, turn, buf, len, NULL};
+  if (b->events_held_tail)
+    b->events_held_tail->next = h;
   else
-    b->held = h;
-  b->held_tail = h;
+    b->events_held = h;
+  b->events_held_tail = h;
   return true;
+}
+
+void broker_events_hold(broker_t *b) {
+  b->events_hold++;
+}
+
+/* Sends the held events (send false: drops them) and forgets them. */
+static void held_events_out(broker_t *b, bool send) {
+  while (b->events_held) {
+    held_event_t *h = b->events_held;
+    b->events_held = h->next;
+    if (!b->events_held)
+      b->events_held_tail = NULL;
+    if (send)
+      write_watchers(b, h->session, h->session ? strlen(h->session) : 0, h->seq, h->turn, h->buf, h->len);
+    free(h->session), free(h->buf), free(h);
+  }
+}
+
+void broker_events_release(broker_t *b) {
+  if (b->events_hold <= 0 || --b->events_hold > 0)
+    return;
+  held_events_out(b, true);
+}
+
+void broker_events_drop(broker_t *b) {
+  b->events_hold = 0;
+  held_events_out(b, false);
 }
 
 void broker_event(broker_t *b, const char *kind, const char *session, int64_t turn, json_t *payload) {
@@ -216,8 +229,8 @@ void broker_event(broker_t *b, const char *kind, const char *session, int64_t tu
     /* Kept before it is sent: a controller that misses it gets it from the log. */
     if (b->store && store_event_put(b->store, m->seq, session, buf, len) < 0)
       log_error("state: cannot keep event %lld in the log: %s", (long long)m->seq, store_errmsg(b->store));
-    if (b->hold > 0 && keep_back(b, session, m->seq, turn, buf, len))
-      buf = NULL; /* sent at the release */
+    if (b->events_hold > 0 && keep_event(b, session, m->seq, turn, buf, len))
+      buf = NULL; /* sent once the transaction holding its log row is committed */
     else
       write_watchers(b, session, session ? strlen(session) : 0, m->seq, turn, buf, len);
   } else

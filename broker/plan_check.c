@@ -24,21 +24,39 @@ typedef struct {
   size_t *indeg;
   size_t *off, *adj;   /* dependents of i: adj[off[i] .. off[i + 1]) */
   size_t *roff, *radj; /* dependencies of i, the same way */
+  size_t *by_num;      /* step indices by (number, index): lookups in O(log n) */
 } graph_t;
 
 /* ---- the graph ---------------------------------------------------------- */
 
 /* Index of the first step numbered num, or n when there is none. */
 static size_t index_of(const graph_t *g, json_int_t num) {
-  size_t i = 0;
-  while (i < g->n && g->num[i] != num)
-    i++;
-  return i;
+  size_t lo = 0, hi = g->n;
+  while (lo < hi) {
+    size_t mid = lo + (hi - lo) / 2;
+    if (g->num[g->by_num[mid]] < num)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo < g->n && g->num[g->by_num[lo]] == num ? g->by_num[lo] : g->n;
+}
+
+/* Before a, by number then index: the order steps are taken in. */
+static bool before(const graph_t *g, size_t a, size_t b) {
+  return g->num[a] != g->num[b] ? g->num[a] < g->num[b] : a < b;
+}
+
+static const graph_t *sorting; /* qsort has no context argument */
+
+static int by_number(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return before(sorting, x, y) ? -1 : before(sorting, y, x);
 }
 
 static void graph_free(graph_t *g) {
   free(g->num), free(g->secs), free(g->indeg);
-  free(g->off), free(g->adj), free(g->roff), free(g->radj);
+  free(g->off), free(g->adj), free(g->roff), free(g->radj), free(g->by_num);
   memset(g, 0, sizeof *g);
 }
 
@@ -85,14 +103,18 @@ static bool graph_build(graph_t *g, const json_t *plan) {
   g->indeg = calloc(n1, sizeof *g->indeg);
   g->off = calloc(n1 + 1, sizeof *g->off);
   g->roff = calloc(n1 + 1, sizeof *g->roff);
-  if (!g->num || !g->secs || !g->indeg || !g->off || !g->roff)
+  g->by_num = calloc(n1, sizeof *g->by_num);
+  if (!g->num || !g->secs || !g->indeg || !g->off || !g->roff || !g->by_num)
     return graph_free(g), false;
   for (size_t i = 0; i < g->n; i++) {
     const json_t *st = json_array_get(steps, i);
     double s = jx_num(st, "estimated_seconds", 0);
     g->num[i] = jx_int(st, "number", 0);
     g->secs[i] = s > 0 ? s : 0;
+    g->by_num[i] = i;
   }
+  sorting = g;
+  qsort(g->by_num, g->n, sizeof *g->by_num, by_number);
   size_t edges = count_edges(g, steps);
   size_t *pos = calloc(n1, sizeof *pos), *rpos = calloc(n1, sizeof *rpos);
   g->adj = calloc(edges + 1, sizeof *g->adj);
@@ -118,25 +140,48 @@ static size_t lowest_step(const graph_t *g, const bool *out_a, const bool *out_b
   return best;
 }
 
-/* Kahn's order into out (indices), lowest number first among ready steps; returns how many were placed. */
+/* Adds step v to the min-heap h (n entries) in the order of before(). */
+static void heap_add(const graph_t *g, size_t *h, size_t n, size_t v) {
+  size_t i = n;
+  for (; i > 0 && before(g, v, h[(i - 1) / 2]); i = (i - 1) / 2)
+    h[i] = h[(i - 1) / 2];
+  h[i] = v;
+}
+
+/* Takes the first step off the min-heap h (n > 0 entries). */
+static size_t heap_take(const graph_t *g, size_t *h, size_t n) {
+  size_t top = h[0], last = h[--n], i = 0;
+  for (size_t c; (c = 2 * i + 1) < n; i = c) {
+    if (c + 1 < n && before(g, h[c + 1], h[c]))
+      c++;
+    if (!before(g, h[c], last))
+      break;
+    h[i] = h[c];
+  }
+  h[i] = last;
+  return top;
+}
+
+/* Kahn's order into out (indices), lowest number first among ready steps (a heap of them: O(n log n));
+ * returns how many were placed. */
 static size_t graph_order(const graph_t *g, size_t *out) {
-  size_t *indeg = calloc(g->n + 1, sizeof *indeg);
-  bool *done = calloc(g->n + 1, sizeof *done);
-  size_t placed = 0;
-  if (indeg && done) {
+  size_t *indeg = calloc(g->n + 1, sizeof *indeg), *ready = calloc(g->n + 1, sizeof *ready);
+  size_t placed = 0, n_ready = 0;
+  if (indeg && ready) {
     memcpy(indeg, g->indeg, g->n * sizeof *indeg);
-    for (;; placed++) {
-      size_t best = lowest_step(g, done, NULL, indeg);
-      if (best == g->n)
-        break;
-      done[best] = true;
-      out[placed] = best;
+    for (size_t i = 0; i < g->n; i++)
+      if (!indeg[i])
+        heap_add(g, ready, n_ready++, i);
+    while (n_ready) {
+      size_t best = heap_take(g, ready, n_ready--);
+      out[placed++] = best;
       for (size_t e = g->off[best]; e < g->off[best + 1]; e++)
-        indeg[g->adj[e]]--;
+        if (--indeg[g->adj[e]] == 0)
+          heap_add(g, ready, n_ready++, g->adj[e]);
     }
   }
   free(indeg);
-  free(done);
+  free(ready);
   return placed;
 }
 

@@ -13,7 +13,9 @@
 
 struct store {
   sqlite3 *db;
-  json_t *rows; /* session id -> [rev, listing row]: a listing builds only the rows that changed */
+  json_t *rows;           /* session id -> [rev, listing row]: a listing builds only the rows that changed */
+  sqlite3_stmt *step_put; /* store_workflow_step_put's, prepared once (it runs twice per workflow step) */
+  sqlite3_stmt *batch[2]; /* store_batch's SAVEPOINT and RELEASE, prepared once (once per scheduling pass) */
 };
 
 static const char *schema =
@@ -61,6 +63,8 @@ static const char *migrations[] = {
     "ALTER TABLE sessions ADD COLUMN n_messages INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE messages ADD COLUMN plain INTEGER",
     "ALTER TABLE sessions ADD COLUMN rev INTEGER NOT NULL DEFAULT 0",
+    /* A workflow's top-level members written since its document (store_workflow_head). */
+    "ALTER TABLE workflows ADD COLUMN head TEXT",
 };
 
 /* Indexes and derived values, for new and old databases alike. */
@@ -97,7 +101,10 @@ static const char *upgrade =
     "CREATE INDEX IF NOT EXISTS memory_pinned_ws ON memory_pinned(workspace);"
     "INSERT OR IGNORE INTO memory_pinned(id, workspace) SELECT rowid, workspace FROM memories"
     "  WHERE pinned = 1 AND (SELECT value FROM meta WHERE key = 'memory_pinned') IS NULL;"
-    "INSERT OR IGNORE INTO meta(key, value) VALUES('memory_pinned', '1');";
+    "INSERT OR IGNORE INTO meta(key, value) VALUES('memory_pinned', '1');"
+    /* A workflow step's state written since its workflow's document (store_workflow_step_put). */
+    "CREATE TABLE IF NOT EXISTS workflow_steps(workflow INTEGER NOT NULL, step INTEGER NOT NULL,"
+    "  state TEXT NOT NULL, PRIMARY KEY(workflow, step)) WITHOUT ROWID;";
 
 static int migrate(sqlite3 *db, char **emsg) {
   for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++)
@@ -144,6 +151,8 @@ struct sqlite3 *store_sqlite(store_t *self) {
 void store_close(store_t **self_p) {
   if (!self_p || !*self_p)
     return;
+  sqlite3_finalize((*self_p)->step_put);
+  sqlite3_finalize((*self_p)->batch[0]), sqlite3_finalize((*self_p)->batch[1]);
   sqlite3_close((*self_p)->db);
   json_decref((*self_p)->rows);
   free(*self_p);
@@ -200,17 +209,6 @@ static int exec_done(sqlite3_stmt *st) {
 
 static int exec_sql(store_t *self, const char *sql) {
   return sqlite3_exec(self->db, sql, NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
-}
-
-int store_begin(store_t *self) {
-  return exec_sql(self, "BEGIN IMMEDIATE");
-}
-
-int store_end(store_t *self, bool commit) {
-  if (commit && exec_sql(self, "COMMIT") == 0)
-    return 0;
-  exec_sql(self, "ROLLBACK");
-  return -1;
 }
 
 static const char *col_text(sqlite3_stmt *st, int i);
@@ -986,7 +984,7 @@ int store_session_set_solo(store_t *self, const char *id, bool solo) {
   return set_column(self, id, "UPDATE sessions SET solo = ? WHERE id = ?", NULL, solo, false);
 }
 
-/* ---- workflows: one JSON document each, rewritten on every change ---- */
+/* ---- workflows: one JSON document each, a head and a row per step written since (see store.h) ---- */
 
 /* Runs sql with doc (as compact JSON) bound to ?1 and, when key is not NULL, the
  * text key (else the id) to ?2. 0 or -1. */
@@ -1033,12 +1031,101 @@ int64_t store_workflow_insert(store_t *self, const json_t *doc) {
   return sqlite3_last_insert_rowid(self->db);
 }
 
+/* The whole document; the step rows written since the last one are in it now, and go. */
 int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
-  return write_doc(self, "UPDATE workflows SET doc = ?1 WHERE id = ?2", doc, NULL, id);
+  if (exec_sql(self, "SAVEPOINT wf_doc") < 0)
+    return -1;
+  int rc = write_doc(self, "UPDATE workflows SET doc = ?1, head = NULL WHERE id = ?2", doc, NULL, id);
+  if (rc == 0)
+    rc = exec_done(prep_bind(self, "DELETE FROM workflow_steps WHERE workflow = ?", "i", id));
+  if (rc < 0)
+    exec_sql(self, "ROLLBACK TO wf_doc");
+  exec_sql(self, "RELEASE wf_doc");
+  return rc;
 }
 
+int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_t *state) {
+  if (!self->step_put)
+    self->step_put = prep(self, "INSERT OR REPLACE INTO workflow_steps(workflow, step, state) VALUES(?, ?, ?)");
+  char *text = json_dumps(state, JSON_COMPACT);
+  sqlite3_stmt *st = self->step_put;
+  int rc = -1;
+  if (st && text) {
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, step);
+    sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+  }
+  free(text);
+  return rc;
+}
+
+int store_workflow_head(store_t *self, int64_t id, const json_t *head) {
+  return write_doc(self, "UPDATE workflows SET head = ?1 WHERE id = ?2", head, NULL, id);
+}
+
+/* Runs a statement kept in *st (prepared from sql the first time). 0 or -1. */
+static int exec_kept(store_t *self, sqlite3_stmt **st, const char *sql) {
+  if (!*st)
+    *st = prep(self, sql);
+  if (!*st)
+    return -1;
+  int rc = sqlite3_step(*st);
+  sqlite3_reset(*st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
+int store_batch(store_t *self, bool begin) {
+  if (begin)
+    return exec_kept(self, &self->batch[0], "SAVEPOINT batch");
+  if (sqlite3_get_autocommit(self->db))
+    return 0; /* none open (it could not begin): each write was committed by itself */
+  if (exec_kept(self, &self->batch[1], "RELEASE batch") == 0)
+    return 0;
+  exec_sql(self, "ROLLBACK TO batch"); /* the commit failed (a full disk): nothing of it is kept */
+  exec_sql(self, "RELEASE batch");
+  return -1;
+}
+
+/* Each workflow's document with its head's members and the step rows written since laid over it. */
 json_t *store_workflows(store_t *self) {
-  return read_docs(self, "SELECT id, doc FROM workflows ORDER BY id", "id", true);
+  json_t *docs = read_docs(self, "SELECT id, doc FROM workflows ORDER BY id", "id", true), *by_id = json_object();
+  size_t i;
+  json_t *doc;
+  char key[32];
+  json_array_foreach(docs, i, doc) {
+    snprintf(key, sizeof key, "%lld", (long long)jx_int(doc, "id", 0));
+    json_object_set(by_id, key, doc);
+  }
+  sqlite3_stmt *st = prep(self, "SELECT id, head FROM workflows WHERE head IS NOT NULL");
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 0));
+    json_t *head = json_loads(col_text(st, 1), 0, NULL);
+    doc = json_object_get(by_id, key);
+    if (json_is_object(head) && doc)
+      json_object_update(doc, head);
+    json_decref(head);
+  }
+  sqlite3_finalize(st);
+  st = prep(self, "SELECT workflow, step, state FROM workflow_steps ORDER BY workflow, step");
+  while (st && sqlite3_step(st) == SQLITE_ROW) {
+    snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 0));
+    json_t *doc_of = json_object_get(by_id, key), *steps = json_object_get(doc_of, "steps");
+    json_t *state = json_loads(col_text(st, 2), 0, NULL);
+    if (doc_of && !json_is_object(steps)) /* an older document without step states */
+      json_object_set_new(doc_of, "steps", steps = json_object());
+    if (!json_is_object(steps) || !json_is_object(state)) {
+      json_decref(state);
+      continue;
+    }
+    snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 1));
+    json_object_set_new(steps, key, state);
+  }
+  sqlite3_finalize(st);
+  json_decref(by_id);
+  return docs;
 }
 
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,

@@ -56,11 +56,6 @@ store_t *store_open(const char *dir, char *err, size_t errlen);
 void store_close(store_t **self_p);
 /* Last SQLite error text (for logs). */
 const char *store_errmsg(store_t *self);
-/* One transaction around several writes (BEGIN IMMEDIATE ... COMMIT; not
- * nested, and not around store calls that make their own). store_end commits,
- * or rolls back when commit is false or the commit fails; 0 or -1. */
-int store_begin(store_t *self);
-int store_end(store_t *self, bool commit);
 
 /* A value of the meta table (small named settings that survive a restart):
  * 0 with value filled, or -1 when absent or longer than len. */
@@ -167,11 +162,24 @@ int store_session_set_solo(store_t *self, const char *id, bool solo);
 /* ---- workflows ---- */
 /* Marks a sub-agent as the runner of a workflow's agent step. */
 int store_session_set_step(store_t *self, const char *id, int64_t workflow, int64_t step);
-/* A workflow is one JSON document (plan, status, steps), rewritten on every change. */
+/* A workflow is one JSON document (plan, status, steps: {"N": state}), rewritten when the
+ * workflow changes as a whole; a change of one step's state is one row of its own
+ * (store_workflow_step_put), and a change of its top-level members alone (status, report,
+ * timings: not the plan, not the steps) is its head (store_workflow_head). On load the
+ * head's members and then the rows are laid over the document; the next
+ * store_workflow_update folds them in. A state directory written before the rows and
+ * heads existed loads as it was (no rows, no head): the table and column are made on open. */
 int64_t store_workflow_insert(store_t *self, const json_t *doc);
 int store_workflow_update(store_t *self, int64_t id, const json_t *doc);
-/* Every workflow document, each with its "id". Caller owns. */
+/* Step `step`'s state (the document's steps."step" member) of workflow id. 0 or -1. */
+int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_t *state);
+/* The workflow's head: top-level members of its document (not plan, not steps), replacing the last head. */
+int store_workflow_head(store_t *self, int64_t id, const json_t *head);
+/* Every workflow document (head and step rows laid over it), each with its "id". Caller owns. */
 json_t *store_workflows(store_t *self);
+/* Writes between store_batch(self, true) and store_batch(self, false) are committed as one
+ * (a savepoint: it nests in a transaction already open). 0 or -1. */
+int store_batch(store_t *self, bool begin);
 /* The checkpoint ledger: pre-images saved before a step may change anything. */
 int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t attempt, int64_t seq, const char *kind,
                          const char *path, int existed, const char *content, const char *sha256, int mode);

@@ -11,6 +11,13 @@
  * each change is persisted (its stored form, workflow_json.c) before it is
  * acted on. A step_run that cannot be sent gives the node's slot back and
  * fails the attempt (a frame too large fails the step for good).
+ *
+ * What a step costs does not grow with the plan: ready steps come from a
+ * queue kept as steps end (workflow_ready.c), a step's change is stored as
+ * one row of its own (wf_save_step) and announced with that step alone
+ * (wf_step_event), the approval and the end store the workflow's head only
+ * (wf_save_head), and one scheduling pass (a node's message, a tick, an
+ * approval) is one commit, its messages held until it is on disk (batches).
  */
 #include <errno.h>
 #include <math.h>
@@ -38,22 +45,174 @@ workflow_t *wf_get(broker_t *b, int64_t id) {
   return wf;
 }
 
-int wf_save(broker_t *b, workflow_t *wf) {
-  json_t *doc = wf_to_stored(wf);
-  int rc = doc ? store_workflow_update(b->store, wf->id, doc) : -1;
+/* Stores the workflow's document (whole) or its head: 0, or -1 (logged). */
+static int save_as(broker_t *b, workflow_t *wf, bool whole) {
+  json_t *doc = whole ? wf_to_stored(wf) : wf_head_to_stored(wf);
+  int rc = !doc    ? -1
+           : whole ? store_workflow_update(b->store, wf->id, doc)
+                   : store_workflow_head(b->store, wf->id, doc);
   if (rc < 0)
     log_error("state: cannot save workflow %lld: %s", (long long)wf->id, store_errmsg(b->store));
   json_decref(doc);
   return rc < 0 ? -1 : 0;
 }
 
-void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {
-  json_t *payload = wf_to_wire(wf);
+int wf_save(broker_t *b, workflow_t *wf) {
+  return save_as(b, wf, true);
+}
+
+int wf_save_head(broker_t *b, workflow_t *wf) {
+  return save_as(b, wf, false);
+}
+
+int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s) {
+  if (wf_step(wf, s->number) != s)
+    return wf_save(b, wf); /* a second step of that number: stored as the document has it */
+  json_t *state = wf_step_to_stored(s);
+  int rc = state ? store_workflow_step_put(b->store, wf->id, s->number, state) : -1;
+  if (rc < 0)
+    log_error("state: cannot save workflow %lld step %lld: %s", (long long)wf->id, (long long)s->number,
+              store_errmsg(b->store));
+  json_decref(state);
+  return rc < 0 ? -1 : 0;
+}
+
+/* ---- one commit per scheduling pass ------------------------------------------ */
+
+typedef struct wf_held {
+  peer_t *to;
+  proto_msg_t *msg; /* taken */
+  char kind[32];    /* the event announced once it went, or "" */
+  json_t *payload;  /* taken */
+  struct wf_held *next;
+} wf_held_t;
+
+/* Keeps message m (taken) for to, and the event announced once it went (payload taken; kind NULL: none). */
+static void hold(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *payload) {
+  wf_held_t *h = calloc(1, sizeof *h);
+  if (!h) { /* out of memory: at once, as outside a batch */
+    int rc = broker_send(b, to, m);
+    proto_msg_destroy(&m);
+    if (kind && rc == 0)
+      broker_event(b, kind, NULL, 0, payload);
+    else
+      json_decref(payload);
+    return;
+  }
+  *h = (wf_held_t){to, m, "", payload, NULL};
+  if (kind)
+    snprintf(h->kind, sizeof h->kind, "%s", kind);
+  if (b->wf_held_tail)
+    b->wf_held_tail->next = h;
+  else
+    b->wf_held = h;
+  b->wf_held_tail = h;
+}
+
+/* Opens the batch's transaction; events are logged in it and sent once it is committed. */
+static void batch_open(broker_t *b) {
+  if (store_batch(b->store, true) < 0)
+    log_error("state: cannot open a transaction: %s", store_errmsg(b->store));
+  broker_events_hold(b);
+}
+
+void wf_batch_begin(broker_t *b) {
+  if (b->wf_batch++ == 0)
+    batch_open(b);
+}
+
+static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node, int attempt, int rc);
+static void restore_send_failed(broker_t *b, workflow_t *wf, int64_t seq, int rc);
+
+/* A held step_run or restore that could not be sent: as when it fails at once. */
+static void held_failed(broker_t *b, peer_t *node, const proto_msg_t *m, int rc) {
+  workflow_t *wf = wf_get(b, m->workflow);
+  wf_step_t *s = wf && m->type == PROTO_STEP_RUN ? wf_step(wf, m->step) : NULL;
+  if (s)
+    send_failed(b, wf, s, node, (int)m->attempt, rc);
+  else if (m->type == PROTO_STEP_RUN)
+    node->busy -= node->busy > 0;
+  else if (wf && m->type == PROTO_RESTORE)
+    restore_send_failed(b, wf, m->seq, rc);
+}
+
+/* Commits the batch's writes, then sends and announces what it held. */
+static void commit_and_send(broker_t *b) {
+  bool committed = store_batch(b->store, false) == 0;
+  if (!committed)
+    log_error("state: cannot commit the workflows' changes: %s (acknowledgements held back)", store_errmsg(b->store));
+  broker_events_release(b); /* the batch's events, in order */
+  while (b->wf_held) {      /* sends and events in order; what they set off is not batched */
+    wf_held_t *h = b->wf_held;
+    b->wf_held = h->next;
+    if (!b->wf_held)
+      b->wf_held_tail = NULL;
+    int rc = committed || h->msg->type == PROTO_STEP_RUN /* a step_run goes anyway, as before batches */
+                 ? broker_send(b, h->to, h->msg)
+                 : -EIO;
+    if (h->kind[0] && rc == 0)
+      broker_event(b, h->kind, NULL, 0, h->payload);
+    else
+      json_decref(h->payload);
+    if (rc < 0)
+      held_failed(b, h->to, h->msg, rc);
+    proto_msg_destroy(&h->msg);
+    free(h);
+  }
+}
+
+void wf_batch_end(broker_t *b) {
+  if (b->wf_batch <= 0 || --b->wf_batch > 0)
+    return;
+  commit_and_send(b);
+}
+
+/* Inside a batch: what it holds is committed and goes out now, and no transaction is open until
+ * batch_resume (for other modules' writes, which may open transactions of their own). The depth. */
+static int batch_pause(broker_t *b) {
+  int depth = b->wf_batch;
+  if (depth > 0) {
+    b->wf_batch = 0;
+    commit_and_send(b);
+  }
+  return depth;
+}
+
+static void batch_resume(broker_t *b, int depth) {
+  if (depth > 0 && b->wf_batch == 0) {
+    b->wf_batch = depth;
+    batch_open(b);
+  }
+}
+
+int wf_send(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *event) {
+  if (b->wf_batch > 0) {
+    hold(b, to, m, kind, event);
+    return 0;
+  }
+  int rc = broker_send(b, to, m);
+  proto_msg_destroy(&m);
+  if (kind && rc == 0)
+    broker_event(b, kind, NULL, 0, event);
+  else
+    json_decref(event);
+  return rc;
+}
+
+static void send_event(broker_t *b, const char *kind, json_t *payload, json_t *extra) {
   if (extra) {
     json_object_update(payload, extra);
     json_decref(extra);
   }
-  broker_event(b, kind, NULL, 0, payload);
+  broker_event(b, kind, NULL, 0, payload); /* in a batch: logged in its transaction, sent after it */
+}
+
+void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra) {
+  send_event(b, kind, wf_to_wire(wf), extra);
+}
+
+void wf_step_event(broker_t *b, const char *kind, const workflow_t *wf, const wf_step_t *s, json_t *extra) {
+  send_event(b, kind, wf_to_wire_step(wf, s), extra);
 }
 
 /* Appends wf to the broker's list (ids grow, so the list stays oldest first). */
@@ -250,7 +409,8 @@ static void send_failed(broker_t *b, workflow_t *wf, wf_step_t *s, peer_t *node,
   if (s->lost_ms) { /* the node went away on this send: it never had the step */
     s->lost_ms = 0;
     s->status = STEP_PENDING;
-    wf_save(b, wf);
+    wf_sched_note(wf, s);
+    wf_save_step(b, wf, s);
     return;
   }
   char detail[300];
@@ -275,6 +435,8 @@ proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int6
   return m;
 }
 
+/* 0: started, or ended otherwise (a send that failed is an attempt); -1: it cannot start now
+ * (no free slot, restores first), and no tool step of this workflow can. */
 static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   if (wf->rollback)
     return -1; /* a step is restored to its checkpoint before it runs again */
@@ -299,16 +461,15 @@ static int start_tool_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   s->started_ms = util_wall_ms();
   s->was_running = false;
   note(s, "started", node->name);
-  wf_save(b, wf); /* persisted before it is acted on */
+  wf_sched_note(wf, s);
+  wf_save_step(b, wf, s); /* persisted before it is acted on (a batch's sends wait for its commit) */
   node->busy++;
-  int rc = broker_send(b, node, m);
-  proto_msg_destroy(&m);
-  if (rc < 0) {
+  json_t *started = wf_to_wire_step(wf, s);
+  json_object_update_new(
+      started, json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "node", node->name));
+  int rc = wf_send(b, node, m, "step_started", started); /* announced once sent */
+  if (rc < 0)
     send_failed(b, wf, s, node, attempt, rc);
-    return -1;
-  }
-  wf_event(b, "step_started", wf,
-           json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "node", node->name));
   return 0;
 }
 
@@ -320,6 +481,7 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
               s->description ? "\n" : "", s->description ? s->description : "", args ? "\nArguments: " : "",
               args ? args : "");
   char id[128], err[256];
+  int depth = batch_pause(b); /* the sub-agents module (the spawn, its first turn) opens transactions of its own */
   const char *who = s->profile ? s->profile : s->agent ? s->agent : ""; /* a profile the user chose runs it */
   int rc =
       agents_spawn_held(b, who, s->profile != NULL, sbuf_str(&task), wf->session, NULL, id, sizeof id, err, sizeof err);
@@ -330,7 +492,9 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
     s->status = STEP_FAILED;
     wf_set_str(&s->error, err);
     note(s, "failed", err);
-    wf_save(b, wf);
+    wf_sched_note(wf, s);
+    wf_save_step(b, wf, s);
+    batch_resume(b, depth);
     return 0;
   }
   store_session_set_step(b->store, id, wf->id, s->number); /* before its first turn: the workflow's budget holds */
@@ -338,35 +502,39 @@ static int start_agent_step(broker_t *b, workflow_t *wf, wf_step_t *s) {
   wf_set_str(&s->agent_session, id);
   s->started_ms = util_wall_ms();
   note(s, "started", id);
-  wf_save(b, wf);
-  wf_event(b, "step_started", wf,
-           json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "agent", id));
+  wf_sched_note(wf, s);
+  wf_save_step(b, wf, s);
+  wf_step_event(b, "step_started", wf, s,
+                json_pack("{s:I, s:i, s:s}", "step", (json_int_t)s->number, "attempt", attempt, "agent", id));
   agents_admit(b); /* its first turn may go now (and may end it at once: its state is saved) */
+  batch_resume(b, depth);
   return 0;
 }
 
 static void rollback_restores(broker_t *b, workflow_t *wf);
 
-/* Starts every step whose dependencies are done; ends the workflow when all
- * are done, rolls it back when one failed for good. Steps that end while it
- * runs (a send that fails) may advance the workflow from inside: the loop
- * stops as soon as the workflow is no longer running. */
+/* Starts every step whose dependencies are done, in plan order (taken from
+ * the ready queue: no walk of the plan); ends the workflow when all are done,
+ * rolls it back when one failed for good. Once a tool step cannot start (no
+ * free slot), the other tool steps wait too; agent steps go on. Steps that
+ * end while it runs (a send that fails) may advance the workflow from inside:
+ * the loop stops as soon as the workflow is no longer running. */
 void advance(broker_t *b, workflow_t *wf, int64_t now) {
   if (wf->status == WF_ROLLING_BACK)
     rollback_restores(b, wf); /* once the steps still running ended */
-  for (size_t i = 0; i < wf->n_steps && wf->status == WF_RUNNING; i++) {
-    wf_step_t *s = &wf->steps[i];
-    if (!wf_step_ready(wf, s, now))
-      continue;
-    if (s->tool)
-      start_tool_step(b, wf, s);
-    else
+  bool tools = true;
+  size_t at;
+  while (wf->status == WF_RUNNING && wf_sched_next(wf, now, tools, &at)) {
+    wf_step_t *s = &wf->steps[at];
+    if (!s->tool)
       start_agent_step(b, wf, s);
+    else if (start_tool_step(b, wf, s) < 0)
+      wf_sched_again(wf, at), tools = false;
   }
   if (wf->status != WF_RUNNING)
     return;
   size_t done, failed;
-  wf_tally(wf, &done, &failed);
+  wf_sched_counts(wf, &done, &failed);
   if (failed)
     rollback_start(b, wf, "a step failed after all its attempts");
   else if (done == wf->n_steps)
@@ -374,8 +542,10 @@ void advance(broker_t *b, workflow_t *wf, int64_t now) {
 }
 
 void workflow_tick(broker_t *b, int64_t now) {
+  wf_batch_begin(b);
   for (workflow_t *wf = b->workflows; wf; wf = wf->next)
     advance(b, wf, now);
+  wf_batch_end(b);
 }
 
 /* ---- step results -------------------------------------------------------- */
@@ -392,23 +562,6 @@ static wf_step_t *running_step(broker_t *b, peer_t *from, const proto_msg_t *m, 
   return s;
 }
 
-/* A change of a workflow's state and the events that tell of it go to disk in
- * one transaction, and the events out once they are (outbox_hold): a broker
- * killed between the state and its event would leave, say, a step done that
- * no watcher is ever told of. Between tx_begin and tx_end: plain store writes. */
-static bool tx_begin(broker_t *b) {
-  outbox_hold(b);
-  return store_begin(b->store) == 0;
-}
-
-static int tx_end(broker_t *b, bool tx) {
-  int rc = tx ? store_end(b->store, true) : 0;
-  if (rc < 0)
-    log_error("state: cannot commit a workflow change: %s", store_errmsg(b->store));
-  outbox_release(b);
-  return rc;
-}
-
 /* The step is done; once that is on disk, ack_to (when not NULL) may forget its result. */
 static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *result, peer_t *ack_to) {
   s->status = STEP_DONE;
@@ -416,11 +569,10 @@ static void step_done(broker_t *b, workflow_t *wf, wf_step_t *s, const char *res
   s->finished_ms = util_wall_ms();
   wf_set_str(&s->result, result ? result : "");
   note(s, "done", NULL);
-  bool tx = tx_begin(b);
-  int saved = wf_save(b, wf);
-  wf_event(b, "step_done", wf, json_pack("{s:I}", "step", (json_int_t)s->number));
-  if (tx_end(b, tx) == 0 && saved == 0 && ack_to)
+  wf_sched_note(wf, s);
+  if (wf_save_step(b, wf, s) == 0 && ack_to)
     wf_step_ack(b, ack_to, wf->id, s->number, s->attempts);
+  wf_step_event(b, "step_done", wf, s, json_pack("{s:I}", "step", (json_int_t)s->number));
   advance(b, wf, util_now_ms());
 }
 
@@ -429,13 +581,12 @@ void wf_step_failed(broker_t *b, workflow_t *wf, wf_step_t *s, const char *detai
   note(s, "failed", detail);
   s->lost_ms = 0;
   bool retry = wf_step_fail(s, detail, retryable && wf->status == WF_RUNNING, util_now_ms());
-  bool tx = tx_begin(b);
-  int saved = wf_save(b, wf);
-  wf_event(b, "step_failed", wf,
-           json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry", retry,
-                     "detail", detail));
-  if (tx_end(b, tx) == 0 && saved == 0 && ack_to)
+  wf_sched_note(wf, s);
+  if (wf_save_step(b, wf, s) == 0 && ack_to)
     wf_step_ack(b, ack_to, wf->id, s->number, attempts);
+  wf_step_event(b, "step_failed", wf, s,
+                json_pack("{s:I, s:i, s:b, s:s?}", "step", (json_int_t)s->number, "attempt", attempts, "will_retry",
+                          retry, "detail", detail));
   if (wf->status == WF_RUNNING || wf->status == WF_ROLLING_BACK)
     advance(b, wf, util_now_ms());
 }
@@ -464,8 +615,7 @@ static void on_checkpoint(broker_t *b, peer_t *from, const proto_msg_t *m) {
   if (!ack)
     return;
   PROTO_SET(ack, seq, m->seq);
-  broker_send(b, from, ack);
-  proto_msg_destroy(&ack);
+  wf_send(b, from, ack, NULL, NULL);
 }
 
 /* The step a node's step_done / step_failed ends (its slot is free again), or
@@ -522,10 +672,12 @@ bool workflow_agent_summary(broker_t *b, const json_t *row, const json_t *summar
     return true; /* a late summary of an old attempt: consumed, ignored */
   char *text = summary_render(id, jx_str(row, "role", NULL), summary);
   const char *status = jx_str(summary, "status", NULL);
+  wf_batch_begin(b); /* the step's end, its event and the steps it lets start: one commit */
   if (status && strcmp(status, "FAIL") == 0)
     wf_step_failed(b, wf, s, text, true, NULL);
   else
     step_done(b, wf, s, text, NULL);
+  wf_batch_end(b);
   free(text);
   return true;
 }
@@ -543,8 +695,10 @@ static void usage_of_steps(broker_t *b, workflow_t *wf) {
     int64_t t = jx_int(u, "prompt_tokens", 0) + jx_int(u, "completion_tokens", 0);
     cost += jx_num(u, "cost", 0);
     tokens += t;
-    if (u) /* each step's share, for the finished summary */
+    if (u) { /* each step's share, for the finished summary */
       s->has_usage = true, s->usage_tokens = t, s->usage_cost = jx_num(u, "cost", 0);
+      wf_save_step(b, wf, s);
+    }
     json_decref(row);
   }
   wf->report.has_usage = true;
@@ -619,12 +773,10 @@ void finish(broker_t *b, workflow_t *wf, wf_status_t status, const char *why) {
   usage_of_steps(b, wf);
   if (why)
     wf_set_str(&wf->report.reason, why);
-  bool tx = tx_begin(b);
-  wf_save(b, wf);
+  wf_save_head(b, wf); /* the steps are stored as they changed */
   results_back(b, wf);
   log_info("workflow %lld %s%s%s", (long long)wf->id, wf_status_name(status), why ? ": " : "", why ? why : "");
   wf_event(b, "workflow_finished", wf, NULL);
-  tx_end(b, tx);
 }
 
 wf_restore_t wf_restore_of(const json_t *c, bool existed) {
@@ -728,12 +880,21 @@ void wf_rollback_send(broker_t *b, workflow_t *wf) {
   }
   wf_set_str(&rb->sent_to, node->name);
   rb->sent_ms = util_now_ms();
-  int rc = broker_send(b, node, m);
-  proto_msg_destroy(&m);
+  int64_t seq = m->seq;
+  int rc = wf_send(b, node, m, NULL, NULL); /* in order with the batch's acknowledgements */
+  if (rc < 0)
+    restore_send_failed(b, wf, seq, rc);
+}
+
+/* Restore seq of wf's rollback could not be sent. */
+static void restore_send_failed(broker_t *b, workflow_t *wf, int64_t seq, int rc) {
+  wf_rollback_t *rb = wf->rollback;
+  if (!rb || rb->next >= rb->n_ops || (size_t)seq != rb->next + 1)
+    return;            /* answered, or another rollback since */
   if (rc == -EMSGSIZE) /* never fits: recorded as not restored, and the rollback goes on */
     rollback_answer(b, wf, "too_large", "the restore is larger than the frame limit", NULL, NULL);
-  else if (rc < 0 && wf->rollback)
-    wf_set_str(&wf->rollback->sent_to, NULL); /* the timer sends it again */
+  else
+    wf_set_str(&rb->sent_to, NULL); /* the timer sends it again */
 }
 
 /* The end of a rollback: its results into the report, then the workflow ends. */
@@ -791,11 +952,10 @@ void rollback_start(broker_t *b, workflow_t *wf, const char *why) {
   for (size_t i = 0; i < wf->n_steps; i++)
     if (wf->steps[i].status == STEP_RUNNING && !wf->steps[i].tool)
       wf->steps[i].status = STEP_ABANDONED;
+  wf_sched_stale(wf);
   wf->status = WF_ROLLING_BACK;
-  bool tx = tx_begin(b);
   wf_save(b, wf);
   wf_event(b, "workflow_rolling_back", wf, json_pack("{s:s}", "reason", why));
-  tx_end(b, tx);
   wf_rollback_free(&wf->rollback);
   wf->rollback = rb;
   rollback_restores(b, wf);
@@ -840,6 +1000,7 @@ static void on_restored(broker_t *b, const proto_msg_t *m) {
 }
 
 void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m) {
+  wf_batch_begin(b); /* the step's end and the steps it lets start: one commit */
   switch (m->type) {
   case PROTO_CHECKPOINT: on_checkpoint(b, from, m); break;
   case PROTO_STEP_DONE: on_step_done(b, from, m); break;
@@ -847,6 +1008,7 @@ void workflow_on_node_msg(broker_t *b, peer_t *from, const proto_msg_t *m) {
   case PROTO_RESTORED: on_restored(b, m); break;
   default: break;
   }
+  wf_batch_end(b);
 }
 
 void workflow_node_lost(broker_t *b, peer_t *node) {
@@ -876,11 +1038,13 @@ static bool node_alive(broker_t *b, const char *name) {
 /* Timer: retries, steps waiting for a slot, restores waiting for a node,
  * steps whose node did not come back. */
 void workflow_timer(broker_t *b, int64_t now) {
+  wf_batch_begin(b);
   wf_lost_steps_due(b);
   workflow_tick(b, now);
   for (workflow_t *wf = b->workflows; wf; wf = wf->next)
     if (wf->rollback && !node_alive(b, wf->rollback->sent_to))
       wf_rollback_send(b, wf);
+  wf_batch_end(b);
 }
 
 /* A workflow as the last broker left it: steps in flight run again (agent
@@ -899,6 +1063,7 @@ static void resume(broker_t *b, workflow_t *wf) {
                (long long)s->number);
     }
   }
+  wf_sched_stale(wf);
   if (wf->status == WF_ROLLING_BACK) {
     wf->status = WF_RUNNING;
     rollback_start(b, wf, "rollback interrupted by a broker restart; started again");

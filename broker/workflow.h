@@ -87,6 +87,7 @@ typedef struct {
   wf_history_t *history;
   size_t n_history;
   json_t *state_extra; /* unknown state fields, kept; or NULL */
+  json_t *wire_plan;   /* the definition's wire form, made once (workflow_json.c); or NULL */
 } wf_step_t;
 
 /* One operation of a rollback: restore a file, or prune a snapshot's new files. */
@@ -128,6 +129,8 @@ typedef struct {
   json_t *extra;
 } wf_report_t;
 
+typedef struct wf_sched wf_sched_t; /* which steps may start (workflow_ready.c) */
+
 typedef struct workflow {
   int64_t id; /* 0 until stored */
   wf_status_t status;
@@ -149,6 +152,7 @@ typedef struct workflow {
   wf_report_t report;
   wf_rollback_t *rollback;    /* while rolling back, else NULL */
   json_t *plan_extra, *extra; /* unknown plan / document fields, kept */
+  wf_sched_t *sched;          /* derived from the steps, not stored; NULL until first used */
   struct workflow *next;
 } workflow_t;
 
@@ -185,6 +189,29 @@ bool wf_step_fail(wf_step_t *s, const char *detail, bool retryable, int64_t now)
 /* Counts of steps done and failed for good, for the end of a workflow. */
 void wf_tally(const workflow_t *wf, size_t *done, size_t *failed);
 
+/* ---- which steps may start (workflow_ready.c) ----
+ * Kept as steps change, so that starting and ending a step costs the same in a
+ * plan of 10 steps or 10,000: wf_step finds a step by number through an index
+ * of the plan, and the engine takes ready steps from a queue instead of walking
+ * the plan. Every change of a step's status is told with wf_sched_note (or, for
+ * many at once, wf_sched_stale); nothing here is stored. */
+
+/* Drops the index and bookkeeping (the plan changed, or the workflow goes). */
+void wf_sched_free(workflow_t *wf);
+/* The steps' statuses changed in ways not noted: the bookkeeping is rebuilt from them on next use. */
+void wf_sched_stale(workflow_t *wf);
+/* Step s's status changed (any change, from any status): counts, dependents and the queue follow. */
+void wf_sched_note(workflow_t *wf, const wf_step_t *s);
+/* The first ready step in plan order (tool steps only when tools), taken off the queue: its
+ * position in *at and true; false when none. A retrying step not due at now waits aside. */
+bool wf_sched_next(workflow_t *wf, int64_t now, bool tools, size_t *at);
+/* A step taken by wf_sched_next that did not start after all goes back in line. */
+void wf_sched_again(workflow_t *wf, size_t at);
+/* As wf_tally, from the bookkeeping (no walk of the plan). */
+void wf_sched_counts(workflow_t *wf, size_t *done, size_t *failed);
+/* True when the bookkeeping agrees with a fresh count from the statuses (for tests). */
+bool wf_sched_consistent(workflow_t *wf);
+
 /* Replaces *dst with a copy of src (NULL allowed). */
 void wf_set_str(char **dst, const char *src);
 
@@ -197,11 +224,18 @@ json_t *wf_plan_json(const workflow_t *wf);
 int wf_set_plan(workflow_t *wf, const json_t *plan);
 /* The stored document (as store_workflow_insert/update keep it). Caller owns. */
 json_t *wf_to_stored(const workflow_t *wf);
+/* The stored document's top-level members but the plan and the steps (store_workflow_head). Caller owns. */
+json_t *wf_head_to_stored(const workflow_t *wf);
 /* A workflow from a stored document, today's or older; NULL with err set when
  * it cannot be read (an unknown status, no plan). Caller owns. */
 workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen);
 /* The wire form controllers get: the plan with each step's state, estimate,
  * errors, timings, report. Caller owns. */
 json_t *wf_to_wire(const workflow_t *wf);
+/* The same with only step `only` in steps (NULL: every step), as step_* events carry it:
+ * its cost does not grow with the plan. Caller owns. */
+json_t *wf_to_wire_step(const workflow_t *wf, const wf_step_t *only);
+/* One step's stored state (the document's steps."N" member). Caller owns. */
+json_t *wf_step_to_stored(const wf_step_t *s);
 
 #endif

@@ -10,12 +10,33 @@
 #include "sbuf.h"
 #include "workflow.h"
 
+/* ---- one commit per scheduling pass (workflow.c) ----
+ * Between wf_batch_begin and wf_batch_end the engine's writes are one
+ * transaction, and what it sends or announces is held (wf_send, wf_event):
+ * at the end the writes are committed first, then the messages go out in
+ * order, so that "on disk before it is acted on" holds for every step_run,
+ * step_ack and checkpoint_ack as it did with a commit per write. When the
+ * commit fails, the acknowledgements are dropped (the node keeps its results
+ * and sends them again). Outside a batch, everything goes at once. Batches nest. */
+void wf_batch_begin(broker_t *b);
+void wf_batch_end(broker_t *b);
+/* Sends m (taken) to node to, now or at the batch's end; once it went, announces event kind
+ * (payload taken; kind NULL: none). Returns broker_send's code, or 0 when held. */
+int wf_send(broker_t *b, peer_t *to, proto_msg_t *m, const char *kind, json_t *event);
+
 /* The workflow with this id, or NULL (borrowed). */
 workflow_t *wf_get(broker_t *b, int64_t id);
 /* Persists the workflow (before anything is acted on). 0, or -1 (logged). */
 int wf_save(broker_t *b, workflow_t *wf);
+/* Persists the workflow's top-level members alone (status, timings, report: not the plan, not the
+ * steps), at a cost that does not grow with the plan. 0, or -1 (logged). */
+int wf_save_head(broker_t *b, workflow_t *wf);
+/* Persists one step's state (its row; the whole workflow when its number is not unique). 0, or -1 (logged). */
+int wf_save_step(broker_t *b, workflow_t *wf, const wf_step_t *s);
 /* Announces a change of the workflow (its wire form; extra is merged in and taken). */
 void wf_event(broker_t *b, const char *kind, const workflow_t *wf, json_t *extra);
+/* Announces a change of step s: the wire form with s alone in steps (extra merged in and taken). */
+void wf_step_event(broker_t *b, const char *kind, const workflow_t *wf, const wf_step_t *s, json_t *extra);
 /* A message about one attempt of a step (workflow, step, attempt set), or NULL. Caller owns. */
 proto_msg_t *wf_step_msg(proto_type_t type, int64_t workflow, int64_t step, int64_t attempt);
 /* Validates and estimates the workflow's plan (status pending or invalid). */

@@ -14,7 +14,10 @@
  *   fields + status, attempts, result, error, node, agent_session,
  *   started_ms, finished_ms, usage], errors, session, workspace, created_ms,
  *   started_ms, finished_ms, report}; the workflow's keys are always there
- *   (null when not set), a step's state keys only when set.
+ *   (null when not set), a step's state keys only when set. In a step_*
+ *   event, steps holds only the step the event is about (wf_to_wire_step).
+ * A step's state is also stored alone (wf_step_to_stored: one row per step,
+ *   see store_workflow_step_put), as the document's steps."N" member.
  * Fields this module does not know are kept and written back as they came. */
 #include "workflow.h"
 
@@ -200,6 +203,7 @@ int wf_set_plan(workflow_t *wf, const json_t *plan) {
   for (size_t i = 0; i < wf->n_steps; i++)
     wf_step_clear(&wf->steps[i]);
   free(wf->steps);
+  wf_sched_free(wf);
   wf->steps = v, wf->n_steps = n;
   wf_set_str(&wf->title, jx_str(plan, "title", NULL));
   const json_t *stated = jx_obj(plan, "stated");
@@ -330,16 +334,8 @@ static const field_t doc_fields[] = {STR_FIELD(workflow_t, session),   MS_FIELD(
                                      MS_FIELD(workflow_t, id),         STR_FIELD(workflow_t, workspace),
                                      MS_FIELD(workflow_t, started_ms), MS_FIELD(workflow_t, finished_ms)};
 
-json_t *wf_to_stored(const workflow_t *wf) {
-  json_t *doc = json_object(), *states = json_object();
-  json_object_set_new(doc, "plan", wf_plan_json(wf));
-  for (size_t i = 0; i < wf->n_steps; i++) {
-    char key[32];
-    snprintf(key, sizeof key, "%lld", (long long)wf->steps[i].number);
-    if (wf->steps[i].has_state && !json_object_get(states, key))
-      json_object_set_new(states, key, state_to_stored(&wf->steps[i]));
-  }
-  json_object_set_new(doc, "steps", states);
+json_t *wf_head_to_stored(const workflow_t *wf) {
+  json_t *doc = json_object();
   if (wf->errors)
     json_object_set(doc, "errors", wf->errors);
   if (wf->has_estimate)
@@ -350,6 +346,22 @@ json_t *wf_to_stored(const workflow_t *wf) {
   if (report)
     json_object_set_new(doc, "report", report);
   add_extra(doc, wf->extra);
+  return doc;
+}
+
+json_t *wf_to_stored(const workflow_t *wf) {
+  json_t *doc = json_object(), *states = json_object();
+  json_object_set_new(doc, "plan", wf_plan_json(wf));
+  for (size_t i = 0; i < wf->n_steps; i++) {
+    char key[32];
+    snprintf(key, sizeof key, "%lld", (long long)wf->steps[i].number);
+    if (wf->steps[i].has_state && !json_object_get(states, key))
+      json_object_set_new(states, key, state_to_stored(&wf->steps[i]));
+  }
+  json_object_set_new(doc, "steps", states);
+  json_t *head = wf_head_to_stored(wf);
+  json_object_update(doc, head);
+  json_decref(head);
   return doc;
 }
 
@@ -388,6 +400,10 @@ workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen) {
     wf->est_steps = copy_of(jx_arr(est, "steps"));
     report_from_stored(&wf->report, jx_obj(doc, "report"));
     wf->extra = extra_of(doc, doc_keys);
+    /* Approved: every step has a state (wf_steps_reset), stored or not yet changed; a full save
+     * must keep them all, those that change only after this load too. */
+    for (size_t i = 0; wf->started_ms > 0 && i < wf->n_steps; i++)
+      wf->steps[i].has_state = true;
     return wf;
   }
   workflow_destroy(&wf);
@@ -396,15 +412,22 @@ workflow_t *wf_from_stored(const json_t *doc, char *err, size_t errlen) {
 
 /* ---- the wire form ------------------------------------------------------------- */
 
-/* The plan step, then these of its state (as the engine always showed them). */
+/* The plan step, then these of its state (as the engine always showed them): status, attempts,
+ * result, error, node, agent_session, started_ms, finished_ms, usage; written as state_to_stored
+ * writes them (history left out: it is not shown, and as long as the step's life). */
 static json_t *step_to_wire(const wf_step_t *s) {
-  static const char *const shown[] = {"status",        "attempts",   "result",      "error", "node",
-                                      "agent_session", "started_ms", "finished_ms", "usage"};
-  json_t *v = step_to_plan(s), *st = state_to_stored(s);
-  for (size_t k = 0; k < sizeof shown / sizeof shown[0]; k++)
-    if (json_object_get(st, shown[k]))
-      json_object_set(v, shown[k], json_object_get(st, shown[k]));
-  json_decref(st);
+  wf_step_t *cache = (wf_step_t *)s; /* the definition does not change: its JSON is made once, then shared */
+  if (!cache->wire_plan)
+    cache->wire_plan = step_to_plan(s);
+  json_t *v = json_copy(cache->wire_plan);
+  json_object_set_new(v, "status", json_string(wf_step_status_name(s->status)));
+  json_object_set_new(v, "attempts", json_integer(s->attempts));
+  static const field_t shown[] = {STR_FIELD(wf_step_t, result),    STR_FIELD(wf_step_t, error),
+                                  STR_FIELD(wf_step_t, node),      STR_FIELD(wf_step_t, agent_session),
+                                  MS_FIELD(wf_step_t, started_ms), MS_FIELD(wf_step_t, finished_ms)};
+  fields_write(v, s, shown, N_OF(shown));
+  if (s->has_usage)
+    json_object_set_new(v, "usage", usage_json(s->usage_tokens, s->usage_cost));
   return v;
 }
 
@@ -416,15 +439,43 @@ static json_t *ms_or_null(int64_t ms) {
   return ms ? json_integer(ms) : json_null();
 }
 
-/* Every key is there; what is not known yet is null (as controllers have always seen it). */
+json_t *wf_step_to_stored(const wf_step_t *s) {
+  return state_to_stored(s);
+}
+
 json_t *wf_to_wire(const workflow_t *wf) {
+  return wf_to_wire_step(wf, NULL);
+}
+
+/* Every key is there; what is not known yet is null (as controllers have always seen it). */
+/* The entry of the per-step estimates for step s, as a list of it alone (or none): the entries follow the
+ * plan's steps, so it is looked for at s's place first. */
+static json_t *one_estimate(const workflow_t *wf, const wf_step_t *s) {
+  json_t *out = json_array(), *e = json_array_get(wf->est_steps, (size_t)(s - wf->steps));
+  if (jx_int(e, "number", 0) != s->number) {
+    size_t i;
+    json_t *x;
+    e = NULL;
+    json_array_foreach(wf->est_steps, i, x) if (!e && jx_int(x, "number", 0) == s->number) e = x;
+  }
+  if (e)
+    json_array_append(out, e);
+  return out;
+}
+
+json_t *wf_to_wire_step(const workflow_t *wf, const wf_step_t *only) {
   json_t *v = json_object(), *steps = json_array(), *report = report_json(&wf->report);
   json_object_set_new(v, "id", json_integer(wf->id));
   json_object_set_new(v, "title", str_or_null(wf->title));
   json_object_set_new(v, "status", json_string(wf_status_name(wf->status)));
-  json_object_set_new(v, "estimate", wf->has_estimate ? estimate_json(wf) : json_null());
-  for (size_t i = 0; i < wf->n_steps; i++)
+  json_t *est = wf->has_estimate ? estimate_json(wf) : json_null();
+  if (only && json_object_get(est, "steps")) /* as steps: that step's alone (the list is as long as the plan) */
+    json_object_set_new(est, "steps", one_estimate(wf, only));
+  json_object_set_new(v, "estimate", est);
+  for (size_t i = 0; !only && i < wf->n_steps; i++)
     json_array_append_new(steps, step_to_wire(&wf->steps[i]));
+  if (only)
+    json_array_append_new(steps, step_to_wire(only));
   json_object_set_new(v, "steps", steps);
   json_object_set_new(v, "errors", wf->errors ? json_incref(wf->errors) : json_null());
   json_object_set_new(v, "session", str_or_null(wf->session));

@@ -34,8 +34,7 @@ static int64_t grace_ms(const broker_t *b) {
 void wf_step_ack(broker_t *b, peer_t *to, int64_t workflow, int64_t step, int64_t attempt) {
   proto_msg_t *m = wf_step_msg(PROTO_STEP_ACK, workflow, step, attempt);
   if (m)
-    broker_send(b, to, m);
-  proto_msg_destroy(&m);
+    wf_send(b, to, m, NULL, NULL); /* after the batch's commit */
 }
 
 /* The step must run again: pending, was_running (restored first). */
@@ -46,7 +45,8 @@ static void run_again(broker_t *b, workflow_t *wf, wf_step_t *s, const char *why
   s->status = STEP_PENDING;
   s->was_running = true;
   wf_step_note(s, util_wall_ms(), "lost", why);
-  wf_save(b, wf);
+  wf_sched_note(wf, s);
+  wf_save_step(b, wf, s);
 }
 
 /* The entry of steps (a heartbeat's list) for step s of workflow id, or NULL. */

@@ -35,7 +35,7 @@ void wf_step_clear(wf_step_t *s) {
   step_clear_run(s);
   free(s->title), free(s->agent), free(s->profile), free(s->tool), free(s->arguments_text), free(s->description);
   free(s->deps);
-  json_decref(s->arguments), json_decref(s->plan_extra);
+  json_decref(s->arguments), json_decref(s->plan_extra), json_decref(s->wire_plan);
   memset(s, 0, sizeof *s);
 }
 
@@ -66,6 +66,7 @@ void workflow_destroy(workflow_t **self_p) {
   json_decref(wf->report.rollback), json_decref(wf->report.extra);
   free(wf->report.reason);
   wf_rollback_free(&wf->rollback);
+  wf_sched_free(wf);
   free(wf);
   *self_p = NULL;
 }
@@ -137,13 +138,6 @@ bool wf_allows(wf_status_t from, wf_action_t a) {
 
 /* ---- steps ----------------------------------------------------------------- */
 
-wf_step_t *wf_step(workflow_t *wf, int64_t number) {
-  for (size_t i = 0; i < wf->n_steps; i++)
-    if (wf->steps[i].number == number)
-      return &wf->steps[i];
-  return NULL;
-}
-
 bool wf_deps_done(workflow_t *wf, const wf_step_t *s) {
   for (size_t i = 0; i < s->n_deps; i++) {
     const wf_step_t *d = wf_step(wf, s->deps[i]);
@@ -171,6 +165,7 @@ void wf_steps_reset(workflow_t *wf) {
     step_clear_run(&wf->steps[i]);
     wf->steps[i].has_state = true;
   }
+  wf_sched_stale(wf);
 }
 
 void wf_step_note(wf_step_t *s, int64_t at_ms, const char *what, const char *detail) {

@@ -103,14 +103,22 @@ int workflow_approve(broker_t *b, int64_t id, const char *workspace, char *err, 
              workspace);
     return -1;
   }
+  bool had_state = false; /* a plan's steps have none before it runs (unless an older broker wrote some) */
+  for (size_t i = 0; i < wf->n_steps; i++)
+    had_state = had_state || wf->steps[i].has_state;
   wf_steps_reset(wf);
   wf_set_str(&wf->workspace, ws);
   wf->status = WF_RUNNING;
   wf->started_ms = util_wall_ms();
-  wf_save(b, wf);
+  if (had_state)
+    wf_save(b, wf);
+  else
+    wf_save_head(b, wf); /* each step's state is stored once it changes */
   log_info("plan %lld approved; running in %s", (long long)id, ws);
+  wf_batch_begin(b);
   wf_event(b, "workflow_started", wf, NULL);
   advance(b, wf, util_now_ms());
+  wf_batch_end(b);
   return 0;
 }
 

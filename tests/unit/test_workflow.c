@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 #include "internal.h"
 #include "plan.h"
@@ -67,12 +68,18 @@ void broker_event(broker_t *b, const char *kind, const char *session, int64_t tu
   }
 }
 
-void outbox_hold(broker_t *b) {
-  (void)b;
+/* As outbox.c's: while held, events are sent later, in order (here: recorded at once, in order; what
+ * matters to the engine is that the hold is released once its batch is committed). */
+void broker_events_hold(broker_t *b) {
+  b->events_hold++;
 }
-void outbox_release(broker_t *b) {
-  (void)b;
+
+void broker_events_release(broker_t *b) {
+  assert_true(b->events_hold > 0);
+  b->events_hold--;
+  assert_true(!b->store || sqlite3_get_autocommit(store_sqlite(b->store))); /* after the commit */
 }
+
 /* The last event of this kind, or NULL. */
 static json_t *event(const char *kind) {
   for (int i = out.n_events; i-- > 0;)
@@ -83,7 +90,9 @@ static json_t *event(const char *kind) {
 
 int agents_spawn_held(broker_t *b, const char *role_or_profile, bool by_profile, const char *task, const char *parent,
                       const char *call_id, char *id, size_t idlen, char *err, size_t errlen) {
-  (void)b, (void)by_profile, (void)task, (void)parent, (void)call_id, (void)err, (void)errlen;
+  (void)by_profile, (void)task, (void)parent, (void)call_id, (void)err, (void)errlen;
+  /* the sub-agents module opens transactions of its own: never inside a workflow batch's */
+  assert_true(!b->store || sqlite3_get_autocommit(store_sqlite(b->store)));
   snprintf(id, idlen, "%s-1", role_or_profile);
   return 0;
 }
@@ -982,9 +991,323 @@ static void a_step_that_ran_is_restored_to_its_snapshot_before_it_runs_again(voi
   assert_int_equal(out.last_type, PROTO_STEP_RUN);
 }
 
+/* ---- the ready queue and its bookkeeping (workflow_ready.c) ---------------------------- */
+
+typedef struct {
+  int64_t step; /* its number */
+  wf_step_status_t to;
+} sched_op_t;
+
+typedef struct {
+  const char *name;
+  size_t n;
+  int64_t deps[6][4];       /* of steps 1..n, 0-terminated */
+  const char *agents;       /* 'a': that step is an agent step, else a tool step ("" : all tool steps) */
+  sched_op_t ops[6];        /* noted one after another, on a queue built before them */
+  int64_t next_try_ms, now; /* of every retrying step; the time asked at */
+  bool tools;               /* tool steps may start */
+  int64_t ready[7];         /* the steps taken, in order (0-terminated) */
+  size_t done, failed;
+} sched_case_t;
+
+#define P STEP_PENDING
+#define R STEP_RUNNING
+#define D STEP_DONE
+static const sched_case_t sched_cases[] = {
+    {"a chain starts at its head", 3, {{0}, {1}, {2}}, "", {{0, P}}, 0, 0, true, {1}, 0, 0},
+    {"a chain: next once one is done", 3, {{0}, {1}, {2}}, "", {{1, R}, {1, D}}, 0, 0, true, {2}, 1, 0},
+    {"a fan opens at once", 4, {{0}, {1}, {1}, {1}}, "", {{1, D}}, 0, 0, true, {2, 3, 4}, 1, 0},
+    {"a join waits for both", 4, {{0}, {1}, {1}, {2, 3}}, "", {{1, D}, {2, D}}, 0, 0, true, {3}, 2, 0},
+    {"a join once both are", 4, {{0}, {1}, {1}, {2, 3}}, "", {{1, D}, {2, D}, {3, D}}, 0, 0, true, {4}, 3, 0},
+    {"a missing dependency never is done", 2, {{0}, {9}}, "", {{1, D}}, 0, 0, true, {0}, 1, 0},
+    {"a failed step blocks and is counted", 2, {{0}, {1}}, "", {{1, STEP_FAILED}}, 0, 0, true, {0}, 0, 1},
+    {"a retry not yet due waits", 2, {{0}, {1}}, "", {{1, STEP_RETRYING}}, 5000, 4999, true, {0}, 0, 0},
+    {"a retry that is due runs", 2, {{0}, {1}}, "", {{1, STEP_RETRYING}}, 5000, 5000, true, {1}, 0, 0},
+    {"done, then undone: dependents wait", 3, {{0}, {1}, {2}}, "", {{1, D}, {1, P}}, 0, 0, true, {1}, 0, 0},
+    {"no slot: agent steps still start", 3, {{0}, {0}, {0}}, " a ", {{0, P}}, 0, 0, false, {2}, 0, 0},
+    {"plan order across tool and agent steps", 3, {{0}, {0}, {0}}, " a ", {{0, P}}, 0, 0, true, {1, 2, 3}, 0, 0},
+    {"a started step is not taken again", 2, {{0}, {0}}, "", {{1, R}}, 0, 0, true, {2}, 0, 0},
+    {"an abandoned step never starts", 2, {{0}, {0}}, "", {{2, STEP_ABANDONED}}, 0, 0, true, {1}, 0, 0},
+};
+#undef D
+#undef R
+#undef P
+
+static void the_ready_queue_follows_each_change(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof sched_cases / sizeof sched_cases[0]; i++) {
+    const sched_case_t *c = &sched_cases[i];
+    wf_step_status_t st[6] = {0};
+    workflow_t *wf = chain(c->n, c->deps, st);
+    for (size_t k = 0; k < c->n; k++)
+      wf->steps[k].tool = strlen(c->agents) > k && c->agents[k] == 'a' ? NULL : strdup("read_file");
+    size_t done, failed;
+    wf_sched_counts(wf, &done, &failed); /* built now: what follows is noted, not recounted */
+    for (size_t k = 0; k < 6 && c->ops[k].step; k++) {
+      wf_step_t *s = wf_step(wf, c->ops[k].step);
+      s->status = c->ops[k].to;
+      s->next_try_ms = c->next_try_ms;
+      wf_sched_note(wf, s);
+      if (!wf_sched_consistent(wf))
+        fail_msg("%s: the bookkeeping disagrees with the statuses after change %zu", c->name, k + 1);
+    }
+    size_t at, n = 0;
+    while (wf_sched_next(wf, c->now, c->tools, &at)) {
+      if (n >= 6 || c->ready[n] != wf->steps[at].number)
+        fail_msg("%s: took step %lld as number %zu", c->name, (long long)wf->steps[at].number, n + 1);
+      wf->steps[at].status = STEP_RUNNING; /* as the engine starts it */
+      wf_sched_note(wf, &wf->steps[at]);
+      n++;
+    }
+    if (c->ready[n])
+      fail_msg("%s: step %lld was not taken", c->name, (long long)c->ready[n]);
+    wf_sched_counts(wf, &done, &failed);
+    if (done != c->done || failed != c->failed)
+      fail_msg("%s: %zu done, %zu failed", c->name, done, failed);
+    assert_true(wf_sched_consistent(wf));
+    workflow_destroy(&wf);
+  }
+}
+
+/* A random DAG run in random order: what the queue gives is exactly what wf_step_ready says, every time. */
+static void the_ready_queue_agrees_with_the_plan_on_a_random_dag(void **state) {
+  (void)state;
+  enum { N = 300 };
+  static int64_t deps[N][4];
+  wf_step_status_t st[N] = {0};
+  srand(13);
+  for (size_t i = 0; i < N; i++) {
+    memset(deps[i], 0, sizeof deps[i]);
+    for (size_t k = 0; i > 0 && k < 3; k++)
+      if (rand() % 2)
+        deps[i][k] = 1 + rand() % (int)i; /* an earlier step: no cycle */
+  }
+  workflow_t *wf = chain(N, deps, st);
+  for (size_t i = 0; i < N; i++)
+    wf->steps[i].tool = strdup("read_file");
+  size_t running[N], n_running = 0, finished = 0, at;
+  while (finished < N) {
+    while (wf_sched_next(wf, 0, true, &at)) {
+      assert_true(wf_step_ready(wf, &wf->steps[at], 0));
+      wf->steps[at].status = STEP_RUNNING;
+      wf_sched_note(wf, &wf->steps[at]);
+      running[n_running++] = at;
+    }
+    for (size_t i = 0; i < N; i++) /* nothing ready is left behind */
+      assert_false(wf_step_ready(wf, &wf->steps[i], 0));
+    assert_true(n_running > 0);
+    size_t pick = (size_t)rand() % n_running; /* one of them ends: done, or a retry due at once */
+    wf_step_t *s = &wf->steps[running[pick]];
+    running[pick] = running[--n_running];
+    s->status = rand() % 5 ? STEP_DONE : STEP_RETRYING;
+    finished += s->status == STEP_DONE;
+    wf_sched_note(wf, s);
+    assert_true(wf_sched_consistent(wf));
+  }
+  size_t done, failed;
+  wf_sched_counts(wf, &done, &failed);
+  assert_int_equal(done, N);
+  assert_int_equal(failed, 0);
+  workflow_destroy(&wf);
+}
+
+/* A node's step_done for a step of wf (attempt 1). */
+static void step_done_from(rig_t *r, workflow_t *wf, int64_t step) {
+  proto_msg_t *m = wf_step_msg(PROTO_STEP_DONE, wf->id, step, wf_step(wf, step)->attempts);
+  proto_set_str(m, PROTO_F_text, "ok");
+  workflow_on_node_msg(&r->b, &r->node, m);
+  proto_msg_destroy(&m);
+}
+
+static const char *const DAG_PLAN =
+    "[PLAN]\n## Workflow: Four reads\n"
+    "### Step 1: a\n- Agent: tester\n- Tool: read_file\n- Arguments: {\"path\": \"a\"}\n"
+    "### Step 2: b\n- Agent: tester\n- Tool: read_file\n- Arguments: {\"path\": \"b\"}\n- Dependencies: Step 1\n"
+    "### Step 3: c\n- Agent: tester\n- Tool: read_file\n- Arguments: {\"path\": \"c\"}\n- Dependencies: Step 2\n"
+    "### Step 4: d\n- Agent: tester\n- Tool: read_file\n- Arguments: {\"path\": \"d\"}\n- Dependencies: Step 1\n"
+    "[/PLAN]";
+
+/* A DAG stopped half-way (the broker's memory gone, as after kill -9) carries on from the store:
+ * what was done stays done, with its result; what ran waits for its node; the rest runs. */
+static void a_partly_run_dag_carries_on_from_the_store(void **state) {
+  rig_t *r = *state;
+  workflow_on_answer(&r->b, "main", DAG_PLAN);
+  workflow_t *wf = r->b.workflows;
+  assert_non_null(wf);
+  assert_int_equal(wf->n_steps, 4);
+  char err[256];
+  assert_int_equal(workflow_approve(&r->b, wf->id, NULL, err, sizeof err), 0);
+  int64_t id = wf->id;
+  step_done_from(r, wf, 1); /* 2 and 4 start */
+  assert_int_equal(wf_step(wf, 2)->status, STEP_RUNNING);
+  assert_int_equal(wf_step(wf, 4)->status, STEP_RUNNING);
+  json_t *ev = event("step_done"); /* the event carries its step alone */
+  assert_non_null(ev);
+  assert_int_equal(json_array_size(json_object_get(ev, "steps")), 1);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(json_object_get(ev, "steps"), 0), "number")), 1);
+  json_t *whole = wf_to_wire(wf); /* the per-step estimates too: the plans verb has all four, the event its own */
+  assert_int_equal(json_array_size(json_object_get(json_object_get(whole, "estimate"), "steps")), 4);
+  json_decref(whole);
+  const json_t *est = json_object_get(json_object_get(ev, "estimate"), "steps");
+  assert_int_equal(json_array_size(est), 1);
+  assert_int_equal(json_integer_value(json_object_get(json_array_get(est, 0), "number")), 1);
+  step_done_from(r, wf, 4);
+  /* each change was one row, laid over the document (which has none) on load */
+  json_t *docs = store_workflows(r->b.store);
+  json_t *st = json_object_get(json_object_get(json_array_get(docs, 0), "steps"), "4");
+  assert_string_equal(json_string_value(json_object_get(st, "status")), "done");
+  assert_string_equal(json_string_value(json_object_get(json_array_get(docs, 0), "status")), "running");
+  json_decref(docs);
+
+  workflow_stop(&r->b); /* gone without a word */
+  r->node.busy = 0;
+  assert_int_equal(workflow_start(&r->b), 0);
+  wf = r->b.workflows;
+  assert_non_null(wf);
+  assert_int_equal(wf->id, id);
+  assert_int_equal(wf->status, WF_RUNNING);
+  assert_int_equal(wf_step(wf, 1)->status, STEP_DONE);
+  assert_string_equal(wf_step(wf, 1)->result, "ok");
+  assert_int_equal(wf_step(wf, 4)->status, STEP_DONE);
+  assert_int_equal(wf_step(wf, 2)->status, STEP_RUNNING);
+  assert_true(wf_step(wf, 2)->lost_ms > 0); /* waits for its node to say */
+  assert_int_equal(wf_step(wf, 3)->status, STEP_PENDING);
+  json_t *held = load("[{\"workflow\": 1, \"step\": 2, \"attempt\": 1, \"done\": false}]");
+  workflow_on_heartbeat(&r->b, &r->node, held); /* the node still runs it */
+  json_decref(held);
+  assert_int_equal(wf_step(wf, 2)->status, STEP_RUNNING);
+  assert_int_equal(wf_step(wf, 2)->attempts, 1);
+  step_done_from(r, wf, 2);
+  assert_int_equal(wf_step(wf, 3)->status, STEP_RUNNING);
+  assert_true(wf_sched_consistent(wf));
+  step_done_from(r, wf, 3);
+  assert_int_equal(wf->status, WF_DONE);
+  assert_int_equal(r->node.busy, 0);
+  /* neither the approval nor the end rewrote the document: its plan has no step states */
+  sqlite3_stmt *q = NULL;
+  assert_int_equal(sqlite3_prepare_v2(store_sqlite(r->b.store),
+                                      "SELECT json_extract(doc, '$.steps'), "
+                                      "(SELECT count(*) FROM workflow_steps) FROM workflows",
+                                      -1, &q, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(q, 0), "{}");
+  assert_int_equal(sqlite3_column_int(q, 1), 4);
+  sqlite3_finalize(q);
+  /* and once more from the store: the finished workflow, every step done */
+  workflow_stop(&r->b);
+  assert_int_equal(workflow_start(&r->b), 0);
+  wf = r->b.workflows;
+  assert_int_equal(wf->status, WF_DONE);
+  for (int64_t k = 1; k <= 4; k++)
+    assert_int_equal(wf_step(wf, k)->status, STEP_DONE);
+}
+
+/* A step that first changed after a restart is kept by a whole save of the document (a rollback's
+ * start makes one): its row is folded in, not dropped (it was, for a step with no row at the load). */
+static void a_whole_save_after_a_restart_keeps_every_step(void **state) {
+  rig_t *r = *state;
+  workflow_on_answer(&r->b, "main", DAG_PLAN);
+  workflow_t *wf = r->b.workflows;
+  char err[256];
+  assert_int_equal(workflow_approve(&r->b, wf->id, NULL, err, sizeof err), 0);
+  step_done_from(r, wf, 1); /* 2 and 4 run; 3 has no row yet */
+  workflow_stop(&r->b);
+  r->node.busy = 0;
+  assert_int_equal(workflow_start(&r->b), 0);
+  wf = r->b.workflows;
+  json_t *held = load("[{\"workflow\": 1, \"step\": 2, \"attempt\": 1, \"done\": false}]");
+  workflow_on_heartbeat(&r->b, &r->node, held);
+  json_decref(held);
+  step_done_from(r, wf, 2);
+  assert_int_equal(wf_step(wf, 3)->status, STEP_RUNNING);
+  assert_int_equal(wf_save(&r->b, wf), 0);
+  workflow_stop(&r->b);
+  r->node.busy = 0;
+  assert_int_equal(workflow_start(&r->b), 0);
+  wf = r->b.workflows;
+  assert_int_equal(wf_step(wf, 1)->status, STEP_DONE);
+  assert_int_equal(wf_step(wf, 2)->status, STEP_DONE);
+  assert_int_equal(wf_step(wf, 3)->status, STEP_RUNNING);
+}
+
+/* A step's row lies over whatever the document says of the step, and a head over its top level. */
+typedef struct {
+  const char *name;
+  const char *steps; /* the document's steps member, as JSON; NULL: none (an older document) */
+  bool row;          /* step 1 has a row saying done */
+  const char *want;  /* step 1's status once loaded */
+} overlay_case_t;
+
+static const overlay_case_t overlay_cases[] = {
+    {"no states in the document", "{}", true, "done"},
+    {"no steps member at all", NULL, true, "done"},
+    {"the document says running", "{\"1\": {\"status\": \"running\", \"attempts\": 1}}", true, "done"},
+    {"no row: the document's", "{\"1\": {\"status\": \"running\", \"attempts\": 1}}", false, "running"},
+};
+
+static void step_rows_and_heads_lie_over_the_document(void **state) {
+  rig_t *r = *state;
+  for (size_t i = 0; i < sizeof overlay_cases / sizeof overlay_cases[0]; i++) {
+    const overlay_case_t *c = &overlay_cases[i];
+    json_t *doc = load(OLD_PENDING);
+    json_object_del(doc, "steps");
+    if (c->steps)
+      json_object_set_new(doc, "steps", load(c->steps));
+    int64_t id = store_workflow_insert(r->b.store, doc);
+    json_decref(doc);
+    json_t *row = load("{\"status\": \"done\", \"attempts\": 1, \"result\": \"ok\"}");
+    if (c->row)
+      assert_int_equal(store_workflow_step_put(r->b.store, id, 1, row), 0);
+    json_decref(row);
+    json_t *head = load("{\"status\": \"running\", \"workspace\": \"/tmp/ws\"}");
+    assert_int_equal(store_workflow_head(r->b.store, id, head), 0);
+    json_decref(head);
+    json_t *all = store_workflows(r->b.store), *got = NULL;
+    size_t k;
+    json_t *d;
+    json_array_foreach(all, k, d) if (json_integer_value(json_object_get(d, "id")) == id) got = d;
+    char err[200];
+    workflow_t *wf = wf_from_stored(got, err, sizeof err);
+    if (!wf)
+      fail_msg("%s: %s", c->name, err);
+    if (strcmp(wf_step_status_name(wf->steps[0].status), c->want) != 0 || wf->status != WF_RUNNING ||
+        strcmp(wf->workspace, "/tmp/ws") != 0)
+      fail_msg("%s: step 1 %s, workflow %s", c->name, wf_step_status_name(wf->steps[0].status),
+               wf_status_name(wf->status));
+    workflow_destroy(&wf);
+    json_decref(all);
+  }
+}
+
+/* An agent step that a node's result lets start: its sub-agent is spawned outside the batch's transaction
+ * (the stand-in agents_spawn checks), after what the batch held went out. */
+static void an_agent_step_after_a_tool_step_spawns_outside_the_batch(void **state) {
+  rig_t *r = *state;
+  workflow_on_answer(&r->b, "main",
+                     "[PLAN]\n### Step 1: a\n- Agent: tester\n- Tool: read_file\n- Arguments: {\"path\": \"a\"}\n"
+                     "### Step 2: b\n- Agent: tester\n- Dependencies: Step 1\n[/PLAN]");
+  workflow_t *wf = r->b.workflows;
+  char err[256];
+  assert_int_equal(workflow_approve(&r->b, wf->id, NULL, err, sizeof err), 0);
+  step_done_from(r, wf, 1);
+  assert_int_equal(wf_step(wf, 2)->status, STEP_RUNNING);
+  assert_string_equal(wf_step(wf, 2)->agent_session, "tester-1");
+  assert_int_equal(out.last_type, PROTO_STEP_ACK); /* step 1's result was acknowledged (before the spawn) */
+  assert_true(sqlite3_get_autocommit(store_sqlite(r->b.store)));
+  assert_true(wf_sched_consistent(wf));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(status_names_round_trip),
+      cmocka_unit_test(the_ready_queue_follows_each_change),
+      cmocka_unit_test(the_ready_queue_agrees_with_the_plan_on_a_random_dag),
+      cmocka_unit_test_setup_teardown(a_partly_run_dag_carries_on_from_the_store, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(a_whole_save_after_a_restart_keeps_every_step, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(step_rows_and_heads_lie_over_the_document, rig_setup, rig_teardown),
+      cmocka_unit_test_setup_teardown(an_agent_step_after_a_tool_step_spawns_outside_the_batch, rig_setup,
+                                      rig_teardown),
       cmocka_unit_test(transitions_follow_the_table),
       cmocka_unit_test(readiness_follows_dependencies),
       cmocka_unit_test(a_missing_dependency_is_never_done),
