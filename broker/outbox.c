@@ -130,8 +130,8 @@ static void write_watchers(broker_t *b, const char *session, size_t session_len,
   if (b->hooks.tap)
     b->hooks.tap(b, data, len);
   peer_t *next;
-  for (peer_t *p = b->peers; p; p = next) {
-    next = p->next; /* an unreachable peer is removed (marked dead, freed later) */
+  for (peer_t *p = b->controllers; p; p = next) {
+    next = p->cnext; /* an unreachable peer is removed (marked dead, freed later) */
     if (!outbox_watches(p, session, session_len))
       continue;
     if (!p->behind && write_peer(b, p, data, len) == -EAGAIN)
@@ -285,7 +285,7 @@ full:
 
 int outbox_catch_up(broker_t *b, int64_t now) {
   int64_t wait = -1;
-  for (peer_t *p = b->peers; p; p = p->next) {
+  for (peer_t *p = b->controllers; p; p = p->cnext) {
     if (p->dead || p->role != PEER_CONTROLLER || !p->behind || !catch_up(b, p, now))
       continue;
     int64_t left = p->next_try > now ? p->next_try - now : 0;
