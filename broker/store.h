@@ -184,6 +184,11 @@ json_t *store_templates(store_t *self);
 #define STORE_EVENTS_PRUNE_EVERY 1000
 /* The database handle, for the store's own files. */
 struct sqlite3 *store_sqlite(store_t *self);
+/* A prepared statement for sql, kept for reuse by its text (store_stmt.h), or
+ * NULL; give it back with store_release (which resets or finalizes it and
+ * returns what that returned). For the store's own files. */
+struct sqlite3_stmt *store_prepare(store_t *self, const char *sql);
+int store_release(store_t *self, struct sqlite3_stmt *st);
 /* Creates the log's table (store_open does). 0 or -1. */
 int store_events_init(store_t *self);
 /* Keeps an event's encoded frame under its seq (session: its session, or NULL). 0 or -1. */
