@@ -734,6 +734,21 @@ int64_t store_turn_new(store_t *self, const char *session) {
   return sqlite3_last_insert_rowid(self->db);
 }
 
+int64_t store_turn_ask(store_t *self, const char *session, const char *role, const char *profile, const json_t *message,
+                       char *err, size_t errlen) {
+  int64_t turn = exec_sql(self, "BEGIN IMMEDIATE") == 0 && store_session_ensure(self, session, role, profile) == 0
+                     ? store_turn_new(self, session)
+                     : -1;
+  if (turn > 0 && store_append(self, session, turn, message, NULL) < 0)
+    turn = -1;
+  if (turn > 0 && exec_sql(self, "COMMIT") == 0)
+    return turn;
+  snprintf(err, errlen, "%s", sqlite3_errmsg(self->db));
+  if (!sqlite3_get_autocommit(self->db)) /* SQLite may have rolled back already (a full disk) */
+    exec_sql(self, "ROLLBACK");
+  return -1;
+}
+
 int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node) {
   sqlite3_stmt *st =
       prep(self, "UPDATE turns SET status = 'running', attempt = ?, node = ?, started_ms = ? WHERE id = ?");

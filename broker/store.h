@@ -105,6 +105,11 @@ int64_t store_append(store_t *self, const char *session, int64_t turn, const jso
 
 /* New turn for session (status "queued"); returns its id or -1. */
 int64_t store_turn_new(store_t *self, const char *session);
+/* A user message that starts a turn, in one transaction: the session (made
+ * with role and profile when it is new), a queued turn, the message. The
+ * turn's id; or -1, nothing kept, and SQLite's error in err. */
+int64_t store_turn_ask(store_t *self, const char *session, const char *role, const char *profile, const json_t *message,
+                       char *err, size_t errlen);
 /* Marks a turn running on node with attempt. */
 int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node);
 /* Ends a turn successfully: appends the turn's messages (assistant, tool

@@ -410,6 +410,43 @@ static void test_memory_search_at_scale(void **state) {
   store_close(&s);
 }
 
+/* An ask is kept whole or not at all: session, queued turn and message in one transaction. */
+static const struct {
+  const char *name;
+  const char *text; /* the user message's content; NULL: a message that cannot be kept */
+  bool kept;
+} ask_cases[] = {
+    {"a first ask makes the session, a turn and the message", "hello", true},
+    {"a message that cannot be written leaves no session and no turn", NULL, false},
+};
+
+static void test_turn_ask_is_one_transaction(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof ask_cases / sizeof ask_cases[0]; i++) {
+    char err[256] = "";
+    store_t *s = store_open(STORE_MEMORY, err, sizeof err);
+    assert_non_null(s);
+    json_t *msg = ask_cases[i].text ? json_pack("{s:s, s:s}", "role", "user", "content", ask_cases[i].text) : NULL;
+    int64_t turn = store_turn_ask(s, "a1", "main", "main_agent", msg, err, sizeof err);
+    json_decref(msg);
+    if ((turn > 0) != ask_cases[i].kept)
+      fail_msg("case \"%s\": turn %lld (%s)", ask_cases[i].name, (long long)turn, err);
+    if (store_session_exists(s, "a1") != ask_cases[i].kept)
+      fail_msg("case \"%s\": the session is%s there", ask_cases[i].name, ask_cases[i].kept ? " not" : "");
+    json_t *h = store_history(s, "a1", false);
+    if (json_array_size(h) != (ask_cases[i].kept ? 1u : 0u))
+      fail_msg("case \"%s\": %zu messages", ask_cases[i].name, json_array_size(h));
+    json_decref(h);
+    /* the store goes on: the next ask gets the next turn */
+    msg = json_pack("{s:s, s:s}", "role", "user", "content", "again");
+    int64_t next = store_turn_ask(s, "a1", "main", "main_agent", msg, err, sizeof err);
+    json_decref(msg);
+    if (next <= 0 || (ask_cases[i].kept && next != turn + 1))
+      fail_msg("case \"%s\": the next ask got turn %lld (%s)", ask_cases[i].name, (long long)next, err);
+    store_close(&s);
+  }
+}
+
 /* ---- the statement cache (store_stmt.c) ------------------------------------------- */
 
 typedef enum { S_END, S_GET, S_PUT, S_SAME, S_OTHER, S_STEP, S_COUNT, S_BAD } stmt_op_t;
@@ -529,6 +566,7 @@ static void test_statement_cache_cap(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_context_cases),
+      cmocka_unit_test(test_turn_ask_is_one_transaction),
       cmocka_unit_test(test_statement_cache),
       cmocka_unit_test(test_statement_cache_cap),
       cmocka_unit_test(test_memory_search_at_scale),
