@@ -521,6 +521,7 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
       .cb = {on_text, on_thinking},
       .ud = r,
       .on_retry = on_retry,
+      .conns = r->conns,
   };
   if (!L->first_done && exceeds_context(L, &call))
     return LOOP_FAILED;

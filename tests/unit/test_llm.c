@@ -715,6 +715,67 @@ static void test_cut_mid_stream(void **state) {
   json_decref(m);
 }
 
+/* ---- connections kept between calls (llm_conns_t) ------------------------ */
+
+typedef struct {
+  const char *response; /* one scripted response (JSON), or NULL: the end */
+  bool ok;
+  long new_connections; /* connections the call opened */
+} conn_step_t;
+
+static const struct {
+  const char *name;
+  bool keep; /* the calls share an llm_conns_t */
+  conn_step_t calls[4];
+} conn_cases[] = {
+    {"kept: the second and third calls reuse the first's connection",
+     true,
+     {{"{\"text\":\"one\"}", true, 1},
+      {"{\"text\":\"two\"}", true, 0},
+      {"{\"text\":\"three\",\"stream\":false}", true, 0}}},
+    {"not kept: every call connects", false, {{"{\"text\":\"one\"}", true, 1}, {"{\"text\":\"two\"}", true, 1}}},
+    {"a connection cut mid-answer is not used again",
+     true,
+     {{"{\"text\":\"one\"}", true, 1},
+      {"{\"text\":\"a b c d\",\"cut_after\":2}", false, 0},
+      {"{\"text\":\"three\"}", true, 1}}},
+    {"nor one reset", true, {{"{\"text\":\"a b c d\",\"reset_after\":1}", false, 1}, {"{\"text\":\"two\"}", true, 1}}},
+    {"an error status with a body (400) leaves the connection usable",
+     true,
+     {{"{\"status\":400}", false, 1}, {"{\"text\":\"two\"}", true, 0}, {"{\"text\":\"three\"}", true, 0}}},
+};
+
+static void test_connections_kept(void **state) {
+  server_t *s = *state;
+  json_t *p = profile(s, "openai", "/v1", true), *m = messages("hi");
+  for (size_t i = 0; i < sizeof conn_cases / sizeof conn_cases[0]; i++) {
+    llm_conns_t *conns = conn_cases[i].keep ? llm_conns_new() : NULL;
+    assert_true(!conn_cases[i].keep || conns);
+    for (int k = 0; k < 4 && conn_cases[i].calls[k].response; k++) {
+      const conn_step_t *c = &conn_cases[i].calls[k];
+      char text[256];
+      snprintf(text, sizeof text, "{\"responses\":[%s]}", c->response);
+      script(s, text);
+      collect_t col = {0};
+      llm_call_t call = mkcall(p, m, &col);
+      call.max_tries = 1;
+      call.conns = conns;
+      llm_outcome_t out;
+      int rc = llm_run(&call, &out);
+      if ((rc == 0) != c->ok || out.new_connections != c->new_connections)
+        fail_msg("case \"%s\", call %d: %s (%s), %ld new connections, want %s and %ld", conn_cases[i].name, k + 1,
+                 rc == 0 ? "ok" : out.code, out.detail, out.new_connections, c->ok ? "ok" : "a failure",
+                 c->new_connections);
+      llm_outcome_free(&out);
+    }
+    llm_conns_destroy(&conns);
+    assert_null(conns);
+    llm_conns_destroy(&conns); /* safe twice */
+  }
+  json_decref(p);
+  json_decref(m);
+}
+
 static void test_error_in_stream(void **state) {
   server_t *s = *state;
   script(s, "{\"responses\":[{\"text\":\"partial\",\"error_in_stream\":{\"message\":\"tool call failed to parse\","
@@ -1254,6 +1315,7 @@ int main(void) {
   };
   const struct CMUnitTest served[] = {
       cmocka_unit_test(test_stream_basic),
+      cmocka_unit_test(test_connections_kept),
       cmocka_unit_test(test_non_streamed),
       cmocka_unit_test(test_stream_answered_with_json),
       cmocka_unit_test(test_ollama_native),
