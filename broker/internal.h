@@ -132,7 +132,8 @@ struct broker {
   char *dashboard_url;      /* http.c: the dashboard's address with its access token, or NULL */
   log_limit_t rejected_log; /* "rejected a message" lines, rate-limited */
   void *frame;              /* while a frame from the ROUTER is handled: its zmq_msg_t (for its
-                               connection's ZAP User-Id and Peer-Address), else NULL */
+                               connection's ZAP User-Id and Peer-Address; outbox.c forwards a delta
+                               by sharing its buffer), else NULL */
   keys_pair_t keys;
   char *authorized_path;
   store_t *store;
