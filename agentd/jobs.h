@@ -71,9 +71,10 @@ typedef struct {
 typedef struct {
   jobq_t *q;
   job_t *job;
-  void *push;   /* this worker's PUSH socket to the main thread */
-  int64_t seq;  /* delta sequence of this turn attempt */
-  uint64_t gen; /* JOB_STEP: q->link_gen when its checkpoint was sent */
+  void *push;              /* this worker's PUSH socket to the main thread */
+  int64_t seq;             /* delta sequence of this turn attempt */
+  uint64_t gen;            /* JOB_STEP: q->link_gen when its checkpoint was sent */
+  struct llm_conns *conns; /* this worker's connections to model servers (kept between jobs), or NULL */
 } run_t;
 
 /* Step results held for the broker's step_ack at most; past it the oldest goes. */

@@ -628,6 +628,7 @@ static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *
       }
     } else {
       llm_http_try(multi, h, t);
+      curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &out->new_connections);
     }
     llm_result_free(&out->result);
     classify(t, out, c, lim->retry_cap_ms, request_bytes);
@@ -649,6 +650,11 @@ static void run_tries(const llm_call_t *call, CURLM *multi, CURL *h, llm_try_t *
   }
 }
 
+/* In a multi handle's cache a connection outlives its transfer's easy handle. */
+struct llm_conns {
+  CURLM *multi;
+};
+
 /* Everything llm_run does but the timing. */
 static void run(const llm_call_t *call, llm_outcome_t *out) {
   bool native = false;
@@ -667,7 +673,7 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
   limits_t lim;
   limits_of(call, streaming, &lim);
   CURL *h = curl_easy_init();
-  CURLM *multi = curl_multi_init();
+  CURLM *multi = call->conns ? call->conns->multi : curl_multi_init();
   struct curl_slist *headers = llm_http_headers(call->api_key, streaming, native);
   if (!text || !h || !multi || !headers || llm_http_setup(h, url, text, strlen(text), headers, lim.connect_ms) != 0) {
     fail(out, PROTO_ERR_internal, false);
@@ -686,13 +692,32 @@ static void run(const llm_call_t *call, llm_outcome_t *out) {
     run_tries(call, multi, h, &t, &lim, &c, text, out);
     sbuf_free(&tee);
   }
-  if (multi)
-    curl_multi_cleanup(multi);
   if (h)
     curl_easy_cleanup(h);
+  if (multi && !call->conns)
+    curl_multi_cleanup(multi);
   llm_http_headers_free(headers);
   free(text);
   free(url);
+}
+
+/* ---- connections kept between calls ---------------------------------------- */
+
+llm_conns_t *llm_conns_new(void) {
+  llm_conns_t *c = calloc(1, sizeof *c);
+  if (c && !(c->multi = curl_multi_init())) {
+    free(c);
+    return NULL;
+  }
+  return c;
+}
+
+void llm_conns_destroy(llm_conns_t **self_p) {
+  if (!self_p || !*self_p)
+    return;
+  curl_multi_cleanup((*self_p)->multi);
+  free(*self_p);
+  *self_p = NULL;
 }
 
 /* One model call with its retries; see the policy at the top of the file. */

@@ -2,6 +2,8 @@
  *
  * Runs in the calling thread (agentd's slot workers call it; one CURL easy
  * handle per call, so per thread). Streams text/thinking through callbacks.
+ * A thread that keeps an llm_conns_t and passes it with each call reuses its
+ * connections to a model server (HTTP keep-alive) instead of connecting anew.
  */
 #ifndef CADRE_LLM_H
 #define CADRE_LLM_H
@@ -11,6 +13,9 @@
 #include <stdbool.h>
 
 #include "stream.h"
+
+/* The open connections of one thread's calls (libcurl's connection cache). */
+typedef struct llm_conns llm_conns_t;
 
 typedef struct {
   /* Profile as sent by the broker (provider, url, model, temperature,
@@ -38,6 +43,9 @@ typedef struct {
   /* Called before each retry with the attempt number, the reason and the
    * wait; may be NULL. */
   void (*on_retry)(void *ud, int next_try, const char *reason, long wait_ms);
+  /* Connections kept from this thread's earlier calls, reused when the server
+   * kept them open; NULL: each call connects and closes. Borrowed. */
+  llm_conns_t *conns;
 } llm_call_t;
 
 typedef struct {
@@ -52,10 +60,17 @@ typedef struct {
                               "config" (no usable url), "internal" (out of memory, libcurl) */
   char detail[512]; /* when !ok: for the user; never holds a key */
   long elapsed_ms;
+  long new_connections; /* connections the last try opened (0: it reused one kept in call->conns) */
   /* result.has_usage was false from the server: the token counts in result
    * are estimates (request bytes / 4, answer bytes / 4), and has_usage is set. */
   bool usage_counted;
 } llm_outcome_t;
+
+/* A thread's connection cache; NULL when out of memory. Only the thread that
+ * uses it may destroy it. */
+llm_conns_t *llm_conns_new(void);
+/* Closes its connections; accepts NULL, nulls the caller's pointer. */
+void llm_conns_destroy(llm_conns_t **self_p);
 
 /* Process-wide setup (curl_global_init); call once from main before threads. */
 int llm_global_init(void);

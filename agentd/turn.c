@@ -486,13 +486,14 @@ static void context_hint(loop_t *L, const llm_call_t *call, char *detail, size_t
  * context (as the config or its server says) is not sent. The failure tells
  * the broker the context, and the broker sends the turn once more, built to
  * fit it (short prompt and tool definitions, older turns summarised or left
- * out). True when the turn failed so. */
-static bool exceeds_context(loop_t *L, const llm_call_t *call) {
+ * out). True when the turn failed so. *bytes: the size of its messages and tools as JSON. */
+static bool exceeds_context(loop_t *L, const llm_call_t *call, size_t *bytes) {
   proto_profile_t pp;
   proto_profile_read(L->r->job->profile, &pp);
   bool from_server;
   int ctx = llm_context_tokens(L->r->job->profile, L->r->job->api_key, CTX_PROBE_TIMEOUT_MS, &from_server);
   size_t fixed, all = request_bytes(call, &fixed);
+  *bytes = all;
   if (!(from_server || (PROTO_PROFILE_HAS(&pp, context_tokens) && pp.context_tokens > 0)) || (long long)all / 4 <= ctx)
     return false;
   char detail[1024] = "the request was not sent: it does not fit the model's context";
@@ -521,13 +522,12 @@ static loop_next_t call_model(loop_t *L, json_t **assistant) {
       .cb = {on_text, on_thinking},
       .ud = r,
       .on_retry = on_retry,
+      .conns = r->conns,
   };
-  if (!L->first_done && exceeds_context(L, &call))
+  size_t bytes = 0; /* the first call's messages and tools, as JSON */
+  if (!L->first_done && exceeds_context(L, &call, &bytes))
     return LOOP_FAILED;
   llm_outcome_t out;
-  size_t bytes = L->first_done ? 0
-                               : json_dumpb(L->conversation, NULL, 0, JSON_COMPACT) +
-                                     (call.tools ? json_dumpb(call.tools, NULL, 0, JSON_COMPACT) : 0);
   int rc = llm_run(&call, &out);
   if (rc != 0) {
     char detail[1024];

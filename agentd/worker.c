@@ -11,6 +11,7 @@
 
 #include "worker.h"
 
+#include "llm.h"
 #include "log.h"
 #include "proto.h"
 #include "step.h"
@@ -33,16 +34,18 @@ static void worker_loop(jobq_t *q, bool restores) {
     return;
   }
   proto_socket_setup(push);
+  llm_conns_t *conns = restores ? NULL : llm_conns_new(); /* NULL: each model call connects anew */
   for (;;) {
     pthread_mutex_lock(&q->lock);
     job_t *job = jobq_take(q, restores);
     pthread_mutex_unlock(&q->lock);
     if (!job)
       break;
-    run_t r = {q, job, push, 0, 0};
+    run_t r = {q, job, push, 0, 0, conns};
     run_job(&r);
     jobq_finish(q, job);
   }
+  llm_conns_destroy(&conns);
   zmq_close(push);
 }
 

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
 #include <zmq.h>
 
@@ -185,20 +186,12 @@ fail:
   return NULL;
 }
 
-static void peer_free_all(broker_t *b) {
-  while (b->peers) {
-    peer_t *p = b->peers;
-    b->peers = p->next;
-    peer_free(p);
-  }
-}
-
 void broker_destroy(broker_t **self_p) {
   if (!self_p || !*self_p)
     return;
   broker_t *b = *self_p;
   turns_free_all(b);
-  peer_free_all(b);
+  peers_free_all(b);
   broker_events_drop(b);
   workflow_stop(b);
   if (b->router)
@@ -232,10 +225,16 @@ static void send_welcome(broker_t *b, peer_t *p) {
   proto_msg_destroy(&w);
 }
 
+/* A property of the frame being handled ("User-Id", "Peer-Address"), or NULL. */
+static const char *frame_property(broker_t *b, const char *name) {
+  return b->frame ? zmq_msg_gets(b->frame, name) : NULL;
+}
+
 static void on_hello(broker_t *b, const uint8_t *id, size_t idlen, const proto_msg_t *m) {
   char err[400];
   peer_role_t as = m->role && strcmp(m->role, "node") == 0 ? PEER_NODE : PEER_CONTROLLER;
-  if (!zap_admit_hello(b, b->frame_user, as, b->frame_addr, err, sizeof err)) {
+  const char *user = frame_property(b, "User-Id");
+  if (!zap_admit_hello(b, user, as, frame_property(b, "Peer-Address"), err, sizeof err)) {
     broker_send_error(b, id, idlen, PROTO_ERR_key_refused, err, m->id);
     return;
   }
@@ -245,7 +244,7 @@ static void on_hello(broker_t *b, const uint8_t *id, size_t idlen, const proto_m
     return;
   }
   authkey_t k;
-  if (zap_user_parse(b->frame_user, &k) == 0)
+  if (zap_user_parse(user, &k) == 0)
     memcpy(p->key, k.key, sizeof p->key);
   send_welcome(b, p);
   if (p->role == PEER_NODE) {
@@ -367,8 +366,9 @@ void broker_handle_frame(broker_t *b, const uint8_t *id, size_t idlen, const voi
 }
 
 /* Reads one routed message (identity + payload) and handles it. The frame is
- * not decoded here: broker_handle_frame routes a delta by peeking. */
-static void on_router(broker_t *b) {
+ * not decoded here: broker_handle_frame routes a delta by peeking. False when
+ * no message was waiting. */
+static bool on_router(broker_t *b) {
   uint8_t id[PEER_ID_MAX];
   size_t idlen = sizeof id;
   zmq_msg_t frame;
@@ -381,12 +381,12 @@ static void on_router(broker_t *b) {
     broker_send_error(b, id, idlen, proto_errcode_name(perr.code), perr.text, 0);
   }
   if (rc == 1) {
-    b->frame_user = zmq_msg_gets(&frame, "User-Id");
-    b->frame_addr = zmq_msg_gets(&frame, "Peer-Address");
+    b->frame = &frame;
     broker_handle_frame(b, id, idlen, zmq_msg_data(&frame), zmq_msg_size(&frame));
-    b->frame_user = b->frame_addr = NULL;
+    b->frame = NULL;
   }
   zmq_msg_close(&frame);
+  return rc == 1 || rc == -EPROTO;
 }
 
 static void heartbeat_all(broker_t *b) {
@@ -412,18 +412,79 @@ static void expire_peers(broker_t *b, int64_t now) {
   }
 }
 
+/* The loop waits with poll(2) on the sockets' ZMQ_FDs. Such an fd only says
+ * that its socket's state may have changed, and says it once: a socket is
+ * read until it has nothing left (a read that finds nothing, or ZMQ_EVENTS
+ * without ZMQ_POLLIN), else its fd would not wake the loop again. Waiting
+ * this way costs one poll(2) where zmq_poll() checked every socket's
+ * ZMQ_EVENTS before and after it (a system call each). */
+enum { FD_ROUTER, FD_ZAP, FD_MONITOR, FD_HTTP, N_FDS };
+
+#define ROUTER_BATCH 1000 /* messages read in a row: heartbeats keep their rhythm under load */
+#define ZAP_BATCH 64      /* ZAP requests (handshakes) handled in a row */
+
+static int socket_fd(void *sock) {
+  int fd = -1;
+  size_t len = sizeof fd;
+  return sock && zmq_getsockopt(sock, ZMQ_FD, &fd, &len) == 0 ? fd : -1;
+}
+
+/* Handles the ROUTER's messages until none waits (true) or a batch is done
+ * (false: more may wait). Removed peers are freed between messages. */
+static bool drain_router(broker_t *b) {
+  for (int i = 0; i < ROUTER_BATCH; i++) {
+    if (!on_router(b))
+      return true;
+    peers_sweep(b);
+  }
+  return false;
+}
+
+/* Handles what waits on the ZAP and monitor sockets (when their fds woke the
+ * loop, or a batch was left unfinished). True when all was handled. */
+static bool drain_zap(broker_t *b, bool zap, bool monitor) {
+  void *mon = zap_monitor_socket(b);
+  zap = zap && b->zap;
+  for (int i = 0; zap && i < ZAP_BATCH && proto_readable(b->zap); i++)
+    zap_handle(b);
+  if (monitor && mon && proto_readable(mon))
+    zap_monitor_handle(b);
+  return !(zap && proto_readable(b->zap)) && !(monitor && mon && proto_readable(mon));
+}
+
+/* Timers: heartbeats, dead peers, queued turns, workflows, the keys file. */
+static void on_timer(broker_t *b, int64_t now) {
+  heartbeat_all(b);
+  expire_peers(b, now);
+  sessions_tick(b, now);
+  workflow_timer(b, now);
+  zap_check(b, false);
+  peers_sweep(b);
+}
+
+/* How long the loop may wait (ms): until the next heartbeat, HTTP timer or catch-up try. */
+static long wait_ms(broker_t *b, int64_t next_hb, long http_due) {
+  long timeout = (long)(next_hb - util_now_ms());
+  if (http_due >= 0 && http_due < timeout)
+    timeout = http_due;
+  int catch_up = outbox_catch_up(b, util_now_ms());
+  if (catch_up >= 0 && catch_up < timeout)
+    timeout = catch_up;
+  return timeout < 0 ? 0 : timeout;
+}
+
 int broker_run(broker_t *b, volatile int *stop) {
   int64_t next_hb = util_now_ms();
+  struct pollfd fds[N_FDS] = {{socket_fd(b->router), POLLIN, 0},
+                              {socket_fd(b->zap), POLLIN, 0},
+                              {socket_fd(zap_monitor_socket(b)), POLLIN, 0},
+                              {http_fd(b), POLLIN, 0}}; /* a negative fd is left out */
+  bool zap_left = true;                                 /* ZAP or monitor work not yet looked at */
   log_info("broker %s ready (epoch %s, state %s)", CADRE_VERSION, b->epoch, b->opts.state_dir);
   while (!*stop) {
     int64_t now = util_now_ms();
     if (now >= next_hb) {
-      heartbeat_all(b);
-      expire_peers(b, now);
-      sessions_tick(b, now);
-      workflow_timer(b, now);
-      zap_check(b, false);
-      peers_sweep(b);
+      on_timer(b, now);
       next_hb = now + b->opts.heartbeat_ms;
     }
     if (b->opts.reload && *b->opts.reload) {
@@ -432,34 +493,20 @@ int broker_run(broker_t *b, volatile int *stop) {
       zap_check(b, true);
       peers_sweep(b);
     }
-    zmq_pollitem_t items[] = {{b->router, 0, ZMQ_POLLIN, 0},
-                              {b->zap, 0, ZMQ_POLLIN, 0},
-                              {zap_monitor_socket(b), -1, ZMQ_POLLIN, 0},
-                              {NULL, http_fd(b), ZMQ_POLLIN, 0}};
-    long timeout = (long)(next_hb - util_now_ms()), http_due = http_timeout_ms(b);
-    if (http_due >= 0 && http_due < timeout)
-      timeout = http_due;
-    int catch_up = outbox_catch_up(b, util_now_ms());
-    if (catch_up >= 0 && catch_up < timeout)
-      timeout = catch_up;
-    int rc = zmq_poll(items, 4, timeout < 0 ? 0 : timeout); /* a NULL socket with fd -1 is left out */
+    long http_due = http_timeout_ms(b), timeout = wait_ms(b, next_hb, http_due);
+    /* Last before the wait: whatever sent on the ROUTER above may have taken its fd's wake-up. */
+    if (!drain_router(b) || zap_left)
+      timeout = 0;
+    int rc = poll(fds, N_FDS, (int)timeout);
     if (rc < 0) {
       if (errno == EINTR)
         continue;
-      log_error("poll failed: %s", zmq_strerror(errno));
+      log_error("poll failed: %s", strerror(errno));
       return -1;
     }
-    if (items[1].revents & ZMQ_POLLIN)
-      zap_handle(b);
-    if (items[2].revents & ZMQ_POLLIN)
-      zap_monitor_handle(b);
-    if ((items[3].revents & ZMQ_POLLIN) || (http_due >= 0 && http_timeout_ms(b) == 0))
+    zap_left = !drain_zap(b, zap_left || fds[FD_ZAP].revents, zap_left || fds[FD_MONITOR].revents);
+    if ((fds[FD_HTTP].revents & POLLIN) || (http_due >= 0 && http_timeout_ms(b) == 0))
       http_run(b);
-    /* Bounded batch so heartbeats keep their rhythm under load. */
-    for (int i = 0; i < 1000 && (items[0].revents & ZMQ_POLLIN) && proto_readable(b->router); i++) {
-      on_router(b);
-      peers_sweep(b);
-    }
   }
   log_info("broker stopping");
   proto_msg_t *bye = proto_msg_new(PROTO_BYE);

@@ -57,7 +57,9 @@ struct peer {
   int64_t next_try;      /* behind: monotonic ms of the next catch-up try */
   int64_t missed_deltas; /* deltas not sent to it while behind */
   json_t *missed_turns;  /* their turns (ids, capped), or NULL */
-  struct peer *next;
+  struct peer *next;     /* every peer (b->peers), dead ones until peers_sweep() */
+  struct peer *cnext;    /* controller: the next controller (b->controllers) */
+  UT_hash_handle hh;     /* b->peer_ids, by routing id, while it is not dead */
 };
 
 typedef struct turn {
@@ -129,8 +131,9 @@ struct broker {
   struct http *http;        /* http.c: the --metrics (--http) listener, or NULL */
   char *dashboard_url;      /* http.c: the dashboard's address with its access token, or NULL */
   log_limit_t rejected_log; /* "rejected a message" lines, rate-limited */
-  const char *frame_user;   /* while a frame is handled: its connection's ZAP User-Id, or NULL */
-  const char *frame_addr;   /* and its Peer-Address, or NULL */
+  void *frame;              /* while a frame from the ROUTER is handled: its zmq_msg_t (for its
+                               connection's ZAP User-Id and Peer-Address; outbox.c forwards a delta
+                               by sharing its buffer), else NULL */
   keys_pair_t keys;
   char *authorized_path;
   store_t *store;
@@ -139,7 +142,10 @@ struct broker {
   int64_t next_msg_id;
   int64_t event_seq;
   peer_t *peers;
-  turn_t *turns; /* queued and running, in arrival order (turns.c keeps the indexes below) */
+  peer_t *peer_ids;    /* uthash: the live peers by routing id (nodes.c) */
+  peer_t *controllers; /* the controllers among peers, by cnext: whom events and deltas go to */
+  int dead_peers;      /* peers removed and not yet swept */
+  turn_t *turns;       /* queued and running, in arrival order (turns.c keeps the indexes below) */
   turn_t *turns_tail;
   turn_t *turn_ids;                                  /* uthash: every turn by id */
   struct turn_session *turn_sessions;                /* uthash: each session's turns in order */
@@ -169,6 +175,7 @@ int broker_core_start(broker_t *b);
 void broker_handle_frame(broker_t *b, const uint8_t *id, size_t idlen, const void *data, size_t len);
 
 /* ---- peers (nodes.c) ---- */
+/* The live peer with this routing id, or NULL (a hash lookup). */
 peer_t *peer_find(broker_t *b, const void *id, size_t idlen);
 peer_t *peer_find_name(broker_t *b, peer_role_t role, const char *name);
 /* Registers or refreshes a peer from its hello. Returns the peer or NULL. */
@@ -176,8 +183,11 @@ peer_t *peer_hello(broker_t *b, const void *id, size_t idlen, const proto_msg_t 
 /* Removes a peer; its running turns are re-queued. The memory stays valid
  * (p->dead) until peers_sweep(), so callers iterating or replying are safe. */
 void peer_remove(broker_t *b, peer_t *p, const char *why);
-/* Frees removed peers; called between messages. */
+/* Frees removed peers; called between messages. Costs nothing while no
+ * peer has been removed since the last sweep. */
 void peers_sweep(broker_t *b);
+/* Frees every peer, removed or not (the broker is going away). */
+void peers_free_all(broker_t *b);
 /* Frees one peer's memory. */
 void peer_free(peer_t *p);
 /* True when node p takes new work (it is neither draining nor drained). */

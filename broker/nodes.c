@@ -8,10 +8,9 @@
 #include "util.h"
 
 peer_t *peer_find(broker_t *b, const void *id, size_t idlen) {
-  for (peer_t *p = b->peers; p; p = p->next)
-    if (!p->dead && p->idlen == idlen && memcmp(p->id, id, idlen) == 0)
-      return p;
-  return NULL;
+  peer_t *p = NULL;
+  HASH_FIND(hh, b->peer_ids, id, idlen, p);
+  return p;
 }
 
 peer_t *peer_find_name(broker_t *b, peer_role_t role, const char *name) {
@@ -26,6 +25,14 @@ const char *peer_label(const peer_t *p) {
 }
 
 void peers_sweep(broker_t *b) {
+  if (b->dead_peers == 0)
+    return;
+  for (peer_t **pp = &b->controllers; *pp;) {
+    if ((*pp)->dead)
+      *pp = (*pp)->cnext;
+    else
+      pp = &(*pp)->cnext;
+  }
   for (peer_t **pp = &b->peers; *pp;) {
     peer_t *p = *pp;
     if (p->dead) {
@@ -35,6 +42,18 @@ void peers_sweep(broker_t *b) {
       pp = &p->next;
     }
   }
+  b->dead_peers = 0;
+}
+
+void peers_free_all(broker_t *b) {
+  HASH_CLEAR(hh, b->peer_ids);
+  b->controllers = NULL;
+  while (b->peers) {
+    peer_t *p = b->peers;
+    b->peers = p->next;
+    peer_free(p);
+  }
+  b->dead_peers = 0;
 }
 
 void peer_free(peer_t *p) {
@@ -56,6 +75,9 @@ void peer_remove(broker_t *b, peer_t *p, const char *why) {
   if (p->dead)
     return;
   p->dead = true;
+  if (p->hh.tbl) /* in b->peer_ids (a peer a unit test links in by hand is not) */
+    HASH_DELETE(hh, b->peer_ids, p);
+  b->dead_peers++;
   if (p->role == PEER_NODE) {
     log_info("node %s left (%s)", peer_label(p), why);
     if (b->hooks.node_lost)
@@ -192,6 +214,11 @@ peer_t *peer_hello(broker_t *b, const void *id, size_t idlen, const proto_msg_t 
   p->drained = p->role == PEER_NODE && store_meta_get(b->store, key, val, sizeof val) == 0;
   p->next = b->peers;
   b->peers = p;
+  HASH_ADD(hh, b->peer_ids, id, p->idlen, p);
+  if (p->role == PEER_CONTROLLER) {
+    p->cnext = b->controllers;
+    b->controllers = p;
+  }
   if (p->role == PEER_NODE)
     log_info("node %s joined from %s (%d slots, workspace %s)", p->name, p->host, p->slots, p->workspace);
   else

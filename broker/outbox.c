@@ -19,8 +19,24 @@ static const char *label(const peer_t *p) {
   return p->name ? p->name : "?";
 }
 
+/* Sends the frame being handled as it came: the message sent shares its
+ * buffer (a reference is taken, nothing is copied), as a raw forwarder's would. */
+static int send_shared(void *sock, const void *id, size_t idlen, zmq_msg_t *frame) {
+  zmq_msg_t m;
+  zmq_msg_init(&m);
+  int rc = zmq_msg_copy(&m, frame) < 0 || zmq_send(sock, id, idlen, ZMQ_DONTWAIT | ZMQ_SNDMORE) < 0 ? -zmq_errno() : 0;
+  /* the first frame went: the message must be completed (EINTR is tried again) */
+  while (rc == 0 && zmq_msg_send(&m, sock, ZMQ_DONTWAIT) < 0)
+    rc = zmq_errno() == EINTR ? 0 : -zmq_errno();
+  zmq_msg_close(&m);
+  return rc;
+}
+
 static int router_write(void *ctx, const void *id, size_t idlen, const void *data, size_t len) {
   broker_t *b = ctx;
+  zmq_msg_t *frame = b->frame; /* a delta forwarded: the received frame's own bytes */
+  if (frame && data == zmq_msg_data(frame) && len == zmq_msg_size(frame))
+    return send_shared(b->router, id, idlen, frame);
   return proto_send_raw(b->router, id, idlen, data, len, ZMQ_DONTWAIT);
 }
 
@@ -130,8 +146,8 @@ static void write_watchers(broker_t *b, const char *session, size_t session_len,
   if (b->hooks.tap)
     b->hooks.tap(b, data, len);
   peer_t *next;
-  for (peer_t *p = b->peers; p; p = next) {
-    next = p->next; /* an unreachable peer is removed (marked dead, freed later) */
+  for (peer_t *p = b->controllers; p; p = next) {
+    next = p->cnext; /* an unreachable peer is removed (marked dead, freed later) */
     if (!outbox_watches(p, session, session_len))
       continue;
     if (!p->behind && write_peer(b, p, data, len) == -EAGAIN)
@@ -341,7 +357,7 @@ full:
 
 int outbox_catch_up(broker_t *b, int64_t now) {
   int64_t wait = -1;
-  for (peer_t *p = b->peers; p; p = p->next) {
+  for (peer_t *p = b->controllers; p; p = p->cnext) {
     if (p->dead || p->role != PEER_CONTROLLER || !p->behind || !catch_up(b, p, now))
       continue;
     int64_t left = p->next_try > now ? p->next_try - now : 0;

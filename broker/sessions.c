@@ -91,14 +91,11 @@ int64_t sessions_ask(broker_t *b, const char *session, const char *text, char *e
   }
   const cadre_profile_t *p = session_profile(b, session);
   json_t *msg = json_pack("{s:s, s:s}", "role", "user", "content", text);
-  int64_t turn = -1;
-  if (msg && store_session_ensure(b->store, session, p->role, p->name) == 0)
-    turn = store_turn_new(b->store, session);
-  if (turn > 0 && store_append(b->store, session, turn, msg, NULL) < 0)
-    turn = -1;
+  char why[256] = "out of memory";
+  int64_t turn = msg ? store_turn_ask(b->store, session, p->role, p->name, msg, why, sizeof why) : -1;
   json_decref(msg);
   if (turn < 0 || !turn_add(b, turn, session, 0)) {
-    snprintf(err, errlen, "cannot store the message: %s", store_errmsg(b->store));
+    snprintf(err, errlen, "cannot store the message: %s", turn < 0 ? why : store_errmsg(b->store));
     return -1;
   }
   sessions_schedule(b);

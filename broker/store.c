@@ -9,13 +9,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store_stmt.h"
 #include "util.h"
 
 struct store {
   sqlite3 *db;
-  json_t *rows;           /* session id -> [rev, listing row]: a listing builds only the rows that changed */
-  sqlite3_stmt *step_put; /* store_workflow_step_put's, prepared once (it runs twice per workflow step) */
-  sqlite3_stmt *batch[2]; /* store_batch's SAVEPOINT and RELEASE, prepared once (once per scheduling pass) */
+  store_stmt_t *stmts; /* prepared statements, kept (store_stmt.c) */
+  json_t *rows;        /* session id -> [rev, listing row]: a listing builds only the rows that changed */
 };
 
 static const char *schema =
@@ -151,8 +151,7 @@ struct sqlite3 *store_sqlite(store_t *self) {
 void store_close(store_t **self_p) {
   if (!self_p || !*self_p)
     return;
-  sqlite3_finalize((*self_p)->step_put);
-  sqlite3_finalize((*self_p)->batch[0]), sqlite3_finalize((*self_p)->batch[1]);
+  store_stmt_clear(&(*self_p)->stmts);
   sqlite3_close((*self_p)->db);
   json_decref((*self_p)->rows);
   free(*self_p);
@@ -165,10 +164,15 @@ const char *store_errmsg(store_t *self) {
 
 /* Prepares sql; returns NULL on error (logged by caller via store_errmsg). */
 static sqlite3_stmt *prep(store_t *self, const char *sql) {
-  sqlite3_stmt *st = NULL;
-  if (sqlite3_prepare_v2(self->db, sql, -1, &st, NULL) != SQLITE_OK)
-    return NULL;
-  return st;
+  return store_prepare(self, sql);
+}
+
+sqlite3_stmt *store_prepare(store_t *self, const char *sql) {
+  return store_stmt_get(&self->stmts, self->db, sql);
+}
+
+int store_release(store_t *self, sqlite3_stmt *st) {
+  return store_stmt_put(&self->stmts, st);
 }
 
 /* prep with parameters bound in order from the arguments, one per letter of
@@ -189,21 +193,21 @@ static sqlite3_stmt *prep_bind(store_t *self, const char *sql, const char *types
 }
 
 /* The first column of the first row of st as an int (dflt with no row);
- * finalizes st, accepts NULL. */
-static int64_t one_int(sqlite3_stmt *st, int64_t dflt) {
+ * gives st back, accepts NULL. */
+static int64_t one_int(store_t *self, sqlite3_stmt *st, int64_t dflt) {
   int64_t v = dflt;
   if (st && sqlite3_step(st) == SQLITE_ROW)
     v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
+  store_release(self, st);
   return v;
 }
 
-/* Steps a statement that returns no rows and finalizes it. */
-static int exec_done(sqlite3_stmt *st) {
+/* Steps a statement that returns no rows and gives it back. */
+static int exec_done(store_t *self, sqlite3_stmt *st) {
   if (!st)
     return -1;
   int rc = sqlite3_step(st);
-  sqlite3_finalize(st);
+  store_release(self, st);
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -214,32 +218,33 @@ static int exec_sql(store_t *self, const char *sql) {
 static const char *col_text(sqlite3_stmt *st, int i);
 
 /* The first column of the first row of st as text into out (len bytes), and
- * finalizes st. 0, or -1 with no row, a NULL or a text that does not fit. */
-static int one_text(sqlite3_stmt *st, char *out, size_t len) {
+ * gives st back. 0, or -1 with no row, a NULL or a text that does not fit. */
+static int one_text(store_t *self, sqlite3_stmt *st, char *out, size_t len) {
   if (!st)
     return -1;
   const char *v = sqlite3_step(st) == SQLITE_ROW ? col_text(st, 0) : NULL;
   int rc = v && strlen(v) < len ? 0 : -1;
   if (rc == 0)
     memcpy(out, v, strlen(v) + 1);
-  sqlite3_finalize(st);
+  store_release(self, st);
   return rc;
 }
 
 int store_meta_get(store_t *self, const char *key, char *value, size_t len) {
-  return one_text(prep_bind(self, "SELECT value FROM meta WHERE key = ?", "t", key), value, len);
+  return one_text(self, prep_bind(self, "SELECT value FROM meta WHERE key = ?", "t", key), value, len);
 }
 
 int store_meta_set(store_t *self, const char *key, const char *value) {
-  return exec_done(prep_bind(self, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", "tt", key, value));
+  return exec_done(self, prep_bind(self, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", "tt", key, value));
 }
 
 int store_meta_delete(store_t *self, const char *key) {
-  return exec_done(prep_bind(self, "DELETE FROM meta WHERE key = ?", "t", key));
+  return exec_done(self, prep_bind(self, "DELETE FROM meta WHERE key = ?", "t", key));
 }
 
 int store_session_ensure(store_t *self, const char *id, const char *role, const char *profile) {
-  return exec_done(prep_bind(self, "INSERT OR IGNORE INTO sessions(id, role, profile, created_ms) VALUES(?,?,?,?)",
+  return exec_done(self,
+                   prep_bind(self, "INSERT OR IGNORE INTO sessions(id, role, profile, created_ms) VALUES(?,?,?,?)",
                              "tttw", id, role, profile));
 }
 
@@ -249,7 +254,7 @@ bool store_session_exists(store_t *self, const char *id) {
     return false;
   sqlite3_bind_text(st, 1, id, -1, SQLITE_TRANSIENT);
   bool found = sqlite3_step(st) == SQLITE_ROW;
-  sqlite3_finalize(st);
+  store_release(self, st);
   return found;
 }
 
@@ -330,7 +335,7 @@ int store_session_row(store_t *self, const char *id, store_session_t *out) {
     read_row(st, out);
     rc = 0;
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return rc;
 }
 
@@ -398,7 +403,7 @@ static json_t *list_rows(store_t *self, size_t slot, store_derive_fn derive, voi
     if (row)
       json_array_append(out, row);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
@@ -411,11 +416,11 @@ json_t *store_sessions_derived(store_t *self, int form, store_derive_fn derive, 
 }
 
 int64_t store_session_count(store_t *self) {
-  return one_int(prep(self, "SELECT count(*) FROM sessions"), 0);
+  return one_int(self, prep(self, "SELECT count(*) FROM sessions"), 0);
 }
 
 int64_t store_message_rows(store_t *self) {
-  return one_int(prep(self, "SELECT count(*) FROM messages"), 0);
+  return one_int(self, prep(self, "SELECT count(*) FROM messages"), 0);
 }
 
 json_t *store_session(store_t *self, const char *id) {
@@ -429,7 +434,7 @@ json_t *store_session(store_t *self, const char *id) {
     read_row(st, &r);
     out = row_json(st, &r);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   if (!out)
     return NULL;
   /* Fields kept out of listings. */
@@ -480,7 +485,7 @@ static void read_segment(store_t *self, json_t *out, const char *src, int64_t fr
     }
     json_decref(m);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
 }
 
 /* Appends the session's inherited context (empty unless it is a sub-agent's, or once cleared). */
@@ -493,7 +498,7 @@ static void read_context(store_t *self, json_t *out, const char *session, bool w
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
   while (sqlite3_step(st) == SQLITE_ROW)
     read_segment(self, out, col_text(st, 0), sqlite3_column_int64(st, 1), sqlite3_column_int64(st, 2), with_meta);
-  sqlite3_finalize(st);
+  store_release(self, st);
 }
 
 /* The session's latest summary of its older messages: its body (caller owns)
@@ -511,7 +516,7 @@ static json_t *latest_summary(store_t *self, const char *session, int64_t *upto)
     m = json_loads(col_text(st, 0), 0, NULL);
     *upto = sqlite3_column_int64(st, 1);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return m;
 }
 
@@ -542,7 +547,7 @@ json_t *store_history_model(store_t *self, const char *session, json_t *seqs) {
     json_array_append_new(out, msg);
     json_array_append_new(seqs, json_integer(sqlite3_column_int64(st, 0)));
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
@@ -577,7 +582,7 @@ json_t *store_history(store_t *self, const char *session, bool with_meta) {
     }
     json_array_append_new(out, msg);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
@@ -597,7 +602,7 @@ static int64_t query_int(store_t *self, const char *sql, const char *text, int64
     sqlite3_bind_int64(st, 3, b);
   if (sqlite3_step(st) == SQLITE_ROW)
     v = sqlite3_column_int64(st, 0);
-  sqlite3_finalize(st);
+  store_release(self, st);
   return v;
 }
 
@@ -625,7 +630,7 @@ static int parent_segments(store_t *self, const char *parent, segment_t *seg, in
     seg[*n].upto = sqlite3_column_int64(st, 2);
     (*n)++;
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   snprintf(seg[*n].src, sizeof seg[*n].src, "%s", parent);
   seg[*n].from =
       query_int(self, "SELECT coalesce(max(seq), 0) FROM messages WHERE session = ?1 AND cleared = 1", parent, 0, 0);
@@ -655,7 +660,7 @@ static int keep_last(store_t *self, segment_t *seg, int n, int keep, int64_t *ke
         if (sqlite3_step(st) == SQLITE_ROW)
           seg[i].from = sqlite3_column_int64(st, 0) - 1;
       }
-      sqlite3_finalize(st);
+      store_release(self, st);
       *kept = keep;
       return need > 0 ? i : i + 1;
     }
@@ -686,7 +691,7 @@ int64_t store_context_link(store_t *self, const char *child, const char *parent,
     sqlite3_bind_text(st, 3, seg[i].src, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 4, seg[i].from);
     sqlite3_bind_int64(st, 5, seg[i].upto);
-    rc = exec_done(st);
+    rc = exec_done(self, st);
   }
   if (rc == 0)
     rc = set_column(self, child, "UPDATE sessions SET ctx_count = ? WHERE id = ?", NULL, kept, false);
@@ -715,7 +720,7 @@ int64_t store_append(store_t *self, const char *session, int64_t turn, const jso
     if (sqlite3_step(st) == SQLITE_ROW)
       seq = sqlite3_column_int64(st, 0);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   free(body);
   if (seq > 0 &&
       set_column(self, session, "UPDATE sessions SET n_messages = n_messages + ? WHERE id = ?", NULL, 1, false) < 0)
@@ -729,9 +734,24 @@ int64_t store_turn_new(store_t *self, const char *session) {
     return -1;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 2, util_wall_ms());
-  if (exec_done(st) < 0)
+  if (exec_done(self, st) < 0)
     return -1;
   return sqlite3_last_insert_rowid(self->db);
+}
+
+int64_t store_turn_ask(store_t *self, const char *session, const char *role, const char *profile, const json_t *message,
+                       char *err, size_t errlen) {
+  int64_t turn = exec_sql(self, "BEGIN IMMEDIATE") == 0 && store_session_ensure(self, session, role, profile) == 0
+                     ? store_turn_new(self, session)
+                     : -1;
+  if (turn > 0 && store_append(self, session, turn, message, NULL) < 0)
+    turn = -1;
+  if (turn > 0 && exec_sql(self, "COMMIT") == 0)
+    return turn;
+  snprintf(err, errlen, "%s", sqlite3_errmsg(self->db));
+  if (!sqlite3_get_autocommit(self->db)) /* SQLite may have rolled back already (a full disk) */
+    exec_sql(self, "ROLLBACK");
+  return -1;
 }
 
 int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node) {
@@ -743,7 +763,7 @@ int store_turn_running(store_t *self, int64_t turn, int attempt, const char *nod
   sqlite3_bind_text(st, 2, node, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 3, util_wall_ms());
   sqlite3_bind_int64(st, 4, turn);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 static int turn_finish_row(store_t *self, int64_t turn, const char *finish_reason, const store_usage_t *u) {
@@ -758,7 +778,7 @@ static int turn_finish_row(store_t *self, int64_t turn, const char *finish_reaso
   sqlite3_bind_int64(st, 4, u->completion_tokens);
   sqlite3_bind_double(st, 5, u->cost);
   sqlite3_bind_int64(st, 6, turn);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 static int session_add_usage(store_t *self, const char *session, const store_usage_t *u) {
@@ -770,7 +790,7 @@ static int session_add_usage(store_t *self, const char *session, const store_usa
   sqlite3_bind_int64(st, 2, u->completion_tokens);
   sqlite3_bind_double(st, 3, u->cost);
   sqlite3_bind_text(st, 4, session, -1, SQLITE_TRANSIENT);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 int store_session_usage(store_t *self, const char *session, const store_usage_t *usage) {
@@ -815,7 +835,7 @@ int store_turn_failed_with(store_t *self, int64_t turn, const char *session, con
   sqlite3_bind_text(st, 3, code, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 4, detail, -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(st, 5, turn);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 json_t *store_unfinished_turns(store_t *self) {
@@ -827,13 +847,14 @@ json_t *store_unfinished_turns(store_t *self) {
   while (sqlite3_step(st) == SQLITE_ROW)
     json_array_append_new(out, json_pack("{s:I, s:s, s:i}", "id", (json_int_t)sqlite3_column_int64(st, 0), "session",
                                          col_text(st, 1), "attempt", sqlite3_column_int(st, 2)));
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
 int store_session_create(store_t *self, const char *id, const char *role, const char *profile, const char *parent,
                          const char *task, int depth, const char *call_id) {
-  return exec_done(prep_bind(self,
+  return exec_done(self,
+                   prep_bind(self,
                              "INSERT INTO sessions(id, role, profile, status, parent, created_ms, task, depth, call_id)"
                              " VALUES(?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
                              "ttttwtit", id, role, profile, parent, task, (int64_t)depth, call_id));
@@ -849,7 +870,7 @@ static int set_column(store_t *self, const char *id, const char *sql, const char
   else
     sqlite3_bind_int64(st, 1, num);
   sqlite3_bind_text(st, 2, id, -1, SQLITE_TRANSIENT);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 int store_session_status(store_t *self, const char *id, const char *status) {
@@ -889,7 +910,7 @@ static int scan_next_number(store_t *self, const char *role) {
     if (id && strncmp(id, role, rl) == 0 && id[rl] == '-' && atoi(id + rl + 1) >= next)
       next = atoi(id + rl + 1) + 1;
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return next;
 }
 
@@ -920,7 +941,7 @@ json_t *store_queued_agents(store_t *self, int limit) {
   sqlite3_bind_int(st, 1, limit);
   while (sqlite3_step(st) == SQLITE_ROW)
     json_array_append_new(out, json_string(col_text(st, 0)));
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
@@ -931,7 +952,7 @@ int store_clear(store_t *self, const char *session) {
   if (!st)
     return -1;
   sqlite3_bind_text(st, 1, session, -1, SQLITE_TRANSIENT);
-  if (exec_done(st) < 0)
+  if (exec_done(self, st) < 0)
     return -1;
   int n = sqlite3_changes(self->db);
   /* The inherited context is set aside with the session's own messages. */
@@ -941,8 +962,8 @@ int store_clear(store_t *self, const char *session) {
 }
 
 int64_t store_proposal_new(store_t *self, const char *profile, const char *task, const char *keyword) {
-  if (exec_done(prep_bind(self, "INSERT INTO proposals(profile, task, keyword, created_ms) VALUES(?, ?, ?, ?)", "tttw",
-                          profile, task, keyword)) < 0)
+  if (exec_done(self, prep_bind(self, "INSERT INTO proposals(profile, task, keyword, created_ms) VALUES(?, ?, ?, ?)",
+                                "tttw", profile, task, keyword)) < 0)
     return -1;
   return sqlite3_last_insert_rowid(self->db);
 }
@@ -956,16 +977,16 @@ json_t *store_proposal_take(store_t *self, int64_t id) {
   if (sqlite3_step(st) == SQLITE_ROW)
     out =
         json_pack("{s:s, s:s, s:s?}", "profile", col_text(st, 0), "task", col_text(st, 1), "keyword", col_text(st, 2));
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
 int store_turn_session(store_t *self, int64_t turn, char *session, size_t len) {
-  return one_text(prep_bind(self, "SELECT session FROM turns WHERE id = ?", "i", turn), session, len);
+  return one_text(self, prep_bind(self, "SELECT session FROM turns WHERE id = ?", "i", turn), session, len);
 }
 
 int64_t store_last_turn(store_t *self, const char *session) {
-  return one_int(prep_bind(self, "SELECT max(id) FROM turns WHERE session = ?", "t", session), 0);
+  return one_int(self, prep_bind(self, "SELECT max(id) FROM turns WHERE session = ?", "t", session), 0);
 }
 
 json_t *store_pending_children(store_t *self, const char *parent) {
@@ -976,7 +997,7 @@ json_t *store_pending_children(store_t *self, const char *parent) {
   sqlite3_bind_text(st, 1, parent, -1, SQLITE_TRANSIENT);
   while (sqlite3_step(st) == SQLITE_ROW)
     json_array_append_new(out, json_string(col_text(st, 0)));
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
@@ -998,7 +1019,7 @@ static int write_doc(store_t *self, const char *sql, const json_t *doc, const ch
       sqlite3_bind_text(st, 2, key, -1, SQLITE_TRANSIENT);
     else if (id >= 0)
       sqlite3_bind_int64(st, 2, id);
-    rc = exec_done(st);
+    rc = exec_done(self, st);
   }
   free(text);
   return rc;
@@ -1021,7 +1042,7 @@ static json_t *read_docs(store_t *self, const char *sql, const char *key_name, b
                         int_key ? json_integer(sqlite3_column_int64(st, 0)) : json_string(col_text(st, 0)));
     json_array_append_new(out, doc);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
@@ -1037,7 +1058,7 @@ int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
     return -1;
   int rc = write_doc(self, "UPDATE workflows SET doc = ?1, head = NULL WHERE id = ?2", doc, NULL, id);
   if (rc == 0)
-    rc = exec_done(prep_bind(self, "DELETE FROM workflow_steps WHERE workflow = ?", "i", id));
+    rc = exec_done(self, prep_bind(self, "DELETE FROM workflow_steps WHERE workflow = ?", "i", id));
   if (rc < 0)
     exec_sql(self, "ROLLBACK TO wf_doc");
   exec_sql(self, "RELEASE wf_doc");
@@ -1045,19 +1066,12 @@ int store_workflow_update(store_t *self, int64_t id, const json_t *doc) {
 }
 
 int store_workflow_step_put(store_t *self, int64_t id, int64_t step, const json_t *state) {
-  if (!self->step_put)
-    self->step_put = prep(self, "INSERT OR REPLACE INTO workflow_steps(workflow, step, state) VALUES(?, ?, ?)");
   char *text = json_dumps(state, JSON_COMPACT);
-  sqlite3_stmt *st = self->step_put;
-  int rc = -1;
-  if (st && text) {
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, step);
-    sqlite3_bind_text(st, 3, text, -1, SQLITE_STATIC);
-    rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-  }
+  sqlite3_stmt *st =
+      text ? prep_bind(self, "INSERT OR REPLACE INTO workflow_steps(workflow, step, state) VALUES(?, ?, ?)", "iit", id,
+                       step, text)
+           : NULL;
+  int rc = exec_done(self, st);
   free(text);
   return rc;
 }
@@ -1066,23 +1080,12 @@ int store_workflow_head(store_t *self, int64_t id, const json_t *head) {
   return write_doc(self, "UPDATE workflows SET head = ?1 WHERE id = ?2", head, NULL, id);
 }
 
-/* Runs a statement kept in *st (prepared from sql the first time). 0 or -1. */
-static int exec_kept(store_t *self, sqlite3_stmt **st, const char *sql) {
-  if (!*st)
-    *st = prep(self, sql);
-  if (!*st)
-    return -1;
-  int rc = sqlite3_step(*st);
-  sqlite3_reset(*st);
-  return rc == SQLITE_DONE ? 0 : -1;
-}
-
 int store_batch(store_t *self, bool begin) {
   if (begin)
-    return exec_kept(self, &self->batch[0], "SAVEPOINT batch");
+    return exec_done(self, prep(self, "SAVEPOINT batch"));
   if (sqlite3_get_autocommit(self->db))
     return 0; /* none open (it could not begin): each write was committed by itself */
-  if (exec_kept(self, &self->batch[1], "RELEASE batch") == 0)
+  if (exec_done(self, prep(self, "RELEASE batch")) == 0)
     return 0;
   exec_sql(self, "ROLLBACK TO batch"); /* the commit failed (a full disk): nothing of it is kept */
   exec_sql(self, "RELEASE batch");
@@ -1108,7 +1111,7 @@ json_t *store_workflows(store_t *self) {
       json_object_update(doc, head);
     json_decref(head);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   st = prep(self, "SELECT workflow, step, state FROM workflow_steps ORDER BY workflow, step");
   while (st && sqlite3_step(st) == SQLITE_ROW) {
     snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 0));
@@ -1123,7 +1126,7 @@ json_t *store_workflows(store_t *self) {
     snprintf(key, sizeof key, "%lld", (long long)sqlite3_column_int64(st, 1));
     json_object_set_new(steps, key, state);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   json_decref(by_id);
   return docs;
 }
@@ -1150,7 +1153,7 @@ int store_checkpoint_add(store_t *self, int64_t workflow, int64_t step, int64_t 
   sqlite3_bind_int64(st, 10, util_wall_ms());
   if (mode > 0)
     sqlite3_bind_int(st, 11, mode);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 int store_checkpoints_forget(store_t *self, int64_t workflow, int64_t step, int64_t attempt) {
@@ -1160,7 +1163,7 @@ int store_checkpoints_forget(store_t *self, int64_t workflow, int64_t step, int6
   sqlite3_bind_int64(st, 1, workflow);
   sqlite3_bind_int64(st, 2, step);
   sqlite3_bind_int64(st, 3, attempt);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
@@ -1184,7 +1187,7 @@ json_t *store_checkpoints(store_t *self, int64_t workflow, bool with_content) {
     if (c)
       json_array_append_new(out, c);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return out;
 }
 
@@ -1203,25 +1206,25 @@ int store_session_set_step(store_t *self, const char *id, int64_t workflow, int6
   sqlite3_bind_int64(st, 1, workflow);
   sqlite3_bind_int64(st, 2, step);
   sqlite3_bind_text(st, 3, id, -1, SQLITE_TRANSIENT);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 /* ---- budgets ------------------------------------------------------------- */
 
 int store_budget_set(store_t *self, const char *scope, int64_t tokens, double cost) {
   if (tokens <= 0 && cost <= 0)
-    return exec_done(prep_bind(self, "DELETE FROM budgets WHERE scope = ?", "t", scope));
+    return exec_done(self, prep_bind(self, "DELETE FROM budgets WHERE scope = ?", "t", scope));
   sqlite3_stmt *st = prep_bind(self, "INSERT OR REPLACE INTO budgets(scope, tokens, cost, set_ms) VALUES(?, ?, ?, ?)",
                                "ti", scope, (int64_t)(tokens > 0 ? tokens : 0));
   if (!st)
     return -1;
   sqlite3_bind_double(st, 3, cost > 0 ? cost : 0);
   sqlite3_bind_int64(st, 4, util_wall_ms());
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
-/* Reads (tokens, cost) from the one row st gives and finalises it; -1 when there is none. */
-static int read_tokens_cost(sqlite3_stmt *st, int64_t *tokens, double *cost) {
+/* Reads (tokens, cost) from the one row st gives and gives st back; -1 when there is none. */
+static int read_tokens_cost(store_t *self, sqlite3_stmt *st, int64_t *tokens, double *cost) {
   int rc = -1;
   if (st && sqlite3_step(st) == SQLITE_ROW) {
     *tokens = sqlite3_column_int64(st, 0);
@@ -1229,13 +1232,13 @@ static int read_tokens_cost(sqlite3_stmt *st, int64_t *tokens, double *cost) {
     rc = 0;
   }
   if (st)
-    sqlite3_finalize(st);
+    store_release(self, st);
   return rc;
 }
 
 int store_budget_get(store_t *self, const char *scope, int64_t *tokens, double *cost) {
   sqlite3_stmt *st = prep_bind(self, "SELECT tokens, cost FROM budgets WHERE scope = ?", "t", scope);
-  return read_tokens_cost(st, tokens, cost);
+  return read_tokens_cost(self, st, tokens, cost);
 }
 
 /* What a session and all its sub-agents used, or (workflow > 0) what every
@@ -1252,7 +1255,7 @@ int store_spent(store_t *self, const char *session, int64_t workflow, int64_t *t
       " WHERE id IN (SELECT id FROM tree)";
   sqlite3_stmt *st =
       workflow > 0 ? prep_bind(self, sql_workflow, "i", (int64_t)workflow) : prep_bind(self, sql_session, "t", session);
-  return read_tokens_cost(st, tokens, cost);
+  return read_tokens_cost(self, st, tokens, cost);
 }
 
 json_t *store_budget_scopes(store_t *self) {
@@ -1261,7 +1264,7 @@ json_t *store_budget_scopes(store_t *self) {
   while (st && sqlite3_step(st) == SQLITE_ROW)
     json_array_append_new(out, json_string((const char *)sqlite3_column_text(st, 0)));
   if (st)
-    sqlite3_finalize(st);
+    store_release(self, st);
   return out;
 }
 
@@ -1273,7 +1276,7 @@ int64_t store_memory_add(store_t *self, const char *text, const char *source, co
                                "INSERT INTO memories(text, source, workspace, outcome, created_ms, pinned)"
                                " VALUES(?, ?, ?, ?, ?, 0)",
                                "ttttw", text, source, workspace, outcome);
-  if (exec_done(st) < 0)
+  if (exec_done(self, st) < 0)
     return -1;
   return sqlite3_last_insert_rowid(self->db);
 }
@@ -1322,13 +1325,13 @@ json_t *store_memories(store_t *self, const char *workspace, const char *match, 
     json_array_append_new(out, m);
   }
   if (st)
-    sqlite3_finalize(st);
+    store_release(self, st);
   return out;
 }
 
 int store_memory_pin(store_t *self, int64_t id, bool pinned) {
   sqlite3_stmt *st = prep_bind(self, "UPDATE memories SET pinned = ? WHERE rowid = ?", "ii", (int64_t)pinned, id);
-  if (exec_done(st) < 0)
+  if (exec_done(self, st) < 0)
     return -1;
   if (sqlite3_changes(self->db) == 0)
     return -ENOENT;
@@ -1337,15 +1340,15 @@ int store_memory_pin(store_t *self, int64_t id, bool pinned) {
                           " WHERE rowid = ?",
                           "i", id)
               : prep_bind(self, "DELETE FROM memory_pinned WHERE id = ?", "i", id);
-  return exec_done(st);
+  return exec_done(self, st);
 }
 
 int store_memory_forget(store_t *self, int64_t id) {
-  if (exec_done(prep_bind(self, "DELETE FROM memories WHERE rowid = ?", "i", id)) < 0)
+  if (exec_done(self, prep_bind(self, "DELETE FROM memories WHERE rowid = ?", "i", id)) < 0)
     return -1;
   if (sqlite3_changes(self->db) == 0)
     return -ENOENT;
-  exec_done(prep_bind(self, "DELETE FROM memory_pinned WHERE id = ?", "i", id));
+  exec_done(self, prep_bind(self, "DELETE FROM memory_pinned WHERE id = ?", "i", id));
   /* Really gone: the index merged (no segment keeps its words), the freed pages zeroed
    * (secure_delete), and the write-ahead log, which still holds the old pages, emptied. */
   sqlite3_exec(self->db, "INSERT INTO memories(memories) VALUES('optimize')", NULL, NULL, NULL);

@@ -105,6 +105,11 @@ int64_t store_append(store_t *self, const char *session, int64_t turn, const jso
 
 /* New turn for session (status "queued"); returns its id or -1. */
 int64_t store_turn_new(store_t *self, const char *session);
+/* A user message that starts a turn, in one transaction: the session (made
+ * with role and profile when it is new), a queued turn, the message. The
+ * turn's id; or -1, nothing kept, and SQLite's error in err. */
+int64_t store_turn_ask(store_t *self, const char *session, const char *role, const char *profile, const json_t *message,
+                       char *err, size_t errlen);
 /* Marks a turn running on node with attempt. */
 int store_turn_running(store_t *self, int64_t turn, int attempt, const char *node);
 /* Ends a turn successfully: appends the turn's messages (assistant, tool
@@ -197,6 +202,11 @@ json_t *store_templates(store_t *self);
 #define STORE_EVENTS_PRUNE_EVERY 1000
 /* The database handle, for the store's own files. */
 struct sqlite3 *store_sqlite(store_t *self);
+/* A prepared statement for sql, kept for reuse by its text (store_stmt.h), or
+ * NULL; give it back with store_release (which resets or finalizes it and
+ * returns what that returned). For the store's own files. */
+struct sqlite3_stmt *store_prepare(store_t *self, const char *sql);
+int store_release(store_t *self, struct sqlite3_stmt *st);
 /* Creates the log's table (store_open does). 0 or -1. */
 int store_events_init(store_t *self);
 /* Keeps an event's encoded frame under its seq (session: its session, or NULL). 0 or -1. */

@@ -20,14 +20,13 @@ int store_events_init(store_t *self) {
 }
 
 static sqlite3_stmt *prep(store_t *self, const char *sql) {
-  sqlite3_stmt *st = NULL;
-  return sqlite3_prepare_v2(store_sqlite(self), sql, -1, &st, NULL) == SQLITE_OK ? st : NULL;
+  return store_prepare(self, sql);
 }
 
-/* Runs st (bound) to its end; finalizes it. 0 or -1. */
-static int run(sqlite3_stmt *st) {
+/* Runs st (bound) to its end; gives it back. 0 or -1. */
+static int run(store_t *self, sqlite3_stmt *st) {
   int rc = st ? sqlite3_step(st) : SQLITE_ERROR;
-  sqlite3_finalize(st);
+  store_release(self, st);
   return rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -39,12 +38,12 @@ int store_event_put(store_t *self, int64_t seq, const char *session, const void 
       sqlite3_bind_text(st, 2, session, -1, SQLITE_STATIC);
     sqlite3_bind_blob64(st, 3, frame, len, SQLITE_STATIC);
   }
-  int rc = run(st);
+  int rc = run(self, st);
   if (rc == 0 && seq % STORE_EVENTS_PRUNE_EVERY == 0 && seq > STORE_EVENTS_KEEP) {
     sqlite3_stmt *del = prep(self, "DELETE FROM events WHERE seq <= ?");
     if (del)
       sqlite3_bind_int64(del, 1, seq - STORE_EVENTS_KEEP);
-    rc = run(del);
+    rc = run(self, del);
   }
   return rc;
 }
@@ -52,7 +51,7 @@ int store_event_put(store_t *self, int64_t seq, const char *session, const void 
 static int64_t one_int(store_t *self, const char *sql) {
   sqlite3_stmt *st = prep(self, sql);
   int64_t v = st && sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
-  sqlite3_finalize(st);
+  store_release(self, st);
   return v;
 }
 
@@ -79,6 +78,6 @@ int store_events_after(store_t *self, int64_t after, int limit, store_event_fn f
     if (fn(arg, sqlite3_column_int64(st, 0), (const char *)session, frame, (size_t)len) != 0)
       break;
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return n;
 }

@@ -9,28 +9,27 @@
 #include "util.h"
 
 static sqlite3_stmt *prepare(store_t *self, const char *sql) {
-  sqlite3_stmt *st = NULL;
-  return sqlite3_prepare_v2(store_sqlite(self), sql, -1, &st, NULL) == SQLITE_OK ? st : NULL;
+  return store_prepare(self, sql);
 }
 
-/* Runs st to its end and finalizes it: 0, or -1. */
-static int run(sqlite3_stmt *st) {
+/* Runs st to its end and gives it back: 0, or -1. */
+static int run(store_t *self, sqlite3_stmt *st) {
   int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-  sqlite3_finalize(st);
+  store_release(self, st);
   return rc;
 }
 
 /* Runs an insert into perf; every STORE_PERF_PRUNE_EVERY rows, the rows
  * older than the newest STORE_PERF_MAX go (nothing reads them any more). */
 static int insert(store_t *self, sqlite3_stmt *st) {
-  if (run(st) < 0)
+  if (run(self, st) < 0)
     return -1;
   sqlite3_int64 last = sqlite3_last_insert_rowid(store_sqlite(self));
   if (last % STORE_PERF_PRUNE_EVERY == 0 && last > STORE_PERF_MAX) {
     sqlite3_stmt *del = prepare(self, "DELETE FROM perf WHERE rowid <= ?");
     if (del) {
       sqlite3_bind_int64(del, 1, last - STORE_PERF_MAX);
-      run(del);
+      run(self, del);
     }
   }
   return 0;
@@ -98,7 +97,7 @@ json_t *store_perf_rows(store_t *self, int64_t since_ms) {
       json_array_append_new(row, column(st, i));
     json_array_append_new(rows, row);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return rows;
 }
 
@@ -108,7 +107,7 @@ json_t *store_search(store_t *self, const char *text, int limit) {
                                    " FROM messages WHERE cleared = 0 AND instr(lower(body), lower(?)) > 0"
                                    " ORDER BY created_ms DESC, rowid DESC LIMIT ?");
   if (!st || !text || !text[0]) {
-    sqlite3_finalize(st);
+    store_release(self, st);
     return hits;
   }
   sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
@@ -118,6 +117,6 @@ json_t *store_search(store_t *self, const char *text, int limit) {
                             column(st, 2), "content", column(st, 3));
     json_array_append_new(hits, hit);
   }
-  sqlite3_finalize(st);
+  store_release(self, st);
   return hits;
 }

@@ -233,6 +233,10 @@ def count_tokens(s):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # TCP_NODELAY: each piece leaves when written. With Nagle a small piece can wait in the send queue
+    # for the ACK of the one before (delayed on a kept-alive connection), and a reset_after would then
+    # discard pieces the script says were sent.
+    disable_nagle_algorithm = True
     server_version = "CadreModelServer/1.0"
 
     def log_message(self, fmt, *args):  # quiet

@@ -113,6 +113,155 @@ static void test_frames_reach_their_handler_or_are_refused(void **state) {
     run_frame_case(&frame_cases[i]);
 }
 
+/* ---- the peer table (nodes.c): found by routing id, freed by the sweep -------------- */
+
+typedef enum { P_END, P_HELLO, P_REMOVE, P_SWEEP, P_FIND, P_COUNT } peer_op_t;
+
+typedef struct {
+  peer_op_t op;
+  const char *id;                /* routing id (its bytes up to the first NUL, or idlen bytes) */
+  size_t idlen;                  /* 0: strlen(id) */
+  const char *name;              /* P_HELLO: "node:NAME" or "controller:NAME"; P_FIND: the name wanted (NULL: none) */
+  int listed, dead, controllers; /* P_COUNT: peers in b->peers, removed and not swept, controllers listed */
+} peer_step_t;
+
+#define PEER_STEPS_MAX 8
+static const struct {
+  const char *name;
+  peer_step_t steps[PEER_STEPS_MAX];
+} peer_cases[] = {
+    {"a peer is found by its routing id, an unknown id is not",
+     {{P_HELLO, "a", 0, "node:n1", 0, 0, 0}, {P_FIND, "a", 0, "n1", 0, 0, 0}, {P_FIND, "b", 0, NULL, 0, 0, 0}}},
+    {"ids sharing a prefix are told apart",
+     {{P_HELLO, "ab", 0, "node:n1", 0, 0, 0},
+      {P_HELLO, "abc", 0, "controller:c1", 0, 0, 0},
+      {P_FIND, "ab", 0, "n1", 0, 0, 0},
+      {P_FIND, "abc", 0, "c1", 0, 0, 0},
+      {P_FIND, "a", 0, NULL, 0, 0, 0}}},
+    {"binary ids (ZeroMQ's: a zero byte first) are compared whole",
+     {{P_HELLO, "\0\x80\0\0\x41", 5, "node:n1", 0, 0, 0},
+      {P_HELLO, "\0\x80\0\0\x42", 5, "node:n2", 0, 0, 0},
+      {P_FIND, "\0\x80\0\0\x42", 5, "n2", 0, 0, 0},
+      {P_FIND, "\0\x80\0\0", 4, NULL, 0, 0, 0}}},
+    {"a removed peer is not found, stays listed until the sweep frees it",
+     {{P_HELLO, "a", 0, "controller:c1", 0, 0, 0},
+      {P_HELLO, "b", 0, "node:n1", 0, 0, 0},
+      {P_REMOVE, "a", 0, NULL, 0, 0, 0},
+      {P_FIND, "a", 0, NULL, 0, 0, 0},
+      {P_COUNT, NULL, 0, NULL, 2, 1, 1},
+      {P_SWEEP, NULL, 0, NULL, 0, 0, 0},
+      {P_COUNT, NULL, 0, NULL, 1, 0, 0},
+      {P_FIND, "b", 0, "n1", 0, 0, 0}}},
+    {"a sweep with nobody removed frees nothing",
+     {{P_HELLO, "a", 0, "node:n1", 0, 0, 0},
+      {P_HELLO, "b", 0, "controller:c1", 0, 0, 0},
+      {P_SWEEP, NULL, 0, NULL, 0, 0, 0},
+      {P_COUNT, NULL, 0, NULL, 2, 0, 1},
+      {P_FIND, "b", 0, "c1", 0, 0, 0}}},
+    {"a second hello on a connection replaces its entry",
+     {{P_HELLO, "a", 0, "controller:old", 0, 0, 0},
+      {P_HELLO, "a", 0, "controller:new", 0, 0, 0},
+      {P_FIND, "a", 0, "new", 0, 0, 0},
+      {P_COUNT, NULL, 0, NULL, 2, 1, 2},
+      {P_SWEEP, NULL, 0, NULL, 0, 0, 0},
+      {P_COUNT, NULL, 0, NULL, 1, 0, 1},
+      {P_FIND, "a", 0, "new", 0, 0, 0}}},
+    {"a node back under a new routing id replaces its stale entry",
+     {{P_HELLO, "old", 0, "node:n1", 0, 0, 0},
+      {P_HELLO, "new", 0, "node:n1", 0, 0, 0},
+      {P_FIND, "old", 0, NULL, 0, 0, 0},
+      {P_FIND, "new", 0, "n1", 0, 0, 0},
+      {P_SWEEP, NULL, 0, NULL, 0, 0, 0},
+      {P_COUNT, NULL, 0, NULL, 1, 0, 0}}},
+};
+
+static size_t step_idlen(const peer_step_t *s) {
+  return s->idlen ? s->idlen : strlen(s->id);
+}
+
+static void count_peers(const broker_t *b, int *listed, int *controllers) {
+  *listed = *controllers = 0;
+  for (const peer_t *p = b->peers; p; p = p->next)
+    (*listed)++;
+  for (const peer_t *p = b->controllers; p; p = p->cnext)
+    (*controllers)++;
+}
+
+static void run_peer_step(fx_t *fx, const char *name, const peer_step_t *s) {
+  broker_t *b = fx->b;
+  if (s->op == P_HELLO) {
+    const char *colon = strchr(s->name, ':');
+    char role[16];
+    snprintf(role, sizeof role, "%.*s", (int)(colon - s->name), s->name);
+    proto_msg_t *m = proto_msg_new(PROTO_HELLO);
+    proto_set_str(m, PROTO_F_role, role);
+    proto_set_str(m, PROTO_F_name, colon + 1);
+    proto_set_str(m, PROTO_F_version, "test");
+    if (strcmp(role, "node") == 0)
+      PROTO_SET(m, slots, 1);
+    char err[256];
+    if (!peer_hello(b, s->id, step_idlen(s), m, err, sizeof err))
+      fail_msg("case \"%s\": hello %s refused: %s", name, s->name, err);
+    proto_msg_destroy(&m);
+  } else if (s->op == P_REMOVE) {
+    peer_remove(b, peer_find(b, s->id, step_idlen(s)), "test");
+  } else if (s->op == P_SWEEP) {
+    peers_sweep(b);
+  } else if (s->op == P_FIND) {
+    peer_t *p = peer_find(b, s->id, step_idlen(s));
+    if (s->name ? !p || strcmp(p->name, s->name) != 0 : p != NULL)
+      fail_msg("case \"%s\": find \"%s\" gave %s, want %s", name, s->id, p ? p->name : "none",
+               s->name ? s->name : "none");
+  } else {
+    int listed, controllers;
+    count_peers(b, &listed, &controllers);
+    if (listed != s->listed || b->dead_peers != s->dead || controllers != s->controllers)
+      fail_msg("case \"%s\": %d listed, %d dead, %d controllers; want %d, %d, %d", name, listed, b->dead_peers,
+               controllers, s->listed, s->dead, s->controllers);
+  }
+}
+
+static void test_peer_table(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof peer_cases / sizeof peer_cases[0]; i++) {
+    fx_t *fx = fx_new(NULL);
+    for (int k = 0; k < PEER_STEPS_MAX && peer_cases[i].steps[k].op != P_END; k++)
+      run_peer_step(fx, peer_cases[i].name, &peer_cases[i].steps[k]);
+    fx_destroy(&fx);
+  }
+}
+
+/* 1,000 nodes (a fan-in): each found by its id; half removed, swept, the rest still found. */
+static void test_peer_table_at_scale(void **state) {
+  (void)state;
+  fx_t *fx = fx_new(NULL);
+  char id[16], name[16];
+  for (int i = 0; i < 1000; i++) {
+    snprintf(name, sizeof name, "n%d", i);
+    assert_non_null(fx_node(fx, name, 1));
+  }
+  peer_t *ctl = fx_controller(fx, "ctl");
+  for (int i = 0; i < 1000; i += 2) {
+    snprintf(id, sizeof id, "n%d", i);
+    peer_remove(fx->b, peer_find(fx->b, id, strlen(id)), "test");
+  }
+  assert_int_equal(fx->b->dead_peers, 500);
+  peers_sweep(fx->b);
+  assert_int_equal(fx->b->dead_peers, 0);
+  for (int i = 0; i < 1000; i++) {
+    snprintf(id, sizeof id, "n%d", i);
+    peer_t *p = peer_find(fx->b, id, strlen(id));
+    if (i % 2 ? !p || strcmp(p->name, id) != 0 : p != NULL)
+      fail_msg("node %s: %s", id, p ? "still found" : "lost");
+  }
+  int listed, controllers;
+  count_peers(fx->b, &listed, &controllers);
+  assert_int_equal(listed, 501);
+  assert_int_equal(controllers, 1);
+  assert_ptr_equal(fx->b->controllers, ctl);
+  fx_destroy(&fx);
+}
+
 /* Lines of authorized_keys: what each gives, or why it is refused. */
 #define K40 "rq:rM>}U?@Lns47E1%kR.o@n%FcmmsL/@{H8]yf7"
 #define H40 "rq:rM>}U?@Lns47E1%kR.o@n%Fcm#sL/@{H8]yf7" /* '#' is a Z85 digit (never a key's first) */
@@ -167,6 +316,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frames_reach_their_handler_or_are_refused),
       cmocka_unit_test(test_authorized_keys_lines),
+      cmocka_unit_test(test_peer_table),
+      cmocka_unit_test(test_peer_table_at_scale),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -715,6 +715,88 @@ static void test_cut_mid_stream(void **state) {
   json_decref(m);
 }
 
+/* ---- connections kept between calls (llm_conns_t) ------------------------ */
+
+typedef struct {
+  const char *response; /* one scripted response (JSON), or NULL: the end */
+  bool ok;
+  long new_connections; /* connections the call opened */
+  const char *text;     /* the text that must have arrived, or NULL */
+} conn_step_t;
+
+static const struct {
+  const char *name;
+  bool keep; /* the calls share an llm_conns_t */
+  conn_step_t calls[4];
+} conn_cases[] = {
+    {"kept: the second and third calls reuse the first's connection",
+     true,
+     {{"{\"text\":\"one\"}", true, 1, NULL},
+      {"{\"text\":\"two\"}", true, 0, NULL},
+      {"{\"text\":\"three\",\"stream\":false}", true, 0, NULL}}},
+    {"not kept: every call connects",
+     false,
+     {{"{\"text\":\"one\"}", true, 1, NULL}, {"{\"text\":\"two\"}", true, 1, NULL}}},
+    {"a connection cut mid-answer is not used again",
+     true,
+     {{"{\"text\":\"one\"}", true, 1, NULL},
+      {"{\"text\":\"a b c d\",\"cut_after\":2}", false, 0, NULL},
+      {"{\"text\":\"three\"}", true, 1, NULL}}},
+    {"nor one reset",
+     true,
+     {{"{\"text\":\"a b c d\",\"reset_after\":1}", false, 1, NULL}, {"{\"text\":\"two\"}", true, 1, NULL}}},
+    {"after an answer that is no valid JSON (invalid UTF-8), a reset on its kept connection",
+     true,
+     {{"{\"raw_b64\": "
+       "\"ZGF0YTogeyJjaG9pY2VzIjpbeyJpbmRleCI6MCwiZGVsdGEiOnsiY29udGVudCI6Im9rIP/"
+       "+IGJhZCJ9fV19CgpkYXRhOiB7ImNob2ljZXMiOlt7ImluZGV4IjowLCJkZWx0YSI6e30sImZpbmlzaF9yZWFzb24iOiJzdG9wIn1dfQoKZGF0YT"
+       "ogW0RPTkVdCgo=\", \"headers\": {\"Content-Type\": \"text/event-stream\"}}",
+       false, 1, NULL},
+      {"{\"text\":\"a b c d\",\"reset_after\":2}", false, 0, "a b "}}},
+    {"a reset on a kept connection: the pieces sent before it arrive, the next call connects anew",
+     true,
+     {{"{\"text\":\"one\"}", true, 1, "one"},
+      {"{\"text\":\"a b c d\",\"reset_after\":2}", false, 0, "a b "},
+      {"{\"text\":\"three\"}", true, 1, "three"}}},
+    {"an error status with a body (400) leaves the connection usable",
+     true,
+     {{"{\"status\":400}", false, 1, NULL},
+      {"{\"text\":\"two\"}", true, 0, NULL},
+      {"{\"text\":\"three\"}", true, 0, NULL}}},
+};
+
+static void test_connections_kept(void **state) {
+  server_t *s = *state;
+  json_t *p = profile(s, "openai", "/v1", true), *m = messages("hi");
+  for (size_t i = 0; i < sizeof conn_cases / sizeof conn_cases[0]; i++) {
+    llm_conns_t *conns = conn_cases[i].keep ? llm_conns_new() : NULL;
+    assert_true(!conn_cases[i].keep || conns);
+    for (int k = 0; k < 4 && conn_cases[i].calls[k].response; k++) {
+      const conn_step_t *c = &conn_cases[i].calls[k];
+      char text[1024];
+      snprintf(text, sizeof text, "{\"responses\":[%s]}", c->response);
+      script(s, text);
+      collect_t col = {0};
+      llm_call_t call = mkcall(p, m, &col);
+      call.max_tries = 1;
+      call.conns = conns;
+      llm_outcome_t out;
+      int rc = llm_run(&call, &out);
+      if ((rc == 0) != c->ok || out.new_connections != c->new_connections ||
+          (c->text && strcmp(col.text, c->text) != 0))
+        fail_msg("case \"%s\", call %d: %s (%s), %ld new connections, text \"%s\"; want %s, %ld, \"%s\"",
+                 conn_cases[i].name, k + 1, rc == 0 ? "ok" : out.code, out.detail, out.new_connections, col.text,
+                 c->ok ? "ok" : "a failure", c->new_connections, c->text ? c->text : "(any)");
+      llm_outcome_free(&out);
+    }
+    llm_conns_destroy(&conns);
+    assert_null(conns);
+    llm_conns_destroy(&conns); /* safe twice */
+  }
+  json_decref(p);
+  json_decref(m);
+}
+
 static void test_error_in_stream(void **state) {
   server_t *s = *state;
   script(s, "{\"responses\":[{\"text\":\"partial\",\"error_in_stream\":{\"message\":\"tool call failed to parse\","
@@ -1254,6 +1336,7 @@ int main(void) {
   };
   const struct CMUnitTest served[] = {
       cmocka_unit_test(test_stream_basic),
+      cmocka_unit_test(test_connections_kept),
       cmocka_unit_test(test_non_streamed),
       cmocka_unit_test(test_stream_answered_with_json),
       cmocka_unit_test(test_ollama_native),

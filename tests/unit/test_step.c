@@ -464,7 +464,7 @@ static void *worker(void *arg) {
   void *push = zmq_socket(fx->q.ctx, ZMQ_PUSH);
   proto_socket_setup(push);
   zmq_connect(push, fx->q.events_endpoint);
-  run_t r = {&fx->q, fx->job, push, 0, 0};
+  run_t r = {&fx->q, fx->job, push, 0, 0, NULL};
   if (fx->restore)
     restore_run(&r);
   else

@@ -11,6 +11,7 @@
 
 #include "memory.h"
 #include "store.h"
+#include "store_stmt.h"
 
 static store_t *open_mem(void) {
   char err[256];
@@ -409,9 +410,165 @@ static void test_memory_search_at_scale(void **state) {
   store_close(&s);
 }
 
+/* An ask is kept whole or not at all: session, queued turn and message in one transaction. */
+static const struct {
+  const char *name;
+  const char *text; /* the user message's content; NULL: a message that cannot be kept */
+  bool kept;
+} ask_cases[] = {
+    {"a first ask makes the session, a turn and the message", "hello", true},
+    {"a message that cannot be written leaves no session and no turn", NULL, false},
+};
+
+static void test_turn_ask_is_one_transaction(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof ask_cases / sizeof ask_cases[0]; i++) {
+    char err[256] = "";
+    store_t *s = store_open(STORE_MEMORY, err, sizeof err);
+    assert_non_null(s);
+    json_t *msg = ask_cases[i].text ? json_pack("{s:s, s:s}", "role", "user", "content", ask_cases[i].text) : NULL;
+    int64_t turn = store_turn_ask(s, "a1", "main", "main_agent", msg, err, sizeof err);
+    json_decref(msg);
+    if ((turn > 0) != ask_cases[i].kept)
+      fail_msg("case \"%s\": turn %lld (%s)", ask_cases[i].name, (long long)turn, err);
+    if (store_session_exists(s, "a1") != ask_cases[i].kept)
+      fail_msg("case \"%s\": the session is%s there", ask_cases[i].name, ask_cases[i].kept ? " not" : "");
+    json_t *h = store_history(s, "a1", false);
+    if (json_array_size(h) != (ask_cases[i].kept ? 1u : 0u))
+      fail_msg("case \"%s\": %zu messages", ask_cases[i].name, json_array_size(h));
+    json_decref(h);
+    /* the store goes on: the next ask gets the next turn */
+    msg = json_pack("{s:s, s:s}", "role", "user", "content", "again");
+    int64_t next = store_turn_ask(s, "a1", "main", "main_agent", msg, err, sizeof err);
+    json_decref(msg);
+    if (next <= 0 || (ask_cases[i].kept && next != turn + 1))
+      fail_msg("case \"%s\": the next ask got turn %lld (%s)", ask_cases[i].name, (long long)next, err);
+    store_close(&s);
+  }
+}
+
+/* ---- the statement cache (store_stmt.c) ------------------------------------------- */
+
+typedef enum { S_END, S_GET, S_PUT, S_SAME, S_OTHER, S_STEP, S_COUNT, S_BAD } stmt_op_t;
+
+/* One step on handle slot h: S_GET takes sql into it; S_PUT gives it back; S_SAME / S_OTHER: slot h holds
+ * the same statement as slot n / another; S_STEP binds n to ?1 when n >= 0, steps, wants want (-1: NULL);
+ * S_COUNT: n texts cached; S_BAD: sql does not prepare. */
+typedef struct {
+  stmt_op_t op;
+  int h;
+  const char *sql;
+  int n;
+  int want;
+} stmt_step_t;
+
+#define Q1 "SELECT ?1"
+#define Q2 "SELECT 2"
+static const struct {
+  const char *name;
+  stmt_step_t steps[10];
+} stmt_cases[] = {
+    {"a statement given back is the one handed out next",
+     {{S_GET, 0, Q2, 0, 0},
+      {S_PUT, 0, NULL, 0, 0},
+      {S_GET, 1, Q2, 0, 0},
+      {S_SAME, 1, NULL, 0, 0},
+      {S_COUNT, 0, NULL, 1, 0}}},
+    {"a statement still held: the second taker gets its own, finalized when given back",
+     {{S_GET, 0, Q2, 0, 0},
+      {S_GET, 1, Q2, 0, 0},
+      {S_OTHER, 1, NULL, 0, 0},
+      {S_STEP, 1, NULL, -2, 2},
+      {S_PUT, 1, NULL, 0, 0},
+      {S_STEP, 0, NULL, -2, 2},
+      {S_PUT, 0, NULL, 0, 0},
+      {S_COUNT, 0, NULL, 1, 0}}},
+    {"given back, a statement is reset and its bindings cleared",
+     {{S_GET, 0, Q1, 0, 0},
+      {S_STEP, 0, NULL, 7, 7},
+      {S_PUT, 0, NULL, 0, 0},
+      {S_GET, 1, Q1, 0, 0},
+      {S_SAME, 1, NULL, 0, 0},
+      {S_STEP, 1, NULL, -2, -1},
+      {S_PUT, 1, NULL, 0, 0}}},
+    {"texts are told apart",
+     {{S_GET, 0, Q1, 0, 0},
+      {S_PUT, 0, NULL, 0, 0},
+      {S_GET, 1, Q2, 0, 0},
+      {S_OTHER, 1, NULL, 0, 0},
+      {S_PUT, 1, NULL, 0, 0},
+      {S_COUNT, 0, NULL, 2, 0}}},
+    {"SQL that does not prepare: NULL, nothing kept", {{S_BAD, 0, "SELEKT 1", 0, 0}, {S_COUNT, 0, NULL, 0, 0}}},
+};
+
+static void run_stmt_step(const char *name, sqlite3 *db, store_stmt_t **cache, sqlite3_stmt **h, const stmt_step_t *s) {
+  switch (s->op) {
+  case S_GET: h[s->h] = store_stmt_get(cache, db, s->sql); break;
+  case S_PUT: assert_int_equal(store_stmt_put(cache, h[s->h]), SQLITE_OK); break;
+  case S_SAME:
+  case S_OTHER:
+    if ((h[s->h] == h[s->n]) != (s->op == S_SAME))
+      fail_msg("case \"%s\": slot %d and slot %d", name, s->h, s->n);
+    break;
+  case S_STEP:
+    if (s->n >= 0)
+      sqlite3_bind_int(h[s->h], 1, s->n);
+    if (sqlite3_step(h[s->h]) != SQLITE_ROW)
+      fail_msg("case \"%s\": no row", name);
+    if (s->want < 0 ? sqlite3_column_type(h[s->h], 0) != SQLITE_NULL : sqlite3_column_int(h[s->h], 0) != s->want)
+      fail_msg("case \"%s\": got %d, want %d", name, sqlite3_column_int(h[s->h], 0), s->want);
+    break;
+  case S_COUNT:
+    if (store_stmt_count(cache) != (unsigned)s->n)
+      fail_msg("case \"%s\": %u cached, want %d", name, store_stmt_count(cache), s->n);
+    break;
+  case S_BAD: assert_null(store_stmt_get(cache, db, s->sql)); break;
+  case S_END: break;
+  }
+}
+
+static void test_statement_cache(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof stmt_cases / sizeof stmt_cases[0]; i++) {
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+    store_stmt_t *cache = NULL;
+    sqlite3_stmt *h[4] = {0};
+    for (int k = 0; stmt_cases[i].steps[k].op != S_END; k++)
+      run_stmt_step(stmt_cases[i].name, db, &cache, h, &stmt_cases[i].steps[k]);
+    store_stmt_clear(&cache);
+    assert_int_equal(store_stmt_count(&cache), 0);
+    /* every statement finalized: the database closes */
+    assert_int_equal(sqlite3_close(db), SQLITE_OK);
+  }
+}
+
+/* Past STORE_STMT_MAX texts, statements are prepared each time and finalized when given back. */
+static void test_statement_cache_cap(void **state) {
+  (void)state;
+  sqlite3 *db = NULL;
+  assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+  store_stmt_t *cache = NULL;
+  char sql[64];
+  for (int i = 0; i < STORE_STMT_MAX + 10; i++) {
+    snprintf(sql, sizeof sql, "SELECT %d", i);
+    sqlite3_stmt *st = store_stmt_get(&cache, db, sql);
+    assert_non_null(st);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), i);
+    assert_int_equal(store_stmt_put(&cache, st), SQLITE_OK);
+  }
+  assert_int_equal(store_stmt_count(&cache), STORE_STMT_MAX);
+  store_stmt_clear(&cache);
+  assert_int_equal(sqlite3_close(db), SQLITE_OK);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_context_cases),
+      cmocka_unit_test(test_turn_ask_is_one_transaction),
+      cmocka_unit_test(test_statement_cache),
+      cmocka_unit_test(test_statement_cache_cap),
       cmocka_unit_test(test_memory_search_at_scale),
       cmocka_unit_test(test_grandchild_inherits_the_childs_context),
       cmocka_unit_test(test_children_refer_to_the_parent_instead_of_copying),
