@@ -87,6 +87,10 @@ void agents_admit(broker_t *b) {
   (void)b;
 }
 
+void agents_resume(broker_t *b, const char *id) {
+  (void)b, (void)id;
+}
+
 int agents_stop(broker_t *b, const char *id, char *err, size_t errlen) {
   (void)b, (void)id, (void)err, (void)errlen;
   return 0;
