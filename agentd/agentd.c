@@ -129,6 +129,7 @@ static void setup_sandbox(agentd_t *d, char *refuse, size_t len) {
   sandbox_opts_t so = {.workspace = d->workspace,
                        .hidden = d->opts.hidden,
                        .writable = d->opts.writable,
+                       .readable = d->opts.readable,
                        .memory = d->opts.sandbox_memory,
                        .procs = d->opts.sandbox_procs};
   d->sandbox = sandbox_new(&so, why, sizeof why);

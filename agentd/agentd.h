@@ -39,6 +39,7 @@ typedef struct {
   bool no_sandbox;
   const char *const *hidden;
   const char *const *writable; /* more directories commands may write (--writable) */
+  const char *const *readable; /* more paths commands may read, e.g. under /tmp (--readable) */
   const char *const *secret_values;
   unsigned long long sandbox_memory; /* 0: the default; ULLONG_MAX: none */
   long sandbox_procs;                /* 0: the default; -1: none */

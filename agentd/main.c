@@ -49,6 +49,8 @@ static void usage(FILE *out) {
                "  --hide PATH           a file or directory commands and file tools must not see (repeatable;\n"
                "                        the secrets, key, config files and the state directory always are)\n"
                "  --writable DIR        another directory commands may write, e.g. ~/.cache (repeatable)\n"
+               "  --readable PATH       a path under /tmp (which commands see as an empty, private /tmp)\n"
+               "                        that commands and MCP servers may read (repeatable)\n"
                "  --sandbox-memory MIB  address space per command process (default 4096; 0: no limit)\n"
                "  --sandbox-procs N     processes per command (default 512; 0: no limit)\n"
                "  --log-json, -v/--verbose, --version, --help\n"
@@ -136,8 +138,8 @@ typedef struct {
   json_t *labels;
   const char *secrets_path, *config_path, *models, *providers, *record_dir, *replay_dir;
   bool log_json, verbose;
-  const char *hide[MAX_HIDE + 8], *writable[MAX_HIDE + 1];
-  size_t n_hide, n_writable;
+  const char *hide[MAX_HIDE + 8], *writable[MAX_HIDE + 1], *readable[MAX_HIDE + 1];
+  size_t n_hide, n_writable, n_readable;
 } cli_t;
 
 /* Appends a repeatable path option; -1 (said) past MAX_HIDE. */
@@ -164,7 +166,7 @@ static int parse_options(int argc, char **argv, agentd_opts_t *o, cli_t *cli) {
       {"record", required_argument, 0, 'C'},    {"replay", required_argument, 0, 'Y'},
       {"label", required_argument, 0, 'L'},     {"drain-timeout", required_argument, 0, 'R'},
       {"no-sandbox", no_argument, 0, 'N'},      {"hide", required_argument, 0, 'H'},
-      {"writable", required_argument, 0, 'W'},
+      {"writable", required_argument, 0, 'W'},  {"readable", required_argument, 0, 'E'},
       {"sandbox-memory", required_argument, 0, 'M'}, {"sandbox-procs", required_argument, 0, 'P'},
       UTIL_COMMON_LONGOPTS};
   /* clang-format on */
@@ -203,6 +205,10 @@ static int parse_options(int argc, char **argv, agentd_opts_t *o, cli_t *cli) {
       break;
     case 'W':
       if (add_path(cli->writable, &cli->n_writable, "--writable directories", optarg) < 0)
+        return 2;
+      break;
+    case 'E':
+      if (add_path(cli->readable, &cli->n_readable, "--readable paths", optarg) < 0)
         return 2;
       break;
     case 'M': o->sandbox_memory = atoll(optarg) > 0 ? (unsigned long long)atoll(optarg) << 20 : ~0ull; break;
@@ -320,6 +326,7 @@ int main(int argc, char **argv) {
   own_secrets(secret_values, 256, secrets, cfg, o.key_file, &kp);
   o.hidden = hidden;
   o.writable = cli.writable;
+  o.readable = cli.readable;
   o.secret_values = secret_values;
   o.models = split_list(cli.models);
   o.providers = split_list(cli.providers);

@@ -104,7 +104,26 @@ static int add_masks(sandbox_t *s, const char *const *hidden, bool ancestors) {
   return 0;
 }
 
-static int build_args(sandbox_t *s, const char *const *hidden, const char *const *writable) {
+/* Binds each existing path of list (real path; not in /proc or /dev) at itself: how ("--bind" or "--ro-bind");
+ * read-only binds (dirs_only false) skip a path that holds the workspace, which would be read-only then. */
+static int add_binds(sandbox_t *s, const char *const *list, const char *how, bool dirs_only) {
+  int rc = 0;
+  for (size_t i = 0; rc == 0 && list && list[i]; i++) {
+    char *real = realpath(list[i], NULL);
+    struct stat st;
+    if (!real || stat(real, &st) != 0 || (dirs_only && !S_ISDIR(st.st_mode)) || beneath(real, "/proc") ||
+        beneath(real, "/dev") || (!dirs_only && beneath(s->workspace, real))) {
+      free(real);
+      continue;
+    }
+    if ((rc = add(s, how)) == 0 && (rc = add_owned(s, real)) == 0)
+      rc = add(s, real);
+  }
+  return rc;
+}
+
+static int build_args(sandbox_t *s, const char *const *hidden, const char *const *writable,
+                      const char *const *readable) {
   /* clang-format off */
   static const char *const head[] = {
       "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -118,16 +137,10 @@ static int build_args(sandbox_t *s, const char *const *hidden, const char *const
     rc = add_masks(s, hidden, true);
   if (rc == 0 && (rc = add(s, "--bind")) == 0 && (rc = add(s, s->workspace)) == 0)
     rc = add(s, s->workspace);
-  for (size_t i = 0; rc == 0 && writable && writable[i]; i++) {
-    char *real = realpath(writable[i], NULL);
-    struct stat st;
-    if (!real || stat(real, &st) != 0 || !S_ISDIR(st.st_mode) || beneath(real, "/proc") || beneath(real, "/dev")) {
-      free(real);
-      continue;
-    }
-    if ((rc = add(s, "--bind")) == 0 && (rc = add_owned(s, real)) == 0)
-      rc = add(s, real);
-  }
+  if (rc == 0)
+    rc = add_binds(s, writable, "--bind", true);
+  if (rc == 0) /* after the private /tmp, before the masks: a hidden file inside stays hidden */
+    rc = add_binds(s, readable, "--ro-bind", false);
   if (rc == 0)
     rc = add_masks(s, hidden, false);
   if (rc == 0 && (rc = add(s, "--chdir")) == 0)
@@ -392,7 +405,7 @@ sandbox_t *sandbox_new(const sandbox_opts_t *opts, char *err, size_t errlen) {
     snprintf(err, errlen, "workspace %s: %s", opts->workspace ? opts->workspace : "(none)", strerror(errno));
     goto fail;
   }
-  if (build_args(s, opts->hidden, opts->writable) < 0) {
+  if (build_args(s, opts->hidden, opts->writable, opts->readable) < 0) {
     snprintf(err, errlen, "too many paths to hide");
     goto fail;
   }

@@ -35,6 +35,7 @@ typedef struct {
   const char *workspace;       /* the directory made writable (resolved with realpath) */
   const char *const *hidden;   /* NULL-terminated paths to mask; missing ones are skipped; may be NULL */
   const char *const *writable; /* more directories commands may write (e.g. ~/.cache); may be NULL */
+  const char *const *readable; /* more paths commands may read where the sandbox has none (/tmp); may be NULL */
   unsigned long long memory;   /* RLIMIT_AS bytes; 0: SANDBOX_MEMORY_DEFAULT; ULLONG_MAX: none */
   long procs;                  /* 0: SANDBOX_PROCS_DEFAULT; -1: none */
   const char *bwrap;           /* the program; NULL: "bwrap" looked up in PATH */

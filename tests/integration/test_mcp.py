@@ -28,6 +28,9 @@ FAKE = os.path.join(SRC, "tests", "mcp", "fake_server.py")
 WEBCRYPTO = os.path.join(SRC, "tests", "mcp", "webcrypto.cjs")  # node 18 (Debian 12's) lacks the global
 NODE = os.environ.get("CADRE_MCP_NODE") or shutil.which("node") or shutil.which("nodejs")
 SECRET = "sk-mcp-test-secret-0123456789"
+# The servers' files, readable in the sandbox also when the checkout is under /tmp (a private, empty
+# tmpfs there).
+READABLE = ("--readable", os.path.join(SRC, "tests", "mcp"), "--readable", MODULES)
 
 if not NODE:
     print("test_mcp: skipped: node is not installed (scripts/install-deps --test installs it)", file=sys.stderr)
@@ -79,7 +82,7 @@ class Mcp(unittest.TestCase):
         with open(self.c.config, "w") as f:
             f.write(text)
         self.starts = starts.replace("WORKSPACE", self.ws)
-        self.c.start_node("m1", 2, extra=("--config", self.c.config))
+        self.c.start_node("m1", 2, extra=("--config", self.c.config) + READABLE)
         self.c.wait_nodes(1)
 
     def tearDown(self):
@@ -211,7 +214,7 @@ class McpApproval(unittest.TestCase):
                 text = f.read().replace("WORKSPACE", ws)
             with open(c.config, "w") as f:
                 f.write(text)
-            c.start_node("a1", 1, extra=("--config", c.config))
+            c.start_node("a1", 1, extra=("--config", c.config) + READABLE)
             c.wait_nodes(1)
             target = os.path.join(ws, "new.txt")
             c.model.script([call("fs__write_file", {"path": target, "content": "x"}, "w1"),
@@ -262,7 +265,7 @@ class McpHttp(unittest.TestCase):
                 except OSError:
                     return False
             wait_until(up, 20, "the everything server's HTTP port")
-            c.start_node("h1", 1, extra=("--config", c.config))
+            c.start_node("h1", 1, extra=("--config", c.config) + READABLE)
             c.wait_nodes(1)
             c.model.script([call("web__echo", {"message": "over http"}, "w1"),
                             call("web__get-sum", {"a": 0.5, "b": 2}, "w2"), {"text": "ok"}])
@@ -292,7 +295,7 @@ class McpHttpJson(unittest.TestCase):
             cfg["agents"]["main_agent"]["mcp_servers"] = ["plain"]
         c = Cluster(nodes=(), config_extra=config)
         try:
-            c.start_node("j1", 1, extra=("--config", c.config))
+            c.start_node("j1", 1, extra=("--config", c.config) + READABLE)
             c.wait_nodes(1)
             c.model.script([call("plain__act", {}, "p1"), {"text": "ok"}])
             r, ev = c.cadre_json("ask", "call the plain server", timeout=120)

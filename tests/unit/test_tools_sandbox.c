@@ -129,9 +129,12 @@ void test_secrets_scrubbed(void **state) {
 /* ---- the sandbox ---------------------------------------------------------------------------- */
 
 /* A sandbox for the fixture's workspace, hiding hidden; NULL (test skipped) when it cannot be made. */
+static const char *const *readable_paths; /* for make_sandbox; NULL: none */
+
 static sandbox_t *make_sandbox(fx_t *fx, const char *const *hidden, const char *const *writable) {
   char err[512];
-  sandbox_opts_t so = {.workspace = fx->ws, .hidden = hidden, .writable = writable, .procs = 32};
+  sandbox_opts_t so = {
+      .workspace = fx->ws, .hidden = hidden, .writable = writable, .readable = readable_paths, .procs = 32};
   sandbox_t *sb = sandbox_new(&so, err, sizeof err);
   if (!sb)
     print_message("sandbox not available here (%s): test skipped\n", err);
@@ -161,7 +164,12 @@ void test_sandbox_argv(void **state) {
                           "/nonexistent",
                           NULL};
   const char *writable[] = {fx->outside, "/nonexistent-writable", NULL};
+  /* --readable: the workspace's parent is refused (the workspace would be read-only under it); /etc/hostname
+   * (a file) is bound read-only after the writable ones and before the masks */
+  const char *readable[] = {fx->base, "/etc/hostname", "/nonexistent-readable", NULL};
+  readable_paths = readable;
   sandbox_t *sb = make_sandbox(fx, hidden, writable);
+  readable_paths = NULL;
   if (!sb)
     skip();
   char **argv = sandbox_argv(sb, "/bin/bash", "echo hi", false);
@@ -183,6 +191,14 @@ void test_sandbox_argv(void **state) {
   assert_string_equal(argv[out - 1], "--bind");
   assert_string_equal(argv[out + 1], fx->outside);
   assert_int_equal(arg_at(argv, "/nonexistent-writable", 0), -1);
+  assert_int_equal(arg_at(argv, "/nonexistent-readable", 0), -1);
+  int host = arg_at(argv, "/etc/hostname", 0);
+  assert_true(host > out);
+  assert_string_equal(argv[host - 1], "--ro-bind");
+  assert_true(arg_at(argv, in_ws, 0) > host); /* the masks come after it */
+  for (int i = 0; argv[i]; i++)
+    if (strcmp(argv[i], "--ro-bind") == 0 && strcmp(argv[i + 1], fx->base) == 0)
+      fail_msg("the workspace's parent %s was bound read-only", fx->base);
   int cfg = arg_at(argv, in_ws, 0), priv = arg_at(argv, ws_dir, 0);
   assert_true(cfg > bind && priv > bind);
   assert_string_equal(argv[cfg - 1], "/dev/null");
