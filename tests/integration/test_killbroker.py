@@ -388,6 +388,11 @@ class KillBroker(unittest.TestCase):
         for r in rounds:
             self.run_round(r)
         self.assertIsNone(self.c.broker.poll())
+        # The live watch may have been dropped (a slow client, under ASan) and be resuming: every
+        # workflow's end must reach it before the live events are compared with the log.
+        for f in flows:
+            self.ev.wait(lambda i, e: e.get("kind") == "workflow_finished" and
+                         (e.get("payload") or {}).get("id") == f.pid, what=f"{f.tag}'s workflow_finished (live watch)")
         log = self.check_events()
         self.shell_runs = self.shell_steps = self.conflicts = 0
         for f in flows:
